@@ -156,17 +156,18 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
         if (start > 0) fs.ftruncateSync(fd, start);
         const reader = res.body.getReader();
         for (;;) {
-          let chunk: ReadableStreamReadResult<Uint8Array>;
+          let chunk: { done: boolean; value?: Uint8Array };
           try {
             chunk = await reader.read();
           } catch (e) {
             const cause = (e as { cause?: Error }).cause;
             return { kind: "retry", reason: `connection lost after ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""} (${(e as Error).message}${cause ? `: ${cause.message}` : ""})` };
           }
-          if (chunk.done) break;
+          if (chunk.done || !chunk.value) break;
+          const bytes = chunk.value;
           bump();
-          fs.writeSync(fd, chunk.value, 0, chunk.value.length, done);
-          done += chunk.value.length;
+          fs.writeSync(fd, bytes, 0, bytes.length, done);
+          done += bytes.length;
           opts.onProgress?.(done, total);
           draw?.(done, total);
         }
