@@ -17,6 +17,7 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { residPreHookName } from "../lm/types";
+import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { dataDir } from "../paths";
 import { sha256Bytes, writeChunksAtomic, writeJsonAtomic } from "../io/atomic";
 import { corpusHash, loadCorpus, DEFAULT_CORPUS, type CorpusDocument } from "./corpora";
@@ -195,11 +196,8 @@ async function loadModelAndTokenizer(o: HarvestOptions): Promise<{ model: Langua
     if (!o.tokenizer) throw new Error("harvestActivations: a languageModel was given without its tokenizer");
     return { model: o.languageModel, tokenizer: o.tokenizer, owned: false };
   }
-  // Loaded lazily, and typed locally rather than with `typeof import(...)`, so that code which only
-  // reads stores (or tslab compiling this file) does not depend on the model-loading modules.
-  const lmPath = "../lm/index";
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const lm = require(lmPath) as LmLoader;
+  // A static import: tslab only compiles modules reached by static imports.
+  const lm: LmLoader = { loadLanguageModel, loadTokenizer };
   const name = o.model ?? DEFAULT_MODEL;
   const model = await lm.loadLanguageModel(name);
   const tokenizer = o.tokenizer ?? (await lm.loadTokenizer(name));

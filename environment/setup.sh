@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One-command, idempotent setup for integration-spaces on Debian/Ubuntu.
+#   1. system packages from apt (only those missing): classic Jupyter Notebook, nbconvert/nbclient,
+#      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test);
+#   2. `npm ci` (with optional dependencies: the native binaries of nodejs-polars and resvg are
+#      optional dependencies; tfjs-node-gpu is optional and may fail to install without internet);
+#   3. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
+#      repository root, so notebooks can `import ... from "./lib/..."`.
+# Nothing is downloaded outside the Debian and npm registries.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+APT_PACKAGES=(jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client fonts-dejavu-core chromium)
+
+# --- 1. apt ---------------------------------------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing apt packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: apt packages already installed"
+fi
+
+# --- 2. npm ---------------------------------------------------------------------------------------
+# `npm ci` wipes and reinstalls node_modules; skip it when the installed tree already matches the
+# lockfile: every locked package is present in node_modules/.package-lock.json (npm's record of what
+# it installed) at the locked version; optional packages npm could not install may be absent.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: node and npm are required (Node 20-22); install them first" >&2
+  exit 1
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ] || [ "$node_major" -gt 22 ]; then
+  echo "setup: Node $(node --version) found; this project needs Node 20-22" >&2
+  exit 1
+fi
+if [ -d node_modules ] && [ -f node_modules/.package-lock.json ] && [ "${IS_FORCE_NPM_CI:-0}" != "1" ] \
+   && node -e '
+      const a = require("./package-lock.json").packages, b = require("./node_modules/.package-lock.json").packages;
+      for (const [k, v] of Object.entries(a)) { if (k === "") continue; const got = b[k];
+        if (!got) { if (v.optional) continue; process.exit(1); }
+        if (got.version !== v.version) process.exit(1); }
+    '; then
+  echo "setup: node_modules matches package-lock.json (set IS_FORCE_NPM_CI=1 to reinstall)"
+else
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+# --- 3. kernelspec --------------------------------------------------------------------------------
+KDIR="$REPO/.jupyter/kernels/integration-spaces"
+# One source of truth for the kernelspec: lib/notebook/kernelspec.ts. Its argv runs bash so the
+# kernel's working directory is the repo root (tslab compiles local imports relative to its cwd;
+# see ../shared/docs/platform-notes.md).
+"$REPO/node_modules/.bin/tsx" "$REPO/lib/notebook/kernelspec.ts" >/dev/null
+echo "setup: wrote $KDIR/kernel.json"
+
+# Sanity: Debian's jupyter (on /usr/bin/python3) sees the kernel when JUPYTER_PATH points here.
+if [ -x /usr/bin/jupyter ]; then
+  if JUPYTER_PATH="$REPO/.jupyter" /usr/bin/jupyter kernelspec list 2>/dev/null | grep -q "integration-spaces"; then
+    echo "setup: jupyter lists the kernel 'integration-spaces'"
+  else
+    echo "setup: WARNING: jupyter does not list the kernel 'integration-spaces'" >&2
+  fi
+fi
+
+cat <<MSG
+
+Setup done.
+  Tests:       npm test
+  Notebooks:   npm run lab        (classic Notebook server with the project kernel, in notebooks/)
+               npm run notebooks  (execute every notebook headless into data/notebooks-executed/)
+  Our scripts find the kernel through JUPYTER_PATH=$REPO/.jupyter
+  To use the kernel from your own JupyterLab / Notebook instead:
+      jupyter kernelspec install --user $KDIR
+  (the kernel keeps pointing at this checkout: re-run setup.sh if you move it).
+MSG

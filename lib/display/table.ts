@@ -1,0 +1,155 @@
+/**
+ * Tables: a polars DataFrame or an array of records → escaped HTML, aligned text, Markdown, CSV.
+ * Polars is recognised by shape (columns + toRecords), so this module never loads the native
+ * polars binary itself.
+ */
+import { writeFileAtomic } from "../io/atomic";
+
+export type Row = Record<string, unknown>;
+
+export interface Table {
+  columns: string[];
+  rows: Row[];
+}
+
+export interface TableFormatOptions {
+  /** Rows shown in HTML/text (the rest are summarised in one line). Default 50. */
+  maxRows?: number;
+  /** Significant digits for non-integer numbers. Default 4. */
+  digits?: number;
+}
+
+interface DataFrameLike {
+  columns: string[];
+  toRecords(): Row[];
+}
+
+export function isDataFrameLike(x: unknown): x is DataFrameLike {
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    Array.isArray((x as DataFrameLike).columns) &&
+    typeof (x as DataFrameLike).toRecords === "function"
+  );
+}
+
+function isPlainRecord(x: unknown): x is Row {
+  if (typeof x !== "object" || x === null || Array.isArray(x)) return false;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+export function isRecordArray(x: unknown): x is Row[] {
+  return Array.isArray(x) && x.length > 0 && x.every(isPlainRecord);
+}
+
+/** Normalise a DataFrame or record array to columns + rows (columns in first-seen order). */
+export function toTable(x: unknown): Table {
+  if (isDataFrameLike(x)) return { columns: [...x.columns], rows: x.toRecords() };
+  if (Array.isArray(x) && x.every(isPlainRecord)) {
+    const seen = new Set<string>();
+    for (const r of x) for (const k of Object.keys(r)) seen.add(k);
+    return { columns: [...seen], rows: x };
+  }
+  throw new Error("toTable: expected a polars DataFrame or an array of plain objects");
+}
+
+/** One cell as text: integers exactly, other numbers to `digits` significant digits. */
+export function formatCell(v: unknown, digits = 4): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") {
+    if (Number.isNaN(v)) return "NaN";
+    if (!Number.isFinite(v)) return v > 0 ? "Inf" : "-Inf";
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-4 || a >= 1e9)) return v.toExponential(digits - 1);
+    return String(Number(v.toPrecision(digits)));
+  }
+  if (typeof v === "bigint") return v.toString();
+  if (typeof v === "string") return v;
+  if (v instanceof Date) return v.toISOString();
+  if (typeof v === "boolean") return v ? "true" : "false";
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
+}
+
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+}
+
+function isNumeric(v: unknown): boolean {
+  return typeof v === "number" || typeof v === "bigint";
+}
+
+export function tableToHtml(t: Table, opts: TableFormatOptions = {}): string {
+  const maxRows = opts.maxRows ?? 50;
+  const digits = opts.digits ?? 4;
+  const shown = t.rows.slice(0, maxRows);
+  const head = t.columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const body = shown
+    .map((r) => {
+      const cells = t.columns.map((c) => {
+        const v = r[c];
+        const align = isNumeric(v) ? ' style="text-align:right"' : "";
+        return `<td${align}>${escapeHtml(formatCell(v, digits))}</td>`;
+      });
+      return `<tr>${cells.join("")}</tr>`;
+    })
+    .join("\n");
+  const more = t.rows.length > shown.length ? `\n<p>… ${t.rows.length - shown.length} more rows (${t.rows.length} in all)</p>` : "";
+  return `<table class="is-table">\n<thead><tr>${head}</tr></thead>\n<tbody>\n${body}\n</tbody>\n</table>${more}`;
+}
+
+/** Fixed-width text table (for terminals, logs and Jupyter's text/plain). */
+export function tableToText(t: Table, opts: TableFormatOptions = {}): string {
+  const maxRows = opts.maxRows ?? 50;
+  const digits = opts.digits ?? 4;
+  const shown = t.rows.slice(0, maxRows);
+  const cells = shown.map((r) => t.columns.map((c) => formatCell(r[c], digits).replace(/\s+/g, " ")));
+  const widths = t.columns.map((c, j) => Math.max(c.length, ...cells.map((row) => row[j].length)));
+  const numeric = t.columns.map((c) => shown.length > 0 && shown.every((r) => r[c] === null || r[c] === undefined || isNumeric(r[c])));
+  const pad = (s: string, j: number) => (numeric[j] ? s.padStart(widths[j]) : s.padEnd(widths[j]));
+  const lines = [
+    t.columns.map((c, j) => pad(c, j)).join("  "),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...cells.map((row) => row.map((s, j) => pad(s, j)).join("  ")),
+  ];
+  if (t.rows.length > shown.length) lines.push(`… ${t.rows.length - shown.length} more rows (${t.rows.length} in all)`);
+  return lines.map((l) => l.trimEnd()).join("\n");
+}
+
+export function tableToMarkdown(t: Table, opts: TableFormatOptions = {}): string {
+  const digits = opts.digits ?? 4;
+  const esc = (s: string) => s.replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+  const lines = [
+    `| ${t.columns.map(esc).join(" | ")} |`,
+    `| ${t.columns.map((c) => (t.rows.length > 0 && t.rows.every((r) => isNumeric(r[c]) || r[c] == null) ? "---:" : "---")).join(" | ")} |`,
+    ...t.rows.map((r) => `| ${t.columns.map((c) => esc(formatCell(r[c], digits))).join(" | ")} |`),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+/** RFC 4180 CSV; numbers at full precision (CSV is for machines). */
+export function tableToCsv(t: Table): string {
+  const cell = (v: unknown): string => {
+    const s = typeof v === "number" ? (Number.isFinite(v) ? String(v) : formatCell(v)) : formatCell(v, 17);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [t.columns.map(cell).join(","), ...t.rows.map((r) => t.columns.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
+}
+
+/** Save a table as .md, .html or .csv (chosen by the extension), atomically. */
+export function saveTable(rows: unknown, file: string, opts: TableFormatOptions = {}): string {
+  const t = toTable(rows);
+  const ext = file.toLowerCase().split(".").pop();
+  let content: string;
+  if (ext === "md") content = tableToMarkdown(t, opts);
+  else if (ext === "html" || ext === "htm") content = tableToHtml(t, { maxRows: Infinity, ...opts }) + "\n";
+  else if (ext === "csv") content = tableToCsv(t);
+  else throw new Error(`saveTable: unsupported extension ".${ext}" in ${file} (use .md, .html or .csv)`);
+  writeFileAtomic(file, content);
+  return file;
+}

@@ -1,0 +1,117 @@
+/**
+ * A throw-away classic Jupyter Notebook server (Debian ships Notebook 6, not JupyterLab) for
+ * browser tests: 127.0.0.1, a free port, no token, private config/runtime dirs, the project kernel
+ * on JUPYTER_PATH. `stop()` ends the server and the kernels it started (SIGTERM to its process
+ * group, SIGKILL after a grace period).
+ */
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawn, type ChildProcess } from "node:child_process";
+import { ensureKernelspec, jupyterEnv } from "./kernelspec";
+import { findJupyter } from "./jupyter";
+
+export interface NotebookServer {
+  url: string;
+  port: number;
+  /** Server log so far (stdout + stderr). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url: string, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`jupyter notebook exited (${child.exitCode ?? child.signalCode}) before serving:\n${log().slice(-3000)}`);
+    }
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() - t0 > timeoutMs) throw new Error(`jupyter notebook did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function startNotebookServer(opts: { notebookDir: string; timeoutMs?: number; env?: Record<string, string> }): Promise<NotebookServer> {
+  const jupyter = findJupyter();
+  if (!jupyter) throw new Error("jupyter is not installed (run bash environment/setup.sh)");
+  ensureKernelspec();
+  const port = await freePort();
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "is-jupyter-"));
+  const env = jupyterEnv({
+    ...opts.env,
+    JUPYTER_CONFIG_DIR: path.join(home, "config"),
+    JUPYTER_RUNTIME_DIR: path.join(home, "runtime"),
+    JUPYTER_DATA_DIR: path.join(home, "data"),
+    IPYTHONDIR: path.join(home, "ipython"),
+  });
+  const args = [
+    "notebook",
+    "--no-browser",
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    "--NotebookApp.token=",
+    "--NotebookApp.password=",
+    "--NotebookApp.open_browser=False",
+    `--notebook-dir=${path.resolve(opts.notebookDir)}`,
+  ];
+  // CI containers run as root; Notebook refuses that without the flag
+  if (typeof process.getuid === "function" && process.getuid() === 0) args.push("--allow-root");
+  const child = spawn(jupyter, args, { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let logText = "";
+  const keep = (d: Buffer) => {
+    logText = (logText + d.toString("utf8")).slice(-50000);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  const url = `http://127.0.0.1:${port}`;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once("exit", () => resolve());
+    });
+    const signal = (sig: NodeJS.Signals) => {
+      try {
+        if (child.pid) process.kill(-child.pid, sig); // the server and its kernels
+      } catch {
+        /* already gone */
+      }
+    };
+    signal("SIGTERM");
+    const grace = setTimeout(() => signal("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(grace);
+    // kernels are in the same process group; make sure none survives the server
+    signal("SIGKILL");
+    fs.rmSync(home, { recursive: true, force: true });
+  };
+  try {
+    await waitForHttp(`${url}/api`, child, opts.timeoutMs ?? 60_000, () => logText);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, port, log: () => logText, stop };
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+/*
+ * Launch tslab's Jupyter kernel (the project kernelspec runs this, from the repository root).
+ *
+ * tslab type-checks cells with a TypeScript watch program that also watches the .ts files a
+ * notebook imports. When one of those files changes on disk while the kernel is alive, tslab fails
+ * the next cell with "Unexpected pending rebuildTimer" (its debouncing timer stub cannot handle a
+ * watch event between cells). Changed files would not be re-executed anyway (Node's module cache
+ * keeps the loaded version until the kernel restarts), so we turn the real file watchers off.
+ * IS_TSLAB_WATCH=1 keeps tslab's original behaviour.
+ */
+"use strict";
+const path = require("path");
+
+const root = path.resolve(__dirname, "..", "..");
+const tslabDir = path.join(root, "node_modules", "tslab");
+
+if (process.env.IS_TSLAB_WATCH !== "1") {
+  // the same module instance tslab's converter uses (resolved from tslab's own directory)
+  const ts = require(require.resolve("@tslab/typescript-for-tslab", { paths: [tslabDir] }));
+  const noWatch = () => ({ close() {} });
+  ts.sys.watchFile = noWatch;
+  ts.sys.watchDirectory = noWatch;
+}
+
+require(path.join(tslabDir, "dist", "main.js")).main();
