@@ -62,22 +62,131 @@ function requestedThreads(): number {
 }
 
 /**
- * Enable multi-threaded wasm under Node. tfjs-backend-wasm only offers threads when it does not
- * detect Node and when `navigator.hardwareConcurrency` is large enough; the worker is created from
- * a blob URL that Node's Worker cannot load. We therefore (1) write the worker script to a file,
- * (2) point the backend at the threaded binary, (3) report enough cores. Experimental: measured
- * 1.9–2.3x on large matmuls with 2 threads, but not covered by tfjs's own tests.
+ * Enable multi-threaded wasm under Node (experimental, opt-in with IS_WASM_THREADS=N).
+ *
+ * tfjs-backend-wasm never offers threads under Node: its WASM_HAS_MULTITHREAD_SUPPORT flag returns
+ * false when IS_NODE, and its pthread workers are started from blob: URLs that Node's Worker cannot
+ * load (ERR_WORKER_PATH), both for the worker script and for the main script the worker imports.
+ * We therefore, before the backend is created:
+ *  1. write the emscripten worker script to a real file under os.tmpdir(), patched to import the
+ *     threaded glue file from node_modules instead of the blob it is sent;
+ *  2. make URL.createObjectURL return that file for the worker's JavaScript blob (every other call
+ *     goes to the original), since emscripten asks for the worker URL each time it starts one;
+ *  3. set the multithread flag and the thread count; and, while the backend is created, make
+ *     os.cpus() report at least 2·N cores, because the backend caps its XNNPACK thread pool at
+ *     (logical cores / 2) — on a 2-core machine that would be 1 thread (restored right after).
+ * Returns a function that undoes step 3's os.cpus() patch, or null (with a warning on stderr) when
+ * a piece is missing; the caller then falls back to one thread.
  */
-async function initThreadedWasm(threads: number): Promise<boolean> {
-  const wasm = require("@tensorflow/tfjs-backend-wasm");
-  const dir = path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json"));
-  const threadedBinary = path.join(dir, "dist", "tfjs-backend-wasm-threaded-simd.wasm");
-  if (!fs.existsSync(threadedBinary)) return false;
-  wasm.setThreadsCount?.(threads);
-  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
-  tf.env().set("WASM_HAS_SIMD_SUPPORT", true);
-  wasm.setWasmPaths?.(path.join(dir, "dist") + path.sep, true);
-  return true;
+let threadedWorkerPath: string | null = null;
+
+function writeThreadedWorker(pkgDir: string): string {
+  const workerModule = path.join(pkgDir, "wasm-out", "tfjs-backend-wasm-threaded-simd.worker.js");
+  const glue = path.join(pkgDir, "wasm-out", "tfjs-backend-wasm-threaded-simd.js");
+  for (const f of [workerModule, glue, path.join(pkgDir, "dist", "tfjs-backend-wasm-threaded-simd.wasm")]) {
+    if (!fs.existsSync(f)) throw new Error(`missing ${f}`);
+  }
+  // The .worker.js file is a CommonJS module exporting the worker source as a string; tfjs escapes
+  // its newlines (they sit inside string literals) before making the blob, and so do we.
+  const contents = require(workerModule).wasmWorkerContents;
+  if (typeof contents !== "string") throw new Error(`${workerModule} has no wasmWorkerContents string`);
+  const original = contents.replace(/\n/g, "\\n");
+  const blobBranch =
+    'if(typeof e.data.urlOrBlob=="string"){importScripts(e.data.urlOrBlob)}else{var objectUrl=URL.createObjectURL(e.data.urlOrBlob);importScripts(objectUrl);URL.revokeObjectURL(objectUrl)}';
+  if (!original.includes(blobBranch)) throw new Error("unexpected worker script layout (tfjs-backend-wasm version changed?)");
+  const patched = original.replace(blobBranch, `importScripts(${JSON.stringify(glue)});`);
+  const hash = require("node:crypto").createHash("sha256").update(patched).digest("hex").slice(0, 16);
+  const dir = path.join(os.tmpdir(), "integration-spaces-wasm");
+  fs.mkdirSync(dir, { recursive: true });
+  const target = path.join(dir, `tfjs-wasm-threaded-worker-${hash}.js`);
+  if (!fs.existsSync(target) || fs.readFileSync(target, "utf8") !== patched) {
+    // Other processes may do the same concurrently: write a private temp file, then rename.
+    const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
+    fs.writeFileSync(tmp, patched);
+    fs.renameSync(tmp, target);
+  }
+  return target;
+}
+
+async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
+  try {
+    const wasm = require("@tensorflow/tfjs-backend-wasm");
+    const pkgDir = path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json"));
+    if (typeof wasm.setThreadsCount !== "function") throw new Error("setThreadsCount is not exported");
+    if (threadedWorkerPath === null) {
+      threadedWorkerPath = writeThreadedWorker(pkgDir);
+      const workerPath = threadedWorkerPath;
+      const original = URL.createObjectURL.bind(URL);
+      URL.createObjectURL = (obj: Blob | unknown): string => {
+        if (obj instanceof Blob && obj.type === "application/javascript") return workerPath;
+        return original(obj as Blob);
+      };
+    }
+    wasm.setThreadsCount(threads);
+    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
+    tf.env().set("WASM_HAS_SIMD_SUPPORT", true);
+    // The os module object is shared (require("os") inside the wasm bundle is the same object).
+    const osModule = require("node:os") as { cpus: () => os.CpuInfo[] };
+    const realCpus = osModule.cpus;
+    osModule.cpus = () => {
+      const list = realCpus();
+      while (list.length > 0 && list.length < 2 * threads) list.push(list[0]);
+      return list;
+    };
+    return () => {
+      osModule.cpus = realCpus;
+    };
+  } catch (e) {
+    process.stderr.write(`[backend] IS_WASM_THREADS=${threads}: cannot enable wasm threads (${(e as Error).message}); using 1 thread\n`);
+    return null;
+  }
+}
+
+/**
+ * Emscripten ref()s a Node worker while it runs a pthread, and XNNPACK's pool threads run for the
+ * life of the process, so a threaded backend would keep Node alive after the program's last line.
+ * The pool only works while the main thread waits on it, so unref'ing the workers (and making
+ * their later ref() a no-op: a worker that finishes loading after this point refs itself) only
+ * lets the process exit normally.
+ */
+function unrefWasmWorkers(): void {
+  try {
+    const mod = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[]; unusedWorkers?: unknown[] } } }).wasm;
+    const pt = mod?.PThread;
+    const workers = [...(pt?.runningWorkers ?? []), ...(pt?.unusedWorkers ?? [])] as Array<{ ref?: () => void; unref?: () => void }>;
+    for (const w of workers) {
+      if (typeof w.unref !== "function") continue;
+      w.ref = () => undefined;
+      w.unref();
+    }
+  } catch {
+    /* worst case the process needs an explicit exit */
+  }
+}
+
+/** Undo initThreadedWasm's flags so that a retry creates the single-threaded module. */
+function disableThreadedWasm(): void {
+  try {
+    const wasm = require("@tensorflow/tfjs-backend-wasm");
+    wasm.setThreadsCount?.(1);
+  } catch {
+    /* nothing to undo */
+  }
+  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+}
+
+/**
+ * The pure-JS cpu backend prints a "Hi, looks like you are running TensorFlow.js in Node.js"
+ * banner on its first write under Node. Mark it as already shown (it is advice about tfjs-node,
+ * which this project handles through initBackend's own backend choice).
+ */
+function silenceCpuBanner(): void {
+  try {
+    const cpu = tf.findBackend("cpu") as unknown as { firstUse?: boolean } | null;
+    if (cpu && typeof cpu.firstUse === "boolean") cpu.firstUse = false;
+  } catch {
+    /* cosmetic only */
+  }
 }
 
 async function initialise(): Promise<BackendInfo> {
@@ -105,11 +214,27 @@ async function initialise(): Promise<BackendInfo> {
   let usedThreads = 1;
   if (name === null && forced !== "cpu") {
     require("@tensorflow/tfjs-backend-wasm");
+    let threaded = false;
+    let restoreCpus: (() => void) | null = null;
     if (threads > 1) {
-      if (await initThreadedWasm(threads)) usedThreads = threads;
+      restoreCpus = await initThreadedWasm(threads);
+      threaded = restoreCpus !== null;
+      if (threaded) usedThreads = threads;
     }
-    const ok = await tf.setBackend("wasm");
+    let ok: boolean;
+    try {
+      ok = await tf.setBackend("wasm");
+    } finally {
+      if (restoreCpus) restoreCpus();
+    }
+    if (!ok && threaded) {
+      process.stderr.write(`[backend] IS_WASM_THREADS=${threads}: the threaded wasm backend failed to start; retrying with 1 thread\n`);
+      disableThreadedWasm();
+      usedThreads = 1;
+      ok = await tf.setBackend("wasm");
+    }
     if (!ok) throw new Error("the wasm backend failed to initialise");
+    if (threaded && usedThreads > 1) unrefWasmWorkers();
     name = "wasm";
     provider = "@tensorflow/tfjs-backend-wasm";
   }
@@ -119,6 +244,7 @@ async function initialise(): Promise<BackendInfo> {
     provider = "@tensorflow/tfjs-backend-cpu";
   }
   await tf.ready();
+  silenceCpuBanner();
   let simd: boolean | null = null;
   if (name === "wasm") {
     try {

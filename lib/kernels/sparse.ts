@@ -1,0 +1,128 @@
+/**
+ * Sparse products for TopK sparse autoencoders.
+ *
+ * With k of F features active per row, the decoder x̂ = Σ_j values[b,j]·W[indices[b,j]] touches
+ * only B·k rows of W, and so does every encoder gradient except the forward pre-activation (which
+ * must be dense to find the top k). These kernels do O(B·k·d) work in the backward pass instead
+ * of the dense O(B·F·d), and never use tfjs's transposed matMul.
+ *
+ * Layout choices (wasm, 1 thread, B=256, k=32, d=512, F=4096; see bench/kernels.bench.ts):
+ *   combine rows  batched matMul values[B,1,k] @ rows[B,k,d]     ~10 ms (mul+sum ~11 ms)
+ *   d(values)     sum(rows * dy[B,1,d], axis 2)                   ~7 ms  (batched matMul ~12 ms)
+ *   outer product values[B,k,1] * dy[B,1,d] (broadcast mul)      ~17 ms  (batched matMul ~69 ms)
+ *   pre-activation transpose(WencT @ transpose(x))               ~81 ms  (x @ transpose(WencT) ~110)
+ */
+import * as tf from "@tensorflow/tfjs";
+import { flatPositions, topkSelect, withSideOutput, TopKResult } from "./topk";
+import { assertDim, assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
+import { customGradLazy } from "./grad";
+
+/** Σ_j coef[b,j]·rows[b,j,:] for coef [B,k], rows [B,k,d] → [B,d]. */
+function combineRows(coef: tf.Tensor2D, rows: tf.Tensor3D): tf.Tensor2D {
+  const [b, k, d] = rows.shape;
+  return tf.matMul(coef.reshape([b, 1, k]) as tf.Tensor3D, rows).reshape([b, d]) as tf.Tensor2D;
+}
+
+/** Σ_b,j over rows indices[b,j] of coef[b,j]·x[b,:], scattered into [F,d] (duplicates add). */
+function sparseOuter(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number): tf.Tensor2D {
+  const [b, k] = coef.shape;
+  const d = x.shape[1];
+  const outer = tf.mul(coef.reshape([b, k, 1]), x.reshape([b, 1, d])).reshape([b * k, d]);
+  return tf.scatterND(idxCol, outer, [f, d]) as tf.Tensor2D;
+}
+
+/**
+ * out[b,:] = Σ_j values[b,j]·w[indices[b,j],:]. values [B,k] float32, indices [B,k] int32 (no
+ * gradient), w [F,d] → [B,d]. Gradients: d(values) dense [B,k]; d(w) from the B·k touched rows only.
+ */
+export function sparseMatmul(values: tf.Tensor2D, indices: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const op = "sparseMatmul";
+  assertRank(op, "values", values, 2);
+  assertDtype(op, "values", values, "float32");
+  assertRank(op, "indices", indices, 2);
+  assertDtype(op, "indices", indices, "int32");
+  assertRank(op, "w", w, 2);
+  assertDtype(op, "w", w, "float32");
+  assertDim(op, "indices.shape[0] (batch)", indices.shape[0], values.shape[0]);
+  assertDim(op, "indices.shape[1] (k)", indices.shape[1], values.shape[1]);
+  const [b, k] = values.shape;
+  const [f, d] = w.shape;
+  // Everything the gradient reads goes through save(): tf.grads disposes forward intermediates
+  // (possibly including `indices` and `values`) before backprop; save() keeps a copy (memcpy on wasm).
+  const fn = customGradLazy((v0: tf.Tensor, wt: tf.Tensor, save: tf.GradSaveFunc) => {
+    const idxCol = indices.reshape([b * k, 1]) as tf.Tensor2D;
+    const rows = tf.gatherND(wt, idxCol).reshape([b, k, d]) as tf.Tensor3D;
+    save([rows, idxCol, v0]);
+    return {
+      value: combineRows(v0 as tf.Tensor2D, rows),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [r, ic, v] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
+        return [
+          () => tf.sum(tf.mul(r, dy.reshape([b, 1, d])), 2),
+          () => sparseOuter(v, dy as tf.Tensor2D, ic, f),
+        ];
+      },
+    };
+  });
+  return fn(values, w) as tf.Tensor2D;
+}
+
+/**
+ * Fused TopK encoder: pre = x @ wEncTᵀ + bEnc (dense), then TopK(order). Returns values [B,k]
+ * (differentiable wrt x, wEncT, bEnc) and indices [B,k] int32.
+ *
+ * Backward with g = dvalues ⊙ [values > 0]:
+ *   d(wEncT)[f] = Σ_{b,j: indices[b,j]=f} g[b,j]·x[b]    (sparse outer product, scatterND)
+ *   d(bEnc)[f]  = Σ_{b,j: indices[b,j]=f} g[b,j]
+ *   d(x)[b]     = Σ_j g[b,j]·wEncT[indices[b,j]]          (B·k row gather)
+ * Exact (non-selected pre-activations do not affect the output), O(B·k·d) instead of O(B·F·d).
+ */
+export function topkEncode(
+  x: tf.Tensor2D,
+  wEncT: tf.Tensor2D,
+  bEnc: tf.Tensor1D,
+  k: number,
+  order: TopKOrder,
+): TopKResult {
+  const op = "topkEncode";
+  assertRank(op, "x", x, 2);
+  assertDtype(op, "x", x, "float32");
+  assertRank(op, "wEncT", wEncT, 2);
+  assertDtype(op, "wEncT", wEncT, "float32");
+  assertRank(op, "bEnc", bEnc, 1);
+  assertDtype(op, "bEnc", bEnc, "float32");
+  assertDim(op, "x.shape[1] (input dim d; wEncT is [F,d])", x.shape[1], wEncT.shape[1]);
+  assertDim(op, "bEnc.shape[0] (features F)", bEnc.shape[0], wEncT.shape[0]);
+  assertK(op, k, wEncT.shape[0]);
+  assertOrder(op, order);
+  const [b, d] = x.shape;
+  const f = wEncT.shape[0];
+  const { value, side } = withSideOutput((keepSide) => {
+    const fn = customGradLazy((xt: tf.Tensor, wt: tf.Tensor, bt: tf.Tensor, save: tf.GradSaveFunc) => {
+      const xx = xt as tf.Tensor2D;
+      const ww = wt as tf.Tensor2D;
+      const pre = tf.add(tf.transpose(tf.matMul(ww, tf.transpose(xx))), bt) as tf.Tensor2D;
+      const r = topkSelect(pre, k, order);
+      keepSide(r.indices);
+      // x and wEncT may be forward intermediates that tf.grads disposes before backprop: save them.
+      save([r.indices, r.values, xx, ww]);
+      return {
+        value: r.values,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [idx, vals, xs, ws] = saved as tf.Tensor2D[];
+          const g = tf.mul(dy, tf.step(vals)) as tf.Tensor2D;
+          const idxCol = idx.reshape([b * k, 1]) as tf.Tensor2D;
+          // Lazy per input: d(x) (a B·k row gather) is skipped when x is data, as in the SAE.
+          return [
+            () => combineRows(g, tf.gatherND(ws, idxCol).reshape([b, k, d]) as tf.Tensor3D),
+            () => sparseOuter(g, xs, idxCol, f),
+            () => tf.scatterND(idxCol, g.reshape([b * k]), [f]),
+          ];
+        },
+      };
+    });
+    return fn(x, wEncT, bEnc) as tf.Tensor2D;
+  });
+  return { values: value, indices: side };
+}
+

@@ -1,0 +1,424 @@
+/**
+ * lib/kernels against float64 brute-force references, on the wasm and cpu backends.
+ *
+ * Every run draws fresh random inputs (the seed is printed and included in failure messages, set
+ * KERNELS_TEST_SEED to replay). Forward outputs are compared with a float64 JS reference;
+ * gradients are compared with central finite differences of that float64 reference applied to the
+ * scalar L = Σ R ⊙ output for a random cotangent R (so tfjs's gradient is its VJP with dy = R).
+ */
+import { describe, it, before } from "node:test";
+import assert from "node:assert/strict";
+import "@tensorflow/tfjs-backend-wasm";
+import { initBackend, tf } from "../lib/backend";
+import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
+import type { TopKOrder } from "../lib/kernels/index";
+import { Rng } from "../lib/util/random";
+
+const SEED = process.env.KERNELS_TEST_SEED ? Number(process.env.KERNELS_TEST_SEED) : (Date.now() ^ (process.pid << 8)) >>> 0;
+console.error(`kernels.test.ts seed=${SEED} (set KERNELS_TEST_SEED to replay)`);
+
+type Arr = Float64Array;
+const ORDERS: TopKOrder[] = ["relu-topk", "topk-relu"];
+
+// ---------- float64 helpers ----------
+function randn(rng: Rng, n: number): Arr {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+function dot(r: Arr, out: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < r.length; i++) s += r[i] * out[i];
+  return s;
+}
+/** Central finite differences of a scalar function of several float64 arrays. */
+function fdGrads(f: (ps: Arr[]) => number, ps: Arr[], h = 1e-5): Arr[] {
+  return ps.map((p, pi) => {
+    const g = new Float64Array(p.length);
+    for (let i = 0; i < p.length; i++) {
+      const orig = p[i];
+      p[i] = orig + h;
+      const up = f(ps);
+      p[i] = orig - h;
+      const down = f(ps);
+      p[i] = orig;
+      g[i] = (up - down) / (2 * h);
+    }
+    void pi;
+    return g;
+  });
+}
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, atol = 2e-4, rtol = 2e-4): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length} (seed ${SEED})`);
+  let worst = -1;
+  let worstErr = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]);
+    if (!(err <= atol + rtol * Math.abs(expected[i])) && err >= worstErr) {
+      worst = i;
+      worstErr = Number.isNaN(err) ? Infinity : err;
+    }
+  }
+  assert.ok(worst < 0, `${what}: element ${worst} got ${actual[worst]} want ${expected[worst]} (seed ${SEED})`);
+}
+function t2(a: Arr, r: number, c: number): tf.Tensor2D {
+  return tf.tensor2d(Float32Array.from(a), [r, c]);
+}
+function f32(a: Arr): Arr {
+  // Round to float32 so the float64 reference sees exactly the values tfjs sees.
+  return Float64Array.from(Float32Array.from(a));
+}
+function data(t: tf.Tensor): Arr {
+  return Float64Array.from(t.dataSync());
+}
+
+// ---------- float64 references ----------
+function refLinear(x: Arr, w: Arr, b: Arr | null, B: number, I: number, O: number, wIsT: boolean): Arr {
+  const y = new Float64Array(B * O);
+  for (let n = 0; n < B; n++)
+    for (let o = 0; o < O; o++) {
+      let s = b ? b[o] : 0;
+      for (let i = 0; i < I; i++) s += x[n * I + i] * (wIsT ? w[o * I + i] : w[i * O + o]);
+      y[n * O + o] = s;
+    }
+  return y;
+}
+/** Per row: values sorted descending (k of them) and the candidate index order. */
+function refTopk(pre: Arr, B: number, F: number, k: number, order: TopKOrder): { values: Arr; indices: Int32Array } {
+  const values = new Float64Array(B * k);
+  const indices = new Int32Array(B * k);
+  for (let b = 0; b < B; b++) {
+    const act = Array.from({ length: F }, (_, f) => (order === "relu-topk" ? Math.max(0, pre[b * F + f]) : pre[b * F + f]));
+    const idx = Array.from({ length: F }, (_, f) => f).sort((i, j) => act[j] - act[i] || i - j);
+    for (let j = 0; j < k; j++) {
+      indices[b * k + j] = idx[j];
+      values[b * k + j] = Math.max(0, act[idx[j]]);
+    }
+  }
+  return { values, indices };
+}
+function refTopkDense(pre: Arr, B: number, F: number, k: number, order: TopKOrder): Arr {
+  const { values, indices } = refTopk(pre, B, F, k, order);
+  const out = new Float64Array(B * F);
+  for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) out[b * F + indices[b * k + j]] = values[b * k + j];
+  return out;
+}
+function refSparseMatmul(v: Arr, idx: Int32Array, w: Arr, B: number, k: number, d: number): Arr {
+  const out = new Float64Array(B * d);
+  for (let b = 0; b < B; b++)
+    for (let j = 0; j < k; j++) for (let c = 0; c < d; c++) out[b * d + c] += v[b * k + j] * w[idx[b * k + j] * d + c];
+  return out;
+}
+function refEncodePre(x: Arr, wT: Arr, bEnc: Arr, B: number, d: number, F: number): Arr {
+  return refLinear(x, wT, bEnc, B, d, F, true);
+}
+
+/** Random [B,F] pre-activations; row 0 gets only one positive entry (relu-topk selects zeros). */
+function preWithSparseRow(rng: Rng, B: number, F: number): Arr {
+  const pre = f32(randn(rng, B * F));
+  for (let f = 0; f < F; f++) pre[f] = -Math.abs(pre[f]) - 0.05;
+  pre[Math.min(2, F - 1)] = 0.7;
+  return pre;
+}
+
+function countTensorsAround(fn: () => void): number {
+  const before = tf.memory().numTensors;
+  fn();
+  return tf.memory().numTensors - before;
+}
+
+for (const backendName of ["wasm", "cpu"]) {
+  describe(`kernels on ${backendName}`, () => {
+    let rng: Rng;
+    before(async () => {
+      await initBackend();
+      assert.ok(await tf.setBackend(backendName), `could not switch to ${backendName}`);
+      await tf.ready();
+      rng = new Rng(`${SEED}-${backendName}`);
+    });
+
+    for (const withBias of [false, true]) {
+      for (const transposed of [false, true]) {
+        const name = `${transposed ? "linearT" : "linear"}${withBias ? " with bias" : ""}: forward and gradients vs float64 FD`;
+        it(name, () => {
+          const B = 3, I = 5, O = 4;
+          const x = f32(randn(rng, B * I)), w = f32(randn(rng, I * O)), b = f32(randn(rng, O)), R = randn(rng, B * O);
+          const ref = (ps: Arr[]) => refLinear(ps[0], ps[1], withBias ? ps[2] : null, B, I, O, transposed);
+          const params = withBias ? [x, w, b] : [x, w];
+          const tx = t2(x, B, I), tw = transposed ? t2(w, O, I) : t2(w, I, O), tb = tf.tensor1d(Float32Array.from(b)), tR = t2(R, B, O);
+          const op = (xx: tf.Tensor, ww: tf.Tensor, bb?: tf.Tensor) =>
+            transposed ? linearT(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined) : linear(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined);
+          // Transposed weights: the reference reads w as [O,I], so the same flat array is used.
+          const y = op(tx, tw, withBias ? tb : undefined);
+          assert.deepEqual(y.shape, [B, O]);
+          assertClose(data(y), ref(params), `${name} forward`);
+          const inputs = withBias ? [tx, tw, tb] : [tx, tw];
+          const leaked = countTensorsAround(() => {
+            const gs = tf.grads((...a: tf.Tensor[]) => op(a[0], a[1], a[2]))(inputs, tR);
+            const fd = fdGrads((ps) => dot(R, ref(ps)), params);
+            gs.forEach((g, i) => assertClose(data(g), fd[i], `${name} grad #${i}`));
+            tf.dispose(gs);
+          });
+          assert.equal(leaked, 0, `${name}: leaked ${leaked} tensors`);
+          tf.dispose([tx, tw, tb, tR, y]);
+        });
+      }
+    }
+
+    for (const order of ORDERS) {
+      it(`topk ${order}: values, indices, gradient vs float64 FD (incl. a row with < k positives)`, () => {
+        const B = 4, F = 9, k = 3;
+        const pre = preWithSparseRow(rng, B, F), R = randn(rng, B * k);
+        const tp = t2(pre, B, F), tR = t2(R, B, k);
+        const ref = refTopk(pre, B, F, k, order);
+        const out = topk(tp, k, order);
+        assert.deepEqual(out.values.shape, [B, k]);
+        assert.equal(out.indices.dtype, "int32");
+        const vals = data(out.values), idx = out.indices.dataSync();
+        assertClose(vals, ref.values, `topk ${order} values`, 1e-6, 0);
+        for (let b = 0; b < B; b++) {
+          const seen = new Set<number>();
+          for (let j = 0; j < k; j++) {
+            const f = idx[b * k + j];
+            assert.ok(f >= 0 && f < F && !seen.has(f), `row ${b}: bad/duplicate index ${f} (seed ${SEED})`);
+            seen.add(f);
+            // Positive values must come from the reference positions; zeros may be any non-positive entry.
+            if (ref.values[b * k + j] > 0) assert.equal(f, ref.indices[b * k + j], `row ${b} slot ${j} (seed ${SEED})`);
+            else assert.ok(pre[b * F + f] <= 0, `row ${b}: zero value at positive pre (seed ${SEED})`);
+          }
+        }
+        const leaked = countTensorsAround(() => {
+          const [g] = tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, k, order).values)([tp], tR);
+          const [fd] = fdGrads((ps) => dot(R, refTopk(ps[0], B, F, k, order).values), [pre]);
+          assertClose(data(g), fd, `topk ${order} grad`);
+          g.dispose();
+        });
+        assert.equal(leaked, 0, `topk ${order}: leaked ${leaked} tensors`);
+        tf.dispose([tp, tR, out.values, out.indices]);
+      });
+
+      it(`topkDense ${order}: forward and gradient vs float64 FD`, () => {
+        const B = 3, F = 8, k = 3;
+        const pre = preWithSparseRow(rng, B, F), R = randn(rng, B * F);
+        const tp = t2(pre, B, F), tR = t2(R, B, F);
+        const y = topkDense(tp, k, order);
+        assertClose(data(y), refTopkDense(pre, B, F, k, order), `topkDense ${order} forward`, 1e-6, 0);
+        const leaked = countTensorsAround(() => {
+          const [g] = tf.grads((p: tf.Tensor) => topkDense(p as tf.Tensor2D, k, order))([tp], tR);
+          const [fd] = fdGrads((ps) => dot(R, refTopkDense(ps[0], B, F, k, order)), [pre]);
+          assertClose(data(g), fd, `topkDense ${order} grad`);
+          g.dispose();
+        });
+        assert.equal(leaked, 0, `topkDense ${order}: leaked ${leaked} tensors`);
+        tf.dispose([tp, tR, y]);
+      });
+    }
+
+    it("topk with exact ties: k selected distinct positions holding the k largest values; gradient lands on them", () => {
+      const B = 2, F = 6, k = 3;
+      // Row 0: a three-way tie straddling the k boundary; row 1: all equal.
+      const pre = Float64Array.from([0.5, 0.25, 0.5, -1, 0.5, 0.75, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]);
+      const tp = t2(pre, B, F);
+      const R = randn(rng, B * k);
+      for (const order of ORDERS) {
+        const out = topk(tp, k, order);
+        assertClose(data(out.values), f32(Float64Array.from([0.75, 0.5, 0.5, 0.3, 0.3, 0.3])), `ties ${order} values`, 0, 0);
+        const idx = out.indices.dataSync();
+        const [g] = tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, k, order).values)([tp], t2(R, B, k));
+        const want = new Float64Array(B * F);
+        for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) want[b * F + idx[b * k + j]] += R[b * k + j];
+        for (let b = 0; b < B; b++) {
+          assert.equal(new Set(Array.from(idx.slice(b * k, b * k + k))).size, k, `ties ${order} row ${b} distinct`);
+          for (let j = 0; j < k; j++) assert.equal(Math.fround(pre[b * F + idx[b * k + j]]), data(out.values)[b * k + j]);
+        }
+        assertClose(data(g), want, `ties ${order} grad`, 1e-6, 0);
+        tf.dispose([out.values, out.indices, g]);
+      }
+      tp.dispose();
+    });
+
+    it("gatherRows: any index shape, duplicate indices sum in the gradient", () => {
+      const N = 6, d = 3, shape = [2, 4];
+      const M = 8;
+      const table = f32(randn(rng, N * d)), R = randn(rng, M * d);
+      const idx = Int32Array.from({ length: M }, () => rng.int(N));
+      idx[1] = idx[0];
+      idx[5] = idx[0]; // guaranteed duplicates
+      const ref = (ps: Arr[]) => {
+        const o = new Float64Array(M * d);
+        for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) o[m * d + c] = ps[0][idx[m] * d + c];
+        return o;
+      };
+      const tt = t2(table, N, d), ti = tf.tensor(idx, shape, "int32"), tR = tf.tensor(Float32Array.from(R), [...shape, d]);
+      const y = gatherRows(tt, ti);
+      assert.deepEqual(y.shape, [...shape, d]);
+      assertClose(data(y), ref([table]), "gatherRows forward", 0, 0);
+      const leaked = countTensorsAround(() => {
+        const [g] = tf.grads((t: tf.Tensor) => gatherRows(t as tf.Tensor2D, ti))([tt], tR);
+        assertClose(data(g), fdGrads((ps) => dot(R, ref(ps)), [table])[0], "gatherRows grad");
+        g.dispose();
+      });
+      assert.equal(leaked, 0);
+      tf.dispose([tt, ti, tR, y]);
+    });
+
+    it("scatterAddRows: duplicates add in forward; gradient is a row gather", () => {
+      const M = 7, d = 3, n = 5;
+      const upd = f32(randn(rng, M * d)), R = randn(rng, n * d);
+      const idx = Int32Array.from({ length: M }, () => rng.int(n));
+      idx[3] = idx[2];
+      idx[6] = idx[2];
+      const ref = (ps: Arr[]) => {
+        const o = new Float64Array(n * d);
+        for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) o[idx[m] * d + c] += ps[0][m * d + c];
+        return o;
+      };
+      const tu = t2(upd, M, d), ti = tf.tensor1d(idx, "int32"), tR = t2(R, n, d);
+      const y = scatterAddRows(ti, tu, n);
+      assertClose(data(y), ref([upd]), "scatterAddRows forward", 1e-6, 1e-6);
+      const leaked = countTensorsAround(() => {
+        const [g] = tf.grads((u: tf.Tensor) => scatterAddRows(ti, u as tf.Tensor2D, n))([tu], tR);
+        assertClose(data(g), fdGrads((ps) => dot(R, ref(ps)), [upd])[0], "scatterAddRows grad");
+        g.dispose();
+      });
+      assert.equal(leaked, 0);
+      tf.dispose([tu, ti, tR, y]);
+    });
+
+    it("sparseMatmul: forward and gradients wrt values and w (duplicate indices within and across rows)", () => {
+      const B = 3, k = 3, F = 6, d = 4;
+      const v = f32(randn(rng, B * k)), w = f32(randn(rng, F * d)), R = randn(rng, B * d);
+      const idx = Int32Array.from({ length: B * k }, () => rng.int(F));
+      idx[1] = idx[0]; // duplicate within row 0
+      idx[k + 2] = idx[0]; // and across rows
+      const ref = (ps: Arr[]) => refSparseMatmul(ps[0], idx, ps[1], B, k, d);
+      const tv = t2(v, B, k), tw = t2(w, F, d), ti = tf.tensor2d(idx, [B, k], "int32"), tR = t2(R, B, d);
+      const y = sparseMatmul(tv, ti, tw);
+      assertClose(data(y), ref([v, w]), "sparseMatmul forward");
+      const leaked = countTensorsAround(() => {
+        const gs = tf.grads((a: tf.Tensor, b: tf.Tensor) => sparseMatmul(a as tf.Tensor2D, ti, b as tf.Tensor2D))([tv, tw], tR);
+        const fd = fdGrads((ps) => dot(R, ref(ps)), [v, w]);
+        assertClose(data(gs[0]), fd[0], "sparseMatmul d(values)");
+        assertClose(data(gs[1]), fd[1], "sparseMatmul d(w)");
+        tf.dispose(gs);
+      });
+      assert.equal(leaked, 0);
+      tf.dispose([tv, tw, ti, tR, y]);
+    });
+
+    for (const order of ORDERS) {
+      it(`topkEncode ${order}: values/indices and sparse gradients wrt x, wEncT, bEnc vs float64 FD`, () => {
+        const B = 4, d = 5, F = 9, k = 3;
+        const x = f32(randn(rng, B * d)), wT = f32(randn(rng, F * d)), bEnc = f32(randn(rng, F));
+        for (let f = 0; f < F; f++) bEnc[f] = Math.fround(bEnc[f] - (f % 2 === 0 ? 1.5 : 0)); // some rows with < k positives
+        const R = randn(rng, B * k);
+        const ref = (ps: Arr[]) => refTopk(refEncodePre(ps[0], ps[1], ps[2], B, d, F), B, F, k, order);
+        const tx = t2(x, B, d), tw = t2(wT, F, d), tb = tf.tensor1d(Float32Array.from(bEnc)), tR = t2(R, B, k);
+        const out = topkEncode(tx, tw, tb, k, order);
+        const want = ref([x, wT, bEnc]);
+        assertClose(data(out.values), want.values, `topkEncode ${order} values`, 2e-5, 2e-5);
+        const idx = out.indices.dataSync();
+        for (let i = 0; i < B * k; i++) if (want.values[i] > 0) assert.equal(idx[i], want.indices[i], `topkEncode index ${i} (seed ${SEED})`);
+        const leaked = countTensorsAround(() => {
+          const gs = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+            topkEncode(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor1D, k, order).values,
+          )([tx, tw, tb], tR);
+          const fd = fdGrads((ps) => dot(R, ref(ps).values), [x, wT, bEnc]);
+          ["x", "wEncT", "bEnc"].forEach((nm, i) => assertClose(data(gs[i]), fd[i], `topkEncode ${order} d(${nm})`));
+          tf.dispose(gs);
+        });
+        assert.equal(leaked, 0, `topkEncode ${order}: leaked ${leaked} tensors`);
+        tf.dispose([tx, tw, tb, tR, out.values, out.indices]);
+      });
+    }
+
+    it("SAE composition: MSE(sparseMatmul(topkEncode(x)) + bDec, x) gradients vs float64 FD; no tensor growth over steps", () => {
+      const B = 3, d = 4, F = 8, k = 2;
+      const x = f32(randn(rng, B * d)), wT = f32(randn(rng, F * d)), bEnc = f32(randn(rng, F)), wDec = f32(randn(rng, F * d)), bDec = f32(randn(rng, d));
+      const refLoss = (ps: Arr[]) => {
+        const sel = refTopk(refEncodePre(x, ps[0], ps[1], B, d, F), B, F, k, "relu-topk");
+        const xh = refSparseMatmul(sel.values, sel.indices, ps[2], B, k, d);
+        let s = 0;
+        for (let i = 0; i < B * d; i++) s += (xh[i] + ps[3][i % d] - x[i]) ** 2;
+        return s / (B * d);
+      };
+      const tx = t2(x, B, d);
+      const vars = [t2(wT, F, d), tf.tensor1d(Float32Array.from(bEnc)), t2(wDec, F, d), tf.tensor1d(Float32Array.from(bDec))];
+      const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, e: tf.Tensor) => {
+        const enc = topkEncode(tx, a as tf.Tensor2D, b as tf.Tensor1D, k, "relu-topk");
+        const xh = tf.add(sparseMatmul(enc.values, enc.indices, c as tf.Tensor2D), e);
+        return tf.mean(tf.square(tf.sub(xh, tx)));
+      };
+      const start = tf.memory().numTensors;
+      for (let step = 0; step < 3; step++) {
+        const { value, grads } = tf.valueAndGrads(loss)(vars);
+        if (step === 0) {
+          assertClose([value.dataSync()[0]], [refLoss([wT, bEnc, wDec, bDec])], "SAE loss", 1e-5, 1e-5);
+          const fd = fdGrads(refLoss, [wT, bEnc, wDec, bDec]);
+          ["wEncT", "bEnc", "wDec", "bDec"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `SAE d(${nm})`));
+        }
+        tf.dispose([value, ...grads]);
+      }
+      assert.equal(tf.memory().numTensors, start, "tensor count grew across SAE steps");
+      tf.dispose([tx, ...vars]);
+    });
+
+    it("composition with intermediate inputs: linear(relu(linearT(gatherRows(emb, ids)))) + scatterAddRows, gradients vs float64 FD", () => {
+      // Inputs of every kernel here are forward intermediates, which tf.grads disposes before
+      // backprop: this checks that the kernels keep what their gradients need.
+      const N = 5, d = 3, H = 4, O = 2, M = 4;
+      const emb = f32(randn(rng, N * d)), w1 = f32(randn(rng, H * d)), b1 = f32(randn(rng, H)), w2 = f32(randn(rng, H * O));
+      const ids = Int32Array.from({ length: M }, () => rng.int(N));
+      ids[2] = ids[0];
+      const R = randn(rng, M * O), R2 = randn(rng, N * O);
+      const refOut = (ps: Arr[]) => {
+        const e = new Float64Array(M * d);
+        for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) e[m * d + c] = ps[0][ids[m] * d + c];
+        const h = refLinear(e, ps[1], ps[2], M, d, H, true).map((v) => Math.max(0, v));
+        const y = refLinear(h, ps[3], null, M, H, O, false);
+        const s = new Float64Array(N * O);
+        for (let m = 0; m < M; m++) for (let c = 0; c < O; c++) s[ids[m] * O + c] += y[m * O + c];
+        return dot(R, y) + dot(R2, s);
+      };
+      const vars = [t2(emb, N, d), t2(w1, H, d), tf.tensor1d(Float32Array.from(b1)), t2(w2, H, O)];
+      const tids = tf.tensor1d(ids, "int32"), tR = t2(R, M, O), tR2 = t2(R2, N, O);
+      const leaked = countTensorsAround(() => {
+        const { value, grads } = tf.valueAndGrads((e: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+          const idsInner = tf.add(tids, tf.scalar(0, "int32")) as tf.Tensor1D; // an intermediate index tensor
+          const h = tf.relu(linearT(gatherRows(e as tf.Tensor2D, idsInner) as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor1D)) as tf.Tensor2D;
+          const y = linear(h, c as tf.Tensor2D);
+          return tf.add(tf.sum(tf.mul(y, tR)), tf.sum(tf.mul(scatterAddRows(idsInner, y, N), tR2)));
+        })(vars);
+        assertClose([value.dataSync()[0]], [refOut([emb, w1, b1, w2])], "composition value", 1e-4, 1e-4);
+        const fd = fdGrads(refOut, [emb, w1, b1, w2]);
+        ["emb", "w1", "b1", "w2"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `composition d(${nm})`));
+        tf.dispose([value, ...grads]);
+      });
+      assert.equal(leaked, 0, `composition leaked ${leaked} tensors`);
+      tf.dispose([...vars, tids, tR, tR2]);
+    });
+
+    it("gradients are lazy per input: no d(x) matMul when only the weight needs a gradient", async () => {
+      const x = tf.randomNormal([4, 6]) as tf.Tensor2D, w = tf.randomNormal([6, 5]) as tf.Tensor2D, dy = tf.randomNormal([4, 5]);
+      const countMatMuls = async (f: () => tf.Tensor[]) => {
+        const info = await tf.profile(() => tf.dispose(f()));
+        return info.kernels.filter((kk) => kk.name === "BatchMatMul").length;
+      };
+      const both = await countMatMuls(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => linear(a as tf.Tensor2D, b as tf.Tensor2D))([x, w], dy));
+      const onlyW = await countMatMuls(() => tf.grads((b: tf.Tensor) => linear(x, b as tf.Tensor2D))([w], dy));
+      assert.equal(both, 3, "forward + d(x) + d(w)");
+      assert.equal(onlyW, 2, "forward + d(w) only");
+      tf.dispose([x, w, dy]);
+    });
+
+    it("validates arguments with errors naming the field", () => {
+      const a = tf.zeros([2, 3]) as tf.Tensor2D;
+      assert.throws(() => linear(a, tf.zeros([4, 2]) as tf.Tensor2D), /linear: x\.shape\[1\].*must be 4, got 3/);
+      assert.throws(() => topk(a, 4, "relu-topk"), /topk: k must be an integer in \[1, 3\]/);
+      assert.throws(() => topk(a, 1, "bogus" as TopKOrder), /order must be/);
+      assert.throws(() => gatherRows(a, tf.zeros([2])), /gatherRows: indices must be int32/);
+      assert.throws(() => sparseMatmul(a, tf.zeros([2, 2], "int32") as tf.Tensor2D, a), /sparseMatmul: indices\.shape\[1\]/);
+      tf.dispose(a);
+    });
+  });
+}
