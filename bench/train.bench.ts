@@ -1,0 +1,108 @@
+/**
+ * Training-step benchmark: one full step (forward, backward, clip, Adam) of the standalone SAE,
+ * the NFM on a frozen SAE (sequential), and the joint model (variants full / sae+interaction /
+ * sae+linear) at the shapes of ../shared/bench (S1, S2, S3), B = 256 rows.
+ *
+ * Emits {name, impl:"tfjs", config, model, variant, backend, threads, tokens_per_s, step_ms_median,
+ * load_before}. Compare with the PyTorch reference (../shared/bench/README.md: joint tokens/s,
+ * 2-thread sparse: S2 13,863, S3 2,967). Note the reference's NFM linear term is one scalar per
+ * feature; our "full" joint has the paper's F → d linear map (one more F×d matrix to update), so
+ * "sae+interaction" is the closest like-for-like variant.
+ */
+import * as os from "node:os";
+import { backendInfo, initBackend } from "../lib/backend";
+import { Rng } from "../lib/util/random";
+import { saeConfig } from "../lib/sae";
+import { nfmConfig } from "../lib/nfm";
+import { ModelConfig, createModel, validateModelConfig } from "../lib/joint";
+import { makeStepContext, trainStep } from "../lib/train";
+
+const SHAPES: Record<string, { d: number; F: number; k: number; E: number }> = {
+  S1: { d: 64, F: 1024, k: 16, E: 32 },
+  S2: { d: 288, F: 4608, k: 32, E: 64 },
+  S3: { d: 512, F: 8192, k: 64, E: 128 },
+};
+
+const TORCH_JOINT_2T_SPARSE: Record<string, number> = { S1: 70_809, S2: 13_863, S3: 2_967 };
+
+export default async function bench(
+  emit: (record: Record<string, unknown>) => void,
+  opts: { filter?: string; quick: boolean },
+): Promise<void> {
+  await initBackend();
+  const info = backendInfo();
+  const B = 256;
+  const cases: Array<{ model: string; variant: ModelConfig["variant"]; kind: ModelConfig["kind"] }> = [
+    { model: "sae", variant: "sae", kind: "sae" },
+    { model: "nfm", variant: "full", kind: "sequential" },
+    { model: "joint", variant: "full", kind: "joint" },
+    { model: "joint", variant: "sae+interaction", kind: "joint" },
+    { model: "joint", variant: "sae+linear", kind: "joint" },
+  ];
+  for (const [config, s] of Object.entries(SHAPES)) {
+    for (const cs of cases) {
+      const name = `train/${config}/${cs.model}/${cs.variant}`;
+      if (opts.filter && !name.includes(opts.filter)) continue;
+      const mc = validateModelConfig({
+        kind: cs.kind,
+        sae: saeConfig({ d: s.d, F: s.F, k: s.k, preset: "claflin" }),
+        nfm: cs.variant === "sae" ? null : nfmConfig({ F: s.F, d: s.d, E: s.E }),
+        variant: cs.variant,
+        saeKAtInference: null,
+      });
+      const saeParams = cs.kind === "sequential" ? createModel({ ...mc, kind: "sae", variant: "sae", nfm: null }, 1).params : undefined;
+      const model = createModel(mc, 2, { saeParams });
+      saeParams?.dispose();
+      const ctx = makeStepContext(model, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);
+      const rng = new Rng(4);
+      const xs = Array.from({ length: 4 }, () => rng.normalArray(B * s.d));
+      const warm = 2;
+      const reps = opts.quick ? 5 : config === "S3" ? 9 : 15;
+      const load = os.loadavg()[0];
+      const times: number[] = [];
+      const cpuTimes: number[] = [];
+      const cpuMs = () => {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1000;
+      };
+      for (let i = 0; i < warm + reps; i++) {
+        const t0 = performance.now();
+        const c0 = cpuMs();
+        trainStep(ctx, xs[i % xs.length], B, i, 1e-4);
+        if (i >= warm) {
+          times.push(performance.now() - t0);
+          cpuTimes.push(cpuMs() - c0);
+        }
+      }
+      times.sort((a, b) => a - b);
+      cpuTimes.sort((a, b) => a - b);
+      const med = times[Math.floor(times.length / 2)];
+      const cpuMed = cpuTimes[Math.floor(cpuTimes.length / 2)];
+      const tps = (B / med) * 1000;
+      const rec: Record<string, unknown> = {
+        name,
+        impl: "tfjs",
+        config,
+        model: cs.model,
+        variant: cs.variant,
+        backend: info.name,
+        threads: info.threads,
+        tokens_per_s: Math.round(tps),
+        step_ms_median: Number(med.toFixed(2)),
+        step_ms_min: Number(times[0].toFixed(2)),
+        // Process CPU time per step: with one compute thread this approximates the step time on
+        // an idle machine when other jobs share the cores (wall times then mostly measure load).
+        step_cpu_ms_median: Number(cpuMed.toFixed(2)),
+        tokens_per_cpu_s: Math.round((B / cpuMed) * 1000),
+        load_before: Number(load.toFixed(2)),
+      };
+      if (cs.model === "joint") {
+        rec.vs_torch_2t_sparse = Number((tps / TORCH_JOINT_2T_SPARSE[config]).toFixed(3));
+        rec.cpu_vs_torch_2t_sparse = Number(((B / cpuMed) * 1000 / TORCH_JOINT_2T_SPARSE[config]).toFixed(3));
+      }
+      emit(rec);
+      ctx.adam.dispose();
+      model.dispose();
+    }
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * Checkpoints: one directory per checkpoint holding
+ *   model.safetensors     weights with PyTorch names and layouts (loadable from Python, see below)
+ *   optimizer.safetensors Adam moments "m.<internal name>" / "v.<internal name>" in internal layout
+ *   config.json           format/version, model config, training config, shapes, name mapping,
+ *                         normalisation, activation-store id, training state (step, Adam t,
+ *                         seed, schedule, lr, dead-latent tracker, history)
+ * Writes are atomic: the directory is assembled under a temporary name and renamed into place, so a
+ * crash leaves either the old checkpoint or the new one, never a mix.
+ *
+ * PyTorch names (prefix "primary_sae." / "nfm." for sequential and joint models, none for a
+ * standalone SAE, as in the authors' part1c / part15 state dicts):
+ *   encoder.weight [F, d]  = sae.wEncT          encoder.bias [F] = sae.bEnc
+ *   decoder.weight [d, F]  = sae.wDecᵀ           b_dec [d] = sae.bDec (modern preset only)
+ *   feature_embeddings.weight [F, E] = nfm.V
+ *   linear.weight [d, F] = nfm.wLinᵀ             linear.bias [d] = nfm.bLin
+ *   interaction_mlp.1.weight [E, E] = nfm.w1ᵀ    interaction_mlp.1.bias [E] = nfm.b1
+ *   interaction_mlp.3.weight [d, E] = nfm.w2ᵀ    interaction_mlp.3.bias [d] = nfm.b2
+ * Python: `from safetensors.torch import load_file; sd = load_file(".../model.safetensors")`.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { tf } from "./backend";
+import { readSafetensors, writeSafetensors, TensorToWrite } from "./io/safetensors";
+import { writeFileAtomic, writeJsonAtomic } from "./io/atomic";
+import { Adam, AdamState, ParamSet } from "./optim";
+import { Model, ModelConfig, modelShapes, validateModelConfig } from "./joint";
+
+export const CHECKPOINT_FORMAT = "integration-spaces/sae-nfm-checkpoint";
+export const CHECKPOINT_VERSION = 1;
+
+interface NameMap {
+  torch: string;
+  transpose: boolean;
+}
+
+/** Internal parameter name → PyTorch state-dict name and whether the layout is transposed. */
+export function torchName(internal: string, kind: ModelConfig["kind"]): NameMap {
+  const saePrefix = kind === "sae" ? "" : "primary_sae.";
+  const nfmPrefix = kind === "sae" ? "" : "nfm.";
+  const table: Record<string, NameMap> = {
+    "sae.wEncT": { torch: saePrefix + "encoder.weight", transpose: false },
+    "sae.bEnc": { torch: saePrefix + "encoder.bias", transpose: false },
+    "sae.wDec": { torch: saePrefix + "decoder.weight", transpose: true },
+    "sae.bDec": { torch: saePrefix + "b_dec", transpose: false },
+    "nfm.V": { torch: nfmPrefix + "feature_embeddings.weight", transpose: false },
+    "nfm.wLin": { torch: nfmPrefix + "linear.weight", transpose: true },
+    "nfm.bLin": { torch: nfmPrefix + "linear.bias", transpose: false },
+    "nfm.w1": { torch: nfmPrefix + "interaction_mlp.1.weight", transpose: true },
+    "nfm.b1": { torch: nfmPrefix + "interaction_mlp.1.bias", transpose: false },
+    "nfm.w2": { torch: nfmPrefix + "interaction_mlp.3.weight", transpose: true },
+    "nfm.b2": { torch: nfmPrefix + "interaction_mlp.3.bias", transpose: false },
+  };
+  const m = table[internal];
+  if (!m) throw new Error(`checkpoint: no PyTorch name for parameter "${internal}"`);
+  return m;
+}
+
+/** Row-major [rows, cols] → [cols, rows] (blocked for cache friendliness). */
+export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  const BS = 64;
+  for (let r0 = 0; r0 < rows; r0 += BS) {
+    const r1 = Math.min(rows, r0 + BS);
+    for (let c0 = 0; c0 < cols; c0 += BS) {
+      const c1 = Math.min(cols, c0 + BS);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = a[r * cols + c];
+    }
+  }
+  return out;
+}
+
+export interface TrainingState {
+  step: number;
+  seed: number;
+  /** Adam step count (PyTorch state["step"]). */
+  adamT: number;
+  /** Learning rate used at the last completed step. */
+  lr: number | null;
+  /** Schedule description (as configured). */
+  schedule: unknown;
+  /** Dead-latent tracker counts (tokens since each latent fired), when tracked. */
+  sinceFired: number[] | null;
+  /** History records so far. */
+  history: unknown[];
+  evals: unknown[];
+}
+
+export interface CheckpointMeta {
+  format: string;
+  version: number;
+  createdAt: string;
+  model: ModelConfig;
+  /** Full training config (opaque here; lib/train.ts defines it). */
+  train: unknown;
+  shapes: Record<string, number[]>;
+  /** Internal name → {torch name, torch shape}. */
+  torchNames: Record<string, { torch: string; shape: number[] }>;
+  normalization: unknown;
+  storeId: string | null;
+  state: TrainingState | null;
+  backend: string;
+}
+
+export interface SaveOptions {
+  train?: unknown;
+  normalization?: unknown;
+  storeId?: string | null;
+  state?: TrainingState | null;
+  adam?: Adam | null;
+}
+
+/** Write a checkpoint directory atomically (temporary sibling directory, then rename). */
+export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}): void {
+  const c = model.config;
+  const shapes = modelShapes(c);
+  const weights: Record<string, TensorToWrite> = {};
+  const torchNames: CheckpointMeta["torchNames"] = {};
+  for (const [n, s] of Object.entries(shapes)) {
+    const data = model.params.read(n);
+    const map = torchName(n, c.kind);
+    const tshape = map.transpose ? [s[1], s[0]] : s.slice();
+    weights[map.torch] = { dtype: "F32", shape: tshape, data: map.transpose ? transpose2d(data, s[0], s[1]) : data };
+    torchNames[n] = { torch: map.torch, shape: tshape };
+  }
+  const meta: CheckpointMeta = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    createdAt: new Date().toISOString(),
+    model: c,
+    train: opts.train ?? null,
+    shapes,
+    torchNames,
+    normalization: opts.normalization ?? null,
+    storeId: opts.storeId ?? null,
+    state: opts.state ?? null,
+    backend: tf.getBackend(),
+  };
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Date.now()}.tmp`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  try {
+    writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
+    if (opts.adam) {
+      const st = opts.adam.exportState();
+      const moments: Record<string, TensorToWrite> = {};
+      for (const [n, m] of st.m) moments[`m.${n}`] = { dtype: "F32", shape: shapes[n], data: m };
+      for (const [n, v] of st.v) moments[`v.${n}`] = { dtype: "F32", shape: shapes[n], data: v };
+      writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, { adam_t: String(st.t), ...adamMeta(opts.adam) });
+    }
+    writeJsonAtomic(path.join(tmp, "config.json"), meta);
+    // Swap in: remove the old directory only after the new one is complete.
+    const old = fs.existsSync(dir) ? `${tmp}.old` : null;
+    if (old) fs.renameSync(dir, old);
+    fs.renameSync(tmp, dir);
+    if (old) fs.rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function adamMeta(a: Adam): Record<string, string> {
+  return { lr: String(a.config.lr), beta1: String(a.config.beta1), beta2: String(a.config.beta2), eps: String(a.config.eps) };
+}
+
+export interface LoadedCheckpointDir {
+  meta: CheckpointMeta;
+  model: Model;
+  /** Adam state when optimizer.safetensors is present. */
+  adamState: AdamState | null;
+}
+
+/** Load a checkpoint directory (validates format, names and shapes; errors name the file and tensor). */
+export function loadCheckpoint(dir: string): LoadedCheckpointDir {
+  const cfgPath = path.join(dir, "config.json");
+  if (!fs.existsSync(cfgPath)) throw new Error(`checkpoint ${dir}: config.json not found`);
+  const meta = JSON.parse(fs.readFileSync(cfgPath, "utf8")) as CheckpointMeta;
+  if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${cfgPath}: format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}"`);
+  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${cfgPath}: version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  const config = validateModelConfig(meta.model, `${cfgPath}: model`);
+  const shapes = modelShapes(config);
+  const wPath = path.join(dir, "model.safetensors");
+  if (!fs.existsSync(wPath)) throw new Error(`checkpoint ${dir}: model.safetensors not found`);
+  const st = readSafetensors(wPath);
+  const entries: Array<[string, tf.Tensor]> = [];
+  try {
+    for (const [n, s] of Object.entries(shapes)) {
+      const map = torchName(n, config.kind);
+      const t = st.tensors.get(map.torch);
+      if (!t) throw new Error(`checkpoint ${wPath}: tensor "${map.torch}" (${n}) is missing`);
+      const want = map.transpose ? [s[1], s[0]] : s;
+      if (t.shape.length !== want.length || t.shape.some((v, i) => v !== want[i])) {
+        throw new Error(`checkpoint ${wPath}: tensor "${map.torch}" has shape [${t.shape}], expected [${want}]`);
+      }
+      const data = map.transpose ? transpose2d(t.data, want[0], want[1]) : t.data;
+      entries.push([n, tf.tensor(data, s, "float32")]);
+    }
+  } catch (e) {
+    for (const [, t] of entries) t.dispose();
+    throw e;
+  }
+  const model = new Model(config, new ParamSet(entries));
+  let adamState: AdamState | null = null;
+  const oPath = path.join(dir, "optimizer.safetensors");
+  if (fs.existsSync(oPath)) {
+    const o = readSafetensors(oPath);
+    const m = new Map<string, Float32Array>();
+    const v = new Map<string, Float32Array>();
+    for (const [name, t] of o.tensors) {
+      if (name.startsWith("m.")) m.set(name.slice(2), Float32Array.from(t.data));
+      else if (name.startsWith("v.")) v.set(name.slice(2), Float32Array.from(t.data));
+    }
+    const tStr = o.metadata.adam_t;
+    if (tStr === undefined) throw new Error(`checkpoint ${oPath}: metadata adam_t is missing`);
+    adamState = { t: Number(tStr), m, v };
+  }
+  return { meta, model, adamState };
+}
+
+/** Pointer file naming the latest complete checkpoint in a run directory (written atomically). */
+export function writeLatest(runDir: string, name: string): void {
+  writeFileAtomic(path.join(runDir, "latest"), name + "\n");
+}
+
+export function readLatest(runDir: string): string | null {
+  const p = path.join(runDir, "latest");
+  if (!fs.existsSync(p)) return null;
+  const name = fs.readFileSync(p, "utf8").trim();
+  return name ? path.join(runDir, name) : null;
+}

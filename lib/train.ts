@@ -1,0 +1,855 @@
+/**
+ * Training loops for the standalone SAE, the sequential NFM (frozen SAE, NFM on the residual
+ * r = x − x̂_sae) and the joint model (everything from scratch on one MSE), plus evaluation.
+ *
+ *   trainModel(config, source, opts) → { model, history, evals, final, ... }
+ *
+ * Determinism: batches come from source.batches() with a per-epoch seed derived from the run seed;
+ * dropout masks from an Rng seeded by (seed, step); Adam runs in float64 scalar JS math. So two
+ * runs with the same seed on one backend give identical losses, and resuming from a checkpoint
+ * (weights, Adam moments, step, dead-latent tracker) continues bit-exactly: the data iterator is
+ * re-created and fast-forwarded by `step` batches.
+ *
+ * Loss: mean((x̂ − x)²) over rows and dims, where x̂ = x̂_sae (+ lin + inter). For the sequential
+ * model x̂_sae is frozen, so this is exactly the authors' mean((NFM(f) − r)²). The modern SAE adds
+ * the AuxK term (lib/sae.ts). A NaN/Inf loss stops training with the step number and the first
+ * non-finite tensor named (input, parameters, then forward intermediates).
+ */
+import * as path from "node:path";
+import { tf, backendInfo } from "./backend";
+import { Rng, hashString } from "./util/random";
+import type { RowSource, BatchOptions, NormalizationSpec } from "./data/types";
+import { normalize as applyNormalization } from "./data/normalization";
+import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, RowGrad, liveView, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
+import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, paramCounts, trainableNames, validateModelConfig } from "./joint";
+import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
+import { dropoutMask } from "./nfm";
+import { gatherRows, linear } from "./kernels/index";
+import * as M from "./metrics";
+import { loadCheckpoint, readLatest, saveCheckpoint, writeLatest } from "./checkpoint";
+import { progress as makeProgress, Progress } from "./display/progress";
+import { liveChart, LiveChart } from "./display/live";
+import { inKernel } from "./display/kernel";
+
+export type ScheduleSpec =
+  | { mode: "corrected"; decayFraction?: number; endFactor?: number }
+  /** LinearLR with an explicit total_iters (the authors' SAE: 0.8 × the planned 500k steps). */
+  | { mode: "fixed"; totalIters: number; endFactor?: number }
+  | { mode: "faithful"; estimate: FaithfulEstimate; endFactor?: number }
+  | { mode: "constant" };
+
+export interface TrainConfig {
+  model: ModelConfig;
+  /** Number of optimiser steps. */
+  steps: number;
+  batchSize: number;
+  seed: number;
+  optim: AdamConfig & { clipNorm: number | null };
+  schedule: ScheduleSpec;
+  /** Which rows train (faithful: "train" of the row-level split; corrected: a document-split store, "all"). */
+  data: { part: "all" | "train" | "val"; normalize: "store" | "per-chunk" | "none"; shuffleBufferRows?: number };
+  /** Held-out evaluation: rows, how often (0 = only at the end), and which part when drawn from the training source. */
+  eval: { rows: number; every: number; part: "all" | "train" | "val"; seed?: number };
+  /** Checkpoints every N steps into runDir (null = none). */
+  checkpoint: { dir: string | null; every: number };
+  /** Recorded in checkpoints. */
+  storeId?: string | null;
+  normalization?: NormalizationSpec | null;
+}
+
+export interface TrainOptions {
+  /** Separate evaluation source (corrected mode: held-out documents); default: `source` with config.eval.part. */
+  evalSource?: RowSource;
+  /** Or explicit evaluation rows [n, d]. */
+  evalRows?: Float32Array;
+  /** Trained SAE parameters (sequential). */
+  saeParams?: ParamSet;
+  /** Data mean for b_dec init (modern preset); computed from the first batches when omitted. */
+  dataMean?: Float32Array;
+  /**
+   * Resume from this checkpoint directory, or from `checkpoint.dir`'s latest when true (a fresh
+   * start when that directory holds no checkpoint yet).
+   */
+  resume?: string | boolean;
+  /** Stop (as if killed) after this many steps in this call (tests). */
+  stopAfter?: number;
+  /** Progress display: "auto" (kernel/tty/plain), "silent", or a custom callback. */
+  progress?: "auto" | "silent";
+  /** Called after every step. */
+  onStep?: (r: StepRecord) => void;
+  /** Called after every evaluation. */
+  onEval?: (r: EvalMetrics & { step: number }) => void;
+  /** Use the portable Adam path (tests). */
+  portableAdam?: boolean;
+  /** Use the row-gradient step (see StepContext.fast). */
+  fastStep?: boolean;
+  /** Live loss chart (default: only inside a notebook kernel, where it is one in-place output). */
+  liveChart?: boolean;
+  /** Chart title prefix. */
+  label?: string;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  mse: number;
+  aux: number | null;
+  lr: number;
+  gradNorm: number;
+  ms: number;
+}
+
+export interface EvalMetrics {
+  rows: number;
+  /** mean((x̂ − x)²), full model, training space. */
+  mse: number;
+  /** mean((x̂_sae − x)²), the model's own SAE path. */
+  mseSaePath: number;
+  /** mean(x²). */
+  meanSquare: number;
+  fvu: number;
+  fvuSaePath: number;
+  /** Authors' variance explained (centre x and x̂ separately). */
+  varianceExplained: number;
+  varianceExplainedSaePath: number;
+  l0: number;
+  deadFraction: number;
+  denseFraction: number;
+  /** (mse_sae_path − mse) / mse_sae_path, baseline = "own SAE path" (the paper's 41.3% definition). */
+  improvementVsSaePath: number | null;
+  meanAbsLin: number | null;
+  meanAbsInter: number | null;
+  linearShare: number | null;
+}
+
+export interface TrainResult {
+  model: Model;
+  config: TrainConfig;
+  history: StepRecord[];
+  evals: Array<EvalMetrics & { step: number }>;
+  final: EvalMetrics;
+  params: ReturnType<typeof paramCounts>;
+  /** Median step time in this call (ms). */
+  stepMsMedian: number;
+  /** Steps completed in total (including resumed ones). */
+  steps: number;
+  stoppedEarly: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+export function validateTrainConfig(c: TrainConfig): TrainConfig {
+  const posInt = (v: unknown, f: string) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`train.${f}: must be a positive integer (got ${JSON.stringify(v)})`);
+  };
+  posInt(c.steps, "steps");
+  posInt(c.batchSize, "batchSize");
+  if (!Number.isInteger(c.seed)) throw new Error(`train.seed: must be an integer (got ${JSON.stringify(c.seed)})`);
+  validateAdamConfig(c.optim, "train.optim");
+  if (c.optim.clipNorm !== null && !(c.optim.clipNorm > 0)) throw new Error(`train.optim.clipNorm: must be positive or null (got ${c.optim.clipNorm})`);
+  const model = validateModelConfig(c.model, "train.model");
+  if (!c.schedule || !["corrected", "faithful", "fixed", "constant"].includes(c.schedule.mode)) {
+    throw new Error(`train.schedule.mode: must be "corrected", "faithful", "fixed" or "constant" (got ${JSON.stringify(c.schedule && (c.schedule as any).mode)})`);
+  }
+  if (!["all", "train", "val"].includes(c.data?.part)) throw new Error(`train.data.part: must be all, train or val (got ${JSON.stringify(c.data?.part)})`);
+  if (!["store", "per-chunk", "none"].includes(c.data?.normalize)) throw new Error(`train.data.normalize: must be store, per-chunk or none (got ${JSON.stringify(c.data?.normalize)})`);
+  posInt(c.eval?.rows, "eval.rows");
+  if (!(Number.isInteger(c.eval.every) && c.eval.every >= 0)) throw new Error(`train.eval.every: must be an integer ≥ 0 (got ${c.eval.every})`);
+  if (!(Number.isInteger(c.checkpoint?.every) && c.checkpoint.every >= 0)) throw new Error(`train.checkpoint.every: must be an integer ≥ 0 (got ${c.checkpoint?.every})`);
+  return { ...c, model };
+}
+
+export function buildSchedule(s: ScheduleSpec, steps: number): Schedule {
+  if (s.mode === "constant") return { kind: "constant" };
+  if (s.mode === "corrected") return correctedSchedule(steps, s.decayFraction ?? 0.8, s.endFactor ?? 0.1);
+  if (s.mode === "fixed") {
+    if (!(Number.isInteger(s.totalIters) && s.totalIters > 0)) throw new Error(`train.schedule.totalIters: must be a positive integer (got ${s.totalIters})`);
+    return { kind: "linear", startFactor: 1, endFactor: s.endFactor ?? 0.1, totalIters: s.totalIters };
+  }
+  return faithfulSchedule(s.estimate, s.endFactor ?? 0.1);
+}
+
+/**
+ * Refuse configurations the backend cannot hold (wasm: 32-bit heap, ~4 GB). Counts parameters +
+ * gradients (float32) resident in the backend plus a rough activation term; Adam moments live in
+ * JS memory and are not counted against the heap.
+ */
+export function checkBackendCapacity(model: ModelConfig, batchSize: number, backend: string = backendInfo().name): void {
+  const pc = paramCounts(model).total;
+  const k = model.sae.k;
+  const act = batchSize * (model.sae.F + 4 * k * Math.max(model.sae.d, model.nfm?.E ?? 0));
+  const bytes = 4 * (2 * pc + act);
+  const limit = 3.5 * 2 ** 30;
+  if (backend === "wasm" && bytes > limit) {
+    throw new Error(
+      `this model needs about ${(bytes / 2 ** 30).toFixed(1)} GB in the tensor backend ` +
+        `(${pc.toLocaleString("en-US")} parameters + gradients, float32), but the wasm backend's heap is limited to about 4 GB. ` +
+        `Use a GPU backend (IS_BACKEND=tensorflow with @tensorflow/tfjs-node-gpu; see environment/GPU.md) or a smaller preset.`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// one training step
+
+/** Dropout RNG for a given step: derived from (seed, step) so resume needs no RNG state. */
+export function stepRng(seed: number, step: number): Rng {
+  return new Rng((hashString(`dropout:${seed}`) ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0);
+}
+
+export interface StepContext {
+  model: Model;
+  adam: Adam;
+  hooks: StepHooks;
+  trainable: string[];
+  tracker: FiringTracker | null;
+  seed: number;
+  clipNorm: number | null;
+  /**
+   * Use the row-gradient step (trainStepRows) when no AuxK term is active. Off by default: measured
+   * on this 2-core machine (wasm, 1 thread, S2 joint) it was not faster than the kernel path
+   * (~280 vs ~220 ms CPU per step under load); kept, tested equal to the autodiff step, for
+   * backends where dense [F, d] gradient scatters are the bottleneck.
+   */
+  fast: boolean;
+}
+
+export function makeStepContext(model: Model, optim: AdamConfig & { clipNorm: number | null }, seed: number): StepContext {
+  const c = model.config;
+  const trainable = trainableNames(c);
+  const shapes = modelShapes(c);
+  const tshapes: Record<string, number[]> = {};
+  for (const n of trainable) tshapes[n] = shapes[n];
+  const adam = new Adam(optim, tshapes);
+  const saeTrained = c.kind !== "sequential";
+  const hooks = saeTrained ? saeStepHooks(c.sae) : {};
+  const tracker = saeTrained && c.sae.auxK.enabled ? new FiringTracker(c.sae.F) : null;
+  return { model, adam, hooks, trainable, tracker, seed, clipNorm: optim.clipNorm, fast: false };
+}
+
+/** First non-finite tensor among inputs, parameters and forward intermediates (for NaN reports). */
+function findNonFinite(ctx: StepContext, x: tf.Tensor2D): string | null {
+  const bad = (t: tf.Tensor | null) => {
+    if (!t) return false;
+    const a = t.dataSync();
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return true;
+    return false;
+  };
+  if (bad(x)) return "input batch x";
+  for (const n of ctx.model.params.names) if (bad(ctx.model.params.get(n))) return `parameter ${n}`;
+  let found: string | null = null;
+  tf.tidy(() => {
+    const o = forward(ctx.model.record(), ctx.model.config, x, null);
+    if (bad(o.code.values)) found = "SAE activations (values)";
+    else if (bad(o.xSae)) found = "SAE reconstruction x̂_sae";
+    else if (o.nfm && bad(o.nfm.lin)) found = "NFM linear term";
+    else if (o.nfm && bad(o.nfm.h)) found = "NFM hidden h (post-MLP1)";
+    else if (o.nfm && bad(o.nfm.inter)) found = "NFM interaction term";
+    else if (bad(o.xhat)) found = "reconstruction x̂";
+  });
+  return found;
+}
+
+/**
+ * The training loss on a batch: mse = mean((x̂ − x)²) plus, for SAEs with AuxK and a non-empty
+ * dead set, the AuxK term on the residual x − x̂ (held constant: copied out of the tape).
+ */
+export function computeLoss(
+  p: P,
+  c: ModelConfig,
+  xt: tf.Tensor2D,
+  dropout: tf.Tensor2D | null,
+  dead: Int32Array | null,
+): { loss: tf.Scalar; mse: tf.Scalar; aux: tf.Scalar | null; out: ForwardOutput } {
+  const out = forward(p, c, xt, dropout);
+  const mse = tf.mean(tf.square(tf.sub(out.xhat, xt))) as tf.Scalar;
+  let aux: tf.Scalar | null = null;
+  if (dead && dead.length > 0 && c.kind !== "sequential") {
+    const resid = tf.tensor2d(tf.sub(xt, out.xhat).dataSync() as Float32Array, xt.shape);
+    aux = auxKLoss(p, c.sae, xt, resid, dead);
+  }
+  return { loss: aux ? (tf.add(mse, aux) as tf.Scalar) : mse, mse, aux, out };
+}
+
+/**
+ * Per-row top-k of column b of a [F, B] pre-activation matrix (+ bias), in JS. Returns ids and
+ * values sorted by descending key (ties: lower feature id first). "relu-topk" ranks ReLU(pre),
+ * "topk-relu" ranks pre; values are ReLU(pre) in both orders.
+ */
+export function selectTopK(preFB: Float32Array, bias: Float32Array, F: number, B: number, k: number, order: "relu-topk" | "topk-relu"): { ids: Int32Array; vals: Float32Array } {
+  const ids = new Int32Array(B * k);
+  const vals = new Float32Array(B * k);
+  const hk = new Float64Array(k); // min-heap keys
+  const hi = new Int32Array(k);
+  const relu = order === "relu-topk";
+  // "a is worse than b": smaller key, or equal key and larger id.
+  for (let b = 0; b < B; b++) {
+    let n = 0;
+    for (let f = 0; f < F; f++) {
+      let key = preFB[f * B + b] + bias[f];
+      if (relu && key < 0) key = 0;
+      if (n < k) {
+        // sift up
+        let i = n++;
+        while (i > 0) {
+          const p = (i - 1) >> 1;
+          // min-heap on "worse": move the parent down while it is better than the new entry
+          if (hk[p] > key || (hk[p] === key && hi[p] < f)) {
+            hk[i] = hk[p];
+            hi[i] = hi[p];
+            i = p;
+          } else break;
+        }
+        hk[i] = key;
+        hi[i] = f;
+      } else if (key > hk[0]) {
+        // replace root, sift down
+        let i = 0;
+        for (;;) {
+          const l = 2 * i + 1;
+          if (l >= k) break;
+          const r = l + 1;
+          let c = l;
+          if (r < k && (hk[r] < hk[l] || (hk[r] === hk[l] && hi[r] > hi[l]))) c = r;
+          if (hk[c] < key || (hk[c] === key && hi[c] > f)) {
+            hk[i] = hk[c];
+            hi[i] = hi[c];
+            i = c;
+          } else break;
+        }
+        hk[i] = key;
+        hi[i] = f;
+      }
+    }
+    // sort the heap contents descending
+    const order2 = Array.from({ length: k }, (_, j) => j).sort((x, y) => hk[y] - hk[x] || hi[x] - hi[y]);
+    for (let j = 0; j < k; j++) {
+      const f = hi[order2[j]];
+      ids[b * k + j] = f;
+      const v = preFB[f * B + b] + bias[f];
+      vals[b * k + j] = v > 0 ? v : 0;
+    }
+  }
+  return { ids, vals };
+}
+
+/**
+ * y[b] = Σ_j values[b,j]·rows[b,j,:] for values [B,k], rows [B,k,d]: batched matMul forward with an
+ * elementwise gradient (tf.matMul's own gradient uses the transposed forms, very slow on wasm).
+ */
+const combineRows = tf.customGrad(((values: tf.Tensor, rows: tf.Tensor, save: tf.GradSaveFunc) => {
+  const [B, k, d] = rows.shape;
+  save([values, rows]);
+  return {
+    value: tf.reshape(tf.matMul(tf.reshape(values, [B, 1, k]) as tf.Tensor3D, rows as tf.Tensor3D), [B, d]),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [v, r] = saved;
+      const dy3 = tf.reshape(dy, [B, 1, d]);
+      return [tf.sum(tf.mul(r, dy3), 2), tf.mul(tf.reshape(v, [B, k, 1]), dy3)];
+    },
+  };
+}) as any) as (values: tf.Tensor, rows: tf.Tensor) => tf.Tensor2D;
+
+function readF32(t: tf.Tensor): Float32Array {
+  return liveView(t) ?? (t.dataSync() as Float32Array);
+}
+
+/**
+ * The fast training step ("row gradients"). Same loss and gradients as {@link trainStep}'s autodiff
+ * path, organised for a CPU backend: the encoder pre-activation is the only dense matmul
+ * (Wenc[F,d] @ xᵀ, no gradient); TopK runs in JS; the k selected rows of W_enc, W_dec, W_lin and
+ * V are gathered once and the tape differentiates with respect to those [B, k, ·] row blocks, so
+ * backward never builds a dense [F, d] gradient; Adam adds the row gradients into the moments
+ * (lib/optim.ts RowGrad) in one pass over each parameter. AuxK steps use the generic path.
+ */
+export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> {
+  const c = ctx.model.config;
+  const { d, F } = c.sae;
+  const k = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k;
+  const P = ctx.model.params;
+  const saeTrain = c.kind !== "sequential";
+  const nfm = c.nfm;
+  const hasBDec = c.sae.decoderBias;
+  // 1. Encoder forward + selection (no tape).
+  const preT = tf.tidy(() => {
+    const xt0 = tf.tensor2d(x, [B, d]);
+    const xin = hasBDec ? tf.sub(xt0, P.get("sae.bDec")) : xt0;
+    return tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xin)); // [F, B]
+  });
+  const bEnc = Float32Array.from(P.get("sae.bEnc").dataSync() as Float32Array);
+  const sel = selectTopK(readF32(preT), bEnc, F, B, k, c.sae.order);
+  preT.dispose();
+  // NFM re-selection positions (within the k selected), by value.
+  const N = nfm && nfm.topN !== null && nfm.topN < k ? nfm.topN : k;
+  let nIds = sel.ids;
+  let pos: Int32Array | null = null;
+  if (nfm && N < k) {
+    pos = new Int32Array(B * N);
+    nIds = new Int32Array(B * N);
+    for (let b = 0; b < B; b++) {
+      // values are sorted descending already: the first N positions are the top N.
+      for (let j = 0; j < N; j++) {
+        pos[b * N + j] = b * k + j;
+        nIds[b * N + j] = sel.ids[b * k + j];
+      }
+    }
+  }
+  const names: string[] = [];
+  const vars: tf.Tensor[] = [];
+  const rowIds = new Map<string, Int32Array>();
+  const held: tf.Tensor[] = [];
+  const hold = <T extends tf.Tensor>(t: T) => {
+    held.push(t);
+    return t;
+  };
+  const xt = hold(tf.tensor2d(x, [B, d]));
+  const idxCol = hold(tf.tensor2d(sel.ids, [B * k, 1], "int32"));
+  const nIdxCol = N < k ? hold(tf.tensor2d(nIds, [B * N, 1], "int32")) : idxCol;
+  const gatherRowsOf = (name: string, ids: tf.Tensor, n: number, cols: number) =>
+    hold(tf.tidy(() => tf.reshape(tf.gatherND(P.get(name), ids), [B, n, cols])));
+  const addVar = (name: string, t: tf.Tensor, ids?: Int32Array) => {
+    names.push(name);
+    vars.push(t);
+    if (ids) rowIds.set(name, ids);
+  };
+  if (saeTrain) {
+    addVar("sae.wEncT", gatherRowsOf("sae.wEncT", idxCol, k, d), sel.ids);
+    addVar("sae.bEnc", hold(tf.tensor2d(Float32Array.from(sel.ids, (f) => bEnc[f]), [B, k])), sel.ids);
+    addVar("sae.wDec", gatherRowsOf("sae.wDec", idxCol, k, d), sel.ids);
+    if (hasBDec) addVar("sae.bDec", P.get("sae.bDec"));
+  }
+  const constVals = saeTrain ? null : hold(tf.tensor2d(sel.vals, [B, k]));
+  const constXSae = saeTrain
+    ? null
+    : hold(
+        tf.tidy(() => {
+          const y = tf.reshape(tf.matMul(tf.reshape(constVals!, [B, 1, k]), gatherRowsOf("sae.wDec", idxCol, k, d)), [B, d]);
+          return hasBDec ? tf.add(y, P.get("sae.bDec")) : y;
+        }),
+      );
+  if (nfm?.linear) {
+    addVar("nfm.wLin", gatherRowsOf("nfm.wLin", nIdxCol, N, d), nIds);
+    addVar("nfm.bLin", P.get("nfm.bLin"));
+  }
+  if (nfm?.interaction) {
+    addVar("nfm.V", gatherRowsOf("nfm.V", nIdxCol, N, nfm.E), nIds);
+    for (const n of ["nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2"]) addVar(n, P.get(n));
+  }
+  const posT = pos ? hold(tf.tensor1d(pos, "int32")) : null;
+  const drop = nfm && nfm.interaction && nfm.dropout > 0 ? hold(dropoutMask(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout)) : null;
+  let mseVal = NaN;
+  let gradTensors: tf.Tensor[] = [];
+  try {
+    const res = tf.tidy(() => {
+      const f = (...ts: tf.Tensor[]) => {
+        const v: Record<string, tf.Tensor> = {};
+        names.forEach((n, i) => (v[n] = ts[i]));
+        const bDec = hasBDec ? v["sae.bDec"] ?? P.get("sae.bDec") : null;
+        let values: tf.Tensor2D;
+        let xSae: tf.Tensor2D;
+        if (saeTrain) {
+          const xin = bDec ? tf.sub(xt, bDec) : xt;
+          values = tf.relu(tf.add(tf.sum(tf.mul(v["sae.wEncT"], tf.reshape(xin, [B, 1, d])), 2), v["sae.bEnc"])) as tf.Tensor2D;
+          xSae = combineRows(values, v["sae.wDec"]);
+          if (bDec) xSae = tf.add(xSae, bDec) as tf.Tensor2D;
+        } else {
+          values = constVals as tf.Tensor2D;
+          xSae = constXSae as tf.Tensor2D;
+        }
+        let xhat = xSae;
+        if (nfm) {
+          const vN = posT ? (tf.reshape(gatherRows(tf.reshape(values, [B * k, 1]) as tf.Tensor2D, posT), [B, N]) as tf.Tensor2D) : values;
+          if (nfm.linear) {
+            const lin = tf.add(combineRows(vN, v["nfm.wLin"]), v["nfm.bLin"]);
+            xhat = tf.add(xhat, lin) as tf.Tensor2D;
+          }
+          if (nfm.interaction) {
+            const fv = tf.mul(v["nfm.V"], tf.reshape(vN, [B, N, 1]));
+            let z = tf.mul(tf.sub(tf.square(tf.sum(fv, 1)), tf.sum(tf.square(fv), 1)), 0.5) as tf.Tensor2D;
+            if (drop) z = tf.mul(z, drop) as tf.Tensor2D;
+            const h = linear(z, v["nfm.w1"] as tf.Tensor2D, v["nfm.b1"] as tf.Tensor1D);
+            const inter = linear(tf.relu(h) as tf.Tensor2D, v["nfm.w2"] as tf.Tensor2D, v["nfm.b2"] as tf.Tensor1D);
+            xhat = tf.add(xhat, inter) as tf.Tensor2D;
+          }
+        }
+        const mse = tf.mean(tf.square(tf.sub(xhat, xt))) as tf.Scalar;
+        return mse;
+      };
+      return tf.valueAndGrads(f)(vars);
+    });
+    gradTensors = res.grads;
+    mseVal = res.value.dataSync()[0];
+    res.value.dispose();
+    if (!Number.isFinite(mseVal)) {
+      const where = findNonFinite(ctx, xt);
+      throw new NonFiniteError(`loss is ${mseVal} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
+    }
+    const grads = new Map<string, tf.Tensor | RowGrad>();
+    names.forEach((n, i) => {
+      const ids = rowIds.get(n);
+      if (ids) {
+        const g = gradTensors[i];
+        const cols = g.size / ids.length;
+        grads.set(n, { kind: "rows", ids, data: readF32(g), cols });
+      } else {
+        grads.set(n, gradTensors[i]);
+        gradTensors[i] = null as unknown as tf.Tensor; // disposed by Adam
+      }
+    });
+    let r;
+    try {
+      r = ctx.adam.step(P, grads, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks });
+    } catch (e) {
+      if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message} at step ${step}`, e.tensor, step);
+      throw e;
+    }
+    if (ctx.tracker) ctx.tracker.update(sel.vals, sel.ids, B);
+    return { step, loss: mseVal, mse: mseVal, aux: null, lr, gradNorm: r.gradNorm };
+  } finally {
+    for (const g of gradTensors) if (g) g.dispose();
+    for (const t of held) t.dispose();
+  }
+}
+
+/** One optimisation step on a batch [B, d]. Returns the step record (without ms). */
+export function trainStep(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> {
+  const c = ctx.model.config;
+  const d = c.sae.d;
+  const deadNow = ctx.tracker ? ctx.tracker.deadIds(c.sae.auxK.deadWindowTokens) : null;
+  if (ctx.fast && !(deadNow && deadNow.length > 0)) return trainStepRows(ctx, x, B, step, lr);
+  const frozen: P = {};
+  for (const n of ctx.model.params.names) if (!ctx.trainable.includes(n)) frozen[n] = ctx.model.params.get(n);
+  const tensors = ctx.trainable.map((n) => ctx.model.params.get(n));
+  const dead = deadNow;
+  let mseVal = NaN;
+  let auxVal: number | null = null;
+  let codeVals: Float32Array | null = null;
+  let codeIdx: Int32Array | null = null;
+  const xt = tf.tensor2d(x, [B, d]);
+  let lossVal = NaN;
+  let gradsArr: tf.Tensor[] = [];
+  try {
+    const res = tf.tidy(() => {
+      const drop =
+        c.nfm && c.nfm.interaction && c.nfm.dropout > 0 ? dropoutMask(stepRng(ctx.seed, step), B, c.nfm.E, c.nfm.dropout) : null;
+      const f = (...ts: tf.Tensor[]) => {
+        const p: P = { ...frozen };
+        ctx.trainable.forEach((n, i) => (p[n] = ts[i]));
+        const l = computeLoss(p, c, xt, drop, dead);
+        mseVal = l.mse.dataSync()[0];
+        if (ctx.tracker) {
+          codeVals = l.out.code.values.dataSync() as Float32Array;
+          codeIdx = l.out.code.indices.dataSync() as Int32Array;
+        }
+        if (l.aux) auxVal = l.aux.dataSync()[0];
+        return l.loss;
+      };
+      return tf.valueAndGrads(f)(tensors);
+    });
+    gradsArr = res.grads;
+    lossVal = res.value.dataSync()[0];
+    res.value.dispose();
+    if (!Number.isFinite(lossVal)) {
+      const where = findNonFinite(ctx, xt);
+      throw new NonFiniteError(
+        `loss is ${lossVal} at step ${step} (mse ${mseVal}, aux ${auxVal}); first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`,
+        where ?? "loss",
+        step,
+      );
+    }
+    const grads = new Map<string, tf.Tensor>();
+    ctx.trainable.forEach((n, i) => grads.set(n, gradsArr[i]));
+    gradsArr = [];
+    let r;
+    try {
+      r = ctx.adam.step(ctx.model.params, grads, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks });
+    } catch (e) {
+      if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message} at step ${step}`, e.tensor, step);
+      throw e;
+    }
+    if (ctx.tracker && codeVals && codeIdx) ctx.tracker.update(codeVals, codeIdx, B);
+    return { step, loss: lossVal, mse: mseVal, aux: auxVal, lr, gradNorm: r.gradNorm };
+  } finally {
+    for (const g of gradsArr) g.dispose();
+    xt.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// evaluation
+
+/** Evaluate on fixed rows [n, d] (no dropout), in batches. */
+export function evaluate(model: Model, rows: Float32Array, batchSize = 512): EvalMetrics {
+  const c = model.config;
+  const d = c.sae.d;
+  const n = rows.length / d;
+  if (!Number.isInteger(n) || n === 0) throw new Error(`evaluate: ${rows.length} values is not a positive multiple of d = ${d}`);
+  const xhat = new Float32Array(rows.length);
+  const xSae = new Float32Array(rows.length);
+  const lin = c.nfm?.linear ? new Float32Array(rows.length) : null;
+  const inter = c.nfm?.interaction ? new Float32Array(rows.length) : null;
+  const k = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k;
+  const vals = new Float32Array(n * k);
+  const idx = new Int32Array(n * k);
+  const p = model.record();
+  for (let s = 0; s < n; s += batchSize) {
+    const b = Math.min(batchSize, n - s);
+    tf.tidy(() => {
+      const x = tf.tensor2d(rows.subarray(s * d, (s + b) * d), [b, d]);
+      const o = forward(p, c, x, null);
+      xhat.set(o.xhat.dataSync() as Float32Array, s * d);
+      xSae.set(o.xSae.dataSync() as Float32Array, s * d);
+      if (lin && o.nfm?.lin) lin.set(o.nfm.lin.dataSync() as Float32Array, s * d);
+      if (inter && o.nfm?.inter) inter.set(o.nfm.inter.dataSync() as Float32Array, s * d);
+      vals.set(o.code.values.dataSync() as Float32Array, s * k);
+      idx.set(o.code.indices.dataSync() as Int32Array, s * k);
+    });
+  }
+  const mse = M.mse(rows, xhat, d);
+  const mseSae = M.mse(rows, xSae, d);
+  const dd = M.deadDense(M.firingCounts(vals, idx, c.sae.F), n);
+  const ls = lin && inter ? M.linearShare(lin, inter) : null;
+  return {
+    rows: n,
+    mse,
+    mseSaePath: mseSae,
+    meanSquare: M.meanSquare(rows),
+    fvu: M.fvu(rows, xhat, d),
+    fvuSaePath: M.fvu(rows, xSae, d),
+    varianceExplained: M.varianceExplainedPaper(rows, xhat, d),
+    varianceExplainedSaePath: M.varianceExplainedPaper(rows, xSae, d),
+    l0: M.l0(vals, n),
+    deadFraction: dd.dead,
+    denseFraction: dd.dense,
+    improvementVsSaePath: c.nfm ? M.improvement(mseSae, mse, "own SAE path").value : null,
+    meanAbsLin: lin ? M.meanAbs(lin) : null,
+    meanAbsInter: inter ? M.meanAbs(inter) : null,
+    linearShare: ls ? ls.share : null,
+  };
+}
+
+/** Fixed held-out rows: the first `n` rows of a seeded pass over `part` of the source. */
+export function heldOutRows(source: RowSource, n: number, opts: { seed: number; part: BatchOptions["part"]; normalize: BatchOptions["normalize"] }): Float32Array {
+  const out = new Float32Array(n * source.d);
+  let got = 0;
+  for (const b of source.batches({ batchSize: Math.min(n, 4096), seed: opts.seed, epochs: 1, part: opts.part, normalize: opts.normalize, dropLast: false })) {
+    const take = Math.min(b.size, n - got);
+    out.set(b.x.subarray(0, take * source.d), got * source.d);
+    got += take;
+    if (got >= n) break;
+  }
+  if (got === 0) throw new Error(`held-out set: the source yielded no rows for part "${opts.part}"`);
+  return got < n ? out.slice(0, got * source.d) : out;
+}
+
+/**
+ * Held-out rows from a separate (document-split) source. With normalize "store", the rows are
+ * normalised with the *training* store's statistics when both sources expose a NormalizationSpec
+ * (ActivationStore.normalization): the model sees held-out data exactly as it would at use time,
+ * without statistics computed on the evaluation documents.
+ */
+function evalFromSeparateSource(train: RowSource, evalSource: RowSource, c: TrainConfig, seed: number): Float32Array {
+  if (evalSource.d !== train.d) throw new Error(`evaluation source has d = ${evalSource.d}, the training source d = ${train.d}`);
+  const spec = (train as { normalization?: NormalizationSpec }).normalization;
+  if (c.data.normalize === "store" && spec && (evalSource as { normalization?: unknown }).normalization) {
+    const raw = heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: "none" });
+    return applyNormalization(spec, raw);
+  }
+  return heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: c.data.normalize });
+}
+
+// ---------------------------------------------------------------------------------------------
+// batches
+
+/** Endless deterministic batch stream: epoch e uses seed hash(seed, e). Skips the first `skip` batches. */
+export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Generator<Float32Array> {
+  let produced = 0;
+  for (let epoch = 0; ; epoch++) {
+    let any = false;
+    const seed = (hashString(`epoch:${epoch}`) ^ c.seed) >>> 0;
+    for (const b of source.batches({
+      batchSize: c.batchSize,
+      seed,
+      epochs: 1,
+      part: c.data.part,
+      normalize: c.data.normalize,
+      dropLast: true,
+      shuffleBufferRows: c.data.shuffleBufferRows,
+    })) {
+      any = true;
+      if (b.size !== c.batchSize) continue;
+      if (produced++ < skip) continue;
+      yield b.x;
+    }
+    if (!any) throw new Error(`training data: the source yields no full batch of ${c.batchSize} rows for part "${c.data.part}" (${source.numRows} rows in total)`);
+  }
+}
+
+/** Mean of the first rows of the stream (b_dec initialisation for the modern preset). */
+function estimateMean(source: RowSource, c: TrainConfig, rows = 4096): Float32Array {
+  const d = source.d;
+  const acc = new Float64Array(d);
+  let n = 0;
+  for (const b of source.batches({ batchSize: Math.min(rows, 4096), seed: c.seed, epochs: 1, part: c.data.part, normalize: c.data.normalize })) {
+    for (let r = 0; r < b.size && n < rows; r++, n++) for (let j = 0; j < d; j++) acc[j] += b.x[r * d + j];
+    if (n >= rows) break;
+  }
+  return Float32Array.from(acc, (v) => v / Math.max(1, n));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the loop
+
+/** JSON with sorted keys (config comparison independent of property order). */
+function stableJson(v: unknown): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(",")}}`;
+}
+
+export async function trainModel(config: TrainConfig, source: RowSource, opts: TrainOptions = {}): Promise<TrainResult> {
+  const c = validateTrainConfig(config);
+  const mc = c.model;
+  if (source.d !== mc.sae.d) {
+    throw new Error(`training data has d = ${source.d} columns but the model expects d = ${mc.sae.d} (train.model.sae.d)`);
+  }
+  checkBackendCapacity(mc, c.batchSize);
+  const schedule = buildSchedule(c.schedule, c.steps);
+
+  // Model + optimiser, fresh or resumed.
+  let model: Model;
+  let startStep = 0;
+  let history: StepRecord[] = [];
+  let evals: Array<EvalMetrics & { step: number }> = [];
+  let ctx: StepContext;
+  const resumeDir = opts.resume === true ? (c.checkpoint.dir ? readLatest(c.checkpoint.dir) : null) : typeof opts.resume === "string" ? opts.resume : null;
+  if (opts.resume === true && !resumeDir && !c.checkpoint.dir) throw new Error("train: resume requested but checkpoint.dir is not set");
+  if (resumeDir) {
+    const ck = loadCheckpoint(resumeDir);
+    if (stableJson(ck.meta.model) !== stableJson(mc)) throw new Error(`resume: the checkpoint in ${resumeDir} has a different model config`);
+    model = ck.model;
+    ctx = makeStepContext(model, c.optim, c.seed);
+    if (!ck.adamState || !ck.meta.state) throw new Error(`resume: ${resumeDir} has no optimizer state / training state`);
+    try {
+      ctx.adam.importState(ck.adamState);
+    } catch (e) {
+      throw new Error(`resume: ${resumeDir}/optimizer.safetensors: ${(e as Error).message}`);
+    }
+    const st = ck.meta.state;
+    startStep = st.step;
+    history = (st.history as StepRecord[]) ?? [];
+    evals = (st.evals as Array<EvalMetrics & { step: number }>) ?? [];
+    if (ctx.tracker && st.sinceFired) ctx.tracker.sinceFired.set(st.sinceFired);
+  } else {
+    let dataMean = opts.dataMean;
+    if (!dataMean && mc.sae.decoderBias && mc.kind !== "sequential") dataMean = estimateMean(source, c);
+    model = createModel(mc, c.seed, { saeParams: opts.saeParams, dataMean });
+    ctx = makeStepContext(model, c.optim, c.seed);
+  }
+  if (opts.portableAdam) ctx.adam.portable = true;
+  if (opts.fastStep) ctx.fast = true;
+
+  // Held-out evaluation rows (fixed for the whole run).
+  const evalSeed = c.eval.seed ?? 1234567;
+  const evalRows = opts.evalRows ?? (opts.evalSource ? evalFromSeparateSource(source, opts.evalSource, c, evalSeed) : heldOutRows(source, c.eval.rows, { seed: evalSeed, part: c.eval.part, normalize: c.data.normalize }));
+  if (evalRows.length % mc.sae.d !== 0) throw new Error(`evaluation rows: length ${evalRows.length} is not a multiple of d = ${mc.sae.d}`);
+
+  const saveAt = (step: number) => {
+    if (!c.checkpoint.dir) return;
+    const name = `step-${String(step).padStart(8, "0")}`;
+    saveCheckpoint(path.join(c.checkpoint.dir, name), model, {
+      train: c,
+      normalization: c.normalization ?? (source as { normalization?: NormalizationSpec }).normalization ?? null,
+      storeId: c.storeId ?? (source as { dir?: string }).dir ?? null,
+      adam: ctx.adam,
+      state: {
+        step,
+        seed: c.seed,
+        adamT: ctx.adam.t,
+        lr: history.length ? history[history.length - 1].lr : null,
+        schedule,
+        sinceFired: ctx.tracker ? Array.from(ctx.tracker.sinceFired) : null,
+        history,
+        evals,
+      },
+    });
+    writeLatest(c.checkpoint.dir, name);
+  };
+
+  const label = opts.label ?? `train ${mc.kind}${mc.variant !== "sae" ? ` (${mc.variant})` : ""}`;
+  const bar: Progress = makeProgress({ total: c.steps, label, mode: opts.progress === "silent" ? "silent" : "auto" });
+  const wantChart = opts.liveChart ?? (opts.progress !== "silent" && inKernel());
+  const chart: LiveChart | null = wantChart
+    ? liveChart({ title: `${label}: reconstruction MSE`, xTitle: "step [#]", yTitle: "MSE (normalised units²)", yScale: "log", total: c.steps, mode: inKernel() ? "kernel" : "silent" })
+    : null;
+  const chartEvery = Math.max(1, Math.floor(c.steps / 200));
+  if (c.eval.every > 0 && startStep === 0) {
+    const e0 = { ...evaluate(model, evalRows), step: 0 };
+    evals.push(e0);
+    opts.onEval?.(e0);
+  }
+  const stream = batchStream(source, c, startStep);
+  const times: number[] = [];
+  let stoppedEarly = false;
+  let step = startStep;
+  try {
+    while (step < c.steps) {
+      if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) {
+        stoppedEarly = true;
+        break;
+      }
+      const next = stream.next();
+      if (next.done) throw new Error("internal: batch stream ended");
+      const lr = c.optim.lr * lrFactor(schedule, step);
+      const t0 = performance.now();
+      const rec = trainStep(ctx, next.value, c.batchSize, step, lr);
+      const ms = performance.now() - t0;
+      times.push(ms);
+      const full: StepRecord = { ...rec, ms };
+      history.push(full);
+      step++;
+      opts.onStep?.(full);
+      if (chart && (step % chartEvery === 0 || step === c.steps)) chart.add(step, { "train (batch)": full.mse });
+      bar.update(step, { loss: full.loss.toPrecision(4), lr: lr.toExponential(2) });
+      if (c.eval.every > 0 && step % c.eval.every === 0 && step < c.steps) {
+        const e = { ...evaluate(model, evalRows), step };
+        evals.push(e);
+        opts.onEval?.(e);
+        chart?.add(step, { "held-out": e.mse, ...(e.improvementVsSaePath !== null ? { "held-out SAE path": e.mseSaePath } : {}) });
+      }
+      if (c.checkpoint.dir && c.checkpoint.every > 0 && step % c.checkpoint.every === 0) saveAt(step);
+      // Yield to the event loop now and then (notebook displays, timers).
+      if (step % 20 === 0) await new Promise((r) => setImmediate(r));
+    }
+  } catch (e) {
+    ctx.adam.dispose();
+    throw e;
+  } finally {
+    bar.done();
+  }
+  const final = evaluate(model, evalRows);
+  if (chart) {
+    chart.add(step, { "held-out": final.mse });
+    await chart.done();
+  }
+  if (!stoppedEarly) {
+    evals.push({ ...final, step });
+    opts.onEval?.({ ...final, step });
+    if (c.checkpoint.dir && (c.checkpoint.every === 0 || step % c.checkpoint.every !== 0)) saveAt(step);
+  }
+  ctx.adam.dispose(); // frees moments held in the wasm heap
+  const sorted = times.slice().sort((a, b) => a - b);
+  return {
+    model,
+    config: c,
+    history,
+    evals,
+    final,
+    params: paramCounts(mc),
+    stepMsMedian: sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN,
+    steps: step,
+    stoppedEarly,
+  };
+}
