@@ -32,6 +32,8 @@ export interface CacheEvent {
   dir: string;
   hit: boolean;
   seconds: number;
+  /** CPU time (user + system) of this process during the step: on a shared machine a better measure of the work than wall time. */
+  cpuSeconds: number;
 }
 
 /** Listeners see every cache hit/miss (reproduce uses them to verify reuse and report timings). */
@@ -61,9 +63,14 @@ export async function cachedStep<T>(
   const dir = path.join(cacheRoot(), key);
   const marker = path.join(dir, "done.json");
   const t0 = Date.now();
+  const c0 = process.cpuUsage();
+  const cpu = () => {
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1e6;
+  };
   if (fs.existsSync(marker)) {
     const saved = JSON.parse(fs.readFileSync(marker, "utf8")) as { value: T };
-    const ev = { step, key, dir, hit: true, seconds: (Date.now() - t0) / 1000 };
+    const ev = { step, key, dir, hit: true, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
     listeners.forEach((l) => l(ev));
     return { dir, key, value: saved.value, hit: true };
   }
@@ -71,7 +78,7 @@ export async function cachedStep<T>(
   writeJsonAtomic(path.join(dir, "params.json"), { step, params });
   const value = await compute(dir);
   writeJsonAtomic(marker, { step, key, finishedAt: new Date().toISOString(), value });
-  const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000 };
+  const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
   listeners.forEach((l) => l(ev));
   return { dir, key, value, hit: false };
 }

@@ -1,0 +1,949 @@
+/**
+ * The shared, cached pipeline behind every notebook and `npm run reproduce`:
+ *
+ *   stores ─┬─ standalone SAE ── sequential NFM (frozen SAE)
+ *           ├─ joint (full) / joint (SAE + linear) / joint (modern, unit-norm decoder)
+ *           └─ splice (KL/CE) · geometry · secondary SAE · interventions  →  ModeResults
+ *
+ * Every step is a `cachedStep` (./cache.ts) keyed by its own parameters plus the keys of the
+ * artifacts it consumes, so a notebook that asks for the same step with the same parameters gets
+ * the saved artifact back (models as lib/checkpoint.ts directories, results as JSON), and any
+ * change of a parameter upstream gives new keys downstream. Loaded models are memoised per process.
+ *
+ * Modes (paper-notes §13):
+ *   faithful   one store, the authors' row-level 90/10 split with per-chunk z-score; splice of RAW
+ *              activations one block later (hidden_states[layer + 1]), 1e-8 KL smoothing; the
+ *              authors' miscounted LR schedule (lib/presets.ts).
+ *   corrected  document-level train/val/test stores, store-level z-score from the training store
+ *              (also applied to the held-out stores); splice at hidden_states[layer] through
+ *              normalise → model → denormalise; exact KL; evaluation on held-out documents.
+ * The document split itself uses a fixed seed (DATA_SPLIT_SEED) so that changing the training seed
+ * reuses the harvested activations; `seed` drives model init, batches, ε-vectors and bootstraps.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { tf } from "../backend";
+import { cachedStep, cacheRoot } from "./cache";
+import { presetConfig, Preset, PresetName, Mode } from "../presets";
+import { harvestActivations } from "../data/activations";
+import { openStore, ActivationStore } from "../data/store";
+import { normalize as normalizeRows } from "../data/normalization";
+import type { NormalizationSpec } from "../data/types";
+import { loadCheckpoint, saveCheckpoint } from "../checkpoint";
+import { EvalMetrics, TrainConfig, TrainResult, trainModel, heldOutRows } from "../train";
+import { Model, ForwardOutput, forward, paramCounts } from "../joint";
+import type { LanguageModel, Tokenizer } from "../lm/types";
+import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
+import { bimodalAnalysis, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport } from "../eval/geometry";
+import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
+import { writeJsonAtomic } from "../io/atomic";
+import { clusterBootstrap, pooledMean } from "../stats/bootstrap";
+import type { ModeResults, Measured } from "../report/claims";
+import * as iv from "../eval/interventions";
+import * as stim from "../eval/stimuli";
+
+export { onCacheEvent, cacheRoot, cachedStep } from "./cache";
+export type { CacheEvent } from "./cache";
+
+// ---------------------------------------------------------------------------------------------
+// parameters
+
+export interface PipelineParams {
+  preset: PresetName;
+  /** Language model registry name or path. */
+  model: string;
+  corpus: string;
+  /** hidden_states index the SAE/NFM are trained on. */
+  layer: number;
+  seed: number;
+  mode: Mode;
+}
+
+export const PRESET_NAMES: PresetName[] = ["tiny", "quick", "paper"];
+export const MODES: Mode[] = ["faithful", "corrected"];
+/**
+ * Version of the cached summaries' format: part of every step's key, so a change of what a step
+ * stores (not only of its parameters) is never served from an older cache entry.
+ */
+export const PIPELINE_FORMAT = 1;
+
+/** Seed of the document-level train/val/test split (fixed: changing the training seed reuses the stores). */
+export const DATA_SPLIT_SEED = 0;
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer (got "${v}")`);
+  return n;
+}
+function envStr(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v.trim() === "" ? undefined : v.trim();
+}
+
+/**
+ * Validated pipeline parameters. Missing fields come from the environment (IS_PRESET, IS_MODEL,
+ * IS_CORPUS, IS_LAYER, IS_SEED, IS_MODE — what `npm run reproduce` passes to the notebooks), then
+ * from the defaults: quick, stories260K, tinystories, layer 3, seed 0, corrected.
+ */
+export function pipelineParams(p: Partial<PipelineParams> = {}): PipelineParams {
+  const preset = (p.preset ?? envStr("IS_PRESET") ?? "quick") as PresetName;
+  if (!PRESET_NAMES.includes(preset)) throw new Error(`pipeline.preset: must be one of ${PRESET_NAMES.join(", ")} (got ${JSON.stringify(preset)})`);
+  const mode = (p.mode ?? envStr("IS_MODE") ?? "corrected") as Mode;
+  if (!MODES.includes(mode)) throw new Error(`pipeline.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
+  const base = presetConfig(preset, { mode });
+  const model = p.model ?? envStr("IS_MODEL") ?? base.data.model;
+  if (typeof model !== "string" || model === "") throw new Error(`pipeline.model: must be a non-empty string (got ${JSON.stringify(model)})`);
+  const corpus = p.corpus ?? envStr("IS_CORPUS") ?? base.data.corpus;
+  if (typeof corpus !== "string" || corpus === "") throw new Error(`pipeline.corpus: must be a non-empty string (got ${JSON.stringify(corpus)})`);
+  const layer = p.layer ?? envInt("IS_LAYER") ?? base.data.layer;
+  if (!Number.isInteger(layer) || layer < 0) throw new Error(`pipeline.layer: must be a non-negative integer (got ${JSON.stringify(layer)})`);
+  const seed = p.seed ?? envInt("IS_SEED") ?? 0;
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`pipeline.seed: must be a non-negative integer (got ${JSON.stringify(seed)})`);
+  return { preset, model, corpus, layer, seed, mode };
+}
+
+/**
+ * The training preset for these parameters (shapes, steps, schedule, data part per mode). A lower
+ * inference k for the frozen SAE of the sequential stage (shape.kSeq: the authors ran their k = 1024
+ * SAE at k = 250) is kept in the faithful mode only; corrected runs the SAE at the k it was trained with.
+ */
+export function presetFor(p: PipelineParams, o: { saePreset?: "claflin" | "modern" } = {}): Preset {
+  return presetConfig(p.preset, { mode: p.mode, seed: p.seed, saePreset: o.saePreset, kSeq: p.mode === "corrected" ? null : undefined });
+}
+
+/** Evaluation sizes per preset (splice windows, ε samples, bootstrap replicates, secondary SAE, held-out store size). */
+export interface EvalSettings {
+  spliceWindows: number;
+  epsilonSamples: number;
+  bootstrapSamples: number;
+  /** Tokens harvested for each held-out store (val, test). */
+  evalTokens: number | null;
+  secondaryRows: number;
+  secondarySteps: number;
+  clampValues: number[];
+  /** Prompts used in the clamping readout (null = all of the stimulus file's prompts). */
+  maxPrompts: number | null;
+}
+
+export const EVAL_SETTINGS: Record<PresetName, EvalSettings> = {
+  tiny: { spliceWindows: 6, epsilonSamples: 2, bootstrapSamples: 200, evalTokens: 8192, secondaryRows: 2048, secondarySteps: 60, clampValues: [-4, 0, 1, 4], maxPrompts: 2 },
+  quick: { spliceWindows: 64, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 600, clampValues: [-4, 0, 1, 4], maxPrompts: null },
+  paper: { spliceWindows: 5000, epsilonSamples: 5, bootstrapSamples: 1000, evalTokens: 1_000_000, secondaryRows: 1_000_000, secondarySteps: 100_000, clampValues: [-4, 0, 1, 4], maxPrompts: null },
+};
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+const memo = new Map<string, Promise<unknown>>();
+function memoised<T>(key: string, f: () => Promise<T>): Promise<T> {
+  const k = `${cacheRoot()}|${key}`;
+  let v = memo.get(k) as Promise<T> | undefined;
+  if (!v) {
+    v = f();
+    memo.set(k, v);
+    v.catch(() => memo.delete(k));
+  }
+  return v;
+}
+
+/** Forget memoised models/results (tests that switch cache directories; frees nothing on disk). */
+export function clearPipelineMemo(): void {
+  memo.clear();
+}
+
+interface LmBundle {
+  model: LanguageModel;
+  tokenizer: Tokenizer;
+}
+
+/** The language model and tokenizer (loaded once per process). */
+export function getLanguageModel(name: string): Promise<LmBundle> {
+  return memoised(`lm:${name}`, async () => {
+    const lmPath = "../lm/index";
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const lm = require(lmPath) as { loadLanguageModel(n: string): Promise<LanguageModel>; loadTokenizer(n: string): Promise<Tokenizer> };
+    return { model: await lm.loadLanguageModel(name), tokenizer: await lm.loadTokenizer(name) };
+  });
+}
+
+const identity = (d: number): NormalizationSpec => ({ kind: "none", shift: new Array(d).fill(0), scale: new Array(d).fill(1) });
+
+// ---------------------------------------------------------------------------------------------
+// stores
+
+export interface Stores {
+  key: string;
+  train: ActivationStore;
+  val: ActivationStore;
+  test: ActivationStore;
+  /** The corrected mode's normalisation: z-score from the training store (applied to every store). */
+  normalization: NormalizationSpec;
+}
+
+interface StoresSummary {
+  train: string;
+  val: string;
+  test: string;
+  rows: { train: number; val: number; test: number };
+  seconds: number;
+}
+
+/**
+ * Harvest hidden_states[layer] into document-level train/val/test stores (80/10/10 of the corpus's
+ * documents, split seed DATA_SPLIT_SEED). Both modes share them: faithful trains and evaluates on
+ * the training store with the authors' row-level split; corrected trains on train, reports on
+ * val (reconstruction) and test (splice).
+ */
+export function getStores(p: PipelineParams): Promise<Stores> {
+  const pre = presetFor(p);
+  const ev = EVAL_SETTINGS[p.preset];
+  const params = { format: PIPELINE_FORMAT, model: p.model, corpus: p.corpus, layer: p.layer, splitSeed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: pre.data.maxTokens, evalTokens: ev.evalTokens };
+  return memoised(`stores:${JSON.stringify(params)}`, async () => {
+    const storeRoot = path.join(cacheRoot(), "stores");
+    const harvest = (split: string, maxTokens: number | null) =>
+      harvestActivations({ model: p.model, layer: p.layer, corpus: p.corpus, split, seed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: maxTokens ?? undefined, storeRoot });
+    const step = await cachedStep("stores", params, async () => {
+      const t0 = Date.now();
+      const train = await harvest("train", pre.data.maxTokens);
+      const val = await harvest("val", ev.evalTokens);
+      const test = await harvest("test", ev.evalTokens);
+      const rel = (d: string) => path.relative(cacheRoot(), d);
+      const s: StoresSummary = {
+        train: rel(train.dir),
+        val: rel(val.dir),
+        test: rel(test.dir),
+        rows: { train: train.store.numRows, val: val.store.numRows, test: test.store.numRows },
+        seconds: (Date.now() - t0) / 1000,
+      };
+      return s;
+    });
+    const open = (rel: string) => openStore(path.join(cacheRoot(), rel), { layer: p.layer }, { checkValues: false });
+    const train = await open(step.value.train);
+    return { key: step.key, train, val: await open(step.value.val), test: await open(step.value.test), normalization: train.normalization };
+  });
+}
+
+/** Token windows (BOS first) of a store, in store order: the first `max` windows. */
+export function storeWindows(store: ActivationStore, max: number): number[][] {
+  const out: number[][] = [];
+  let cur: number[] | null = null;
+  for (let r = 0; r < store.numRows; r++) {
+    const info = store.rowInfo(r);
+    if (info.position === 0) {
+      if (cur) out.push(cur);
+      if (out.length >= max) return out;
+      cur = [];
+    }
+    if (cur) cur.push(info.tokenId);
+  }
+  if (cur && out.length < max) out.push(cur);
+  return out;
+}
+
+/** Held-out evaluation rows in the model's training space, as each mode defines them. */
+function evalRowsFor(p: PipelineParams, s: Stores, cfg: TrainConfig): Float32Array {
+  if (p.mode === "faithful") {
+    // the authors: a random 10% of the training chunk's token rows, each chunk z-scored with its own stats
+    return heldOutRows(s.train, cfg.eval.rows, { seed: cfg.eval.seed ?? 1234567, part: "val", normalize: "per-chunk" });
+  }
+  // held-out documents (val store), normalised with the TRAINING store's statistics
+  const raw = heldOutRows(s.val, cfg.eval.rows, { seed: cfg.eval.seed ?? 1234567, part: "all", normalize: "none" });
+  return normalizeRows(s.normalization, raw);
+}
+
+// ---------------------------------------------------------------------------------------------
+// training steps
+
+export interface TrainSummary {
+  kind: string;
+  variant: string;
+  final: EvalMetrics;
+  evals: Array<EvalMetrics & { step: number }>;
+  /** Loss curve, subsampled to ≤ 200 points. */
+  curve: Array<{ step: number; loss: number; lr: number }>;
+  params: ReturnType<typeof paramCounts>;
+  steps: number;
+  stepMsMedian: number;
+  seconds: number;
+}
+
+export interface TrainedModel {
+  key: string;
+  dir: string;
+  /** True when the model came from the cache (not trained in this call). */
+  hit: boolean;
+  model: Model;
+  summary: TrainSummary;
+  /** Normalisation of the model's input space in raw terms (corrected: store z-score; faithful: none known, identity). */
+  normalization: NormalizationSpec;
+}
+
+function summarise(r: TrainResult, seconds: number): TrainSummary {
+  const every = Math.max(1, Math.ceil(r.history.length / 200));
+  return {
+    kind: r.config.model.kind,
+    variant: r.config.model.variant,
+    final: r.final,
+    evals: r.evals,
+    curve: r.history.filter((_, i) => i % every === 0 || i === r.history.length - 1).map((h) => ({ step: h.step, loss: h.loss, lr: h.lr })),
+    params: r.params,
+    steps: r.steps,
+    stepMsMedian: r.stepMsMedian,
+    seconds,
+  };
+}
+
+async function trainStep(step: string, p: PipelineParams, s: Stores, cfg: TrainConfig, upstream: Record<string, string>, saeParams?: Model): Promise<TrainedModel> {
+  const config: TrainConfig = { ...cfg, normalization: p.mode === "corrected" ? s.normalization : null, storeId: s.train.manifest.key };
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, upstream, config };
+  return memoised(`${step}:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep(step, params, async (dir) => {
+      const t0 = Date.now();
+      const evalRows = evalRowsFor(p, s, config);
+      const res = await trainModel(config, s.train, { evalRows, saeParams: saeParams?.params });
+      saveCheckpoint(path.join(dir, "model"), res.model, { train: config, normalization: config.normalization, storeId: config.storeId });
+      res.model.dispose();
+      return summarise(res, (Date.now() - t0) / 1000);
+    });
+    const ck = loadCheckpoint(path.join(r.dir, "model"));
+    return { key: r.key, dir: r.dir, hit: r.hit, model: ck.model, summary: r.value, normalization: p.mode === "corrected" ? s.normalization : identity(s.train.d) };
+  });
+}
+
+/** The standalone TopK SAE (the matched baseline the paper lacks). */
+export async function getStandaloneSae(p: PipelineParams): Promise<TrainedModel> {
+  const s = await getStores(p);
+  return trainStep("sae", p, s, presetFor(p).sae, {});
+}
+
+/**
+ * Sequential: the frozen standalone SAE, NFM trained on its residual. Faithful mode runs the frozen
+ * SAE at the preset's lower inference k when it names one (paper preset: 250 of 1024), see presetFor.
+ */
+export async function getSequential(p: PipelineParams): Promise<TrainedModel> {
+  const s = await getStores(p);
+  const sae = await getStandaloneSae(p);
+  return trainStep("sequential", p, s, presetFor(p).sequential, { sae: sae.key }, sae.model);
+}
+
+export type JointVariant = "full" | "sae+linear";
+
+/** The joint model (everything from scratch on one MSE): "full" (the paper's) or the "sae+linear" matched baseline. */
+export async function getJoint(p: PipelineParams, variant: JointVariant = "full"): Promise<TrainedModel> {
+  if (variant !== "full" && variant !== "sae+linear") throw new Error(`getJoint: variant must be "full" or "sae+linear" (got ${JSON.stringify(variant)})`);
+  const s = await getStores(p);
+  const pre = presetFor(p);
+  return trainStep(variant === "full" ? "joint" : "joint-linear", p, s, variant === "full" ? pre.joint : pre.jointLinear, {});
+}
+
+/** Ablation for the bimodality claim: the same joint training with the modern SAE (unit-norm decoder rows, TopK→ReLU, b_dec, AuxK). */
+export async function getModernJoint(p: PipelineParams): Promise<TrainedModel> {
+  const s = await getStores(p);
+  return trainStep("joint-modern", p, s, presetFor(p, { saePreset: "modern" }).joint, {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// splice
+
+/** Condition names used in the splice table (stable: the report and notebooks refer to them). */
+export const SPLICE = {
+  jointSae: "joint: SAE path",
+  jointLinear: "joint: SAE + linear",
+  jointInter: "joint: SAE + interaction",
+  jointFull: "joint: full",
+  seqSae: "sequential: SAE",
+  seqFull: "sequential: SAE + NFM",
+  standalone: "standalone SAE",
+  jointLinModel: "joint SAE+linear model",
+} as const;
+
+/** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model space). */
+export function modelCondition(name: string, m: Model, norm: NormalizationSpec | null, pick: (o: ForwardOutput) => tf.Tensor2D): SpliceCondition & { dispose(): void } {
+  const p = m.record();
+  const shift = norm && norm.kind !== "none" ? tf.keep(tf.tensor1d(norm.shift)) : null;
+  const scale = norm && norm.kind !== "none" ? tf.keep(tf.tensor1d(norm.scale)) : null;
+  return {
+    name,
+    reconstruct: (xRaw) =>
+      tf.tidy(() => {
+        const x = shift && scale ? (tf.div(tf.sub(xRaw, shift), scale) as tf.Tensor2D) : xRaw;
+        const y = pick(forward(p, m.config, x, null));
+        return shift && scale ? (tf.add(tf.mul(y, scale), shift) as tf.Tensor2D) : y;
+      }),
+    dispose: () => {
+      shift?.dispose();
+      scale?.dispose();
+    },
+  };
+}
+
+const addT = (a: tf.Tensor2D, b: tf.Tensor2D | null | undefined): tf.Tensor2D => (b ? (tf.add(a, b) as tf.Tensor2D) : a);
+
+/** KL quantiles and a log10 histogram per condition (for charts without shipping every measurement). */
+export interface KlDistribution {
+  condition: string;
+  kind: string;
+  n: number;
+  quantiles: { q: number; value: number }[];
+  /** log10(KL) histogram: bin lower edges and counts. */
+  log10Bins: { lo: number; hi: number; count: number }[];
+}
+
+/** A contrast between splice conditions with a 95% cluster-bootstrap interval (windows resampled). */
+export interface SpliceContrast {
+  name: string;
+  definition: string;
+  value: number;
+  lo: number | null;
+  hi: number | null;
+}
+
+export interface SpliceSummary {
+  /** Contrasts the claims need beyond the per-condition rows (sequential reduction, vs standalone, CE, nonlinear share). */
+  contrasts: SpliceContrast[];
+  layerSpliced: number;
+  rawSplice: boolean;
+  smoothing: number;
+  windows: number;
+  positions: number;
+  rows: SpliceRow[];
+  summaries: SpliceConditionSummary[];
+  meanCleanCE: number;
+  distributions: KlDistribution[];
+  seconds: number;
+}
+
+/**
+ * Ratios of pooled means between conditions, with intervals from one cluster bootstrap over windows
+ * (the same resampling for numerator and denominator, so their correlation is respected).
+ */
+export function spliceContrasts(res: SpliceResult, seed: number, samples: number): SpliceContrast[] {
+  const W = res.config.windows;
+  const perWindow = (name: string, what: "kl" | "ce") => {
+    const m = res.measurements.find((x) => x.name === name);
+    if (!m) throw new Error(`spliceContrasts: no condition "${name}"`);
+    const sums = new Float64Array(W);
+    const cnt = new Float64Array(W);
+    const vals = what === "kl" ? m.kl : m.ce;
+    const win = what === "kl" ? m.klWindow : m.ceWindow;
+    for (let i = 0; i < vals.length; i++) {
+      sums[win[i]] += vals[i];
+      cnt[win[i]]++;
+    }
+    return (w: Float64Array) => pooledMean(sums, cnt, w);
+  };
+  const kl = (n: string) => perWindow(n, "kl");
+  const ce = (n: string) => perWindow(n, "ce");
+  const defs: Array<{ name: string; definition: string; f: (w: Float64Array) => number }> = [];
+  const klSeqSae = kl(SPLICE.seqSae);
+  const klSeqFull = kl(SPLICE.seqFull);
+  const klJSae = kl(SPLICE.jointSae);
+  const klJFull = kl(SPLICE.jointFull);
+  const klJInter = kl(SPLICE.jointInter);
+  const klStand = kl(SPLICE.standalone);
+  const klJL = kl(SPLICE.jointLinModel);
+  const ceJSae = ce(SPLICE.jointSae);
+  const ceJFull = ce(SPLICE.jointFull);
+  defs.push({ name: "sequentialKlReduction", definition: "1 − KL(sequential SAE + NFM) / KL(sequential SAE)", f: (w) => 1 - klSeqFull(w) / klSeqSae(w) });
+  defs.push({ name: "jointVsStandaloneKl", definition: "1 − KL(joint full) / KL(standalone SAE)", f: (w) => 1 - klJFull(w) / klStand(w) });
+  defs.push({ name: "jointVsJointLinearModelKl", definition: "1 − KL(joint full) / KL(joint SAE+linear model)", f: (w) => 1 - klJFull(w) / klJL(w) });
+  defs.push({ name: "jointCeImprovement", definition: "1 − CE(joint full) / CE(joint SAE path), raw patched CE", f: (w) => 1 - ceJFull(w) / ceJSae(w) });
+  defs.push({
+    name: "nonlinearShareOfKlGain",
+    definition: "(1 − KL(joint SAE + interaction)/KL(joint SAE path)) / (1 − KL(joint full)/KL(joint SAE path))",
+    f: (w) => (1 - klJInter(w) / klJSae(w)) / (1 - klJFull(w) / klJSae(w)),
+  });
+  const stat = (w: Float64Array) => defs.map((d) => d.f(w));
+  const point = stat(new Float64Array(W).fill(1));
+  const cis = samples > 0 && W > 1 ? clusterBootstrap(W, stat, { samples, seed: seed + 17 }) : null;
+  return defs.map((d, i) => ({
+    name: d.name,
+    definition: d.definition,
+    value: point[i],
+    lo: cis && Number.isFinite(cis[i].lo) ? cis[i].lo : null,
+    hi: cis && Number.isFinite(cis[i].hi) ? cis[i].hi : null,
+  }));
+}
+
+function klDistribution(name: string, kind: string, kl: Float32Array): KlDistribution {
+  const sorted = Float64Array.from(kl).sort();
+  const q = (f: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(f * (sorted.length - 1)))] : NaN);
+  const lo = -6;
+  const hi = 2;
+  const nb = 32;
+  const counts = new Array(nb).fill(0);
+  for (const v of sorted) {
+    const l = Math.log10(Math.max(v, 1e-6));
+    const b = Math.min(nb - 1, Math.max(0, Math.floor(((l - lo) / (hi - lo)) * nb)));
+    counts[b]++;
+  }
+  return {
+    condition: name,
+    kind,
+    n: sorted.length,
+    quantiles: [0.05, 0.25, 0.5, 0.75, 0.95].map((f) => ({ q: f, value: q(f) })),
+    log10Bins: counts.map((c, i) => ({ lo: lo + ((hi - lo) * i) / nb, hi: lo + ((hi - lo) * (i + 1)) / nb, count: c })),
+  };
+}
+
+/**
+ * The KL/CE splice test. Conditions: the joint model's SAE path, + linear, + interaction, full; the
+ * sequential SAE and SAE + NFM; the standalone SAE; the joint SAE + linear model; ε-random per
+ * condition (its own error norm) and zero-ablation. Baseline of the improvements: the joint SAE path.
+ */
+export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: string; value: SpliceSummary }> {
+  const s = await getStores(p);
+  const [sae, seq, joint, jl] = [await getStandaloneSae(p), await getSequential(p), await getJoint(p, "full"), await getJoint(p, "sae+linear")];
+  const ev = EVAL_SETTINGS[p.preset];
+  const faithful = p.mode === "faithful";
+  const params = {
+    format: PIPELINE_FORMAT,
+    mode: p.mode,
+    model: p.model,
+    layer: p.layer,
+    stores: s.key,
+    models: { sae: sae.key, seq: seq.key, joint: joint.key, jl: jl.key },
+    windows: ev.spliceWindows,
+    epsilonSamples: ev.epsilonSamples,
+    bootstrap: ev.bootstrapSamples,
+    seed: p.seed,
+  };
+  return memoised(`splice:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep("splice", params, async (dir) => {
+      const t0 = Date.now();
+      const { model: lm } = await getLanguageModel(p.model);
+      // faithful: the authors hooked the output of block `layer` (= hidden_states[layer + 1]) on raw activations
+      const spliceLayer = faithful ? p.layer + 1 : p.layer;
+      if (spliceLayer > lm.config.nLayers) throw new Error(`splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`);
+      const norm = faithful ? null : s.normalization;
+      // faithful: the start of the training text (as the authors); corrected: held-out test documents
+      const windows = storeWindows(faithful ? s.train : s.test, ev.spliceWindows);
+      const conditions: Array<SpliceCondition & { dispose(): void }> = [
+        modelCondition(SPLICE.jointSae, joint.model, norm, (o) => o.xSae),
+        modelCondition(SPLICE.jointLinear, joint.model, norm, (o) => addT(o.xSae, o.nfm?.lin)),
+        modelCondition(SPLICE.jointInter, joint.model, norm, (o) => addT(o.xSae, o.nfm?.inter)),
+        modelCondition(SPLICE.jointFull, joint.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.seqSae, seq.model, norm, (o) => o.xSae),
+        modelCondition(SPLICE.seqFull, seq.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.standalone, sae.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.jointLinModel, jl.model, norm, (o) => o.xhat),
+      ];
+      let lastPct = -1;
+      const res = spliceEvaluate({
+        model: lm,
+        windows,
+        layer: spliceLayer,
+        conditions,
+        epsilonSamples: ev.epsilonSamples,
+        epsilonNorm: "own",
+        smoothing: faithful ? 1e-8 : 0,
+        seed: p.seed,
+        baseline: SPLICE.jointSae,
+        bootstrapSamples: ev.bootstrapSamples,
+        onProgress: (done, total) => {
+          const pct = Math.floor((100 * done) / total / 10) * 10;
+          if (pct !== lastPct) {
+            lastPct = pct;
+            process.stderr.write(`splice (${p.mode}): ${done}/${total} windows\n`);
+          }
+        },
+      });
+      conditions.forEach((c) => c.dispose());
+      writeJsonAtomic(path.join(dir, "splice.json"), spliceResultToJson(res));
+      const summary: SpliceSummary = {
+        contrasts: spliceContrasts(res, p.seed, ev.bootstrapSamples),
+        layerSpliced: spliceLayer,
+        rawSplice: faithful,
+        smoothing: faithful ? 1e-8 : 0,
+        windows: res.config.windows,
+        positions: res.config.positions,
+        rows: res.rows,
+        summaries: res.summaries,
+        meanCleanCE: res.meanCleanCE,
+        distributions: res.measurements.map((m) => klDistribution(m.name, m.kind, m.kl)),
+        seconds: (Date.now() - t0) / 1000,
+      };
+      // NaN is not JSON: go through the same sanitiser as the saved file
+      return JSON.parse(JSON.stringify(summary, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v))) as SpliceSummary;
+    });
+    return { key: r.key, dir: r.dir, value: r.value };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// geometry
+
+export interface GeometryModelReport {
+  label: string;
+  F: number;
+  /** ‖W_dec row i‖² for every feature. */
+  sq: number[];
+  bimodal: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> & { liveOnly: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> | null };
+  /** Per-feature (l+e)/T and firing counts (joint models only; null otherwise). */
+  nfmTotalRatio: number[] | null;
+  firing: number[];
+  meanAbsCosine: number;
+  pcaComponents90: number;
+}
+
+export interface GeometrySummary {
+  heldOutTokens: number;
+  joint: GeometryModelReport;
+  standalone: GeometryModelReport;
+  /** Unit-norm decoder ablation: the decoder norms are 1 by construction, so its analysis uses the effective decoder ‖W_dec,i + W_lin,i‖². */
+  modern: GeometryModelReport;
+  /** The same effective-decoder analysis for the paper's joint model (comparable to `modern`). */
+  jointEffective: GeometryModelReport;
+  seconds: number;
+}
+
+/** Firing counts per feature on held-out rows (model space). */
+function firingCounts(m: Model, rows: Float32Array): number[] {
+  const c = m.config;
+  const d = c.sae.d;
+  const n = rows.length / d;
+  const counts = new Float64Array(c.sae.F);
+  const p = m.record();
+  for (let s = 0; s < n; s += 1024) {
+    const b = Math.min(1024, n - s);
+    const [vals, idx] = tf.tidy(() => {
+      const o = forward(p, c, tf.tensor2d(rows.subarray(s * d, (s + b) * d), [b, d]), null);
+      return [o.code.values.dataSync() as Float32Array, o.code.indices.dataSync() as Int32Array];
+    });
+    for (let i = 0; i < vals.length; i++) if (vals[i] > 0) counts[idx[i]]++;
+  }
+  return Array.from(counts);
+}
+
+function stripReport(b: BimodalReport): GeometryModelReport["bimodal"] {
+  const strip = (x: BimodalReport) => {
+    const { features: _f, sq: _s, mixtureLabels: _m, cutLabels: _c, liveOnly: _l, ...rest } = x;
+    return rest;
+  };
+  return { ...strip(b), liveOnly: b.liveOnly ? strip(b.liveOnly) : null };
+}
+
+function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, effective = false): GeometryModelReport {
+  const c = m.config;
+  const F = c.sae.F;
+  const d = c.sae.d;
+  let dec = m.params.read("sae.wDec");
+  if (effective && c.nfm?.linear) {
+    const lin = m.params.read("nfm.wLin");
+    dec = Float32Array.from(dec, (v, i) => v + lin[i]);
+  }
+  const sq = rowSquaredNorms(dec, F, d);
+  const firing = firingCounts(m, rows);
+  const tokens = rows.length / d;
+  const ratios =
+    c.nfm && c.nfm.linear && c.nfm.interaction
+      ? weightNormRatios({ dec: m.params.read("sae.wDec"), lin: m.params.read("nfm.wLin"), emb: m.params.read("nfm.V"), F, d, E: c.nfm.E })
+      : undefined;
+  const b = bimodalAnalysis(sq, { ratios, activity: { counts: firing, tokens }, seed });
+  const cos = meanAbsCosine(dec, F, d, { seed });
+  const pca = pcaComponentsFor(dec, F, d);
+  return {
+    label,
+    F,
+    sq: Array.from(sq),
+    bimodal: stripReport(b),
+    nfmTotalRatio: ratios ? Array.from(ratios.nfmTotal) : null,
+    firing,
+    meanAbsCosine: cos.meanAbsCosine,
+    pcaComponents90: pca.componentsOfTotal,
+  };
+}
+
+/** Decoder geometry: squared norms, mixture fits, weight-norm ratios, cosines, PCA — joint vs standalone vs modern. */
+export async function getGeometry(p: PipelineParams): Promise<{ key: string; value: GeometrySummary }> {
+  const s = await getStores(p);
+  const [joint, sae, modern] = [await getJoint(p, "full"), await getStandaloneSae(p), await getModernJoint(p)];
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, models: { joint: joint.key, sae: sae.key, modern: modern.key }, seed: p.seed };
+  return memoised(`geometry:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep("geometry", params, async (dir) => {
+      const t0 = Date.now();
+      const rows = evalRowsFor(p, s, presetFor(p).joint);
+      const v: GeometrySummary = {
+        heldOutTokens: rows.length / s.train.d,
+        joint: geometryOf("joint (paper)", joint.model, rows, p.seed),
+        standalone: geometryOf("standalone SAE", sae.model, rows, p.seed),
+        modern: geometryOf("joint, unit-norm decoder (modern)", modern.model, rows, p.seed, true),
+        jointEffective: geometryOf("joint (paper), effective decoder W_dec + W_lin", joint.model, rows, p.seed, true),
+        seconds: (Date.now() - t0) / 1000,
+      };
+      const clean = JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? null : ArrayBuffer.isView(x) ? Array.from(x as Float64Array) : x))) as GeometrySummary;
+      writeJsonAtomic(path.join(dir, "geometry.json"), clean);
+      return clean;
+    });
+    return { key: r.key, value: r.value };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// secondary SAE
+
+export interface SecondarySummary {
+  primary: "sequential";
+  E: number;
+  features: number;
+  k: number;
+  rows: number;
+  heldOut: EvalMetrics;
+  heldOutRows: number;
+  history: Array<{ step: number; loss: number }>;
+  seconds: number;
+}
+
+/**
+ * Secondary TopK SAE (25·E features, k = 2%) on the sequential NFM's post-MLP1 pre-ReLU h (as the
+ * paper: the secondary SAE was trained on the sequential NFM), bi-interaction input, z-scored.
+ */
+export async function getSecondary(p: PipelineParams): Promise<{ key: string; dir: string; value: SecondarySummary; sae: SecondarySae; primary: PrimaryModel }> {
+  const s = await getStores(p);
+  const seq = await getSequential(p);
+  const ev = EVAL_SETTINGS[p.preset];
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, seq: seq.key, rows: ev.secondaryRows, steps: ev.secondarySteps, seed: p.seed };
+  return memoised(`secondary:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep("secondary", params, async (dir) => {
+      const t0 = Date.now();
+      const cfg = presetFor(p).sequential;
+      // faithful: training rows (per-chunk z-score); corrected: held-out documents in the training store's z-score
+      const rows =
+        p.mode === "faithful"
+          ? heldOutRows(s.train, ev.secondaryRows, { seed: p.seed, part: "train", normalize: "per-chunk" })
+          : normalizeRows(s.normalization, heldOutRows(s.val, ev.secondaryRows, { seed: p.seed, part: "all", normalize: "none" }));
+      const hid = collectInteractionHidden(seq.model, rows, { interactionInput: "bi-interaction" });
+      const sec = await trainSecondarySae(hid.h, hid.E, { steps: ev.secondarySteps, seed: p.seed, progress: "auto", batchSize: Math.min(256, cfg.batchSize) });
+      saveCheckpoint(path.join(dir, "model"), sec.model, { normalization: sec.normalization });
+      const v: SecondarySummary = { primary: "sequential", E: sec.E, features: sec.features, k: sec.k, rows: hid.n, heldOut: sec.heldOut, history: sec.history, heldOutRows: sec.heldOutRows, seconds: (Date.now() - t0) / 1000 };
+      sec.model.dispose();
+      return v;
+    });
+    const ck = loadCheckpoint(path.join(r.dir, "model"));
+    const norm = ck.meta.normalization as NormalizationSpec;
+    const sae: SecondarySae = {
+      model: ck.model,
+      normalization: norm,
+      E: r.value.E,
+      features: r.value.features,
+      k: r.value.k,
+      heldOut: r.value.heldOut,
+      train: null,
+      history: r.value.history,
+      trainRows: r.value.rows - r.value.heldOutRows,
+      heldOutRows: r.value.heldOutRows,
+    };
+    return { key: r.key, dir: r.dir, value: r.value, sae, primary: { model: seq.model, normalization: seq.normalization } };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// interventions
+
+export interface InterventionsSummary {
+  settingsMode: Mode;
+  topFeature: { feature: number; f: number; p: number } | null;
+  controlFeature: { feature: number; f: number; p: number } | null;
+  /** Per clamp value, two-way ANOVA (formality × emotion, prompts as blocks) and the authors' statistic, for the top feature, the control and the linear-pathway control. */
+  experiments: Array<{
+    name: string;
+    role: "top" | "control" | "linear-control";
+    levels: Array<{
+      c: number;
+      maxAbsDelta: number;
+      /** Readouts (prompt × word) whose Δ is not exactly 0, of all readouts: a clamp that touches few of them gives degenerate F values. */
+      nonZero: number;
+      readouts: number;
+      interaction: { f: number; p: number; df1: number; df2: number; partialEta2: number } | null;
+      formality: { f: number; p: number } | null;
+      emotion: { f: number; p: number } | null;
+      authors: { f: number; p: number; effect: number } | null;
+      cells: Array<{ formality: string; emotion: string; n: number; mean: number; lo: number; hi: number }>;
+    }>;
+  }>;
+  primaryFeatures: { formality: number[]; emotion: number[] };
+  seconds: number;
+}
+
+/** The 2×2 clamping experiment on the secondary features (lib/eval/interventions.ts). */
+export async function getInterventions(p: PipelineParams): Promise<{ key: string; value: InterventionsSummary }> {
+  const sec = await getSecondary(p);
+  const ev = EVAL_SETTINGS[p.preset];
+  // The clamping hook: faithful mode patches the authors' layer + 1 (the output of block `layer`),
+  // corrected the trained layer. Feature discovery on the stimulus sentences reads hidden_states[layer]
+  // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
+  const layer = p.mode === "faithful" ? p.layer + 1 : p.layer;
+  const stimFile = stim.defaultStimuliPath();
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, model: p.model, layer: p.layer, clampLayer: layer, secondary: sec.key, clampValues: ev.clampValues, maxPrompts: ev.maxPrompts, stimuli: fs.existsSync(stimFile) ? fs.statSync(stimFile).size : 0, seed: p.seed };
+  return memoised(`interventions:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep("interventions", params, async (dir) => {
+      const t0 = Date.now();
+      const { model: lm, tokenizer } = await getLanguageModel(p.model);
+      const stimuli = stim.loadStimuli(stimFile);
+      const settings = iv.interventionSettings(p.mode);
+      const primary = sec.primary;
+      const prompts = ev.maxPrompts ? stimuli.prompts.slice(0, ev.maxPrompts) : stimuli.prompts;
+      const ranking = iv.rankSecondaryFeatures(lm, tokenizer, stimuli, p.layer, primary, sec.sae, settings);
+      const disc = iv.discoverPrimaryFeatures(lm, tokenizer, stimuli, p.layer, primary, settings, 3);
+      const base = { lm, tokenizer, layer, primary, stimuli, prompts, clampValues: ev.clampValues };
+      const exps: Array<{ role: "top" | "control" | "linear-control"; res: ReturnType<typeof iv.clampExperiment> }> = [];
+      if (ranking.top) exps.push({ role: "top", res: iv.clampExperiment({ ...base, secondary: sec.sae, feature: ranking.top.feature, settings }) });
+      if (ranking.control && ranking.control.feature !== ranking.top?.feature) exps.push({ role: "control", res: iv.clampExperiment({ ...base, secondary: sec.sae, feature: ranking.control.feature, settings }) });
+      const linFeatures = Array.from(new Set([...disc.topFormality.slice(0, 1), ...disc.topEmotion.slice(0, 1)].map((t) => t.feature)));
+      if (linFeatures.length) exps.push({ role: "linear-control", res: iv.linearControlExperiment({ ...base, features: linFeatures }) });
+      const v: InterventionsSummary = {
+        settingsMode: p.mode,
+        topFeature: ranking.top ? { feature: ranking.top.feature, f: ranking.top.f, p: ranking.top.p } : null,
+        controlFeature: ranking.control ? { feature: ranking.control.feature, f: ranking.control.f, p: ranking.control.p } : null,
+        experiments: exps.map((e) => ({
+          name: e.res.name,
+          role: e.role,
+          levels: e.res.levels.map((l) => ({
+            c: l.c,
+            maxAbsDelta: l.maxAbsDelta,
+            nonZero: l.rows.filter((r) => r.value !== 0).length,
+            readouts: l.rows.length,
+            interaction: l.anova ? { f: l.anova.interaction.f, p: l.anova.interaction.p, df1: l.anova.interaction.df, df2: l.anova.residual.df, partialEta2: l.anova.interaction.partialEtaSquared } : null,
+            formality: l.anova ? { f: l.anova.a.f, p: l.anova.a.p } : null,
+            emotion: l.anova ? { f: l.anova.b.f, p: l.anova.b.p } : null,
+            authors: l.authors ? { f: l.authors.interaction.f, p: l.authors.interaction.p, effect: l.authors.interactionEffect } : null,
+            cells: l.cells.map((c) => ({ ...c })),
+          })),
+        })),
+        primaryFeatures: { formality: disc.topFormality.map((t) => t.feature), emotion: disc.topEmotion.map((t) => t.feature) },
+        seconds: (Date.now() - t0) / 1000,
+      };
+      const clean = JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? null : x))) as InterventionsSummary;
+      writeJsonAtomic(path.join(dir, "interventions.json"), clean);
+      return clean;
+    });
+    return { key: r.key, value: r.value };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// everything for one mode
+
+export interface ModeArtifacts {
+  params: PipelineParams;
+  results: ModeResults;
+  training: Record<string, TrainSummary>;
+  splice: SpliceSummary | null;
+  geometry: GeometrySummary | null;
+  secondary: SecondarySummary | null;
+  interventions: InterventionsSummary | null;
+  /** Steps that failed (message), so the report can say "not measured" and why. */
+  errors: Record<string, string>;
+}
+
+const ci = (lo: number | null | undefined, hi: number | null | undefined): [number, number] | undefined =>
+  lo != null && hi != null && Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : undefined;
+
+/** Run (or load) every step for one mode and assemble the claim measurements. A failing evaluation is recorded, not fatal. */
+export async function collectModeResults(p: PipelineParams): Promise<ModeArtifacts> {
+  const errors: Record<string, string> = {};
+  const attempt = async <T>(name: string, f: () => Promise<T>): Promise<T | null> => {
+    try {
+      return await f();
+    } catch (e) {
+      errors[name] = e instanceof Error ? e.message : String(e);
+      process.stderr.write(`pipeline (${p.mode}): step ${name} failed: ${errors[name]}\n`);
+      return null;
+    }
+  };
+  const sae = await getStandaloneSae(p);
+  const seq = await getSequential(p);
+  const joint = await getJoint(p, "full");
+  const jl = await getJoint(p, "sae+linear");
+  const modern = await attempt("joint-modern", () => getModernJoint(p));
+  const splice = await attempt("splice", () => getSplice(p));
+  const geometry = modern ? await attempt("geometry", () => getGeometry(p)) : null;
+  const secondary = await attempt("secondary", () => getSecondary(p));
+  const interventions = secondary ? await attempt("interventions", () => getInterventions(p)) : null;
+
+  const R: ModeResults = {};
+  const jf = joint.summary.final;
+  const n = jf.rows;
+  if (jf.improvementVsSaePath != null) R.jointImprovementOwnSaePath = { value: jf.improvementVsSaePath, n, unit: "fraction of MSE" };
+  R.jointImprovementVsStandaloneSae = { value: (sae.summary.final.mse - jf.mse) / sae.summary.final.mse, n, unit: "fraction of MSE" };
+  R.jointImprovementVsSaeLinear = { value: (jl.summary.final.mse - jf.mse) / jl.summary.final.mse, n, unit: "fraction of MSE" };
+  const sf = seq.summary.final;
+  if (sf.improvementVsSaePath != null) R.sequentialImprovement = { value: sf.improvementVsSaePath, n: sf.rows, unit: "fraction of MSE" };
+  if (sf.linearShare != null) R.sequentialLinearShare = { value: sf.linearShare, n: sf.rows };
+  if (jf.linearShare != null) R.jointLinearShare = { value: jf.linearShare, n };
+  R.nonlinearParameterShare = { value: joint.summary.params.interactionShare };
+  if (splice) {
+    const row = (name: string) => splice.value.rows.find((r) => r.condition === name);
+    const seqSae = row(SPLICE.seqSae);
+    const seqFull = row(SPLICE.seqFull);
+    const jSae = row(SPLICE.jointSae);
+    const jFull = row(SPLICE.jointFull);
+    const jInter = row(SPLICE.jointInter);
+    const stand = row(SPLICE.standalone);
+    const positions = splice.value.positions;
+    if (seqSae?.pathologyRatio != null) R.klRatioSaeOverEps = { value: seqSae.pathologyRatio, ci: ci(seqSae.pathologyLo, seqSae.pathologyHi), n: positions, unit: "ratio" };
+    if (seqFull?.pathologyRatio != null) R.klRatioFullOverEps = { value: seqFull.pathologyRatio, ci: ci(seqFull.pathologyLo, seqFull.pathologyHi), n: positions, unit: "ratio" };
+    if (jFull?.klImprovement != null) R.klReductionJoint = { value: jFull.klImprovement, ci: ci(jFull.klImprovementLo, jFull.klImprovementHi), n: positions };
+    const con = (name: string): Measured | undefined => {
+      const c = (splice.value.contrasts ?? []).find((x) => x.name === name);
+      return c && c.value !== null && Number.isFinite(c.value) ? { value: c.value, ci: ci(c.lo, c.hi), n: positions } : undefined;
+    };
+    R.klReductionVsStandalone = con("jointVsStandaloneKl");
+    R.klReductionVsJointLinearModel = con("jointVsJointLinearModelKl");
+    R.klReductionSequential = con("sequentialKlReduction");
+    R.ceImprovementJoint = con("jointCeImprovement");
+    R.nonlinearShareOfKlGain = con("nonlinearShareOfKlGain");
+    void jSae;
+    void stand;
+    void jInter;
+  }
+  if (geometry) {
+    const g = geometry.value;
+    const mix = g.joint.bimodal.mixture;
+    const means = [mix.two.means[0], mix.two.means[1]] as [number, number];
+    const weights = [mix.two.weights[0], mix.two.weights[1]] as [number, number];
+    R.bimodality = {
+      bicOneMinusTwo: mix.deltaBic,
+      means,
+      weights,
+      standaloneBicOneMinusTwo: g.standalone.bimodal.mixture.deltaBic,
+      liveOnlyBicOneMinusTwo: g.joint.bimodal.liveOnly?.mixture.deltaBic,
+      modernBicOneMinusTwo: g.modern.bimodal.mixture.deltaBic,
+    };
+    const sp = g.joint.bimodal.spearman?.nfmTotal;
+    if (sp) R.spearmanNormVsNfmRatio = { value: sp.r, n: sp.n };
+  }
+  if (secondary) {
+    const h = secondary.value.heldOut;
+    R.secondarySae = { features: secondary.value.features, k: secondary.value.k, fvu: h.fvu, l0: h.l0, deadFraction: h.deadFraction };
+  }
+  if (interventions) {
+    const top = interventions.value.experiments.find((e) => e.role === "top");
+    // the paper's headline F = 5.06 is at c = −4
+    const lvl = top?.levels.find((l) => l.c === -4) ?? top?.levels.find((l) => l.interaction);
+    if (lvl?.interaction) {
+      R.interactionF = { ...lvl.interaction, partialEta2: lvl.interaction.partialEta2, authorsStatF: lvl.authors?.f, authorsStatP: lvl.authors?.p };
+    } else if (!top) {
+      R.interactionUntestable = "no secondary feature was active on enough stimulus sentences to rank";
+    } else {
+      const maxAbs = Math.max(0, ...top.levels.map((l) => l.maxAbsDelta));
+      R.interactionUntestable = `clamping feature #${interventions.value.topFeature?.feature} gave a constant Δ log-probability (max |Δ| = ${maxAbs.toExponential(2)} nats): it does not fire on the readout prompts`;
+    }
+  }
+  const training: Record<string, TrainSummary> = { sae: sae.summary, sequential: seq.summary, joint: joint.summary, jointLinear: jl.summary };
+  if (modern) training.jointModern = modern.summary;
+  return {
+    params: p,
+    results: R,
+    training,
+    splice: splice?.value ?? null,
+    geometry: geometry?.value ?? null,
+    secondary: secondary?.value ?? null,
+    interventions: interventions?.value ?? null,
+    errors,
+  };
+}
+
+export type { Measured };

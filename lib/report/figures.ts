@@ -1,0 +1,221 @@
+/**
+ * Vega-lite specs for the report and the notebooks, built from the pipeline's cached summaries
+ * (lib/pipeline/index.ts). Pure functions: data in, spec out. Every spec has a title and axis
+ * titles with units (lib/display/spec-check.ts), and is checked before it is returned.
+ */
+import { assertChartSpec, VegaLiteSpec } from "../display/spec-check";
+import type { SpliceSummary, GeometryModelReport, TrainSummary, InterventionsSummary, ModeArtifacts } from "../pipeline/index";
+
+const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
+
+function checked(spec: VegaLiteSpec): VegaLiteSpec {
+  assertChartSpec(spec);
+  return spec;
+}
+
+/** Mean KL per splice condition with 95% cluster-bootstrap intervals, one panel row per mode. */
+export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }>): VegaLiteSpec {
+  const values = splices.flatMap(({ mode, splice }) =>
+    splice.rows.map((r) => ({ mode, condition: r.condition, kind: r.kind, meanKL: r.meanKL, lo: r.klLo ?? r.meanKL, hi: r.klHi ?? r.meanKL })),
+  );
+  return checked({
+    $schema: SCHEMA,
+    title: "Splice KL(clean ‖ patched) per condition (mean, 95% bootstrap CI over windows)",
+    data: { values },
+    facet: { row: { field: "mode", type: "nominal", title: "mode" } },
+    spec: {
+      width: 420,
+      height: { step: 14 },
+      layer: [
+        {
+          mark: "bar",
+          encoding: {
+            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
+            x: { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" },
+            color: { field: "kind", type: "nominal", title: "arm" },
+          },
+        },
+        {
+          mark: { type: "rule", color: "black" },
+          encoding: {
+            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
+            x: { field: "lo", type: "quantitative", title: "mean KL per position (nats)" },
+            x2: { field: "hi" },
+          },
+        },
+      ],
+    },
+    resolve: { scale: { x: "independent" } },
+  });
+}
+
+/** log10 KL distributions per condition (step histograms), model arms and ε arms. */
+export function klDistributionSpec(mode: string, splice: SpliceSummary): VegaLiteSpec {
+  const values = splice.distributions.flatMap((d) => d.log10Bins.map((b) => ({ condition: d.condition, kind: d.kind, log10KL: (b.lo + b.hi) / 2, fraction: d.n ? b.count / d.n : 0 })));
+  return checked({
+    $schema: SCHEMA,
+    title: `Distribution of per-position KL per condition (${mode})`,
+    data: { values },
+    mark: { type: "line", interpolate: "step" },
+    width: 480,
+    height: 260,
+    encoding: {
+      x: { field: "log10KL", type: "quantitative", title: "log10 KL per position (log10 nats)" },
+      y: { field: "fraction", type: "quantitative", title: "fraction of positions (fraction)" },
+      color: { field: "condition", type: "nominal", title: "condition", legend: { labelLimit: 320 } },
+      strokeDash: { field: "kind", type: "nominal", title: "arm" },
+    },
+  });
+}
+
+function normalPdf(x: number, m: number, s: number): number {
+  return Math.exp(-0.5 * ((x - m) / s) ** 2) / (s * Math.sqrt(2 * Math.PI));
+}
+
+/** Histogram of decoder squared norms (density) with the fitted 1- and 2-component Gaussian mixtures overlaid. */
+export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaLiteSpec {
+  const h = g.bimodal.histogram as unknown as { edges: number[]; counts: number[] };
+  const n = g.bimodal.n;
+  const bars = h.counts.map((c, i) => ({ lo: h.edges[i], hi: h.edges[i + 1], density: n ? c / n / (h.edges[i + 1] - h.edges[i]) : 0 }));
+  const lo = h.edges[0];
+  const hi = h.edges[h.edges.length - 1];
+  const two = g.bimodal.mixture.two;
+  const one = g.bimodal.mixture.one;
+  const curve: Array<{ x: number; density: number; fit: string }> = [];
+  for (let i = 0; i <= 120; i++) {
+    const x = lo + ((hi - lo) * i) / 120;
+    curve.push({ x, density: two.weights.reduce((s, w, j) => s + w * normalPdf(x, two.means[j], two.stds[j]), 0), fit: `2 components (ΔBIC = ${g.bimodal.mixture.deltaBic.toFixed(1)})` });
+    curve.push({ x, density: normalPdf(x, one.means[0], one.stds[0]), fit: "1 component" });
+  }
+  return checked({
+    $schema: SCHEMA,
+    title: `Decoder squared norms ‖W_dec,i‖² with mixture fits: ${g.label} (${mode})`,
+    width: 420,
+    height: 220,
+    layer: [
+      {
+        data: { values: bars },
+        mark: { type: "rect", opacity: 0.5, color: "#4c78a8" },
+        encoding: {
+          x: { field: "lo", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)" },
+          x2: { field: "hi" },
+          y: { field: "density", type: "quantitative", title: "density (1/unit)" },
+        },
+      },
+      {
+        data: { values: curve },
+        mark: { type: "line" },
+        encoding: {
+          x: { field: "x", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)" },
+          y: { field: "density", type: "quantitative", title: "density (1/unit)" },
+          color: { field: "fit", type: "nominal", title: "mixture fit", legend: { labelLimit: 320 } },
+        },
+      },
+    ],
+  });
+}
+
+/** Scatter of squared norm vs the NFM weight share (l+e)/T per feature, coloured by whether the feature fired on held-out data. */
+export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTokens: number): VegaLiteSpec {
+  if (!g.nfmTotalRatio) throw new Error(`normVsRatioSpec: ${g.label} has no NFM weights`);
+  const values = g.sq.map((sq, i) => ({ sq, ratio: g.nfmTotalRatio![i], activity: g.firing[i] === 0 ? "dead on held-out" : g.firing[i] / heldOutTokens < 1e-4 ? "rare" : "live" }));
+  const rho = g.bimodal.spearman?.nfmTotal.r;
+  return checked({
+    $schema: SCHEMA,
+    title: `Squared norm vs NFM weight share (l+e)/(r+l+e) per feature, ${mode}${rho !== undefined ? ` (Spearman ρ = ${rho.toFixed(3)}; paper −0.987)` : ""}`,
+    data: { values },
+    mark: { type: "point", size: 12, opacity: 0.6 },
+    width: 420,
+    height: 260,
+    encoding: {
+      x: { field: "sq", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared z-units)" },
+      y: { field: "ratio", type: "quantitative", title: "NFM weight share (l+e)/T (fraction)" },
+      color: { field: "activity", type: "nominal", title: "held-out activity" },
+    },
+  });
+}
+
+/** Training loss curves of every model in one mode. */
+export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode: string): VegaLiteSpec {
+  const values = Object.entries(training).flatMap(([name, t]) => t.curve.map((c) => ({ model: name, step: c.step, loss: c.loss })));
+  return checked({
+    $schema: SCHEMA,
+    title: `Training loss per model (${mode})`,
+    data: { values },
+    mark: "line",
+    width: 420,
+    height: 240,
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
+      y: { field: "loss", type: "quantitative", title: "training loss (MSE, z-units²)", scale: { type: "log" } },
+      color: { field: "model", type: "nominal", title: "model" },
+    },
+  });
+}
+
+/** Interaction plot of the clamped feature's Δ log-probability per cell (mean ± 95% CI), one panel per clamp value. */
+export function interactionPlotSpec(iv: InterventionsSummary, mode: string, role: "top" | "control" | "linear-control" = "top"): VegaLiteSpec | null {
+  const e = iv.experiments.find((x) => x.role === role);
+  if (!e) return null;
+  const values = e.levels.flatMap((l) => l.cells.map((c) => ({ c: `c = ${l.c}`, formality: c.formality, emotion: `emotion ${c.emotion}`, mean: c.mean, lo: Number.isFinite(c.lo) ? c.lo : c.mean, hi: Number.isFinite(c.hi) ? c.hi : c.mean })));
+  return checked({
+    $schema: SCHEMA,
+    title: `Clamping ${e.name}: Δ log-probability of target words per cell (${mode})`,
+    data: { values },
+    facet: { column: { field: "c", type: "nominal", title: "clamp multiplier" } },
+    spec: {
+      width: 140,
+      height: 200,
+      layer: [
+        {
+          mark: { type: "line", point: true },
+          encoding: {
+            x: { field: "formality", type: "nominal", title: "target-word formality" },
+            y: { field: "mean", type: "quantitative", title: "Δ log p(word) (nats)" },
+            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+          },
+        },
+        {
+          mark: "rule",
+          encoding: {
+            x: { field: "formality", type: "nominal", title: "target-word formality" },
+            y: { field: "lo", type: "quantitative", title: "Δ log p(word) (nats)" },
+            y2: { field: "hi" },
+            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+          },
+        },
+      ],
+    },
+    resolve: { scale: { y: "independent" } },
+  });
+}
+
+export interface FigureSpec {
+  /** File stem (no extension). */
+  name: string;
+  caption: string;
+  spec: VegaLiteSpec;
+}
+
+/** Every figure of the report, from the per-mode artifacts. */
+export function reportFigures(modes: ModeArtifacts[]): FigureSpec[] {
+  const out: FigureSpec[] = [];
+  const splices = modes.filter((m) => m.splice).map((m) => ({ mode: m.params.mode, splice: m.splice! }));
+  if (splices.length) out.push({ name: "kl-per-condition", caption: "Mean splice KL per condition with 95% cluster-bootstrap intervals", spec: klBarSpec(splices) });
+  for (const m of modes) {
+    const mode = m.params.mode;
+    if (m.splice) out.push({ name: `kl-distribution-${mode}`, caption: `Per-position KL distributions (${mode})`, spec: klDistributionSpec(mode, m.splice) });
+    if (m.geometry) {
+      out.push({ name: `sq-norms-joint-${mode}`, caption: `Joint decoder squared norms with mixture fits (${mode})`, spec: sqNormHistogramSpec(m.geometry.joint, mode) });
+      out.push({ name: `sq-norms-standalone-${mode}`, caption: `Standalone SAE decoder squared norms with mixture fits (${mode})`, spec: sqNormHistogramSpec(m.geometry.standalone, mode) });
+      out.push({ name: `sq-norms-modern-${mode}`, caption: `Unit-norm-decoder ablation, effective decoder squared norms (${mode})`, spec: sqNormHistogramSpec(m.geometry.modern, mode) });
+      out.push({ name: `norm-vs-ratio-${mode}`, caption: `Squared norm vs NFM weight share (${mode})`, spec: normVsRatioSpec(m.geometry.joint, mode, m.geometry.heldOutTokens) });
+    }
+    out.push({ name: `training-curves-${mode}`, caption: `Training curves (${mode})`, spec: trainingCurvesSpec(m.training, mode) });
+    if (m.interventions) {
+      const s = interactionPlotSpec(m.interventions, mode, "top");
+      if (s) out.push({ name: `interaction-${mode}`, caption: `Clamping interaction plot (${mode})`, spec: s });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,359 @@
+/**
+ * npm run reproduce -- [--preset quick|tiny|paper] [--model NAME|PATH] [--corpus NAME] [--layer L]
+ *                      [--mode both|faithful|corrected] [--seed N] [--skip-notebooks] [--help]
+ *
+ * Runs the whole pipeline (lib/pipeline) headless for the chosen mode(s), then writes
+ * data/runs/<run-id>/ with report.md, results.json, figures/ (PNG + SVG + vega-lite JSON) and
+ * notebooks/ (the executed notebooks, run with the same parameters so they reuse the cached
+ * artifacts). Every step is cached (IS_CACHE_DIR, default data/cache): a second run with the same
+ * arguments only reads artifacts back.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { spawn } from "node:child_process";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { initBackend, describeBackend } from "../lib/backend";
+import { dataDir, repoRoot } from "../lib/paths";
+import { sha256Bytes, sha256File, writeFileAtomic, writeJsonAtomic } from "../lib/io/atomic";
+import { cachedStep, cacheRoot, collectModeResults, getLanguageModel, getStores, onCacheEvent, pipelineParams, presetFor, CacheEvent, ModeArtifacts, PipelineParams } from "../lib/pipeline/index";
+import { buildClaimRows } from "../lib/report/claims";
+import { buildReport, ReportFigure, RunHeader } from "../lib/report/report";
+import { reportFigures } from "../lib/report/figures";
+import { saveChart, slugify } from "../lib/display/index";
+import { environmentVersions } from "../lib/notebook/environment";
+import type { LlamaConfig } from "../lib/lm/types";
+import * as nb from "../lib/notebook/index";
+
+const HELP = `Reproduce the paper's claims end to end and write a report.
+
+Usage: npm run reproduce -- [options]
+
+  --preset tiny|quick|paper   experiment size (default: IS_PRESET or quick)
+  --model NAME|PATH           language model (default: the preset's, stories260K)
+  --corpus NAME               corpus (default: the preset's, tinystories)
+  --layer L                   hidden_states index to train on (default: the preset's, 3)
+  --mode both|faithful|corrected   which mode(s) to run (default both)
+  --seed N                    training/evaluation seed (default 0)
+  --skip-notebooks            do not execute the notebooks
+  --jobs 1|2                  with --mode both, train the two modes in parallel processes (default 2
+                              when the machine has ≥ 2 CPUs; each process uses one core)
+  --help                      show this help
+
+Output: data/runs/<run-id>/{report.md, results.json, figures/, notebooks/}; artifacts are cached in
+IS_CACHE_DIR (default data/cache) and reused by a second run with the same arguments.`;
+
+export interface ReproduceArgs {
+  preset?: string;
+  model?: string;
+  corpus?: string;
+  layer?: number;
+  mode: "both" | "faithful" | "corrected";
+  seed?: number;
+  skipNotebooks: boolean;
+  jobs: number;
+  /** Internal (worker process): only fill the cache for one mode and write its cache events here. */
+  collectOnly?: string;
+}
+
+function parseIntArg(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer (got "${v}")`);
+  return n;
+}
+
+export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      preset: { type: "string" },
+      model: { type: "string" },
+      corpus: { type: "string" },
+      layer: { type: "string" },
+      mode: { type: "string" },
+      seed: { type: "string" },
+      "skip-notebooks": { type: "boolean" },
+      jobs: { type: "string" },
+      "collect-only": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return "help";
+  const mode = (values.mode ?? "both") as ReproduceArgs["mode"];
+  if (mode !== "both" && mode !== "faithful" && mode !== "corrected") throw new Error(`--mode must be both, faithful or corrected (got "${values.mode}")`);
+  return {
+    preset: values.preset,
+    model: values.model,
+    corpus: values.corpus,
+    layer: parseIntArg("layer", values.layer),
+    mode,
+    seed: parseIntArg("seed", values.seed),
+    skipNotebooks: values["skip-notebooks"] ?? false,
+    jobs: parseIntArg("jobs", values.jobs) ?? (os.cpus().length >= 2 ? 2 : 1),
+    collectOnly: values["collect-only"],
+  };
+}
+
+function llamaParams(c: LlamaConfig): number {
+  const hd = c.dim / c.nHeads;
+  const perLayer = 2 * c.dim + c.dim * c.nHeads * hd * 2 + 2 * c.dim * c.nKvHeads * hd + 3 * c.dim * c.hiddenDim;
+  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * perLayer + c.dim;
+}
+
+/** Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs. */
+async function runNotebooks(runDir: string, params: PipelineParams, artifactKey: string, log: (s: string) => void): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
+  const nbDir = path.join(repoRoot, "notebooks");
+  const files = fs.existsSync(nbDir) ? fs.readdirSync(nbDir).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort() : [];
+  const outDir = path.join(runDir, "notebooks");
+  fs.mkdirSync(outDir, { recursive: true });
+  const env: Record<string, string> = {
+    IS_PRESET: params.preset,
+    IS_MODEL: params.model,
+    IS_CORPUS: params.corpus,
+    IS_LAYER: String(params.layer),
+    IS_SEED: String(params.seed),
+    IS_MODE: params.mode,
+    IS_CACHE_DIR: cacheRoot(),
+    ...(process.env.IS_DATA_DIR ? { IS_DATA_DIR: process.env.IS_DATA_DIR } : {}),
+    ...(process.env.IS_BACKEND ? { IS_BACKEND: process.env.IS_BACKEND } : {}),
+  };
+  const out: Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }> = [];
+  for (const f of files) {
+    const src = path.join(nbDir, f);
+    const t0 = Date.now();
+    log(`notebook ${f} ...`);
+    try {
+      const step = await cachedStep("notebook", { file: f, sha256: await sha256File(src), env, artifactKey }, async (dir) => {
+        const r = await nb.executeNotebook(src, { outDir: dir, env, timeoutS: 900 });
+        if (!r.ok) throw new Error(nb.formatErrors(r));
+        return { file: path.basename(r.outputPath), seconds: r.durationS };
+      });
+      fs.copyFileSync(path.join(step.dir, step.value.file), path.join(outDir, f));
+      out.push({ notebook: f, ok: true, cached: step.hit, errors: [], seconds: (Date.now() - t0) / 1000 });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      log(`notebook ${f} FAILED: ${msg.split("\n")[0]}`);
+      out.push({ notebook: f, ok: false, cached: false, errors: [msg], seconds: (Date.now() - t0) / 1000 });
+    }
+  }
+  return out;
+}
+
+/** Drop bulky per-feature arrays from the JSON (they are in the cache's geometry.json). */
+function slimArtifacts(m: ModeArtifacts): unknown {
+  const g = m.geometry;
+  const slimG = g
+    ? Object.fromEntries(
+        Object.entries(g).map(([k, v]) => {
+          if (v && typeof v === "object" && "sq" in (v as object)) {
+            const { sq: _s, nfmTotalRatio: _r, firing: _f, ...rest } = v as unknown as Record<string, unknown>;
+            return [k, rest];
+          }
+          return [k, v];
+        }),
+      )
+    : null;
+  return { ...m, geometry: slimG };
+}
+
+/** A worker process that fills the cache for one mode (same arguments, `--collect-only <events file>`). */
+function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", log: (s: string) => void): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
+  const eventsFile = path.join(os.tmpdir(), `reproduce-${process.pid}-${Date.now()}-${mode}.json`);
+  const argv = [
+    ...(args.preset ? ["--preset", args.preset] : []),
+    ...(args.model ? ["--model", args.model] : []),
+    ...(args.corpus ? ["--corpus", args.corpus] : []),
+    ...(args.layer !== undefined ? ["--layer", String(args.layer)] : []),
+    ...(args.seed !== undefined ? ["--seed", String(args.seed)] : []),
+    "--mode",
+    mode,
+    "--collect-only",
+    eventsFile,
+  ];
+  const child = spawn(process.execPath, [...process.execArgv, __filename, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+  const relay = (buf: Buffer) =>
+    buf
+      .toString()
+      .split("\n")
+      .filter((l) => l.trim() !== "" && !/^train .*\d+%/.test(l))
+      .forEach((l) => log(`  [${mode}] ${l}`));
+  child.stdout.on("data", relay);
+  child.stderr.on("data", relay);
+  const done = new Promise<{ ok: boolean; message: string; events: CacheEvent[] }>((resolve) => {
+    child.on("error", (e) => resolve({ ok: false, message: e.message, events: [] }));
+    child.on("exit", (code, signal) => {
+      if (code !== 0) return resolve({ ok: false, message: `exit ${code ?? signal}`, events: [] });
+      try {
+        const events = JSON.parse(fs.readFileSync(eventsFile, "utf8")) as CacheEvent[];
+        fs.rmSync(eventsFile, { force: true });
+        resolve({ ok: true, message: "", events });
+      } catch (e) {
+        resolve({ ok: false, message: `no events file: ${e instanceof Error ? e.message : String(e)}`, events: [] });
+      }
+    });
+  });
+  return { pid: child.pid, done };
+}
+
+/** Worker entry: compute (or load) every artifact of one mode and write the cache events. */
+async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<void> {
+  await initBackend();
+  if (args.mode === "both") throw new Error("--collect-only needs --mode faithful or corrected");
+  const p = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: args.seed, mode: args.mode });
+  const events: CacheEvent[] = [];
+  const off = onCacheEvent((e) => {
+    events.push(e);
+    process.stderr.write(`${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)\n`);
+  });
+  try {
+    await collectModeResults(p);
+  } finally {
+    off();
+  }
+  writeJsonAtomic(eventsFile, events);
+}
+
+export async function reproduce(args: ReproduceArgs, log: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<{ runDir: string; report: string; results: string }> {
+  const t0 = Date.now();
+  const info = await initBackend();
+  const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
+  const base = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: args.seed, mode: modes[0] });
+  const argKey = { preset: base.preset, model: base.model, corpus: base.corpus, layer: base.layer, seed: base.seed, mode: args.mode };
+  const runId = `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-seed${base.seed}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
+  const runDir = dataDir("runs", runId);
+  fs.mkdirSync(path.join(runDir, "figures"), { recursive: true });
+  log(`reproduce: run ${runId} (${describeBackend(info)}); cache ${cacheRoot()}`);
+
+  const events: CacheEvent[] = [];
+  const off = onCacheEvent((e) => {
+    events.push(e);
+    log(`  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`);
+  });
+  const artifacts: ModeArtifacts[] = [];
+  try {
+    if (modes.length === 2 && args.jobs >= 2) {
+      // The stores are shared by both modes: harvest them once, then train the faithful mode in a
+      // worker process (one core) while this process does the corrected mode (the other core).
+      await getStores(base);
+      const worker = startWorker(args, "faithful", log);
+      log(`reproduce: mode corrected (faithful runs in worker process ${worker.pid})`);
+      const corrected = await collectModeResults({ ...base, mode: "corrected" });
+      const w = await worker.done;
+      if (!w.ok) log(`reproduce: the faithful worker failed (${w.message}); running faithful here`);
+      else events.push(...w.events);
+      log("reproduce: mode faithful (reading the worker's artifacts)");
+      const quiet = w.ok ? events.length : -1;
+      const faithful = await collectModeResults({ ...base, mode: "faithful" });
+      // the reload of the worker's artifacts is not a cache event of its own: keep the worker's record
+      if (quiet >= 0) events.splice(quiet);
+      artifacts.push(faithful, corrected);
+    } else {
+      for (const mode of modes) {
+        log(`reproduce: mode ${mode}`);
+        artifacts.push(await collectModeResults({ ...base, mode }));
+      }
+    }
+  } finally {
+    off();
+  }
+
+  // figures
+  const figures: ReportFigure[] = [];
+  for (const fig of reportFigures(artifacts)) {
+    try {
+      await saveChart(fig.spec, path.join(runDir, "figures", fig.name));
+      figures.push({ png: `figures/${fig.name}.png`, svg: `figures/${fig.name}.svg`, caption: fig.caption });
+    } catch (e) {
+      log(`figure ${fig.name} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  // notebooks (their own cache events are not counted: they run in kernels)
+  const artifactKey = sha256Bytes(JSON.stringify(events.filter((e) => e.step !== "notebook").map((e) => e.key).sort()));
+  const notebookEvents: CacheEvent[] = [];
+  const off2 = onCacheEvent((e) => notebookEvents.push(e));
+  let notebooks: Awaited<ReturnType<typeof runNotebooks>> = [];
+  try {
+    if (!args.skipNotebooks) notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log);
+  } finally {
+    off2();
+  }
+  const allEvents = [...events, ...notebookEvents];
+
+  const { model: lm } = await getLanguageModel(base.model);
+  const pre = presetFor(base);
+  const header: RunHeader = {
+    runId,
+    date: new Date().toISOString(),
+    model: { name: lm.name, sha256: lm.sha256, params: llamaParams(lm.config), dim: lm.config.dim, nLayers: lm.config.nLayers },
+    corpus: base.corpus,
+    layer: base.layer,
+    preset: base.preset,
+    presetDescription: pre.description,
+    backend: describeBackend(info),
+    versions: environmentVersions().filter((v) => v.version !== "not installed"),
+    seed: base.seed,
+    modes: [...modes],
+    wallSeconds: (Date.now() - t0) / 1000,
+    command: `npm run reproduce -- ${process.argv.slice(2).join(" ")}`.trim(),
+    cache: { hits: allEvents.filter((e) => e.hit).length, misses: allEvents.filter((e) => !e.hit).length },
+  };
+  const faithful = artifacts.find((a) => a.params.mode === "faithful");
+  const corrected = artifacts.find((a) => a.params.mode === "corrected");
+  const report = buildReport(header, artifacts, figures);
+  const reportPath = path.join(runDir, "report.md");
+  const resultsPath = path.join(runDir, "results.json");
+  writeFileAtomic(reportPath, report);
+  const results = {
+    format: "integration-spaces/reproduce-results",
+    version: 1,
+    header,
+    args: argKey,
+    claims: buildClaimRows(faithful?.results, corrected?.results),
+    modes: Object.fromEntries(artifacts.map((a) => [a.params.mode, slimArtifacts(a)])),
+    figures,
+    notebooks,
+    cache: {
+      root: cacheRoot(),
+      hits: header.cache.hits,
+      misses: header.cache.misses,
+      events: allEvents.map((e) => ({ step: e.step, key: e.key, hit: e.hit, seconds: e.seconds, cpuSeconds: e.cpuSeconds })),
+    },
+  };
+  writeJsonAtomic(resultsPath, JSON.parse(JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v))));
+  log(`reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`);
+  return { runDir, report: reportPath, results: resultsPath };
+}
+
+async function main(): Promise<void> {
+  let args: ReproduceArgs | "help";
+  try {
+    args = parseReproduceArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n\n${HELP}\n`);
+    process.exit(2);
+  }
+  if (args === "help") {
+    process.stdout.write(HELP + "\n");
+    return;
+  }
+  if (args.collectOnly) {
+    await collectOnly(args, args.collectOnly);
+    return;
+  }
+  const r = await reproduce(args);
+  process.stdout.write(`Report: ${r.report}\nResults: ${r.results}\n`);
+}
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(`reproduce failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,53 @@
+/**
+ * Notebooks 05-kl-splice, 06-feature-geometry and 09-summary executed headless with the project
+ * kernel and IS_PRESET=tiny, sharing one temporary cache (so later notebooks reuse the artifacts of
+ * earlier ones): no error outputs, the expected tables and PNG charts present. Skips (with a reason)
+ * only when Jupyter/nbclient are not installed; CI installs them (environment/setup.sh).
+ */
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { initBackend } from "../lib/backend";
+import { repoRoot } from "../lib/paths";
+import { executeNotebook, findJupyterPython, formatErrors, outputsWithMime, readNotebook, allText } from "../lib/notebook/index";
+
+let tmp: string;
+
+before(async () => {
+  await initBackend();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reproduce-nb-test-"));
+});
+
+after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
+  { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
+  { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
+  { file: "09-summary.ipynb", minPngs: 3, text: ["Joint training reduces reconstruction error by 41.3%", "verdict"] },
+];
+
+describe("notebooks 05, 06, 09 with the tiny preset", () => {
+  for (const nb of NOTEBOOKS) {
+    it(`${nb.file} runs without error outputs`, async (t) => {
+      if (!findJupyterPython()) {
+        t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
+        return;
+      }
+      const r = await executeNotebook(path.join(repoRoot, "notebooks", nb.file), {
+        outDir: path.join(tmp, "out"),
+        env: { IS_PRESET: "tiny", IS_MODE: "corrected", IS_SEED: "0", IS_CACHE_DIR: path.join(tmp, "cache"), IS_DATA_DIR: path.join(tmp, "data") },
+        timeoutS: 900,
+      });
+      assert.ok(r.ok, formatErrors(r));
+      const out = readNotebook(r.outputPath);
+      const pngs = outputsWithMime(out, "image/png");
+      assert.ok(pngs.length >= nb.minPngs, `${nb.file}: ${pngs.length} PNG outputs, expected ≥ ${nb.minPngs}`);
+      const text = allText(out);
+      for (const s of nb.text) assert.ok(text.includes(s), `${nb.file}: output lacks "${s}"`);
+    });
+  }
+});

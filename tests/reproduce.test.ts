@@ -1,0 +1,143 @@
+/**
+ * `npm run reproduce` end to end with the tiny preset, both modes, into a temporary IS_DATA_DIR /
+ * IS_CACHE_DIR (the CLI as a user runs it, including the parallel faithful worker):
+ *   - report.md holds every claim row of buildClaimRows, the header facts and the scale statement;
+ *   - results.json is valid and complete; the figures exist as real PNG + SVG;
+ *   - a second run with the same arguments reuses everything: every cache event is a hit and no
+ *     checkpoint file is rewritten.
+ * Notebook execution is tested in reproduce-notebooks.test.ts (here: --skip-notebooks).
+ */
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { initBackend } from "../lib/backend";
+import { repoRoot } from "../lib/paths";
+import { buildClaimRows } from "../lib/report/claims";
+import { parseReproduceArgs } from "../scripts/reproduce";
+
+let tmp: string;
+
+before(async () => {
+  await initBackend();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reproduce-test-"));
+});
+
+after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function runCli(args: string[]): { code: number | null; stdout: string; stderr: string; seconds: number } {
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts", "reproduce.ts"), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, IS_DATA_DIR: path.join(tmp, "data"), IS_CACHE_DIR: path.join(tmp, "cache"), IS_PRESET: "" },
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 20 * 60 * 1000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - t0) / 1000 };
+}
+
+function checkpointMtimes(cacheDir: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === "model.safetensors" || e.name === "done.json" || e.name === "manifest.json") out.set(p, fs.statSync(p).mtimeMs);
+    }
+  };
+  walk(cacheDir);
+  return out;
+}
+
+describe("reproduce CLI arguments", () => {
+  it("parses options and rejects bad ones", () => {
+    const a = parseReproduceArgs(["--preset", "tiny", "--mode", "faithful", "--seed", "3", "--layer", "2", "--skip-notebooks", "--jobs", "1"]);
+    assert.notEqual(a, "help");
+    if (a === "help") return;
+    assert.equal(a.preset, "tiny");
+    assert.equal(a.mode, "faithful");
+    assert.equal(a.seed, 3);
+    assert.equal(a.layer, 2);
+    assert.equal(a.skipNotebooks, true);
+    assert.equal(a.jobs, 1);
+    assert.equal(parseReproduceArgs(["--help"]), "help");
+    assert.throws(() => parseReproduceArgs(["--mode", "all"]), /--mode/);
+    assert.throws(() => parseReproduceArgs(["--seed", "-1"]), /--seed/);
+    assert.throws(() => parseReproduceArgs(["--bogus"]));
+  });
+  it("--help lists every option", () => {
+    const r = runCli(["--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const opt of ["--preset", "--model", "--corpus", "--layer", "--mode", "--seed", "--skip-notebooks", "--help"]) assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
+  });
+});
+
+describe("reproduce --preset tiny (both modes)", () => {
+  it("writes a complete report, and a second run reuses every artifact", () => {
+    const first = runCli(["--preset", "tiny", "--skip-notebooks"]);
+    assert.equal(first.code, 0, `first run failed:\n${first.stderr.slice(-4000)}`);
+    const m = /Report: (.*report\.md)/.exec(first.stdout);
+    assert.ok(m, `no report path printed:\n${first.stdout}`);
+    const reportPath = m![1].trim();
+    const runDir = path.dirname(reportPath);
+    assert.ok(reportPath.startsWith(path.join(tmp, "data", "runs")), reportPath);
+    const report = fs.readFileSync(reportPath, "utf8");
+
+    // every claim row, by title, with the paper's number
+    const rows = buildClaimRows();
+    assert.ok(rows.length >= 11);
+    for (const r of rows) {
+      assert.ok(report.includes(`### ${r.claim.replace(/\|/g, "\\|")}`), `report lacks claim "${r.claim}"`);
+      assert.ok(report.includes(r.paper.replace(/\|/g, "\\|")), `report lacks the paper's number for "${r.claim}"`);
+    }
+    for (const needle of ["stories260K", "sha256", "tinystories", "hidden_states[3]", "tiny", "wasm", "wall time", "smaller", "## Figures", "## Definitions"]) {
+      assert.ok(report.includes(needle), `report lacks "${needle}"`);
+    }
+
+    // results.json
+    const results = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+    assert.equal(results.format, "integration-spaces/reproduce-results");
+    assert.equal(results.claims.length, rows.length);
+    assert.deepEqual(Object.keys(results.modes).sort(), ["corrected", "faithful"]);
+    for (const mode of ["faithful", "corrected"]) {
+      const r = results.modes[mode];
+      assert.deepEqual(r.errors, {}, `${mode}: failed steps ${JSON.stringify(r.errors)}`);
+      for (const k of ["jointImprovementOwnSaePath", "jointImprovementVsStandaloneSae", "sequentialImprovement", "klRatioSaeOverEps", "klReductionJoint", "klReductionSequential", "ceImprovementJoint", "bimodality", "spearmanNormVsNfmRatio", "secondarySae"]) {
+        assert.ok(r.results[k] !== undefined, `${mode}: results.${k} missing`);
+      }
+      // the clamping interaction is either tested or explicitly untestable (Δ ≡ 0), never silently absent
+      assert.ok(r.results.interactionF !== undefined || typeof r.results.interactionUntestable === "string", `${mode}: neither interactionF nor interactionUntestable`);
+      assert.ok(Number.isFinite(r.results.klRatioSaeOverEps.value));
+    }
+    assert.ok(results.cache.misses > 0, "the first run should compute something");
+
+    // figures: PNG (magic bytes) and SVG for every listed figure
+    assert.ok(results.figures.length >= 8);
+    for (const f of results.figures) {
+      const png = fs.readFileSync(path.join(runDir, f.png));
+      assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], f.png);
+      assert.ok(fs.readFileSync(path.join(runDir, f.svg), "utf8").includes("<svg"), f.svg);
+      assert.ok(report.includes(f.png), `report does not link ${f.png}`);
+    }
+
+    // second run: everything from the cache
+    const mtimes = checkpointMtimes(path.join(tmp, "cache"));
+    assert.ok([...mtimes.keys()].some((k) => k.endsWith("model.safetensors")));
+    const second = runCli(["--preset", "tiny", "--skip-notebooks"]);
+    assert.equal(second.code, 0, `second run failed:\n${second.stderr.slice(-4000)}`);
+    const results2 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+    assert.ok(results2.cache.events.length >= 10, "the second run should report its cache events");
+    assert.equal(results2.cache.misses, 0, `second run recomputed: ${results2.cache.events.filter((e: { hit: boolean }) => !e.hit).map((e: { step: string }) => e.step).join(", ")}`);
+    assert.ok(results2.cache.events.every((e: { hit: boolean }) => e.hit));
+    for (const [file, t] of mtimes) assert.equal(checkpointMtimes(path.join(tmp, "cache")).get(file), t, `${file} was rewritten`);
+    // the same numbers come back
+    assert.deepEqual(results2.claims, results.claims);
+    // for the record (no timing assertion: the machine is shared)
+    process.stderr.write(`reproduce tiny: first run ${first.seconds.toFixed(1)} s, cached run ${second.seconds.toFixed(1)} s\n`);
+  });
+});
