@@ -644,19 +644,18 @@ export function heldOutRows(source: RowSource, n: number, opts: { seed: number; 
 }
 
 /**
- * Held-out rows from a separate (document-split) source. With normalize "store", the rows are
- * normalised with the *training* store's statistics when both sources expose a NormalizationSpec
- * (ActivationStore.normalization): the model sees held-out data exactly as it would at use time,
- * without statistics computed on the evaluation documents.
+ * Held-out rows from a separate (document-split) source. With normalize "store", the rows are read
+ * raw and normalised with the *training* source's NormalizationSpec (ActivationStore.normalization,
+ * ArrayRowSource.normalization), never with the evaluation source's own statistics: the model sees
+ * held-out data exactly as it saw training data. A training source without a spec yields raw rows
+ * for "store", so the held-out rows stay raw too. "per-chunk" and "none" keep their per-source meaning.
  */
-function evalFromSeparateSource(train: RowSource, evalSource: RowSource, c: TrainConfig, seed: number): Float32Array {
+export function evalRowsFromSeparateSource(train: RowSource, evalSource: RowSource, c: Pick<TrainConfig, "data" | "eval">, seed: number): Float32Array {
   if (evalSource.d !== train.d) throw new Error(`evaluation source has d = ${evalSource.d}, the training source d = ${train.d}`);
+  if (c.data.normalize !== "store") return heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: c.data.normalize });
+  const raw = heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: "none" });
   const spec = (train as { normalization?: NormalizationSpec }).normalization;
-  if (c.data.normalize === "store" && spec && (evalSource as { normalization?: unknown }).normalization) {
-    const raw = heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: "none" });
-    return applyNormalization(spec, raw);
-  }
-  return heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: c.data.normalize });
+  return spec ? applyNormalization(spec, raw, raw) : raw;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,7 +752,7 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
 
   // Held-out evaluation rows (fixed for the whole run).
   const evalSeed = c.eval.seed ?? 1234567;
-  const evalRows = opts.evalRows ?? (opts.evalSource ? evalFromSeparateSource(source, opts.evalSource, c, evalSeed) : heldOutRows(source, c.eval.rows, { seed: evalSeed, part: c.eval.part, normalize: c.data.normalize }));
+  const evalRows = opts.evalRows ?? (opts.evalSource ? evalRowsFromSeparateSource(source, opts.evalSource, c, evalSeed) : heldOutRows(source, c.eval.rows, { seed: evalSeed, part: c.eval.part, normalize: c.data.normalize }));
   if (evalRows.length % mc.sae.d !== 0) throw new Error(`evaluation rows: length ${evalRows.length} is not a multiple of d = ${mc.sae.d}`);
 
   const saveAt = (step: number) => {

@@ -1,5 +1,5 @@
 /**
- * Notebooks 05-kl-splice, 06-feature-geometry and 09-summary executed headless with the project
+ * Notebooks 03-topk-sae to 09-summary executed headless with the project
  * kernel and IS_PRESET=tiny, sharing one temporary cache (so later notebooks reuse the artifacts of
  * earlier ones): no error outputs, the expected tables and PNG charts present. Skips (with a reason)
  * only when Jupyter/nbclient are not installed; CI installs them (environment/setup.sh).
@@ -24,13 +24,18 @@ after(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+// In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
 const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
+  { file: "03-topk-sae.ipynb", minPngs: 2, text: ["TopK SAE on held-out rows", "dead features"] },
+  { file: "04-nfm-sequential-and-joint.ipynb", minPngs: 2, text: ["vs standalone SAE", "loaded from the cache", "Parameters: ours total"] },
   { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
   { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
+  { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
+  { file: "08-interventions.ipynb", minPngs: 1, text: ["Two-way ANOVA", "Linear-pathway control"] },
   { file: "09-summary.ipynb", minPngs: 3, text: ["Joint training reduces reconstruction error by 41.3%", "verdict"] },
 ];
 
-describe("notebooks 05, 06, 09 with the tiny preset", () => {
+describe("notebooks 03-09 with the tiny preset", () => {
   for (const nb of NOTEBOOKS) {
     it(`${nb.file} runs without error outputs`, async (t) => {
       if (!findJupyterPython()) {

@@ -33,6 +33,11 @@ export class ArrayRowSource implements RowSource {
     this.opts = opts;
   }
 
+  /** The spec applied for normalize: "store" (undefined: rows are yielded raw), as ActivationStore exposes it. */
+  get normalization(): NormalizationSpec | undefined {
+    return this.opts.normalization;
+  }
+
   batches(opts: BatchOptions): Iterable<RowBatch> {
     const v = validateBatchOptions(opts);
     const d = this.d;
