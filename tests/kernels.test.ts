@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import "@tensorflow/tfjs-backend-wasm";
 import { initBackend, tf } from "../lib/backend";
 import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
+import { topkColumns } from "../lib/kernels/topk";
+import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "../lib/kernels/wasmOuter";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -305,6 +307,110 @@ for (const backendName of ["wasm", "cpu"]) {
       assert.equal(leaked, 0);
       tf.dispose([tv, tw, ti, tR, y]);
     });
+
+    it("sparseMatmul and topkEncode: a kept (parameter) weight gives bit-identical values and gradients", () => {
+      const B = 4, k = 3, d = 8, F = 10;
+      const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+      const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+      const bEnc = tf.tensor1d(Float32Array.from(randn(rng, F)));
+      const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B, k], "int32");
+      const wData = Float32Array.from(randn(rng, F * d));
+      const R = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+      const run = (w: tf.Tensor2D) =>
+        tf.tidy(() => {
+          const gs = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+            const y = sparseMatmul(a as tf.Tensor2D, idx, b as tf.Tensor2D);
+            const e = topkEncode(c as tf.Tensor2D, b as tf.Tensor2D, bEnc, k, "topk-relu");
+            return tf.add(tf.sum(tf.mul(y, R)), tf.sum(tf.square(e.values)));
+          })([v, w, x]);
+          return gs.map((g) => Array.from(g.dataSync()));
+        });
+      const plain = tf.tensor2d(wData, [F, d]);
+      const kept = tf.keep(tf.tensor2d(wData, [F, d]));
+      const before = tf.memory().numTensors;
+      const a = run(plain);
+      const b = run(kept);
+      assert.equal(tf.memory().numTensors, before, "leaked tensors");
+      assert.deepEqual(b, a, `kept vs plain weight (seed ${SEED})`);
+      tf.dispose([v, x, bEnc, idx, R, plain, kept]);
+    });
+
+    it("rowDotsWasm: bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere", () => {
+      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 7, 5, 9]]) {
+        const dy = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+        const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
+        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+        const got = rowDotsWasm(idx, w, dy, k);
+        if (backendName !== "wasm") {
+          assert.equal(got, null);
+        } else {
+          assert.ok(got, "fused kernel unavailable on wasm");
+          const want = tf.tidy(() => tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2));
+          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+          want.dispose();
+        }
+        tf.dispose([dy, w, idx, ...(got ? [got] : [])]);
+      }
+    });
+
+    it("combineRowsWasm: bit-identical to matMul(values[B,1,k], gathered rows) incl. k > 48 (wasm); null elsewhere", () => {
+      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 100, 12, 30], [2, 49, 4, 7]]) {
+        const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+        const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
+        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+        const before = tf.memory().numTensors;
+        const got = combineRowsWasm(v, idx, w);
+        if (backendName !== "wasm") {
+          assert.equal(got, null);
+        } else {
+          assert.ok(got, "fused kernel unavailable on wasm");
+          assert.equal(tf.memory().numTensors, before + 1, "combineRowsWasm leaks intermediates");
+          const want = tf.tidy(() => tf.matMul(v.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).reshape([B, d]));
+          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `combineRowsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+          want.dispose();
+        }
+        tf.dispose([v, w, idx, ...(got ? [got] : [])]);
+      }
+    });
+
+    it("outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate rows (wasm); null elsewhere", () => {
+      const B = 5, k = 6, d = 12, F = 7; // F < B·k: many duplicate rows, in and across batch rows
+      const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+      const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+      const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+      const got = outerScatterWasm(coef, x, idx, F);
+      if (backendName !== "wasm") {
+        assert.equal(got, null);
+      } else {
+        assert.ok(got, "fused kernel unavailable on wasm");
+        const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]);
+        assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `outerScatterWasm (seed ${SEED})`);
+        want.dispose();
+        // d not a multiple of 4: caller falls back to the tf ops.
+        const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
+        assert.equal(outerScatterWasm(coef, x5, idx, F), null);
+        x5.dispose();
+      }
+      tf.dispose([coef, x, idx, ...(got ? [got] : [])]);
+    });
+
+    for (const order of ORDERS) {
+      it(`topkColumns ${order}: bit-identical to tf.topk on transpose(pre) + bias (ties included)`, () => {
+        for (const [F, B, k, ties] of [[37, 5, 6, false], [40, 7, 9, true], [12, 3, 12, true], [9, 4, 1, false]] as Array<[number, number, number, boolean]>) {
+          // ties: small integers (many equal keys, many ≤ 0); else gaussians with a shifted bias.
+          const pre = Float32Array.from({ length: F * B }, () => (ties ? rng.int(5) - 3 : rng.normal()));
+          const bias = Float32Array.from({ length: F }, () => (ties ? rng.int(3) - 1 : rng.normal() * 0.7 - 0.5));
+          const got = topkColumns(pre, bias, F, B, k, order);
+          const [wantIds, wantVals] = tf.tidy(() => {
+            const p = tf.add(tf.transpose(tf.tensor2d(pre, [F, B])), tf.tensor1d(bias));
+            const r = order === "relu-topk" ? tf.topk(tf.relu(p), k, true) : tf.topk(p, k, true);
+            return [Array.from(r.indices.dataSync()), Array.from(tf.relu(r.values).dataSync())];
+          });
+          assert.deepEqual(Array.from(got.ids), wantIds, `topkColumns ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
+          assert.deepEqual(Array.from(got.vals), wantVals, `topkColumns ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+        }
+      });
+    }
 
     for (const order of ORDERS) {
       it(`topkEncode ${order}: values/indices and sparse gradients wrt x, wEncT, bEnc vs float64 FD`, () => {

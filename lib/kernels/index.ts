@@ -10,7 +10,10 @@
  *   scatterAddRows(indices[M], upd[M,d], n)   → [n,d] (duplicates add), gradient = row gather
  *   sparseMatmul(values[B,k], indices, w[F,d]) → [B,d], gradient wrt w touches B·k rows only
  *   topkEncode(x[B,d], wEncT[F,d], bEnc[F], k, order) → {values, indices}; only the forward
- *                                             pre-activation is dense, all gradients are sparse
+ *                                             pre-activation is dense, all gradients are sparse;
+ *                                             TopK runs in JS on the [F,B] matmul output (topkColumns)
+ * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
+ * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends.
  *
  * Every kernel validates its arguments (errors name the argument and shape), never uses tfjs's
  * transposed matMul, builds masks by scatter instead of broadcast comparisons, and disposes all

@@ -13,9 +13,20 @@
  *   pre-activation transpose(WencT @ transpose(x))               ~81 ms  (x @ transpose(WencT) ~110)
  */
 import * as tf from "@tensorflow/tfjs";
-import { flatPositions, topkSelect, withSideOutput, TopKResult } from "./topk";
+import { topkColumns, withSideOutput, TopKResult } from "./topk";
 import { assertDim, assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
 import { customGradLazy } from "./grad";
+import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./wasmOuter";
+
+/**
+ * A float32 tensor's values: a view of the wasm heap where the backend exposes one (no copy; valid
+ * until the next tfjs allocation), else dataSync().
+ */
+function readFloats(t: tf.Tensor): Float32Array {
+  const backend = tf.backend() as unknown as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
+  if (tf.getBackend() === "wasm" && typeof backend.typedArrayFromHeap === "function") return backend.typedArrayFromHeap(t);
+  return t.dataSync() as Float32Array;
+}
 
 /** Σ_j coef[b,j]·rows[b,j,:] for coef [B,k], rows [B,k,d] → [B,d]. */
 function combineRows(coef: tf.Tensor2D, rows: tf.Tensor3D): tf.Tensor2D {
@@ -25,6 +36,9 @@ function combineRows(coef: tf.Tensor2D, rows: tf.Tensor3D): tf.Tensor2D {
 
 /** Σ_b,j over rows indices[b,j] of coef[b,j]·x[b,:], scattered into [F,d] (duplicates add). */
 function sparseOuter(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number): tf.Tensor2D {
+  // wasm: fused kernel, bit-identical to the two ops below without the [B·k, d] temporary.
+  const fused = outerScatterWasm(coef, x, idxCol, f);
+  if (fused) return fused;
   const [b, k] = coef.shape;
   const d = x.shape[1];
   const outer = tf.mul(coef.reshape([b, k, 1]), x.reshape([b, 1, d])).reshape([b * k, d]);
@@ -49,16 +63,25 @@ export function sparseMatmul(values: tf.Tensor2D, indices: tf.Tensor2D, w: tf.Te
   const [f, d] = w.shape;
   // Everything the gradient reads goes through save(): tf.grads disposes forward intermediates
   // (possibly including `indices` and `values`) before backprop; save() keeps a copy (memcpy on wasm).
+  // A kept w (a model parameter) outlives backprop and is not modified before it, so its k·B rows
+  // are re-gathered in the d(values) thunk instead of being gathered and copied (save) in every
+  // forward — on wasm the forward combines straight from w and needs no gathered block at all.
+  const wKept = (w as unknown as { kept?: boolean }).kept === true;
   const fn = customGradLazy((v0: tf.Tensor, wt: tf.Tensor, save: tf.GradSaveFunc) => {
     const idxCol = indices.reshape([b * k, 1]) as tf.Tensor2D;
-    const rows = tf.gatherND(wt, idxCol).reshape([b, k, d]) as tf.Tensor3D;
-    save([rows, idxCol, v0]);
+    const fused = combineRowsWasm(v0 as tf.Tensor2D, idxCol, wt as tf.Tensor2D);
+    const rows = fused && wKept ? null : (tf.gatherND(wt, idxCol).reshape([b, k, d]) as tf.Tensor3D);
+    save(rows ? [idxCol, v0, rows] : [idxCol, v0]);
     return {
-      value: combineRows(v0 as tf.Tensor2D, rows),
+      // wasm: fused gather + combine, bit-identical to the batched matMul (lib/kernels/wasmOuter.ts).
+      value: fused ?? combineRows(v0 as tf.Tensor2D, rows as tf.Tensor3D),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [r, ic, v] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D];
+        const [ic, v] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const rowsOf = () => (saved.length > 2 ? (saved[2] as tf.Tensor3D) : (tf.gatherND(w, ic).reshape([b, k, d]) as tf.Tensor3D));
         return [
-          () => tf.sum(tf.mul(r, dy.reshape([b, 1, d])), 2),
+          () =>
+            // wasm + kept w: dot products straight from w (bit-identical, no [B, k, d] temporaries).
+            (saved.length > 2 ? null : rowDotsWasm(ic, w, dy as tf.Tensor2D, k)) ?? tf.sum(tf.mul(rowsOf(), dy.reshape([b, 1, d])), 2),
           () => sparseOuter(v, dy as tf.Tensor2D, ic, f),
         ];
       },
@@ -97,19 +120,28 @@ export function topkEncode(
   assertOrder(op, order);
   const [b, d] = x.shape;
   const f = wEncT.shape[0];
+  const wKept = (wEncT as unknown as { kept?: boolean }).kept === true;
   const { value, side } = withSideOutput((keepSide) => {
     const fn = customGradLazy((xt: tf.Tensor, wt: tf.Tensor, bt: tf.Tensor, save: tf.GradSaveFunc) => {
       const xx = xt as tf.Tensor2D;
       const ww = wt as tf.Tensor2D;
-      const pre = tf.add(tf.transpose(tf.matMul(ww, tf.transpose(xx))), bt) as tf.Tensor2D;
-      const r = topkSelect(pre, k, order);
+      // Pre-activations in [F, B] layout (the fast matMul order); bias add, ReLU and TopK run in
+      // one JavaScript pass over them (topkColumns: same float32 values and tie order as
+      // tf.topk on transpose(pre) + bEnc, without the transpose and the [B, F] temporaries).
+      const preT = tf.matMul(ww, tf.transpose(xx)) as tf.Tensor2D;
+      const sel = topkColumns(readFloats(preT), readFloats(bt), f, b, k, order);
+      preT.dispose();
+      const r = { values: tf.tensor2d(sel.vals, [b, k]), indices: tf.tensor2d(sel.ids, [b, k], "int32") };
       keepSide(r.indices);
       // x and wEncT may be forward intermediates that tf.grads disposes before backprop: save them.
-      save([r.indices, r.values, xx, ww]);
+      // Except a kept wEncT (a model parameter): save() would copy all F·d weights (an Identity
+      // kernel on wasm, ~3 ms at F=8192, d=512) only for d(x), which is usually not needed.
+      save(wKept ? [r.indices, r.values, xx] : [r.indices, r.values, xx, ww]);
       return {
         value: r.values,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [idx, vals, xs, ws] = saved as tf.Tensor2D[];
+          const [idx, vals, xs] = saved as tf.Tensor2D[];
+          const ws = wKept ? wEncT : (saved[3] as tf.Tensor2D);
           const g = tf.mul(dy, tf.step(vals)) as tf.Tensor2D;
           const idxCol = idx.reshape([b * k, 1]) as tf.Tensor2D;
           // Lazy per input: d(x) (a B·k row gather) is skipped when x is data, as in the SAE.
