@@ -181,6 +181,24 @@ describe("windows", () => {
     assert.equal(limitWindows(w, { maxWindows: 2 }).length, 2);
     assert.equal(limitWindows(w, { maxTokens: 300 }).length, 2);
   });
+
+  it("makeWindows stops tokenising early under limits without changing the limited prefix", () => {
+    const rng = new Rng(Date.now());
+    const docs = Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: "q".repeat(20 + rng.int(400)) }));
+    let encoded = 0;
+    const counting = { ...tok, vocabSize: tok.vocabSize, bosId: tok.bosId, eosId: tok.eosId, decode: tok.decode.bind(tok), piece: tok.piece.bind(tok), encode: (t: string, o?: { bos?: boolean }) => (encoded++, tok.encode(t, o)) };
+    const full = makeWindows(docs, tok, { windowLength: 64, remainder: "keep" });
+    for (const limits of [{ maxWindows: 1 + rng.int(full.length) }, { maxTokens: 64 + rng.int(full.length * 64) }]) {
+      encoded = 0;
+      const early = limitWindows(makeWindows(docs, counting, { windowLength: 64, remainder: "keep" }, limits), limits);
+      const expected = limitWindows(full, limits);
+      assert.deepEqual(early.map((w) => [w.docId, w.start, Array.from(w.tokens)]), expected.map((w) => [w.docId, w.start, Array.from(w.tokens)]));
+      assert.ok(encoded <= docs.length, "never tokenises more documents than there are");
+    }
+    encoded = 0;
+    makeWindows(docs, counting, { windowLength: 64, remainder: "keep" }, { maxWindows: 1 });
+    assert.equal(encoded, 1, "one window needs one document");
+  });
 });
 
 describe("statistics and normalisation", () => {

@@ -299,10 +299,8 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   // ---- windows (deterministic order) ----
   const docs = r.fractions ? selectSplit(allDocs, r.split, r.fractions, r.seed) : allDocs.slice();
   if (docs.length === 0) throw new Error(`corpus "${r.corpus}" split "${r.split}" has no documents`);
-  const windows = limitWindows(makeWindows(docs, tokenizer, { windowLength: r.windowLength, remainder: r.remainder }), {
-    maxWindows: r.maxWindows ?? undefined,
-    maxTokens: r.maxTokens ?? undefined,
-  });
+  const limits = { maxWindows: r.maxWindows ?? undefined, maxTokens: r.maxTokens ?? undefined };
+  const windows = limitWindows(makeWindows(docs, tokenizer, { windowLength: r.windowLength, remainder: r.remainder }, limits), limits);
   if (windows.length === 0) {
     throw new Error(
       `corpus "${r.corpus}" split "${r.split}" yields no ${r.windowLength}-token windows (${docs.length} documents; ` +

@@ -51,14 +51,29 @@ export function windowsOfTokens(ids: ArrayLike<number>, bosId: number, opts: Win
   return out;
 }
 
-/** Windows of all documents in order (document order, then position). */
-export function makeWindows(docs: CorpusDocument[], tokenizer: Tokenizer, opts: WindowOptions = {}): TokenWindow[] {
+/**
+ * Windows of all documents in order (document order, then position). With `enough` (the limits
+ * later applied by limitWindows), tokenisation stops once the limits are certainly exceeded: the
+ * limited prefix is the same, and a small harvest of a large corpus does not tokenise all of it.
+ */
+export function makeWindows(
+  docs: CorpusDocument[],
+  tokenizer: Tokenizer,
+  opts: WindowOptions = {},
+  enough: { maxWindows?: number; maxTokens?: number } = {},
+): TokenWindow[] {
   const o = validateWindowOptions(opts);
   const out: TokenWindow[] = [];
-  docs.forEach((doc, i) => {
-    const ids = tokenizer.encode(doc.text);
-    for (const w of windowsOfTokens(ids, tokenizer.bosId, o, i, doc.id)) out.push(w);
-  });
+  let tokens = 0;
+  for (let i = 0; i < docs.length; i++) {
+    if (enough.maxWindows !== undefined && out.length >= enough.maxWindows) break;
+    if (enough.maxTokens !== undefined && tokens > enough.maxTokens) break;
+    const ids = tokenizer.encode(docs[i].text);
+    for (const w of windowsOfTokens(ids, tokenizer.bosId, o, i, docs[i].id)) {
+      out.push(w);
+      tokens += w.tokens.length;
+    }
+  }
   return out;
 }
 
