@@ -15,6 +15,7 @@
  * it: use tf.tensor(t.dataSync()) to snapshot).
  */
 import { tf } from "./backend";
+import { F32, F64, I32, V128, leb, lg, ls, lt, section, simd, str, vec } from "./kernels/wasm-asm";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
 export interface AdamConfig {
@@ -109,31 +110,6 @@ export function liveView(t: tf.Tensor): Float32Array | null {
 // machine: 4.1 ms CPU for 4.3M parameters vs ~30 ms for the scalar JavaScript loop. float32
 // arithmetic (as torch's CPU Adam), so it differs from the JS path in the last bits.
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-function str(s: string): number[] {
-  const b = Array.from(Buffer.from(s, "utf8"));
-  return [...leb(b.length), ...b];
-}
-function section(id: number, body: number[]): number[] {
-  return [id, ...leb(body.length), ...body];
-}
-function vec(items: number[][]): number[] {
-  return [...leb(items.length), ...items.flat()];
-}
-const I32 = 0x7f, F32 = 0x7d, F64 = 0x7c, V128 = 0x7b;
-const lg = (i: number) => [0x20, ...leb(i)];
-const ls = (i: number) => [0x21, ...leb(i)];
-const lt = (i: number) => [0x22, ...leb(i)];
-const simd = (op: number) => [0xfd, ...leb(op)];
 const load = [...simd(0x00), 0x02, 0x00];
 const store = [...simd(0x0b), 0x02, 0x00];
 const splat = simd(0x13);

@@ -13,31 +13,8 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
+import { I32, V128, leb, lg, ls, section, simd, str, vec } from "./wasm-asm";
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-function str(s: string): number[] {
-  const b = Array.from(Buffer.from(s, "utf8"));
-  return [...leb(b.length), ...b];
-}
-function section(id: number, body: number[]): number[] {
-  return [id, ...leb(body.length), ...body];
-}
-function vec(items: number[][]): number[] {
-  return [...leb(items.length), ...items.flat()];
-}
-const I32 = 0x7f, V128 = 0x7b;
-const lg = (i: number) => [0x20, ...leb(i)];
-const ls = (i: number) => [0x21, ...leb(i)];
-const simd = (op: number) => [0xfd, ...leb(op)];
 const v128load = [...simd(0x00), 0x02, 0x00];
 const v128store = [...simd(0x0b), 0x02, 0x00];
 const i32load = [0x28, 0x02, 0x00];
