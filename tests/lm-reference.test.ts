@@ -13,7 +13,8 @@ import { Rng } from "../lib/util/random";
 import { readLlama2c } from "../lib/lm/llama2c";
 import { LlamaModel } from "../lib/lm/model";
 import { generate } from "../lib/lm/generate";
-import { klFromLogits, loadLanguageModel, loadTokenizer } from "../lib/lm/index";
+import { loadLanguageModel, loadTokenizer } from "../lib/lm/index";
+import { klPerPosition } from "../lib/eval/splice";
 import type { LoadedCheckpoint } from "../lib/lm/types";
 
 interface RefCase {
@@ -78,7 +79,7 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
         const patched = m.forward([c.ids], { replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]) });
         const err = maxAbs(patched.logits!.dataSync(), c.splice_hidden3_times_half.logits);
         assert.ok(err <= 1e-3, `${c.text}: patched logits max abs error ${err}`);
-        const kl = klFromLogits(clean.logits!, patched.logits!);
+        const kl = klPerPosition(clean.logits!, patched.logits!);
         const klv = kl.dataSync();
         kl.dispose();
         const want = c.splice_hidden3_times_half.kl_clean_vs_patched;

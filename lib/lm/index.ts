@@ -77,26 +77,7 @@ export async function loadModelAndTokenizer(nameOrPath: string = DEFAULT_MODEL, 
   }
 }
 
-/** log softmax over the last axis (tf.logSoftmax is a composite on wasm; this is the same maths, explicit). */
-export function logSoftmax<T extends tf.Tensor>(logits: T): T {
-  return tf.tidy(() => {
-    const m = tf.max(logits, -1, true);
-    const z = tf.sub(logits, m);
-    return tf.sub(z, tf.log(tf.sum(tf.exp(z), -1, true))) as T;
-  });
-}
-
-/**
- * Per-position KL(p‖q) = Σ_v p_v (log p_v − log q_v) in nats, from logits [..., V] → [...].
- * No smoothing (matches the reference's convention).
- */
-export function klFromLogits(pLogits: tf.Tensor, qLogits: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const lp = logSoftmax(pLogits);
-    const lq = logSoftmax(qLogits);
-    return tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, lq)), -1);
-  });
-}
+// KL(clean ‖ patched) per position lives in lib/eval/splice.ts (klPerPosition): one definition.
 
 /** Convenience for one sequence: ids → logits [T, V] as nested arrays (small inputs, e.g. the CLI). */
 export function logitsOf(model: LanguageModel, ids: number[]): number[][] {
