@@ -22,7 +22,7 @@ import { buildReport, ReportFigure, RunHeader } from "../lib/report/report";
 import { reportFigures } from "../lib/report/figures";
 import { saveChart, slugify } from "../lib/display/index";
 import { environmentVersions } from "../lib/notebook/environment";
-import type { LlamaConfig } from "../lib/lm/types";
+import { llamaParameterCount } from "../lib/lm/types";
 import * as nb from "../lib/notebook/index";
 
 const HELP = `Reproduce the paper's claims end to end and write a report.
@@ -95,12 +95,6 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
     jobs: parseIntArg("jobs", values.jobs) ?? (os.cpus().length >= 2 ? 2 : 1),
     collectOnly: values["collect-only"],
   };
-}
-
-function llamaParams(c: LlamaConfig): number {
-  const hd = c.dim / c.nHeads;
-  const perLayer = 2 * c.dim + c.dim * c.nHeads * hd * 2 + 2 * c.dim * c.nKvHeads * hd + 3 * c.dim * c.hiddenDim;
-  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * perLayer + c.dim;
 }
 
 /** Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs. */
@@ -288,7 +282,7 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   const header: RunHeader = {
     runId,
     date: new Date().toISOString(),
-    model: { name: lm.name, sha256: lm.sha256, params: llamaParams(lm.config), dim: lm.config.dim, nLayers: lm.config.nLayers },
+    model: { name: lm.name, sha256: lm.sha256, params: llamaParameterCount(lm.config), dim: lm.config.dim, nLayers: lm.config.nLayers },
     corpus: base.corpus,
     layer: base.layer,
     preset: base.preset,

@@ -22,6 +22,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { ForwardOptions, ForwardResult, LanguageModel, LlamaConfig, LoadedCheckpoint } from "./types";
+import { llamaParameterCount } from "./types";
 
 interface LayerTensors {
   /**
@@ -597,9 +598,7 @@ export class LlamaModel implements LanguageModel {
 
   /** Number of parameters in the checkpoint (tied classifier counted once). */
   parameterCount(): number {
-    const c = this.config;
-    const perLayer = 2 * c.dim + 2 * this.qDim * c.dim + 2 * this.kDim * c.dim + 3 * c.hiddenDim * c.dim;
-    return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * perLayer + c.dim;
+    return llamaParameterCount(this.config);
   }
 
   dispose(): void {

@@ -71,6 +71,16 @@ export interface Tokenizer {
   piece(id: number): string;
 }
 
+/** Parameters of a LLaMA checkpoint with this config (tied classifier counted once), without loading it. */
+export function llamaParameterCount(c: LlamaConfig): number {
+  const headDim = c.dim / c.nHeads;
+  const qDim = c.nHeads * headDim;
+  const kvDim = c.nKvHeads * headDim;
+  // per layer: two RMSNorm weights, wq + wo, wk + wv, and the three FFN matrices
+  const perLayer = 2 * c.dim + 2 * qDim * c.dim + 2 * kvDim * c.dim + 3 * c.hiddenDim * c.dim;
+  return c.vocabSize * c.dim * (c.tiedEmbeddings ? 1 : 2) + c.nLayers * perLayer + c.dim;
+}
+
 /** TransformerLens-style hook name for hidden_states[l]: the residual stream entering block l. */
 export function residPreHookName(layer: number): string {
   return `blocks.${layer}.hook_resid_pre`;
