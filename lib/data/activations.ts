@@ -25,7 +25,7 @@ import { DEFAULT_FRACTIONS, selectSplit, validateFractions, type SplitFractions 
 import { limitWindows, makeWindows, validateWindowOptions, type TokenWindow } from "./windows";
 import { blockStats, emptyStats, mergeStats, normalizationFromStats, summarizeStats, type NormalizationKind, type RowStats } from "./normalization";
 import { encodeFloat16, decodeFloat16 } from "./float16";
-import { makeProgress, silentProgress, type ProgressHandle } from "./progress";
+import { progress } from "../display/progress";
 import {
   ROW_INFO_FIELDS,
   STORE_FORMAT,
@@ -352,7 +352,7 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const resumedChunks = done.length;
   const firstRow = resumedChunks * r.chunkRows;
 
-  const prog: ProgressHandle = opts.progress === false ? silentProgress : makeProgress({ total: numRows, label: `harvest ${path.basename(dir)}` });
+  const prog = progress({ total: numRows, label: `harvest ${path.basename(dir)}`, mode: opts.progress === false ? "silent" : undefined });
   prog.update(firstRow);
 
   // ---- harvest loop ----

@@ -33,6 +33,7 @@ import { loadCheckpoint, saveCheckpoint } from "../checkpoint";
 import { EvalMetrics, TrainConfig, TrainResult, trainModel, heldOutRows } from "../train";
 import { Model, ForwardOutput, forward, paramCounts } from "../joint";
 import type { LanguageModel, Tokenizer } from "../lm/types";
+import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
 import { bimodalAnalysis, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport } from "../eval/geometry";
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
@@ -161,10 +162,8 @@ interface LmBundle {
 /** The language model and tokenizer (loaded once per process). */
 export function getLanguageModel(name: string): Promise<LmBundle> {
   return memoised(`lm:${name}`, async () => {
-    const lmPath = "../lm/index";
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const lm = require(lmPath) as { loadLanguageModel(n: string): Promise<LanguageModel>; loadTokenizer(n: string): Promise<Tokenizer> };
-    return { model: await lm.loadLanguageModel(name), tokenizer: await lm.loadTokenizer(name) };
+    // static import: tslab only compiles modules reached by static imports
+    return { model: await loadLanguageModel(name), tokenizer: await loadTokenizer(name) };
   });
 }
 
@@ -202,8 +201,11 @@ export function getStores(p: PipelineParams): Promise<Stores> {
   const params = { format: PIPELINE_FORMAT, model: p.model, corpus: p.corpus, layer: p.layer, splitSeed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: pre.data.maxTokens, evalTokens: ev.evalTokens };
   return memoised(`stores:${JSON.stringify(params)}`, async () => {
     const storeRoot = path.join(cacheRoot(), "stores");
-    const harvest = (split: string, maxTokens: number | null) =>
-      harvestActivations({ model: p.model, layer: p.layer, corpus: p.corpus, split, seed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: maxTokens ?? undefined, storeRoot });
+    // one loaded model for the three splits (the store key depends on the model's checksum, not on how it was loaded)
+    const harvest = async (split: string, maxTokens: number | null) => {
+      const { model: languageModel, tokenizer } = await getLanguageModel(p.model);
+      return harvestActivations({ languageModel, tokenizer, layer: p.layer, corpus: p.corpus, split, seed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: maxTokens ?? undefined, storeRoot });
+    };
     const step = await cachedStep("stores", params, async () => {
       const t0 = Date.now();
       const train = await harvest("train", pre.data.maxTokens);
