@@ -26,6 +26,8 @@ export interface BackendInfo {
   threads: number;
   /** wasm SIMD support as reported by tfjs (wasm only). */
   simd: boolean | null;
+  /** Thread-pool spin-wait iterations of the threaded wasm binary in use (null: not threaded). */
+  poolSpinIterations: number | null;
   tfjsVersion: string;
   nodeVersion: string;
   platform: string;
@@ -75,6 +77,8 @@ function requestedThreads(): number {
  *  3. set the multithread flag and the thread count; and, while the backend is created, make
  *     os.cpus() report at least 2·N cores, because the backend caps its XNNPACK thread pool at
  *     (logical cores / 2) — on a 2-core machine that would be 1 thread (restored right after).
+ *  4. load a copy of the threaded .wasm binary whose thread-pool spin-waits are shortened (see
+ *     writeShortSpinWasm; skipped with IS_WASM_SPIN=long or when the binary is not as expected).
  * Returns a function that undoes step 3's os.cpus() patch, or null (with a warning on stderr) when
  * a piece is missing; the caller then falls back to one thread.
  */
@@ -99,14 +103,57 @@ function writeThreadedWorker(pkgDir: string): string {
   const dir = path.join(os.tmpdir(), "integration-spaces-wasm");
   fs.mkdirSync(dir, { recursive: true });
   const target = path.join(dir, `tfjs-wasm-threaded-worker-${hash}.js`);
-  if (!fs.existsSync(target) || fs.readFileSync(target, "utf8") !== patched) {
-    // Other processes may do the same concurrently: write a private temp file, then rename.
-    const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
-    fs.writeFileSync(tmp, patched);
-    fs.renameSync(tmp, target);
-  }
+  if (!fs.existsSync(target) || fs.readFileSync(target, "utf8") !== patched) writeFileAtomic(target, patched);
   return target;
 }
+
+/** Atomic write of `contents` to `target` (other processes may write the same file concurrently). */
+function writeFileAtomic(target: string, contents: string | Uint8Array): void {
+  const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
+  fs.writeFileSync(tmp, contents);
+  fs.renameSync(tmp, target);
+}
+
+/** Spin iterations before a pool thread sleeps, in the patched binary (the original: 1,000,000). */
+export const WASM_POOL_SPIN_ITERATIONS = 10_000;
+
+/**
+ * XNNPACK's thread pool (pthreadpool) lets a worker that finished its share spin-wait for
+ * PTHREADPOOL_SPIN_WAIT_ITERATIONS = 1,000,000 atomic loads (a few ms) before sleeping on a futex,
+ * and tfjs-wasm runs almost every op (matMul and every elementwise op) through the pool, so on a
+ * 2-core machine the second core spun nearly all the time: measured here, our main-thread kernels
+ * ran up to 2× slower right after a matMul and a helper thread (lib/kernels/wasmPool.ts) had no
+ * core to run on. The constant is compiled into three `i32.const 1000000` instructions, each
+ * followed by its spin loop (`i32.atomic.load`). We rewrite those three immediates to 10,000 as a
+ * padded 3-byte LEB128 (same length, so no offsets move) in a copy under os.tmpdir(), and only
+ * when the binary has exactly these three sites; otherwise the original is used. Returns the path
+ * of the file to load, or null.
+ */
+function writeShortSpinWasm(pkgDir: string): string | null {
+  const original = path.join(pkgDir, "dist", "tfjs-backend-wasm-threaded-simd.wasm");
+  const bytes = new Uint8Array(fs.readFileSync(original));
+  const pattern = [0x41, 0xc0, 0x84, 0x3d]; // i32.const 1000000
+  const sites: number[] = [];
+  for (let i = 0; i + pattern.length <= bytes.length; i++) {
+    if (pattern.every((b, j) => bytes[i + j] === b)) sites.push(i);
+  }
+  const atomicLoadSoon = (at: number) => {
+    for (let j = at + 4; j < Math.min(bytes.length - 1, at + 48); j++) if (bytes[j] === 0xfe && bytes[j + 1] === 0x10) return true;
+    return false;
+  };
+  if (sites.length !== 3 || !sites.every(atomicLoadSoon)) return null;
+  const n = WASM_POOL_SPIN_ITERATIONS;
+  const leb3 = [(n & 0x7f) | 0x80, ((n >> 7) & 0x7f) | 0x80, (n >> 14) & 0x7f]; // padded, n < 2^21
+  for (const at of sites) bytes.set(leb3, at + 1);
+  const hash = require("node:crypto").createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+  const dir = path.join(os.tmpdir(), "integration-spaces-wasm");
+  fs.mkdirSync(dir, { recursive: true });
+  const target = path.join(dir, `tfjs-backend-wasm-threaded-simd-shortspin-${hash}.wasm`);
+  if (!fs.existsSync(target) || fs.statSync(target).size !== bytes.length) writeFileAtomic(target, bytes);
+  return target;
+}
+
+let spinIterations: number | null = null;
 
 async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
   try {
@@ -123,6 +170,17 @@ async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
       };
     }
     wasm.setThreadsCount(threads);
+    const shortSpin = (process.env.IS_WASM_SPIN ?? "short").trim() === "long" ? null : writeShortSpinWasm(pkgDir);
+    spinIterations = shortSpin ? WASM_POOL_SPIN_ITERATIONS : 1_000_000;
+    if (shortSpin) {
+      // A file map must name all three binaries; the other two are the package's own.
+      const dist = path.join(pkgDir, "dist");
+      wasm.setWasmPaths({
+        "tfjs-backend-wasm.wasm": path.join(dist, "tfjs-backend-wasm.wasm"),
+        "tfjs-backend-wasm-simd.wasm": path.join(dist, "tfjs-backend-wasm-simd.wasm"),
+        "tfjs-backend-wasm-threaded-simd.wasm": shortSpin,
+      });
+    }
     tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
     tf.env().set("WASM_HAS_SIMD_SUPPORT", true);
     // The os module object is shared (require("os") inside the wasm bundle is the same object).
@@ -264,6 +322,7 @@ async function initialise(): Promise<BackendInfo> {
     provider,
     threads: usedThreads,
     simd,
+    poolSpinIterations: usedThreads > 1 ? spinIterations : null,
     tfjsVersion: tf.version.tfjs,
     nodeVersion: process.version,
     platform: `${os.platform()}-${os.arch()}`,
@@ -286,7 +345,8 @@ export function backendInfo(): BackendInfo {
 
 /** One line for notebooks, reports and benchmark output. */
 export function describeBackend(info: BackendInfo = backendInfo()): string {
-  const extra = info.name === "wasm" ? `, ${info.threads} thread(s), SIMD ${info.simd ? "on" : "off"}` : "";
+  const spin = info.poolSpinIterations !== null ? `, pool spin ${info.poolSpinIterations.toLocaleString("en-US")}` : "";
+  const extra = info.name === "wasm" ? `, ${info.threads} thread(s)${spin}, SIMD ${info.simd ? "on" : "off"}` : "";
   return `TensorFlow.js ${info.tfjsVersion} on ${info.name} (${info.provider}${extra}); Node ${info.nodeVersion}, ${info.platform}, ${info.cpus} CPU(s)`;
 }
 

@@ -15,7 +15,8 @@
  * it: use tf.tensor(t.dataSync()) to snapshot).
  */
 import { tf } from "./backend";
-import { F32, F64, I32, V128, leb, lg, ls, lt, section, simd, str, vec } from "./kernels/wasm-asm";
+import { F32, F64, I32, V128, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
+import { piecesFor, poolFor } from "./kernels/wasmPool";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
 export interface AdamConfig {
@@ -116,7 +117,7 @@ const splat = simd(0x13);
 const fsqrt = simd(0xe3), fadd = simd(0xe4), fsub = simd(0xe5), fmul = simd(0xe6), fdiv = simd(0xe7);
 const i32add = [0x6a];
 
-function buildAdamWasm(): Uint8Array {
+function buildAdamWasm(memory: WasmMemory): Uint8Array {
   // params: 0 w,1 g,2 m,3 v,4 n (i32); 5 clip,6 omb1,7 beta2,8 omb2,9 step,10 inv,11 eps (f32)
   // locals: 12 i, 13 end (i32); 14 vclip,15 vomb1,16 vb2,17 vomb2,18 vstep,19 vinv,20 veps,21 vg,22 vm,23 vv (v128)
   const addr = (base: number) => [...lg(base), ...lg(12), ...i32add];
@@ -175,7 +176,7 @@ function buildAdamWasm(): Uint8Array {
       [0x60, ...vec([I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32].map((t) => [t])), 0x00],
       [0x60, ...vec([[I32], [I32]]), ...vec([[F64]])],
     ])),
-    ...section(2, vec([[...str("env"), ...str("memory"), 0x02, 0x00, ...leb(1)]])),
+    ...section(2, vec([memoryImport(memory)])),
     ...section(3, vec([[0x00], [0x01]])),
     ...section(7, vec([[...str("adam"), 0x00, 0x00], [...str("sumsq"), 0x00, 0x01]])),
     ...section(10, vec([[...leb(func.length), ...func], [...leb(sumsqFunc.length), ...sumsqFunc]])),
@@ -184,20 +185,45 @@ function buildAdamWasm(): Uint8Array {
 }
 
 
-/**
- * Structural stand-in for WebAssembly.Memory: tslab compiles notebooks without the WebAssembly
- * type declarations, so this file names no WebAssembly types.
- */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
+/** Structural stand-in for WebAssembly.Memory (see kernels/wasm-asm). */
+type WasmMemory = WasmMemoryLike;
 const WA: any = (globalThis as any).WebAssembly;
 
 interface SimdKernel {
   memory: WasmMemory;
   adam: (w: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
-  /** Σ g[i]² (float64, index order) over n float32 values at byte offset ptr; equals sumSquares(). */
+  /**
+   * Σ g[i]² (float64) over n float32 values at byte offset ptr. One thread: in index order, equal
+   * to sumSquares(). With helper threads: the sum of the pieces' sums (each in index order).
+   */
   sumsq: (ptr: number, n: number) => number;
+}
+
+/**
+ * Wrap the module's adam/sumsq so that, on threaded wasm, each call is split over the helper
+ * threads (lib/kernels/wasmPool.ts): Adam is elementwise, so pieces (multiples of 4 elements) give
+ * the same bits as one call; the squared norm becomes a sum of per-piece sums.
+ */
+function pooled(module: unknown, raw: Pick<SimdKernel, "adam" | "sumsq">, memory: WasmMemory): Pick<SimdKernel, "adam" | "sumsq"> {
+  const pool = poolFor(memory);
+  if (!pool) return raw;
+  const [adamId, sumsqId] = pool.register(module, ["adam", "sumsq"]);
+  const cuts = (n4: number, parts: number) => Array.from({ length: parts + 1 }, (_, p) => 4 * Math.floor(((n4 / 4) * p) / parts));
+  return {
+    adam: (w, g, m, v, n, ...rest) => {
+      const parts = piecesFor(pool, 7 * n); // reads w, g, m, v; writes w, m, v
+      if (parts === 1) return raw.adam(w, g, m, v, n, ...rest);
+      const c = cuts(n, parts);
+      pool.run(adamId, raw.adam as (...a: number[]) => void, c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
+    },
+    sumsq: (ptr, n) => {
+      const parts = piecesFor(pool, n);
+      if (parts === 1) return raw.sumsq(ptr, n);
+      const c = cuts(n & ~3, parts);
+      c[c.length - 1] = n; // the tail (n % 4) goes to the last piece
+      return pool.run(sumsqId, raw.sumsq, c.slice(0, -1).map((c0, p) => [ptr + 4 * c0, c[p + 1] - c0])).reduce((a, b) => a + b, 0);
+    },
+  };
 }
 let simdCache: SimdKernel | null = null;
 let simdFailed = false;
@@ -206,12 +232,13 @@ let simdFailed = false;
 export function simdAdamKernel(): SimdKernel | null {
   if (simdFailed || tf.getBackend() !== "wasm") return null;
   const b = tf.backend() as any;
-  const memory = b?.wasm?.asm?.memory as WasmMemory | undefined;
+  const memory = tfjsWasmMemory(b) as WasmMemory | undefined;
   if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.wasm._malloc !== "function") return null;
   if (simdCache && simdCache.memory === memory) return simdCache;
   try {
-    const inst = new WA.Instance(new WA.Module(buildAdamWasm()), { env: { memory } });
-    simdCache = { memory, adam: inst.exports.adam as SimdKernel["adam"], sumsq: inst.exports.sumsq as SimdKernel["sumsq"] };
+    const module = new WA.Module(buildAdamWasm(memory));
+    const inst = new WA.Instance(module, { env: { memory } });
+    simdCache = { memory, ...pooled(module, { adam: inst.exports.adam as SimdKernel["adam"], sumsq: inst.exports.sumsq as SimdKernel["sumsq"] }, memory) };
     return simdCache;
   } catch {
     simdFailed = true; // engine without wasm SIMD: scalar JavaScript path
@@ -401,7 +428,7 @@ export class Adam {
     const st = this.exportState();
     const b = tf.backend() as any;
     for (const h of this.heap.values()) {
-      if (b?.wasm?._free && this.heapMemory === b.wasm.asm?.memory) {
+      if (b?.wasm?._free && this.heapMemory === tfjsWasmMemory(b)) {
         b.wasm._free(h.mPtr);
         b.wasm._free(h.vPtr);
       }

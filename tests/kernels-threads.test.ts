@@ -45,7 +45,87 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+// Helper threads for the fused kernels (lib/kernels/wasmPool.ts): the same child runs with every
+// call split over the helper (IS_KERNEL_POOL_MIN=0) and with no helpers; both must give the same bits.
+const POOL_CHILD = `
+import * as crypto from "node:crypto";
+import { initBackend, tf } from ${JSON.stringify(path.join(repo, "lib/backend"))};
+import { combineRowsWasm, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmOuter"))};
+import { topkColumns } from ${JSON.stringify(path.join(repo, "lib/kernels/topk"))};
+import { topkColumnsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmTopk"))};
+import { tfjsWasmMemory } from ${JSON.stringify(path.join(repo, "lib/kernels/wasm-asm"))};
+import { poolFor } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmPool"))};
+import { saeConfig } from ${JSON.stringify(path.join(repo, "lib/sae"))};
+import { nfmConfig } from ${JSON.stringify(path.join(repo, "lib/nfm"))};
+import { createModel, validateModelConfig } from ${JSON.stringify(path.join(repo, "lib/joint"))};
+import { makeStepContext, trainStep } from ${JSON.stringify(path.join(repo, "lib/train"))};
+import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
+(async () => {
+  const info = await initBackend();
+  const rng = new Rng(Number(process.env.SEED));
+  // The helper starts asynchronously; give it time so that pieces really run there.
+  poolFor(tfjsWasmMemory(tf.backend()));
+  await new Promise((r) => setTimeout(r, 500));
+  const B = 12, k = 5, d = 20, F = 30;
+  const same = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
+  const coef = tf.tensor2d(rng.normalArray(B * k), [B, k]), x = tf.tensor2d(rng.normalArray(B * d), [B, d]);
+  const w = tf.tensor2d(rng.normalArray(F * d), [F, d]);
+  const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
+  const idx = tf.tensor2d(idxA, [B * k, 1], "int32");
+  const checks: Record<string, boolean> = {};
+  checks.outer = same(outerScatterWasm(coef, x, idx, F)!.dataSync(), tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]).dataSync());
+  checks.combine = same(combineRowsWasm(coef, idx, w)!.dataSync(), tf.matMul(coef.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).dataSync());
+  const wA = w.dataSync(), xA = x.dataSync();
+  checks.dots = same(rowDotsWasm(idx, w, x, k)!.dataSync(), Array.from({ length: B * k }, (_, i) => rowDotsOrder4(wA.subarray(idxA[i] * d, (idxA[i] + 1) * d), xA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d))));
+  const pre = Float32Array.from(rng.normalArray(200 * 16)), bias = Float32Array.from(rng.normalArray(200, 0, 0.1));
+  const tw = topkColumnsWasm(tf.tensor2d(pre, [200, 16]), tf.tensor1d(bias), 7, "relu-topk")!, tj = topkColumns(pre, bias, 200, 16, 7, "relu-topk");
+  checks.topk = same(tw.ids, tj.ids) && same(tw.vals, tj.vals);
+  // A few joint training steps without clipping (the clip scale uses the squared-norm sum, which
+  // pieces add in another order): Adam is elementwise, so every bit must agree.
+  const mc = validateModelConfig({ kind: "joint", sae: saeConfig({ d: 16, F: 64, k: 4, preset: "claflin" }), nfm: nfmConfig({ F: 64, d: 16, E: 8 }), variant: "full", saeKAtInference: null });
+  const model = createModel(mc, 3);
+  const ctx = makeStepContext(model, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: null }, 5);
+  const losses: number[] = [];
+  for (let s = 0; s < 4; s++) losses.push(trainStep(ctx, Float32Array.from(rng.normalArray(32 * 16)), 32, s, 1e-3).loss);
+  const h = crypto.createHash("sha256");
+  for (const n of model.params.names) h.update(Buffer.from((model.params.get(n).dataSync() as Float32Array).buffer));
+  const stats = poolFor(tfjsWasmMemory(tf.backend()))?.stats ?? null;
+  console.log(JSON.stringify({ threads: info.threads, spin: info.poolSpinIterations, checks, losses, params: h.digest("hex"), stats }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+function runChild(source: string, env: Record<string, string>, seed: number): any {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-threads-"));
+  const file = path.join(dir, "child.ts");
+  fs.writeFileSync(file, source);
+  try {
+    const res = spawnSync(process.execPath, ["--import", "tsx", file], {
+      cwd: repo,
+      env: { ...process.env, IS_BACKEND: "wasm", IS_WASM_THREADS: "2", SEED: String(seed), ...env },
+      encoding: "utf8",
+      timeout: 120_000, // a hang (e.g. workers keeping Node alive) ends as a failure
+    });
+    assert.equal(res.status, 0, `child failed or hung (signal ${res.signal}, seed ${seed}): ${res.stderr?.slice(-2000)}`);
+    return JSON.parse((res.stdout ?? "").trim().split("\n").pop() ?? "");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("threaded wasm (IS_WASM_THREADS=2)", () => {
+  it("helper threads: every fused kernel split over them gives the same bits as without them, in kernels and in training", () => {
+    const seed = (Date.now() ^ process.pid) >>> 0;
+    const pooled = runChild(POOL_CHILD, { IS_KERNEL_POOL_MIN: "0" }, seed);
+    const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
+    assert.equal(pooled.threads, 2);
+    assert.equal(pooled.spin, 10_000, "the short-spin wasm binary is in use");
+    assert.ok(pooled.stats && pooled.stats.helper > 0, `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`);
+    assert.equal(alone.stats, null, "IS_KERNEL_HELPERS=0 starts no helpers");
+    for (const r of [pooled, alone]) for (const [name, ok] of Object.entries(r.checks)) assert.ok(ok, `${name} differs from its reference (seed ${seed})`);
+    assert.deepEqual(pooled.losses, alone.losses, `losses (seed ${seed})`);
+    assert.equal(pooled.params, alone.params, `parameters after 4 steps (seed ${seed})`);
+  });
+
   before(async () => {
     await initBackend();
   });

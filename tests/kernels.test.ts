@@ -12,7 +12,8 @@ import "@tensorflow/tfjs-backend-wasm";
 import { initBackend, tf } from "../lib/backend";
 import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
 import { topkColumns } from "../lib/kernels/topk";
-import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "../lib/kernels/wasmOuter";
+import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
+import { combineRowsWasm, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -335,19 +336,35 @@ for (const backendName of ["wasm", "cpu"]) {
       tf.dispose([v, x, bEnc, idx, R, plain, kept]);
     });
 
-    it("rowDotsWasm: bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere", () => {
-      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 7, 5, 9]]) {
-        const dy = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
-        const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
-        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+    it("rowDotsWasm: d % 4 == 0 in its four-lane order (bit for bit), else bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere", () => {
+      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 7, 5, 9], [2, 3, 36, 4]]) {
+        const dyA = Float32Array.from(randn(rng, B * d));
+        const wA = Float32Array.from(randn(rng, F * d));
+        const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
+        const dy = tf.tensor2d(dyA, [B, d]);
+        const w = tf.tensor2d(wA, [F, d]);
+        const idx = tf.tensor2d(idxA, [B * k, 1], "int32");
         const got = rowDotsWasm(idx, w, dy, k);
         if (backendName !== "wasm") {
           assert.equal(got, null);
         } else {
           assert.ok(got, "fused kernel unavailable on wasm");
-          const want = tf.tidy(() => tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2));
-          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
-          want.dispose();
+          const gotA = Array.from(got.dataSync());
+          if (d % 4 === 0) {
+            const want = Array.from({ length: B * k }, (_, i) => rowDotsOrder4(wA.subarray(idxA[i] * d, (idxA[i] + 1) * d), dyA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d)));
+            assert.deepEqual(gotA, want, `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+            // and close to the float64 dot products
+            const ref = Array.from({ length: B * k }, (_, i) => {
+              let s = 0;
+              for (let j = 0; j < d; j++) s += wA[idxA[i] * d + j] * dyA[Math.floor(i / k) * d + j];
+              return s;
+            });
+            assertClose(gotA, ref, `rowDotsWasm vs float64 B=${B} k=${k} d=${d}`, 1e-5, 1e-5);
+          } else {
+            const want = tf.tidy(() => tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2));
+            assert.deepEqual(gotA, Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+            want.dispose();
+          }
         }
         tf.dispose([dy, w, idx, ...(got ? [got] : [])]);
       }
@@ -396,11 +413,20 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const order of ORDERS) {
       it(`topkColumns ${order}: bit-identical to tf.topk on transpose(pre) + bias (ties included)`, () => {
-        for (const [F, B, k, ties] of [[37, 5, 6, false], [40, 7, 9, true], [12, 3, 12, true], [9, 4, 1, false]] as Array<[number, number, number, boolean]>) {
+        for (const [F, B, k, ties] of [[37, 5, 6, false], [40, 7, 9, true], [12, 3, 12, true], [9, 4, 1, false], [300, 8, 7, false], [300, 12, 5, true], [2500, 4, 3, false]] as Array<[number, number, number, boolean]>) {
           // ties: small integers (many equal keys, many ≤ 0); else gaussians with a shifted bias.
           const pre = Float32Array.from({ length: F * B }, () => (ties ? rng.int(5) - 3 : rng.normal()));
           const bias = Float32Array.from({ length: F }, () => (ties ? rng.int(3) - 1 : rng.normal() * 0.7 - 0.5));
           const got = topkColumns(pre, bias, F, B, k, order);
+          // The wasm SIMD pre-filter (B a multiple of 4 only) must not change a bit.
+          const fast = B % 4 === 0 ? tf.tidy(() => topkColumnsWasm(tf.tensor2d(pre, [F, B]), tf.tensor1d(bias), k, order)) : null;
+          if (backendName === "wasm" && B % 4 === 0) {
+            assert.ok(fast, "topkColumnsWasm unavailable on wasm");
+            assert.deepEqual(Array.from(fast.ids), Array.from(got.ids), `topkColumnsWasm ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
+            assert.deepEqual(Array.from(fast.vals), Array.from(got.vals), `topkColumnsWasm ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+          } else if (backendName !== "wasm") {
+            assert.equal(fast, null);
+          }
           const [wantIds, wantVals] = tf.tidy(() => {
             const p = tf.add(tf.transpose(tf.tensor2d(pre, [F, B])), tf.tensor1d(bias));
             const r = order === "relu-topk" ? tf.topk(tf.relu(p), k, true) : tf.topk(p, k, true);

@@ -17,6 +17,7 @@ import { topkColumns, withSideOutput, TopKResult } from "./topk";
 import { assertDim, assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
 import { customGradLazy } from "./grad";
 import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./wasmOuter";
+import { topkColumnsWasm } from "./wasmTopk";
 
 /**
  * A float32 tensor's values: a view of the wasm heap where the backend exposes one (no copy; valid
@@ -78,10 +79,14 @@ export function sparseMatmul(values: tf.Tensor2D, indices: tf.Tensor2D, w: tf.Te
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ic, v] = saved as [tf.Tensor2D, tf.Tensor2D];
         const rowsOf = () => (saved.length > 2 ? (saved[2] as tf.Tensor3D) : (tf.gatherND(w, ic).reshape([b, k, d]) as tf.Tensor3D));
+        // wasm: dot products in the fused kernel, straight from a kept w (no [B, k, d] temporaries)
+        // or over the saved gathered rows (identity indices), so kept and plain w agree bit for bit.
+        const fusedDots = () =>
+          saved.length > 2
+            ? rowDotsWasm(tf.range(0, b * k, 1, "int32").reshape([b * k, 1]) as tf.Tensor2D, (saved[2] as tf.Tensor3D).reshape([b * k, d]) as tf.Tensor2D, dy as tf.Tensor2D, k)
+            : rowDotsWasm(ic, w, dy as tf.Tensor2D, k);
         return [
-          () =>
-            // wasm + kept w: dot products straight from w (bit-identical, no [B, k, d] temporaries).
-            (saved.length > 2 ? null : rowDotsWasm(ic, w, dy as tf.Tensor2D, k)) ?? tf.sum(tf.mul(rowsOf(), dy.reshape([b, 1, d])), 2),
+          () => fusedDots() ?? tf.sum(tf.mul(rowsOf(), dy.reshape([b, 1, d])), 2),
           () => sparseOuter(v, dy as tf.Tensor2D, ic, f),
         ];
       },
@@ -129,7 +134,7 @@ export function topkEncode(
       // one JavaScript pass over them (topkColumns: same float32 values and tie order as
       // tf.topk on transpose(pre) + bEnc, without the transpose and the [B, F] temporaries).
       const preT = tf.matMul(ww, tf.transpose(xx)) as tf.Tensor2D;
-      const sel = topkColumns(readFloats(preT), readFloats(bt), f, b, k, order);
+      const sel = topkColumnsWasm(preT, bt as tf.Tensor1D, k, order) ?? topkColumns(readFloats(preT), readFloats(bt), f, b, k, order);
       preT.dispose();
       const r = { values: tf.tensor2d(sel.vals, [b, k]), indices: tf.tensor2d(sel.ids, [b, k], "int32") };
       keepSide(r.indices);

@@ -122,6 +122,15 @@ export function topkDense(pre: tf.Tensor2D, k: number, order: TopKOrder): tf.Ten
 }
 
 /**
+ * A vectorised pre-filter for topkColumns' replace phase: the flat positions f·B + b, f in
+ * [f0, f1), with fround(preFB[f·B + b] + bias[f]) > thr[b], in increasing f for each column b.
+ * (lib/kernels/wasmTopk.ts provides one on wasm.)
+ */
+export type TopKCandidateScan = (f0: number, f1: number, thr: Float32Array) => ArrayLike<number>;
+/** Largest row chunk a scan is asked for (its output buffer holds TOPK_SCAN_MAX_ROWS·B positions). */
+export const TOPK_SCAN_MAX_ROWS = 1024;
+
+/**
  * Top-k of every column of a [F, B] pre-activation matrix plus a per-row bias, in JavaScript:
  * key[f,b] = fround(preFB[f*B + b] + bias[f]) (exactly tfjs's float32 add), ReLU-ed first for
  * "relu-topk". Returns, per column b, ids [B,k] and values [B,k] = ReLU(key) sorted by descending
@@ -137,6 +146,7 @@ export function topkColumns(
   B: number,
   k: number,
   order: TopKOrder,
+  scan?: TopKCandidateScan,
 ): { ids: Int32Array; vals: Float32Array } {
   if (preFB.length !== F * B) throw new Error(`topkColumns: pre has ${preFB.length} values, expected F·B = ${F * B}`);
   if (bias.length !== F) throw new Error(`topkColumns: bias has ${bias.length} values, expected F = ${F}`);
@@ -170,36 +180,59 @@ export function topkColumns(
   }
   // Replace phase. thr[b] mirrors column b's root key. Both orders compare the raw key: for
   // "relu-topk" every heap key is ≥ 0 after the fill, so key > thr implies key > 0 (ReLU is a no-op
-  // on entrants). The double-precision sum pre-filters: rounding to float32 is monotonic and thr is
-  // a float32, so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
+  // on entrants).
   const thr = new Float32Array(B);
   for (let b = 0; b < B; b++) thr[b] = hk[b * k];
-  for (let f = k; f < F; f++) {
-    const base = f * B;
-    const bf = bias[f];
-    for (let b = 0; b < B; b++) {
-      const s = preFB[base + b] + bf;
-      if (!(s > thr[b])) continue;
-      const key = fround(s);
-      // Equal to the root: the newcomer has the larger id, so it is worse: skip.
-      if (!(key > thr[b])) continue;
-      const o = b * k;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= k) break;
-        const r = l + 1;
-        let c = l;
-        if (r < k && (hk[o + r] < hk[o + l] || (hk[o + r] === hk[o + l] && hi[o + r] > hi[o + l]))) c = r;
-        if (hk[o + c] < key || (hk[o + c] === key && hi[o + c] > f)) {
-          hk[o + i] = hk[o + c];
-          hi[o + i] = hi[o + c];
-          i = c;
-        } else break;
+  /** Offer feature f's key to column b's heap (key > thr[b]): replace the root, sift down. */
+  const offer = (f: number, b: number, key: number) => {
+    const o = b * k;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= k) break;
+      const r = l + 1;
+      let c = l;
+      if (r < k && (hk[o + r] < hk[o + l] || (hk[o + r] === hk[o + l] && hi[o + r] > hi[o + l]))) c = r;
+      if (hk[o + c] < key || (hk[o + c] === key && hi[o + c] > f)) {
+        hk[o + i] = hk[o + c];
+        hi[o + i] = hi[o + c];
+        i = c;
+      } else break;
+    }
+    hk[o + i] = key;
+    hi[o + i] = f;
+    thr[b] = hk[o];
+  };
+  if (scan) {
+    // Rows in chunks of doubling size; the scan returns the positions f·B + b in [f0, f1) whose key
+    // beats the column's threshold as of the chunk's start (in increasing f per column). Thresholds
+    // only rise, so every key the full loop below would accept is among them; each is re-checked
+    // against the current threshold, in the same per-column order, so the result is identical.
+    for (let f0 = k, rows = k; f0 < F; f0 += rows, rows = Math.min(2 * rows, TOPK_SCAN_MAX_ROWS)) {
+      const f1 = Math.min(F, f0 + rows);
+      const cand = scan(f0, f1, thr);
+      for (let c = 0; c < cand.length; c++) {
+        const pos = cand[c];
+        const f = (pos / B) | 0;
+        const b = pos - f * B;
+        const key = fround(preFB[pos] + bias[f]);
+        if (key > thr[b]) offer(f, b, key);
       }
-      hk[o + i] = key;
-      hi[o + i] = f;
-      thr[b] = hk[o];
+    }
+  } else {
+    // The double-precision sum pre-filters: rounding to float32 is monotonic and thr is a float32,
+    // so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
+    for (let f = k; f < F; f++) {
+      const base = f * B;
+      const bf = bias[f];
+      for (let b = 0; b < B; b++) {
+        const s = preFB[base + b] + bf;
+        if (!(s > thr[b])) continue;
+        const key = fround(s);
+        // Equal to the root: the newcomer has the larger id, so it is worse: skip.
+        if (!(key > thr[b])) continue;
+        offer(f, b, key);
+      }
     }
   }
   // Sort each column's k entries: descending key, ascending id (insertion sort; k is small).

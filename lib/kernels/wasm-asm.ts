@@ -34,3 +34,30 @@ export const ls = (i: number) => [0x21, ...leb(i)];
 export const lt = (i: number) => [0x22, ...leb(i)];
 /** A SIMD opcode (0xfd prefix). */
 export const simd = (op: number) => [0xfd, ...leb(op)];
+
+/** Structural stand-in for WebAssembly.Memory (tslab compiles notebooks without WebAssembly's types). */
+export interface WasmMemoryLike {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+
+/**
+ * The memory of the current tfjs-wasm backend instance: the module's exported memory on the
+ * single-threaded build, Emscripten's `wasmMemory` (a shared memory the pthreads also use) on the
+ * threaded build, which exports none. Undefined on other backends.
+ */
+export function tfjsWasmMemory(backend: any): WasmMemoryLike | undefined {
+  const w = backend?.wasm;
+  return (w?.asm?.memory ?? w?.wasmMemory) as WasmMemoryLike | undefined;
+}
+
+/**
+ * The import-section entry `env.memory` for a kernel that works inside `memory`. A shared memory
+ * (threaded build) can only be imported by a declaration that is itself shared and has a maximum,
+ * so then the limits are (shared, min 1, max 65536 pages = the wasm32 ceiling, which any actual
+ * maximum satisfies); otherwise (min 1, no maximum).
+ */
+export function memoryImport(memory: WasmMemoryLike): number[] {
+  const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+  const limits = shared ? [0x03, ...leb(1), ...leb(65536)] : [0x00, ...leb(1)];
+  return [...str("env"), ...str("memory"), 0x02, ...limits];
+}

@@ -13,7 +13,8 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, leb, lg, ls, section, simd, str, vec } from "./wasm-asm";
+import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./wasm-asm";
+import { piecesFor, poolFor, type KernelPool } from "./wasmPool";
 
 const v128load = [...simd(0x00), 0x02, 0x00];
 const v128store = [...simd(0x0b), 0x02, 0x00];
@@ -25,34 +26,51 @@ const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
 const c32 = (n: number) => [0x41, ...leb(n)];
 
 function buildBody(swap: boolean): number[] {
-  // params: 0 out, 1 idx, 2 coef, 3 x, 4 n, 5 k, 6 d (i32; pointers are byte offsets, d % 4 == 0)
-  // locals: 7 i, 8 j, 9 rowOut, 10 xRow, 11 rowBytes (i32); 12 vc (v128)
+  // params: 0 out, 1 idx, 2 coef, 3 x, 4 n, 5 k, 6 d (row stride), 7 cols (columns to do; i32;
+  // pointers are byte offsets, cols % 4 == 0 — a caller splitting columns offsets out and x)
+  // locals: 8 i, 9 j, 10 rowOut, 11 xRow, 12 rowBytes, 13 colBytes (i32); 14 vc (v128)
   // swap = false ("outer"): out row idx[i], x row ⌊i/k⌋.  swap = true ("combine"): out row ⌊i/k⌋, x row idx[i].
-  const idxRow = [...lg(1), ...lg(7), ...c32(4), ...mul, ...add, ...i32load, ...lg(11), ...mul];
-  const divRow = [...lg(7), ...lg(5), ...divu, ...lg(11), ...mul];
+  const idxRow = [...lg(1), ...lg(8), ...c32(4), ...mul, ...add, ...i32load, ...lg(12), ...mul];
+  const divRow = [...lg(8), ...lg(5), ...divu, ...lg(12), ...mul];
   return [
-    ...lg(6), ...c32(4), ...mul, ...ls(11),
-    ...c32(0), ...ls(7),
-    0x02, 0x40, 0x03, 0x40, // block, loop (over i)
-    ...lg(7), ...lg(4), ...geu, 0x0d, ...leb(1),
-    // rowOut = out + (outer: idx[i], combine: ⌊i/k⌋) * rowBytes
-    ...lg(0), ...(swap ? divRow : idxRow), ...add, ...ls(9),
-    // xRow = x + (outer: ⌊i/k⌋, combine: idx[i]) * rowBytes
-    ...lg(3), ...(swap ? idxRow : divRow), ...add, ...ls(10),
-    // vc = splat(coef[i])
-    ...lg(2), ...lg(7), ...c32(4), ...mul, ...add, ...f32load, ...f32x4splat, ...ls(12),
+    ...lg(6), ...c32(4), ...mul, ...ls(12),
+    ...lg(7), ...c32(4), ...mul, ...ls(13),
     ...c32(0), ...ls(8),
+    0x02, 0x40, 0x03, 0x40, // block, loop (over i)
+    ...lg(8), ...lg(4), ...geu, 0x0d, ...leb(1),
+    // rowOut = out + (outer: idx[i], combine: ⌊i/k⌋) * rowBytes
+    ...lg(0), ...(swap ? divRow : idxRow), ...add, ...ls(10),
+    // xRow = x + (outer: ⌊i/k⌋, combine: idx[i]) * rowBytes
+    ...lg(3), ...(swap ? idxRow : divRow), ...add, ...ls(11),
+    // vc = splat(coef[i])
+    ...lg(2), ...lg(8), ...c32(4), ...mul, ...add, ...f32load, ...f32x4splat, ...ls(14),
+    ...c32(0), ...ls(9),
     0x02, 0x40, 0x03, 0x40, // block, loop (over j bytes)
-    ...lg(8), ...lg(11), ...geu, 0x0d, ...leb(1),
+    ...lg(9), ...lg(13), ...geu, 0x0d, ...leb(1),
     // out[rowOut + j] = out[rowOut + j] + vc * x[xRow + j]
-    ...lg(9), ...lg(8), ...add,
-    ...lg(9), ...lg(8), ...add, ...v128load,
-    ...lg(12), ...lg(10), ...lg(8), ...add, ...v128load, ...f32x4mul,
+    ...lg(10), ...lg(9), ...add,
+    ...lg(10), ...lg(9), ...add, ...v128load,
+    ...lg(14), ...lg(11), ...lg(9), ...add, ...v128load, ...f32x4mul,
     ...f32x4add, ...v128store,
-    ...lg(8), ...c32(16), ...add, ...ls(8),
+    ...lg(9), ...c32(16), ...add, ...ls(9),
     0x0c, ...leb(0),
     0x0b, 0x0b,
-    ...lg(7), ...c32(1), ...add, ...ls(7),
+    ...lg(8), ...c32(1), ...add, ...ls(8),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    0x0b,
+  ];
+}
+
+/** zero(ptr, nbytes): nbytes (a multiple of 16) zero bytes from ptr. */
+function buildZero(): number[] {
+  // params: 0 ptr, 1 nbytes; locals: 2 j (i32)
+  return [
+    ...c32(0), ...ls(2),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(2), ...lg(1), ...geu, 0x0d, ...leb(1),
+    ...lg(0), ...lg(2), ...add, 0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat, ...v128store,
+    ...lg(2), ...c32(16), ...add, ...ls(2),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     0x0b,
@@ -90,27 +108,73 @@ function buildDots(): number[] {
   ];
 }
 
-function buildModule(): Uint8Array {
-  const locals = vec([[...leb(5), I32], [...leb(1), V128]]);
-  const outerF = [...locals, ...buildBody(false)];
-  const combineF = [...locals, ...buildBody(true)];
+/**
+ * dots4: as dots, for d % 4 == 0, with one f32x4 accumulator: lane l sums the products of the
+ * columns j ≡ l (mod 4) in order, then out[i] = ((lane0 + lane1) + lane2) + lane3, all float32
+ * (rowDotsOrder4 below is the same arithmetic in JavaScript). ~4× fewer dependent adds than dots.
+ */
+function buildDots4(): number[] {
+  // params as dots; locals: 7 i, 8 j, 9 wRow, 10 dyRow, 11 rowBytes (i32); 12 acc (v128)
+  const lane = (l: number) => [...lg(12), ...simd(0x1f), l];
+  return [
+    ...lg(6), ...c32(4), ...mul, ...ls(11),
+    ...c32(0), ...ls(7),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(7), ...lg(4), ...geu, 0x0d, ...leb(1),
+    ...lg(2), ...lg(1), ...lg(7), ...c32(4), ...mul, ...add, ...i32load, ...lg(11), ...mul, ...add, ...ls(9),
+    ...lg(3), ...lg(7), ...lg(5), ...divu, ...lg(11), ...mul, ...add, ...ls(10),
+    0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat, ...ls(12), // acc = 0
+    ...c32(0), ...ls(8),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(8), ...lg(11), ...geu, 0x0d, ...leb(1),
+    ...lg(12), ...lg(9), ...lg(8), ...add, ...v128load, ...lg(10), ...lg(8), ...add, ...v128load, ...f32x4mul, ...f32x4add, ...ls(12),
+    ...lg(8), ...c32(16), ...add, ...ls(8),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    // out[i] = ((l0 + l1) + l2) + l3
+    ...lg(0), ...lg(7), ...c32(4), ...mul, ...add,
+    ...lane(0), ...lane(1), 0x92, ...lane(2), 0x92, ...lane(3), 0x92,
+    0x38, 0x02, 0x00,
+    ...lg(7), ...c32(1), ...add, ...ls(7),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    0x0b,
+  ];
+}
+
+function buildModule(memory: WasmMemoryLike): Uint8Array {
+  const locals8 = vec([[...leb(6), I32], [...leb(1), V128]]);
+  const locals7 = vec([[...leb(5), I32], [...leb(1), V128]]);
+  const outerF = [...locals8, ...buildBody(false)];
+  const combineF = [...locals8, ...buildBody(true)];
   const dotsF = [...vec([[...leb(5), I32], [...leb(1), 0x7d]]), ...buildDots()];
+  const dots4F = [...locals7, ...buildDots4()];
+  const zeroF = [...vec([[...leb(1), I32]]), ...buildZero()];
+  const fn = (body: number[]) => [...leb(body.length), ...body];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec([I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00]])),
-    ...section(2, vec([[...str("env"), ...str("memory"), 0x02, 0x00, ...leb(1)]])),
-    ...section(3, vec([[0x00], [0x00], [0x00]])),
-    ...section(7, vec([[...str("outer"), 0x00, 0x00], [...str("combine"), 0x00, 0x01], [...str("dots"), 0x00, 0x02]])),
-    ...section(10, vec([[...leb(outerF.length), ...outerF], [...leb(combineF.length), ...combineF], [...leb(dotsF.length), ...dotsF]])),
+    ...section(1, vec([
+      [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
+      [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
+      [0x60, ...vec([I32, I32].map((t) => [t])), 0x00],
+    ])),
+    ...section(2, vec([memoryImport(memory)])),
+    ...section(3, vec([[0x00], [0x00], [0x01], [0x01], [0x02]])),
+    ...section(7, vec(EXPORTS.map((name, i) => [...str(name), 0x00, i]))),
+    ...section(10, vec([fn(outerF), fn(combineF), fn(dotsF), fn(dots4F), fn(zeroF)])),
   ];
   return Uint8Array.from(bytes);
 }
+const EXPORTS = ["outer", "combine", "dots", "dots4", "zero"] as const;
 
+type KernelName = (typeof EXPORTS)[number];
+type WasmFn = (...a: number[]) => void;
 interface Kernel {
   memory: unknown;
-  outer: (out: number, idx: number, coef: number, x: number, n: number, k: number, d: number) => void;
-  combine: (out: number, idx: number, coef: number, w: number, n: number, k: number, d: number) => void;
-  dots: (out: number, idx: number, w: number, dy: number, n: number, k: number, d: number) => void;
+  fns: Record<KernelName, WasmFn>;
+  /** Helper threads (threaded wasm only) and the ids of our functions there. */
+  pool: KernelPool | null;
+  ids: Record<KernelName, number> | null;
 }
 let cache: Kernel | null = null;
 let failed = false;
@@ -119,17 +183,52 @@ const WA: any = (globalThis as any).WebAssembly;
 function kernel(): Kernel | null {
   if (failed || tf.getBackend() !== "wasm") return null;
   const b = tf.backend() as any;
-  const memory = b?.wasm?.asm?.memory;
+  const memory = tfjsWasmMemory(b);
   if (!WA || !memory || typeof b.getMemoryOffset !== "function") return null;
   if (cache && cache.memory === memory) return cache;
   try {
-    const inst = new WA.Instance(new WA.Module(buildModule()), { env: { memory } });
-    cache = { memory, outer: inst.exports.outer as Kernel["outer"], combine: inst.exports.combine as Kernel["combine"], dots: inst.exports.dots as Kernel["dots"] };
+    const module = new WA.Module(buildModule(memory));
+    const inst = new WA.Instance(module, { env: { memory } });
+    const fns = Object.fromEntries(EXPORTS.map((n) => [n, inst.exports[n] as WasmFn])) as Record<KernelName, WasmFn>;
+    const pool = poolFor(memory);
+    const ids = pool ? (Object.fromEntries(pool.register(module, [...EXPORTS]).map((id, i) => [EXPORTS[i], id])) as Record<KernelName, number>) : null;
+    cache = { memory, fns, pool, ids };
     return cache;
   } catch {
     failed = true;
     return null;
   }
+}
+
+/** Run kernel function `name` once per piece: on the helper threads when there are any. */
+function runPieces(kern: Kernel, name: KernelName, pieces: number[][]): void {
+  if (kern.pool && kern.ids && pieces.length === kern.pool.parts) kern.pool.run(kern.ids[name], kern.fns[name], pieces);
+  else for (const a of pieces) kern.fns[name](...a);
+}
+/** How many pieces to split a call touching `elements` values into (1 without helper threads). */
+const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, elements);
+
+/**
+ * A [rows, cols] float32 tensor of zeros. On wasm the Fill kernel writes the zeros from JavaScript
+ * on one thread; here the output is allocated uninitialised (the backend's makeOutput, which Fill
+ * itself uses) and zeroed by the kernel, in pieces on the helper threads.
+ */
+function zeros2d(kern: Kernel, rows: number, cols: number): tf.Tensor2D {
+  const be = tf.backend() as any;
+  const n = rows * cols;
+  if (kern.pool === null || typeof be.makeOutput !== "function" || n % 4 !== 0) return tf.fill([rows, cols], 0, "float32") as tf.Tensor2D;
+  const info = be.makeOutput([rows, cols], "float32");
+  const out = tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor2D;
+  const ptr = be.getMemoryOffset(out.dataId) as number;
+  const parts = partsOf(kern, n);
+  const bounds = splitPoints(n / 4, parts).map((q) => q * 16);
+  runPieces(kern, "zero", Array.from({ length: parts }, (_, p) => [ptr + bounds[p], bounds[p + 1] - bounds[p]]));
+  return out;
+}
+
+/** parts + 1 split points of [0, n): ⌊n·p/parts⌋. */
+function splitPoints(n: number, parts: number): number[] {
+  return Array.from({ length: parts + 1 }, (_, p) => Math.floor((n * p) / parts));
 }
 
 /**
@@ -145,10 +244,15 @@ export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.T
   const kern = kernel();
   if (!kern) return null;
   // tf.fill runs the Fill kernel in the heap; tf.zeros would build and copy a JS array (~2 ms per [F, d]).
-  const out = tf.fill([f, d], 0, "float32") as tf.Tensor2D;
+  const out = zeros2d(kern, f, d);
   const be = tf.backend() as any;
   // All allocations are done: offsets stay valid for the call.
-  kern.outer(be.getMemoryOffset(out.dataId), be.getMemoryOffset(idxCol.dataId), be.getMemoryOffset(coef.dataId), be.getMemoryOffset(x.dataId), b * k, k, d);
+  const [o, ix, cf, xx] = [out, idxCol, coef, x].map((t) => be.getMemoryOffset(t.dataId) as number);
+  // Pieces are column ranges (multiples of 4): every output element gets the same adds in the same
+  // order whatever the split, and the pieces never write the same memory.
+  const cols = splitPoints(d / 4, partsOf(kern, 2 * b * k * d)).map((q) => q * 4);
+  const pieces = cols.slice(0, -1).map((c0, p) => [o + 4 * c0, ix, cf, xx + 4 * c0, b * k, k, d, cols[p + 1] - c0]);
+  runPieces(kern, "outer", pieces);
   return out;
 }
 
@@ -177,7 +281,11 @@ export function combineRowsWasm(values: tf.Tensor2D, idxCol: tf.Tensor2D, w: tf.
     const out = tf.fill([b, d], 0, "float32") as tf.Tensor2D;
     const be = tf.backend() as any;
     // All allocations are done: offsets stay valid for the call.
-    kern.combine(be.getMemoryOffset(out.dataId), be.getMemoryOffset(ic.dataId), be.getMemoryOffset(v.dataId), be.getMemoryOffset(w.dataId), b * kb, kb, d);
+    const [o, ix, cf, ww] = [out, ic, v, w].map((t) => be.getMemoryOffset(t.dataId) as number);
+    // Pieces are ranges of output rows.
+    const rows = splitPoints(b, partsOf(kern, b * kb * d));
+    const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * d, ix + 4 * r0 * kb, cf + 4 * r0 * kb, ww, (rows[p + 1] - r0) * kb, kb, d, d]);
+    runPieces(kern, "combine", pieces);
     return out;
   };
   if (k <= K_BLOCK) return block(values, idxCol);
@@ -194,9 +302,10 @@ export function combineRowsWasm(values: tf.Tensor2D, idxCol: tf.Tensor2D, w: tf.
 }
 
 /**
- * d(values)[b,j] = Σ_n w[indices[b,j], n]·dy[b, n] straight from w: bit-identical to
- * tf.sum(tf.mul(gatherND(w, idx)[B,k,d], dy[B,1,d]), 2) on wasm (checked in tests), without the
- * gathered block and the product temporary. idxCol [B·k,1] int32, w [F,d], dy [B,d] → [B,k].
+ * d(values)[b,j] = Σ_n w[indices[b,j], n]·dy[b, n] straight from w, without the gathered block and
+ * the product temporary. idxCol [B·k,1] int32, w [F,d], dy [B,d] → [B,k]. For d % 4 == 0 the sums
+ * run in four f32x4 lanes (see rowDotsOrder4, the same arithmetic in JavaScript, checked bit for bit
+ * in tests); otherwise in column order, bit-identical to tf.sum(tf.mul(rows, dy[B,1,d]), 2) on wasm.
  */
 export function rowDotsWasm(idxCol: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D, k: number): tf.Tensor2D | null {
   const b = dy.shape[0];
@@ -206,6 +315,21 @@ export function rowDotsWasm(idxCol: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D
   if (!kern) return null;
   const out = tf.fill([b, k], 0, "float32") as tf.Tensor2D;
   const be = tf.backend() as any;
-  kern.dots(be.getMemoryOffset(out.dataId), be.getMemoryOffset(idxCol.dataId), be.getMemoryOffset(w.dataId), be.getMemoryOffset(dy.dataId), b * k, k, d);
+  const [o, ix, ww, g] = [out, idxCol, w, dy].map((t) => be.getMemoryOffset(t.dataId) as number);
+  // Pieces are ranges of rows b.
+  const rows = splitPoints(b, partsOf(kern, b * k * d));
+  const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * k, ix + 4 * r0 * k, ww, g + 4 * r0 * d, (rows[p + 1] - r0) * k, k, d]);
+  runPieces(kern, d % 4 === 0 ? "dots4" : "dots", pieces);
   return out;
+}
+
+/**
+ * The summation order of rowDotsWasm for d % 4 == 0, in JavaScript (float32 at every step): lane
+ * l = Σ_{j ≡ l mod 4} w[j]·dy[j] in order, then ((lane0 + lane1) + lane2) + lane3. For tests.
+ */
+export function rowDotsOrder4(w: ArrayLike<number>, dy: ArrayLike<number>): number {
+  const f = Math.fround;
+  const lane = [0, 0, 0, 0];
+  for (let j = 0; j < w.length; j++) lane[j & 3] = f(lane[j & 3] + f(w[j] * dy[j]));
+  return f(f(f(lane[0] + lane[1]) + lane[2]) + lane[3]);
 }

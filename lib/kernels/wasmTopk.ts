@@ -1,0 +1,151 @@
+/**
+ * The TopK encoder's selection pre-filter on wasm (f32x4 SIMD), for topkColumns.
+ *
+ * topkColumns keeps one min-heap of size k per column of the [F, B] pre-activations. Past the first
+ * rows almost every element loses to its column's current k-th key, and in JavaScript that test
+ * alone (a load, an add, a compare per element) took ~4 ms of the ~15 ms selection at F = 8192,
+ * B = 256. Here a ~200-byte hand-assembled function tests four columns per instruction straight in
+ * the backend's heap, fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and
+ * writes out the positions that pass; topkColumns re-checks those in JavaScript, in order, so the
+ * result is identical to the plain loop (tests compare them bit for bit). With helper threads
+ * (threaded wasm) the columns are split over them.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./wasm-asm";
+import { TOPK_SCAN_MAX_ROWS, topkColumns, type TopKCandidateScan } from "./topk";
+import type { TopKOrder } from "./validate";
+import { piecesFor, poolFor, type KernelPool } from "./wasmPool";
+
+const c32 = (n: number) => [0x41, ...leb(n)];
+const add = [0x6a], mul = [0x6c], geu = [0x4f];
+const v128load = [...simd(0x00), 0x02, 0x00];
+
+/**
+ * scan(pre, bias, thr, f0, f1, B, b0, b1, out) → count. Rows f in [f0, f1) of pre [·, B] (float32),
+ * columns b in [b0, b1) (b1 − b0 a multiple of 4): writes f·B + b to out (int32) for each element
+ * with pre[f·B + b] + bias[f] > thr[b] (float32), row by row, and returns how many.
+ */
+function buildScan(): number[] {
+  // params: 0 pre, 1 bias, 2 thr, 3 f0, 4 f1, 5 B, 6 b0, 7 b1, 8 out (i32, pointers in bytes)
+  // locals: 9 f, 10 b, 11 cnt, 12 row (i32); 13 bf, 14 m (v128)
+  const lane = (l: number) => [
+    ...lg(14), ...simd(0x1b), l, // i32x4.extract_lane l (all ones where it passed)
+    0x04, 0x40, // if
+    ...lg(8), ...lg(11), ...c32(4), ...mul, ...add,
+    ...lg(9), ...lg(5), ...mul, ...lg(10), ...add, ...c32(l), ...add,
+    0x36, 0x02, 0x00, // i32.store
+    ...lg(11), ...c32(1), ...add, ...ls(11),
+    0x0b,
+  ];
+  return [
+    ...c32(0), ...ls(11),
+    ...lg(3), ...ls(9),
+    0x02, 0x40, 0x03, 0x40, // rows
+    ...lg(9), ...lg(4), ...geu, 0x0d, ...leb(1),
+    ...lg(1), ...lg(9), ...c32(4), ...mul, ...add, 0x2a, 0x02, 0x00, ...simd(0x13), ...ls(13), // bf = splat(bias[f])
+    ...lg(0), ...lg(9), ...lg(5), ...mul, ...c32(4), ...mul, ...add, ...ls(12), // row = pre + f·B·4
+    ...lg(6), ...ls(10),
+    0x02, 0x40, 0x03, 0x40, // columns, 4 at a time
+    ...lg(10), ...lg(7), ...geu, 0x0d, ...leb(1),
+    // m = (pre[row + b] + bf) > thr[b]
+    ...lg(12), ...lg(10), ...c32(4), ...mul, ...add, ...v128load, ...lg(13), ...simd(0xe4),
+    ...lg(2), ...lg(10), ...c32(4), ...mul, ...add, ...v128load,
+    ...simd(0x44), ...ls(14),
+    ...lg(14), ...simd(0x53), // v128.any_true
+    0x04, 0x40, ...lane(0), ...lane(1), ...lane(2), ...lane(3), 0x0b,
+    ...lg(10), ...c32(4), ...add, ...ls(10),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    ...lg(9), ...c32(1), ...add, ...ls(9),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    ...lg(11),
+    0x0b,
+  ];
+}
+
+function buildModule(memory: WasmMemoryLike): Uint8Array {
+  const scanF = [...vec([[...leb(4), I32], [...leb(2), V128]]), ...buildScan()];
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec([[0x60, ...vec(Array.from({ length: 9 }, () => [I32])), ...vec([[I32]])]])),
+    ...section(2, vec([memoryImport(memory)])),
+    ...section(3, vec([[0x00]])),
+    ...section(7, vec([[...str("scan"), 0x00, 0x00]])),
+    ...section(10, vec([[...leb(scanF.length), ...scanF]])),
+  ];
+  return Uint8Array.from(bytes);
+}
+
+type ScanFn = (pre: number, bias: number, thr: number, f0: number, f1: number, B: number, b0: number, b1: number, out: number) => number;
+interface Kernel {
+  memory: WasmMemoryLike;
+  scan: ScanFn;
+  pool: KernelPool | null;
+  scanId: number;
+}
+let cache: Kernel | null = null;
+let failed = false;
+const WA: any = (globalThis as any).WebAssembly;
+
+function kernel(): Kernel | null {
+  if (failed || tf.getBackend() !== "wasm") return null;
+  const b = tf.backend() as any;
+  const memory = tfjsWasmMemory(b);
+  if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.typedArrayFromHeap !== "function") return null;
+  if (cache && cache.memory === memory) return cache;
+  try {
+    const module = new WA.Module(buildModule(memory));
+    const inst = new WA.Instance(module, { env: { memory } });
+    const pool = poolFor(memory);
+    const scanId = pool ? pool.register(module, ["scan"])[0] : -1;
+    cache = { memory, scan: inst.exports.scan as ScanFn, pool, scanId };
+    return cache;
+  } catch {
+    failed = true;
+    return null;
+  }
+}
+
+/**
+ * topkColumns over a [F, B] float32 tensor in the wasm heap and a [F] bias, with the SIMD
+ * pre-filter. Null where unavailable (other backends, no SIMD, B not a multiple of 4): call
+ * topkColumns on the values then.
+ */
+export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number, order: TopKOrder): { ids: Int32Array; vals: Float32Array } | null {
+  const [F, B] = preT.shape;
+  if (B % 4 !== 0 || preT.dtype !== "float32" || bias.dtype !== "float32" || bias.shape[0] !== F) return null;
+  const kern = kernel();
+  if (!kern) return null;
+  const be = tf.backend() as any;
+  // Scratch: thresholds [B] float32, then one output region of TOPK_SCAN_MAX_ROWS·(piece columns)
+  // int32 per piece. Allocated before any pointer is taken (allocation can grow the heap).
+  const parts = piecesFor(kern.pool, F * B);
+  const scratch = tf.tensor1d(new Int32Array(B + TOPK_SCAN_MAX_ROWS * B), "int32");
+  try {
+    const prePtr = be.getMemoryOffset(preT.dataId) as number;
+    const biasPtr = be.getMemoryOffset(bias.dataId) as number;
+    const thrPtr = be.getMemoryOffset(scratch.dataId) as number;
+    const outPtr = thrPtr + 4 * B;
+    const cols = Array.from({ length: parts + 1 }, (_, p) => 4 * Math.floor(((B / 4) * p) / parts));
+    const scan: TopKCandidateScan = (f0, f1, thr) => {
+      const buf = kern.memory.buffer;
+      new Float32Array(buf, thrPtr, B).set(thr);
+      const pieces = cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, thrPtr, f0, f1, B, b0, cols[p + 1], outPtr + 4 * TOPK_SCAN_MAX_ROWS * b0]);
+      const counts = kern.pool && parts > 1 ? kern.pool.run(kern.scanId, kern.scan as (...a: number[]) => number, pieces) : pieces.map((a) => (kern.scan as (...a: number[]) => number)(...a));
+      if (counts.length === 1) return new Int32Array(buf, outPtr, counts[0]);
+      const all = new Int32Array(counts.reduce((a, c) => a + c, 0));
+      let at = 0;
+      counts.forEach((c, p) => {
+        all.set(new Int32Array(buf, outPtr + 4 * TOPK_SCAN_MAX_ROWS * cols[p], c), at);
+        at += c;
+      });
+      return all;
+    };
+    const pre = new Float32Array(kern.memory.buffer, prePtr, F * B);
+    const b = new Float32Array(kern.memory.buffer, biasPtr, F);
+    return topkColumns(pre, b, F, B, k, order, scan);
+  } finally {
+    scratch.dispose();
+  }
+}
