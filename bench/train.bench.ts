@@ -4,12 +4,19 @@
  * sae+linear) at the shapes of ../shared/bench (S1, S2, S3), B = 256 rows.
  *
  * Emits {name, impl:"tfjs", config, model, variant, backend, threads, tokens_per_s, step_ms_median,
- * load_before}. Compare with the PyTorch reference (../shared/bench/README.md: joint tokens/s,
- * 2-thread sparse: S2 13,863, S3 2,967). Note the reference's NFM linear term is one scalar per
- * feature; our "full" joint has the paper's F → d linear map (one more F×d matrix to update), so
- * "sae+interaction" is the closest like-for-like variant.
+ * load_before}. With `--torch` the PyTorch reference (../shared/bench/bench_torch.py, joint model,
+ * 2 threads, sparse variant — its fastest) is timed right before each joint measurement of the same
+ * shape, and the record gets torch_tokens_per_s and vs_torch_2t_sparse = ours / torch from that
+ * side-by-side pair (ratios from different sittings are not comparable on this machine). Note the
+ * reference's NFM linear term is one scalar per feature; our "full" joint has the paper's F → d
+ * linear map (one more F×d matrix to update), so "sae+interaction" is the closest like-for-like
+ * variant and "full" the stricter comparison.
  */
 import * as os from "node:os";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { sharedDir } from "../lib/paths";
 import { backendInfo, initBackend } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { saeConfig } from "../lib/sae";
@@ -23,11 +30,20 @@ const SHAPES: Record<string, { d: number; F: number; k: number; E: number }> = {
   S3: { d: 512, F: 8192, k: 64, E: 128 },
 };
 
-const TORCH_JOINT_2T_SPARSE: Record<string, number> = { S1: 70_809, S2: 13_863, S3: 2_967 };
+/** The PyTorch reference's joint step at one shape (2 threads, sparse), or an error message. */
+function torchJoint(config: string): { tokens_per_s: number; step_ms_median: number } | string {
+  const script = path.join(sharedDir(), "bench", "bench_torch.py");
+  if (!fs.existsSync(script)) return `no ${script}`;
+  const res = spawnSync("/usr/bin/python3", [script, "--config", config, "--threads", "2", "--model", "joint", "--variant", "sparse", "--json"], { encoding: "utf8", timeout: 600_000 });
+  const line = (res.stdout ?? "").split("\n").find((l) => l.includes('"model": "joint"'));
+  if (res.status !== 0 || !line) return `bench_torch.py failed (status ${res.status}): ${(res.stderr ?? "").trim().split("\n").slice(-2).join(" ")}`;
+  const r = JSON.parse(line);
+  return { tokens_per_s: r.tokens_per_s, step_ms_median: r.step_ms_median };
+}
 
 export default async function bench(
   emit: (record: Record<string, unknown>) => void,
-  opts: { filter?: string; quick: boolean },
+  opts: { filter?: string; quick: boolean; torch?: boolean },
 ): Promise<void> {
   await initBackend();
   const info = backendInfo();
@@ -54,6 +70,8 @@ export default async function bench(
       const model = createModel(mc, 2, { saeParams });
       saeParams?.dispose();
       const ctx = makeStepContext(model, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);
+      const torch = opts.torch && cs.model === "joint" ? torchJoint(config) : null;
+      if (typeof torch === "string") process.stderr.write(`[bench] ${name}: no PyTorch comparison: ${torch}\n`);
       const rng = new Rng(4);
       const xs = Array.from({ length: 4 }, () => rng.normalArray(B * s.d));
       const warm = 2;
@@ -96,9 +114,10 @@ export default async function bench(
         tokens_per_cpu_s: Math.round((B / cpuMed) * 1000),
         load_before: Number(load.toFixed(2)),
       };
-      if (cs.model === "joint") {
-        rec.vs_torch_2t_sparse = Number((tps / TORCH_JOINT_2T_SPARSE[config]).toFixed(3));
-        rec.cpu_vs_torch_2t_sparse = Number(((B / cpuMed) * 1000 / TORCH_JOINT_2T_SPARSE[config]).toFixed(3));
+      if (torch && typeof torch !== "string") {
+        rec.torch_tokens_per_s = Math.round(torch.tokens_per_s);
+        rec.torch_step_ms_median = torch.step_ms_median;
+        rec.vs_torch_2t_sparse = Number((tps / torch.tokens_per_s).toFixed(3));
       }
       emit(rec);
       ctx.adam.dispose();

@@ -20,13 +20,17 @@ export type BenchRecord = Record<string, unknown>;
 export interface BenchOptions {
   filter?: string;
   quick: boolean;
+  /** Time the PyTorch reference (../shared/bench) right before each comparable measurement. */
+  torch: boolean;
 }
 export type BenchFn = (emit: (record: BenchRecord) => void, opts: BenchOptions) => Promise<void>;
 
 function usage(): string {
-  return "usage: npm run bench [-- --filter <substring>] [--quick]\n" +
+  return "usage: npm run bench [-- --filter <substring>] [--quick] [--torch]\n" +
     "  --filter S  run only bench files whose name contains S, or else only benchmarks whose name contains S\n" +
-    "  --quick     fewer repetitions";
+    "  --quick     fewer repetitions\n" +
+    "  --torch     also time the PyTorch reference (../shared/bench/bench_torch.py, 2 threads, sparse) side by side\n" +
+    "              with each joint training step and report the ratio (needs python3-torch; see README)";
 }
 
 async function main(): Promise<number> {
@@ -36,6 +40,7 @@ async function main(): Promise<number> {
       options: {
         filter: { type: "string" },
         quick: { type: "boolean", default: false },
+        torch: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
       allowPositionals: false,
@@ -48,7 +53,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${usage()}\n`);
     return 0;
   }
-  const opts: BenchOptions = { filter: parsed.values.filter, quick: parsed.values.quick === true };
+  const opts: BenchOptions = { filter: parsed.values.filter, quick: parsed.values.quick === true, torch: parsed.values.torch === true };
 
   const info = await initBackend();
   process.stderr.write(`[bench] ${describeBackend(info)}\n`);
@@ -87,7 +92,7 @@ async function main(): Promise<number> {
       // CommonJS interop: `export default` may arrive as mod.default or mod.default.default.
       const fn: unknown = typeof mod.default === "function" ? mod.default : mod.default?.default;
       if (typeof fn !== "function") throw new Error(`${file} has no default-exported bench function`);
-      await (fn as BenchFn)(emit, { filter: passFilter, quick: opts.quick });
+      await (fn as BenchFn)(emit, { ...opts, filter: passFilter });
       process.stderr.write(`[bench] ${file} done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     } catch (e) {
       failures++;

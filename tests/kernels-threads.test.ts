@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initBackend } from "../lib/backend";
+import { initBackend, patchPoolSpin, WASM_POOL_SPIN_ITERATIONS } from "../lib/backend";
 
 const repo = path.resolve(__dirname, "..");
 
@@ -113,12 +113,33 @@ function runChild(source: string, env: Record<string, string>, seed: number): an
 }
 
 describe("threaded wasm (IS_WASM_THREADS=2)", () => {
+  it("patchPoolSpin rewrites exactly the three spin counts of the threaded binary, and nothing else", () => {
+    const file = path.join(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist", "tfjs-backend-wasm-threaded-simd.wasm");
+    const original = new Uint8Array(fs.readFileSync(file));
+    const patched = patchPoolSpin(original, 123_456);
+    assert.ok(patched, "the installed binary has the three spin sites");
+    assert.equal(patched.length, original.length);
+    const changed: number[] = [];
+    for (let i = 0; i < original.length; i++) if (original[i] !== patched[i]) changed.push(i);
+    assert.ok(changed.length >= 3 && changed.length <= 9, `changed ${changed.length} bytes`);
+    // Every site: i32.const with a 3-byte LEB128 decoding to the new count.
+    const sites = new Set(changed.map((i) => [i, i - 1, i - 2].find((j) => patched[j - 1] === 0x41)!));
+    assert.equal(sites.size, 3);
+    for (const at of sites) assert.equal((patched[at] & 0x7f) | ((patched[at + 1] & 0x7f) << 7) | (patched[at + 2] << 14), 123_456);
+    assert.ok(WebAssembly.validate(patched), "the patched module is still valid wasm");
+    // A binary without the expected sites is left alone.
+    const other = Uint8Array.from(original);
+    other.set([0x41, 0x01, 0x01, 0x01], Array.from(sites)[0] - 1);
+    assert.equal(patchPoolSpin(other, 1000), null);
+    assert.throws(() => patchPoolSpin(original, 0), /spin iterations/);
+  });
+
   it("helper threads: every fused kernel split over them gives the same bits as without them, in kernels and in training", () => {
     const seed = (Date.now() ^ process.pid) >>> 0;
     const pooled = runChild(POOL_CHILD, { IS_KERNEL_POOL_MIN: "0" }, seed);
     const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
     assert.equal(pooled.threads, 2);
-    assert.equal(pooled.spin, 10_000, "the short-spin wasm binary is in use");
+    assert.equal(pooled.spin, WASM_POOL_SPIN_ITERATIONS, "the short-spin wasm binary is in use");
     assert.ok(pooled.stats && pooled.stats.helper > 0, `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`);
     assert.equal(alone.stats, null, "IS_KERNEL_HELPERS=0 starts no helpers");
     for (const r of [pooled, alone]) for (const [name, ok] of Object.entries(r.checks)) assert.ok(ok, `${name} differs from its reference (seed ${seed})`);

@@ -419,7 +419,13 @@ for (const backendName of ["wasm", "cpu"]) {
           const bias = Float32Array.from({ length: F }, () => (ties ? rng.int(3) - 1 : rng.normal() * 0.7 - 0.5));
           const got = topkColumns(pre, bias, F, B, k, order);
           // The wasm SIMD pre-filter (B a multiple of 4 only) must not change a bit.
-          const fast = B % 4 === 0 ? tf.tidy(() => topkColumnsWasm(tf.tensor2d(pre, [F, B]), tf.tensor1d(bias), k, order)) : null;
+          let fast: ReturnType<typeof topkColumnsWasm> = null;
+          if (B % 4 === 0) {
+            const preT = tf.tensor2d(pre, [F, B]);
+            const biasT = tf.tensor1d(bias);
+            fast = topkColumnsWasm(preT, biasT, k, order);
+            tf.dispose([preT, biasT]);
+          }
           if (backendName === "wasm" && B % 4 === 0) {
             assert.ok(fast, "topkColumnsWasm unavailable on wasm");
             assert.deepEqual(Array.from(fast.ids), Array.from(got.ids), `topkColumnsWasm ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
