@@ -25,6 +25,7 @@ import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, p
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
 import { dropoutMask } from "./nfm";
 import { gatherRows, linear } from "./kernels/index";
+import { topkColumns } from "./kernels/topk";
 import * as M from "./metrics";
 import { loadCheckpoint, readLatest, saveCheckpoint, writeLatest } from "./checkpoint";
 import { progress as makeProgress, Progress } from "./display/progress";
@@ -273,68 +274,6 @@ export function computeLoss(
 }
 
 /**
- * Per-row top-k of column b of a [F, B] pre-activation matrix (+ bias), in JS. Returns ids and
- * values sorted by descending key (ties: lower feature id first). "relu-topk" ranks ReLU(pre),
- * "topk-relu" ranks pre; values are ReLU(pre) in both orders.
- */
-export function selectTopK(preFB: Float32Array, bias: Float32Array, F: number, B: number, k: number, order: "relu-topk" | "topk-relu"): { ids: Int32Array; vals: Float32Array } {
-  const ids = new Int32Array(B * k);
-  const vals = new Float32Array(B * k);
-  const hk = new Float64Array(k); // min-heap keys
-  const hi = new Int32Array(k);
-  const relu = order === "relu-topk";
-  // "a is worse than b": smaller key, or equal key and larger id.
-  for (let b = 0; b < B; b++) {
-    let n = 0;
-    for (let f = 0; f < F; f++) {
-      let key = preFB[f * B + b] + bias[f];
-      if (relu && key < 0) key = 0;
-      if (n < k) {
-        // sift up
-        let i = n++;
-        while (i > 0) {
-          const p = (i - 1) >> 1;
-          // min-heap on "worse": move the parent down while it is better than the new entry
-          if (hk[p] > key || (hk[p] === key && hi[p] < f)) {
-            hk[i] = hk[p];
-            hi[i] = hi[p];
-            i = p;
-          } else break;
-        }
-        hk[i] = key;
-        hi[i] = f;
-      } else if (key > hk[0]) {
-        // replace root, sift down
-        let i = 0;
-        for (;;) {
-          const l = 2 * i + 1;
-          if (l >= k) break;
-          const r = l + 1;
-          let c = l;
-          if (r < k && (hk[r] < hk[l] || (hk[r] === hk[l] && hi[r] > hi[l]))) c = r;
-          if (hk[c] < key || (hk[c] === key && hi[c] > f)) {
-            hk[i] = hk[c];
-            hi[i] = hi[c];
-            i = c;
-          } else break;
-        }
-        hk[i] = key;
-        hi[i] = f;
-      }
-    }
-    // sort the heap contents descending
-    const order2 = Array.from({ length: k }, (_, j) => j).sort((x, y) => hk[y] - hk[x] || hi[x] - hi[y]);
-    for (let j = 0; j < k; j++) {
-      const f = hi[order2[j]];
-      ids[b * k + j] = f;
-      const v = preFB[f * B + b] + bias[f];
-      vals[b * k + j] = v > 0 ? v : 0;
-    }
-  }
-  return { ids, vals };
-}
-
-/**
  * y[b] = Σ_j values[b,j]·rows[b,j,:] for values [B,k], rows [B,k,d]: batched matMul forward with an
  * elementwise gradient (tf.matMul's own gradient uses the transposed forms, very slow on wasm).
  */
@@ -378,7 +317,8 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
     return tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xin)); // [F, B]
   });
   const bEnc = Float32Array.from(P.get("sae.bEnc").dataSync() as Float32Array);
-  const sel = selectTopK(readF32(preT), bEnc, F, B, k, c.sae.order);
+  // The same selection (float32 keys, tie order) as the autodiff step's topkEncode.
+  const sel = topkColumns(readF32(preT), bEnc, F, B, k, c.sae.order);
   preT.dispose();
   // NFM re-selection positions (within the k selected), by value.
   const N = nfm && nfm.topN !== null && nfm.topN < k ? nfm.topN : k;

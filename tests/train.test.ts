@@ -10,7 +10,7 @@ import { Adam, NonFiniteError, ParamSet, correctedSchedule, faithfulSchedule, fa
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, Variant, createModel, validateModelConfig } from "../lib/joint";
-import { TrainConfig, buildSchedule, checkBackendCapacity, makeStepContext, selectTopK, trainModel, trainStep } from "../lib/train";
+import { TrainConfig, buildSchedule, checkBackendCapacity, makeStepContext, trainModel, trainStep } from "../lib/train";
 import { loadCheckpoint, readLatest, saveCheckpoint } from "../lib/checkpoint";
 import { readSafetensors } from "../lib/io/safetensors";
 import { presetConfig } from "../lib/presets";
@@ -181,23 +181,6 @@ describe("schedules", () => {
 });
 
 describe("fast row-gradient step", () => {
-  test("selectTopK (JS) equals tf.topk on ReLU(pre) / pre", () => {
-    const rng = new Rng(seed());
-    const F = 50, B = 6, k = 7;
-    const pre = rng.normalArray(F * B);
-    const bias = rng.normalArray(F, 0, 0.3);
-    for (const order of ["relu-topk", "topk-relu"] as const) {
-      const r = selectTopK(pre, bias, F, B, k, order);
-      const ref = tf.tidy(() => {
-        const p = tf.add(tf.transpose(tf.tensor2d(pre, [F, B])), tf.tensor1d(bias));
-        const t = tf.topk(p, k, true);
-        return [Array.from(t.indices.dataSync()), Array.from(tf.relu(t.values).dataSync())];
-      });
-      assert.deepEqual(Array.from(r.ids), ref[0], order);
-      for (let i = 0; i < r.vals.length; i++) assert.ok(Math.abs(r.vals[i] - ref[1][i]) < 1e-6);
-    }
-  });
-
   const variants: Array<[string, () => ModelConfig]> = [
     ["standalone SAE", () => model("sae", "sae")],
     ["joint full, top-N 3, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 6 }, { topN: 3 }) })],

@@ -13,8 +13,8 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./wasm-asm";
-import { piecesFor, poolFor, type KernelPool } from "./wasmPool";
+import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import { heapKernel, piecesFor, type HeapKernel } from "./wasmPool";
 
 const v128load = [...simd(0x00), 0x02, 0x00];
 const v128store = [...simd(0x0b), 0x02, 0x00];
@@ -167,44 +167,9 @@ function buildModule(memory: WasmMemoryLike): Uint8Array {
 }
 const EXPORTS = ["outer", "combine", "dots", "dots4", "zero"] as const;
 
-type KernelName = (typeof EXPORTS)[number];
-type WasmFn = (...a: number[]) => void;
-interface Kernel {
-  memory: unknown;
-  fns: Record<KernelName, WasmFn>;
-  /** Helper threads (threaded wasm only) and the ids of our functions there. */
-  pool: KernelPool | null;
-  ids: Record<KernelName, number> | null;
-}
-let cache: Kernel | null = null;
-let failed = false;
-const WA: any = (globalThis as any).WebAssembly;
+type Kernel = HeapKernel<(typeof EXPORTS)[number]>;
+const kernel = heapKernel(buildModule, EXPORTS);
 
-function kernel(): Kernel | null {
-  if (failed || tf.getBackend() !== "wasm") return null;
-  const b = tf.backend() as any;
-  const memory = tfjsWasmMemory(b);
-  if (!WA || !memory || typeof b.getMemoryOffset !== "function") return null;
-  if (cache && cache.memory === memory) return cache;
-  try {
-    const module = new WA.Module(buildModule(memory));
-    const inst = new WA.Instance(module, { env: { memory } });
-    const fns = Object.fromEntries(EXPORTS.map((n) => [n, inst.exports[n] as WasmFn])) as Record<KernelName, WasmFn>;
-    const pool = poolFor(memory);
-    const ids = pool ? (Object.fromEntries(pool.register(module, [...EXPORTS]).map((id, i) => [EXPORTS[i], id])) as Record<KernelName, number>) : null;
-    cache = { memory, fns, pool, ids };
-    return cache;
-  } catch {
-    failed = true;
-    return null;
-  }
-}
-
-/** Run kernel function `name` once per piece: on the helper threads when there are any. */
-function runPieces(kern: Kernel, name: KernelName, pieces: number[][]): void {
-  if (kern.pool && kern.ids && pieces.length === kern.pool.parts) kern.pool.run(kern.ids[name], kern.fns[name], pieces);
-  else for (const a of pieces) kern.fns[name](...a);
-}
 /** How many pieces to split a call touching `elements` values into (1 without helper threads). */
 const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, elements);
 
@@ -222,7 +187,7 @@ function zeros2d(kern: Kernel, rows: number, cols: number): tf.Tensor2D {
   const ptr = be.getMemoryOffset(out.dataId) as number;
   const parts = partsOf(kern, n);
   const bounds = splitPoints(n / 4, parts).map((q) => q * 16);
-  runPieces(kern, "zero", Array.from({ length: parts }, (_, p) => [ptr + bounds[p], bounds[p + 1] - bounds[p]]));
+  kern.run("zero", Array.from({ length: parts }, (_, p) => [ptr + bounds[p], bounds[p + 1] - bounds[p]]));
   return out;
 }
 
@@ -252,7 +217,7 @@ export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.T
   // order whatever the split, and the pieces never write the same memory.
   const cols = splitPoints(d / 4, partsOf(kern, 2 * b * k * d)).map((q) => q * 4);
   const pieces = cols.slice(0, -1).map((c0, p) => [o + 4 * c0, ix, cf, xx + 4 * c0, b * k, k, d, cols[p + 1] - c0]);
-  runPieces(kern, "outer", pieces);
+  kern.run("outer", pieces);
   return out;
 }
 
@@ -285,7 +250,7 @@ export function combineRowsWasm(values: tf.Tensor2D, idxCol: tf.Tensor2D, w: tf.
     // Pieces are ranges of output rows.
     const rows = splitPoints(b, partsOf(kern, b * kb * d));
     const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * d, ix + 4 * r0 * kb, cf + 4 * r0 * kb, ww, (rows[p + 1] - r0) * kb, kb, d, d]);
-    runPieces(kern, "combine", pieces);
+    kern.run("combine", pieces);
     return out;
   };
   if (k <= K_BLOCK) return block(values, idxCol);
@@ -319,7 +284,7 @@ export function rowDotsWasm(idxCol: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D
   // Pieces are ranges of rows b.
   const rows = splitPoints(b, partsOf(kern, b * k * d));
   const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * k, ix + 4 * r0 * k, ww, g + 4 * r0 * d, (rows[p + 1] - r0) * k, k, d]);
-  runPieces(kern, d % 4 === 0 ? "dots4" : "dots", pieces);
+  kern.run(d % 4 === 0 ? "dots4" : "dots", pieces);
   return out;
 }
 

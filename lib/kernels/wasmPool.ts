@@ -18,7 +18,7 @@
  * id, [2] argument count, [3] ready, [4] registrations sent, [5] error; arguments and the result
  * are float64 words after the control block.
  */
-import type { WasmMemoryLike } from "./wasm-asm";
+import { tfjsWasmMemory, type WasmMemoryLike } from "./wasm-asm";
 
 const CTRL_INTS = 16;
 const MAX_ARGS = 16;
@@ -71,8 +71,6 @@ interface Helper {
   port: { postMessage: (m: unknown) => void };
   sent: number;
 }
-
-type WasmFn = (...a: number[]) => number | void;
 
 export interface KernelPool {
   /** Number of pieces a call is split into (main thread + helpers). */
@@ -208,4 +206,52 @@ export function poolFor(memory: WasmMemoryLike | undefined): KernelPool | null {
     return null;
   }
   return kernelPool(memory, threads);
+}
+
+export type WasmFn = (...a: number[]) => number | void;
+
+/** A hand-assembled module instantiated on the current tfjs-wasm heap, with its helper pool. */
+export interface HeapKernel<N extends string> {
+  memory: WasmMemoryLike;
+  fns: Record<N, WasmFn>;
+  pool: KernelPool | null;
+  /** Run `name` once per piece: on the helpers when pieces.length is the pool's parts; each piece's result. */
+  run(name: N, pieces: number[][]): number[];
+}
+
+/**
+ * A getter for the module `build(memory)` bound to the current tfjs-wasm heap (re-bound when the
+ * backend's memory changes; registered with the helper pool where there is one). The getter
+ * returns null on other backends and for good once the engine rejects the module (no wasm SIMD).
+ */
+export function heapKernel<N extends string>(build: (memory: WasmMemoryLike) => Uint8Array, exports: readonly N[]): () => HeapKernel<N> | null {
+  let cache: HeapKernel<N> | null = null;
+  let failed = false;
+  return () => {
+    if (failed) return null;
+    // Loaded lazily so that this file stays free of tfjs at import time (the helper source above).
+    const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+    if (tf.getBackend() !== "wasm") return null;
+    const b = tf.backend() as any;
+    const memory = tfjsWasmMemory(b);
+    const WA = (globalThis as any).WebAssembly;
+    if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.typedArrayFromHeap !== "function") return null;
+    if (cache && cache.memory === memory) return cache;
+    try {
+      const module = new WA.Module(build(memory));
+      const inst = new WA.Instance(module, { env: { memory } });
+      const fns = Object.fromEntries(exports.map((n) => [n, inst.exports[n] as WasmFn])) as Record<N, WasmFn>;
+      const pool = poolFor(memory);
+      const ids = pool ? pool.register(module, [...exports]) : null;
+      const run = (name: N, pieces: number[][]): number[] => {
+        if (pool && ids && pieces.length === pool.parts) return pool.run(ids[exports.indexOf(name)], fns[name], pieces);
+        return pieces.map((a) => (fns[name](...a) as number) ?? 0);
+      };
+      cache = { memory, fns, pool, run };
+      return cache;
+    } catch {
+      failed = true;
+      return null;
+    }
+  };
 }

@@ -11,10 +11,10 @@
  * (threaded wasm) the columns are split over them.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./wasm-asm";
+import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
 import { TOPK_SCAN_MAX_ROWS, topkColumns, type TopKCandidateScan } from "./topk";
 import type { TopKOrder } from "./validate";
-import { piecesFor, poolFor, type KernelPool } from "./wasmPool";
+import { heapKernel, piecesFor } from "./wasmPool";
 
 const c32 = (n: number) => [0x41, ...leb(n)];
 const add = [0x6a], mul = [0x6c], geu = [0x4f];
@@ -77,35 +77,7 @@ function buildModule(memory: WasmMemoryLike): Uint8Array {
   return Uint8Array.from(bytes);
 }
 
-type ScanFn = (pre: number, bias: number, thr: number, f0: number, f1: number, B: number, b0: number, b1: number, out: number) => number;
-interface Kernel {
-  memory: WasmMemoryLike;
-  scan: ScanFn;
-  pool: KernelPool | null;
-  scanId: number;
-}
-let cache: Kernel | null = null;
-let failed = false;
-const WA: any = (globalThis as any).WebAssembly;
-
-function kernel(): Kernel | null {
-  if (failed || tf.getBackend() !== "wasm") return null;
-  const b = tf.backend() as any;
-  const memory = tfjsWasmMemory(b);
-  if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.typedArrayFromHeap !== "function") return null;
-  if (cache && cache.memory === memory) return cache;
-  try {
-    const module = new WA.Module(buildModule(memory));
-    const inst = new WA.Instance(module, { env: { memory } });
-    const pool = poolFor(memory);
-    const scanId = pool ? pool.register(module, ["scan"])[0] : -1;
-    cache = { memory, scan: inst.exports.scan as ScanFn, pool, scanId };
-    return cache;
-  } catch {
-    failed = true;
-    return null;
-  }
-}
+const kernel = heapKernel(buildModule, ["scan"] as const);
 
 /**
  * topkColumns over a [F, B] float32 tensor in the wasm heap and a [F] bias, with the SIMD
@@ -132,7 +104,7 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
       const buf = kern.memory.buffer;
       new Float32Array(buf, thrPtr, B).set(thr);
       const pieces = cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, thrPtr, f0, f1, B, b0, cols[p + 1], outPtr + 4 * TOPK_SCAN_MAX_ROWS * b0]);
-      const counts = kern.pool && parts > 1 ? kern.pool.run(kern.scanId, kern.scan as (...a: number[]) => number, pieces) : pieces.map((a) => (kern.scan as (...a: number[]) => number)(...a));
+      const counts = kern.run("scan", pieces);
       if (counts.length === 1) return new Int32Array(buf, outPtr, counts[0]);
       const all = new Int32Array(counts.reduce((a, c) => a + c, 0));
       let at = 0;
