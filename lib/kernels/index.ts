@@ -11,9 +11,13 @@
  *   sparseMatmul(values[B,k], indices, w[F,d]) → [B,d], gradient wrt w touches B·k rows only
  *   topkEncode(x[B,d], wEncT[F,d], bEnc[F], k, order) → {values, indices}; only the forward
  *                                             pre-activation is dense, all gradients are sparse;
- *                                             TopK runs in JS on the [F,B] matmul output (topkColumns)
+ *                                             TopK runs in JS on the [F,B] matmul output (topkColumns,
+ *                                             with a SIMD pre-filter on wasm: wasmTopk.ts)
  * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
- * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends.
+ * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends (the row
+ * dot products for d % 4 == 0 sum in four lanes, tested against a JS emulation of that order). On
+ * threaded wasm (IS_WASM_THREADS) these kernels, and the Adam kernel in lib/optim.ts, run in pieces
+ * on a helper thread that shares the heap (wasmPool.ts).
  *
  * Every kernel validates its arguments (errors name the argument and shape), never uses tfjs's
  * transposed matMul, builds masks by scatter instead of broadcast comparisons, and disposes all
