@@ -15,6 +15,8 @@ import * as tf from "@tensorflow/tfjs";
 import * as os from "node:os";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { writeFileAtomic } from "./io/atomic";
 
 export type BackendName = "tensorflow" | "wasm" | "cpu";
 
@@ -99,19 +101,19 @@ function writeThreadedWorker(pkgDir: string): string {
     'if(typeof e.data.urlOrBlob=="string"){importScripts(e.data.urlOrBlob)}else{var objectUrl=URL.createObjectURL(e.data.urlOrBlob);importScripts(objectUrl);URL.revokeObjectURL(objectUrl)}';
   if (!original.includes(blobBranch)) throw new Error("unexpected worker script layout (tfjs-backend-wasm version changed?)");
   const patched = original.replace(blobBranch, `importScripts(${JSON.stringify(glue)});`);
-  const hash = require("node:crypto").createHash("sha256").update(patched).digest("hex").slice(0, 16);
-  const dir = path.join(os.tmpdir(), "integration-spaces-wasm");
-  fs.mkdirSync(dir, { recursive: true });
-  const target = path.join(dir, `tfjs-wasm-threaded-worker-${hash}.js`);
-  if (!fs.existsSync(target) || fs.readFileSync(target, "utf8") !== patched) writeFileAtomic(target, patched);
-  return target;
+  return tmpArtifact("tfjs-wasm-threaded-worker", ".js", patched);
 }
 
-/** Atomic write of `contents` to `target` (other processes may write the same file concurrently). */
-function writeFileAtomic(target: string, contents: string | Uint8Array): void {
-  const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
-  fs.writeFileSync(tmp, contents);
-  fs.renameSync(tmp, target);
+/**
+ * A file under os.tmpdir()/integration-spaces-wasm named by the hash of its contents: written
+ * once (atomically: other processes may write the same file concurrently) and reused after.
+ */
+function tmpArtifact(prefix: string, ext: string, contents: string | Uint8Array): string {
+  const hash = createHash("sha256").update(contents).digest("hex").slice(0, 16);
+  const target = path.join(os.tmpdir(), "integration-spaces-wasm", `${prefix}-${hash}${ext}`);
+  const size = typeof contents === "string" ? Buffer.byteLength(contents) : contents.length;
+  if (!fs.existsSync(target) || fs.statSync(target).size !== size) writeFileAtomic(target, contents);
+  return target;
 }
 
 /**
@@ -159,12 +161,7 @@ function writeShortSpinWasm(pkgDir: string, n: number): string | null {
     process.stderr.write(`[backend] ${original} does not have the expected thread-pool spin loops; using it unpatched\n`);
     return null;
   }
-  const hash = require("node:crypto").createHash("sha256").update(bytes).digest("hex").slice(0, 16);
-  const dir = path.join(os.tmpdir(), "integration-spaces-wasm");
-  fs.mkdirSync(dir, { recursive: true });
-  const target = path.join(dir, `tfjs-backend-wasm-threaded-simd-shortspin-${hash}.wasm`);
-  if (!fs.existsSync(target) || fs.statSync(target).size !== bytes.length) writeFileAtomic(target, bytes);
-  return target;
+  return tmpArtifact("tfjs-backend-wasm-threaded-simd-shortspin", ".wasm", bytes);
 }
 
 let spinIterations: number | null = null;

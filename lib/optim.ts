@@ -16,7 +16,7 @@
  */
 import { tf } from "./backend";
 import { F32, F64, I32, V128, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
-import { piecesFor, poolFor } from "./kernels/wasmPool";
+import { heapKernel, piecesFor, splitPoints } from "./kernels/wasmPool";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
 export interface AdamConfig {
@@ -187,8 +187,6 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
 
 /** Structural stand-in for WebAssembly.Memory (see kernels/wasm-asm). */
 type WasmMemory = WasmMemoryLike;
-const WA: any = (globalThis as any).WebAssembly;
-
 interface SimdKernel {
   memory: WasmMemory;
   adam: (w: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
@@ -199,51 +197,34 @@ interface SimdKernel {
   sumsq: (ptr: number, n: number) => number;
 }
 
+const adamModule = heapKernel(buildAdamWasm, ["adam", "sumsq"] as const);
+let simdCache: SimdKernel | null = null;
+
 /**
- * Wrap the module's adam/sumsq so that, on threaded wasm, each call is split over the helper
- * threads (lib/kernels/wasmPool.ts): Adam is elementwise, so pieces (multiples of 4 elements) give
- * the same bits as one call; the squared norm becomes a sum of per-piece sums.
+ * The SIMD kernel bound to the current wasm backend's memory, or null (other backends, no SIMD).
+ * On threaded wasm each call is split over the helper threads (lib/kernels/wasmPool.ts): Adam is
+ * elementwise, so pieces (multiples of 4 elements) give the same bits as one call; the squared
+ * norm becomes a sum of per-piece sums.
  */
-function pooled(module: unknown, raw: Pick<SimdKernel, "adam" | "sumsq">, memory: WasmMemory): Pick<SimdKernel, "adam" | "sumsq"> {
-  const pool = poolFor(memory);
-  if (!pool) return raw;
-  const [adamId, sumsqId] = pool.register(module, ["adam", "sumsq"]);
-  const cuts = (n4: number, parts: number) => Array.from({ length: parts + 1 }, (_, p) => 4 * Math.floor(((n4 / 4) * p) / parts));
-  return {
+export function simdAdamKernel(): SimdKernel | null {
+  if (tf.getBackend() !== "wasm" || typeof (tf.backend() as any).wasm?._malloc !== "function") return null;
+  const k = adamModule();
+  if (!k) return null; // engine without wasm SIMD: scalar JavaScript path
+  if (simdCache && simdCache.memory === k.memory) return simdCache;
+  const cuts = (n4: number, parts: number) => splitPoints(n4 / 4, parts).map((q) => 4 * q);
+  simdCache = {
+    memory: k.memory,
     adam: (w, g, m, v, n, ...rest) => {
-      const parts = piecesFor(pool, 7 * n); // reads w, g, m, v; writes w, m, v
-      if (parts === 1) return raw.adam(w, g, m, v, n, ...rest);
-      const c = cuts(n, parts);
-      pool.run(adamId, raw.adam as (...a: number[]) => void, c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
+      const c = cuts(n, piecesFor(k.pool, 7 * n)); // reads w, g, m, v; writes w, m, v
+      k.run("adam", c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
     },
     sumsq: (ptr, n) => {
-      const parts = piecesFor(pool, n);
-      if (parts === 1) return raw.sumsq(ptr, n);
-      const c = cuts(n & ~3, parts);
+      const c = cuts(n & ~3, piecesFor(k.pool, n));
       c[c.length - 1] = n; // the tail (n % 4) goes to the last piece
-      return pool.run(sumsqId, raw.sumsq, c.slice(0, -1).map((c0, p) => [ptr + 4 * c0, c[p + 1] - c0])).reduce((a, b) => a + b, 0);
+      return k.run("sumsq", c.slice(0, -1).map((c0, p) => [ptr + 4 * c0, c[p + 1] - c0])).reduce((a, b) => a + b, 0);
     },
   };
-}
-let simdCache: SimdKernel | null = null;
-let simdFailed = false;
-
-/** The SIMD kernel bound to the current wasm backend's memory, or null (other backends, no SIMD). */
-export function simdAdamKernel(): SimdKernel | null {
-  if (simdFailed || tf.getBackend() !== "wasm") return null;
-  const b = tf.backend() as any;
-  const memory = tfjsWasmMemory(b) as WasmMemory | undefined;
-  if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.wasm._malloc !== "function") return null;
-  if (simdCache && simdCache.memory === memory) return simdCache;
-  try {
-    const module = new WA.Module(buildAdamWasm(memory));
-    const inst = new WA.Instance(module, { env: { memory } });
-    simdCache = { memory, ...pooled(module, { adam: inst.exports.adam as SimdKernel["adam"], sumsq: inst.exports.sumsq as SimdKernel["sumsq"] }, memory) };
-    return simdCache;
-  } catch {
-    simdFailed = true; // engine without wasm SIMD: scalar JavaScript path
-    return null;
-  }
+  return simdCache;
 }
 
 // ---------------------------------------------------------------------------------------------

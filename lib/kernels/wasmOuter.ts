@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
-import { heapKernel, piecesFor, type HeapKernel } from "./wasmPool";
+import { heapKernel, heapTensor, piecesFor, splitPoints, type HeapKernel } from "./wasmPool";
 
 const v128load = [...simd(0x00), 0x02, 0x00];
 const v128store = [...simd(0x0b), 0x02, 0x00];
@@ -179,21 +179,14 @@ const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, element
  * itself uses) and zeroed by the kernel, in pieces on the helper threads.
  */
 function zeros2d(kern: Kernel, rows: number, cols: number): tf.Tensor2D {
-  const be = tf.backend() as any;
   const n = rows * cols;
-  if (kern.pool === null || typeof be.makeOutput !== "function" || n % 4 !== 0) return tf.fill([rows, cols], 0, "float32") as tf.Tensor2D;
-  const info = be.makeOutput([rows, cols], "float32");
-  const out = tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor2D;
-  const ptr = be.getMemoryOffset(out.dataId) as number;
+  if (kern.pool === null || n % 4 !== 0) return tf.fill([rows, cols], 0, "float32") as tf.Tensor2D;
+  const out = heapTensor<tf.Rank.R2>([rows, cols], "float32");
+  const ptr = (tf.backend() as any).getMemoryOffset(out.dataId) as number;
   const parts = partsOf(kern, n);
   const bounds = splitPoints(n / 4, parts).map((q) => q * 16);
   kern.run("zero", Array.from({ length: parts }, (_, p) => [ptr + bounds[p], bounds[p + 1] - bounds[p]]));
   return out;
-}
-
-/** parts + 1 split points of [0, n): ⌊n·p/parts⌋. */
-function splitPoints(n: number, parts: number): number[] {
-  return Array.from({ length: parts + 1 }, (_, p) => Math.floor((n * p) / parts));
 }
 
 /**
@@ -278,7 +271,7 @@ export function rowDotsWasm(idxCol: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D
   if (w.dtype !== "float32" || dy.dtype !== "float32" || idxCol.dtype !== "int32" || dy.shape[1] !== d) return null;
   const kern = kernel();
   if (!kern) return null;
-  const out = tf.fill([b, k], 0, "float32") as tf.Tensor2D;
+  const out = heapTensor<tf.Rank.R2>([b, k], "float32"); // every element is written
   const be = tf.backend() as any;
   const [o, ix, ww, g] = [out, idxCol, w, dy].map((t) => be.getMemoryOffset(t.dataId) as number);
   // Pieces are ranges of rows b.

@@ -101,6 +101,11 @@ function poolMinElements(): number {
   return n;
 }
 
+/** parts + 1 split points of [0, n): ⌊n·p/parts⌋ (callers scale them to their unit, e.g. 4 floats). */
+export function splitPoints(n: number, parts: number): number[] {
+  return Array.from({ length: parts + 1 }, (_, p) => Math.floor((n * p) / parts));
+}
+
 /** Pieces for a call touching `elements` values: the pool's parts, or 1 (run on the main thread). */
 export function piecesFor(pool: KernelPool | null, elements: number): number {
   return pool && elements >= poolMinElements() ? pool.parts : 1;
@@ -156,7 +161,7 @@ function createPool(memory: WasmMemoryLike, parts: number): KernelPool {
     },
     run(id, fn, pieces) {
       if (pieces.length !== parts) throw new Error(`internal: ${pieces.length} pieces for a pool of ${parts}`);
-      const posted: Helper[] = [];
+      const posted: Array<[Helper, number]> = [];
       const out = new Array<number>(parts).fill(0);
       const local: number[] = [0];
       for (let p = 1; p < parts; p++) {
@@ -172,19 +177,19 @@ function createPool(memory: WasmMemoryLike, parts: number): KernelPool {
         h.ctrl[2] = a.length;
         Atomics.store(h.ctrl, 0, 1);
         Atomics.notify(h.ctrl, 0);
-        posted.push(h);
+        posted.push([h, p]);
       }
       for (const p of local) out[p] = (fn(...pieces[p]) as number) ?? 0;
       stats.inPlace += local.length - 1;
       stats.helper += posted.length;
       let failed = false;
-      posted.forEach((h) => {
+      for (const [h, p] of posted) {
         for (let i = 0; i < HELPER_SPIN && Atomics.load(h.ctrl, 0) === 1; i++);
         while (Atomics.load(h.ctrl, 0) === 1) Atomics.wait(h.ctrl, 0, 1);
-        out[helpers.indexOf(h) + 1] = h.args[RESULT];
+        out[p] = h.args[RESULT];
         if (Atomics.load(h.ctrl, 5) !== 0) failed = true;
         Atomics.store(h.ctrl, 0, 0);
-      });
+      }
       if (failed) throw new Error("a helper thread failed in a fused wasm kernel");
       return out;
     },
@@ -254,4 +259,15 @@ export function heapKernel<N extends string>(build: (memory: WasmMemoryLike) => 
       return null;
     }
   };
+}
+
+/**
+ * An uninitialised tensor in the wasm heap (the backend's makeOutput, which its own Fill uses), for
+ * outputs a kernel writes in full: no JavaScript array to build and copy, no fill pass.
+ */
+export function heapTensor<R extends import("@tensorflow/tfjs").Rank>(shape: number[], dtype: "float32" | "int32"): import("@tensorflow/tfjs").Tensor<R> {
+  const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+  const be = tf.backend() as any;
+  if (typeof be.makeOutput !== "function") return tf.zeros<import("@tensorflow/tfjs").Rank>(shape, dtype) as import("@tensorflow/tfjs").Tensor<R>;
+  return tf.engine().makeTensorFromTensorInfo(be.makeOutput(shape, dtype)) as import("@tensorflow/tfjs").Tensor<R>;
 }

@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs";
 import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
 import { TOPK_SCAN_MAX_ROWS, topkColumns, type TopKCandidateScan } from "./topk";
 import type { TopKOrder } from "./validate";
-import { heapKernel, piecesFor } from "./wasmPool";
+import { heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
 const c32 = (n: number) => [0x41, ...leb(n)];
 const add = [0x6a], mul = [0x6c], geu = [0x4f];
@@ -93,13 +93,13 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
   // Scratch: thresholds [B] float32, then one output region of TOPK_SCAN_MAX_ROWS·(piece columns)
   // int32 per piece. Allocated before any pointer is taken (allocation can grow the heap).
   const parts = piecesFor(kern.pool, F * B);
-  const scratch = tf.tensor1d(new Int32Array(B + TOPK_SCAN_MAX_ROWS * B), "int32");
+  const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B], "int32"); // written before read
   try {
     const prePtr = be.getMemoryOffset(preT.dataId) as number;
     const biasPtr = be.getMemoryOffset(bias.dataId) as number;
     const thrPtr = be.getMemoryOffset(scratch.dataId) as number;
     const outPtr = thrPtr + 4 * B;
-    const cols = Array.from({ length: parts + 1 }, (_, p) => 4 * Math.floor(((B / 4) * p) / parts));
+    const cols = splitPoints(B / 4, parts).map((q) => 4 * q);
     const scan: TopKCandidateScan = (f0, f1, thr) => {
       const buf = kern.memory.buffer;
       new Float32Array(buf, thrPtr, B).set(thr);
