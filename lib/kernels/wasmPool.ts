@@ -8,58 +8,70 @@
  * heap is a shared WebAssembly.Memory, so a Node worker thread can instantiate the same kernel
  * modules on the same memory and run part of each call in place.
  *
- * How: every call is split into `parts` pieces by a rule that depends only on the shapes and the
- * thread count (the caller's job), the main thread runs piece 0 and each helper one other piece,
- * synchronised with Atomics on a small shared control block (no messages per call). Until a helper
- * has started (workers load asynchronously) the main thread runs its piece itself, so results never
- * depend on timing: a given thread count always gives the same bits.
+ * How: a call is split into `parts` chunks (CHUNKS_PER_THREAD per thread) by a rule that depends
+ * only on the shapes and the thread count (the caller's job). The main thread posts the call and
+ * then takes chunks itself from a shared counter, as does every helper that is awake: nobody waits
+ * for a sleeping helper to wake up (~0.1–0.3 ms on this VM, longer than many calls), and a helper
+ * slowed by another thread on its core only takes fewer chunks. After its last chunk the main
+ * thread withdraws the call from helpers that have not picked it up, and waits only for those
+ * finishing a chunk. Each chunk's result lands in its own slot, so results never depend on who ran
+ * what: a given thread count always gives the same bits.
  *
- * Protocol per helper (Int32 control words): [0] state 0 idle / 1 job posted / 2 done, [1] function
- * id, [2] argument count, [3] ready, [4] registrations sent, [5] error; arguments and the result
- * are float64 words after the control block.
+ * Shared blocks: per helper Int32 [0] state (0 idle, 1 posted, 3 working, 2 done), [3] ready,
+ * [4] registrations sent, [5] error, [6] chunks run; one job block with Int32 [0] next chunk,
+ * [1] function id, [2] argument count, [3] chunk count, then float64 arguments per chunk and one
+ * float64 result per chunk.
  */
 import { tfjsWasmMemory, type WasmMemoryLike } from "./wasm-asm";
 
 const CTRL_INTS = 16;
 const MAX_ARGS = 16;
-const RESULT = MAX_ARGS;
+const MAX_CHUNKS = 64;
+/** Chunks per thread in a split call: small enough to balance, large enough to amortise. */
+const CHUNKS_PER_THREAD = 4;
+const JOB_HEAD = 64; // bytes
+const JOB_BYTES = JOB_HEAD + 8 * MAX_CHUNKS * MAX_ARGS + 8 * MAX_CHUNKS;
 /** Atomics.load polls (~0.1–0.3 ms) before a helper sleeps, and before the main thread sleeps on a helper. */
 const HELPER_SPIN = 100_000;
 
-// The helper's source (plain CommonJS, run with `eval: true`): one loop that waits for a job,
-// instantiates modules registered since the last job, runs the function and reports back.
+// The helper's source (plain CommonJS, run with `eval: true`): one loop that waits for a call,
+// instantiates modules registered since the last one, takes chunks until none are left, reports.
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require("node:worker_threads");
-const { memory, ctrlBuf, port } = workerData;
+const { memory, ctrlBuf, jobBuf, port } = workerData;
 const ctrl = new Int32Array(ctrlBuf, 0, ${CTRL_INTS});
-const args = new Float64Array(ctrlBuf, ${CTRL_INTS * 4}, ${MAX_ARGS + 1});
+const job = new Int32Array(jobBuf, 0, ${JOB_HEAD / 4});
+const args = new Float64Array(jobBuf, ${JOB_HEAD}, ${MAX_CHUNKS * MAX_ARGS});
+const res = new Float64Array(jobBuf, ${JOB_HEAD + 8 * MAX_CHUNKS * MAX_ARGS}, ${MAX_CHUNKS});
 const fns = [];
 let registered = 0;
 Atomics.store(ctrl, 3, 1);
 for (;;) {
-  // Spin briefly before sleeping: calls come in bursts (one per tensor in Adam) and waking a
-  // sleeping thread costs far more than a short kernel piece on a virtual machine.
+  // Spin briefly before sleeping: calls come in bursts (one per tensor in Adam).
   for (let i = 0; i < ${HELPER_SPIN} && Atomics.load(ctrl, 0) !== 1; i++);
   if (Atomics.load(ctrl, 0) !== 1) Atomics.wait(ctrl, 0, 0);
-  if (Atomics.load(ctrl, 0) !== 1) continue;
-  let r = 0;
+  if (Atomics.compareExchange(ctrl, 0, 1, 3) !== 1) continue; // idle, or withdrawn by the main thread
   try {
     while (registered < Atomics.load(ctrl, 4)) {
       const m = receiveMessageOnPort(port);
-      if (!m) continue; // posted by the main thread before the job: arrives momentarily
+      if (!m) continue; // posted by the main thread before the call: arrives momentarily
       const inst = new WebAssembly.Instance(m.message.module, { env: { memory } });
       for (const name of m.message.exports) fns.push(inst.exports[name]);
       registered++;
     }
-    const n = ctrl[2];
-    const a = [];
-    for (let i = 0; i < n; i++) a.push(args[i]);
-    r = fns[ctrl[1]](...a);
-    if (typeof r !== "number") r = 0;
+    const f = fns[job[1]], n = job[2], chunks = job[3];
+    for (;;) {
+      const c = Atomics.add(job, 0, 1);
+      if (c >= chunks) break;
+      const a = [];
+      for (let i = 0; i < n; i++) a.push(args[c * ${MAX_ARGS} + i]);
+      const r = f(...a);
+      res[c] = typeof r === "number" ? r : 0;
+      Atomics.add(ctrl, 6, 1);
+    }
   } catch (e) {
     Atomics.store(ctrl, 5, 1);
   }
-  args[${RESULT}] = r;
   Atomics.store(ctrl, 0, 2);
   Atomics.notify(ctrl, 0);
 }
@@ -67,23 +79,22 @@ for (;;) {
 
 interface Helper {
   ctrl: Int32Array;
-  args: Float64Array;
   port: { postMessage: (m: unknown) => void };
   sent: number;
 }
 
 export interface KernelPool {
-  /** Number of pieces a call is split into (main thread + helpers). */
+  /** Number of chunks a split call has (CHUNKS_PER_THREAD per thread, main thread included). */
   readonly parts: number;
   /** Register a module's exports with the helpers; returns their ids for {@link KernelPool.run}. */
   register(module: unknown, exports: string[]): number[];
   /**
-   * Run `fn` (the main thread's instance of function `id`) once per piece, `pieces[p]` its
-   * arguments (pieces.length === parts); returns each piece's result.
+   * Run `fn` (the main thread's instance of function `id`) once per chunk, `pieces[c]` its
+   * arguments (pieces.length === parts); returns each chunk's result.
    */
   run(id: number, fn: WasmFn, pieces: number[][]): number[];
-  /** Pieces run so far by the helpers, and by the main thread in a helper's place (not started yet). */
-  readonly stats: { helper: number; inPlace: number };
+  /** Chunks run so far by the helpers and by the main thread. */
+  readonly stats: { helper: number; main: number };
 }
 
 /**
@@ -121,7 +132,7 @@ let disabled = false;
 export function kernelPool(memory: WasmMemoryLike | undefined, threads: number): KernelPool | null {
   if (disabled || !memory || threads < 2) return null;
   if (typeof SharedArrayBuffer === "undefined" || !(memory.buffer instanceof SharedArrayBuffer)) return null;
-  if (pool && pool.memory === memory && pool.pool.parts === threads) return pool.pool;
+  if (pool && pool.memory === memory && pool.pool.parts === CHUNKS_PER_THREAD * threads) return pool.pool;
   try {
     pool = { memory, pool: createPool(memory, threads) };
     return pool.pool;
@@ -132,22 +143,28 @@ export function kernelPool(memory: WasmMemoryLike | undefined, threads: number):
   }
 }
 
-function createPool(memory: WasmMemoryLike, parts: number): KernelPool {
+function createPool(memory: WasmMemoryLike, threads: number): KernelPool {
   // Loaded lazily: tslab and browsers have no worker_threads; this file is imported everywhere.
   const wt = require("node:worker_threads") as typeof import("node:worker_threads");
+  const parts = CHUNKS_PER_THREAD * threads;
+  if (parts > MAX_CHUNKS) throw new Error(`${threads} threads: at most ${MAX_CHUNKS / CHUNKS_PER_THREAD}`);
+  const jobBuf = new SharedArrayBuffer(JOB_BYTES);
+  const job = new Int32Array(jobBuf, 0, JOB_HEAD / 4);
+  const args = new Float64Array(jobBuf, JOB_HEAD, MAX_CHUNKS * MAX_ARGS);
+  const res = new Float64Array(jobBuf, JOB_HEAD + 8 * MAX_CHUNKS * MAX_ARGS, MAX_CHUNKS);
   const helpers: Helper[] = [];
-  for (let h = 1; h < parts; h++) {
-    const ctrlBuf = new SharedArrayBuffer(CTRL_INTS * 4 + (MAX_ARGS + 1) * 8);
+  for (let h = 1; h < threads; h++) {
+    const ctrlBuf = new SharedArrayBuffer(CTRL_INTS * 4);
     const { port1, port2 } = new wt.MessageChannel();
-    const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { memory, ctrlBuf, port: port2 }, transferList: [port2] });
+    const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { memory, ctrlBuf, jobBuf, port: port2 }, transferList: [port2] });
     // The helper blocks in Atomics.wait for the life of the process: never keep Node alive for it.
     worker.unref();
     port1.unref();
     worker.on("error", (e) => process.stderr.write(`[kernels] helper thread failed: ${e.message}\n`));
-    helpers.push({ ctrl: new Int32Array(ctrlBuf, 0, CTRL_INTS), args: new Float64Array(ctrlBuf, CTRL_INTS * 4, MAX_ARGS + 1), port: port1, sent: 0 });
+    helpers.push({ ctrl: new Int32Array(ctrlBuf, 0, CTRL_INTS), port: port1, sent: 0 });
   }
   let nextId = 0;
-  const stats = { helper: 0, inPlace: 0 };
+  const stats = { helper: 0, main: 0 };
   return {
     parts,
     stats,
@@ -160,38 +177,41 @@ function createPool(memory: WasmMemoryLike, parts: number): KernelPool {
       return exports.map(() => nextId++);
     },
     run(id, fn, pieces) {
-      if (pieces.length !== parts) throw new Error(`internal: ${pieces.length} pieces for a pool of ${parts}`);
-      const posted: Array<[Helper, number]> = [];
-      const out = new Array<number>(parts).fill(0);
-      const local: number[] = [0];
-      for (let p = 1; p < parts; p++) {
-        const h = helpers[p - 1];
-        const a = pieces[p];
-        if (a.length > MAX_ARGS) throw new Error(`internal: ${a.length} arguments (at most ${MAX_ARGS})`);
-        if (Atomics.load(h.ctrl, 3) !== 1) {
-          local.push(p); // not started yet: run this piece here
-          continue;
-        }
-        h.args.set(a);
-        h.ctrl[1] = id;
-        h.ctrl[2] = a.length;
+      const chunks = pieces.length;
+      if (chunks > MAX_CHUNKS) throw new Error(`internal: ${chunks} chunks (at most ${MAX_CHUNKS})`);
+      const n = pieces[0]?.length ?? 0;
+      for (let c = 0; c < chunks; c++) {
+        if (pieces[c].length !== n || n > MAX_ARGS) throw new Error(`internal: chunk ${c} has ${pieces[c].length} arguments (expected ${n}, at most ${MAX_ARGS})`);
+        args.set(pieces[c], c * MAX_ARGS);
+      }
+      job[1] = id;
+      job[2] = n;
+      job[3] = chunks;
+      Atomics.store(job, 0, 0);
+      const posted = helpers.filter((h) => Atomics.load(h.ctrl, 3) === 1);
+      for (const h of posted) {
         Atomics.store(h.ctrl, 0, 1);
         Atomics.notify(h.ctrl, 0);
-        posted.push([h, p]);
       }
-      for (const p of local) out[p] = (fn(...pieces[p]) as number) ?? 0;
-      stats.inPlace += local.length - 1;
-      stats.helper += posted.length;
+      for (;;) {
+        const c = Atomics.add(job, 0, 1);
+        if (c >= chunks) break;
+        const r = fn(...pieces[c]);
+        res[c] = typeof r === "number" ? r : 0;
+        stats.main++;
+      }
       let failed = false;
-      for (const [h, p] of posted) {
-        for (let i = 0; i < HELPER_SPIN && Atomics.load(h.ctrl, 0) === 1; i++);
-        while (Atomics.load(h.ctrl, 0) === 1) Atomics.wait(h.ctrl, 0, 1);
-        out[p] = h.args[RESULT];
+      for (const h of posted) {
+        // Not picked up yet: withdraw it. Else wait for the helper's last chunk.
+        if (Atomics.compareExchange(h.ctrl, 0, 1, 0) === 1) continue;
+        for (let i = 0; i < HELPER_SPIN && Atomics.load(h.ctrl, 0) === 3; i++);
+        while (Atomics.load(h.ctrl, 0) === 3) Atomics.wait(h.ctrl, 0, 3);
         if (Atomics.load(h.ctrl, 5) !== 0) failed = true;
         Atomics.store(h.ctrl, 0, 0);
       }
       if (failed) throw new Error("a helper thread failed in a fused wasm kernel");
-      return out;
+      stats.helper = helpers.reduce((a, h) => a + Atomics.load(h.ctrl, 6), 0);
+      return Array.from(res.subarray(0, chunks));
     },
   };
 }
