@@ -13,7 +13,7 @@ import { initBackend, tf } from "../lib/backend";
 import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
-import { combineRowsWasm, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
+import { combineRowsWasm, groupByRow, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -390,25 +390,42 @@ for (const backendName of ["wasm", "cpu"]) {
       }
     });
 
-    it("outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate rows (wasm); null elsewhere", () => {
-      const B = 5, k = 6, d = 12, F = 7; // F < B·k: many duplicate rows, in and across batch rows
-      const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
-      const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
-      const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
-      const got = outerScatterWasm(coef, x, idx, F);
-      if (backendName !== "wasm") {
-        assert.equal(got, null);
-      } else {
-        assert.ok(got, "fused kernel unavailable on wasm");
-        const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]);
-        assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `outerScatterWasm (seed ${SEED})`);
-        want.dispose();
-        // d not a multiple of 4: caller falls back to the tf ops.
-        const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
-        assert.equal(outerScatterWasm(coef, x5, idx, F), null);
-        x5.dispose();
+    it("outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate and empty rows (wasm); null elsewhere", () => {
+      // F = 7 < B·k: many duplicate rows, in and across batch rows; F = 40: also rows nobody touches.
+      for (const F of [7, 40]) {
+        const B = 5, k = 6, d = 12;
+        const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+        const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+        const got = outerScatterWasm(coef, x, idx, F);
+        if (backendName !== "wasm") {
+          assert.equal(got, null);
+        } else {
+          assert.ok(got, "fused kernel unavailable on wasm");
+          const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]);
+          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `outerScatterWasm F=${F} (seed ${SEED})`);
+          want.dispose();
+          // d not a multiple of 4: caller falls back to the tf ops.
+          const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
+          assert.equal(outerScatterWasm(coef, x5, idx, F), null);
+          x5.dispose();
+          // An index outside [0, F) is named, and nothing leaks.
+          const bad = tf.tensor2d(Int32Array.from({ length: B * k }, (_, i) => (i === 7 ? F : 0)), [B * k, 1], "int32");
+          const before = tf.memory().numTensors;
+          assert.throws(() => outerScatterWasm(coef, x, bad, F), new RegExp(`index ${F} at position 7 is outside \\[0, ${F}\\)`));
+          assert.equal(tf.memory().numTensors, before);
+          bad.dispose();
+        }
+        tf.dispose([coef, x, idx, ...(got ? [got] : [])]);
       }
-      tf.dispose([coef, x, idx, ...(got ? [got] : [])]);
+    });
+
+    it("groupByRow: stable counting sort (row offsets, then positions by row in increasing order)", () => {
+      const ids = Int32Array.from([3, 0, 3, 1, 0, 3]);
+      const into = new Int32Array(5 + 6).fill(-7);
+      groupByRow(ids, 4, into);
+      assert.deepEqual(Array.from(into.subarray(0, 5)), [0, 2, 3, 3, 6]);
+      assert.deepEqual(Array.from(into.subarray(5)), [1, 4, 3, 0, 2, 5]);
     });
 
     for (const order of ORDERS) {

@@ -25,11 +25,14 @@ const f32x4add = simd(0xe4), f32x4mul = simd(0xe6);
 const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
 const c32 = (n: number) => [0x41, ...leb(n)];
 
-function buildBody(swap: boolean): number[] {
+/**
+ * combine(out, idx, coef, x, n, k, d, cols): out[⌊i/k⌋, :] += coef[i]·x[idx[i], :] for i = 0 … n−1
+ * in order (f32x4: one float32 multiply, then one float32 add per element).
+ */
+function buildCombine(): number[] {
   // params: 0 out, 1 idx, 2 coef, 3 x, 4 n, 5 k, 6 d (row stride), 7 cols (columns to do; i32;
-  // pointers are byte offsets, cols % 4 == 0 — a caller splitting columns offsets out and x)
+  // pointers are byte offsets, cols % 4 == 0)
   // locals: 8 i, 9 j, 10 rowOut, 11 xRow, 12 rowBytes, 13 colBytes (i32); 14 vc (v128)
-  // swap = false ("outer"): out row idx[i], x row ⌊i/k⌋.  swap = true ("combine"): out row ⌊i/k⌋, x row idx[i].
   const idxRow = [...lg(1), ...lg(8), ...c32(4), ...mul, ...add, ...i32load, ...lg(12), ...mul];
   const divRow = [...lg(8), ...lg(5), ...divu, ...lg(12), ...mul];
   return [
@@ -38,10 +41,9 @@ function buildBody(swap: boolean): number[] {
     ...c32(0), ...ls(8),
     0x02, 0x40, 0x03, 0x40, // block, loop (over i)
     ...lg(8), ...lg(4), ...geu, 0x0d, ...leb(1),
-    // rowOut = out + (outer: idx[i], combine: ⌊i/k⌋) * rowBytes
-    ...lg(0), ...(swap ? divRow : idxRow), ...add, ...ls(10),
-    // xRow = x + (outer: ⌊i/k⌋, combine: idx[i]) * rowBytes
-    ...lg(3), ...(swap ? idxRow : divRow), ...add, ...ls(11),
+    // rowOut = out + ⌊i/k⌋ * rowBytes; xRow = x + idx[i] * rowBytes
+    ...lg(0), ...divRow, ...add, ...ls(10),
+    ...lg(3), ...idxRow, ...add, ...ls(11),
     // vc = splat(coef[i])
     ...lg(2), ...lg(8), ...c32(4), ...mul, ...add, ...f32load, ...f32x4splat, ...ls(14),
     ...c32(0), ...ls(9),
@@ -62,15 +64,54 @@ function buildBody(swap: boolean): number[] {
   ];
 }
 
-/** zero(ptr, nbytes): nbytes (a multiple of 16) zero bytes from ptr. */
-function buildZero(): number[] {
-  // params: 0 ptr, 1 nbytes; locals: 2 j (i32)
+/**
+ * outerRows(out, rowPtr, list, coef, x, k, d, f0, f1): rows f in [f0, f1) of out [·, d] (d % 4 == 0),
+ * each written once: zeroed, then out[f] += coef[i]·x[⌊i/k⌋] for i = list[rowPtr[f]] …
+ * list[rowPtr[f+1] − 1] in that order. With list the entries grouped by row (stable, so increasing
+ * i within a row) this is the scatter's arithmetic exactly, but each output row is finished while it
+ * sits in L1, instead of a zero pass over all of out and then read-modify-writes at random rows.
+ */
+function buildOuterRows(): number[] {
+  // params: 0 out, 1 rowPtr, 2 list, 3 coef, 4 x, 5 k, 6 d, 7 f0, 8 f1 (i32; pointers in bytes)
+  // locals: 9 f, 10 e, 11 eEnd, 12 rowOut, 13 xRow, 14 j, 15 rowBytes, 16 i (i32); 17 vc (v128)
+  const zero = [0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat];
+  const rowPtrAt = (local: number, plus: number) => [...lg(1), ...lg(local), ...c32(4), ...mul, ...add, 0x28, 0x02, plus];
   return [
-    ...c32(0), ...ls(2),
+    ...lg(6), ...c32(4), ...mul, ...ls(15),
+    ...lg(7), ...ls(9),
+    0x02, 0x40, 0x03, 0x40, // rows f
+    ...lg(9), ...lg(8), ...geu, 0x0d, ...leb(1),
+    ...lg(0), ...lg(9), ...lg(15), ...mul, ...add, ...ls(12),
+    // zero the row
+    ...c32(0), ...ls(14),
     0x02, 0x40, 0x03, 0x40,
-    ...lg(2), ...lg(1), ...geu, 0x0d, ...leb(1),
-    ...lg(0), ...lg(2), ...add, 0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat, ...v128store,
-    ...lg(2), ...c32(16), ...add, ...ls(2),
+    ...lg(14), ...lg(15), ...geu, 0x0d, ...leb(1),
+    ...lg(12), ...lg(14), ...add, ...zero, ...v128store,
+    ...lg(14), ...c32(16), ...add, ...ls(14),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    // entries e in [rowPtr[f], rowPtr[f+1])
+    ...rowPtrAt(9, 0), ...ls(10),
+    ...rowPtrAt(9, 4), ...ls(11),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(10), ...lg(11), ...geu, 0x0d, ...leb(1),
+    ...lg(2), ...lg(10), ...c32(4), ...mul, ...add, ...i32load, ...ls(16),
+    ...lg(4), ...lg(16), ...lg(5), ...divu, ...lg(15), ...mul, ...add, ...ls(13),
+    ...lg(3), ...lg(16), ...c32(4), ...mul, ...add, ...f32load, ...f32x4splat, ...ls(17),
+    ...c32(0), ...ls(14),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(14), ...lg(15), ...geu, 0x0d, ...leb(1),
+    ...lg(12), ...lg(14), ...add,
+    ...lg(12), ...lg(14), ...add, ...v128load,
+    ...lg(17), ...lg(13), ...lg(14), ...add, ...v128load, ...f32x4mul,
+    ...f32x4add, ...v128store,
+    ...lg(14), ...c32(16), ...add, ...ls(14),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    ...lg(10), ...c32(1), ...add, ...ls(10),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    ...lg(9), ...c32(1), ...add, ...ls(9),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     0x0b,
@@ -145,27 +186,26 @@ function buildDots4(): number[] {
 function buildModule(memory: WasmMemoryLike): Uint8Array {
   const locals8 = vec([[...leb(6), I32], [...leb(1), V128]]);
   const locals7 = vec([[...leb(5), I32], [...leb(1), V128]]);
-  const outerF = [...locals8, ...buildBody(false)];
-  const combineF = [...locals8, ...buildBody(true)];
+  const outerRowsF = [...vec([[...leb(8), I32], [...leb(1), V128]]), ...buildOuterRows()];
+  const combineF = [...locals8, ...buildCombine()];
   const dotsF = [...vec([[...leb(5), I32], [...leb(1), 0x7d]]), ...buildDots()];
   const dots4F = [...locals7, ...buildDots4()];
-  const zeroF = [...vec([[...leb(1), I32]]), ...buildZero()];
   const fn = (body: number[]) => [...leb(body.length), ...body];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([
       [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
       [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
-      [0x60, ...vec([I32, I32].map((t) => [t])), 0x00],
+      [0x60, ...vec(Array.from({ length: 9 }, () => [I32])), 0x00],
     ])),
     ...section(2, vec([memoryImport(memory)])),
-    ...section(3, vec([[0x00], [0x00], [0x01], [0x01], [0x02]])),
+    ...section(3, vec([[0x02], [0x00], [0x01], [0x01]])),
     ...section(7, vec(EXPORTS.map((name, i) => [...str(name), 0x00, i]))),
-    ...section(10, vec([fn(outerF), fn(combineF), fn(dotsF), fn(dots4F), fn(zeroF)])),
+    ...section(10, vec([fn(outerRowsF), fn(combineF), fn(dotsF), fn(dots4F)])),
   ];
   return Uint8Array.from(bytes);
 }
-const EXPORTS = ["outer", "combine", "dots", "dots4", "zero"] as const;
+const EXPORTS = ["outerRows", "combine", "dots", "dots4"] as const;
 
 type Kernel = HeapKernel<(typeof EXPORTS)[number]>;
 const kernel = heapKernel(buildModule, EXPORTS);
@@ -174,26 +214,15 @@ const kernel = heapKernel(buildModule, EXPORTS);
 const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, elements);
 
 /**
- * A [rows, cols] float32 tensor of zeros. On wasm the Fill kernel writes the zeros from JavaScript
- * on one thread; here the output is allocated uninitialised (the backend's makeOutput, which Fill
- * itself uses) and zeroed by the kernel, in pieces on the helper threads.
- */
-function zeros2d(kern: Kernel, rows: number, cols: number): tf.Tensor2D {
-  const n = rows * cols;
-  if (kern.pool === null || n % 4 !== 0) return tf.fill([rows, cols], 0, "float32") as tf.Tensor2D;
-  const out = heapTensor<tf.Rank.R2>([rows, cols], "float32");
-  const ptr = (tf.backend() as any).getMemoryOffset(out.dataId) as number;
-  const parts = partsOf(kern, n);
-  const bounds = splitPoints(n / 4, parts).map((q) => q * 16);
-  kern.run("zero", Array.from({ length: parts }, (_, p) => [ptr + bounds[p], bounds[p + 1] - bounds[p]]));
-  return out;
-}
-
-/**
  * Σ over i of coef[i]·x[⌊i/k⌋] scattered into row idx[i] of a zero [f, d] matrix (duplicates add in
  * index order). coef [B,k] float32, x [B,d] float32, idxCol [B·k,1] int32. Returns null when the
  * fused kernel is unavailable (other backend, no SIMD, d % 4 ≠ 0): use the tf formulation then.
- * Indices are not bounds-checked (as tf.scatterND).
+ * Throws on an index outside [0, f).
+ *
+ * The entries are first grouped by output row (a stable counting sort, in JavaScript: O(B·k + f)),
+ * then every output row is written once, by row ranges that never overlap (so the helper threads
+ * can take any of them): the zero fill and the scatter's read-modify-writes at random rows become
+ * one sequential pass over the output. The adds per row are those of the scatter, in its order.
  */
 export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number): tf.Tensor2D | null {
   const [b, k] = coef.shape;
@@ -201,17 +230,46 @@ export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.T
   if (d % 4 !== 0 || coef.dtype !== "float32" || x.dtype !== "float32" || idxCol.dtype !== "int32") return null;
   const kern = kernel();
   if (!kern) return null;
-  // tf.fill runs the Fill kernel in the heap; tf.zeros would build and copy a JS array (~2 ms per [F, d]).
-  const out = zeros2d(kern, f, d);
-  const be = tf.backend() as any;
-  // All allocations are done: offsets stay valid for the call.
-  const [o, ix, cf, xx] = [out, idxCol, coef, x].map((t) => be.getMemoryOffset(t.dataId) as number);
-  // Pieces are column ranges (multiples of 4): every output element gets the same adds in the same
-  // order whatever the split, and the pieces never write the same memory.
-  const cols = splitPoints(d / 4, partsOf(kern, 2 * b * k * d)).map((q) => q * 4);
-  const pieces = cols.slice(0, -1).map((c0, p) => [o + 4 * c0, ix, cf, xx + 4 * c0, b * k, k, d, cols[p + 1] - c0]);
-  kern.run("outer", pieces);
-  return out;
+  const n = b * k;
+  // Allocations first (they can grow the heap and move nothing, but detach old views): the output,
+  // uninitialised (every row is written), and the row grouping: rowPtr [f + 1] then list [n].
+  const out = heapTensor<tf.Rank.R2>([f, d], "float32");
+  const csr = heapTensor<tf.Rank.R1>([f + 1 + n], "int32");
+  try {
+    const be = tf.backend() as any;
+    const [o, ix, cf, xx, cs] = [out, idxCol, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
+    groupByRow(new Int32Array(kern.memory.buffer, ix, n), f, new Int32Array(kern.memory.buffer, cs, f + 1 + n));
+    // Pieces are row ranges: disjoint writes, and each row's adds do not depend on the split.
+    const rows = splitPoints(f, partsOf(kern, 2 * n * d + f * d));
+    kern.run("outerRows", rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]));
+    return out;
+  } catch (e) {
+    out.dispose();
+    throw e;
+  } finally {
+    csr.dispose();
+  }
+}
+
+/**
+ * Stable counting sort of positions by row: into[0 … f] = row offsets (rowPtr), into[f+1 …] = the
+ * positions i of ids, grouped by ids[i] and increasing within a row.
+ */
+export function groupByRow(ids: Int32Array, f: number, into: Int32Array): void {
+  const n = ids.length;
+  const rowPtr = into.subarray(0, f + 1);
+  const list = into.subarray(f + 1, f + 1 + n);
+  rowPtr.fill(0);
+  for (let i = 0; i < n; i++) {
+    const r = ids[i];
+    if (!(r >= 0 && r < f)) throw new Error(`outerScatterWasm: index ${r} at position ${i} is outside [0, ${f})`);
+    rowPtr[r + 1]++;
+  }
+  for (let r = 0; r < f; r++) rowPtr[r + 1] += rowPtr[r];
+  // Fill with a moving cursor per row (rowPtr[r] advanced, then restored by a shift).
+  for (let i = 0; i < n; i++) list[rowPtr[ids[i]]++] = i;
+  for (let r = f; r > 0; r--) rowPtr[r] = rowPtr[r - 1];
+  rowPtr[0] = 0;
 }
 
 /**
