@@ -122,9 +122,9 @@ export function topkDense(pre: tf.Tensor2D, k: number, order: TopKOrder): tf.Ten
 }
 
 /**
- * A vectorised pre-filter for topkColumns' replace phase: the flat positions f·B + b, f in
- * [f0, f1), with fround(preFB[f·B + b] + bias[f]) > thr[b], in increasing f for each column b.
- * (lib/kernels/wasmTopk.ts provides one on wasm.)
+ * A vectorised pre-filter for the replace phase of {@link topkColumnRange} over columns [b0, b1):
+ * the flat positions f·B + b, f in [f0, f1), b in [b0, b1), with fround(preFB[f·B + b] + bias[f]) >
+ * thr[b − b0], in increasing f for each column b. (lib/kernels/wasmTopk.ts provides one on wasm.)
  */
 export type TopKCandidateScan = (f0: number, f1: number, thr: Float32Array) => ArrayLike<number>;
 /** Largest row chunk a scan is asked for (its output buffer holds TOPK_SCAN_MAX_ROWS·B positions). */
@@ -151,20 +151,46 @@ export function topkColumns(
   if (preFB.length !== F * B) throw new Error(`topkColumns: pre has ${preFB.length} values, expected F·B = ${F * B}`);
   if (bias.length !== F) throw new Error(`topkColumns: bias has ${bias.length} values, expected F = ${F}`);
   if (!(Number.isInteger(k) && k >= 1 && k <= F)) throw new Error(`topkColumns: k must be an integer in [1, F = ${F}] (got ${k})`);
-  const relu = order === "relu-topk";
-  // Heap of column b lives in hk/hi[b*k, (b+1)*k); its root (worst entry) is at b*k.
+  const ids = new Int32Array(B * k);
+  const vals = new Float32Array(B * k);
+  topkColumnRange(preFB, bias, F, B, k, order === "relu-topk", 0, B, ids, vals, scan);
+  return { ids, vals };
+}
+
+/**
+ * {@link topkColumns} for the columns b in [b0, b1) only: writes rows b of ids/vals [B, k]. Columns
+ * are independent, so ranges can run on different threads and give the same result as one call.
+ * Self-contained (no references outside its body besides Math): lib/kernels/wasmTopk.ts ships its
+ * source to the helper threads. Arguments are trusted (topkColumns checks them).
+ */
+export function topkColumnRange(
+  preFB: Float32Array,
+  bias: Float32Array,
+  F: number,
+  B: number,
+  k: number,
+  relu: boolean,
+  b0: number,
+  b1: number,
+  ids: Int32Array,
+  vals: Float32Array,
+  scan?: TopKCandidateScan,
+): void {
+  const nb = b1 - b0;
+  const scanMaxRows = 1024; // TOPK_SCAN_MAX_ROWS (not referenced: this body must stand alone)
+  // Heap of column b lives in hk/hi[(b−b0)*k, (b−b0+1)*k); its root (worst entry) is at (b−b0)*k.
   // "Worse" = smaller key, or an equal key with a larger id.
-  const hk = new Float32Array(B * k);
-  const hi = new Int32Array(B * k);
+  const hk = new Float32Array(nb * k);
+  const hi = new Int32Array(nb * k);
   const fround = Math.fround;
   for (let f = 0; f < k; f++) {
     // Fill phase: every column inserts (sift up).
     const base = f * B;
     const bf = bias[f];
-    for (let b = 0; b < B; b++) {
+    for (let b = b0; b < b1; b++) {
       let key = fround(preFB[base + b] + bf);
       if (relu && key < 0) key = 0;
-      const o = b * k;
+      const o = (b - b0) * k;
       let i = f;
       while (i > 0) {
         const p = (i - 1) >> 1;
@@ -178,37 +204,36 @@ export function topkColumns(
       hi[o + i] = f;
     }
   }
-  // Replace phase. thr[b] mirrors column b's root key. Both orders compare the raw key: for
+  // Replace phase. thr[b − b0] mirrors column b's root key. Both orders compare the raw key: for
   // "relu-topk" every heap key is ≥ 0 after the fill, so key > thr implies key > 0 (ReLU is a no-op
-  // on entrants).
-  const thr = new Float32Array(B);
-  for (let b = 0; b < B; b++) thr[b] = hk[b * k];
-  /** Offer feature f's key to column b's heap (key > thr[b]): replace the root, sift down. */
-  const offer = (f: number, b: number, key: number) => {
-    const o = b * k;
+  // on entrants). offer(): feature f's key beats column b's root: replace the root, sift down.
+  const thr = new Float32Array(nb);
+  for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
+  function offer(f: number, c: number, key: number): void {
+    const o = c * k;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= k) break;
       const r = l + 1;
-      let c = l;
-      if (r < k && (hk[o + r] < hk[o + l] || (hk[o + r] === hk[o + l] && hi[o + r] > hi[o + l]))) c = r;
-      if (hk[o + c] < key || (hk[o + c] === key && hi[o + c] > f)) {
-        hk[o + i] = hk[o + c];
-        hi[o + i] = hi[o + c];
-        i = c;
+      let m = l;
+      if (r < k && (hk[o + r] < hk[o + l] || (hk[o + r] === hk[o + l] && hi[o + r] > hi[o + l]))) m = r;
+      if (hk[o + m] < key || (hk[o + m] === key && hi[o + m] > f)) {
+        hk[o + i] = hk[o + m];
+        hi[o + i] = hi[o + m];
+        i = m;
       } else break;
     }
     hk[o + i] = key;
     hi[o + i] = f;
-    thr[b] = hk[o];
-  };
+    thr[c] = hk[o];
+  }
   if (scan) {
     // Rows in chunks of doubling size; the scan returns the positions f·B + b in [f0, f1) whose key
     // beats the column's threshold as of the chunk's start (in increasing f per column). Thresholds
     // only rise, so every key the full loop below would accept is among them; each is re-checked
     // against the current threshold, in the same per-column order, so the result is identical.
-    for (let f0 = k, rows = k; f0 < F; f0 += rows, rows = Math.min(2 * rows, TOPK_SCAN_MAX_ROWS)) {
+    for (let f0 = k, rows = k; f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
       const f1 = Math.min(F, f0 + rows);
       const cand = scan(f0, f1, thr);
       for (let c = 0; c < cand.length; c++) {
@@ -216,33 +241,32 @@ export function topkColumns(
         const f = (pos / B) | 0;
         const b = pos - f * B;
         const key = fround(preFB[pos] + bias[f]);
-        if (key > thr[b]) offer(f, b, key);
+        if (key > thr[b - b0]) offer(f, b - b0, key);
       }
     }
   } else {
     // The double-precision sum pre-filters: rounding to float32 is monotonic and thr is a float32,
     // so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
     for (let f = k; f < F; f++) {
-      const base = f * B;
+      const base = f * B + b0;
       const bf = bias[f];
-      for (let b = 0; b < B; b++) {
-        const s = preFB[base + b] + bf;
-        if (!(s > thr[b])) continue;
+      for (let c = 0; c < nb; c++) {
+        const s = preFB[base + c] + bf;
+        if (!(s > thr[c])) continue;
         const key = fround(s);
         // Equal to the root: the newcomer has the larger id, so it is worse: skip.
-        if (!(key > thr[b])) continue;
-        offer(f, b, key);
+        if (!(key > thr[c])) continue;
+        offer(f, c, key);
       }
     }
   }
   // Sort each column's k entries: descending key, ascending id (insertion sort; k is small).
-  const ids = new Int32Array(B * k);
-  const vals = new Float32Array(B * k);
-  for (let b = 0; b < B; b++) {
+  for (let b = b0; b < b1; b++) {
     const o = b * k;
+    const h = (b - b0) * k;
     for (let j = 0; j < k; j++) {
-      const key = hk[o + j];
-      const id = hi[o + j];
+      const key = hk[h + j];
+      const id = hi[h + j];
       let t = j;
       while (t > 0) {
         const pk = vals[o + t - 1];
@@ -258,5 +282,17 @@ export function topkColumns(
     }
     if (!relu) for (let j = 0; j < k; j++) if (vals[o + j] < 0) vals[o + j] = 0;
   }
-  return { ids, vals };
 }
+
+/**
+ * {@link topkColumnRange} on views of a heap `buffer` (byte offsets): pre [F, B] and bias [F]
+ * float32, ids [B, k] int32 and vals [B, k] float32 written for columns [b0, b1); relu is 0 or 1.
+ * The unit a helper thread runs (lib/kernels/wasmTopk.ts); {@link TOPK_RANGE_TASK_SOURCE} is its code.
+ */
+export function topkRangeTask(buffer: ArrayBufferLike, prePtr: number, biasPtr: number, F: number, B: number, k: number, relu: number, b0: number, b1: number, idsPtr: number, valsPtr: number): number {
+  topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k));
+  return 0;
+}
+
+/** The source of {@link topkRangeTask} with {@link topkColumnRange}, for a helper thread to compile. */
+export const TOPK_RANGE_TASK_SOURCE = (): string => `${topkColumnRange.toString()}\nreturn ${topkRangeTask.toString()};`;

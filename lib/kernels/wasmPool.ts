@@ -55,8 +55,14 @@ for (;;) {
     while (registered < Atomics.load(ctrl, 4)) {
       const m = receiveMessageOnPort(port);
       if (!m) continue; // posted by the main thread before the call: arrives momentarily
-      const inst = new WebAssembly.Instance(m.message.module, { env: { memory } });
-      for (const name of m.message.exports) fns.push(inst.exports[name]);
+      if (typeof m.message.source === "string") {
+        // A JavaScript task: its source returns f(buffer, ...args). __name: esbuild's keepNames helper.
+        const task = new Function("__name", m.message.source)((f) => f);
+        fns.push((...a) => task(memory.buffer, ...a));
+      } else {
+        const inst = new WebAssembly.Instance(m.message.module, { env: { memory } });
+        for (const name of m.message.exports) fns.push(inst.exports[name]);
+      }
       registered++;
     }
     const f = fns[job[1]], n = job[2], chunks = job[3];
@@ -64,7 +70,8 @@ for (;;) {
       const c = Atomics.add(job, 0, 1);
       if (c >= chunks) break;
       const a = [];
-      for (let i = 0; i < n; i++) a.push(args[c * ${MAX_ARGS} + i]);
+      // Integral arguments as int32 values (Smis): a JavaScript task indexes arrays with them.
+      for (let i = 0; i < n; i++) { const v = args[c * ${MAX_ARGS} + i]; a.push(v === (v | 0) ? v | 0 : v); }
       const r = f(...a);
       res[c] = typeof r === "number" ? r : 0;
       Atomics.add(ctrl, 6, 1);
@@ -88,6 +95,11 @@ export interface KernelPool {
   readonly parts: number;
   /** Register a module's exports with the helpers; returns their ids for {@link KernelPool.run}. */
   register(module: unknown, exports: string[]): number[];
+  /**
+   * Register a JavaScript task with the helpers: `source` is a function body (no free variables but
+   * globals) that returns a function (buffer, ...args) => number working on the shared heap.
+   */
+  registerSource(source: string): number;
   /**
    * Run `fn` (the main thread's instance of function `id`) once per chunk, `pieces[c]` its
    * arguments (pieces.length === parts); returns each chunk's result.
@@ -175,6 +187,14 @@ function createPool(memory: WasmMemoryLike, threads: number): KernelPool {
         Atomics.store(h.ctrl, 4, h.sent);
       }
       return exports.map(() => nextId++);
+    },
+    registerSource(source) {
+      for (const h of helpers) {
+        h.port.postMessage({ source });
+        h.sent++;
+        Atomics.store(h.ctrl, 4, h.sent);
+      }
+      return nextId++;
     },
     run(id, fn, pieces) {
       const chunks = pieces.length;
@@ -278,6 +298,41 @@ export function heapKernel<N extends string>(build: (memory: WasmMemoryLike) => 
       failed = true;
       return null;
     }
+  };
+}
+
+/** A JavaScript task on the current tfjs-wasm heap, with its helper pool (see {@link heapJsTask}). */
+export interface HeapJsTask {
+  memory: WasmMemoryLike;
+  pool: KernelPool | null;
+  /** Run the task once per piece: on the helpers when pieces.length is the pool's parts; each piece's result. */
+  run(pieces: number[][]): number[];
+}
+
+/**
+ * A getter for a JavaScript task over the tfjs-wasm heap: `local(buffer, ...args)` on this thread,
+ * and the same code compiled from `source()` (see {@link KernelPool.registerSource}) on the helper
+ * threads, which share the heap. For work that is branchy rather than vector (TopK's heaps) but
+ * still splits into independent pieces. Null on other backends.
+ */
+export function heapJsTask(source: () => string, local: (buffer: ArrayBufferLike, ...args: number[]) => number): () => HeapJsTask | null {
+  let cache: HeapJsTask | null = null;
+  return () => {
+    const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+    if (tf.getBackend() !== "wasm") return null;
+    const b = tf.backend() as any;
+    const memory = tfjsWasmMemory(b);
+    if (!memory || typeof b.getMemoryOffset !== "function") return null;
+    if (cache && cache.memory === memory) return cache;
+    const pool = poolFor(memory);
+    const id = pool ? pool.registerSource(source()) : -1;
+    const fn = (...a: number[]) => local(memory.buffer, ...a);
+    const run = (pieces: number[][]): number[] => {
+      if (pool && pieces.length === pool.parts) return pool.run(id, fn, pieces);
+      return pieces.map((a) => fn(...a));
+    };
+    cache = { memory, pool, run };
+    return cache;
   };
 }
 

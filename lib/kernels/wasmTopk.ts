@@ -12,9 +12,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
-import { TOPK_SCAN_MAX_ROWS, topkColumns, type TopKCandidateScan } from "./topk";
+import { TOPK_RANGE_TASK_SOURCE, TOPK_SCAN_MAX_ROWS, topkColumns, topkRangeTask, type TopKCandidateScan } from "./topk";
 import type { TopKOrder } from "./validate";
-import { heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
+import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
 const c32 = (n: number) => [0x41, ...leb(n)];
 const add = [0x6a], mul = [0x6c], geu = [0x4f];
@@ -78,6 +78,7 @@ function buildModule(memory: WasmMemoryLike): Uint8Array {
 }
 
 const kernel = heapKernel(buildModule, ["scan"] as const);
+const rangeTask = heapJsTask(TOPK_RANGE_TASK_SOURCE, topkRangeTask);
 
 /**
  * topkColumns over a [F, B] float32 tensor in the wasm heap and a [F] bias, with the SIMD
@@ -90,9 +91,25 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
   const kern = kernel();
   if (!kern) return null;
   const be = tf.backend() as any;
+  const parts = piecesFor(kern.pool, F * B);
+  // With helper threads: whole selections over column ranges (heaps, sorting and all), taken by
+  // the main thread and the helpers alike (the scan below would leave the heaps to this thread).
+  const task = parts > 1 ? rangeTask() : null;
+  if (task && task.pool && parts === task.pool.parts) {
+    const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // ids [B, k] then vals [B, k]; all written
+    try {
+      const [prePtr, biasPtr, outPtr] = [preT, bias, out].map((t) => be.getMemoryOffset(t.dataId) as number);
+      const cols = splitPoints(B, parts);
+      const relu = order === "relu-topk" ? 1 : 0;
+      task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k]));
+      const buf = task.memory.buffer;
+      return { ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)), vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)) };
+    } finally {
+      out.dispose();
+    }
+  }
   // Scratch: thresholds [B] float32, then one output region of TOPK_SCAN_MAX_ROWS·(piece columns)
   // int32 per piece. Allocated before any pointer is taken (allocation can grow the heap).
-  const parts = piecesFor(kern.pool, F * B);
   const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B], "int32"); // written before read
   try {
     const prePtr = be.getMemoryOffset(preT.dataId) as number;
