@@ -15,6 +15,19 @@ export function leb(n: number): number[] {
   } while (n !== 0);
   return out;
 }
+/** Signed LEB128 (the encoding of i32.const immediates: 64 needs two bytes, as 0x40 alone is −64). */
+export function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    const done = (n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0);
+    out.push(done ? b : b | 0x80);
+    if (done) return out;
+  }
+}
+/** i32.const n */
+export const c32 = (n: number) => [0x41, ...sleb(n)];
 /** A length-prefixed UTF-8 name. */
 export function str(s: string): number[] {
   const b = Array.from(Buffer.from(s, "utf8"));

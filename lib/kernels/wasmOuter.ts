@@ -13,7 +13,7 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
 import { heapKernel, heapTensor, piecesFor, splitPoints, type HeapKernel } from "./wasmPool";
 
 const v128load = [...simd(0x00), 0x02, 0x00];
@@ -23,7 +23,6 @@ const f32load = [0x2a, 0x02, 0x00];
 const f32x4splat = simd(0x13);
 const f32x4add = simd(0xe4), f32x4mul = simd(0xe6);
 const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
-const c32 = (n: number) => [0x41, ...leb(n)];
 
 /**
  * combine(out, idx, coef, x, n, k, d, cols): out[⌊i/k⌋, :] += coef[i]·x[idx[i], :] for i = 0 … n−1

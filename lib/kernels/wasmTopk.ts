@@ -11,12 +11,11 @@
  * (threaded wasm) the columns are split over them.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
 import { TOPK_RANGE_TASK_SOURCE, TOPK_SCAN_MAX_ROWS, topkColumns, topkRangeTask, type TopKCandidateScan } from "./topk";
 import type { TopKOrder } from "./validate";
 import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
-const c32 = (n: number) => [0x41, ...leb(n)];
 const add = [0x6a], mul = [0x6c], geu = [0x4f];
 const v128load = [...simd(0x00), 0x02, 0x00];
 
