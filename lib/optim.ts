@@ -15,7 +15,7 @@
  * it: use tf.tensor(t.dataSync()) to snapshot).
  */
 import { tf } from "./backend";
-import { F32, F64, I32, V128, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
+import { F32, F64, I32, V128, leb, lg, ls, lt, memoryImport, section, simd, sleb, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
 import { heapKernel, piecesFor, splitPoints } from "./kernels/wasmPool";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
@@ -154,22 +154,36 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
   ];
   const locals = vec([[...leb(2), I32], [...leb(10), V128]]);
   const func = [...locals, ...body];
-  // sumsq(ptr, n) -> f64: Σ g[i]² over n float32 values, promoted to f64 and summed in index order
-  // — the same operations in the same order as sumSquares() in JavaScript, so bit-identical.
-  // params: 0 ptr, 1 n (i32); locals: 2 i, 3 end (i32); 4 acc, 5 t (f64)
+  // sumsq(ptr, n) -> f64: Σ g[i]² over n float32 values in float64, in the order of sumSquares()
+  // in JavaScript (bit-identical): eight lanes (element i in lane i mod 8, index order) over the
+  // first n − n mod 8 elements, the lanes added 0 to 7, then the tail in index order. One running
+  // sum in index order was a chain of dependent float64 adds: ~1 ms per million values.
+  // params: 0 ptr, 1 n (i32); locals: 2 i, 3 end8, 4 end (i32); 5 acc, 6 t (f64); 7–10 lanes (2k, 2k+1), 11 tv (v128)
+  const f64x2add = simd(0xf0), f64x2mul = simd(0xf2), promoteLow = simd(0x5f);
+  const load64zero = (offset: number) => [...simd(0x5d), 0x03, ...leb(offset)];
+  const lane = (k: number, l: number) => [...lg(7 + k), ...simd(0x21), l];
   const sumsqBody = [
-    ...lg(1), 0x41, ...leb(2), 0x74, ...lg(0), ...i32add, ...ls(3),
+    ...lg(0), ...lg(1), 0x41, ...leb(2), 0x74, ...i32add, ...ls(4),
+    ...lg(0), ...lg(1), 0x41, ...sleb(-8), 0x71, 0x41, ...leb(2), 0x74, ...i32add, ...ls(3),
     ...lg(0), ...ls(2),
     0x02, 0x40, 0x03, 0x40,
     ...lg(2), ...lg(3), 0x4f, 0x0d, ...leb(1),
-    ...lg(4), ...lg(2), 0x2a, 0x02, 0x00, 0xbb, ...lt(5), ...lg(5), 0xa2, 0xa0, ...ls(4),
+    ...[0, 1, 2, 3].flatMap((k) => [...lg(2), ...load64zero(8 * k), ...promoteLow, ...lt(11), ...lg(11), ...f64x2mul, ...lg(7 + k), ...f64x2add, ...ls(7 + k)]),
+    ...lg(2), 0x41, ...leb(32), ...i32add, ...ls(2),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
+    ...lane(0, 0), ...lane(0, 1), 0xa0, ...lane(1, 0), 0xa0, ...lane(1, 1), 0xa0,
+    ...lane(2, 0), 0xa0, ...lane(2, 1), 0xa0, ...lane(3, 0), 0xa0, ...lane(3, 1), 0xa0, ...ls(5),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(2), ...lg(4), 0x4f, 0x0d, ...leb(1),
+    ...lg(5), ...lg(2), 0x2a, 0x02, 0x00, 0xbb, ...lt(6), ...lg(6), 0xa2, 0xa0, ...ls(5),
     ...lg(2), 0x41, ...leb(4), ...i32add, ...ls(2),
     0x0c, ...leb(0),
     0x0b, 0x0b,
-    ...lg(4),
+    ...lg(5),
     0x0b,
   ];
-  const sumsqFunc = [...vec([[...leb(2), I32], [...leb(2), F64]]), ...sumsqBody];
+  const sumsqFunc = [...vec([[...leb(3), I32], [...leb(2), F64], [...leb(5), V128]]), ...sumsqBody];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([
@@ -191,8 +205,8 @@ interface SimdKernel {
   memory: WasmMemory;
   adam: (w: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
   /**
-   * Σ g[i]² (float64) over n float32 values at byte offset ptr. One thread: in index order, equal
-   * to sumSquares(). With helper threads: the sum of the pieces' sums (each in index order).
+   * Σ g[i]² (float64) over n float32 values at byte offset ptr. One thread: in the order of and equal
+   * to sumSquares(). With helper threads: the sum of the pieces' sums (each in that order).
    */
   sumsq: (ptr: number, n: number) => number;
 }
@@ -277,9 +291,23 @@ function isRowGrad(g: unknown): g is RowGrad {
   return (g as RowGrad).kind === "rows";
 }
 
-function sumSquares(g: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
+/**
+ * Σ g[i]² in float64, in a fixed order that the wasm kernel (buildAdamWasm's sumsq) reproduces bit
+ * for bit: eight running sums (element i in sum i mod 8) over the first n − n mod 8 elements, added
+ * in order 0 … 7, then the last n mod 8 elements in index order. Eight independent chains instead
+ * of one: the float64 add latency, not memory, bounded the single running sum.
+ */
+export function sumSquares(g: Float32Array): number {
+  const n = g.length;
+  const n8 = n - (n % 8);
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  for (let i = 0; i < n8; i += 8) {
+    const a0 = g[i], a1 = g[i + 1], a2 = g[i + 2], a3 = g[i + 3], a4 = g[i + 4], a5 = g[i + 5], a6 = g[i + 6], a7 = g[i + 7];
+    s0 += a0 * a0; s1 += a1 * a1; s2 += a2 * a2; s3 += a3 * a3;
+    s4 += a4 * a4; s5 += a5 * a5; s6 += a6 * a6; s7 += a7 * a7;
+  }
+  let s = ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7;
+  for (let i = n8; i < n; i++) s += g[i] * g[i];
   return s;
 }
 

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { ArrayRowSource } from "../lib/data/array-source";
-import { Adam, NonFiniteError, ParamSet, correctedSchedule, faithfulSchedule, faithfulTotalIters, lrFactor, simdAdamKernel } from "../lib/optim";
+import { Adam, NonFiniteError, ParamSet, correctedSchedule, faithfulSchedule, faithfulTotalIters, lrFactor, simdAdamKernel, sumSquares } from "../lib/optim";
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, Variant, createModel, validateModelConfig } from "../lib/joint";
@@ -121,6 +121,29 @@ describe("Adam + clipping", () => {
       }
     }
     if (tf.getBackend() === "wasm") assert.ok(simdAdamKernel() !== null, "wasm SIMD Adam kernel available");
+  });
+
+  test("gradient squared norm: the wasm kernel sums in sumSquares' order bit for bit; both within float64 rounding of the plain sum", () => {
+    const rng = new Rng(seed());
+    const kernel = tf.getBackend() === "wasm" ? simdAdamKernel() : null;
+    if (tf.getBackend() === "wasm") assert.ok(kernel, "wasm SIMD kernel available");
+    // Magnitudes over 8 decades, so that the summation order shows in the last bits.
+    let orderShows = false;
+    for (const n of [0, 1, 7, 8, 9, 64, 1003, 4099]) {
+      const g = Float32Array.from({ length: n }, () => rng.normal() * 10 ** rng.uniform(-4, 4));
+      let plain = 0;
+      for (let i = 0; i < n; i++) plain += g[i] * g[i];
+      const js = sumSquares(g);
+      assert.ok(Math.abs(js - plain) <= 1e-12 * Math.max(1, plain), `n=${n}: ${js} vs ${plain}`);
+      if (!Object.is(js, plain)) orderShows = true;
+      if (kernel) {
+        const t = tf.tensor1d(g);
+        const ptr = (tf.backend() as any).getMemoryOffset(t.dataId) as number;
+        assert.ok(Object.is(kernel.sumsq(ptr, n), js), `n=${n}: wasm ${kernel.sumsq(ptr, n)} vs js ${js}`);
+        t.dispose();
+      }
+    }
+    assert.ok(orderShows, "the data should tell summation orders apart (else the bit-for-bit check proves little)");
   });
 
   test("Adam state export/import round trip continues identically", () => {
