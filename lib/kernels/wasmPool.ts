@@ -56,8 +56,8 @@ for (;;) {
       const m = receiveMessageOnPort(port);
       if (!m) continue; // posted by the main thread before the call: arrives momentarily
       if (typeof m.message.source === "string") {
-        // A JavaScript task: its source returns f(buffer, ...args). __name: esbuild's keepNames helper.
-        const task = new Function("__name", m.message.source)((f) => f);
+        // A JavaScript task: its source, given the memory, returns f(buffer, ...args). __name: esbuild's keepNames helper.
+        const task = new Function("__name", "memory", m.message.source)((f) => f, memory);
         fns.push((...a) => task(memory.buffer, ...a));
       } else {
         const inst = new WebAssembly.Instance(m.message.module, { env: { memory } });
@@ -97,7 +97,8 @@ export interface KernelPool {
   register(module: unknown, exports: string[]): number[];
   /**
    * Register a JavaScript task with the helpers: `source` is a function body (no free variables but
-   * globals) that returns a function (buffer, ...args) => number working on the shared heap.
+   * globals and `memory`, the shared WebAssembly.Memory) that returns a function
+   * (buffer, ...args) => number working on the shared heap.
    */
   registerSource(source: string): number;
   /**
@@ -310,12 +311,15 @@ export interface HeapJsTask {
 }
 
 /**
- * A getter for a JavaScript task over the tfjs-wasm heap: `local(buffer, ...args)` on this thread,
- * and the same code compiled from `source()` (see {@link KernelPool.registerSource}) on the helper
- * threads, which share the heap. For work that is branchy rather than vector (TopK's heaps) but
- * still splits into independent pieces. Null on other backends.
+ * A getter for a JavaScript task over the tfjs-wasm heap: `local(memory)(buffer, ...args)` on this
+ * thread, and the same code compiled from `source(memory)` (see {@link KernelPool.registerSource})
+ * on the helper threads, which share the heap. For work that is branchy rather than vector (TopK's
+ * heaps) but still splits into independent pieces. Null on other backends.
  */
-export function heapJsTask(source: () => string, local: (buffer: ArrayBufferLike, ...args: number[]) => number): () => HeapJsTask | null {
+export function heapJsTask(
+  source: (memory: WasmMemoryLike) => string,
+  local: (memory: WasmMemoryLike) => (buffer: ArrayBufferLike, ...args: number[]) => number,
+): () => HeapJsTask | null {
   let cache: HeapJsTask | null = null;
   return () => {
     const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
@@ -325,8 +329,9 @@ export function heapJsTask(source: () => string, local: (buffer: ArrayBufferLike
     if (!memory || typeof b.getMemoryOffset !== "function") return null;
     if (cache && cache.memory === memory) return cache;
     const pool = poolFor(memory);
-    const id = pool ? pool.registerSource(source()) : -1;
-    const fn = (...a: number[]) => local(memory.buffer, ...a);
+    const id = pool ? pool.registerSource(source(memory)) : -1;
+    const task = local(memory);
+    const fn = (...a: number[]) => task(memory.buffer, ...a);
     const run = (pieces: number[][]): number[] => {
       if (pool && pieces.length === pool.parts) return pool.run(id, fn, pieces);
       return pieces.map((a) => fn(...a));

@@ -6,13 +6,14 @@
  * alone (a load, an add, a compare per element) took ~4 ms of the ~15 ms selection at F = 8192,
  * B = 256. Here a ~200-byte hand-assembled function tests four columns per instruction straight in
  * the backend's heap, fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and
- * writes out the positions that pass; topkColumns re-checks those in JavaScript, in order, so the
- * result is identical to the plain loop (tests compare them bit for bit). With helper threads
- * (threaded wasm) the columns are split over them.
+ * writes out the positions that pass; topkColumnRange re-checks those in JavaScript, in order, so
+ * the result is identical to the plain loop (tests compare them bit for bit). With helper threads
+ * (threaded wasm) whole selections over column ranges (scan, heaps and sorting) run on them: the
+ * task's JavaScript is shipped as source and the scan module instantiated there on the shared heap.
  */
 import * as tf from "@tensorflow/tfjs";
 import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
-import { TOPK_RANGE_TASK_SOURCE, TOPK_SCAN_MAX_ROWS, topkColumns, topkRangeTask, type TopKCandidateScan } from "./topk";
+import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkRangeTask } from "./topk";
 import type { TopKOrder } from "./validate";
 import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
@@ -77,7 +78,20 @@ function buildModule(memory: WasmMemoryLike): Uint8Array {
 }
 
 const kernel = heapKernel(buildModule, ["scan"] as const);
-const rangeTask = heapJsTask(TOPK_RANGE_TASK_SOURCE, topkRangeTask);
+/**
+ * Whole selections over column ranges as a pool task: here with this thread's scan instance; on a
+ * helper, the same functions compiled from source with a scan instantiated there on the shared memory.
+ */
+const rangeTask = heapJsTask(
+  (memory) =>
+    `const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(${JSON.stringify(Array.from(buildModule(memory)))})), { env: { memory } }).exports.scan;\n` +
+    `${topkColumnRange.toString()}\n${topkRangeTask.toString()}\n` +
+    `return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...a);`,
+  () => {
+    const scanFn = kernel()!.fns.scan as (...a: number[]) => number;
+    return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...(a as Parameters<typeof topkRangeTask> extends [unknown, unknown, ...infer R] ? R : never));
+  },
+);
 
 /**
  * topkColumns over a [F, B] float32 tensor in the wasm heap and a [F] bias, with the SIMD
@@ -89,51 +103,25 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
   if (B % 4 !== 0 || preT.dtype !== "float32" || bias.dtype !== "float32" || bias.shape[0] !== F) return null;
   const kern = kernel();
   if (!kern) return null;
+  const task = rangeTask();
+  if (!task) return null;
   const be = tf.backend() as any;
-  const parts = piecesFor(kern.pool, F * B);
-  // With helper threads: whole selections over column ranges (heaps, sorting and all), taken by
-  // the main thread and the helpers alike (the scan below would leave the heaps to this thread).
-  const task = parts > 1 ? rangeTask() : null;
-  if (task && task.pool && parts === task.pool.parts) {
-    const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // ids [B, k] then vals [B, k]; all written
-    try {
-      const [prePtr, biasPtr, outPtr] = [preT, bias, out].map((t) => be.getMemoryOffset(t.dataId) as number);
-      const cols = splitPoints(B, parts);
-      const relu = order === "relu-topk" ? 1 : 0;
-      task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k]));
-      const buf = task.memory.buffer;
-      return { ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)), vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)) };
-    } finally {
-      out.dispose();
-    }
-  }
-  // Scratch: thresholds [B] float32, then one output region of TOPK_SCAN_MAX_ROWS·(piece columns)
-  // int32 per piece. Allocated before any pointer is taken (allocation can grow the heap).
+  // Pieces: column ranges (multiples of 4), taken by the main thread and the helpers alike; one
+  // piece (all columns, this thread) without helpers. Scratch: thresholds [B] float32, then
+  // TOPK_SCAN_MAX_ROWS int32 positions per column (each range writes its own part); the result
+  // ids [B, k] then vals [B, k]. Allocated before any pointer is taken (allocation can grow the heap).
+  const parts = task.pool ? piecesFor(task.pool, F * B) : 1;
   const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B], "int32"); // written before read
+  const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // every element written
   try {
-    const prePtr = be.getMemoryOffset(preT.dataId) as number;
-    const biasPtr = be.getMemoryOffset(bias.dataId) as number;
-    const thrPtr = be.getMemoryOffset(scratch.dataId) as number;
-    const outPtr = thrPtr + 4 * B;
+    const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map((t) => be.getMemoryOffset(t.dataId) as number);
     const cols = splitPoints(B / 4, parts).map((q) => 4 * q);
-    const scan: TopKCandidateScan = (f0, f1, thr) => {
-      const buf = kern.memory.buffer;
-      new Float32Array(buf, thrPtr, B).set(thr);
-      const pieces = cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, thrPtr, f0, f1, B, b0, cols[p + 1], outPtr + 4 * TOPK_SCAN_MAX_ROWS * b0]);
-      const counts = kern.run("scan", pieces);
-      if (counts.length === 1) return new Int32Array(buf, outPtr, counts[0]);
-      const all = new Int32Array(counts.reduce((a, c) => a + c, 0));
-      let at = 0;
-      counts.forEach((c, p) => {
-        all.set(new Int32Array(buf, outPtr + 4 * TOPK_SCAN_MAX_ROWS * cols[p], c), at);
-        at += c;
-      });
-      return all;
-    };
-    const pre = new Float32Array(kern.memory.buffer, prePtr, F * B);
-    const b = new Float32Array(kern.memory.buffer, biasPtr, F);
-    return topkColumns(pre, b, F, B, k, order, scan);
+    const relu = order === "relu-topk" ? 1 : 0;
+    task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k, thrPtr, thrPtr + 4 * B]));
+    const buf = task.memory.buffer;
+    return { ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)), vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)) };
   } finally {
+    out.dispose();
     scratch.dispose();
   }
 }
