@@ -6,8 +6,9 @@
  * Emits {name, impl:"tfjs", config, model, variant, backend, threads, tokens_per_s, step_ms_median,
  * load_before}. With `--torch` the PyTorch reference (../shared/bench/bench_torch.py, joint model,
  * 2 threads, sparse variant — its fastest) is timed right before each joint measurement of the same
- * shape, and the record gets torch_tokens_per_s and vs_torch_2t_sparse = ours / torch from that
- * side-by-side pair (ratios from different sittings are not comparable on this machine). Note the
+ * shape, over as many timed steps as ours (40 at S1/S2, 20 at S3; its own 3 warm-up steps, ours 10
+ * for the JIT), and the record gets torch_tokens_per_s and vs_torch_2t_sparse = ours / torch from
+ * that side-by-side pair (ratios from different sittings are not comparable on this machine). Note the
  * reference's NFM linear term is one scalar per feature; our "full" joint has the paper's F → d
  * linear map (one more F×d matrix to update), so "sae+interaction" is the closest like-for-like
  * variant and "full" the stricter comparison.
@@ -31,10 +32,10 @@ const SHAPES: Record<string, { d: number; F: number; k: number; E: number }> = {
 };
 
 /** The PyTorch reference's joint step at one shape (2 threads, sparse), or an error message. */
-function torchJoint(config: string): { tokens_per_s: number; step_ms_median: number } | string {
+function torchJoint(config: string, repeats: number): { tokens_per_s: number; step_ms_median: number } | string {
   const script = path.join(sharedDir(), "bench", "bench_torch.py");
   if (!fs.existsSync(script)) return `no ${script}`;
-  const res = spawnSync("/usr/bin/python3", [script, "--config", config, "--threads", "2", "--model", "joint", "--variant", "sparse", "--json"], { encoding: "utf8", timeout: 600_000 });
+  const res = spawnSync("/usr/bin/python3", [script, "--config", config, "--threads", "2", "--model", "joint", "--variant", "sparse", "--repeats", String(repeats), "--json"], { encoding: "utf8", timeout: 600_000 });
   const line = (res.stdout ?? "").split("\n").find((l) => l.includes('"model": "joint"'));
   if (res.status !== 0 || !line) return `bench_torch.py failed (status ${res.status}): ${(res.stderr ?? "").trim().split("\n").slice(-2).join(" ")}`;
   const r = JSON.parse(line);
@@ -70,12 +71,18 @@ export default async function bench(
       const model = createModel(mc, 2, { saeParams });
       saeParams?.dispose();
       const ctx = makeStepContext(model, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);
-      const torch = opts.torch && cs.model === "joint" ? torchJoint(config) : null;
+      // Timed steps: enough to average over this VM's swings (±20% between seconds); the PyTorch
+      // reference is timed over the same number of steps.
+      const reps = opts.quick ? 5 : config === "S3" ? 20 : 40;
+      const torch = opts.torch && cs.model === "joint" ? torchJoint(config, reps) : null;
       if (typeof torch === "string") process.stderr.write(`[bench] ${name}: no PyTorch comparison: ${torch}\n`);
       const rng = new Rng(4);
       const xs = Array.from({ length: 4 }, () => rng.normalArray(B * s.d));
-      const warm = 2;
-      const reps = opts.quick ? 5 : config === "S3" ? 9 : 15;
+      // Warm-up: V8 compiles the step's JavaScript (TopK selection, kernel glue, autodiff) in tiers
+      // by call count, and the first ~10 steps run up to 2× slower (measured at S2: 225, 95, 110,
+      // 82, 54, … ms). A training run is thousands of steps, so the steady state is what counts;
+      // the PyTorch reference excludes its (shorter: no JIT) warm-up the same way.
+      const warm = 10;
       const load = os.loadavg()[0];
       const times: number[] = [];
       const cpuTimes: number[] = [];
