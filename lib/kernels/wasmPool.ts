@@ -1,6 +1,7 @@
 /**
- * Helper threads for the hand-assembled wasm kernels (wasmOuter.ts, optim.ts's Adam) on the
- * threaded tfjs-wasm build (IS_WASM_THREADS ≥ 2).
+ * Helper threads for the hand-assembled wasm kernels (wasmOuter.ts, optim.ts's Adam) and for
+ * JavaScript tasks on the heap (wasmTopk.ts's TopK selection) on the threaded tfjs-wasm build
+ * (IS_WASM_THREADS ≥ 2).
  *
  * Why: with threads, XNNPACK parallelises tfjs's own matMuls, but our fused kernels (sparse outer
  * products, row combines, row dot products, Adam, the gradient norm) are memory-bound loops that
