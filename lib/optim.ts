@@ -15,8 +15,9 @@
  * it: use tf.tensor(t.dataSync()) to snapshot).
  */
 import { tf } from "./backend";
-import { F32, F64, I32, V128, leb, lg, ls, lt, memoryImport, section, simd, sleb, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
+import { F32, F64, I32, V128, c32, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
 import { heapKernel, piecesFor, splitPoints } from "./kernels/wasmPool";
+import { liveView } from "./kernels/views";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
 export interface AdamConfig {
@@ -84,24 +85,7 @@ export class ParamSet {
   }
 }
 
-/**
- * A live Float32Array over a tensor's storage on the wasm or cpu backend (writes go straight into
- * the tensor), or null when the backend does not expose one. Re-acquire after any tfjs allocation:
- * wasm memory growth detaches old views.
- */
-export function liveView(t: tf.Tensor): Float32Array | null {
-  if (t.dtype !== "float32") return null;
-  const backend = tf.backend() as any;
-  const name = tf.getBackend();
-  if (name === "wasm" && typeof backend.typedArrayFromHeap === "function") {
-    return backend.typedArrayFromHeap(t) as Float32Array;
-  }
-  if (name === "cpu" && backend.data && typeof backend.data.get === "function") {
-    const rec = backend.data.get(t.dataId);
-    if (rec && rec.values instanceof Float32Array && rec.values.length === t.size) return rec.values;
-  }
-  return null;
-}
+export { liveView } from "./kernels/views";
 
 // ---------------------------------------------------------------------------------------------
 // wasm SIMD Adam kernel
@@ -122,7 +106,7 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
   // locals: 12 i, 13 end (i32); 14 vclip,15 vomb1,16 vb2,17 vomb2,18 vstep,19 vinv,20 veps,21 vg,22 vm,23 vv (v128)
   const addr = (base: number) => [...lg(base), ...lg(12), ...i32add];
   const body = [
-    ...lg(4), 0x41, ...leb(2), 0x74, ...ls(13),
+    ...lg(4), ...c32(2), 0x74, ...ls(13),
     ...lg(5), ...splat, ...ls(14),
     ...lg(6), ...splat, ...ls(15),
     ...lg(7), ...splat, ...ls(16),
@@ -147,7 +131,7 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
     ...lg(23), ...fsqrt, ...lg(19), ...fmul, ...lg(20), ...fadd,
     ...fdiv, ...fsub, ...store,
     // i += 16
-    ...lg(12), 0x41, ...leb(16), ...i32add, ...ls(12),
+    ...lg(12), ...c32(16), ...i32add, ...ls(12),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     0x0b,
@@ -163,13 +147,13 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
   const load64zero = (offset: number) => [...simd(0x5d), 0x03, ...leb(offset)];
   const lane = (k: number, l: number) => [...lg(7 + k), ...simd(0x21), l];
   const sumsqBody = [
-    ...lg(0), ...lg(1), 0x41, ...leb(2), 0x74, ...i32add, ...ls(4),
-    ...lg(0), ...lg(1), 0x41, ...sleb(-8), 0x71, 0x41, ...leb(2), 0x74, ...i32add, ...ls(3),
+    ...lg(0), ...lg(1), ...c32(2), 0x74, ...i32add, ...ls(4),
+    ...lg(0), ...lg(1), ...c32(-8), 0x71, ...c32(2), 0x74, ...i32add, ...ls(3),
     ...lg(0), ...ls(2),
     0x02, 0x40, 0x03, 0x40,
     ...lg(2), ...lg(3), 0x4f, 0x0d, ...leb(1),
     ...[0, 1, 2, 3].flatMap((k) => [...lg(2), ...load64zero(8 * k), ...promoteLow, ...lt(11), ...lg(11), ...f64x2mul, ...lg(7 + k), ...f64x2add, ...ls(7 + k)]),
-    ...lg(2), 0x41, ...leb(32), ...i32add, ...ls(2),
+    ...lg(2), ...c32(32), ...i32add, ...ls(2),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     ...lane(0, 0), ...lane(0, 1), 0xa0, ...lane(1, 0), 0xa0, ...lane(1, 1), 0xa0,
@@ -177,7 +161,7 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
     0x02, 0x40, 0x03, 0x40,
     ...lg(2), ...lg(4), 0x4f, 0x0d, ...leb(1),
     ...lg(5), ...lg(2), 0x2a, 0x02, 0x00, 0xbb, ...lt(6), ...lg(6), 0xa2, 0xa0, ...ls(5),
-    ...lg(2), 0x41, ...leb(4), ...i32add, ...ls(2),
+    ...lg(2), ...c32(4), ...i32add, ...ls(2),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     ...lg(5),

@@ -20,12 +20,13 @@ import { tf, backendInfo } from "./backend";
 import { Rng, hashString } from "./util/random";
 import type { RowSource, BatchOptions, NormalizationSpec } from "./data/types";
 import { normalize as applyNormalization } from "./data/normalization";
-import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, RowGrad, liveView, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
+import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, RowGrad, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
 import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, paramCounts, trainableNames, validateModelConfig } from "./joint";
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
 import { dropoutMask } from "./nfm";
 import { gatherRows, linear } from "./kernels/index";
-import { topkColumns } from "./kernels/topk";
+import { selectTopkColumns } from "./kernels/wasmTopk";
+import { readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
 import { loadCheckpoint, readLatest, saveCheckpoint, writeLatest } from "./checkpoint";
 import { progress as makeProgress, Progress } from "./display/progress";
@@ -290,10 +291,6 @@ const combineRows = tf.customGrad(((values: tf.Tensor, rows: tf.Tensor, save: tf
   };
 }) as any) as (values: tf.Tensor, rows: tf.Tensor) => tf.Tensor2D;
 
-function readF32(t: tf.Tensor): Float32Array {
-  return liveView(t) ?? (t.dataSync() as Float32Array);
-}
-
 /**
  * The fast training step ("row gradients"). Same loss and gradients as {@link trainStep}'s autodiff
  * path, organised for a CPU backend: the encoder pre-activation is the only dense matmul
@@ -318,7 +315,7 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
   });
   const bEnc = Float32Array.from(P.get("sae.bEnc").dataSync() as Float32Array);
   // The same selection (float32 keys, tie order) as the autodiff step's topkEncode.
-  const sel = topkColumns(readF32(preT), bEnc, F, B, k, c.sae.order);
+  const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
   preT.dispose();
   // NFM re-selection positions (within the k selected), by value.
   const N = nfm && nfm.topN !== null && nfm.topN < k ? nfm.topN : k;
@@ -431,7 +428,7 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
       if (ids) {
         const g = gradTensors[i];
         const cols = g.size / ids.length;
-        grads.set(n, { kind: "rows", ids, data: readF32(g), cols });
+        grads.set(n, { kind: "rows", ids, data: readFloat32(g), cols });
       } else {
         grads.set(n, gradTensors[i]);
         gradTensors[i] = null as unknown as tf.Tensor; // disposed by Adam

@@ -13,21 +13,12 @@
  *   pre-activation transpose(WencT @ transpose(x))               ~81 ms  (x @ transpose(WencT) ~110)
  */
 import * as tf from "@tensorflow/tfjs";
-import { topkColumns, withSideOutput, TopKResult } from "./topk";
+import { withSideOutput, TopKResult } from "./topk";
 import { assertDim, assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
 import { customGradLazy } from "./grad";
 import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./wasmOuter";
-import { topkColumnsWasm } from "./wasmTopk";
+import { selectTopkColumns } from "./wasmTopk";
 
-/**
- * A float32 tensor's values: a view of the wasm heap where the backend exposes one (no copy; valid
- * until the next tfjs allocation), else dataSync().
- */
-function readFloats(t: tf.Tensor): Float32Array {
-  const backend = tf.backend() as unknown as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
-  if (tf.getBackend() === "wasm" && typeof backend.typedArrayFromHeap === "function") return backend.typedArrayFromHeap(t);
-  return t.dataSync() as Float32Array;
-}
 
 /** Σ_j coef[b,j]·rows[b,j,:] for coef [B,k], rows [B,k,d] → [B,d]. */
 function combineRows(coef: tf.Tensor2D, rows: tf.Tensor3D): tf.Tensor2D {
@@ -134,7 +125,7 @@ export function topkEncode(
       // one JavaScript pass over them (topkColumns: same float32 values and tie order as
       // tf.topk on transpose(pre) + bEnc, without the transpose and the [B, F] temporaries).
       const preT = tf.matMul(ww, tf.transpose(xx)) as tf.Tensor2D;
-      const sel = topkColumnsWasm(preT, bt as tf.Tensor1D, k, order) ?? topkColumns(readFloats(preT), readFloats(bt), f, b, k, order);
+      const sel = selectTopkColumns(preT, bt as tf.Tensor1D, k, order);
       preT.dispose();
       const r = { values: tf.tensor2d(sel.vals, [b, k]), indices: tf.tensor2d(sel.ids, [b, k], "int32") };
       keepSide(r.indices);

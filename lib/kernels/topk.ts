@@ -288,8 +288,8 @@ export function topkColumnRange(
  * {@link topkColumnRange} on views of a heap `buffer` (byte offsets), with a wasm candidate scan:
  * pre [F, B] and bias [F] float32, ids [B, k] int32 and vals [B, k] float32 written for columns
  * [b0, b1) (b1 − b0 a multiple of 4); relu is 0 or 1. `scanFn` is lib/kernels/wasmTopk.ts's scan
- * (thresholds read at thrPtr + 4b, positions written from outPtr + 4·TOPK_SCAN_MAX_ROWS·b0, so
- * ranges use disjoint scratch). The unit a helper thread runs; wasmTopk.ts ships its source.
+ * (thresholds read at thrPtr + 4b; positions written from outPtr, room for TOPK_SCAN_MAX_ROWS·(b1 − b0)
+ * int32, this range's own scratch). The unit a helper thread runs; wasmTopk.ts ships its source.
  * Self-contained like topkColumnRange.
  */
 export function topkRangeTask(
@@ -299,10 +299,9 @@ export function topkRangeTask(
   idsPtr: number, valsPtr: number, thrPtr: number, outPtr: number,
 ): number {
   const thrHeap = new Float32Array(buffer, thrPtr + 4 * b0, b1 - b0);
-  const outAt = outPtr + 4 * 1024 * b0; // TOPK_SCAN_MAX_ROWS·b0 int32
   const scan = (f0: number, f1: number, thr: Float32Array): Int32Array => {
     thrHeap.set(thr);
-    return new Int32Array(buffer, outAt, scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outAt));
+    return new Int32Array(buffer, outPtr, scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr));
   };
   topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k), scan);
   return 0;

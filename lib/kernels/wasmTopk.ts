@@ -13,7 +13,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
-import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkRangeTask } from "./topk";
+import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkColumns, topkRangeTask } from "./topk";
+import { readFloat32 } from "./views";
 import type { TopKOrder } from "./validate";
 import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
@@ -117,11 +118,21 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
     const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map((t) => be.getMemoryOffset(t.dataId) as number);
     const cols = splitPoints(B / 4, parts).map((q) => 4 * q);
     const relu = order === "relu-topk" ? 1 : 0;
-    task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k, thrPtr, thrPtr + 4 * B]));
+    const scanOut = (b0: number) => thrPtr + 4 * B + 4 * TOPK_SCAN_MAX_ROWS * b0;
+    task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k, thrPtr, scanOut(b0)]));
     const buf = task.memory.buffer;
     return { ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)), vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)) };
   } finally {
     out.dispose();
     scratch.dispose();
   }
+}
+
+/**
+ * The TopK of every column of pre-activations preT [F, B] plus bias [F] (see topkColumns): the wasm
+ * path where it applies, else topkColumns on the values. The encoder's one selection routine.
+ */
+export function selectTopkColumns(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number, order: TopKOrder): { ids: Int32Array; vals: Float32Array } {
+  const [F, B] = preT.shape;
+  return topkColumnsWasm(preT, bias, k, order) ?? topkColumns(readFloat32(preT), readFloat32(bias), F, B, k, order);
 }
