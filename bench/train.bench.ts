@@ -31,7 +31,11 @@ const SHAPES: Record<string, { d: number; F: number; k: number; E: number }> = {
   S3: { d: 512, F: 8192, k: 64, E: 128 },
 };
 
-/** The PyTorch reference's joint step at one shape (2 threads, sparse), or an error message. */
+/**
+ * The PyTorch reference's joint step at one shape (2 threads, sparse), or an error message. Run with
+ * /usr/bin/python3 on purpose: Debian's python3-torch belongs to the system interpreter, and a
+ * python3 earlier on PATH (pyenv here) has no torch.
+ */
 function torchJoint(config: string, repeats: number): { tokens_per_s: number; step_ms_median: number } | string {
   const script = path.join(sharedDir(), "bench", "bench_torch.py");
   if (!fs.existsSync(script)) return `no ${script}`;

@@ -15,8 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as os from "node:os";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createHash } from "node:crypto";
-import { writeFileAtomic } from "./io/atomic";
+import { sha256Bytes, writeFileAtomic } from "./io/atomic";
 
 export type BackendName = "tensorflow" | "wasm" | "cpu";
 
@@ -109,7 +108,7 @@ function writeThreadedWorker(pkgDir: string): string {
  * once (atomically: other processes may write the same file concurrently) and reused after.
  */
 function tmpArtifact(prefix: string, ext: string, contents: string | Uint8Array): string {
-  const hash = createHash("sha256").update(contents).digest("hex").slice(0, 16);
+  const hash = sha256Bytes(contents).slice(0, 16);
   const target = path.join(os.tmpdir(), "integration-spaces-wasm", `${prefix}-${hash}${ext}`);
   const size = typeof contents === "string" ? Buffer.byteLength(contents) : contents.length;
   if (!fs.existsSync(target) || fs.statSync(target).size !== size) writeFileAtomic(target, contents);
@@ -177,6 +176,8 @@ function requestedSpin(): number | null {
 }
 
 async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
+  // A bad IS_WASM_SPIN is a configuration error: it throws here, not inside the fallback below.
+  const spinWanted = requestedSpin();
   try {
     const wasm = require("@tensorflow/tfjs-backend-wasm");
     const pkgDir = path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json"));
@@ -191,7 +192,6 @@ async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
       };
     }
     wasm.setThreadsCount(threads);
-    const spinWanted = requestedSpin();
     const shortSpin = spinWanted === null ? null : writeShortSpinWasm(pkgDir, spinWanted);
     spinIterations = shortSpin && spinWanted !== null ? spinWanted : 1_000_000;
     if (shortSpin) {

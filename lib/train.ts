@@ -313,7 +313,6 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
     const xin = hasBDec ? tf.sub(xt0, P.get("sae.bDec")) : xt0;
     return tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xin)); // [F, B]
   });
-  const bEnc = Float32Array.from(P.get("sae.bEnc").dataSync() as Float32Array);
   // The same selection (float32 keys, tie order) as the autodiff step's topkEncode.
   const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
   preT.dispose();
@@ -352,6 +351,7 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
   };
   if (saeTrain) {
     addVar("sae.wEncT", gatherRowsOf("sae.wEncT", idxCol, k, d), sel.ids);
+    const bEnc = readFloat32(P.get("sae.bEnc")); // read at once: the next allocation may move it
     addVar("sae.bEnc", hold(tf.tensor2d(Float32Array.from(sel.ids, (f) => bEnc[f]), [B, k])), sel.ids);
     addVar("sae.wDec", gatherRowsOf("sae.wDec", idxCol, k, d), sel.ids);
     if (hasBDec) addVar("sae.bDec", P.get("sae.bDec"));

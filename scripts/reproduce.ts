@@ -136,7 +136,7 @@ async function runNotebooks(runDir: string, params: PipelineParams, artifactKey:
   return out;
 }
 
-/** Drop bulky per-feature arrays from the JSON (they are in the cache's geometry.json). */
+/** Drop bulky per-feature arrays from the JSON (they are in the geometry step's done.json in the cache). */
 function slimArtifacts(m: ModeArtifacts): unknown {
   const g = m.geometry;
   const slimG = g
@@ -317,7 +317,7 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
       events: allEvents.map((e) => ({ step: e.step, key: e.key, hit: e.hit, seconds: e.seconds, cpuSeconds: e.cpuSeconds })),
     },
   };
-  writeJsonAtomic(resultsPath, JSON.parse(JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v))));
+  writeJsonAtomic(resultsPath, results); // JSON writes NaN/±Infinity as null
   log(`reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`);
   return { runDir, report: reportPath, results: resultsPath };
 }

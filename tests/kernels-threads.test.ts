@@ -152,26 +152,12 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
   });
 
   it("initialises with 2 threads and computes the same results as float64 / the cpu backend", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-threads-"));
-    const file = path.join(dir, "child.ts");
-    fs.writeFileSync(file, CHILD);
     const seed = (Date.now() ^ process.pid) >>> 0;
-    try {
-      const res = spawnSync(process.execPath, ["--import", "tsx", file], {
-        cwd: repo,
-        env: { ...process.env, IS_BACKEND: "wasm", IS_WASM_THREADS: "2", SEED: String(seed) },
-        encoding: "utf8",
-        timeout: 120_000, // a hang (e.g. workers keeping Node alive) ends as a failure
-      });
-      const line = (res.stdout ?? "").trim().split("\n").pop() ?? "";
-      assert.equal(res.status, 0, `child failed or hung (signal ${res.signal}, seed ${seed}): ${res.stderr?.slice(-2000)}`);
-      const out = JSON.parse(line);
-      assert.equal(out.name, "wasm");
-      assert.equal(out.threads, 2, `expected 2 wasm threads; stderr: ${res.stderr?.slice(-1000)}`);
-      assert.ok(out.mmErr < 1e-3, `matMul max abs error ${out.mmErr} (seed ${seed})`);
-      assert.ok(out.gErr < 1e-4, `topkEncode gradient differs from cpu by ${out.gErr} (seed ${seed})`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const out = runChild(CHILD, {}, seed);
+    assert.equal(out.name, "wasm");
+    assert.equal(out.threads, 2, `expected 2 wasm threads (seed ${seed})`);
+    assert.ok(out.mmErr < 1e-3, `matMul max abs error ${out.mmErr} (seed ${seed})`);
+    assert.ok(out.gErr < 1e-4, `topkEncode gradient differs from cpu by ${out.gErr} (seed ${seed})`);
   });
+
 });

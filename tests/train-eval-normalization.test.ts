@@ -12,12 +12,14 @@ import type { NormalizationSpec } from "../lib/data/types";
 import { saeConfig } from "../lib/sae";
 import { validateModelConfig } from "../lib/joint";
 import { TrainConfig, evalRowsFromSeparateSource, heldOutRows, trainModel } from "../lib/train";
+import { maxAbsDiff } from "./joint-reference";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+// IS_TEST_SEED replays a failure; the seed is in every assertion message.
+const seed = () => (process.env.IS_TEST_SEED ? Number(process.env.IS_TEST_SEED) : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0);
 
 /** A random z-score-like spec: shifts and scales far from the identity, so a wrong spec is visible. */
 function randomSpec(rng: Rng, d: number): NormalizationSpec {
@@ -32,20 +34,14 @@ function reference(spec: NormalizationSpec, x: Float32Array): Float32Array {
   return out;
 }
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
 describe("held-out rows from a separate evaluation source", () => {
   const d = 6;
   const rows = 300;
   const evalCfg = { data: { part: "all" as const, normalize: "store" as const }, eval: { rows: 64, every: 0, part: "all" as const } };
 
   test("use the training source's spec, whether the evaluation source has its own spec or none", () => {
-    const rng = new Rng(seed());
+    const sd = seed();
+    const rng = new Rng(sd);
     const specTrain = randomSpec(rng, d);
     const specEval = randomSpec(rng, d);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { normalization: specTrain, blockRows: 64 });
@@ -54,24 +50,26 @@ describe("held-out rows from a separate evaluation source", () => {
       const s = rng.int(1e9);
       const raw = heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" });
       const got = evalRowsFromSeparateSource(train, evalSource, evalCfg, s);
-      assert.ok(maxAbsDiff(got, reference(specTrain, raw)) < 1e-5, "rows normalised with the training spec");
+      assert.ok(maxAbsDiff(got, reference(specTrain, raw)) < 1e-5, `rows normalised with the training spec (seed ${sd})`);
       // and therefore not with the evaluation source's own normalisation
       const own = heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "store" });
-      assert.ok(maxAbsDiff(got, own) > 1e-2, "differs from the evaluation source's own normalisation");
+      assert.ok(maxAbsDiff(got, own) > 1e-2, `differs from the evaluation source's own normalisation (seed ${sd})`);
     }
   });
 
   test("a training source without a spec gives raw held-out rows for normalize: store", () => {
-    const rng = new Rng(seed());
+    const sd = seed();
+    const rng = new Rng(sd);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { blockRows: 64 });
     const evalSource = new ArrayRowSource(rng.normalArray(rows * d, 1, 3), d, { normalization: randomSpec(rng, d), blockRows: 64 });
     const s = rng.int(1e9);
     const got = evalRowsFromSeparateSource(train, evalSource, evalCfg, s);
-    assert.equal(maxAbsDiff(got, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" })), 0);
+    assert.equal(maxAbsDiff(got, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" })), 0, `raw rows (seed ${sd})`);
   });
 
   test("trainModel's evaluation with evalSource equals evaluation on training-normalised rows", async () => {
-    const rng = new Rng(seed());
+    const sd = seed();
+    const rng = new Rng(sd);
     const s = rng.int(1e9);
     const specTrain = randomSpec(rng, d);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { normalization: specTrain, blockRows: 64 });
@@ -90,10 +88,10 @@ describe("held-out rows from a separate evaluation source", () => {
     const viaSource = await trainModel(cfg, train, { evalSource, progress: "silent", liveChart: false });
     const expectedRows = reference(specTrain, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" }));
     const viaRows = await trainModel(cfg, train, { evalRows: expectedRows, progress: "silent", liveChart: false });
-    assert.ok(viaSource.evals.length > 0 && viaSource.evals.length === viaRows.evals.length);
+    assert.ok(viaSource.evals.length > 0 && viaSource.evals.length === viaRows.evals.length, `eval counts (seed ${sd})`);
     for (let i = 0; i < viaSource.evals.length; i++) {
       const a = viaSource.evals[i].mse as number, b = viaRows.evals[i].mse as number;
-      assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `eval ${i}: mse ${a} vs ${b}`);
+      assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `eval ${i}: mse ${a} vs ${b} (seed ${sd})`);
     }
     viaSource.model.dispose();
     viaRows.model.dispose();

@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { dataDir } from "../paths";
-import { sha256Bytes, writeJsonAtomic } from "../io/atomic";
+import { sha256Bytes, writeFileAtomic, writeJsonAtomic } from "../io/atomic";
 
 /** JSON with object keys sorted, so that equal parameter objects hash equally. */
 export function stableStringify(value: unknown): string {
@@ -52,7 +52,9 @@ export function cacheRoot(): string {
 
 /**
  * Run `compute(dir)` once per (step, params); it writes its files into `dir` and returns a small
- * JSON-serialisable summary, which is stored in done.json and returned on later calls.
+ * summary, which is stored in done.json and returned on later calls. The value returned is always
+ * the stored JSON read back (NaN/±Infinity → null, typed arrays → arrays), on a miss as on a hit,
+ * so callers see one shape whether the step ran now or before.
  */
 export async function cachedStep<T>(
   step: string,
@@ -76,9 +78,15 @@ export async function cachedStep<T>(
   }
   fs.mkdirSync(dir, { recursive: true });
   writeJsonAtomic(path.join(dir, "params.json"), { step, params });
-  const value = await compute(dir);
-  writeJsonAtomic(marker, { step, key, finishedAt: new Date().toISOString(), value });
+  const computed = await compute(dir);
+  const record = JSON.stringify({ step, key, finishedAt: new Date().toISOString(), value: computed }, typedArraysAsArrays, 2) + "\n";
+  writeFileAtomic(marker, record);
   const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
   listeners.forEach((l) => l(ev));
-  return { dir, key, value, hit: false };
+  return { dir, key, value: (JSON.parse(record) as { value: T }).value, hit: false };
+}
+
+/** JSON.stringify replacer: typed arrays as plain arrays (by default they would become index-keyed objects). */
+function typedArraysAsArrays(_key: string, value: unknown): unknown {
+  return ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as unknown as ArrayLike<number>) : value;
 }

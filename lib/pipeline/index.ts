@@ -37,7 +37,10 @@ import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
 import { bimodalAnalysis, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport } from "../eval/geometry";
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
-import { writeJsonAtomic } from "../io/atomic";
+import { sha256File, writeJsonAtomic } from "../io/atomic";
+import { firingCounts } from "../metrics";
+import { progress, type Progress } from "../display/progress";
+import { histogram, quantile } from "../stats/descriptive";
 import { clusterBootstrap, pooledMean } from "../stats/bootstrap";
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
@@ -470,23 +473,23 @@ export function spliceContrasts(res: SpliceResult, seed: number, samples: number
 }
 
 function klDistribution(name: string, kind: string, kl: Float32Array): KlDistribution {
-  const sorted = Float64Array.from(kl).sort();
-  const q = (f: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(f * (sorted.length - 1)))] : NaN);
   const lo = -6;
   const hi = 2;
-  const nb = 32;
-  const counts = new Array(nb).fill(0);
-  for (const v of sorted) {
-    const l = Math.log10(Math.max(v, 1e-6));
-    const b = Math.min(nb - 1, Math.max(0, Math.floor(((l - lo) / (hi - lo)) * nb)));
-    counts[b]++;
+  const quantiles = [0.05, 0.25, 0.5, 0.75, 0.95];
+  const bins = 32;
+  if (kl.length === 0) {
+    const log10Bins = Array.from({ length: bins }, (_, i) => ({ lo: lo + ((hi - lo) * i) / bins, hi: lo + ((hi - lo) * (i + 1)) / bins, count: 0 }));
+    return { condition: name, kind, n: 0, quantiles: quantiles.map((q) => ({ q, value: NaN })), log10Bins };
   }
+  const sorted = Float64Array.from(kl).sort();
+  // log10 KL clamped into the figure's range: KL below 1e-6 (or 0) in the first bin, above 100 in the last
+  const h = histogram(sorted.map((v) => Math.min(hi, Math.max(lo, Math.log10(Math.max(v, 1e-6))))), bins, [lo, hi]);
   return {
     condition: name,
     kind,
     n: sorted.length,
-    quantiles: [0.05, 0.25, 0.5, 0.75, 0.95].map((f) => ({ q: f, value: q(f) })),
-    log10Bins: counts.map((c, i) => ({ lo: lo + ((hi - lo) * i) / nb, hi: lo + ((hi - lo) * (i + 1)) / nb, count: c })),
+    quantiles: quantiles.map((q) => ({ q, value: quantile(sorted, q, true) })),
+    log10Bins: h.counts.map((count, i) => ({ lo: h.edges[i], hi: h.edges[i + 1], count })),
   };
 }
 
@@ -532,27 +535,29 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
         modelCondition(SPLICE.standalone, sae.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.jointLinModel, jl.model, norm, (o) => o.xhat),
       ];
-      let lastPct = -1;
-      const res = spliceEvaluate({
-        model: lm,
-        windows,
-        layer: spliceLayer,
-        conditions,
-        epsilonSamples: ev.epsilonSamples,
-        epsilonNorm: "own",
-        smoothing: faithful ? 1e-8 : 0,
-        seed: p.seed,
-        baseline: SPLICE.jointSae,
-        bootstrapSamples: ev.bootstrapSamples,
-        onProgress: (done, total) => {
-          const pct = Math.floor((100 * done) / total / 10) * 10;
-          if (pct !== lastPct) {
-            lastPct = pct;
-            process.stderr.write(`splice (${p.mode}): ${done}/${total} windows\n`);
-          }
-        },
-      });
-      conditions.forEach((c) => c.dispose());
+      let bar: Progress | undefined;
+      let res: ReturnType<typeof spliceEvaluate>;
+      try {
+        res = spliceEvaluate({
+          model: lm,
+          windows,
+          layer: spliceLayer,
+          conditions,
+          epsilonSamples: ev.epsilonSamples,
+          epsilonNorm: "own",
+          smoothing: faithful ? 1e-8 : 0,
+          seed: p.seed,
+          baseline: SPLICE.jointSae,
+          bootstrapSamples: ev.bootstrapSamples,
+          onProgress: (done, total) => {
+            bar ??= progress({ total, label: `splice (${p.mode}) windows` });
+            bar.update(done);
+          },
+        });
+        bar?.done();
+      } finally {
+        conditions.forEach((c) => c.dispose()); // the kept model tensors, also when the evaluation throws
+      }
       writeJsonAtomic(path.join(dir, "splice.json"), spliceResultToJson(res));
       const summary: SpliceSummary = {
         contrasts: spliceContrasts(res, p.seed, ev.bootstrapSamples),
@@ -567,8 +572,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
         distributions: res.measurements.map((m) => klDistribution(m.name, m.kind, m.kl)),
         seconds: (Date.now() - t0) / 1000,
       };
-      // NaN is not JSON: go through the same sanitiser as the saved file
-      return JSON.parse(JSON.stringify(summary, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v))) as SpliceSummary;
+      return summary; // cachedStep returns it as stored (NaN → null)
     });
     return { key: r.key, dir: r.dir, value: r.value };
   });
@@ -601,8 +605,8 @@ export interface GeometrySummary {
   seconds: number;
 }
 
-/** Firing counts per feature on held-out rows (model space). */
-function firingCounts(m: Model, rows: Float32Array): number[] {
+/** Firing counts per feature on held-out rows (model space): rows each feature fires on (value > 0). */
+function heldOutFiringCounts(m: Model, rows: Float32Array): number[] {
   const c = m.config;
   const d = c.sae.d;
   const n = rows.length / d;
@@ -614,7 +618,8 @@ function firingCounts(m: Model, rows: Float32Array): number[] {
       const o = forward(p, c, tf.tensor2d(rows.subarray(s * d, (s + b) * d), [b, d]), null);
       return [o.code.values.dataSync() as Float32Array, o.code.indices.dataSync() as Int32Array];
     });
-    for (let i = 0; i < vals.length; i++) if (vals[i] > 0) counts[idx[i]]++;
+    const batch = firingCounts(vals, idx, c.sae.F);
+    for (let f = 0; f < counts.length; f++) counts[f] += batch[f];
   }
   return Array.from(counts);
 }
@@ -627,7 +632,7 @@ function stripReport(b: BimodalReport): GeometryModelReport["bimodal"] {
   return { ...strip(b), liveOnly: b.liveOnly ? strip(b.liveOnly) : null };
 }
 
-function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, effective = false): GeometryModelReport {
+function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, effective = false, firing = heldOutFiringCounts(m, rows)): GeometryModelReport {
   const c = m.config;
   const F = c.sae.F;
   const d = c.sae.d;
@@ -637,7 +642,6 @@ function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, e
     dec = Float32Array.from(dec, (v, i) => v + lin[i]);
   }
   const sq = rowSquaredNorms(dec, F, d);
-  const firing = firingCounts(m, rows);
   const tokens = rows.length / d;
   const ratios =
     c.nfm && c.nfm.linear && c.nfm.interaction
@@ -667,17 +671,16 @@ export async function getGeometry(p: PipelineParams): Promise<{ key: string; val
     const r = await cachedStep("geometry", params, async (dir) => {
       const t0 = Date.now();
       const rows = evalRowsFor(p, s, presetFor(p).joint);
+      const jointFiring = heldOutFiringCounts(joint.model, rows); // one forward pass for both joint reports
       const v: GeometrySummary = {
         heldOutTokens: rows.length / s.train.d,
-        joint: geometryOf("joint (paper)", joint.model, rows, p.seed),
+        joint: geometryOf("joint (paper)", joint.model, rows, p.seed, false, jointFiring),
         standalone: geometryOf("standalone SAE", sae.model, rows, p.seed),
         modern: geometryOf("joint, unit-norm decoder (modern)", modern.model, rows, p.seed, true),
-        jointEffective: geometryOf("joint (paper), effective decoder W_dec + W_lin", joint.model, rows, p.seed, true),
+        jointEffective: geometryOf("joint (paper), effective decoder W_dec + W_lin", joint.model, rows, p.seed, true, jointFiring),
         seconds: (Date.now() - t0) / 1000,
       };
-      const clean = JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? null : ArrayBuffer.isView(x) ? Array.from(x as Float64Array) : x))) as GeometrySummary;
-      writeJsonAtomic(path.join(dir, "geometry.json"), clean);
-      return clean;
+      return v; // stored in done.json (typed arrays as arrays, NaN as null) and returned as stored
     });
     return { key: r.key, value: r.value };
   });
@@ -778,7 +781,7 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
   // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
   const layer = p.mode === "faithful" ? p.layer + 1 : p.layer;
   const stimFile = stim.defaultStimuliPath();
-  const params = { format: PIPELINE_FORMAT, mode: p.mode, model: p.model, layer: p.layer, clampLayer: layer, secondary: sec.key, clampValues: ev.clampValues, maxPrompts: ev.maxPrompts, stimuli: fs.existsSync(stimFile) ? fs.statSync(stimFile).size : 0, seed: p.seed };
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, model: p.model, layer: p.layer, clampLayer: layer, secondary: sec.key, clampValues: ev.clampValues, maxPrompts: ev.maxPrompts, stimuli: fs.existsSync(stimFile) ? await sha256File(stimFile) : null, seed: p.seed };
   return memoised(`interventions:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("interventions", params, async (dir) => {
       const t0 = Date.now();
@@ -817,9 +820,7 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
         primaryFeatures: { formality: disc.topFormality.map((t) => t.feature), emotion: disc.topEmotion.map((t) => t.feature) },
         seconds: (Date.now() - t0) / 1000,
       };
-      const clean = JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? null : x))) as InterventionsSummary;
-      writeJsonAtomic(path.join(dir, "interventions.json"), clean);
-      return clean;
+      return v; // stored in done.json (NaN as null) and returned as stored
     });
     return { key: r.key, value: r.value };
   });
@@ -880,10 +881,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     const row = (name: string) => splice.value.rows.find((r) => r.condition === name);
     const seqSae = row(SPLICE.seqSae);
     const seqFull = row(SPLICE.seqFull);
-    const jSae = row(SPLICE.jointSae);
     const jFull = row(SPLICE.jointFull);
-    const jInter = row(SPLICE.jointInter);
-    const stand = row(SPLICE.standalone);
     const positions = splice.value.positions;
     if (seqSae?.pathologyRatio != null) R.klRatioSaeOverEps = { value: seqSae.pathologyRatio, ci: ci(seqSae.pathologyLo, seqSae.pathologyHi), n: positions, unit: "ratio" };
     if (seqFull?.pathologyRatio != null) R.klRatioFullOverEps = { value: seqFull.pathologyRatio, ci: ci(seqFull.pathologyLo, seqFull.pathologyHi), n: positions, unit: "ratio" };
@@ -897,9 +895,6 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     R.klReductionSequential = con("sequentialKlReduction");
     R.ceImprovementJoint = con("jointCeImprovement");
     R.nonlinearShareOfKlGain = con("nonlinearShareOfKlGain");
-    void jSae;
-    void stand;
-    void jInter;
   }
   if (geometry) {
     const g = geometry.value;
@@ -924,14 +919,17 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   if (interventions) {
     const top = interventions.value.experiments.find((e) => e.role === "top");
     // the paper's headline F = 5.06 is at c = −4
-    const lvl = top?.levels.find((l) => l.c === -4) ?? top?.levels.find((l) => l.interaction);
+    const lvl = top?.levels.find((l) => l.c === -4 && l.interaction) ?? top?.levels.find((l) => l.interaction);
     if (lvl?.interaction) {
       R.interactionF = { ...lvl.interaction, partialEta2: lvl.interaction.partialEta2, authorsStatF: lvl.authors?.f, authorsStatP: lvl.authors?.p };
     } else if (!top) {
       R.interactionUntestable = "no secondary feature was active on enough stimulus sentences to rank";
     } else {
       const maxAbs = Math.max(0, ...top.levels.map((l) => l.maxAbsDelta));
-      R.interactionUntestable = `clamping feature #${interventions.value.topFeature?.feature} gave a constant Δ log-probability (max |Δ| = ${maxAbs.toExponential(2)} nats): it does not fire on the readout prompts`;
+      R.interactionUntestable =
+        maxAbs === 0
+          ? `clamping feature #${interventions.value.topFeature?.feature} gave a constant Δ log-probability (max |Δ| = 0 nats): it does not fire on the readout prompts`
+          : `clamping feature #${interventions.value.topFeature?.feature} changed log-probabilities (max |Δ| = ${maxAbs.toExponential(2)} nats), but no clamp level gave a testable interaction`;
     }
   }
   const training: Record<string, TrainSummary> = { sae: sae.summary, sequential: seq.summary, joint: joint.summary, jointLinear: jl.summary };
