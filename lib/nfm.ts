@@ -125,10 +125,15 @@ export function reselectTopN(code: SparseCode, n: number): SparseCode {
 
 /** Seeded inverted-dropout mask [B, E] (values 0 or 1/(1−p)). */
 export function dropoutMask(rng: Rng, B: number, E: number, p: number): tf.Tensor2D {
+  return tf.tensor2d(dropoutMultipliers(rng, B, E, p), [B, E]);
+}
+
+/** The same multipliers as {@link dropoutMask} (0 or 1/(1−p), row-major [B, E]) as a plain array. */
+export function dropoutMultipliers(rng: Rng, B: number, E: number, p: number): Float32Array {
   const m = new Float32Array(B * E);
   const keep = 1 / (1 - p);
   for (let i = 0; i < m.length; i++) m[i] = rng.next() < p ? 0 : keep;
-  return tf.tensor2d(m, [B, E]);
+  return m;
 }
 
 /**

@@ -23,8 +23,9 @@ import { normalize as applyNormalization } from "./data/normalization";
 import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, RowGrad, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
 import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, paramCounts, trainableNames, validateModelConfig } from "./joint";
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
-import { dropoutMask } from "./nfm";
-import { gatherRows, linear } from "./kernels/index";
+import { dropoutMask, dropoutMultipliers } from "./nfm";
+import { gatherRows } from "./kernels/index";
+import { interactionRows, type InteractionWeights } from "./kernels/interaction";
 import { selectTopkColumns } from "./kernels/wasmTopk";
 import { readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
@@ -374,7 +375,7 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
     for (const n of ["nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2"]) addVar(n, P.get(n));
   }
   const posT = pos ? hold(tf.tensor1d(pos, "int32")) : null;
-  const drop = nfm && nfm.interaction && nfm.dropout > 0 ? hold(dropoutMask(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout)) : null;
+  const drop = nfm && nfm.interaction && nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
   let mseVal = NaN;
   let gradTensors: tf.Tensor[] = [];
   try {
@@ -402,12 +403,8 @@ export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step
             xhat = tf.add(xhat, lin) as tf.Tensor2D;
           }
           if (nfm.interaction) {
-            const fv = tf.mul(v["nfm.V"], tf.reshape(vN, [B, N, 1]));
-            let z = tf.mul(tf.sub(tf.square(tf.sum(fv, 1)), tf.sum(tf.square(fv), 1)), 0.5) as tf.Tensor2D;
-            if (drop) z = tf.mul(z, drop) as tf.Tensor2D;
-            const h = linear(z, v["nfm.w1"] as tf.Tensor2D, v["nfm.b1"] as tf.Tensor1D);
-            const inter = linear(tf.relu(h) as tf.Tensor2D, v["nfm.w2"] as tf.Tensor2D, v["nfm.b2"] as tf.Tensor1D);
-            xhat = tf.add(xhat, inter) as tf.Tensor2D;
+            const weights = { w1: v["nfm.w1"], b1: v["nfm.b1"], w2: v["nfm.w2"], b2: v["nfm.b2"] } as InteractionWeights;
+            xhat = tf.add(xhat, interactionRows(vN, v["nfm.V"] as tf.Tensor3D, weights, drop)) as tf.Tensor2D;
           }
         }
         const mse = tf.mean(tf.square(tf.sub(xhat, xt))) as tf.Scalar;

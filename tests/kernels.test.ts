@@ -14,6 +14,7 @@ import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDe
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
 import { combineRowsWasm, groupByRow, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
+import { interactionRows } from "../lib/kernels/interaction";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -565,6 +566,65 @@ for (const backendName of ["wasm", "cpu"]) {
       assert.equal(onlyW, 2, "forward + d(w) only");
       tf.dispose([x, w, dy]);
     });
+
+    for (const E of [4, 3]) {
+      const path = E % 4 === 0 ? "the wasm kernels on wasm" : "the JavaScript loops";
+      it(`interactionRows (E=${E}, ${path}): forward and all six gradients vs float64 FD, dropout, intermediate inputs, no tensor growth`, () => {
+        const B = 3, N = 3, d = 5;
+        const vals = f32(randn(rng, B * N)), V = f32(randn(rng, B * N * E));
+        const w1 = f32(randn(rng, E * E)), b1 = f32(randn(rng, E)), w2 = f32(randn(rng, E * d)), b2 = f32(randn(rng, d));
+        const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
+        const R = randn(rng, B * d);
+        // float64 reference: z = ½((Σ_j v_j V_j)² − Σ_j (v_j V_j)²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
+        const ref = ([v, VV, W1, B1, W2, B2]: Arr[]) => {
+          const out = new Float64Array(B * d);
+          for (let b = 0; b < B; b++) {
+            const z = new Float64Array(E);
+            for (let e = 0; e < E; e++) {
+              let sum = 0, sq = 0;
+              for (let j = 0; j < N; j++) {
+                const t = v[b * N + j] * VV[(b * N + j) * E + e];
+                sum += t;
+                sq += t * t;
+              }
+              z[e] = 0.5 * (sum * sum - sq) * drop[b * E + e];
+            }
+            const a = new Float64Array(E);
+            for (let o = 0; o < E; o++) {
+              let h = B1[o];
+              for (let i = 0; i < E; i++) h += z[i] * W1[i * E + o];
+              a[o] = Math.max(0, h);
+            }
+            for (let c = 0; c < d; c++) {
+              let y = B2[c];
+              for (let i = 0; i < E; i++) y += a[i] * W2[i * d + c];
+              out[b * d + c] = y;
+            }
+          }
+          return out;
+        };
+        const params = [vals, V, w1, b1, w2, b2];
+        const ts = [t2(vals, B, N), tf.tensor3d(Float32Array.from(V), [B, N, E]), t2(w1, E, E), tf.tensor1d(Float32Array.from(b1)), t2(w2, E, d), tf.tensor1d(Float32Array.from(b2))];
+        const tR = t2(R, B, d);
+        const op = (a: tf.Tensor[]) => interactionRows(a[0] as tf.Tensor2D, a[1] as tf.Tensor3D, { w1: a[2] as tf.Tensor2D, b1: a[3] as tf.Tensor1D, w2: a[4] as tf.Tensor2D, b2: a[5] as tf.Tensor1D }, drop);
+        const y = op(ts);
+        assert.deepEqual(y.shape, [B, d]);
+        assertClose(data(y), ref(params), `interactionRows E=${E} forward`);
+        const fd = fdGrads((ps) => dot(R, ref(ps)), params);
+        const leaked = countTensorsAround(() => {
+          for (let step = 0; step < 2; step++) {
+            // values and rows as intermediates: tfjs disposes them before the backward pass.
+            const gs = tf.grads((...a: tf.Tensor[]) => op([tf.mul(a[0], 1), tf.mul(a[1], 1), ...a.slice(2)]))(ts, tR);
+            gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionRows E=${E} grad #${i}`, 1e-3, 1e-3));
+            tf.dispose(gs);
+          }
+        });
+        assert.equal(leaked, 0, `interactionRows: leaked ${leaked} tensors`);
+        assert.throws(() => interactionRows(ts[0] as tf.Tensor2D, ts[1] as tf.Tensor3D, { w1: ts[2], b1: ts[3], w2: ts[4], b2: ts[5] } as never, new Float32Array(2)), /interactionRows: drop has 2 entries, expected B·E/);
+        assert.throws(() => interactionRows(ts[0] as tf.Tensor2D, ts[1] as tf.Tensor3D, { w1: ts[4], b1: ts[3], w2: ts[4], b2: ts[5] } as never), /interactionRows: w1\.shape\[1\] \(E\)/);
+        tf.dispose([...ts, tR, y]);
+      });
+    }
 
     it("validates arguments with errors naming the field", () => {
       const a = tf.zeros([2, 3]) as tf.Tensor2D;

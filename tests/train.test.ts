@@ -207,6 +207,9 @@ describe("fast row-gradient step", () => {
   const variants: Array<[string, () => ModelConfig]> = [
     ["standalone SAE", () => model("sae", "sae")],
     ["joint full, top-N 3, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 6 }, { topN: 3 }) })],
+    // E % 4 == 0: the interaction branch's wasm kernels (E = 6 above runs its JavaScript loops).
+    ["joint full, E = 8, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) })],
+    ["sequential full, E = 8", () => validateModelConfig({ ...model("sequential", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) })],
     ["joint sae+linear, modern (b_dec, unit norm; AuxK window not reached)", () => model("joint", "sae+linear", "modern", 8, 1e9)],
     ["sequential full at k = 3", () => validateModelConfig({ ...model("sequential", "full"), saeKAtInference: 3 })],
   ];

@@ -24,6 +24,7 @@ import { Model, ModelConfig, validateModelConfig } from "../joint";
 import { P, SaeConfig, SaePreset, SparseCode, saeConfig, saeDecode, saeEncode } from "../sae";
 import { nfmForward } from "../nfm";
 import { linear, sparseMatmul } from "../kernels/index";
+import { tidyValues } from "../kernels/views";
 import { EvalMetrics, TrainConfig, TrainResult, trainModel } from "../train";
 import { Rng } from "../util/random";
 import type { LanguageModel } from "../lm/types";
@@ -139,8 +140,7 @@ export function collectInteractionHidden(model: Model, rows: Float32Array | RowS
   const run = (x: Float32Array, b: number) => {
     const take = Math.min(b, max - n);
     if (take <= 0) return;
-    const out = tf.tidy(() => primaryPass(p, c, tf.tensor2d(x.subarray(0, take * d), [take, d]), opts).h.dataSync() as Float32Array);
-    chunks.push(Float32Array.from(out));
+    chunks.push(tidyValues(() => primaryPass(p, c, tf.tensor2d(x.subarray(0, take * d), [take, d]), opts).h));
     n += take;
   };
   if (rows instanceof Float32Array) {
@@ -347,7 +347,7 @@ export function collectHiddenFromWindows(
     windows,
     layer,
     (b) => {
-      const h = tf.tidy(() => primaryPass(p, c, normalizeTensor(pm.normalization, b.x), opts).h.dataSync() as Float32Array);
+      const h = tidyValues(() => primaryPass(p, c, normalizeTensor(pm.normalization, b.x), opts).h);
       b.windows.forEach((w, i) => {
         hs.push(Float32Array.from(h.subarray(i * b.T * E, (i * b.T + b.lengths[i]) * E)));
         for (let t = 0; t < b.lengths[i]; t++) {

@@ -13,6 +13,10 @@
  *                                             pre-activation is dense, all gradients are sparse;
  *                                             TopK runs in JS on the [F,B] matmul output (topkColumns,
  *                                             with a SIMD pre-filter on wasm: wasmTopk.ts)
+ *   interactionRows(values[B,N], V rows[B,N,E], {w1,b1,w2,b2}, drop?) → [B,d]: the NFM's
+ *                                             interaction branch (bi-interaction, dropout, MLP) as
+ *                                             one op with a hand-written gradient (interaction.ts;
+ *                                             its O(B·N·E) loops are wasm kernels: wasmInteraction.ts)
  * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
  * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends (the row
  * dot products for d % 4 == 0 sum in four lanes, tested against a JS emulation of that order). On
@@ -30,3 +34,5 @@ export { topk, topkDense, topkSelect, scatterSelected, flatPositions } from "./t
 export type { TopKResult, TopKOrder } from "./topk";
 export { gatherRows, scatterAddRows } from "./gather";
 export { sparseMatmul, topkEncode } from "./sparse";
+export { interactionRows } from "./interaction";
+export type { InteractionWeights } from "./interaction";

@@ -26,3 +26,17 @@ export function liveView(t: tf.Tensor): Float32Array | null {
 export function readFloat32(t: tf.Tensor): Float32Array {
   return liveView(t) ?? (t.dataSync() as Float32Array);
 }
+
+/**
+ * The float32 values of the tensor `make` builds, as a fresh array; every tensor made on the way is
+ * disposed. Use this instead of tf.tidy(() => t.dataSync()): tidy walks a returned object's keys
+ * looking for tensors, which for a typed array is one visit per element (measured 7 ms for 16k floats).
+ */
+export function tidyValues(make: () => tf.Tensor): Float32Array {
+  let out: Float32Array | null = null;
+  tf.tidy(() => {
+    const t = make();
+    out = (liveView(t) ?? (t.dataSync() as Float32Array)).slice();
+  });
+  return out as unknown as Float32Array;
+}
