@@ -183,12 +183,15 @@ export interface ForwardOutput {
   xhat: tf.Tensor2D;
 }
 
-/** Forward pass of any kind/variant. Pass a dropout mask only in training. */
-export function forward(p: P, c: ModelConfig, x: tf.Tensor2D, dropout?: tf.Tensor2D | null): ForwardOutput {
+/**
+ * Forward pass of any kind/variant. Pass a dropout mask only in training; `fusedInteraction` (the
+ * training loss) computes the NFM's interaction term as one fused op (see NfmForwardOptions).
+ */
+export function forward(p: P, c: ModelConfig, x: tf.Tensor2D, dropout?: tf.Tensor2D | null, opts: { fusedInteraction?: boolean } = {}): ForwardOutput {
   const k = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k;
   const code = saeEncode(p, c.sae, x, k);
   const xSae = saeDecode(p, c.sae, code);
   if (!c.nfm) return { code, xSae, nfm: null, xhat: xSae };
-  const nfm = nfmForward(p, c.nfm, code, { dropout });
+  const nfm = nfmForward(p, c.nfm, code, { dropout, fusedInteraction: opts.fusedInteraction });
   return { code, xSae, nfm, xhat: tf.add(xSae, nfm.out) as tf.Tensor2D };
 }

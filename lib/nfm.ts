@@ -19,7 +19,8 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { gatherRows, linear, sparseMatmul, topk } from "./kernels/index";
+import { gatherRows, interactionSparse, linear, sparseMatmul, topk, type InteractionWeights } from "./kernels/index";
+import { readFloat32 } from "./kernels/views";
 import type { P, SparseCode } from "./sae";
 
 export interface NfmConfig {
@@ -163,7 +164,7 @@ export interface NfmOutput {
   lin: tf.Tensor2D | null;
   /** [B, d] interaction term (null when absent). */
   inter: tf.Tensor2D | null;
-  /** [B, E] post-MLP1, pre-ReLU (null when no interaction term). */
+  /** [B, E] post-MLP1, pre-ReLU (null when no interaction term, or when it was computed fused). */
   h: tf.Tensor2D | null;
   /** lin + inter. */
   out: tf.Tensor2D;
@@ -172,6 +173,13 @@ export interface NfmOutput {
 export interface NfmForwardOptions {
   /** Dropout mask for training ([B, E], from dropoutMask); omit in evaluation. */
   dropout?: tf.Tensor2D | null;
+  /**
+   * Compute the interaction term with the fused op (kernels/interaction.ts: one op with a
+   * hand-written gradient instead of ~40 differentiated tfjs ops), as training does. Same function;
+   * float32 results differ in the last bits from the op-by-op form, and h is not returned (null).
+   * Evaluation keeps the op-by-op form: the interventions rebuild its output from h bit for bit.
+   */
+  fusedInteraction?: boolean;
 }
 
 export function nfmForward(p: P, c: NfmConfig, code: SparseCode, opts: NfmForwardOptions = {}): NfmOutput {
@@ -182,7 +190,10 @@ export function nfmForward(p: P, c: NfmConfig, code: SparseCode, opts: NfmForwar
   if (c.linear) {
     lin = tf.add(sparseMatmul(sel.values, sel.indices, p["nfm.wLin"] as tf.Tensor2D), p["nfm.bLin"]) as tf.Tensor2D;
   }
-  if (c.interaction) {
+  if (c.interaction && opts.fusedInteraction) {
+    const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] } as InteractionWeights;
+    inter = interactionSparse(sel.values, sel.indices, p["nfm.V"] as tf.Tensor2D, weights, opts.dropout ? readFloat32(opts.dropout).slice() : null);
+  } else if (c.interaction) {
     let z = biInteraction(p["nfm.V"] as tf.Tensor2D, sel);
     if (opts.dropout) z = tf.mul(z, opts.dropout) as tf.Tensor2D;
     h = linear(z, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D);

@@ -255,7 +255,8 @@ function findNonFinite(ctx: StepContext, x: tf.Tensor2D): string | null {
 }
 
 /**
- * The training loss on a batch: mse = mean((x̂ − x)²) plus, for SAEs with AuxK and a non-empty
+ * The training loss on a batch (the NFM's interaction term as one fused op, see
+ * NfmForwardOptions.fusedInteraction): mse = mean((x̂ − x)²) plus, for SAEs with AuxK and a non-empty
  * dead set, the AuxK term on the residual x − x̂ (held constant: copied out of the tape).
  */
 export function computeLoss(
@@ -265,7 +266,7 @@ export function computeLoss(
   dropout: tf.Tensor2D | null,
   dead: Int32Array | null,
 ): { loss: tf.Scalar; mse: tf.Scalar; aux: tf.Scalar | null; out: ForwardOutput } {
-  const out = forward(p, c, xt, dropout);
+  const out = forward(p, c, xt, dropout, { fusedInteraction: true });
   const mse = tf.mean(tf.square(tf.sub(out.xhat, xt))) as tf.Scalar;
   let aux: tf.Scalar | null = null;
   if (dead && dead.length > 0 && c.kind !== "sequential") {

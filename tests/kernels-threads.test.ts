@@ -79,14 +79,16 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
   checks.combine = same(combineRowsWasm(coef, idx, w)!.dataSync(), tf.matMul(coef.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).dataSync());
   const wA = w.dataSync(), xA = x.dataSync();
   checks.dots = same(rowDotsWasm(idx, w, x, k)!.dataSync(), Array.from({ length: B * k }, (_, i) => rowDotsOrder4(wA.subarray(idxA[i] * d, (idxA[i] + 1) * d), xA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d))));
-  // Bi-interaction sums and row gradients (pieces are ranges of rows b): bit for bit as the JavaScript loops.
+  // Bi-interaction sums (pieces: batch rows) and gradients (pieces: rows of V, entries grouped by
+  // feature, duplicates included): bit for bit as the JavaScript loops.
   const N = 6, E = 8;
-  const vA = Float32Array.from(rng.normalArray(B * N)), VA = Float32Array.from(rng.normalArray(B * N * E)), dzA = Float32Array.from(rng.normalArray(B * E));
-  const sq = biInteractionSumsWasm(tf.tensor2d(vA, [B, N]), tf.tensor3d(VA, [B, N, E]))!;
-  const js = biSumsJs(vA, VA, B, N, E);
+  const vA = Float32Array.from(rng.normalArray(B * N)), VA = Float32Array.from(rng.normalArray(F * E)), dzA = Float32Array.from(rng.normalArray(B * E));
+  const idsA = Int32Array.from({ length: B * N }, () => rng.int(F));
+  const sq = biInteractionSumsWasm(tf.tensor2d(vA, [B, N]), tf.tensor2d(idsA, [B, N], "int32"), tf.tensor2d(VA, [F, E]))!;
+  const js = biSumsJs(vA, idsA, VA, B, N, E);
   checks.interactionSums = same(sq.s.dataSync(), js.s) && same(sq.q.dataSync(), js.q);
-  const gr = biInteractionGradsWasm(tf.tensor2d(vA, [B, N]), tf.tensor3d(VA, [B, N, E]), sq.s, tf.tensor2d(dzA, [B, E]))!;
-  checks.interactionGrads = same(gr.dV.dataSync(), biGradsJs(vA, VA, js.s, dzA, B, N, E).dV);
+  const gr = biInteractionGradsWasm(tf.tensor2d(vA, [B, N]), idsA, tf.tensor2d(VA, [F, E]), sq.s, tf.tensor2d(dzA, [B, E]))!;
+  checks.interactionGrads = same(gr.dV.dataSync(), biGradsJs(vA, idsA, VA, js.s, dzA, B, N, E, F).dV);
   const pre = Float32Array.from(rng.normalArray(200 * 16)), bias = Float32Array.from(rng.normalArray(200, 0, 0.1));
   const tw = topkColumnsWasm(tf.tensor2d(pre, [200, 16]), tf.tensor1d(bias), 7, "relu-topk")!, tj = topkColumns(pre, bias, 200, 16, 7, "relu-topk");
   checks.topk = same(tw.ids, tj.ids) && same(tw.vals, tj.vals);

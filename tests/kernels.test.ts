@@ -14,7 +14,7 @@ import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDe
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
 import { combineRowsWasm, groupByRow, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
-import { interactionRows } from "../lib/kernels/interaction";
+import { interactionRows, interactionSparse } from "../lib/kernels/interaction";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -569,13 +569,14 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const E of [4, 3]) {
       const path = E % 4 === 0 ? "the wasm kernels on wasm" : "the JavaScript loops";
-      it(`interactionRows (E=${E}, ${path}): forward and all six gradients vs float64 FD, dropout, intermediate inputs, no tensor growth`, () => {
-        const B = 3, N = 3, d = 5;
-        const vals = f32(randn(rng, B * N)), V = f32(randn(rng, B * N * E));
+      it(`interactionSparse (E=${E}, ${path}): forward and all six gradients vs float64 FD, duplicate ids, dropout, intermediate inputs, no tensor growth`, () => {
+        const B = 3, N = 3, d = 5, F = 7;
+        const ids = Int32Array.from([2, 5, 2, 0, 5, 1, 6, 2, 3]); // 2 twice in row 0, 5 and 2 across rows, 4 unused
+        const vals = f32(randn(rng, B * N)), V = f32(randn(rng, F * E));
         const w1 = f32(randn(rng, E * E)), b1 = f32(randn(rng, E)), w2 = f32(randn(rng, E * d)), b2 = f32(randn(rng, d));
         const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
         const R = randn(rng, B * d);
-        // float64 reference: z = ½((Σ_j v_j V_j)² − Σ_j (v_j V_j)²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
+        // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
         const ref = ([v, VV, W1, B1, W2, B2]: Arr[]) => {
           const out = new Float64Array(B * d);
           for (let b = 0; b < B; b++) {
@@ -583,7 +584,7 @@ for (const backendName of ["wasm", "cpu"]) {
             for (let e = 0; e < E; e++) {
               let sum = 0, sq = 0;
               for (let j = 0; j < N; j++) {
-                const t = v[b * N + j] * VV[(b * N + j) * E + e];
+                const t = v[b * N + j] * VV[ids[b * N + j] * E + e];
                 sum += t;
                 sq += t * t;
               }
@@ -604,25 +605,42 @@ for (const backendName of ["wasm", "cpu"]) {
           return out;
         };
         const params = [vals, V, w1, b1, w2, b2];
-        const ts = [t2(vals, B, N), tf.tensor3d(Float32Array.from(V), [B, N, E]), t2(w1, E, E), tf.tensor1d(Float32Array.from(b1)), t2(w2, E, d), tf.tensor1d(Float32Array.from(b2))];
+        const ts = [t2(vals, B, N), t2(V, F, E), t2(w1, E, E), tf.tensor1d(Float32Array.from(b1)), t2(w2, E, d), tf.tensor1d(Float32Array.from(b2))];
+        const tIds = tf.tensor2d(ids, [B, N], "int32");
         const tR = t2(R, B, d);
-        const op = (a: tf.Tensor[]) => interactionRows(a[0] as tf.Tensor2D, a[1] as tf.Tensor3D, { w1: a[2] as tf.Tensor2D, b1: a[3] as tf.Tensor1D, w2: a[4] as tf.Tensor2D, b2: a[5] as tf.Tensor1D }, drop);
+        const weightsOf = (a: tf.Tensor[]) => ({ w1: a[2] as tf.Tensor2D, b1: a[3] as tf.Tensor1D, w2: a[4] as tf.Tensor2D, b2: a[5] as tf.Tensor1D });
+        const op = (a: tf.Tensor[]) => interactionSparse(a[0] as tf.Tensor2D, tIds, a[1] as tf.Tensor2D, weightsOf(a), drop);
         const y = op(ts);
         assert.deepEqual(y.shape, [B, d]);
-        assertClose(data(y), ref(params), `interactionRows E=${E} forward`);
+        assertClose(data(y), ref(params), `interactionSparse E=${E} forward`);
         const fd = fdGrads((ps) => dot(R, ref(ps)), params);
         const leaked = countTensorsAround(() => {
           for (let step = 0; step < 2; step++) {
-            // values and rows as intermediates: tfjs disposes them before the backward pass.
+            // values and V as intermediates: tfjs disposes them before the backward pass.
             const gs = tf.grads((...a: tf.Tensor[]) => op([tf.mul(a[0], 1), tf.mul(a[1], 1), ...a.slice(2)]))(ts, tR);
-            gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionRows E=${E} grad #${i}`, 1e-3, 1e-3));
+            gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionSparse E=${E} grad #${i}`, 1e-3, 1e-3));
+            assert.ok(data(gs[1]).slice(4 * E, 5 * E).every((x) => x === 0), "the V row of an unused feature gets a zero gradient");
             tf.dispose(gs);
           }
+          // interactionRows on the gathered rows: the same output; its rows gradient is dV's per entry
+          // before the rows of one feature are summed (checked by summing them back).
+          const rows = tf.tensor3d(Float32Array.from(Array.from(ids).flatMap((f) => Array.from(V.subarray(f * E, (f + 1) * E)))), [B, N, E]);
+          const [gv, gRows] = tf.grads((a: tf.Tensor, r: tf.Tensor) => interactionRows(a as tf.Tensor2D, r as tf.Tensor3D, weightsOf(ts), drop))([ts[0], rows], tR);
+          const yRows = interactionRows(ts[0] as tf.Tensor2D, rows, weightsOf(ts), drop);
+          assertClose(data(yRows), ref(params), "interactionRows forward");
+          assertClose(data(gv), fd[0], "interactionRows d(values)", 1e-3, 1e-3);
+          const summed = new Float64Array(F * E);
+          const gr = data(gRows);
+          for (let i = 0; i < B * N; i++) for (let e = 0; e < E; e++) summed[ids[i] * E + e] += gr[i * E + e];
+          assertClose(summed, fd[1], "interactionRows d(rows) summed per feature", 1e-3, 1e-3);
+          tf.dispose([rows, yRows, gv, gRows]);
         });
-        assert.equal(leaked, 0, `interactionRows: leaked ${leaked} tensors`);
-        assert.throws(() => interactionRows(ts[0] as tf.Tensor2D, ts[1] as tf.Tensor3D, { w1: ts[2], b1: ts[3], w2: ts[4], b2: ts[5] } as never, new Float32Array(2)), /interactionRows: drop has 2 entries, expected B·E/);
-        assert.throws(() => interactionRows(ts[0] as tf.Tensor2D, ts[1] as tf.Tensor3D, { w1: ts[4], b1: ts[3], w2: ts[4], b2: ts[5] } as never), /interactionRows: w1\.shape\[1\] \(E\)/);
-        tf.dispose([...ts, tR, y]);
+        assert.equal(leaked, 0, `interactionSparse: leaked ${leaked} tensors`);
+        const w = weightsOf(ts);
+        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, w, new Float32Array(2)), /interactionSparse: drop has 2 entries, expected B·E/);
+        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, { ...w, w1: ts[4] as tf.Tensor2D }), /interactionSparse: w1\.shape\[1\] \(E\)/);
+        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tf.tensor2d([[0, 1, 7], [0, 0, 0], [0, 0, 0]], [3, 3], "int32"), ts[1] as tf.Tensor2D, w), /interactionSparse: indices\[0, 2\] = 7 is outside \[0, 7\)/);
+        tf.dispose([...ts, tIds, tR, y]);
       });
     }
 

@@ -13,10 +13,11 @@
  *                                             pre-activation is dense, all gradients are sparse;
  *                                             TopK runs in JS on the [F,B] matmul output (topkColumns,
  *                                             with a SIMD pre-filter on wasm: wasmTopk.ts)
- *   interactionRows(values[B,N], V rows[B,N,E], {w1,b1,w2,b2}, drop?) → [B,d]: the NFM's
+ *   interactionSparse(values[B,N], ids[B,N], V[F,E], {w1,b1,w2,b2}, drop?) → [B,d]: the NFM's
  *                                             interaction branch (bi-interaction, dropout, MLP) as
  *                                             one op with a hand-written gradient (interaction.ts;
- *                                             its O(B·N·E) loops are wasm kernels: wasmInteraction.ts)
+ *                                             its O(B·N·E) loops are wasm kernels: wasmInteraction.ts);
+ *                                             interactionRows: the same on gathered rows [B,N,E]
  * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
  * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends (the row
  * dot products for d % 4 == 0 sum in four lanes, tested against a JS emulation of that order). On
@@ -34,5 +35,5 @@ export { topk, topkDense, topkSelect, scatterSelected, flatPositions } from "./t
 export type { TopKResult, TopKOrder } from "./topk";
 export { gatherRows, scatterAddRows } from "./gather";
 export { sparseMatmul, topkEncode } from "./sparse";
-export { interactionRows } from "./interaction";
+export { interactionRows, interactionSparse } from "./interaction";
 export type { InteractionWeights } from "./interaction";
