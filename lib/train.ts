@@ -20,12 +20,13 @@ import { tf, backendInfo } from "./backend";
 import { Rng, hashString } from "./util/random";
 import type { RowSource, BatchOptions, NormalizationSpec } from "./data/types";
 import { normalize as applyNormalization } from "./data/normalization";
-import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, RowGrad, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
+import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, Schedule, StepHooks, correctedSchedule, faithfulSchedule, lrFactor, validateAdamConfig } from "./optim";
 import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, paramCounts, trainableNames, validateModelConfig } from "./joint";
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
 import { dropoutMask, dropoutMultipliers } from "./nfm";
 import { gatherRows } from "./kernels/index";
-import { interactionRows, type InteractionWeights } from "./kernels/interaction";
+import { interactionBackward, interactionForward } from "./kernels/interaction";
+import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { selectTopkColumns } from "./kernels/wasmTopk";
 import { readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
@@ -84,7 +85,7 @@ export interface TrainOptions {
   onEval?: (r: EvalMetrics & { step: number }) => void;
   /** Use the portable Adam path (tests). */
   portableAdam?: boolean;
-  /** Use the row-gradient step (see StepContext.fast). */
+  /** false: always the autodiff step (see StepContext.fast; default: the hand-written step where it applies). */
   fastStep?: boolean;
   /** Live loss chart (default: only inside a notebook kernel, where it is one in-place output). */
   liveChart?: boolean;
@@ -210,10 +211,9 @@ export interface StepContext {
   seed: number;
   clipNorm: number | null;
   /**
-   * Use the row-gradient step (trainStepRows) when no AuxK term is active. Off by default: measured
-   * on this 2-core machine (wasm, 1 thread, S2 joint) it was not faster than the kernel path
-   * (~280 vs ~220 ms CPU per step under load); kept, tested equal to the autodiff step, for
-   * backends where dense [F, d] gradient scatters are the bottleneck.
+   * Use the hand-written step ({@link trainStepFused}) where it applies (wasm, d % 4 == 0, no active
+   * AuxK term); false forces the autodiff path. On by default: measured at S2 (joint, full) it takes
+   * ~50 ms where the autodiff path takes ~60 (2-thread wasm, see bench/train.bench.ts).
    */
   fast: boolean;
 }
@@ -228,7 +228,7 @@ export function makeStepContext(model: Model, optim: AdamConfig & { clipNorm: nu
   const saeTrained = c.kind !== "sequential";
   const hooks = saeTrained ? saeStepHooks(c.sae) : {};
   const tracker = saeTrained && c.sae.auxK.enabled ? new FiringTracker(c.sae.F) : null;
-  return { model, adam, hooks, trainable, tracker, seed, clipNorm: optim.clipNorm, fast: false };
+  return { model, adam, hooks, trainable, tracker, seed, clipNorm: optim.clipNorm, fast: true };
 }
 
 /** First non-finite tensor among inputs, parameters and forward intermediates (for NaN reports). */
@@ -277,172 +277,178 @@ export function computeLoss(
 }
 
 /**
- * y[b] = Σ_j values[b,j]·rows[b,j,:] for values [B,k], rows [B,k,d]: batched matMul forward with an
- * elementwise gradient (tf.matMul's own gradient uses the transposed forms, very slow on wasm).
+ * The hand-written training step: the same loss, gradients and update as {@link trainStep}'s
+ * autodiff path (tested equal, tests/train.test.ts), with no tape. Why: once the heavy parts are
+ * fused kernels, the autodiff path spends about as long in tfjs's bookkeeping and ~60 small ops
+ * (copies of saved inputs, bias adds and their batch-sum gradients, the loss and its gradient) as in
+ * arithmetic. Here the [B, d]-sized elementwise work is plain loops, and the heavy parts are the
+ * same kernels the autodiff path uses:
+ *   forward   pre = W_enc·xᵀ (the only dense matmul), TopK (selectTopkColumns), x̂_sae and the NFM
+ *             linear term as row combines (combineRowsWasm), the interaction (interactionForward);
+ *   backward  g = 2(x̂ − x)/(B·d); W_dec, W_lin and W_enc gradients as sparse outer products written
+ *             row by row (outerScatterWasm; W_lin's equals W_dec's when both read the same k values,
+ *             and is then computed once), d(values) as row dot products (rowDotsWasm) plus the
+ *             interaction's, masked by values > 0 for the encoder; bias gradients as column sums.
+ * Applies on the wasm backend with d % 4 == 0 and no active AuxK term; returns null otherwise (the
+ * caller then takes the autodiff path).
  */
-const combineRows = tf.customGrad(((values: tf.Tensor, rows: tf.Tensor, save: tf.GradSaveFunc) => {
-  const [B, k, d] = rows.shape;
-  save([values, rows]);
-  return {
-    value: tf.reshape(tf.matMul(tf.reshape(values, [B, 1, k]) as tf.Tensor3D, rows as tf.Tensor3D), [B, d]),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [v, r] = saved;
-      const dy3 = tf.reshape(dy, [B, 1, d]);
-      return [tf.sum(tf.mul(r, dy3), 2), tf.mul(tf.reshape(v, [B, k, 1]), dy3)];
-    },
-  };
-}) as any) as (values: tf.Tensor, rows: tf.Tensor) => tf.Tensor2D;
-
-/**
- * The fast training step ("row gradients"). Same loss and gradients as {@link trainStep}'s autodiff
- * path, organised for a CPU backend: the encoder pre-activation is the only dense matmul
- * (Wenc[F,d] @ xᵀ, no gradient); TopK runs in JS; the k selected rows of W_enc, W_dec, W_lin and
- * V are gathered once and the tape differentiates with respect to those [B, k, ·] row blocks, so
- * backward never builds a dense [F, d] gradient; Adam adds the row gradients into the moments
- * (lib/optim.ts RowGrad) in one pass over each parameter. AuxK steps use the generic path.
- */
-export function trainStepRows(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> {
+export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> | null {
   const c = ctx.model.config;
   const { d, F } = c.sae;
+  if (tf.getBackend() !== "wasm" || d % 4 !== 0) return null;
   const k = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k;
   const P = ctx.model.params;
   const saeTrain = c.kind !== "sequential";
   const nfm = c.nfm;
-  const hasBDec = c.sae.decoderBias;
-  // 1. Encoder forward + selection (no tape).
-  const preT = tf.tidy(() => {
-    const xt0 = tf.tensor2d(x, [B, d]);
-    const xin = hasBDec ? tf.sub(xt0, P.get("sae.bDec")) : xt0;
-    return tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xin)); // [F, B]
-  });
-  // The same selection (float32 keys, tie order) as the autodiff step's topkEncode.
-  const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
-  preT.dispose();
-  // NFM re-selection positions (within the k selected), by value.
-  const N = nfm && nfm.topN !== null && nfm.topN < k ? nfm.topN : k;
-  let nIds = sel.ids;
-  let pos: Int32Array | null = null;
-  if (nfm && N < k) {
-    pos = new Int32Array(B * N);
-    nIds = new Int32Array(B * N);
-    for (let b = 0; b < B; b++) {
-      // values are sorted descending already: the first N positions are the top N.
-      for (let j = 0; j < N; j++) {
-        pos[b * N + j] = b * k + j;
-        nIds[b * N + j] = sel.ids[b * k + j];
-      }
-    }
-  }
-  const names: string[] = [];
-  const vars: tf.Tensor[] = [];
-  const rowIds = new Map<string, Int32Array>();
+  const bDec = c.sae.decoderBias ? readFloat32(P.get("sae.bDec")).slice() : null;
+  // Encoder input (the modern SAE subtracts b_dec).
+  const xin = bDec ? Float32Array.from(x, (v, i) => v - bDec[i % d]) : x;
   const held: tf.Tensor[] = [];
-  const hold = <T extends tf.Tensor>(t: T) => {
+  const hold = <T extends tf.Tensor>(t: T): T => {
     held.push(t);
     return t;
   };
-  const xt = hold(tf.tensor2d(x, [B, d]));
-  const idxCol = hold(tf.tensor2d(sel.ids, [B * k, 1], "int32"));
-  const nIdxCol = N < k ? hold(tf.tensor2d(nIds, [B * N, 1], "int32")) : idxCol;
-  const gatherRowsOf = (name: string, ids: tf.Tensor, n: number, cols: number) =>
-    hold(tf.tidy(() => tf.reshape(tf.gatherND(P.get(name), ids), [B, n, cols])));
-  const addVar = (name: string, t: tf.Tensor, ids?: Int32Array) => {
-    names.push(name);
-    vars.push(t);
-    if (ids) rowIds.set(name, ids);
-  };
-  if (saeTrain) {
-    addVar("sae.wEncT", gatherRowsOf("sae.wEncT", idxCol, k, d), sel.ids);
-    const bEnc = readFloat32(P.get("sae.bEnc")); // read at once: the next allocation may move it
-    addVar("sae.bEnc", hold(tf.tensor2d(Float32Array.from(sel.ids, (f) => bEnc[f]), [B, k])), sel.ids);
-    addVar("sae.wDec", gatherRowsOf("sae.wDec", idxCol, k, d), sel.ids);
-    if (hasBDec) addVar("sae.bDec", P.get("sae.bDec"));
-  }
-  const constVals = saeTrain ? null : hold(tf.tensor2d(sel.vals, [B, k]));
-  const constXSae = saeTrain
-    ? null
-    : hold(
-        tf.tidy(() => {
-          const y = tf.reshape(tf.matMul(tf.reshape(constVals!, [B, 1, k]), gatherRowsOf("sae.wDec", idxCol, k, d)), [B, d]);
-          return hasBDec ? tf.add(y, P.get("sae.bDec")) : y;
-        }),
-      );
-  if (nfm?.linear) {
-    addVar("nfm.wLin", gatherRowsOf("nfm.wLin", nIdxCol, N, d), nIds);
-    addVar("nfm.bLin", P.get("nfm.bLin"));
-  }
-  if (nfm?.interaction) {
-    addVar("nfm.V", gatherRowsOf("nfm.V", nIdxCol, N, nfm.E), nIds);
-    for (const n of ["nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2"]) addVar(n, P.get(n));
-  }
-  const posT = pos ? hold(tf.tensor1d(pos, "int32")) : null;
-  const drop = nfm && nfm.interaction && nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
-  let mseVal = NaN;
-  let gradTensors: tf.Tensor[] = [];
+  const grads = new Map<string, tf.Tensor>();
   try {
-    const res = tf.tidy(() => {
-      const f = (...ts: tf.Tensor[]) => {
-        const v: Record<string, tf.Tensor> = {};
-        names.forEach((n, i) => (v[n] = ts[i]));
-        const bDec = hasBDec ? v["sae.bDec"] ?? P.get("sae.bDec") : null;
-        let values: tf.Tensor2D;
-        let xSae: tf.Tensor2D;
-        if (saeTrain) {
-          const xin = bDec ? tf.sub(xt, bDec) : xt;
-          values = tf.relu(tf.add(tf.sum(tf.mul(v["sae.wEncT"], tf.reshape(xin, [B, 1, d])), 2), v["sae.bEnc"])) as tf.Tensor2D;
-          xSae = combineRows(values, v["sae.wDec"]);
-          if (bDec) xSae = tf.add(xSae, bDec) as tf.Tensor2D;
-        } else {
-          values = constVals as tf.Tensor2D;
-          xSae = constXSae as tf.Tensor2D;
-        }
-        let xhat = xSae;
-        if (nfm) {
-          const vN = posT ? (tf.reshape(gatherRows(tf.reshape(values, [B * k, 1]) as tf.Tensor2D, posT), [B, N]) as tf.Tensor2D) : values;
-          if (nfm.linear) {
-            const lin = tf.add(combineRows(vN, v["nfm.wLin"]), v["nfm.bLin"]);
-            xhat = tf.add(xhat, lin) as tf.Tensor2D;
-          }
-          if (nfm.interaction) {
-            const weights = { w1: v["nfm.w1"], b1: v["nfm.b1"], w2: v["nfm.w2"], b2: v["nfm.b2"] } as InteractionWeights;
-            xhat = tf.add(xhat, interactionRows(vN, v["nfm.V"] as tf.Tensor3D, weights, drop)) as tf.Tensor2D;
-          }
-        }
-        const mse = tf.mean(tf.square(tf.sub(xhat, xt))) as tf.Scalar;
-        return mse;
-      };
-      return tf.valueAndGrads(f)(vars);
-    });
-    gradTensors = res.grads;
-    mseVal = res.value.dataSync()[0];
-    res.value.dispose();
-    if (!Number.isFinite(mseVal)) {
-      const where = findNonFinite(ctx, xt);
-      throw new NonFiniteError(`loss is ${mseVal} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
-    }
-    const grads = new Map<string, tf.Tensor | RowGrad>();
-    names.forEach((n, i) => {
-      const ids = rowIds.get(n);
-      if (ids) {
-        const g = gradTensors[i];
-        const cols = g.size / ids.length;
-        grads.set(n, { kind: "rows", ids, data: readFloat32(g), cols });
-      } else {
-        grads.set(n, gradTensors[i]);
-        gradTensors[i] = null as unknown as tf.Tensor; // disposed by Adam
+    const xinT = hold(tf.tensor2d(xin, [B, d]));
+    // 1. Encoder pre-activation [F, B] and TopK (values sorted descending per row).
+    const preT = tf.tidy(() => tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xinT)));
+    const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
+    preT.dispose();
+    const valsT = hold(tf.tensor2d(sel.vals, [B, k]));
+    const idxCol = hold(tf.tensor2d(sel.ids, [B * k, 1], "int32"));
+    // NFM re-selection: the top N of the k values are the first N positions.
+    const N = nfm && nfm.topN !== null && nfm.topN < k ? nfm.topN : k;
+    let nIds = sel.ids;
+    let nVals = sel.vals;
+    if (nfm && N < k) {
+      nIds = new Int32Array(B * N);
+      nVals = new Float32Array(B * N);
+      for (let b = 0; b < B; b++) {
+        nIds.set(sel.ids.subarray(b * k, b * k + N), b * N);
+        nVals.set(sel.vals.subarray(b * k, b * k + N), b * N);
       }
-    });
+    }
+    const nValsT = N < k ? hold(tf.tensor2d(nVals, [B, N])) : valsT;
+    const nIdxCol = N < k ? hold(tf.tensor2d(nIds, [B * N, 1], "int32")) : idxCol;
+    // 2. Forward: x̂ = x̂_sae (+ b_dec) + lin + inter, accumulated in x̂ in that order.
+    const addInto = (acc: Float32Array, t: tf.Tensor) => {
+      const v = readFloat32(t);
+      for (let i = 0; i < acc.length; i++) acc[i] += v[i];
+      t.dispose();
+    };
+    const xSae = combineRowsWasm(valsT, idxCol, P.get("sae.wDec") as tf.Tensor2D);
+    if (!xSae) return null; // no wasm SIMD: the autodiff path
+    const xhat = new Float32Array(B * d);
+    addInto(xhat, xSae);
+    if (bDec) for (let i = 0; i < xhat.length; i++) xhat[i] += bDec[i % d];
+    if (nfm?.linear) {
+      const lin = readFloat32(hold(combineRowsWasm(nValsT, nIdxCol, P.get("nfm.wLin") as tf.Tensor2D)!)).slice();
+      const bLin = readFloat32(P.get("nfm.bLin"));
+      for (let i = 0; i < lin.length; i++) xhat[i] += Math.fround(lin[i] + bLin[i % d]);
+    }
+    let inter: ReturnType<typeof interactionForward> | null = null;
+    const weights = () => ({ w1: P.get("nfm.w1"), b1: P.get("nfm.b1"), w2: P.get("nfm.w2"), b2: P.get("nfm.b2") });
+    if (nfm?.interaction) {
+      const drop = nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
+      const nIdsT = hold(tf.tensor2d(nIds, [B, N], "int32"));
+      inter = interactionForward(nValsT, nIds, nIdsT, P.get("nfm.V"), weights(), drop);
+      if (inter.state.sTensor) hold(inter.state.sTensor);
+      for (let i = 0; i < xhat.length; i++) xhat[i] += inter.out[i];
+    }
+    // 3. Loss mse = mean((x̂ − x)²) and its gradient g = 2(x̂ − x)/(B·d).
+    const g = new Float32Array(B * d);
+    let sum = 0;
+    for (let i = 0; i < g.length; i++) {
+      const r = Math.fround(xhat[i] - x[i]);
+      sum += r * r;
+      g[i] = r;
+    }
+    const mse = sum / g.length;
+    if (!Number.isFinite(mse)) {
+      const xt = hold(tf.tensor2d(x, [B, d]));
+      const where = findNonFinite(ctx, xt);
+      throw new NonFiniteError(`loss is ${mse} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
+    }
+    const scale = 2 / g.length;
+    for (let i = 0; i < g.length; i++) g[i] *= scale;
+    const gT = hold(tf.tensor2d(g, [B, d]));
+    const columnSums = (a: Float32Array) => {
+      const out = new Float32Array(d);
+      for (let i = 0; i < a.length; i++) out[i % d] += a[i];
+      return out;
+    };
+    const gSum = columnSums(g);
+    // 4. Backward. d(values) over the k positions (NFM terms land on the first N of each row).
+    const dVals = saeTrain ? new Float32Array(B * k) : null;
+    const addValueGrads = (t: tf.Tensor, n: number) => {
+      const v = readFloat32(t);
+      for (let b = 0; b < B; b++) for (let j = 0; j < n; j++) dVals![b * k + j] += v[b * n + j];
+      t.dispose();
+    };
+    let dWLin: tf.Tensor2D | null = null;
+    if (nfm?.linear) {
+      dWLin = outerScatterWasm(nValsT, gT, nIdxCol, F)!;
+      grads.set("nfm.wLin", dWLin);
+      grads.set("nfm.bLin", tf.tensor1d(gSum));
+      if (dVals) addValueGrads(rowDotsWasm(nIdxCol, P.get("nfm.wLin") as tf.Tensor2D, gT, N)!, N);
+    }
+    if (inter) {
+      const st = inter.state;
+      const gr = interactionBackward(st, gT, nValsT, P.get("nfm.V"), st.sTensor, P.get("nfm.w1"), P.get("nfm.w2"));
+      grads.set("nfm.V", gr.dV);
+      grads.set("nfm.w1", gr.dw1);
+      grads.set("nfm.b1", gr.db1);
+      grads.set("nfm.w2", gr.dw2);
+      grads.set("nfm.b2", gr.db2);
+      if (dVals) addValueGrads(gr.dValues, N);
+      else gr.dValues.dispose();
+    }
+    if (saeTrain && dVals) {
+      // W_dec's gradient is W_lin's when both are combined from the same values with the same g (and
+      // no hook edits one of them in place before the update).
+      const shareLin = dWLin && N === k && !ctx.hooks.beforeClip;
+      grads.set("sae.wDec", shareLin ? dWLin! : outerScatterWasm(valsT, gT, idxCol, F)!);
+      if (bDec) grads.set("sae.bDec", tf.tensor1d(gSum)); // the decoder's + b_dec (the encoder's share below)
+      addValueGrads(rowDotsWasm(idxCol, P.get("sae.wDec") as tf.Tensor2D, gT, k)!, k);
+      // Through the TopK: only the selected, positive values carry a gradient.
+      const dPre = new Float32Array(B * k);
+      const dBEnc = new Float32Array(F);
+      for (let i = 0; i < dPre.length; i++) {
+        if (sel.vals[i] > 0) {
+          dPre[i] = dVals[i];
+          dBEnc[sel.ids[i]] += dVals[i];
+        }
+      }
+      const dPreT = hold(tf.tensor2d(dPre, [B, k]));
+      grads.set("sae.wEncT", outerScatterWasm(dPreT, xinT, idxCol, F)!);
+      grads.set("sae.bEnc", tf.tensor1d(dBEnc));
+      if (bDec) {
+        // x_in = x − b_dec: b_dec also receives −Σ_b d(x_in)[b], with d(x_in)[b] = Σ_j dPre[b,j]·W_enc[ids[b,j]].
+        const dXin = readFloat32(hold(combineRowsWasm(dPreT, idxCol, P.get("sae.wEncT") as tf.Tensor2D)!));
+        const dbDec = new Float32Array(gSum);
+        for (let i = 0; i < dXin.length; i++) dbDec[i % d] -= dXin[i];
+        grads.get("sae.bDec")!.dispose();
+        grads.set("sae.bDec", tf.tensor1d(dbDec));
+      }
+    }
+    if (grads.size !== ctx.trainable.length || ctx.trainable.some((n) => !grads.has(n))) {
+      throw new Error(`internal: the hand-written step made gradients for [${[...grads.keys()]}], the trainable parameters are [${ctx.trainable}]`);
+    }
+    // 5. Clip and Adam (disposes the gradients).
+    const all = new Map(grads);
+    grads.clear();
     let r;
     try {
-      r = ctx.adam.step(P, grads, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks });
+      r = ctx.adam.step(P, all, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks });
     } catch (e) {
       if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message} at step ${step}`, e.tensor, step);
       throw e;
     }
     if (ctx.tracker) ctx.tracker.update(sel.vals, sel.ids, B);
-    return { step, loss: mseVal, mse: mseVal, aux: null, lr, gradNorm: r.gradNorm };
+    return { step, loss: mse, mse, aux: null, lr, gradNorm: r.gradNorm };
   } finally {
-    for (const g of gradTensors) if (g) g.dispose();
+    for (const t of grads.values()) t.dispose();
     for (const t of held) t.dispose();
   }
 }
@@ -452,7 +458,10 @@ export function trainStep(ctx: StepContext, x: Float32Array, B: number, step: nu
   const c = ctx.model.config;
   const d = c.sae.d;
   const deadNow = ctx.tracker ? ctx.tracker.deadIds(c.sae.auxK.deadWindowTokens) : null;
-  if (ctx.fast && !(deadNow && deadNow.length > 0)) return trainStepRows(ctx, x, B, step, lr);
+  if (ctx.fast && !(deadNow && deadNow.length > 0)) {
+    const r = trainStepFused(ctx, x, B, step, lr);
+    if (r) return r;
+  }
   const frozen: P = {};
   for (const n of ctx.model.params.names) if (!ctx.trainable.includes(n)) frozen[n] = ctx.model.params.get(n);
   const tensors = ctx.trainable.map((n) => ctx.model.params.get(n));
@@ -683,7 +692,7 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
     ctx = makeStepContext(model, c.optim, c.seed);
   }
   if (opts.portableAdam) ctx.adam.portable = true;
-  if (opts.fastStep) ctx.fast = true;
+  if (opts.fastStep !== undefined) ctx.fast = opts.fastStep;
 
   // Held-out evaluation rows (fixed for the whole run).
   const evalSeed = c.eval.seed ?? 1234567;

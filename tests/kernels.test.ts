@@ -14,7 +14,7 @@ import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDe
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
 import { combineRowsWasm, groupByRow, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
-import { interactionRows, interactionSparse } from "../lib/kernels/interaction";
+import { interactionSparse } from "../lib/kernels/interaction";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -622,18 +622,6 @@ for (const backendName of ["wasm", "cpu"]) {
             assert.ok(data(gs[1]).slice(4 * E, 5 * E).every((x) => x === 0), "the V row of an unused feature gets a zero gradient");
             tf.dispose(gs);
           }
-          // interactionRows on the gathered rows: the same output; its rows gradient is dV's per entry
-          // before the rows of one feature are summed (checked by summing them back).
-          const rows = tf.tensor3d(Float32Array.from(Array.from(ids).flatMap((f) => Array.from(V.subarray(f * E, (f + 1) * E)))), [B, N, E]);
-          const [gv, gRows] = tf.grads((a: tf.Tensor, r: tf.Tensor) => interactionRows(a as tf.Tensor2D, r as tf.Tensor3D, weightsOf(ts), drop))([ts[0], rows], tR);
-          const yRows = interactionRows(ts[0] as tf.Tensor2D, rows, weightsOf(ts), drop);
-          assertClose(data(yRows), ref(params), "interactionRows forward");
-          assertClose(data(gv), fd[0], "interactionRows d(values)", 1e-3, 1e-3);
-          const summed = new Float64Array(F * E);
-          const gr = data(gRows);
-          for (let i = 0; i < B * N; i++) for (let e = 0; e < E; e++) summed[ids[i] * E + e] += gr[i * E + e];
-          assertClose(summed, fd[1], "interactionRows d(rows) summed per feature", 1e-3, 1e-3);
-          tf.dispose([rows, yRows, gv, gRows]);
         });
         assert.equal(leaked, 0, `interactionSparse: leaked ${leaked} tensors`);
         const w = weightsOf(ts);

@@ -17,7 +17,7 @@
  *                                             interaction branch (bi-interaction, dropout, MLP) as
  *                                             one op with a hand-written gradient (interaction.ts;
  *                                             its O(B·N·E) loops are wasm kernels: wasmInteraction.ts);
- *                                             interactionRows: the same on gathered rows [B,N,E]
+ *                                             interactionForward/Backward: the same without a tape
  * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
  * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends (the row
  * dot products for d % 4 == 0 sum in four lanes, tested against a JS emulation of that order). On
@@ -35,5 +35,5 @@ export { topk, topkDense, topkSelect, scatterSelected, flatPositions } from "./t
 export type { TopKResult, TopKOrder } from "./topk";
 export { gatherRows, scatterAddRows } from "./gather";
 export { sparseMatmul, topkEncode } from "./sparse";
-export { interactionRows, interactionSparse } from "./interaction";
-export type { InteractionWeights } from "./interaction";
+export { interactionSparse, interactionForward, interactionBackward } from "./interaction";
+export type { InteractionWeights, InteractionState, InteractionGrads } from "./interaction";

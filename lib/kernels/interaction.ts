@@ -88,96 +88,170 @@ export function biGradsJs(values: Float32Array, ids: Int32Array, V: Float32Array
   return { dV, dValues };
 }
 
+/** What the backward pass needs from the forward pass (see {@link interactionForward}). */
+export interface InteractionState {
+  B: number;
+  N: number;
+  F: number;
+  E: number;
+  d: number;
+  ids: Int32Array;
+  drop: Float32Array | null;
+  /** s = Σ_j fv [B, E] (float32 values). */
+  s: Float32Array;
+  /** The same s in the wasm heap (for the gradient kernel), or null on the JavaScript path. */
+  sTensor: tf.Tensor2D | null;
+  /** Copies of values and V for the JavaScript path (null on the wasm path). */
+  jsInputs: { values: Float32Array; V: Float32Array } | null;
+  zT: Float32Array;
+  h: Float32Array;
+  aT: Float32Array;
+}
+
+/**
+ * Forward pass without a tape: out [B, d] (a plain array) and the state the backward pass needs.
+ * On the wasm path `state.sTensor` is a heap tensor the caller owns (dispose it after the backward
+ * pass); values and V must still hold the same data when {@link interactionBackward} runs.
+ */
+export function interactionForward(
+  valuesT: tf.Tensor,
+  ids: Int32Array,
+  idsT: tf.Tensor,
+  vT: tf.Tensor,
+  w: { w1: tf.Tensor; b1: tf.Tensor; w2: tf.Tensor; b2: tf.Tensor },
+  drop: Float32Array | null,
+): { out: Float32Array; state: InteractionState } {
+  const [B, N] = valuesT.shape as [number, number];
+  const [F, E] = vT.shape as [number, number];
+  const d = w.w2.shape[1] as number;
+  const b1 = copyOf(w.b1);
+  const b2 = copyOf(w.b2);
+  // s = Σ_j fv and q = Σ_j fv² (wasm kernel on the heap, else JavaScript on copies).
+  let s: Float32Array, q: Float32Array;
+  let sTensor: tf.Tensor2D | null = null;
+  let jsInputs: { values: Float32Array; V: Float32Array } | null = null;
+  const sq = biInteractionSumsWasm(valuesT, idsT, vT);
+  if (sq) {
+    s = copyOf(sq.s);
+    q = copyOf(sq.q);
+    sq.q.dispose();
+    sTensor = sq.s;
+  } else {
+    jsInputs = { values: copyOf(valuesT), V: copyOf(vT) };
+    ({ s, q } = biSumsJs(jsInputs.values, ids, jsInputs.V, B, N, E));
+  }
+  // z [B, E] for the forward matMul, zT [E, B] for dw1 = zᵀ dh.
+  const z = new Float32Array(B * E);
+  const zT = new Float32Array(E * B);
+  for (let b = 0; b < B; b++) {
+    for (let e = 0; e < E; e++) {
+      const i = b * E + e;
+      let zi = Math.fround(0.5 * Math.fround(Math.fround(s[i] * s[i]) - q[i]));
+      if (drop) zi = Math.fround(zi * drop[i]);
+      z[i] = zi;
+      zT[e * B + b] = zi;
+    }
+  }
+  // h = z w1 + b1 (kept for the ReLU mask), a = ReLU(h), and aT for dw2 = aᵀ g.
+  const h = tidyValues(() => tf.matMul(tf.tensor2d(z, [B, E]), w.w1 as tf.Tensor2D));
+  const a = new Float32Array(B * E);
+  const aT = new Float32Array(E * B);
+  for (let b = 0; b < B; b++) {
+    for (let e = 0; e < E; e++) {
+      const i = b * E + e;
+      const hi = Math.fround(h[i] + b1[e]);
+      h[i] = hi;
+      const ai = hi > 0 ? hi : 0;
+      a[i] = ai;
+      aT[e * B + b] = ai;
+    }
+  }
+  const out = tidyValues(() => tf.matMul(tf.tensor2d(a, [B, E]), w.w2 as tf.Tensor2D));
+  for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) out[b * d + c] = Math.fround(out[b * d + c] + b2[c]);
+  return { out, state: { B, N, F, E, d, ids, drop, s, sTensor, jsInputs, zT, h, aT } };
+}
+
+export interface InteractionGrads {
+  dValues: tf.Tensor2D;
+  dV: tf.Tensor2D;
+  dw1: tf.Tensor2D;
+  db1: tf.Tensor1D;
+  dw2: tf.Tensor2D;
+  db2: tf.Tensor1D;
+}
+
+/**
+ * Backward pass from g = dL/dout ([B, d] tensor): every input's gradient as a new tensor. valuesT,
+ * vT and sTensor: the forward's values, V and state.sTensor (or copies of them) on the wasm path.
+ */
+export function interactionBackward(
+  st: InteractionState,
+  gT: tf.Tensor,
+  valuesT: tf.Tensor | null,
+  vT: tf.Tensor | null,
+  sTensor: tf.Tensor | null,
+  w1: tf.Tensor,
+  w2: tf.Tensor,
+): InteractionGrads {
+  const { B, N, F, E, d, ids, drop, s, zT, h, aT } = st;
+  const g = copyOf(gT);
+  const db2 = new Float32Array(d);
+  for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) db2[c] += g[b * d + c];
+  const da = tidyValues(() => tf.matMul(gT as tf.Tensor2D, tf.transpose(w2 as tf.Tensor2D))); // [B, E]
+  const dh = new Float32Array(B * E);
+  const dhT = new Float32Array(E * B);
+  const db1 = new Float32Array(E);
+  for (let b = 0; b < B; b++) {
+    for (let e = 0; e < E; e++) {
+      const i = b * E + e;
+      const v = h[i] > 0 ? da[i] : 0;
+      dh[i] = v;
+      dhT[e * B + b] = v;
+      db1[e] += v;
+    }
+  }
+  const dzT = tidyValues(() => tf.matMul(w1 as tf.Tensor2D, tf.tensor2d(dhT, [E, B]))); // [E, B]
+  const dz = new Float32Array(B * E);
+  for (let e = 0; e < E; e++) {
+    for (let b = 0; b < B; b++) dz[b * E + e] = drop ? Math.fround(dzT[e * B + b] * drop[b * E + e]) : dzT[e * B + b];
+  }
+  let dV: tf.Tensor2D, dValues: tf.Tensor2D;
+  if (st.jsInputs) {
+    const r = biGradsJs(st.jsInputs.values, ids, st.jsInputs.V, s, dz, B, N, E, F);
+    dV = tf.tensor2d(r.dV, [F, E]);
+    dValues = tf.tensor2d(r.dValues, [B, N]);
+  } else {
+    if (!valuesT || !vT || !sTensor) throw new Error("interactionBackward: the wasm path needs values, V and s");
+    const dzTensor = tf.tensor2d(dz, [B, E]);
+    try {
+      ({ dV, dValues } = biInteractionGradsWasm(valuesT, ids, vT, sTensor, dzTensor)!);
+    } finally {
+      dzTensor.dispose();
+    }
+  }
+  return {
+    dValues,
+    dV,
+    dw1: tf.tidy(() => tf.matMul(tf.tensor2d(zT, [E, B]), tf.tensor2d(dh, [B, E]))),
+    db1: tf.tensor1d(db1),
+    dw2: tf.tidy(() => tf.matMul(tf.tensor2d(aT, [E, B]), gT as tf.Tensor2D)),
+    db2: tf.tensor1d(db2),
+  };
+}
+
 function makeOp(ids: Int32Array, idsT: tf.Tensor, drop: Float32Array | null) {
-  return customGradLazy((valuesT: tf.Tensor, vT: tf.Tensor, w1: tf.Tensor, b1T: tf.Tensor, w2: tf.Tensor, b2T: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [B, N] = valuesT.shape as [number, number];
-    const [F, E] = vT.shape as [number, number];
-    const d = w2.shape[1] as number;
-    const b1 = copyOf(b1T);
-    const b2 = copyOf(b2T);
-    // s = Σ_j fv and q = Σ_j fv² (wasm kernel on the heap, else JavaScript on copies).
-    let s: Float32Array, q: Float32Array;
-    let jsInputs: { values: Float32Array; V: Float32Array } | null = null;
-    const sq = biInteractionSumsWasm(valuesT, idsT, vT);
-    if (sq) {
-      s = copyOf(sq.s);
-      q = copyOf(sq.q);
-      save([valuesT, vT, sq.s]); // tfjs disposes the forward's intermediates before the backward pass
-    } else {
-      jsInputs = { values: copyOf(valuesT), V: copyOf(vT) };
-      ({ s, q } = biSumsJs(jsInputs.values, ids, jsInputs.V, B, N, E));
-    }
-    // z [B, E] for the forward matMul, zT [E, B] for dw1 = zᵀ dh.
-    const z = new Float32Array(B * E);
-    const zT = new Float32Array(E * B);
-    for (let b = 0; b < B; b++) {
-      for (let e = 0; e < E; e++) {
-        const i = b * E + e;
-        let zi = Math.fround(0.5 * Math.fround(Math.fround(s[i] * s[i]) - q[i]));
-        if (drop) zi = Math.fround(zi * drop[i]);
-        z[i] = zi;
-        zT[e * B + b] = zi;
-      }
-    }
-    // h = z w1 + b1 (kept for the ReLU mask), a = ReLU(h), and aT for dw2 = aᵀ g.
-    const h = tidyValues(() => tf.matMul(tf.tensor2d(z, [B, E]), w1 as tf.Tensor2D));
-    const a = new Float32Array(B * E);
-    const aT = new Float32Array(E * B);
-    for (let b = 0; b < B; b++) {
-      for (let e = 0; e < E; e++) {
-        const i = b * E + e;
-        const hi = Math.fround(h[i] + b1[e]);
-        h[i] = hi;
-        const ai = hi > 0 ? hi : 0;
-        a[i] = ai;
-        aT[e * B + b] = ai;
-      }
-    }
-    const y = tidyValues(() => tf.matMul(tf.tensor2d(a, [B, E]), w2 as tf.Tensor2D));
-    for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) y[b * d + c] += b2[c];
+  return customGradLazy((valuesT: tf.Tensor, vT: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, save: tf.GradSaveFunc) => {
+    const { out, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
+    // tfjs disposes the forward's intermediates (s here, possibly values and V) before the backward
+    // pass: what the wasm gradient kernel reads goes through save() (which keeps copies).
+    if (state.sTensor) save([valuesT, vT, state.sTensor]);
     return {
-      value: tf.tensor2d(y, [B, d]),
+      value: tf.tensor2d(out, [state.B, state.d]),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const g = copyOf(dy);
-        const db2 = new Float32Array(d);
-        for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) db2[c] += g[b * d + c];
-        const da = tidyValues(() => tf.matMul(dy as tf.Tensor2D, tf.transpose(w2 as tf.Tensor2D))); // [B, E]
-        const dh = new Float32Array(B * E);
-        const dhT = new Float32Array(E * B);
-        const db1 = new Float32Array(E);
-        for (let b = 0; b < B; b++) {
-          for (let e = 0; e < E; e++) {
-            const i = b * E + e;
-            const v = h[i] > 0 ? da[i] : 0;
-            dh[i] = v;
-            dhT[e * B + b] = v;
-            db1[e] += v;
-          }
-        }
-        const dzT = tidyValues(() => tf.matMul(w1 as tf.Tensor2D, tf.tensor2d(dhT, [E, B]))); // [E, B]
-        const dz = new Float32Array(B * E);
-        for (let e = 0; e < E; e++) {
-          for (let b = 0; b < B; b++) dz[b * E + e] = drop ? Math.fround(dzT[e * B + b] * drop[b * E + e]) : dzT[e * B + b];
-        }
-        // dV and dValues come out of one pass, so both are made here (tensors made here belong to
-        // the backward pass's scope: the one nobody asks for is still disposed).
-        let grads: { dV: tf.Tensor; dValues: tf.Tensor };
-        if (jsInputs) {
-          const r = biGradsJs(jsInputs.values, ids, jsInputs.V, s, dz, B, N, E, F);
-          grads = { dV: tf.tensor2d(r.dV, [F, E]), dValues: tf.tensor2d(r.dValues, [B, N]) };
-        } else {
-          const dzTensor = tf.tensor2d(dz, [B, E]);
-          grads = biInteractionGradsWasm(saved[0], ids, saved[1], saved[2], dzTensor) as { dV: tf.Tensor; dValues: tf.Tensor };
-          dzTensor.dispose();
-        }
-        return [
-          () => grads.dValues,
-          () => grads.dV,
-          () => tf.matMul(tf.tensor2d(zT, [E, B]), tf.tensor2d(dh, [B, E])),
-          () => tf.tensor1d(db1),
-          () => tf.matMul(tf.tensor2d(aT, [E, B]), dy as tf.Tensor2D),
-          () => tf.tensor1d(db2),
-        ];
+        // All six come out of shared work, so they are made here (tensors made here belong to the
+        // backward pass's scope: any nobody asks for is still disposed).
+        const gr = interactionBackward(state, dy, saved[0] ?? null, saved[1] ?? null, saved[2] ?? null, w1, w2);
+        return [() => gr.dValues, () => gr.dV, () => gr.dw1, () => gr.db1, () => gr.dw2, () => gr.db2];
       },
     };
   });
@@ -221,23 +295,4 @@ export function interactionSparse(values: tf.Tensor2D, indices: tf.Tensor2D, V: 
     if (!(ids[i] >= 0 && ids[i] < F)) throw new Error(`${op}: indices[${Math.floor(i / N)}, ${i % N}] = ${ids[i]} is outside [0, ${F}) (rows of V)`);
   }
   return makeOp(ids, indices, drop)(values, V, w.w1, w.b1, w.w2, w.b2) as tf.Tensor2D;
-}
-
-/**
- * The same op on already gathered embedding rows vRows [B, N, E] (row j of batch row b is the
- * embedding of its j-th active feature); the gradient wrt vRows is [B, N, E]. (The row step in
- * lib/train.ts differentiates with respect to gathered rows.)
- */
-export function interactionRows(values: tf.Tensor2D, vRows: tf.Tensor3D, w: InteractionWeights, drop: Float32Array | null = null): tf.Tensor2D {
-  const op = "interactionRows";
-  assertRank(op, "vRows", vRows, 3);
-  const [B, N, E] = vRows.shape;
-  assertRank(op, "values", values, 2);
-  assertDim(op, "values.shape[0] (rows)", values.shape[0], B);
-  assertDim(op, "values.shape[1] (active features)", values.shape[1], N);
-  return tf.tidy(() => {
-    // Row i of the [B·N, E] table is entry i: the ids are 0 … B·N − 1.
-    const ids = tf.tensor2d(Int32Array.from({ length: B * N }, (_, i) => i), [B, N], "int32");
-    return interactionSparse(values, ids, tf.reshape(vRows, [B * N, E]) as tf.Tensor2D, w, drop);
-  });
 }
