@@ -262,19 +262,6 @@ export class NonFiniteError extends Error {
   }
 }
 
-/** Gradient of a [rows, cols] parameter given as rows: data[i] (cols values) adds to row ids[i]. */
-export interface RowGrad {
-  kind: "rows";
-  ids: Int32Array;
-  /** [ids.length, cols] row-major. */
-  data: Float32Array;
-  cols: number;
-}
-
-function isRowGrad(g: unknown): g is RowGrad {
-  return (g as RowGrad).kind === "rows";
-}
-
 /**
  * Σ g[i]² in float64, in a fixed order that the wasm kernel (buildAdamWasm's sumsq) reproduces bit
  * for bit: eight running sums (element i in sum i mod 8) over the first n − n mod 8 elements, added
@@ -310,42 +297,6 @@ function adamDense(
     m[i] = mi;
     v[i] = vi;
     w[i] = w[i] - (stepSize * mi) / (Math.sqrt(vi) * invBc2Sqrt + eps);
-  }
-}
-
-/** Adam over all rows with a row-sparse gradient (rows without a slot have g = 0). Same arithmetic as adamDense. */
-function adamRows(
-  w: Float32Array, U: Float32Array, slot: Int32Array, m: Float32Array, v: Float32Array, cols: number,
-  clip: number, beta1: number, beta2: number, stepSize: number, invBc2Sqrt: number, eps: number,
-): void {
-  const rows = slot.length;
-  const omb1 = 1 - beta1;
-  const omb2 = 1 - beta2;
-  for (let r = 0; r < rows; r++) {
-    const s = slot[r];
-    const base = r * cols;
-    const end = base + cols;
-    if (s >= 0) {
-      let u = s * cols;
-      for (let i = base; i < end; i++, u++) {
-        const gi = U[u] * clip;
-        const m0 = m[i];
-        const mi = Math.fround(m0 + (gi - m0) * omb1);
-        const vi = Math.fround(v[i] * beta2 + omb2 * gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] - (stepSize * mi) / (Math.sqrt(vi) * invBc2Sqrt + eps);
-      }
-    } else {
-      for (let i = base; i < end; i++) {
-        const m0 = m[i];
-        const mi = Math.fround(m0 + (0 - m0) * omb1);
-        const vi = Math.fround(v[i] * beta2);
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] - (stepSize * mi) / (Math.sqrt(vi) * invBc2Sqrt + eps);
-      }
-    }
   }
 }
 
@@ -465,14 +416,13 @@ export class Adam {
 
   /**
    * One optimisation step over every parameter named in `grads` (frozen parameters are simply
-   * absent). Gradients are either dense tensors (disposed here) or row-sparse {@link RowGrad}s
-   * (rows of a [rows, cols] parameter; duplicate row ids add up). `lr` is this step's rate.
+   * absent). Gradients are dense tensors (disposed here). `lr` is this step's rate.
    * Global-norm clipping follows torch.nn.utils.clip_grad_norm_: scale = maxNorm/(norm+1e-6)
-   * applied when < 1. A row-sparse gradient gives exactly the same update as its dense scatter.
+   * applied when < 1.
    */
   step(
     params: ParamSet,
-    grads: Map<string, tf.Tensor | RowGrad>,
+    grads: Map<string, tf.Tensor>,
     lr: number,
     opts: { clipNorm?: number | null; hooks?: StepHooks } = {},
   ): StepResult {
@@ -485,47 +435,29 @@ export class Adam {
     if (kernel) {
       for (const n of names) {
         const gr = grads.get(n)!;
-        if (!isRowGrad(gr) && params.inPlace.has(n) && gr.dtype === "float32") simdNames.add(n);
+        if (params.inPlace.has(n) && gr.dtype === "float32") simdNames.add(n);
       }
       // All allocations before any views are taken.
       for (const n of simdNames) this.toHeap(n, kernel);
     }
     const dense = new Map<string, Float32Array>();
-    const sparse = new Map<string, { slot: Int32Array; U: Float32Array; cols: number; touched: Int32Array }>();
     try {
       // Pass 1: materialise gradients (live views where possible), hooks, squared norm.
       let sq = 0;
       for (const n of names) {
         const gr = grads.get(n)!;
         const wt = params.get(n);
-        if (isRowGrad(gr)) {
-          const shape = wt.shape;
-          const cols = shape.length === 1 ? 1 : shape.slice(1).reduce((a, c) => a * c, 1);
-          const rows = wt.size / cols;
-          if (gr.cols !== cols) throw new Error(`row gradient for "${n}" has ${gr.cols} columns but the parameter rows have ${cols}`);
-          const acc = this.accumulateRows(n, gr, rows, cols);
-          if (opts.hooks?.beforeClip) {
-            // Hooks see a dense gradient (only the modern SAE's unit-norm constraint uses one).
-            const G = new Float32Array(wt.size);
-            for (let t = 0; t < acc.touched.length; t++) G.set(acc.U.subarray(t * cols, (t + 1) * cols), acc.touched[t] * cols);
-            acc.slot.fill(-1);
-            dense.set(n, G);
-          } else {
-            sparse.set(n, acc);
-          }
-        } else {
-          if (gr.size !== wt.size) throw new Error(`gradient for "${n}" has shape [${gr.shape}] but the parameter is [${wt.shape}]`);
-          let g = this.portable ? null : liveView(gr);
-          if (!g) {
-            if (simdNames.has(n)) throw new Error(`internal: no live gradient view for "${n}"`);
-            g = Float32Array.from(gr.dataSync() as Float32Array);
-          }
-          dense.set(n, g);
+        if (gr.size !== wt.size) throw new Error(`gradient for "${n}" has shape [${gr.shape}] but the parameter is [${wt.shape}]`);
+        let g = this.portable ? null : liveView(gr);
+        if (!g) {
+          if (simdNames.has(n)) throw new Error(`internal: no live gradient view for "${n}"`);
+          g = Float32Array.from(gr.dataSync() as Float32Array);
         }
+        dense.set(n, g);
       }
       for (const n of names) {
-        const g = dense.get(n) ?? sparse.get(n)!.U;
-        if (opts.hooks?.beforeClip && dense.has(n)) {
+        const g = dense.get(n)!;
+        if (opts.hooks?.beforeClip) {
           const w = this.weightArray(params, n);
           opts.hooks.beforeClip(n, w.view, g, params.shape(n));
         }
@@ -536,7 +468,6 @@ export class Adam {
             ? kernel.sumsq(b.getMemoryOffset((grads.get(n) as tf.Tensor).dataId) as number, g.length)
             : sumSquares(g);
         if (!Number.isFinite(s2)) {
-          for (const a of sparse.values()) a.slot.fill(-1);
           throw new NonFiniteError(`gradient of parameter "${n}" contains NaN or Inf`, `grad:${n}`);
         }
         sq += s2;
@@ -576,14 +507,7 @@ export class Adam {
         const { m, v } = this.moments(n);
         const w = this.weightArray(params, n);
         const wa = w.view;
-        const g = dense.get(n);
-        if (g) {
-          adamDense(wa, g, m, v, 0, wa.length, clipScale, beta1, beta2, stepSize, invBc2Sqrt, eps);
-        } else {
-          const a = sparse.get(n)!;
-          adamRows(wa, a.U, a.slot, m, v, a.cols, clipScale, beta1, beta2, stepSize, invBc2Sqrt, eps);
-          for (let i = 0; i < a.touched.length; i++) a.slot[a.touched[i]] = -1;
-        }
+        adamDense(wa, dense.get(n)!, m, v, 0, wa.length, clipScale, beta1, beta2, stepSize, invBc2Sqrt, eps);
         if (opts.hooks?.afterUpdate) opts.hooks.afterUpdate(n, wa, params.shape(n));
         if (!w.live) pending.push([n, wa]);
       }
@@ -595,38 +519,8 @@ export class Adam {
       }
       return { gradNorm, clipScale };
     } finally {
-      for (const g of grads.values()) if (!isRowGrad(g)) g.dispose();
+      for (const g of grads.values()) g.dispose();
     }
-  }
-
-  private slots = new Map<string, Int32Array>();
-
-  /** Sum duplicate rows into a compact buffer U [touched, cols]; slot[row] = position in U. */
-  private accumulateRows(n: string, gr: RowGrad, rows: number, cols: number): { slot: Int32Array; U: Float32Array; cols: number; touched: Int32Array } {
-    let slot = this.slots.get(n);
-    if (!slot || slot.length !== rows) {
-      slot = new Int32Array(rows).fill(-1);
-      this.slots.set(n, slot);
-    }
-    const ids = gr.ids;
-    const touchedList = new Int32Array(ids.length);
-    let nt = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const r = ids[i];
-      if (r < 0 || r >= rows) throw new Error(`row gradient for "${n}": row id ${r} out of range [0, ${rows})`);
-      if (slot[r] < 0) {
-        slot[r] = nt;
-        touchedList[nt++] = r;
-      }
-    }
-    const U = new Float32Array(nt * cols);
-    const data = gr.data;
-    for (let i = 0; i < ids.length; i++) {
-      const o = slot[ids[i]] * cols;
-      const src = i * cols;
-      for (let j = 0; j < cols; j++) U[o + j] += data[src + j];
-    }
-    return { slot, U, cols, touched: touchedList.subarray(0, nt) };
   }
 
   private weightArray(params: ParamSet, n: string): { view: Float32Array; live: boolean } {
