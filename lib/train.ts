@@ -302,7 +302,11 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
   const nfm = c.nfm;
   const bDec = c.sae.decoderBias ? readFloat32(P.get("sae.bDec")).slice() : null;
   // Encoder input (the modern SAE subtracts b_dec).
-  const xin = bDec ? Float32Array.from(x, (v, i) => v - bDec[i % d]) : x;
+  let xin = x;
+  if (bDec) {
+    xin = new Float32Array(B * d);
+    for (let b = 0; b < B; b++) for (let c = 0, i = b * d; c < d; c++, i++) xin[i] = x[i] - bDec[c];
+  }
   const held: tf.Tensor[] = [];
   const hold = <T extends tf.Tensor>(t: T): T => {
     held.push(t);
@@ -331,54 +335,51 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     }
     const nValsT = N < k ? hold(tf.tensor2d(nVals, [B, N])) : valsT;
     const nIdxCol = N < k ? hold(tf.tensor2d(nIds, [B * N, 1], "int32")) : idxCol;
-    // 2. Forward: x̂ = x̂_sae (+ b_dec) + lin + inter, accumulated in x̂ in that order.
-    const addInto = (acc: Float32Array, t: tf.Tensor) => {
-      const v = readFloat32(t);
-      for (let i = 0; i < acc.length; i++) acc[i] += v[i];
-      t.dispose();
-    };
+    // 2. Forward: x̂ = (x̂_sae + b_dec) + ((lin + b_lin) + inter), as the autodiff path adds them.
     const xSae = combineRowsWasm(valsT, idxCol, P.get("sae.wDec") as tf.Tensor2D);
     if (!xSae) return null; // no wasm SIMD: the autodiff path
-    const xhat = new Float32Array(B * d);
-    addInto(xhat, xSae);
-    if (bDec) for (let i = 0; i < xhat.length; i++) xhat[i] += bDec[i % d];
-    if (nfm?.linear) {
-      const lin = readFloat32(hold(combineRowsWasm(nValsT, nIdxCol, P.get("nfm.wLin") as tf.Tensor2D)!)).slice();
-      const bLin = readFloat32(P.get("nfm.bLin"));
-      for (let i = 0; i < lin.length; i++) xhat[i] += Math.fround(lin[i] + bLin[i % d]);
-    }
+    hold(xSae);
+    const linT = nfm?.linear ? hold(combineRowsWasm(nValsT, nIdxCol, P.get("nfm.wLin") as tf.Tensor2D)!) : null;
     let inter: ReturnType<typeof interactionForward> | null = null;
-    const weights = () => ({ w1: P.get("nfm.w1"), b1: P.get("nfm.b1"), w2: P.get("nfm.w2"), b2: P.get("nfm.b2") });
     if (nfm?.interaction) {
       const drop = nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
       const nIdsT = hold(tf.tensor2d(nIds, [B, N], "int32"));
-      inter = interactionForward(nValsT, nIds, nIdsT, P.get("nfm.V"), weights(), drop);
+      const weights = { w1: P.get("nfm.w1"), b1: P.get("nfm.b1"), w2: P.get("nfm.w2"), b2: P.get("nfm.b2") };
+      inter = interactionForward(nValsT, nIds, nIdsT, P.get("nfm.V"), weights, drop);
       if (inter.state.sTensor) hold(inter.state.sTensor);
-      for (let i = 0; i < xhat.length; i++) xhat[i] += inter.out[i];
     }
-    // 3. Loss mse = mean((x̂ − x)²) and its gradient g = 2(x̂ − x)/(B·d).
+    // 3. Loss mse = mean((x̂ − x)²), its gradient g = 2(x̂ − x)/(B·d) and g's column sums, in one
+    // pass (live heap views: no tfjs allocation until the loop is done).
+    const f32 = Math.fround;
     const g = new Float32Array(B * d);
+    const gSum = new Float32Array(d);
+    const scale = 2 / (B * d);
     let sum = 0;
-    for (let i = 0; i < g.length; i++) {
-      const r = Math.fround(xhat[i] - x[i]);
-      sum += r * r;
-      g[i] = r;
+    {
+      const xs = readFloat32(xSae);
+      const ln = linT ? readFloat32(linT) : null;
+      const bLin = linT ? readFloat32(P.get("nfm.bLin")) : null;
+      const io = inter ? inter.out : null;
+      for (let b = 0; b < B; b++) {
+        for (let c = 0, i = b * d; c < d; c++, i++) {
+          const sae = bDec ? f32(xs[i] + bDec[c]) : xs[i];
+          let out = ln ? f32(ln[i] + bLin![c]) : 0;
+          if (io) out = ln ? f32(out + io[i]) : io[i];
+          const r = f32((nfm ? f32(sae + out) : sae) - x[i]);
+          sum += r * r;
+          const gi = f32(r * scale);
+          g[i] = gi;
+          gSum[c] += gi;
+        }
+      }
     }
-    const mse = sum / g.length;
+    const mse = sum / (B * d);
     if (!Number.isFinite(mse)) {
       const xt = hold(tf.tensor2d(x, [B, d]));
       const where = findNonFinite(ctx, xt);
       throw new NonFiniteError(`loss is ${mse} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
     }
-    const scale = 2 / g.length;
-    for (let i = 0; i < g.length; i++) g[i] *= scale;
     const gT = hold(tf.tensor2d(g, [B, d]));
-    const columnSums = (a: Float32Array) => {
-      const out = new Float32Array(d);
-      for (let i = 0; i < a.length; i++) out[i % d] += a[i];
-      return out;
-    };
-    const gSum = columnSums(g);
     // 4. Backward. d(values) over the k positions (NFM terms land on the first N of each row).
     const dVals = saeTrain ? new Float32Array(B * k) : null;
     const addValueGrads = (t: tf.Tensor, n: number) => {
@@ -395,7 +396,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     }
     if (inter) {
       const st = inter.state;
-      const gr = interactionBackward(st, gT, nValsT, P.get("nfm.V"), st.sTensor, P.get("nfm.w1"), P.get("nfm.w2"));
+      const gr = interactionBackward(st, gT, nValsT, P.get("nfm.V"), st.sTensor, P.get("nfm.w1"), P.get("nfm.w2"), gSum);
       grads.set("nfm.V", gr.dV);
       grads.set("nfm.w1", gr.dw1);
       grads.set("nfm.b1", gr.db1);
@@ -427,7 +428,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
         // x_in = x − b_dec: b_dec also receives −Σ_b d(x_in)[b], with d(x_in)[b] = Σ_j dPre[b,j]·W_enc[ids[b,j]].
         const dXin = readFloat32(hold(combineRowsWasm(dPreT, idxCol, P.get("sae.wEncT") as tf.Tensor2D)!));
         const dbDec = new Float32Array(gSum);
-        for (let i = 0; i < dXin.length; i++) dbDec[i % d] -= dXin[i];
+        for (let b = 0; b < B; b++) for (let c = 0, i = b * d; c < d; c++, i++) dbDec[c] -= dXin[i];
         grads.get("sae.bDec")!.dispose();
         grads.set("sae.bDec", tf.tensor1d(dbDec));
       }

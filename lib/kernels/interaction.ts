@@ -183,6 +183,7 @@ export interface InteractionGrads {
 /**
  * Backward pass from g = dL/dout ([B, d] tensor): every input's gradient as a new tensor. valuesT,
  * vT and sTensor: the forward's values, V and state.sTensor (or copies of them) on the wasm path.
+ * gColumnSums: Σ_b g (= d(b2)) where the caller has it already.
  */
 export function interactionBackward(
   st: InteractionState,
@@ -192,11 +193,15 @@ export function interactionBackward(
   sTensor: tf.Tensor | null,
   w1: tf.Tensor,
   w2: tf.Tensor,
+  gColumnSums?: Float32Array,
 ): InteractionGrads {
   const { B, N, F, E, d, ids, drop, s, zT, h, aT } = st;
-  const g = copyOf(gT);
-  const db2 = new Float32Array(d);
-  for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) db2[c] += g[b * d + c];
+  let db2 = gColumnSums;
+  if (!db2) {
+    const g = readFloat32(gT);
+    db2 = new Float32Array(d);
+    for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) db2[c] += g[b * d + c];
+  }
   const da = tidyValues(() => tf.matMul(gT as tf.Tensor2D, tf.transpose(w2 as tf.Tensor2D))); // [B, E]
   const dh = new Float32Array(B * E);
   const dhT = new Float32Array(E * B);

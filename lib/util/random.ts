@@ -20,23 +20,26 @@ export class Rng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
       return (z ^ (z >>> 16)) >>> 0;
     };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
+    this.s0 = next() | 0;
+    this.s1 = next() | 0;
+    this.s2 = next() | 0;
+    this.s3 = next() | 0;
   }
 
-  /** Uniform 32-bit unsigned integer. */
+  /**
+   * Uniform 32-bit unsigned integer (xoshiro128**). The state is kept as int32 values (the same
+   * bits): as uint32 doubles above 2^31 they were heap numbers, ~3× slower per draw.
+   */
   nextUint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.s1 << 9) >>> 0;
+    const s1 = this.s1;
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
     this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
+    this.s3 ^= s1;
     this.s1 ^= this.s2;
     this.s0 ^= this.s3;
     this.s2 ^= t;
     this.s3 = rotl(this.s3, 11);
-    this.s0 >>>= 0; this.s1 >>>= 0; this.s2 >>>= 0; this.s3 >>>= 0;
     return result;
   }
 
@@ -112,8 +115,9 @@ export class Rng {
   }
 }
 
+/** 32-bit rotate left, as an int32. */
 function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
+  return (x << k) | (x >>> (32 - k));
 }
 
 /** FNV-1a 32-bit hash of a string (for string seeds and labels). */
