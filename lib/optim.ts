@@ -455,6 +455,7 @@ export class Adam {
         }
         dense.set(n, g);
       }
+      const sumsByTensor = new Map<tf.Tensor, number>();
       for (const n of names) {
         const g = dense.get(n)!;
         if (opts.hooks?.beforeClip) {
@@ -462,11 +463,14 @@ export class Adam {
           opts.hooks.beforeClip(n, w.view, g, params.shape(n));
         }
         // SIMD-path gradients live in the wasm heap: the wasm loop does the same float64 sum in the
-        // same order (bit-identical), ~1.5× faster than the JavaScript loop.
+        // same order (bit-identical), ~1.5× faster than the JavaScript loop. One tensor may be the
+        // gradient of two parameters (the hand-written step shares W_dec's with W_lin): summed once.
+        const gt = grads.get(n)!;
+        const known = sumsByTensor.get(gt);
         const s2 =
-          kernel && simdNames.has(n)
-            ? kernel.sumsq(b.getMemoryOffset((grads.get(n) as tf.Tensor).dataId) as number, g.length)
-            : sumSquares(g);
+          known ??
+          (kernel && simdNames.has(n) ? kernel.sumsq(b.getMemoryOffset(gt.dataId) as number, g.length) : sumSquares(g));
+        if (!opts.hooks?.beforeClip) sumsByTensor.set(gt, s2);
         if (!Number.isFinite(s2)) {
           throw new NonFiniteError(`gradient of parameter "${n}" contains NaN or Inf`, `grad:${n}`);
         }

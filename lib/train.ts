@@ -26,7 +26,7 @@ import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
 import { dropoutMask, dropoutMultipliers } from "./nfm";
 import { gatherRows } from "./kernels/index";
 import { interactionBackward, interactionForward } from "./kernels/interaction";
-import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
+import { combineRowsWasm, groupRows, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { selectTopkColumns } from "./kernels/wasmTopk";
 import { readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
@@ -315,8 +315,11 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
   const grads = new Map<string, tf.Tensor>();
   try {
     const xinT = hold(tf.tensor2d(xin, [B, d]));
-    // 1. Encoder pre-activation [F, B] and TopK (values sorted descending per row).
-    const preT = tf.tidy(() => tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.transpose(xinT)));
+    // 1. Encoder pre-activation [F, B] and TopK (values sorted descending per row). x_inᵀ is laid
+    // out here: tfjs's transpose of a [B, d] block costs ~0.3–0.5 ms, longer than this loop.
+    const xinTr = new Float32Array(d * B);
+    for (let b = 0; b < B; b++) for (let c = 0, i = b * d; c < d; c++, i++) xinTr[c * B + b] = xin[i];
+    const preT = tf.tidy(() => tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.tensor2d(xinTr, [d, B])));
     const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
     preT.dispose();
     const valsT = hold(tf.tensor2d(sel.vals, [B, k]));
@@ -380,6 +383,9 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       throw new NonFiniteError(`loss is ${mse} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
     }
     const gT = hold(tf.tensor2d(g, [B, d]));
+    // The selected ids grouped by feature, shared by every sparse outer product over them.
+    const grouped = hold(groupRows(idxCol, F));
+    const nGrouped = N < k ? hold(groupRows(nIdxCol, F)) : grouped;
     // 4. Backward. d(values) over the k positions (NFM terms land on the first N of each row).
     const dVals = saeTrain ? new Float32Array(B * k) : null;
     const addValueGrads = (t: tf.Tensor, n: number) => {
@@ -389,14 +395,14 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     };
     let dWLin: tf.Tensor2D | null = null;
     if (nfm?.linear) {
-      dWLin = outerScatterWasm(nValsT, gT, nIdxCol, F)!;
+      dWLin = outerScatterWasm(nValsT, gT, nIdxCol, F, nGrouped)!;
       grads.set("nfm.wLin", dWLin);
       grads.set("nfm.bLin", tf.tensor1d(gSum));
       if (dVals) addValueGrads(rowDotsWasm(nIdxCol, P.get("nfm.wLin") as tf.Tensor2D, gT, N)!, N);
     }
     if (inter) {
       const st = inter.state;
-      const gr = interactionBackward(st, gT, nValsT, P.get("nfm.V"), st.sTensor, P.get("nfm.w1"), P.get("nfm.w2"), gSum);
+      const gr = interactionBackward(st, gT, nValsT, P.get("nfm.V"), st.sTensor, P.get("nfm.w1"), P.get("nfm.w2"), gSum, nGrouped);
       grads.set("nfm.V", gr.dV);
       grads.set("nfm.w1", gr.dw1);
       grads.set("nfm.b1", gr.db1);
@@ -409,7 +415,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       // W_dec's gradient is W_lin's when both are combined from the same values with the same g (and
       // no hook edits one of them in place before the update).
       const shareLin = dWLin && N === k && !ctx.hooks.beforeClip;
-      grads.set("sae.wDec", shareLin ? dWLin! : outerScatterWasm(valsT, gT, idxCol, F)!);
+      grads.set("sae.wDec", shareLin ? dWLin! : outerScatterWasm(valsT, gT, idxCol, F, grouped)!);
       if (bDec) grads.set("sae.bDec", tf.tensor1d(gSum)); // the decoder's + b_dec (the encoder's share below)
       addValueGrads(rowDotsWasm(idxCol, P.get("sae.wDec") as tf.Tensor2D, gT, k)!, k);
       // Through the TopK: only the selected, positive values carry a gradient.
@@ -422,7 +428,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
         }
       }
       const dPreT = hold(tf.tensor2d(dPre, [B, k]));
-      grads.set("sae.wEncT", outerScatterWasm(dPreT, xinT, idxCol, F)!);
+      grads.set("sae.wEncT", outerScatterWasm(dPreT, xinT, idxCol, F, grouped)!);
       grads.set("sae.bEnc", tf.tensor1d(dBEnc));
       if (bDec) {
         // x_in = x − b_dec: b_dec also receives −Σ_b d(x_in)[b], with d(x_in)[b] = Σ_j dPre[b,j]·W_enc[ids[b,j]].

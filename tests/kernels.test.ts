@@ -13,7 +13,7 @@ import { initBackend, tf } from "../lib/backend";
 import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
-import { combineRowsWasm, groupByRow, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
+import { combineRowsWasm, groupByRow, groupRows, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
 import { interactionSparse } from "../lib/kernels/interaction";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
@@ -406,6 +406,12 @@ for (const backendName of ["wasm", "cpu"]) {
           const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]);
           assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `outerScatterWasm F=${F} (seed ${SEED})`);
           want.dispose();
+          // A grouping made once (groupRows) and shared: the same bits; one of the wrong size is refused.
+          const grouped = groupRows(idx, F);
+          const again = outerScatterWasm(coef, x, idx, F, grouped)!;
+          assert.deepEqual(Array.from(again.dataSync()), Array.from(got.dataSync()), `outerScatterWasm with groupRows F=${F}`);
+          assert.throws(() => outerScatterWasm(coef, x, idx, F + 1, grouped), /outerScatterWasm: grouped has/);
+          tf.dispose([grouped, again]);
           // d not a multiple of 4: caller falls back to the tf ops.
           const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
           assert.equal(outerScatterWasm(coef, x5, idx, F), null);

@@ -183,7 +183,8 @@ export interface InteractionGrads {
 /**
  * Backward pass from g = dL/dout ([B, d] tensor): every input's gradient as a new tensor. valuesT,
  * vT and sTensor: the forward's values, V and state.sTensor (or copies of them) on the wasm path.
- * gColumnSums: Σ_b g (= d(b2)) where the caller has it already.
+ * gColumnSums: Σ_b g (= d(b2)) and grouped: the ids grouped by feature (wasmOuter.groupRows), where
+ * the caller has them already.
  */
 export function interactionBackward(
   st: InteractionState,
@@ -194,6 +195,7 @@ export function interactionBackward(
   w1: tf.Tensor,
   w2: tf.Tensor,
   gColumnSums?: Float32Array,
+  grouped?: tf.Tensor,
 ): InteractionGrads {
   const { B, N, F, E, d, ids, drop, s, zT, h, aT } = st;
   let db2 = gColumnSums;
@@ -229,7 +231,7 @@ export function interactionBackward(
     if (!valuesT || !vT || !sTensor) throw new Error("interactionBackward: the wasm path needs values, V and s");
     const dzTensor = tf.tensor2d(dz, [B, E]);
     try {
-      ({ dV, dValues } = biInteractionGradsWasm(valuesT, ids, vT, sTensor, dzTensor)!);
+      ({ dV, dValues } = biInteractionGradsWasm(valuesT, ids, vT, sTensor, dzTensor, grouped)!);
     } finally {
       dzTensor.dispose();
     }

@@ -161,9 +161,10 @@ export function biInteractionSumsWasm(values: tf.Tensor, ids: tf.Tensor, V: tf.T
 
 /**
  * dV [F, E] (dense; rows without entries are zero) and dValues [B, N] (see the header), or null
- * where the kernel is unavailable. ids: the feature of each entry (validated by the caller).
+ * where the kernel is unavailable. ids: the feature of each entry (validated by the caller);
+ * grouped: their grouping by feature where the caller has it (wasmOuter.groupRows).
  */
-export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf.Tensor, s: tf.Tensor, dz: tf.Tensor): { dV: tf.Tensor2D; dValues: tf.Tensor2D } | null {
+export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf.Tensor, s: tf.Tensor, dz: tf.Tensor, grouped?: tf.Tensor): { dV: tf.Tensor2D; dValues: tf.Tensor2D } | null {
   const [B, N] = values.shape;
   const [F, E] = V.shape as [number, number];
   if (E % 4 !== 0) return null;
@@ -174,10 +175,11 @@ export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf
   // entries grouped by feature: rowPtr [F + 1] then list [n].
   const dV = heapTensor<tf.Rank.R2>([F, E], "float32");
   const dValues = heapTensor<tf.Rank.R2>([B, N], "float32");
-  const csr = heapTensor<tf.Rank.R1>([F + 1 + n], "int32");
+  if (grouped && grouped.size !== F + 1 + n) throw new Error(`biInteractionGradsWasm: grouped has ${grouped.size} entries, expected F + 1 + n = ${F + 1 + n}`);
+  const csr = grouped ?? heapTensor<tf.Rank.R1>([F + 1 + n], "int32");
   try {
     const [pv, pV, ps, pdz, pdV, pdv, pc] = [values, V, s, dz, dV, dValues, csr].map(offsetOf);
-    groupByRow(ids, F, new Int32Array(kern.memory.buffer, pc, F + 1 + n));
+    if (!grouped) groupByRow(ids, F, new Int32Array(kern.memory.buffer, pc, F + 1 + n));
     const rows = splitPoints(F, piecesFor(kern.pool, 2 * n * E + F * E));
     kern.run("grads", rows.slice(0, -1).map((r0, p) => [pv, pV, ps, pdz, pdV, pdv, pc, pc + 4 * (F + 1), N, E, r0, rows[p + 1]]));
     return { dV, dValues };
@@ -185,6 +187,6 @@ export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf
     tf.dispose([dV, dValues]);
     throw e;
   } finally {
-    csr.dispose();
+    if (csr !== grouped) csr.dispose();
   }
 }

@@ -223,21 +223,21 @@ const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, element
  * can take any of them): the zero fill and the scatter's read-modify-writes at random rows become
  * one sequential pass over the output. The adds per row are those of the scatter, in its order.
  */
-export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number): tf.Tensor2D | null {
+export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number, grouped?: tf.Tensor1D): tf.Tensor2D | null {
   const [b, k] = coef.shape;
   const d = x.shape[1];
   if (d % 4 !== 0 || coef.dtype !== "float32" || x.dtype !== "float32" || idxCol.dtype !== "int32") return null;
   const kern = kernel();
   if (!kern) return null;
   const n = b * k;
+  if (grouped && grouped.size !== f + 1 + n) throw new Error(`outerScatterWasm: grouped has ${grouped.size} entries, expected f + 1 + n = ${f + 1 + n}`);
   // Allocations first (they can grow the heap and move nothing, but detach old views): the output,
-  // uninitialised (every row is written), and the row grouping: rowPtr [f + 1] then list [n].
+  // uninitialised (every row is written), and the row grouping (unless given, see groupRows).
+  const csr = grouped ?? groupRows(idxCol, f);
   const out = heapTensor<tf.Rank.R2>([f, d], "float32");
-  const csr = heapTensor<tf.Rank.R1>([f + 1 + n], "int32");
   try {
     const be = tf.backend() as any;
-    const [o, ix, cf, xx, cs] = [out, idxCol, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
-    groupByRow(new Int32Array(kern.memory.buffer, ix, n), f, new Int32Array(kern.memory.buffer, cs, f + 1 + n));
+    const [o, cf, xx, cs] = [out, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
     // Pieces are row ranges: disjoint writes, and each row's adds do not depend on the split.
     const rows = splitPoints(f, partsOf(kern, 2 * n * d + f * d));
     kern.run("outerRows", rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]));
@@ -246,7 +246,26 @@ export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.T
     out.dispose();
     throw e;
   } finally {
+    if (csr !== grouped) csr.dispose();
+  }
+}
+
+/**
+ * The positions of ids (an int32 tensor of n entries in the wasm heap, each in [0, f)) grouped by
+ * row, as an int32 heap tensor [f + 1 + n]: rowPtr [f + 1], then the positions row by row (see
+ * groupByRow). Lets several sparse outer products over the same ids share one grouping. Throws on an
+ * id outside [0, f). wasm backend only.
+ */
+export function groupRows(ids: tf.Tensor, f: number): tf.Tensor1D {
+  const n = ids.size;
+  const csr = heapTensor<tf.Rank.R1>([f + 1 + n], "int32"); // allocated before the views are taken
+  try {
+    const be = tf.backend() as any;
+    groupByRow(be.typedArrayFromHeap(ids) as Int32Array, f, be.typedArrayFromHeap(csr) as Int32Array);
+    return csr;
+  } catch (e) {
     csr.dispose();
+    throw e;
   }
 }
 
@@ -261,7 +280,7 @@ export function groupByRow(ids: Int32Array, f: number, into: Int32Array): void {
   rowPtr.fill(0);
   for (let i = 0; i < n; i++) {
     const r = ids[i];
-    if (!(r >= 0 && r < f)) throw new Error(`outerScatterWasm: index ${r} at position ${i} is outside [0, ${f})`);
+    if (!(r >= 0 && r < f)) throw new Error(`groupByRow (sparse outer product): index ${r} at position ${i} is outside [0, ${f})`);
     rowPtr[r + 1]++;
   }
   for (let r = 0; r < f; r++) rowPtr[r + 1] += rowPtr[r];
