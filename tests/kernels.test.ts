@@ -448,6 +448,16 @@ for (const backendName of ["wasm", "cpu"]) {
             const preT = tf.tensor2d(pre, [F, B]);
             const biasT = tf.tensor1d(bias);
             fast = topkColumnsWasm(preT, biasT, k, order);
+            if (fast) {
+              // Any lower-bound guess (none; a median k-th key, so that about half the columns
+              // must be redone in full; above every key; the remembered one) gives the same bits.
+              const kth = Array.from({ length: B }, (_, b) => fast!.vals[b * k + k - 1]).sort((a, b) => a - b);
+              for (const floor of [-Infinity, kth[B >> 1], Infinity, undefined]) {
+                const again = topkColumnsWasm(preT, biasT, k, order, floor)!;
+                assert.deepEqual(Array.from(again.ids), Array.from(got.ids), `topkColumnsWasm ${order} floor ${floor} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
+                assert.deepEqual(Array.from(again.vals), Array.from(got.vals), `topkColumnsWasm ${order} floor ${floor} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+              }
+            }
             tf.dispose([preT, biasT]);
           }
           if (backendName === "wasm" && B % 4 === 0) {

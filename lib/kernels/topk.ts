@@ -175,6 +175,7 @@ export function topkColumnRange(
   ids: Int32Array,
   vals: Float32Array,
   scan?: TopKCandidateScan,
+  floor = -Infinity,
 ): void {
   const nb = b1 - b0;
   const scanMaxRows = 1024; // TOPK_SCAN_MAX_ROWS (not referenced: this body must stand alone)
@@ -183,27 +184,24 @@ export function topkColumnRange(
   const hk = new Float32Array(nb * k);
   const hi = new Int32Array(nb * k);
   const fround = Math.fround;
-  for (let f = 0; f < k; f++) {
-    // Fill phase: every column inserts (sift up).
-    const base = f * B;
-    const bf = bias[f];
-    for (let b = b0; b < b1; b++) {
-      let key = fround(preFB[base + b] + bf);
-      if (relu && key < 0) key = 0;
-      const o = (b - b0) * k;
-      let i = f;
-      while (i > 0) {
-        const p = (i - 1) >> 1;
-        if (hk[o + p] > key || (hk[o + p] === key && hi[o + p] < f)) {
-          hk[o + i] = hk[o + p];
-          hi[o + i] = hi[o + p];
-          i = p;
-        } else break;
-      }
-      hk[o + i] = key;
-      hi[o + i] = f;
+  // Fill phase: feature f (< k) enters column c's heap at position f (sift up).
+  function push(f: number, c: number): void {
+    let key = fround(preFB[f * B + b0 + c] + bias[f]);
+    if (relu && key < 0) key = 0;
+    const o = c * k;
+    let i = f;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (hk[o + p] > key || (hk[o + p] === key && hi[o + p] < f)) {
+        hk[o + i] = hk[o + p];
+        hi[o + i] = hi[o + p];
+        i = p;
+      } else break;
     }
+    hk[o + i] = key;
+    hi[o + i] = f;
   }
+  for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
   // Replace phase. thr[b − b0] mirrors column b's root key. Both orders compare the raw key: for
   // "relu-topk" every heap key is ≥ 0 after the fill, so key > thr implies key > 0 (ReLU is a no-op
   // on entrants). offer(): feature f's key beats column b's root: replace the root, sift down.
@@ -230,18 +228,37 @@ export function topkColumnRange(
   }
   if (scan) {
     // Rows in chunks of doubling size; the scan returns the positions f·B + b in [f0, f1) whose key
-    // beats the column's threshold as of the chunk's start (in increasing f per column). Thresholds
-    // only rise, so every key the full loop below would accept is among them; each is re-checked
-    // against the current threshold, in the same per-column order, so the result is identical.
-    for (let f0 = k, rows = k; f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
+    // beats the column's limit as of the chunk's start (in increasing f per column). Limits only
+    // rise, so every key the full loop below would accept is among them; each is re-checked against
+    // the current limit, in the same per-column order, so the result is identical.
+    // The limit is the root's key or `floor` (a guess at a lower bound of the k-th key, from an
+    // earlier call; −∞: none), whichever is higher: with a good floor a column sees a few candidates
+    // beyond its k, from the first chunk on, instead of ~k·ln(F/k) heap replacements. A column whose
+    // final root is not above the floor may have skipped one of its top k: it is redone in full.
+    const fl = fround(floor);
+    const lim = new Float32Array(nb);
+    for (let c = 0; c < nb; c++) lim[c] = thr[c] > fl ? thr[c] : fl;
+    for (let f0 = k, rows = fl > -Infinity ? scanMaxRows : k; f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
       const f1 = Math.min(F, f0 + rows);
-      const cand = scan(f0, f1, thr);
-      for (let c = 0; c < cand.length; c++) {
-        const pos = cand[c];
+      const cand = scan(f0, f1, lim);
+      for (let i = 0; i < cand.length; i++) {
+        const pos = cand[i];
         const f = (pos / B) | 0;
-        const b = pos - f * B;
+        const c = pos - f * B - b0;
         const key = fround(preFB[pos] + bias[f]);
-        if (key > thr[b - b0]) offer(f, b - b0, key);
+        if (key > lim[c]) {
+          offer(f, c, key);
+          lim[c] = thr[c] > fl ? thr[c] : fl;
+        }
+      }
+    }
+    for (let c = 0; c < nb; c++) {
+      if (thr[c] > fl) continue;
+      for (let f = 0; f < k; f++) push(f, c);
+      thr[c] = hk[c * k];
+      for (let f = k; f < F; f++) {
+        const key = fround(preFB[f * B + b0 + c] + bias[f]);
+        if (key > thr[c]) offer(f, c, key);
       }
     }
   } else {
@@ -289,20 +306,21 @@ export function topkColumnRange(
  * pre [F, B] and bias [F] float32, ids [B, k] int32 and vals [B, k] float32 written for columns
  * [b0, b1) (b1 − b0 a multiple of 4); relu is 0 or 1. `scanFn` is lib/kernels/wasmTopk.ts's scan
  * (thresholds read at thrPtr + 4b; positions written from outPtr, room for TOPK_SCAN_MAX_ROWS·(b1 − b0)
- * int32, this range's own scratch). The unit a helper thread runs; wasmTopk.ts ships its source.
+ * int32, this range's own scratch); floor as in topkColumnRange. The unit a helper thread runs;
+ * wasmTopk.ts ships its source.
  * Self-contained like topkColumnRange.
  */
 export function topkRangeTask(
   buffer: ArrayBufferLike,
   scanFn: (...a: number[]) => number,
   prePtr: number, biasPtr: number, F: number, B: number, k: number, relu: number, b0: number, b1: number,
-  idsPtr: number, valsPtr: number, thrPtr: number, outPtr: number,
+  idsPtr: number, valsPtr: number, thrPtr: number, outPtr: number, floor: number,
 ): number {
   const thrHeap = new Float32Array(buffer, thrPtr + 4 * b0, b1 - b0);
   const scan = (f0: number, f1: number, thr: Float32Array): Int32Array => {
     thrHeap.set(thr);
     return new Int32Array(buffer, outPtr, scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr));
   };
-  topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k), scan);
+  topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k), scan, floor);
   return 0;
 }
