@@ -418,13 +418,14 @@ export class Adam {
    * One optimisation step over every parameter named in `grads` (frozen parameters are simply
    * absent). Gradients are dense tensors (disposed here). `lr` is this step's rate.
    * Global-norm clipping follows torch.nn.utils.clip_grad_norm_: scale = maxNorm/(norm+1e-6)
-   * applied when < 1.
+   * applied when < 1. knownSumSquares: Σ g² of gradient tensors the caller has computed already
+   * (ignored when a beforeClip hook may edit the gradients).
    */
   step(
     params: ParamSet,
     grads: Map<string, tf.Tensor>,
     lr: number,
-    opts: { clipNorm?: number | null; hooks?: StepHooks } = {},
+    opts: { clipNorm?: number | null; hooks?: StepHooks; knownSumSquares?: Map<tf.Tensor, number> } = {},
   ): StepResult {
     const { beta1, beta2, eps } = this.config;
     const names = [...grads.keys()];
@@ -455,7 +456,8 @@ export class Adam {
         }
         dense.set(n, g);
       }
-      const sumsByTensor = new Map<tf.Tensor, number>();
+      // Squared norms the caller already has (outerScatterWasm's stats), unless a hook edits gradients.
+      const sumsByTensor = new Map<tf.Tensor, number>(opts.hooks?.beforeClip ? [] : opts.knownSumSquares ?? []);
       for (const n of names) {
         const g = dense.get(n)!;
         if (opts.hooks?.beforeClip) {

@@ -393,9 +393,17 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       for (let b = 0; b < B; b++) for (let j = 0; j < n; j++) dVals![b * k + j] += v[b * n + j];
       t.dispose();
     };
+    // Squared norms of the sparse outer products, summed while their rows are written.
+    const knownSumSquares = new Map<tf.Tensor, number>();
+    const outer = (coef: tf.Tensor2D, xx: tf.Tensor2D, ids: tf.Tensor2D, gr: tf.Tensor1D) => {
+      const stats = { sumSquares: NaN };
+      const t = outerScatterWasm(coef, xx, ids, F, gr, stats)!;
+      knownSumSquares.set(t, stats.sumSquares);
+      return t;
+    };
     let dWLin: tf.Tensor2D | null = null;
     if (nfm?.linear) {
-      dWLin = outerScatterWasm(nValsT, gT, nIdxCol, F, nGrouped)!;
+      dWLin = outer(nValsT, gT, nIdxCol, nGrouped);
       grads.set("nfm.wLin", dWLin);
       grads.set("nfm.bLin", tf.tensor1d(gSum));
       if (dVals) addValueGrads(rowDotsWasm(nIdxCol, P.get("nfm.wLin") as tf.Tensor2D, gT, N)!, N);
@@ -415,7 +423,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       // W_dec's gradient is W_lin's when both are combined from the same values with the same g (and
       // no hook edits one of them in place before the update).
       const shareLin = dWLin && N === k && !ctx.hooks.beforeClip;
-      grads.set("sae.wDec", shareLin ? dWLin! : outerScatterWasm(valsT, gT, idxCol, F, grouped)!);
+      grads.set("sae.wDec", shareLin ? dWLin! : outer(valsT, gT, idxCol, grouped));
       if (bDec) grads.set("sae.bDec", tf.tensor1d(gSum)); // the decoder's + b_dec (the encoder's share below)
       addValueGrads(rowDotsWasm(idxCol, P.get("sae.wDec") as tf.Tensor2D, gT, k)!, k);
       // Through the TopK: only the selected, positive values carry a gradient.
@@ -428,7 +436,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
         }
       }
       const dPreT = hold(tf.tensor2d(dPre, [B, k]));
-      grads.set("sae.wEncT", outerScatterWasm(dPreT, xinT, idxCol, F, grouped)!);
+      grads.set("sae.wEncT", outer(dPreT, xinT, idxCol, grouped));
       grads.set("sae.bEnc", tf.tensor1d(dBEnc));
       if (bDec) {
         // x_in = x − b_dec: b_dec also receives −Σ_b d(x_in)[b], with d(x_in)[b] = Σ_j dPre[b,j]·W_enc[ids[b,j]].
@@ -447,7 +455,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     grads.clear();
     let r;
     try {
-      r = ctx.adam.step(P, all, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks });
+      r = ctx.adam.step(P, all, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks, knownSumSquares });
     } catch (e) {
       if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message} at step ${step}`, e.tensor, step);
       throw e;

@@ -398,7 +398,13 @@ for (const backendName of ["wasm", "cpu"]) {
         const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
         const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
         const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
-        const got = outerScatterWasm(coef, x, idx, F);
+        const stats = { sumSquares: NaN };
+        const got = outerScatterWasm(coef, x, idx, F, undefined, stats);
+        if (got) {
+          // The squared norm summed while rows are written = Σ out² read back (float64 sums in another order).
+          const want = Array.from(got.dataSync()).reduce((a, v) => a + v * v, 0);
+          assert.ok(Math.abs(stats.sumSquares - want) <= 1e-12 * want, `outerScatterWasm sumSquares ${stats.sumSquares} vs ${want}`);
+        }
         if (backendName !== "wasm") {
           assert.equal(got, null);
         } else {

@@ -13,7 +13,7 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import { F64, I32, V128, c32, leb, lg, ls, lt, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
 import { heapKernel, heapTensor, piecesFor, splitPoints, type HeapKernel } from "./wasmPool";
 
 const v128load = [...simd(0x00), 0x02, 0x00];
@@ -22,6 +22,7 @@ const i32load = [0x28, 0x02, 0x00];
 const f32load = [0x2a, 0x02, 0x00];
 const f32x4splat = simd(0x13);
 const f32x4add = simd(0xe4), f32x4mul = simd(0xe6);
+const f64x2add = simd(0xf0), f64x2mul = simd(0xf2), f64x2promoteLow = simd(0x5f);
 const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
 
 /**
@@ -72,7 +73,9 @@ function buildCombine(): number[] {
  */
 function buildOuterRows(): number[] {
   // params: 0 out, 1 rowPtr, 2 list, 3 coef, 4 x, 5 k, 6 d, 7 f0, 8 f1 (i32; pointers in bytes)
-  // locals: 9 f, 10 e, 11 eEnd, 12 rowOut, 13 xRow, 14 j, 15 rowBytes, 16 i (i32); 17 vc (v128)
+  // locals: 9 f, 10 e, 11 eEnd, 12 rowOut, 13 xRow, 14 j, 15 rowBytes, 16 i (i32); 17 vc,
+  //   18 sq0, 19 sq1 (f64x2 running sums of squares), 20 v (v128)
+  // result: Σ out² over the rows written (float64; see outerScatterWasm)
   const zero = [0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat];
   const rowPtrAt = (local: number, plus: number) => [...lg(1), ...lg(local), ...c32(4), ...mul, ...add, 0x28, 0x02, plus];
   return [
@@ -110,9 +113,22 @@ function buildOuterRows(): number[] {
     ...lg(10), ...c32(1), ...add, ...ls(10),
     0x0c, ...leb(0),
     0x0b, 0x0b,
+    // squares of the finished row (still in L1), lanes 0–1 and 2–3 promoted to float64
+    ...c32(0), ...ls(14),
+    0x02, 0x40, 0x03, 0x40,
+    ...lg(14), ...lg(15), ...geu, 0x0d, ...leb(1),
+    ...lg(12), ...lg(14), ...add, ...v128load, ...ls(20),
+    ...lg(18), ...lg(20), ...f64x2promoteLow, ...lt(17), ...lg(17), ...f64x2mul, ...f64x2add, ...ls(18),
+    ...lg(19), ...lg(20), ...lg(20), ...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+    ...f64x2promoteLow, ...lt(17), ...lg(17), ...f64x2mul, ...f64x2add, ...ls(19),
+    ...lg(14), ...c32(16), ...add, ...ls(14),
+    0x0c, ...leb(0),
+    0x0b, 0x0b,
     ...lg(9), ...c32(1), ...add, ...ls(9),
     0x0c, ...leb(0),
     0x0b, 0x0b,
+    // result: (sq0 + sq1) lane 0 + lane 1
+    ...lg(18), ...lg(19), ...f64x2add, ...lt(18), ...simd(0x21), 0, ...lg(18), ...simd(0x21), 1, 0xa0,
     0x0b,
   ];
 }
@@ -185,7 +201,7 @@ function buildDots4(): number[] {
 function buildModule(memory: WasmMemoryLike): Uint8Array {
   const locals8 = vec([[...leb(6), I32], [...leb(1), V128]]);
   const locals7 = vec([[...leb(5), I32], [...leb(1), V128]]);
-  const outerRowsF = [...vec([[...leb(8), I32], [...leb(1), V128]]), ...buildOuterRows()];
+  const outerRowsF = [...vec([[...leb(8), I32], [...leb(4), V128]]), ...buildOuterRows()];
   const combineF = [...locals8, ...buildCombine()];
   const dotsF = [...vec([[...leb(5), I32], [...leb(1), 0x7d]]), ...buildDots()];
   const dots4F = [...locals7, ...buildDots4()];
@@ -195,7 +211,7 @@ function buildModule(memory: WasmMemoryLike): Uint8Array {
     ...section(1, vec([
       [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
       [0x60, ...vec([I32, I32, I32, I32, I32, I32, I32].map((t) => [t])), 0x00],
-      [0x60, ...vec(Array.from({ length: 9 }, () => [I32])), 0x00],
+      [0x60, ...vec(Array.from({ length: 9 }, () => [I32])), ...vec([[F64]])],
     ])),
     ...section(2, vec([memoryImport(memory)])),
     ...section(3, vec([[0x02], [0x00], [0x01], [0x01]])),
@@ -218,12 +234,22 @@ const partsOf = (kern: Kernel, elements: number) => piecesFor(kern.pool, element
  * fused kernel is unavailable (other backend, no SIMD, d % 4 ≠ 0): use the tf formulation then.
  * Throws on an index outside [0, f).
  *
+ * stats.sumSquares receives Σ out² (float64; each piece sums its rows while they are in L1, the
+ * pieces are added in order), so that the gradient norm need not read the output again.
+ *
  * The entries are first grouped by output row (a stable counting sort, in JavaScript: O(B·k + f)),
  * then every output row is written once, by row ranges that never overlap (so the helper threads
  * can take any of them): the zero fill and the scatter's read-modify-writes at random rows become
  * one sequential pass over the output. The adds per row are those of the scatter, in its order.
  */
-export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: number, grouped?: tf.Tensor1D): tf.Tensor2D | null {
+export function outerScatterWasm(
+  coef: tf.Tensor2D,
+  x: tf.Tensor2D,
+  idxCol: tf.Tensor2D,
+  f: number,
+  grouped?: tf.Tensor1D,
+  stats?: { sumSquares: number },
+): tf.Tensor2D | null {
   const [b, k] = coef.shape;
   const d = x.shape[1];
   if (d % 4 !== 0 || coef.dtype !== "float32" || x.dtype !== "float32" || idxCol.dtype !== "int32") return null;
@@ -240,7 +266,8 @@ export function outerScatterWasm(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.T
     const [o, cf, xx, cs] = [out, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
     // Pieces are row ranges: disjoint writes, and each row's adds do not depend on the split.
     const rows = splitPoints(f, partsOf(kern, 2 * n * d + f * d));
-    kern.run("outerRows", rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]));
+    const sums = kern.run("outerRows", rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]));
+    if (stats) stats.sumSquares = sums.reduce((a, v) => a + v, 0);
     return out;
   } catch (e) {
     out.dispose();
