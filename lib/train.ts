@@ -27,6 +27,7 @@ import { dropoutMask, dropoutMultipliers } from "./nfm";
 import { gatherRows } from "./kernels/index";
 import { interactionBackward, interactionForward } from "./kernels/interaction";
 import { combineRowsWasm, groupRows, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
+import { mseGradWasm } from "./kernels/wasmLoss";
 import { selectTopkColumns } from "./kernels/wasmTopk";
 import { readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
@@ -352,37 +353,25 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       if (inter.state.sTensor) hold(inter.state.sTensor);
     }
     // 3. Loss mse = mean((x̂ − x)²), its gradient g = 2(x̂ − x)/(B·d) and g's column sums, in one
-    // pass (live heap views: no tfjs allocation until the loop is done).
-    const f32 = Math.fround;
-    const g = new Float32Array(B * d);
-    const gSum = new Float32Array(d);
-    const scale = 2 / (B * d);
-    let sum = 0;
-    {
-      const xs = readFloat32(xSae);
-      const ln = linT ? readFloat32(linT) : null;
-      const bLin = linT ? readFloat32(P.get("nfm.bLin")) : null;
-      const io = inter ? inter.out : null;
-      for (let b = 0; b < B; b++) {
-        for (let c = 0, i = b * d; c < d; c++, i++) {
-          const sae = bDec ? f32(xs[i] + bDec[c]) : xs[i];
-          let out = ln ? f32(ln[i] + bLin![c]) : 0;
-          if (io) out = ln ? f32(out + io[i]) : io[i];
-          const r = f32((nfm ? f32(sae + out) : sae) - x[i]);
-          sum += r * r;
-          const gi = f32(r * scale);
-          g[i] = gi;
-          gSum[c] += gi;
-        }
-      }
-    }
-    const mse = sum / (B * d);
+    // pass (wasmLoss.ts).
+    const xT = bDec ? hold(tf.tensor2d(x, [B, d])) : xinT;
+    const parts = {
+      sae: xSae,
+      bDec: bDec ? P.get("sae.bDec") : null,
+      lin: linT,
+      bLin: linT ? P.get("nfm.bLin") : null,
+      mlp: inter ? hold(inter.mlpOut) : null,
+      b2: inter ? P.get("nfm.b2") : null,
+    };
+    const loss = mseGradWasm(parts, xT, 2 / (B * d));
+    if (!loss) return null; // no wasm SIMD: the autodiff path
+    const gT = hold(loss.g);
+    const gSum = loss.gSum;
+    const mse = loss.sumSquares / (B * d);
     if (!Number.isFinite(mse)) {
-      const xt = hold(tf.tensor2d(x, [B, d]));
-      const where = findNonFinite(ctx, xt);
+      const where = findNonFinite(ctx, xT as tf.Tensor2D);
       throw new NonFiniteError(`loss is ${mse} at step ${step}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`, where ?? "loss", step);
     }
-    const gT = hold(tf.tensor2d(g, [B, d]));
     // The selected ids grouped by feature, shared by every sparse outer product over them.
     const grouped = hold(groupRows(idxCol, F));
     const nGrouped = N < k ? hold(groupRows(nIdxCol, F)) : grouped;

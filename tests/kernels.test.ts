@@ -15,6 +15,7 @@ import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
 import { combineRowsWasm, groupByRow, groupRows, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
 import { interactionSparse } from "../lib/kernels/interaction";
+import { mseGradWasm } from "../lib/kernels/wasmLoss";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
@@ -653,6 +654,53 @@ for (const backendName of ["wasm", "cpu"]) {
         tf.dispose([...ts, tIds, tR, y]);
       });
     }
+
+    it("mseGradWasm: g and its column sums bit for bit as the scalar float32 loop, Σ r² to float64 rounding, absent parts as zeros (wasm); null elsewhere", () => {
+      const B = 5, d = 8;
+      const arr = (n: number) => Float32Array.from(randn(rng, n));
+      const [sae, lin, mlp, x] = [arr(B * d), arr(B * d), arr(B * d), arr(B * d)];
+      const [bDec, bLin, b2] = [arr(d), arr(d), arr(d)];
+      const scale = 2 / (B * d);
+      for (const present of [[true, true, true], [false, true, false], [false, false, false]]) {
+        const [hasDec, hasLin, hasMlp] = present;
+        const T = (a: Float32Array, shape: number[]) => tf.tensor(a, shape);
+        const parts = {
+          sae: T(sae, [B, d]),
+          bDec: hasDec ? T(bDec, [d]) : null,
+          lin: hasLin ? T(lin, [B, d]) : null,
+          bLin: hasLin ? T(bLin, [d]) : null,
+          mlp: hasMlp ? T(mlp, [B, d]) : null,
+          b2: hasMlp ? T(b2, [d]) : null,
+        };
+        const xt = T(x, [B, d]);
+        const before = tf.memory().numTensors;
+        const got = mseGradWasm(parts, xt, scale);
+        if (backendName !== "wasm") {
+          assert.equal(got, null);
+        } else {
+          assert.ok(got, "mseGradWasm unavailable on wasm");
+          const f = Math.fround;
+          const g = new Float32Array(B * d), gSum = new Float32Array(d);
+          let sum = 0;
+          for (let b = 0; b < B; b++)
+            for (let c = 0; c < d; c++) {
+              const i = b * d + c;
+              const s0 = f(sae[i] + (hasDec ? bDec[c] : 0));
+              const out = f(f(hasLin ? lin[i] + bLin[c] : 0) + f(hasMlp ? mlp[i] + b2[c] : 0));
+              const r = f(f(s0 + out) - x[i]);
+              sum += r * r;
+              g[i] = f(r * f(scale)); // the kernel multiplies by scale as a float32
+              gSum[c] = f(gSum[c] + g[i]);
+            }
+          assert.deepEqual(Array.from(got.g.dataSync()), Array.from(g), `g (${present})`);
+          assert.deepEqual(Array.from(got.gSum), Array.from(gSum), `gSum (${present})`);
+          assert.ok(Math.abs(got.sumSquares - sum) <= 1e-12 * sum, `Σ r² ${got.sumSquares} vs ${sum}`);
+          got.g.dispose();
+        }
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind but g");
+        tf.dispose([...Object.values(parts).filter((t): t is tf.Tensor => t !== null), xt]);
+      }
+    });
 
     it("validates arguments with errors naming the field", () => {
       const a = tf.zeros([2, 3]) as tf.Tensor2D;

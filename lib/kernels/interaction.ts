@@ -109,9 +109,10 @@ export interface InteractionState {
 }
 
 /**
- * Forward pass without a tape: out [B, d] (a plain array) and the state the backward pass needs.
- * On the wasm path `state.sTensor` is a heap tensor the caller owns (dispose it after the backward
- * pass); values and V must still hold the same data when {@link interactionBackward} runs.
+ * Forward pass without a tape: mlpOut = ReLU(z w1 + b1) w2 [B, d], the output before its bias b2
+ * (the caller adds b2: the op below, or the training step's loss pass), and the state the backward
+ * pass needs. The caller owns mlpOut and, on the wasm path, `state.sTensor` (dispose them after the
+ * backward pass); values and V must still hold the same data when {@link interactionBackward} runs.
  */
 export function interactionForward(
   valuesT: tf.Tensor,
@@ -120,12 +121,11 @@ export function interactionForward(
   vT: tf.Tensor,
   w: { w1: tf.Tensor; b1: tf.Tensor; w2: tf.Tensor; b2: tf.Tensor },
   drop: Float32Array | null,
-): { out: Float32Array; state: InteractionState } {
+): { mlpOut: tf.Tensor2D; state: InteractionState } {
   const [B, N] = valuesT.shape as [number, number];
   const [F, E] = vT.shape as [number, number];
   const d = w.w2.shape[1] as number;
   const b1 = copyOf(w.b1);
-  const b2 = copyOf(w.b2);
   // s = Σ_j fv and q = Σ_j fv² (wasm kernel on the heap, else JavaScript on copies).
   let s: Float32Array, q: Float32Array;
   let sTensor: tf.Tensor2D | null = null;
@@ -166,9 +166,8 @@ export function interactionForward(
       aT[e * B + b] = ai;
     }
   }
-  const out = tidyValues(() => tf.matMul(tf.tensor2d(a, [B, E]), w.w2 as tf.Tensor2D));
-  for (let b = 0; b < B; b++) for (let c = 0; c < d; c++) out[b * d + c] = Math.fround(out[b * d + c] + b2[c]);
-  return { out, state: { B, N, F, E, d, ids, drop, s, sTensor, jsInputs, zT, h, aT } };
+  const mlpOut = tf.tidy(() => tf.matMul(tf.tensor2d(a, [B, E]), w.w2 as tf.Tensor2D)) as tf.Tensor2D;
+  return { mlpOut, state: { B, N, F, E, d, ids, drop, s, sTensor, jsInputs, zT, h, aT } };
 }
 
 export interface InteractionGrads {
@@ -248,7 +247,10 @@ export function interactionBackward(
 
 function makeOp(ids: Int32Array, idsT: tf.Tensor, drop: Float32Array | null) {
   return customGradLazy((valuesT: tf.Tensor, vT: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, save: tf.GradSaveFunc) => {
-    const { out, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
+    const { mlpOut, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
+    const out = readFloat32(mlpOut).slice();
+    const bias = readFloat32(b2);
+    for (let b = 0; b < state.B; b++) for (let c = 0; c < state.d; c++) out[b * state.d + c] = Math.fround(out[b * state.d + c] + bias[c]);
     // tfjs disposes the forward's intermediates (s here, possibly values and V) before the backward
     // pass: what the wasm gradient kernel reads goes through save() (which keeps copies).
     if (state.sTensor) save([valuesT, vT, state.sTensor]);
