@@ -101,43 +101,49 @@ const splat = simd(0x13);
 const fsqrt = simd(0xe3), fadd = simd(0xe4), fsub = simd(0xe5), fmul = simd(0xe6), fdiv = simd(0xe7);
 const i32add = [0x6a];
 
-function buildAdamWasm(memory: WasmMemory): Uint8Array {
-  // params: 0 w,1 g,2 m,3 v,4 n (i32); 5 clip,6 omb1,7 beta2,8 omb2,9 step,10 inv,11 eps (f32)
-  // locals: 12 i, 13 end (i32); 14 vclip,15 vomb1,16 vb2,17 vomb2,18 vstep,19 vinv,20 veps,21 vg,22 vm,23 vv (v128)
-  const addr = (base: number) => [...lg(base), ...lg(12), ...i32add];
+/**
+ * adam(w, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps), and with `paired` adam2(w, w2, g, m,
+ * v, n, …): the same update u = step·m / (√v·inv + eps) subtracted from two weight arrays whose
+ * gradients and moments are the same (see Adam's tied moments): m and v read and written once.
+ */
+function adamFunc(paired: boolean): number[] {
+  // params: 0 w, [1 w2], then g, m, v, n (i32); clip, omb1, beta2, omb2, step, inv, eps (f32)
+  // locals: i, end (i32); vclip, vomb1, vb2, vomb2, vstep, vinv, veps, vg, vm, vv, [vu] (v128)
+  const o = paired ? 1 : 0;
+  const [G, M, Vv, N] = [1 + o, 2 + o, 3 + o, 4 + o];
+  const I = 12 + o, END = 13 + o;
+  const [VCLIP, VOMB1, VB2, VOMB2, VSTEP, VINV, VEPS, VG, VM, VV, VU] = Array.from({ length: 11 }, (_, j) => 14 + o + j);
+  const addr = (base: number) => [...lg(base), ...lg(I), ...i32add];
+  const update = [...lg(VSTEP), ...lg(VM), ...fmul, ...lg(VV), ...fsqrt, ...lg(VINV), ...fmul, ...lg(VEPS), ...fadd, ...fdiv];
   const body = [
-    ...lg(4), ...c32(2), 0x74, ...ls(13),
-    ...lg(5), ...splat, ...ls(14),
-    ...lg(6), ...splat, ...ls(15),
-    ...lg(7), ...splat, ...ls(16),
-    ...lg(8), ...splat, ...ls(17),
-    ...lg(9), ...splat, ...ls(18),
-    ...lg(10), ...splat, ...ls(19),
-    ...lg(11), ...splat, ...ls(20),
+    ...lg(N), ...c32(2), 0x74, ...ls(END),
+    ...[VCLIP, VOMB1, VB2, VOMB2, VSTEP, VINV, VEPS].flatMap((local, j) => [...lg(5 + o + j), ...splat, ...ls(local)]),
     0x02, 0x40, 0x03, 0x40,
-    ...lg(12), ...lg(13), 0x4f, 0x0d, ...leb(1),
+    ...lg(I), ...lg(END), 0x4f, 0x0d, ...leb(1),
     // vg = g[i] * clip
-    ...addr(1), ...load, ...lg(14), ...fmul, ...ls(21),
+    ...addr(G), ...load, ...lg(VCLIP), ...fmul, ...ls(VG),
     // vm = m + (vg - m) * omb1
-    ...addr(2), ...load, ...lt(22), ...lg(21), ...lg(22), ...fsub, ...lg(15), ...fmul, ...fadd, ...ls(22),
-    ...addr(2), ...lg(22), ...store,
+    ...addr(M), ...load, ...lt(VM), ...lg(VG), ...lg(VM), ...fsub, ...lg(VOMB1), ...fmul, ...fadd, ...ls(VM),
+    ...addr(M), ...lg(VM), ...store,
     // vv = v * b2 + omb2 * vg * vg
-    ...addr(3), ...load, ...lg(16), ...fmul, ...lg(21), ...lg(21), ...fmul, ...lg(17), ...fmul, ...fadd, ...ls(23),
-    ...addr(3), ...lg(23), ...store,
-    // w = w - step * vm / (sqrt(vv) * inv + eps)
-    ...addr(0),
-    ...addr(0), ...load,
-    ...lg(18), ...lg(22), ...fmul,
-    ...lg(23), ...fsqrt, ...lg(19), ...fmul, ...lg(20), ...fadd,
-    ...fdiv, ...fsub, ...store,
+    ...addr(Vv), ...load, ...lg(VB2), ...fmul, ...lg(VG), ...lg(VG), ...fmul, ...lg(VOMB2), ...fmul, ...fadd, ...ls(VV),
+    ...addr(Vv), ...lg(VV), ...store,
+    // w = w - step * vm / (sqrt(vv) * inv + eps)   (and w2 with the same update)
+    ...(paired
+      ? [...update, ...ls(VU), ...addr(0), ...addr(0), ...load, ...lg(VU), ...fsub, ...store, ...addr(1), ...addr(1), ...load, ...lg(VU), ...fsub, ...store]
+      : [...addr(0), ...addr(0), ...load, ...update, ...fsub, ...store]),
     // i += 16
-    ...lg(12), ...c32(16), ...i32add, ...ls(12),
+    ...lg(I), ...c32(16), ...i32add, ...ls(I),
     0x0c, ...leb(0),
     0x0b, 0x0b,
     0x0b,
   ];
-  const locals = vec([[...leb(2), I32], [...leb(10), V128]]);
-  const func = [...locals, ...body];
+  return [...vec([[...leb(2), I32], [...leb(paired ? 11 : 10), V128]]), ...body];
+}
+
+function buildAdamWasm(memory: WasmMemory): Uint8Array {
+  const func = adamFunc(false);
+  const func2 = adamFunc(true);
   // sumsq(ptr, n) -> f64: Σ g[i]² over n float32 values in float64, in the order of sumSquares()
   // in JavaScript (bit-identical): eight lanes (element i in lane i mod 8, index order) over the
   // first n − n mod 8 elements, the lanes added 0 to 7, then the tail in index order. One running
@@ -173,11 +179,12 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
     ...section(1, vec([
       [0x60, ...vec([I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32].map((t) => [t])), 0x00],
       [0x60, ...vec([[I32], [I32]]), ...vec([[F64]])],
+      [0x60, ...vec([I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32].map((t) => [t])), 0x00],
     ])),
     ...section(2, vec([memoryImport(memory)])),
-    ...section(3, vec([[0x00], [0x01]])),
-    ...section(7, vec([[...str("adam"), 0x00, 0x00], [...str("sumsq"), 0x00, 0x01]])),
-    ...section(10, vec([[...leb(func.length), ...func], [...leb(sumsqFunc.length), ...sumsqFunc]])),
+    ...section(3, vec([[0x00], [0x01], [0x02]])),
+    ...section(7, vec([[...str("adam"), 0x00, 0x00], [...str("sumsq"), 0x00, 0x01], [...str("adam2"), 0x00, 0x02]])),
+    ...section(10, vec([[...leb(func.length), ...func], [...leb(sumsqFunc.length), ...sumsqFunc], [...leb(func2.length), ...func2]])),
   ];
   return Uint8Array.from(bytes);
 }
@@ -188,6 +195,8 @@ type WasmMemory = WasmMemoryLike;
 interface SimdKernel {
   memory: WasmMemory;
   adam: (w: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
+  /** adam on two weight arrays with one gradient and one set of moments (the same update for both). */
+  adam2: (w: number, w2: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
   /**
    * Σ g[i]² (float64) over n float32 values at byte offset ptr. One thread: in the order of and equal
    * to sumSquares(). With helper threads: the sum of the pieces' sums (each in that order).
@@ -195,7 +204,7 @@ interface SimdKernel {
   sumsq: (ptr: number, n: number) => number;
 }
 
-const adamModule = heapKernel(buildAdamWasm, ["adam", "sumsq"] as const);
+const adamModule = heapKernel(buildAdamWasm, ["adam", "sumsq", "adam2"] as const);
 let simdCache: SimdKernel | null = null;
 
 /**
@@ -215,6 +224,10 @@ export function simdAdamKernel(): SimdKernel | null {
     adam: (w, g, m, v, n, ...rest) => {
       const c = cuts(n, piecesFor(k.pool, 7 * n)); // reads w, g, m, v; writes w, m, v
       k.run("adam", c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
+    },
+    adam2: (w, w2, g, m, v, n, ...rest) => {
+      const c = cuts(n, piecesFor(k.pool, 9 * n)); // reads w, w2, g, m, v; writes w, w2, m, v
+      k.run("adam2", c.slice(0, -1).map((c0, p) => [w + 4 * c0, w2 + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
     },
     sumsq: (ptr, n) => {
       const c = cuts(n & ~3, piecesFor(k.pool, n));
@@ -347,6 +360,7 @@ export class Adam {
 
   /** Restore a state (resume). Every parameter's moments must be present with the right size. */
   importState(st: AdamState): void {
+    for (const n of [...this.tied.keys()]) this.untie(n);
     for (const n of Object.keys(this.shapes)) {
       const m = st.m.get(n);
       const v = st.v.get(n);
@@ -378,12 +392,60 @@ export class Adam {
       }
     }
     this.heap.clear();
+    this.tied.clear();
     for (const [n, m] of st.m) this.jsM.set(n, m);
     for (const [n, v] of st.v) this.jsV.set(n, v);
   }
 
+  /**
+   * Tied moments: two parameters that receive the same gradient tensor from their first step on
+   * (the hand-written step gives the NFM's W_lin the gradient of W_dec when both read the same k
+   * values: x̂_sae + lin is (W_dec + W_lin) applied to the code) have identical moments at every
+   * step, so they share one set (follower → leader) and one pass of the SIMD kernel updates both
+   * weights (adam2: m and v read and written once; ~1/4 of Adam's memory traffic for the pair).
+   * Exact: the same float32 operations as two separate updates. A tie is made only at the first
+   * step (all moments zero), for in-place SIMD parameters of equal size (a multiple of 4), and is
+   * undone (the follower gets a copy of the moments) as soon as the gradients differ, or on
+   * importState; exportState reports the leader's moments for both.
+   */
+  private readonly tied = new Map<string, string>();
+
+  private followerOf(leader: string): string | null {
+    for (const [f, l] of this.tied) if (l === leader) return f;
+    return null;
+  }
+
+  private untie(follower: string): void {
+    const mv = this.moments(follower); // the leader's
+    this.jsM.set(follower, Float32Array.from(mv.m));
+    this.jsV.set(follower, Float32Array.from(mv.v));
+    this.tied.delete(follower);
+  }
+
+  private tieMoments(names: string[], grads: Map<string, tf.Tensor>, simdNames: Set<string>): void {
+    for (const [f, l] of [...this.tied]) {
+      const g = grads.get(f);
+      if (!g || g !== grads.get(l) || !simdNames.has(f) || !simdNames.has(l)) this.untie(f);
+    }
+    if (this.t !== 0) return;
+    const leaderOf = new Map<tf.Tensor, string>();
+    for (const n of names) {
+      if (!simdNames.has(n) || this.tied.has(n) || this.followerOf(n)) continue;
+      const g = grads.get(n)!;
+      const l = leaderOf.get(g);
+      if (l && g.size % 4 === 0 && this.jsM.has(n) && !this.heap.has(n)) {
+        this.tied.set(n, l);
+        this.jsM.delete(n);
+        this.jsV.delete(n);
+      } else if (!l) {
+        leaderOf.set(g, n);
+      }
+    }
+  }
+
   /** Moments as arrays (views into the heap for heap-held ones: re-acquire after allocations). */
   private moments(n: string): { m: Float32Array; v: Float32Array } {
+    n = this.tied.get(n) ?? n;
     const h = this.heap.get(n);
     if (h) {
       const buf = (this.heapMemory as WasmMemory).buffer;
@@ -397,7 +459,7 @@ export class Adam {
 
   /** Move a parameter's moments into the wasm heap (once). Allocates: call before taking views. */
   private toHeap(n: string, kernel: SimdKernel): void {
-    if (this.heap.has(n)) return;
+    if (this.heap.has(n) || this.tied.has(n)) return;
     const b = tf.backend() as any;
     const m = this.jsM.get(n)!;
     const v = this.jsV.get(n)!;
@@ -438,6 +500,10 @@ export class Adam {
         const gr = grads.get(n)!;
         if (params.inPlace.has(n) && gr.dtype === "float32") simdNames.add(n);
       }
+    }
+    // A hook that edits gradients in place would edit a shared one twice: no ties then.
+    this.tieMoments(names, grads, opts.hooks?.beforeClip ? new Set() : simdNames);
+    if (kernel) {
       // All allocations before any views are taken.
       for (const n of simdNames) this.toHeap(n, kernel);
     }
@@ -492,6 +558,15 @@ export class Adam {
       const stepSize = lr / bc1;
       const pending: Array<[string, Float32Array]> = [];
       for (const n of names) {
+        if (this.tied.has(n)) continue; // updated with its leader below
+        const follower = this.followerOf(n);
+        if (follower && kernel) {
+          const h = this.heap.get(n)!;
+          const [wPtr, w2Ptr, gPtr] = [params.get(n), params.get(follower), grads.get(n)!].map((t) => b.getMemoryOffset(t.dataId) as number);
+          kernel.adam2(wPtr, w2Ptr, gPtr, h.mPtr, h.vPtr, h.size, clipScale, 1 - beta1, beta2, 1 - beta2, stepSize, invBc2Sqrt, eps);
+          for (const name of [n, follower]) if (opts.hooks?.afterUpdate) opts.hooks.afterUpdate(name, liveView(params.get(name)) as Float32Array, params.shape(name));
+          continue;
+        }
         if (simdNames.has(n) && kernel) {
           const h = this.heap.get(n)!;
           const wt = params.get(n);
