@@ -282,14 +282,16 @@ export function computeLoss(
  * autodiff path (tested equal, tests/train.test.ts), with no tape. Why: once the heavy parts are
  * fused kernels, the autodiff path spends about as long in tfjs's bookkeeping and ~60 small ops
  * (copies of saved inputs, bias adds and their batch-sum gradients, the loss and its gradient) as in
- * arithmetic. Here the [B, d]-sized elementwise work is plain loops, and the heavy parts are the
- * same kernels the autodiff path uses:
+ * arithmetic. Here the heavy parts are the same kernels the autodiff path uses, and the rest is
+ * one wasm pass or a few short loops:
  *   forward   pre = W_enc·xᵀ (the only dense matmul), TopK (selectTopkColumns), x̂_sae and the NFM
  *             linear term as row combines (combineRowsWasm), the interaction (interactionForward);
- *   backward  g = 2(x̂ − x)/(B·d); W_dec, W_lin and W_enc gradients as sparse outer products written
- *             row by row (outerScatterWasm; W_lin's equals W_dec's when both read the same k values,
- *             and is then computed once), d(values) as row dot products (rowDotsWasm) plus the
- *             interaction's, masked by values > 0 for the encoder; bias gradients as column sums.
+ *   loss      x̂ with every bias, mse, g = 2(x̂ − x)/(B·d) and Σ_b g in one pass (mseGradWasm);
+ *   backward  W_dec, W_lin and W_enc gradients as sparse outer products written row by row, which
+ *             also return their squared norms for the clip (outerScatterWasm; W_lin's equals W_dec's
+ *             when both read the same k values: computed once, and Adam then ties their moments),
+ *             d(values) as row dot products (rowDotsWasm) plus the interaction's, masked by
+ *             values > 0 for the encoder; bias gradients as column sums.
  * Applies on the wasm backend with d % 4 == 0 and no active AuxK term; returns null otherwise (the
  * caller then takes the autodiff path).
  */
