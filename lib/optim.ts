@@ -433,10 +433,12 @@ export class Adam {
       if (!simdNames.has(n) || this.tied.has(n) || this.followerOf(n)) continue;
       const g = grads.get(n)!;
       const l = leaderOf.get(g);
-      if (l && g.size % 4 === 0 && this.jsM.has(n) && !this.heap.has(n)) {
+      const size = (m: string) => this.shapes[m].reduce((a, b) => a * b, 1);
+      if (l && g.size % 4 === 0 && g.size === size(n) && g.size === size(l) && this.jsM.has(n) && !this.heap.has(n)) {
         this.tied.set(n, l);
         this.jsM.delete(n);
         this.jsV.delete(n);
+        leaderOf.delete(g); // one follower per leader (adam2 updates two weights)
       } else if (!l) {
         leaderOf.set(g, n);
       }
@@ -501,14 +503,14 @@ export class Adam {
         if (params.inPlace.has(n) && gr.dtype === "float32") simdNames.add(n);
       }
     }
-    // A hook that edits gradients in place would edit a shared one twice: no ties then.
-    this.tieMoments(names, grads, opts.hooks?.beforeClip ? new Set() : simdNames);
-    if (kernel) {
-      // All allocations before any views are taken.
-      for (const n of simdNames) this.toHeap(n, kernel);
-    }
     const dense = new Map<string, Float32Array>();
     try {
+      // A hook that edits gradients in place would edit a shared one twice: no ties then.
+      this.tieMoments(names, grads, opts.hooks?.beforeClip ? new Set() : simdNames);
+      if (kernel) {
+        // All allocations before any views are taken.
+        for (const n of simdNames) this.toHeap(n, kernel);
+      }
       // Pass 1: materialise gradients (live views where possible), hooks, squared norm.
       let sq = 0;
       for (const n of names) {

@@ -323,8 +323,12 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     const xinTr = new Float32Array(d * B);
     for (let b = 0; b < B; b++) for (let c = 0, i = b * d; c < d; c++, i++) xinTr[c * B + b] = xin[i];
     const preT = tf.tidy(() => tf.matMul(P.get("sae.wEncT") as tf.Tensor2D, tf.tensor2d(xinTr, [d, B])));
-    const sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
-    preT.dispose();
+    let sel: { ids: Int32Array; vals: Float32Array };
+    try {
+      sel = selectTopkColumns(preT as tf.Tensor2D, P.get("sae.bEnc") as tf.Tensor1D, k, c.sae.order);
+    } finally {
+      preT.dispose();
+    }
     const valsT = hold(tf.tensor2d(sel.vals, [B, k]));
     const idxCol = hold(tf.tensor2d(sel.ids, [B * k, 1], "int32"));
     // NFM re-selection: the top N of the k values are the first N positions.

@@ -61,28 +61,33 @@ function weights(ps: ParamSet): Record<string, number[]> {
 describe("Adam + clipping", () => {
   test("tied moments: two parameters given one gradient tensor update as two separate ones would, bit for bit; untied when the gradients part, and through export/import", () => {
     const rng = new Rng(seed());
-    const shapes = { a: [4, 6], b: [4, 6], c: [5] };
-    const init = { a: rng.normalArray(24), b: rng.normalArray(24), c: rng.normalArray(5) };
+    // e gets the same gradient as a and b too: a leader takes one follower, the third stays apart.
+    const shapes = { a: [4, 6], b: [4, 6], c: [5], e: [4, 6] };
+    const init = { a: rng.normalArray(24), b: rng.normalArray(24), c: rng.normalArray(5), e: rng.normalArray(24) };
     const cfg = { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-5 };
     // Steps 0-3: a and b get the same gradient; step 4 on: different ones.
     const seq = Array.from({ length: 7 }, (_, t) => {
       const shared = rng.normalArray(24, 0, 2);
-      return { a: shared, b: t < 4 ? shared : rng.normalArray(24, 0, 2), c: rng.normalArray(5) };
+      return { a: shared, b: t < 4 ? shared : rng.normalArray(24, 0, 2), c: rng.normalArray(5), e: t < 4 ? shared : rng.normalArray(24, 0, 2) };
     });
     const make = () => {
-      const ps = new ParamSet([["a", tf.tensor(init.a, shapes.a)], ["b", tf.tensor(init.b, shapes.b)], ["c", tf.tensor(init.c, shapes.c)]]);
-      ps.inPlace.add("a");
-      ps.inPlace.add("b");
+      const ps = new ParamSet([["a", tf.tensor(init.a, shapes.a)], ["b", tf.tensor(init.b, shapes.b)], ["c", tf.tensor(init.c, shapes.c)], ["e", tf.tensor(init.e, shapes.e)]]);
+      for (const n of ["a", "b", "e"]) ps.inPlace.add(n);
       return { ps, adam: new Adam(cfg, shapes) };
     };
     const step = (r: ReturnType<typeof make>, t: number, share: boolean) => {
       const ga = tf.tensor(seq[t].a, shapes.a);
-      const grads = new Map<string, tf.Tensor>([["a", ga], ["b", share && t < 4 ? ga : tf.tensor(seq[t].b, shapes.b)], ["c", tf.tensor(seq[t].c, shapes.c)]]);
+      const grads = new Map<string, tf.Tensor>([
+        ["a", ga],
+        ["b", share && t < 4 ? ga : tf.tensor(seq[t].b, shapes.b)],
+        ["c", tf.tensor(seq[t].c, shapes.c)],
+        ["e", share && t < 4 ? ga : tf.tensor(seq[t].e, shapes.e)],
+      ]);
       r.adam.step(r.ps, grads, cfg.lr, { clipNorm: 1 });
     };
     const snapshot = (r: ReturnType<typeof make>) => {
       const st = r.adam.exportState();
-      return JSON.stringify({ w: ["a", "b", "c"].map((n) => Array.from(r.ps.get(n).dataSync())), m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]), v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]) });
+      return JSON.stringify({ w: ["a", "b", "c", "e"].map((n) => Array.from(r.ps.get(n).dataSync())), m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]), v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]) });
     };
     const tied = make(), separate = make(), resumed = make();
     for (let t = 0; t < 7; t++) {
@@ -90,7 +95,7 @@ describe("Adam + clipping", () => {
       step(separate, t, false);
       assert.equal(snapshot(tied), snapshot(separate), `step ${t}`);
       if (t === 2) resumed.adam.importState(tied.adam.exportState()); // taken while tied
-      if (t === 2) for (const n of ["a", "b", "c"]) resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
+      if (t === 2) for (const n of ["a", "b", "c", "e"]) resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
       if (t > 2) {
         step(resumed, t, true);
         assert.equal(snapshot(resumed), snapshot(tied), `resumed, step ${t}`);

@@ -140,34 +140,39 @@ export function interactionForward(
     jsInputs = { values: copyOf(valuesT), V: copyOf(vT) };
     ({ s, q } = biSumsJs(jsInputs.values, ids, jsInputs.V, B, N, E));
   }
-  // z [B, E] for the forward matMul, zT [E, B] for dw1 = zᵀ dh.
-  const z = new Float32Array(B * E);
-  const zT = new Float32Array(E * B);
-  for (let b = 0; b < B; b++) {
-    for (let e = 0; e < E; e++) {
-      const i = b * E + e;
-      let zi = Math.fround(0.5 * Math.fround(Math.fround(s[i] * s[i]) - q[i]));
-      if (drop) zi = Math.fround(zi * drop[i]);
-      z[i] = zi;
-      zT[e * B + b] = zi;
+  try {
+    // z [B, E] for the forward matMul, zT [E, B] for dw1 = zᵀ dh.
+    const z = new Float32Array(B * E);
+    const zT = new Float32Array(E * B);
+    for (let b = 0; b < B; b++) {
+      for (let e = 0; e < E; e++) {
+        const i = b * E + e;
+        let zi = Math.fround(0.5 * Math.fround(Math.fround(s[i] * s[i]) - q[i]));
+        if (drop) zi = Math.fround(zi * drop[i]);
+        z[i] = zi;
+        zT[e * B + b] = zi;
+      }
     }
-  }
-  // h = z w1 + b1 (kept for the ReLU mask), a = ReLU(h), and aT for dw2 = aᵀ g.
-  const h = tidyValues(() => tf.matMul(tf.tensor2d(z, [B, E]), w.w1 as tf.Tensor2D));
-  const a = new Float32Array(B * E);
-  const aT = new Float32Array(E * B);
-  for (let b = 0; b < B; b++) {
-    for (let e = 0; e < E; e++) {
-      const i = b * E + e;
-      const hi = Math.fround(h[i] + b1[e]);
-      h[i] = hi;
-      const ai = hi > 0 ? hi : 0;
-      a[i] = ai;
-      aT[e * B + b] = ai;
+    // h = z w1 + b1 (kept for the ReLU mask), a = ReLU(h), and aT for dw2 = aᵀ g.
+    const h = tidyValues(() => tf.matMul(tf.tensor2d(z, [B, E]), w.w1 as tf.Tensor2D));
+    const a = new Float32Array(B * E);
+    const aT = new Float32Array(E * B);
+    for (let b = 0; b < B; b++) {
+      for (let e = 0; e < E; e++) {
+        const i = b * E + e;
+        const hi = Math.fround(h[i] + b1[e]);
+        h[i] = hi;
+        const ai = hi > 0 ? hi : 0;
+        a[i] = ai;
+        aT[e * B + b] = ai;
+      }
     }
+    const mlpOut = tf.tidy(() => tf.matMul(tf.tensor2d(a, [B, E]), w.w2 as tf.Tensor2D)) as tf.Tensor2D;
+    return { mlpOut, state: { B, N, F, E, d, ids, drop, s, sTensor, jsInputs, zT, h, aT } };
+  } catch (e) {
+    sTensor?.dispose();
+    throw e;
   }
-  const mlpOut = tf.tidy(() => tf.matMul(tf.tensor2d(a, [B, E]), w.w2 as tf.Tensor2D)) as tf.Tensor2D;
-  return { mlpOut, state: { B, N, F, E, d, ids, drop, s, sTensor, jsInputs, zT, h, aT } };
 }
 
 export interface InteractionGrads {

@@ -238,7 +238,8 @@ export function topkColumnRange(
     const fl = fround(floor);
     const lim = new Float32Array(nb);
     for (let c = 0; c < nb; c++) lim[c] = thr[c] > fl ? thr[c] : fl;
-    for (let f0 = k, rows = fl > -Infinity ? scanMaxRows : k; f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
+    // (Chunks never exceed scanMaxRows, the room the scan has for each column's positions: k can.)
+    for (let f0 = k, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows); f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
       const f1 = Math.min(F, f0 + rows);
       const cand = scan(f0, f1, lim);
       for (let i = 0; i < cand.length; i++) {
@@ -319,7 +320,11 @@ export function topkRangeTask(
   const thrHeap = new Float32Array(buffer, thrPtr + 4 * b0, b1 - b0);
   const scan = (f0: number, f1: number, thr: Float32Array): Int32Array => {
     thrHeap.set(thr);
-    return new Int32Array(buffer, outPtr, scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr));
+    const n = scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr);
+    // The room for positions is TOPK_SCAN_MAX_ROWS (1024, not referenced: this body must stand
+    // alone) per column; chunks of at most that many rows cannot exceed it.
+    if (n > 1024 * (b1 - b0)) throw new Error(`topk scan: ${n} positions for rows [${f0}, ${f1}) overflow the room for ${b1 - b0} columns`);
+    return new Int32Array(buffer, outPtr, n);
   };
   topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k), scan, floor);
   return 0;

@@ -153,10 +153,15 @@ export function biInteractionSumsWasm(values: tf.Tensor, ids: tf.Tensor, V: tf.T
   if (!kern) return null;
   const s = heapTensor<tf.Rank.R2>([B, E], "float32"); // every element is written
   const q = heapTensor<tf.Rank.R2>([B, E], "float32");
-  const [pv, pi, pV, ps, pq] = [values, ids, V, s, q].map(offsetOf);
-  const rows = splitPoints(B, piecesFor(kern.pool, B * N * E));
-  kern.run("sums", rows.slice(0, -1).map((r0, p) => [pv + 4 * r0 * N, pi + 4 * r0 * N, pV, ps + 4 * r0 * E, pq + 4 * r0 * E, rows[p + 1] - r0, N, E]));
-  return { s, q };
+  try {
+    const [pv, pi, pV, ps, pq] = [values, ids, V, s, q].map(offsetOf);
+    const rows = splitPoints(B, piecesFor(kern.pool, B * N * E));
+    kern.run("sums", rows.slice(0, -1).map((r0, p) => [pv + 4 * r0 * N, pi + 4 * r0 * N, pV, ps + 4 * r0 * E, pq + 4 * r0 * E, rows[p + 1] - r0, N, E]));
+    return { s, q };
+  } catch (e) {
+    tf.dispose([s, q]);
+    throw e;
+  }
 }
 
 /**
@@ -171,11 +176,11 @@ export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf
   const kern = kernel();
   if (!kern) return null;
   const n = B * N;
+  if (grouped && grouped.size !== F + 1 + n) throw new Error(`biInteractionGradsWasm: grouped has ${grouped.size} entries, expected F + 1 + n = ${F + 1 + n}`);
   // Allocations first (a heap growth detaches views): outputs (every element written) and the
   // entries grouped by feature: rowPtr [F + 1] then list [n].
   const dV = heapTensor<tf.Rank.R2>([F, E], "float32");
   const dValues = heapTensor<tf.Rank.R2>([B, N], "float32");
-  if (grouped && grouped.size !== F + 1 + n) throw new Error(`biInteractionGradsWasm: grouped has ${grouped.size} entries, expected F + 1 + n = ${F + 1 + n}`);
   const csr = grouped ?? heapTensor<tf.Rank.R1>([F + 1 + n], "int32");
   try {
     const [pv, pV, ps, pdz, pdV, pdv, pc] = [values, V, s, dz, dV, dValues, csr].map(offsetOf);

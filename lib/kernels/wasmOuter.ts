@@ -260,8 +260,9 @@ export function outerScatterWasm(
   // Allocations first (they can grow the heap and move nothing, but detach old views): the output,
   // uninitialised (every row is written), and the row grouping (unless given, see groupRows).
   const csr = grouped ?? groupRows(idxCol, f);
-  const out = heapTensor<tf.Rank.R2>([f, d], "float32");
+  let out: tf.Tensor2D | null = null;
   try {
+    out = heapTensor<tf.Rank.R2>([f, d], "float32");
     const be = tf.backend() as any;
     const [o, cf, xx, cs] = [out, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
     // Pieces are row ranges: disjoint writes, and each row's adds do not depend on the split.
@@ -270,7 +271,7 @@ export function outerScatterWasm(
     if (stats) stats.sumSquares = sums.reduce((a, v) => a + v, 0);
     return out;
   } catch (e) {
-    out.dispose();
+    out?.dispose();
     throw e;
   } finally {
     if (csr !== grouped) csr.dispose();
