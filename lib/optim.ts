@@ -15,7 +15,11 @@
  * it: use tf.tensor(t.dataSync()) to snapshot).
  */
 import { tf } from "./backend";
-import { F32, F64, I32, V128, c32, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory, vec, type WasmMemoryLike } from "./kernels/wasm-asm";
+import {
+  F32, F64, I32, V128, c32, f32x4add as fadd, f32x4div as fdiv, f32x4mul as fmul, f32x4splat as splat, f32x4sqrt as fsqrt, f32x4sub as fsub,
+  f64x2add, f64x2mul, f64x2promoteLow as promoteLow, i32add, leb, lg, ls, lt, memoryImport, section, simd, str, tfjsWasmMemory,
+  v128load as load, v128store as store, vec, type WasmMemoryLike,
+} from "./kernels/wasm-asm";
 import { heapKernel, piecesFor, splitPoints } from "./kernels/wasmPool";
 import { liveView } from "./kernels/views";
 
@@ -95,11 +99,6 @@ export { liveView } from "./kernels/views";
 // machine: 4.1 ms CPU for 4.3M parameters vs ~30 ms for the scalar JavaScript loop. float32
 // arithmetic (as torch's CPU Adam), so it differs from the JS path in the last bits.
 
-const load = [...simd(0x00), 0x02, 0x00];
-const store = [...simd(0x0b), 0x02, 0x00];
-const splat = simd(0x13);
-const fsqrt = simd(0xe3), fadd = simd(0xe4), fsub = simd(0xe5), fmul = simd(0xe6), fdiv = simd(0xe7);
-const i32add = [0x6a];
 
 /**
  * adam(w, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps), and with `paired` adam2(w, w2, g, m,
@@ -149,7 +148,6 @@ function buildAdamWasm(memory: WasmMemory): Uint8Array {
   // first n − n mod 8 elements, the lanes added 0 to 7, then the tail in index order. One running
   // sum in index order was a chain of dependent float64 adds: ~1 ms per million values.
   // params: 0 ptr, 1 n (i32); locals: 2 i, 3 end8, 4 end (i32); 5 acc, 6 t (f64); 7–10 lanes (2k, 2k+1), 11 tv (v128)
-  const f64x2add = simd(0xf0), f64x2mul = simd(0xf2), promoteLow = simd(0x5f);
   const load64zero = (offset: number) => [...simd(0x5d), 0x03, ...leb(offset)];
   const lane = (k: number, l: number) => [...lg(7 + k), ...simd(0x21), l];
   const sumsqBody = [

@@ -24,7 +24,6 @@ import { Adam, AdamConfig, FaithfulEstimate, NonFiniteError, ParamSet, Schedule,
 import { ForwardOutput, Model, ModelConfig, createModel, forward, modelShapes, paramCounts, trainableNames, validateModelConfig } from "./joint";
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "./sae";
 import { dropoutMask, dropoutMultipliers } from "./nfm";
-import { gatherRows } from "./kernels/index";
 import { interactionBackward, interactionForward } from "./kernels/interaction";
 import { combineRowsWasm, groupRows, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { mseGradWasm } from "./kernels/wasmLoss";

@@ -48,6 +48,45 @@ export const lt = (i: number) => [0x22, ...leb(i)];
 /** A SIMD opcode (0xfd prefix). */
 export const simd = (op: number) => [0xfd, ...leb(op)];
 
+// Instructions the kernels share (memory access with a 4-byte alignment hint, offset 0).
+export const v128load = [...simd(0x00), 0x02, 0x00];
+export const v128store = [...simd(0x0b), 0x02, 0x00];
+export const i32load = [0x28, 0x02, 0x00];
+export const f32load = [0x2a, 0x02, 0x00];
+export const f32store = [0x38, 0x02, 0x00];
+export const i32add = [0x6a], i32mul = [0x6c], i32divu = [0x6e], i32geu = [0x4f];
+export const f32x4splat = simd(0x13);
+export const f32x4sqrt = simd(0xe3), f32x4add = simd(0xe4), f32x4sub = simd(0xe5), f32x4mul = simd(0xe6), f32x4div = simd(0xe7);
+export const f64x2add = simd(0xf0), f64x2mul = simd(0xf2), f64x2promoteLow = simd(0x5f);
+/** f32x4.splat(0.0) */
+export const f32x4zero = [0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat];
+
+/** for (local = 0; local < limit; local += step) { body }, unsigned compare (a block around a loop). */
+export const forLoop = (local: number, limit: number[], step: number, body: number[]) => [
+  ...c32(0), ...ls(local),
+  0x02, 0x40, 0x03, 0x40,
+  ...lg(local), ...limit, ...i32geu, 0x0d, ...leb(1),
+  ...body,
+  ...lg(local), ...c32(step), ...i32add, ...ls(local),
+  0x0c, ...leb(0),
+  0x0b, 0x0b,
+];
+
+/**
+ * acc0 += lanes 0–1 of v squared, acc1 += lanes 2–3 squared, in float64 (each float32 lane promoted
+ * first, so the squares are exact). tmp: a v128 scratch local.
+ */
+export const addSquaresF64 = (acc0: number, acc1: number, v: number, tmp: number) => [
+  ...lg(acc0), ...lg(v), ...f64x2promoteLow, ...lt(tmp), ...lg(tmp), ...f64x2mul, ...f64x2add, ...ls(acc0),
+  ...lg(acc1), ...lg(v), ...lg(v), ...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+  ...f64x2promoteLow, ...lt(tmp), ...lg(tmp), ...f64x2mul, ...f64x2add, ...ls(acc1),
+];
+
+/** Leaves (acc0 + acc1) lane 0 + lane 1 (an f64) on the stack; overwrites acc0. */
+export const sumF64x2 = (acc0: number, acc1: number) => [
+  ...lg(acc0), ...lg(acc1), ...f64x2add, ...lt(acc0), ...simd(0x21), 0, ...lg(acc0), ...simd(0x21), 1, 0xa0,
+];
+
 /** Structural stand-in for WebAssembly.Memory (tslab compiles notebooks without WebAssembly's types). */
 export interface WasmMemoryLike {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;

@@ -14,29 +14,14 @@
  * the split. Pointers are byte offsets; E % 4 == 0.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import {
+  I32, V128, c32, f32load, f32store, f32x4add as vadd, f32x4mul as vmul, f32x4splat as splat, f32x4sub as vsub, f32x4zero as zero4, forLoop,
+  i32add as add, i32divu as divu, i32geu as geu, i32load, i32mul as mul, leb, lg, ls, memoryImport, section, simd, str, v128load, v128store, vec,
+  type WasmMemoryLike,
+} from "./wasm-asm";
 import { heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 import { groupByRow } from "./wasmOuter";
 
-const v128load = [...simd(0x00), 0x02, 0x00];
-const v128store = [...simd(0x0b), 0x02, 0x00];
-const f32load = [0x2a, 0x02, 0x00];
-const f32store = [0x38, 0x02, 0x00];
-const splat = simd(0x13);
-const vadd = simd(0xe4), vsub = simd(0xe5), vmul = simd(0xe6);
-const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
-const i32load = [0x28, 0x02, 0x00];
-const zero4 = [0x43, 0x00, 0x00, 0x00, 0x00, ...splat];
-/** for (local = 0; local < limit; local += step) { body } */
-const loop = (local: number, limit: number[], step: number, body: number[]) => [
-  ...c32(0), ...ls(local),
-  0x02, 0x40, 0x03, 0x40,
-  ...lg(local), ...limit, ...geu, 0x0d, ...leb(1),
-  ...body,
-  ...lg(local), ...c32(step), ...add, ...ls(local),
-  0x0c, ...leb(0),
-  0x0b, 0x0b,
-];
 
 function buildSums(): number[] {
   // params: 0 values, 1 ids, 2 V, 3 s, 4 q, 5 rows, 6 N, 7 E
@@ -45,15 +30,15 @@ function buildSums(): number[] {
   const qAt = [...lg(13), ...lg(10), ...add];
   return [
     ...lg(7), ...c32(4), ...mul, ...ls(11),
-    ...loop(8, lg(5), 1, [
+    ...forLoop(8, lg(5), 1, [
       ...lg(3), ...lg(8), ...lg(11), ...mul, ...add, ...ls(12),
       ...lg(4), ...lg(8), ...lg(11), ...mul, ...add, ...ls(13),
-      ...loop(10, lg(11), 16, [...sAt, ...zero4, ...v128store, ...qAt, ...zero4, ...v128store]),
-      ...loop(9, lg(6), 1, [
+      ...forLoop(10, lg(11), 16, [...sAt, ...zero4, ...v128store, ...qAt, ...zero4, ...v128store]),
+      ...forLoop(9, lg(6), 1, [
         ...lg(8), ...lg(6), ...mul, ...lg(9), ...add, ...ls(15),
         ...lg(0), ...lg(15), ...c32(4), ...mul, ...add, ...f32load, ...splat, ...ls(16),
         ...lg(2), ...lg(1), ...lg(15), ...c32(4), ...mul, ...add, ...i32load, ...lg(11), ...mul, ...add, ...ls(14),
-        ...loop(10, lg(11), 16, [
+        ...forLoop(10, lg(11), 16, [
           ...lg(16), ...lg(14), ...lg(10), ...add, ...v128load, ...vmul, ...ls(17),
           ...sAt, ...sAt, ...v128load, ...lg(17), ...vadd, ...v128store,
           ...qAt, ...qAt, ...v128load, ...lg(17), ...lg(17), ...vmul, ...vadd, ...v128store,
@@ -78,7 +63,7 @@ function buildGrads(): number[] {
     ...lg(12), ...lg(11), ...geu, 0x0d, ...leb(1),
     ...lg(1), ...lg(12), ...lg(16), ...mul, ...add, ...ls(17),
     ...lg(4), ...lg(12), ...lg(16), ...mul, ...add, ...ls(18),
-    ...loop(15, lg(16), 16, [...gAt, ...zero4, ...v128store]),
+    ...forLoop(15, lg(16), 16, [...gAt, ...zero4, ...v128store]),
     ...rowPtrAt(0), ...ls(13),
     ...rowPtrAt(4), ...ls(14),
     0x02, 0x40, 0x03, 0x40, // entries of row f
@@ -89,7 +74,7 @@ function buildGrads(): number[] {
     ...lg(2), ...lg(19), ...lg(8), ...divu, ...lg(16), ...mul, ...add, ...ls(20),
     ...lg(3), ...lg(19), ...lg(8), ...divu, ...lg(16), ...mul, ...add, ...ls(21),
     ...zero4, ...ls(23),
-    ...loop(15, lg(16), 16, [
+    ...forLoop(15, lg(16), 16, [
       ...lg(17), ...lg(15), ...add, ...v128load, ...ls(24),
       // w = dz ⊙ (s − vv ⊙ ve)
       ...lg(21), ...lg(15), ...add, ...v128load,

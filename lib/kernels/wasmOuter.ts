@@ -13,17 +13,12 @@
  * callers fall back to the tf ops otherwise.
  */
 import * as tf from "@tensorflow/tfjs";
-import { F64, I32, V128, c32, leb, lg, ls, lt, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import {
+  F64, I32, V128, addSquaresF64, c32, f32load, f32x4add, f32x4mul, f32x4splat, f32x4zero, forLoop, i32add as add, i32divu as divu, i32geu as geu,
+  i32load, i32mul as mul, leb, lg, ls, memoryImport, section, simd, str, sumF64x2, v128load, v128store, vec, type WasmMemoryLike,
+} from "./wasm-asm";
 import { heapKernel, heapTensor, piecesFor, splitPoints, type HeapKernel } from "./wasmPool";
 
-const v128load = [...simd(0x00), 0x02, 0x00];
-const v128store = [...simd(0x0b), 0x02, 0x00];
-const i32load = [0x28, 0x02, 0x00];
-const f32load = [0x2a, 0x02, 0x00];
-const f32x4splat = simd(0x13);
-const f32x4add = simd(0xe4), f32x4mul = simd(0xe6);
-const f64x2add = simd(0xf0), f64x2mul = simd(0xf2), f64x2promoteLow = simd(0x5f);
-const add = [0x6a], mul = [0x6c], divu = [0x6e], geu = [0x4f];
 
 /**
  * combine(out, idx, coef, x, n, k, d, cols): out[⌊i/k⌋, :] += coef[i]·x[idx[i], :] for i = 0 … n−1
@@ -76,7 +71,6 @@ function buildOuterRows(): number[] {
   // locals: 9 f, 10 e, 11 eEnd, 12 rowOut, 13 xRow, 14 j, 15 rowBytes, 16 i (i32); 17 vc,
   //   18 sq0, 19 sq1 (f64x2 running sums of squares), 20 v (v128)
   // result: Σ out² over the rows written (float64; see outerScatterWasm)
-  const zero = [0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat];
   const rowPtrAt = (local: number, plus: number) => [...lg(1), ...lg(local), ...c32(4), ...mul, ...add, 0x28, 0x02, plus];
   return [
     ...lg(6), ...c32(4), ...mul, ...ls(15),
@@ -88,7 +82,7 @@ function buildOuterRows(): number[] {
     ...c32(0), ...ls(14),
     0x02, 0x40, 0x03, 0x40,
     ...lg(14), ...lg(15), ...geu, 0x0d, ...leb(1),
-    ...lg(12), ...lg(14), ...add, ...zero, ...v128store,
+    ...lg(12), ...lg(14), ...add, ...f32x4zero, ...v128store,
     ...lg(14), ...c32(16), ...add, ...ls(14),
     0x0c, ...leb(0),
     0x0b, 0x0b,
@@ -113,22 +107,12 @@ function buildOuterRows(): number[] {
     ...lg(10), ...c32(1), ...add, ...ls(10),
     0x0c, ...leb(0),
     0x0b, 0x0b,
-    // squares of the finished row (still in L1), lanes 0–1 and 2–3 promoted to float64
-    ...c32(0), ...ls(14),
-    0x02, 0x40, 0x03, 0x40,
-    ...lg(14), ...lg(15), ...geu, 0x0d, ...leb(1),
-    ...lg(12), ...lg(14), ...add, ...v128load, ...ls(20),
-    ...lg(18), ...lg(20), ...f64x2promoteLow, ...lt(17), ...lg(17), ...f64x2mul, ...f64x2add, ...ls(18),
-    ...lg(19), ...lg(20), ...lg(20), ...simd(0x0d), 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
-    ...f64x2promoteLow, ...lt(17), ...lg(17), ...f64x2mul, ...f64x2add, ...ls(19),
-    ...lg(14), ...c32(16), ...add, ...ls(14),
-    0x0c, ...leb(0),
-    0x0b, 0x0b,
+    // squares of the finished row (still in L1), in float64 (vc, free now, as scratch)
+    ...forLoop(14, lg(15), 16, [...lg(12), ...lg(14), ...add, ...v128load, ...ls(20), ...addSquaresF64(18, 19, 20, 17)]),
     ...lg(9), ...c32(1), ...add, ...ls(9),
     0x0c, ...leb(0),
     0x0b, 0x0b,
-    // result: (sq0 + sq1) lane 0 + lane 1
-    ...lg(18), ...lg(19), ...f64x2add, ...lt(18), ...simd(0x21), 0, ...lg(18), ...simd(0x21), 1, 0xa0,
+    ...sumF64x2(18, 19),
     0x0b,
   ];
 }
@@ -179,7 +163,7 @@ function buildDots4(): number[] {
     ...lg(7), ...lg(4), ...geu, 0x0d, ...leb(1),
     ...lg(2), ...lg(1), ...lg(7), ...c32(4), ...mul, ...add, ...i32load, ...lg(11), ...mul, ...add, ...ls(9),
     ...lg(3), ...lg(7), ...lg(5), ...divu, ...lg(11), ...mul, ...add, ...ls(10),
-    0x43, 0x00, 0x00, 0x00, 0x00, ...f32x4splat, ...ls(12), // acc = 0
+    ...f32x4zero, ...ls(12), // acc = 0
     ...c32(0), ...ls(8),
     0x02, 0x40, 0x03, 0x40,
     ...lg(8), ...lg(11), ...geu, 0x0d, ...leb(1),

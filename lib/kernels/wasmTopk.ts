@@ -12,14 +12,12 @@
  * task's JavaScript is shipped as source and the scan module instantiated there on the shared heap.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, c32, leb, lg, ls, memoryImport, section, simd, str, vec, type WasmMemoryLike } from "./wasm-asm";
+import { I32, V128, c32, i32add as add, i32geu as geu, i32mul as mul, leb, lg, ls, memoryImport, section, simd, str, v128load, vec, type WasmMemoryLike } from "./wasm-asm";
 import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkColumns, topkRangeTask } from "./topk";
 import { readFloat32 } from "./views";
 import type { TopKOrder } from "./validate";
 import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
 
-const add = [0x6a], mul = [0x6c], geu = [0x4f];
-const v128load = [...simd(0x00), 0x02, 0x00];
 
 /**
  * scan(pre, bias, thr, f0, f1, B, b0, b1, out) → count. Rows f in [f0, f1) of pre [·, B] (float32),
