@@ -20,7 +20,7 @@
 import { tf } from "./backend";
 import { Rng } from "./util/random";
 import { gatherRows, interactionSparse, linear, sparseMatmul, topk, type InteractionWeights } from "./kernels/index";
-import { readFloat32 } from "./kernels/views";
+import { copyFloat32 } from "./kernels/views";
 import type { P, SparseCode } from "./sae";
 
 export interface NfmConfig {
@@ -192,7 +192,7 @@ export function nfmForward(p: P, c: NfmConfig, code: SparseCode, opts: NfmForwar
   }
   if (c.interaction && opts.fusedInteraction) {
     const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] } as InteractionWeights;
-    inter = interactionSparse(sel.values, sel.indices, p["nfm.V"] as tf.Tensor2D, weights, opts.dropout ? readFloat32(opts.dropout).slice() : null);
+    inter = interactionSparse(sel.values, sel.indices, p["nfm.V"] as tf.Tensor2D, weights, opts.dropout ? copyFloat32(opts.dropout) : null);
   } else if (c.interaction) {
     let z = biInteraction(p["nfm.V"] as tf.Tensor2D, sel);
     if (opts.dropout) z = tf.mul(z, opts.dropout) as tf.Tensor2D;

@@ -28,7 +28,7 @@ import { interactionBackward, interactionForward } from "./kernels/interaction";
 import { combineRowsWasm, groupRows, outerScatterWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { mseGradWasm } from "./kernels/wasmLoss";
 import { selectTopkColumns } from "./kernels/wasmTopk";
-import { readFloat32 } from "./kernels/views";
+import { copyFloat32, readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
 import { loadCheckpoint, readLatest, saveCheckpoint, writeLatest } from "./checkpoint";
 import { progress as makeProgress, Progress } from "./display/progress";
@@ -302,7 +302,7 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
   const P = ctx.model.params;
   const saeTrain = c.kind !== "sequential";
   const nfm = c.nfm;
-  const bDec = c.sae.decoderBias ? readFloat32(P.get("sae.bDec")).slice() : null;
+  const bDec = c.sae.decoderBias ? copyFloat32(P.get("sae.bDec")) : null;
   // Encoder input (the modern SAE subtracts b_dec).
   let xin = x;
   if (bDec) {
@@ -352,9 +352,8 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
     let inter: ReturnType<typeof interactionForward> | null = null;
     if (nfm?.interaction) {
       const drop = nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
-      const nIdsT = hold(tf.tensor2d(nIds, [B, N], "int32"));
       const weights = { w1: P.get("nfm.w1"), b1: P.get("nfm.b1"), w2: P.get("nfm.w2"), b2: P.get("nfm.b2") };
-      inter = interactionForward(nValsT, nIds, nIdsT, P.get("nfm.V"), weights, drop);
+      inter = interactionForward(nValsT, nIds, nIdxCol, P.get("nfm.V"), weights, drop);
       if (inter.state.sTensor) hold(inter.state.sTensor);
     }
     // 3. Loss mse = mean((x̂ − x)²), its gradient g = 2(x̂ − x)/(B·d) and g's column sums, in one
@@ -418,7 +417,6 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       // no hook edits one of them in place before the update).
       const shareLin = dWLin && N === k && !ctx.hooks.beforeClip;
       grads.set("sae.wDec", shareLin ? dWLin! : outer(valsT, gT, idxCol, grouped));
-      if (bDec) grads.set("sae.bDec", tf.tensor1d(gSum)); // the decoder's + b_dec (the encoder's share below)
       addValueGrads(rowDotsWasm(idxCol, P.get("sae.wDec") as tf.Tensor2D, gT, k)!, k);
       // Through the TopK: only the selected, positive values carry a gradient.
       const dPre = new Float32Array(B * k);
@@ -435,9 +433,9 @@ export function trainStepFused(ctx: StepContext, x: Float32Array, B: number, ste
       if (bDec) {
         // x_in = x − b_dec: b_dec also receives −Σ_b d(x_in)[b], with d(x_in)[b] = Σ_j dPre[b,j]·W_enc[ids[b,j]].
         const dXin = readFloat32(hold(combineRowsWasm(dPreT, idxCol, P.get("sae.wEncT") as tf.Tensor2D)!));
+        // plus the decoder's + b_dec: Σ_b g.
         const dbDec = new Float32Array(gSum);
         for (let b = 0; b < B; b++) for (let c = 0, i = b * d; c < d; c++, i++) dbDec[c] -= dXin[i];
-        grads.get("sae.bDec")!.dispose();
         grads.set("sae.bDec", tf.tensor1d(dbDec));
       }
     }

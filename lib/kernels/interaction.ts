@@ -26,7 +26,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { customGradLazy } from "./grad";
 import { assertDim, assertDtype, assertRank } from "./validate";
-import { readFloat32, tidyValues } from "./views";
+import { copyFloat32, readFloat32, tidyValues } from "./views";
 import { biInteractionGradsWasm, biInteractionSumsWasm } from "./wasmInteraction";
 
 export interface InteractionWeights {
@@ -34,10 +34,6 @@ export interface InteractionWeights {
   b1: tf.Tensor1D; // [E]
   w2: tf.Tensor2D; // [E, d]
   b2: tf.Tensor1D; // [d]
-}
-
-function copyOf(t: tf.Tensor): Float32Array {
-  return readFloat32(t).slice(); // a live wasm view detaches on the next allocation: copy at once
 }
 
 /**
@@ -113,6 +109,8 @@ export interface InteractionState {
  * (the caller adds b2: the op below, or the training step's loss pass), and the state the backward
  * pass needs. The caller owns mlpOut and, on the wasm path, `state.sTensor` (dispose them after the
  * backward pass); values and V must still hold the same data when {@link interactionBackward} runs.
+ * ids [B·N] (row-major [B, N]) and idsT, the same ids as an int32 tensor of any shape (the wasm
+ * kernel reads them in the heap; the caller usually has one already).
  */
 export function interactionForward(
   valuesT: tf.Tensor,
@@ -125,19 +123,19 @@ export function interactionForward(
   const [B, N] = valuesT.shape as [number, number];
   const [F, E] = vT.shape as [number, number];
   const d = w.w2.shape[1] as number;
-  const b1 = copyOf(w.b1);
+  const b1 = copyFloat32(w.b1);
   // s = Σ_j fv and q = Σ_j fv² (wasm kernel on the heap, else JavaScript on copies).
   let s: Float32Array, q: Float32Array;
   let sTensor: tf.Tensor2D | null = null;
   let jsInputs: { values: Float32Array; V: Float32Array } | null = null;
   const sq = biInteractionSumsWasm(valuesT, idsT, vT);
   if (sq) {
-    s = copyOf(sq.s);
-    q = copyOf(sq.q);
+    s = copyFloat32(sq.s);
+    q = copyFloat32(sq.q);
     sq.q.dispose();
     sTensor = sq.s;
   } else {
-    jsInputs = { values: copyOf(valuesT), V: copyOf(vT) };
+    jsInputs = { values: copyFloat32(valuesT), V: copyFloat32(vT) };
     ({ s, q } = biSumsJs(jsInputs.values, ids, jsInputs.V, B, N, E));
   }
   try {
@@ -261,7 +259,7 @@ export function interactionBackward(
 function makeOp(ids: Int32Array, idsT: tf.Tensor, drop: Float32Array | null) {
   return customGradLazy((valuesT: tf.Tensor, vT: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, save: tf.GradSaveFunc) => {
     const { mlpOut, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
-    const out = readFloat32(mlpOut).slice();
+    const out = copyFloat32(mlpOut);
     const bias = readFloat32(b2);
     for (let b = 0; b < state.B; b++) for (let c = 0; c < state.d; c++) out[b * state.d + c] = Math.fround(out[b * state.d + c] + bias[c]);
     // tfjs disposes the forward's intermediates (s here, possibly values and V) before the backward

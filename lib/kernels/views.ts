@@ -27,6 +27,11 @@ export function readFloat32(t: tf.Tensor): Float32Array {
   return liveView(t) ?? (t.dataSync() as Float32Array);
 }
 
+/** A float32 tensor's values as a fresh array (safe to keep across tfjs allocations). */
+export function copyFloat32(t: tf.Tensor): Float32Array {
+  return readFloat32(t).slice();
+}
+
 /**
  * The float32 values of the tensor `make` builds, as a fresh array; every tensor made on the way is
  * disposed. Use this instead of tf.tidy(() => t.dataSync()): tidy walks a returned object's keys
@@ -35,8 +40,7 @@ export function readFloat32(t: tf.Tensor): Float32Array {
 export function tidyValues(make: () => tf.Tensor): Float32Array {
   let out: Float32Array | null = null;
   tf.tidy(() => {
-    const t = make();
-    out = (liveView(t) ?? (t.dataSync() as Float32Array)).slice();
+    out = copyFloat32(make());
   });
   return out as unknown as Float32Array;
 }

@@ -1,7 +1,7 @@
 /**
  * A tiny WebAssembly assembler: the encodings shared by the hand-assembled SIMD kernels
- * (lib/optim.ts's Adam update, lib/kernels/wasmOuter.ts's sparse outer products). Each kernel
- * imports tfjs-wasm's own memory and works on tensors in place.
+ * (lib/optim.ts's Adam update; lib/kernels/ wasmOuter.ts, wasmInteraction.ts, wasmLoss.ts and
+ * wasmTopk.ts). Each kernel imports tfjs-wasm's own memory and works on tensors in place.
  */
 
 /** Unsigned LEB128. */
