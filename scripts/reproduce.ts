@@ -1,6 +1,7 @@
 /**
- * npm run reproduce -- [--preset quick|tiny|paper] [--model NAME|PATH] [--corpus NAME] [--layer L]
- *                      [--mode both|faithful|corrected] [--seed N] [--skip-notebooks] [--help]
+ * npm run reproduce -- [--preset tiny|quick|standard|paper] [--model NAME|PATH] [--corpus NAME] [--layer L]
+ *                      [--mode both|faithful|corrected] [--seeds 0,1,2] [--faithful-seeds LIST]
+ *                      [--publish DIR] [--skip-notebooks] [--help]
  *
  * Runs the whole pipeline (lib/pipeline) headless for the chosen mode(s), then writes
  * data/runs/<run-id>/ with report.md, results.json, figures/ (PNG + SVG + vega-lite JSON) and
@@ -29,15 +30,21 @@ const HELP = `Reproduce the paper's claims end to end and write a report.
 
 Usage: npm run reproduce -- [options]
 
-  --preset tiny|quick|paper   experiment size (default: IS_PRESET or quick)
+  --preset tiny|quick|standard|paper   experiment size (default: IS_PRESET or quick; standard is
+                              the converged study, quick the fast teaching run, not converged)
   --model NAME|PATH           language model (default: the preset's, stories260K)
   --corpus NAME               corpus (default: the preset's, tinystories)
   --layer L                   hidden_states index to train on (default: the preset's, 3)
   --mode both|faithful|corrected   which mode(s) to run (default both)
-  --seed N                    training/evaluation seed (default 0)
+  --seeds LIST                training/evaluation seeds, comma-separated (default: 0,1,2 for
+                              standard, else 0); claims report per-seed values, their mean and a
+                              t-interval over seeds
+  --seed N                    the same as --seeds N
+  --faithful-seeds LIST       the faithful mode's seeds (default: --seeds)
+  --publish DIR               also copy report.md, results.json and figures/ (PNG + SVG) to DIR
   --skip-notebooks            do not execute the notebooks
-  --jobs 1|2                  with --mode both, train the two modes in parallel processes (default 2
-                              when the machine has ≥ 2 CPUs; each process uses one core)
+  --jobs N                    (mode, seed) runs trained in parallel worker processes (default 2 when
+                              the machine has ≥ 2 CPUs; each process uses one core)
   --help                      show this help
 
 Output: data/runs/<run-id>/{report.md, results.json, figures/, notebooks/}; artifacts are cached in
@@ -50,6 +57,10 @@ export interface ReproduceArgs {
   layer?: number;
   mode: "both" | "faithful" | "corrected";
   seed?: number;
+  /** Seeds of the corrected mode (and of faithful unless faithfulSeeds is set). */
+  seeds?: number[];
+  faithfulSeeds?: number[];
+  publish?: string;
   skipNotebooks: boolean;
   jobs: number;
   /** Internal (worker process): only fill the cache for one mode and write its cache events here. */
@@ -63,6 +74,23 @@ function parseIntArg(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
+/** "0,1,2" → [0, 1, 2]: non-negative integers, distinct, at least one. */
+export function parseSeedList(name: string, v: string | undefined): number[] | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split(",").map((x) => x.trim());
+  const seeds = parts.map((x) => parseIntArg(name, x) as number);
+  if (seeds.length === 0 || parts.some((x) => x === "")) throw new Error(`--${name} must be a comma-separated list of non-negative integers (got "${v}")`);
+  if (new Set(seeds).size !== seeds.length) throw new Error(`--${name} lists a seed twice (got "${v}")`);
+  return seeds;
+}
+
+/** Seeds per mode: --seeds (or --seed), default 0,1,2 for the standard preset and 0 otherwise; --faithful-seeds for faithful. */
+export function seedsFor(args: Pick<ReproduceArgs, "seed" | "seeds" | "faithfulSeeds">, preset: string, mode: "faithful" | "corrected"): number[] {
+  if (args.seed !== undefined && args.seeds !== undefined) throw new Error("give --seed or --seeds, not both");
+  const base = args.seeds ?? (args.seed !== undefined ? [args.seed] : preset === "standard" ? [0, 1, 2] : [0]);
+  return mode === "faithful" && args.faithfulSeeds ? args.faithfulSeeds : base;
+}
+
 export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
   const { values } = parseArgs({
     args: argv,
@@ -73,6 +101,9 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
       layer: { type: "string" },
       mode: { type: "string" },
       seed: { type: "string" },
+      seeds: { type: "string" },
+      "faithful-seeds": { type: "string" },
+      publish: { type: "string" },
       "skip-notebooks": { type: "boolean" },
       jobs: { type: "string" },
       "collect-only": { type: "string" },
@@ -91,6 +122,9 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
     layer: parseIntArg("layer", values.layer),
     mode,
     seed: parseIntArg("seed", values.seed),
+    seeds: parseSeedList("seeds", values.seeds),
+    faithfulSeeds: parseSeedList("faithful-seeds", values["faithful-seeds"]),
+    publish: values.publish,
     skipNotebooks: values["skip-notebooks"] ?? false,
     jobs: parseIntArg("jobs", values.jobs) ?? (os.cpus().length >= 2 ? 2 : 1),
     collectOnly: values["collect-only"],
@@ -153,15 +187,16 @@ function slimArtifacts(m: ModeArtifacts): unknown {
   return { ...m, geometry: slimG };
 }
 
-/** A worker process that fills the cache for one mode (same arguments, `--collect-only <events file>`). */
-function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", log: (s: string) => void): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
-  const eventsFile = path.join(os.tmpdir(), `reproduce-${process.pid}-${Date.now()}-${mode}.json`);
+/** A worker process that fills the cache for one (mode, seed) (same arguments, `--collect-only <events file>`). */
+function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", seed: number, log: (s: string) => void): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
+  const eventsFile = path.join(os.tmpdir(), `reproduce-${process.pid}-${Date.now()}-${mode}-${seed}.json`);
   const argv = [
     ...(args.preset ? ["--preset", args.preset] : []),
     ...(args.model ? ["--model", args.model] : []),
     ...(args.corpus ? ["--corpus", args.corpus] : []),
     ...(args.layer !== undefined ? ["--layer", String(args.layer)] : []),
-    ...(args.seed !== undefined ? ["--seed", String(args.seed)] : []),
+    "--seed",
+    String(seed),
     "--mode",
     mode,
     "--collect-only",
@@ -173,7 +208,7 @@ function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", log: (
       .toString()
       .split("\n")
       .filter((l) => l.trim() !== "" && !/^train .*\d+%/.test(l))
-      .forEach((l) => log(`  [${mode}] ${l}`));
+      .forEach((l) => log(`  [${mode} seed ${seed}] ${l}`));
   child.stdout.on("data", relay);
   child.stderr.on("data", relay);
   const done = new Promise<{ ok: boolean; message: string; events: CacheEvent[] }>((resolve) => {
@@ -214,9 +249,13 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   const t0 = Date.now();
   const info = await initBackend();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
-  const base = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: args.seed, mode: modes[0] });
-  const argKey = { preset: base.preset, model: base.model, corpus: base.corpus, layer: base.layer, seed: base.seed, mode: args.mode };
-  const runId = `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-seed${base.seed}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
+  const presetName = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, mode: modes[0] }).preset;
+  const seedsOf = Object.fromEntries(modes.map((m) => [m, seedsFor(args, presetName, m)])) as Record<"faithful" | "corrected", number[]>;
+  const allSeeds = Array.from(new Set(modes.flatMap((m) => seedsOf[m])));
+  const base = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: allSeeds[0], mode: modes[0] });
+  const argKey = { preset: base.preset, model: base.model, corpus: base.corpus, layer: base.layer, seeds: seedsOf, mode: args.mode };
+  const seedTag = allSeeds.length === 1 ? `seed${allSeeds[0]}` : `seeds${allSeeds.join("_")}`;
+  const runId = `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-${seedTag}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
   const runDir = dataDir("runs", runId);
   fs.mkdirSync(path.join(runDir, "figures"), { recursive: true });
   log(`reproduce: run ${runId} (${describeBackend(info)}); cache ${cacheRoot()}`);
@@ -226,28 +265,37 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
     events.push(e);
     log(`  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`);
   });
+  const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
   const artifacts: ModeArtifacts[] = [];
   try {
-    if (modes.length === 2 && args.jobs >= 2) {
-      // The stores are shared by both modes: harvest them once, then train the faithful mode in a
-      // worker process (one core) while this process does the corrected mode (the other core).
+    if (runs.length >= 2 && args.jobs >= 2) {
+      // The stores are shared by every (mode, seed): harvest them once, then fill the cache for each
+      // (mode, seed) in worker processes, `jobs` at a time (one core each); this process then reads
+      // every artifact back (cache hits, not counted as events of their own).
       await getStores(base);
-      const worker = startWorker(args, "faithful", log);
-      log(`reproduce: mode corrected (faithful runs in worker process ${worker.pid})`);
-      const corrected = await collectModeResults({ ...base, mode: "corrected" });
-      const w = await worker.done;
-      if (!w.ok) log(`reproduce: the faithful worker failed (${w.message}); running faithful here`);
-      else events.push(...w.events);
-      log("reproduce: mode faithful (reading the worker's artifacts)");
-      const quiet = w.ok ? events.length : -1;
-      const faithful = await collectModeResults({ ...base, mode: "faithful" });
-      // the reload of the worker's artifacts is not a cache event of its own: keep the worker's record
-      if (quiet >= 0) events.splice(quiet);
-      artifacts.push(faithful, corrected);
+      const queue = runs.slice();
+      const failed: string[] = [];
+      const lane = async () => {
+        for (let r = queue.shift(); r; r = queue.shift()) {
+          const worker = startWorker(args, r.mode, r.seed, log);
+          log(`reproduce: ${r.mode} seed ${r.seed} in worker process ${worker.pid}`);
+          const w = await worker.done;
+          if (!w.ok) {
+            failed.push(`${r.mode} seed ${r.seed}`);
+            log(`reproduce: the worker for ${r.mode} seed ${r.seed} failed (${w.message}); it runs here next`);
+          } else events.push(...w.events);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(args.jobs, runs.length) }, lane));
+      for (const r of runs) {
+        const quiet = failed.includes(`${r.mode} seed ${r.seed}`) ? -1 : events.length;
+        artifacts.push(await collectModeResults({ ...base, mode: r.mode, seed: r.seed }));
+        if (quiet >= 0) events.splice(quiet);
+      }
     } else {
-      for (const mode of modes) {
-        log(`reproduce: mode ${mode}`);
-        artifacts.push(await collectModeResults({ ...base, mode }));
+      for (const r of runs) {
+        log(`reproduce: ${r.mode} seed ${r.seed}`);
+        artifacts.push(await collectModeResults({ ...base, mode: r.mode, seed: r.seed }));
       }
     }
   } finally {

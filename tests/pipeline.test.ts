@@ -10,9 +10,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { cachedStep, onCacheEvent, stepKey, stableStringify, CacheEvent } from "../lib/pipeline/cache";
-import { pipelineParams, modelCondition, spliceContrasts, storeWindows, SPLICE, clearPipelineMemo } from "../lib/pipeline/index";
+import { pipelineParams, modelCondition, linearSumCondition, spliceContrasts, storeWindows, storeWindowsWithDocs, SPLICE, clearPipelineMemo } from "../lib/pipeline/index";
 import { createModel } from "../lib/joint";
 import { saeConfig } from "../lib/sae";
+import { nfmConfig } from "../lib/nfm";
 import { Rng } from "../lib/util/random";
 import { harvestActivations } from "../lib/data/activations";
 import { makeWindows } from "../lib/data/windows";
@@ -131,6 +132,13 @@ describe("storeWindows", () => {
     assert.ok(expected.length >= 3);
     assert.deepEqual(storeWindows(h.store, 1000), expected);
     assert.deepEqual(storeWindows(h.store, 2), expected.slice(0, 2));
+    // the document each window was cut from (the splice bootstrap's clusters)
+    const withDocs = storeWindowsWithDocs(h.store, 1000);
+    const expectedDocs = makeWindows(documents, tok, { windowLength: 32, remainder: "keep" }).map((w) => w.docIndex);
+    assert.deepEqual(withDocs.windows, expected);
+    assert.deepEqual(withDocs.docs, expectedDocs);
+    assert.ok(new Set(expectedDocs).size < expectedDocs.length, "some document gives several windows (else the test shows nothing)");
+    assert.deepEqual(storeWindowsWithDocs(h.store, 2).docs, expectedDocs.slice(0, 2));
   });
 });
 
@@ -167,6 +175,47 @@ describe("modelCondition", () => {
         assert.ok(Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)), `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`);
       }
     }
+    m.dispose();
+  });
+});
+
+describe("linearSumCondition (faithful sequential splice, paper-notes §12-3)", () => {
+  it("feeds the interaction MLP the linear sum Vᵀf, as the authors' part14 scripts, not the bi-interaction", () => {
+    const rng = new Rng((Date.now() ^ 0x1234567) >>> 0);
+    const d = 8;
+    const F = 16;
+    const k = 4;
+    const E = 4;
+    const cfg = { kind: "joint" as const, sae: saeConfig({ d, F, k }), nfm: nfmConfig({ F, d, E }), variant: "full" as const, saeKAtInference: null };
+    const m = createModel(cfg, rng.int(1000));
+    const N = 3;
+    const x = Float32Array.from({ length: N * d }, () => rng.normal());
+    const cond = linearSumCondition("seq", m, null);
+    const full = modelCondition("full", m, null, (o) => o.xhat);
+    const before = tf.memory().numTensors;
+    const out = tf.tidy(() => cond.reconstruct(tf.tensor2d(x, [N, d])).dataSync() as Float32Array);
+    const outFull = tf.tidy(() => full.reconstruct(tf.tensor2d(x, [N, d])).dataSync() as Float32Array);
+    assert.equal(tf.memory().numTensors, before, "reconstruct leaks tensors");
+    const P = (n: string) => m.params.read(n);
+    const [wEncT, bEnc, wDec, V, wLin, bLin, w1, b1, w2, b2] = ["sae.wEncT", "sae.bEnc", "sae.wDec", "nfm.V", "nfm.wLin", "nfm.bLin", "nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2"].map(P);
+    const hDim = b1.length;
+    let maxDiffFromFull = 0;
+    for (let n = 0; n < N; n++) {
+      const xr = Array.from({ length: d }, (_, j) => x[n * d + j]);
+      const a = Array.from({ length: F }, (_, i) => Math.max(0, bEnc[i] + xr.reduce((s, v, j) => s + wEncT[i * d + j] * v, 0)));
+      const top = a.map((v, i) => [v, i] as [number, number]).sort((p, q) => q[0] - p[0]).slice(0, k);
+      const emb = Array.from({ length: E }, (_, e) => top.reduce((s, [v, i]) => s + v * V[i * E + e], 0)); // Vᵀf, not ½[(Σ f v)² − Σ (f v)²]
+      // w1 [E, H], w2 [H, d] (linear(x, w, b) = x·w + b)
+      const h = Array.from({ length: hDim }, (_, c) => Math.max(0, b1[c] + emb.reduce((s, v, e) => s + v * w1[e * hDim + c], 0)));
+      for (let j = 0; j < d; j++) {
+        const ref = top.reduce((s, [v, i]) => s + v * (wDec[i * d + j] + wLin[i * d + j]), 0) + bLin[j] + b2[j] + h.reduce((s, v, c) => s + v * w2[c * d + j], 0);
+        assert.ok(Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)), `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`);
+        maxDiffFromFull = Math.max(maxDiffFromFull, Math.abs(out[n * d + j] - outFull[n * d + j]));
+      }
+    }
+    assert.ok(maxDiffFromFull > 1e-6, "the linear-sum splice must differ from the model's own (bi-interaction) output");
+    cond.dispose();
+    full.dispose();
     m.dispose();
   });
 });
@@ -213,6 +262,46 @@ describe("spliceContrasts", () => {
     for (const x of Object.values(c)) {
       assert.ok(x.lo !== null && x.hi !== null && x.lo <= x.hi, `${x.name}: [${x.lo}, ${x.hi}]`);
     }
+  });
+  it("has the matched-baseline contrasts (b_dec SAE, width-matched SAE, small-E vs joint SAE+linear)", () => {
+    const r = fakeResult(10, new Rng(Date.now() >>> 0));
+    const c = Object.fromEntries(spliceContrasts(r, 1, 50).map((x) => [x.name, x]));
+    const kl = (n: string) => pooled(r, n, "kl");
+    const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9 * (1 + Math.abs(b)), `${a} vs ${b}`);
+    close(c.jointVsStandaloneBiasKl.value, 1 - kl(SPLICE.jointFull) / kl(SPLICE.standaloneBias));
+    close(c.jointVsWideSaeKl.value, 1 - kl(SPLICE.jointFull) / kl(SPLICE.standaloneWide));
+    close(c.smallEVsJointLinearModelKl.value, 1 - kl(SPLICE.smallEFull) / kl(SPLICE.jointLinModel));
+  });
+  it("resamples documents, not windows, when the splice recorded each window's document", () => {
+    // 12 windows cut from 3 documents, 4 identical windows each: resampling windows treats the 4
+    // copies as independent evidence (a narrow interval); resampling documents sees 3 units
+    const W = 12;
+    const base = fakeResult(W, new Rng(5), true);
+    const docOf = (w: number) => Math.floor(w / 4);
+    for (const [ci, m] of base.measurements.entries()) {
+      const scale = (w: number) => 1 + docOf(w) * (1 + ci / 3); // windows differ only between documents, differently per condition
+      m.kl = Float32Array.from(m.kl, (v, i) => v * scale(m.klWindow[i]));
+      m.ce = Float32Array.from(m.ce, (v, i) => v * (1 + 0.1 * docOf(m.ceWindow[i])));
+    }
+    const byWindow = Object.fromEntries(spliceContrasts(base, 3, 400).map((x) => [x.name, x]));
+    const docs = { ...base, config: { ...base.config, windowClusters: Array.from({ length: W }, (_, w) => docOf(w)), clusters: 3 } };
+    const byDoc = Object.fromEntries(spliceContrasts(docs, 3, 400).map((x) => [x.name, x]));
+    // the same point values; with 3 clusters of identical members the interval equals the one
+    // over 3 one-window documents
+    const three = { ...base, config: { ...base.config, windows: 3 } as SpliceResult["config"] } as SpliceResult;
+    three.measurements = base.measurements.map((m) => {
+      const keep = (win: Int32Array) => Array.from(win, (w, i) => (w % 4 === 0 ? i : -1)).filter((i) => i >= 0);
+      const kk = keep(m.klWindow);
+      const kc = keep(m.ceWindow);
+      return { ...m, kl: Float32Array.from(kk, (i) => m.kl[i]), klWindow: Int32Array.from(kk, (i) => m.klWindow[i] / 4), klPosition: new Int32Array(kk.length), ce: Float32Array.from(kc, (i) => m.ce[i]), ceWindow: Int32Array.from(kc, (i) => m.ceWindow[i] / 4) };
+    });
+    const byThree = Object.fromEntries(spliceContrasts(three, 3, 400).map((x) => [x.name, x]));
+    for (const name of Object.keys(byDoc)) {
+      assert.ok(Math.abs(byDoc[name].value - byWindow[name].value) < 1e-9, name);
+      assert.ok(Math.abs(byDoc[name].lo! - byThree[name].lo!) < 1e-9 && Math.abs(byDoc[name].hi! - byThree[name].hi!) < 1e-9, `${name}: documents [${byDoc[name].lo}, ${byDoc[name].hi}] vs 3 windows [${byThree[name].lo}, ${byThree[name].hi}]`);
+    }
+    const width = (x: { lo: number | null; hi: number | null }) => x.hi! - x.lo!;
+    assert.ok(width(byDoc.jointVsStandaloneKl) > width(byWindow.jointVsStandaloneKl), "documents give the wider (honest) interval");
   });
   it("intervals collapse to the point when every window is identical", () => {
     const r = fakeResult(8, new Rng(1), true);

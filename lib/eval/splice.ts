@@ -13,15 +13,16 @@
  * caller decides whether reconstruct normalises → model → denormalises (corrected) or works on raw
  * activations (faithful), and the faithful layer offset is just `layer + 1`.
  *
- * Positions inside one window are correlated, so confidence intervals come from a cluster
- * bootstrap over windows; the per-position t-tests (what the authors reported) are included but
+ * Positions inside one window are correlated, and several windows can be cut from one document,
+ * so confidence intervals come from a cluster bootstrap over documents (opts.windowClusters: the
+ * document of each window; over windows when not given); the per-position t-tests (what the authors reported) are included but
  * their p-values treat positions as independent and are therefore optimistic.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LanguageModel } from "../lm/types";
 import { Rng } from "../util/random";
 import { writeJsonAtomic } from "../io/atomic";
-import { clusterBootstrap, pooledMean } from "../stats/bootstrap";
+import { clusterBootstrap, clusterCount, groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
 import { median, std } from "../stats/descriptive";
 import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
 
@@ -159,6 +160,11 @@ export interface SpliceOptions {
   klPositions?: "all" | "with-next-token";
   /** Cluster-bootstrap replicates (default 1000; 0 disables the intervals). */
   bootstrapSamples?: number;
+  /**
+   * Cluster id per window (e.g. its document index): the bootstrap resamples whole clusters, so
+   * windows cut from one document move together. Default: every window its own cluster.
+   */
+  windowClusters?: ArrayLike<number>;
   level?: number;
   onProgress?: (windowsDone: number, windowsTotal: number) => void;
 }
@@ -264,6 +270,10 @@ export interface SpliceResult {
     zeroAblation: boolean;
     bootstrapSamples: number;
     level: number;
+    /** Cluster id per window used by the bootstrap (null: windows resampled). */
+    windowClusters: number[] | null;
+    /** Number of resampled clusters (documents when windowClusters holds document ids). */
+    clusters: number;
   };
   meanCleanCE: number;
   summaries: SpliceConditionSummary[];
@@ -306,6 +316,7 @@ function validate(opts: SpliceOptions): void {
     throw new Error(`spliceEvaluate: layer must be an integer in [0, ${model.config.nLayers}] (got ${layer})`);
   }
   if (windows.length === 0) throw new Error("spliceEvaluate: windows is empty");
+  if (opts.windowClusters && opts.windowClusters.length !== windows.length) throw new Error(`spliceEvaluate: windowClusters has ${opts.windowClusters.length} entries for ${windows.length} windows`);
   windows.forEach((w, i) => {
     if (w.length < 2) throw new Error(`spliceEvaluate: window ${i} has ${w.length} token(s); need ≥ 2 (BOS + at least one token)`);
     if (w.length > model.config.maxSeqLen) throw new Error(`spliceEvaluate: window ${i} has ${w.length} tokens, more than the model's ${model.config.maxSeqLen}`);
@@ -481,6 +492,8 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
   return summarise(arms, clean, {
     model: model.name, modelSha256: model.sha256, layer, windows: W, positions: totalPos, conditions: conditions.map((c) => c.name),
     epsilonSamples, epsilonNorm, smoothing, klPositions, seed, baseline, zeroAblation, bootstrapSamples: opts.bootstrapSamples ?? 1000, level: opts.level ?? 0.95,
+    windowClusters: opts.windowClusters ? Array.from(opts.windowClusters) : null,
+    clusters: opts.windowClusters ? clusterCount(opts.windowClusters) : W,
   });
 }
 
@@ -515,7 +528,8 @@ function summarise(arms: Arm[], clean: { ceSum: Float64Array; ceCnt: Float64Arra
   };
   const ones = new Float64Array(W).fill(1);
   const point = statistic(ones);
-  const cis = config.bootstrapSamples > 0 ? clusterBootstrap(W, statistic, { samples: config.bootstrapSamples, seed: config.seed + 1, level: config.level }) : null;
+  const bopts = { samples: config.bootstrapSamples, seed: config.seed + 1, level: config.level };
+  const cis = config.bootstrapSamples > 0 ? (config.windowClusters ? groupedClusterBootstrap(config.windowClusters, statistic, bopts) : clusterBootstrap(W, statistic, bopts)) : null;
   const ci = (j: number): Interval | null => (cis && Number.isFinite(point[j]) ? { lo: cis[j].lo, hi: cis[j].hi } : null);
   const orNull = (v: number) => (Number.isFinite(v) ? v : null);
   const meanCleanCE = cleanOf(ones);

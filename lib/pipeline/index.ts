@@ -24,7 +24,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend";
 import { cachedStep, cacheRoot } from "./cache";
-import { presetConfig, Preset, PresetName, Mode } from "../presets";
+import { presetConfig, Preset, PresetName, Mode, PRESET_NAMES } from "../presets";
 import { harvestActivations } from "../data/activations";
 import { openStore, ActivationStore } from "../data/store";
 import { normalize as normalizeRows } from "../data/normalization";
@@ -39,9 +39,12 @@ import { bimodalAnalysis, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, 
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
 import { sha256File, writeJsonAtomic } from "../io/atomic";
 import { firingCounts } from "../metrics";
+import { convergenceCheck } from "../eval/convergence";
 import { progress, type Progress } from "../display/progress";
 import { histogram, quantile } from "../stats/descriptive";
-import { clusterBootstrap, pooledMean } from "../stats/bootstrap";
+import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
+import { primaryPass } from "../eval/secondary";
+import { linear } from "../kernels/index";
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
 import * as stim from "../eval/stimuli";
@@ -63,7 +66,7 @@ export interface PipelineParams {
   mode: Mode;
 }
 
-export const PRESET_NAMES: PresetName[] = ["tiny", "quick", "paper"];
+export { PRESET_NAMES };
 export const MODES: Mode[] = ["faithful", "corrected"];
 /**
  * Version of the cached summaries' format: part of every step's key, so a change of what a step
@@ -134,6 +137,7 @@ export interface EvalSettings {
 export const EVAL_SETTINGS: Record<PresetName, EvalSettings> = {
   tiny: { spliceWindows: 6, epsilonSamples: 2, bootstrapSamples: 200, evalTokens: 8192, secondaryRows: 2048, secondarySteps: 60, clampValues: [-4, 0, 1, 4], maxPrompts: 2 },
   quick: { spliceWindows: 64, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 600, clampValues: [-4, 0, 1, 4], maxPrompts: null },
+  standard: { spliceWindows: 128, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 1500, clampValues: [-4, 0, 1, 4], maxPrompts: null },
   paper: { spliceWindows: 5000, epsilonSamples: 5, bootstrapSamples: 1000, evalTokens: 1_000_000, secondaryRows: 1_000_000, secondarySteps: 100_000, clampValues: [-4, 0, 1, 4], maxPrompts: null },
 };
 
@@ -232,19 +236,26 @@ export function getStores(p: PipelineParams): Promise<Stores> {
 
 /** Token windows (BOS first) of a store, in store order: the first `max` windows. */
 export function storeWindows(store: ActivationStore, max: number): number[][] {
-  const out: number[][] = [];
+  return storeWindowsWithDocs(store, max).windows;
+}
+
+/** The first `max` windows of a store and the document index each was cut from (the splice bootstrap's clusters). */
+export function storeWindowsWithDocs(store: ActivationStore, max: number): { windows: number[][]; docs: number[] } {
+  const windows: number[][] = [];
+  const docs: number[] = [];
   let cur: number[] | null = null;
   for (let r = 0; r < store.numRows; r++) {
     const info = store.rowInfo(r);
     if (info.position === 0) {
-      if (cur) out.push(cur);
-      if (out.length >= max) return out;
+      if (cur) windows.push(cur);
+      if (windows.length >= max) return { windows, docs };
       cur = [];
+      docs.push(info.docIndex);
     }
     if (cur) cur.push(info.tokenId);
   }
-  if (cur && out.length < max) out.push(cur);
-  return out;
+  if (cur && windows.length < max) windows.push(cur);
+  return { windows, docs: docs.slice(0, windows.length) };
 }
 
 /** Held-out evaluation rows in the model's training space, as each mode defines them. */
@@ -317,10 +328,20 @@ async function trainStep(step: string, p: PipelineParams, s: Stores, cfg: TrainC
   });
 }
 
-/** The standalone TopK SAE (the matched baseline the paper lacks). */
-export async function getStandaloneSae(p: PipelineParams): Promise<TrainedModel> {
+/**
+ * Standalone TopK SAEs (the matched baselines the paper lacks): "plain" (the claflin SAE, the
+ * sequential stage's first half), "bias" (with a decoder bias b_dec, as the joint model's b_lin
+ * gives it one), "wide" (F widened to the joint model's parameter count, same k).
+ */
+export type SaeVariant = "plain" | "bias" | "wide";
+export const SAE_VARIANTS: SaeVariant[] = ["plain", "bias", "wide"];
+export async function getStandaloneSae(p: PipelineParams, variant: SaeVariant = "plain"): Promise<TrainedModel> {
+  if (!SAE_VARIANTS.includes(variant)) throw new Error(`getStandaloneSae: variant must be one of ${SAE_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
   const s = await getStores(p);
-  return trainStep("sae", p, s, presetFor(p).sae, {});
+  const pre = presetFor(p);
+  if (variant === "bias") return trainStep("sae-bias", p, s, pre.saeBias, {});
+  if (variant === "wide") return trainStep("sae-wide", p, s, pre.saeWide, {});
+  return trainStep("sae", p, s, pre.sae, {});
 }
 
 /**
@@ -333,14 +354,20 @@ export async function getSequential(p: PipelineParams): Promise<TrainedModel> {
   return trainStep("sequential", p, s, presetFor(p).sequential, { sae: sae.key }, sae.model);
 }
 
-export type JointVariant = "full" | "sae+linear";
-
-/** The joint model (everything from scratch on one MSE): "full" (the paper's) or the "sae+linear" matched baseline. */
+/**
+ * Joint models (everything from scratch on one MSE): "full" (the paper's), "sae+linear" (matched
+ * baseline: no interaction), "small-e" (E chosen so the interaction pathway holds ≈ the paper's
+ * 3.2% of parameters) and "top-n" (top-N = k/2 < k, a short diagnostic run of the W_dec/W_lin
+ * duplication; not a model any claim rests on).
+ */
+export type JointVariant = "full" | "sae+linear" | "small-e" | "top-n";
+export const JOINT_VARIANTS: JointVariant[] = ["full", "sae+linear", "small-e", "top-n"];
 export async function getJoint(p: PipelineParams, variant: JointVariant = "full"): Promise<TrainedModel> {
-  if (variant !== "full" && variant !== "sae+linear") throw new Error(`getJoint: variant must be "full" or "sae+linear" (got ${JSON.stringify(variant)})`);
+  if (!JOINT_VARIANTS.includes(variant)) throw new Error(`getJoint: variant must be one of ${JOINT_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
   const s = await getStores(p);
   const pre = presetFor(p);
-  return trainStep(variant === "full" ? "joint" : "joint-linear", p, s, variant === "full" ? pre.joint : pre.jointLinear, {});
+  const [step, cfg] = ({ full: ["joint", pre.joint], "sae+linear": ["joint-linear", pre.jointLinear], "small-e": ["joint-small-e", pre.jointSmallE], "top-n": ["joint-top-n", pre.jointTopN] } as const)[variant];
+  return trainStep(step, p, s, cfg, {});
 }
 
 /** Ablation for the bimodality claim: the same joint training with the modern SAE (unit-norm decoder rows, TopK→ReLU, b_dec, AuxK). */
@@ -361,11 +388,36 @@ export const SPLICE = {
   seqSae: "sequential: SAE",
   seqFull: "sequential: SAE + NFM",
   standalone: "standalone SAE",
+  standaloneBias: "standalone SAE with b_dec",
+  standaloneWide: "standalone SAE, width-matched",
   jointLinModel: "joint SAE+linear model",
+  smallEFull: "joint (small E): full",
 } as const;
 
+/**
+ * The faithful sequential "SAE + NFM" splice as the authors' part14 scripts computed it: the
+ * interaction branch fed the linear embedding sum Vᵀf instead of the bi-interaction (paper-notes
+ * §12-3), x̂ = x̂_sae + lin + MLP(Vᵀf).
+ */
+export function linearSumCondition(name: string, m: Model, norm: NormalizationSpec | null): SpliceCondition & { dispose(): void } {
+  return modelCondition(name, m, norm, () => {
+    throw new Error("internal: linearSumCondition uses its own reconstruct");
+  }, (p, x) => {
+    const pass = primaryPass(p, m.config, x, { interactionInput: "linear-sum" });
+    const inter = linear(tf.relu(pass.h) as tf.Tensor2D, p["nfm.w2"] as tf.Tensor2D, p["nfm.b2"] as tf.Tensor1D);
+    return tf.add(pass.lin ? tf.add(pass.xSae, pass.lin) : pass.xSae, inter) as tf.Tensor2D;
+  });
+}
+
 /** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model space). */
-export function modelCondition(name: string, m: Model, norm: NormalizationSpec | null, pick: (o: ForwardOutput) => tf.Tensor2D): SpliceCondition & { dispose(): void } {
+export function modelCondition(
+  name: string,
+  m: Model,
+  norm: NormalizationSpec | null,
+  pick: (o: ForwardOutput) => tf.Tensor2D,
+  /** Instead of forward + pick: a reconstruction of model-space rows x [N, d] → [N, d]. */
+  reconstructModel?: (p: ReturnType<Model["record"]>, x: tf.Tensor2D) => tf.Tensor2D,
+): SpliceCondition & { dispose(): void } {
   const p = m.record();
   const shift = norm && norm.kind !== "none" ? tf.keep(tf.tensor1d(norm.shift)) : null;
   const scale = norm && norm.kind !== "none" ? tf.keep(tf.tensor1d(norm.scale)) : null;
@@ -374,7 +426,7 @@ export function modelCondition(name: string, m: Model, norm: NormalizationSpec |
     reconstruct: (xRaw) =>
       tf.tidy(() => {
         const x = shift && scale ? (tf.div(tf.sub(xRaw, shift), scale) as tf.Tensor2D) : xRaw;
-        const y = pick(forward(p, m.config, x, null));
+        const y = reconstructModel ? reconstructModel(p, x) : pick(forward(p, m.config, x, null));
         return shift && scale ? (tf.add(tf.mul(y, scale), shift) as tf.Tensor2D) : y;
       }),
     dispose: () => {
@@ -396,7 +448,7 @@ export interface KlDistribution {
   log10Bins: { lo: number; hi: number; count: number }[];
 }
 
-/** A contrast between splice conditions with a 95% cluster-bootstrap interval (windows resampled). */
+/** A contrast between splice conditions with a 95% cluster-bootstrap interval (documents resampled). */
 export interface SpliceContrast {
   name: string;
   definition: string;
@@ -412,6 +464,10 @@ export interface SpliceSummary {
   rawSplice: boolean;
   smoothing: number;
   windows: number;
+  /** Distinct documents the windows come from (the bootstrap's clusters). */
+  documents: number;
+  /** What the sequential "SAE + NFM" condition fed the interaction MLP (faithful: the authors' linear sum). */
+  seqInteraction: "bi-interaction" | "linear-sum";
   positions: number;
   rows: SpliceRow[];
   summaries: SpliceConditionSummary[];
@@ -425,6 +481,7 @@ export interface SpliceSummary {
  * (the same resampling for numerator and denominator, so their correlation is respected).
  */
 export function spliceContrasts(res: SpliceResult, seed: number, samples: number): SpliceContrast[] {
+  const has = (name: string) => res.measurements.some((x) => x.name === name);
   const W = res.config.windows;
   const perWindow = (name: string, what: "kl" | "ce") => {
     const m = res.measurements.find((x) => x.name === name);
@@ -449,11 +506,17 @@ export function spliceContrasts(res: SpliceResult, seed: number, samples: number
   const klJInter = kl(SPLICE.jointInter);
   const klStand = kl(SPLICE.standalone);
   const klJL = kl(SPLICE.jointLinModel);
+  const klBias = has(SPLICE.standaloneBias) ? kl(SPLICE.standaloneBias) : null;
+  const klWide = has(SPLICE.standaloneWide) ? kl(SPLICE.standaloneWide) : null;
+  const klSmallE = has(SPLICE.smallEFull) ? kl(SPLICE.smallEFull) : null;
   const ceJSae = ce(SPLICE.jointSae);
   const ceJFull = ce(SPLICE.jointFull);
   defs.push({ name: "sequentialKlReduction", definition: "1 − KL(sequential SAE + NFM) / KL(sequential SAE)", f: (w) => 1 - klSeqFull(w) / klSeqSae(w) });
   defs.push({ name: "jointVsStandaloneKl", definition: "1 − KL(joint full) / KL(standalone SAE)", f: (w) => 1 - klJFull(w) / klStand(w) });
   defs.push({ name: "jointVsJointLinearModelKl", definition: "1 − KL(joint full) / KL(joint SAE+linear model)", f: (w) => 1 - klJFull(w) / klJL(w) });
+  if (klBias) defs.push({ name: "jointVsStandaloneBiasKl", definition: "1 − KL(joint full) / KL(standalone SAE with b_dec)", f: (w) => 1 - klJFull(w) / klBias(w) });
+  if (klWide) defs.push({ name: "jointVsWideSaeKl", definition: "1 − KL(joint full) / KL(width-matched standalone SAE)", f: (w) => 1 - klJFull(w) / klWide(w) });
+  if (klSmallE) defs.push({ name: "smallEVsJointLinearModelKl", definition: "1 − KL(joint full, small E) / KL(joint SAE+linear model)", f: (w) => 1 - klSmallE(w) / klJL(w) });
   defs.push({ name: "jointCeImprovement", definition: "1 − CE(joint full) / CE(joint SAE path), raw patched CE", f: (w) => 1 - ceJFull(w) / ceJSae(w) });
   defs.push({
     name: "nonlinearShareOfKlGain",
@@ -462,7 +525,9 @@ export function spliceContrasts(res: SpliceResult, seed: number, samples: number
   });
   const stat = (w: Float64Array) => defs.map((d) => d.f(w));
   const point = stat(new Float64Array(W).fill(1));
-  const cis = samples > 0 && W > 1 ? clusterBootstrap(W, stat, { samples, seed: seed + 17 }) : null;
+  // resample documents (res.config.windowClusters) when the splice recorded them, else windows
+  const groups = res.config.windowClusters;
+  const cis = samples > 0 && W > 1 ? (groups ? groupedClusterBootstrap(groups, stat, { samples, seed: seed + 17 }) : clusterBootstrap(W, stat, { samples, seed: seed + 17 })) : null;
   return defs.map((d, i) => ({
     name: d.name,
     definition: d.definition,
@@ -501,6 +566,7 @@ function klDistribution(name: string, kind: string, kl: Float32Array): KlDistrib
 export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: string; value: SpliceSummary }> {
   const s = await getStores(p);
   const [sae, seq, joint, jl] = [await getStandaloneSae(p), await getSequential(p), await getJoint(p, "full"), await getJoint(p, "sae+linear")];
+  const [saeBias, saeWide, smallE] = [await getStandaloneSae(p, "bias"), await getStandaloneSae(p, "wide"), await getJoint(p, "small-e")];
   const ev = EVAL_SETTINGS[p.preset];
   const faithful = p.mode === "faithful";
   const params = {
@@ -509,7 +575,9 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
     model: p.model,
     layer: p.layer,
     stores: s.key,
-    models: { sae: sae.key, seq: seq.key, joint: joint.key, jl: jl.key },
+    models: { sae: sae.key, seq: seq.key, joint: joint.key, jl: jl.key, saeBias: saeBias.key, saeWide: saeWide.key, smallE: smallE.key },
+    clusters: "documents",
+    seqInteraction: faithful ? "linear-sum" : "bi-interaction",
     windows: ev.spliceWindows,
     epsilonSamples: ev.epsilonSamples,
     bootstrap: ev.bootstrapSamples,
@@ -524,16 +592,20 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
       if (spliceLayer > lm.config.nLayers) throw new Error(`splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`);
       const norm = faithful ? null : s.normalization;
       // faithful: the start of the training text (as the authors); corrected: held-out test documents
-      const windows = storeWindows(faithful ? s.train : s.test, ev.spliceWindows);
+      const { windows, docs } = storeWindowsWithDocs(faithful ? s.train : s.test, ev.spliceWindows);
       const conditions: Array<SpliceCondition & { dispose(): void }> = [
         modelCondition(SPLICE.jointSae, joint.model, norm, (o) => o.xSae),
         modelCondition(SPLICE.jointLinear, joint.model, norm, (o) => addT(o.xSae, o.nfm?.lin)),
         modelCondition(SPLICE.jointInter, joint.model, norm, (o) => addT(o.xSae, o.nfm?.inter)),
         modelCondition(SPLICE.jointFull, joint.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.seqSae, seq.model, norm, (o) => o.xSae),
-        modelCondition(SPLICE.seqFull, seq.model, norm, (o) => o.xhat),
+        // faithful: the authors' sequential KL scripts fed the interaction MLP the linear sum Vᵀf (§12-3)
+        faithful ? linearSumCondition(SPLICE.seqFull, seq.model, norm) : modelCondition(SPLICE.seqFull, seq.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.standalone, sae.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.standaloneBias, saeBias.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.standaloneWide, saeWide.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.jointLinModel, jl.model, norm, (o) => o.xhat),
+        modelCondition(SPLICE.smallEFull, smallE.model, norm, (o) => o.xhat),
       ];
       let bar: Progress | undefined;
       let res: ReturnType<typeof spliceEvaluate>;
@@ -549,6 +621,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
           seed: p.seed,
           baseline: SPLICE.jointSae,
           bootstrapSamples: ev.bootstrapSamples,
+          windowClusters: docs,
           onProgress: (done, total) => {
             bar ??= progress({ total, label: `splice (${p.mode}) windows` });
             bar.update(done);
@@ -565,6 +638,8 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
         rawSplice: faithful,
         smoothing: faithful ? 1e-8 : 0,
         windows: res.config.windows,
+        documents: res.config.clusters,
+        seqInteraction: faithful ? "linear-sum" : "bi-interaction",
         positions: res.config.positions,
         rows: res.rows,
         summaries: res.summaries,
@@ -860,6 +935,10 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   const seq = await getSequential(p);
   const joint = await getJoint(p, "full");
   const jl = await getJoint(p, "sae+linear");
+  const saeBias = await getStandaloneSae(p, "bias");
+  const saeWide = await getStandaloneSae(p, "wide");
+  const smallE = await getJoint(p, "small-e");
+  const topN = await attempt("joint-top-n", () => getJoint(p, "top-n"));
   const modern = await attempt("joint-modern", () => getModernJoint(p));
   const splice = await attempt("splice", () => getSplice(p));
   const geometry = modern ? await attempt("geometry", () => getGeometry(p)) : null;
@@ -872,6 +951,13 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   if (jf.improvementVsSaePath != null) R.jointImprovementOwnSaePath = { value: jf.improvementVsSaePath, n, unit: "fraction of MSE" };
   R.jointImprovementVsStandaloneSae = { value: (sae.summary.final.mse - jf.mse) / sae.summary.final.mse, n, unit: "fraction of MSE" };
   R.jointImprovementVsSaeLinear = { value: (jl.summary.final.mse - jf.mse) / jl.summary.final.mse, n, unit: "fraction of MSE" };
+  R.jointImprovementVsStandaloneSaeBias = { value: (saeBias.summary.final.mse - jf.mse) / saeBias.summary.final.mse, n, unit: "fraction of MSE" };
+  R.jointImprovementVsWideSae = { value: (saeWide.summary.final.mse - jf.mse) / saeWide.summary.final.mse, n, unit: "fraction of MSE" };
+  R.smallE = {
+    E: smallE.model.config.nfm!.E,
+    interactionShare: smallE.summary.params.interactionShare,
+    mseVsJointLinear: { value: (jl.summary.final.mse - smallE.summary.final.mse) / jl.summary.final.mse, n, unit: "fraction of MSE" },
+  };
   const sf = seq.summary.final;
   if (sf.improvementVsSaePath != null) R.sequentialImprovement = { value: sf.improvementVsSaePath, n: sf.rows, unit: "fraction of MSE" };
   if (sf.linearShare != null) R.sequentialLinearShare = { value: sf.linearShare, n: sf.rows };
@@ -895,6 +981,9 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     R.klReductionSequential = con("sequentialKlReduction");
     R.ceImprovementJoint = con("jointCeImprovement");
     R.nonlinearShareOfKlGain = con("nonlinearShareOfKlGain");
+    R.klReductionVsStandaloneBias = con("jointVsStandaloneBiasKl");
+    R.klReductionVsWideSae = con("jointVsWideSaeKl");
+    if (R.smallE) R.smallE.klVsJointLinear = con("smallEVsJointLinearModelKl");
   }
   if (geometry) {
     const g = geometry.value;
@@ -932,8 +1021,22 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
           : `clamping feature #${interventions.value.topFeature?.feature} changed log-probabilities (max |Δ| = ${maxAbs.toExponential(2)} nats), but no clamp level gave a testable interaction`;
     }
   }
-  const training: Record<string, TrainSummary> = { sae: sae.summary, sequential: seq.summary, joint: joint.summary, jointLinear: jl.summary };
+  const training: Record<string, TrainSummary> = {
+    sae: sae.summary,
+    saeBias: saeBias.summary,
+    saeWide: saeWide.summary,
+    sequential: seq.summary,
+    joint: joint.summary,
+    jointLinear: jl.summary,
+    jointSmallE: smallE.summary,
+  };
   if (modern) training.jointModern = modern.summary;
+  // every model a claim rests on; jointTopN is a short diagnostic run and is not checked
+  R.convergence = Object.entries(training).map(([model, t]) => {
+    const c = convergenceCheck(t.evals, t.steps);
+    return { model, relChange: [c.relChange ?? NaN], passed: [c.passed] };
+  });
+  if (topN) training.jointTopN = topN.summary;
   return {
     params: p,
     results: R,

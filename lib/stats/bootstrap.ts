@@ -120,3 +120,44 @@ export function bootstrapMeanCI(values: ArrayLike<number>, opts: BootstrapOption
   const ids = Int32Array.from({ length: values.length }, (_, i) => i);
   return clusterBootstrapMeanCI(values, ids, opts);
 }
+
+/**
+ * Cluster bootstrap where the statistic is written over units (e.g. token windows) but the units
+ * nest in larger clusters (e.g. documents: several windows can come from one document, and windows
+ * of one document are not independent). Each replicate resamples whole clusters with replacement;
+ * a unit's weight is its cluster's multiplicity. `groups[u]` is unit u's cluster id (any integers).
+ */
+export function groupedClusterBootstrap(
+  groups: ArrayLike<number>,
+  statistic: (unitWeights: Float64Array) => number[],
+  opts: BootstrapOptions = {},
+): ConfidenceInterval[] {
+  const nUnits = groups.length;
+  if (nUnits < 1) throw new Error("groupedClusterBootstrap: no units");
+  const ids = new Map<number, number>();
+  const unitCluster = new Int32Array(nUnits);
+  for (let u = 0; u < nUnits; u++) {
+    const g = groups[u];
+    if (!Number.isInteger(g)) throw new Error(`groupedClusterBootstrap: group id of unit ${u} must be an integer (got ${g})`);
+    let c = ids.get(g);
+    if (c === undefined) {
+      c = ids.size;
+      ids.set(g, c);
+    }
+    unitCluster[u] = c;
+  }
+  const unitW = new Float64Array(nUnits);
+  return clusterBootstrap(
+    ids.size,
+    (w) => {
+      for (let u = 0; u < nUnits; u++) unitW[u] = w[unitCluster[u]];
+      return statistic(unitW);
+    },
+    opts,
+  );
+}
+
+/** Number of distinct clusters in `groups`. */
+export function clusterCount(groups: ArrayLike<number>): number {
+  return new Set(Array.from(groups)).size;
+}
