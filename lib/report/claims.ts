@@ -6,13 +6,44 @@
  * reported as "not measured", never filled in.
  */
 
-/** A measured value with an optional 95% confidence interval and its definition. */
+/** A measured value: the mean over seeds (or the one seed's value), with its 95% CI and how the CI was obtained. */
 export interface Measured {
+  /** The mean over seeds (or the one seed's value). */
   value: number;
+  /** 95% CI. */
   ci?: [number, number];
+  /** How the CI was obtained, e.g. "t-interval over 3 seeds (df 2)", "document bootstrap, one seed (no seed variation)". */
+  ciMethod?: string;
+  /** One value per seed, in the order of StudyInfo.seeds. */
+  perSeed?: number[];
+  /** Per-seed within-seed CIs (document or feature bootstrap), same order; null where none. */
+  withinSeedCi?: Array<[number, number] | null>;
   /** e.g. "pooled mean per-position KL, nats" */
   unit?: string;
   n?: number;
+}
+
+/** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed). */
+export interface BimodalitySide {
+  n: number;
+  dip: number;
+  p: number;
+  deltaBic: number;
+  means: [number, number];
+  weights: [number, number];
+}
+
+/** The clamping interaction test of one seed. */
+export interface InteractionTest {
+  f: number;
+  p: number;
+  df1: number;
+  df2: number;
+  partialEta2?: number;
+  authorsStatF?: number;
+  authorsStatP?: number;
+  /** The seed this test came from (set by aggregateSeeds). */
+  seed?: number;
 }
 
 /** Everything one mode of the pipeline measures (all optional: a failed or skipped step is absent). */
@@ -45,22 +76,41 @@ export interface ModeResults {
   nonlinearShareOfKlGain?: Measured;
   /** (V + MLP) parameters / total parameters of the joint model. */
   nonlinearParameterShare?: Measured;
-  /** Two-component Gaussian mixture on decoder squared norms of the joint SAE. */
-  bimodality?: {
-    bicOneMinusTwo: number;
-    means: [number, number];
-    weights: [number, number];
-    standaloneBicOneMinusTwo?: number;
-    liveOnlyBicOneMinusTwo?: number;
-    modernBicOneMinusTwo?: number;
-  };
-  /** Spearman ρ between squared norm and (l+e)/T. */
-  spearmanNormVsNfmRatio?: Measured;
-  secondarySae?: { features: number; k: number; fvu: number; l0: number; deadFraction: number };
-  /** Two-way ANOVA interaction (formality × emotion) of the clamped secondary feature's readout. */
-  interactionF?: { f: number; p: number; df1: number; df2: number; partialEta2?: number; authorsStatF?: number; authorsStatP?: number };
+  /** MSE gain of the joint model over a standalone SAE WITH a decoder bias (fair: the joint model's b_lin acts as one). */
+  jointImprovementVsStandaloneSaeBias?: Measured;
+  /** MSE gain over a standalone SAE with as many parameters as the joint model (wider F). */
+  jointImprovementVsWideSae?: Measured;
+  klReductionVsStandaloneBias?: Measured;
+  klReductionVsWideSae?: Measured;
+  /** A joint model whose interaction pathway holds ~3% of parameters (the paper's share). */
+  smallE?: { E: number; interactionShare: number; mseVsJointLinear?: Measured; klVsJointLinear?: Measured };
+  /** Joint decoder squared norms: Hartigan's dip test of unimodality (p per seed) on live features; ΔBIC is descriptive only. One entry per seed. */
+  bimodality?: { joint?: BimodalitySide[]; jointAll?: BimodalitySide[]; standalone?: BimodalitySide[]; modern?: BimodalitySide[] };
+  /** Spearman ρ(‖W_dec,i‖², (l+e)/(r+l+e)) with bootstrap CIs, on all and on live features; and against the raw norms r, l, e (live). */
+  spearman?: { all?: Measured; live?: Measured; vsR?: Measured; vsL?: Measured; vsE?: Measured };
+  /** W_dec − W_lin drift per joint variant (the duplication mechanism). */
+  duplication?: Array<{ model: string; note: string; maxDrift: number[]; maxInitialDifference: number[]; ownPathMseMeasured: number[]; ownPathMsePredicted: number[]; meanSquare: number[] }>;
+  /** Held-out MSE relative change over the last 20% of steps, per model and seed; passed = < 1%. */
+  convergence?: Array<{ model: string; relChange: number[]; passed: boolean[] }>;
+  /** Secondary SAE on the integration space. After aggregateSeeds: fvu, l0, deadFraction are means over seeds; fvuPerSeed lists the seeds' FVUs. */
+  secondarySae?: { features: number; k: number; fvu: number; l0: number; deadFraction: number; fvuPerSeed?: number[] };
+  /**
+   * Two-way ANOVA interaction (formality × emotion) of the clamped secondary feature's readout.
+   * One seed: the test itself. After aggregateSeeds: one test per seed that had one, in seed order
+   * (each with its `seed`); F statistics are not averaged.
+   */
+  interactionF?: InteractionTest | InteractionTest[];
   /** Why the interaction could not be tested (e.g. the clamped feature never fires on the prompts, so Δ ≡ 0). */
   interactionUntestable?: string;
+}
+
+/** What the report's numbers come from: the preset, the training seeds (the unit of replication) and whether the preset is converged. */
+export interface StudyInfo {
+  preset: string;
+  seeds: number[];
+  converged: boolean;
+  /** e.g. "quick: the fast teaching preset, NOT converged" */
+  note?: string;
 }
 
 export interface ClaimRow {
