@@ -5,7 +5,8 @@
 import { describe, it, before } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend } from "../lib/backend";
-import { buildClaimRows, claimTableMarkdown, verdictReproduces, BimodalitySide, ModeResults } from "../lib/report/claims";
+import { buildClaimRows, claimTableMarkdown, parseClaimTable, verdictReproduces, BimodalitySide, ModeResults } from "../lib/report/claims";
+import { aggregateSeeds } from "../lib/report/aggregate";
 import { buildReport, scaleStatement, RunHeader } from "../lib/report/report";
 
 before(async () => {
@@ -83,6 +84,8 @@ describe("buildReport", () => {
     backend: "wasm",
     versions: [{ component: "node", version: "v20" }],
     seed: 0,
+    seeds: [0, 1],
+    revision: "0123abcd",
     modes: ["corrected"],
     wallSeconds: 12.5,
     command: "npm run reproduce",
@@ -95,10 +98,26 @@ describe("buildReport", () => {
     assert.match(s, /small-model result/);
   });
   it("has the header facts, every claim and the figure links", () => {
-    const md = buildReport(header, [], [{ png: "figures/a.png", svg: "figures/a.svg", caption: "A figure" }]);
-    for (const s of ["unit-run", "stories260K (sha256 abc123)", "tinystories", "hidden_states[3]", "wasm", "12.5 s", "3 hits, 1 misses", "![A figure](figures/a.png)"]) {
+    const md = buildReport(header, { info: { preset: "tiny", seeds: [0, 1], converged: true }, perSeed: [], aggregated: {} }, [{ png: "figures/a.png", svg: "figures/a.svg", caption: "A figure" }]);
+    for (const s of ["unit-run", "stories260K (sha256 abc123)", "tinystories", "hidden_states[3]", "wasm", "12.5 s", "3 hits, 1 misses", "![A figure](figures/a.png)", "0123abcd", "`npm run reproduce`", "**Statistics.**", "## Convergence", "## Duplication"]) {
       assert.ok(md.includes(s), `report lacks ${s}`);
     }
     for (const r of buildClaimRows()) assert.ok(md.includes(`### ${r.claim}`), r.claim);
+    assert.equal(parseClaimTable(md).length, buildClaimRows().length);
+  });
+  it("warns about unconverged presets and failed convergence checks, with the seeds' values", () => {
+    const aggregated = aggregateSeeds(
+      [
+        { convergence: [{ model: "joint", relChange: [0.002], passed: [true] }], duplication: [{ model: "joint", note: "full", maxDrift: [1e-7], maxInitialDifference: [0.2], ownPathMseMeasured: [0.5], ownPathMsePredicted: [0.5], meanSquare: [0.1] }] },
+        { convergence: [{ model: "joint", relChange: [0.03], passed: [false] }], duplication: [{ model: "joint", note: "full", maxDrift: [2e-7], maxInitialDifference: [0.2], ownPathMseMeasured: [0.5], ownPathMsePredicted: [0.5], meanSquare: [0.1] }] },
+      ],
+      [0, 1],
+    );
+    const md = buildReport({ ...header, preset: "quick" }, { info: { preset: "quick", seeds: [0, 1], converged: false }, perSeed: [], aggregated: { corrected: aggregated } }, []);
+    assert.ok(md.includes("quick is the fast teaching preset and is not converged: its numbers are not findings"));
+    assert.match(md, /\*\*Warning: 1 model × seed run did not pass the convergence check/);
+    assert.match(md, /\| corrected \| joint \| 0\.2% passed \| 3\.0% \*\*FAILED\*\* \|/);
+    assert.match(md, /\| corrected \| joint \| 1\.00e-7, 2\.00e-7 \|/);
+    assert.match(md, /t-interval over the seed values/);
   });
 });
