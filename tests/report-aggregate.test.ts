@@ -156,3 +156,49 @@ describe("aggregateSeeds", () => {
     assert.throws(() => aggregateSeeds([seed0], [1, 2]));
   });
 });
+
+import { contrastCurvesFromTraining, contrastCurvesSpec, reportFigures } from "../lib/report/figures";
+
+describe("contrast curves over seeds (figures.ts)", () => {
+  const tr = (j: number[], l: number[], s: number[]) => ({
+    joint: { evals: j.map((mse, i) => ({ step: (i + 1) * 10, mse })) },
+    jointLinear: { evals: l.map((mse, i) => ({ step: (i + 1) * 10, mse })) },
+    sae: { evals: s.map((mse, i) => ({ step: (i + 1) * 10, mse })) },
+  });
+  const curves = contrastCurvesFromTraining([
+    { seed: 0, training: tr([0.5, 0.4], [0.5, 0.5], [1, 0.8]), batchSize: { joint: 64 } },
+    { seed: 1, training: { ...tr([0.6, 0.3], [0.5, 0.6], [1, 0.6]), sae: { evals: [{ step: 20, mse: 0.6 }] } }, batchSize: { joint: 64 } },
+  ]);
+  it("1 − MSE(joint)/MSE(baseline) at shared eval steps, rows seen = step × batch", () => {
+    const get = (c: string, seed: number, rows: number) => curves.find((x) => x.contrast === c && x.seed === seed && x.rowsSeen === rows)?.value;
+    close(get("joint full vs joint SAE+linear", 0, 640)!, 0);
+    close(get("joint full vs joint SAE+linear", 0, 1280)!, 0.2);
+    close(get("joint full vs standalone SAE", 0, 1280)!, 0.5);
+    close(get("joint full vs standalone SAE", 1, 1280)!, 0.5);
+    assert.equal(get("joint full vs standalone SAE", 1, 640), undefined); // step 10 not shared in seed 1
+    assert.equal(curves.length, 7);
+  });
+  it("the spec has mean lines and min–max bands with titled axes", () => {
+    const spec = contrastCurvesSpec(curves, "corrected") as any;
+    assert.match(spec.title, /mean over 2 seeds/);
+    const v = spec.data.values.find((x: any) => x.contrast === "joint full vs joint SAE+linear" && x.rowsSeen === 1280);
+    close(v.mean, (0.2 + 0.5) / 2);
+    close(v.min, 0.2);
+    close(v.max, 0.5);
+    assert.equal(spec.layer[0].encoding.x.title, "rows seen [#]");
+    assert.equal(spec.layer[1].encoding.y.title, "1 − MSE ratio (fraction)");
+  });
+  it("reportFigures includes the contrast figure per mode when batch sizes are given", () => {
+    const art = (seed: number, t: any) => ({ params: { mode: "corrected", seed }, training: t, splice: null, geometry: null, secondary: null, interventions: null, results: {}, errors: {} }) as any;
+    const mk = (j: number[], l: number[], s: number[]) => {
+      const t = tr(j, l, s) as any;
+      for (const k of Object.keys(t)) Object.assign(t[k], { curve: [{ step: 10, loss: 1, lr: 1e-3 }, { step: 20, loss: 0.5, lr: 1e-3 }] });
+      return t;
+    };
+    const study = { perSeed: [art(0, mk([0.5, 0.4], [0.5, 0.5], [1, 0.8])), art(1, mk([0.6, 0.3], [0.5, 0.6], [1, 0.6]))], info: { seeds: [0, 1] } };
+    const figs = reportFigures(study, () => ({ joint: 64 }));
+    assert.ok(figs.some((f) => f.name === "contrast-curves-corrected"));
+    assert.equal(figs.filter((f) => f.name.startsWith("training-curves-")).length, 1);
+    assert.ok(!reportFigures(study).some((f) => f.name.startsWith("contrast-curves")));
+  });
+});
