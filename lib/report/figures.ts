@@ -190,6 +190,81 @@ export function interactionPlotSpec(iv: InterventionsSummary, mode: string, role
   });
 }
 
+/** One point of a training contrast curve: 1 − MSE(model)/MSE(baseline) at a number of rows seen, in one seed. */
+export interface ContrastPoint {
+  contrast: string;
+  seed: number;
+  rowsSeen: number;
+  value: number;
+}
+
+/**
+ * Training contrasts against rows seen: one line per contrast (mean over seeds) and a band per
+ * contrast (min–max over seeds).
+ */
+export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaLiteSpec {
+  const groups = new Map<string, { contrast: string; rowsSeen: number; vals: number[] }>();
+  for (const c of curves) {
+    if (!Number.isFinite(c.value) || !Number.isFinite(c.rowsSeen)) continue;
+    const k = `${c.contrast}\u0000${c.rowsSeen}`;
+    const g = groups.get(k) ?? { contrast: c.contrast, rowsSeen: c.rowsSeen, vals: [] };
+    g.vals.push(c.value);
+    groups.set(k, g);
+  }
+  const values = [...groups.values()]
+    .map((g) => ({ contrast: g.contrast, rowsSeen: g.rowsSeen, mean: g.vals.reduce((a, b) => a + b, 0) / g.vals.length, min: Math.min(...g.vals), max: Math.max(...g.vals), seeds: g.vals.length }))
+    .sort((a, b) => (a.contrast < b.contrast ? -1 : a.contrast > b.contrast ? 1 : a.rowsSeen - b.rowsSeen));
+  const nSeeds = new Set(curves.map((c) => c.seed)).size;
+  const x = { field: "rowsSeen", type: "quantitative", title: "rows seen [#]" };
+  const y = { field: "mean", type: "quantitative", title: "1 − MSE ratio (fraction)" };
+  const color = { field: "contrast", type: "nominal", title: "contrast", legend: { labelLimit: 320 } };
+  return checked({
+    $schema: SCHEMA,
+    title: `Held-out MSE contrasts during training (${mode}; line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds)`,
+    data: { values },
+    width: 420,
+    height: 240,
+    layer: [
+      { mark: { type: "area", opacity: 0.25 }, encoding: { x, y: { field: "min", type: "quantitative", title: "1 − MSE ratio (fraction)" }, y2: { field: "max" }, color } },
+      { mark: { type: "line", point: true }, encoding: { x, y, color } },
+      { mark: { type: "rule", strokeDash: [4, 4], color: "gray" }, data: { values: [{ zero: 0 }] }, encoding: { y: { field: "zero", type: "quantitative", title: "1 − MSE ratio (fraction)" } } },
+    ],
+  });
+}
+
+/**
+ * Contrast curves from the training summaries of each seed: at every eval step shared by the
+ * models, "joint full vs joint SAE+linear" = 1 − MSE(joint)/MSE(jointLinear) and "joint full vs
+ * standalone SAE" = 1 − MSE(joint)/MSE(sae); rows seen = step × the joint model's batch size.
+ */
+export function contrastCurvesFromTraining(
+  trainingBySeed: Array<{ seed: number; training: Record<string, { evals: Array<{ step: number; mse: number }> }>; batchSize: Record<string, number> }>,
+): ContrastPoint[] {
+  const out: ContrastPoint[] = [];
+  const pairs: Array<[string, string]> = [
+    ["joint full vs joint SAE+linear", "jointLinear"],
+    ["joint full vs standalone SAE", "sae"],
+  ];
+  for (const s of trainingBySeed) {
+    const joint = s.training.joint;
+    if (!joint) continue;
+    const batch = s.batchSize.joint;
+    if (!(batch > 0)) throw new Error(`contrastCurvesFromTraining: seed ${s.seed} has no batch size for the joint model`);
+    const byStep = (name: string) => new Map((s.training[name]?.evals ?? []).map((e) => [e.step, e.mse] as const));
+    const j = byStep("joint");
+    for (const [contrast, base] of pairs) {
+      if (!s.training[base]) continue;
+      const b = byStep(base);
+      for (const [step, mseJ] of [...j.entries()].sort((x, y) => x[0] - y[0])) {
+        const mseB = b.get(step);
+        if (mseB === undefined || !(mseB > 0) || !Number.isFinite(mseJ)) continue;
+        out.push({ contrast, seed: s.seed, rowsSeen: step * batch, value: 1 - mseJ / mseB });
+      }
+    }
+  }
+  return out;
+}
+
 export interface FigureSpec {
   /** File stem (no extension). */
   name: string;
@@ -197,12 +272,20 @@ export interface FigureSpec {
   spec: VegaLiteSpec;
 }
 
-/** Every figure of the report, from the per-mode artifacts. */
-export function reportFigures(modes: ModeArtifacts[]): FigureSpec[] {
+/**
+ * Every figure of the report. Per-mode figures that show one model come from the first seed's
+ * artifacts; the contrast curves use every seed (when `batchSizeOf` gives each model's batch size,
+ * needed for rows seen; without it that figure is left out).
+ */
+export function reportFigures(study: { perSeed: ModeArtifacts[]; info?: { seeds: number[] } }, batchSizeOf?: (m: ModeArtifacts) => Record<string, number>): FigureSpec[] {
   const out: FigureSpec[] = [];
-  const splices = modes.filter((m) => m.splice).map((m) => ({ mode: m.params.mode, splice: m.splice! }));
-  if (splices.length) out.push({ name: "kl-per-condition", caption: "Mean splice KL per condition with 95% cluster-bootstrap intervals", spec: klBarSpec(splices) });
-  for (const m of modes) {
+  const all = study.perSeed;
+  const modesRun = [...new Set(all.map((m) => m.params.mode))];
+  const firstSeed = study.info?.seeds[0];
+  const first = modesRun.map((mode) => all.find((m) => m.params.mode === mode && (firstSeed === undefined || m.params.seed === firstSeed)) ?? all.find((m) => m.params.mode === mode)!);
+  const splices = first.filter((m) => m.splice).map((m) => ({ mode: m.params.mode, splice: m.splice! }));
+  if (splices.length) out.push({ name: "kl-per-condition", caption: `Mean splice KL per condition with 95% cluster-bootstrap intervals (seed ${first[0].params.seed})`, spec: klBarSpec(splices) });
+  for (const m of first) {
     const mode = m.params.mode;
     if (m.splice) out.push({ name: `kl-distribution-${mode}`, caption: `Per-position KL distributions (${mode})`, spec: klDistributionSpec(mode, m.splice) });
     if (m.geometry) {
@@ -212,6 +295,11 @@ export function reportFigures(modes: ModeArtifacts[]): FigureSpec[] {
       out.push({ name: `norm-vs-ratio-${mode}`, caption: `Squared norm vs NFM weight share (${mode})`, spec: normVsRatioSpec(m.geometry.joint, mode, m.geometry.heldOutTokens) });
     }
     out.push({ name: `training-curves-${mode}`, caption: `Training curves (${mode})`, spec: trainingCurvesSpec(m.training, mode) });
+    if (batchSizeOf) {
+      const seeds = all.filter((x) => x.params.mode === mode);
+      const curves = contrastCurvesFromTraining(seeds.map((x) => ({ seed: x.params.seed, training: x.training, batchSize: batchSizeOf(x) })));
+      if (curves.length) out.push({ name: `contrast-curves-${mode}`, caption: `Joint model vs matched baselines during training, all seeds (${mode})`, spec: contrastCurvesSpec(curves, mode) });
+    }
     if (m.interventions) {
       const s = interactionPlotSpec(m.interventions, mode, "top");
       if (s) out.push({ name: `interaction-${mode}`, caption: `Clamping interaction plot (${mode})`, spec: s });

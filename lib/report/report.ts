@@ -3,8 +3,15 @@
  * detailed tables behind them, with definitions next to the numbers and the figures linked.
  * Pure: everything comes in as data; the caller writes the file.
  */
-import { buildClaimRows, claimTableMarkdown } from "./claims";
+import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
 import type { ModeArtifacts, SpliceSummary, TrainSummary } from "../pipeline/index";
+
+/** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over seeds per mode (./aggregate.ts). */
+export interface StudyArtifacts {
+  info: StudyInfo;
+  perSeed: ModeArtifacts[];
+  aggregated: Partial<Record<"faithful" | "corrected", ModeResults>>;
+}
 
 export interface RunHeader {
   runId: string;
@@ -16,7 +23,12 @@ export interface RunHeader {
   presetDescription: string;
   backend: string;
   versions: Array<{ component: string; version: string }>;
+  /** The first seed (kept for compatibility; see `seeds`). */
   seed: number;
+  /** Every training seed of the study, in order. */
+  seeds: number[];
+  /** The code revision (git commit) the run was made with. */
+  revision: string;
   modes: string[];
   wallSeconds: number;
   command: string;
@@ -174,15 +186,79 @@ function modeSection(m: ModeArtifacts): string {
   return out.join("\n");
 }
 
+/** How the numbers were obtained: the unit of replication and the tests. */
+export function statisticsParagraph(info: StudyInfo): string {
+  const k = info.seeds.length;
+  return [
+    `**Statistics.** The unit of replication is the training seed: every model is trained ${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), with the data split fixed. `,
+    k >= 2
+      ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values (mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the per-seed values are listed in each cell. `
+      : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked \"no seed variation\"), which understates the uncertainty of a replication. ",
+    "Splice CIs within a seed resample documents/windows (positions inside a window are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
+    "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
+    "A measurement without any uncertainty estimate is never called significant.",
+  ].join("");
+}
+
+function convergenceSection(study: StudyArtifacts): string {
+  const out: string[] = [];
+  const seeds = study.info.seeds;
+  const rows: Array<Array<string | number>> = [];
+  let failed = 0;
+  for (const mode of ["faithful", "corrected"] as const) {
+    for (const c of study.aggregated[mode]?.convergence ?? []) {
+      const cells = c.relChange.map((r, i) => {
+        if (!Number.isFinite(r)) return "not checked";
+        if (!c.passed[i]) failed++;
+        return `${pct(r)} ${c.passed[i] ? "passed" : "**FAILED**"}`;
+      });
+      rows.push([mode, c.model, ...seeds.map((_, i) => cells[i] ?? "not checked")]);
+    }
+  }
+  out.push("## Convergence", "");
+  out.push("Relative change of the held-out MSE over the last 20% of training steps, per model and seed; a model passes when it is below 1%.", "");
+  if (/^quick$/i.test(study.info.preset)) out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
+  else if (!study.info.converged) out.push(`**The ${study.info.preset} preset is not converged: its numbers are not findings.**`, "");
+  if (study.info.note) out.push(`*Preset note:* ${study.info.note}`, "");
+  if (failed) out.push(`**Warning: ${failed} model × seed run${failed === 1 ? "" : "s"} did not pass the convergence check; the claims resting on them say so in their verdicts.**`, "");
+  out.push(rows.length ? table(["mode", "model", ...seeds.map((s) => `seed ${s}`)], rows) : "No convergence check was recorded.", "");
+  return out.join("\n");
+}
+
+function duplicationSection(study: StudyArtifacts): string {
+  const seeds = study.info.seeds;
+  const rows: Array<Array<string | number>> = [];
+  const sci = (xs: number[]) => xs.map((v) => (Number.isFinite(v) ? v.toExponential(2) : "—")).join(", ");
+  for (const mode of ["faithful", "corrected"] as const) {
+    for (const d of study.aggregated[mode]?.duplication ?? []) {
+      rows.push([mode, d.model, sci(d.maxDrift), sci(d.maxInitialDifference), sci(d.ownPathMseMeasured), sci(d.ownPathMsePredicted), sci(d.meanSquare), d.note]);
+    }
+  }
+  return [
+    "## Duplication of the SAE decoder by the NFM linear term",
+    "",
+    "W_dec and W_lin receive identical gradient updates in joint training, so W_dec − W_lin stays at its initial value and the own SAE path is x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]. " +
+      `The table checks this per seed (values listed in seed order: ${seeds.join(", ")}): the drift of W_dec − W_lin from its initial value (≈ 0 confirms the mechanism), the size of the initial difference, and the own-path MSE measured vs predicted from the formula.`,
+    "",
+    rows.length
+      ? table(["mode", "joint variant", "max drift", "max initial difference", "own-path MSE measured", "own-path MSE predicted", "mean square", "note"], rows)
+      : "No duplication check was recorded.",
+    "",
+  ].join("\n");
+}
+
 /** The whole report as markdown. */
-export function buildReport(h: RunHeader, modes: ModeArtifacts[], figures: ReportFigure[]): string {
-  const faithful = modes.find((m) => m.params.mode === "faithful");
-  const corrected = modes.find((m) => m.params.mode === "corrected");
+export function buildReport(h: RunHeader, study: StudyArtifacts, figures: ReportFigure[]): string {
+  const info = study.info;
+  const firstSeed = info.seeds[0] ?? h.seed;
+  const detail = (mode: string) => study.perSeed.find((m) => m.params.mode === mode && m.params.seed === firstSeed) ?? study.perSeed.find((m) => m.params.mode === mode);
+  const details = ["faithful", "corrected"].map(detail).filter((m): m is ModeArtifacts => !!m);
   const out: string[] = [];
   out.push(`# Feature Integration Spaces — reproduction report`, "");
+  out.push(`Code revision \`${h.revision}\`; command: \`${h.command}\``, "");
   out.push(
     'Paper: O. Claflin, "Feature Integration Spaces: Joint Training Reveals Dual Encoding in Neural Network Representations", arXiv 2507.00269. ' +
-      "Each claim below shows the paper's number, ours in the *faithful* mode (the authors' code as it ran) and the *corrected* mode (the paper's stated method), the matched baselines the paper lacks, and a verdict.",
+      "Each claim below shows the paper's number, ours in the *faithful* mode (the authors' code as it ran) and the *corrected* mode (the paper's stated method), the matched baselines the paper lacks, and two verdicts.",
     "",
   );
   out.push(
@@ -191,30 +267,38 @@ export function buildReport(h: RunHeader, modes: ModeArtifacts[], figures: Repor
       [
         ["run", h.runId],
         ["date", h.date],
+        ["code revision", h.revision],
+        ["command", `\`${h.command}\``],
         ["model", `${h.model.name} (sha256 ${h.model.sha256})`],
         ["corpus", h.corpus],
         ["layer", `hidden_states[${h.layer}] (residual stream entering block ${h.layer})`],
-        ["preset", `${h.preset}: ${h.presetDescription}`],
+        ["preset", `${h.preset}: ${h.presetDescription}${info.converged ? "" : " (not converged)"}`],
         ["modes", h.modes.join(", ")],
         ["backend", h.backend],
         ["versions", h.versions.map((v) => `${v.component} ${v.version}`).join("; ")],
-        ["seed", h.seed],
+        ["seeds", (h.seeds ?? info.seeds).join(", ")],
         ["wall time", `${h.wallSeconds.toFixed(1)} s`],
         ["cache", `${h.cache.hits} hits, ${h.cache.misses} misses (artifacts reused from earlier runs count as hits)`],
-        ["command", `\`${h.command}\``],
       ],
     ),
     "",
   );
   out.push(scaleStatement(h), "");
+  out.push(statisticsParagraph(info), "");
+  if (/^quick$/i.test(info.preset)) out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
   out.push("## Claims", "");
   out.push(
-    "Verdict rules: *replicates* = same direction, CI (when there is one) excludes the null, size within a factor of two of the paper's; *replicates in direction only* = same direction and significant but a different size; *does not replicate* = no effect in the paper's direction; *not comparable* = not measured. Verdicts use the corrected mode when it was run.",
+    "Two verdicts per claim. *Faithful run reproduces the paper's number?* compares the faithful mode's value with the paper's: *reproduces* = the CI contains the paper's number; *same direction, ours R×* = the CI excludes zero on the paper's side; *no effect distinguishable from zero* = the CI includes zero; *no uncertainty estimate* = no CI, so no conclusion. " +
+      "*Holds under the corrected method against matched baselines?* asks whether the corrected mode's model beats baselines with the same training budget: *holds* = the CI of the gain excludes 0 in the paper's direction; *not supported* = the matched baseline does as well (CI includes 0); *contradicted* = the matched baseline is better. " +
+      "*Not tested* = not measured (with the reason). Comparisons that follow from the parametrisation (the joint model against its own SAE path) are labelled *diagnostics*, and no verdict rests on them alone.",
     "",
   );
-  out.push(claimTableMarkdown(buildClaimRows(faithful?.results, corrected?.results)));
+  out.push(claimTableMarkdown(buildClaimRows(study.aggregated.faithful, study.aggregated.corrected, info)));
+  out.push(convergenceSection(study));
+  out.push(duplicationSection(study));
   out.push("## Details per mode", "");
-  for (const m of modes) out.push(modeSection(m));
+  if (details.length) out.push(`The tables below are for the first seed (seed ${details[0].params.seed})${info.seeds.length > 1 ? `; the claims above combine all ${info.seeds.length} seeds` : ""}.`, "");
+  for (const m of details) out.push(modeSection(m));
   if (figures.length) {
     out.push("## Figures", "");
     for (const fig of figures) out.push(`**${esc(fig.caption)}** ([SVG](${fig.svg}))`, "", `![${fig.caption}](${fig.png})`, "");
@@ -223,7 +307,7 @@ export function buildReport(h: RunHeader, modes: ModeArtifacts[], figures: Repor
     "## Definitions",
     "",
     "- *MSE*: mean over held-out rows and dimensions of (x̂ − x)² in z-scored space. *Improvement* = (MSE_base − MSE_model)/MSE_base.",
-    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%); *standalone SAE*: a TopK SAE trained alone with the same budget; *joint SAE + linear*: the joint model without the interaction term (is the gain just an extra linear decoder?).",
+    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%; a diagnostic, see the duplication section); *standalone SAE*: a TopK SAE trained alone with the same budget; *standalone SAE with decoder bias*: the same with a decoder bias (the joint model's b_lin acts as one); *width-matched SAE*: a standalone SAE with as many parameters as the joint model (wider F); *joint SAE + linear*: the joint model without the interaction term (is the gain just an extra linear decoder?); *small-E model*: a joint model whose interaction pathway holds ~3% of parameters (the paper's share).",
     "- *Linear share*: mean|lin| / (mean|lin| + mean|inter|) of the NFM's output terms (output magnitudes, as the authors computed, not weights).",
     "- *Pathology ratio*: mean KL of a condition / mean KL of its ε-random control with the same per-position error norm.",
     "- *Nonlinear share of the KL gain*: (1 − KL(SAE + interaction)/KL(SAE path)) / (1 − KL(full)/KL(SAE path)).",
