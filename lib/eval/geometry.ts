@@ -8,7 +8,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../util/random";
-import { spearman, CorrelationResult } from "../stats/correlation";
+import { spearman, spearmanBootstrapCI, CorrelationResult } from "../stats/correlation";
+import { dipTest } from "../stats/dip";
 import { histogram, Histogram, summarize, Summary } from "../stats/descriptive";
 import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
 import { bimodality, BimodalityResult, MixtureOptions } from "./gmm";
@@ -588,4 +589,137 @@ function analyse(sqAll: ArrayLike<number>, opts: BimodalOptions, recurse: boolea
     report.liveOnly = nLive >= 4 ? analyse(sqAll, opts, false, isLive) : null;
   }
   return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sound tests of bimodality: Hartigan's dip test (ΔBIC kept as a description only) and Spearman
+// correlations with bootstrap CIs, over all features and over live features only
+// ---------------------------------------------------------------------------------------------
+
+export interface BimodalityTestGroup {
+  /** Features analysed. */
+  n: number;
+  /** Hartigan's dip of the squared norms. */
+  dip: number;
+  /** Monte Carlo p-value of the dip under the uniform null (the test). */
+  p: number;
+  /** BIC(1 Gaussian) − BIC(2 Gaussians): a description, not a test (it also favours 2 on skewed unimodal data). */
+  deltaBic: number;
+  /** Means and weights of the 2-Gaussian fit, by increasing mean. */
+  means: [number, number];
+  weights: [number, number];
+}
+
+export interface SpearmanWithCI {
+  rho: number;
+  lo: number;
+  hi: number;
+  /** Pairs used (features whose ratio is finite). */
+  n: number;
+}
+
+export type RatioKey = "nfmTotal" | "r" | "l" | "e";
+
+export interface BimodalityTests {
+  /** Features analysed: all with sq > 1e-6; live = also fired on ≥ rareFrequency of held-out tokens (null with < 4 live features). */
+  all: BimodalityTestGroup;
+  live: BimodalityTestGroup | null;
+  /** Spearman ρ of sq with each ratio and with the raw norms, with bootstrap CIs (null when no ratios were given). */
+  spearman: null | {
+    all: Record<RatioKey, SpearmanWithCI>;
+    live: Record<RatioKey, SpearmanWithCI> | null;
+  };
+}
+
+export interface BimodalityTestsOptions {
+  /** Per-feature number of held-out tokens on which the feature fired. */
+  firing: ArrayLike<number>;
+  /** Held-out tokens in total. */
+  tokens: number;
+  /** Live = firing / tokens ≥ rareFrequency (default 1e-4) and firing > 0. */
+  rareFrequency?: number;
+  /** Per-feature (l + e)/T and the raw norms r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖ (e.g. from weightNormRatios). */
+  ratios?: Pick<WeightNormRatios, "nfmTotal"> & { r: ArrayLike<number>; l: ArrayLike<number>; e: ArrayLike<number> };
+  seed: number;
+  /** Uniform samples for the dip test's Monte Carlo p-value (default 2000). */
+  dipSamples?: number;
+  /** Bootstrap replicates per Spearman CI (default 2000). */
+  bootstrapSamples?: number;
+  /** Drop features with sq ≤ minSq (default 1e-6, as bimodalAnalysis). */
+  minSq?: number;
+}
+
+const RATIO_KEYS: RatioKey[] = ["nfmTotal", "r", "l", "e"];
+
+/**
+ * Per model: is the distribution of decoder squared norms bimodal, over all features and over the
+ * live ones? Hartigan's dip test gives the p-value (the low mode of dead features at their initial
+ * norm makes "all" bimodal even when the live features are not); the 2-Gaussian ΔBIC, means and
+ * weights are reported as a description. With ratios, Spearman's ρ of sq with (l+e)/T and with the
+ * raw norms r, l, e, each with a percentile bootstrap CI over features.
+ */
+export function bimodalityTests(sq: ArrayLike<number>, opts: BimodalityTestsOptions): BimodalityTests {
+  const F = sq.length;
+  if (opts.firing.length !== F) throw new Error(`bimodalityTests: ${opts.firing.length} firing counts for ${F} features`);
+  if (!(opts.tokens > 0)) throw new Error(`bimodalityTests: tokens must be > 0 (got ${opts.tokens})`);
+  if (!Number.isFinite(opts.seed)) throw new Error(`bimodalityTests: seed must be a finite number (got ${opts.seed})`);
+  if (opts.ratios) {
+    for (const key of RATIO_KEYS) {
+      const arr = opts.ratios[key];
+      if (!arr || arr.length !== F) throw new Error(`bimodalityTests: ratios.${key} has ${arr ? arr.length : "no"} entries for ${F} features`);
+    }
+  }
+  const minSq = opts.minSq ?? 1e-6;
+  const rareF = opts.rareFrequency ?? 1e-4;
+  const allIdx: number[] = [];
+  const liveIdx: number[] = [];
+  for (let i = 0; i < F; i++) {
+    if (!(sq[i] > minSq)) continue; // also drops NaN
+    allIdx.push(i);
+    const c = opts.firing[i];
+    if (c > 0 && c / opts.tokens >= rareF) liveIdx.push(i);
+  }
+  if (allIdx.length < 4) throw new Error(`bimodalityTests: only ${allIdx.length} features with sq > ${minSq} (need ≥ 4)`);
+  const seed = opts.seed;
+
+  const group = (idx: number[], salt: number): BimodalityTestGroup => {
+    const x = Float64Array.from(idx, (i) => sq[i]);
+    const dt = dipTest(x, { samples: opts.dipSamples ?? 2000, seed: (seed + 7919 * salt) >>> 0 });
+    const bm = bimodality(x, { seed });
+    return {
+      n: x.length,
+      dip: dt.dip,
+      p: dt.p,
+      deltaBic: bm.deltaBic,
+      means: [bm.two.means[0], bm.two.means[1]],
+      weights: [bm.two.weights[0], bm.two.weights[1]],
+    };
+  };
+
+  const correlations = (idx: number[], salt: number): Record<RatioKey, SpearmanWithCI> => {
+    const R = opts.ratios!;
+    const out = {} as Record<RatioKey, SpearmanWithCI>;
+    RATIO_KEYS.forEach((key, k) => {
+      const arr = R[key];
+      const keep = idx.filter((i) => Number.isFinite(arr[i]));
+      if (keep.length < 3) {
+        out[key] = { rho: NaN, lo: NaN, hi: NaN, n: keep.length };
+        return;
+      }
+      const ci = spearmanBootstrapCI(
+        Float64Array.from(keep, (i) => sq[i]),
+        Float64Array.from(keep, (i) => arr[i]),
+        { samples: opts.bootstrapSamples ?? 2000, seed: (seed + 104729 * salt + 15485863 * (k + 1)) >>> 0 },
+      );
+      out[key] = { rho: ci.rho, lo: ci.lo, hi: ci.hi, n: ci.n };
+    });
+    return out;
+  };
+
+  const hasLive = liveIdx.length >= 4;
+  return {
+    all: group(allIdx, 1),
+    live: hasLive ? group(liveIdx, 2) : null,
+    spearman: opts.ratios ? { all: correlations(allIdx, 1), live: hasLive ? correlations(liveIdx, 2) : null } : null,
+  };
 }
