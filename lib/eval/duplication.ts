@@ -26,14 +26,16 @@
  *   duplicationDiagnostic(trained, init, rows)   drift of W_dec − W_lin and the own-path MSE identity
  *   driftTrajectory(config, source)     train like trainModel and record the drift after every step
  *   duplicationDemo(...), driftChartSpec(...)   the notebook-04 comparison (claflin / modern / top-N < k)
+ *   pipelineJointDuplication(...)      the diagnostic of the pipeline's joint model on its held-out rows
  */
 import { tf } from "../backend";
 import { Model, ModelConfig, createModel, forward } from "../joint";
 import { lrFactor } from "../optim";
-import { StepRecord, TrainConfig, batchStream, buildSchedule, makeStepContext, trainStep, validateTrainConfig } from "../train";
+import { StepRecord, TrainConfig, batchStream, buildSchedule, heldOutRows, makeStepContext, trainStep, validateTrainConfig } from "../train";
+import { normalize as normalizeRows } from "../data/normalization";
 import { ArrayRowSource } from "../data/array-source";
 import { presetConfig, PresetOverrides } from "../presets";
-import type { RowSource } from "../data/types";
+import type { NormalizationSpec, RowSource } from "../data/types";
 import { Rng } from "../util/random";
 
 export interface DuplicationDiagnostic {
@@ -397,15 +399,41 @@ export function driftChartSpec(r: DuplicationDemoResult, title: string, floor = 
   }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
+    title: values.some((v) => v.exactZero) ? { text: title, subtitle: `exact zeros drawn at ${floor}` } : title,
     width: 480,
     height: 260,
     data: { values },
     mark: { type: "line", point: { size: 12 } },
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "drift", type: "quantitative", scale: { type: "log" }, title: `max |Δ(W_dec − W_lin)| since step 0 (normalised units; 0 drawn at ${floor})` },
+      y: { field: "drift", type: "quantitative", scale: { type: "log" }, title: "max |Δ(W_dec − W_lin)| (normalised units)" },
       color: { field: "setting", type: "nominal", title: "setting" },
     },
   };
+}
+
+/**
+ * The diagnostic of a pipeline-trained joint model (lib/pipeline getJoint) on the held-out rows the
+ * pipeline evaluates it on (as its evalRowsFor: faithful, the training store's row-level "val" part
+ * z-scored per chunk; corrected, the val store normalised with the training store's statistics).
+ * `config` is the TrainConfig it was trained with (presetFor(p).joint): its seed gives the step-0
+ * weights (initialModel), its eval settings the rows. Stores are passed structurally (getStores(p)).
+ */
+export function pipelineJointDuplication(
+  trained: Model,
+  config: TrainConfig,
+  mode: "faithful" | "corrected",
+  stores: { train: RowSource; val: RowSource; normalization: NormalizationSpec },
+): DuplicationDiagnostic {
+  const seed = config.eval.seed ?? 1234567;
+  const rows =
+    mode === "faithful"
+      ? heldOutRows(stores.train, config.eval.rows, { seed, part: "val", normalize: "per-chunk" })
+      : normalizeRows(stores.normalization, heldOutRows(stores.val, config.eval.rows, { seed, part: "all", normalize: "none" }));
+  const init = initialModel(trained, config.seed);
+  try {
+    return duplicationDiagnostic(trained, init, rows);
+  } finally {
+    init.dispose();
+  }
 }
