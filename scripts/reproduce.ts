@@ -11,15 +11,16 @@
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { initBackend, describeBackend } from "../lib/backend";
 import { dataDir, repoRoot } from "../lib/paths";
 import { sha256Bytes, sha256File, writeFileAtomic, writeJsonAtomic } from "../lib/io/atomic";
 import { cachedStep, cacheRoot, collectModeResults, getLanguageModel, getStores, onCacheEvent, pipelineParams, presetFor, CacheEvent, ModeArtifacts, PipelineParams } from "../lib/pipeline/index";
-import { buildClaimRows } from "../lib/report/claims";
-import { buildReport, ReportFigure, RunHeader } from "../lib/report/report";
+import { buildClaimRows, StudyInfo } from "../lib/report/claims";
+import { aggregateSeeds } from "../lib/report/aggregate";
+import { buildReport, ReportFigure, RunHeader, StudyArtifacts } from "../lib/report/report";
 import { reportFigures } from "../lib/report/figures";
 import { saveChart, slugify } from "../lib/display/index";
 import { environmentVersions } from "../lib/notebook/environment";
@@ -302,9 +303,26 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
     off();
   }
 
+  // the study: per-seed artifacts and, per mode, the claims aggregated over seeds
+  const aggregated: StudyArtifacts["aggregated"] = {};
+  for (const mode of modes) aggregated[mode] = aggregateSeeds(artifacts.filter((a) => a.params.mode === mode).map((a) => a.results), seedsOf[mode]);
+  const teaching = base.preset === "quick" || base.preset === "tiny";
+  const studyInfo: StudyInfo = {
+    preset: base.preset,
+    seeds: allSeeds,
+    // whether the preset is meant to converge; models that failed their check are flagged per claim
+    converged: !teaching,
+    note: teaching ? `${base.preset}: the fast teaching preset, NOT converged` : undefined,
+  };
+  const study: StudyArtifacts = { info: studyInfo, perSeed: artifacts, aggregated };
+  const batchSizeOf = (m: ModeArtifacts): Record<string, number> => {
+    const pre = presetFor(m.params);
+    return { sae: pre.sae.batchSize, jointLinear: pre.jointLinear.batchSize, joint: pre.joint.batchSize };
+  };
+
   // figures
   const figures: ReportFigure[] = [];
-  for (const fig of reportFigures(artifacts)) {
+  for (const fig of reportFigures(study, batchSizeOf)) {
     try {
       await saveChart(fig.spec, path.join(runDir, "figures", fig.name));
       figures.push({ png: `figures/${fig.name}.png`, svg: `figures/${fig.name}.svg`, caption: fig.caption });
@@ -338,14 +356,14 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
     backend: describeBackend(info),
     versions: environmentVersions().filter((v) => v.version !== "not installed"),
     seed: base.seed,
+    seeds: allSeeds,
+    revision: gitRevision(),
     modes: [...modes],
     wallSeconds: (Date.now() - t0) / 1000,
     command: `npm run reproduce -- ${process.argv.slice(2).join(" ")}`.trim(),
     cache: { hits: allEvents.filter((e) => e.hit).length, misses: allEvents.filter((e) => !e.hit).length },
   };
-  const faithful = artifacts.find((a) => a.params.mode === "faithful");
-  const corrected = artifacts.find((a) => a.params.mode === "corrected");
-  const report = buildReport(header, artifacts, figures);
+  const report = buildReport(header, study, figures);
   const reportPath = path.join(runDir, "report.md");
   const resultsPath = path.join(runDir, "results.json");
   writeFileAtomic(reportPath, report);
@@ -354,8 +372,10 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
     version: 1,
     header,
     args: argKey,
-    claims: buildClaimRows(faithful?.results, corrected?.results),
-    modes: Object.fromEntries(artifacts.map((a) => [a.params.mode, slimArtifacts(a)])),
+    study: studyInfo,
+    claims: buildClaimRows(aggregated.faithful, aggregated.corrected, studyInfo),
+    aggregated,
+    runs: artifacts.map((a) => ({ mode: a.params.mode, seed: a.params.seed, ...(slimArtifacts(a) as object) })),
     figures,
     notebooks,
     cache: {
@@ -366,8 +386,29 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
     },
   };
   writeJsonAtomic(resultsPath, results); // JSON writes NaN/±Infinity as null
+  if (args.publish) publish(runDir, args.publish, figures, log);
   log(`reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`);
   return { runDir, report: reportPath, results: resultsPath };
+}
+
+/** The code revision: the commit, with "+dirty" when tracked files differ from it. */
+function gitRevision(): string {
+  try {
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoRoot, encoding: "utf8" }).trim() !== "";
+    return dirty ? `${commit}+dirty` : commit;
+  } catch {
+    return "unknown (not a git checkout)";
+  }
+}
+
+/** Copy report.md, results.json and the figures (PNG + SVG) of a run into `dir` (no notebooks, no caches). */
+function publish(runDir: string, dir: string, figures: ReportFigure[], log: (s: string) => void): void {
+  const out = path.resolve(dir);
+  fs.mkdirSync(path.join(out, "figures"), { recursive: true });
+  for (const f of ["report.md", "results.json"]) writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(runDir, f)));
+  for (const fig of figures) for (const rel of [fig.png, fig.svg]) writeFileAtomic(path.join(out, rel), fs.readFileSync(path.join(runDir, rel)));
+  log(`reproduce: published report.md, results.json and ${figures.length} figures to ${out}`);
 }
 
 async function main(): Promise<void> {

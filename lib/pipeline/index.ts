@@ -35,7 +35,8 @@ import { Model, ForwardOutput, forward, paramCounts } from "../joint";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
-import { bimodalAnalysis, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport } from "../eval/geometry";
+import { bimodalAnalysis, bimodalityTests, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport, BimodalityTests } from "../eval/geometry";
+import { pipelineJointDuplication, DuplicationDiagnostic } from "../eval/duplication";
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
 import { sha256File, writeJsonAtomic } from "../io/atomic";
 import { firingCounts } from "../metrics";
@@ -667,6 +668,8 @@ export interface GeometryModelReport {
   firing: number[];
   meanAbsCosine: number;
   pcaComponents90: number;
+  /** Hartigan's dip test on all and on live features, ΔBIC as description, Spearman ρ with bootstrap CIs. */
+  tests: BimodalityTests;
 }
 
 export interface GeometrySummary {
@@ -723,6 +726,7 @@ function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, e
       ? weightNormRatios({ dec: m.params.read("sae.wDec"), lin: m.params.read("nfm.wLin"), emb: m.params.read("nfm.V"), F, d, E: c.nfm.E })
       : undefined;
   const b = bimodalAnalysis(sq, { ratios, activity: { counts: firing, tokens }, seed });
+  const tests = bimodalityTests(sq, { firing, tokens, ratios, seed });
   const cos = meanAbsCosine(dec, F, d, { seed });
   const pca = pcaComponentsFor(dec, F, d);
   return {
@@ -734,6 +738,7 @@ function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, e
     firing,
     meanAbsCosine: cos.meanAbsCosine,
     pcaComponents90: pca.componentsOfTotal,
+    tests,
   };
 }
 
@@ -741,7 +746,8 @@ function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, e
 export async function getGeometry(p: PipelineParams): Promise<{ key: string; value: GeometrySummary }> {
   const s = await getStores(p);
   const [joint, sae, modern] = [await getJoint(p, "full"), await getStandaloneSae(p), await getModernJoint(p)];
-  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, models: { joint: joint.key, sae: sae.key, modern: modern.key }, seed: p.seed };
+  // analysis 2: the dip test, Spearman CIs (GeometryModelReport.tests)
+  const params = { format: PIPELINE_FORMAT, analysis: 2, mode: p.mode, stores: s.key, models: { joint: joint.key, sae: sae.key, modern: modern.key }, seed: p.seed };
   return memoised(`geometry:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("geometry", params, async (dir) => {
       const t0 = Date.now();
@@ -756,6 +762,43 @@ export async function getGeometry(p: PipelineParams): Promise<{ key: string; val
         seconds: (Date.now() - t0) / 1000,
       };
       return v; // stored in done.json (typed arrays as arrays, NaN as null) and returned as stored
+    });
+    return { key: r.key, value: r.value };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// duplication diagnostic
+
+export interface DuplicationSummary {
+  models: Array<DuplicationDiagnostic & { model: string; note: string; steps: number }>;
+  seconds: number;
+}
+
+/**
+ * The W_dec / W_lin duplication (lib/eval/duplication.ts) for every joint model with a linear term:
+ * max |(W_dec − W_lin)(T) − (W_dec − W_lin)(0)| and the own-path MSE measured vs predicted from
+ * x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]. Expected ~0 / equal for the paper's joint
+ * model (top-N = k, free decoder) and its SAE+linear baseline; not for modern or top-N < k.
+ */
+export async function getDuplication(p: PipelineParams): Promise<{ key: string; value: DuplicationSummary }> {
+  const s = await getStores(p);
+  const pre = presetFor(p);
+  const models: Array<{ name: string; note: string; get: () => Promise<TrainedModel>; cfg: TrainConfig }> = [
+    { name: "joint", note: "the paper's joint model: claflin SAE, top-N = k (identity expected)", get: () => getJoint(p, "full"), cfg: pre.joint },
+    { name: "jointLinear", note: "joint SAE + linear-only baseline (identity expected)", get: () => getJoint(p, "sae+linear"), cfg: pre.jointLinear },
+    { name: "jointSmallE", note: `joint model at E = ${pre.jointSmallE.model.nfm!.E} (identity expected)`, get: () => getJoint(p, "small-e"), cfg: pre.jointSmallE },
+    { name: "jointModern", note: "unit-norm decoder, b_dec, AuxK (gradients differ)", get: () => getModernJoint(p), cfg: presetFor(p, { saePreset: "modern" }).joint },
+    { name: "jointTopN", note: `top-N = ${pre.jointTopN.model.nfm!.topN} < k = ${pre.jointTopN.model.sae.k}, ${pre.jointTopN.steps}-step diagnostic run (gradients differ)`, get: () => getJoint(p, "top-n"), cfg: pre.jointTopN },
+  ];
+  const trained: Array<(typeof models)[number] & { t: TrainedModel }> = [];
+  for (const m of models) trained.push({ ...m, t: await m.get() });
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, models: trained.map((m) => m.t.key) };
+  return memoised(`duplication:${JSON.stringify(params)}`, async () => {
+    const r = await cachedStep("duplication", params, async () => {
+      const t0 = Date.now();
+      const out: DuplicationSummary["models"] = trained.map((m) => ({ model: m.name, note: m.note, steps: m.t.summary.steps, ...pipelineJointDuplication(m.t.model, m.cfg, p.mode, s) }));
+      return { models: out, seconds: (Date.now() - t0) / 1000 };
     });
     return { key: r.key, value: r.value };
   });
@@ -912,6 +955,7 @@ export interface ModeArtifacts {
   geometry: GeometrySummary | null;
   secondary: SecondarySummary | null;
   interventions: InterventionsSummary | null;
+  duplication: DuplicationSummary | null;
   /** Steps that failed (message), so the report can say "not measured" and why. */
   errors: Record<string, string>;
 }
@@ -942,6 +986,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   const modern = await attempt("joint-modern", () => getModernJoint(p));
   const splice = await attempt("splice", () => getSplice(p));
   const geometry = modern ? await attempt("geometry", () => getGeometry(p)) : null;
+  const duplication = modern && topN ? await attempt("duplication", () => getDuplication(p)) : null;
   const secondary = await attempt("secondary", () => getSecondary(p));
   const interventions = secondary ? await attempt("interventions", () => getInterventions(p)) : null;
 
@@ -987,19 +1032,24 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   }
   if (geometry) {
     const g = geometry.value;
-    const mix = g.joint.bimodal.mixture;
-    const means = [mix.two.means[0], mix.two.means[1]] as [number, number];
-    const weights = [mix.two.weights[0], mix.two.weights[1]] as [number, number];
-    R.bimodality = {
-      bicOneMinusTwo: mix.deltaBic,
-      means,
-      weights,
-      standaloneBicOneMinusTwo: g.standalone.bimodal.mixture.deltaBic,
-      liveOnlyBicOneMinusTwo: g.joint.bimodal.liveOnly?.mixture.deltaBic,
-      modernBicOneMinusTwo: g.modern.bimodal.mixture.deltaBic,
-    };
-    const sp = g.joint.bimodal.spearman?.nfmTotal;
-    if (sp) R.spearmanNormVsNfmRatio = { value: sp.r, n: sp.n };
+    const side = (t: BimodalityTests["all"] | null | undefined) => (t ? [{ n: t.n, dip: t.dip, p: t.p, deltaBic: t.deltaBic, means: t.means, weights: t.weights }] : undefined);
+    // live features (the low mode of dead features at their initial norm makes "all" bimodal for any SAE)
+    R.bimodality = { joint: side(g.joint.tests.live), jointAll: side(g.joint.tests.all), standalone: side(g.standalone.tests.live), modern: side(g.modern.tests.live) };
+    const sp = g.joint.tests.spearman;
+    const rho = (c: { rho: number; lo: number; hi: number; n: number } | undefined): Measured | undefined =>
+      c && Number.isFinite(c.rho) ? { value: c.rho, ci: ci(c.lo, c.hi), ciMethod: "feature bootstrap", n: c.n } : undefined;
+    if (sp) R.spearman = { all: rho(sp.all.nfmTotal), live: rho(sp.live?.nfmTotal), vsR: rho(sp.live?.r), vsL: rho(sp.live?.l), vsE: rho(sp.live?.e) };
+  }
+  if (duplication) {
+    R.duplication = duplication.value.models.map((m) => ({
+      model: m.model,
+      note: m.note,
+      maxDrift: [m.maxDrift],
+      maxInitialDifference: [m.maxInitialDifference],
+      ownPathMseMeasured: [m.ownPathMseMeasured],
+      ownPathMsePredicted: [m.ownPathMsePredicted],
+      meanSquare: [m.meanSquare],
+    }));
   }
   if (secondary) {
     const h = secondary.value.heldOut;
@@ -1045,6 +1095,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     geometry: geometry?.value ?? null,
     secondary: secondary?.value ?? null,
     interventions: interventions?.value ?? null,
+    duplication: duplication?.value ?? null,
     errors,
   };
 }
