@@ -45,8 +45,9 @@ export function combineMeasured(perSeed: Array<Measured | undefined>): Measured 
   if (!perSeed.some((m) => m !== undefined)) return undefined;
   const values = perSeed.map((m) => (m && Number.isFinite(m.value) ? m.value : NaN));
   const within = perSeed.map((m) => (m?.ci ? ([m.ci[0], m.ci[1]] as [number, number]) : null));
-  const out = acrossSeeds(values, within);
   const first = perSeed.find((m) => m !== undefined)!;
+  // the within-seed interval's own method (e.g. "feature bootstrap" for Spearman), else documents
+  const out = acrossSeeds(values, within, 0.95, first.ciMethod ?? "document bootstrap");
   if (first.unit !== undefined) out.unit = first.unit;
   if (first.n !== undefined) out.n = first.n;
   return out;

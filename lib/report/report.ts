@@ -115,12 +115,12 @@ function modeSection(m: ModeArtifacts): string {
   out.push("**Models** (held-out rows, model space = z-scored activations):", "", trainingTable(m.training), "");
   if (m.splice) {
     out.push(
-      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows / ${m.splice.positions} positions; clean next-token CE ${f(m.splice.meanCleanCE)} nats. `,
-      "KL = Σ_v p_clean log(p_clean/p_patched) per position (natural log); ε-random = x + ‖x̂ − x‖·u, u uniform on the sphere, with each condition's own error norm; CIs resample windows (positions in a window are correlated).",
+      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows from ${m.splice.documents ?? "?"} documents / ${m.splice.positions} positions; clean next-token CE ${f(m.splice.meanCleanCE)} nats. ${m.splice.seqInteraction === "linear-sum" ? "The sequential SAE + NFM condition feeds the interaction MLP the linear sum Vᵀf, as the authors' sequential KL scripts did (notes §12-3). " : ""}`,
+      "KL = Σ_v p_clean log(p_clean/p_patched) per position (natural log); ε-random = x + ‖x̂ − x‖·u, u uniform on the sphere, with each condition's own error norm; CIs resample documents (positions in a window, and windows cut from one document, are correlated).",
       "",
       spliceTable(m.splice),
       "",
-      "Contrasts between conditions (ratios of pooled means; 95% CIs from one cluster bootstrap over windows):",
+      "Contrasts between conditions (ratios of pooled means; 95% CIs from one cluster bootstrap over documents, this seed only):",
       "",
       table(
         ["contrast", "definition", "value [95% CI]"],
@@ -145,7 +145,7 @@ function modeSection(m: ModeArtifacts): string {
       r.pcaComponents90,
     ]);
     out.push(
-      "**Feature geometry.** ΔBIC = BIC(1 component) − BIC(2 components) of a Gaussian mixture on the squared decoder norms (> 10: strong evidence for two modes). The paper split at a fixed 0.2; counts below/above that cut are shown. " +
+      "**Feature geometry.** ΔBIC = BIC(1 component) − BIC(2 components) of a Gaussian mixture on the squared decoder norms, a description only: ΔBIC is not a test of bimodality (a skewed unimodal sample gives a large ΔBIC); the claims use Hartigan's dip test (dip p columns). The paper split at a fixed 0.2; counts below/above that cut are shown. " +
         "The unit-norm ablation has ‖W_dec,i‖² = 1 by construction, so it (and the matching row for the paper's joint model) is analysed on the effective decoder ‖W_dec,i + W_lin,i‖² — the SAE decoder and the NFM linear term are not separately identifiable (notes §12-9).",
       "",
       table(["model", "features", "ΔBIC(1−2)", "mixture means", "mixture weights", "features < / > 0.2", "ΔBIC live only", "dead/rare per mode", "Spearman ρ(sq, (l+e)/T)", "mean |cos|", "PCs for 90%"], rows),
@@ -194,7 +194,7 @@ export function statisticsParagraph(info: StudyInfo): string {
     k >= 2
       ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values (mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the per-seed values are listed in each cell. `
       : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked \"no seed variation\"), which understates the uncertainty of a replication. ",
-    "Splice CIs within a seed resample documents/windows (positions inside a window are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
+    "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
     "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
     "A measurement without any uncertainty estimate is never called significant.",
   ].join("");

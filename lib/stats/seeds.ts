@@ -10,7 +10,7 @@
 import type { Measured } from "../report/claims";
 import { studentTQuantile } from "./distributions";
 
-export function acrossSeeds(values: number[], withinSeedCi?: Array<[number, number] | null>, level = 0.95): Measured {
+export function acrossSeeds(values: number[], withinSeedCi?: Array<[number, number] | null>, level = 0.95, withinMethod = "document bootstrap"): Measured {
   if (!(level > 0 && level < 1)) throw new Error(`acrossSeeds: level must be in (0, 1) (got ${level})`);
   const keep = values.map((v, i) => (Number.isFinite(v) ? i : -1)).filter((i) => i >= 0);
   const dropped = values.length - keep.length;
@@ -31,7 +31,7 @@ export function acrossSeeds(values: number[], withinSeedCi?: Array<[number, numb
     const c = withinSeedCi?.[keep[0]];
     if (c && Number.isFinite(c[0]) && Number.isFinite(c[1])) {
       out.ci = [c[0], c[1]];
-      out.ciMethod = `document bootstrap, one seed (no seed variation)${droppedNote}`;
+      out.ciMethod = `${withinMethod}, one seed (no seed variation)${droppedNote}`;
     } else if (dropped) {
       out.ciMethod = `no interval: one seed${droppedNote}`;
     }
