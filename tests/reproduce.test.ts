@@ -15,8 +15,8 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
-import { buildClaimRows } from "../lib/report/claims";
-import { parseReproduceArgs } from "../scripts/reproduce";
+import { buildClaimRows, parseClaimTable } from "../lib/report/claims";
+import { parseReproduceArgs, seedsFor } from "../scripts/reproduce";
 
 let tmp: string;
 
@@ -69,17 +69,34 @@ describe("reproduce CLI arguments", () => {
     assert.throws(() => parseReproduceArgs(["--mode", "all"]), /--mode/);
     assert.throws(() => parseReproduceArgs(["--seed", "-1"]), /--seed/);
     assert.throws(() => parseReproduceArgs(["--bogus"]));
+    const b = parseReproduceArgs(["--seeds", "0,1,2", "--faithful-seeds", "0", "--publish", "out"]);
+    if (b === "help") throw new Error("unexpected help");
+    assert.deepEqual(b.seeds, [0, 1, 2]);
+    assert.deepEqual(b.faithfulSeeds, [0]);
+    assert.equal(b.publish, "out");
+    assert.throws(() => parseReproduceArgs(["--seeds", "0,,1"]), /--seeds/);
+    assert.throws(() => parseReproduceArgs(["--seeds", "1,1"]), /twice/);
+    assert.throws(() => parseReproduceArgs(["--seeds", "a"]), /--seeds/);
+  });
+  it("chooses seeds per mode: standard defaults to 0,1,2, others to 0; --faithful-seeds overrides faithful only", () => {
+    assert.deepEqual(seedsFor({}, "standard", "corrected"), [0, 1, 2]);
+    assert.deepEqual(seedsFor({}, "quick", "faithful"), [0]);
+    assert.deepEqual(seedsFor({ seed: 4 }, "standard", "corrected"), [4]);
+    assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "faithful"), [0]);
+    assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "corrected"), [1, 2]);
+    assert.throws(() => seedsFor({ seed: 1, seeds: [2] }, "quick", "corrected"), /--seed or --seeds/);
   });
   it("--help lists every option", () => {
     const r = runCli(["--help"]);
     assert.equal(r.code, 0, r.stderr);
-    for (const opt of ["--preset", "--model", "--corpus", "--layer", "--mode", "--seed", "--skip-notebooks", "--help"]) assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
+    for (const opt of ["--preset", "--model", "--corpus", "--layer", "--mode", "--seed", "--seeds", "--faithful-seeds", "--publish", "--skip-notebooks", "--help"]) assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
   });
 });
 
-describe("reproduce --preset tiny (both modes)", () => {
+describe("reproduce --preset tiny (both modes, corrected over two seeds)", () => {
   it("writes a complete report, and a second run reuses every artifact", () => {
-    const first = runCli(["--preset", "tiny", "--skip-notebooks"]);
+    const args = ["--preset", "tiny", "--seeds", "0,1", "--faithful-seeds", "0", "--skip-notebooks", "--publish", path.join(tmp, "published")];
+    const first = runCli(args);
     assert.equal(first.code, 0, `first run failed:\n${first.stderr.slice(-4000)}`);
     const m = /Report: (.*report\.md)/.exec(first.stdout);
     assert.ok(m, `no report path printed:\n${first.stdout}`);
@@ -99,13 +116,38 @@ describe("reproduce --preset tiny (both modes)", () => {
       assert.ok(report.includes(needle), `report lacks "${needle}"`);
     }
 
+    // the claims table reads back with both verdicts for every claim
+    const parsed = parseClaimTable(report);
+    assert.deepEqual(parsed.map((c) => c.claim), rows.map((r) => r.claim));
+    for (const c of parsed) assert.ok(c.verdictFaithful.length > 0 && c.verdictCorrected.length > 0, c.claim);
+    assert.ok(report.includes("Code revision"), "report names the code revision");
+
     // results.json
     const results = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
     assert.equal(results.format, "integration-spaces/reproduce-results");
     assert.equal(results.claims.length, rows.length);
-    assert.deepEqual(Object.keys(results.modes).sort(), ["corrected", "faithful"]);
-    for (const mode of ["faithful", "corrected"]) {
-      const r = results.modes[mode];
+    assert.deepEqual(results.study.seeds, [0, 1]);
+    assert.deepEqual(results.runs.map((r: { mode: string; seed: number }) => `${r.mode}:${r.seed}`).sort(), ["corrected:0", "corrected:1", "faithful:0"]);
+    // the corrected claims are aggregated over the two seeds: per-seed values and a t-interval
+    const agg = results.aggregated.corrected.jointImprovementVsStandaloneSae;
+    assert.equal(agg.perSeed.length, 2);
+    assert.match(agg.ciMethod, /t-interval over 2 seeds/);
+    assert.ok(Math.abs(agg.value - (agg.perSeed[0] + agg.perSeed[1]) / 2) < 1e-12);
+    assert.equal(results.aggregated.faithful.jointImprovementVsStandaloneSae.perSeed.length, 1);
+    // every model's convergence check is recorded, per seed
+    const conv = results.aggregated.corrected.convergence as Array<{ model: string; passed: boolean[] }>;
+    assert.deepEqual(conv.map((c) => c.model).sort(), ["joint", "jointLinear", "jointModern", "jointSmallE", "sae", "saeBias", "saeWide", "sequential"]);
+    for (const c of conv) assert.equal(c.passed.length, 2, c.model);
+    // the duplication diagnostic: W_dec − W_lin unchanged for the paper's joint model, changed for modern
+    const dup = Object.fromEntries((results.aggregated.corrected.duplication as Array<{ model: string; maxDrift: number[] }>).map((x) => [x.model, x.maxDrift]));
+    for (const v of dup.joint) assert.ok(v < 1e-5, `joint drift ${v}`);
+    for (const v of dup.jointModern) assert.ok(v > 1e-3, `modern drift ${v}`);
+    // --publish copies the report, results and figures (no notebooks, no caches)
+    assert.equal(fs.readFileSync(path.join(tmp, "published", "report.md"), "utf8"), report);
+    assert.ok(fs.existsSync(path.join(tmp, "published", "results.json")));
+    assert.ok(!fs.existsSync(path.join(tmp, "published", "notebooks")));
+    for (const r of results.runs) {
+      const mode = `${r.mode} seed ${r.seed}`;
       assert.deepEqual(r.errors, {}, `${mode}: failed steps ${JSON.stringify(r.errors)}`);
       for (const k of ["jointImprovementOwnSaePath", "jointImprovementVsStandaloneSae", "sequentialImprovement", "klRatioSaeOverEps", "klReductionJoint", "klReductionSequential", "ceImprovementJoint", "bimodality", "spearman", "secondarySae"]) {
         assert.ok(r.results[k] !== undefined, `${mode}: results.${k} missing`);
@@ -128,7 +170,7 @@ describe("reproduce --preset tiny (both modes)", () => {
     // second run: everything from the cache
     const mtimes = checkpointMtimes(path.join(tmp, "cache"));
     assert.ok([...mtimes.keys()].some((k) => k.endsWith("model.safetensors")));
-    const second = runCli(["--preset", "tiny", "--skip-notebooks"]);
+    const second = runCli(args);
     assert.equal(second.code, 0, `second run failed:\n${second.stderr.slice(-4000)}`);
     const results2 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
     assert.ok(results2.cache.events.length >= 10, "the second run should report its cache events");
