@@ -142,9 +142,9 @@ const QUICK: Base = {
 
 /**
  * standard: the quick preset's shapes, trained to convergence, for the committed multi-seed study.
- * The budget was chosen by measurement (bench/README.md, "convergence probe"): at 10,000 steps the
+ * The budget was chosen by measurement (results/README.md, "convergence probe"): at 10,000 steps the
  * corrected joint model's held-out MSE still fell 1.5% over the last 20% of its steps; at 16,000
- * steps × 256 rows (4.1M rows, ≈ 14 passes over the ≈ 290k-token training split) every corrected
+ * steps × 256 rows (4.1M rows, ≈ 15 passes over the 266k-token training split) every corrected
  * model passes the < 1% check (recorded per model in results.json). All training documents are
  * harvested (maxTokens null); evaluation every 800 steps so that 80% of the run is an evaluation point.
  */
