@@ -177,6 +177,9 @@ export interface VerdictOptions {
   kind?: "pct" | "num";
   /** Why it was not measured (when known). */
   notTestedReason?: string;
+  /** verdictHolds without a matched baseline (a correlation, a ratio to a control): words for "CI includes the null" and "opposite side". */
+  noEffect?: string;
+  opposite?: string;
 }
 
 const fmtV = (v: number, kind: "pct" | "num" = "pct") => (kind === "pct" ? `${pctOf(v)}%` : numOf(v));
@@ -216,9 +219,9 @@ export function verdictHolds(direction: 1 | -1, gain: Measured | undefined, labe
   const [lo, hi] = gain.ci;
   const cell = `${fmtV(gain.value, kind)} [${kind === "pct" ? pctOf(lo) : numOf(lo)}, ${kind === "pct" ? pctOf(hi) : numOf(hi)}]`;
   const note = oneSeedNote(gain);
-  if (lo <= nul && nul <= hi) return `${what}not supported: the matched baseline does as well (CI includes ${nul}): ${cell}${note}`.trim();
+  if (lo <= nul && nul <= hi) return `${what}not supported: ${o.noEffect ?? "the matched baseline does as well"} (CI includes ${nul}): ${cell}${note}`.trim();
   if (Math.sign(gain.value - nul) === direction) return `${what}holds: ${cell}${note}`.trim();
-  return `${what}contradicted: the matched baseline is better: ${cell}${note}`.trim();
+  return `${what}contradicted: ${o.opposite ?? "the matched baseline is better"}: ${cell}${note}`.trim();
 }
 
 /** One line over several matched baselines: the summary first, then each. */
@@ -382,7 +385,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     corrected: `${n(C?.klRatioSaeOverEps, 2)} → ${n(C?.klRatioFullOverEps, 2)}; reduction ${p(C?.klReductionSequential)}`,
     baselines: "ε-random = 1 (same per-position error norm); the frozen standalone SAE",
     verdictFaithful: vf(`pathology: ${verdictReproduces(2.99, F?.klRatioSaeOverEps, { nullValue: 1, kind: "num" })}; NFM reduction: ${verdictReproduces(0.299, F?.klReductionSequential)}`, isSeq),
-    verdictCorrected: vc(`pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", { nullValue: 1, kind: "num" })}; NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`, isSeq),
+    verdictCorrected: vc(`pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", { nullValue: 1, kind: "num", noEffect: "no worse than ε-random", opposite: "better than ε-random" })}; NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`, isSeq),
   });
 
   rows.push({
@@ -472,7 +475,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       corrected: sp(C),
       baselines: `against the raw norms (live): F ${raw(F)} | C ${raw(C)}`,
       verdictFaithful: vf(verdictReproduces(-0.987, F?.spearman?.all, { kind: "num" }), isJointOnly),
-      verdictCorrected: vc(`${verdictHolds(-1, C?.spearman?.live, "ρ on live features", { kind: "num" })}; partly mechanical, see the diagnostic`, isJointOnly),
+      verdictCorrected: vc(`${verdictHolds(-1, C?.spearman?.live, "ρ on live features", { kind: "num", noEffect: "no correlation distinguishable from zero", opposite: "the correlation has the opposite sign" })}; partly mechanical, see the diagnostic`, isJointOnly),
       diagnostic:
         "Partly mechanical: (l+e)/(r+l+e) = 1 − r/(r+l+e) falls as r = ‖W_dec,i‖ grows whenever l and e vary less than r, so a strong negative ρ follows from the definition of the ratio (notes §12-12); the ρ against the raw norms r, l, e shows what is left.",
     });
