@@ -246,7 +246,7 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   writeJsonAtomic(eventsFile, events);
 }
 
-export async function reproduce(args: ReproduceArgs, log: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<{ runDir: string; report: string; results: string }> {
+export async function reproduce(args: ReproduceArgs, log: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   const t0 = Date.now();
   const info = await initBackend();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
@@ -322,12 +322,14 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
 
   // figures
   const figures: ReportFigure[] = [];
+  const figureFailures: string[] = [];
   for (const fig of reportFigures(study, batchSizeOf)) {
     try {
       await saveChart(fig.spec, path.join(runDir, "figures", fig.name));
       figures.push({ png: `figures/${fig.name}.png`, svg: `figures/${fig.name}.svg`, caption: fig.caption });
     } catch (e) {
       log(`figure ${fig.name} failed: ${e instanceof Error ? e.message : String(e)}`);
+      figureFailures.push(`${fig.name}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
@@ -388,7 +390,14 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   writeJsonAtomic(resultsPath, results); // JSON writes NaN/±Infinity as null
   if (args.publish) publish(runDir, args.publish, figures, log);
   log(`reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`);
-  return { runDir, report: reportPath, results: resultsPath };
+  // every failure, after the report and results are written (the report lists each step's error)
+  const failed = [
+    ...artifacts.flatMap((a) => Object.entries(a.errors).map(([step, msg]) => `${a.params.mode} seed ${a.params.seed}: step ${step}: ${msg.split("\n")[0]}`)),
+    ...figureFailures.map((f) => `figure ${f}`),
+    ...notebooks.filter((n) => !n.ok).map((n) => `notebook ${n.notebook}: ${(n.errors[0] ?? "").split("\n")[0]}`),
+  ];
+  if (failed.length) log(`reproduce: ${failed.length} step(s) failed:\n${failed.map((f) => `  - ${f}`).join("\n")}`);
+  return { runDir, report: reportPath, results: resultsPath, failed };
 }
 
 /** The code revision: the commit, with "+dirty" when tracked files differ from it. */
@@ -429,11 +438,16 @@ async function main(): Promise<void> {
   }
   const r = await reproduce(args);
   process.stdout.write(`Report: ${r.report}\nResults: ${r.results}\n`);
+  // a run with a failed step is not a result: exit non-zero (the report and results were written)
+  if (r.failed.length) {
+    process.stderr.write(`reproduce: FAILED — ${r.failed.length} step(s) failed (listed above and in the report)\n`);
+    process.exitCode = 1;
+  }
 }
 
 if (require.main === module) {
   main().then(
-    () => process.exit(0),
+    () => process.exit(process.exitCode ?? 0),
     (e) => {
       process.stderr.write(`reproduce failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
       process.exit(1);

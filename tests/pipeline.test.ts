@@ -104,6 +104,24 @@ describe("cachedStep", () => {
     assert.equal(stepKey("s", { a: 1, b: { c: 2, d: 3 } }), stepKey("s", { b: { d: 3, c: 2 }, a: 1 }));
     assert.equal(stableStringify({ b: 1, a: undefined, c: [2, { y: 1, x: 0 }] }), '{"b":1,"c":[2,{"x":0,"y":1}]}');
   });
+  it("treats a corrupt or foreign done.json as a miss and recomputes (never reuses it)", async () => {
+    const tag = `corrupt${Date.now()}`;
+    let calls = 0;
+    const first = await cachedStep("unit", { tag }, async () => ++calls);
+    const marker = path.join(first.dir, "done.json");
+    const good = fs.readFileSync(marker, "utf8");
+    fs.writeFileSync(marker, good.slice(0, good.length / 2)); // truncated, e.g. by a full disk
+    const again = await cachedStep("unit", { tag }, async () => ++calls);
+    assert.equal(again.hit, false);
+    assert.equal(again.value, 2);
+    fs.writeFileSync(marker, JSON.stringify({ step: "other", key: "other-0", value: 99 })); // another step's record
+    const third = await cachedStep("unit", { tag }, async () => ++calls);
+    assert.equal(third.hit, false);
+    assert.equal(third.value, 3);
+    const fourth = await cachedStep("unit", { tag }, async () => ++calls);
+    assert.equal(fourth.hit, true);
+    assert.equal(fourth.value, 3);
+  });
   it("recomputes a step that failed before writing its done marker", async () => {
     const tag = `fail${Date.now()}`;
     await assert.rejects(

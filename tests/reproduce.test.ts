@@ -29,11 +29,11 @@ after(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function runCli(args: string[]): { code: number | null; stdout: string; stderr: string; seconds: number } {
+function runCli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string; seconds: number } {
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts", "reproduce.ts"), ...args], {
     cwd: repoRoot,
-    env: { ...process.env, IS_DATA_DIR: path.join(tmp, "data"), IS_CACHE_DIR: path.join(tmp, "cache"), IS_PRESET: "" },
+    env: { ...process.env, IS_DATA_DIR: path.join(tmp, "data"), IS_CACHE_DIR: path.join(tmp, "cache"), IS_PRESET: "", ...env },
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
     timeout: 20 * 60 * 1000,
@@ -179,6 +179,18 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     for (const [file, t] of mtimes) assert.equal(checkpointMtimes(path.join(tmp, "cache")).get(file), t, `${file} was rewritten`);
     // the same numbers come back
     assert.deepEqual(results2.claims, results.claims);
+    // a failed step fails the run: a broken stimulus file makes the clamping step fail; the report and
+    // results are still written, list the failure, and the exit status is non-zero
+    const bad = path.join(tmp, "bad-stimuli.json");
+    fs.writeFileSync(bad, "{ not json");
+    const failing = runCli(args, { IS_STIMULI_FILE: bad });
+    assert.equal(failing.code, 1, `a run with a failed step exited ${failing.code}:\n${failing.stderr.slice(-2000)}`);
+    assert.match(failing.stderr, /step interventions/);
+    assert.match(failing.stderr, /FAILED/);
+    const failedReport = fs.readFileSync(reportPath, "utf8");
+    assert.match(failedReport, /interventions/);
+    const results3 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+    assert.ok(results3.runs.some((r: { errors: Record<string, string> }) => "interventions" in r.errors), "results.json records the failed step");
     // for the record (no timing assertion: the machine is shared)
     process.stderr.write(`reproduce tiny: first run ${first.seconds.toFixed(1)} s, cached run ${second.seconds.toFixed(1)} s\n`);
   });

@@ -37,8 +37,10 @@ export interface StimulusRules {
 }
 
 /** The committed stimulus file (read from the repository, not from IS_DATA_DIR: it is source data). */
+/** The stimulus file: IS_STIMULI_FILE when set (your own sentences in the same format), else the committed one. */
 export function defaultStimuliPath(): string {
-  return path.join(repoRoot, "data", "stimuli", "formality-emotion.json");
+  const own = process.env.IS_STIMULI_FILE;
+  return own && own.trim() !== "" ? path.resolve(own.trim()) : path.join(repoRoot, "data", "stimuli", "formality-emotion.json");
 }
 
 /** Normalisation used for duplicate detection: case, surrounding space and repeated spaces ignored. */

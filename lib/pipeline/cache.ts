@@ -70,8 +70,8 @@ export async function cachedStep<T>(
     const c = process.cpuUsage(c0);
     return (c.user + c.system) / 1e6;
   };
-  if (fs.existsSync(marker)) {
-    const saved = JSON.parse(fs.readFileSync(marker, "utf8")) as { value: T };
+  const saved = readMarker<T>(marker, step, key);
+  if (saved) {
     const ev = { step, key, dir, hit: true, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
     listeners.forEach((l) => l(ev));
     return { dir, key, value: saved.value, hit: true };
@@ -84,6 +84,25 @@ export async function cachedStep<T>(
   const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
   listeners.forEach((l) => l(ev));
   return { dir, key, value: (JSON.parse(record) as { value: T }).value, hit: false };
+}
+
+/**
+ * The stored record of a finished step, or null when there is none. A marker that does not parse, or
+ * names another step or key (a truncated or overwritten file), is treated as a miss: the step is
+ * recomputed (with a warning naming the file), never reused.
+ */
+function readMarker<T>(marker: string, step: string, key: string): { value: T } | null {
+  if (!fs.existsSync(marker)) return null;
+  let why: string;
+  try {
+    const saved = JSON.parse(fs.readFileSync(marker, "utf8")) as { step?: unknown; key?: unknown; value?: T };
+    if (saved && typeof saved === "object" && saved.step === step && saved.key === key && "value" in saved) return { value: saved.value as T };
+    why = `it names step ${JSON.stringify(saved?.step)} / key ${JSON.stringify(saved?.key)}, not ${step} / ${key}`;
+  } catch (e) {
+    why = e instanceof Error ? e.message : String(e);
+  }
+  process.stderr.write(`cache: ${marker} is corrupt (${why}); recomputing ${key}\n`);
+  return null;
 }
 
 /** JSON.stringify replacer: typed arrays as plain arrays (by default they would become index-keyed objects). */
