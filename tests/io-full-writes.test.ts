@@ -2,7 +2,8 @@
  * Full writes or none (lib/io/atomic.ts): every writer loops over short writes, and a failed write
  * (ENOSPC, EIO) leaves no file at the target (the previous content when overwriting), no temporary
  * file, and an error naming the path. Checked for the atomic writer itself, safetensors, the
- * activation-store writer (harvestActivations) and the pipeline cache (cachedStep's done.json):
+ * activation-store writer (harvestActivations), the pipeline cache (cachedStep's done.json) and
+ * downloads (downloadFile's .part, kept for resuming):
  *
  *   - with injected write primitives (setFileOpsForTesting): writes that return fewer bytes than
  *     asked, and writes that stop with ENOSPC / EIO after N bytes (portable, deterministic);
@@ -13,12 +14,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { AddressInfo } from "node:net";
 import { initBackend } from "../lib/backend";
 import { setFileOpsForTesting, writeChunksAtomic, writeFileAtomic, writeJsonAtomic, WriteError, type FileOps } from "../lib/io/atomic";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../lib/io/safetensors";
 import { cachedStep } from "../lib/pipeline/cache";
+import { downloadFile } from "../lib/io/download";
 import { harvestActivations, type HarvestOptions } from "../lib/data/activations";
 import { ByteTokenizer, FakeLanguageModel } from "../lib/data/fake-lm";
 import { Rng } from "../lib/util/random";
@@ -457,5 +461,41 @@ describe("pipeline cache (cachedStep's done.json)", () => {
     const again = await cachedStep("unit", { tag }, async () => assert.fail("not recomputed"));
     assert.equal(again.hit, true);
     assert.deepEqual(again.value, big(8000));
+  });
+});
+
+describe("downloads (downloadFile's .part)", () => {
+  const body = randomBytes(50_000, 21);
+  let server: http.Server;
+  let url = "";
+  before(async () => {
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-length": String(body.length) });
+      res.end(Buffer.from(body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/file.bin`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it("completes short writes: the downloaded file is exact", async () => {
+    const dest = path.join(freshDir("dl-short"), "file.bin");
+    const shim = shortWrites(333);
+    const r = await withShimAsync(shim, () => downloadFile(url, dest, { retries: 0, quiet: true }));
+    assert.deepEqual(new Uint8Array(fs.readFileSync(dest)), body);
+    assert.equal(r.bytes, body.length);
+    assert.ok(shim.calls > 100);
+  });
+
+  it("ENOSPC: fails naming the .part, nothing at the destination, and a later call resumes to the exact file", async () => {
+    const dest = path.join(freshDir("dl-enospc"), "file.bin");
+    await assert.rejects(
+      withShimAsync(failAfter(20_000, "ENOSPC"), () => downloadFile(url, dest, { retries: 3, quiet: true })),
+      isWriteFailure("ENOSPC", dest + ".part"),
+    );
+    assert.equal(fs.existsSync(dest), false);
+    const r = await downloadFile(url, dest, { retries: 0, quiet: true });
+    assert.deepEqual(new Uint8Array(fs.readFileSync(dest)), body);
+    assert.equal(r.bytes, body.length);
   });
 });
