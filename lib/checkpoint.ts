@@ -22,7 +22,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "./backend";
 import { readSafetensors, writeSafetensors, TensorToWrite } from "./io/safetensors";
-import { writeFileAtomic, writeJsonAtomic } from "./io/atomic";
+import { fsyncDirSync, writeFileAtomic, writeJsonAtomic } from "./io/atomic";
 import { Adam, AdamState, ParamSet } from "./optim";
 import { Model, ModelConfig, modelShapes, validateModelConfig } from "./joint";
 
@@ -155,6 +155,7 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
     const old = fs.existsSync(dir) ? `${tmp}.old` : null;
     if (old) fs.renameSync(dir, old);
     fs.renameSync(tmp, dir);
+    fsyncDirSync(parent); // the swap itself survives a crash
     if (old) fs.rmSync(old, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });

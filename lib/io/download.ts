@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { sha256File } from "./atomic";
+import { fsyncDirSync, fsyncFileSync, sha256File, writeAllSync } from "./atomic";
 import { progress, Progress } from "../display/progress";
 
 export class DownloadError extends Error {
@@ -90,6 +90,9 @@ type Attempt = { kind: "done" } | { kind: "retry"; reason: string };
  * Download `url` to `dest` (see the module comment). Resumes from `<dest>.part` if present.
  * Throws DownloadError on HTTP errors (naming the URL and status), on repeated interruptions
  * (the partial file is kept for the next call), and on checksum mismatch (the file is deleted).
+ * A failed write to the .part (disk full, I/O error) is not retried: it throws the WriteError from
+ * lib/io/atomic.ts naming the .part, which is kept (its bytes are all correct) so that a later call
+ * resumes once there is space; `dest` only ever appears complete.
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
   const label = opts.label ?? path.basename(dest);
@@ -166,12 +169,12 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
           if (chunk.done || !chunk.value) break;
           const bytes = chunk.value;
           bump();
-          fs.writeSync(fd, bytes, 0, bytes.length, done);
+          writeAllSync(fd, bytes, part, done); // loops over short writes; ENOSPC/EIO throw a WriteError naming the .part
           done += bytes.length;
           opts.onProgress?.(done, total);
           draw?.(done, total);
         }
-        fs.fsyncSync(fd);
+        fsyncFileSync(fd, part);
       } finally {
         fs.closeSync(fd);
       }
@@ -204,5 +207,6 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
     throw new DownloadError(`${label}: sha256 mismatch for ${url}: expected ${opts.sha256}, got ${sha}; the corrupted download was deleted`, url);
   }
   fs.renameSync(part, dest);
+  fsyncDirSync(path.dirname(dest));
   return { path: dest, bytes, sha256: sha, resumedRequests };
 }
