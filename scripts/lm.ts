@@ -32,7 +32,10 @@ commands:
                                 continue the prompt (greedy when temperature is 0, the default)
   export-hf --out DIR [--dtype F32|F16|BF16] [--shards N]
                                 write the model as a Hugging Face LLaMA checkpoint
-  pull NAME                     download a registry model or hub id into data/models
+  pull NAME [--trust-unverified]
+                                download a registry model or hub id into data/models (every file is
+                                checked against its sha256 / the hub's published hash; files whose
+                                hash is unknown are refused unless --trust-unverified)
 
 options:
   --model NAME|PATH   registry name (stories260K, stories15M, …), hub id org/name, llama2.c .bin or
@@ -40,6 +43,7 @@ options:
   --json              machine-readable output (stable keys, see scripts/lm.ts)
   --top N             how many candidates to print (logits; default 10)
   --no-bos            do not prepend BOS to the prompt
+  --trust-unverified  allow downloading model files whose checksum is unknown (not verified)
   -h, --help          this help
 `;
 
@@ -102,6 +106,7 @@ async function main(argv: string[]): Promise<void> {
       dtype: { type: "string" },
       shards: { type: "string" },
       "no-bos": { type: "boolean", default: false },
+      "trust-unverified": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -113,10 +118,12 @@ async function main(argv: string[]): Promise<void> {
   const modelName = values.model ?? DEFAULT_MODEL;
   const json = values.json as boolean;
   const bos = !values["no-bos"];
+  // passed to every call that may download the model
+  const dl = { trustUnverified: values["trust-unverified"] as boolean };
 
   if (cmd === "pull") {
     const name = need(positionals[1], "a model NAME (e.g. stories15M)", "pull");
-    const r = await pullModel(name);
+    const r = await pullModel(name, dl);
     print(json, r, () => `${name}: ${r.dir}\n  weights   ${r.weightsPath}\n  tokenizer ${r.tokenizerPath}`);
     return;
   }
@@ -125,7 +132,7 @@ async function main(argv: string[]): Promise<void> {
   }
 
   if (cmd === "tokenize") {
-    const tok = await loadTokenizer(modelName);
+    const tok = await loadTokenizer(modelName, dl);
     const text = need(values.prompt, "--prompt TEXT", cmd);
     const ids = tok.encode(text, { bos });
     const pieces = ids.map((id) => tok.piece(id));
@@ -133,10 +140,10 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  const ck = await loadCheckpoint(modelName);
+  const ck = await loadCheckpoint(modelName, dl);
   if (cmd === "export-hf") {
     const out = need(values.out, "--out DIR", cmd);
-    const r = await resolve(modelName);
+    const r = await resolve(modelName, dl);
     if (r.kind !== "llama2c") throw new Error(`export-hf: "${modelName}" is already a Hugging Face checkpoint (${r.dir})`);
     const dtype = (values.dtype ?? "F32").toUpperCase() as "F32" | "F16" | "BF16";
     await exportHf(ck, r.tokenizerPath, out, { dtype, shards: intOpt(values.shards, "--shards", 1, 1) });
@@ -148,10 +155,10 @@ async function main(argv: string[]): Promise<void> {
   const model = new LlamaModel(ck);
   try {
     if (cmd === "info") {
-      const r = await resolve(modelName);
+      const r = await resolve(modelName, dl);
       let tokInfo: { path: string; vocabSize: number | null } = { path: r.tokenizerPath, vocabSize: null };
       try {
-        tokInfo = { path: r.tokenizerPath, vocabSize: (await loadTokenizer(modelName)).vocabSize };
+        tokInfo = { path: r.tokenizerPath, vocabSize: (await loadTokenizer(modelName, dl)).vocabSize };
       } catch {
         /* a model without tokenizer still has info */
       }
@@ -180,7 +187,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
 
-    const tok = await loadTokenizer(modelName);
+    const tok = await loadTokenizer(modelName, dl);
     const prompt = cmd === "generate" ? values.prompt ?? "" : need(values.prompt, "--prompt TEXT", cmd);
     const ids = tok.encode(prompt, { bos });
     if (ids.length === 0) throw new UsageError(`${cmd}: the prompt encodes to no tokens (give --prompt, or drop --no-bos)`);

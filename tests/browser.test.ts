@@ -1,6 +1,6 @@
 /**
  * A real browser looks at an executed notebook: start the classic Notebook server (127.0.0.1, free
- * port, no token), open the executed 00-environment notebook in headless Chromium (playwright-core
+ * port, random token passed as ?token=), open the executed 00-environment notebook in headless Chromium (playwright-core
  * + Debian's chromium) and check that the chart images are visible with non-zero size. The
  * screenshot goes to data/screenshots/00-environment.png.
  * Skips (with a reason) only when Jupyter or chromium are not installed; CI installs them.
@@ -45,7 +45,7 @@ describe("browser", () => {
     fs.rmSync(screenshotPath, { force: true });
     try {
       const report = await inspectNotebookPage({
-        url: `${server.url}/notebooks/${path.basename(r.outputPath)}`,
+        url: server.pageUrl(`/notebooks/${encodeURIComponent(path.basename(r.outputPath))}`),
         screenshotPath,
         minImages: 2,
       });

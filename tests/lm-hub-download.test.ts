@@ -1,6 +1,8 @@
 /**
- * Model registry + resumable downloads against a LOCAL HTTP server on 127.0.0.1 that serves the
- * ../shared files under hub-style URLs (/<repo>/resolve/main/<file>) with Range support.
+ * Model registry + resumable, verified downloads against a LOCAL HTTP server on 127.0.0.1 that
+ * serves the ../shared files under hub-style URLs (/<repo>/resolve/main/<file>) with Range support,
+ * and the hub API's file listing (/api/models/<repo>/tree/main: git blob ids, LFS sha256) built
+ * from the genuine files, so tampered bodies can be served against a correct listing.
  * Nothing here reaches the internet: every URL is built from the local server's base URL.
  */
 import { after, before, describe, it } from "node:test";
@@ -10,10 +12,12 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { AddressInfo } from "node:net";
+import { createHash } from "node:crypto";
+import { spawn } from "node:child_process";
 import { initBackend } from "../lib/backend";
-import { sharedDir } from "../lib/paths";
+import { repoRoot, sharedDir } from "../lib/paths";
 import { sha256File } from "../lib/io/atomic";
-import { downloadFile, DownloadError } from "../lib/io/download";
+import { downloadFile, DownloadError, TRUST_UNVERIFIED_HINT, UnverifiedDownloadError } from "../lib/io/download";
 import { MODEL_REGISTRY, pullModel, resolveModel } from "../lib/lm/hub";
 import { readLlama2c } from "../lib/lm/llama2c";
 import { exportHf } from "../lib/lm/export-hf";
@@ -35,13 +39,26 @@ interface Route {
   killTimes?: number;
   /** Answer 200 with the full body even when a Range is requested. */
   ignoreRange?: boolean;
+  /** The genuine content the API listing describes (default: what is served). */
+  listAs?: Buffer;
+  /** List as an LFS file (sha256 in lfs.oid); default for .safetensors and .bin files. */
+  lfs?: boolean;
+  /** List the file without any hash (neither oid nor lfs). */
+  noHash?: boolean;
 }
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+const gitSha1 = (b: Buffer) => createHash("sha1").update(`blob ${b.length}\0`).update(b).digest("hex");
 
 class HubServer {
   readonly routes = new Map<string, Route>();
   readonly log: { path: string; range: string | null; status: number }[] = [];
   private server!: http.Server;
   baseUrl = "";
+  /** Repositories whose API listing answers 404 (a mirror without the API). */
+  readonly noApi = new Set<string>();
+  /** Entries per listing page (0: one page); pages are linked with `Link: <…>; rel="next"`. */
+  pageSize = 0;
 
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => this.handle(req, res));
@@ -58,9 +75,43 @@ class HubServer {
     return this.log.filter((r) => r.path === p);
   }
 
+  /** The hub's GET /api/models/<repo>/tree/main?recursive=true for the routes under the repo. */
+  private listing(repo: string, query: URLSearchParams, res: http.ServerResponse): number {
+    const prefix = `/${repo}/resolve/main/`;
+    const files = [...this.routes.entries()].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => a.localeCompare(b));
+    if (this.noApi.has(repo) || files.length === 0) {
+      res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Repository not found" }));
+      return 404;
+    }
+    const entries = files.map(([k, r]) => {
+      const body = r.listAs ?? r.bytes ?? fs.readFileSync(r.file!);
+      const file = k.slice(prefix.length);
+      if (r.noHash) return { type: "file", path: file, size: body.length };
+      if (r.lfs ?? /\.(safetensors|bin)$/.test(file)) {
+        const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(body)}\nsize ${body.length}\n`);
+        return { type: "file", oid: gitSha1(pointer), size: body.length, path: file, lfs: { oid: sha256(body), size: body.length, pointerSize: pointer.length } };
+      }
+      return { type: "file", oid: gitSha1(body), size: body.length, path: file };
+    });
+    const start = Number(query.get("cursor") ?? 0);
+    const end = this.pageSize > 0 ? Math.min(entries.length, start + this.pageSize) : entries.length;
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (end < entries.length) headers.link = `<${this.baseUrl}/api/models/${repo}/tree/main?recursive=true&cursor=${end}>; rel="next"`;
+    res.writeHead(200, headers).end(JSON.stringify(entries.slice(start, end)));
+    return 200;
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const p = decodeURIComponent((req.url ?? "/").split("?")[0]);
+    const [rawPath, rawQuery] = (req.url ?? "/").split("?");
+    const p = decodeURIComponent(rawPath);
     const range = (req.headers.range as string | undefined) ?? null;
+    const api = /^\/api\/models\/(.+)\/tree\/main$/.exec(p);
+    if (api) {
+      const entry = { path: p, range, status: 0 };
+      this.log.push(entry);
+      entry.status = this.listing(api[1], new URLSearchParams(rawQuery ?? ""), res);
+      return;
+    }
     const route = this.routes.get(p);
     const body = route ? route.bytes ?? fs.readFileSync(route.file!) : null;
     const entry = { path: p, range, status: 0 };
@@ -101,6 +152,19 @@ const emptyShared = path.join(tmp, "no-shared");
 fs.mkdirSync(emptyShared);
 let n = 0;
 const freshCache = () => path.join(tmp, `cache${n++}`);
+/** Files (recursively, relative) under a directory; [] when it does not exist. */
+/** What pullModel fetches from an HF repository made by exportedHf() (it skips generation_config.json etc.). */
+const HF_FETCHED = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"];
+const filesIn = (dir: string): string[] => (fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort() : []);
+let exportedDir: string | null = null;
+/** stories260K exported as a 2-shard Hugging Face checkpoint (made once). */
+async function exportedHf(): Promise<string> {
+  if (!exportedDir) {
+    exportedDir = path.join(tmp, "hf-export");
+    await exportHf(readLlama2c(binPath, "stories260K"), tokPath, exportedDir, { shards: 2 });
+  }
+  return exportedDir;
+}
 
 describe("model hub: registry, resolution and resumable downloads (local server)", () => {
   const hub = new HubServer();
@@ -113,6 +177,11 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     await hub.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
+
+  /** Serve every file of a local HF directory under a hub repository. */
+  const serveRepo = (repo: string, dir: string) => {
+    for (const f of fs.readdirSync(dir)) hub.routes.set(`/${repo}/resolve/main/${f}`, { file: path.join(dir, f) });
+  };
 
   const serveStories = () => {
     hub.routes.set(BIN_URL_PATH, { file: binPath });
@@ -231,18 +300,33 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       resolveModel("stories260K", { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true }),
       (e: Error) => e.message === `model "stories260K": stories260K.bin not found at ${hub.baseUrl}${BIN_URL_PATH} (HTTP 404)`,
     );
+    // an unknown hub repository: no file listing, so nothing can be verified (and nothing is fetched)
     await assert.rejects(
       pullModel("nobody/nothing", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
+      (e: Error) =>
+        e instanceof UnverifiedDownloadError &&
+        e.message.startsWith(`model "nobody/nothing": the hub's file listing ${hub.baseUrl}/api/models/nobody/nothing/tree/main?recursive=true`) &&
+        /HTTP 404: is "nobody\/nothing" a Hugging Face model repository\?/.test(e.message) &&
+        /--trust-unverified/.test(e.message),
+    );
+    assert.equal(hub.requests("/nobody/nothing/resolve/main/config.json").length, 0);
+    await assert.rejects(
+      pullModel("nobody/nothing", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true, trustUnverified: true }),
       new RegExp(`model "nobody/nothing": config\\.json not found at ${hub.baseUrl}/nobody/nothing/resolve/main/config\\.json \\(HTTP 404\\)`),
     );
   });
 
-  it("downloads a generic org/name LLaMA repo (config.json + safetensors + tokenizer.json) and loads it", async () => {
-    const exported = path.join(tmp, "hf-export");
-    await exportHf(readLlama2c(binPath, "stories260K"), tokPath, exported, { shards: 2 });
-    for (const f of fs.readdirSync(exported)) hub.routes.set(`/test-org/tiny-llama/resolve/main/${f}`, { file: path.join(exported, f) });
+  it("downloads a generic org/name LLaMA repo (config.json + safetensors + tokenizer.json, verified against a paged listing) and loads it", async () => {
+    const exported = await exportedHf();
+    serveRepo("test-org/tiny-llama", exported);
     const cacheDir = freshCache();
-    const r = await resolveModel("test-org/tiny-llama", { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true });
+    const first = hub.log.length;
+    hub.pageSize = 2;
+    const r = await resolveModel("test-org/tiny-llama", { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true }).finally(() => {
+      hub.pageSize = 0;
+    });
+    const pages = hub.log.slice(first).filter((x) => x.path === "/api/models/test-org/tiny-llama/tree/main");
+    assert.equal(pages.length, Math.ceil(fs.readdirSync(exported).length / 2), "every listing page followed");
     assert.equal(r.kind, "hf");
     assert.equal(r.dir, path.join(cacheDir, "test-org", "tiny-llama"));
     assert.equal(path.basename(r.weightsPath), "model.safetensors.index.json");
@@ -266,5 +350,203 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       resolveModel("test-org/pt-only", { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true }),
       /no safetensors weights in test-org\/pt-only.*safetensors/,
     );
+  });
+
+  it("every registry file carries a sha256 field; the only unknown ones (null) are the documented stories15M/42M/110M files", () => {
+    const unknown: string[] = [];
+    for (const [name, entry] of Object.entries(MODEL_REGISTRY)) {
+      for (const f of entry.files ?? []) {
+        assert.ok("sha256" in f, `${name}: ${f.local} has no sha256 field`);
+        if (f.sha256 === null) unknown.push(`${name}/${f.local}`);
+        else assert.match(f.sha256, /^[0-9a-f]{64}$/, `${name}: ${f.local}`);
+      }
+    }
+    assert.deepEqual(unknown, ["stories15M/stories15M.bin", "stories15M/tokenizer.bin", "stories42M/stories42M.bin", "stories42M/tokenizer.bin", "stories110M/stories110M.bin", "stories110M/tokenizer.bin"]);
+  });
+
+  it("refuses registry files without a recorded sha256 (a tampered stories15M.bin) before any request; trustUnverified downloads them", async () => {
+    // what issue 19 found: a tampered stories15M.bin used to be accepted
+    const bad = Buffer.from(fs.readFileSync(binPath));
+    bad[100] ^= 0xff;
+    hub.routes.set("/karpathy/tinyllamas/resolve/main/stories15M.bin", { bytes: bad });
+    const cacheDir = freshCache();
+    const first = hub.log.length;
+    await assert.rejects(
+      pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+      (e: Error) =>
+        e instanceof UnverifiedDownloadError &&
+        e.message ===
+          `model "stories15M": the registry records no sha256 for stories15M.bin, tokenizer.bin, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+    );
+    assert.equal(hub.log.length, first, "no request at all");
+    assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
+
+    // trustUnverified (on an entry whose files all live on the local hub; stories15M's tokenizer is on GitHub)
+    MODEL_REGISTRY["test-unverified"] = {
+      kind: "llama2c",
+      repo: "test-org/unverified",
+      description: "test entry",
+      files: [
+        { local: "m.bin", sha256: null },
+        { local: "tok512.bin", sha256: null },
+      ],
+      weights: "m.bin",
+      tokenizer: "tok512.bin",
+    };
+    try {
+      hub.routes.set("/test-org/unverified/resolve/main/m.bin", { file: binPath });
+      hub.routes.set("/test-org/unverified/resolve/main/tok512.bin", { file: tokPath });
+      const opts = { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true };
+      await assert.rejects(resolveModel("test-unverified", opts), (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message));
+      assert.equal(hub.requests("/test-org/unverified/resolve/main/m.bin").length, 0);
+      const r = await resolveModel("test-unverified", { ...opts, trustUnverified: true });
+      assert.equal(await sha256File(r.weightsPath), SHA_BIN);
+      assert.deepEqual(filesIn(r.dir), ["m.bin", "tok512.bin"]);
+    } finally {
+      delete MODEL_REGISTRY["test-unverified"];
+    }
+  });
+
+  it("downloadFile: no checksum → refused before any request unless trustUnverified; a git blob id verifies too", async () => {
+    hub.routes.set(TOK_URL_PATH, { file: tokPath });
+    const url = hub.baseUrl + TOK_URL_PATH;
+    const tok = fs.readFileSync(tokPath);
+    const dest = path.join(freshCache(), "tok.bin");
+    assert.match(TRUST_UNVERIFIED_HINT, /--trust-unverified.*trustUnverified: true \(API\) to download it without checksum verification$/);
+    const first = hub.log.length;
+    await assert.rejects(
+      downloadFile(url, dest, { quiet: true, label: "tok.bin" }),
+      (e: Error) => e instanceof UnverifiedDownloadError && e.message === `tok.bin: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+    );
+    assert.equal(hub.log.length, first);
+    assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
+    const trusted = await downloadFile(url, dest, { quiet: true, trustUnverified: true });
+    assert.equal(trusted.verified, "unverified");
+    assert.equal(trusted.sha256, sha256(tok));
+    fs.rmSync(dest);
+    const git = await downloadFile(url, dest, { quiet: true, gitSha1: gitSha1(tok) });
+    assert.equal(git.verified, "git-sha1");
+    fs.rmSync(dest);
+    const wrong = "0".repeat(40);
+    await assert.rejects(
+      downloadFile(url, dest, { quiet: true, gitSha1: wrong, label: "tok.bin" }),
+      (e: Error) => e.message === `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted download was deleted`,
+    );
+    assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
+  });
+
+  it("verifies hub files against the hub's listing: a tampered LFS shard or config.json is refused (file and both hashes named, nothing left), the genuine ones accepted", async () => {
+    const exported = await exportedHf();
+    const repo = "test-org/tampered";
+    serveRepo(repo, exported);
+    const shard = "model-00002-of-00002.safetensors";
+    const good = fs.readFileSync(path.join(exported, shard));
+    const bad = Buffer.from(good);
+    bad[bad.length - 10] ^= 0xff; // a weight byte, not the header: only the hash can tell
+    hub.routes.set(`/${repo}/resolve/main/${shard}`, { bytes: bad, listAs: good });
+    const cacheDir = freshCache();
+    const dir = path.join(cacheDir, "test-org", "tampered");
+    const opts = { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true };
+    await assert.rejects(
+      resolveModel(repo, opts),
+      (e: Error) =>
+        e instanceof DownloadError &&
+        e.message ===
+          `${repo}: ${shard}: sha256 mismatch for ${hub.baseUrl}/${repo}/resolve/main/${shard}: expected ${sha256(good)}, got ${sha256(bad)}; the corrupted download was deleted`,
+    );
+    assert.ok(!filesIn(dir).some((f) => f.startsWith(shard)), `no ${shard} or .part left: ${filesIn(dir)}`);
+
+    // a tampered small (non-LFS) file: checked against its git blob id
+    const cfgGood = fs.readFileSync(path.join(exported, "config.json"));
+    const cfgBad = Buffer.from(cfgGood.toString("utf8").replace('"llama"', '"llama" '));
+    hub.routes.set(`/${repo}/resolve/main/config.json`, { bytes: cfgBad, listAs: cfgGood });
+    const cacheDir2 = freshCache();
+    await assert.rejects(
+      pullModel(repo, { ...opts, cacheDir: cacheDir2 }),
+      (e: Error) => e.message === `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
+    );
+    assert.deepEqual(filesIn(path.join(cacheDir2, "test-org", "tampered")), []);
+
+    // the genuine files: accepted (into the first cache, where the verified files already are)
+    serveRepo(repo, exported);
+    const r = await resolveModel(repo, opts);
+    assert.equal(r.source, "download");
+    assert.deepEqual(filesIn(dir), HF_FETCHED);
+    assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
+    // a cached file that no longer matches the listing is fetched again by pull
+    fs.writeFileSync(path.join(dir, shard), bad);
+    const before = hub.requests(`/${repo}/resolve/main/${shard}`).length;
+    await pullModel(repo, opts);
+    assert.equal(hub.requests(`/${repo}/resolve/main/${shard}`).length, before + 1);
+    assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
+  });
+
+  it("refuses unverifiable hub files (no listing; a listed file without a hash) and accepts them with trustUnverified", async () => {
+    const exported = await exportedHf();
+    // a hub without the API listing (e.g. a plain mirror)
+    const repo = "test-org/no-api";
+    serveRepo(repo, exported);
+    hub.noApi.add(repo);
+    const opts = { baseUrl: hub.baseUrl, sharedModelsDir: emptyShared, quiet: true };
+    const cacheDir = freshCache();
+    await assert.rejects(
+      resolveModel(repo, { ...opts, cacheDir }),
+      (e: Error) =>
+        e instanceof UnverifiedDownloadError &&
+        e.message.includes(`the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the files' sha256, is unavailable (HTTP 404`) &&
+        e.message.endsWith(TRUST_UNVERIFIED_HINT),
+    );
+    assert.ok(!hub.log.some((x) => x.path.startsWith(`/${repo}/resolve/`)), "no file requested");
+    assert.deepEqual(filesIn(path.join(cacheDir, "test-org", "no-api")), []);
+    const r = await resolveModel(repo, { ...opts, cacheDir, trustUnverified: true });
+    assert.equal((await loadHfCheckpoint(r.dir)).sha256, (await loadHfCheckpoint(exported)).sha256);
+
+    // a listing that gives no hash for one file
+    const repo2 = "test-org/no-hash";
+    serveRepo(repo2, exported);
+    hub.routes.set(`/${repo2}/resolve/main/tokenizer.json`, { file: path.join(exported, "tokenizer.json"), noHash: true });
+    const cacheDir2 = freshCache();
+    await assert.rejects(
+      resolveModel(repo2, { ...opts, cacheDir: cacheDir2 }),
+      (e: Error) =>
+        e instanceof UnverifiedDownloadError &&
+        e.message ===
+          `model "${repo2}": the hub listing ${hub.baseUrl}/api/models/${repo2}/tree/main?recursive=true gives no sha256 or git blob id for tokenizer.json, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+    );
+    assert.equal(hub.requests(`/${repo2}/resolve/main/tokenizer.json`).length, 0);
+    assert.ok(!filesIn(path.join(cacheDir2, "test-org", "no-hash")).includes("tokenizer.json"));
+    const r2 = await pullModel(repo2, { ...opts, cacheDir: cacheDir2, trustUnverified: true });
+    assert.ok(fs.existsSync(r2.tokenizerPath));
+  });
+
+  it("lm pull refuses an unverifiable model and downloads it with --trust-unverified", async () => {
+    const exported = await exportedHf();
+    const repo = "test-org/cli-no-api";
+    serveRepo(repo, exported);
+    hub.noApi.add(repo);
+    const dataRoot = path.join(tmp, "cli-data");
+    // async: the hub runs in this process, so a blocking spawnSync would starve it
+    const lm = (...args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(path.join(repoRoot, "node_modules", ".bin", "tsx"), [path.join(repoRoot, "scripts", "lm.ts"), ...args], {
+          cwd: repoRoot,
+          env: { ...process.env, IS_DEBUG: "", IS_HUB_URL: hub.baseUrl, IS_DATA_DIR: dataRoot },
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    const refused = await lm("pull", repo);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^lm: error: model "test-org\/cli-no-api": the hub's file listing .* is unavailable \(HTTP 404.*pass --trust-unverified \(CLI: `npm run lm -- pull NAME --trust-unverified`/);
+    assert.deepEqual(filesIn(path.join(dataRoot, "models", "test-org", "cli-no-api")), []);
+    const ok = await lm("pull", repo, "--trust-unverified", "--json");
+    assert.equal(ok.code, 0, ok.stderr);
+    const o = JSON.parse(ok.stdout) as { dir: string; kind: string };
+    assert.equal(o.kind, "hf");
+    assert.equal(o.dir, path.join(dataRoot, "models", "test-org", "cli-no-api"));
+    assert.deepEqual(filesIn(o.dir), HF_FETCHED);
   });
 });

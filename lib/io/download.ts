@@ -3,13 +3,18 @@
  *
  * The body streams into `<dest>.part`; an interrupted download keeps the partial file, and the
  * next attempt (automatic retries, or a later call) asks only for the rest with an HTTP Range
- * request. When the whole file is there it is fsynced, checked against its sha256 (when known),
- * and renamed onto `dest` atomically, so `dest` is never a partial or unverified file.
- * A checksum mismatch deletes the bad file and throws; a 404 throws naming the URL.
+ * request. When the whole file is there it is fsynced, checked against its expected hash, and
+ * renamed onto `dest` atomically, so `dest` is never a partial or unverified file.
+ * The expected hash is a sha256, or a git blob id (sha1 of "blob <size>\0" + content, what the
+ * Hugging Face hub publishes for files not stored in LFS). A download without either is refused
+ * before any request unless the caller passes `trustUnverified: true` (the CLIs' --trust-unverified).
+ * A checksum mismatch deletes the bad file and throws naming the file and both hashes; a 404
+ * throws naming the URL.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { fsyncDirSync, fsyncFileSync, sha256File, writeAllSync } from "./atomic";
+import { createHash } from "node:crypto";
+import { fsyncDirSync, fsyncFileSync, writeAllSync } from "./atomic";
 import { progress, Progress } from "../display/progress";
 
 export class DownloadError extends Error {
@@ -23,9 +28,29 @@ export class DownloadError extends Error {
   }
 }
 
+/** A download refused because no checksum is known for it and trustUnverified was not given. */
+export class UnverifiedDownloadError extends DownloadError {
+  constructor(message: string, url: string) {
+    super(message, url);
+    this.name = "UnverifiedDownloadError";
+  }
+}
+
+/** What to tell the user when a download cannot be verified (one line; the CLIs print line 1). */
+export const TRUST_UNVERIFIED_HINT =
+  "pass --trust-unverified (CLI: `npm run lm -- pull NAME --trust-unverified`, after which every command uses the cached files) " +
+  "or trustUnverified: true (API) to download it without checksum verification";
+
 export interface DownloadOptions {
-  /** Expected sha256 (hex). Null/undefined: not verified. */
+  /** Expected sha256 (hex). */
   sha256?: string | null;
+  /** Expected git blob id (hex sha1 of "blob <size>\0" + content), used when no sha256 is known. */
+  gitSha1?: string | null;
+  /**
+   * Download even when neither sha256 nor gitSha1 is given (the file is then not verified).
+   * Without it such a download is refused with an UnverifiedDownloadError before any request.
+   */
+  trustUnverified?: boolean;
   /** What is being downloaded, for messages (e.g. "stories260K: tok512.bin"). */
   label?: string;
   /** Automatic resume attempts after an interrupted transfer (default 3). */
@@ -44,6 +69,8 @@ export interface DownloadResult {
   path: string;
   bytes: number;
   sha256: string;
+  /** How the file was checked: against a sha256, a git blob id, or not at all (trustUnverified). */
+  verified: "sha256" | "git-sha1" | "unverified";
   /** Number of requests that resumed a partial file with a Range request. */
   resumedRequests: number;
 }
@@ -84,18 +111,41 @@ function fileProgress(label: string): (done: number, total: number | null, final
   };
 }
 
+/** sha256 and git blob id (sha1 of "blob <size>\0" + content) of a file, in one streamed pass. */
+export async function hashFile(file: string): Promise<{ sha256: string; gitSha1: string; bytes: number }> {
+  const bytes = fs.statSync(file).size;
+  const sha256 = createHash("sha256");
+  const sha1 = createHash("sha1").update(`blob ${bytes}\0`);
+  await new Promise<void>((resolve, reject) => {
+    fs.createReadStream(file)
+      .on("data", (d) => {
+        sha256.update(d);
+        sha1.update(d);
+      })
+      .on("end", () => resolve())
+      .on("error", reject);
+  });
+  return { sha256: sha256.digest("hex"), gitSha1: sha1.digest("hex"), bytes };
+}
+
 type Attempt = { kind: "done" } | { kind: "retry"; reason: string };
 
 /**
  * Download `url` to `dest` (see the module comment). Resumes from `<dest>.part` if present.
  * Throws DownloadError on HTTP errors (naming the URL and status), on repeated interruptions
- * (the partial file is kept for the next call), and on checksum mismatch (the file is deleted).
+ * (the partial file is kept for the next call), and on checksum mismatch (the file is deleted);
+ * UnverifiedDownloadError when no checksum is given and trustUnverified is not set.
  * A failed write to the .part (disk full, I/O error) is not retried: it throws the WriteError from
  * lib/io/atomic.ts naming the .part, which is kept (its bytes are all correct) so that a later call
  * resumes once there is space; `dest` only ever appears complete.
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
   const label = opts.label ?? path.basename(dest);
+  const expectSha256 = opts.sha256 ? opts.sha256.toLowerCase() : null;
+  const expectGitSha1 = !expectSha256 && opts.gitSha1 ? opts.gitSha1.toLowerCase() : null;
+  if (!expectSha256 && !expectGitSha1 && !opts.trustUnverified) {
+    throw new UnverifiedDownloadError(`${label}: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`, url);
+  }
   const part = dest + ".part";
   const retries = opts.retries ?? 3;
   const draw = opts.quiet ? null : fileProgress(label);
@@ -200,13 +250,14 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
     if (!opts.quiet) process.stderr.write(`${label}: ${r.reason}; retrying (${i + 1}/${retries})\n`);
   }
 
-  const bytes = fs.statSync(part).size;
-  const sha = await sha256File(part);
-  if (opts.sha256 && sha !== opts.sha256.toLowerCase()) {
+  const got = await hashFile(part);
+  const [kind, expected, actual] = expectSha256 ? ["sha256", expectSha256, got.sha256] : ["git blob sha1", expectGitSha1, got.gitSha1];
+  if (expected && actual !== expected) {
     fs.rmSync(part, { force: true });
-    throw new DownloadError(`${label}: sha256 mismatch for ${url}: expected ${opts.sha256}, got ${sha}; the corrupted download was deleted`, url);
+    throw new DownloadError(`${label}: ${kind} mismatch for ${url}: expected ${expected}, got ${actual}; the corrupted download was deleted`, url);
   }
   fs.renameSync(part, dest);
   fsyncDirSync(path.dirname(dest));
-  return { path: dest, bytes, sha256: sha, resumedRequests };
+  const verified = expectSha256 ? "sha256" : expectGitSha1 ? "git-sha1" : "unverified";
+  return { path: dest, bytes: got.bytes, sha256: got.sha256, verified, resumedRequests };
 }

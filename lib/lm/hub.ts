@@ -5,12 +5,24 @@
  * Resolution order for names: the repo cache `data/models/<name>` (opts.cacheDir), then the shared
  * folder `../shared/models/<name>`, then a download into the cache from
  * `${baseUrl ?? $IS_HUB_URL ?? "https://huggingface.co"}/<repo>/resolve/main/<file>`
- * (resumable, sha256-verified where the registry knows the hash; see lib/io/download.ts).
+ * (resumable; see lib/io/download.ts).
+ *
+ * Every download is verified, or refused unless the caller trusts unverified files
+ * (`trustUnverified: true`, the CLIs' --trust-unverified):
+ * - llama2.c registry entries record a sha256 for each file (`sha256: null` marks a file whose hash
+ *   is not known to this registry: downloading it needs trustUnverified);
+ * - hub repositories (hf entries and org/name ids) are checked against the hashes the hub
+ *   publishes in its file listing `<base>/api/models/<repo>/tree/main?recursive=true`: the LFS
+ *   sha256 (`lfs.oid`, the value huggingface_hub also gets as the X-Linked-Etag header of the
+ *   resolve URL) for LFS files, the git blob id (`oid`, the plain ETag) for small non-LFS files.
+ *   No listing (HTTP error, a mirror without the API) or a file missing a hash → refused.
+ *   The listing comes from the same host as the files: this catches corrupted or tampered
+ *   transfers (CDN, proxy, disk), not a compromised hub.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { dataDir, sharedDir } from "../paths";
-import { downloadFile, DownloadError } from "../io/download";
+import { downloadFile, hashFile, DownloadError, TRUST_UNVERIFIED_HINT, UnverifiedDownloadError } from "../io/download";
 import { sha256File } from "../io/atomic";
 
 export type ModelKind = "llama2c" | "hf";
@@ -22,7 +34,10 @@ export interface RegistryFile {
   remote?: string;
   /** Absolute URL for files that do not live in the hub repository. */
   url?: string;
-  /** Known sha256, or null when unknown (then the download is not verified). */
+  /**
+   * The file's sha256 (required). null only where this registry could not obtain the true hash:
+   * downloading such a file is refused unless trustUnverified is given.
+   */
   sha256: string | null;
 }
 
@@ -31,7 +46,10 @@ export interface RegistryEntry {
   /** Hub repository ("owner/name"). */
   repo: string;
   description: string;
-  /** llama2c: the exact files; hf entries use the generic hub layout (config.json + safetensors). */
+  /**
+   * llama2c: the exact files, each with its sha256. hf entries use the generic hub layout
+   * (config.json + safetensors), verified against the hashes in the hub's file listing.
+   */
   files?: RegistryFile[];
   weights?: string;
   tokenizer?: string;
@@ -61,13 +79,16 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
         repo: "karpathy/tinyllamas",
         description: `${n.slice(7)}-parameter TinyStories model (llama2.c format) with the 32000-token LLaMA-2 tokenizer`,
         files: [
+          // sha256: null = true hash not known here (it was never recorded, and this project was
+          // written without internet access to obtain it). Do not fill in a hash that was not
+          // computed from the real file. Until then downloading needs --trust-unverified.
           { local: `${n}.bin`, sha256: null },
           // tokenizer.bin is not in the hub repository; it lives in the llama2.c GitHub repository.
           { local: "tokenizer.bin", url: LLAMA2C_TOKENIZER_URL, sha256: null },
         ],
         weights: `${n}.bin`,
         tokenizer: "tokenizer.bin",
-        note: "sha256 not recorded in this registry: the download is not checksum-verified",
+        note: "sha256 not recorded in this registry: downloading needs --trust-unverified (trustUnverified: true) and is not checksum-verified",
       },
     ]),
   ),
@@ -95,6 +116,11 @@ export interface ResolveOptions {
   quiet?: boolean;
   /** Automatic resume attempts per file (default 3). */
   retries?: number;
+  /**
+   * Download files whose checksum is unknown (registry `sha256: null`, hub files without a
+   * published hash, hubs without a file listing) without verifying them. Default: refuse.
+   */
+  trustUnverified?: boolean;
 }
 
 export interface ResolvedModel {
@@ -118,6 +144,77 @@ function hubBase(opts: ResolveOptions): string {
 export function hubFileUrl(repo: string, file: string, opts: ResolveOptions = {}): string {
   const enc = file.split("/").map(encodeURIComponent).join("/");
   return `${hubBase(opts)}/${repo}/resolve/main/${enc}`;
+}
+
+/** The hub API's recursive file listing of a model repository at main (sizes and hashes). */
+export function hubTreeUrl(repo: string, opts: ResolveOptions = {}): string {
+  return `${hubBase(opts)}/api/models/${repo}/tree/main?recursive=true`;
+}
+
+/** What the hub publishes about one file: git blob id, and the sha256 when it is stored in LFS. */
+export interface HubFileInfo {
+  path: string;
+  size: number | null;
+  /** LFS files: sha256 of the content (the listing's `lfs.oid`). */
+  sha256: string | null;
+  /** git blob id (`oid`): sha1 of "blob <size>\0" + content (for LFS files: of the pointer). */
+  gitSha1: string | null;
+}
+
+export type HubListing = { files: Map<string, HubFileInfo>; url: string } | { files: null; url: string; reason: string; status?: number };
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX40 = /^[0-9a-f]{40}$/;
+
+/**
+ * Fetch the hub's file listing of a repository (following `Link: <…>; rel="next"` pages).
+ * Never throws: an unavailable listing comes back as `files: null` with the reason.
+ */
+export async function fetchHubListing(repo: string, opts: ResolveOptions = {}): Promise<HubListing> {
+  const first = hubTreeUrl(repo, opts);
+  const files = new Map<string, HubFileInfo>();
+  let next: string | null = first;
+  for (let page = 0; next && page < 1000; page++) {
+    let res: Response;
+    try {
+      res = await fetch(next, { headers: { Accept: "application/json" }, signal: AbortSignal.timeout(60_000) });
+    } catch (e) {
+      const cause = (e as { cause?: Error }).cause;
+      return { files: null, url: first, reason: `request failed: ${(e as Error).message}${cause ? ` (${cause.message})` : ""}` };
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      return { files: null, url: first, reason: `HTTP ${res.status}`, status: res.status };
+    }
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch {
+      return { files: null, url: first, reason: "the answer is not JSON" };
+    }
+    if (!Array.isArray(body)) return { files: null, url: first, reason: "the answer is not a JSON list of files" };
+    for (const e of body as { type?: string; path?: string; oid?: string; size?: number; lfs?: { oid?: string; sha256?: string; size?: number } }[]) {
+      if (e?.type !== "file" || typeof e.path !== "string") continue;
+      const lfsSha = String(e.lfs?.oid ?? e.lfs?.sha256 ?? "").replace(/^sha256:/, "").toLowerCase();
+      const oid = String(e.oid ?? "").toLowerCase();
+      files.set(e.path, {
+        path: e.path,
+        size: typeof (e.lfs?.size ?? e.size) === "number" ? (e.lfs?.size ?? e.size)! : null,
+        sha256: HEX64.test(lfsSha) ? lfsSha : null,
+        gitSha1: HEX40.test(oid) ? oid : null,
+      });
+    }
+    const link = res.headers.get("link");
+    const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+    next = m ? new URL(m[1], next).toString() : null;
+  }
+  return { files, url: first };
+}
+
+/** The expected hash of a hub file for downloadFile: the LFS sha256, else the git blob id. */
+function hubExpected(info: HubFileInfo | undefined): { sha256: string | null; gitSha1: string | null } {
+  if (!info) return { sha256: null, gitSha1: null };
+  return info.sha256 ? { sha256: info.sha256, gitSha1: null } : { sha256: null, gitSha1: info.gitSha1 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,6 +290,7 @@ function modelDir(root: string, name: string): string {
 // downloads
 
 async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: string, opts: ResolveOptions, force: boolean): Promise<void> {
+  const todo: RegistryFile[] = [];
   for (const f of entry.files ?? []) {
     const dest = path.join(dir, f.local);
     if (fs.existsSync(dest) && !force) {
@@ -203,9 +301,22 @@ async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: stri
         fs.rmSync(dest);
       } else continue;
     }
+    todo.push(f);
+  }
+  // refuse before downloading anything, so a refused pull leaves no files behind
+  const unknown = todo.filter((f) => !f.sha256);
+  if (unknown.length > 0 && !opts.trustUnverified) {
+    throw new UnverifiedDownloadError(
+      `model "${name}": the registry records no sha256 for ${unknown.map((f) => f.local).join(", ")}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      unknown[0].url ?? hubFileUrl(entry.repo, unknown[0].remote ?? unknown[0].local, opts),
+    );
+  }
+  for (const f of todo) {
+    const dest = path.join(dir, f.local);
     const url = f.url ?? hubFileUrl(entry.repo, f.remote ?? f.local, opts);
+    if (!f.sha256 && !opts.quiet) process.stderr.write(`${name}: ${f.local} has no recorded sha256; downloading it unverified (--trust-unverified)\n`);
     try {
-      await downloadFile(url, dest, { sha256: f.sha256, label: `${name}: ${f.local}`, quiet: opts.quiet, retries: opts.retries });
+      await downloadFile(url, dest, { sha256: f.sha256, label: `${name}: ${f.local}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
     } catch (e) {
       if (e instanceof DownloadError && e.status === 404) throw new DownloadError(`model "${name}": ${f.local} not found at ${url} (HTTP 404)`, url, 404);
       throw e;
@@ -213,12 +324,31 @@ async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: stri
   }
 }
 
-/** Download an optional hub file; false when the hub answers 404. */
-async function tryHubFile(name: string, repo: string, file: string, dir: string, opts: ResolveOptions, force: boolean): Promise<boolean> {
+/**
+ * Download an optional hub file, verified against the listing; false when the listing does not
+ * have it (or, without a listing, when the hub answers 404). A cached copy is re-verified.
+ */
+async function tryHubFile(name: string, repo: string, file: string, dir: string, opts: ResolveOptions, force: boolean, listing: HubListing): Promise<boolean> {
   const dest = path.join(dir, file);
-  if (fs.existsSync(dest) && !force) return true;
+  const info = listing.files?.get(file);
+  if (listing.files && !info) return false;
+  const expected = hubExpected(info);
+  if (fs.existsSync(dest) && !force) {
+    if (!expected.sha256 && !expected.gitSha1) return true; // nothing to check against (trusted)
+    const got = await hashFile(dest);
+    const [kind, want, have] = expected.sha256 ? ["sha256", expected.sha256, got.sha256] : ["git blob sha1", expected.gitSha1, got.gitSha1];
+    if (have === want) return true;
+    if (!opts.quiet) process.stderr.write(`${name}: cached ${file} has ${kind} ${have}, the hub lists ${want}; downloading again\n`);
+    fs.rmSync(dest);
+  }
+  if (info && !expected.sha256 && !expected.gitSha1 && !opts.trustUnverified) {
+    throw new UnverifiedDownloadError(
+      `model "${name}": the hub listing ${listing.url} gives no sha256 or git blob id for ${file}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      hubFileUrl(repo, file, opts),
+    );
+  }
   try {
-    await downloadFile(hubFileUrl(repo, file, opts), dest, { label: `${name}: ${file}`, quiet: opts.quiet, retries: opts.retries });
+    await downloadFile(hubFileUrl(repo, file, opts), dest, { ...expected, label: `${name}: ${file}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
     return true;
   } catch (e) {
     if (e instanceof DownloadError && e.status === 404) return false;
@@ -227,36 +357,50 @@ async function tryHubFile(name: string, repo: string, file: string, dir: string,
 }
 
 async function pullHubHf(name: string, repo: string, dir: string, opts: ResolveOptions, force: boolean, note?: string): Promise<void> {
+  const listing = await fetchHubListing(repo, opts);
+  if (!listing.files) {
+    if (!opts.trustUnverified) {
+      throw new UnverifiedDownloadError(
+        `model "${name}": the hub's file listing ${listing.url}, which gives the files' sha256, is unavailable (${listing.reason}` +
+          `${listing.status === 404 ? `: is "${repo}" a Hugging Face model repository?` : listing.status === 401 || listing.status === 403 ? ": the repository may be gated or private" : ""}` +
+          `), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+        listing.url,
+      );
+    }
+    if (!opts.quiet) process.stderr.write(`${name}: no hub file listing (${listing.reason} at ${listing.url}); downloading unverified (--trust-unverified)\n`);
+  }
+  const hubFile = (file: string) => tryHubFile(name, repo, file, dir, opts, force, listing);
+  const missing = (u: string) => (listing.files ? `not in the repository (hub listing ${listing.url})` : `not found at ${u} (HTTP 404)`);
   const cfgUrl = hubFileUrl(repo, "config.json", opts);
-  if (!(await tryHubFile(name, repo, "config.json", dir, opts, force))) {
-    throw new DownloadError(`model "${name}": config.json not found at ${cfgUrl} (HTTP 404); is "${repo}" a Hugging Face model repository?`, cfgUrl, 404);
+  if (!(await hubFile("config.json"))) {
+    throw new DownloadError(`model "${name}": config.json ${missing(cfgUrl)}; is "${repo}" a Hugging Face model repository?`, cfgUrl, 404);
   }
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as { architectures?: string[]; model_type?: string };
   if (!(cfg.architectures ?? []).includes("LlamaForCausalLM") && cfg.model_type !== "llama") {
     throw new Error(`model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; only LLaMA checkpoints are supported`);
   }
-  if (await tryHubFile(name, repo, "model.safetensors.index.json", dir, opts, force)) {
+  if (await hubFile("model.safetensors.index.json")) {
     const index = JSON.parse(fs.readFileSync(path.join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map?: Record<string, string> };
     const shards = [...new Set(Object.values(index.weight_map ?? {}))].sort();
     if (shards.length === 0) throw new Error(`model "${name}": model.safetensors.index.json has an empty weight_map`);
     for (const s of shards) {
       if (s.includes("/") || s.includes("..")) throw new Error(`model "${name}": invalid shard name ${JSON.stringify(s)} in the index`);
-      if (!(await tryHubFile(name, repo, s, dir, opts, force))) {
+      if (!(await hubFile(s))) {
         const u = hubFileUrl(repo, s, opts);
-        throw new DownloadError(`model "${name}": shard ${s} listed in the index is not found at ${u} (HTTP 404)`, u, 404);
+        throw new DownloadError(`model "${name}": shard ${s} listed in the index is ${missing(u)}`, u, 404);
       }
     }
-  } else if (!(await tryHubFile(name, repo, "model.safetensors", dir, opts, force))) {
+  } else if (!(await hubFile("model.safetensors"))) {
     const u = hubFileUrl(repo, "model.safetensors", opts);
     throw new DownloadError(
-      `model "${name}": no safetensors weights in ${repo} (neither model.safetensors.index.json nor model.safetensors at ${u}); ` +
+      `model "${name}": no safetensors weights in ${repo} (neither model.safetensors.index.json nor model.safetensors${listing.files ? " in the hub listing" : ` at ${u}`}); ` +
         (note ?? "only safetensors checkpoints are supported: convert PyTorch .bin weights with transformers save_pretrained(dir, safe_serialization=True)"),
       u,
       404,
     );
   }
-  const hasTok = await tryHubFile(name, repo, "tokenizer.json", dir, opts, force);
-  await tryHubFile(name, repo, "tokenizer_config.json", dir, opts, force);
+  const hasTok = await hubFile("tokenizer.json");
+  await hubFile("tokenizer_config.json");
   if (!hasTok && !opts.quiet) process.stderr.write(`${name}: the repository has no tokenizer.json; supply one in ${dir} to tokenize text\n`);
 }
 
@@ -269,7 +413,8 @@ function parseName(nameOrPath: string): { entry: RegistryEntry | null; repo: str
 
 /**
  * Download a registry model or hub id into the cache (data/models/<name>), skipping files that
- * are already there (registry files with a known sha256 are re-verified). `force` re-downloads.
+ * are already there (files with a known hash are re-verified). `force` re-downloads. Files whose
+ * hash is unknown are refused (UnverifiedDownloadError) unless `trustUnverified` is set.
  */
 export async function pullModel(name: string, opts: ResolveOptions & { force?: boolean } = {}): Promise<ResolvedModel> {
   const parsed = parseName(name);

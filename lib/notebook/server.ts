@@ -1,9 +1,17 @@
 /**
  * A throw-away classic Jupyter Notebook server (Debian ships Notebook 6, not JupyterLab) for
- * browser tests: 127.0.0.1, a free port, no token, private config/runtime dirs, the project kernel
- * on JUPYTER_PATH. `stop()` ends the server and the kernels it started (SIGTERM to its process
- * group, SIGKILL after a grace period).
+ * browser tests: 127.0.0.1 only, a free port, a random per-server token, private config/runtime
+ * dirs, the project kernel on JUPYTER_PATH. `stop()` ends the server and the kernels it started
+ * (SIGTERM to its process group, SIGKILL after a grace period).
+ *
+ * The token (32 random bytes, hex) keeps other local processes from starting kernels as the test
+ * user while the server runs. It reaches Jupyter through the JUPYTER_TOKEN environment variable,
+ * not the command line (argv is readable by every local user in /proc; the environment is not),
+ * and Jupyter's runtime file holding it lies in a private mkdtemp directory. Clients pass it as
+ * `Authorization: token <token>` (REST: `server.authHeaders()`) or `?token=` in a page URL
+ * (browsers: `server.pageUrl(path)`, after which Jupyter keeps a login cookie).
  */
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -13,8 +21,15 @@ import { ensureKernelspec, jupyterEnv } from "./kernelspec";
 import { findJupyter } from "./jupyter";
 
 export interface NotebookServer {
+  /** Base URL, http://127.0.0.1:<port> (requests to it need the token). */
   url: string;
   port: number;
+  /** The server's random token. */
+  token: string;
+  /** Headers that authenticate a REST request: `{ Authorization: "token <token>" }`. */
+  authHeaders(): Record<string, string>;
+  /** URL of a page (e.g. "/notebooks/x.ipynb") with `?token=` for a browser. */
+  pageUrl(pagePath: string): string;
   /** Server log so far (stdout + stderr). */
   log(): string;
   stop(): Promise<void>;
@@ -33,16 +48,20 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForHttp(url: string, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
+async function waitForHttp(url: string, headers: Record<string, string>, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`jupyter notebook exited (${child.exitCode ?? child.signalCode}) before serving:\n${log().slice(-3000)}`);
     }
     try {
-      const res = await fetch(url);
+      const res = await fetch(url, { headers, redirect: "manual" });
       if (res.ok) return;
-    } catch {
+      if (res.status === 401 || res.status === 403) {
+        throw new Error(`jupyter notebook refused the token at ${url} (HTTP ${res.status}):\n${log().slice(-3000)}`);
+      }
+    } catch (e) {
+      if (/refused the token/.test((e as Error).message)) throw e;
       /* not up yet */
     }
     if (Date.now() - t0 > timeoutMs) throw new Error(`jupyter notebook did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
@@ -55,6 +74,7 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
   if (!jupyter) throw new Error("jupyter is not installed (run bash environment/setup.sh)");
   ensureKernelspec();
   const port = await freePort();
+  const token = crypto.randomBytes(32).toString("hex");
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "is-jupyter-"));
   const env = jupyterEnv({
     ...opts.env,
@@ -62,15 +82,18 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
     JUPYTER_RUNTIME_DIR: path.join(home, "runtime"),
     JUPYTER_DATA_DIR: path.join(home, "data"),
     IPYTHONDIR: path.join(home, "ipython"),
+    JUPYTER_TOKEN: token,
   });
+  delete env.JUPYTER_TOKEN_FILE;
   const args = [
     "notebook",
     "--no-browser",
     "--ip=127.0.0.1",
     `--port=${port}`,
     "--port-retries=0",
-    "--NotebookApp.token=",
+    // token from JUPYTER_TOKEN (see the module comment); no password login
     "--NotebookApp.password=",
+    "--NotebookApp.allow_remote_access=False",
     "--NotebookApp.open_browser=False",
     `--notebook-dir=${path.resolve(opts.notebookDir)}`,
   ];
@@ -84,6 +107,8 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
   const url = `http://127.0.0.1:${port}`;
+  const authHeaders = () => ({ Authorization: `token ${token}` });
+  const pageUrl = (pagePath: string) => `${url}${pagePath.startsWith("/") ? "" : "/"}${pagePath}${pagePath.includes("?") ? "&" : "?"}token=${token}`;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -108,10 +133,11 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
     fs.rmSync(home, { recursive: true, force: true });
   };
   try {
-    await waitForHttp(`${url}/api`, child, opts.timeoutMs ?? 60_000, () => logText);
+    // /api/status is authenticated (plain /api is not), so this also checks the token works
+    await waitForHttp(`${url}/api/status`, authHeaders(), child, opts.timeoutMs ?? 60_000, () => logText);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { url, port, log: () => logText, stop };
+  return { url, port, token, authHeaders, pageUrl, log: () => logText, stop };
 }
