@@ -130,8 +130,14 @@ describe("resume: empty or dangling `latest`", () => {
     assert.equal(b.trained[0], 4);
     assert.deepEqual(b.r.history.map((h) => h.loss), full.history.map((h) => h.loss));
     assert.deepEqual(weights(b.r.model.params), weights(full.model.params));
-    full.model.dispose();
     b.r.model.dispose();
+    // no `latest` at all, but checkpoints: the same loud fallback (before, a fresh start over them)
+    fs.rmSync(path.join(dir, "latest"));
+    const c = await run(cfg(s, 16, dir, 4, { keep: 0 }), src, { resume: true, stopAfter: 0 });
+    assert.ok(c.warnings.some((w) => /latest is missing/.test(w) && /step-00000016/.test(w)), c.warnings.join("\n"));
+    assert.equal(c.r.steps, 16);
+    c.r.model.dispose();
+    full.model.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
@@ -206,6 +212,26 @@ describe("resume: the training config must match", () => {
     // fewer steps than the checkpoint has done: refused even with the flag
     await assert.rejects(trainModel(cfg(s, 4, dir2, 4), src, { progress: "silent", resume: true, allowConfigChange: true }), /step 8.*steps = 4|steps = 4.*step 8/);
     for (const d of [dir, dir2]) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  test("a changed model: refused naming the field; with the flag allowed when the parameter shapes match, refused when they differ", async () => {
+    const s = seed();
+    const src = source(s);
+    const dir = tmp();
+    (await trainModel(cfg(s, 16, dir, 4), src, { progress: "silent", stopAfter: 8 })).model.dispose();
+    const withSae = (sae: Partial<TrainConfig["model"]["sae"]>): TrainConfig => {
+      const c = cfg(s, 16, dir, 4);
+      return { ...c, model: validateModelConfig({ ...c.model, sae: { ...c.model.sae, ...sae } }) };
+    };
+    await assert.rejects(trainModel(withSae({ k: 3 }), src, { progress: "silent", resume: true }), /model\.sae\.k: 4 → 3/);
+    const wider = { ...cfg(s, 16, dir, 4), model: validateModelConfig({ ...jointModel(), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) }) };
+    await assert.rejects(trainModel(wider, src, { progress: "silent", resume: true, allowConfigChange: true }), /different parameter shapes.*model\.nfm\.E: 6 → 8/);
+    const r = await run(withSae({ k: 3 }), src, { resume: true, allowConfigChange: true });
+    assert.equal(r.trained[0], 8);
+    assert.equal(r.r.model.config.sae.k, 3);
+    assert.deepEqual(loadCheckpoint(readLatest(dir)!).meta.configHistory!.map((e) => [e.step, e.changes]), [[0, []], [8, ["model.sae.k: 4 → 3"]]]);
+    r.r.model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   test("checkpoint bookkeeping (every, keep) may change freely", async () => {
