@@ -8,6 +8,13 @@
  * Writes are atomic: the directory is assembled under a temporary name and renamed into place, so a
  * crash leaves either the old checkpoint or the new one, never a mix.
  *
+ * A run directory (TrainConfig.checkpoint.dir) holds `step-NNNNNNNN` checkpoints and a `latest`
+ * pointer file. {@link readLatest} refuses an empty or dangling pointer (an error naming the file);
+ * {@link findResumePoint} falls back from one to the newest complete checkpoint with a warning, and
+ * never answers "start afresh" while the directory holds a pointer or checkpoints.
+ * {@link pruneCheckpoints} keeps the newest N by step number, every checkpoint holding a `keep`
+ * marker file, those at multiples of keepEvery, and always the one `latest` names.
+ *
  * PyTorch names (prefix "primary_sae." / "nfm." for sequential and joint models, none for a
  * standalone SAE, as in the authors' part1c / part15 state dicts):
  *   encoder.weight [F, d]  = sae.wEncT          encoder.bias [F] = sae.bEnc
@@ -100,6 +107,25 @@ export interface CheckpointMeta {
   storeId: string | null;
   state: TrainingState | null;
   backend: string;
+  /**
+   * The training configs this checkpoint's run has used, oldest first, each with the step from which
+   * it took effect (0 for the first) and its differences from the one before ("field: old → new").
+   * Absent in checkpoints written before the history existed.
+   */
+  configHistory?: ConfigHistoryEntry[];
+  /** The training rows the run read (row count, store key when the source has one); absent in older checkpoints. */
+  source?: SourceFingerprint | null;
+}
+
+export interface ConfigHistoryEntry {
+  step: number;
+  train: unknown;
+  changes: string[];
+}
+
+export interface SourceFingerprint {
+  numRows: number;
+  key: string | null;
 }
 
 export interface SaveOptions {
@@ -108,6 +134,8 @@ export interface SaveOptions {
   storeId?: string | null;
   state?: TrainingState | null;
   adam?: Adam | null;
+  configHistory?: ConfigHistoryEntry[];
+  source?: SourceFingerprint | null;
 }
 
 /** Write a checkpoint directory atomically (temporary sibling directory, then rename). */
@@ -135,6 +163,8 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
     storeId: opts.storeId ?? null,
     state: opts.state ?? null,
     backend: tf.getBackend(),
+    ...(opts.configHistory ? { configHistory: opts.configHistory } : {}),
+    ...(opts.source !== undefined ? { source: opts.source } : {}),
   };
   const parent = path.dirname(path.resolve(dir));
   fs.mkdirSync(parent, { recursive: true });
@@ -226,9 +256,116 @@ export function writeLatest(runDir: string, name: string): void {
   writeFileAtomic(path.join(runDir, "latest"), name + "\n");
 }
 
+const STEP_DIR = /^step-(\d+)$/;
+
+/**
+ * Why `dir` is not a complete checkpoint, or null when it is: the directory, config.json (parsed,
+ * this format and version) and model.safetensors exist; `forResume` also wants the training state
+ * and optimizer.safetensors. Checks presence and the config only, not the tensors (loadCheckpoint does).
+ */
+export function checkpointProblem(dir: string, forResume = false): string | null {
+  if (!fs.existsSync(dir)) return "missing";
+  if (!fs.statSync(dir).isDirectory()) return "not a directory";
+  const cfgPath = path.join(dir, "config.json");
+  if (!fs.existsSync(cfgPath)) return "incomplete (no config.json)";
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
+  } catch (e) {
+    return `incomplete (config.json is not valid JSON: ${(e as Error).message})`;
+  }
+  if (meta?.format !== CHECKPOINT_FORMAT || meta.version !== CHECKPOINT_VERSION) return `not a checkpoint of this format/version (config.json)`;
+  if (!fs.existsSync(path.join(dir, "model.safetensors"))) return "incomplete (no model.safetensors)";
+  if (forResume) {
+    if (!meta.state) return "without training state (config.json has no state)";
+    if (!fs.existsSync(path.join(dir, "optimizer.safetensors"))) return "incomplete (no optimizer.safetensors)";
+  }
+  return null;
+}
+
+/** The `step-N` checkpoint directories of a run directory, newest (highest step) first. */
+export function listCheckpoints(runDir: string): Array<{ name: string; dir: string; step: number }> {
+  if (!fs.existsSync(runDir)) return [];
+  const out: Array<{ name: string; dir: string; step: number }> = [];
+  for (const e of fs.readdirSync(runDir, { withFileTypes: true })) {
+    const m = STEP_DIR.exec(e.name);
+    if (m && e.isDirectory()) out.push({ name: e.name, dir: path.join(runDir, e.name), step: Number(m[1]) });
+  }
+  return out.sort((a, b) => b.step - a.step || (a.name < b.name ? 1 : -1));
+}
+
+/** What `latest` says: the file is missing, empty, names a problem checkpoint, or names a good one. */
+function latestStatus(runDir: string, forResume: boolean): { file: string; missing: boolean; dir: string | null; problem: string | null } {
+  const file = path.join(runDir, "latest");
+  if (!fs.existsSync(file)) return { file, missing: true, dir: null, problem: null };
+  const name = fs.readFileSync(file, "utf8").trim();
+  if (!name) return { file, missing: false, dir: null, problem: `${file} is empty` };
+  const dir = path.join(runDir, name);
+  const problem = checkpointProblem(dir, forResume);
+  return { file, missing: false, dir, problem: problem ? `${file} names ${name}, which is ${problem}` : null };
+}
+
+/**
+ * The checkpoint `latest` names in a run directory; null when there is no `latest` file. An empty
+ * `latest`, or one naming a missing or incomplete checkpoint, is an error naming the file.
+ */
 export function readLatest(runDir: string): string | null {
-  const p = path.join(runDir, "latest");
-  if (!fs.existsSync(p)) return null;
-  const name = fs.readFileSync(p, "utf8").trim();
-  return name ? path.join(runDir, name) : null;
+  const s = latestStatus(runDir, false);
+  if (s.missing) return null;
+  if (s.problem) throw new Error(`checkpoint: ${s.problem}`);
+  return s.dir;
+}
+
+/**
+ * Where to resume a run directory from: the checkpoint `latest` names when it is complete (training
+ * state and optimizer included); else, when `latest` is missing, empty or dangling, the newest
+ * complete `step-N` checkpoint, with a warning saying what was wrong and what was chosen; null (a
+ * fresh start) only when the directory holds neither a `latest` file nor any checkpoint directory.
+ * Throws, naming the file, when there is something to resume but nothing complete to resume from.
+ */
+export function findResumePoint(runDir: string): { dir: string; warning: string | null } | null {
+  const s = latestStatus(runDir, true);
+  if (s.dir && !s.problem) return { dir: s.dir, warning: null };
+  const all = listCheckpoints(runDir);
+  if (s.missing && all.length === 0) return null;
+  const good = all.find((c) => checkpointProblem(c.dir, true) === null);
+  const what = s.missing ? `${s.file} is missing but ${runDir} holds checkpoint directories` : s.problem!;
+  if (!good) {
+    const others = all.length ? `none of its ${all.length} checkpoint directories is complete` : "it holds no checkpoint";
+    throw new Error(`resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`);
+  }
+  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step})` };
+}
+
+export interface PruneOptions {
+  /** Keep the newest `keep` checkpoints by step (0 = keep all). */
+  keep: number;
+  /** Also keep checkpoints whose step is a multiple of this (0 = none). */
+  keepEvery?: number;
+}
+
+/**
+ * Delete old `step-N` checkpoints of a run directory, keeping the newest `keep` by step number, any
+ * holding a file named `keep`, those whose step is a multiple of keepEvery, and the one `latest`
+ * names. Call only after the newest checkpoint and `latest` are fully written. Each directory is
+ * first renamed to a hidden name, so an interrupted prune never leaves a half-deleted `step-N`.
+ * Returns the removed directory names.
+ */
+export function pruneCheckpoints(runDir: string, o: PruneOptions): string[] {
+  if (!(Number.isInteger(o.keep) && o.keep >= 0)) throw new Error(`checkpoint.keep: must be an integer ≥ 0 (got ${o.keep})`);
+  if (o.keep === 0) return [];
+  const every = o.keepEvery ?? 0;
+  const latest = latestStatus(runDir, false);
+  const removed: string[] = [];
+  listCheckpoints(runDir).forEach((c, rank) => {
+    if (rank < o.keep) return;
+    if (latest.dir && path.resolve(latest.dir) === path.resolve(c.dir)) return;
+    if (every > 0 && c.step % every === 0) return;
+    if (fs.existsSync(path.join(c.dir, "keep"))) return;
+    const doomed = path.join(runDir, `.${c.name}.${process.pid}.${Date.now()}.prune`);
+    fs.renameSync(c.dir, doomed);
+    fs.rmSync(doomed, { recursive: true, force: true });
+    removed.push(c.name);
+  });
+  return removed;
 }

@@ -30,7 +30,7 @@ import { mseGradWasm } from "./kernels/wasmLoss";
 import { selectTopkColumns } from "./kernels/wasmTopk";
 import { copyFloat32, readFloat32 } from "./kernels/views";
 import * as M from "./metrics";
-import { loadCheckpoint, readLatest, saveCheckpoint, writeLatest } from "./checkpoint";
+import { ConfigHistoryEntry, SourceFingerprint, findResumePoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeLatest } from "./checkpoint";
 import { progress as makeProgress, Progress } from "./display/progress";
 import { liveChart, LiveChart } from "./display/live";
 import { inKernel } from "./display/kernel";
@@ -54,8 +54,13 @@ export interface TrainConfig {
   data: { part: "all" | "train" | "val"; normalize: "store" | "per-chunk" | "none"; shuffleBufferRows?: number };
   /** Held-out evaluation: rows, how often (0 = only at the end), and which part when drawn from the training source. */
   eval: { rows: number; every: number; part: "all" | "train" | "val"; seed?: number };
-  /** Checkpoints every N steps into runDir (null = none). */
-  checkpoint: { dir: string | null; every: number };
+  /**
+   * Checkpoints every N steps into `dir` (null = none; 0 = only at the end). After each one is
+   * written, older ones are pruned to the newest `keep` (default 3; 0 = keep all), plus those whose
+   * step is a multiple of `keepEvery` (default 0 = none) and any holding a `keep` marker file
+   * (lib/checkpoint.ts pruneCheckpoints). None of these affect training: they may change on resume.
+   */
+  checkpoint: { dir: string | null; every: number; keep?: number; keepEvery?: number };
   /** Recorded in checkpoints. */
   storeId?: string | null;
   normalization?: NormalizationSpec | null;
@@ -72,9 +77,20 @@ export interface TrainOptions {
   dataMean?: Float32Array;
   /**
    * Resume from this checkpoint directory, or from `checkpoint.dir`'s latest when true (a fresh
-   * start when that directory holds no checkpoint yet).
+   * start only when that directory holds neither a `latest` file nor a checkpoint; an empty or
+   * dangling `latest` falls back to the newest complete checkpoint with a warning, or is an error:
+   * lib/checkpoint.ts findResumePoint). The training config must equal the checkpoint's (see
+   * {@link resumeConfigChanges}) unless allowConfigChange.
    */
   resume?: string | boolean;
+  /**
+   * Resume even though the training config differs from the checkpoint's: train on with the new
+   * config, and record it in the checkpoint's config history with the step it took effect. Still
+   * refused: a model whose parameter shapes differ, and fewer steps than the checkpoint has done.
+   */
+  allowConfigChange?: boolean;
+  /** Where warnings go (a fallback from a bad `latest`, an allowed config change); default stderr. */
+  warn?: (message: string) => void;
   /** Stop (as if killed) after this many steps in this call (tests). */
   stopAfter?: number;
   /** Progress display: "auto" (kernel/tty/plain), "silent", or a custom callback. */
@@ -161,6 +177,10 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   posInt(c.eval?.rows, "eval.rows");
   if (!(Number.isInteger(c.eval.every) && c.eval.every >= 0)) throw new Error(`train.eval.every: must be an integer ≥ 0 (got ${c.eval.every})`);
   if (!(Number.isInteger(c.checkpoint?.every) && c.checkpoint.every >= 0)) throw new Error(`train.checkpoint.every: must be an integer ≥ 0 (got ${c.checkpoint?.every})`);
+  for (const f of ["keep", "keepEvery"] as const) {
+    const v = c.checkpoint[f];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw new Error(`train.checkpoint.${f}: must be an integer ≥ 0 (got ${JSON.stringify(v)})`);
+  }
   return { ...c, model };
 }
 
@@ -659,6 +679,67 @@ function stableJson(v: unknown): string {
   return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(",")}}`;
 }
 
+/** Default TrainConfig.checkpoint.keep. */
+export const DEFAULT_KEEP_CHECKPOINTS = 3;
+
+/** Leaf fields of a JSON value as dotted paths (arrays are leaves), for config comparisons. */
+function leaves(v: unknown, prefix: string, out: Map<string, string>): Map<string, string> {
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) leaves(x, prefix ? `${prefix}.${k}` : k, out);
+    if (Object.keys(v as object).length === 0 && prefix) out.set(prefix, "{}");
+  } else if (v !== undefined) out.set(prefix, stableJson(v));
+  return out;
+}
+
+/** Fields that differ between two JSON values: "field: old → new" (JSON values; "(absent)" where one side lacks it). */
+export function configDiff(old: unknown, now: unknown, prefix = ""): string[] {
+  const a = leaves(JSON.parse(JSON.stringify(old ?? null)), prefix, new Map());
+  const b = leaves(JSON.parse(JSON.stringify(now ?? null)), prefix, new Map());
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => `${k || "(config)"}: ${a.get(k) ?? "(absent)"} → ${b.get(k) ?? "(absent)"}`);
+}
+
+/**
+ * A resume's config check: the differences between the checkpoint's recorded training config (and
+ * training rows) and the new ones, split into those refused without allowConfigChange and those that
+ * may differ freely because they cannot change what is trained:
+ *   checkpoint.*  where and how often checkpoints go, how many are kept (the run directory may move);
+ *   steps         only when the learning-rate schedule, as built, is the same for the old and the new
+ *                 step count (constant, fixed, faithful): then extending (or shortening) a run gives
+ *                 exactly the run that had the new step count from the start. With the corrected
+ *                 schedule the decay spans 80% of `steps`, so every step's lr changes: refused.
+ * Everything else (model, optim, schedule, batchSize, seed, data, eval, storeId, normalization, and
+ * the training rows' count and store key) is compared in full.
+ */
+export function resumeConfigChanges(
+  old: { train: unknown; source?: SourceFingerprint | null },
+  now: { train: TrainConfig; source: SourceFingerprint },
+): { refused: string[]; free: string[] } {
+  const refused: string[] = [];
+  const free: string[] = [];
+  const o = JSON.parse(JSON.stringify(old.train ?? {})) as Record<string, any>;
+  const n = JSON.parse(JSON.stringify(now.train)) as Record<string, any>;
+  free.push(...configDiff(o.checkpoint, n.checkpoint, "checkpoint"));
+  const stepsFree = (() => {
+    if (typeof o.steps !== "number" || o.steps === n.steps) return false;
+    try {
+      return stableJson(buildSchedule(n.schedule, o.steps)) === stableJson(buildSchedule(n.schedule, n.steps));
+    } catch {
+      return false;
+    }
+  })();
+  (stepsFree ? free : refused).push(...configDiff(o.steps, n.steps, "steps"));
+  delete o.checkpoint, delete n.checkpoint, delete o.steps, delete n.steps;
+  refused.unshift(...configDiff(o, n));
+  if (old.source) refused.push(...configDiff(old.source, now.source, "source"));
+  return { refused: refused.sort(), free: free.sort() };
+}
+
+function sourceFingerprint(source: RowSource): SourceFingerprint {
+  const key = (source as { manifest?: { key?: unknown } }).manifest?.key;
+  return { numRows: source.numRows, key: typeof key === "string" ? key : null };
+}
+
 export async function trainModel(config: TrainConfig, source: RowSource, opts: TrainOptions = {}): Promise<TrainResult> {
   const c = validateTrainConfig(config);
   const mc = c.model;
@@ -674,14 +755,46 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
   let history: StepRecord[] = [];
   let evals: Array<EvalMetrics & { step: number }> = [];
   let ctx: StepContext;
-  const resumeDir = opts.resume === true ? (c.checkpoint.dir ? readLatest(c.checkpoint.dir) : null) : typeof opts.resume === "string" ? opts.resume : null;
-  if (opts.resume === true && !resumeDir && !c.checkpoint.dir) throw new Error("train: resume requested but checkpoint.dir is not set");
+  const warn = opts.warn ?? ((m: string) => void process.stderr.write(`train: WARNING: ${m}\n`));
+  const source0 = sourceFingerprint(source);
+  let configHistory: ConfigHistoryEntry[] = [{ step: 0, train: c, changes: [] }];
+  if (opts.resume === true && !c.checkpoint.dir) throw new Error("train: resume requested but checkpoint.dir is not set");
+  let resumeDir: string | null = typeof opts.resume === "string" ? opts.resume : null;
+  if (opts.resume === true) {
+    const point = findResumePoint(c.checkpoint.dir!);
+    if (point?.warning) warn(point.warning);
+    resumeDir = point?.dir ?? null;
+  }
   if (resumeDir) {
     const ck = loadCheckpoint(resumeDir);
-    if (stableJson(ck.meta.model) !== stableJson(mc)) throw new Error(`resume: the checkpoint in ${resumeDir} has a different model config`);
-    model = ck.model;
+    if (!ck.adamState || !ck.meta.state) {
+      ck.model.dispose();
+      throw new Error(`resume: ${resumeDir} has no optimizer state / training state`);
+    }
+    const ckStep = ck.meta.state.step;
+    const changes = resumeConfigChanges({ train: ck.meta.train, source: ck.meta.source }, { train: c, source: source0 });
+    const fail = (msg: string): never => {
+      ck.model.dispose();
+      throw new Error(msg);
+    };
+    if (c.steps < ckStep) fail(`resume: ${resumeDir} is at step ${ckStep}, beyond this config's steps = ${c.steps}`);
+    if (changes.refused.length && !opts.allowConfigChange) {
+      fail(
+        `resume: the training config differs from the one ${resumeDir} was trained with:\n  ${changes.refused.join("\n  ")}\n` +
+          `Resume with the recorded config, or pass allowConfigChange (--allow-config-change) to train on with the new one ` +
+          `(recorded in the checkpoints' config history from step ${ckStep}).`,
+      );
+    }
+    const modelChanged = stableJson(ck.meta.model) !== stableJson(mc);
+    if (modelChanged && stableJson(modelShapes(ck.meta.model)) !== stableJson(modelShapes(mc))) {
+      fail(`resume: the checkpoint in ${resumeDir} has a model with different parameter shapes (${configDiff(ck.meta.model, mc, "model").join("; ")}); that cannot be resumed`);
+    }
+    if (changes.refused.length) warn(`resuming ${resumeDir} at step ${ckStep} with a changed training config (allowed): ${changes.refused.join("; ")}`);
+    const all = [...changes.refused, ...changes.free];
+    configHistory = ck.meta.configHistory?.length ? ck.meta.configHistory.slice() : [{ step: 0, train: ck.meta.train, changes: [] }];
+    if (all.length) configHistory.push({ step: ckStep, train: c, changes: all });
+    model = modelChanged ? new Model(mc, ck.model.params) : ck.model;
     ctx = makeStepContext(model, c.optim, c.seed);
-    if (!ck.adamState || !ck.meta.state) throw new Error(`resume: ${resumeDir} has no optimizer state / training state`);
     try {
       ctx.adam.importState(ck.adamState);
     } catch (e) {
@@ -714,6 +827,8 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
       normalization: c.normalization ?? (source as { normalization?: NormalizationSpec }).normalization ?? null,
       storeId: c.storeId ?? (source as { dir?: string }).dir ?? null,
       adam: ctx.adam,
+      configHistory,
+      source: source0,
       state: {
         step,
         seed: c.seed,
@@ -726,6 +841,8 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
       },
     });
     writeLatest(c.checkpoint.dir, name);
+    // only now that the new checkpoint and `latest` are complete
+    pruneCheckpoints(c.checkpoint.dir, { keep: c.checkpoint.keep ?? DEFAULT_KEEP_CHECKPOINTS, keepEvery: c.checkpoint.keepEvery ?? 0 });
   };
 
   const label = opts.label ?? `train ${mc.kind}${mc.variant !== "sae" ? ` (${mc.variant})` : ""}`;

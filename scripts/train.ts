@@ -12,7 +12,22 @@
  *   --sae-checkpoint DIR        trained SAE for --model sequential (default <out>/sae's latest)
  *   --out DIR                   run directory (default data/runs/<preset>-<mode>)
  *   --checkpoint-every N        (default: steps/4)
- *   --resume                    continue from the latest checkpoint in <out>/<model>
+ *   --keep-checkpoints N        after each checkpoint, delete all but the newest N (default 3; 0 = keep all)
+ *   --keep-every M              also keep the checkpoints at multiples of M steps (default: none); a file
+ *                               named `keep` in a checkpoint directory protects it too
+ *   --resume                    continue from the checkpoint <out>/<model>/latest names. A missing,
+ *                               empty or dangling `latest` falls back to the newest complete checkpoint
+ *                               (a warning on stderr) or is an error; a fresh start only when the
+ *                               directory holds no `latest` and no checkpoint. The training config
+ *                               (model, optimiser, schedule, batch, seed, data, eval, steps) must equal
+ *                               the checkpoint's: a difference is an error listing the fields, old → new.
+ *                               Free to differ: --checkpoint-every, --keep-*, --out (the directory may
+ *                               move). trainModel also lets `steps` differ when the lr schedule does not
+ *                               depend on it, but here --steps also sets the presets' AuxK dead window
+ *                               (and corrected mode's decay, the faithful SAE's totalIters), so a
+ *                               changed --steps is refused like any other change.
+ *   --allow-config-change       with --resume: train on with the changed config anyway; the checkpoints
+ *                               record each config with the step it took effect (config.json configHistory)
  *   --help
  */
 import { parseArgs } from "node:util";
@@ -44,7 +59,10 @@ async function main(): Promise<void> {
       "sae-checkpoint": { type: "string" },
       out: { type: "string" },
       "checkpoint-every": { type: "string" },
+      "keep-checkpoints": { type: "string" },
+      "keep-every": { type: "string" },
       resume: { type: "boolean", default: false },
+      "allow-config-change": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -77,6 +95,14 @@ async function main(): Promise<void> {
   });
   const cfg: TrainConfig = { sae: preset.sae, sequential: preset.sequential, joint: preset.joint, "joint-linear": preset.jointLinear }[which]!;
   cfg.checkpoint.every = num(values["checkpoint-every"], "checkpoint-every") ?? Math.max(1, Math.floor(cfg.steps / 4));
+  const count = (name: "keep-checkpoints" | "keep-every"): number | undefined => {
+    const n = num(values[name], name);
+    if (n !== undefined && !(Number.isInteger(n) && n >= 0)) fail(`--${name} must be an integer ≥ 0 (got "${values[name]}")`);
+    return n;
+  };
+  cfg.checkpoint.keep = count("keep-checkpoints");
+  cfg.checkpoint.keepEvery = count("keep-every");
+  if (values["allow-config-change"] && !values.resume) fail("--allow-config-change only applies with --resume");
 
   process.stderr.write(`${describeBackend(await initBackend())}\n`);
   const common = { model: preset.data.model, layer: preset.data.layer, corpus: preset.data.corpus, windowLength: preset.data.windowLength, maxTokens: preset.data.maxTokens ?? undefined };
@@ -88,7 +114,7 @@ async function main(): Promise<void> {
     if (!dir) fail(`--model sequential needs a trained SAE: run --model sae first or pass --sae-checkpoint DIR`);
     saeParams = loadCheckpoint(dir).model.params;
   }
-  const r = await trainModel(cfg, train.store, { evalSource: val?.store, saeParams, resume: values.resume, label: `${which} (${presetName}, ${mode})` });
+  const r = await trainModel(cfg, train.store, { evalSource: val?.store, saeParams, resume: values.resume, allowConfigChange: values["allow-config-change"], label: `${which} (${presetName}, ${mode})` });
   process.stdout.write(JSON.stringify({ preset: presetName, mode, model: which, steps: r.steps, stepMsMedian: r.stepMsMedian, checkpoint: readLatest(cfg.checkpoint.dir!), final: r.final }, null, 2) + "\n");
 }
 
