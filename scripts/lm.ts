@@ -19,6 +19,7 @@ import { generate } from "../lib/lm/generate";
 import { pullModel } from "../lib/lm/hub";
 import { exportHf } from "../lib/lm/export-hf";
 import { residPreHookName, type Tokenizer } from "../lib/lm/types";
+import { parseSeed } from "../lib/util/random";
 
 const HELP = `usage: npm run lm -- <command> [options]
 
@@ -55,6 +56,15 @@ function intOpt(v: string | undefined, flag: string, def: number, min: number): 
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min} (got "${v}")`);
   return n;
+}
+
+function seedOpt(v: string | undefined, flag: string, def: number): number {
+  if (v === undefined) return def;
+  try {
+    return parseSeed(v, flag);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 function numOpt(v: string | undefined, flag: string, def: number): number {
@@ -213,7 +223,7 @@ async function main(argv: string[]): Promise<void> {
     if (cmd === "generate") {
       const steps = intOpt(need(values.steps, "--steps N", cmd), "--steps", 0, 0);
       const temperature = numOpt(values.temperature, "--temperature", 0);
-      const seed = intOpt(values.seed, "--seed", 0, 0);
+      const seed = seedOpt(values.seed, "--seed", 0);
       const out = generate(model, ids, { steps, temperature, seed, topK: intOpt(values["top-k"], "--top-k", 0, 0) });
       const text = tok.decode(out.ids);
       print(json, { model: modelName, prompt, temperature, seed, steps, ids: out.ids, generated: out.generated, text }, () => text);

@@ -8,7 +8,8 @@
  *   --mode corrected|faithful   (default corrected)
  *   --model sae|sequential|joint|joint-linear   (default sae)
  *   --sae-preset claflin|modern (default claflin)
- *   --steps N  --batch N  --lr X  --seed N
+ *   --steps N  --batch N  --lr X
+ *   --seed N                    training seed, an integer in [0, 2^32-1] (default 0)
  *   --sae-checkpoint DIR        trained SAE for --model sequential (default <out>/sae's latest)
  *   --out DIR                   run directory (default data/runs/<preset>-<mode>)
  *   --checkpoint-every N        (default: steps/4)
@@ -24,6 +25,7 @@ import { trainModel, TrainConfig } from "../lib/train";
 import { loadCheckpoint, readLatest } from "../lib/checkpoint";
 import { dataDir } from "../lib/paths";
 import type { SaePreset } from "../lib/sae";
+import { parseSeed } from "../lib/util/random";
 
 function fail(msg: string): never {
   process.stderr.write(`train: ${msg}\n(npm run train -- --help)\n`);
@@ -65,6 +67,14 @@ async function main(): Promise<void> {
     if (!Number.isFinite(n)) fail(`--${name} must be a number (got "${v}")`);
     return n;
   };
+  const seed = (v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    try {
+      return parseSeed(v, "--seed");
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  };
   const out = values.out ?? dataDir("runs", `${presetName}-${mode}`);
   const preset = presetConfig(presetName, {
     mode,
@@ -72,7 +82,7 @@ async function main(): Promise<void> {
     steps: num(values.steps, "steps"),
     batchSize: num(values.batch, "batch"),
     lr: num(values.lr, "lr"),
-    seed: num(values.seed, "seed"),
+    seed: seed(values.seed),
     checkpointDir: out,
   });
   const cfg: TrainConfig = { sae: preset.sae, sequential: preset.sequential, joint: preset.joint, "joint-linear": preset.jointLinear }[which]!;

@@ -1,0 +1,84 @@
+/**
+ * Issue 19's smaller points, each a clear error (or a documented limit) instead of a silent
+ * surprise: seeds outside [0, 2³²−1] (they used to wrap mod 2³²), binary `file:` corpora, `lm
+ * generate` steps beyond the context length (and its progress), non-finite logits from broken
+ * weights, JSON parse errors that name their file, and `train` on an unwritable output directory.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { repoRoot, sharedDir } from "../lib/paths";
+import { checkSeed, parseSeed, MAX_SEED } from "../lib/util/random";
+import { pipelineParams } from "../lib/pipeline/index";
+import { loadCorpus, readTextFiles } from "../lib/data/corpora";
+import { readJsonFile, readJsonFileAsync } from "../lib/io/json";
+import { readNotebook } from "../lib/notebook/inspect";
+import { openStore } from "../lib/data/store";
+import { harvestActivations } from "../lib/data/activations";
+import { ByteTokenizer, FakeLanguageModel } from "../lib/data/fake-lm";
+import { initBackend } from "../lib/backend";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-robust-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const tsx = path.join(repoRoot, "node_modules", ".bin", "tsx");
+function script(name: string, args: string[], env: Record<string, string> = {}, timeout = 120_000): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(tsx, [path.join(repoRoot, "scripts", name), ...args], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    env: { ...process.env, IS_DEBUG: "", IS_DATA_DIR: path.join(tmp, "data"), ...env },
+    timeout,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** One error line (no stack trace) matching re, exit code `code`. */
+function assertOneLineError(r: { code: number | null; stderr: string }, code: number, re: RegExp, what: string): void {
+  assert.equal(r.code, code, `${what}: exit ${r.code}, stderr ${r.stderr}`);
+  assert.match(r.stderr, re, what);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: stack trace in ${r.stderr}`);
+}
+
+describe("seeds are 32-bit: out-of-range seeds are an error naming the option", () => {
+  it("checkSeed / parseSeed accept [0, 2³²−1] and reject the rest", () => {
+    assert.equal(MAX_SEED, 2 ** 32 - 1);
+    for (const ok of [0, 1, 12345, 2 ** 31, 2 ** 32 - 1]) assert.equal(checkSeed(ok, "--seed"), ok);
+    for (const bad of [2 ** 32, 2 ** 32 + 7, -1, 1.5, NaN, Infinity, "3" as unknown as number]) {
+      assert.throws(() => checkSeed(bad, "--seed"), /^Error: --seed must be an integer in \[0, 4294967295\]/, String(bad));
+    }
+    assert.equal(parseSeed("4294967295", "--seed"), 4294967295);
+    assert.equal(parseSeed(" 7 ", "--seed"), 7);
+    for (const bad of ["4294967296", "", " ", "-1", "1e10", "abc", "2.5"]) assert.throws(() => parseSeed(bad, "--seed"), /--seed must be an integer in \[0, 4294967295\]/, JSON.stringify(bad));
+  });
+
+  it("pipelineParams: seed 2³² is an error (it would be seed 0's stream), naming pipeline.seed or IS_SEED", () => {
+    assert.equal(pipelineParams({ seed: 2 ** 32 - 1 }).seed, 2 ** 32 - 1);
+    assert.throws(() => pipelineParams({ seed: 2 ** 32 }), /pipeline\.seed must be an integer in \[0, 4294967295\]/);
+    const saved = process.env.IS_SEED;
+    process.env.IS_SEED = "4294967296";
+    try {
+      assert.throws(() => pipelineParams({}), /IS_SEED must be an integer in \[0, 4294967295\]/);
+    } finally {
+      if (saved === undefined) delete process.env.IS_SEED;
+      else process.env.IS_SEED = saved;
+    }
+  });
+
+  it("lm generate refuses --seed 4294967296", () => {
+    assertOneLineError(script("lm.ts", ["generate", "--prompt", "x", "--steps", "1", "--seed", "4294967296"]), 1, /^lm: error: --seed must be an integer in \[0, 4294967295\]/, "lm");
+  });
+
+  it("activations refuses --seed 4294967296", () => {
+    // corpus "nonsense" would fail later anyway: the seed must be refused first, by name
+    assertOneLineError(script("activations.ts", ["harvest", "--seed", "4294967296", "--corpus", "nonsense"]), 1, /--seed must be an integer in \[0, 4294967295\]/, "activations");
+  });
+
+  it("train refuses --seed 4294967296", () => {
+    // --checkpoint-every x would fail later anyway (the old code got there without a word about the seed)
+    assertOneLineError(script("train.ts", ["--preset", "tiny", "--seed", "4294967296", "--checkpoint-every", "x"]), 2, /^train: --seed must be an integer in \[0, 4294967295\]/, "train");
+  });
+});
+
