@@ -112,3 +112,46 @@ describe("binary file: corpora are refused, naming the file", () => {
   });
 });
 
+describe("lm CLI limits", () => {
+  it("generate --steps beyond the context length is an error naming the limit", () => {
+    const r = script("lm.ts", ["generate", "--prompt", "", "--steps", "100000"], {}, 60_000);
+    assertOneLineError(r, 1, /^lm: error: --steps 100000: .*context length of 512 tokens.*at most 511/, "generate --steps 100000");
+  });
+
+  it("long generations show progress on stderr (not on stdout)", () => {
+    const r = script("lm.ts", ["generate", "--prompt", "", "--steps", "80", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.equal(o.generated.length, 80);
+    assert.match(r.stderr, /generate.*80\/80/);
+  });
+
+  it("logits / generate / hidden with broken (NaN) weights: an error naming the model file, exit 1", () => {
+    const dir = path.join(tmp, "broken");
+    fs.mkdirSync(dir, { recursive: true });
+    const src = sharedDir("models", "stories260K");
+    const bin = path.join(dir, "broken.bin");
+    const buf = fs.readFileSync(path.join(src, "stories260K.bin"));
+    // llama2.c layout: a 7-int32 header, then the token embedding table (512 × 64, tied with the
+    // classifier): NaN there poisons every hidden state and logit
+    const f = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    assert.deepEqual(Array.from(new Int32Array(buf.buffer, buf.byteOffset, 7)).slice(0, 2), [64, 172]);
+    f.fill(NaN, 7, 7 + 512 * 64);
+    fs.writeFileSync(bin, buf);
+    fs.copyFileSync(path.join(src, "tok512.bin"), path.join(dir, "tok512.bin"));
+    const cases: [string[], RegExp][] = [
+      [["logits", "--prompt", "Once upon"], /non-finite logits/],
+      [["logits", "--prompt", "Once upon", "--json"], /non-finite logits/],
+      [["generate", "--prompt", "Once", "--steps", "3"], /non-finite logits .*generation step 0/],
+      [["hidden", "--layer", "2", "--prompt", "Once", "--json"], /non-finite hidden states \(layer 2\)/],
+    ];
+    for (const [args, re] of cases) {
+      const r = script("lm.ts", [...args, "--model", bin]);
+      assertOneLineError(r, 1, re, args.join(" "));
+      assert.match(r.stderr, /^lm: error: /);
+      assert.ok(r.stderr.includes(bin), `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stdout, "", `${args.join(" ")}: printed ${r.stdout}`);
+    }
+  });
+});
+
