@@ -155,3 +155,44 @@ describe("lm CLI limits", () => {
   });
 });
 
+describe("JSON files: parse errors name the file", () => {
+  it("readJsonFile / readJsonFileAsync", async () => {
+    const bad = path.join(tmp, "bad.json");
+    fs.writeFileSync(bad, '{"a": 1,');
+    assert.throws(() => readJsonFile(bad, "stimulus file"), (e: Error) => e.message.startsWith(`stimulus file ${bad}: not valid JSON (`));
+    await assert.rejects(readJsonFileAsync(bad), (e: Error) => e.message.startsWith(`${bad}: not valid JSON (`));
+    const missing = path.join(tmp, "missing.json");
+    assert.throws(() => readJsonFile(missing), (e: Error) => e.message.startsWith(`${missing}: cannot read`));
+    const good = path.join(tmp, "good.json");
+    fs.writeFileSync(good, '{"a": [1, 2]}');
+    assert.deepEqual(readJsonFile(good), { a: [1, 2] });
+    assert.deepEqual(await readJsonFileAsync(good), { a: [1, 2] });
+  });
+
+  it("a corrupt notebook names its file", () => {
+    const nb = path.join(tmp, "broken.ipynb");
+    fs.writeFileSync(nb, '{"cells": [');
+    assert.throws(() => readNotebook(nb), (e: Error) => e.message.includes(nb) && /not valid JSON/.test(e.message));
+  });
+
+  it("a corrupt activation-store docs.json names its file", async () => {
+    await initBackend();
+    const res = await harvestActivations({
+      languageModel: new FakeLanguageModel({ dim: 4, seed: 1 }),
+      tokenizer: new ByteTokenizer(),
+      layer: 1,
+      corpus: "two-docs",
+      documents: [{ id: "a", text: "the cat sat on the mat" }, { id: "b", text: "a dog ran far away home" }],
+      split: "all",
+      windowLength: 8,
+      remainder: "keep",
+      storeRoot: path.join(tmp, "stores"),
+      progress: false,
+    });
+    const docs = path.join(res.dir, res.store.manifest.docsFile);
+    fs.writeFileSync(docs, "{not json");
+    const s = await openStore(res.dir);
+    assert.throws(() => s.docIds(), (e: Error) => e.message.includes(docs) && /not valid JSON/.test(e.message));
+  });
+});
+

@@ -27,6 +27,7 @@ import { blockStats, emptyStats, mergeStats, normalizationFromStats, summarizeSt
 import { encodeFloat16, decodeFloat16 } from "./float16";
 import { progress } from "../display/progress";
 import { checkSeed } from "../util/random";
+import { readJsonFile } from "../io/json";
 import {
   ROW_INFO_FIELDS,
   STORE_FORMAT,
@@ -337,7 +338,7 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const done: ChunkEntry[] = [];
   if (fs.existsSync(progressPath)) {
     try {
-      const p = JSON.parse(fs.readFileSync(progressPath, "utf8")) as ProgressFile;
+      const p = readJsonFile<ProgressFile>(progressPath);
       if (p.key === key) {
         for (const c of p.chunks) {
           if (c.index !== done.length) break;
