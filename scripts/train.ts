@@ -11,7 +11,8 @@
  *   --steps N  --batch N  --lr X
  *   --seed N                    training seed, an integer in [0, 2^32-1] (default 0)
  *   --sae-checkpoint DIR        trained SAE for --model sequential (default <out>/sae's latest)
- *   --out DIR                   run directory (default data/runs/<preset>-<mode>)
+ *   --out DIR                   run directory (default data/runs/<preset>-<mode>); checked for
+ *                               writing (<out>/<model> created) before anything else runs
  *   --checkpoint-every N        (default: steps/4)
  *   --resume                    continue from the latest checkpoint in <out>/<model>
  *   --help
@@ -26,6 +27,7 @@ import { loadCheckpoint, readLatest } from "../lib/checkpoint";
 import { dataDir } from "../lib/paths";
 import type { SaePreset } from "../lib/sae";
 import { parseSeed } from "../lib/util/random";
+import { checkWritableDir } from "../lib/io/writable";
 
 function fail(msg: string): never {
   process.stderr.write(`train: ${msg}\n(npm run train -- --help)\n`);
@@ -87,6 +89,8 @@ async function main(): Promise<void> {
   });
   const cfg: TrainConfig = { sae: preset.sae, sequential: preset.sequential, joint: preset.joint, "joint-linear": preset.jointLinear }[which]!;
   cfg.checkpoint.every = num(values["checkpoint-every"], "checkpoint-every") ?? Math.max(1, Math.floor(cfg.steps / 4));
+  // before the backend, the harvest and the training steps: not at the first checkpoint
+  checkWritableDir(cfg.checkpoint.dir!, `--out ${out}`);
 
   process.stderr.write(`${describeBackend(await initBackend())}\n`);
   const common = { model: preset.data.model, layer: preset.data.layer, corpus: preset.data.corpus, windowLength: preset.data.windowLength, maxTokens: preset.data.maxTokens ?? undefined };

@@ -196,3 +196,16 @@ describe("JSON files: parse errors name the file", () => {
   });
 });
 
+describe("train: an unwritable output directory fails at once", () => {
+  it("names the directory before loading the backend or harvesting", () => {
+    const file = path.join(tmp, "a-file");
+    fs.writeFileSync(file, "not a directory");
+    const out = path.join(file, "runs");
+    const t0 = Date.now();
+    const r = script("train.ts", ["--preset", "tiny", "--steps", "1", "--out", out], {}, 120_000);
+    assertOneLineError(r, 1, /^train: --out .*cannot write/, "train --out under a file");
+    assert.ok(r.stderr.includes(out), r.stderr);
+    assert.doesNotMatch(r.stderr, /backend/i, "failed only after the backend / harvest started");
+    assert.ok(Date.now() - t0 < 60_000);
+  });
+});
