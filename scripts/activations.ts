@@ -15,6 +15,7 @@ import type { ActivationStore } from "../lib/data/store";
 import { loadCorpus } from "../lib/data/corpora";
 import { parseFractions } from "../lib/data/split";
 import type { NormalizationKind } from "../lib/data/normalization";
+import { parseSeed } from "../lib/util/random";
 
 const HELP = `Usage: npm run activations -- <harvest|info|stats|corpora> [options]
 
@@ -24,7 +25,7 @@ Store selection / harvest options:
   --corpus NAME         tinystories (default) | wikitext-valid | wikitext-test | brown | file:<path>[#blocks]
   --split NAME          document-level split part (default train; "all" = whole corpus)
   --fractions SPEC      split fractions (default train=0.8,val=0.1,test=0.1)
-  --seed N              split seed (default 0)
+  --seed N              split seed, an integer in [0, 2^32-1] (default 0)
   --window N            window length including BOS (default 128)
   --remainder drop|keep document tail shorter than a window (default drop, as in the paper)
   --dtype float32|float16  (default float32)
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
     corpus: values.corpus,
     split: values.split,
     fractions: values.fractions ? parseFractions(values.fractions) : undefined,
-    seed: intOpt(values.seed, "seed"),
+    seed: values.seed === undefined ? undefined : parseSeed(values.seed, "--seed"),
     windowLength: intOpt(values.window, "window"),
     remainder: remainder as "drop" | "keep" | undefined,
     dtype: dtype as "float32" | "float16" | undefined,

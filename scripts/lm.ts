@@ -19,6 +19,11 @@ import { generate } from "../lib/lm/generate";
 import { pullModel } from "../lib/lm/hub";
 import { exportHf } from "../lib/lm/export-hf";
 import { residPreHookName, type Tokenizer } from "../lib/lm/types";
+import { parseSeed } from "../lib/util/random";
+import { progress } from "../lib/display/progress";
+
+/** `generate` shows a progress bar (stderr) from this many steps on. */
+const GENERATE_PROGRESS_MIN_STEPS = 64;
 
 const HELP = `usage: npm run lm -- <command> [options]
 
@@ -29,7 +34,9 @@ commands:
   hidden --layer L --prompt TEXT --json
                                 hidden_states[L] (= blocks.L.hook_resid_pre) at every position
   generate --prompt TEXT --steps N [--temperature T] [--seed S] [--top-k K]
-                                continue the prompt (greedy when temperature is 0, the default)
+                                continue the prompt (greedy when temperature is 0, the default);
+                                prompt tokens + N must fit the model's context length (maxSeqLen);
+                                progress on stderr when N ≥ ${GENERATE_PROGRESS_MIN_STEPS}
   export-hf --out DIR [--dtype F32|F16|BF16] [--shards N]
                                 write the model as a Hugging Face LLaMA checkpoint
   pull NAME [--trust-unverified]
@@ -61,11 +68,32 @@ function intOpt(v: string | undefined, flag: string, def: number, min: number): 
   return n;
 }
 
+function seedOpt(v: string | undefined, flag: string, def: number): number {
+  if (v === undefined) return def;
+  try {
+    return parseSeed(v, flag);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 function numOpt(v: string | undefined, flag: string, def: number): number {
   if (v === undefined) return def;
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number ≥ 0 (got "${v}")`);
   return n;
+}
+
+/**
+ * Broken weights (NaN/Inf in the file) give non-finite outputs for every prompt: an error naming the
+ * model file, instead of NaN probabilities printed with exit status 0.
+ */
+function checkFinite(values: ArrayLike<number>, what: string, modelPath: string, where: (i: number) => string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      throw new Error(`${modelPath}: the model gives non-finite ${what} (${values[i]} at ${where(i)}): its weights are broken (NaN or Inf); re-download or re-export the model`);
+    }
+  }
 }
 
 function print(json: boolean, obj: unknown, text: () => string): void {
@@ -198,6 +226,7 @@ async function main(argv: string[]): Promise<void> {
       const r = model.forward([ids]);
       const logits = (r.logits as tf.Tensor3D).arraySync()[0];
       r.logits?.dispose();
+      logits.forEach((row, t) => checkFinite(row, "logits", ck.path, (i) => `position ${t}, token ${i}`));
       const top = logits.map((row) => topOf(row, topN, tok));
       print(json, { model: modelName, prompt, ids, pieces, vocabSize: ck.config.vocabSize, logits, top }, () =>
         [`next token after ${JSON.stringify(prompt)} (${ids.length} tokens):`, ...top[top.length - 1].map((c) => `  ${c.prob.toFixed(4)}  ${c.logit.toFixed(3).padStart(8)}  ${String(c.id).padStart(6)}  ${JSON.stringify(c.piece)}`)].join("\n"),
@@ -210,6 +239,7 @@ async function main(argv: string[]): Promise<void> {
       const r = model.forward([ids], { capture: [layer], activationsOnly: true });
       const h = (r.hidden.get(layer) as tf.Tensor3D).arraySync()[0];
       for (const t of r.hidden.values()) t.dispose();
+      h.forEach((row, t) => checkFinite(row, `hidden states (layer ${layer})`, ck.path, (i) => `position ${t}, dimension ${i}`));
       const obj = { model: modelName, prompt, layer, hook: residPreHookName(layer), ids, pieces, shape: [h.length, ck.config.dim], hidden: h };
       print(json, obj, () =>
         h.map((row, t) => `${String(t).padStart(4)} ${JSON.stringify(pieces[t]).padEnd(12)} |h|=${Math.sqrt(row.reduce((s, v) => s + v * v, 0)).toFixed(4)}  [${row.slice(0, 4).map((v) => v.toFixed(4)).join(", ")}, …]`).join("\n"),
@@ -219,9 +249,26 @@ async function main(argv: string[]): Promise<void> {
 
     if (cmd === "generate") {
       const steps = intOpt(need(values.steps, "--steps N", cmd), "--steps", 0, 0);
+      const ctx = ck.config.maxSeqLen;
+      if (ids.length + steps > ctx) {
+        throw new UsageError(
+          `--steps ${steps}: the prompt (${ids.length} token${ids.length === 1 ? "" : "s"}) plus ${steps} new tokens exceed the model's context length of ${ctx} tokens; give --steps at most ${Math.max(0, ctx - ids.length)}`,
+        );
+      }
       const temperature = numOpt(values.temperature, "--temperature", 0);
-      const seed = intOpt(values.seed, "--seed", 0, 0);
-      const out = generate(model, ids, { steps, temperature, seed, topK: intOpt(values["top-k"], "--top-k", 0, 0) });
+      const seed = seedOpt(values.seed, "--seed", 0);
+      const prog = steps >= GENERATE_PROGRESS_MIN_STEPS ? progress({ total: steps, label: "generate" }) : null;
+      const out = generate(model, ids, {
+        steps,
+        temperature,
+        seed,
+        topK: intOpt(values["top-k"], "--top-k", 0, 0),
+        onLogits: (s, logits) => {
+          checkFinite(logits, "logits", ck.path, (i) => `generation step ${s}, token ${i}`);
+          prog?.update(s + 1);
+        },
+      });
+      prog?.done();
       const text = tok.decode(out.ids);
       print(json, { model: modelName, prompt, temperature, seed, steps, ids: out.ids, generated: out.generated, text }, () => text);
       return;

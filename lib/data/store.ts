@@ -27,6 +27,7 @@ import { bufferPlan, shuffledBatches, validateBatchOptions, type IterationMeter,
 import { isValRow } from "./split";
 import { Rng } from "../util/random";
 import { sha256File } from "../io/atomic";
+import { readJsonFile } from "../io/json";
 
 export const STORE_FORMAT = "integration-spaces/activation-store";
 export const STORE_VERSION = 1;
@@ -137,9 +138,9 @@ export function readManifest(dir: string): StoreManifest {
   }
   let m: StoreManifest;
   try {
-    m = JSON.parse(fs.readFileSync(file, "utf8"));
+    m = readJsonFile<StoreManifest>(file);
   } catch (e) {
-    fail(dir, `manifest.json is not valid JSON (${(e as Error).message})`);
+    fail(dir, (e as Error).message);
   }
   if (m.format !== STORE_FORMAT) fail(dir, `manifest.json field format is ${JSON.stringify(m.format)}, expected "${STORE_FORMAT}"`);
   if (m.version !== STORE_VERSION) fail(dir, `manifest.json field version is ${m.version}, this code reads version ${STORE_VERSION}`);
@@ -329,7 +330,7 @@ export class ActivationStore implements RowSource {
   /** Document ids, by docIndex. */
   docIds(): string[] {
     if (!this.docIdList) {
-      const j = JSON.parse(fs.readFileSync(path.join(this.dir, this.manifest.docsFile), "utf8")) as { ids: string[] };
+      const j = readJsonFile<{ ids: string[] }>(path.join(this.dir, this.manifest.docsFile), "activation store document list");
       this.docIdList = j.ids;
     }
     return this.docIdList;

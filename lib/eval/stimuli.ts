@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { repoRoot } from "../paths";
+import { readJsonFile } from "../io/json";
 
 export type Level = "high" | "low";
 
@@ -127,13 +128,7 @@ export function validateStimuli(raw: unknown, rules: StimulusRules = {}, where =
 
 export function loadStimuli(file: string = defaultStimuliPath(), rules: StimulusRules = {}): StimulusSet {
   if (!fs.existsSync(file)) throw new Error(`stimulus file not found: ${file}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return validateStimuli(raw, rules, file);
+  return validateStimuli(readJsonFile(file), rules, file);
 }
 
 export interface Stimulus {

@@ -21,6 +21,11 @@ export interface GenerateOptions {
   stopId?: number;
   /** Hidden-state interventions applied at every step (see ForwardOptions.replace). */
   replace?: ForwardOptions["replace"];
+  /**
+   * Called at every step, before sampling, with the step's index (0-based) and the logits at the
+   * last position (progress, sanity checks); an exception stops the generation.
+   */
+  onLogits?: (step: number, logits: Float32Array) => void;
 }
 
 export interface GenerateResult {
@@ -78,6 +83,7 @@ export function generate(model: LanguageModel, prompt: number[], opts: GenerateO
       r.logits?.dispose();
       for (const t of r.hidden.values()) t.dispose();
     }
+    opts.onLogits?.(s, last);
     const next = sampleLogits(last, temperature, rng, opts.topK ?? 0);
     ids.push(next);
     generated.push(next);

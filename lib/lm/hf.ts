@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { sha256File } from "../io/atomic";
+import { readJsonFile } from "../io/json";
 import { openSafetensors, SafetensorsReader } from "../io/safetensors";
 import type { LlamaConfig, LlamaLayerWeights, LlamaWeights, LoadedCheckpoint } from "./types";
 
@@ -121,12 +122,7 @@ export function hfWeightFiles(dir: string): { indexPath: string | null; files: s
   const single = path.join(dir, "model.safetensors");
   const index = path.join(dir, "model.safetensors.index.json");
   if (fs.existsSync(index)) {
-    let json: { weight_map?: Record<string, string> };
-    try {
-      json = JSON.parse(fs.readFileSync(index, "utf8"));
-    } catch (e) {
-      throw new Error(`${index}: not valid JSON (${(e as Error).message})`);
-    }
+    const json = readJsonFile<{ weight_map?: Record<string, string> }>(index);
     if (!json.weight_map || typeof json.weight_map !== "object") throw new Error(`${index}: missing "weight_map"`);
     const weightMap = new Map<string, string>();
     const files = new Set<string>();
@@ -168,12 +164,7 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
   const cfgPath = path.join(dir, "config.json");
   if (!fs.existsSync(dir)) throw new Error(`HF checkpoint directory not found: ${dir}`);
   if (!fs.existsSync(cfgPath)) throw new Error(`${dir}: config.json not found (not a Hugging Face checkpoint directory)`);
-  let cfgJson: unknown;
-  try {
-    cfgJson = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
-  } catch (e) {
-    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
-  }
+  const cfgJson = readJsonFile(cfgPath);
   const config = parseHfConfig(cfgJson, cfgPath);
   const { indexPath, files, weightMap } = hfWeightFiles(dir);
 

@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Tokenizer } from "./types";
+import { readJsonFileAsync } from "../io/json";
 
 // tokenizers.js ships a CommonJS build for Node ("require" export condition); load it with
 // require so this module stays CommonJS (tslab, tsx) without dynamic-import tricks.
@@ -83,22 +84,11 @@ export class HfTokenizer implements Tokenizer {
 export async function loadHfTokenizer(dirOrFile: string): Promise<HfTokenizer> {
   const file = dirOrFile.endsWith(".json") ? dirOrFile : path.join(dirOrFile, "tokenizer.json");
   if (!fs.existsSync(file)) throw new Error(`tokenizer.json not found: ${file}`);
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(await fs.promises.readFile(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const json = await readJsonFileAsync<Record<string, unknown>>(file);
   if (!json.model || typeof json.model !== "object") throw new Error(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
   const cfgFile = path.join(path.dirname(file), "tokenizer_config.json");
   let cfg: Record<string, unknown> = {};
-  if (fs.existsSync(cfgFile)) {
-    try {
-      cfg = JSON.parse(await fs.promises.readFile(cfgFile, "utf8"));
-    } catch (e) {
-      throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
-    }
-  }
+  if (fs.existsSync(cfgFile)) cfg = await readJsonFileAsync<Record<string, unknown>>(cfgFile);
   try {
     return new HfTokenizer(json, cfg, file);
   } catch (e) {

@@ -1,13 +1,13 @@
 /** Versions of the pieces a notebook result depends on, for the environment notebook and reports. */
-import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { repoRoot } from "../paths";
+import { readJsonFile } from "../io/json";
 
 /** Installed version of an npm package (read from its package.json; works for ESM-only packages). */
 export function packageVersion(name: string, root: string = repoRoot): string | null {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(root, "node_modules", name, "package.json"), "utf8"));
+    const pkg = readJsonFile<{ version?: unknown }>(path.join(root, "node_modules", name, "package.json"));
     return typeof pkg.version === "string" ? pkg.version : null;
   } catch {
     return null;

@@ -13,6 +13,7 @@ import { dataDir, repoRoot } from "../paths";
 import { ensureKernelspec, jupyterEnv, KERNEL_NAME } from "./kernelspec";
 import { findJupyterPython } from "./jupyter";
 import { errorOutputs, readNotebook, summarizeNotebook, type CellSummary } from "./inspect";
+import { readJsonFile } from "../io/json";
 
 export interface ExecuteOptions {
   /** Where the executed copy goes (default data/notebooks-executed). */
@@ -149,7 +150,7 @@ export async function executeNotebook(notebookPath: string, opts: ExecuteOptions
     );
     const errors: NotebookError[] = [];
     let result: { failure: null | { kind: NotebookError["kind"]; ename: string; evalue: string; cellIndex: number | null } } = { failure: null };
-    if (fs.existsSync(resultPath)) result = JSON.parse(fs.readFileSync(resultPath, "utf8"));
+    if (fs.existsSync(resultPath)) result = readJsonFile<typeof result>(resultPath, "notebook runner result");
     const f = result.failure;
     // the runner's failure (execution error, timeout, dead kernel) first, with its precise kind
     if (f) errors.push({ cellIndex: f.cellIndex ?? null, kind: f.kind, ename: f.ename, evalue: f.evalue });

@@ -2,7 +2,7 @@
  * Reading executed notebooks: which outputs each cell produced, errors, images. Shared by the
  * notebook tests (each notebook's test asserts on its executed copy).
  */
-import * as fs from "node:fs";
+import { readJsonFile } from "../io/json";
 
 export interface NotebookOutput {
   output_type: "stream" | "display_data" | "execute_result" | "error" | string;
@@ -54,7 +54,7 @@ export interface NotebookErrorOutput {
 const joinText = (t: string | string[] | undefined): string => (Array.isArray(t) ? t.join("") : t ?? "");
 
 export function readNotebook(file: string): NotebookJson {
-  const nb = JSON.parse(fs.readFileSync(file, "utf8")) as NotebookJson;
+  const nb = readJsonFile<NotebookJson>(file, "notebook");
   if (!nb || !Array.isArray(nb.cells)) throw new Error(`${file}: not a notebook (no cells array)`);
   return nb;
 }

@@ -46,6 +46,7 @@ import { histogram, quantile } from "../stats/descriptive";
 import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
 import { primaryPass } from "../eval/secondary";
 import { linear } from "../kernels/index";
+import { checkSeed } from "../util/random";
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
 import * as stim from "../eval/stimuli";
@@ -108,7 +109,7 @@ export function pipelineParams(p: Partial<PipelineParams> = {}): PipelineParams 
   const layer = p.layer ?? envInt("IS_LAYER") ?? base.data.layer;
   if (!Number.isInteger(layer) || layer < 0) throw new Error(`pipeline.layer: must be a non-negative integer (got ${JSON.stringify(layer)})`);
   const seed = p.seed ?? envInt("IS_SEED") ?? 0;
-  if (!Number.isInteger(seed) || seed < 0) throw new Error(`pipeline.seed: must be a non-negative integer (got ${JSON.stringify(seed)})`);
+  checkSeed(seed, p.seed !== undefined ? "pipeline.seed" : "IS_SEED");
   return { preset, model, corpus, layer, seed, mode };
 }
 

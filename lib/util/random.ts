@@ -10,6 +10,11 @@ export class Rng {
   private s3: number;
   private spareNormal: number | null = null;
 
+  /**
+   * A numeric seed is taken mod 2³² (`seed >>> 0`): 2³² gives seed 0's stream, -1 gives 2³²−1's.
+   * Internal callers rely on that (derived seeds such as `seed + 17`); seeds a user types are checked
+   * with `checkSeed` / `parseSeed` first, so that an out-of-range seed is an error, not an alias.
+   */
   constructor(seed: number | string) {
     let h = typeof seed === "number" ? seed >>> 0 : hashString(seed);
     const next = () => {
@@ -128,4 +133,28 @@ export function hashString(s: string): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h >>> 0;
+}
+
+/** Largest seed: the generator is seeded from one 32-bit word. */
+export const MAX_SEED = 0xffffffff;
+
+/**
+ * Check a user-supplied seed: an integer in [0, 2³²−1], else an Error naming `where` (the option,
+ * environment variable or field). Without it a seed ≥ 2³² would silently give the stream of
+ * seed mod 2³² (`--seed 4294967296` = `--seed 0`).
+ */
+export function checkSeed(n: unknown, where: string): number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_SEED) {
+    const got = typeof n === "number" ? String(n) : JSON.stringify(n);
+    throw new Error(`${where} must be an integer in [0, ${MAX_SEED}] (got ${got}): seeds are 32-bit, a larger one would repeat the stream of a smaller one`);
+  }
+  return n;
+}
+
+/** Parse a seed given as text (a command-line option or environment variable), then checkSeed. */
+export function parseSeed(text: string, where: string): number {
+  const t = text.trim();
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  if (!Number.isInteger(n)) throw new Error(`${where} must be an integer in [0, ${MAX_SEED}] (got "${text}")`);
+  return checkSeed(n, where);
 }

@@ -1,0 +1,48 @@
+/**
+ * Reading a JSON file with errors that name it: `JSON.parse(fs.readFileSync(f))` fails with
+ * "Unexpected token } in JSON at position 812" and no hint of which file; these say
+ * "<what> <path>: not valid JSON (…)" or "<what> <path>: cannot read (…)".
+ */
+import * as fs from "node:fs";
+
+function label(file: string, what?: string): string {
+  return what ? `${what} ${file}` : file;
+}
+
+function parse<T>(text: string, file: string, what?: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new Error(`${label(file, what)}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function readError(e: unknown, file: string, what?: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  return new Error(`${label(file, what)}: cannot read (${err.code ?? err.message})`);
+}
+
+/**
+ * Parse a JSON file. `what` (e.g. "stimulus file", "notebook") prefixes the path in errors. The value
+ * is not validated: T is the caller's claim about its shape.
+ */
+export function readJsonFile<T = unknown>(file: string, what?: string): T {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw readError(e, file, what);
+  }
+  return parse<T>(text, file, what);
+}
+
+/** readJsonFile without blocking the event loop. */
+export async function readJsonFileAsync<T = unknown>(file: string, what?: string): Promise<T> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, "utf8");
+  } catch (e) {
+    throw readError(e, file, what);
+  }
+  return parse<T>(text, file, what);
+}
