@@ -15,6 +15,7 @@ import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { initBackend, describeBackend } from "../lib/backend";
+import { parseSeed } from "../lib/util/random";
 import { dataDir, repoRoot } from "../lib/paths";
 import { sha256Bytes, sha256File, writeFileAtomic, writeJsonAtomic } from "../lib/io/atomic";
 import { cachedStep, cacheRoot, collectModeResults, getLanguageModel, getStores, onCacheEvent, pipelineParams, presetFor, CacheEvent, ModeArtifacts, PipelineParams } from "../lib/pipeline/index";
@@ -79,7 +80,7 @@ function parseIntArg(name: string, v: string | undefined): number | undefined {
 export function parseSeedList(name: string, v: string | undefined): number[] | undefined {
   if (v === undefined) return undefined;
   const parts = v.split(",").map((x) => x.trim());
-  const seeds = parts.map((x) => parseIntArg(name, x) as number);
+  const seeds = parts.map((x) => (x === "" ? NaN : parseSeed(x, `--${name}`)));
   if (seeds.length === 0 || parts.some((x) => x === "")) throw new Error(`--${name} must be a comma-separated list of non-negative integers (got "${v}")`);
   if (new Set(seeds).size !== seeds.length) throw new Error(`--${name} lists a seed twice (got "${v}")`);
   return seeds;
@@ -122,7 +123,7 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
     corpus: values.corpus,
     layer: parseIntArg("layer", values.layer),
     mode,
-    seed: parseIntArg("seed", values.seed),
+    seed: values.seed === undefined ? undefined : parseSeed(values.seed, "--seed"),
     seeds: parseSeedList("seeds", values.seeds),
     faithfulSeeds: parseSeedList("faithful-seeds", values["faithful-seeds"]),
     publish: values.publish,

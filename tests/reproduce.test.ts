@@ -77,6 +77,8 @@ describe("reproduce CLI arguments", () => {
     assert.throws(() => parseReproduceArgs(["--seeds", "0,,1"]), /--seeds/);
     assert.throws(() => parseReproduceArgs(["--seeds", "1,1"]), /twice/);
     assert.throws(() => parseReproduceArgs(["--seeds", "a"]), /--seeds/);
+    assert.throws(() => parseReproduceArgs(["--seeds", "0,4294967296"]), /--seeds must be an integer in \[0, 4294967295\]/);
+    assert.throws(() => parseReproduceArgs(["--seed", "4294967296"]), /--seed must be an integer/);
   });
   it("chooses seeds per mode: standard defaults to 0,1,2, others to 0; --faithful-seeds overrides faithful only", () => {
     assert.deepEqual(seedsFor({}, "standard", "corrected"), [0, 1, 2]);
