@@ -358,7 +358,7 @@ async function tryHubFile(name: string, repo: string, file: string, dir: string,
 
 async function pullHubHf(name: string, repo: string, dir: string, opts: ResolveOptions, force: boolean, note?: string): Promise<void> {
   const listing = await fetchHubListing(repo, opts);
-  if (!listing.files) {
+  if (listing.files === null) {
     if (!opts.trustUnverified) {
       throw new UnverifiedDownloadError(
         `model "${name}": the hub's file listing ${listing.url}, which gives the files' sha256, is unavailable (${listing.reason}` +
