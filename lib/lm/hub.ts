@@ -161,7 +161,8 @@ export interface HubFileInfo {
   gitSha1: string | null;
 }
 
-export type HubListing = { files: Map<string, HubFileInfo>; url: string } | { files: null; url: string; reason: string; status?: number };
+/** The hub's file listing, or files: null with the reason (and HTTP status) it could not be had. One shape, no union: tslab compiles notebooks without strictNullChecks, where a null discriminant does not narrow. */
+export type HubListing = { files: Map<string, HubFileInfo> | null; url: string; reason?: string; status?: number };
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX40 = /^[0-9a-f]{40}$/;
