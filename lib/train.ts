@@ -657,7 +657,7 @@ export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Gener
 }
 
 /** Mean of the first rows of the stream (b_dec initialisation for the modern preset). */
-function estimateMean(source: RowSource, c: TrainConfig, rows = 4096): Float32Array {
+export function estimateMean(source: RowSource, c: TrainConfig, rows = 4096): Float32Array {
   const d = source.d;
   const acc = new Float64Array(d);
   let n = 0;

@@ -31,7 +31,7 @@
 import { tf } from "../backend";
 import { Model, ModelConfig, createModel, forward } from "../joint";
 import { lrFactor } from "../optim";
-import { StepRecord, TrainConfig, batchStream, buildSchedule, heldOutRows, makeStepContext, trainStep, validateTrainConfig } from "../train";
+import { StepRecord, TrainConfig, batchStream, buildSchedule, estimateMean, heldOutRows, makeStepContext, trainStep, validateTrainConfig } from "../train";
 import { normalize as normalizeRows } from "../data/normalization";
 import { ArrayRowSource } from "../data/array-source";
 import { presetConfig, PresetOverrides } from "../presets";
@@ -226,7 +226,7 @@ export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { 
   const every = opts.every ?? 1;
   if (!(Number.isInteger(every) && every > 0)) throw new Error(`driftTrajectory: every must be a positive integer (got ${every})`);
   let dataMean = opts.dataMean;
-  if (!dataMean && mc.sae.decoderBias) dataMean = firstRowsMean(source, c);
+  if (!dataMean && mc.sae.decoderBias) dataMean = estimateMean(source, c);
   const model = createModel(mc, c.seed, { dataMean });
   const init = createModel(mc, c.seed, { dataMean });
   const ctx = makeStepContext(model, c.optim, c.seed);
@@ -263,17 +263,6 @@ export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { 
   return out;
 }
 
-/** Mean of the first ≤ `rows` rows of a seeded pass (as trainModel's b_dec estimate). */
-function firstRowsMean(source: RowSource, c: TrainConfig, rows = 4096): Float32Array {
-  const d = source.d;
-  const acc = new Float64Array(d);
-  let n = 0;
-  for (const b of source.batches({ batchSize: Math.min(rows, 4096), seed: c.seed, epochs: 1, part: c.data.part, normalize: c.data.normalize })) {
-    for (let r = 0; r < b.size && n < rows; r++, n++) for (let j = 0; j < d; j++) acc[j] += b.x[r * d + j];
-    if (n >= rows) break;
-  }
-  return Float32Array.from(acc, (v) => v / Math.max(1, n));
-}
 
 /**
  * Synthetic rows [n, d] with sparse structure (what an SAE can learn): each row is the sum of

@@ -12,6 +12,8 @@
  * corrected verdict rests on the matched baselines; nothing untestable is called "does not replicate".
  */
 /** A measured value: the mean over seeds (or the one seed's value), with its 95% CI and how the CI was obtained. */
+import type { BimodalityTestGroup } from "../eval/geometry";
+
 export interface Measured {
   /** The mean over seeds (or the one seed's value). */
   value: number;
@@ -28,15 +30,8 @@ export interface Measured {
   n?: number;
 }
 
-/** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed). */
-export interface BimodalitySide {
-  n: number;
-  dip: number;
-  p: number;
-  deltaBic: number;
-  means: [number, number];
-  weights: [number, number];
-}
+/** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed): lib/eval/geometry's BimodalityTestGroup. */
+export type BimodalitySide = BimodalityTestGroup;
 
 /** The clamping interaction test of one seed. */
 export interface InteractionTest {
