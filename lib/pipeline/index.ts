@@ -44,8 +44,6 @@ import { convergenceCheck } from "../eval/convergence";
 import { progress, type Progress } from "../display/progress";
 import { histogram, quantile } from "../stats/descriptive";
 import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
-import { primaryPass } from "../eval/secondary";
-import { linear } from "../kernels/index";
 import { checkSeed } from "../util/random";
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
@@ -402,13 +400,10 @@ export const SPLICE = {
  * §12-3), x̂ = x̂_sae + lin + MLP(Vᵀf).
  */
 export function linearSumCondition(name: string, m: Model, norm: NormalizationSpec | null): SpliceCondition & { dispose(): void } {
-  return modelCondition(name, m, norm, () => {
-    throw new Error("internal: linearSumCondition uses its own reconstruct");
-  }, (p, x) => {
-    const pass = primaryPass(p, m.config, x, { interactionInput: "linear-sum" });
-    const inter = linear(tf.relu(pass.h) as tf.Tensor2D, p["nfm.w2"] as tf.Tensor2D, p["nfm.b2"] as tf.Tensor1D);
-    return tf.add(pass.lin ? tf.add(pass.xSae, pass.lin) : pass.xSae, inter) as tf.Tensor2D;
-  });
+  // the interventions' reconstruction (one owner of "NFM output from h"), linear-sum input, no clamp
+  const settings = iv.interventionSettings("faithful", { interactionInput: "linear-sum", clampMode: "delta" });
+  const pm: PrimaryModel = { model: m, normalization: norm ?? identity(m.config.sae.d) };
+  return { name, reconstruct: (xRaw) => tf.tidy(() => iv.clampedReconstruction(pm, null, xRaw, null, settings)), dispose: () => {} };
 }
 
 /** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model space). */
@@ -417,8 +412,6 @@ export function modelCondition(
   m: Model,
   norm: NormalizationSpec | null,
   pick: (o: ForwardOutput) => tf.Tensor2D,
-  /** Instead of forward + pick: a reconstruction of model-space rows x [N, d] → [N, d]. */
-  reconstructModel?: (p: ReturnType<Model["record"]>, x: tf.Tensor2D) => tf.Tensor2D,
 ): SpliceCondition & { dispose(): void } {
   const p = m.record();
   const shift = norm && norm.kind !== "none" ? tf.keep(tf.tensor1d(norm.shift)) : null;
@@ -428,7 +421,7 @@ export function modelCondition(
     reconstruct: (xRaw) =>
       tf.tidy(() => {
         const x = shift && scale ? (tf.div(tf.sub(xRaw, shift), scale) as tf.Tensor2D) : xRaw;
-        const y = reconstructModel ? reconstructModel(p, x) : pick(forward(p, m.config, x, null));
+        const y = pick(forward(p, m.config, x, null));
         return shift && scale ? (tf.add(tf.mul(y, scale), shift) as tf.Tensor2D) : y;
       }),
     dispose: () => {
