@@ -26,7 +26,7 @@
  *   duplicationDiagnostic(trained, init, rows)   drift of W_dec − W_lin and the own-path MSE identity
  *   driftTrajectory(config, source)     train like trainModel and record the drift after every step
  *   duplicationDemo(...), driftChartSpec(...)   the notebook-04 comparison (claflin / modern / top-N < k)
- *   pipelineJointDuplication(...)      the diagnostic of the pipeline's joint model on its held-out rows
+ *   (lib/pipeline getDuplication runs it on the pipeline's joint models and their held-out rows)
  */
 import { tf } from "../backend";
 import { Model, ModelConfig, createModel, forward } from "../joint";
@@ -401,28 +401,3 @@ export function driftChartSpec(r: DuplicationDemoResult, title: string, floor = 
   };
 }
 
-/**
- * The diagnostic of a pipeline-trained joint model (lib/pipeline getJoint) on the held-out rows the
- * pipeline evaluates it on (as its evalRowsFor: faithful, the training store's row-level "val" part
- * z-scored per chunk; corrected, the val store normalised with the training store's statistics).
- * `config` is the TrainConfig it was trained with (presetFor(p).joint): its seed gives the step-0
- * weights (initialModel), its eval settings the rows. Stores are passed structurally (getStores(p)).
- */
-export function pipelineJointDuplication(
-  trained: Model,
-  config: TrainConfig,
-  mode: "faithful" | "corrected",
-  stores: { train: RowSource; val: RowSource; normalization: NormalizationSpec },
-): DuplicationDiagnostic {
-  const seed = config.eval.seed ?? 1234567;
-  const rows =
-    mode === "faithful"
-      ? heldOutRows(stores.train, config.eval.rows, { seed, part: "val", normalize: "per-chunk" })
-      : normalizeRows(stores.normalization, heldOutRows(stores.val, config.eval.rows, { seed, part: "all", normalize: "none" }));
-  const init = initialModel(trained, config.seed);
-  try {
-    return duplicationDiagnostic(trained, init, rows);
-  } finally {
-    init.dispose();
-  }
-}

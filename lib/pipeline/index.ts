@@ -36,7 +36,7 @@ import type { LanguageModel, Tokenizer } from "../lm/types";
 import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
 import { bimodalAnalysis, bimodalityTests, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport, BimodalityTests } from "../eval/geometry";
-import { pipelineJointDuplication, DuplicationDiagnostic } from "../eval/duplication";
+import { duplicationDiagnostic, initialModel, DuplicationDiagnostic } from "../eval/duplication";
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
 import { sha256File, writeJsonAtomic } from "../io/atomic";
 import { firingCounts } from "../metrics";
@@ -791,7 +791,14 @@ export async function getDuplication(p: PipelineParams): Promise<{ key: string; 
   return memoised(`duplication:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("duplication", params, async () => {
       const t0 = Date.now();
-      const out: DuplicationSummary["models"] = trained.map((m) => ({ model: m.name, note: m.note, steps: m.t.summary.steps, ...pipelineJointDuplication(m.t.model, m.cfg, p.mode, s) }));
+      const out: DuplicationSummary["models"] = trained.map((m) => {
+        const init = initialModel(m.t.model, m.cfg.seed); // the step-0 weights of this config and seed
+        try {
+          return { model: m.name, note: m.note, steps: m.t.summary.steps, ...duplicationDiagnostic(m.t.model, init, evalRowsFor(p, s, m.cfg)) };
+        } finally {
+          init.dispose();
+        }
+      });
       return { models: out, seconds: (Date.now() - t0) / 1000 };
     });
     return { key: r.key, value: r.value };
