@@ -22,7 +22,12 @@ describe("presets", () => {
     assert.deepEqual(PRESET_NAMES, ["tiny", "quick", "standard", "paper"]);
     const s = presetConfig("standard");
     assert.equal(s.data.maxTokens, null, "standard harvests every training document");
-    for (const cfg of [s.sae, s.sequential, s.joint, s.jointLinear, s.saeBias, s.saeWide, s.jointSmallE]) assert.equal(cfg.steps, 16_000);
+    for (const cfg of [s.sequential, s.joint, s.jointLinear, s.jointSmallE]) assert.equal(cfg.steps, 16_000);
+    // the standalone SAEs still moved 1.0–1.1% at 16,000 steps (results/README.md): longer budgets
+    for (const cfg of [s.sae, s.saeBias]) assert.equal(cfg.steps, 24_000);
+    assert.equal(s.saeWide.steps, 32_000);
+    assert.equal(s.saeWide.eval.every, s.sae.eval.every);
+    assert.equal(presetConfig("standard", { steps: 50 }).saeWide.steps, 50, "--steps overrides every family");
     assert.throws(() => presetConfig("huge" as never), /tiny, quick, standard, paper/);
   });
 
@@ -36,9 +41,11 @@ describe("presets", () => {
       assert.equal(p.saeBias.model.sae.decoderBias, true);
       assert.equal(p.sae.model.sae.decoderBias, false);
       for (const b of [p.saeBias, p.saeWide]) {
-        assert.equal(b.steps, p.sae.steps);
+        // never fewer steps than the standalone SAE (standard gives the wider SAE more to converge)
+        assert.ok(b.steps >= p.sae.steps && p.sae.steps >= p.joint.steps);
+        if (name !== "standard") assert.equal(b.steps, p.sae.steps);
         assert.equal(b.batchSize, p.sae.batchSize);
-        assert.deepEqual(b.schedule, p.sae.schedule);
+        assert.equal(b.schedule.mode, p.sae.schedule.mode);
       }
       const E = p.jointSmallE.model.nfm!.E;
       const share = (e: number) => paramCounts({ ...p.joint.model, nfm: nfmConfig({ F: p.shape.F, d: p.shape.d, E: e }) }).interactionShare;
