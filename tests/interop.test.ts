@@ -97,6 +97,16 @@ describe("SAELens export / import", () => {
     const back2 = loadSaeLens(dir2);
     assert.ok(maxAbs(reconstructRaw(back2.model, back2.normalization, x), want) <= 1e-5);
     back2.model.dispose();
+
+    // without our cfg.json section (an NFM trained elsewhere, written beside a SAELens SAE): a raw-space joint model
+    asForeign(dir);
+    const foreign = loadSaeLens(dir);
+    assert.deepEqual([foreign.model.config.kind, foreign.model.config.variant, foreign.model.config.nfm?.topN, foreign.normalization.kind], ["joint", "full", 3, "none"]);
+    assert.ok(maxAbs(reconstructRaw(foreign.model, foreign.normalization, x), want) <= 1e-4);
+    foreign.model.dispose();
+    const nfmCfgFile = path.join(dir, "nfm_cfg.json");
+    writeJsonAtomic(nfmCfgFile, { ...nfmCfg, d_embed: 7 });
+    assert.throws(() => loadSaeLens(dir), /tensor "V" \(NFM nfm.V\) has shape \[48,6\], expected \[48,7\]/);
     model.dispose();
   });
 

@@ -36,8 +36,9 @@ import * as path from "node:path";
 import { readSafetensors, writeSafetensors, type TensorToWrite, type WritableDtype } from "../io/safetensors";
 import { replaceDirAtomic, writeJsonAtomic } from "../io/atomic";
 import { transpose2d } from "../checkpoint";
-import { saeConfig } from "../sae";
-import { modelShapes, type Model, type ModelConfig } from "../joint";
+import { saeConfig, type SaeConfig } from "../sae";
+import { nfmConfig } from "../nfm";
+import { modelShapes, type Model, type ModelConfig, type Variant } from "../joint";
 import type { NormalizationSpec } from "../data/types";
 import { foldNormalization, unfoldNormalization, type ParamArrays } from "./fold";
 import {
@@ -268,14 +269,15 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
   if (cfg.finetuning_scaling_factor === true || st.tensors.has("finetuning_scaling_factor")) {
     throw new Error(`${wFile}: a finetuning_scaling_factor is not supported`);
   }
-  const config: ModelConfig = {
-    kind: "sae",
-    // "modern": decoder bias; TopK→ReLU as SAELens orders it; the decoder norms are kept as they are
-    sae: saeConfig({ d, F, k, preset: "modern" }, { order: "topk-relu", decoderBias: true, unitNormDecoder: false, auxK: { enabled: false } }),
-    nfm: null,
-    variant: "sae",
-    saeKAtInference: null,
-  };
+  // "modern": decoder bias; TopK→ReLU as SAELens orders it; the decoder norms are kept as they are
+  const sae = saeConfig({ d, F, k, preset: "modern" }, { order: "topk-relu", decoderBias: true, unitNormDecoder: false, auxK: { enabled: false } });
+  let config: ModelConfig = { kind: "sae", sae, nfm: null, variant: "sae", saeKAtInference: null };
+  if (fs.existsSync(path.join(dir, NFM_CFG))) {
+    // an NFM written beside the SAE (e.g. a joint model trained in PyTorch): same space as the SAE (raw activations)
+    config = foreignNfmConfig(dir, sae);
+    Object.assign(arrays, readNfmTensors(path.join(dir, NFM_WEIGHTS), config));
+    notes.push(`${NFM_CFG}: ${config.kind} model, variant ${config.variant}`);
+  }
   const model = modelFromArrays(config, arrays, cfgFile);
   return { model, normalization: identitySpec(d), format: "saelens", hookName, modelName, dtype: dtypeOf(st), notes, cfg };
 }
@@ -298,8 +300,12 @@ export function foldBDecIntoBEnc(arrays: ParamArrays, d: number, F: number): voi
 }
 
 function readNfm(dir: string, own: OwnSection, config: ModelConfig): ParamArrays {
-  const file = path.join(dir, own.nfmFile!);
-  if (!fs.existsSync(file)) throw new Error(`SAELens directory ${dir}: ${own.nfmFile} (the NFM part, named in cfg.json) is missing`);
+  return readNfmTensors(path.join(dir, own.nfmFile!), config);
+}
+
+/** The NFM tensors (nfm_weights.safetensors names and shapes, see the top of this file) a config needs. */
+function readNfmTensors(file: string, config: ModelConfig): ParamArrays {
+  if (!fs.existsSync(file)) throw new Error(`SAELens directory ${path.dirname(file)}: ${path.basename(file)} (the NFM part) is missing`);
   const st = readSafetensors(file);
   const shapes = modelShapes(config);
   const out: ParamArrays = {};
@@ -307,6 +313,26 @@ function readNfm(dir: string, own: OwnSection, config: ModelConfig): ParamArrays
     if (shapes[n]) out[n] = requireTensor(file, st, name, shapes[n], `NFM ${n}`).data;
   }
   return out;
+}
+
+/** The model config of an nfm_cfg.json written by someone else (fields as documented at the top of this file). */
+function foreignNfmConfig(dir: string, sae: SaeConfig): ModelConfig {
+  const file = path.join(dir, NFM_CFG);
+  const c = readCfg(file, "NFM config");
+  const E = intField(c, "d_embed", file);
+  for (const [field, want] of [["d_in", sae.d], ["d_sae", sae.F]] as const) {
+    if (c[field] !== undefined && c[field] !== want) throw new Error(`${file}: field "${field}" is ${JSON.stringify(c[field])}, but the SAE's cfg.json says ${want}`);
+  }
+  const linear = c.linear === undefined ? true : c.linear === true;
+  const interaction = c.interaction === undefined ? true : c.interaction === true;
+  const variant: Variant = linear && interaction ? "full" : linear ? "sae+linear" : interaction ? "sae+interaction" : "sae";
+  if (variant === "sae") throw new Error(`${file}: "linear" and "interaction" are both false: there is no NFM term`);
+  const kind = c.kind === undefined ? "joint" : c.kind;
+  if (kind !== "joint" && kind !== "sequential") throw new Error(`${file}: field "kind" must be "joint" or "sequential" (got ${JSON.stringify(kind)})`);
+  const topN = c.top_n === undefined || c.top_n === null ? null : intField(c, "top_n", file);
+  const kAt = c.k_at_inference === undefined || c.k_at_inference === null || c.k_at_inference === sae.k ? null : intField(c, "k_at_inference", file);
+  if (kAt !== null && kind !== "sequential") throw new Error(`${file}: k_at_inference (${kAt}) differs from the SAE's k (${sae.k}), which only a "sequential" model can have`);
+  return { kind, sae, nfm: nfmConfig({ F: sae.F, d: sae.d, E }, { topN, linear, interaction, dropout: 0 }), variant, saeKAtInference: kAt };
 }
 
 export function identitySpec(d: number): NormalizationSpec {
