@@ -17,7 +17,7 @@ import { transpose2d } from "../lib/checkpoint";
 import { saeEncodeDense } from "../lib/sae";
 import { harvestActivations } from "../lib/data/activations";
 import { ByteTokenizer, FakeLanguageModel } from "../lib/data/fake-lm";
-import { encodeNpy, exportSaeLens, exportSparsify, exportStore, loadSaeLens, readNpy } from "../lib/interop/index";
+import { encodeNpy, exportSaeLens, exportSparsify, exportStore, inNormalizedSpace, loadSaeLens, readNpy } from "../lib/interop/index";
 import { identitySpec } from "../lib/interop/saelens";
 import { D, F, K, encodeRaw, jointModelConfig, maxAbs, nonzeros, randomModel, randomSpec, rawRows, reconstructRaw, saeModelConfig } from "./interop-helpers";
 
@@ -69,6 +69,14 @@ describe("SAELens export / import", () => {
     assert.equal(foreign.model.config.sae.decoderBias, true);
     assert.equal(foreign.normalization.kind, "none");
     assert.ok(maxAbs(encodeRaw(foreign.model, foreign.normalization, x), want) <= 1e-5, "the folded weights encode raw rows like the model encodes normalised ones");
+    // and back into the normalised space: the same function, on normalised inputs
+    const other = randomSpec(D, seed + 20);
+    const moved = inNormalizedSpace(foreign, other);
+    assert.deepEqual(moved.normalization, other);
+    assert.ok(maxAbs(encodeRaw(moved.model, other, x), want) <= 1e-5);
+    assert.ok(maxAbs(moved.model.params.read("sae.wDec"), foreign.model.params.read("sae.wDec")) > 1e-3, "the weights did change");
+    assert.throws(() => inNormalizedSpace(moved, other), /already takes zscore-normalised inputs/);
+    moved.model.dispose();
     foreign.model.dispose();
     model.dispose();
     assert.equal(tf.memory().numTensors, tensorsBefore, "no tensors leaked");

@@ -9,7 +9,7 @@ import { Model, ModelConfig, modelShapes, validateModelConfig } from "../joint";
 import { readJsonFile } from "../io/json";
 import type { LoadedTensor, SafetensorsContents, WritableDtype } from "../io/safetensors";
 import type { NormalizationSpec } from "../data/types";
-import type { ParamArrays } from "./fold";
+import { unfoldNormalization, type ParamArrays } from "./fold";
 
 /** Where an imported SAE came from. */
 export type ForeignFormat = "saelens" | "sparsify";
@@ -134,4 +134,19 @@ export function intField(cfg: Record<string, unknown>, field: string, file: stri
 /** safetensors dtype name → the dtype string SAELens/PyTorch configs use. */
 export function torchDtypeName(dtype: WritableDtype): string {
   return dtype === "F16" ? "float16" : dtype === "BF16" ? "bfloat16" : "float32";
+}
+
+/**
+ * The same SAE (or joint model) re-expressed on normalised inputs x_n = (x − shift) / scale:
+ * an imported raw-space model unfolded into `spec`'s space (lib/interop/fold.ts), so it can stand
+ * where our models trained on a store's normalisation stand (e.g. { model, normalization } as a
+ * lib/eval PrimaryModel). The input model must take raw activations (normalization kind "none")
+ * and have a decoder bias (every imported SAE has one). The caller disposes the new model.
+ */
+export function inNormalizedSpace(imported: { model: Model; normalization: NormalizationSpec }, spec: NormalizationSpec): { model: Model; normalization: NormalizationSpec } {
+  if (imported.normalization.kind !== "none") throw new Error(`inNormalizedSpace: the model already takes ${imported.normalization.kind}-normalised inputs`);
+  const c = imported.model.config;
+  if (!c.sae.decoderBias) throw new Error("inNormalizedSpace: the model has no decoder bias to carry the normalisation's shift");
+  const arrays = unfoldNormalization(c, modelArrays(imported.model), spec);
+  return { model: modelFromArrays(c, arrays, "inNormalizedSpace"), normalization: spec };
 }

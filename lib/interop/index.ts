@@ -17,6 +17,7 @@ export type { ExportResult, LoadOptions } from "./saelens";
 export { exportSparsify, readSparsify, SPARSIFY_CFG, SPARSIFY_WEIGHTS } from "./sparsify";
 export { foldNormalization, unfoldNormalization } from "./fold";
 export type { ParamArrays } from "./fold";
+export { inNormalizedSpace } from "./common";
 export type { ImportedSae, ExportOptions, ForeignFormat } from "./common";
 export { exportStore, EXPORT_FORMAT } from "./store-export";
 export type { StoreExportFormat, StoreExportManifest, StoreExportOptions } from "./store-export";
