@@ -199,6 +199,13 @@ describe("SAELens export / import", () => {
     assert.throws(() => loadSaeLens(dir), /architecture "jumprelu" is not a TopK SAE/);
     writeJsonAtomic(cfgFile, { ...cfg, integration_spaces: undefined, normalize_activations: "layer_norm" });
     assert.throws(() => loadSaeLens(dir), /normalize_activations "layer_norm"/);
+    // SAELens < 6: a TopK SAE as architecture "standard" + activation_fn_str "topk", k in activation_fn_kwargs
+    writeJsonAtomic(cfgFile, { ...cfg, integration_spaces: undefined, architecture: "standard", activation_fn: undefined, activation_fn_str: "topk", k: undefined });
+    const legacy = loadSaeLens(dir);
+    assert.equal(legacy.model.config.sae.k, K);
+    legacy.model.dispose();
+    writeJsonAtomic(cfgFile, { ...cfg, integration_spaces: undefined, architecture: "standard", activation_fn: "relu", activation_fn_str: "relu" });
+    assert.throws(() => loadSaeLens(dir), /architecture "standard" is not a TopK SAE/);
     writeJsonAtomic(cfgFile, { ...cfg, integration_spaces: undefined, k: undefined, activation_fn_kwargs: undefined });
     assert.throws(() => loadSaeLens(dir), /field "k" \(or activation_fn_kwargs.k\) is missing/);
     assert.throws(() => loadSaeLens(path.join(root, "nope")), /does not exist/);

@@ -51,6 +51,10 @@ export interface ExportOptions {
   /** TransformerLens-style hook name of the activation (e.g. blocks.3.hook_resid_pre, see residPreHookName). */
   hookName?: string | null;
   hookLayer?: number | null;
+  /** Tokens per context the activations were harvested with (cfg context_size; our stores' windowLength). */
+  contextSize?: number | null;
+  /** Where the training text came from (cfg dataset_path; e.g. the corpus name). */
+  datasetPath?: string | null;
 }
 
 /** Our own section of an exported cfg.json: enough to rebuild the exact model (foreign readers ignore it). */

@@ -146,6 +146,11 @@ export function exportSaeLens(model: Model, dir: string, opts: ExportOptions = {
     hook_layer: opts.hookLayer ?? null,
     hook_head_index: null,
     prepend_bos: true,
+    // fields SAELens before 6.0 requires (6.x moves them to its metadata)
+    context_size: opts.contextSize ?? null,
+    dataset_path: opts.datasetPath ?? null,
+    dataset_trust_remote_code: false,
+    sae_lens_training_version: null,
     [OWN_SECTION]: own,
   };
   const files = [SAELENS_CFG, SAELENS_WEIGHTS];
@@ -201,8 +206,9 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
   const d = intField(cfg, "d_in", cfgFile);
   const F = intField(cfg, "d_sae", cfgFile);
   const activation = cfg.activation_fn ?? cfg.activation_fn_str;
-  const architecture = cfg.architecture ?? (activation === "topk" ? "topk" : "standard");
-  if (architecture !== "topk") {
+  const architecture = cfg.architecture ?? "standard";
+  // SAELens before 6.0 also wrote TopK SAEs as architecture "standard" with activation_fn_str "topk"
+  if (!(architecture === "topk" || (architecture === "standard" && activation === "topk"))) {
     throw new Error(`${cfgFile}: architecture "${architecture}" is not a TopK SAE (this project's SAE is TopK; supported: "topk")`);
   }
   const kwargs = cfg.activation_fn_kwargs as Record<string, unknown> | undefined;

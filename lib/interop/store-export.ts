@@ -20,7 +20,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ActivationStore, StoreManifest } from "../data/store";
 import { bytesPerValue, ROW_INFO_FIELDS } from "../data/store";
-import { replaceDirAtomic, writeChunksAtomic, writeJsonAtomic } from "../io/atomic";
+import { replaceDirAtomic, writeChunksAtomic, writeFileAtomic, writeJsonAtomic } from "../io/atomic";
 import { layoutSafetensors, type WritableDtype } from "../io/safetensors";
 import { npyHeader, type NpyDescr } from "./npy";
 
@@ -152,7 +152,7 @@ export function exportStore(store: ActivationStore, outDir: string, opts: StoreE
     const rowsFile = `rows${ext}`;
     const rowsShape = [m.numRows, ROW_INFO_FIELDS.length];
     const rowsOffset = writeArrayFile(format, path.join(tmp, rowsFile), "rows", "I32", rowsShape, path.join(store.dir, m.rowsFile), m.numRows * ROW_INFO_FIELDS.length * 4, blockBytes);
-    fs.copyFileSync(path.join(store.dir, m.docsFile), path.join(tmp, "docs.json"));
+    writeFileAtomic(path.join(tmp, "docs.json"), fs.readFileSync(path.join(store.dir, m.docsFile)));
     manifest = {
       format: EXPORT_FORMAT,
       version: EXPORT_VERSION,
