@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { writeSafetensors, readSafetensors } from "../lib/io/safetensors";
-import { writeJsonAtomic } from "../lib/io/atomic";
+import { setFileOpsForTesting, writeJsonAtomic, WriteError } from "../lib/io/atomic";
 import { transpose2d } from "../lib/checkpoint";
 import { saeEncodeDense } from "../lib/sae";
 import { harvestActivations } from "../lib/data/activations";
@@ -296,6 +296,24 @@ describe(".npy and the store export", () => {
             const t = readSafetensors(path.join(out, s.file)).tensors.get("activations")!;
             assert.deepEqual(Array.from(t.data), Array.from(store.readRows(s.rowStart, s.rowCount)));
           }
+        }
+        if (dtype === "float32" && format === "npy") {
+          // a write that fails half way (ENOSPC on the third shard) leaves the previous export as it was, no temporary files
+          const before = Object.fromEntries(fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f)).toString("base64")]));
+          let calls = 0;
+          const restore = setFileOpsForTesting({
+            writeSync: (fd, buffer, offset, length, position) => {
+              if (++calls > 6) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+              return fs.writeSync(fd, buffer, offset, length, position);
+            },
+          });
+          try {
+            assert.throws(() => exportStore(store, out, { format, blockBytes: 1000 }), (e: Error) => e instanceof WriteError && /the disk is full/.test(e.message) && /shard-0000\d\.npy/.test(e.message));
+          } finally {
+            restore();
+          }
+          assert.deepEqual(Object.fromEntries(fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f)).toString("base64")])), before);
+          assert.deepEqual(fs.readdirSync(root).filter((f) => f.includes(".tmp")), []);
         }
         const rows = fs.readFileSync(path.join(out, m.rows.file)).subarray(m.rows.dataOffset);
         const r = 137;
