@@ -218,7 +218,7 @@ export interface DriftTrajectory {
  * source.batches({seed: config.seed, part, normalize}) (trainModel's estimate; it does not enter
  * W_dec or W_lin at step 0).
  */
-export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { fastStep?: boolean; every?: number; dataMean?: Float32Array } = {}): DriftTrajectory {
+export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { tapeFree?: boolean; every?: number; dataMean?: Float32Array } = {}): DriftTrajectory {
   const c = validateTrainConfig(config);
   const mc = c.model;
   checkDuplicationApplicable(mc, "driftTrajectory");
@@ -230,7 +230,7 @@ export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { 
   const model = createModel(mc, c.seed, { dataMean });
   const init = createModel(mc, c.seed, { dataMean });
   const ctx = makeStepContext(model, c.optim, c.seed);
-  if (opts.fastStep !== undefined) ctx.fast = opts.fastStep;
+  if (opts.tapeFree !== undefined) ctx.tapeFree = opts.tapeFree;
   const schedule = buildSchedule(c.schedule, c.steps);
   const wDec0 = readParam(init, "sae.wDec");
   const wLin0 = readParam(init, "nfm.wLin");
