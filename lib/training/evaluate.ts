@@ -42,7 +42,7 @@ export function evaluate(model: Model, rows: Float32Array, batchSize = 512): Eva
   const xSae = new Float32Array(rows.length);
   const lin = c.nfm?.linear ? new Float32Array(rows.length) : null;
   const inter = c.nfm?.interaction ? new Float32Array(rows.length) : null;
-  const k = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k;
+  const k = effectiveK(c);
   const vals = new Float32Array(n * k);
   const idx = new Int32Array(n * k);
   const p = model.record();
