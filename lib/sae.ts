@@ -307,9 +307,9 @@ export function saeEncodeForward(p: P, c: SaeConfig, x: tf.Tensor2D, k: number, 
   if (xin !== x) hold(xin);
   // x_inᵀ [d, B] laid out in JavaScript: cheaper than tfjs's transpose of a [B, d] block.
   const xa = readFloat32(xin);
-  const xinTr = new Float32Array(d * B);
-  for (let b = 0; b < B; b++) for (let j = 0, i = b * d; j < d; j++, i++) xinTr[j * B + b] = xa[i];
-  const preT = tf.tidy(() => tf.matMul(p["sae.wEncT"] as tf.Tensor2D, tf.tensor2d(xinTr, [d, B])));
+  const xinT = new Float32Array(d * B);
+  for (let b = 0; b < B; b++) for (let j = 0, i = b * d; j < d; j++, i++) xinT[j * B + b] = xa[i];
+  const preT = tf.tidy(() => tf.matMul(p["sae.wEncT"] as tf.Tensor2D, tf.tensor2d(xinT, [d, B])));
   let sel: { ids: Int32Array; vals: Float32Array };
   try {
     sel = selectTopkColumns(preT as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D, k, c.order);
