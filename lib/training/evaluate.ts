@@ -5,7 +5,7 @@
 import { tf } from "../backend";
 import type { RowSource, BatchOptions, NormalizationSpec } from "../data/types";
 import { normalize as applyNormalization } from "../data/normalization";
-import { Model, effectiveK, forward } from "../joint";
+import { ForwardOutput, Model, effectiveK, forward } from "../joint";
 import * as M from "../metrics";
 import type { TrainConfig } from "./config";
 
@@ -32,12 +32,34 @@ export interface EvalMetrics {
   linearShare: number | null;
 }
 
+/** The number of rows in `rows` [n, d] (an error naming `where` unless a positive whole number). */
+export function rowCount(rows: Float32Array, d: number, where: string): number {
+  const n = rows.length / d;
+  if (!Number.isInteger(n) || n === 0) throw new Error(`${where}: ${rows.length} values is not a positive multiple of d = ${d}`);
+  return n;
+}
+
+/**
+ * The model's forward pass (no dropout) over fixed rows [n, d], in batches of `batchSize` rows:
+ * visit(o, start, b) runs inside tf.tidy for the b rows from row `start` (read what is needed from
+ * o there). The one batched pass behind evaluation and the diagnostics built on it.
+ */
+export function forwardInBatches(model: Model, rows: Float32Array, batchSize: number, visit: (o: ForwardOutput, start: number, b: number) => void): void {
+  const c = model.config;
+  const d = c.sae.d;
+  const n = rows.length / d;
+  const p = model.record();
+  for (let s = 0; s < n; s += batchSize) {
+    const b = Math.min(batchSize, n - s);
+    tf.tidy(() => visit(forward(p, c, tf.tensor2d(rows.subarray(s * d, (s + b) * d), [b, d]), null), s, b));
+  }
+}
+
 /** Evaluate on fixed rows [n, d] (no dropout), in batches. */
 export function evaluate(model: Model, rows: Float32Array, batchSize = 512): EvalMetrics {
   const c = model.config;
   const d = c.sae.d;
-  const n = rows.length / d;
-  if (!Number.isInteger(n) || n === 0) throw new Error(`evaluate: ${rows.length} values is not a positive multiple of d = ${d}`);
+  const n = rowCount(rows, d, "evaluate");
   const xhat = new Float32Array(rows.length);
   const xSae = new Float32Array(rows.length);
   const lin = c.nfm?.linear ? new Float32Array(rows.length) : null;
@@ -45,20 +67,14 @@ export function evaluate(model: Model, rows: Float32Array, batchSize = 512): Eva
   const k = effectiveK(c);
   const vals = new Float32Array(n * k);
   const idx = new Int32Array(n * k);
-  const p = model.record();
-  for (let s = 0; s < n; s += batchSize) {
-    const b = Math.min(batchSize, n - s);
-    tf.tidy(() => {
-      const x = tf.tensor2d(rows.subarray(s * d, (s + b) * d), [b, d]);
-      const o = forward(p, c, x, null);
-      xhat.set(o.xhat.dataSync() as Float32Array, s * d);
-      xSae.set(o.xSae.dataSync() as Float32Array, s * d);
-      if (lin && o.nfm?.lin) lin.set(o.nfm.lin.dataSync() as Float32Array, s * d);
-      if (inter && o.nfm?.inter) inter.set(o.nfm.inter.dataSync() as Float32Array, s * d);
-      vals.set(o.code.values.dataSync() as Float32Array, s * k);
-      idx.set(o.code.indices.dataSync() as Int32Array, s * k);
-    });
-  }
+  forwardInBatches(model, rows, batchSize, (o, s) => {
+    xhat.set(o.xhat.dataSync() as Float32Array, s * d);
+    xSae.set(o.xSae.dataSync() as Float32Array, s * d);
+    if (lin && o.nfm?.lin) lin.set(o.nfm.lin.dataSync() as Float32Array, s * d);
+    if (inter && o.nfm?.inter) inter.set(o.nfm.inter.dataSync() as Float32Array, s * d);
+    vals.set(o.code.values.dataSync() as Float32Array, s * k);
+    idx.set(o.code.indices.dataSync() as Int32Array, s * k);
+  });
   const mse = M.mse(rows, xhat, d);
   const mseSae = M.mse(rows, xSae, d);
   const dd = M.deadDense(M.firingCounts(vals, idx, c.sae.F), n);
