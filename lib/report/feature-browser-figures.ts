@@ -26,12 +26,15 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
     $schema: SCHEMA,
     title: {
       text: title ?? `Feature browser: ${first.label}`,
-      subtitle: `pick a feature in the dropdown below the chart (the ${summaries.length} most frequently firing of the scanned held-out tokens); the static image shows feature ${first.feature}`,
+      subtitle: [
+        `pick a feature in the dropdown under the chart (the ${summaries.length} most frequently firing on the scanned held-out tokens)`,
+        `the static image shows feature ${first.feature}; logit effect: decoder direction through the final norm and unembedding (direct path only)`,
+      ],
     },
     params: [{ name: "feature", value: first.feature, bind: { input: "select", options: summaries.map((s) => s.feature), name: "feature " } }],
     hconcat: [
       {
-        title: "activation histogram (tokens where it fired)",
+        title: "activations where it fired",
         data: { values: hist },
         transform: [filter],
         width: 300,
@@ -44,7 +47,7 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
         },
       },
       {
-        title: "direct logit effect per unit activation (direct path, centred)",
+        title: "tokens raised and lowered",
         data: { values: effects },
         transform: [filter],
         width: 260,
@@ -52,7 +55,7 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
         mark: "bar",
         encoding: {
           y: { field: "token", type: "nominal", sort: { field: "effect", order: "descending" }, title: "token", axis: { labelLimit: 160 } },
-          x: { field: "effect", type: "quantitative", title: "logit effect (logits per unit activation)" },
+          x: { field: "effect", type: "quantitative", title: "centred logit effect (logits per unit activation)" },
           color: { field: "direction", type: "nominal", scale: { domain: ["raised", "lowered"], range: ["#59a14f", "#e15759"] }, title: "logit" },
         },
       },
