@@ -392,21 +392,28 @@ export interface SpliceSummary {
  * Ratios of pooled means between conditions, with intervals from one cluster bootstrap over windows
  * (the same resampling for numerator and denominator, so their correlation is respected).
  */
+/** Per-window sums and position counts of one splice condition's KL or CE (the units of the splice bootstraps). */
+export function spliceWindowSums(res: SpliceResult, name: string, what: "kl" | "ce"): { sums: Float64Array; counts: Float64Array } {
+  const W = res.config.windows;
+  const m = res.measurements.find((x) => x.name === name);
+  if (!m) throw new Error(`splice: no condition "${name}" (conditions: ${res.measurements.map((x) => x.name).join(", ")})`);
+  const sums = new Float64Array(W);
+  const counts = new Float64Array(W);
+  const vals = what === "kl" ? m.kl : m.ce;
+  const win = what === "kl" ? m.klWindow : m.ceWindow;
+  for (let i = 0; i < vals.length; i++) {
+    sums[win[i]] += vals[i];
+    counts[win[i]]++;
+  }
+  return { sums, counts };
+}
+
 export function spliceContrasts(res: SpliceResult, seed: number, samples: number): SpliceContrast[] {
   const has = (name: string) => res.measurements.some((x) => x.name === name);
   const W = res.config.windows;
   const perWindow = (name: string, what: "kl" | "ce") => {
-    const m = res.measurements.find((x) => x.name === name);
-    if (!m) throw new Error(`spliceContrasts: no condition "${name}"`);
-    const sums = new Float64Array(W);
-    const cnt = new Float64Array(W);
-    const vals = what === "kl" ? m.kl : m.ce;
-    const win = what === "kl" ? m.klWindow : m.ceWindow;
-    for (let i = 0; i < vals.length; i++) {
-      sums[win[i]] += vals[i];
-      cnt[win[i]]++;
-    }
-    return (w: Float64Array) => pooledMean(sums, cnt, w);
+    const { sums, counts } = spliceWindowSums(res, name, what);
+    return (w: Float64Array) => pooledMean(sums, counts, w);
   };
   const kl = (n: string) => perWindow(n, "kl");
   const ce = (n: string) => perWindow(n, "ce");
