@@ -362,7 +362,8 @@ export function readLatest(runDir: string): string | null {
 /**
  * Where to resume a run directory from: the checkpoint `latest` names when it is complete (training
  * state and optimizer included); else, when `latest` is missing, empty or dangling, the newest
- * complete `step-N` checkpoint, with a warning saying what was wrong and what was chosen; null (a
+ * complete `step-N` checkpoint, with a warning saying what was wrong and what was chosen (and
+ * `latest` rewritten to name it, so the next run and readLatest agree); null (a
  * fresh start) only when the directory holds neither a `latest` file nor any checkpoint directory.
  * Throws, naming the file, when there is something to resume but nothing complete to resume from.
  */
@@ -377,7 +378,9 @@ export function findResumePoint(runDir: string): { dir: string; warning: string 
     const others = all.length ? `none of its ${all.length} checkpoint directories is complete` : "it holds no checkpoint";
     throw new Error(`resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`);
   }
-  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step})` };
+  // point `latest` at it, so that what runs next (readLatest, a later resume) agrees with this choice
+  writeLatest(runDir, good.name);
+  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} now names it)` };
 }
 
 export interface PruneOptions {

@@ -212,7 +212,7 @@ describe("activation store (fake model)", () => {
     const buf = fs.readFileSync(g);
     buf.writeFloatLE(NaN, (5 * 8 + 2) * 4); // row 64+5, dimension 2
     fs.writeFileSync(g, buf);
-    await assert.rejects(openStore(dn), (e: unknown) => e instanceof IntegrityError && e.file === g && /chunk chunk-00001.bin is corrupt: sha256 [0-9a-f]{64} does not match the manifest/.test(e.message) && /harvest again/.test(e.message));
+    await assert.rejects(openStore(dn), (e: unknown) => e instanceof IntegrityError && e.file === g && /chunk-00001\.bin is corrupt: sha256 [0-9a-f]{64} does not match the manifest/.test(e.message) && /harvest again/.test(e.message));
     // a NaN the harvest itself recorded (checksums consistent with it) is found by the value scan
     const rehash = () => {
       const mPath = path.join(dn, "manifest.json");

@@ -105,7 +105,7 @@ describe("activation store: verified on open", () => {
     const d = copyDir(storeDir, "flip-chunk");
     const f = path.join(d, "chunk-00001.bin");
     flipByte(f, 37);
-    await assert.rejects(openStore(d), (e: unknown) => e instanceof IntegrityError && e.file === f && /chunk-00001\.bin is corrupt/.test(e.message) && /harvest again/.test(e.message));
+    await assert.rejects(openStore(d), (e: unknown) => e instanceof IntegrityError && e.file === f && /chunk-00001\.bin is corrupt/.test(e.message) && e.message.includes(f) && /harvest again/.test(e.message));
   });
 
   it("a changed rows.bin or a changed number in manifest.json is refused", async () => {
@@ -280,19 +280,29 @@ describe("cross-run step lock", () => {
     const cache = path.join(root, "lock-cache");
     const count = path.join(root, "lock-count");
     const started = path.join(root, "lock-started");
-    const env = { ...process.env, IS_CACHE_DIR: cache, COUNT_FILE: count, STARTED_FILE: started, HOLD_MS: "1500" };
-    const run = () =>
+    const release = path.join(root, "lock-release");
+    const env = { ...process.env, IS_CACHE_DIR: cache, COUNT_FILE: count, STARTED_FILE: started, RELEASE_FILE: release };
+    /** Run the child; `onErr` sees its stderr as it arrives. */
+    const run = (onErr: (text: string) => void = () => {}) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
         const p = spawn(process.execPath, ["--import", "tsx", child, "two"], { cwd: repoRoot, env });
         let out = "";
         let err = "";
         p.stdout.on("data", (d) => (out += d));
-        p.stderr.on("data", (d) => (err += d));
+        p.stderr.on("data", (d) => {
+          err += d;
+          onErr(err);
+        });
         p.on("close", (code) => resolve({ code, out, err }));
       });
     const first = run();
     while (!fs.existsSync(started)) await new Promise((r) => setTimeout(r, 50));
-    const second = await run();
+    // the first holds the step until the second says it is waiting for it (no timing assumptions)
+    const secondRun = run((err) => {
+      if (/waiting to reuse its result/.test(err)) fs.writeFileSync(release, "");
+    });
+    const second = await secondRun;
+    fs.writeFileSync(release, ""); // (already there unless the second never waited: then let the first finish, and fail below)
     const a = await first;
     assert.equal(a.code, 0, a.err);
     assert.equal(second.code, 0, second.err);

@@ -232,7 +232,7 @@ async function storeCorruption(dir: string, m: StoreManifest): Promise<{ file: s
   for (const c of m.chunks) {
     const f = path.join(dir, c.file);
     const h = await sha256File(f);
-    if (h !== c.sha256) return { file: f, message: `chunk ${c.file} is corrupt: sha256 ${h} does not match the manifest (${c.sha256})` };
+    if (h !== c.sha256) return { file: f, message: `chunk ${f} is corrupt: sha256 ${h} does not match the manifest (${c.sha256})` };
   }
   return checkFiles(dir, m.checksums?.files, manifestPath);
 }

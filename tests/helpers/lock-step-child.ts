@@ -1,7 +1,8 @@
 /**
  * Child process for tests/integrity-lock.test.ts: runs one cachedStep (IS_CACHE_DIR from the
- * environment) whose compute appends a line to $COUNT_FILE, signals $STARTED_FILE, then waits
- * $HOLD_MS before returning { value: 7 }. Prints the result as JSON on stdout.
+ * environment) whose compute appends a line to $COUNT_FILE, signals $STARTED_FILE, then waits until
+ * $RELEASE_FILE exists (when set; else $HOLD_MS ms) before returning { value: 7 }. Prints the result
+ * as JSON on stdout.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -12,7 +13,9 @@ async function main(): Promise<void> {
   const r = await cachedStep("lock-unit", { tag }, async (dir) => {
     fs.appendFileSync(process.env.COUNT_FILE!, `${process.pid}\n`);
     if (process.env.STARTED_FILE) fs.writeFileSync(process.env.STARTED_FILE, String(process.pid));
-    await new Promise((res) => setTimeout(res, Number(process.env.HOLD_MS ?? "0")));
+    const release = process.env.RELEASE_FILE;
+    if (release) while (!fs.existsSync(release)) await new Promise((res) => setTimeout(res, 20));
+    else await new Promise((res) => setTimeout(res, Number(process.env.HOLD_MS ?? "0")));
     fs.writeFileSync(path.join(dir, "artifact.bin"), Buffer.from([1, 2, 3]));
     return { value: 7 };
   });
