@@ -118,6 +118,9 @@ export async function cachedStep<T>(
       const saved = readMarker<T>(marker, step, key);
       if (saved.state === "ok") return hit(saved.value);
       if (saved.state === "corrupt") {
+        // set the corrupt entry aside and compute into an empty directory. (What an interrupted
+        // attempt left without a done.json is kept: a process running code from before the step
+        // lock may be writing there, and its leftovers are only hidden temporary files, not hashed.)
         process.stderr.write(`cache: WARNING: ${saved.why}; recomputing ${key}\n`);
         const aside = path.join(cacheRoot(), `.corrupt-${key}.${process.pid}.${Date.now()}`);
         fs.renameSync(dir, aside);
@@ -127,7 +130,8 @@ export async function cachedStep<T>(
       writeJsonAtomic(path.join(dir, "params.json"), { step, params });
       const computed = await compute(dir);
       const value = JSON.parse(JSON.stringify(computed, typedArraysAsArrays) ?? "null") as T;
-      const checksums: StepChecksums = { files: hashTree(dir, (rel) => rel === "done.json"), value: jsonDigest(value) };
+      // every file but done.json and hidden temporaries (`.NAME.PID.RAND.tmp` torn by an interrupted attempt)
+      const checksums: StepChecksums = { files: hashTree(dir, (rel) => rel === "done.json" || path.basename(rel).startsWith(".")), value: jsonDigest(value) };
       const record = JSON.stringify({ step, key, finishedAt: new Date().toISOString(), value, checksums }, null, 2) + "\n";
       writeFileAtomic(marker, record);
       const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
@@ -141,7 +145,7 @@ export async function cachedStep<T>(
 
 /** What done.json records to verify an entry (absent in entries written before issue 19). */
 export interface StepChecksums {
-  /** Path relative to the step's directory → sha256, for every file but done.json. */
+  /** Path relative to the step's directory → sha256, for every file but done.json and hidden (temporary) ones. */
   files: Record<string, string>;
   /** jsonDigest of the stored value. */
   value: string;
