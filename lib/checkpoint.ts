@@ -29,7 +29,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "./backend";
 import { readSafetensors, writeSafetensors, TensorToWrite } from "./io/safetensors";
-import { fsyncDirSync, writeFileAtomic, writeJsonAtomic } from "./io/atomic";
+import { replaceDirAtomic, writeFileAtomic, writeJsonAtomic } from "./io/atomic";
 import { IntegrityError, checkFiles, hashFiles, jsonDigest } from "./io/integrity";
 import { readJsonFile } from "./io/json";
 import { Adam, AdamState, ParamSet } from "./optim";
@@ -181,12 +181,7 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
     ...(opts.configHistory ? { configHistory: opts.configHistory } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
   };
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Date.now()}.tmp`);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp);
-  try {
+  replaceDirAtomic(dir, (tmp) => {
     writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
     if (opts.adam) {
       const st = opts.adam.exportState();
@@ -198,16 +193,7 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
     // checksums of what is on disk now (read back: ≈1 GB/s, small next to writing the tensors)
     const files = hashFiles(tmp, fs.readdirSync(tmp).filter((n) => n.endsWith(".safetensors")).sort());
     writeJsonAtomic(path.join(tmp, "config.json"), { ...meta, checksums: { files, config: jsonDigest(meta) } satisfies CheckpointChecksums });
-    // Swap in: remove the old directory only after the new one is complete.
-    const old = fs.existsSync(dir) ? `${tmp}.old` : null;
-    if (old) fs.renameSync(dir, old);
-    fs.renameSync(tmp, dir);
-    fsyncDirSync(parent); // the swap itself survives a crash
-    if (old) fs.rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }
 
 function adamMeta(a: Adam): Record<string, string> {
