@@ -23,7 +23,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend";
-import { cachedStep, cacheRoot } from "./cache";
+import { cachedStep, cacheRoot, stepLockFile } from "./cache";
+import { withLock } from "./lock";
+import { IntegrityError } from "../io/integrity";
 import type { Preset, Mode } from "../presets";
 import { presetFor, evalSettingsFor, PIPELINE_FORMAT, DATA_SPLIT_SEED, type PipelineParams } from "./params";
 import { harvestActivations } from "../data/activations";
@@ -145,9 +147,34 @@ export function getStores(p: PipelineParams): Promise<Stores> {
       };
       return s;
     });
-    const open = (rel: string) => openStore(path.join(cacheRoot(), rel), { layer: p.layer }, { checkValues: false });
-    const train = await open(step.value.train);
-    return { key: step.key, train, val: await open(step.value.val), test: await open(step.value.test), normalization: train.normalization };
+    const maxTokens = { train: pre.data.maxTokens, val: ev.evalTokens, test: ev.evalTokens };
+    // A store whose checksums fail (openStore verifies every chunk) is harvested again, under a lock
+    // so that concurrent processes repair it once; a corrupt store is never used.
+    const open = async (split: "train" | "val" | "test"): Promise<ActivationStore> => {
+      const dir = path.join(cacheRoot(), step.value[split]);
+      const openIt = () => openStore(dir, { layer: p.layer }, { checkValues: false });
+      try {
+        return await openIt();
+      } catch (e) {
+        if (!(e instanceof IntegrityError)) throw e;
+        return withLock(stepLockFile(`store-${path.basename(dir)}`), `repair of store ${dir}`, async () => {
+          try {
+            return await openIt(); // repaired by another process meanwhile
+          } catch (again) {
+            if (!(again instanceof IntegrityError)) throw again;
+            process.stderr.write(`pipeline: WARNING: ${again.message}; harvesting the ${split} store again\n`);
+            const aside = path.join(path.dirname(dir), `.corrupt-${path.basename(dir)}.${process.pid}.${Date.now()}`);
+            fs.renameSync(dir, aside);
+            fs.rmSync(aside, { recursive: true, force: true });
+            const h = await harvest(split, maxTokens[split]);
+            if (path.resolve(h.dir) !== path.resolve(dir)) throw new Error(`pipeline: re-harvesting ${dir} produced ${h.dir} (the harvest inputs changed?)`);
+            return openIt();
+          }
+        });
+      }
+    };
+    const train = await open("train");
+    return { key: step.key, train, val: await open("val"), test: await open("test"), normalization: train.normalization };
   });
 }
 
