@@ -39,7 +39,7 @@ const missing = [
   !findLabServerPython() && "jupyter_server + jupyterlab_server (apt: python3-jupyter-server python3-jupyterlab-server)",
   !findChromium() && "chromium",
 ].filter(Boolean);
-const skip = missing.length > 0 ? `${missing.join(", ")} not installed: run bash environment/setup.sh --with-jupyterlab` : false;
+const skip = missing.length > 0 ? `missing: ${missing.join(", ")}; run bash environment/setup.sh --with-jupyterlab` : false;
 
 // Page-side code runs in Chromium; typed loosely so this compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -81,7 +81,7 @@ const RECORD_PROGRESS = `(() => {
 
 // (JupyterLab puts each output's renderer, e.g. .jp-RenderedHTMLCommon, in a .jp-OutputArea-child and
 // gives the renderer itself the class .jp-OutputArea-output.)
-/** The current notebook's vega views (canvas size, vega-embed actions, images beside), images, tables (rows), render errors. */
+/** The current notebook's vega views (canvas size, vega-embed actions, images beside), output images (PNG/SVG renderers draw an img), tables (rows), render errors. */
 const DESCRIBE_OUTPUTS = `(() => {
   const root = jupyterapp.shell.currentWidget.content.node;
   const box = (el) => { const r = el.getBoundingClientRect(); return { width: r.width, height: r.height }; };
@@ -91,7 +91,7 @@ const DESCRIBE_OUTPUTS = `(() => {
       actions: Boolean(v.querySelector(".vega-embed .vega-actions")),
       images: v.closest(".jp-OutputArea-child").querySelectorAll("img").length,
     })),
-    images: root.querySelectorAll(".jp-OutputArea-child .jp-RenderedImage").length,
+    images: root.querySelectorAll(".jp-OutputArea-child img").length,
     tables: Array.from(root.querySelectorAll(".jp-OutputArea-child .jp-RenderedHTMLCommon table")).map((t) => t.querySelectorAll("tbody tr").length),
     renderErrors: Array.from(root.querySelectorAll(".jp-OutputArea-output")).filter((o) => /Javascript Error/.test(o.textContent)).length,
   };
@@ -222,11 +222,14 @@ describe("browser: JupyterLab build", { skip }, () => {
     await withChromiumPage({ width: 1280, height: 1000 }, async (page) => {
       await openNotebook(page, server!, NOTEBOOK);
       const charts = saved.cells.flatMap((c) => (c.outputs ?? []).filter((o: any) => o.data?.["application/vnd.vegalite.v5+json"])).length;
-      // vega-embed draws into a canvas once vega has compiled the spec
+      // until every chart is drawn: by vega-embed into a canvas (once vega has compiled the spec),
+      // or as a fallback image, PNG or (trusted notebook) SVG (then the assertions below say so)
       await page.waitForFunction(
         (n: number) => {
           const root = (globalThis as any).jupyterapp.shell.currentWidget.content.node;
-          return root.querySelectorAll(".jp-RenderedVegaCommon5 .vega-embed canvas").length >= n;
+          const vega = root.querySelectorAll(".jp-RenderedVegaCommon5 .vega-embed canvas").length;
+          const images = root.querySelectorAll(".jp-OutputArea-child img").length;
+          return vega >= n || images >= n;
         },
         charts,
         { timeout: 60_000 },
@@ -241,9 +244,9 @@ describe("browser: JupyterLab build", { skip }, () => {
       for (const v of view.vega) {
         assert.ok(v.canvas && v.canvas.width >= 300 && v.canvas.height >= 100, `vega canvas on screen: ${JSON.stringify(v)}`);
         assert.ok(v.actions, "vega-embed's actions menu (an interactive view)");
-        assert.equal(v.images, 0, "no PNG fallback image beside the vega view");
+        assert.equal(v.images, 0, "no fallback image beside the vega view");
       }
-      assert.equal(view.images, 0, "no chart fell back to its PNG");
+      assert.equal(view.images, 0, "no chart fell back to its PNG or SVG image");
       assert.equal(view.renderErrors, 0);
       assert.ok(view.tables.length >= 4 && view.tables.every((rows) => rows >= 1), `HTML tables with rows: ${JSON.stringify(view.tables)}`);
 
