@@ -1,0 +1,282 @@
+/**
+ * The clamping experiment made answerable (issue 14), on top of lib/eval/interventions.ts:
+ *
+ *  1. Feature choice where the clamp can act: candidates are ranked by the paper's rule (one-way
+ *     ANOVA over the four stimulus cells, `rankSecondaryFeatures`), then only features that FIRE at
+ *     the positions the readout uses (the positions whose logits are read) are kept. A multiplicative
+ *     clamp g_j ← c·g_j of a feature that is 0 there changes nothing, so such a feature cannot test
+ *     anything; the dropped candidates are counted and the reason kept. No candidate left →
+ *     "not tested" with that reason, never "does not replicate".
+ *  2. Two clamp kinds: the paper's multiplicative clamp (interventions.clampExperiment) and an
+ *     additive one, h ← h + α · u_j · dec_j at the readout positions only, where dec_j is the
+ *     secondary SAE's decoder row (mapped back through its z-score into h's space) and u_j the
+ *     feature's typical activation = its mean sentence-level activation in the stimulus cell where
+ *     that mean is largest (so α means "α times the feature's usual dose" across features).
+ *  3. Item-level statistics: the unit is the target word (items nested in cells). Each word's Δ is
+ *     averaged over prompts, then the 2 × 2 between-items ANOVA (df 1, n_items − 4), a seeded
+ *     permutation test of the interaction and the power line (lib/stats/between-items.ts).
+ */
+import { tf } from "../backend";
+import type { LanguageModel } from "../lm/types";
+import type { SecondarySae, PrimaryModel } from "./secondary";
+import type { FeatureSource } from "./contexts";
+import { encodeToHost, forEachWindowBatch } from "./contexts";
+import type { FeatureAnova } from "./interventions-stats";
+import {
+  ClampExperimentOptions,
+  ClampExperimentResult,
+  ClampLevelResult,
+  InterventionSettings,
+  ScoreOptions,
+  asHook,
+  clampedReconstruction,
+  effectivePrimary,
+  readoutItems,
+  runReadout,
+} from "./interventions";
+import { betweenItemsAnova2x2, minDetectableInteraction2x2, permutationInteraction2x2, PowerLine } from "../stats/between-items";
+
+/** Additive doses α (in units of the feature's typical activation) used when none are given. */
+export const DEFAULT_ADDITIVE_ALPHAS = [-4, -1, 1, 4];
+
+// ---------------------------------------------------------------------------------------------
+// 1. where does a feature fire?
+
+export interface ReadoutSequence {
+  /** Token ids (with BOS). */
+  ids: number[];
+  /** Positions whose logits the readout reads. */
+  positions: number[];
+}
+
+/** The prompt readout's distinct sequences and their readout positions (interventions.readoutItems). */
+export function promptReadoutSequences(promptIds: number[][], wordIds: number[][], vocabSize: number): ReadoutSequence[] {
+  const seen = new Map<string, ReadoutSequence>();
+  for (const it of readoutItems(promptIds, wordIds, vocabSize)) {
+    const key = it.seq.join(",");
+    const positions = it.targets.map((_, t) => it.start + t);
+    const prev = seen.get(key);
+    if (prev) for (const q of positions) if (!prev.positions.includes(q)) prev.positions.push(q);
+    if (!prev) seen.set(key, { ids: it.seq, positions });
+  }
+  return Array.from(seen.values());
+}
+
+export interface ReadoutFiring {
+  /** counts[j] = readout positions where feature j is active (code value > 0). [F] */
+  counts: Int32Array;
+  /** Readout positions looked at. */
+  positions: number;
+}
+
+/**
+ * Count, per feature, the readout positions where it fires: the LM runs the sequences up to
+ * hidden_states[layer] (the layer the clamp hook replaces, clean there), the source encodes them.
+ */
+export function firingAtReadout(lm: LanguageModel, layer: number, source: FeatureSource, seqs: ReadoutSequence[], opts: { batchWindows?: number } = {}): ReadoutFiring {
+  const counts = new Int32Array(source.F);
+  let positions = 0;
+  seqs.forEach((s, i) =>
+    s.positions.forEach((q) => {
+      if (!(Number.isInteger(q) && q >= 0 && q < s.ids.length)) throw new Error(`firingAtReadout: sequence ${i} has readout position ${q} outside [0, ${s.ids.length})`);
+    }),
+  );
+  forEachWindowBatch(
+    lm,
+    seqs.map((s) => s.ids),
+    layer,
+    (b) => {
+      const { values, indices, k } = encodeToHost(source, b.x);
+      b.windows.forEach((w, i) => {
+        for (const q of seqs[w].positions) {
+          positions++;
+          const o = (i * b.T + q) * k;
+          for (let j = 0; j < k; j++) if (values[o + j] > 0) counts[indices[o + j]]++;
+        }
+      });
+    },
+    { batchWindows: opts.batchWindows ?? 32 },
+  );
+  return { counts, positions };
+}
+
+export interface DroppedCandidate {
+  feature: number;
+  f: number;
+  reason: string;
+}
+
+export interface FeatureSelection {
+  /** Candidates: features active on enough stimulus sentences with a finite ANOVA F. */
+  candidates: number;
+  /** Candidates that fire at ≥ minFiring readout positions, best F first. */
+  kept: Array<FeatureAnova & { firing: number }>;
+  dropped: DroppedCandidate[];
+  readoutPositions: number;
+  /** Highest-F kept feature (the paper's 4022 analogue); null when none is kept. */
+  top: (FeatureAnova & { firing: number }) | null;
+  /** Lowest-F kept feature other than top (the paper's 1113 analogue). */
+  control: (FeatureAnova & { firing: number }) | null;
+  /** Why nothing can be tested (null when top exists). */
+  notTestedReason: string | null;
+}
+
+/**
+ * Keep the ranked candidates that fire at the readout positions. `ranking` is ordered best first
+ * (interventions.anovaRanking), `active` the features active on enough stimulus sentences.
+ */
+export function selectClampFeatures(ranking: FeatureAnova[], active: number[], firing: ReadoutFiring, opts: { minFiring?: number } = {}): FeatureSelection {
+  const minFiring = opts.minFiring ?? 1;
+  if (!(Number.isInteger(minFiring) && minFiring >= 1)) throw new Error(`selectClampFeatures: minFiring must be an integer ≥ 1 (got ${minFiring})`);
+  const isActive = new Set(active);
+  const cands = ranking.filter((r) => isActive.has(r.feature) && Number.isFinite(r.f));
+  const kept: Array<FeatureAnova & { firing: number }> = [];
+  const dropped: DroppedCandidate[] = [];
+  for (const c of cands) {
+    if (c.feature >= firing.counts.length) throw new Error(`selectClampFeatures: feature ${c.feature} outside the firing counts (${firing.counts.length} features)`);
+    const n = firing.counts[c.feature];
+    if (n >= minFiring) kept.push({ ...c, firing: n });
+    else dropped.push({ feature: c.feature, f: c.f, reason: `fires at ${n} of ${firing.positions} readout positions (need ≥ ${minFiring}): a clamp cannot act there` });
+  }
+  const top = kept.length ? kept[0] : null;
+  const control = kept.length > 1 ? kept[kept.length - 1] : null;
+  let notTestedReason: string | null = null;
+  if (!cands.length) notTestedReason = "no secondary feature was active on enough stimulus sentences to rank";
+  else if (!top) notTestedReason = `none of the ${cands.length} ranked secondary features fires at the ${firing.positions} readout positions, so no clamp can act on the readout`;
+  return { candidates: cands.length, kept, dropped, readoutPositions: firing.positions, top, control, notTestedReason };
+}
+
+/** The feature's typical activation: its largest cell mean of sentence-mean activations, and that cell. */
+export function typicalActivation(r: FeatureAnova): { unit: number; cell: string } {
+  let best = 0;
+  r.cellMeans.forEach((m, i) => {
+    if (m > r.cellMeans[best]) best = i;
+  });
+  return { unit: r.cellMeans[best], cell: r.cells[best] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. the additive clamp
+
+export interface AdditiveClamp {
+  feature: number;
+  /** Dose in units of `unit`. */
+  alpha: number;
+  /** The feature's typical activation (code units of the secondary SAE). */
+  unit: number;
+}
+
+/** Decoder row j of the secondary SAE in h's space [1, E] (z-space row × the z-score's scale; the shift cancels in a difference). Call inside tidy. */
+function decoderDirection(sec: SecondarySae, feature: number, s: InterventionSettings): tf.Tensor2D {
+  const row = tf.slice(sec.model.params.get("sae.wDec") as tf.Tensor2D, [feature, 0], [1, sec.E]) as tf.Tensor2D;
+  return s.secondaryZscore && sec.normalization.kind !== "none" ? (tf.mul(row, tf.tensor1d(sec.normalization.scale)) as tf.Tensor2D) : row;
+}
+
+/**
+ * The additive clamp as a replace hook: h ← h + α·unit·dec_j at the rows where mask() is 1 (the
+ * readout positions of the current batch, row b·T + t), the rest of the pipeline as the settings
+ * say (delta: h unchanged elsewhere; replace: the secondary reconstruction). α = 0 is the baseline.
+ * `mask` is read on every call; it must have one entry per row of the hook's input.
+ */
+export function additiveClampHook(pm: PrimaryModel, sec: SecondarySae, add: AdditiveClamp, s: InterventionSettings, mask: () => Float32Array | null): (h: tf.Tensor3D) => tf.Tensor3D {
+  if (!(Number.isInteger(add.feature) && add.feature >= 0 && add.feature < sec.features)) throw new Error(`additive clamp: feature must be an integer in [0, ${sec.features}) (got ${add.feature})`);
+  if (!Number.isFinite(add.alpha) || !Number.isFinite(add.unit)) throw new Error(`additive clamp: alpha and unit must be finite (got ${add.alpha}, ${add.unit})`);
+  const e = effectivePrimary(pm, s);
+  return asHook((x) =>
+    clampedReconstruction(e, sec, x, null, s, (h) => {
+      const m = mask();
+      if (!m) throw new Error("additive clamp: no readout mask for this batch (pass the hook's onBatch to the scorer)");
+      const N = h.shape[0];
+      if (m.length !== N) throw new Error(`additive clamp: the readout mask has ${m.length} rows, the hook sees ${N} ([B·T, E])`);
+      const push = tf.mul(decoderDirection(sec, add.feature, s), add.alpha * add.unit); // [1, E]
+      return tf.add(h, tf.mul(tf.tensor2d(m, [N, 1]), push)) as tf.Tensor2D;
+    }),
+  );
+}
+
+/** Row mask [B·T] with 1 at the readout positions of a scorer batch. */
+export function readoutRowMask(batch: { B: number; T: number; readoutPositions: number[][] }): Float32Array {
+  const m = new Float32Array(batch.B * batch.T);
+  batch.readoutPositions.forEach((ps, b) => ps.forEach((t) => (m[b * batch.T + t] = 1)));
+  return m;
+}
+
+/** The additive clamp experiment: Δ log p against α = 0 (the unclamped pipeline) for each α. */
+export function additiveClampExperiment(o: ClampExperimentOptions & { secondary: SecondarySae; feature: number; unit: number; settings: InterventionSettings; alphas?: number[] }): ClampExperimentResult {
+  if (!(o.unit > 0)) throw new Error(`additive clamp experiment: the feature's typical activation must be > 0 (got ${o.unit}): it never fires on the stimuli`);
+  const alphas = o.alphas ?? DEFAULT_ADDITIVE_ALPHAS;
+  return runReadout(
+    `secondary feature ${o.feature} (additive, α × ${o.unit.toPrecision(3)})`,
+    { ...o, clampValues: alphas },
+    o.settings,
+    (alpha) => {
+      let mask: Float32Array | null = null;
+      const onBatch: ScoreOptions["onBatch"] = (b) => {
+        mask = readoutRowMask(b);
+      };
+      return { hook: additiveClampHook(o.primary, o.secondary, { feature: o.feature, alpha, unit: o.unit }, o.settings, () => mask), onBatch };
+    },
+    0,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. item-level statistics
+
+export interface ItemLevelTest {
+  /** Items (target words) and the 2 × 2 between-items ANOVA on their prompt-averaged Δ. */
+  nItems: number;
+  f: number;
+  df1: number;
+  df2: number;
+  p: number;
+  partialEta2: number;
+  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats. */
+  contrast: number;
+  se: number;
+  formality: { f: number; p: number };
+  emotion: { f: number; p: number };
+  permutationP: number;
+  permutations: number;
+  permutationSeed: number;
+  power: PowerLine;
+  cellMeans: number[][];
+  cellSizes: number[][];
+}
+
+/**
+ * The item-level test of one clamp level: average each target word's Δ over prompts, then the
+ * between-items ANOVA, permutation test and power line. Null when Δ is identically 0 (nothing to test).
+ */
+export function itemLevelTest(level: ClampLevelResult, opts: { permutations?: number; seed?: number } = {}): ItemLevelTest | null {
+  if (level.maxAbsDelta === 0) return null;
+  const byWord = new Map<string, { a: string; b: string; sum: number; n: number; id: string }>();
+  for (const r of level.rows) {
+    const key = `${r.formality}\u0000${r.emotion}\u0000${r.word ?? r.wordIndex}`;
+    const it = byWord.get(key) ?? { a: r.formality, b: r.emotion, sum: 0, n: 0, id: String(r.word ?? r.wordIndex) };
+    it.sum += r.value;
+    it.n++;
+    byWord.set(key, it);
+  }
+  const items = Array.from(byWord.values()).map((it) => ({ a: it.a, b: it.b, y: it.sum / it.n, id: it.id }));
+  const an = betweenItemsAnova2x2(items, { a: "formality", b: "emotion" });
+  const perm = permutationInteraction2x2(items, { permutations: opts.permutations ?? 10_000, seed: opts.seed ?? 0 });
+  return {
+    nItems: items.length,
+    f: an.interaction.f,
+    df1: 1,
+    df2: an.residual.df,
+    p: an.interaction.p,
+    partialEta2: an.interaction.partialEtaSquared,
+    contrast: an.contrast.estimate,
+    se: an.contrast.se,
+    formality: { f: an.a.f, p: an.a.p },
+    emotion: { f: an.b.f, p: an.b.p },
+    permutationP: perm.p,
+    permutations: perm.permutations,
+    permutationSeed: perm.seed,
+    power: minDetectableInteraction2x2(an),
+    cellMeans: an.cellMeans,
+    cellSizes: an.cellSizes,
+  };
+}
