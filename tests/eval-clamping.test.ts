@@ -14,8 +14,10 @@ import type { FeatureAnova } from "../lib/eval/interventions-stats";
 import { encodeToHost, forEachWindowBatch } from "../lib/eval/contexts";
 import { loadStimuli, StimulusSet } from "../lib/eval/stimuli";
 import {
-  additiveClampExperiment, additiveClampHook, firingAtReadout, itemLevelTest, promptReadoutSequences, readoutRowMask, selectClampFeatures, typicalActivation,
+  additiveClampExperiment, additiveClampHook, applyHolm, clampingClaimInputs, firingAtReadout, InterventionsSummary, itemLevelTest, promptReadoutSequences, readoutRowMask,
+  selectClampFeatures, summariseExperiment, typicalActivation,
 } from "../lib/eval/clamping";
+import { buildClaimRows, InteractionTest } from "../lib/report/claims";
 
 const LAYER = 2;
 let lm: LanguageModel;
@@ -104,6 +106,55 @@ describe("feature choice where the clamp can act (pure)", () => {
 
   test("typical activation = the largest cell mean, and its cell", () => {
     assert.deepEqual(typicalActivation(anova(0, 1, [0.2, 0.9, 0.1, 0])), { unit: 0.9, cell: "b" });
+  });
+});
+
+describe("from the study to the claim (pure)", () => {
+  const summary = (over: Partial<InterventionsSummary>): InterventionsSummary => ({
+    version: 2,
+    settingsMode: "corrected",
+    topFeature: null,
+    controlFeature: null,
+    selection: { candidates: 3, dropped: 3, droppedExamples: [], readoutPositions: 5, notTestedReason: "none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout" },
+    experiments: [],
+    holm: { family: 0, description: "" },
+    primaryFeatures: { formality: [], emotion: [] },
+    seconds: 0,
+    ...over,
+  });
+
+  test("nothing qualifies → the claim's verdict is 'not tested' with the reason, never 'does not replicate'", () => {
+    const inputs = clampingClaimInputs(summary({}));
+    assert.equal(inputs.interactionF, undefined);
+    const row = buildClaimRows(undefined, inputs).find((r) => r.claim.startsWith("Clamping"))!;
+    assert.equal(row.verdictCorrected, "not tested: none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout");
+    assert.doesNotMatch(row.verdictCorrected, /replicate/);
+  });
+
+  test("a tested study gives one item-level test per clamp kind with Holm p over the whole family", () => {
+    // two constructed experiments: Δ rows for 2 prompts × 4 words per cell, an interaction in the multiplicative one
+    const rows = (scale: number) =>
+      ["p0", "p1"].flatMap((prompt, pi) =>
+        (["high", "low"] as const).flatMap((f) =>
+          (["high", "low"] as const).flatMap((e) => [0, 1, 2, 3].map((w) => ({ prompt, wordIndex: w, word: `${f}${e}${w}`, formality: f, emotion: e, value: scale * ((f === e ? 1 : -1) + 0.1 * ((w * 7 + pi * 3) % 5)) }))),
+        ),
+      );
+    const level = (c: number, scale: number) => ({ c, rows: rows(scale), cells: [], anova: null, authors: null, maxAbsDelta: scale === 0 ? 0 : 1 });
+    const res = (name: string, levels: Array<ReturnType<typeof level>>) => ({ name, layer: 2, settings: null, prompts: ["p0", "p1"], words: [], baseline: [], levels });
+    const mult = summariseExperiment(res("m", [level(-4, 1), level(1, 0)]), { role: "top", kind: "multiplicative", feature: 7 }, { permutations: 500, seed: 1 });
+    const add = summariseExperiment(res("a", [level(4, 0.5)]), { role: "top", kind: "additive", feature: 7, unit: { value: 0.3, cell: "x" } }, { permutations: 500, seed: 1 });
+    const holm = applyHolm([mult, add]);
+    assert.equal(holm.family, 2, "the identity level (Δ ≡ 0) is not a test");
+    assert.equal(mult.levels[1].items, null);
+    assert.equal(mult.levels[0].items!.df2, 16 - 4);
+    const inputs = clampingClaimInputs(summary({ selection: { candidates: 3, dropped: 1, droppedExamples: [], readoutPositions: 5, notTestedReason: null }, topFeature: { feature: 7, f: 9, p: 0.001, firing: 2 }, experiments: [mult, add], holm }));
+    const tests = inputs.interactionF as InteractionTest[];
+    assert.equal(tests.length, 2);
+    assert.equal(tests[0].clamp, "multiplicative c = -4");
+    assert.equal(tests[1].clamp, "additive α = 4");
+    const p = [mult.levels[0].items!.p, add.levels[0].items!.p].sort((a, b) => a - b);
+    assert.ok(Math.abs(Math.min(...tests.map((t) => t.holmP!)) - 2 * p[0]) < 1e-12, "Holm multiplies the smallest p by the family size");
+    assert.ok(tests[0].contrast! > 0 && tests[0].permutationP! < 0.01 && tests[0].minDetectable! > 0);
   });
 });
 
