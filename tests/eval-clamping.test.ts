@@ -12,11 +12,12 @@ import { PrimaryModel, SecondarySae, collectInteractionHidden, trainSecondarySae
 import { clampHook, clampExperiment, interventionSettings, reconstructionHook, scoreWords, secondaryFeatureSource, wordTokenIds } from "../lib/eval/interventions";
 import type { FeatureAnova } from "../lib/eval/interventions-stats";
 import { encodeToHost, forEachWindowBatch } from "../lib/eval/contexts";
-import { loadStimuli, StimulusSet } from "../lib/eval/stimuli";
+import { inDomainStimuliPath, IN_DOMAIN_RULES, loadStimuli, StimulusSet } from "../lib/eval/stimuli";
 import {
   additiveClampExperiment, additiveClampHook, applyHolm, clampingClaimInputs, firingAtReadout, InterventionsSummary, itemLevelTest, promptReadoutSequences, readoutRowMask,
-  selectClampFeatures, summariseExperiment, typicalActivation,
+  selectClampFeatures, summariseExperiment, typicalActivation, additiveHookFor, multiplicativeHookFor,
 } from "../lib/eval/clamping";
+import { runSentenceReadout, sentenceReadoutItems } from "../lib/eval/sentence-readout";
 import { buildClaimRows, InteractionTest } from "../lib/report/claims";
 
 const LAYER = 2;
@@ -252,5 +253,35 @@ describe("clamps on the real stories260K model (random primary model, trained se
     // the multiplicative experiment still works alongside
     const m = clampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: 3, settings: s, clampValues: [1] });
     assert.equal(m.levels[0].maxAbsDelta, 0);
+  });
+
+  test("in-sentence readout (in-domain set): Δ ≡ 0 at the identity, scores equal the prompt readout on the sentence prefix, words are the items", () => {
+    const set = loadStimuli(inDomainStimuliPath(), IN_DOMAIN_RULES);
+    const all = sentenceReadoutItems(set, tok).items;
+    // two sentences per word keeps the test fast: 32 words × 2
+    const seen = new Map<string, number>();
+    const items = all.filter((it) => {
+      const n = seen.get(it.word) ?? 0;
+      seen.set(it.word, n + 1);
+      return n < 2;
+    });
+    assert.equal(items.length, 64);
+    const s = interventionSettings("corrected");
+    const so = { lm, layer: LAYER, items };
+    const r = runSentenceReadout("feature 3", { ...so, values: [1, 0] }, s, multiplicativeHookFor(pm, sec, 3, s), 1);
+    assert.equal(r.levels[0].maxAbsDelta, 0);
+    const a = runSentenceReadout("feature 3 additive", { ...so, values: [0, 3] }, s, additiveHookFor(pm, sec, 3, 0.5, s), 0);
+    assert.equal(a.levels[0].maxAbsDelta, 0, "α = 0 is the baseline");
+    assert.ok(a.levels[1].maxAbsDelta > 0);
+    const t = itemLevelTest(a.levels[1], { permutations: 1000, seed: 2 });
+    assert.ok(t);
+    assert.equal(t.nItems, 32, "the target word is the unit, not the sentence");
+    assert.equal(t.df2, 28);
+    // the unclamped in-sentence score of item 0 = the prompt readout with the sentence prefix as the prompt
+    const it = items[0];
+    const hook = clampHook(pm, sec, null, s);
+    const viaPrompt = scoreWords(lm, [it.seq.slice(0, it.start + 1)], [it.targets], { replace: new Map([[LAYER, hook]]) })[0][0];
+    const viaItems = runSentenceReadout("x", { lm, layer: LAYER, items: [it], values: [1] }, s, multiplicativeHookFor(pm, sec, 3, s), 1).baseline[0][0];
+    assert.ok(Math.abs(viaPrompt - viaItems) < 1e-4, `${viaPrompt} vs ${viaItems}`);
   });
 });

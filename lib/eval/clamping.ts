@@ -30,6 +30,7 @@ import {
   ScoreOptions,
   asHook,
   clampExperiment,
+  clampHook,
   clampedReconstruction,
   discoverPrimaryFeatures,
   effectivePrimary,
@@ -42,6 +43,7 @@ import {
 } from "./interventions";
 import type { StimulusSet } from "./stimuli";
 import type { InteractionTest, ModeResults } from "../report/claims";
+import { runSentenceReadout, sentenceReadoutItems } from "./sentence-readout";
 import { holmAdjust } from "../stats/multiple";
 import { betweenItemsAnova2x2, minDetectableInteraction2x2, permutationInteraction2x2, PowerLine } from "../stats/between-items";
 
@@ -210,23 +212,31 @@ export function readoutRowMask(batch: { B: number; T: number; readoutPositions: 
   return m;
 }
 
+type HookFactory = (c: number) => { hook: (h: tf.Tensor3D) => tf.Tensor3D; dispose?: () => void; onBatch?: ScoreOptions["onBatch"] };
+
+/** Hook factory of the additive clamp for a readout: α → hook acting at the current batch's readout positions. */
+export function additiveHookFor(pm: PrimaryModel, sec: SecondarySae, feature: number, unit: number, s: InterventionSettings): HookFactory {
+  if (!(unit > 0)) throw new Error(`additive clamp: the feature's typical activation must be > 0 (got ${unit}): it never fires on the stimuli`);
+  return (alpha) => {
+    let mask: Float32Array | null = null;
+    const onBatch: ScoreOptions["onBatch"] = (b) => {
+      mask = readoutRowMask(b);
+    };
+    return { hook: additiveClampHook(pm, sec, { feature, alpha, unit }, s, () => mask), onBatch };
+  };
+}
+
+/** Hook factory of the paper's multiplicative clamp (c = 1: no clamp, the unclamped pipeline). */
+export function multiplicativeHookFor(pm: PrimaryModel, sec: SecondarySae, feature: number, s: InterventionSettings): HookFactory {
+  return (c) => ({ hook: clampHook(pm, sec, c === 1 ? null : { feature, c }, s) });
+}
+
+const additiveName = (feature: number, unit: number) => `secondary feature ${feature} (additive, α × ${unit.toPrecision(3)})`;
+
 /** The additive clamp experiment: Δ log p against α = 0 (the unclamped pipeline) for each α. */
 export function additiveClampExperiment(o: ClampExperimentOptions & { secondary: SecondarySae; feature: number; unit: number; settings: InterventionSettings; alphas?: number[] }): ClampExperimentResult {
-  if (!(o.unit > 0)) throw new Error(`additive clamp experiment: the feature's typical activation must be > 0 (got ${o.unit}): it never fires on the stimuli`);
   const alphas = o.alphas ?? DEFAULT_ADDITIVE_ALPHAS;
-  return runReadout(
-    `secondary feature ${o.feature} (additive, α × ${o.unit.toPrecision(3)})`,
-    { ...o, clampValues: alphas },
-    o.settings,
-    (alpha) => {
-      let mask: Float32Array | null = null;
-      const onBatch: ScoreOptions["onBatch"] = (b) => {
-        mask = readoutRowMask(b);
-      };
-      return { hook: additiveClampHook(o.primary, o.secondary, { feature: o.feature, alpha, unit: o.unit }, o.settings, () => mask), onBatch };
-    },
-    0,
-  );
+  return runReadout(additiveName(o.feature, o.unit), { ...o, clampValues: alphas }, o.settings, additiveHookFor(o.primary, o.secondary, o.feature, o.unit, o.settings), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,7 +332,7 @@ export interface ClampExperimentSummary {
   name: string;
   role: "top" | "control" | "linear-control";
   kind: ClampKind;
-  /** "prompts": Δ log p of each target word after each prompt. */
+  /** "prompts": Δ log p of each target word after each prompt; "sentences": of the target word inside the stimulus sentences; "prompts, <set>": a second stimulus set's words after its prompts. */
   readout: string;
   /** Secondary feature (null for the linear-pathway control). */
   feature: number | null;
@@ -361,14 +371,14 @@ function permutationSeed(seed: number, name: string, c: number): number {
 /** Summarise one readout experiment (Δ rows → stored levels with the item-level test). */
 export function summariseExperiment(
   res: ClampExperimentResult,
-  meta: { role: ClampExperimentSummary["role"]; kind: ClampKind; feature: number | null; unit?: { value: number; cell: string } },
+  meta: { role: ClampExperimentSummary["role"]; kind: ClampKind; feature: number | null; unit?: { value: number; cell: string }; readout?: string },
   opts: { permutations?: number; seed?: number } = {},
 ): ClampExperimentSummary {
   return {
     name: res.name,
     role: meta.role,
     kind: meta.kind,
-    readout: "prompts",
+    readout: meta.readout ?? "prompts",
     feature: meta.feature,
     ...(meta.unit ? { unit: meta.unit } : {}),
     levels: res.levels.map((l) => ({
@@ -381,7 +391,7 @@ export function summariseExperiment(
       emotion: l.anova ? { f: l.anova.b.f, p: l.anova.b.p } : null,
       authors: l.authors ? { f: l.authors.interaction.f, p: l.authors.interaction.p, effect: l.authors.interactionEffect } : null,
       cells: l.cells.map((c) => ({ ...c })),
-      items: itemLevelTest(l, { permutations: opts.permutations, seed: permutationSeed(opts.seed ?? 0, res.name, l.c) }),
+      items: itemLevelTest(l, { permutations: opts.permutations, seed: permutationSeed(opts.seed ?? 0, `${res.name}\u0000${meta.readout ?? "prompts"}`, l.c) }),
       holmP: null,
     })),
   };
@@ -426,6 +436,8 @@ export interface ClampingStudyOptions {
   /** The training seed (permutation seeds derive from it). */
   seed: number;
   batchSize?: number;
+  /** Further prompt readouts on other stimulus sets' target words (corrected mode: the paper-style set), with a name. */
+  extraPromptReadouts?: Array<{ name: string; stimuli: StimulusSet; prompts: string[] }>;
 }
 
 /** Rank, filter, clamp (both kinds, top and control, and the linear-pathway control), test. */
@@ -442,14 +454,27 @@ export function runClampingStudy(o: ClampingStudyOptions): Omit<InterventionsSum
   const base = { lm: o.lm, tokenizer: o.tokenizer, layer: o.clampLayer, primary: o.primary, stimuli: o.stimuli, prompts: o.prompts, clampValues: o.clampValues, batchSize: o.batchSize };
   const stat = { permutations: o.permutations, seed: o.seed };
   const experiments: ClampExperimentSummary[] = [];
+  // the in-sentence readout exists when the set's sentences carry target words (the in-domain set)
+  const sentenceItems = sentenceReadoutItems(o.stimuli, o.tokenizer).items;
+  const alphas = o.alphas ?? DEFAULT_ADDITIVE_ALPHAS;
   for (const [role, f] of [["top", sel.top], ["control", sel.control]] as const) {
     if (!f) continue;
-    const mult = clampExperiment({ ...base, secondary: o.secondary, feature: f.feature, settings: s });
-    experiments.push(summariseExperiment(mult, { role, kind: "multiplicative", feature: f.feature }, stat));
     const u = typicalActivation(f);
-    if (u.unit > 0) {
-      const add = additiveClampExperiment({ ...base, secondary: o.secondary, feature: f.feature, unit: u.unit, settings: s, alphas: o.alphas });
-      experiments.push(summariseExperiment(add, { role, kind: "additive", feature: f.feature, unit: { value: u.unit, cell: u.cell } }, stat));
+    const unit = u.unit > 0 ? { value: u.unit, cell: u.cell } : undefined;
+    const mult = multiplicativeHookFor(o.primary, o.secondary, f.feature, s);
+    const add = unit ? additiveHookFor(o.primary, o.secondary, f.feature, unit.value, s) : null;
+    experiments.push(summariseExperiment(clampExperiment({ ...base, secondary: o.secondary, feature: f.feature, settings: s }), { role, kind: "multiplicative", feature: f.feature }, stat));
+    if (add && unit) experiments.push(summariseExperiment(runReadout(additiveName(f.feature, unit.value), { ...base, clampValues: alphas }, s, add, 0), { role, kind: "additive", feature: f.feature, unit }, stat));
+    if (sentenceItems.length) {
+      const so = { lm: o.lm, layer: o.clampLayer, items: sentenceItems, batchSize: o.batchSize };
+      experiments.push(summariseExperiment(runSentenceReadout(`secondary feature ${f.feature}`, { ...so, values: o.clampValues }, s, mult, 1), { role, kind: "multiplicative", feature: f.feature, readout: "sentences" }, stat));
+      if (add && unit) experiments.push(summariseExperiment(runSentenceReadout(additiveName(f.feature, unit.value), { ...so, values: alphas }, s, add, 0), { role, kind: "additive", feature: f.feature, unit, readout: "sentences" }, stat));
+    }
+    for (const extra of o.extraPromptReadouts ?? []) {
+      const eb = { ...base, stimuli: extra.stimuli, prompts: extra.prompts };
+      const readout = `prompts, ${extra.name}`;
+      experiments.push(summariseExperiment(clampExperiment({ ...eb, secondary: o.secondary, feature: f.feature, settings: s }), { role, kind: "multiplicative", feature: f.feature, readout }, stat));
+      if (add && unit) experiments.push(summariseExperiment(runReadout(additiveName(f.feature, unit.value), { ...eb, clampValues: alphas }, s, add, 0), { role, kind: "additive", feature: f.feature, unit, readout }, stat));
     }
   }
   const linFeatures = Array.from(new Set([...disc.topFormality.slice(0, 1), ...disc.topEmotion.slice(0, 1)].map((t) => t.feature)));
@@ -477,8 +502,10 @@ export function clampingClaimInputs(v: InterventionsSummary): Pick<ModeResults, 
   if (v.selection.notTestedReason) return { interactionUntestable: v.selection.notTestedReason };
   const tests: InteractionTest[] = [];
   const reasons: string[] = [];
+  const readouts = Array.from(new Set(v.experiments.filter((x) => x.role === "top").map((x) => x.readout)));
+  for (const readout of readouts.length ? readouts : ["prompts"])
   for (const [kind, headline] of [["multiplicative", -4], ["additive", 4]] as const) {
-    const e = v.experiments.find((x) => x.role === "top" && x.kind === kind);
+    const e = v.experiments.find((x) => x.role === "top" && x.kind === kind && x.readout === readout);
     if (!e) {
       reasons.push(kind === "additive" ? `no additive clamp for feature #${v.topFeature?.feature} (its typical activation is 0)` : `no ${kind} clamp was run`);
       continue;
@@ -498,7 +525,7 @@ export function clampingClaimInputs(v: InterventionsSummary): Pick<ModeResults, 
       partialEta2: it.partialEta2,
       authorsStatF: lvl.authors?.f,
       authorsStatP: lvl.authors?.p,
-      clamp: `${kind} ${kind === "additive" ? "α" : "c"} = ${lvl.c}`,
+      clamp: `${kind} ${kind === "additive" ? "α" : "c"} = ${lvl.c}${readout === "prompts" ? "" : ` (${readout} readout)`}`,
       feature: e.feature ?? undefined,
       contrast: it.contrast,
       permutationP: it.permutationP,
@@ -511,7 +538,7 @@ export function clampingClaimInputs(v: InterventionsSummary): Pick<ModeResults, 
   }
   const out: Pick<ModeResults, "interactionF" | "interactionUntestable"> = {};
   if (tests.length) out.interactionF = tests;
-  if (reasons.length) out.interactionUntestable = reasons.join("; ");
+  if (reasons.length) out.interactionUntestable = Array.from(new Set(reasons)).join("; ");
   return out;
 }
 

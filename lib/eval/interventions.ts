@@ -282,9 +282,23 @@ export function readoutItems(promptIds: number[][], wordIds: number[][], vocabSi
  * m tokens is scored teacher-forced as the sum of its m token log-probabilities.
  */
 export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: number[][], opts: ScoreOptions = {}): number[][] {
-  const V = lm.config.vocabSize;
-  const items = readoutItems(promptIds, wordIds, V);
+  const items = readoutItems(promptIds, wordIds, lm.config.vocabSize);
+  const v = scoreItems(lm, items, opts);
   const out = promptIds.map(() => new Array<number>(wordIds.length).fill(NaN));
+  items.forEach((it, i) => (out[it.p][it.w] = v[i]));
+  return out;
+}
+
+/**
+ * Teacher-forced log-probability of each item's target tokens, Σ_t log p(targets[t] | seq[..start + t]),
+ * one value per item (any sequences: the prompt readout's and the in-sentence readout's).
+ */
+export function scoreItems(lm: LanguageModel, items: Array<Pick<ReadoutItem, "seq" | "start" | "targets">>, opts: ScoreOptions = {}): number[] {
+  const V = lm.config.vocabSize;
+  items.forEach((it, i) => {
+    if (!(it.start >= 0 && it.start + it.targets.length <= it.seq.length)) throw new Error(`scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} of a ${it.seq.length}-token sequence`);
+  });
+  const out = new Array<number>(items.length).fill(NaN);
   const bs = opts.batchSize ?? 64;
   for (let s = 0; s < items.length; s += bs) {
     const batch = items.slice(s, s + bs);
@@ -309,10 +323,10 @@ export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: nu
       const v = lp.dataSync() as Float32Array;
       lp.dispose();
       let row = 0;
-      batch.forEach((it) => {
+      batch.forEach((it, i) => {
         let sum = 0;
         for (const target of it.targets) sum += v[row++ * V + target];
-        out[it.p][it.w] = sum;
+        out[s + i] = sum;
       });
     } finally {
       r.logits?.dispose();
@@ -386,7 +400,8 @@ export interface ClampExperimentOptions {
   batchSize?: number;
 }
 
-function summariseCells(rows: ReadoutRow[]): CellSummary[] {
+/** Mean and 95% t-interval of Δ per cell over its rows. */
+export function summariseCells(rows: ReadoutRow[]): CellSummary[] {
   const out: CellSummary[] = [];
   for (const f of ["high", "low"] as Level[])
     for (const e of ["high", "low"] as Level[]) {

@@ -882,7 +882,13 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
   // corrected the trained layer. Feature discovery on the stimulus sentences reads hidden_states[layer]
   // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
   const layer = p.mode === "faithful" ? p.layer + 1 : p.layer;
-  const stimFile = stim.defaultStimuliPath();
+  // Stimuli: faithful = the paper-style set (data/stimuli/formality-emotion.json, or IS_STIMULI_FILE);
+  // corrected = the in-domain TinyStories set for discovery and both readouts, the paper-style set's
+  // words after its prompts as a further readout.
+  const paperFile = stim.defaultStimuliPath();
+  const inDomainFile = stim.inDomainStimuliPath();
+  const stimFile = p.mode === "faithful" ? paperFile : inDomainFile;
+  const extraFiles = p.mode === "faithful" ? [] : [paperFile];
   // version 2 (issue 14): what the step computes changed (feature filter, additive clamps, item-level
   // statistics), so results cached under the old parameters are never reused.
   const params = {
@@ -898,14 +904,20 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
     permutations: CLAMP_PERMUTATIONS,
     maxPrompts: ev.maxPrompts,
     stimuli: fs.existsSync(stimFile) ? await sha256File(stimFile) : null,
+    extraStimuli: await Promise.all(extraFiles.map(async (f) => (fs.existsSync(f) ? await sha256File(f) : null))),
     seed: p.seed,
   };
   return memoised(`interventions:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("interventions", params, async () => {
       const t0 = Date.now();
       const { model: lm, tokenizer } = await getLanguageModel(p.model);
-      const stimuli = stim.loadStimuli(stimFile);
-      const prompts = ev.maxPrompts ? stimuli.prompts.slice(0, ev.maxPrompts) : stimuli.prompts;
+      const stimuli = p.mode === "faithful" ? stim.loadStimuli(stimFile) : stim.loadStimuli(stimFile, stim.IN_DOMAIN_RULES);
+      const cut = (prompts: string[]) => (ev.maxPrompts ? prompts.slice(0, ev.maxPrompts) : prompts);
+      const prompts = cut(stimuli.prompts);
+      const extraPromptReadouts = extraFiles.map((f) => {
+        const set = stim.loadStimuli(f);
+        return { name: "paper-style set", stimuli: set, prompts: cut(set.prompts) };
+      });
       const study = runClampingStudy({
         lm,
         tokenizer,
@@ -921,6 +933,7 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
         alphas: DEFAULT_ADDITIVE_ALPHAS,
         permutations: CLAMP_PERMUTATIONS,
         seed: p.seed,
+        extraPromptReadouts,
       });
       const v: InterventionsSummary = { ...study, seconds: (Date.now() - t0) / 1000 };
       return v; // stored in done.json (NaN as null) and returned as stored
