@@ -871,6 +871,22 @@ export async function getSecondary(p: PipelineParams): Promise<{ key: string; di
 export type { InterventionsSummary } from "../eval/clamping";
 
 /**
+ * The clamping study's stimuli. Faithful: the paper-style set (data/stimuli/formality-emotion.json, or
+ * IS_STIMULI_FILE). Corrected: the in-domain TinyStories set (formality × valence) for discovery and
+ * both readouts; the paper-style set's target words after its prompts as a further readout.
+ */
+export function clampStimuliFiles(mode: Mode): { file: string; extraFiles: string[] } {
+  const paper = stim.defaultStimuliPath();
+  return mode === "faithful" ? { file: paper, extraFiles: [] } : { file: stim.inDomainStimuliPath(), extraFiles: [paper] };
+}
+
+/** The study's main stimulus set for a mode, validated with that set's rules. */
+export function loadClampStimuli(mode: Mode): stim.StimulusSet {
+  const { file } = clampStimuliFiles(mode);
+  return mode === "faithful" ? stim.loadStimuli(file) : stim.loadStimuli(file, stim.IN_DOMAIN_RULES);
+}
+
+/**
  * The 2×2 clamping study on the secondary features (lib/eval/clamping.ts): candidates that fire at the
  * readout positions, multiplicative and additive clamps of the top feature and the control, the
  * linear-pathway control, item-level ANOVA, permutation test, Holm and the power line.
@@ -882,13 +898,7 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
   // corrected the trained layer. Feature discovery on the stimulus sentences reads hidden_states[layer]
   // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
   const layer = p.mode === "faithful" ? p.layer + 1 : p.layer;
-  // Stimuli: faithful = the paper-style set (data/stimuli/formality-emotion.json, or IS_STIMULI_FILE);
-  // corrected = the in-domain TinyStories set for discovery and both readouts, the paper-style set's
-  // words after its prompts as a further readout.
-  const paperFile = stim.defaultStimuliPath();
-  const inDomainFile = stim.inDomainStimuliPath();
-  const stimFile = p.mode === "faithful" ? paperFile : inDomainFile;
-  const extraFiles = p.mode === "faithful" ? [] : [paperFile];
+  const { file: stimFile, extraFiles } = clampStimuliFiles(p.mode);
   // version 2 (issue 14): what the step computes changed (feature filter, additive clamps, item-level
   // statistics), so results cached under the old parameters are never reused.
   const params = {
@@ -911,7 +921,7 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
     const r = await cachedStep("interventions", params, async () => {
       const t0 = Date.now();
       const { model: lm, tokenizer } = await getLanguageModel(p.model);
-      const stimuli = p.mode === "faithful" ? stim.loadStimuli(stimFile) : stim.loadStimuli(stimFile, stim.IN_DOMAIN_RULES);
+      const stimuli = loadClampStimuli(p.mode);
       const cut = (prompts: string[]) => (ev.maxPrompts ? prompts.slice(0, ev.maxPrompts) : prompts);
       const prompts = cut(stimuli.prompts);
       const extraPromptReadouts = extraFiles.map((f) => {
