@@ -18,6 +18,8 @@ import {
   selectClampFeatures, summariseExperiment, typicalActivation, additiveHookFor, multiplicativeHookFor,
 } from "../lib/eval/clamping";
 import { runSentenceReadout, sentenceReadoutItems } from "../lib/eval/sentence-readout";
+import { featureActivationsAt, nextTokenLogProbs, tokenShifts, tokenShiftSpec } from "../lib/eval/clamp-by-hand";
+import { assertChartSpec } from "../lib/display/index";
 import { buildClaimRows, InteractionTest } from "../lib/report/claims";
 
 const LAYER = 2;
@@ -70,6 +72,7 @@ function logitsWith(ids: number[][], hook: (h: tf.Tensor3D) => tf.Tensor3D): { v
   return { v, T, V: lm.config.vocabSize };
 }
 
+const close1 = (a: number, b: number, tol: number) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b} ± ${tol}`);
 const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
 
 const anova = (feature: number, f: number, cellMeans = [0.1, 0.2, 0.3, 0.4]): FeatureAnova => ({ feature, f, p: 0.01, dfBetween: 3, dfWithin: 40, cellMeans, cells: ["a", "b", "c", "d"] });
@@ -283,5 +286,31 @@ describe("clamps on the real stories260K model (random primary model, trained se
     const viaPrompt = scoreWords(lm, [it.seq.slice(0, it.start + 1)], [it.targets], { replace: new Map([[LAYER, hook]]) })[0][0];
     const viaItems = runSentenceReadout("x", { lm, layer: LAYER, items: [it], values: [1] }, s, multiplicativeHookFor(pm, sec, 3, s), 1).baseline[0][0];
     assert.ok(Math.abs(viaPrompt - viaItems) < 1e-4, `${viaPrompt} vs ${viaItems}`);
+  });
+
+  test("by hand: feature activation along a sentence, next-token shifts of a clamp, a valid chart", () => {
+    const s = interventionSettings("corrected");
+    const ids = tok.encode("Once upon a time, there was a little dog", { bos: true });
+    const src = secondaryFeatureSource(pm, sec, s);
+    // the feature with the largest activation anywhere in the sentence
+    let best = { f: -1, v: 0 };
+    forEachWindowBatch(lm, [ids], LAYER, (b) => {
+      const { values, indices, k } = encodeToHost(src, b.x);
+      for (let i = 0; i < ids.length * k; i++) if (values[i] > best.v) best = { f: indices[i], v: values[i] };
+    });
+    assert.ok(best.f >= 0);
+    const acts = featureActivationsAt(lm, LAYER, src, ids, best.f);
+    assert.equal(acts.length, ids.length);
+    assert.ok(Math.abs(Math.max(...acts) - best.v) < 1e-6);
+    const before = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, null, s));
+    const same = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, { feature: best.f, c: 1 }, s));
+    assert.ok(sameBits(before, same));
+    close1(before.reduce((t, v) => t + Math.exp(v), 0), 1, 1e-4);
+    const after = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, { feature: best.f, c: -4 }, s));
+    const sh = tokenShifts(tok, before, after, 5);
+    assert.equal(sh.up.length, 5);
+    assert.ok(sh.up[0].delta >= sh.up[4].delta && sh.down[0].delta <= sh.down[4].delta);
+    assert.ok(sh.up[0].delta > 0 && sh.down[0].delta < 0, "a clamp of a firing feature moves the distribution both ways");
+    assertChartSpec(tokenShiftSpec(sh, "test"));
   });
 });
