@@ -448,14 +448,18 @@ export function runClampingStudy(o: ClampingStudyOptions): Omit<InterventionsSum
   const disc = discoverPrimaryFeatures(o.lm, o.tokenizer, o.stimuli, o.featureLayer, o.primary, s, 3);
   const words = targetWords(o.stimuli, o.tokenizer);
   const promptIds = o.prompts.map((p) => o.tokenizer.encode(p, { bos: true }));
-  const seqs = promptReadoutSequences(promptIds, words.map((w) => w.ids), o.lm.config.vocabSize);
+  // the in-sentence readout exists when the set's sentences carry target words (the in-domain set)
+  const sentenceItems = sentenceReadoutItems(o.stimuli, o.tokenizer).items;
+  // readout positions of both readouts of the main set: a kept feature fires where some readout reads
+  const seqs = [
+    ...promptReadoutSequences(promptIds, words.map((w) => w.ids), o.lm.config.vocabSize),
+    ...sentenceItems.map((it) => ({ ids: it.seq, positions: it.targets.map((_, t) => it.start + t) })),
+  ];
   const firing = firingAtReadout(o.lm, o.clampLayer, secondaryFeatureSource(o.primary, o.secondary, s), seqs);
   const sel = selectClampFeatures(ranking.ranking, ranking.active, firing);
   const base = { lm: o.lm, tokenizer: o.tokenizer, layer: o.clampLayer, primary: o.primary, stimuli: o.stimuli, prompts: o.prompts, clampValues: o.clampValues, batchSize: o.batchSize };
   const stat = { permutations: o.permutations, seed: o.seed };
   const experiments: ClampExperimentSummary[] = [];
-  // the in-sentence readout exists when the set's sentences carry target words (the in-domain set)
-  const sentenceItems = sentenceReadoutItems(o.stimuli, o.tokenizer).items;
   const alphas = o.alphas ?? DEFAULT_ADDITIVE_ALPHAS;
   for (const [role, f] of [["top", sel.top], ["control", sel.control]] as const) {
     if (!f) continue;

@@ -214,6 +214,7 @@ export function statisticsParagraph(info: StudyInfo): string {
       : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked \"no seed variation\"), which understates the uncertainty of a replication. ",
     "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
     "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
+    "The clamping interaction's unit is the target word (each word's Δ log p averaged over prompts or sentences; 2 × 2 between-items ANOVA, a seeded permutation test, Holm correction over clamp values × features × clamp kinds × readouts, and the smallest effect the design detects with 80% power); it is reported per seed with the sign of the interaction compared across seeds. ",
     "A measurement without any uncertainty estimate is never called significant.",
   ].join("");
 }
