@@ -15,7 +15,7 @@ import { encodeToHost, forEachWindowBatch } from "../lib/eval/contexts";
 import { inDomainStimuliPath, IN_DOMAIN_RULES, loadStimuli, StimulusSet } from "../lib/eval/stimuli";
 import {
   additiveClampExperiment, additiveClampHook, applyHolm, clampingClaimInputs, firingAtReadout, InterventionsSummary, itemLevelTest, promptReadoutSequences, readoutRowMask,
-  selectClampFeatures, summariseExperiment, typicalActivation, additiveHookFor, multiplicativeHookFor,
+  selectClampFeatures, strongestCell, summariseExperiment, typicalActivation, additiveHookFor, multiplicativeHookFor,
 } from "../lib/eval/clamping";
 import { runSentenceReadout, sentenceReadoutItems } from "../lib/eval/sentence-readout";
 import { featureActivationsAt, nextTokenLogProbs, tokenShifts, tokenShiftSpec } from "../lib/eval/clamp-by-hand";
@@ -108,8 +108,10 @@ describe("feature choice where the clamp can act (pure)", () => {
     assert.match(noCandidates.notTestedReason ?? "", /no secondary feature was active on enough stimulus sentences/);
   });
 
-  test("typical activation = the largest cell mean, and its cell", () => {
-    assert.deepEqual(typicalActivation(anova(0, 1, [0.2, 0.9, 0.1, 0])), { unit: 0.9, cell: "b" });
+  test("the additive unit: strongest cell by cell mean, typical activation = mean where the feature fires", () => {
+    assert.deepEqual(strongestCell(anova(0, 1, [0.2, 0.9, 0.1, 0])), { cell: "b", cellMean: 0.9 });
+    assert.deepEqual(typicalActivation([[0, 0.6, 0], [0.2, 0, 0, 1.0]]), { unit: 0.6, firingPositions: 3 });
+    assert.deepEqual(typicalActivation([[0, 0], []]), { unit: 0, firingPositions: 0 });
   });
 });
 

@@ -7,17 +7,11 @@
 import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { FeatureSource } from "./contexts";
-import { encodeToHost, forEachWindowBatch } from "./contexts";
+import { featureActivations } from "./clamping";
 
-/** Activation of `feature` at every position of one token sequence (0 where it is not among the active codes). [T] */
+/** Activation of `feature` at every position of one token sequence (clamping.featureActivations for one sequence). [T] */
 export function featureActivationsAt(lm: LanguageModel, layer: number, source: FeatureSource, ids: number[], feature: number): number[] {
-  if (!(Number.isInteger(feature) && feature >= 0 && feature < source.F)) throw new Error(`featureActivationsAt: feature must be an integer in [0, ${source.F}) (got ${feature})`);
-  const out = new Array<number>(ids.length).fill(0);
-  forEachWindowBatch(lm, [ids], layer, (b) => {
-    const { values, indices, k } = encodeToHost(source, b.x);
-    for (let t = 0; t < ids.length; t++) for (let j = 0; j < k; j++) if (indices[t * k + j] === feature) out[t] = values[t * k + j];
-  });
-  return out;
+  return featureActivations(lm, layer, source, [ids], feature)[0];
 }
 
 /** Log-softmax of the last position's logits of one sequence with a replace hook at `layer`. [V] */

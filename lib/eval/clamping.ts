@@ -10,8 +10,9 @@
  *  2. Two clamp kinds: the paper's multiplicative clamp (interventions.clampExperiment) and an
  *     additive one, h ← h + α · u_j · dec_j at the readout positions only, where dec_j is the
  *     secondary SAE's decoder row (mapped back through its z-score into h's space) and u_j the
- *     feature's typical activation = its mean sentence-level activation in the stimulus cell where
- *     that mean is largest (so α means "α times the feature's usual dose" across features).
+ *     feature's typical activation = the mean of its activations where it fires, over the sentences
+ *     of the stimulus cell where its mean is largest (so α means "α times the feature's usual dose"
+ *     across features).
  *  3. Item-level statistics: the unit is the target word (items nested in cells). Each word's Δ is
  *     averaged over prompts, then the 2 × 2 between-items ANOVA (df 1, n_items − 4), a seeded
  *     permutation test of the interaction and the power line (lib/stats/between-items.ts).
@@ -157,13 +158,43 @@ export function selectClampFeatures(ranking: FeatureAnova[], active: number[], f
   return { candidates: cands.length, kept, dropped, readoutPositions: firing.positions, top, control, notTestedReason };
 }
 
-/** The feature's typical activation: its largest cell mean of sentence-mean activations, and that cell. */
-export function typicalActivation(r: FeatureAnova): { unit: number; cell: string } {
+/** The stimulus cell where the feature is strongest: the largest cell mean of sentence-mean activations (the ranking's cellMeans). */
+export function strongestCell(r: FeatureAnova): { cell: string; cellMean: number } {
   let best = 0;
   r.cellMeans.forEach((m, i) => {
     if (m > r.cellMeans[best]) best = i;
   });
-  return { unit: r.cellMeans[best], cell: r.cells[best] };
+  return { cell: r.cells[best], cellMean: r.cellMeans[best] };
+}
+
+/** Activation of `feature` at every position of each sequence (0 where it is not among the active codes). [S][T_s] */
+export function featureActivations(lm: LanguageModel, layer: number, source: FeatureSource, seqs: number[][], feature: number, opts: { batchWindows?: number } = {}): number[][] {
+  if (!(Number.isInteger(feature) && feature >= 0 && feature < source.F)) throw new Error(`featureActivations: feature must be an integer in [0, ${source.F}) (got ${feature})`);
+  const out = seqs.map((s) => new Array<number>(s.length).fill(0));
+  forEachWindowBatch(
+    lm,
+    seqs,
+    layer,
+    (b) => {
+      const { values, indices, k } = encodeToHost(source, b.x);
+      b.windows.forEach((w, i) => {
+        for (let t = 0; t < b.lengths[i]; t++) for (let j = 0; j < k; j++) if (indices[(i * b.T + t) * k + j] === feature) out[w][t] = values[(i * b.T + t) * k + j];
+      });
+    },
+    { batchWindows: opts.batchWindows ?? 32 },
+  );
+  return out;
+}
+
+/**
+ * The feature's typical activation, the unit of the additive dose: the mean of its activations at the
+ * positions where it fires (> 0), over the sentences of its strongest cell (0 when it never fires there).
+ */
+export function typicalActivation(activations: number[][]): { unit: number; firingPositions: number } {
+  let sum = 0;
+  let n = 0;
+  for (const row of activations) for (const v of row) if (v > 0) (sum += v), n++;
+  return { unit: n ? sum / n : 0, firingPositions: n };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,7 +367,7 @@ export interface ClampExperimentSummary {
   readout: string;
   /** Secondary feature (null for the linear-pathway control). */
   feature: number | null;
-  /** Additive clamps: the unit of α (the feature's typical activation) and the cell it comes from. */
+  /** Additive clamps: the unit of α (the feature's mean firing activation in its strongest cell) and that cell. */
   unit?: { value: number; cell: string };
   levels: ClampLevelSummary[];
 }
@@ -455,7 +486,8 @@ export function runClampingStudy(o: ClampingStudyOptions): Omit<InterventionsSum
     ...promptReadoutSequences(promptIds, words.map((w) => w.ids), o.lm.config.vocabSize),
     ...sentenceItems.map((it) => ({ ids: it.seq, positions: it.targets.map((_, t) => it.start + t) })),
   ];
-  const firing = firingAtReadout(o.lm, o.clampLayer, secondaryFeatureSource(o.primary, o.secondary, s), seqs);
+  const source = secondaryFeatureSource(o.primary, o.secondary, s);
+  const firing = firingAtReadout(o.lm, o.clampLayer, source, seqs);
   const sel = selectClampFeatures(ranking.ranking, ranking.active, firing);
   const base = { lm: o.lm, tokenizer: o.tokenizer, layer: o.clampLayer, primary: o.primary, stimuli: o.stimuli, prompts: o.prompts, clampValues: o.clampValues, batchSize: o.batchSize };
   const stat = { permutations: o.permutations, seed: o.seed };
@@ -463,8 +495,11 @@ export function runClampingStudy(o: ClampingStudyOptions): Omit<InterventionsSum
   const alphas = o.alphas ?? DEFAULT_ADDITIVE_ALPHAS;
   for (const [role, f] of [["top", sel.top], ["control", sel.control]] as const) {
     if (!f) continue;
-    const u = typicalActivation(f);
-    const unit = u.unit > 0 ? { value: u.unit, cell: u.cell } : undefined;
+    // unit of α: mean firing activation in the strongest cell, at the layer the clamp acts on
+    const { cell } = strongestCell(f);
+    const cellIds = (o.stimuli.cells.find((c) => c.id === cell)?.sentences ?? []).map((t) => o.tokenizer.encode(t, { bos: true }));
+    const u = typicalActivation(featureActivations(o.lm, o.clampLayer, source, cellIds, f.feature));
+    const unit = u.unit > 0 ? { value: u.unit, cell } : undefined;
     const mult = multiplicativeHookFor(o.primary, o.secondary, f.feature, s);
     const add = unit ? additiveHookFor(o.primary, o.secondary, f.feature, unit.value, s) : null;
     experiments.push(summariseExperiment(clampExperiment({ ...base, secondary: o.secondary, feature: f.feature, settings: s }), { role, kind: "multiplicative", feature: f.feature }, stat));

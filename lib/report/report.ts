@@ -189,7 +189,7 @@ function modeSection(m: ModeArtifacts): string {
           ? `**Not tested:** ${sel.notTestedReason}. `
           : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f, 2)}, fires at ${iv.topFeature?.firing} readout positions); control (lowest F among the kept ones): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. `) +
         "Δ = log p(target word | clamped) − log p(target word | unclamped splice). Multiplicative clamp g_j ← c·g_j at every position (the paper's); additive clamp h ← h + α·u_j·dec_j at the readout positions, " +
-        `u_j = the feature's typical activation (largest cell mean of sentence-mean activations)${additive.length ? `: ${additive.join("; ")}` : ""}. ` +
+        `u_j = the feature's typical activation (mean activation where it fires, in the stimulus cell with the largest mean)${additive.length ? `: ${additive.join("; ")}` : ""}. ` +
         "**Test of record: item level** — each target word's Δ averaged over prompts, 2 × 2 between-items ANOVA (df 1, n_words − 4); permutation p from shuffling additive-model residuals across words; " +
         `${iv.holm.description}. L = (formal: high − low emotion) − (casual: high − low emotion) in nats; in brackets the power line, the smallest |L| detected with 80% power at α = 0.05 from the observed word variance. ` +
         "The (prompt × word) ANOVA with prompts as blocks and the authors' paired statistic are shown for reference only: both treat the same words under every prompt as independent replicates. " +
