@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command, idempotent setup for integration-spaces on Debian/Ubuntu.
 #   1. system packages from apt (only those missing): classic Jupyter Notebook, nbconvert/nbclient,
-#      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test);
+#      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test), numpy
+#      (the Python round-trip test of the SAELens/sparsify and store exports);
 #   2. `npm ci` (with optional dependencies: the native binaries of nodejs-polars and resvg are
 #      optional dependencies; tfjs-node-gpu is optional and may fail to install without internet);
 #   3. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
@@ -12,7 +13,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-APT_PACKAGES=(jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client fonts-dejavu-core chromium)
+APT_PACKAGES=(jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client fonts-dejavu-core chromium python3-numpy)
 
 # --- 1. apt ---------------------------------------------------------------------------------------
 missing=()

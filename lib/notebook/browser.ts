@@ -34,6 +34,8 @@ export interface BrowserReport {
   images: VisibleImage[];
   tables: number;
   errorOutputs: number;
+  /** Text of every visible <mark> in HTML outputs (highlighted tokens of context cards). */
+  marks: string[];
   screenshot: string | null;
 }
 
@@ -100,6 +102,12 @@ export async function inspectNotebookPage(opts: {
           };
         }),
         tables: Number(doc.querySelectorAll(".output_html table").length),
+        marks: (Array.from(doc.querySelectorAll(".output_html mark")) as any[])
+          .filter((m) => {
+            const r = m.getBoundingClientRect();
+            return r.width > 0 && r.height > 0 && g.getComputedStyle(m).visibility !== "hidden";
+          })
+          .map((m) => String(m.textContent)),
         errorOutputs: Number(doc.querySelectorAll(".output_error").length),
       };
     });
