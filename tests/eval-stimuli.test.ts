@@ -1,7 +1,10 @@
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { cellFor, defaultStimuliPath, flattenStimuli, loadStimuli, stimulusProblems, validateStimuli } from "../lib/eval/stimuli";
+import { cellFor, defaultStimuliPath, flattenStimuli, inDomainStimuliPath, IN_DOMAIN_RULES, loadStimuli, spacedWordOffsets, stimulusProblems, validateStimuli } from "../lib/eval/stimuli";
+import { sentenceReadoutItems } from "../lib/eval/sentence-readout";
+import { loadModelAndTokenizer } from "../lib/lm/index";
+import { initBackend } from "../lib/backend";
 
 test("the committed stimulus file is valid: four cells, ≥ 40 sentences each, no duplicates, 8 target words", () => {
   const set = loadStimuli();
@@ -55,4 +58,45 @@ test("validation catches missing cells, short cells, duplicates, empty sentences
 
   assert.throws(() => validateStimuli(short, {}, "x.json"), /x\.json: invalid stimulus set:\n {2}- cells\[1\]/);
   assert.deepEqual(stimulusProblems(null), ["the stimulus file must hold a JSON object"]);
+});
+
+describe("the in-domain stimulus set (TinyStories register, formality × valence)", () => {
+  test("valid under the in-domain rules: 4 × 40 sentences, each carrying one of its cell's target words, each word 5 times", () => {
+    const set = loadStimuli(inDomainStimuliPath(), IN_DOMAIN_RULES);
+    assert.deepEqual(set.cells.map((c) => c.sentences.length), [40, 40, 40, 40]);
+    for (const c of set.cells) {
+      for (const w of c.targetWords) assert.equal(c.sentences.filter((s) => spacedWordOffsets(s, w).length === 1).length, 5, `${c.id}: "${w}"`);
+    }
+    const raw = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
+    assert.match(raw.provenance, /Written by hand/);
+    assert.match(raw.provenance, /stories260K tokenizer/);
+  });
+
+  test("the target-word rule catches a sentence without a word, with another cell's word, and one after a quote", () => {
+    const good = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
+    assert.deepEqual(stimulusProblems(good, IN_DOMAIN_RULES), []);
+    const bad = JSON.parse(JSON.stringify(good));
+    bad.cells[0].sentences[0] = "The little dog ran to the park.";
+    bad.cells[0].sentences[1] = "Mother said it was so cool to see the king.";
+    bad.cells[2].sentences[0] = 'Tim yelled, "yay, mom got me a ball!"';
+    const p = stimulusProblems(bad, IN_DOMAIN_RULES);
+    assert.ok(p.some((x) => /sentences\[0\] must hold exactly one target word \(found 0\)/.test(x)), p.join("\n"));
+    assert.ok(p.some((x) => /cells\[0\] \(formal_happy\)\.sentences\[1\] holds "cool", a target word of informal_happy, not of its own cell/.test(x)), p.join("\n"));
+    assert.ok(p.some((x) => /cells\[2\] \(informal_happy\)\.sentences\[0\]: the target word "yay" must appear once, lower-case as listed and after a space/.test(x)), p.join("\n"));
+    // the paper-style set has no such rule
+    assert.ok(stimulusProblems(JSON.parse(fs.readFileSync(defaultStimuliPath(), "utf8")), IN_DOMAIN_RULES).length > 0);
+  });
+
+  test("checked with the stories260K tokenizer: every target word's tokens occur inside its sentences", async () => {
+    await initBackend();
+    const { tokenizer } = await loadModelAndTokenizer("stories260K");
+    const set = loadStimuli(inDomainStimuliPath(), IN_DOMAIN_RULES);
+    const { items, problems } = sentenceReadoutItems(set, tokenizer);
+    assert.deepEqual(problems, []);
+    assert.equal(items.length, 160);
+    for (const it of items) assert.deepEqual(it.seq.slice(it.start + 1, it.start + 1 + it.targets.length), it.targets, it.sentence);
+    // the few single-token words: most formality/emotion words are several pieces in a 512-piece vocabulary
+    const counts = set.cells.flatMap((c) => c.targetWords.map((w) => tokenizer.encode(w).length));
+    assert.ok(Math.max(...counts) <= 8 && Math.min(...counts) >= 2, counts.join(","));
+  });
 });

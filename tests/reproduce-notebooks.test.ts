@@ -31,7 +31,7 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
   { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
   { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
   { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
-  { file: "08-interventions.ipynb", minPngs: 1, text: ["Two-way ANOVA", "Linear-pathway control"] },
+  { file: "08-interventions.ipynb", minPngs: 1, text: ["Item-level interaction tests", "Linear-pathway control", "Feature choice"] },
   { file: "09-summary.ipynb", minPngs: 3, text: ["Joint training reduces reconstruction error by 41.3%", "verdict"] },
   { file: "10-feature-browser.ipynb", minPngs: 1, text: ["Feature browser", "fires on", "raised most", "lowered most"] },
   { file: "11-sweep.ipynb", minPngs: 2, text: ["How the contrasts move with k and F", "MSE: joint full vs joint SAE+linear", "splice KL: joint full vs standalone SAE", "within one training seed"] },

@@ -133,7 +133,15 @@ export function reconstructRaw(pm: PrimaryModel, xRaw: tf.Tensor2D, params?: P):
  * Reconstruction through the secondary pipeline with an optional clamp (null = no clamp). Raw
  * activations [N, d] in, raw [N, d] out. Call inside tf.tidy.
  */
-export function clampedReconstruction(pm: PrimaryModel, sec: SecondarySae | null, xRaw: tf.Tensor2D, clamp: Clamp | null, s: InterventionSettings): tf.Tensor2D {
+export function clampedReconstruction(
+  pm: PrimaryModel,
+  sec: SecondarySae | null,
+  xRaw: tf.Tensor2D,
+  clamp: Clamp | null,
+  s: InterventionSettings,
+  /** Optional edit of the integration pathway's hidden vector h [N, E] just before ReLU / W_2 (e.g. the additive clamp, lib/eval/clamping.ts). */
+  editH?: (h: tf.Tensor2D) => tf.Tensor2D,
+): tf.Tensor2D {
   const c = pm.model.config;
   const p = pm.model.record();
   if (c.nfm?.E !== undefined && sec && sec.E !== c.nfm.E) throw new Error(`clamp: the secondary SAE has E = ${sec.E}, the model's NFM has E = ${c.nfm.E}`);
@@ -171,6 +179,7 @@ export function clampedReconstruction(pm: PrimaryModel, sec: SecondarySae | null
       h = hhat;
     }
   }
+  if (editH) h = editH(h);
   // The model's own second half (nfmFromHidden, joint.reconstruction): an unchanged h gives the
   // model's output bit for bit.
   const xhat = reconstruction(pass.xSae, nfmFromHidden(p, h, pass.lin));
@@ -235,6 +244,37 @@ export interface ScoreOptions {
   replace?: Map<number, (h: tf.Tensor3D) => tf.Tensor3D>;
   /** Sequences per forward batch (default 64). */
   batchSize?: number;
+  /**
+   * Called before each forward pass with the batch's padded length T and, per sequence b, the
+   * positions t whose logits are read (row b·T + t of the hook's [B·T, d] view): lets a hook act at
+   * the readout positions only (the additive clamp, lib/eval/clamping.ts).
+   */
+  onBatch?: (batch: { B: number; T: number; readoutPositions: number[][] }) => void;
+}
+
+export interface ReadoutItem {
+  /** Prompt index and word index. */
+  p: number;
+  w: number;
+  /** Model input: prompt + all word tokens but the last. */
+  seq: number[];
+  /** Position start + t predicts word token t (start = the prompt's last position). */
+  start: number;
+  targets: number[];
+}
+
+/** The teacher-forced readout sequences of every (prompt, word), prompt-major. */
+export function readoutItems(promptIds: number[][], wordIds: number[][], vocabSize: number): ReadoutItem[] {
+  const items: ReadoutItem[] = [];
+  promptIds.forEach((pr, p) => {
+    if (pr.length === 0) throw new Error(`scoreWords: prompt ${p} is empty`);
+    wordIds.forEach((wd, w) => {
+      if (wd.length === 0) throw new Error(`scoreWords: word ${w} has no tokens`);
+      for (const id of wd) if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new Error(`scoreWords: word ${w} token ${id} outside the vocabulary [0, ${vocabSize})`);
+      items.push({ p, w, seq: pr.concat(wd.slice(0, -1)), start: pr.length - 1, targets: wd });
+    });
+  });
+  return items;
 }
 
 /**
@@ -242,24 +282,30 @@ export interface ScoreOptions {
  * m tokens is scored teacher-forced as the sum of its m token log-probabilities.
  */
 export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: number[][], opts: ScoreOptions = {}): number[][] {
-  const V = lm.config.vocabSize;
-  const items: Array<{ p: number; w: number; seq: number[]; start: number; targets: number[] }> = [];
-  promptIds.forEach((pr, p) => {
-    if (pr.length === 0) throw new Error(`scoreWords: prompt ${p} is empty`);
-    wordIds.forEach((wd, w) => {
-      if (wd.length === 0) throw new Error(`scoreWords: word ${w} has no tokens`);
-      for (const id of wd) if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new Error(`scoreWords: word ${w} token ${id} outside the vocabulary [0, ${V})`);
-      // Input = prompt + all word tokens but the last; position start + t predicts word token t.
-      items.push({ p, w, seq: pr.concat(wd.slice(0, -1)), start: pr.length - 1, targets: wd });
-    });
-  });
+  const items = readoutItems(promptIds, wordIds, lm.config.vocabSize);
+  const v = scoreItems(lm, items, opts);
   const out = promptIds.map(() => new Array<number>(wordIds.length).fill(NaN));
+  items.forEach((it, i) => (out[it.p][it.w] = v[i]));
+  return out;
+}
+
+/**
+ * Teacher-forced log-probability of each item's target tokens, Σ_t log p(targets[t] | seq[..start + t]),
+ * one value per item (any sequences: the prompt readout's and the in-sentence readout's).
+ */
+export function scoreItems(lm: LanguageModel, items: Array<Pick<ReadoutItem, "seq" | "start" | "targets">>, opts: ScoreOptions = {}): number[] {
+  const V = lm.config.vocabSize;
+  items.forEach((it, i) => {
+    if (!(it.start >= 0 && it.start + it.targets.length <= it.seq.length)) throw new Error(`scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} of a ${it.seq.length}-token sequence`);
+  });
+  const out = new Array<number>(items.length).fill(NaN);
   const bs = opts.batchSize ?? 64;
   for (let s = 0; s < items.length; s += bs) {
     const batch = items.slice(s, s + bs);
     const lengths = batch.map((it) => it.seq.length);
     const T = Math.max(...lengths);
     const toks = batch.map((it) => it.seq.concat(new Array<number>(T - it.seq.length).fill(0)));
+    opts.onBatch?.({ B: batch.length, T, readoutPositions: batch.map((it) => it.targets.map((_, t) => it.start + t)) });
     const r = lm.forward(toks, { lengths, replace: opts.replace });
     try {
       const logits = r.logits;
@@ -277,10 +323,10 @@ export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: nu
       const v = lp.dataSync() as Float32Array;
       lp.dispose();
       let row = 0;
-      batch.forEach((it) => {
+      batch.forEach((it, i) => {
         let sum = 0;
         for (const target of it.targets) sum += v[row++ * V + target];
-        out[it.p][it.w] = sum;
+        out[s + i] = sum;
       });
     } finally {
       r.logits?.dispose();
@@ -354,7 +400,8 @@ export interface ClampExperimentOptions {
   batchSize?: number;
 }
 
-function summariseCells(rows: ReadoutRow[]): CellSummary[] {
+/** Mean and 95% t-interval of Δ per cell over its rows. */
+export function summariseCells(rows: ReadoutRow[]): CellSummary[] {
   const out: CellSummary[] = [];
   for (const f of ["high", "low"] as Level[])
     for (const e of ["high", "low"] as Level[]) {
@@ -395,12 +442,16 @@ function checkClampValues(v: number[]): number[] {
   return v;
 }
 
-/** Run a readout for each clamp value given a hook factory (c → hook); baseline = factory(1). */
+/**
+ * Run a readout for each clamp value given a hook factory (c → hook); baseline = factory(identity),
+ * identity = 1 for multiplicative clamps (0 for additive ones).
+ */
 export function runReadout(
   name: string,
   o: ClampExperimentOptions,
   settings: InterventionSettings | null,
-  hookFor: (c: number) => { hook: (h: tf.Tensor3D) => tf.Tensor3D; dispose?: () => void },
+  hookFor: (c: number) => { hook: (h: tf.Tensor3D) => tf.Tensor3D; dispose?: () => void; onBatch?: ScoreOptions["onBatch"] },
+  identity = 1,
 ): ClampExperimentResult {
   const prompts = o.prompts ?? o.stimuli.prompts;
   if (!prompts.length) throw new Error("clamp experiment: no prompts");
@@ -412,13 +463,13 @@ export function runReadout(
   const score = (c: number) => {
     const h = hookFor(c);
     try {
-      return scoreWords(o.lm, promptIds, wordIds, { replace: new Map([[spliceLayer, h.hook]]), batchSize: o.batchSize });
+      return scoreWords(o.lm, promptIds, wordIds, { replace: new Map([[spliceLayer, h.hook]]), batchSize: o.batchSize, onBatch: h.onBatch });
     } finally {
       h.dispose?.();
     }
   };
-  const baseline = score(1);
-  const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) => analyseLevel(c, prompts, words, baseline, c === 1 ? baseline : score(c)));
+  const baseline = score(identity);
+  const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) => analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)));
   return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
 }
 

@@ -35,13 +35,39 @@ export interface StimulusRules {
   minPerCell?: number;
   /** Exact number of target words per cell (default 8). */
   targetWordsPerCell?: number;
+  /**
+   * Every sentence holds exactly one target word of the whole set, as a whole word after a space,
+   * and it is one of its own cell's words (the in-domain set: the second readout reads Δ log p of
+   * that word inside the sentence). Default false (the paper-style set has no such rule).
+   */
+  sentencesCarryTargetWord?: boolean;
 }
 
-/** The committed stimulus file (read from the repository, not from IS_DATA_DIR: it is source data). */
-/** The stimulus file: IS_STIMULI_FILE when set (your own sentences in the same format), else the committed one. */
+/** The stimulus file: IS_STIMULI_FILE when set (your own sentences in the same format), else the committed paper-style one (read from the repository, not from IS_DATA_DIR: it is source data). */
 export function defaultStimuliPath(): string {
   const own = process.env.IS_STIMULI_FILE;
   return own && own.trim() !== "" ? path.resolve(own.trim()) : path.join(repoRoot, "data", "stimuli", "formality-emotion.json");
+}
+
+/**
+ * The committed in-domain set (TinyStories register, formality × valence, every sentence carrying one
+ * target word): IS_INDOMAIN_STIMULI_FILE when set, else data/stimuli/tinystories-formality-valence.json.
+ */
+export function inDomainStimuliPath(): string {
+  const own = process.env.IS_INDOMAIN_STIMULI_FILE;
+  return own && own.trim() !== "" ? path.resolve(own.trim()) : path.join(repoRoot, "data", "stimuli", "tinystories-formality-valence.json");
+}
+
+/** Validation rules of the in-domain set. */
+export const IN_DOMAIN_RULES: StimulusRules = { minPerCell: 40, targetWordsPerCell: 8, sentencesCarryTargetWord: true };
+
+/** Whole-word occurrences of `word` in `text` that follow a space (offsets of the word's first character). */
+export function spacedWordOffsets(text: string, word: string): number[] {
+  const out: number[] = [];
+  const esc = word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const re = new RegExp(`(?<= )${esc}(?![A-Za-z'])`, "g");
+  for (let m = re.exec(text); m; m = re.exec(text)) out.push(m.index);
+  return out;
 }
 
 /** Normalisation used for duplicate detection: case, surrounding space and repeated spaces ignored. */
@@ -111,6 +137,18 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
   });
   for (const combo of ["high/high", "high/low", "low/high", "low/low"]) {
     if (!combos.has(combo)) problems.push(`no cell for formality/emotion ${combo}`);
+  }
+  if (rules.sentencesCarryTargetWord && problems.length === 0) {
+    const all = set.cells.flatMap((c) => c.targetWords.map((w) => ({ w: w.trim(), cell: c.id })));
+    set.cells.forEach((c, ci) =>
+      c.sentences.forEach((snt, si) => {
+        const hits = all.filter((x) => new RegExp(`(?<![A-Za-z'])${x.w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![A-Za-z'])`, "i").test(snt));
+        const where = `cells[${ci}] (${c.id}).sentences[${si}]`;
+        if (hits.length !== 1) problems.push(`${where} must hold exactly one target word (found ${hits.length}${hits.length ? `: ${hits.map((h) => h.w).join(", ")}` : ""}): "${snt}"`);
+        else if (hits[0].cell !== c.id) problems.push(`${where} holds "${hits[0].w}", a target word of ${hits[0].cell}, not of its own cell`);
+        else if (spacedWordOffsets(snt, hits[0].w).length !== 1) problems.push(`${where}: the target word "${hits[0].w}" must appear once, lower-case as listed and after a space (so its tokens match the readout's): "${snt}"`);
+      }),
+    );
   }
   if (!Array.isArray(set.prompts) || set.prompts.length === 0) problems.push("prompts must be a non-empty array");
   else set.prompts.forEach((p, i) => {

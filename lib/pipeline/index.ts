@@ -50,6 +50,7 @@ import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
 import * as stim from "../eval/stimuli";
+import { CLAMP_PERMUTATIONS, DEFAULT_ADDITIVE_ALPHAS, clampingClaimInputs, runClampingStudy, type InterventionsSummary } from "../eval/clamping";
 
 export { onCacheEvent, cacheRoot, cachedStep } from "./cache";
 export type { CacheEvent } from "./cache";
@@ -817,32 +818,30 @@ export async function getSecondary(p: PipelineParams): Promise<{ key: string; di
 // ---------------------------------------------------------------------------------------------
 // interventions
 
-export interface InterventionsSummary {
-  settingsMode: Mode;
-  topFeature: { feature: number; f: number; p: number } | null;
-  controlFeature: { feature: number; f: number; p: number } | null;
-  /** Per clamp value, two-way ANOVA (formality × emotion, prompts as blocks) and the authors' statistic, for the top feature, the control and the linear-pathway control. */
-  experiments: Array<{
-    name: string;
-    role: "top" | "control" | "linear-control";
-    levels: Array<{
-      c: number;
-      maxAbsDelta: number;
-      /** Readouts (prompt × word) whose Δ is not exactly 0, of all readouts: a clamp that touches few of them gives degenerate F values. */
-      nonZero: number;
-      readouts: number;
-      interaction: { f: number; p: number; df1: number; df2: number; partialEta2: number } | null;
-      formality: { f: number; p: number } | null;
-      emotion: { f: number; p: number } | null;
-      authors: { f: number; p: number; effect: number } | null;
-      cells: Array<{ formality: string; emotion: string; n: number; mean: number; lo: number; hi: number }>;
-    }>;
-  }>;
-  primaryFeatures: { formality: number[]; emotion: number[] };
-  seconds: number;
+/** The stored clamping study (lib/eval/clamping.ts owns its shape). */
+export type { InterventionsSummary } from "../eval/clamping";
+
+/**
+ * The clamping study's stimuli. Faithful: the paper-style set (data/stimuli/formality-emotion.json, or
+ * IS_STIMULI_FILE). Corrected: the in-domain TinyStories set (formality × valence) for discovery and
+ * both readouts; the paper-style set's target words after its prompts as a further readout.
+ */
+export function clampStimuliFiles(mode: Mode): { file: string; extraFiles: string[] } {
+  const paper = stim.defaultStimuliPath();
+  return mode === "faithful" ? { file: paper, extraFiles: [] } : { file: stim.inDomainStimuliPath(), extraFiles: [paper] };
 }
 
-/** The 2×2 clamping experiment on the secondary features (lib/eval/interventions.ts). */
+/** The study's main stimulus set for a mode, validated with that set's rules. */
+export function loadClampStimuli(mode: Mode): stim.StimulusSet {
+  const { file } = clampStimuliFiles(mode);
+  return mode === "faithful" ? stim.loadStimuli(file) : stim.loadStimuli(file, stim.IN_DOMAIN_RULES);
+}
+
+/**
+ * The 2×2 clamping study on the secondary features (lib/eval/clamping.ts): candidates that fire at the
+ * readout positions, multiplicative and additive clamps of the top feature and the control, the
+ * linear-pathway control, item-level ANOVA, permutation test, Holm and the power line.
+ */
 export async function getInterventions(p: PipelineParams): Promise<{ key: string; value: InterventionsSummary }> {
   const sec = await getSecondary(p);
   const ev = evalSettingsFor(p);
@@ -850,46 +849,54 @@ export async function getInterventions(p: PipelineParams): Promise<{ key: string
   // corrected the trained layer. Feature discovery on the stimulus sentences reads hidden_states[layer]
   // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
   const layer = p.mode === "faithful" ? p.layer + 1 : p.layer;
-  const stimFile = stim.defaultStimuliPath();
-  const params = { format: PIPELINE_FORMAT, mode: p.mode, model: p.model, layer: p.layer, clampLayer: layer, secondary: sec.key, clampValues: ev.clampValues, maxPrompts: ev.maxPrompts, stimuli: fs.existsSync(stimFile) ? await sha256File(stimFile) : null, seed: p.seed };
+  const { file: stimFile, extraFiles } = clampStimuliFiles(p.mode);
+  // version 2 (issue 14): what the step computes changed (feature filter, additive clamps, item-level
+  // statistics), so results cached under the old parameters are never reused.
+  const params = {
+    format: PIPELINE_FORMAT,
+    version: 2,
+    mode: p.mode,
+    model: p.model,
+    layer: p.layer,
+    clampLayer: layer,
+    secondary: sec.key,
+    clampValues: ev.clampValues,
+    additiveAlphas: DEFAULT_ADDITIVE_ALPHAS,
+    permutations: CLAMP_PERMUTATIONS,
+    maxPrompts: ev.maxPrompts,
+    stimuli: fs.existsSync(stimFile) ? await sha256File(stimFile) : null,
+    extraStimuli: await Promise.all(extraFiles.map(async (f) => (fs.existsSync(f) ? await sha256File(f) : null))),
+    seed: p.seed,
+  };
   return memoised(`interventions:${JSON.stringify(params)}`, async () => {
-    const r = await cachedStep("interventions", params, async (dir) => {
+    const r = await cachedStep("interventions", params, async () => {
       const t0 = Date.now();
       const { model: lm, tokenizer } = await getLanguageModel(p.model);
-      const stimuli = stim.loadStimuli(stimFile);
-      const settings = iv.interventionSettings(p.mode);
-      const primary = sec.primary;
-      const prompts = ev.maxPrompts ? stimuli.prompts.slice(0, ev.maxPrompts) : stimuli.prompts;
-      const ranking = iv.rankSecondaryFeatures(lm, tokenizer, stimuli, p.layer, primary, sec.sae, settings);
-      const disc = iv.discoverPrimaryFeatures(lm, tokenizer, stimuli, p.layer, primary, settings, 3);
-      const base = { lm, tokenizer, layer, primary, stimuli, prompts, clampValues: ev.clampValues };
-      const exps: Array<{ role: "top" | "control" | "linear-control"; res: ReturnType<typeof iv.clampExperiment> }> = [];
-      if (ranking.top) exps.push({ role: "top", res: iv.clampExperiment({ ...base, secondary: sec.sae, feature: ranking.top.feature, settings }) });
-      if (ranking.control && ranking.control.feature !== ranking.top?.feature) exps.push({ role: "control", res: iv.clampExperiment({ ...base, secondary: sec.sae, feature: ranking.control.feature, settings }) });
-      const linFeatures = Array.from(new Set([...disc.topFormality.slice(0, 1), ...disc.topEmotion.slice(0, 1)].map((t) => t.feature)));
-      if (linFeatures.length) exps.push({ role: "linear-control", res: iv.linearControlExperiment({ ...base, features: linFeatures }) });
-      const v: InterventionsSummary = {
-        settingsMode: p.mode,
-        topFeature: ranking.top ? { feature: ranking.top.feature, f: ranking.top.f, p: ranking.top.p } : null,
-        controlFeature: ranking.control ? { feature: ranking.control.feature, f: ranking.control.f, p: ranking.control.p } : null,
-        experiments: exps.map((e) => ({
-          name: e.res.name,
-          role: e.role,
-          levels: e.res.levels.map((l) => ({
-            c: l.c,
-            maxAbsDelta: l.maxAbsDelta,
-            nonZero: l.rows.filter((r) => r.value !== 0).length,
-            readouts: l.rows.length,
-            interaction: l.anova ? { f: l.anova.interaction.f, p: l.anova.interaction.p, df1: l.anova.interaction.df, df2: l.anova.residual.df, partialEta2: l.anova.interaction.partialEtaSquared } : null,
-            formality: l.anova ? { f: l.anova.a.f, p: l.anova.a.p } : null,
-            emotion: l.anova ? { f: l.anova.b.f, p: l.anova.b.p } : null,
-            authors: l.authors ? { f: l.authors.interaction.f, p: l.authors.interaction.p, effect: l.authors.interactionEffect } : null,
-            cells: l.cells.map((c) => ({ ...c })),
-          })),
-        })),
-        primaryFeatures: { formality: disc.topFormality.map((t) => t.feature), emotion: disc.topEmotion.map((t) => t.feature) },
-        seconds: (Date.now() - t0) / 1000,
-      };
+      const stimuli = loadClampStimuli(p.mode);
+      const cut = (prompts: string[]) => (ev.maxPrompts ? prompts.slice(0, ev.maxPrompts) : prompts);
+      const prompts = cut(stimuli.prompts);
+      const extraPromptReadouts = extraFiles.map((f) => {
+        const set = stim.loadStimuli(f);
+        return { name: "paper-style set", stimuli: set, prompts: cut(set.prompts) };
+      });
+      const study = runClampingStudy({
+        lm,
+        tokenizer,
+        featureLayer: p.layer,
+        clampLayer: layer,
+        primary: sec.primary,
+        secondary: sec.sae,
+        stimuli,
+        prompts,
+        settings: iv.interventionSettings(p.mode),
+        mode: p.mode,
+        clampValues: ev.clampValues,
+        alphas: DEFAULT_ADDITIVE_ALPHAS,
+        permutations: CLAMP_PERMUTATIONS,
+        seed: p.seed,
+        extraPromptReadouts,
+      });
+      const v: InterventionsSummary = { ...study, seconds: (Date.now() - t0) / 1000 };
       return v; // stored in done.json (NaN as null) and returned as stored
     });
     return { key: r.key, value: r.value };
@@ -1007,22 +1014,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     const h = secondary.value.heldOut;
     R.secondarySae = { features: secondary.value.features, k: secondary.value.k, fvu: h.fvu, l0: h.l0, deadFraction: h.deadFraction };
   }
-  if (interventions) {
-    const top = interventions.value.experiments.find((e) => e.role === "top");
-    // the paper's headline F = 5.06 is at c = −4
-    const lvl = top?.levels.find((l) => l.c === -4 && l.interaction) ?? top?.levels.find((l) => l.interaction);
-    if (lvl?.interaction) {
-      R.interactionF = { ...lvl.interaction, partialEta2: lvl.interaction.partialEta2, authorsStatF: lvl.authors?.f, authorsStatP: lvl.authors?.p };
-    } else if (!top) {
-      R.interactionUntestable = "no secondary feature was active on enough stimulus sentences to rank";
-    } else {
-      const maxAbs = Math.max(0, ...top.levels.map((l) => l.maxAbsDelta));
-      R.interactionUntestable =
-        maxAbs === 0
-          ? `clamping feature #${interventions.value.topFeature?.feature} gave a constant Δ log-probability (max |Δ| = 0 nats): it does not fire on the readout prompts`
-          : `clamping feature #${interventions.value.topFeature?.feature} changed log-probabilities (max |Δ| = ${maxAbs.toExponential(2)} nats), but no clamp level gave a testable interaction`;
-    }
-  }
+  if (interventions) Object.assign(R, clampingClaimInputs(interventions.value));
   const training: Record<string, TrainSummary> = {
     sae: sae.summary,
     saeBias: saeBias.summary,

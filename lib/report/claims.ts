@@ -33,7 +33,10 @@ export interface Measured {
 /** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed): lib/eval/geometry's BimodalityTestGroup. */
 export type BimodalitySide = BimodalityTestGroup;
 
-/** The clamping interaction test of one seed. */
+/**
+ * The clamping interaction test of one seed and one clamp. Since issue 14 the test of record is
+ * item-level: target words are the unit (each word's Δ averaged over prompts), df2 = n_items − 4.
+ */
 export interface InteractionTest {
   f: number;
   p: number;
@@ -44,6 +47,21 @@ export interface InteractionTest {
   authorsStatP?: number;
   /** The seed this test came from (set by aggregateSeeds). */
   seed?: number;
+  /** Which clamp, e.g. "multiplicative c = -4" or "additive α = 4". */
+  clamp?: string;
+  /** The clamped secondary feature. */
+  feature?: number;
+  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats; its sign is compared across seeds. */
+  contrast?: number;
+  /** Permutation p of the interaction (items shuffled across cells) and the number of permutations. */
+  permutationP?: number;
+  permutations?: number;
+  /** Holm-adjusted p and the size of the family it was corrected over. */
+  holmP?: number;
+  holmFamily?: number;
+  /** Power line: smallest |L| (nats) detected with 80% power at α = 0.05 from the observed item variance. */
+  minDetectable?: number;
+  nItems?: number;
 }
 
 /** Everything one mode of the pipeline measures (all optional: a failed or skipped step is absent). */
@@ -262,6 +280,50 @@ export function verdictBimodality(b: ModeResults["bimodality"] | undefined, notT
   }
   const bics = joint.map((s) => s.deltaBic.toFixed(1)).join(", ");
   return `${head}${alone}. ΔBIC(1−2) ${bics} is descriptive only (ΔBIC is not a test of bimodality)`;
+}
+
+/**
+ * The clamping interaction over seeds. Tests are grouped by clamp (e.g. "multiplicative c = -4",
+ * "additive α = 4"); a test is significant when its Holm-adjusted p (its raw p when no Holm p was
+ * computed, said in the verdict) is < 0.05. Per clamp: how many seeds are significant and whether
+ * the sign of the interaction contrast agrees across seeds. When nothing is significant the power
+ * line says what size of effect the design could have seen. Nothing tested → "not tested" + reason.
+ */
+export function verdictInteraction(tests: InteractionTest[], untestable?: string): string {
+  const t = tests.filter((x) => Number.isFinite(x.p));
+  if (!t.length) return untestable ? `not tested: ${untestable}` : "not tested";
+  const groups = new Map<string, InteractionTest[]>();
+  for (const x of t) groups.set(x.clamp ?? "interaction", [...(groups.get(x.clamp ?? "interaction") ?? []), x]);
+  const pOf = (x: InteractionTest) => (x.holmP !== undefined && Number.isFinite(x.holmP) ? x.holmP : x.p);
+  const uncorrected = t.some((x) => x.holmP === undefined);
+  const parts: string[] = [];
+  let allSig = 0;
+  let anySig = 0;
+  for (const [clamp, xs] of groups) {
+    const k = xs.length;
+    const sig = xs.filter((x) => pOf(x) < 0.05).length;
+    if (sig === k) allSig++;
+    if (sig > 0) anySig++;
+    const seedsWord = k === 1 ? "the one tested seed" : `${sig} of ${k} tested seeds`;
+    let sign = "";
+    const cs = xs.map((x) => x.contrast).filter((c): c is number => c !== undefined && Number.isFinite(c));
+    if (cs.length >= 2) {
+      const pos = cs.filter((c) => c > 0).length;
+      const neg = cs.filter((c) => c < 0).length;
+      sign = pos === cs.length || neg === cs.length ? `; the interaction's sign agrees across seeds (${pos ? "+" : "−"} in ${cs.length} of ${cs.length})` : `; the interaction's sign differs across seeds (${pos} +, ${neg} −)`;
+    }
+    const sigWord = k === 1 ? (sig ? "significant in the one tested seed" : "not significant in the one tested seed") : `significant in ${seedsWord}`;
+    parts.push(`${clamp}: ${sigWord}${sign}`);
+  }
+  const n = groups.size;
+  let head: string;
+  if (allSig === n) head = `significant interaction (${uncorrected ? "p < 0.05, not corrected for multiple tests" : "Holm-corrected p < 0.05"}) for every clamp in every tested seed`;
+  else if (anySig === 0) {
+    const md = t.map((x) => x.minDetectable).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    head = `no significant interaction${uncorrected ? "" : " after Holm correction"} in any tested seed${md.length ? ` (the design detects |L| ≥ ${Math.min(...md).toExponential(2)}–${Math.max(...md).toExponential(2)} nats with 80% power)` : ""}`;
+  } else head = `inconclusive: significant${uncorrected ? "" : " after Holm correction"} for some clamps or seeds only`;
+  const untested = untestable ? `; untestable elsewhere (${untestable})` : "";
+  return `${head} — ${parts.join("; ")}${untested}`;
 }
 
 /** Models whose convergence check failed (in any seed with a finite relative change), as a verdict suffix. */
@@ -505,32 +567,29 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     const tests = (m?: ModeResults): InteractionTest[] => (m?.interactionF ? (Array.isArray(m.interactionF) ? m.interactionF : [m.interactionF]) : []);
     const s = (m?: ModeResults) => {
       const t = tests(m);
-      const parts = t.map(
-        (x) =>
-          `${x.seed !== undefined ? `seed ${x.seed}: ` : ""}F(${x.df1},${x.df2}) = ${x.f.toFixed(2)}, p = ${x.p.toPrecision(2)}${x.authorsStatF !== undefined ? `; authors' statistic F = ${x.authorsStatF.toFixed(2)}, p = ${x.authorsStatP?.toPrecision(2)}` : ""}`,
-      );
+      const parts = t.map((x) => {
+        const extra = [
+          x.permutationP !== undefined ? `permutation p = ${x.permutationP.toPrecision(2)}` : "",
+          x.holmP !== undefined ? `Holm p = ${x.holmP.toPrecision(2)}${x.holmFamily ? ` (family of ${x.holmFamily})` : ""}` : "",
+          x.contrast !== undefined ? `L = ${x.contrast.toExponential(2)} nats` : "",
+          x.minDetectable !== undefined ? `detectable |L| ≥ ${x.minDetectable.toExponential(2)} nats (80% power)` : "",
+          x.authorsStatF !== undefined ? `authors' statistic F = ${x.authorsStatF.toFixed(2)}, p = ${x.authorsStatP?.toPrecision(2)}` : "",
+        ].filter(Boolean);
+        return `${x.seed !== undefined ? `seed ${x.seed}` : ""}${x.clamp ? `${x.seed !== undefined ? ", " : ""}${x.clamp}${x.feature !== undefined ? ` (#${x.feature})` : ""}` : ""}${x.seed !== undefined || x.clamp ? ": " : ""}F(${x.df1},${x.df2}) = ${x.f.toFixed(2)}, p = ${x.p.toPrecision(2)}${extra.length ? `; ${extra.join("; ")}` : ""}`;
+      });
       if (m?.interactionUntestable) parts.push(`no test: ${m.interactionUntestable}`);
       return parts.length ? parts.join(" | ") : "not measured";
     };
-    const v = (m?: ModeResults) => {
-      const t = tests(m).filter((x) => Number.isFinite(x.p));
-      if (!t.length) return m?.interactionUntestable ? `not tested: ${m.interactionUntestable}` : "not tested";
-      const sig = t.filter((x) => x.p < 0.05).length;
-      const untested = m?.interactionUntestable ? `; untestable elsewhere (${m.interactionUntestable})` : "";
-      const caveat = " (not corrected for the number of features screened)";
-      if (sig === t.length) return `significant interaction (p < 0.05) in ${t.length === 1 ? "the one tested seed" : `every tested seed (${sig} of ${t.length})`}${caveat}${untested}`;
-      if (sig === 0) return `no significant interaction in ${t.length === 1 ? "the one tested seed" : `any of ${t.length} tested seeds`}${untested}`;
-      return `inconclusive: significant in ${sig} of ${t.length} tested seeds${caveat}${untested}`;
-    };
     rows.push({
       claim: "Clamping a secondary feature shows a formality × emotion interaction (F = 5.06, p = 0.027)",
-      definition: "two-way ANOVA on target-word log-probability changes, prompts as blocks, per seed",
+      definition:
+        "item-level 2 × 2 between-items ANOVA (target words as the unit, each word's Δ log p averaged over prompts; df 1, n_words − 4), permutation p, Holm over clamp values × features × clamp kinds; per seed, with the sign of the interaction contrast compared across seeds",
       paper: "F = 5.06, p = 0.027 (authors' paired statistic)",
       faithful: s(F),
       corrected: s(C),
       baselines: "control feature and linear-pathway control in the interventions table",
-      verdictFaithful: vf(v(F), (x) => /^sequential$/i.test(x)),
-      verdictCorrected: vc(v(C), (x) => /^sequential$/i.test(x)),
+      verdictFaithful: vf(verdictInteraction(tests(F), F?.interactionUntestable), (x) => /^sequential$/i.test(x)),
+      verdictCorrected: vc(verdictInteraction(tests(C), C?.interactionUntestable), (x) => /^sequential$/i.test(x)),
     });
   }
   return rows;

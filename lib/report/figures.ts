@@ -153,16 +153,21 @@ export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode:
   });
 }
 
-/** Interaction plot of the clamped feature's Δ log-probability per cell (mean ± 95% CI), one panel per clamp value. */
-export function interactionPlotSpec(iv: InterventionsSummary, mode: string, role: "top" | "control" | "linear-control" = "top"): VegaLiteSpec | null {
-  const e = iv.experiments.find((x) => x.role === role);
+/**
+ * Interaction plot of the clamped feature's Δ log-probability per cell (mean ± 95% CI), one panel per
+ * clamp value. `which` picks the clamp kind and readout (default: the first experiment of the role,
+ * the multiplicative clamp on the prompt readout).
+ */
+export function interactionPlotSpec(iv: InterventionsSummary, mode: string, role: "top" | "control" | "linear-control" = "top", which: { kind?: string; readout?: string } = {}): VegaLiteSpec | null {
+  const e = iv.experiments.find((x) => x.role === role && (which.kind === undefined || x.kind === which.kind) && (which.readout === undefined || x.readout === which.readout));
   if (!e) return null;
-  const values = e.levels.flatMap((l) => l.cells.map((c) => ({ c: `c = ${l.c}`, formality: c.formality, emotion: `emotion ${c.emotion}`, mean: c.mean, lo: Number.isFinite(c.lo) ? c.lo : c.mean, hi: Number.isFinite(c.hi) ? c.hi : c.mean })));
+  const sym = e.kind === "additive" ? "α" : "c";
+  const values = e.levels.flatMap((l) => l.cells.map((c) => ({ c: `${sym} = ${l.c}`, formality: c.formality, emotion: `emotion ${c.emotion}`, mean: c.mean, lo: Number.isFinite(c.lo) ? c.lo : c.mean, hi: Number.isFinite(c.hi) ? c.hi : c.mean })));
   return checked({
     $schema: SCHEMA,
-    title: `Clamping ${e.name}: Δ log-probability of target words per cell (${mode})`,
+    title: `Clamping ${e.name}, ${e.readout} readout: Δ log-probability of target words per cell (${mode})`,
     data: { values },
-    facet: { column: { field: "c", type: "nominal", title: "clamp multiplier" } },
+    facet: { column: { field: "c", type: "nominal", title: e.kind === "additive" ? "additive dose α (× typical activation)" : e.kind === "linear" ? "linear-pathway multiplier" : "clamp multiplier" } },
     spec: {
       width: 140,
       height: 200,

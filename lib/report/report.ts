@@ -161,23 +161,41 @@ function modeSection(m: ModeArtifacts): string {
   }
   if (m.interventions) {
     const iv = m.interventions;
+    const sel = iv.selection;
+    const value = (kind: string, c: number) => (kind === "additive" ? `α = ${c}` : `c = ${c}`);
     const rows = iv.experiments.flatMap((e) =>
-      e.levels.map((l) => [
-        `${e.role}: ${e.name}`,
-        l.c,
-        l.interaction ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f, 2)}, p = ${f(l.interaction.p, 3)}, η²p = ${f(l.interaction.partialEta2, 3)}` : "Δ ≡ 0 (no test)",
-        l.formality ? `F = ${f(l.formality.f, 2)}, p = ${f(l.formality.p, 3)}` : "—",
-        l.emotion ? `F = ${f(l.emotion.f, 2)}, p = ${f(l.emotion.p, 3)}` : "—",
-        l.authors ? `F = ${f(l.authors.f, 2)}, p = ${f(l.authors.p, 3)}` : "—",
-        f(l.maxAbsDelta, 4),
-        l.readouts !== undefined ? `${l.nonZero} / ${l.readouts}` : "—",
-      ]),
+      e.levels.map((l) => {
+        const it = l.items;
+        return [
+          `${e.role}: ${e.name}`,
+          value(e.kind, l.c),
+          it ? `F(1,${it.df2}) = ${f(it.f, 2)}, p = ${f(it.p, 3)} (${it.nItems} words)` : "Δ ≡ 0 (no test)",
+          it ? f(it.permutationP, 4) : "—",
+          l.holmP !== null && l.holmP !== undefined ? f(l.holmP, 3) : "—",
+          it ? `${f(it.contrast, 4)} (≥ ${f(it.power.minDetectable, 4)})` : "—",
+          it ? `${f(it.formality.f, 2)} / ${f(it.emotion.f, 2)}` : "—",
+          l.interaction ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f, 2)}, p = ${f(l.interaction.p, 3)}` : "—",
+          l.authors ? `F = ${f(l.authors.f, 2)}, p = ${f(l.authors.p, 3)}` : "—",
+          f(l.maxAbsDelta, 4),
+          `${l.nonZero} / ${l.readouts}`,
+        ];
+      }),
     );
+    const additive = iv.experiments.filter((e) => e.kind === "additive" && e.unit).map((e) => `#${e.feature}: ${f(e.unit!.value, 4)} (cell ${e.unit!.cell})`);
     out.push(
-      `**Clamping (2×2 formality × emotion).** Top secondary feature by one-way ANOVA over the four stimulus cells: ${iv.topFeature ? `#${iv.topFeature.feature} (F = ${f(iv.topFeature.f, 2)})` : "none"}; control (lowest F among active features): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. ` +
-        "Δ = log p(target word | clamped) − log p(target word | unclamped splice); two-way ANOVA formality × emotion with prompts as blocks; the authors' paired statistic alongside.",
+      `**Clamping (2×2 formality × emotion).** Candidates: ${sel.candidates} secondary features active on the stimulus sentences, ranked by one-way ANOVA over the four cells; ` +
+        `${sel.dropped} dropped because they never fire at the ${sel.readoutPositions} readout positions (a clamp cannot act there)${sel.droppedExamples.length ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f, 2)})`).join(", #")}` : ""}. ` +
+        (sel.notTestedReason
+          ? `**Not tested:** ${sel.notTestedReason}. `
+          : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f, 2)}, fires at ${iv.topFeature?.firing} readout positions); control (lowest F among the kept ones): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. `) +
+        "Δ = log p(target word | clamped) − log p(target word | unclamped splice). Multiplicative clamp g_j ← c·g_j at every position (the paper's); additive clamp h ← h + α·u_j·dec_j at the readout positions, " +
+        `u_j = the feature's typical activation (mean activation where it fires, in the stimulus cell with the largest mean)${additive.length ? `: ${additive.join("; ")}` : ""}. ` +
+        "**Test of record: item level** — each target word's Δ averaged over prompts, 2 × 2 between-items ANOVA (df 1, n_words − 4); permutation p from shuffling additive-model residuals across words; " +
+        `${iv.holm.description}. L = (formal: high − low emotion) − (casual: high − low emotion) in nats; in brackets the power line, the smallest |L| detected with 80% power at α = 0.05 from the observed word variance. ` +
+        "The (prompt × word) ANOVA with prompts as blocks and the authors' paired statistic are shown for reference only: both treat the same words under every prompt as independent replicates. " +
+        "A mixed model with crossed random effects for prompt and word is not fitted: no maintained npm library fits crossed random effects, and averaging over prompts within words is the conservative item-level alternative.",
       "",
-      table(["experiment", "c", "interaction (two-way ANOVA)", "formality main effect", "emotion main effect", "authors' statistic", "max |Δ| (nats)", "readouts with Δ ≠ 0"], rows),
+      table(["experiment", "clamp", "interaction (item level)", "permutation p", "Holm p", "L nats (power line)", "formality / emotion F (items)", "reference: (prompt × word) ANOVA", "authors' statistic", "max |Δ| (nats)", "readouts with Δ ≠ 0"], rows),
       "",
     );
   }
@@ -196,6 +214,7 @@ export function statisticsParagraph(info: StudyInfo): string {
       : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked \"no seed variation\"), which understates the uncertainty of a replication. ",
     "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
     "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
+    "The clamping interaction's unit is the target word (each word's Δ log p averaged over prompts or sentences; 2 × 2 between-items ANOVA, a seeded permutation test, Holm correction over clamp values × features × clamp kinds × readouts, and the smallest effect the design detects with 80% power); it is reported per seed with the sign of the interaction compared across seeds. ",
     "A measurement without any uncertainty estimate is never called significant.",
   ].join("");
 }

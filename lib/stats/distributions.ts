@@ -10,6 +10,7 @@ interface JStatSubset {
   studentt: { cdf(x: number, df: number): number; inv(p: number, df: number): number };
   centralF: { cdf(x: number, d1: number, d2: number): number; inv(p: number, d1: number, d2: number): number };
   normal: { cdf(x: number, mean: number, std: number): number; inv(p: number, mean: number, std: number): number };
+  noncentralt: { cdf(x: number, df: number, ncp: number): number };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -66,4 +67,14 @@ export function normalQuantile(p: number, mean = 0, std = 1): number {
 
 function clampP(p: number): number {
   return Math.min(1, Math.max(0, p));
+}
+
+/**
+ * CDF of the noncentral t distribution with df degrees of freedom and noncentrality ncp (jstat's
+ * `noncentralt`, a series in the incomplete beta function). Used for power calculations.
+ */
+export function noncentralTCdf(x: number, df: number, ncp: number): number {
+  checkDf("df", df);
+  if (!Number.isFinite(ncp)) throw new Error(`noncentralTCdf: ncp must be finite (got ${ncp})`);
+  return clampP(jStat.noncentralt.cdf(x, df, ncp));
 }

@@ -5,3 +5,5 @@ export * from "./ttest";
 export * from "./anova";
 export * from "./correlation";
 export * from "./bootstrap";
+export * from "./between-items";
+export * from "./multiple";
