@@ -4,7 +4,9 @@
 #      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test);
 #   2. `npm ci` (with optional dependencies: the native binaries of nodejs-polars and resvg are
 #      optional dependencies; tfjs-node-gpu is optional and may fail to install without internet);
-#   3. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
+#   3. the wasm kernels compiled from their AssemblyScript sources (`npm run build:wasm`; the
+#      outputs are committed, so this rewrites nothing unless a source changed without a rebuild);
+#   4. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
 #      repository root, so notebooks can `import ... from "./lib/..."`.
 # Nothing is downloaded outside the Debian and npm registries.
 set -euo pipefail
@@ -62,7 +64,11 @@ else
   npm ci --no-audit --no-fund
 fi
 
-# --- 3. kernelspec --------------------------------------------------------------------------------
+# --- 3. wasm kernels ------------------------------------------------------------------------------
+# lib/kernels/assembly/*.ts → lib/kernels/compiled/*.ts (scripts/build-wasm.ts explains the choice).
+npm run --silent build:wasm
+
+# --- 4. kernelspec --------------------------------------------------------------------------------
 KDIR="$REPO/.jupyter/kernels/integration-spaces"
 # One source of truth for the kernelspec: lib/notebook/kernelspec.ts. Its argv runs bash so the
 # kernel's working directory is the repo root (tslab compiles local imports relative to its cwd;
