@@ -4,16 +4,16 @@
  * Why not tf.train.adam: it makes ~14 full-size temporaries per variable per step, and once the
  * SAE/NFM matmuls are sparse those elementwise ops dominate the step. Here the moments live in
  * Float32Arrays (or, for the SIMD kernel, in the wasm heap) and one fused pass per parameter does
- * clip + Adam in place. Three paths, one per parameter:
- *   - wasm SIMD (lib/kernels/wasmAdam.ts; wasm backend, parameters in `inPlace`): float32
- *     arithmetic in f32x4 lanes on the weights, gradients and moments in the heap, as torch's CPU
- *     Adam does;
- *   - scalar JavaScript on live views of the backend's memory (wasm and cpu backends, `simd` off or
- *     an engine without wasm SIMD): float64 arithmetic, moments rounded to float32 when stored;
- *   - portable (other backends, e.g. tfjs-node): the same scalar loop on dataSync() copies, then a
- *     fresh tensor per parameter.
- * The two scalar paths give bit-identical weights; the SIMD path rounds differently (float32
- * throughout) and may differ from them in the last bits.
+ * clip + Adam in place. Three paths, chosen per parameter:
+ *   - wasm SIMD (lib/kernels/wasmAdam.ts): parameters in `ParamSet.inPlace` with float32 gradients
+ *     on the wasm backend; float32 arithmetic in f32x4 lanes (as torch's CPU Adam), on weights,
+ *     gradients and moments in the heap;
+ *   - scalar JavaScript in place, on live views of the backend's memory: parameters in `inPlace` on
+ *     the cpu backend, or on wasm with `simd` off or an engine without wasm SIMD;
+ *   - scalar JavaScript on a copy, then a fresh tensor: parameters not in `inPlace`, every parameter
+ *     on other backends (tfjs-node), and `portable` (tests).
+ * The scalar paths compute in float64 and store float32 (adamDense): they give bit-identical
+ * weights. The SIMD path rounds every operation to float32 and may differ from them in the last bits.
  */
 import { tf } from "./backend";
 import { ParamSet } from "./params";
