@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
 # One-command, idempotent setup for integration-spaces on Debian/Ubuntu.
 #   1. system packages from apt (only those missing): classic Jupyter Notebook, nbconvert/nbclient,
-#      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test);
+#      ipykernel, jupyter-client, DejaVu fonts (chart rendering), chromium (browser test), numpy
+#      (the Python round-trip test of the SAELens/sparsify and store exports);
 #   2. `npm ci` (with optional dependencies: the native binaries of nodejs-polars and resvg are
 #      optional dependencies; tfjs-node-gpu is optional and may fail to install without internet);
 #   3. the wasm kernels compiled from their AssemblyScript sources (`npm run build:wasm`; the
 #      outputs are committed, so this rewrites nothing unless a source changed without a rebuild);
 #   4. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
-#      repository root, so notebooks can `import ... from "./lib/..."`.
+#      repository root, so notebooks can `import ... from "./lib/..."`;
+#   5. with --with-jupyterlab (CI passes it): Debian's jupyter_server and jupyterlab_server (apt, in
+#      step 1) and the project's JupyterLab build (`npm run lab:build`: environment/jupyterlab), which
+#      `npm run lab` and the JupyterLab browser test use.
 # Nothing is downloaded outside the Debian and npm registries.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-APT_PACKAGES=(jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client fonts-dejavu-core chromium)
+WITH_JUPYTERLAB=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-jupyterlab) WITH_JUPYTERLAB=1 ;;
+    -h|--help) echo "usage: bash environment/setup.sh [--with-jupyterlab]"; exit 0 ;;
+    *) echo "setup: unknown option: $arg (usage: bash environment/setup.sh [--with-jupyterlab])" >&2; exit 2 ;;
+  esac
+done
+
+APT_PACKAGES=(jupyter-notebook jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-client fonts-dejavu-core chromium python3-numpy)
+if [ "$WITH_JUPYTERLAB" = "1" ]; then
+  # jupyter_server 1.23 + jupyterlab_server 2.16 serve the JupyterLab 3.6 build (environment/jupyterlab)
+  APT_PACKAGES+=(python3-jupyter-server python3-jupyterlab-server)
+fi
 
 # --- 1. apt ---------------------------------------------------------------------------------------
 missing=()
@@ -85,11 +102,18 @@ if [ -x /usr/bin/jupyter ]; then
   fi
 fi
 
+# --- 5. JupyterLab build (optional) ---------------------------------------------------------------
+if [ "$WITH_JUPYTERLAB" = "1" ]; then
+  echo "setup: JupyterLab build (npm run lab:build)"
+  npm run --silent lab:build
+fi
+
 cat <<MSG
 
 Setup done.
   Tests:       npm test
-  Notebooks:   npm run lab        (classic Notebook server with the project kernel, in notebooks/)
+  Notebooks:   npm run lab        (JupyterLab: the system's, else this repo's build (setup.sh
+                                   --with-jupyterlab), else the classic Notebook; in notebooks/)
                npm run notebooks  (execute every notebook headless into data/notebooks-executed/)
   Our scripts find the kernel through JUPYTER_PATH=$REPO/.jupyter
   To use the kernel from your own JupyterLab / Notebook instead:

@@ -29,7 +29,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "./backend";
 import { readSafetensors, writeSafetensors, TensorToWrite } from "./io/safetensors";
-import { fsyncDirSync, writeFileAtomic, writeJsonAtomic } from "./io/atomic";
+import { replaceDirAtomic, writeFileAtomic, writeJsonAtomic } from "./io/atomic";
+import { IntegrityError, checkFiles, hashFiles, jsonDigest } from "./io/integrity";
+import { readJsonFile } from "./io/json";
 import { Adam, AdamState, ParamSet } from "./optim";
 import { Model, ModelConfig, modelShapes, validateModelConfig } from "./joint";
 
@@ -115,6 +117,19 @@ export interface CheckpointMeta {
   configHistory?: ConfigHistoryEntry[];
   /** The training rows the run read (row count, store key when the source has one); absent in older checkpoints. */
   source?: SourceFingerprint | null;
+  /**
+   * Verified on read (lib/io/integrity.ts): sha256 of each safetensors file of the directory and the
+   * digest of this config.json's other fields (jsonDigest), checked by loadCheckpoint and by resume.
+   * Absent in checkpoints written before issue 19 (accepted unverified).
+   */
+  checksums?: CheckpointChecksums;
+}
+
+export interface CheckpointChecksums {
+  /** File name → sha256 hex. */
+  files: Record<string, string>;
+  /** jsonDigest of config.json without this field. */
+  config: string;
 }
 
 export interface ConfigHistoryEntry {
@@ -166,12 +181,7 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
     ...(opts.configHistory ? { configHistory: opts.configHistory } : {}),
     ...(opts.source !== undefined ? { source: opts.source } : {}),
   };
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Date.now()}.tmp`);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp);
-  try {
+  replaceDirAtomic(dir, (tmp) => {
     writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
     if (opts.adam) {
       const st = opts.adam.exportState();
@@ -180,17 +190,10 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
       for (const [n, v] of st.v) moments[`v.${n}`] = { dtype: "F32", shape: shapes[n], data: v };
       writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, { adam_t: String(st.t), ...adamMeta(opts.adam) });
     }
-    writeJsonAtomic(path.join(tmp, "config.json"), meta);
-    // Swap in: remove the old directory only after the new one is complete.
-    const old = fs.existsSync(dir) ? `${tmp}.old` : null;
-    if (old) fs.renameSync(dir, old);
-    fs.renameSync(tmp, dir);
-    fsyncDirSync(parent); // the swap itself survives a crash
-    if (old) fs.rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+    // checksums of what is on disk now (read back: ≈1 GB/s, small next to writing the tensors)
+    const files = hashFiles(tmp, fs.readdirSync(tmp).filter((n) => n.endsWith(".safetensors")).sort());
+    writeJsonAtomic(path.join(tmp, "config.json"), { ...meta, checksums: { files, config: jsonDigest(meta) } satisfies CheckpointChecksums });
+  });
 }
 
 function adamMeta(a: Adam): Record<string, string> {
@@ -208,7 +211,9 @@ export interface LoadedCheckpointDir {
 export function loadCheckpoint(dir: string): LoadedCheckpointDir {
   const cfgPath = path.join(dir, "config.json");
   if (!fs.existsSync(cfgPath)) throw new Error(`checkpoint ${dir}: config.json not found`);
-  const meta = JSON.parse(fs.readFileSync(cfgPath, "utf8")) as CheckpointMeta;
+  const meta = readJsonFile<CheckpointMeta>(cfgPath, "checkpoint config");
+  const corrupt = checkpointCorruption(dir, meta);
+  if (corrupt) throw new IntegrityError(`checkpoint ${dir}: ${corrupt.message}. ${CORRUPT_HINT}`, corrupt.file);
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${cfgPath}: format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}"`);
   if (meta.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${cfgPath}: version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
   const config = validateModelConfig(meta.model, `${cfgPath}: model`);
@@ -251,6 +256,26 @@ export function loadCheckpoint(dir: string): LoadedCheckpointDir {
   return { meta, model, adamState };
 }
 
+const CORRUPT_HINT =
+  "The checkpoint is corrupt: delete its directory (train --resume then falls back to the newest intact checkpoint of the run, " +
+  "saying so; a pipeline cache entry holding it is recomputed) or restore it from a copy";
+
+/**
+ * The first checksum problem of a checkpoint directory whose config.json parsed as `meta`: its own
+ * digest, then each recorded file; null when all match or when nothing is recorded (a checkpoint
+ * written before checksums existed).
+ */
+export function checkpointCorruption(dir: string, meta: CheckpointMeta): { file: string; message: string } | null {
+  const sums = meta?.checksums;
+  if (sums === undefined) return null;
+  const cfgPath = path.join(dir, "config.json");
+  if (!sums || typeof sums !== "object" || typeof sums.config !== "string") return { file: cfgPath, message: `${cfgPath} field checksums is malformed` };
+  const { checksums: _omit, ...rest } = meta;
+  const digest = jsonDigest(rest);
+  if (digest !== sums.config) return { file: cfgPath, message: `${cfgPath} is corrupt: its content digest ${digest} does not match the recorded ${sums.config}` };
+  return checkFiles(dir, sums.files, cfgPath);
+}
+
 /** Pointer file naming the latest complete checkpoint in a run directory (written atomically). */
 export function writeLatest(runDir: string, name: string): void {
   writeFileAtomic(path.join(runDir, "latest"), name + "\n");
@@ -261,7 +286,8 @@ const STEP_DIR = /^step-(\d+)$/;
 /**
  * Why `dir` is not a complete checkpoint, or null when it is: the directory, config.json (parsed,
  * this format and version) and model.safetensors exist; `forResume` also wants the training state
- * and optimizer.safetensors. Checks presence and the config only, not the tensors (loadCheckpoint does).
+ * and optimizer.safetensors, and the recorded checksums to match (lib/io/integrity.ts). Checks
+ * presence, the config and checksums only, not the tensors (loadCheckpoint does).
  */
 export function checkpointProblem(dir: string, forResume = false): string | null {
   if (!fs.existsSync(dir)) return "missing";
@@ -279,6 +305,9 @@ export function checkpointProblem(dir: string, forResume = false): string | null
   if (forResume) {
     if (!meta.state) return "without training state (config.json has no state)";
     if (!fs.existsSync(path.join(dir, "optimizer.safetensors"))) return "incomplete (no optimizer.safetensors)";
+    // resume verifies checksums here, so that a corrupt newest checkpoint falls back to an intact one (loudly)
+    const corrupt = checkpointCorruption(dir, meta);
+    if (corrupt) return `corrupt (${corrupt.message})`;
   }
   return null;
 }
@@ -319,7 +348,8 @@ export function readLatest(runDir: string): string | null {
 /**
  * Where to resume a run directory from: the checkpoint `latest` names when it is complete (training
  * state and optimizer included); else, when `latest` is missing, empty or dangling, the newest
- * complete `step-N` checkpoint, with a warning saying what was wrong and what was chosen; null (a
+ * complete `step-N` checkpoint, with a warning saying what was wrong and what was chosen (and
+ * `latest` rewritten to name it, so the next run and readLatest agree); null (a
  * fresh start) only when the directory holds neither a `latest` file nor any checkpoint directory.
  * Throws, naming the file, when there is something to resume but nothing complete to resume from.
  */
@@ -334,7 +364,9 @@ export function findResumePoint(runDir: string): { dir: string; warning: string 
     const others = all.length ? `none of its ${all.length} checkpoint directories is complete` : "it holds no checkpoint";
     throw new Error(`resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`);
   }
-  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step})` };
+  // point `latest` at it, so that what runs next (readLatest, a later resume) agrees with this choice
+  writeLatest(runDir, good.name);
+  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} now names it)` };
 }
 
 export interface PruneOptions {

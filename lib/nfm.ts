@@ -19,9 +19,19 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { gatherRows, interactionSparse, linear, sparseMatmul, topk, type InteractionWeights } from "./kernels/index";
+import { gatherRows, interactionBackward, interactionForward, interactionSparse, linear, sparseMatmul, topk } from "./kernels/index";
+import type { InteractionGrads, InteractionState, InteractionWeights } from "./kernels/index";
+import { combineRowsWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { copyFloat32 } from "./kernels/views";
-import type { P, SparseCode } from "./sae";
+import { codeBuffers } from "./sae";
+import type { CodeBuffers, Hold, OuterProduct, P, SparseCode } from "./sae";
+
+/**
+ * What the interaction's MLP reads (h = W_1·input + b_1): "bi-interaction" (the model: z of the
+ * top-N re-selected code, see nfmHidden) or "linear-sum" (the authors' analysis code, paper notes
+ * §12-3: Vᵀf over all k active features).
+ */
+export type InteractionInput = "bi-interaction" | "linear-sum";
 
 export interface NfmConfig {
   F: number;
@@ -141,8 +151,8 @@ export function dropoutMultipliers(rng: Rng, B: number, E: number, p: number): F
  * z = ½((Σ f_i v_i)² − Σ (f_i v_i)²) over the active features: [B, E].
  * Both sums are sparse products over the k active rows: s = sparseMatmul(f, ids, V) and
  * q = Σ f_i² v_i² = sparseMatmul(f², ids, V²). This avoids a gathered [B, k, E] block and its
- * reductions over the middle axis (transposes on wasm); measured ~2× faster for the joint step at
- * S2. V² is elementwise [F, E] (cheap next to the [F, d] matrices).
+ * reductions over the middle axis (transposes on wasm; bench/train.bench.ts times the step). V² is
+ * elementwise [F, E] (cheap next to the [F, d] matrices).
  */
 export function biInteraction(V: tf.Tensor2D, code: SparseCode): tf.Tensor2D {
   const s = sparseMatmul(code.values, code.indices, V);
@@ -160,13 +170,13 @@ export function biInteractionGathered(V: tf.Tensor2D, code: SparseCode): tf.Tens
 }
 
 export interface NfmOutput {
-  /** [B, d] linear term (zeros-free: null when the variant has no linear term). */
+  /** [B, d] linear term (null when the variant has no linear term). */
   lin: tf.Tensor2D | null;
   /** [B, d] interaction term (null when absent). */
   inter: tf.Tensor2D | null;
   /** [B, E] post-MLP1, pre-ReLU (null when no interaction term, or when it was computed fused). */
   h: tf.Tensor2D | null;
-  /** lin + inter. */
+  /** lin + inter (nfmOutput). */
   out: tf.Tensor2D;
 }
 
@@ -177,28 +187,150 @@ export interface NfmForwardOptions {
    * Compute the interaction term with the fused op (kernels/interaction.ts: one op with a
    * hand-written gradient instead of ~40 differentiated tfjs ops), as training does. Same function;
    * float32 results differ in the last bits from the op-by-op form, and h is not returned (null).
-   * Evaluation keeps the op-by-op form: the interventions rebuild its output from h bit for bit.
+   * Evaluation keeps the op-by-op form: the interventions rebuild its output from h bit for bit
+   * (nfmFromHidden).
    */
   fusedInteraction?: boolean;
 }
 
+/** The code the NFM reads: the top-N re-selection of the SAE's code, or the code itself (N = null or ≥ k). */
+export function nfmSelect(c: NfmConfig, code: SparseCode): SparseCode {
+  return c.topN !== null ? reselectTopN(code, c.topN) : code;
+}
+
+/** Linear term W_lin f′ + b_lin [B, d] of the (selected) code (tfjs ops, differentiable). */
+export function nfmLinear(p: P, sel: SparseCode): tf.Tensor2D {
+  return tf.add(sparseMatmul(sel.values, sel.indices, p["nfm.wLin"] as tf.Tensor2D), p["nfm.bLin"]) as tf.Tensor2D;
+}
+
+/**
+ * The NFM's first half on the SAE's code: the linear term (null without one) and the interaction's
+ * hidden layer h = W_1·input + b_1 [B, E] (pre-ReLU: the secondary SAE's input and where the clamps
+ * act). input "bi-interaction" (default; the model): z = biInteraction(V, f′) of the re-selected code
+ * f′, times the dropout mask when given. "linear-sum" (authors' analysis): Vᵀf over the full code,
+ * with the linear term of the full code too, and no dropout.
+ */
+export function nfmHidden(
+  p: P,
+  c: NfmConfig,
+  code: SparseCode,
+  opts: { input?: InteractionInput; dropout?: tf.Tensor2D | null } = {},
+): { lin: tf.Tensor2D | null; h: tf.Tensor2D } {
+  if (!c.interaction) throw new Error("nfmHidden: the NFM has no interaction term (nfm.interaction = false), so there is no h");
+  const input = opts.input ?? "bi-interaction";
+  if (input === "linear-sum") {
+    if (opts.dropout) throw new Error('nfmHidden: input "linear-sum" is an analysis pass and takes no dropout mask');
+    const s = sparseMatmul(code.values, code.indices, p["nfm.V"] as tf.Tensor2D);
+    return { lin: c.linear ? nfmLinear(p, code) : null, h: linear(s, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D) };
+  }
+  const sel = nfmSelect(c, code);
+  const lin = c.linear ? nfmLinear(p, sel) : null;
+  let z = biInteraction(p["nfm.V"] as tf.Tensor2D, sel);
+  if (opts.dropout) z = tf.mul(z, opts.dropout) as tf.Tensor2D;
+  return { lin, h: linear(z, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D) };
+}
+
+/** The interaction term W_2·ReLU(h) + b_2 [B, d] from the hidden layer h [B, E]. */
+export function nfmInteractionFromHidden(p: P, h: tf.Tensor2D): tf.Tensor2D {
+  return linear(tf.relu(h) as tf.Tensor2D, p["nfm.w2"] as tf.Tensor2D, p["nfm.b2"] as tf.Tensor1D);
+}
+
+/** The NFM's output lin + inter [B, d] (either may be absent): the one place the two terms are summed. */
+export function nfmOutput(lin: tf.Tensor2D | null, inter: tf.Tensor2D | null): tf.Tensor2D {
+  if (lin && inter) return tf.add(lin, inter) as tf.Tensor2D;
+  const out = lin ?? inter;
+  if (!out) throw new Error("nfmOutput: neither a linear nor an interaction term");
+  return out;
+}
+
+/**
+ * The NFM's second half: its output from h [B, E] (possibly edited: the clamps) and the linear term
+ * of nfmHidden. An unchanged h gives nfmForward's output bit for bit (the same ops in the same order).
+ */
+export function nfmFromHidden(p: P, h: tf.Tensor2D, lin: tf.Tensor2D | null): tf.Tensor2D {
+  return nfmOutput(lin, nfmInteractionFromHidden(p, h));
+}
+
+/** NFM forward with tfjs ops (autodiff training, evaluation): linear term, interaction term, their sum. */
 export function nfmForward(p: P, c: NfmConfig, code: SparseCode, opts: NfmForwardOptions = {}): NfmOutput {
-  const sel = c.topN !== null ? reselectTopN(code, c.topN) : code;
   let lin: tf.Tensor2D | null = null;
   let inter: tf.Tensor2D | null = null;
   let h: tf.Tensor2D | null = null;
-  if (c.linear) {
-    lin = tf.add(sparseMatmul(sel.values, sel.indices, p["nfm.wLin"] as tf.Tensor2D), p["nfm.bLin"]) as tf.Tensor2D;
-  }
   if (c.interaction && opts.fusedInteraction) {
+    const sel = nfmSelect(c, code);
+    if (c.linear) lin = nfmLinear(p, sel);
     const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] } as InteractionWeights;
     inter = interactionSparse(sel.values, sel.indices, p["nfm.V"] as tf.Tensor2D, weights, opts.dropout ? copyFloat32(opts.dropout) : null);
   } else if (c.interaction) {
-    let z = biInteraction(p["nfm.V"] as tf.Tensor2D, sel);
-    if (opts.dropout) z = tf.mul(z, opts.dropout) as tf.Tensor2D;
-    h = linear(z, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D);
-    inter = linear(tf.relu(h) as tf.Tensor2D, p["nfm.w2"] as tf.Tensor2D, p["nfm.b2"] as tf.Tensor1D);
+    ({ lin, h } = nfmHidden(p, c, code, { dropout: opts.dropout }));
+    inter = nfmInteractionFromHidden(p, h);
+  } else {
+    lin = nfmLinear(p, nfmSelect(c, code));
   }
-  const out = lin && inter ? (tf.add(lin, inter) as tf.Tensor2D) : (lin ?? inter)!;
-  return { lin, inter, h, out };
+  return { lin, inter, h, out: nfmOutput(lin, inter) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tape-free forward/backward pairs (see the same section in sae.ts). The code they read is the
+// output of nfmSelectForward; g = dL/dx̂ [B, d] and gSum = Σ_b g [d] come from the loss (loss.ts).
+
+/** The NFM's code in the tape-free step: nfmSelect's re-selection of the SAE's code (or the code itself). */
+export function nfmSelectForward(c: NfmConfig, code: CodeBuffers, hold: Hold): CodeBuffers {
+  const { B, k } = code;
+  const N = c.topN !== null && c.topN < k ? c.topN : k;
+  if (N === k) return code;
+  const sel = tf.tidy(() => {
+    const r = nfmSelect(c, { values: code.values, indices: tf.reshape(code.idxCol, [B, k]) as tf.Tensor2D });
+    return [r.values, r.indices];
+  });
+  try {
+    return codeBuffers(sel[1].dataSync().slice() as Int32Array, sel[0].dataSync().slice() as Float32Array, B, N, c.F, hold);
+  } finally {
+    tf.dispose(sel);
+  }
+}
+
+/** Linear term without its bias: Σ_j values[b,j]·W_lin[ids[b,j]] [B, d] (b_lin is added in the loss pass). */
+export function nfmLinearForward(p: P, sel: CodeBuffers, hold: Hold): tf.Tensor2D {
+  return hold(combineRowsWasm(sel.values, sel.idxCol, p["nfm.wLin"] as tf.Tensor2D)!);
+}
+
+/**
+ * Linear term backward: d(W_lin) = Σ values[b,j]·g[b] into rows ids[b,j], d(b_lin) = Σ_b g, and
+ * (when the SAE trains) d(values) = W_lin[ids]·g [B, N].
+ */
+export function nfmLinearBackward(
+  p: P,
+  sel: CodeBuffers,
+  g: tf.Tensor2D,
+  gSum: Float32Array,
+  outer: OuterProduct,
+  wantValues: boolean,
+): { dWLin: tf.Tensor2D; dbLin: tf.Tensor1D; dValues: tf.Tensor2D | null } {
+  const dWLin = outer(sel.values, g, sel);
+  const dbLin = tf.tensor1d(gSum);
+  return { dWLin, dbLin, dValues: wantValues ? rowDotsWasm(sel.idxCol, p["nfm.wLin"] as tf.Tensor2D, g, sel.k)! : null };
+}
+
+/** What the interaction's backward needs: the MLP output before b_2 [B, d] and the kernel's state. */
+export interface NfmInteractionCache {
+  mlpOut: tf.Tensor2D;
+  state: InteractionState;
+}
+
+/**
+ * Interaction forward (kernels/interaction.ts interactionForward: bi-interaction, dropout multipliers
+ * `drop` [B·E] or null, MLP): W_2·ReLU(W_1 z + b_1) [B, d] without b_2 (added in the loss pass).
+ */
+export function nfmInteractionForward(p: P, sel: CodeBuffers, drop: Float32Array | null, hold: Hold): NfmInteractionCache {
+  const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] };
+  const r = interactionForward(sel.values, sel.ids, sel.idxCol, p["nfm.V"], weights, drop);
+  if (r.state.sTensor) hold(r.state.sTensor);
+  return { mlpOut: hold(r.mlpOut), state: r.state };
+}
+
+/** Interaction backward (interactionBackward): gradients of V, w1, b1, w2, b2 and d(values) [B, N]. */
+export function nfmInteractionBackward(p: P, cache: NfmInteractionCache, sel: CodeBuffers, g: tf.Tensor2D, gSum: Float32Array): InteractionGrads {
+  const st = cache.state;
+  return interactionBackward(st, g, sel.values, p["nfm.V"], st.sTensor, p["nfm.w1"], p["nfm.w2"], gSum, sel.grouped);
 }

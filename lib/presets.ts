@@ -25,7 +25,7 @@
  * a diagnostic of the W_dec/W_lin duplication, see lib/eval/duplication.ts).
  * `IS_PRESET=tiny|quick|standard|paper` selects the preset where a default is needed (presetFromEnv).
  */
-import { saeConfig, SaePreset } from "./sae";
+import { saeConfig, SaePreset, type AuxKConfig } from "./sae";
 import { nfmConfig } from "./nfm";
 import { ModelConfig, paramCounts, validateModelConfig } from "./joint";
 import type { TrainConfig, ScheduleSpec } from "./train";
@@ -187,6 +187,12 @@ export interface PresetOverrides extends Partial<PresetShape> {
   steps?: number;
   batchSize?: number;
   lr?: number;
+  /** NFM dropout on the interaction MLP's input (default 0.15, the authors'). */
+  dropout?: number;
+  /** Learning-rate schedule for every model (default: the mode's — corrected decay, or the authors' schedules). */
+  schedule?: ScheduleSpec;
+  /** AuxK settings of the SAE (enabled by default in the modern preset only); the dead window stays a tenth of the run unless given. */
+  auxK?: Partial<AuxKConfig>;
   seed?: number;
   /** Root directory for checkpoints (one subdirectory per model); null = none. */
   checkpointDir?: string | null;
@@ -209,8 +215,10 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
   // AuxK's dead window in rows seen: the modern default (10M tokens) exceeds every run but `paper`,
   // so AuxK could never trigger; a tenth of the joint run instead (auxKDeadWindow).
   const deadWindowTokens = auxKDeadWindow(o.steps ?? base.steps.joint, o.batchSize ?? base.batch.joint);
-  const sae = saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: o.saePreset ?? "claflin" }, { auxK: { deadWindowTokens } });
-  const nfm = nfmConfig({ F: shape.F, d: shape.d, E: shape.E }, { topN: shape.topN });
+  const sae = saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: o.saePreset ?? "claflin" }, { auxK: { deadWindowTokens, ...o.auxK } });
+  // dropout only when overridden, so the default configs (and the cache keys hashed from them) are unchanged
+  const nfmOf = (E: number, topN: number | null) => nfmConfig({ F: shape.F, d: shape.d, E }, o.dropout === undefined ? { topN } : { topN, dropout: o.dropout });
+  const nfm = nfmOf(shape.E, shape.topN);
   const seed = o.seed ?? 0;
   const model = (kind: ModelConfig["kind"], variant: ModelConfig["variant"], nfmOf = nfm, saeOf = sae): ModelConfig =>
     validateModelConfig({ kind, sae: saeOf, nfm: variant === "sae" ? null : nfmOf, variant, saeKAtInference: kind === "sequential" ? shape.kSeq : null });
@@ -221,7 +229,7 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
   // the E whose interaction share (V + MLP over all parameters) is closest to the paper's 3.2%
   let smallE = 1;
   for (let E = 1; E <= shape.E; E++) {
-    const share = (e: number) => paramCounts(model("joint", "full", nfmConfig({ F: shape.F, d: shape.d, E: e }, { topN: shape.topN }))).interactionShare;
+    const share = (e: number) => paramCounts(model("joint", "full", nfmOf(e, shape.topN))).interactionShare;
     if (Math.abs(share(E) - PAPER_INTERACTION_SHARE) < Math.abs(share(smallE) - PAPER_INTERACTION_SHARE)) smallE = E;
   }
   const topN = Math.max(1, Math.floor(shape.k / 2));
@@ -230,7 +238,8 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
     const steps = Math.min(maxSteps, planned);
     const batchSize = o.batchSize ?? base.batch[which];
     const schedule: ScheduleSpec =
-      mode === "corrected"
+      o.schedule ??
+      (mode === "corrected"
         ? { mode: "corrected" }
         : which === "sae"
           ? // part1c: LinearLR over int(0.8 × 500k planned steps), stopped at ~200k (= our `steps`).
@@ -244,7 +253,7 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
               epochsPerChunk: base.epochsPerChunk,
               numChunks: Math.max(1, Math.round((base.data.maxTokens ?? base.chunkTokens[which]) / base.chunkTokens[which])),
             },
-          };
+          });
     return {
       model: m,
       steps,
@@ -270,8 +279,8 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
     // the standalone SAE's budget and schedule; b_dec initialised to the data mean as in the modern preset
     saeBias: make("sae", model("sae", "sae", nfm, saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: "claflin" }, { decoderBias: true })), "sae-bias"),
     saeWide: make("sae", model("sae", "sae", nfm, saeConfig({ d: shape.d, F: wideF, k: shape.k, preset: "claflin" })), "sae-wide", Infinity, base.steps.saeWide ?? base.steps.sae),
-    jointSmallE: make("joint", model("joint", "full", nfmConfig({ F: shape.F, d: shape.d, E: smallE }, { topN: shape.topN })), "joint-small-e"),
-    jointTopN: make("joint", model("joint", "full", nfmConfig({ F: shape.F, d: shape.d, E: shape.E }, { topN })), "joint-top-n", 2000),
+    jointSmallE: make("joint", model("joint", "full", nfmOf(smallE, shape.topN)), "joint-small-e"),
+    jointTopN: make("joint", model("joint", "full", nfmOf(shape.E, topN)), "joint-top-n", 2000),
   };
 }
 

@@ -19,10 +19,15 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { ParamSet, StepHooks } from "./optim";
+import { StepHooks } from "./optim";
 import { linearT, sparseMatmul, topkDense, topkEncode, gatherRows } from "./kernels/index";
+import type { TopKOrder } from "./kernels/index";
+import { combineRowsWasm, groupRows, rowDotsWasm } from "./kernels/wasmOuter";
+import { selectTopkColumns } from "./kernels/wasmTopk";
+import { readFloat32 } from "./kernels/views";
 
-export type TopkOrder = "relu-topk" | "topk-relu";
+/** The SAE's activation order (one definition, in the kernels that implement it). */
+export type { TopKOrder };
 export type SaePreset = "claflin" | "modern";
 
 export interface AuxKConfig {
@@ -42,7 +47,7 @@ export interface SaeConfig {
   /** Active features per token. */
   k: number;
   preset: SaePreset;
-  order: TopkOrder;
+  order: TopKOrder;
   /** Subtract b_dec before encoding and add it after decoding. */
   decoderBias: boolean;
   /** Keep decoder rows at unit norm (parallel gradient removed before, renormalised after each step). */
@@ -200,7 +205,12 @@ export interface SparseCode {
   indices: tf.Tensor2D;
 }
 
-function encoderInput(p: P, c: SaeConfig, x: tf.Tensor2D): tf.Tensor2D {
+/**
+ * The encoder's input [B, d]: x − b_dec for SAEs with a decoder bias (the bias is added back by the
+ * decoder), else x itself (the same tensor). Every encoder path (autodiff, tape-free, AuxK) takes it
+ * from here.
+ */
+export function saeEncoderInput(p: P, c: SaeConfig, x: tf.Tensor2D): tf.Tensor2D {
   return c.decoderBias ? (tf.sub(x, p["sae.bDec"]) as tf.Tensor2D) : x;
 }
 
@@ -208,13 +218,13 @@ function encoderInput(p: P, c: SaeConfig, x: tf.Tensor2D): tf.Tensor2D {
 export function saeEncode(p: P, c: SaeConfig, x: tf.Tensor2D, k: number = c.k): SparseCode {
   if (x.shape[1] !== c.d) throw new Error(`sae.encode: input has ${x.shape[1]} columns, the SAE expects d = ${c.d}`);
   if (k > c.F) throw new Error(`sae.encode: k = ${k} exceeds F = ${c.F}`);
-  const r = topkEncode(encoderInput(p, c, x), p["sae.wEncT"] as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D, k, c.order);
+  const r = topkEncode(saeEncoderInput(p, c, x), p["sae.wEncT"] as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D, k, c.order);
   return { values: r.values, indices: r.indices };
 }
 
 /** Dense encode [B, F] (reference path; materialises all features). */
 export function saeEncodeDense(p: P, c: SaeConfig, x: tf.Tensor2D, k: number = c.k): tf.Tensor2D {
-  const pre = linearT(encoderInput(p, c, x), p["sae.wEncT"] as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D);
+  const pre = linearT(saeEncoderInput(p, c, x), p["sae.wEncT"] as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D);
   return topkDense(pre, k, c.order);
 }
 
@@ -239,6 +249,143 @@ export function saeForward(p: P, c: SaeConfig, x: tf.Tensor2D, k: number = c.k):
   return { ...code, xhat: saeDecode(p, c, code) };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tape-free forward/backward pairs (the training step, lib/training/step.ts; joint.ts composes them).
+// They run the wasm kernels directly on the parameters and return what the backward needs; the
+// gradients equal the autodiff path's (tests/train.test.ts) and the float64 reference's
+// (tests/backward-reference.test.ts). Tensors they create go to `hold` (the caller disposes them).
+
+/** Registers a tensor for disposal by the caller (see jointForward's activations). */
+export type Hold = <T extends tf.Tensor>(t: T) => T;
+
+/**
+ * A sparse outer product Σ coef[b,j]·x[b] into rows ids[b,j] of an [F, d] gradient (sparse weight
+ * gradients: wasmOuter.outerScatterWasm), with its squared norm recorded for the clip. Made by
+ * jointBackward.
+ */
+export type OuterProduct = (coef: tf.Tensor2D, x: tf.Tensor2D, code: CodeBuffers) => tf.Tensor2D;
+
+/**
+ * A sparse code in the layouts the tape-free kernels read: the values [B, k] (sorted descending per
+ * row, as every encoder here returns them) and feature ids on the host and as tensors, plus the
+ * positions grouped by feature, shared by every sparse outer product over these ids.
+ */
+export interface CodeBuffers {
+  B: number;
+  /** Active features per row. */
+  k: number;
+  /** [B·k] row-major feature ids and values. */
+  ids: Int32Array;
+  vals: Float32Array;
+  /** The same values as a [B, k] tensor and ids as a [B·k, 1] int32 column (the kernels' layout). */
+  values: tf.Tensor2D;
+  idxCol: tf.Tensor2D;
+  /** Positions grouped by feature, [F + 1 + B·k] int32 (wasmOuter.groupRows). */
+  grouped: tf.Tensor1D;
+}
+
+/** CodeBuffers for host ids/vals [B·k] over F features (wasm backend: the grouping lives in its heap). */
+export function codeBuffers(ids: Int32Array, vals: Float32Array, B: number, k: number, F: number, hold: Hold): CodeBuffers {
+  const values = hold(tf.tensor2d(vals, [B, k]));
+  const idxCol = hold(tf.tensor2d(ids, [B * k, 1], "int32"));
+  return { B, k, ids, vals, values, idxCol, grouped: hold(groupRows(idxCol, F)) };
+}
+
+/** What the encoder's backward needs: its input x_in [B, d] and the selected code. */
+export interface SaeEncodeCache {
+  xin: tf.Tensor2D;
+  code: CodeBuffers;
+}
+
+/**
+ * Encoder forward: pre = W_enc·x_inᵀ [F, B] (the only dense matmul of the step), then the TopK of
+ * each column with b_enc added (selectTopkColumns; values sorted descending). x [B, d].
+ */
+export function saeEncodeForward(p: P, c: SaeConfig, x: tf.Tensor2D, k: number, hold: Hold): SaeEncodeCache {
+  const [B, d] = x.shape;
+  const xin = saeEncoderInput(p, c, x);
+  if (xin !== x) hold(xin);
+  // x_inᵀ [d, B] laid out in JavaScript: cheaper than tfjs's transpose of a [B, d] block.
+  const xa = readFloat32(xin);
+  const xinT = new Float32Array(d * B);
+  for (let b = 0; b < B; b++) for (let j = 0, i = b * d; j < d; j++, i++) xinT[j * B + b] = xa[i];
+  const preT = tf.tidy(() => tf.matMul(p["sae.wEncT"] as tf.Tensor2D, tf.tensor2d(xinT, [d, B])));
+  let sel: { ids: Int32Array; vals: Float32Array };
+  try {
+    sel = selectTopkColumns(preT as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D, k, c.order);
+  } finally {
+    preT.dispose();
+  }
+  return { xin, code: codeBuffers(sel.ids, sel.vals, B, k, c.F, hold) };
+}
+
+/**
+ * Encoder backward from d(values) [B·k]: only selected, positive values pass the TopK and ReLU, so
+ * d(pre)[b,j] = d(values)[b,j]·[values > 0]; d(W_enc) = Σ d(pre)[b,j]·x_in[b] into rows ids[b,j]
+ * (sparse outer product), d(b_enc)[ids[b,j]] += d(pre)[b,j]. With a decoder bias, x_in = x − b_dec,
+ * so Σ_b d(x_in)[b] = Σ_b Σ_j d(pre)[b,j]·W_enc[ids[b,j]] is subtracted from `dbDec` (which holds
+ * the decoder's part, see saeDecodeBackward).
+ */
+export function saeEncodeBackward(
+  p: P,
+  c: SaeConfig,
+  cache: SaeEncodeCache,
+  dVals: Float32Array,
+  dbDec: Float32Array | null,
+  outer: OuterProduct,
+  hold: Hold,
+): { dWEncT: tf.Tensor2D; dbEnc: tf.Tensor1D } {
+  const { code, xin } = cache;
+  const { B, k, ids, vals } = code;
+  const d = c.d;
+  const dPre = new Float32Array(B * k);
+  const dBEnc = new Float32Array(c.F);
+  for (let i = 0; i < dPre.length; i++) {
+    if (vals[i] > 0) {
+      dPre[i] = dVals[i];
+      dBEnc[ids[i]] += dVals[i];
+    }
+  }
+  const dPreTensor = hold(tf.tensor2d(dPre, [B, k]));
+  const dWEncT = outer(dPreTensor, xin, code);
+  const dbEnc = tf.tensor1d(dBEnc);
+  if (dbDec) {
+    const dXin = readFloat32(hold(combineRowsWasm(dPreTensor, code.idxCol, p["sae.wEncT"] as tf.Tensor2D)!));
+    for (let b = 0; b < B; b++) for (let j = 0, i = b * d; j < d; j++, i++) dbDec[j] -= dXin[i];
+  }
+  return { dWEncT, dbEnc };
+}
+
+/**
+ * Decoder forward without its bias: Σ_j values[b,j]·W_dec[ids[b,j]] [B, d] (combineRowsWasm); b_dec
+ * is added in the loss pass, in x̂'s order (joint.ts, reconstruction). Null where the kernel is
+ * unavailable (no wasm SIMD).
+ */
+export function saeDecodeForward(p: P, code: CodeBuffers, hold: Hold): tf.Tensor2D | null {
+  const y = combineRowsWasm(code.values, code.idxCol, p["sae.wDec"] as tf.Tensor2D);
+  return y ? hold(y) : null;
+}
+
+/**
+ * Decoder backward from g = dL/dx̂ [B, d] and its column sums gSum [d]: d(W_dec) = Σ values[b,j]·g[b]
+ * into rows ids[b,j] (or `shared`, an equal gradient already made: see jointBackward), d(values) =
+ * W_dec[ids]·g (row dot products, [B, k]), d(b_dec) = Σ_b g (a fresh array the encoder's backward
+ * completes).
+ */
+export function saeDecodeBackward(
+  p: P,
+  c: SaeConfig,
+  code: CodeBuffers,
+  g: tf.Tensor2D,
+  gSum: Float32Array,
+  outer: OuterProduct,
+  shared: tf.Tensor2D | null,
+): { dWDec: tf.Tensor2D; dValues: tf.Tensor2D; dbDec: Float32Array | null } {
+  const dWDec = shared ?? outer(code.values, g, code);
+  const dValues = rowDotsWasm(code.idxCol, p["sae.wDec"] as tf.Tensor2D, g, code.k)!;
+  return { dWDec, dValues, dbDec: c.decoderBias ? new Float32Array(gSum) : null };
+}
+
 /**
  * AuxK loss (OpenAI "Scaling and evaluating sparse autoencoders" / SAELens): the k_aux largest
  * pre-activations among dead latents reconstruct the main residual e = x − x̂ (held constant):
@@ -259,7 +406,7 @@ export function auxKLoss(
   const dead = tf.tensor1d(deadIds, "int32");
   const wT = gatherRows(p["sae.wEncT"] as tf.Tensor2D, dead) as tf.Tensor2D;
   const b = tf.reshape(gatherRows(tf.reshape(p["sae.bEnc"], [c.F, 1]) as tf.Tensor2D, dead), [nDead]) as tf.Tensor1D;
-  const { values, indices: local } = topkEncode(encoderInput(p, c, x), wT, b, kAux, c.order);
+  const { values, indices: local } = topkEncode(saeEncoderInput(p, c, x), wT, b, kAux, c.order);
   // Map local (dead-set) ids to global feature ids on the host: integer bookkeeping, no gradient.
   const loc = local.dataSync() as Int32Array;
   const glob = new Int32Array(loc.length);

@@ -5,9 +5,11 @@
  *   info      manifest summary of a store (by --dir, or located from the harvest options)
  *   stats     per-dimension mean/std, mean squared norm and row-norm quantiles
  *   corpora   list the named corpora with document counts
+ *   export    write a store as .npy or .safetensors shards + export.json for numpy/PyTorch (lib/interop/store-export.ts)
  *
  * Errors print one line (no stack trace) and exit with status 1.
  */
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { initBackend, describeBackend } from "../lib/backend";
 import { harvestActivations, locateStore, openStore, type HarvestOptions } from "../lib/data/activations";
@@ -16,8 +18,10 @@ import { loadCorpus } from "../lib/data/corpora";
 import { parseFractions } from "../lib/data/split";
 import type { NormalizationKind } from "../lib/data/normalization";
 import { parseSeed } from "../lib/util/random";
+import { exportStore } from "../lib/interop/store-export";
+import { dataDir } from "../lib/paths";
 
-const HELP = `Usage: npm run activations -- <harvest|info|stats|corpora> [options]
+const HELP = `Usage: npm run activations -- <harvest|info|stats|corpora|export> [options]
 
 Store selection / harvest options:
   --model NAME|PATH     model (default stories260K)
@@ -34,15 +38,18 @@ Store selection / harvest options:
   --max-windows N       harvest at most N windows
   --max-tokens N        harvest at most N tokens (BOS included)
   --store-root DIR      parent directory of stores (default data/stores)
-  --dir DIR             (info, stats) open this store directly
+  --dir DIR             (info, stats, export) open this store directly
   --normalization none|zscore|unit-mean-squared-norm  (stats; default zscore)
+  --format npy|safetensors  (export) shard file format (default npy)
+  --out DIR             (export) output directory (default data/exports/<store name>-<format>)
   --json                machine-readable output (one JSON object)
   -h, --help            this help
 
 Examples:
   npm run activations -- harvest --layer 3 --corpus tinystories --split train --max-windows 200
   npm run activations -- info --layer 3 --max-windows 200
-  npm run activations -- stats --dir data/stores/<name> --json`;
+  npm run activations -- stats --dir data/stores/<name> --json
+  npm run activations -- export --dir data/stores/<name> --format npy --out /tmp/acts`;
 
 function intOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -71,6 +78,8 @@ async function main(): Promise<void> {
       "store-root": { type: "string" },
       dir: { type: "string" },
       normalization: { type: "string" },
+      format: { type: "string" },
+      out: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -136,7 +145,19 @@ async function main(): Promise<void> {
     else printStats(store, values.json ?? false);
     return;
   }
-  throw new Error(`unknown command "${command}" (expected harvest, info, stats or corpora; see --help)`);
+  if (command === "export") {
+    const format = values.format ?? "npy";
+    if (format !== "npy" && format !== "safetensors") throw new Error(`--format must be npy or safetensors (got "${format}")`);
+    const store = await openSelected(values.dir, harvestOpts);
+    const outDir = path.resolve(values.out ?? dataDir("exports", `${path.basename(store.dir)}-${format}`));
+    const m = exportStore(store, outDir, { format });
+    out(
+      { dir: outDir, format, shards: m.shards.length, rows: m.numRows, d: m.d, dtype: m.dtype, manifest: path.join(outDir, "export.json") },
+      `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\nmanifest: ${path.join(outDir, "export.json")}`,
+    );
+    return;
+  }
+  throw new Error(`unknown command "${command}" (expected harvest, info, stats, corpora or export; see --help)`);
 }
 
 async function openSelected(dir: string | undefined, opts: HarvestOptions, normalization?: NormalizationKind): Promise<ActivationStore> {

@@ -17,6 +17,8 @@ import { makeWindows } from "../lib/data/windows";
 import { selectSplit, DEFAULT_FRACTIONS } from "../lib/data/split";
 import { denormalize } from "../lib/data/normalization";
 import type { CorpusDocument } from "../lib/data/corpora";
+import { IntegrityError, jsonDigest } from "../lib/io/integrity";
+import { sha256Bytes } from "../lib/io/atomic";
 import { dimensionStats, histogram, rowNorms, storeSizeTable, traceRows } from "../lib/data/summary";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "is-store-"));
@@ -204,12 +206,22 @@ describe("activation store (fake model)", () => {
     const f = path.join(dt, "chunk-00002.bin");
     fs.truncateSync(f, fs.statSync(f).size - 10);
     await assert.rejects(openStore(dt), /chunk chunk-00002.bin has \d+ bytes, the manifest says \d+ \(truncated\)/);
-    // NaN injected
+    // NaN injected: the chunk's checksum catches the changed bytes first (verified on read, by default)
     const dn = copy("nan");
     const g = path.join(dn, "chunk-00001.bin");
     const buf = fs.readFileSync(g);
     buf.writeFloatLE(NaN, (5 * 8 + 2) * 4); // row 64+5, dimension 2
     fs.writeFileSync(g, buf);
+    await assert.rejects(openStore(dn), (e: unknown) => e instanceof IntegrityError && e.file === g && /chunk-00001\.bin is corrupt: sha256 [0-9a-f]{64} does not match the manifest/.test(e.message) && /harvest again/.test(e.message));
+    // a NaN the harvest itself recorded (checksums consistent with it) is found by the value scan
+    const rehash = () => {
+      const mPath = path.join(dn, "manifest.json");
+      const m = JSON.parse(fs.readFileSync(mPath, "utf8"));
+      m.chunks[1].sha256 = sha256Bytes(fs.readFileSync(g));
+      const { checksums, ...rest } = m;
+      fs.writeFileSync(mPath, JSON.stringify({ ...rest, checksums: { ...checksums, manifest: jsonDigest(rest) } }));
+    };
+    rehash();
     const info = res.store.rowInfo(69);
     await assert.rejects(
       openStore(dn),
@@ -218,6 +230,7 @@ describe("activation store (fake model)", () => {
     // Inf injected in a float store, also found by the full check
     buf.writeFloatLE(Infinity, (5 * 8 + 2) * 4);
     fs.writeFileSync(g, buf);
+    rehash();
     await assert.rejects(openStore(dn), /holds Infinity at row 69/);
     // the model itself producing NaN: harvest refuses and names the document
     const nanTok = "z".charCodeAt(0) + 3;

@@ -27,7 +27,7 @@ before(async () => {
   await initBackend();
 });
 
-// Small shapes: d = 16 (the hand-written step needs d % 4 == 0 on wasm), F = 64, k = 8, E = 8.
+// Small shapes: d = 16 (the tape-free step needs d % 4 == 0 on wasm), F = 64, k = 8, E = 8.
 const SHAPE = { d: 16, F: 64, k: 8, E: 8 };
 const STEPS = 30;
 const SEED = 7;
@@ -43,9 +43,9 @@ function config(o: PresetOverrides = {}): TrainConfig {
   return { ...c, data: { part: "all", normalize: "none" }, eval: { rows: 64, every: 0, part: "all" } };
 }
 
-async function trainAndDiagnose(o: PresetOverrides, fastStep?: boolean): Promise<{ diag: DuplicationDiagnostic; model: Model; cfg: TrainConfig }> {
+async function trainAndDiagnose(o: PresetOverrides, tapeFree?: boolean): Promise<{ diag: DuplicationDiagnostic; model: Model; cfg: TrainConfig }> {
   const cfg = config(o);
-  const r = await trainModel(cfg, source(), { progress: "silent", fastStep, evalRows });
+  const r = await trainModel(cfg, source(), { progress: "silent", tapeFree, evalRows });
   const init = initialModel(r.model, cfg.seed);
   try {
     return { diag: duplicationDiagnostic(r.model, init, evalRows), model: r.model, cfg };
@@ -66,13 +66,13 @@ const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 const measured: Record<string, number> = {};
 
 describe("duplication: claflin SAE, NFM on all k features", () => {
-  for (const fastStep of [true, false]) {
-    const name = fastStep ? "the hand-written step" : "the autodiff step (fastStep: false)";
+  for (const tapeFree of [true, false]) {
+    const name = tapeFree ? "the tape-free step" : "the autodiff step (tapeFree: false)";
     test(`${name}: W_dec − W_lin stays at its initial value up to float32 rounding; the own SAE path is the identity's`, async () => {
-      if (fastStep) assert.equal(tf.getBackend(), "wasm", "the hand-written step runs on the wasm backend only");
-      const { diag, model } = await trainAndDiagnose({ saePreset: "claflin", topN: null }, fastStep);
+      if (tapeFree) assert.equal(tf.getBackend(), "wasm", "the tape-free step runs on the wasm backend only");
+      const { diag, model } = await trainAndDiagnose({ saePreset: "claflin", topN: null }, tapeFree);
       try {
-        measured[`claflin N=k ${fastStep ? "fast" : "autodiff"}`] = diag.maxDrift;
+        measured[`claflin N=k ${tapeFree ? "tape-free" : "autodiff"}`] = diag.maxDrift;
         assert.ok(diag.maxInitialDifference > 0.05, `initial difference ${diag.maxInitialDifference}`);
         assert.ok(diag.maxAbsWeight > 0);
         assert.ok(diag.maxDrift <= bound(diag), `maxDrift ${diag.maxDrift} > rounding bound ${bound(diag)} (max|W| ${diag.maxAbsWeight})`);

@@ -19,7 +19,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import { initBackend } from "../lib/backend";
-import { setFileOpsForTesting, writeChunksAtomic, writeFileAtomic, writeJsonAtomic, WriteError, type FileOps } from "../lib/io/atomic";
+import { setFileOpsForTesting, writeChunksAtomic, writeFileAtomic, writeJsonAtomic, WriteError } from "../lib/io/atomic";
+import { failAfter, shortWrites, withShim, withShimAsync, type Shim } from "./helpers/write-shims";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../lib/io/safetensors";
 import { cachedStep } from "../lib/pipeline/cache";
 import { downloadFile } from "../lib/io/download";
@@ -36,76 +37,7 @@ function freshDir(name: string): string {
   return d;
 }
 
-// ---------------------------------------------------------------------------------------------
-// fs shims
-
-function errnoError(code: "ENOSPC" | "EIO"): NodeJS.ErrnoException {
-  const text = code === "ENOSPC" ? "no space left on device" : "i/o error";
-  const e = new Error(`${code}: ${text}, write`) as NodeJS.ErrnoException;
-  e.code = code;
-  e.errno = code === "ENOSPC" ? -28 : -5;
-  e.syscall = "write";
-  return e;
-}
-
-interface Shim {
-  ops: Partial<FileOps>;
-  /** write calls made so far */
-  calls: number;
-}
-
-/** Every write writes (really) at most `max` bytes and returns that count. */
-function shortWrites(max: number): Shim {
-  const s: Shim = {
-    calls: 0,
-    ops: {
-      writeSync: (fd, buf, off, len, pos) => {
-        s.calls++;
-        return fs.writeSync(fd, buf, off, Math.min(len, max), pos);
-      },
-    },
-  };
-  return s;
-}
-
-/**
- * Like a disk with `budget` bytes free: writes succeed (short when the budget runs out partway, as
- * the kernel does) until the budget is spent; the next write throws `code`.
- */
-function failAfter(budget: number, code: "ENOSPC" | "EIO"): Shim {
-  let left = budget;
-  const s: Shim = {
-    calls: 0,
-    ops: {
-      writeSync: (fd, buf, off, len, pos) => {
-        s.calls++;
-        if (left <= 0) throw errnoError(code);
-        const n = fs.writeSync(fd, buf, off, Math.min(len, left), pos);
-        left -= n;
-        return n;
-      },
-    },
-  };
-  return s;
-}
-
-function withShim<T>(shim: Shim, fn: () => T): T {
-  const restore = setFileOpsForTesting(shim.ops);
-  try {
-    return fn();
-  } finally {
-    restore();
-  }
-}
-
-async function withShimAsync<T>(shim: Shim, fn: () => Promise<T>): Promise<T> {
-  const restore = setFileOpsForTesting(shim.ops);
-  try {
-    return await fn();
-  } finally {
-    restore();
-  }
-}
+// fs shims: tests/helpers/write-shims.ts (shared with tests/fault-injection.test.ts)
 
 /** Temporary files (`.NAME.PID.RAND.tmp`) anywhere under dir. */
 function tempFiles(dir: string): string[] {

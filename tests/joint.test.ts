@@ -6,7 +6,7 @@ import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, Variant, createModel, modelShapes, paramCounts, trainableNames, validateModelConfig } from "../lib/joint";
 import { computeLoss } from "../lib/train";
-import { maxAbsDiff, refForward, refGrad, relErr, toRef } from "./joint-reference";
+import { maxAbsDiff, refForward, refGrad, relErr, toRef } from "../lib/reference";
 
 before(async () => {
   await initBackend();

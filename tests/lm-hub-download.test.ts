@@ -364,22 +364,61 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     assert.deepEqual(unknown, ["stories15M/stories15M.bin", "stories15M/tokenizer.bin", "stories42M/stories42M.bin", "stories42M/tokenizer.bin", "stories110M/stories110M.bin", "stories110M/tokenizer.bin"]);
   });
 
-  it("refuses registry files without a recorded sha256 (a tampered stories15M.bin) before any request; trustUnverified downloads them", async () => {
+  it("stories15M: the weights are verified against the hub listing (tampered refused, even with trustUnverified); the GitHub tokenizer.bin is refused unless trusted", async () => {
     // what issue 19 found: a tampered stories15M.bin used to be accepted
-    const bad = Buffer.from(fs.readFileSync(binPath));
+    const genuine = fs.readFileSync(binPath); // stands in for the real stories15M.bin
+    const bad = Buffer.from(genuine);
     bad[100] ^= 0xff;
-    hub.routes.set("/karpathy/tinyllamas/resolve/main/stories15M.bin", { bytes: bad });
-    const cacheDir = freshCache();
-    const first = hub.log.length;
-    await assert.rejects(
-      pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
-      (e: Error) =>
-        e instanceof UnverifiedDownloadError &&
-        e.message ===
-          `model "stories15M": the registry records no sha256 for stories15M.bin, tokenizer.bin, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
-    );
-    assert.equal(hub.log.length, first, "no request at all");
-    assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
+    const route = "/karpathy/tinyllamas/resolve/main/stories15M.bin";
+    hub.routes.set(route, { bytes: bad, listAs: genuine });
+    try {
+      const cacheDir = freshCache();
+      const first = hub.log.length;
+      await assert.rejects(
+        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+        (e: Error) =>
+          e instanceof UnverifiedDownloadError &&
+          e.message ===
+            `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; tokenizer.bin is fetched from https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      );
+      assert.deepEqual(hub.log.slice(first).map((r) => r.path), ["/api/models/karpathy/tinyllamas/tree/main"], "only the listing was asked for");
+      assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
+      // with the tokenizer already in place (trusted by the user), the weights still go through the listing's sha256
+      const dir = path.join(cacheDir, "stories15M");
+      fs.mkdirSync(dir, { recursive: true });
+      fs.copyFileSync(tokPath, path.join(dir, "tokenizer.bin"));
+      await assert.rejects(
+        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+        (e: Error) => /stories15M\.bin: sha256 mismatch/.test(e.message) && e.message.includes(sha256(genuine)) && e.message.includes(sha256(bad)),
+      );
+      await assert.rejects(pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true, trustUnverified: true }), /stories15M\.bin: sha256 mismatch/);
+      assert.deepEqual(filesIn(dir), ["tokenizer.bin"], "the tampered file is not kept");
+      // the genuine file passes, without trustUnverified
+      hub.routes.set(route, { bytes: genuine });
+      const r = await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
+      assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
+      // a cached copy is re-verified against the listing: corrupted on disk → fetched again
+      const onDisk = Buffer.from(genuine);
+      onDisk[7] ^= 1;
+      fs.writeFileSync(r.weightsPath, onDisk);
+      await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
+      assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
+      // a hub without the listing API: the weights cannot be verified → refused, naming why
+      hub.noApi.add("karpathy/tinyllamas");
+      try {
+        await assert.rejects(
+          pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
+          (e: Error) => e instanceof UnverifiedDownloadError && /no checksum is known for stories15M\.bin, tokenizer\.bin/.test(e.message) && /hub listing .* is unavailable \(HTTP 404\)/.test(e.message),
+        );
+      } finally {
+        hub.noApi.delete("karpathy/tinyllamas");
+      }
+    } finally {
+      hub.routes.delete(route);
+    }
+  });
+
+  it("registry files without a recorded sha256 and without a listing hash are refused before any file request; trustUnverified downloads them", async () => {
 
     // trustUnverified (on an entry whose files all live on the local hub; stories15M's tokenizer is on GitHub)
     MODEL_REGISTRY["test-unverified"] = {
@@ -397,12 +436,14 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       hub.routes.set("/test-org/unverified/resolve/main/m.bin", { file: binPath });
       hub.routes.set("/test-org/unverified/resolve/main/tok512.bin", { file: tokPath });
       const opts = { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true };
+      hub.noApi.add("test-org/unverified");
       await assert.rejects(resolveModel("test-unverified", opts), (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message));
       assert.equal(hub.requests("/test-org/unverified/resolve/main/m.bin").length, 0);
       const r = await resolveModel("test-unverified", { ...opts, trustUnverified: true });
       assert.equal(await sha256File(r.weightsPath), SHA_BIN);
       assert.deepEqual(filesIn(r.dir), ["m.bin", "tok512.bin"]);
     } finally {
+      hub.noApi.delete("test-org/unverified");
       delete MODEL_REGISTRY["test-unverified"];
     }
   });

@@ -42,7 +42,7 @@ after(() => {
 
 describe("pipelineParams", () => {
   it("has the documented defaults", () => {
-    assert.deepEqual(pipelineParams(), { preset: "quick", model: "stories260K", corpus: "tinystories", layer: 3, seed: 0, mode: "corrected" });
+    assert.deepEqual(pipelineParams(), { preset: "quick", model: "stories260K", corpus: "tinystories", layer: 3, seed: 0, mode: "corrected", train: {}, eval: {} });
   });
   it("reads the environment and lets explicit values win", () => {
     process.env.IS_PRESET = "tiny";

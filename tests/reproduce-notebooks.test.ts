@@ -1,5 +1,5 @@
 /**
- * Notebooks 03-topk-sae to 09-summary executed headless with the project
+ * Notebooks 03-topk-sae to 11-sweep executed headless with the project
  * kernel and IS_PRESET=tiny, sharing one temporary cache (so later notebooks reuse the artifacts of
  * earlier ones): no error outputs, the expected tables and PNG charts present. Skips (with a reason)
  * only when Jupyter/nbclient are not installed; CI installs them (environment/setup.sh).
@@ -33,9 +33,11 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
   { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
   { file: "08-interventions.ipynb", minPngs: 1, text: ["Two-way ANOVA", "Linear-pathway control"] },
   { file: "09-summary.ipynb", minPngs: 3, text: ["Joint training reduces reconstruction error by 41.3%", "verdict"] },
+  { file: "10-feature-browser.ipynb", minPngs: 1, text: ["Feature browser", "fires on", "raised most", "lowered most"] },
+  { file: "11-sweep.ipynb", minPngs: 2, text: ["How the contrasts move with k and F", "MSE: joint full vs joint SAE+linear", "splice KL: joint full vs standalone SAE", "within one training seed"] },
 ];
 
-describe("notebooks 03-09 with the tiny preset", () => {
+describe("notebooks 03-11 with the tiny preset", () => {
   for (const nb of NOTEBOOKS) {
     it(`${nb.file} runs without error outputs`, async (t) => {
       if (!findJupyterPython()) {

@@ -191,6 +191,12 @@ describe("JSON files: parse errors name the file", () => {
     });
     const docs = path.join(res.dir, res.store.manifest.docsFile);
     fs.writeFileSync(docs, "{not json");
+    // the manifest's checksum of docs.json catches it at open (verified on read)
+    await assert.rejects(openStore(res.dir), (e: Error) => e.message.includes(`${docs} is corrupt`));
+    // a store harvested before checksums were recorded opens; the parse error names the file
+    const mPath = path.join(res.dir, "manifest.json");
+    const { checksums: _c, ...legacy } = JSON.parse(fs.readFileSync(mPath, "utf8"));
+    fs.writeFileSync(mPath, JSON.stringify(legacy));
     const s = await openStore(res.dir);
     assert.throws(() => s.docIds(), (e: Error) => e.message.includes(docs) && /not valid JSON/.test(e.message));
   });

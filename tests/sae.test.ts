@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { FiringTracker, initSaeParams, saeConfig, saeDecode, saeDecodeDense, saeEncode, saeEncodeDense, saeStepHooks, P } from "../lib/sae";
-import { maxAbsDiff } from "./joint-reference";
+import { maxAbsDiff } from "../lib/reference";
 
 before(async () => {
   await initBackend();

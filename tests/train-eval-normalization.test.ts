@@ -12,7 +12,7 @@ import type { NormalizationSpec } from "../lib/data/types";
 import { saeConfig } from "../lib/sae";
 import { validateModelConfig } from "../lib/joint";
 import { TrainConfig, evalRowsFromSeparateSource, heldOutRows, trainModel } from "../lib/train";
-import { maxAbsDiff } from "./joint-reference";
+import { maxAbsDiff } from "../lib/reference";
 
 before(async () => {
   await initBackend();

@@ -10,7 +10,7 @@ import { Adam, NonFiniteError, ParamSet, correctedSchedule, faithfulSchedule, fa
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, Variant, createModel, validateModelConfig } from "../lib/joint";
-import { TrainConfig, buildSchedule, checkBackendCapacity, makeStepContext, trainModel, trainStep, trainStepFused } from "../lib/train";
+import { TrainConfig, buildSchedule, checkBackendCapacity, makeStepContext, trainModel, trainStep, trainStepTapeFree } from "../lib/train";
 import { loadCheckpoint, readLatest, saveCheckpoint } from "../lib/checkpoint";
 import { readSafetensors } from "../lib/io/safetensors";
 import { presetConfig } from "../lib/presets";
@@ -251,7 +251,7 @@ describe("schedules", () => {
   });
 });
 
-describe("hand-written training step", () => {
+describe("tape-free training step", () => {
   const variants: Array<[string, () => ModelConfig]> = [
     ["standalone SAE", () => model("sae", "sae")],
     ["joint full, top-N 3, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 6 }, { topN: 3 }) })],
@@ -274,18 +274,18 @@ describe("hand-written training step", () => {
       const optim = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 0.5 };
       const ca = makeStepContext(a, optim, s);
       const cb = makeStepContext(b, optim, s);
-      ca.fast = true;
-      cb.fast = false;
+      ca.tapeFree = true;
+      cb.tapeFree = false;
       const n0 = tf.memory().numTensors;
       for (let i = 0; i < 4; i++) {
         const x = rng.normalArray(16 * 8);
-        const ra = trainStepFused(ca, x, 16, i, 1e-2);
-        assert.ok(ra, "the hand-written step applies (wasm, d % 4 == 0)");
+        const ra = trainStepTapeFree(ca, x, 16, i, 1e-2);
+        assert.ok(ra, "the tape-free step applies (wasm, d % 4 == 0)");
         const rb = trainStep(cb, x, 16, i, 1e-2);
         assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5 * Math.max(1, rb.loss), `step ${i}: loss ${ra.loss} vs ${rb.loss}`);
         assert.ok(Math.abs(ra.gradNorm - rb.gradNorm) < 1e-4 * Math.max(1, rb.gradNorm), `step ${i}: grad norm ${ra.gradNorm} vs ${rb.gradNorm}`);
       }
-      assert.equal(tf.memory().numTensors, n0, "the hand-written step leaks no tensors");
+      assert.equal(tf.memory().numTensors, n0, "the tape-free step leaks no tensors");
       const wa = weights(a.params);
       const wb = weights(b.params);
       for (const n of Object.keys(wa)) {
@@ -302,12 +302,12 @@ describe("hand-written training step", () => {
   }
 });
 
-test("hand-written step: declines where it does not apply (d % 4 != 0), and trainStep then takes the autodiff path", () => {
+test("tape-free step: declines where it does not apply (d % 4 != 0), and trainStep then takes the autodiff path", () => {
   const c = model("joint", "full", "claflin", 6);
   const m = createModel(c, 1);
   const ctx = makeStepContext(m, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 1);
   const x = new Rng(2).normalArray(8 * 6);
-  assert.equal(trainStepFused(ctx, x, 8, 0, 1e-2), null);
+  assert.equal(trainStepTapeFree(ctx, x, 8, 0, 1e-2), null);
   assert.ok(Number.isFinite(trainStep(ctx, x, 8, 0, 1e-2).loss));
   m.dispose();
 });

@@ -28,6 +28,7 @@ import { encodeFloat16, decodeFloat16 } from "./float16";
 import { progress } from "../display/progress";
 import { checkSeed } from "../util/random";
 import { readJsonFile } from "../io/json";
+import { hashFiles, jsonDigest } from "../io/integrity";
 import {
   ROW_INFO_FIELDS,
   STORE_FORMAT,
@@ -38,6 +39,7 @@ import {
   type ChunkEntry,
   type OpenStoreOptions,
   type StoreDtype,
+  type StoreChecksums,
   type StoreManifest,
 } from "./store";
 
@@ -462,7 +464,8 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
     stats: summary,
     normalization: normalizationFromStats("zscore", summary),
   };
-  writeJsonAtomic(path.join(dir, "manifest.json"), manifest);
+  const files = hashFiles(dir, [manifest.rowsFile, manifest.docsFile]);
+  writeJsonAtomic(path.join(dir, "manifest.json"), { ...manifest, checksums: { files, manifest: jsonDigest(manifest) } satisfies StoreChecksums });
   fs.rmSync(progressPath, { force: true });
   storeMs += Date.now() - tm;
 

@@ -27,6 +27,7 @@ import { bufferPlan, shuffledBatches, validateBatchOptions, type IterationMeter,
 import { isValRow } from "./split";
 import { Rng } from "../util/random";
 import { sha256File } from "../io/atomic";
+import { IntegrityError, checkFiles, jsonDigest } from "../io/integrity";
 import { readJsonFile } from "../io/json";
 
 export const STORE_FORMAT = "integration-spaces/activation-store";
@@ -77,6 +78,19 @@ export interface StoreManifest {
   stats: StatsSummary;
   /** The default normalisation (per-dimension z-score, as in the paper). */
   normalization: NormalizationSpec;
+  /**
+   * Verified on read (lib/io/integrity.ts): sha256 of rows.bin and docs.json, and the digest of this
+   * manifest's other fields. Absent in stores harvested before issue 19 (their chunks are still
+   * verified against `chunks[].sha256`).
+   */
+  checksums?: StoreChecksums;
+}
+
+export interface StoreChecksums {
+  /** File name → sha256 hex (rows file and docs file). */
+  files: Record<string, string>;
+  /** jsonDigest of manifest.json without this field. */
+  manifest: string;
 }
 
 export interface RowInfo {
@@ -107,8 +121,6 @@ export interface StoreExpectation {
 export interface OpenStoreOptions {
   /** Scan every chunk for NaN/Inf (default true; ~memory bandwidth). */
   checkValues?: boolean;
-  /** Recompute each chunk's sha256 and compare with the manifest (default false). */
-  verifyHashes?: boolean;
   /** Memory budget of the batch iterator (default 256 MiB). */
   memoryBudgetBytes?: number;
   /** Normalisation used by normalize: "store" (default "zscore", the paper's). */
@@ -173,7 +185,19 @@ export function checkExpectation(dir: string, m: StoreManifest, expect: StoreExp
   if (expect.d !== undefined && m.d !== expect.d) mismatch("d", m.d, expect.d);
 }
 
-/** Open a complete store: manifest, expectations, chunk presence and sizes, optionally values and hashes. */
+const RECOVER = "delete the store directory and harvest again (the pipeline does so by itself for its cached stores)";
+
+/**
+ * Open a complete store: manifest, expectations, chunk presence, sizes and sha256, rows/docs
+ * checksums, optionally values (NaN/Inf scan).
+ *
+ * Every chunk's sha256 is verified at open, always (verified on read, issue 19). Measured on the
+ * standard store's training split (265,984 rows × 64 float32 = 68 MB in 5 chunks) on this
+ * project's 2-core machine: 0.09 s per open with the chunks in the page cache (sha256 ≈1 GB/s),
+ * 0.4–0.6 s when they are read from disk under load, against the default NaN/Inf scan's 0.6 s and
+ * minutes of training on the store, once per process per store: not a hot path, so there is no
+ * opt-out. A mismatch is an IntegrityError naming the chunk.
+ */
 export async function openStore(dir: string, expect: StoreExpectation = {}, opts: OpenStoreOptions = {}): Promise<ActivationStore> {
   const m = readManifest(dir);
   checkExpectation(dir, m, expect);
@@ -184,11 +208,9 @@ export async function openStore(dir: string, expect: StoreExpectation = {}, opts
     if (size !== c.bytes) {
       fail(dir, `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): delete the store and harvest again`);
     }
-    if (opts.verifyHashes) {
-      const h = await sha256File(f);
-      if (h !== c.sha256) fail(dir, `chunk ${c.file} sha256 ${h} does not match the manifest (${c.sha256})`);
-    }
   }
+  const corrupt = await storeCorruption(dir, m);
+  if (corrupt) throw new IntegrityError(`activation store ${dir}: ${corrupt.message}: ${RECOVER}`, corrupt.file);
   const rowsPath = path.join(dir, m.rowsFile);
   if (!fs.existsSync(rowsPath)) fail(dir, `${m.rowsFile} (per-row token/document/position) is missing`);
   const rowsSize = fs.statSync(rowsPath).size;
@@ -197,6 +219,24 @@ export async function openStore(dir: string, expect: StoreExpectation = {}, opts
   const store = new ActivationStore(dir, m, opts);
   if (opts.checkValues ?? true) store.checkFinite();
   return store;
+}
+
+/** The first checksum problem of a store (manifest digest, chunks, rows/docs files), or null. */
+async function storeCorruption(dir: string, m: StoreManifest): Promise<{ file: string; message: string } | null> {
+  const manifestPath = path.join(dir, "manifest.json");
+  if (m.checksums !== undefined) {
+    const sums = m.checksums;
+    if (!sums || typeof sums !== "object" || typeof sums.manifest !== "string") return { file: manifestPath, message: "manifest.json field checksums is malformed" };
+    const { checksums: _omit, ...rest } = m;
+    const digest = jsonDigest(rest);
+    if (digest !== sums.manifest) return { file: manifestPath, message: `manifest.json is corrupt: its content digest ${digest} does not match the recorded ${sums.manifest}` };
+  }
+  for (const c of m.chunks) {
+    const f = path.join(dir, c.file);
+    const h = await sha256File(f);
+    if (h !== c.sha256) return { file: f, message: `chunk ${f} is corrupt: sha256 ${h} does not match the manifest (${c.sha256})` };
+  }
+  return checkFiles(dir, m.checksums?.files, manifestPath);
 }
 
 export class ActivationStore implements RowSource {

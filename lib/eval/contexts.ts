@@ -332,7 +332,16 @@ export function scanWindows(
   windows: ArrayLike<ArrayLike<number>>,
   layer: number,
   sources: FeatureSource[],
-  opts: { n?: number; batchWindows?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    n?: number;
+    batchWindows?: number;
+    onProgress?: (done: number, total: number) => void;
+    /**
+     * Also called with every window's codes (values/indices [validLength, k], row = position), for
+     * callers that keep more than the top-n (e.g. the feature browser's activation histograms).
+     */
+    onCode?: (source: string, window: number, values: Float32Array, indices: Int32Array, k: number) => void;
+  } = {},
 ): Map<string, TopActivations> {
   const out = new Map<string, TopActivations>();
   for (const s of sources) out.set(s.name, new TopActivations(s.F, opts.n ?? 8));
@@ -347,6 +356,7 @@ export function scanWindows(
         b.windows.forEach((w, i) => {
           const o = i * b.T * k;
           top.addSparse(w, vals.subarray(o, o + b.T * k), ids.subarray(o, o + b.T * k), k, b.lengths[i]);
+          opts.onCode?.(s.name, w, vals.subarray(o, o + b.lengths[i] * k), ids.subarray(o, o + b.lengths[i] * k), k);
         });
       }
     },

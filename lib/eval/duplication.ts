@@ -31,7 +31,7 @@
 import { tf } from "../backend";
 import { Model, ModelConfig, createModel, forward } from "../joint";
 import { lrFactor } from "../optim";
-import { StepRecord, TrainConfig, batchStream, buildSchedule, estimateMean, heldOutRows, makeStepContext, trainStep, validateTrainConfig } from "../train";
+import { StepRecord, TrainConfig, batchStream, buildSchedule, estimateMean, forwardInBatches, heldOutRows, makeStepContext, rowCount, trainStep, validateTrainConfig } from "../train";
 import { normalize as normalizeRows } from "../data/normalization";
 import { ArrayRowSource } from "../data/array-source";
 import { presetConfig, PresetOverrides } from "../presets";
@@ -128,8 +128,7 @@ export function duplicationDiagnostic(trained: Model, init: Model, rows: Float32
   if (ic.sae.d !== d || ic.sae.F !== F || !ic.nfm?.linear) {
     throw new Error(`duplicationDiagnostic: the initial model (d = ${ic.sae.d}, F = ${ic.sae.F}, variant ${ic.variant}) does not match the trained one (d = ${d}, F = ${F}, variant ${c.variant})`);
   }
-  const n = rows.length / d;
-  if (!Number.isInteger(n) || n === 0) throw new Error(`duplicationDiagnostic: ${rows.length} values is not a positive multiple of d = ${d}`);
+  const n = rowCount(rows, d, "duplicationDiagnostic");
   // Weights [F, d], row-major (row i = feature i's decoder / linear direction).
   const wDec = readParam(trained, "sae.wDec");
   const wLin = readParam(trained, "nfm.wLin");
@@ -147,31 +146,23 @@ export function duplicationDiagnostic(trained: Model, init: Model, rows: Float32
   for (let i = 0; i < half.length; i++) half[i] = 0.5 * (wDec[i] + wLin[i] + d0[i]);
   const bDec = c.sae.decoderBias ? readParam(trained, "sae.bDec") : null; // [d]
   const k = c.sae.k;
-  const p = trained.record();
   let sMeasured = 0;
   let sPredicted = 0;
   let sSquare = 0;
   const pred = new Float64Array(d);
-  for (let s = 0; s < n; s += batchSize) {
-    const b = Math.min(batchSize, n - s);
+  forwardInBatches(trained, rows, batchSize, (o, s, b) => {
     const xb = rows.subarray(s * d, (s + b) * d); // [b, d]
-    let xSae!: Float32Array; // [b, d]
-    let vals!: Float32Array; // [b, k]
-    let ids!: Int32Array; // [b, k]
-    tf.tidy(() => {
-      const o = forward(p, c, tf.tensor2d(xb, [b, d]), null);
-      xSae = o.xSae.dataSync() as Float32Array;
-      vals = o.code.values.dataSync() as Float32Array;
-      ids = o.code.indices.dataSync() as Int32Array;
-    });
+    const xSae = o.xSae.dataSync() as Float32Array; // [b, d]
+    const vals = o.code.values.dataSync() as Float32Array; // [b, k]
+    const ids = o.code.indices.dataSync() as Int32Array; // [b, k]
     for (let r = 0; r < b; r++) {
       if (bDec) for (let j = 0; j < d; j++) pred[j] = bDec[j];
       else pred.fill(0);
       for (let t = 0; t < k; t++) {
         const v = vals[r * k + t];
         if (v === 0) continue;
-        const o = ids[r * k + t] * d;
-        for (let j = 0; j < d; j++) pred[j] += v * half[o + j];
+        const row = ids[r * k + t] * d;
+        for (let j = 0; j < d; j++) pred[j] += v * half[row + j];
       }
       for (let j = 0; j < d; j++) {
         const x = xb[r * d + j];
@@ -182,7 +173,7 @@ export function duplicationDiagnostic(trained: Model, init: Model, rows: Float32
         sSquare += x * x;
       }
     }
-  }
+  });
   const count = n * d;
   return {
     maxDrift,
@@ -218,7 +209,7 @@ export interface DriftTrajectory {
  * source.batches({seed: config.seed, part, normalize}) (trainModel's estimate; it does not enter
  * W_dec or W_lin at step 0).
  */
-export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { fastStep?: boolean; every?: number; dataMean?: Float32Array } = {}): DriftTrajectory {
+export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { tapeFree?: boolean; every?: number; dataMean?: Float32Array } = {}): DriftTrajectory {
   const c = validateTrainConfig(config);
   const mc = c.model;
   checkDuplicationApplicable(mc, "driftTrajectory");
@@ -230,7 +221,7 @@ export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { 
   const model = createModel(mc, c.seed, { dataMean });
   const init = createModel(mc, c.seed, { dataMean });
   const ctx = makeStepContext(model, c.optim, c.seed);
-  if (opts.fastStep !== undefined) ctx.fast = opts.fastStep;
+  if (opts.tapeFree !== undefined) ctx.tapeFree = opts.tapeFree;
   const schedule = buildSchedule(c.schedule, c.steps);
   const wDec0 = readParam(init, "sae.wDec");
   const wLin0 = readParam(init, "nfm.wLin");

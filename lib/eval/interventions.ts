@@ -30,9 +30,11 @@ import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { NormalizationSpec } from "../data/types";
 import { normalizeTensor, denormalizeTensor } from "../data/normalization";
-import { Model, forward, validateModelConfig } from "../joint";
+import { Model, effectiveK, forward, reconstruction, validateModelConfig } from "../joint";
 import { P, SparseCode, saeEncode } from "../sae";
-import { gatherRows, linear } from "../kernels/index";
+import { nfmFromHidden } from "../nfm";
+import { gatherRows } from "../kernels/index";
+import type { Mode } from "../presets";
 import { InteractionInput, PrimaryModel, SecondarySae, primaryPass, secondaryDecode, secondaryEncode } from "./secondary";
 import type { FeatureSource } from "./contexts";
 import { encodeToHost, forEachWindowBatch } from "./contexts";
@@ -55,7 +57,7 @@ import { mean, std } from "../stats/descriptive";
 import { studentTQuantile } from "../stats/distributions";
 
 export type ClampMode = "delta" | "replace";
-export type Mode = "faithful" | "corrected";
+export type { Mode };
 
 export interface InterventionSettings {
   interactionInput: InteractionInput;
@@ -169,11 +171,9 @@ export function clampedReconstruction(pm: PrimaryModel, sec: SecondarySae | null
       h = hhat;
     }
   }
-  // The same kernels as nfmForward and joint.forward, in the same order, so that an unchanged h
-  // gives the model's own output bit for bit.
-  const inter = linear(tf.relu(h) as tf.Tensor2D, p["nfm.w2"] as tf.Tensor2D, p["nfm.b2"] as tf.Tensor1D);
-  const out = pass.lin ? (tf.add(pass.lin, inter) as tf.Tensor2D) : inter;
-  const xhat = tf.add(pass.xSae, out) as tf.Tensor2D;
+  // The model's own second half (nfmFromHidden, joint.reconstruction): an unchanged h gives the
+  // model's output bit for bit.
+  const xhat = reconstruction(pass.xSae, nfmFromHidden(p, h, pass.lin));
   return denormalizeTensor(pm.normalization, xhat);
 }
 
@@ -481,7 +481,7 @@ export function primaryFeatureSource(pm0: PrimaryModel, s?: Pick<InterventionSet
   const pm = effectivePrimary(pm0, s);
   const c = pm.model.config;
   const p = pm.model.record();
-  const k = s?.primaryK ?? (c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k);
+  const k = s?.primaryK ?? effectiveK(c);
   return {
     name: "primary",
     F: c.sae.F,

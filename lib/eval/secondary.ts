@@ -20,10 +20,9 @@ import { tf } from "../backend";
 import type { RowSource, NormalizationSpec } from "../data/types";
 import { ArrayRowSource } from "../data/array-source";
 import { blockStats, normalize, normalizationFromStats, normalizeTensor, summarizeStats, validateSpec } from "../data/normalization";
-import { Model, ModelConfig, validateModelConfig } from "../joint";
+import { Model, ModelConfig, effectiveK, validateModelConfig } from "../joint";
 import { P, SaeConfig, SaePreset, SparseCode, saeConfig, saeDecode, saeEncode } from "../sae";
-import { nfmForward } from "../nfm";
-import { linear, sparseMatmul } from "../kernels/index";
+import { InteractionInput, nfmHidden } from "../nfm";
 import { tidyValues } from "../kernels/views";
 import { EvalMetrics, TrainConfig, TrainResult, trainModel } from "../train";
 import { Rng } from "../util/random";
@@ -31,7 +30,7 @@ import type { LanguageModel } from "../lm/types";
 import { forEachWindowBatch } from "./contexts";
 import * as M from "../metrics";
 
-export type InteractionInput = "bi-interaction" | "linear-sum";
+export type { InteractionInput };
 export const INTERACTION_INPUTS: InteractionInput[] = ["bi-interaction", "linear-sum"];
 
 /** A trained primary model (sequential or joint) plus the store normalisation its inputs use. */
@@ -60,7 +59,7 @@ export function checkInteractionInput(v: unknown, where = "interactionInput"): I
 
 /** The primary SAE k used at inference for this model (sequential models may run below their training k). */
 export function primaryK(c: ModelConfig, override?: number): number {
-  const k = override ?? (c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : c.sae.k);
+  const k = override ?? effectiveK(c);
   if (!Number.isInteger(k) || k < 1 || k > c.sae.F) throw new Error(`primaryK: k must be an integer in [1, F = ${c.sae.F}] (got ${k})`);
   return k;
 }
@@ -86,14 +85,7 @@ export function primaryPass(p: P, c: ModelConfig, x: tf.Tensor2D, opts: HiddenOp
   const k = primaryK(c, opts.primaryK);
   const code = saeEncode(p, c.sae, x, k);
   const xSae = saeDecode(p, c.sae, code);
-  if (mode === "bi-interaction") {
-    const o = nfmForward(p, c.nfm!, code, { dropout: null });
-    return { code, xSae, lin: o.lin, h: o.h! };
-  }
-  // Authors' analysis code: emb = Vᵀf over every active feature, then MLP layer 1.
-  const s = sparseMatmul(code.values, code.indices, p["nfm.V"] as tf.Tensor2D);
-  const h = linear(s, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D);
-  const lin = c.nfm!.linear ? (tf.add(sparseMatmul(code.values, code.indices, p["nfm.wLin"] as tf.Tensor2D), p["nfm.bLin"]) as tf.Tensor2D) : null;
+  const { lin, h } = nfmHidden(p, c.nfm!, code, { input: mode });
   return { code, xSae, lin, h };
 }
 

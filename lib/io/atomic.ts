@@ -83,6 +83,7 @@ interface Progress {
   /** The path named in errors. */
   file: string;
   written: number;
+  /** NaN when unknown (a streamed write). */
   total: number;
 }
 
@@ -96,7 +97,7 @@ function writeLoop(fd: number, data: Uint8Array, position: number | null, p: Pro
       n = ops.writeSync(fd, data, off, want, position === null ? null : position + off);
     } catch (e) {
       throw new WriteError(
-        `writing ${p.file} failed after ${p.written} of ${p.total} bytes: ${explain(e)}`,
+        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: ${explain(e)}`,
         p.file,
         errCode(e),
         e,
@@ -104,7 +105,7 @@ function writeLoop(fd: number, data: Uint8Array, position: number | null, p: Pro
     }
     if (!Number.isInteger(n) || n <= 0 || n > want) {
       throw new WriteError(
-        `writing ${p.file} failed after ${p.written} of ${p.total} bytes: the write of ${want} bytes returned ${n}`,
+        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: the write of ${want} bytes returned ${n}`,
         p.file,
         undefined,
       );
@@ -160,13 +161,16 @@ function tempName(target: string): string {
 /**
  * Write several buffers (e.g. a header then tensor data) as one file, atomically: complete at
  * `target`, or (on any error) `target` untouched, no temporary file left, and a WriteError
- * naming `target`.
+ * naming `target`. `chunks` may be a generator (a multi-GB file streamed block by block, never
+ * held whole in memory); an error it throws aborts the write like a failed write does.
+ * `totalBytes` (for error messages) defaults to the sum of an array's chunk lengths.
  */
-export function writeChunksAtomic(target: string, chunks: Uint8Array[]): void {
+export function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>, totalBytes?: number): void {
   const dir = path.dirname(target);
   fs.mkdirSync(dir, { recursive: true });
   const tmp = tempName(target);
-  const p: Progress = { file: target, written: 0, total: chunks.reduce((s, c) => s + c.length, 0) };
+  const total = totalBytes ?? (Array.isArray(chunks) ? chunks.reduce((s: number, c: Uint8Array) => s + c.length, 0) : NaN);
+  const p: Progress = { file: target, written: 0, total };
   let fd: number | null = null;
   try {
     fd = fs.openSync(tmp, "wx");
@@ -192,6 +196,31 @@ export function writeChunksAtomic(target: string, chunks: Uint8Array[]): void {
     throw asWriteError(e, target, "writing");
   }
   fsyncDirSync(dir);
+}
+
+/**
+ * Create or replace the directory `dir` as a whole: `fill(tmp)` writes the new content into a
+ * temporary sibling directory, which is then renamed into place (the old directory, if any, is
+ * moved aside first and removed only after the swap). A crash or an error in `fill` leaves the
+ * previous directory (or none) and no temporary directory behind.
+ */
+export function replaceDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Date.now()}.tmp`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  try {
+    fill(tmp);
+    const old = fs.existsSync(dir) ? `${tmp}.old` : null;
+    if (old) fs.renameSync(dir, old);
+    fs.renameSync(tmp, dir);
+    fsyncDirSync(parent); // the swap itself survives a crash
+    if (old) fs.rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /** Write a string (UTF-8) or bytes to `target` atomically (see writeChunksAtomic). */

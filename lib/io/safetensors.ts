@@ -333,23 +333,52 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
   return out;
 }
 
-/** Build the bytes of a safetensors file (header + data) without writing it. */
-export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
-  const names = Object.keys(tensors);
+/** What the header needs to know of a tensor. */
+export interface TensorLayoutSpec {
+  dtype: WritableDtype;
+  shape: number[];
+}
+
+export interface SafetensorsLayout {
+  /** The length field and the JSON header (padded): the first bytes of the file. */
+  header: Uint8Array[];
+  /** Tensor names in data order; each tensor's bytes follow the previous one's. */
+  order: string[];
+  /** Byte offset of each tensor's data from the start of the file. */
+  fileOffsets: Record<string, number>;
+  /** Total file size in bytes. */
+  fileBytes: number;
+}
+
+/**
+ * Header and data layout of a safetensors file, without the data: lets a writer stream large
+ * tensors after the header (and readers memory-map them at fileOffsets).
+ */
+export function layoutSafetensors(specs: Record<string, TensorLayoutSpec>, metadata?: Record<string, string>): SafetensorsLayout {
+  const names = Object.keys(specs);
   for (const name of names) if (name === "__metadata__") throw new Error(`writeSafetensors: "__metadata__" is reserved and cannot be a tensor name`);
+  for (const name of names) {
+    const t = specs[name];
+    if (!["F32", "F16", "BF16", "I32", "I64"].includes(t.dtype)) {
+      throw new Error(`writeSafetensors: tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16, I32, I64)`);
+    }
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new Error(`writeSafetensors: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
+    }
+  }
   // Largest element size first, then by name: keeps every tensor aligned to its element size.
   const order = names.slice().sort((a, b) => {
-    const s = DTYPE_BYTES[tensors[b].dtype] - DTYPE_BYTES[tensors[a].dtype];
+    const s = DTYPE_BYTES[specs[b].dtype] - DTYPE_BYTES[specs[a].dtype];
     return s !== 0 ? s : a < b ? -1 : a > b ? 1 : 0;
   });
-  const chunks: Uint8Array[] = [];
   const entries: Record<string, unknown> = {};
+  const dataOffsets: Record<string, number> = {};
   let offset = 0;
   for (const name of order) {
-    const bytes = encodeTensor(name, tensors[name]);
-    entries[name] = { dtype: tensors[name].dtype, shape: tensors[name].shape.slice(), data_offsets: [offset, offset + bytes.length] };
-    offset += bytes.length;
-    chunks.push(bytes);
+    const bytes = specs[name].shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[specs[name].dtype];
+    entries[name] = { dtype: specs[name].dtype, shape: specs[name].shape.slice(), data_offsets: [offset, offset + bytes] };
+    dataOffsets[name] = offset;
+    offset += bytes;
   }
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
@@ -366,7 +395,16 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
-  return [len, json, ...chunks];
+  const dataStart = 8 + json.length;
+  const fileOffsets: Record<string, number> = {};
+  for (const name of order) fileOffsets[name] = dataStart + dataOffsets[name];
+  return { header: [len, json], order, fileOffsets, fileBytes: dataStart + offset };
+}
+
+/** Build the bytes of a safetensors file (header + data) without writing it. */
+export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
+  const layout = layoutSafetensors(tensors, metadata);
+  return [...layout.header, ...layout.order.map((name) => encodeTensor(name, tensors[name]))];
 }
 
 /**

@@ -9,8 +9,11 @@
  *
  * Every download is verified, or refused unless the caller trusts unverified files
  * (`trustUnverified: true`, the CLIs' --trust-unverified):
- * - llama2.c registry entries record a sha256 for each file (`sha256: null` marks a file whose hash
- *   is not known to this registry: downloading it needs trustUnverified);
+ * - llama2.c registry entries record a sha256 for each file; `sha256: null` marks a file whose hash
+ *   is not known to this registry: one hosted in the hub repository (stories15M/42M/110M.bin) is
+ *   then verified against the hub's listing (below), one fetched from elsewhere (the LLaMA-2
+ *   tokenizer.bin of stories15M/42M/110M, from the llama2.c GitHub repository, which publishes no
+ *   content hash over plain HTTP) cannot be verified and needs trustUnverified;
  * - hub repositories (hf entries and org/name ids) are checked against the hashes the hub
  *   publishes in its file listing `<base>/api/models/<repo>/tree/main?recursive=true`: the LFS
  *   sha256 (`lfs.oid`, the value huggingface_hub also gets as the X-Linked-Etag header of the
@@ -81,14 +84,18 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
         files: [
           // sha256: null = true hash not known here (it was never recorded, and this project was
           // written without internet access to obtain it). Do not fill in a hash that was not
-          // computed from the real file. Until then downloading needs --trust-unverified.
+          // computed from the real file. The .bin lives in the hub repository (an LFS file), so a
+          // download is verified against the sha256 the hub's listing publishes.
           { local: `${n}.bin`, sha256: null },
-          // tokenizer.bin is not in the hub repository; it lives in the llama2.c GitHub repository.
+          // tokenizer.bin is not in the hub repository; it lives in the llama2.c GitHub repository,
+          // with no hash to check it against: downloading it needs --trust-unverified.
           { local: "tokenizer.bin", url: LLAMA2C_TOKENIZER_URL, sha256: null },
         ],
         weights: `${n}.bin`,
         tokenizer: "tokenizer.bin",
-        note: "sha256 not recorded in this registry: downloading needs --trust-unverified (trustUnverified: true) and is not checksum-verified",
+        note:
+          "the weights are verified against the hub listing's sha256; tokenizer.bin comes from the llama2.c GitHub repository with no checksum to verify, " +
+          "so downloading it needs --trust-unverified (trustUnverified: true), or place a trusted tokenizer.bin in the model directory first",
       },
     ]),
   ),
@@ -290,34 +297,61 @@ function modelDir(root: string, name: string): string {
 // ---------------------------------------------------------------------------------------------
 // downloads
 
+/**
+ * The hash a registry file is checked against: its recorded sha256; else, for a file hosted in the
+ * entry's hub repository, what the hub listing publishes (LFS sha256, or the git blob id); else
+ * none, with the reason (a file fetched from elsewhere, e.g. GitHub, has no listing to consult).
+ */
+function registryExpected(
+  f: RegistryFile,
+  listing: HubListing | null,
+): { sha256: string | null; gitSha1: string | null; why: string | null } {
+  if (f.sha256) return { sha256: f.sha256, gitSha1: null, why: null };
+  if (f.url) return { sha256: null, gitSha1: null, why: `${f.local} is fetched from ${f.url}, outside the hub's file listing` };
+  if (!listing) return { sha256: null, gitSha1: null, why: `${f.local}: no listing` };
+  if (listing.files === null) return { sha256: null, gitSha1: null, why: `the hub listing ${listing.url} is unavailable (${listing.reason})` };
+  const info = listing.files.get(f.remote ?? f.local);
+  const e = hubExpected(info);
+  if (e.sha256 || e.gitSha1) return { ...e, why: null };
+  return { sha256: null, gitSha1: null, why: info ? `the hub listing ${listing.url} gives no hash for ${f.remote ?? f.local}` : `${f.remote ?? f.local} is not in the hub listing ${listing.url}` };
+}
+
 async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: string, opts: ResolveOptions, force: boolean): Promise<void> {
-  const todo: RegistryFile[] = [];
+  // Files without a recorded sha256 that live in the hub repository (stories15M/42M/110M.bin) are
+  // verified against the hub's listing, like any hub file: fetch it once, only when needed.
+  const needsListing = (entry.files ?? []).some((f) => !f.sha256 && !f.url);
+  const listing = needsListing ? await fetchHubListing(entry.repo, opts) : null;
+  const todo: Array<{ f: RegistryFile; expected: ReturnType<typeof registryExpected> }> = [];
   for (const f of entry.files ?? []) {
+    const expected = registryExpected(f, listing);
     const dest = path.join(dir, f.local);
     if (fs.existsSync(dest) && !force) {
-      if (f.sha256) {
-        const sha = await sha256File(dest);
-        if (sha === f.sha256) continue;
-        if (!opts.quiet) process.stderr.write(`${name}: cached ${f.local} has sha256 ${sha}, expected ${f.sha256}; downloading again\n`);
+      if (expected.sha256 || expected.gitSha1) {
+        const got = await hashFile(dest);
+        const [kind, want, have] = expected.sha256 ? ["sha256", expected.sha256, got.sha256] : ["git blob sha1", expected.gitSha1, got.gitSha1];
+        if (have === want) continue;
+        if (!opts.quiet) process.stderr.write(`${name}: cached ${f.local} has ${kind} ${have}, expected ${want}; downloading again\n`);
         fs.rmSync(dest);
       } else continue;
     }
-    todo.push(f);
+    todo.push({ f, expected });
   }
   // refuse before downloading anything, so a refused pull leaves no files behind
-  const unknown = todo.filter((f) => !f.sha256);
+  const unknown = todo.filter((t) => !t.expected.sha256 && !t.expected.gitSha1);
   if (unknown.length > 0 && !opts.trustUnverified) {
     throw new UnverifiedDownloadError(
-      `model "${name}": the registry records no sha256 for ${unknown.map((f) => f.local).join(", ")}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
-      unknown[0].url ?? hubFileUrl(entry.repo, unknown[0].remote ?? unknown[0].local, opts),
+      `model "${name}": no checksum is known for ${unknown.map((t) => t.f.local).join(", ")} (the registry records no sha256; ${unknown.map((t) => t.expected.why).join("; ")}), ` +
+        `so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      unknown[0].f.url ?? hubFileUrl(entry.repo, unknown[0].f.remote ?? unknown[0].f.local, opts),
     );
   }
-  for (const f of todo) {
+  for (const { f, expected } of todo) {
     const dest = path.join(dir, f.local);
     const url = f.url ?? hubFileUrl(entry.repo, f.remote ?? f.local, opts);
-    if (!f.sha256 && !opts.quiet) process.stderr.write(`${name}: ${f.local} has no recorded sha256; downloading it unverified (--trust-unverified)\n`);
+    const verified = Boolean(expected.sha256 || expected.gitSha1);
+    if (!verified && !opts.quiet) process.stderr.write(`${name}: ${f.local} has no known checksum; downloading it unverified (--trust-unverified)\n`);
     try {
-      await downloadFile(url, dest, { sha256: f.sha256, label: `${name}: ${f.local}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
+      await downloadFile(url, dest, { sha256: expected.sha256, gitSha1: expected.gitSha1, label: `${name}: ${f.local}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
     } catch (e) {
       if (e instanceof DownloadError && e.status === 404) throw new DownloadError(`model "${name}": ${f.local} not found at ${url} (HTTP 404)`, url, 404);
       throw e;

@@ -1,12 +1,14 @@
 /**
- * Open a notebook in headless Chromium (playwright-core driving Debian's chromium) and report what
- * is visible: output images with their natural and on-screen sizes, HTML tables, error outputs.
+ * Headless Chromium (playwright-core driving Debian's chromium): `withChromiumPage` gives a page in
+ * a throw-away profile; `inspectNotebookPage` opens a classic-Notebook page and reports what is
+ * visible: output images with their natural and on-screen sizes, HTML tables, error outputs.
  * The classic Notebook page scrolls inside #site, so the viewport is made as tall as the notebook
  * before the screenshot.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { Page } from "playwright-core";
 import { findChromium } from "./jupyter";
 
 export const CHROMIUM_FLAGS = [
@@ -34,7 +36,36 @@ export interface BrowserReport {
   images: VisibleImage[];
   tables: number;
   errorOutputs: number;
+  /** Text of every visible <mark> in HTML outputs (highlighted tokens of context cards). */
+  marks: string[];
   screenshot: string | null;
+}
+
+/**
+ * Run `fn` with a page of a fresh headless Chromium (own temporary profile, CHROMIUM_FLAGS,
+ * viewport `width` × `height`); the browser and its profile are removed afterwards.
+ */
+export async function withChromiumPage<T>(opts: { width: number; height: number }, fn: (page: Page) => Promise<T>): Promise<T> {
+  const executablePath = findChromium();
+  if (!executablePath) throw new Error("chromium is not installed (run bash environment/setup.sh)");
+  const { chromium } = require("playwright-core") as typeof import("playwright-core");
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "is-chromium-"));
+  try {
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath,
+      headless: true,
+      args: CHROMIUM_FLAGS,
+      viewport: { width: opts.width, height: opts.height },
+    });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      return await fn(page);
+    } finally {
+      await context.close();
+    }
+  } finally {
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
 }
 
 export async function inspectNotebookPage(opts: {
@@ -46,20 +77,9 @@ export async function inspectNotebookPage(opts: {
   /** Minimum number of visible output images to wait for (default 1). */
   minImages?: number;
 }): Promise<BrowserReport> {
-  const executablePath = findChromium();
-  if (!executablePath) throw new Error("chromium is not installed (run bash environment/setup.sh)");
-  const { chromium } = require("playwright-core") as typeof import("playwright-core");
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "is-chromium-"));
   const width = opts.width ?? 1280;
   const timeout = opts.timeoutMs ?? 60_000;
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: CHROMIUM_FLAGS,
-    viewport: { width, height: 1000 },
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
+  return withChromiumPage({ width, height: 1000 }, async (page) => {
     await page.goto(opts.url, { waitUntil: "load", timeout });
     const minImages = opts.minImages ?? 1;
     // outputs are rendered by the notebook's JavaScript after load
@@ -100,6 +120,12 @@ export async function inspectNotebookPage(opts: {
           };
         }),
         tables: Number(doc.querySelectorAll(".output_html table").length),
+        marks: (Array.from(doc.querySelectorAll(".output_html mark")) as any[])
+          .filter((m) => {
+            const r = m.getBoundingClientRect();
+            return r.width > 0 && r.height > 0 && g.getComputedStyle(m).visibility !== "hidden";
+          })
+          .map((m) => String(m.textContent)),
         errorOutputs: Number(doc.querySelectorAll(".output_error").length),
       };
     });
@@ -110,8 +136,5 @@ export async function inspectNotebookPage(opts: {
       screenshot = opts.screenshotPath;
     }
     return { ...report, screenshot };
-  } finally {
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
-  }
+  });
 }

@@ -14,10 +14,10 @@ export {
 } from "./inspect";
 export type { NotebookJson, NotebookCell, NotebookOutput, CellSummary } from "./inspect";
 export { ensureKernelspec, kernelspecDir, jupyterPathDir, jupyterEnv, kernelspecJson, KERNEL_NAME, KERNEL_DISPLAY_NAME } from "./kernelspec";
-export { findJupyter, findJupyterPython, findChromium } from "./jupyter";
+export { findJupyter, findJupyterPython, findChromium, findLabServerPython, findLabBuild, LAB_PACKAGE_DIR } from "./jupyter";
 export { environmentVersions, packageVersion } from "./environment";
 export type { VersionRow } from "./environment";
-export { startNotebookServer, freePort } from "./server";
-export type { NotebookServer } from "./server";
-export { inspectNotebookPage, CHROMIUM_FLAGS } from "./browser";
+export { startNotebookServer, startLabServer, freePort } from "./server";
+export type { NotebookServer, ServerOptions } from "./server";
+export { inspectNotebookPage, withChromiumPage, CHROMIUM_FLAGS } from "./browser";
 export type { BrowserReport, VisibleImage } from "./browser";

@@ -1,8 +1,9 @@
 /**
- * A throw-away classic Jupyter Notebook server (Debian ships Notebook 6, not JupyterLab) for
- * browser tests: 127.0.0.1 only, a free port, a random per-server token, private config/runtime
- * dirs, the project kernel on JUPYTER_PATH. `stop()` ends the server and the kernels it started
- * (SIGTERM to its process group, SIGKILL after a grace period).
+ * Throw-away Jupyter servers for browser tests: the classic Notebook (Debian's Notebook 6,
+ * `startNotebookServer`) or the project's JupyterLab build on Debian's jupyter_server
+ * (environment/jupyterlab/launch.py, `startLabServer`). Both: 127.0.0.1 only, a free port, a random
+ * per-server token, private config/runtime dirs, the project kernel on JUPYTER_PATH. `stop()` ends
+ * the server and the kernels it started (SIGTERM to its process group, SIGKILL after a grace period).
  *
  * The token (32 random bytes, hex) keeps other local processes from starting kernels as the test
  * user while the server runs. It reaches Jupyter through the JUPYTER_TOKEN environment variable,
@@ -18,7 +19,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
 import { ensureKernelspec, jupyterEnv } from "./kernelspec";
-import { findJupyter } from "./jupyter";
+import { findJupyter, findLabBuild, findLabServerPython } from "./jupyter";
 
 export interface NotebookServer {
   /** Base URL, http://127.0.0.1:<port> (requests to it need the token). */
@@ -48,30 +49,89 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForHttp(url: string, headers: Record<string, string>, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
+async function waitForHttp(what: string, url: string, headers: Record<string, string>, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`jupyter notebook exited (${child.exitCode ?? child.signalCode}) before serving:\n${log().slice(-3000)}`);
+      throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before serving:\n${log().slice(-3000)}`);
     }
     try {
       const res = await fetch(url, { headers, redirect: "manual" });
       if (res.ok) return;
       if (res.status === 401 || res.status === 403) {
-        throw new Error(`jupyter notebook refused the token at ${url} (HTTP ${res.status}):\n${log().slice(-3000)}`);
+        throw new Error(`${what} refused the token at ${url} (HTTP ${res.status}):\n${log().slice(-3000)}`);
       }
     } catch (e) {
       if (/refused the token/.test((e as Error).message)) throw e;
       /* not up yet */
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`jupyter notebook did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what} did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
-export async function startNotebookServer(opts: { notebookDir: string; timeoutMs?: number; env?: Record<string, string> }): Promise<NotebookServer> {
+/** Ask a running server to shut its kernels down (best effort: errors and a dead server are ignored). */
+async function shutdownKernels(url: string, headers: Record<string, string>): Promise<void> {
+  try {
+    const res = await fetch(`${url}/api/kernels`, { headers, signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return;
+    const kernels = (await res.json()) as { id: string }[];
+    await Promise.all(kernels.map((k) => fetch(`${url}/api/kernels/${encodeURIComponent(k.id)}`, { method: "DELETE", headers, signal: AbortSignal.timeout(15_000) }).catch(() => undefined)));
+  } catch {
+    /* server already gone or not answering */
+  }
+}
+
+export interface ServerOptions {
+  /** The directory the server shows (its file browser root). */
+  notebookDir: string;
+  timeoutMs?: number;
+  /** Extra environment for the server and so for its kernels (e.g. {IS_PRESET: "tiny"}). */
+  env?: Record<string, string>;
+}
+
+/** The classic Notebook server (`jupyter notebook`); pages under /tree and /notebooks/<file>. */
+export async function startNotebookServer(opts: ServerOptions): Promise<NotebookServer> {
   const jupyter = findJupyter();
   if (!jupyter) throw new Error("jupyter is not installed (run bash environment/setup.sh)");
+  return startServer("jupyter notebook", jupyter, (port) => [
+    "notebook",
+    "--no-browser",
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    // token from JUPYTER_TOKEN (see the module comment); no password login
+    "--NotebookApp.password=",
+    "--NotebookApp.allow_remote_access=False",
+    "--NotebookApp.open_browser=False",
+    `--notebook-dir=${path.resolve(opts.notebookDir)}`,
+  ], opts);
+}
+
+/**
+ * The project's JupyterLab build served by environment/jupyterlab/launch.py on jupyter_server;
+ * pages under /lab and /lab/tree/<file>. Terminals are off (a test needs none).
+ */
+export async function startLabServer(opts: ServerOptions): Promise<NotebookServer> {
+  const build = findLabBuild();
+  if (!build) throw new Error("the JupyterLab build is missing (environment/jupyterlab/build): run npm run lab:build, or bash environment/setup.sh --with-jupyterlab");
+  const python = findLabServerPython();
+  if (!python) throw new Error("no Python with jupyter_server and jupyterlab_server: run bash environment/setup.sh --with-jupyterlab");
+  return startServer("the JupyterLab server", python, (port) => [
+    build.launcher,
+    "--no-browser",
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    "--ServerApp.password=",
+    "--ServerApp.allow_remote_access=False",
+    "--ServerApp.open_browser=False",
+    "--ServerApp.terminals_enabled=False",
+    `--ServerApp.root_dir=${path.resolve(opts.notebookDir)}`,
+  ], opts);
+}
+
+async function startServer(what: string, command: string, argsFor: (port: number) => string[], opts: ServerOptions): Promise<NotebookServer> {
   ensureKernelspec();
   const port = await freePort();
   const token = crypto.randomBytes(32).toString("hex");
@@ -85,21 +145,10 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
     JUPYTER_TOKEN: token,
   });
   delete env.JUPYTER_TOKEN_FILE;
-  const args = [
-    "notebook",
-    "--no-browser",
-    "--ip=127.0.0.1",
-    `--port=${port}`,
-    "--port-retries=0",
-    // token from JUPYTER_TOKEN (see the module comment); no password login
-    "--NotebookApp.password=",
-    "--NotebookApp.allow_remote_access=False",
-    "--NotebookApp.open_browser=False",
-    `--notebook-dir=${path.resolve(opts.notebookDir)}`,
-  ];
-  // CI containers run as root; Notebook refuses that without the flag
+  const args = argsFor(port);
+  // CI containers run as root; Jupyter refuses that without the flag
   if (typeof process.getuid === "function" && process.getuid() === 0) args.push("--allow-root");
-  const child = spawn(jupyter, args, { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let logText = "";
   const keep = (d: Buffer) => {
     logText = (logText + d.toString("utf8")).slice(-50000);
@@ -113,6 +162,9 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // kernels first, through the REST API: Jupyter starts each in a session of its own, so the
+    // signals below (to the server's process group) may not reach them
+    await shutdownKernels(url, authHeaders());
     const exited = new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) resolve();
       else child.once("exit", () => resolve());
@@ -134,7 +186,7 @@ export async function startNotebookServer(opts: { notebookDir: string; timeoutMs
   };
   try {
     // /api/status is authenticated (plain /api is not), so this also checks the token works
-    await waitForHttp(`${url}/api/status`, authHeaders(), child, opts.timeoutMs ?? 60_000, () => logText);
+    await waitForHttp(what, `${url}/api/status`, authHeaders(), child, opts.timeoutMs ?? 60_000, () => logText);
   } catch (err) {
     await stop();
     throw err;

@@ -23,8 +23,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tf } from "../backend";
-import { cachedStep, cacheRoot } from "./cache";
-import { presetConfig, Preset, PresetName, Mode, PRESET_NAMES } from "../presets";
+import { cachedStep, cacheRoot, stepLockFile } from "./cache";
+import { withLock } from "./lock";
+import { IntegrityError } from "../io/integrity";
+import type { Preset, Mode } from "../presets";
+import { presetFor, evalSettingsFor, PIPELINE_FORMAT, DATA_SPLIT_SEED, type PipelineParams } from "./params";
 import { harvestActivations } from "../data/activations";
 import { openStore, ActivationStore } from "../data/store";
 import { normalize as normalizeRows } from "../data/normalization";
@@ -44,7 +47,6 @@ import { convergenceCheck } from "../eval/convergence";
 import { progress, type Progress } from "../display/progress";
 import { histogram, quantile } from "../stats/descriptive";
 import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
-import { checkSeed } from "../util/random";
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
 import * as stim from "../eval/stimuli";
@@ -53,93 +55,10 @@ export { onCacheEvent, cacheRoot, cachedStep } from "./cache";
 export type { CacheEvent } from "./cache";
 
 // ---------------------------------------------------------------------------------------------
-// parameters
+// parameters (./params.ts)
 
-export interface PipelineParams {
-  preset: PresetName;
-  /** Language model registry name or path. */
-  model: string;
-  corpus: string;
-  /** hidden_states index the SAE/NFM are trained on. */
-  layer: number;
-  seed: number;
-  mode: Mode;
-}
-
-export { PRESET_NAMES };
-export const MODES: Mode[] = ["faithful", "corrected"];
-/**
- * Version of the cached summaries' format: part of every step's key, so a change of what a step
- * stores (not only of its parameters) is never served from an older cache entry.
- */
-export const PIPELINE_FORMAT = 1;
-
-/** Seed of the document-level train/val/test split (fixed: changing the training seed reuses the stores). */
-export const DATA_SPLIT_SEED = 0;
-
-function envInt(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v.trim() === "") return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer (got "${v}")`);
-  return n;
-}
-function envStr(name: string): string | undefined {
-  const v = process.env[name];
-  return v === undefined || v.trim() === "" ? undefined : v.trim();
-}
-
-/**
- * Validated pipeline parameters. Missing fields come from the environment (IS_PRESET, IS_MODEL,
- * IS_CORPUS, IS_LAYER, IS_SEED, IS_MODE — what `npm run reproduce` passes to the notebooks), then
- * from the defaults: quick, stories260K, tinystories, layer 3, seed 0, corrected.
- */
-export function pipelineParams(p: Partial<PipelineParams> = {}): PipelineParams {
-  const preset = (p.preset ?? envStr("IS_PRESET") ?? "quick") as PresetName;
-  if (!PRESET_NAMES.includes(preset)) throw new Error(`pipeline.preset: must be one of ${PRESET_NAMES.join(", ")} (got ${JSON.stringify(preset)})`);
-  const mode = (p.mode ?? envStr("IS_MODE") ?? "corrected") as Mode;
-  if (!MODES.includes(mode)) throw new Error(`pipeline.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
-  const base = presetConfig(preset, { mode });
-  const model = p.model ?? envStr("IS_MODEL") ?? base.data.model;
-  if (typeof model !== "string" || model === "") throw new Error(`pipeline.model: must be a non-empty string (got ${JSON.stringify(model)})`);
-  const corpus = p.corpus ?? envStr("IS_CORPUS") ?? base.data.corpus;
-  if (typeof corpus !== "string" || corpus === "") throw new Error(`pipeline.corpus: must be a non-empty string (got ${JSON.stringify(corpus)})`);
-  const layer = p.layer ?? envInt("IS_LAYER") ?? base.data.layer;
-  if (!Number.isInteger(layer) || layer < 0) throw new Error(`pipeline.layer: must be a non-negative integer (got ${JSON.stringify(layer)})`);
-  const seed = p.seed ?? envInt("IS_SEED") ?? 0;
-  checkSeed(seed, p.seed !== undefined ? "pipeline.seed" : "IS_SEED");
-  return { preset, model, corpus, layer, seed, mode };
-}
-
-/**
- * The training preset for these parameters (shapes, steps, schedule, data part per mode). A lower
- * inference k for the frozen SAE of the sequential stage (shape.kSeq: the authors ran their k = 1024
- * SAE at k = 250) is kept in the faithful mode only; corrected runs the SAE at the k it was trained with.
- */
-export function presetFor(p: PipelineParams, o: { saePreset?: "claflin" | "modern" } = {}): Preset {
-  return presetConfig(p.preset, { mode: p.mode, seed: p.seed, saePreset: o.saePreset, kSeq: p.mode === "corrected" ? null : undefined });
-}
-
-/** Evaluation sizes per preset (splice windows, ε samples, bootstrap replicates, secondary SAE, held-out store size). */
-export interface EvalSettings {
-  spliceWindows: number;
-  epsilonSamples: number;
-  bootstrapSamples: number;
-  /** Tokens harvested for each held-out store (val, test). */
-  evalTokens: number | null;
-  secondaryRows: number;
-  secondarySteps: number;
-  clampValues: number[];
-  /** Prompts used in the clamping readout (null = all of the stimulus file's prompts). */
-  maxPrompts: number | null;
-}
-
-export const EVAL_SETTINGS: Record<PresetName, EvalSettings> = {
-  tiny: { spliceWindows: 6, epsilonSamples: 2, bootstrapSamples: 200, evalTokens: 8192, secondaryRows: 2048, secondarySteps: 60, clampValues: [-4, 0, 1, 4], maxPrompts: 2 },
-  quick: { spliceWindows: 64, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 600, clampValues: [-4, 0, 1, 4], maxPrompts: null },
-  standard: { spliceWindows: 128, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 1500, clampValues: [-4, 0, 1, 4], maxPrompts: null },
-  paper: { spliceWindows: 5000, epsilonSamples: 5, bootstrapSamples: 1000, evalTokens: 1_000_000, secondaryRows: 1_000_000, secondarySteps: 100_000, clampValues: [-4, 0, 1, 4], maxPrompts: null },
-};
+export { pipelineParams, presetFor, evalSettingsFor, settingsTable, EVAL_SETTINGS, MODES, PRESET_NAMES, PIPELINE_FORMAT, DATA_SPLIT_SEED } from "./params";
+export type { PipelineParams, PipelineParamsInput, TrainSettings, EvalOverrides, EvalSettings, SettingRow } from "./params";
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -204,7 +123,7 @@ interface StoresSummary {
  */
 export function getStores(p: PipelineParams): Promise<Stores> {
   const pre = presetFor(p);
-  const ev = EVAL_SETTINGS[p.preset];
+  const ev = evalSettingsFor(p);
   const params = { format: PIPELINE_FORMAT, model: p.model, corpus: p.corpus, layer: p.layer, splitSeed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: pre.data.maxTokens, evalTokens: ev.evalTokens };
   return memoised(`stores:${JSON.stringify(params)}`, async () => {
     const storeRoot = path.join(cacheRoot(), "stores");
@@ -228,9 +147,34 @@ export function getStores(p: PipelineParams): Promise<Stores> {
       };
       return s;
     });
-    const open = (rel: string) => openStore(path.join(cacheRoot(), rel), { layer: p.layer }, { checkValues: false });
-    const train = await open(step.value.train);
-    return { key: step.key, train, val: await open(step.value.val), test: await open(step.value.test), normalization: train.normalization };
+    const maxTokens = { train: pre.data.maxTokens, val: ev.evalTokens, test: ev.evalTokens };
+    // A store whose checksums fail (openStore verifies every chunk) is harvested again, under a lock
+    // so that concurrent processes repair it once; a corrupt store is never used.
+    const open = async (split: "train" | "val" | "test"): Promise<ActivationStore> => {
+      const dir = path.join(cacheRoot(), step.value[split]);
+      const openIt = () => openStore(dir, { layer: p.layer }, { checkValues: false });
+      try {
+        return await openIt();
+      } catch (e) {
+        if (!(e instanceof IntegrityError)) throw e;
+        return withLock(stepLockFile(`store-${path.basename(dir)}`), `repair of store ${dir}`, async () => {
+          try {
+            return await openIt(); // repaired by another process meanwhile
+          } catch (again) {
+            if (!(again instanceof IntegrityError)) throw again;
+            process.stderr.write(`pipeline: WARNING: ${again.message}; harvesting the ${split} store again\n`);
+            const aside = path.join(path.dirname(dir), `.corrupt-${path.basename(dir)}.${process.pid}.${Date.now()}`);
+            fs.renameSync(dir, aside);
+            fs.rmSync(aside, { recursive: true, force: true });
+            const h = await harvest(split, maxTokens[split]);
+            if (path.resolve(h.dir) !== path.resolve(dir)) throw new Error(`pipeline: re-harvesting ${dir} produced ${h.dir} (the harvest inputs changed?)`);
+            return openIt();
+          }
+        });
+      }
+    };
+    const train = await open("train");
+    return { key: step.key, train, val: await open("val"), test: await open("test"), normalization: train.normalization };
   });
 }
 
@@ -475,21 +419,28 @@ export interface SpliceSummary {
  * Ratios of pooled means between conditions, with intervals from one cluster bootstrap over windows
  * (the same resampling for numerator and denominator, so their correlation is respected).
  */
+/** Per-window sums and position counts of one splice condition's KL or CE (the units of the splice bootstraps). */
+export function spliceWindowSums(res: SpliceResult, name: string, what: "kl" | "ce"): { sums: Float64Array; counts: Float64Array } {
+  const W = res.config.windows;
+  const m = res.measurements.find((x) => x.name === name);
+  if (!m) throw new Error(`splice: no condition "${name}" (conditions: ${res.measurements.map((x) => x.name).join(", ")})`);
+  const sums = new Float64Array(W);
+  const counts = new Float64Array(W);
+  const vals = what === "kl" ? m.kl : m.ce;
+  const win = what === "kl" ? m.klWindow : m.ceWindow;
+  for (let i = 0; i < vals.length; i++) {
+    sums[win[i]] += vals[i];
+    counts[win[i]]++;
+  }
+  return { sums, counts };
+}
+
 export function spliceContrasts(res: SpliceResult, seed: number, samples: number): SpliceContrast[] {
   const has = (name: string) => res.measurements.some((x) => x.name === name);
   const W = res.config.windows;
   const perWindow = (name: string, what: "kl" | "ce") => {
-    const m = res.measurements.find((x) => x.name === name);
-    if (!m) throw new Error(`spliceContrasts: no condition "${name}"`);
-    const sums = new Float64Array(W);
-    const cnt = new Float64Array(W);
-    const vals = what === "kl" ? m.kl : m.ce;
-    const win = what === "kl" ? m.klWindow : m.ceWindow;
-    for (let i = 0; i < vals.length; i++) {
-      sums[win[i]] += vals[i];
-      cnt[win[i]]++;
-    }
-    return (w: Float64Array) => pooledMean(sums, cnt, w);
+    const { sums, counts } = spliceWindowSums(res, name, what);
+    return (w: Float64Array) => pooledMean(sums, counts, w);
   };
   const kl = (n: string) => perWindow(n, "kl");
   const ce = (n: string) => perWindow(n, "ce");
@@ -562,7 +513,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
   const s = await getStores(p);
   const [sae, seq, joint, jl] = [await getStandaloneSae(p), await getSequential(p), await getJoint(p, "full"), await getJoint(p, "sae+linear")];
   const [saeBias, saeWide, smallE] = [await getStandaloneSae(p, "bias"), await getStandaloneSae(p, "wide"), await getJoint(p, "small-e")];
-  const ev = EVAL_SETTINGS[p.preset];
+  const ev = evalSettingsFor(p);
   const faithful = p.mode === "faithful";
   const params = {
     format: PIPELINE_FORMAT,
@@ -827,8 +778,8 @@ export interface SecondarySummary {
 export async function getSecondary(p: PipelineParams): Promise<{ key: string; dir: string; value: SecondarySummary; sae: SecondarySae; primary: PrimaryModel }> {
   const s = await getStores(p);
   const seq = await getSequential(p);
-  const ev = EVAL_SETTINGS[p.preset];
-  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, seq: seq.key, rows: ev.secondaryRows, steps: ev.secondarySteps, seed: p.seed };
+  const ev = evalSettingsFor(p);
+  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, seq: seq.key, rows: ev.secondaryRows, steps: ev.secondarySteps, seed: p.seed, featuresMultiplier: ev.secondaryFeaturesMultiplier, kFraction: ev.secondaryKFraction };
   return memoised(`secondary:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("secondary", params, async (dir) => {
       const t0 = Date.now();
@@ -839,7 +790,7 @@ export async function getSecondary(p: PipelineParams): Promise<{ key: string; di
           ? heldOutRows(s.train, ev.secondaryRows, { seed: p.seed, part: "train", normalize: "per-chunk" })
           : normalizeRows(s.normalization, heldOutRows(s.val, ev.secondaryRows, { seed: p.seed, part: "all", normalize: "none" }));
       const hid = collectInteractionHidden(seq.model, rows, { interactionInput: "bi-interaction" });
-      const sec = await trainSecondarySae(hid.h, hid.E, { steps: ev.secondarySteps, seed: p.seed, progress: "auto", batchSize: Math.min(256, cfg.batchSize) });
+      const sec = await trainSecondarySae(hid.h, hid.E, { steps: ev.secondarySteps, seed: p.seed, progress: "auto", batchSize: Math.min(256, cfg.batchSize), featuresMultiplier: ev.secondaryFeaturesMultiplier, kFraction: ev.secondaryKFraction });
       saveCheckpoint(path.join(dir, "model"), sec.model, { normalization: sec.normalization });
       const v: SecondarySummary = { primary: "sequential", E: sec.E, features: sec.features, k: sec.k, rows: hid.n, heldOut: sec.heldOut, history: sec.history, heldOutRows: sec.heldOutRows, seconds: (Date.now() - t0) / 1000 };
       sec.model.dispose();
@@ -894,7 +845,7 @@ export interface InterventionsSummary {
 /** The 2×2 clamping experiment on the secondary features (lib/eval/interventions.ts). */
 export async function getInterventions(p: PipelineParams): Promise<{ key: string; value: InterventionsSummary }> {
   const sec = await getSecondary(p);
-  const ev = EVAL_SETTINGS[p.preset];
+  const ev = evalSettingsFor(p);
   // The clamping hook: faithful mode patches the authors' layer + 1 (the output of block `layer`),
   // corrected the trained layer. Feature discovery on the stimulus sentences reads hidden_states[layer]
   // in both modes (the authors' part9b/part11 read the right layer, without normalisation).
