@@ -5,9 +5,11 @@
 #      (the Python round-trip test of the SAELens/sparsify and store exports);
 #   2. `npm ci` (with optional dependencies: the native binaries of nodejs-polars and resvg are
 #      optional dependencies; tfjs-node-gpu is optional and may fail to install without internet);
-#   3. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
+#   3. the wasm kernels compiled from their AssemblyScript sources (`npm run build:wasm`; the
+#      outputs are committed, so this rewrites nothing unless a source changed without a rebuild);
+#   4. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
 #      repository root, so notebooks can `import ... from "./lib/..."`;
-#   4. with --with-jupyterlab (CI passes it): Debian's jupyter_server and jupyterlab_server (apt, in
+#   5. with --with-jupyterlab (CI passes it): Debian's jupyter_server and jupyterlab_server (apt, in
 #      step 1) and the project's JupyterLab build (`npm run lab:build`: environment/jupyterlab), which
 #      `npm run lab` and the JupyterLab browser test use.
 # Nothing is downloaded outside the Debian and npm registries.
@@ -79,7 +81,11 @@ else
   npm ci --no-audit --no-fund
 fi
 
-# --- 3. kernelspec --------------------------------------------------------------------------------
+# --- 3. wasm kernels ------------------------------------------------------------------------------
+# lib/kernels/assembly/*.ts → lib/kernels/compiled/*.ts (scripts/build-wasm.ts explains the choice).
+npm run --silent build:wasm
+
+# --- 4. kernelspec --------------------------------------------------------------------------------
 KDIR="$REPO/.jupyter/kernels/integration-spaces"
 # One source of truth for the kernelspec: lib/notebook/kernelspec.ts. Its argv runs bash so the
 # kernel's working directory is the repo root (tslab compiles local imports relative to its cwd;
@@ -96,7 +102,7 @@ if [ -x /usr/bin/jupyter ]; then
   fi
 fi
 
-# --- 4. JupyterLab build (optional) ---------------------------------------------------------------
+# --- 5. JupyterLab build (optional) ---------------------------------------------------------------
 if [ "$WITH_JUPYTERLAB" = "1" ]; then
   echo "setup: JupyterLab build (npm run lab:build)"
   npm run --silent lab:build

@@ -55,8 +55,7 @@ import { topkColumns } from ${JSON.stringify(path.join(repo, "lib/kernels/topk")
 import { biGradsJs, biSumsJs } from ${JSON.stringify(path.join(repo, "lib/kernels/interaction"))};
 import { biInteractionGradsWasm, biInteractionSumsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmInteraction"))};
 import { topkColumnsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmTopk"))};
-import { tfjsWasmMemory } from ${JSON.stringify(path.join(repo, "lib/kernels/wasm-asm"))};
-import { poolFor } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmPool"))};
+import { poolFor, tfjsWasmMemory } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmPool"))};
 import { saeConfig } from ${JSON.stringify(path.join(repo, "lib/sae"))};
 import { nfmConfig } from ${JSON.stringify(path.join(repo, "lib/nfm"))};
 import { createModel, validateModelConfig } from ${JSON.stringify(path.join(repo, "lib/joint"))};

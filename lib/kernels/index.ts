@@ -21,9 +21,10 @@
  * On wasm, sparseMatmul's forward and the sparse outer-product gradients use fused SIMD kernels
  * (wasmOuter.ts) that are bit-identical to the tf-op formulation used on other backends (the row
  * dot products for d % 4 == 0 sum in four lanes, tested against a JS emulation of that order). On
- * threaded wasm (IS_WASM_THREADS) these kernels, the Adam kernel in lib/optim.ts and the TopK
+ * threaded wasm (IS_WASM_THREADS) these kernels, the Adam kernel (wasmAdam.ts) and the TopK
  * selection (per range of columns, a JavaScript task) run in pieces on a helper thread that shares
- * the heap (wasmPool.ts).
+ * the heap (wasmPool.ts). The wasm kernels are written in AssemblyScript (./assembly/*.ts) and
+ * compiled by `npm run build:wasm` into ./compiled/*.ts (committed; see scripts/build-wasm.ts).
  *
  * Every kernel validates its arguments (errors name the argument and shape), never uses tfjs's
  * transposed matMul, builds masks by scatter instead of broadcast comparisons, and disposes all

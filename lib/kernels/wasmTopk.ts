@@ -4,86 +4,30 @@
  * topkColumns keeps one min-heap of size k per column of the [F, B] pre-activations. Past the first
  * rows almost every element loses to its column's current k-th key, and in JavaScript that test
  * alone (a load, an add, a compare per element) took ~4 ms of the ~15 ms selection at F = 8192,
- * B = 256. Here a ~200-byte hand-assembled function tests four columns per instruction straight in
- * the backend's heap, fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and
+ * B = 256. Here a wasm function (./assembly/topk.ts, compiled into ./compiled/topk.ts by
+ * `npm run build:wasm`) tests four columns per instruction straight in the backend's heap,
+ * fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and
  * writes out the positions that pass; topkColumnRange re-checks those in JavaScript, in order, so
  * the result is identical to the plain loop (tests compare them bit for bit). With helper threads
  * (threaded wasm) whole selections over column ranges (scan, heaps and sorting) run on them: the
  * task's JavaScript is shipped as source and the scan module instantiated there on the shared heap.
  */
 import * as tf from "@tensorflow/tfjs";
-import { I32, V128, c32, i32add as add, i32geu as geu, i32mul as mul, leb, lg, ls, memoryImport, section, simd, str, v128load, vec, type WasmMemoryLike } from "./wasm-asm";
 import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkColumns, topkRangeTask } from "./topk";
 import { readFloat32 } from "./views";
 import type { TopKOrder } from "./validate";
-import { heapJsTask, heapKernel, heapTensor, piecesFor, splitPoints } from "./wasmPool";
+import * as topkWasm from "./compiled/topk";
+import { heapJsTask, heapKernel, heapTensor, kernelBinary, piecesFor, splitPoints } from "./wasmPool";
 
-
-/**
- * scan(pre, bias, thr, f0, f1, B, b0, b1, out) → count. Rows f in [f0, f1) of pre [·, B] (float32),
- * columns b in [b0, b1) (b1 − b0 a multiple of 4): writes f·B + b to out (int32) for each element
- * with pre[f·B + b] + bias[f] > thr[b] (float32), row by row, and returns how many.
- */
-function buildScan(): number[] {
-  // params: 0 pre, 1 bias, 2 thr, 3 f0, 4 f1, 5 B, 6 b0, 7 b1, 8 out (i32, pointers in bytes)
-  // locals: 9 f, 10 b, 11 cnt, 12 row (i32); 13 bf, 14 m (v128)
-  const lane = (l: number) => [
-    ...lg(14), ...simd(0x1b), l, // i32x4.extract_lane l (all ones where it passed)
-    0x04, 0x40, // if
-    ...lg(8), ...lg(11), ...c32(4), ...mul, ...add,
-    ...lg(9), ...lg(5), ...mul, ...lg(10), ...add, ...c32(l), ...add,
-    0x36, 0x02, 0x00, // i32.store
-    ...lg(11), ...c32(1), ...add, ...ls(11),
-    0x0b,
-  ];
-  return [
-    ...c32(0), ...ls(11),
-    ...lg(3), ...ls(9),
-    0x02, 0x40, 0x03, 0x40, // rows
-    ...lg(9), ...lg(4), ...geu, 0x0d, ...leb(1),
-    ...lg(1), ...lg(9), ...c32(4), ...mul, ...add, 0x2a, 0x02, 0x00, ...simd(0x13), ...ls(13), // bf = splat(bias[f])
-    ...lg(0), ...lg(9), ...lg(5), ...mul, ...c32(4), ...mul, ...add, ...ls(12), // row = pre + f·B·4
-    ...lg(6), ...ls(10),
-    0x02, 0x40, 0x03, 0x40, // columns, 4 at a time
-    ...lg(10), ...lg(7), ...geu, 0x0d, ...leb(1),
-    // m = (pre[row + b] + bf) > thr[b]
-    ...lg(12), ...lg(10), ...c32(4), ...mul, ...add, ...v128load, ...lg(13), ...simd(0xe4),
-    ...lg(2), ...lg(10), ...c32(4), ...mul, ...add, ...v128load,
-    ...simd(0x44), ...ls(14),
-    ...lg(14), ...simd(0x53), // v128.any_true
-    0x04, 0x40, ...lane(0), ...lane(1), ...lane(2), ...lane(3), 0x0b,
-    ...lg(10), ...c32(4), ...add, ...ls(10),
-    0x0c, ...leb(0),
-    0x0b, 0x0b,
-    ...lg(9), ...c32(1), ...add, ...ls(9),
-    0x0c, ...leb(0),
-    0x0b, 0x0b,
-    ...lg(11),
-    0x0b,
-  ];
-}
-
-function buildModule(memory: WasmMemoryLike): Uint8Array {
-  const scanF = [...vec([[...leb(4), I32], [...leb(2), V128]]), ...buildScan()];
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec(Array.from({ length: 9 }, () => [I32])), ...vec([[I32]])]])),
-    ...section(2, vec([memoryImport(memory)])),
-    ...section(3, vec([[0x00]])),
-    ...section(7, vec([[...str("scan"), 0x00, 0x00]])),
-    ...section(10, vec([[...leb(scanF.length), ...scanF]])),
-  ];
-  return Uint8Array.from(bytes);
-}
-
-const kernel = heapKernel(buildModule, ["scan"] as const);
+/** scan(pre, bias, thr, f0, f1, B, b0, b1, out) → count: see ./assembly/topk.ts. */
+const kernel = heapKernel(topkWasm, ["scan"] as const);
 /**
  * Whole selections over column ranges as a pool task: here with this thread's scan instance; on a
  * helper, the same functions compiled from source with a scan instantiated there on the shared memory.
  */
 const rangeTask = heapJsTask(
   (memory) =>
-    `const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(${JSON.stringify(Array.from(buildModule(memory)))})), { env: { memory } }).exports.scan;\n` +
+    `const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(${JSON.stringify(Array.from(kernelBinary(topkWasm, memory)))})), { env: { memory } }).exports.scan;\n` +
     `${topkColumnRange.toString()}\n${topkRangeTask.toString()}\n` +
     `return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...a);`,
   () => {
