@@ -10,7 +10,7 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { ParamSet } from "./optim";
+import { ParamSet } from "./params";
 import { readFloat32 } from "./kernels/views";
 import {
   CodeBuffers, Hold, OuterProduct, P, SaeConfig, SaeEncodeCache, SparseCode, initSaeParams, saeDecode, saeDecodeBackward, saeDecodeForward,

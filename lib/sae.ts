@@ -19,7 +19,7 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { StepHooks } from "./optim";
+import type { StepHooks } from "./adam";
 import { linearT, sparseMatmul, topkDense, topkEncode, gatherRows } from "./kernels/index";
 import type { TopKOrder } from "./kernels/index";
 import { combineRowsWasm, groupRows, rowDotsWasm } from "./kernels/wasmOuter";

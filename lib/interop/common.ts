@@ -4,7 +4,7 @@
  */
 import * as fs from "node:fs";
 import { tf } from "../backend";
-import { ParamSet } from "../optim";
+import { ParamSet } from "../params";
 import { Model, ModelConfig, modelShapes, validateModelConfig } from "../joint";
 import { readJsonFile } from "../io/json";
 import type { LoadedTensor, SafetensorsContents, WritableDtype } from "../io/safetensors";
