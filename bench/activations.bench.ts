@@ -35,7 +35,8 @@ export default async function bench(
     const tokens = windows.reduce((s, w) => s + w.tokens.length, 0);
     const forwardOnly = () => {
       const t0 = performance.now();
-      for (let b = 0; b < windows.length; b += batchWindows) forwardBatch(model, windows.slice(b, b + batchWindows), layer, model.config.dim);
+      for (let b = 0; b < windows.length; b += batchWindows)
+        forwardBatch(model, windows.slice(b, b + batchWindows), layer, model.config.dim);
       return tokens / ((performance.now() - t0) / 1000);
     };
     let storeDir = "";
@@ -49,7 +50,15 @@ export default async function bench(
       let best: Awaited<ReturnType<typeof harvestActivations>> | null = null;
       for (let r = 0; r < reps; r++) {
         bestForward = Math.max(bestForward, forwardOnly());
-        const res = await harvestActivations({ languageModel: model, tokenizer, layer, maxWindows, batchWindows, storeRoot: path.join(root, `h${r}`), progress: false });
+        const res = await harvestActivations({
+          languageModel: model,
+          tokenizer,
+          layer,
+          maxWindows,
+          batchWindows,
+          storeRoot: path.join(root, `h${r}`),
+          progress: false,
+        });
         if (res.timing.tokensPerSecond > bestHarvest) {
           bestHarvest = res.timing.tokensPerSecond;
           best = res;
@@ -69,15 +78,31 @@ export default async function bench(
         ratio: +(bestHarvest / bestForward).toFixed(3),
         storeSeconds: best!.timing.storeSeconds,
         forwardSeconds: best!.timing.forwardSeconds,
-        storageShare: +(best!.timing.storeSeconds / (best!.timing.storeSeconds + best!.timing.forwardSeconds)).toFixed(4),
+        storageShare: +(best!.timing.storeSeconds / (best!.timing.storeSeconds + best!.timing.forwardSeconds)).toFixed(
+          4,
+        ),
         // forward time / total time inside the same harvest run: immune to load changes between runs
-        ratioWithinRun: +(best!.timing.forwardSeconds / (best!.timing.storeSeconds + best!.timing.forwardSeconds)).toFixed(4),
+        ratioWithinRun: +(
+          best!.timing.forwardSeconds /
+          (best!.timing.storeSeconds + best!.timing.forwardSeconds)
+        ).toFixed(4),
         bar: "ratio >= 0.9",
         pass: bestHarvest >= 0.9 * bestForward,
       });
     }
     if (want("activations.iterate")) {
-      if (!storeDir) storeDir = (await harvestActivations({ languageModel: model, tokenizer, layer, maxWindows, batchWindows, storeRoot: root, progress: false })).dir;
+      if (!storeDir)
+        storeDir = (
+          await harvestActivations({
+            languageModel: model,
+            tokenizer,
+            layer,
+            maxWindows,
+            batchWindows,
+            storeRoot: root,
+            progress: false,
+          })
+        ).dir;
       const full = await openStore(storeDir);
       const bytes = full.dataBytes;
       const configs: [string, number, number | undefined][] = [
@@ -97,7 +122,14 @@ export default async function bench(
             const c0 = process.cpuUsage();
             const t0 = performance.now();
             let rows = 0;
-            for (const b of store.batches({ batchSize: 1024, seed: 1 + rep, epochs, normalize, shuffleBufferRows: bufferRows })) rows += b.size;
+            for (const b of store.batches({
+              batchSize: 1024,
+              seed: 1 + rep,
+              epochs,
+              normalize,
+              shuffleBufferRows: bufferRows,
+            }))
+              rows += b.size;
             const cpu = process.cpuUsage(c0);
             rps = Math.max(rps, rows / ((performance.now() - t0) / 1000));
             cpuRps = Math.max(cpuRps, rows / ((cpu.user + cpu.system) / 1e6));

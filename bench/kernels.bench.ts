@@ -11,12 +11,24 @@
  */
 import * as os from "node:os";
 import { tf } from "../lib/backend";
-import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
+import {
+  gatherRows,
+  linear,
+  linearT,
+  scatterAddRows,
+  sparseMatmul,
+  topk,
+  topkDense,
+  topkEncode,
+} from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
 type Emit = (record: Record<string, unknown>) => void;
 
-const B = 256, D = 512, F = 4096, K = 32;
+const B = 256,
+  D = 512,
+  F = 4096,
+  K = 32;
 
 function median(xs: number[]): number {
   const s = xs.slice().sort((a, b) => a - b);
@@ -56,35 +68,82 @@ export default async function bench(emit: Emit, opts: { filter?: string; quick: 
   const bF = randn(rng, [F], 0.1) as tf.Tensor1D;
   const dyF = randn(rng, [B, F]) as tf.Tensor2D;
   const pre = randn(rng, [B, F]) as tf.Tensor2D;
-  const idx = tf.tensor2d(Int32Array.from({ length: B * K }, () => rng.int(F)), [B, K], "int32");
+  const idx = tf.tensor2d(
+    Int32Array.from({ length: B * K }, () => rng.int(F)),
+    [B, K],
+    "int32",
+  );
   const vals = randn(rng, [B, K]) as tf.Tensor2D;
   const dyK = randn(rng, [B, K]) as tf.Tensor2D;
   const dyD = randn(rng, [B, D]) as tf.Tensor2D;
 
-  const record = (name: string, shape: string, flops: number | null, fn: () => tf.Tensor | tf.Tensor[], r = reps, warmup = 2) => {
+  const record = (
+    name: string,
+    shape: string,
+    flops: number | null,
+    fn: () => tf.Tensor | tf.Tensor[],
+    r = reps,
+    warmup = 2,
+  ) => {
     if (!want(name)) return;
     const ms = timeIt(fn, r, warmup);
-    emit({ name, shape, ms_median: Number(ms.toFixed(2)), gflops: flops === null ? null : Number((flops / ms / 1e6).toFixed(2)), reps: r, load1: load1() });
+    emit({
+      name,
+      shape,
+      ms_median: Number(ms.toFixed(2)),
+      gflops: flops === null ? null : Number((flops / ms / 1e6).toFixed(2)),
+      reps: r,
+      load1: load1(),
+    });
   };
   const mm = 2 * B * D * F;
 
   // Dense linear: ours vs tfjs's registered MatMul gradient (transposed matMuls).
   record("kernels/linear fwd", `x[${B},${D}] @ W[${D},${F}]`, mm, () => linear(x, w));
-  record("kernels/linear fwd+bwd", `x[${B},${D}] @ W[${D},${F}]`, 3 * mm, () => tf.grads((a: tf.Tensor, b: tf.Tensor) => linear(a as tf.Tensor2D, b as tf.Tensor2D))([x, w], dyF));
-  record("tfjs-default/matMul fwd+bwd", `x[${B},${D}] @ W[${D},${F}]`, 3 * mm, () => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.matMul(a, b))([x, w], dyF), opts.quick ? 2 : 3, 1);
+  record("kernels/linear fwd+bwd", `x[${B},${D}] @ W[${D},${F}]`, 3 * mm, () =>
+    tf.grads((a: tf.Tensor, b: tf.Tensor) => linear(a as tf.Tensor2D, b as tf.Tensor2D))([x, w], dyF),
+  );
+  record(
+    "tfjs-default/matMul fwd+bwd",
+    `x[${B},${D}] @ W[${D},${F}]`,
+    3 * mm,
+    () => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.matMul(a, b))([x, w], dyF),
+    opts.quick ? 2 : 3,
+    1,
+  );
   record("kernels/linearT fwd", `x[${B},${D}] @ Wt[${F},${D}]ᵀ`, mm, () => linearT(x, wT));
-  record("kernels/linearT fwd+bwd", `x[${B},${D}] @ Wt[${F},${D}]ᵀ`, 3 * mm, () => tf.grads((a: tf.Tensor, b: tf.Tensor) => linearT(a as tf.Tensor2D, b as tf.Tensor2D))([x, wT], dyF));
+  record("kernels/linearT fwd+bwd", `x[${B},${D}] @ Wt[${F},${D}]ᵀ`, 3 * mm, () =>
+    tf.grads((a: tf.Tensor, b: tf.Tensor) => linearT(a as tf.Tensor2D, b as tf.Tensor2D))([x, wT], dyF),
+  );
   // The multiplication-order alternatives behind linear.ts's choices (documentation numbers).
   record("order/x @ transpose(Wt)", `[${B},${D}]x[${D},${F}]`, mm, () => tf.matMul(x, tf.transpose(wT)));
-  record("order/transpose(Wt @ transpose(x)) [linearT]", `[${B},${D}]x[${D},${F}]`, mm, () => tf.transpose(tf.matMul(wT, tf.transpose(x))));
-  record("order/matMul transposeB (tfjs default)", `[${B},${D}]x[${D},${F}]`, mm, () => tf.matMul(x, wT, false, true), opts.quick ? 2 : 3, 1);
+  record("order/transpose(Wt @ transpose(x)) [linearT]", `[${B},${D}]x[${D},${F}]`, mm, () =>
+    tf.transpose(tf.matMul(wT, tf.transpose(x))),
+  );
+  record(
+    "order/matMul transposeB (tfjs default)",
+    `[${B},${D}]x[${D},${F}]`,
+    mm,
+    () => tf.matMul(x, wT, false, true),
+    opts.quick ? 2 : 3,
+    1,
+  );
   record("order/dy @ transpose(W)", `[${B},${F}]x[${F},${D}]`, mm, () => tf.matMul(dyF, tf.transpose(w)));
-  record("order/transpose(W @ transpose(dy)) [linear dx]", `[${B},${F}]x[${F},${D}]`, mm, () => tf.transpose(tf.matMul(w, tf.transpose(dyF))));
+  record("order/transpose(W @ transpose(dy)) [linear dx]", `[${B},${F}]x[${F},${D}]`, mm, () =>
+    tf.transpose(tf.matMul(w, tf.transpose(dyF))),
+  );
 
   // TopK.
-  record("kernels/topk relu-topk fwd", `pre[${B},${F}] k=${K}`, null, () => { const r = topk(pre, K, "relu-topk"); return [r.values, r.indices]; });
-  record("kernels/topk relu-topk fwd+bwd", `pre[${B},${F}] k=${K}`, null, () => tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, K, "relu-topk").values)([pre], dyK));
-  record("kernels/topkDense relu-topk fwd+bwd", `pre[${B},${F}] k=${K}`, null, () => tf.grads((p: tf.Tensor) => topkDense(p as tf.Tensor2D, K, "relu-topk"))([pre], dyF));
+  record("kernels/topk relu-topk fwd", `pre[${B},${F}] k=${K}`, null, () => {
+    const r = topk(pre, K, "relu-topk");
+    return [r.values, r.indices];
+  });
+  record("kernels/topk relu-topk fwd+bwd", `pre[${B},${F}] k=${K}`, null, () =>
+    tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, K, "relu-topk").values)([pre], dyK),
+  );
+  record("kernels/topkDense relu-topk fwd+bwd", `pre[${B},${F}] k=${K}`, null, () =>
+    tf.grads((p: tf.Tensor) => topkDense(p as tf.Tensor2D, K, "relu-topk"))([pre], dyF),
+  );
 
   // Gather / scatter of B·k rows of a [F,d] table.
   const flatIdx = idx.reshape([B * K]) as tf.Tensor1D;
@@ -92,22 +151,36 @@ export default async function bench(emit: Emit, opts: { filter?: string; quick: 
   const dyRows = randn(rng, [B, K, D]);
   const dyTable = randn(rng, [F, D]);
   record("kernels/gatherRows fwd", `table[${F},${D}] idx[${B},${K}]`, null, () => gatherRows(wT, idx));
-  record("kernels/gatherRows fwd+bwd", `table[${F},${D}] idx[${B},${K}]`, null, () => tf.grads((t: tf.Tensor) => gatherRows(t as tf.Tensor2D, idx))([wT], dyRows));
-  record("kernels/scatterAddRows fwd+bwd", `updates[${B * K},${D}] -> [${F},${D}]`, null, () => tf.grads((u: tf.Tensor) => scatterAddRows(flatIdx, u as tf.Tensor2D, F))([rowsUpd], dyTable));
+  record("kernels/gatherRows fwd+bwd", `table[${F},${D}] idx[${B},${K}]`, null, () =>
+    tf.grads((t: tf.Tensor) => gatherRows(t as tf.Tensor2D, idx))([wT], dyRows),
+  );
+  record("kernels/scatterAddRows fwd+bwd", `updates[${B * K},${D}] -> [${F},${D}]`, null, () =>
+    tf.grads((u: tf.Tensor) => scatterAddRows(flatIdx, u as tf.Tensor2D, F))([rowsUpd], dyTable),
+  );
 
   // Sparse decoder.
   const sp = 2 * B * K * D;
   record("kernels/sparseMatmul fwd", `vals[${B},${K}] W[${F},${D}]`, sp, () => sparseMatmul(vals, idx, wT));
-  record("kernels/sparseMatmul fwd+bwd", `vals[${B},${K}] W[${F},${D}]`, 3 * sp, () => tf.grads((v: tf.Tensor, m: tf.Tensor) => sparseMatmul(v as tf.Tensor2D, idx, m as tf.Tensor2D))([vals, wT], dyD));
+  record("kernels/sparseMatmul fwd+bwd", `vals[${B},${K}] W[${F},${D}]`, 3 * sp, () =>
+    tf.grads((v: tf.Tensor, m: tf.Tensor) => sparseMatmul(v as tf.Tensor2D, idx, m as tf.Tensor2D))([vals, wT], dyD),
+  );
 
   // Fused encoder.
-  record("kernels/topkEncode fwd", `x[${B},${D}] WencT[${F},${D}] k=${K}`, mm, () => { const r = topkEncode(x, wT, bF, K, "relu-topk"); return [r.values, r.indices]; });
+  record("kernels/topkEncode fwd", `x[${B},${D}] WencT[${F},${D}] k=${K}`, mm, () => {
+    const r = topkEncode(x, wT, bF, K, "relu-topk");
+    return [r.values, r.indices];
+  });
   record("kernels/topkEncode fwd+bwd", `x[${B},${D}] WencT[${F},${D}] k=${K}`, mm + 2 * sp, () =>
-    tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => topkEncode(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor1D, K, "relu-topk").values)([x, wT, bF], dyK));
+    tf.grads(
+      (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        topkEncode(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor1D, K, "relu-topk").values,
+    )([x, wT, bF], dyK),
+  );
 
   // A large square matMul, for comparing wasm thread counts (IS_WASM_THREADS=1 vs 2).
   if (want("kernels/matMul 1024")) {
-    const a = randn(rng, [1024, 1024]) as tf.Tensor2D, b = randn(rng, [1024, 1024]) as tf.Tensor2D;
+    const a = randn(rng, [1024, 1024]) as tf.Tensor2D,
+      b = randn(rng, [1024, 1024]) as tf.Tensor2D;
     record("kernels/matMul 1024", "[1024,1024]x[1024,1024]", 2 * 1024 ** 3, () => tf.matMul(a, b));
     tf.dispose([a, b]);
   }
@@ -132,7 +205,12 @@ function transposeArray(a: Float32Array, rows: number, cols: number): Float32Arr
 }
 
 /** Runs `steps` Adam steps of `lossFn` over `vars`; returns per-step ms and the pre-update losses. */
-function runSteps(lossFn: () => tf.Scalar, vars: tf.Variable[], steps: number, warmup: number): { ms: number[]; losses: number[] } {
+function runSteps(
+  lossFn: () => tf.Scalar,
+  vars: tf.Variable[],
+  steps: number,
+  warmup: number,
+): { ms: number[]; losses: number[] } {
   const opt = tf.train.adam(1e-3);
   const ms: number[] = [];
   const losses: number[] = [];
@@ -148,7 +226,8 @@ function runSteps(lossFn: () => tf.Scalar, vars: tf.Variable[], steps: number, w
   }
   opt.dispose();
   const grown = tf.memory().numTensors - before;
-  if (grown > 0) process.stderr.write(`[bench] warning: ${grown} tensors left after SAE steps (optimizer state is disposed)\n`);
+  if (grown > 0)
+    process.stderr.write(`[bench] warning: ${grown} tensors left after SAE steps (optimizer state is disposed)\n`);
   return { ms, losses };
 }
 
@@ -200,11 +279,33 @@ function saeStepBench(emit: Emit, quick: boolean, load1: () => number): void {
   // rounding (the step index matches: both ran warmups through the same Adam updates).
   const common = Math.min(def.losses.length, cus.losses.length);
   let maxRel = 0;
-  for (let i = 0; i < common; i++) maxRel = Math.max(maxRel, Math.abs(def.losses[i] - cus.losses[i]) / Math.abs(def.losses[i]));
-  const dMs = median(def.ms), cMs = median(cus.ms);
+  for (let i = 0; i < common; i++)
+    maxRel = Math.max(maxRel, Math.abs(def.losses[i] - cus.losses[i]) / Math.abs(def.losses[i]));
+  const dMs = median(def.ms),
+    cMs = median(cus.ms);
   const flopsDense = 3 * 2 * B * D * F * 2; // encoder + decoder matmuls, forward + two backward products
-  emit({ name: "sae-step/tfjs-default", shape, step_ms_median: Number(dMs.toFixed(1)), ms_median: Number(dMs.toFixed(1)), gflops: Number((flopsDense / dMs / 1e6).toFixed(2)), reps: def.ms.length, loss_first: def.losses[0], losses: def.losses, load1: load1() });
-  emit({ name: "sae-step/kernels", shape, step_ms_median: Number(cMs.toFixed(1)), ms_median: Number(cMs.toFixed(1)), gflops: null, reps: cus.ms.length, loss_first: cus.losses[0], losses: cus.losses.slice(0, common), load1: load1() });
+  emit({
+    name: "sae-step/tfjs-default",
+    shape,
+    step_ms_median: Number(dMs.toFixed(1)),
+    ms_median: Number(dMs.toFixed(1)),
+    gflops: Number((flopsDense / dMs / 1e6).toFixed(2)),
+    reps: def.ms.length,
+    loss_first: def.losses[0],
+    losses: def.losses,
+    load1: load1(),
+  });
+  emit({
+    name: "sae-step/kernels",
+    shape,
+    step_ms_median: Number(cMs.toFixed(1)),
+    ms_median: Number(cMs.toFixed(1)),
+    gflops: null,
+    reps: cus.ms.length,
+    loss_first: cus.losses[0],
+    losses: cus.losses.slice(0, common),
+    load1: load1(),
+  });
   emit({
     name: "sae-step/speedup",
     shape,

@@ -24,13 +24,18 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-export default async function bench(emit: (record: Record<string, unknown>) => void, opts: { filter?: string; quick: boolean }): Promise<void> {
+export default async function bench(
+  emit: (record: Record<string, unknown>) => void,
+  opts: { filter?: string; quick: boolean },
+): Promise<void> {
   const info = await initBackend();
   const ck = readLlama2c(sharedDir("models", "stories260K", "stories260K.bin"), "stories260K");
   const tok = Llama2cTokenizer.fromFile(sharedDir("models", "stories260K", "tok512.bin"), 512);
   const B = 16;
   const T = 128;
-  const text = fs.readFileSync(sharedDir("data", "tinystories", "tinystories_valid_prefix.txt"), "utf8").slice(0, 60_000);
+  const text = fs
+    .readFileSync(sharedDir("data", "tinystories", "tinystories_valid_prefix.txt"), "utf8")
+    .slice(0, 60_000);
   const ids = tok.encode(text);
   const nBatches = opts.quick ? 2 : 4;
   const batches: number[][][] = [];
@@ -50,7 +55,8 @@ export default async function bench(emit: (record: Record<string, unknown>) => v
         const name = `lm.forward.${mode}`;
         if (opts.filter && !name.includes(opts.filter) && !attention.includes(opts.filter)) continue;
         const run = (batch: number[][]) => {
-          const r = mode === "full" ? model.forward(batch) : model.forward(batch, { capture: [3], activationsOnly: true });
+          const r =
+            mode === "full" ? model.forward(batch) : model.forward(batch, { capture: [3], activationsOnly: true });
           // read results back so the timing includes everything a consumer pays for
           if (r.logits) {
             r.logits.dataSync();

@@ -39,9 +39,27 @@ const SHAPES: Record<string, { d: number; F: number; k: number; E: number }> = {
 function torchJoint(config: string, repeats: number): { tokens_per_s: number; step_ms_median: number } | string {
   const script = path.join(sharedDir(), "bench", "bench_torch.py");
   if (!fs.existsSync(script)) return `no ${script}`;
-  const res = spawnSync("/usr/bin/python3", [script, "--config", config, "--threads", "2", "--model", "joint", "--variant", "sparse", "--repeats", String(repeats), "--json"], { encoding: "utf8", timeout: 600_000 });
+  const res = spawnSync(
+    "/usr/bin/python3",
+    [
+      script,
+      "--config",
+      config,
+      "--threads",
+      "2",
+      "--model",
+      "joint",
+      "--variant",
+      "sparse",
+      "--repeats",
+      String(repeats),
+      "--json",
+    ],
+    { encoding: "utf8", timeout: 600_000 },
+  );
   const line = (res.stdout ?? "").split("\n").find((l) => l.includes('"model": "joint"'));
-  if (res.status !== 0 || !line) return `bench_torch.py failed (status ${res.status}): ${(res.stderr ?? "").trim().split("\n").slice(-2).join(" ")}`;
+  if (res.status !== 0 || !line)
+    return `bench_torch.py failed (status ${res.status}): ${(res.stderr ?? "").trim().split("\n").slice(-2).join(" ")}`;
   const r = JSON.parse(line);
   return { tokens_per_s: r.tokens_per_s, step_ms_median: r.step_ms_median };
 }
@@ -71,7 +89,8 @@ export default async function bench(
         variant: cs.variant,
         saeKAtInference: null,
       });
-      const saeParams = cs.kind === "sequential" ? createModel({ ...mc, kind: "sae", variant: "sae", nfm: null }, 1).params : undefined;
+      const saeParams =
+        cs.kind === "sequential" ? createModel({ ...mc, kind: "sae", variant: "sae", nfm: null }, 1).params : undefined;
       const model = createModel(mc, 2, { saeParams });
       saeParams?.dispose();
       const ctx = makeStepContext(model, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);

@@ -84,21 +84,51 @@ export class NonFiniteError extends Error {
 export function sumSquares(g: Float32Array): number {
   const n = g.length;
   const n8 = n - (n % 8);
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0,
+    s4 = 0,
+    s5 = 0,
+    s6 = 0,
+    s7 = 0;
   for (let i = 0; i < n8; i += 8) {
-    const a0 = g[i], a1 = g[i + 1], a2 = g[i + 2], a3 = g[i + 3], a4 = g[i + 4], a5 = g[i + 5], a6 = g[i + 6], a7 = g[i + 7];
-    s0 += a0 * a0; s1 += a1 * a1; s2 += a2 * a2; s3 += a3 * a3;
-    s4 += a4 * a4; s5 += a5 * a5; s6 += a6 * a6; s7 += a7 * a7;
+    const a0 = g[i],
+      a1 = g[i + 1],
+      a2 = g[i + 2],
+      a3 = g[i + 3],
+      a4 = g[i + 4],
+      a5 = g[i + 5],
+      a6 = g[i + 6],
+      a7 = g[i + 7];
+    s0 += a0 * a0;
+    s1 += a1 * a1;
+    s2 += a2 * a2;
+    s3 += a3 * a3;
+    s4 += a4 * a4;
+    s5 += a5 * a5;
+    s6 += a6 * a6;
+    s7 += a7 * a7;
   }
-  let s = ((((((s0 + s1) + s2) + s3) + s4) + s5) + s6) + s7;
+  let s = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
   for (let i = n8; i < n; i++) s += g[i] * g[i];
   return s;
 }
 
 /** Adam update of w[lo, hi) (monomorphic hot loop; float64 scalar math, float32 storage). */
 function adamDense(
-  w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lo: number, hi: number,
-  clip: number, beta1: number, beta2: number, stepSize: number, invBc2Sqrt: number, eps: number,
+  w: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  lo: number,
+  hi: number,
+  clip: number,
+  beta1: number,
+  beta2: number,
+  stepSize: number,
+  invBc2Sqrt: number,
+  eps: number,
 ): void {
   const omb1 = 1 - beta1;
   const omb2 = 1 - beta2;
@@ -166,7 +196,8 @@ export class Adam {
       const v = st.v.get(n);
       const size = this.shapes[n].reduce((a, b) => a * b, 1);
       if (!m || !v) throw new Error(`Adam state lacks moments for "${n}"`);
-      if (m.length !== size || v.length !== size) throw new Error(`Adam state for "${n}" has ${m.length} values, expected ${size}`);
+      if (m.length !== size || v.length !== size)
+        throw new Error(`Adam state for "${n}" has ${m.length} values, expected ${size}`);
       const h = this.heap.get(n);
       if (h) {
         const mv = this.moments(n);
@@ -268,7 +299,10 @@ export class Adam {
     const bytes = m.length * 4;
     const mPtr = b.wasm._malloc(bytes) >>> 0;
     const vPtr = b.wasm._malloc(bytes) >>> 0;
-    if (!mPtr || !vPtr) throw new Error(`Adam: could not allocate ${(2 * bytes / 2 ** 20).toFixed(0)} MB for the moments of "${n}" in the wasm heap`);
+    if (!mPtr || !vPtr)
+      throw new Error(
+        `Adam: could not allocate ${((2 * bytes) / 2 ** 20).toFixed(0)} MB for the moments of "${n}" in the wasm heap`,
+      );
     this.heapMemory = kernel.memory;
     const buf = kernel.memory.buffer;
     new Float32Array(buf, mPtr, m.length).set(m);
@@ -316,7 +350,8 @@ export class Adam {
       for (const n of names) {
         const gr = grads.get(n)!;
         const wt = params.get(n);
-        if (gr.size !== wt.size) throw new Error(`gradient for "${n}" has shape [${gr.shape}] but the parameter is [${wt.shape}]`);
+        if (gr.size !== wt.size)
+          throw new Error(`gradient for "${n}" has shape [${gr.shape}] but the parameter is [${wt.shape}]`);
         let g = this.portable ? null : liveView(gr);
         if (!g) {
           if (simdNames.has(n)) throw new Error(`internal: no live gradient view for "${n}"`);
@@ -325,7 +360,7 @@ export class Adam {
         dense.set(n, g);
       }
       // Squared norms the caller already has (outerScatterWasm's stats), unless a hook edits gradients.
-      const sumsByTensor = new Map<tf.Tensor, number>(opts.hooks?.beforeClip ? [] : opts.knownSumSquares ?? []);
+      const sumsByTensor = new Map<tf.Tensor, number>(opts.hooks?.beforeClip ? [] : (opts.knownSumSquares ?? []));
       for (const n of names) {
         const g = dense.get(n)!;
         if (opts.hooks?.beforeClip) {
@@ -364,9 +399,27 @@ export class Adam {
         const follower = this.followerOf(n);
         if (follower && kernel) {
           const h = this.heap.get(n)!;
-          const [wPtr, w2Ptr, gPtr] = [params.get(n), params.get(follower), grads.get(n)!].map((t) => b.getMemoryOffset(t.dataId) as number);
-          kernel.adam2(wPtr, w2Ptr, gPtr, h.mPtr, h.vPtr, h.size, clipScale, 1 - beta1, beta2, 1 - beta2, stepSize, invBc2Sqrt, eps);
-          for (const name of [n, follower]) if (opts.hooks?.afterUpdate) opts.hooks.afterUpdate(name, liveView(params.get(name)) as Float32Array, params.shape(name));
+          const [wPtr, w2Ptr, gPtr] = [params.get(n), params.get(follower), grads.get(n)!].map(
+            (t) => b.getMemoryOffset(t.dataId) as number,
+          );
+          kernel.adam2(
+            wPtr,
+            w2Ptr,
+            gPtr,
+            h.mPtr,
+            h.vPtr,
+            h.size,
+            clipScale,
+            1 - beta1,
+            beta2,
+            1 - beta2,
+            stepSize,
+            invBc2Sqrt,
+            eps,
+          );
+          for (const name of [n, follower])
+            if (opts.hooks?.afterUpdate)
+              opts.hooks.afterUpdate(name, liveView(params.get(name)) as Float32Array, params.shape(name));
           continue;
         }
         if (simdNames.has(n) && kernel) {
@@ -376,13 +429,39 @@ export class Adam {
           const wPtr = b.getMemoryOffset(wt.dataId) as number;
           const gPtr = b.getMemoryOffset(gt.dataId) as number;
           const n4 = h.size & ~3;
-          kernel.adam(wPtr, gPtr, h.mPtr, h.vPtr, n4, clipScale, 1 - beta1, beta2, 1 - beta2, stepSize, invBc2Sqrt, eps);
+          kernel.adam(
+            wPtr,
+            gPtr,
+            h.mPtr,
+            h.vPtr,
+            n4,
+            clipScale,
+            1 - beta1,
+            beta2,
+            1 - beta2,
+            stepSize,
+            invBc2Sqrt,
+            eps,
+          );
           if (n4 < h.size) {
             const buf = kernel.memory.buffer;
             const w = new Float32Array(buf, wPtr, h.size);
             const g = new Float32Array(buf, gPtr, h.size);
             const mv = this.moments(n);
-            adamDense(w.subarray(n4), g.subarray(n4), mv.m.subarray(n4), mv.v.subarray(n4), 0, h.size - n4, clipScale, beta1, beta2, stepSize, invBc2Sqrt, eps);
+            adamDense(
+              w.subarray(n4),
+              g.subarray(n4),
+              mv.m.subarray(n4),
+              mv.v.subarray(n4),
+              0,
+              h.size - n4,
+              clipScale,
+              beta1,
+              beta2,
+              stepSize,
+              invBc2Sqrt,
+              eps,
+            );
           }
           if (opts.hooks?.afterUpdate) opts.hooks.afterUpdate(n, liveView(wt) as Float32Array, params.shape(n));
           continue;

@@ -98,7 +98,8 @@ function writeThreadedWorker(pkgDir: string): string {
   const original = contents.replace(/\n/g, "\\n");
   const blobBranch =
     'if(typeof e.data.urlOrBlob=="string"){importScripts(e.data.urlOrBlob)}else{var objectUrl=URL.createObjectURL(e.data.urlOrBlob);importScripts(objectUrl);URL.revokeObjectURL(objectUrl)}';
-  if (!original.includes(blobBranch)) throw new Error("unexpected worker script layout (tfjs-backend-wasm version changed?)");
+  if (!original.includes(blobBranch))
+    throw new Error("unexpected worker script layout (tfjs-backend-wasm version changed?)");
   const patched = original.replace(blobBranch, `importScripts(${JSON.stringify(glue)});`);
   return tmpArtifact("tfjs-wasm-threaded-worker", ".js", patched);
 }
@@ -131,12 +132,14 @@ export const WASM_POOL_SPIN_ITERATIONS = 100_000;
  * ran up to 2× slower right after a matMul and a helper thread (lib/kernels/wasmPool.ts) had no
  * core to run on. The constant is compiled into three `i32.const 1000000` instructions, each
  * followed by its spin loop (`i32.atomic.load`). We rewrite those three immediates (to
- * WASM_POOL_SPIN_ITERATIONS, or IS_WASM_SPIN) as a padded 3-byte LEB128 (same length, so no offsets move) in a copy under os.tmpdir(), and only
+ * WASM_POOL_SPIN_ITERATIONS, or IS_WASM_SPIN) as a padded 3-byte LEB128 (same length, so no offsets move) in a copy
+ * under os.tmpdir(), and only
  * when the binary has exactly these three sites; otherwise (null) the original is used.
  * writeShortSpinWasm writes the patched copy and returns its path.
  */
 export function patchPoolSpin(original: Uint8Array, n: number): Uint8Array | null {
-  if (!Number.isInteger(n) || n < 1 || n >= 2 ** 21) throw new Error(`spin iterations must be an integer in [1, 2^21) (got ${n})`);
+  if (!Number.isInteger(n) || n < 1 || n >= 2 ** 21)
+    throw new Error(`spin iterations must be an integer in [1, 2^21) (got ${n})`);
   const bytes = Uint8Array.from(original);
   const pattern = [0x41, 0xc0, 0x84, 0x3d]; // i32.const 1000000
   const sites: number[] = [];
@@ -144,7 +147,8 @@ export function patchPoolSpin(original: Uint8Array, n: number): Uint8Array | nul
     if (pattern.every((b, j) => bytes[i + j] === b)) sites.push(i);
   }
   const atomicLoadSoon = (at: number) => {
-    for (let j = at + 4; j < Math.min(bytes.length - 1, at + 48); j++) if (bytes[j] === 0xfe && bytes[j + 1] === 0x10) return true;
+    for (let j = at + 4; j < Math.min(bytes.length - 1, at + 48); j++)
+      if (bytes[j] === 0xfe && bytes[j + 1] === 0x10) return true;
     return false;
   };
   if (sites.length !== 3 || !sites.every(atomicLoadSoon)) return null;
@@ -157,7 +161,9 @@ function writeShortSpinWasm(pkgDir: string, n: number): string | null {
   const original = path.join(pkgDir, "dist", "tfjs-backend-wasm-threaded-simd.wasm");
   const bytes = patchPoolSpin(new Uint8Array(fs.readFileSync(original)), n);
   if (bytes === null) {
-    process.stderr.write(`[backend] ${original} does not have the expected thread-pool spin loops; using it unpatched\n`);
+    process.stderr.write(
+      `[backend] ${original} does not have the expected thread-pool spin loops; using it unpatched\n`,
+    );
     return null;
   }
   return tmpArtifact("tfjs-backend-wasm-threaded-simd-shortspin", ".wasm", bytes);
@@ -171,7 +177,8 @@ function requestedSpin(): number | null {
   if (raw === "") return WASM_POOL_SPIN_ITERATIONS;
   if (raw === "long") return null;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n >= 2 ** 21) throw new Error(`IS_WASM_SPIN must be "long" or an integer in [1, 2097151] (got "${raw}")`);
+  if (!Number.isInteger(n) || n < 1 || n >= 2 ** 21)
+    throw new Error(`IS_WASM_SPIN must be "long" or an integer in [1, 2097151] (got "${raw}")`);
   return n;
 }
 
@@ -217,7 +224,9 @@ async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
       osModule.cpus = realCpus;
     };
   } catch (e) {
-    process.stderr.write(`[backend] IS_WASM_THREADS=${threads}: cannot enable wasm threads (${(e as Error).message}); using 1 thread\n`);
+    process.stderr.write(
+      `[backend] IS_WASM_THREADS=${threads}: cannot enable wasm threads (${(e as Error).message}); using 1 thread\n`,
+    );
     return null;
   }
 }
@@ -231,9 +240,14 @@ async function initThreadedWasm(threads: number): Promise<(() => void) | null> {
  */
 function unrefWasmWorkers(): void {
   try {
-    const mod = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[]; unusedWorkers?: unknown[] } } }).wasm;
+    const mod = (
+      tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[]; unusedWorkers?: unknown[] } } }
+    ).wasm;
     const pt = mod?.PThread;
-    const workers = [...(pt?.runningWorkers ?? []), ...(pt?.unusedWorkers ?? [])] as Array<{ ref?: () => void; unref?: () => void }>;
+    const workers = [...(pt?.runningWorkers ?? []), ...(pt?.unusedWorkers ?? [])] as Array<{
+      ref?: () => void;
+      unref?: () => void;
+    }>;
     for (const w of workers) {
       if (typeof w.unref !== "function") continue;
       w.ref = () => undefined;
@@ -308,7 +322,9 @@ async function initialise(): Promise<BackendInfo> {
       if (restoreCpus) restoreCpus();
     }
     if (!ok && threaded) {
-      process.stderr.write(`[backend] IS_WASM_THREADS=${threads}: the threaded wasm backend failed to start; retrying with 1 thread\n`);
+      process.stderr.write(
+        `[backend] IS_WASM_THREADS=${threads}: the threaded wasm backend failed to start; retrying with 1 thread\n`,
+      );
       disableThreadedWasm();
       usedThreads = 1;
       ok = await tf.setBackend("wasm");

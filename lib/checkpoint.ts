@@ -188,16 +188,33 @@ export function saveCheckpoint(dir: string, model: Model, opts: SaveOptions = {}
       const moments: Record<string, TensorToWrite> = {};
       for (const [n, m] of st.m) moments[`m.${n}`] = { dtype: "F32", shape: shapes[n], data: m };
       for (const [n, v] of st.v) moments[`v.${n}`] = { dtype: "F32", shape: shapes[n], data: v };
-      writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, { adam_t: String(st.t), ...adamMeta(opts.adam) });
+      writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, {
+        adam_t: String(st.t),
+        ...adamMeta(opts.adam),
+      });
     }
     // checksums of what is on disk now (read back: ≈1 GB/s, small next to writing the tensors)
-    const files = hashFiles(tmp, fs.readdirSync(tmp).filter((n) => n.endsWith(".safetensors")).sort());
-    writeJsonAtomic(path.join(tmp, "config.json"), { ...meta, checksums: { files, config: jsonDigest(meta) } satisfies CheckpointChecksums });
+    const files = hashFiles(
+      tmp,
+      fs
+        .readdirSync(tmp)
+        .filter((n) => n.endsWith(".safetensors"))
+        .sort(),
+    );
+    writeJsonAtomic(path.join(tmp, "config.json"), {
+      ...meta,
+      checksums: { files, config: jsonDigest(meta) } satisfies CheckpointChecksums,
+    });
   });
 }
 
 function adamMeta(a: Adam): Record<string, string> {
-  return { lr: String(a.config.lr), beta1: String(a.config.beta1), beta2: String(a.config.beta2), eps: String(a.config.eps) };
+  return {
+    lr: String(a.config.lr),
+    beta1: String(a.config.beta1),
+    beta2: String(a.config.beta2),
+    eps: String(a.config.eps),
+  };
 }
 
 export interface LoadedCheckpointDir {
@@ -214,8 +231,10 @@ export function loadCheckpoint(dir: string): LoadedCheckpointDir {
   const meta = readJsonFile<CheckpointMeta>(cfgPath, "checkpoint config");
   const corrupt = checkpointCorruption(dir, meta);
   if (corrupt) throw new IntegrityError(`checkpoint ${dir}: ${corrupt.message}. ${CORRUPT_HINT}`, corrupt.file);
-  if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${cfgPath}: format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}"`);
-  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${cfgPath}: version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  if (meta.format !== CHECKPOINT_FORMAT)
+    throw new Error(`checkpoint ${cfgPath}: format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}"`);
+  if (meta.version !== CHECKPOINT_VERSION)
+    throw new Error(`checkpoint ${cfgPath}: version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
   const config = validateModelConfig(meta.model, `${cfgPath}: model`);
   const shapes = modelShapes(config);
   const wPath = path.join(dir, "model.safetensors");
@@ -269,10 +288,15 @@ export function checkpointCorruption(dir: string, meta: CheckpointMeta): { file:
   const sums = meta?.checksums;
   if (sums === undefined) return null;
   const cfgPath = path.join(dir, "config.json");
-  if (!sums || typeof sums !== "object" || typeof sums.config !== "string") return { file: cfgPath, message: `${cfgPath} field checksums is malformed` };
+  if (!sums || typeof sums !== "object" || typeof sums.config !== "string")
+    return { file: cfgPath, message: `${cfgPath} field checksums is malformed` };
   const { checksums: _omit, ...rest } = meta;
   const digest = jsonDigest(rest);
-  if (digest !== sums.config) return { file: cfgPath, message: `${cfgPath} is corrupt: its content digest ${digest} does not match the recorded ${sums.config}` };
+  if (digest !== sums.config)
+    return {
+      file: cfgPath,
+      message: `${cfgPath} is corrupt: its content digest ${digest} does not match the recorded ${sums.config}`,
+    };
   return checkFiles(dir, sums.files, cfgPath);
 }
 
@@ -300,7 +324,8 @@ export function checkpointProblem(dir: string, forResume = false): string | null
   } catch (e) {
     return `incomplete (config.json is not valid JSON: ${(e as Error).message})`;
   }
-  if (meta?.format !== CHECKPOINT_FORMAT || meta.version !== CHECKPOINT_VERSION) return `not a checkpoint of this format/version (config.json)`;
+  if (meta?.format !== CHECKPOINT_FORMAT || meta.version !== CHECKPOINT_VERSION)
+    return `not a checkpoint of this format/version (config.json)`;
   if (!fs.existsSync(path.join(dir, "model.safetensors"))) return "incomplete (no model.safetensors)";
   if (forResume) {
     if (!meta.state) return "without training state (config.json has no state)";
@@ -324,7 +349,10 @@ export function listCheckpoints(runDir: string): Array<{ name: string; dir: stri
 }
 
 /** What `latest` says: the file is missing, empty, names a problem checkpoint, or names a good one. */
-function latestStatus(runDir: string, forResume: boolean): { file: string; missing: boolean; dir: string | null; problem: string | null } {
+function latestStatus(
+  runDir: string,
+  forResume: boolean,
+): { file: string; missing: boolean; dir: string | null; problem: string | null } {
   const file = path.join(runDir, "latest");
   if (!fs.existsSync(file)) return { file, missing: true, dir: null, problem: null };
   const name = fs.readFileSync(file, "utf8").trim();
@@ -361,12 +389,19 @@ export function findResumePoint(runDir: string): { dir: string; warning: string 
   const good = all.find((c) => checkpointProblem(c.dir, true) === null);
   const what = s.missing ? `${s.file} is missing but ${runDir} holds checkpoint directories` : s.problem!;
   if (!good) {
-    const others = all.length ? `none of its ${all.length} checkpoint directories is complete` : "it holds no checkpoint";
-    throw new Error(`resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`);
+    const others = all.length
+      ? `none of its ${all.length} checkpoint directories is complete`
+      : "it holds no checkpoint";
+    throw new Error(
+      `resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`,
+    );
   }
   // point `latest` at it, so that what runs next (readLatest, a later resume) agrees with this choice
   writeLatest(runDir, good.name);
-  return { dir: good.dir, warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} now names it)` };
+  return {
+    dir: good.dir,
+    warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} now names it)`,
+  };
 }
 
 export interface PruneOptions {
@@ -384,7 +419,8 @@ export interface PruneOptions {
  * Returns the removed directory names.
  */
 export function pruneCheckpoints(runDir: string, o: PruneOptions): string[] {
-  if (!(Number.isInteger(o.keep) && o.keep >= 0)) throw new Error(`checkpoint.keep: must be an integer ≥ 0 (got ${o.keep})`);
+  if (!(Number.isInteger(o.keep) && o.keep >= 0))
+    throw new Error(`checkpoint.keep: must be an integer ≥ 0 (got ${o.keep})`);
   if (o.keep === 0) return [];
   const every = o.keepEvery ?? 0;
   const latest = latestStatus(runDir, false);

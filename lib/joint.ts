@@ -13,12 +13,36 @@ import { Rng } from "./util/random";
 import { ParamSet } from "./params";
 import { readFloat32 } from "./kernels/views";
 import {
-  CodeBuffers, Hold, OuterProduct, P, SaeConfig, SaeEncodeCache, SparseCode, initSaeParams, saeDecode, saeDecodeBackward, saeDecodeForward,
-  saeEncode, saeEncodeBackward, saeEncodeForward, saeShapes, validateSaeConfig,
+  CodeBuffers,
+  Hold,
+  OuterProduct,
+  P,
+  SaeConfig,
+  SaeEncodeCache,
+  SparseCode,
+  initSaeParams,
+  saeDecode,
+  saeDecodeBackward,
+  saeDecodeForward,
+  saeEncode,
+  saeEncodeBackward,
+  saeEncodeForward,
+  saeShapes,
+  validateSaeConfig,
 } from "./sae";
 import {
-  NfmConfig, NfmInteractionCache, NfmOutput, initNfmParams, nfmForward, nfmInteractionBackward, nfmInteractionForward, nfmLinearBackward,
-  nfmLinearForward, nfmSelectForward, nfmShapes, validateNfmConfig,
+  NfmConfig,
+  NfmInteractionCache,
+  NfmOutput,
+  initNfmParams,
+  nfmForward,
+  nfmInteractionBackward,
+  nfmInteractionForward,
+  nfmLinearBackward,
+  nfmLinearForward,
+  nfmSelectForward,
+  nfmShapes,
+  validateNfmConfig,
 } from "./nfm";
 import { MseCache, mseBackward, mseForward } from "./loss";
 import { outerScatterWasm } from "./kernels/wasmOuter";
@@ -50,7 +74,9 @@ export function variantFlags(v: Variant): { linear: boolean; interaction: boolea
     case "full":
       return { linear: true, interaction: true };
     default:
-      throw new Error(`model.variant: must be one of sae, sae+linear, sae+interaction, full (got ${JSON.stringify(v)})`);
+      throw new Error(
+        `model.variant: must be one of sae, sae+linear, sae+interaction, full (got ${JSON.stringify(v)})`,
+      );
   }
 }
 
@@ -70,8 +96,10 @@ export function validateModelConfig(c: ModelConfig, where = "model"): ModelConfi
   }
   const sae = validateSaeConfig(c.sae, `${where}.sae`);
   const flags = variantFlags(c.variant);
-  if (c.kind === "sae" && c.variant !== "sae") throw new Error(`${where}.variant: a standalone SAE has variant "sae" (got "${c.variant}")`);
-  if (c.kind === "sequential" && c.variant === "sae") throw new Error(`${where}.variant: a sequential model needs an NFM term (got "sae")`);
+  if (c.kind === "sae" && c.variant !== "sae")
+    throw new Error(`${where}.variant: a standalone SAE has variant "sae" (got "${c.variant}")`);
+  if (c.kind === "sequential" && c.variant === "sae")
+    throw new Error(`${where}.variant: a sequential model needs an NFM term (got "sae")`);
   let nfm: NfmConfig | null = null;
   if (c.variant !== "sae") {
     if (!c.nfm) throw new Error(`${where}.nfm: variant "${c.variant}" needs an NFM config`);
@@ -127,7 +155,13 @@ export function paramCounts(c: ModelConfig): ParamCounts {
   for (const [k, v] of Object.entries(components)) shares[k] = v / total;
   const inter = components.nfmEmbeddings + components.nfmMlp;
   const nfmAll = inter + components.nfmLinear;
-  return { components, total, shares, interactionShare: inter / total, interactionShareOfNfm: nfmAll > 0 ? inter / nfmAll : 0 };
+  return {
+    components,
+    total,
+    shares,
+    interactionShare: inter / total,
+    interactionShareOfNfm: nfmAll > 0 ? inter / nfmAll : 0,
+  };
 }
 
 /** A model: config + parameters. */
@@ -183,7 +217,8 @@ export function createModel(
       entries.push([n, tf.tensor(t.dataSync() as Float32Array, t.shape, "float32")]);
     }
   } else {
-    if (c.kind === "sequential") throw new Error(`model: a sequential model needs the trained SAE's parameters (opts.saeParams)`);
+    if (c.kind === "sequential")
+      throw new Error(`model: a sequential model needs the trained SAE's parameters (opts.saeParams)`);
     entries.push(...initSaeParams(c.sae, saeRng, opts.dataMean));
   }
   if (c.nfm) entries.push(...initNfmParams(c.nfm, nfmRng));
@@ -214,7 +249,13 @@ export function reconstruction(xSae: tf.Tensor2D, nfmOut: tf.Tensor2D | null): t
  * mask only in training; `fusedInteraction` (the training loss) computes the NFM's interaction term
  * as one fused op (see NfmForwardOptions).
  */
-export function forward(p: P, c: ModelConfig, x: tf.Tensor2D, dropout?: tf.Tensor2D | null, opts: { fusedInteraction?: boolean } = {}): ForwardOutput {
+export function forward(
+  p: P,
+  c: ModelConfig,
+  x: tf.Tensor2D,
+  dropout?: tf.Tensor2D | null,
+  opts: { fusedInteraction?: boolean } = {},
+): ForwardOutput {
   const code = saeEncode(p, c.sae, x, effectiveK(c));
   const xSae = saeDecode(p, c.sae, code);
   if (!c.nfm) return { code, xSae, nfm: null, xhat: xSae };
@@ -249,7 +290,13 @@ export interface JointActivations {
  * ([B·E], or null): encode → decode → NFM re-selection → linear term → interaction → loss. Null
  * where a kernel is unavailable (no wasm SIMD): the caller then takes the autodiff path.
  */
-export function jointForward(p: P, c: ModelConfig, x: Float32Array, B: number, drop: Float32Array | null): JointActivations | null {
+export function jointForward(
+  p: P,
+  c: ModelConfig,
+  x: Float32Array,
+  B: number,
+  drop: Float32Array | null,
+): JointActivations | null {
   const held: tf.Tensor[] = [];
   const hold: Hold = (t) => {
     held.push(t);
@@ -293,7 +340,19 @@ export function jointForward(p: P, c: ModelConfig, x: Float32Array, B: number, d
  * order it is given them (a float64 sum): this order keeps the tape-free step's updates bit for bit
  * those of earlier runs.
  */
-const GRADIENT_ORDER = ["nfm.wLin", "nfm.bLin", "nfm.V", "nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2", "sae.wDec", "sae.wEncT", "sae.bEnc", "sae.bDec"];
+const GRADIENT_ORDER = [
+  "nfm.wLin",
+  "nfm.bLin",
+  "nfm.V",
+  "nfm.w1",
+  "nfm.b1",
+  "nfm.w2",
+  "nfm.b2",
+  "sae.wDec",
+  "sae.wEncT",
+  "sae.bEnc",
+  "sae.bDec",
+];
 
 export interface JointGradients {
   /** One gradient per trainable parameter, in GRADIENT_ORDER (a tensor may serve two names: see shareLinearGrad). */
@@ -312,7 +371,12 @@ export interface JointGradients {
  * (N = k) and nothing edits one of them in place before the update (no beforeClip hook): made once,
  * and Adam then ties their moments.
  */
-export function jointBackward(p: P, c: ModelConfig, acts: JointActivations, opts: { trainSae: boolean; shareLinearGrad: boolean }): JointGradients {
+export function jointBackward(
+  p: P,
+  c: ModelConfig,
+  acts: JointActivations,
+  opts: { trainSae: boolean; shareLinearGrad: boolean },
+): JointGradients {
   const { B, enc, sel } = acts;
   const F = c.sae.F;
   const grads = new Map<string, tf.Tensor>();
@@ -368,7 +432,8 @@ export function jointBackward(p: P, c: ModelConfig, acts: JointActivations, opts
 function ordered(grads: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const n of GRADIENT_ORDER) if (grads.has(n)) out.set(n, grads.get(n)!);
-  if (out.size !== grads.size) throw new Error(`internal: jointBackward made gradients [${[...grads.keys()]}] outside GRADIENT_ORDER`);
+  if (out.size !== grads.size)
+    throw new Error(`internal: jointBackward made gradients [${[...grads.keys()]}] outside GRADIENT_ORDER`);
   return out;
 }
 

@@ -132,7 +132,10 @@ export function meanAbs(x: ArrayLike<number>): number {
 }
 
 /** Linear share = mean|lin| / (mean|lin| + mean|inter|) of the NFM output components (authors' definition). */
-export function linearShare(lin: ArrayLike<number>, inter: ArrayLike<number>): { meanAbsLin: number; meanAbsInter: number; share: number } {
+export function linearShare(
+  lin: ArrayLike<number>,
+  inter: ArrayLike<number>,
+): { meanAbsLin: number; meanAbsInter: number; share: number } {
   const a = meanAbs(lin);
   const b = meanAbs(inter);
   return { meanAbsLin: a, meanAbsInter: b, share: a + b > 0 ? a / (a + b) : NaN };

@@ -19,7 +19,15 @@
  */
 import { tf } from "./backend";
 import { Rng } from "./util/random";
-import { gatherRows, interactionBackward, interactionForward, interactionSparse, linear, sparseMatmul, topk } from "./kernels/index";
+import {
+  gatherRows,
+  interactionBackward,
+  interactionForward,
+  interactionSparse,
+  linear,
+  sparseMatmul,
+  topk,
+} from "./kernels/index";
 import type { InteractionGrads, InteractionState, InteractionWeights } from "./kernels/index";
 import { combineRowsWasm, rowDotsWasm } from "./kernels/wasmOuter";
 import { copyFloat32 } from "./kernels/views";
@@ -70,14 +78,16 @@ export function nfmConfig(base: { F: number; d: number; E: number }, overrides: 
 export function validateNfmConfig(c: NfmConfig, where = "nfm", k?: number): NfmConfig {
   const posInt = (f: keyof NfmConfig) => {
     const v = c[f] as unknown;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`${where}.${f}: must be a positive integer (got ${JSON.stringify(v)})`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      throw new Error(`${where}.${f}: must be a positive integer (got ${JSON.stringify(v)})`);
   };
   posInt("F");
   posInt("d");
   posInt("E");
   if (c.topN !== null) {
     posInt("topN");
-    if (k !== undefined && c.topN > k) throw new Error(`${where}.topN: N = ${c.topN} exceeds the SAE's k = ${k} active features`);
+    if (k !== undefined && c.topN > k)
+      throw new Error(`${where}.topN: N = ${c.topN} exceeds the SAE's k = ${k} active features`);
   }
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`${where}.dropout: must be in [0, 1) (got ${c.dropout})`);
   if (!c.linear && !c.interaction) throw new Error(`${where}: at least one of linear / interaction must be enabled`);
@@ -216,12 +226,16 @@ export function nfmHidden(
   code: SparseCode,
   opts: { input?: InteractionInput; dropout?: tf.Tensor2D | null } = {},
 ): { lin: tf.Tensor2D | null; h: tf.Tensor2D } {
-  if (!c.interaction) throw new Error("nfmHidden: the NFM has no interaction term (nfm.interaction = false), so there is no h");
+  if (!c.interaction)
+    throw new Error("nfmHidden: the NFM has no interaction term (nfm.interaction = false), so there is no h");
   const input = opts.input ?? "bi-interaction";
   if (input === "linear-sum") {
     if (opts.dropout) throw new Error('nfmHidden: input "linear-sum" is an analysis pass and takes no dropout mask');
     const s = sparseMatmul(code.values, code.indices, p["nfm.V"] as tf.Tensor2D);
-    return { lin: c.linear ? nfmLinear(p, code) : null, h: linear(s, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D) };
+    return {
+      lin: c.linear ? nfmLinear(p, code) : null,
+      h: linear(s, p["nfm.w1"] as tf.Tensor2D, p["nfm.b1"] as tf.Tensor1D),
+    };
   }
   const sel = nfmSelect(c, code);
   const lin = c.linear ? nfmLinear(p, sel) : null;
@@ -260,7 +274,13 @@ export function nfmForward(p: P, c: NfmConfig, code: SparseCode, opts: NfmForwar
     const sel = nfmSelect(c, code);
     if (c.linear) lin = nfmLinear(p, sel);
     const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] } as InteractionWeights;
-    inter = interactionSparse(sel.values, sel.indices, p["nfm.V"] as tf.Tensor2D, weights, opts.dropout ? copyFloat32(opts.dropout) : null);
+    inter = interactionSparse(
+      sel.values,
+      sel.indices,
+      p["nfm.V"] as tf.Tensor2D,
+      weights,
+      opts.dropout ? copyFloat32(opts.dropout) : null,
+    );
   } else if (c.interaction) {
     ({ lin, h } = nfmHidden(p, c, code, { dropout: opts.dropout }));
     inter = nfmInteractionFromHidden(p, h);
@@ -284,7 +304,14 @@ export function nfmSelectForward(c: NfmConfig, code: CodeBuffers, hold: Hold): C
     return [r.values, r.indices];
   });
   try {
-    return codeBuffers(sel[1].dataSync().slice() as Int32Array, sel[0].dataSync().slice() as Float32Array, B, N, c.F, hold);
+    return codeBuffers(
+      sel[1].dataSync().slice() as Int32Array,
+      sel[0].dataSync().slice() as Float32Array,
+      B,
+      N,
+      c.F,
+      hold,
+    );
   } finally {
     tf.dispose(sel);
   }
@@ -309,7 +336,11 @@ export function nfmLinearBackward(
 ): { dWLin: tf.Tensor2D; dbLin: tf.Tensor1D; dValues: tf.Tensor2D | null } {
   const dWLin = outer(sel.values, g, sel);
   const dbLin = tf.tensor1d(gSum);
-  return { dWLin, dbLin, dValues: wantValues ? rowDotsWasm(sel.idxCol, p["nfm.wLin"] as tf.Tensor2D, g, sel.k)! : null };
+  return {
+    dWLin,
+    dbLin,
+    dValues: wantValues ? rowDotsWasm(sel.idxCol, p["nfm.wLin"] as tf.Tensor2D, g, sel.k)! : null,
+  };
 }
 
 /** What the interaction's backward needs: the MLP output before b_2 [B, d] and the kernel's state. */
@@ -322,7 +353,12 @@ export interface NfmInteractionCache {
  * Interaction forward (kernels/interaction.ts interactionForward: bi-interaction, dropout multipliers
  * `drop` [B·E] or null, MLP): W_2·ReLU(W_1 z + b_1) [B, d] without b_2 (added in the loss pass).
  */
-export function nfmInteractionForward(p: P, sel: CodeBuffers, drop: Float32Array | null, hold: Hold): NfmInteractionCache {
+export function nfmInteractionForward(
+  p: P,
+  sel: CodeBuffers,
+  drop: Float32Array | null,
+  hold: Hold,
+): NfmInteractionCache {
   const weights = { w1: p["nfm.w1"], b1: p["nfm.b1"], w2: p["nfm.w2"], b2: p["nfm.b2"] };
   const r = interactionForward(sel.values, sel.ids, sel.idxCol, p["nfm.V"], weights, drop);
   if (r.state.sTensor) hold(r.state.sTensor);
@@ -330,7 +366,13 @@ export function nfmInteractionForward(p: P, sel: CodeBuffers, drop: Float32Array
 }
 
 /** Interaction backward (interactionBackward): gradients of V, w1, b1, w2, b2 and d(values) [B, N]. */
-export function nfmInteractionBackward(p: P, cache: NfmInteractionCache, sel: CodeBuffers, g: tf.Tensor2D, gSum: Float32Array): InteractionGrads {
+export function nfmInteractionBackward(
+  p: P,
+  cache: NfmInteractionCache,
+  sel: CodeBuffers,
+  g: tf.Tensor2D,
+  gSum: Float32Array,
+): InteractionGrads {
   const st = cache.state;
   return interactionBackward(st, g, sel.values, p["nfm.V"], st.sTensor, p["nfm.w1"], p["nfm.w2"], gSum, sel.grouped);
 }

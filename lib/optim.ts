@@ -7,10 +7,22 @@ export { ParamSet } from "./params";
 export { liveView } from "./kernels/views";
 export { simdAdamKernel, type SimdKernel } from "./kernels/wasmAdam";
 export {
-  Adam, NonFiniteError, PAPER_ADAM, sumSquares, validateAdamConfig,
-  type AdamConfig, type AdamState, type StepHooks, type StepResult,
+  Adam,
+  NonFiniteError,
+  PAPER_ADAM,
+  sumSquares,
+  validateAdamConfig,
+  type AdamConfig,
+  type AdamState,
+  type StepHooks,
+  type StepResult,
 } from "./adam";
 export {
-  correctedSchedule, faithfulSchedule, faithfulTotalIters, lrFactor,
-  type FaithfulEstimate, type LinearSchedule, type Schedule,
+  correctedSchedule,
+  faithfulSchedule,
+  faithfulTotalIters,
+  lrFactor,
+  type FaithfulEstimate,
+  type LinearSchedule,
+  type Schedule,
 } from "./schedule";

@@ -73,9 +73,11 @@ export interface Preset {
   saeBias: TrainConfig;
   /** Matched baseline: a standalone SAE with (about) as many parameters as the joint model: F widened, same k. */
   saeWide: TrainConfig;
-  /** The joint model with E chosen so that the interaction pathway (V + MLP) holds ≈ 3.2% of the parameters (the paper's share). */
+  /** The joint model with E chosen so that the interaction pathway (V + MLP) holds ≈ 3.2% of the parameters (the
+   * paper's share). */
   jointSmallE: TrainConfig;
-  /** Diagnostic: the joint model with top-N = k/2 < k (W_dec and W_lin then get different gradients); a short run (≤ 2,000 steps). */
+  /** Diagnostic: the joint model with top-N = k/2 < k (W_dec and W_lin then get different gradients); a short run (≤
+   * 2,000 steps). */
   jointTopN: TrainConfig;
 }
 
@@ -130,9 +132,17 @@ const TINY: Base = {
  *   get past its initialisation in this budget. Adam β and ε (1e-5) and clipping as in the paper.
  */
 const QUICK: Base = {
-  description: "default reproduction on stories260K hidden_states[3]: d=64, F=1024, k=20, E=32, 1200 steps × 256 rows per model",
+  description:
+    "default reproduction on stories260K hidden_states[3]: d=64, F=1024, k=20, E=32, 1200 steps × 256 rows per model",
   shape: { d: 64, F: 1024, k: 20, E: 32, topN: null, kSeq: null },
-  data: { model: "stories260K", layer: 3, corpus: "tinystories", windowLength: 128, maxTokens: 200_000, evalRows: 4096 },
+  data: {
+    model: "stories260K",
+    layer: 3,
+    corpus: "tinystories",
+    windowLength: 128,
+    maxTokens: 200_000,
+    evalRows: 4096,
+  },
   batch: { sae: 256, sequential: 256, joint: 256 },
   steps: { sae: 1200, sequential: 1200, joint: 1200 },
   lr: 1e-3,
@@ -167,9 +177,17 @@ const STANDARD: Base = {
 
 /** paper: the authors' shapes and budgets (notes §3, §5, §6, §11). */
 const PAPER: Base = {
-  description: "the paper's shapes: OpenLLaMA-3B hidden_states[16], d=3200, F=50000, k=1024, E=300, 5M tokens (GPU backend only)",
+  description:
+    "the paper's shapes: OpenLLaMA-3B hidden_states[16], d=3200, F=50000, k=1024, E=300, 5M tokens (GPU backend only)",
   shape: { d: 3200, F: 50000, k: 1024, E: 300, topN: null, kSeq: 250 },
-  data: { model: "openlm-research/open_llama_3b", layer: 16, corpus: "wikitext-103-train", windowLength: 128, maxTokens: 5_000_000, evalRows: 10_000 },
+  data: {
+    model: "openlm-research/open_llama_3b",
+    layer: 16,
+    corpus: "wikitext-103-train",
+    windowLength: 128,
+    maxTokens: 5_000_000,
+    evalRows: 10_000,
+  },
   batch: { sae: 1024, sequential: 130, joint: 64 },
   // SAE: stopped at ~200k of 500k steps; sequential: 5M tokens × 0.9 × 10 epochs / 130; joint: / 64.
   steps: { sae: 200_000, sequential: 346_154, joint: 703_125 },
@@ -191,7 +209,8 @@ export interface PresetOverrides extends Partial<PresetShape> {
   dropout?: number;
   /** Learning-rate schedule for every model (default: the mode's — corrected decay, or the authors' schedules). */
   schedule?: ScheduleSpec;
-  /** AuxK settings of the SAE (enabled by default in the modern preset only); the dead window stays a tenth of the run unless given. */
+  /** AuxK settings of the SAE (enabled by default in the modern preset only); the dead window stays a tenth of the run
+   * unless given. */
   auxK?: Partial<AuxKConfig>;
   seed?: number;
   /** Root directory for checkpoints (one subdirectory per model); null = none. */
@@ -203,7 +222,8 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
   const base = BASES[name];
   if (!base) throw new Error(`preset: unknown preset ${JSON.stringify(name)} (${PRESET_NAMES.join(", ")})`);
   const mode: Mode = o.mode ?? "corrected";
-  if (mode !== "faithful" && mode !== "corrected") throw new Error(`preset.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
+  if (mode !== "faithful" && mode !== "corrected")
+    throw new Error(`preset.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
   const shape: PresetShape = {
     d: o.d ?? base.shape.d,
     F: o.F ?? base.shape.F,
@@ -215,13 +235,23 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
   // AuxK's dead window in rows seen: the modern default (10M tokens) exceeds every run but `paper`,
   // so AuxK could never trigger; a tenth of the joint run instead (auxKDeadWindow).
   const deadWindowTokens = auxKDeadWindow(o.steps ?? base.steps.joint, o.batchSize ?? base.batch.joint);
-  const sae = saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: o.saePreset ?? "claflin" }, { auxK: { deadWindowTokens, ...o.auxK } });
+  const sae = saeConfig(
+    { d: shape.d, F: shape.F, k: shape.k, preset: o.saePreset ?? "claflin" },
+    { auxK: { deadWindowTokens, ...o.auxK } },
+  );
   // dropout only when overridden, so the default configs (and the cache keys hashed from them) are unchanged
-  const nfmOf = (E: number, topN: number | null) => nfmConfig({ F: shape.F, d: shape.d, E }, o.dropout === undefined ? { topN } : { topN, dropout: o.dropout });
+  const nfmOf = (E: number, topN: number | null) =>
+    nfmConfig({ F: shape.F, d: shape.d, E }, o.dropout === undefined ? { topN } : { topN, dropout: o.dropout });
   const nfm = nfmOf(shape.E, shape.topN);
   const seed = o.seed ?? 0;
   const model = (kind: ModelConfig["kind"], variant: ModelConfig["variant"], nfmOf = nfm, saeOf = sae): ModelConfig =>
-    validateModelConfig({ kind, sae: saeOf, nfm: variant === "sae" ? null : nfmOf, variant, saeKAtInference: kind === "sequential" ? shape.kSeq : null });
+    validateModelConfig({
+      kind,
+      sae: saeOf,
+      nfm: variant === "sae" ? null : nfmOf,
+      variant,
+      saeKAtInference: kind === "sequential" ? shape.kSeq : null,
+    });
   const jointFull = model("joint", "full");
   // width-matched SAE: claflin SAE parameters are F·(2d + 1) (+ d with b_dec); F rounded to a multiple of 4
   const perFeature = 2 * shape.d + 1;
@@ -233,7 +263,13 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
     if (Math.abs(share(E) - PAPER_INTERACTION_SHARE) < Math.abs(share(smallE) - PAPER_INTERACTION_SHARE)) smallE = E;
   }
   const topN = Math.max(1, Math.floor(shape.k / 2));
-  const make = (which: "sae" | "sequential" | "joint", m: ModelConfig, sub: string, maxSteps = Infinity, baseSteps = base.steps[which]): TrainConfig => {
+  const make = (
+    which: "sae" | "sequential" | "joint",
+    m: ModelConfig,
+    sub: string,
+    maxSteps = Infinity,
+    baseSteps = base.steps[which],
+  ): TrainConfig => {
     const planned = o.steps ?? baseSteps;
     const steps = Math.min(maxSteps, planned);
     const batchSize = o.batchSize ?? base.batch[which];
@@ -245,15 +281,18 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
           ? // part1c: LinearLR over int(0.8 × 500k planned steps), stopped at ~200k (= our `steps`).
             { mode: "fixed", totalIters: Math.floor(0.8 * 2.5 * steps) }
           : {
-            mode: "faithful",
-            estimate: {
-              chunkTokens: base.chunkTokens[which],
-              windowLength: base.data.windowLength,
-              batchSize,
-              epochsPerChunk: base.epochsPerChunk,
-              numChunks: Math.max(1, Math.round((base.data.maxTokens ?? base.chunkTokens[which]) / base.chunkTokens[which])),
-            },
-          });
+              mode: "faithful",
+              estimate: {
+                chunkTokens: base.chunkTokens[which],
+                windowLength: base.data.windowLength,
+                batchSize,
+                epochsPerChunk: base.epochsPerChunk,
+                numChunks: Math.max(
+                  1,
+                  Math.round((base.data.maxTokens ?? base.chunkTokens[which]) / base.chunkTokens[which]),
+                ),
+              },
+            });
     return {
       model: m,
       steps,
@@ -262,7 +301,11 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
       optim: { lr: o.lr ?? base.lr, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 },
       schedule,
       data: mode === "faithful" ? { part: "train", normalize: "per-chunk" } : { part: "all", normalize: "store" },
-      eval: { rows: base.data.evalRows, every: steps < planned ? Math.max(1, Math.floor(steps / 10)) : base.evalEvery, part: mode === "faithful" ? "val" : "all" },
+      eval: {
+        rows: base.data.evalRows,
+        every: steps < planned ? Math.max(1, Math.floor(steps / 10)) : base.evalEvery,
+        part: mode === "faithful" ? "val" : "all",
+      },
       checkpoint: { dir: o.checkpointDir ? `${o.checkpointDir}/${sub}` : null, every: o.checkpointEvery ?? 0 },
     };
   };
@@ -277,8 +320,23 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
     joint: make("joint", model("joint", "full"), "joint"),
     jointLinear: make("joint", model("joint", "sae+linear"), "joint-linear"),
     // the standalone SAE's budget and schedule; b_dec initialised to the data mean as in the modern preset
-    saeBias: make("sae", model("sae", "sae", nfm, saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: "claflin" }, { decoderBias: true })), "sae-bias"),
-    saeWide: make("sae", model("sae", "sae", nfm, saeConfig({ d: shape.d, F: wideF, k: shape.k, preset: "claflin" })), "sae-wide", Infinity, base.steps.saeWide ?? base.steps.sae),
+    saeBias: make(
+      "sae",
+      model(
+        "sae",
+        "sae",
+        nfm,
+        saeConfig({ d: shape.d, F: shape.F, k: shape.k, preset: "claflin" }, { decoderBias: true }),
+      ),
+      "sae-bias",
+    ),
+    saeWide: make(
+      "sae",
+      model("sae", "sae", nfm, saeConfig({ d: shape.d, F: wideF, k: shape.k, preset: "claflin" })),
+      "sae-wide",
+      Infinity,
+      base.steps.saeWide ?? base.steps.sae,
+    ),
     jointSmallE: make("joint", model("joint", "full", nfmOf(smallE, shape.topN)), "joint-small-e"),
     jointTopN: make("joint", model("joint", "full", nfmOf(shape.E, topN)), "joint-top-n", 2000),
   };
@@ -288,6 +346,7 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
 export function presetFromEnv(fallback: PresetName = "quick", o: PresetOverrides = {}): Preset {
   const raw = (process.env.IS_PRESET ?? "").trim();
   if (raw === "") return presetConfig(fallback, o);
-  if (!(PRESET_NAMES as string[]).includes(raw)) throw new Error(`IS_PRESET must be one of ${PRESET_NAMES.join(", ")} (got "${raw}")`);
+  if (!(PRESET_NAMES as string[]).includes(raw))
+    throw new Error(`IS_PRESET must be one of ${PRESET_NAMES.join(", ")} (got "${raw}")`);
   return presetConfig(raw as PresetName, o);
 }

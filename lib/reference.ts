@@ -67,11 +67,23 @@ function topkIdx(a: ArrayLike<number>, k: number, among?: Int32Array): number[] 
 
 /** The k active features of one row's pre-activations, in the SAE's order. */
 function selectFeatures(pre: Float64Array, k: number, order: "relu-topk" | "topk-relu", among?: Int32Array): number[] {
-  return order === "relu-topk" ? topkIdx(pre.map((v) => Math.max(v, 0)), k, among) : topkIdx(pre, k, among);
+  return order === "relu-topk"
+    ? topkIdx(
+        pre.map((v) => Math.max(v, 0)),
+        k,
+        among,
+      )
+    : topkIdx(pre, k, among);
 }
 
 /** Σ_i vals[i]·W[ids[i], :] (+ bias) for a row-major W [F, n]. */
-function combineRows(W: Float64Array, n: number, ids: number[], vals: number[], bias: Float64Array | null): Float64Array {
+function combineRows(
+  W: Float64Array,
+  n: number,
+  ids: number[],
+  vals: number[],
+  bias: Float64Array | null,
+): Float64Array {
   const out = new Float64Array(n);
   for (let j = 0; j < n; j++) {
     let s = bias ? bias[j] : 0;
@@ -82,7 +94,12 @@ function combineRows(W: Float64Array, n: number, ids: number[], vals: number[], 
 }
 
 /** The SAE encoder on one row: pre-activations [F] and the selected (ids, values). */
-export function refEncode(p: RefParams, c: ModelConfig["sae"], x: Float64Array, k: number): { pre: Float64Array; ids: number[]; vals: number[] } {
+export function refEncode(
+  p: RefParams,
+  c: ModelConfig["sae"],
+  x: Float64Array,
+  k: number,
+): { pre: Float64Array; ids: number[]; vals: number[] } {
   const { d, F } = c;
   const xin = x.map((v, j) => v - (c.decoderBias ? p["sae.bDec"][j] : 0));
   const pre = new Float64Array(F);
@@ -117,7 +134,8 @@ export function refNfm(
   const z = new Float64Array(E);
   for (let i = 0; i < nIds.length; i++) {
     for (let j = i + 1; j < nIds.length; j++) {
-      for (let e = 0; e < E; e++) z[e] += nVals[i] * nVals[j] * p["nfm.V"][nIds[i] * E + e] * p["nfm.V"][nIds[j] * E + e];
+      for (let e = 0; e < E; e++)
+        z[e] += nVals[i] * nVals[j] * p["nfm.V"][nIds[i] * E + e] * p["nfm.V"][nIds[j] * E + e];
     }
   }
   if (dropout) for (let e = 0; e < E; e++) z[e] *= dropout[e];
@@ -178,7 +196,13 @@ export function refForward(p: RefParams, c: ModelConfig, x: Float64Array, B: num
     let s = 0;
     for (let b = 0; b < B; b++) {
       const sel = selectFeatures(pres[b], kAux, c.sae.order, o.dead);
-      const ehat = combineRows(p["sae.wDec"], d, sel, sel.map((f) => Math.max(pres[b][f], 0)), null);
+      const ehat = combineRows(
+        p["sae.wDec"],
+        d,
+        sel,
+        sel.map((f) => Math.max(pres[b][f], 0)),
+        null,
+      );
       for (let j = 0; j < d; j++) s += (ehat[j] - resid[b * d + j]) ** 2;
     }
     aux = c.sae.auxK.coefficient * Math.min(o.dead.length / c.sae.auxK.kAux, 1) * (s / (B * d));

@@ -91,7 +91,9 @@ function isPosInt(n: unknown): n is number {
 
 export function validateSaeConfig(c: SaeConfig, where = "sae"): SaeConfig {
   const fail = (field: string, why: string) =>
-    new Error(`${where}.${field}: ${why} (got ${JSON.stringify((c as any)[field] ?? (c.auxK as any)?.[field.replace("auxK.", "")])})`);
+    new Error(
+      `${where}.${field}: ${why} (got ${JSON.stringify((c as any)[field] ?? (c.auxK as any)?.[field.replace("auxK.", "")])})`,
+    );
   if (!isPosInt(c.d)) throw fail("d", "must be a positive integer");
   if (!isPosInt(c.F)) throw fail("F", "must be a positive integer");
   if (!isPosInt(c.k)) throw fail("k", "must be a positive integer");
@@ -106,7 +108,8 @@ export function validateSaeConfig(c: SaeConfig, where = "sae"): SaeConfig {
   if (a.enabled) {
     if (!isPosInt(a.kAux)) throw new Error(`${where}.auxK.kAux: must be a positive integer (got ${a.kAux})`);
     if (!(a.coefficient >= 0)) throw new Error(`${where}.auxK.coefficient: must be ≥ 0 (got ${a.coefficient})`);
-    if (!(a.deadWindowTokens > 0)) throw new Error(`${where}.auxK.deadWindowTokens: must be positive (got ${a.deadWindowTokens})`);
+    if (!(a.deadWindowTokens > 0))
+      throw new Error(`${where}.auxK.deadWindowTokens: must be positive (got ${a.deadWindowTokens})`);
   }
   return c;
 }
@@ -145,7 +148,8 @@ export function initSaeParams(c: SaeConfig, rng: Rng, dataMean?: Float32Array | 
   if (c.decoderBias) {
     let mean = new Float32Array(d);
     if (dataMean) {
-      if (dataMean.length !== d) throw new Error(`sae.bDec init: data mean has length ${dataMean.length}, expected d = ${d}`);
+      if (dataMean.length !== d)
+        throw new Error(`sae.bDec init: data mean has length ${dataMean.length}, expected d = ${d}`);
       mean = Float32Array.from(dataMean);
     }
     out.push(["sae.bDec", tf.tensor1d(mean)]);
@@ -218,7 +222,13 @@ export function saeEncoderInput(p: P, c: SaeConfig, x: tf.Tensor2D): tf.Tensor2D
 export function saeEncode(p: P, c: SaeConfig, x: tf.Tensor2D, k: number = c.k): SparseCode {
   if (x.shape[1] !== c.d) throw new Error(`sae.encode: input has ${x.shape[1]} columns, the SAE expects d = ${c.d}`);
   if (k > c.F) throw new Error(`sae.encode: k = ${k} exceeds F = ${c.F}`);
-  const r = topkEncode(saeEncoderInput(p, c, x), p["sae.wEncT"] as tf.Tensor2D, p["sae.bEnc"] as tf.Tensor1D, k, c.order);
+  const r = topkEncode(
+    saeEncoderInput(p, c, x),
+    p["sae.wEncT"] as tf.Tensor2D,
+    p["sae.bEnc"] as tf.Tensor1D,
+    k,
+    c.order,
+  );
   return { values: r.values, indices: r.indices };
 }
 
@@ -285,7 +295,14 @@ export interface CodeBuffers {
 }
 
 /** CodeBuffers for host ids/vals [B·k] over F features (wasm backend: the grouping lives in its heap). */
-export function codeBuffers(ids: Int32Array, vals: Float32Array, B: number, k: number, F: number, hold: Hold): CodeBuffers {
+export function codeBuffers(
+  ids: Int32Array,
+  vals: Float32Array,
+  B: number,
+  k: number,
+  F: number,
+  hold: Hold,
+): CodeBuffers {
   const values = hold(tf.tensor2d(vals, [B, k]));
   const idxCol = hold(tf.tensor2d(ids, [B * k, 1], "int32"));
   return { B, k, ids, vals, values, idxCol, grouped: hold(groupRows(idxCol, F)) };
@@ -423,7 +440,10 @@ export function auxKLoss(
  */
 export class FiringTracker {
   readonly sinceFired: Float64Array;
-  constructor(public readonly F: number, init?: ArrayLike<number>) {
+  constructor(
+    public readonly F: number,
+    init?: ArrayLike<number>,
+  ) {
     this.sinceFired = new Float64Array(F);
     if (init) {
       if (init.length !== F) throw new Error(`FiringTracker: state has length ${init.length}, expected F = ${F}`);

@@ -5,7 +5,7 @@
  *   info      manifest summary of a store (by --dir, or located from the harvest options)
  *   stats     per-dimension mean/std, mean squared norm and row-norm quantiles
  *   corpora   list the named corpora with document counts
- *   export    write a store as .npy or .safetensors shards + export.json for numpy/PyTorch (lib/interop/store-export.ts)
+ * export write a store as .npy or .safetensors shards + export.json for numpy/PyTorch (lib/interop/store-export.ts)
  *
  * Errors print one line (no stack trace) and exit with status 1.
  */
@@ -91,9 +91,11 @@ async function main(): Promise<void> {
   }
   if (positionals.length > 1) throw new Error(`unexpected argument "${positionals[1]}" (see --help)`);
   const remainder = values.remainder;
-  if (remainder !== undefined && remainder !== "drop" && remainder !== "keep") throw new Error(`--remainder must be drop or keep (got "${remainder}")`);
+  if (remainder !== undefined && remainder !== "drop" && remainder !== "keep")
+    throw new Error(`--remainder must be drop or keep (got "${remainder}")`);
   const dtype = values.dtype;
-  if (dtype !== undefined && dtype !== "float32" && dtype !== "float16") throw new Error(`--dtype must be float32 or float16 (got "${dtype}")`);
+  if (dtype !== undefined && dtype !== "float32" && dtype !== "float16")
+    throw new Error(`--dtype must be float32 or float16 (got "${dtype}")`);
   const harvestOpts: HarvestOptions = {
     model: values.model,
     layer: intOpt(values.layer, "layer") ?? 3,
@@ -117,12 +119,26 @@ async function main(): Promise<void> {
     const rows = ["tinystories", "wikitext-valid", "wikitext-test", "brown"].map((name) => {
       try {
         const c = loadCorpus(name);
-        return { name, documents: c.documents.length, characters: c.documents.reduce((s, d) => s + d.text.length, 0), source: c.source };
+        return {
+          name,
+          documents: c.documents.length,
+          characters: c.documents.reduce((s, d) => s + d.text.length, 0),
+          source: c.source,
+        };
       } catch (e) {
         return { name, error: (e as Error).message };
       }
     });
-    out({ corpora: rows }, rows.map((r) => ("error" in r ? `${r.name}: ${r.error}` : `${r.name}: ${r.documents} documents, ${r.characters} characters (${r.source})`)).join("\n"));
+    out(
+      { corpora: rows },
+      rows
+        .map((r) =>
+          "error" in r
+            ? `${r.name}: ${r.error}`
+            : `${r.name}: ${r.documents} documents, ${r.characters} characters (${r.source})`,
+        )
+        .join("\n"),
+    );
     return;
   }
 
@@ -132,10 +148,20 @@ async function main(): Promise<void> {
     const res = await harvestActivations(harvestOpts);
     const m = res.store.manifest;
     out(
-      { dir: res.dir, reused: res.reused, resumedChunks: res.resumedChunks, rows: m.numRows, windows: m.numWindows, rowsComputed: res.rowsComputed, timing: res.timing },
+      {
+        dir: res.dir,
+        reused: res.reused,
+        resumedChunks: res.resumedChunks,
+        rows: m.numRows,
+        windows: m.numWindows,
+        rowsComputed: res.rowsComputed,
+        timing: res.timing,
+      },
       `${res.reused ? "reused" : res.resumedChunks > 0 ? `resumed (${res.resumedChunks} chunks were complete)` : "harvested"} ${m.numRows} rows ` +
         `(${m.numWindows} windows, ${m.numDocuments} documents) → ${res.dir}` +
-        (res.reused ? "" : `\n${res.timing.tokensPerSecond.toFixed(0)} tokens/s (forward ${res.timing.forwardSeconds.toFixed(2)} s, store ${res.timing.storeSeconds.toFixed(2)} s)`),
+        (res.reused
+          ? ""
+          : `\n${res.timing.tokensPerSecond.toFixed(0)} tokens/s (forward ${res.timing.forwardSeconds.toFixed(2)} s, store ${res.timing.storeSeconds.toFixed(2)} s)`),
     );
     return;
   }
@@ -147,12 +173,21 @@ async function main(): Promise<void> {
   }
   if (command === "export") {
     const format = values.format ?? "npy";
-    if (format !== "npy" && format !== "safetensors") throw new Error(`--format must be npy or safetensors (got "${format}")`);
+    if (format !== "npy" && format !== "safetensors")
+      throw new Error(`--format must be npy or safetensors (got "${format}")`);
     const store = await openSelected(values.dir, harvestOpts);
     const outDir = path.resolve(values.out ?? dataDir("exports", `${path.basename(store.dir)}-${format}`));
     const m = exportStore(store, outDir, { format });
     out(
-      { dir: outDir, format, shards: m.shards.length, rows: m.numRows, d: m.d, dtype: m.dtype, manifest: path.join(outDir, "export.json") },
+      {
+        dir: outDir,
+        format,
+        shards: m.shards.length,
+        rows: m.numRows,
+        d: m.d,
+        dtype: m.dtype,
+        manifest: path.join(outDir, "export.json"),
+      },
       `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\nmanifest: ${path.join(outDir, "export.json")}`,
     );
     return;
@@ -160,12 +195,18 @@ async function main(): Promise<void> {
   throw new Error(`unknown command "${command}" (expected harvest, info, stats, corpora or export; see --help)`);
 }
 
-async function openSelected(dir: string | undefined, opts: HarvestOptions, normalization?: NormalizationKind): Promise<ActivationStore> {
+async function openSelected(
+  dir: string | undefined,
+  opts: HarvestOptions,
+  normalization?: NormalizationKind,
+): Promise<ActivationStore> {
   if (dir) return openStore(dir, {}, { normalization });
   const loc = await locateStore(opts);
   if (!loc.complete) {
     throw new Error(
-      loc.partial ? `the store ${loc.dir} is incomplete (interrupted harvest): run "harvest" with the same options to resume it` : `no store for these options (expected ${loc.dir}): run "harvest" first`,
+      loc.partial
+        ? `the store ${loc.dir} is incomplete (interrupted harvest): run "harvest" with the same options to resume it`
+        : `no store for these options (expected ${loc.dir}): run "harvest" first`,
     );
   }
   return openStore(loc.dir, {}, { normalization });
@@ -228,13 +269,28 @@ function printStats(store: ActivationStore, json: boolean): void {
   const quantiles = { min: q(0), p01: q(0.01), p25: q(0.25), median: q(0.5), p75: q(0.75), p99: q(0.99), max: q(1) };
   const s = store.stats;
   if (json) {
-    console.log(JSON.stringify({ dir: store.dir, count: s.count, mean: s.mean, std: s.std, meanSqNorm: s.meanSqNorm, rowNorm: quantiles, normalization: store.normalization }));
+    console.log(
+      JSON.stringify({
+        dir: store.dir,
+        count: s.count,
+        mean: s.mean,
+        std: s.std,
+        meanSqNorm: s.meanSqNorm,
+        rowNorm: quantiles,
+        normalization: store.normalization,
+      }),
+    );
     return;
   }
   const lines = [`rows ${s.count}, d ${d}, mean ‖x‖² ${s.meanSqNorm.toPrecision(6)}`];
-  lines.push(`row norm ‖x‖: ${Object.entries(quantiles).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`);
+  lines.push(
+    `row norm ‖x‖: ${Object.entries(quantiles)
+      .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+      .join(", ")}`,
+  );
   lines.push("dim        mean         std");
-  for (let j = 0; j < d; j++) lines.push(`${String(j).padStart(3)} ${s.mean[j].toFixed(6).padStart(11)} ${s.std[j].toFixed(6).padStart(11)}`);
+  for (let j = 0; j < d; j++)
+    lines.push(`${String(j).padStart(3)} ${s.mean[j].toFixed(6).padStart(11)} ${s.std[j].toFixed(6).padStart(11)}`);
   console.log(lines.join("\n"));
 }
 

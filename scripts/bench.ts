@@ -26,11 +26,13 @@ export interface BenchOptions {
 export type BenchFn = (emit: (record: BenchRecord) => void, opts: BenchOptions) => Promise<void>;
 
 function usage(): string {
-  return "usage: npm run bench [-- --filter <substring>] [--quick] [--torch]\n" +
+  return (
+    "usage: npm run bench [-- --filter <substring>] [--quick] [--torch]\n" +
     "  --filter S  run only bench files whose name contains S, or else only benchmarks whose name contains S\n" +
     "  --quick     fewer repetitions\n" +
     "  --torch     also time the PyTorch reference (../shared/bench/bench_torch.py, 2 threads, sparse) side by side\n" +
-    "              with each joint training step and report the ratio (needs python3-torch; see README)";
+    "              with each joint training step and report the ratio (needs python3-torch; see README)"
+  );
 }
 
 async function main(): Promise<number> {
@@ -53,13 +55,22 @@ async function main(): Promise<number> {
     process.stderr.write(`${usage()}\n`);
     return 0;
   }
-  const opts: BenchOptions = { filter: parsed.values.filter, quick: parsed.values.quick === true, torch: parsed.values.torch === true };
+  const opts: BenchOptions = {
+    filter: parsed.values.filter,
+    quick: parsed.values.quick === true,
+    torch: parsed.values.torch === true,
+  };
 
   const info = await initBackend();
   process.stderr.write(`[bench] ${describeBackend(info)}\n`);
 
   const dir = path.join(__dirname, "..", "bench");
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".bench.ts")).sort() : [];
+  const files = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".bench.ts"))
+        .sort()
+    : [];
   if (files.length === 0) {
     process.stderr.write(`[bench] no bench/*.bench.ts files in ${dir}\n`);
     return 1;
@@ -79,14 +90,17 @@ async function main(): Promise<number> {
     const out: BenchRecord = { ...record };
     if (out.backend === undefined) out.backend = b.name;
     if (out.threads === undefined) out.threads = b.threads;
-    if (typeof out.name !== "string") process.stderr.write(`[bench] warning: record without a name: ${JSON.stringify(out)}\n`);
+    if (typeof out.name !== "string")
+      process.stderr.write(`[bench] warning: record without a name: ${JSON.stringify(out)}\n`);
     process.stdout.write(JSON.stringify(out) + "\n");
   };
 
   let failures = 0;
   for (const file of selected) {
     const t0 = Date.now();
-    process.stderr.write(`[bench] ${file}${opts.quick ? " (quick)" : ""}${passFilter ? ` filter=${passFilter}` : ""}\n`);
+    process.stderr.write(
+      `[bench] ${file}${opts.quick ? " (quick)" : ""}${passFilter ? ` filter=${passFilter}` : ""}\n`,
+    );
     try {
       const mod = await import(path.join(dir, file));
       // CommonJS interop: `export default` may arrive as mod.default or mod.default.default.

@@ -91,7 +91,9 @@ function numOpt(v: string | undefined, flag: string, def: number): number {
 function checkFinite(values: ArrayLike<number>, what: string, modelPath: string, where: (i: number) => string): void {
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) {
-      throw new Error(`${modelPath}: the model gives non-finite ${what} (${values[i]} at ${where(i)}): its weights are broken (NaN or Inf); re-download or re-export the model`);
+      throw new Error(
+        `${modelPath}: the model gives non-finite ${what} (${values[i]} at ${where(i)}): its weights are broken (NaN or Inf); re-download or re-export the model`,
+      );
     }
   }
 }
@@ -164,7 +166,11 @@ async function main(argv: string[]): Promise<void> {
     const text = need(values.prompt, "--prompt TEXT", cmd);
     const ids = tok.encode(text, { bos });
     const pieces = ids.map((id) => tok.piece(id));
-    print(json, { model: modelName, text, bos, ids, pieces }, () => ids.map((id, i) => `${String(i).padStart(4)}  ${String(id).padStart(6)}  ${JSON.stringify(pieces[i])}`).join("\n"));
+    print(json, { model: modelName, text, bos, ids, pieces }, () =>
+      ids
+        .map((id, i) => `${String(i).padStart(4)}  ${String(id).padStart(6)}  ${JSON.stringify(pieces[i])}`)
+        .join("\n"),
+    );
     return;
   }
 
@@ -172,10 +178,15 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === "export-hf") {
     const out = need(values.out, "--out DIR", cmd);
     const r = await resolve(modelName, dl);
-    if (r.kind !== "llama2c") throw new Error(`export-hf: "${modelName}" is already a Hugging Face checkpoint (${r.dir})`);
+    if (r.kind !== "llama2c")
+      throw new Error(`export-hf: "${modelName}" is already a Hugging Face checkpoint (${r.dir})`);
     const dtype = (values.dtype ?? "F32").toUpperCase() as "F32" | "F16" | "BF16";
     await exportHf(ck, r.tokenizerPath, out, { dtype, shards: intOpt(values.shards, "--shards", 1, 1) });
-    print(json, { model: modelName, out: path.resolve(out), dtype }, () => `wrote ${path.resolve(out)} (config.json, safetensors, tokenizer.json)`);
+    print(
+      json,
+      { model: modelName, out: path.resolve(out), dtype },
+      () => `wrote ${path.resolve(out)} (config.json, safetensors, tokenizer.json)`,
+    );
     return;
   }
 
@@ -216,9 +227,10 @@ async function main(argv: string[]): Promise<void> {
     }
 
     const tok = await loadTokenizer(modelName, dl);
-    const prompt = cmd === "generate" ? values.prompt ?? "" : need(values.prompt, "--prompt TEXT", cmd);
+    const prompt = cmd === "generate" ? (values.prompt ?? "") : need(values.prompt, "--prompt TEXT", cmd);
     const ids = tok.encode(prompt, { bos });
-    if (ids.length === 0) throw new UsageError(`${cmd}: the prompt encodes to no tokens (give --prompt, or drop --no-bos)`);
+    if (ids.length === 0)
+      throw new UsageError(`${cmd}: the prompt encodes to no tokens (give --prompt, or drop --no-bos)`);
     const pieces = ids.map((id) => tok.piece(id));
 
     if (cmd === "logits") {
@@ -229,7 +241,13 @@ async function main(argv: string[]): Promise<void> {
       logits.forEach((row, t) => checkFinite(row, "logits", ck.path, (i) => `position ${t}, token ${i}`));
       const top = logits.map((row) => topOf(row, topN, tok));
       print(json, { model: modelName, prompt, ids, pieces, vocabSize: ck.config.vocabSize, logits, top }, () =>
-        [`next token after ${JSON.stringify(prompt)} (${ids.length} tokens):`, ...top[top.length - 1].map((c) => `  ${c.prob.toFixed(4)}  ${c.logit.toFixed(3).padStart(8)}  ${String(c.id).padStart(6)}  ${JSON.stringify(c.piece)}`)].join("\n"),
+        [
+          `next token after ${JSON.stringify(prompt)} (${ids.length} tokens):`,
+          ...top[top.length - 1].map(
+            (c) =>
+              `  ${c.prob.toFixed(4)}  ${c.logit.toFixed(3).padStart(8)}  ${String(c.id).padStart(6)}  ${JSON.stringify(c.piece)}`,
+          ),
+        ].join("\n"),
       );
       return;
     }
@@ -239,10 +257,29 @@ async function main(argv: string[]): Promise<void> {
       const r = model.forward([ids], { capture: [layer], activationsOnly: true });
       const h = (r.hidden.get(layer) as tf.Tensor3D).arraySync()[0];
       for (const t of r.hidden.values()) t.dispose();
-      h.forEach((row, t) => checkFinite(row, `hidden states (layer ${layer})`, ck.path, (i) => `position ${t}, dimension ${i}`));
-      const obj = { model: modelName, prompt, layer, hook: residPreHookName(layer), ids, pieces, shape: [h.length, ck.config.dim], hidden: h };
+      h.forEach((row, t) =>
+        checkFinite(row, `hidden states (layer ${layer})`, ck.path, (i) => `position ${t}, dimension ${i}`),
+      );
+      const obj = {
+        model: modelName,
+        prompt,
+        layer,
+        hook: residPreHookName(layer),
+        ids,
+        pieces,
+        shape: [h.length, ck.config.dim],
+        hidden: h,
+      };
       print(json, obj, () =>
-        h.map((row, t) => `${String(t).padStart(4)} ${JSON.stringify(pieces[t]).padEnd(12)} |h|=${Math.sqrt(row.reduce((s, v) => s + v * v, 0)).toFixed(4)}  [${row.slice(0, 4).map((v) => v.toFixed(4)).join(", ")}, …]`).join("\n"),
+        h
+          .map(
+            (row, t) =>
+              `${String(t).padStart(4)} ${JSON.stringify(pieces[t]).padEnd(12)} |h|=${Math.sqrt(row.reduce((s, v) => s + v * v, 0)).toFixed(4)}  [${row
+                .slice(0, 4)
+                .map((v) => v.toFixed(4))
+                .join(", ")}, …]`,
+          )
+          .join("\n"),
       );
       return;
     }
@@ -270,7 +307,11 @@ async function main(argv: string[]): Promise<void> {
       });
       prog?.done();
       const text = tok.decode(out.ids);
-      print(json, { model: modelName, prompt, temperature, seed, steps, ids: out.ids, generated: out.generated, text }, () => text);
+      print(
+        json,
+        { model: modelName, prompt, temperature, seed, steps, ids: out.ids, generated: out.generated, text },
+        () => text,
+      );
       return;
     }
   } finally {

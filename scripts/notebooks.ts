@@ -31,12 +31,21 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  console.error(`notebooks: ${msg}\nusage: npm run notebooks -- [--preset NAME] [--timeout S] [--out-dir DIR] [--env K=V] [--check-clean | --strip] [notebook ...]`);
+  console.error(
+    `notebooks: ${msg}\nusage: npm run notebooks -- [--preset NAME] [--timeout S] [--out-dir DIR] [--env K=V] [--check-clean | --strip] [notebook ...]`,
+  );
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { env: {}, timeoutS: 1800, outDir: dataDir("notebooks-executed"), checkClean: false, strip: false, notebooks: [] };
+  const a: Args = {
+    env: {},
+    timeoutS: 1800,
+    outDir: dataDir("notebooks-executed"),
+    checkClean: false,
+    strip: false,
+    notebooks: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -99,14 +108,21 @@ async function main(): Promise<void> {
   }
   if (args.checkClean) {
     const dirty = files.filter(hasOutputs);
-    for (const f of dirty) console.error(`has outputs (run npm run notebooks -- --strip): ${path.relative(repoRoot, f)}`);
+    for (const f of dirty)
+      console.error(`has outputs (run npm run notebooks -- --strip): ${path.relative(repoRoot, f)}`);
     if (dirty.length > 0) process.exit(1);
     console.log(`${files.length} notebook(s) carry no outputs`);
     return;
   }
 
-  const envNote = Object.keys(args.env).length ? ` env ${Object.entries(args.env).map(([k, v]) => `${k}=${v}`).join(" ")}` : "";
-  console.log(`executing ${files.length} notebook(s) → ${path.relative(repoRoot, args.outDir) || args.outDir}${envNote}`);
+  const envNote = Object.keys(args.env).length
+    ? ` env ${Object.entries(args.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ")}`
+    : "";
+  console.log(
+    `executing ${files.length} notebook(s) → ${path.relative(repoRoot, args.outDir) || args.outDir}${envNote}`,
+  );
   const failed: string[] = [];
   for (const f of files) {
     const name = path.basename(f);
@@ -121,18 +137,22 @@ async function main(): Promise<void> {
       .map((c) => `cell ${c.index} ${c.durationS!.toFixed(1)}s`)
       .join(", ");
     if (r.ok) {
-      console.log(`ok   ${name} in ${r.durationS.toFixed(1)} s${slow ? ` (${slow})` : ""} → ${path.relative(repoRoot, r.outputPath)}`);
+      console.log(
+        `ok   ${name} in ${r.durationS.toFixed(1)} s${slow ? ` (${slow})` : ""} → ${path.relative(repoRoot, r.outputPath)}`,
+      );
     } else {
       failed.push(name);
       console.log(`FAIL ${name} in ${r.durationS.toFixed(1)} s → ${path.relative(repoRoot, r.outputPath)}`);
       console.log(formatErrors(r).replace(/^/gm, "     "));
     }
   }
-  console.log(`${files.length - failed.length}/${files.length} notebook(s) ran without errors${failed.length ? `; failed: ${failed.join(", ")}` : ""}`);
+  console.log(
+    `${files.length - failed.length}/${files.length} notebook(s) ran without errors${failed.length ? `; failed: ${failed.join(", ")}` : ""}`,
+  );
   if (failed.length > 0) process.exit(1);
 }
 
 main().catch((err) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : err);
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
   process.exit(1);
 });

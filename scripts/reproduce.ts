@@ -18,7 +18,19 @@ import { initBackend, describeBackend } from "../lib/backend";
 import { parseSeed } from "../lib/util/random";
 import { dataDir, repoRoot } from "../lib/paths";
 import { sha256Bytes, sha256File, writeFileAtomic, writeJsonAtomic } from "../lib/io/atomic";
-import { cachedStep, cacheRoot, collectModeResults, getLanguageModel, getStores, onCacheEvent, pipelineParams, presetFor, CacheEvent, ModeArtifacts, PipelineParams } from "../lib/pipeline/index";
+import {
+  cachedStep,
+  cacheRoot,
+  collectModeResults,
+  getLanguageModel,
+  getStores,
+  onCacheEvent,
+  pipelineParams,
+  presetFor,
+  CacheEvent,
+  ModeArtifacts,
+  PipelineParams,
+} from "../lib/pipeline/index";
 import { buildClaimRows, StudyInfo } from "../lib/report/claims";
 import { aggregateSeeds } from "../lib/report/aggregate";
 import { buildReport, ReportFigure, RunHeader, StudyArtifacts } from "../lib/report/report";
@@ -81,13 +93,19 @@ export function parseSeedList(name: string, v: string | undefined): number[] | u
   if (v === undefined) return undefined;
   const parts = v.split(",").map((x) => x.trim());
   const seeds = parts.map((x) => (x === "" ? NaN : parseSeed(x, `--${name}`)));
-  if (seeds.length === 0 || parts.some((x) => x === "")) throw new Error(`--${name} must be a comma-separated list of non-negative integers (got "${v}")`);
+  if (seeds.length === 0 || parts.some((x) => x === ""))
+    throw new Error(`--${name} must be a comma-separated list of non-negative integers (got "${v}")`);
   if (new Set(seeds).size !== seeds.length) throw new Error(`--${name} lists a seed twice (got "${v}")`);
   return seeds;
 }
 
-/** Seeds per mode: --seeds (or --seed), default 0,1,2 for the standard preset and 0 otherwise; --faithful-seeds for faithful. */
-export function seedsFor(args: Pick<ReproduceArgs, "seed" | "seeds" | "faithfulSeeds">, preset: string, mode: "faithful" | "corrected"): number[] {
+/** Seeds per mode: --seeds (or --seed), default 0,1,2 for the standard preset and 0 otherwise; --faithful-seeds for
+ * faithful. */
+export function seedsFor(
+  args: Pick<ReproduceArgs, "seed" | "seeds" | "faithfulSeeds">,
+  preset: string,
+  mode: "faithful" | "corrected",
+): number[] {
   if (args.seed !== undefined && args.seeds !== undefined) throw new Error("give --seed or --seeds, not both");
   const base = args.seeds ?? (args.seed !== undefined ? [args.seed] : preset === "standard" ? [0, 1, 2] : [0]);
   return mode === "faithful" && args.faithfulSeeds ? args.faithfulSeeds : base;
@@ -116,7 +134,8 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
   });
   if (values.help) return "help";
   const mode = (values.mode ?? "both") as ReproduceArgs["mode"];
-  if (mode !== "both" && mode !== "faithful" && mode !== "corrected") throw new Error(`--mode must be both, faithful or corrected (got "${values.mode}")`);
+  if (mode !== "both" && mode !== "faithful" && mode !== "corrected")
+    throw new Error(`--mode must be both, faithful or corrected (got "${values.mode}")`);
   return {
     preset: values.preset,
     model: values.model,
@@ -134,9 +153,19 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
 }
 
 /** Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs. */
-async function runNotebooks(runDir: string, params: PipelineParams, artifactKey: string, log: (s: string) => void): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
+async function runNotebooks(
+  runDir: string,
+  params: PipelineParams,
+  artifactKey: string,
+  log: (s: string) => void,
+): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
   const nbDir = path.join(repoRoot, "notebooks");
-  const files = fs.existsSync(nbDir) ? fs.readdirSync(nbDir).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort() : [];
+  const files = fs.existsSync(nbDir)
+    ? fs
+        .readdirSync(nbDir)
+        .filter((f) => /^\d\d-.*\.ipynb$/.test(f))
+        .sort()
+    : [];
   const outDir = path.join(runDir, "notebooks");
   fs.mkdirSync(outDir, { recursive: true });
   const env: Record<string, string> = {
@@ -156,11 +185,15 @@ async function runNotebooks(runDir: string, params: PipelineParams, artifactKey:
     const t0 = Date.now();
     log(`notebook ${f} ...`);
     try {
-      const step = await cachedStep("notebook", { file: f, sha256: await sha256File(src), env, artifactKey }, async (dir) => {
-        const r = await nb.executeNotebook(src, { outDir: dir, env, timeoutS: 900 });
-        if (!r.ok) throw new Error(nb.formatErrors(r));
-        return { file: path.basename(r.outputPath), seconds: r.durationS };
-      });
+      const step = await cachedStep(
+        "notebook",
+        { file: f, sha256: await sha256File(src), env, artifactKey },
+        async (dir) => {
+          const r = await nb.executeNotebook(src, { outDir: dir, env, timeoutS: 900 });
+          if (!r.ok) throw new Error(nb.formatErrors(r));
+          return { file: path.basename(r.outputPath), seconds: r.durationS };
+        },
+      );
       fs.copyFileSync(path.join(step.dir, step.value.file), path.join(outDir, f));
       out.push({ notebook: f, ok: true, cached: step.hit, errors: [], seconds: (Date.now() - t0) / 1000 });
     } catch (e) {
@@ -190,7 +223,12 @@ function slimArtifacts(m: ModeArtifacts): unknown {
 }
 
 /** A worker process that fills the cache for one (mode, seed) (same arguments, `--collect-only <events file>`). */
-function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", seed: number, log: (s: string) => void): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
+function startWorker(
+  args: ReproduceArgs,
+  mode: "faithful" | "corrected",
+  seed: number,
+  log: (s: string) => void,
+): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
   const eventsFile = path.join(os.tmpdir(), `reproduce-${process.pid}-${Date.now()}-${mode}-${seed}.json`);
   const argv = [
     ...(args.preset ? ["--preset", args.preset] : []),
@@ -204,7 +242,10 @@ function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", seed: 
     "--collect-only",
     eventsFile,
   ];
-  const child = spawn(process.execPath, [...process.execArgv, __filename, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+  const child = spawn(process.execPath, [...process.execArgv, __filename, ...argv], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: process.env,
+  });
   const relay = (buf: Buffer) =>
     buf
       .toString()
@@ -233,11 +274,20 @@ function startWorker(args: ReproduceArgs, mode: "faithful" | "corrected", seed: 
 async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<void> {
   await initBackend();
   if (args.mode === "both") throw new Error("--collect-only needs --mode faithful or corrected");
-  const p = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: args.seed, mode: args.mode });
+  const p = pipelineParams({
+    preset: args.preset as PipelineParams["preset"] | undefined,
+    model: args.model,
+    corpus: args.corpus,
+    layer: args.layer,
+    seed: args.seed,
+    mode: args.mode,
+  });
   const events: CacheEvent[] = [];
   const off = onCacheEvent((e) => {
     events.push(e);
-    process.stderr.write(`${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)\n`);
+    process.stderr.write(
+      `${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)\n`,
+    );
   });
   try {
     await collectModeResults(p);
@@ -247,15 +297,38 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   writeJsonAtomic(eventsFile, events);
 }
 
-export async function reproduce(args: ReproduceArgs, log: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
+export async function reproduce(
+  args: ReproduceArgs,
+  log: (s: string) => void = (s) => process.stderr.write(s + "\n"),
+): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   const t0 = Date.now();
   const info = await initBackend();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
-  const presetName = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, mode: modes[0] }).preset;
-  const seedsOf = Object.fromEntries(modes.map((m) => [m, seedsFor(args, presetName, m)])) as Record<"faithful" | "corrected", number[]>;
+  const presetName = pipelineParams({
+    preset: args.preset as PipelineParams["preset"] | undefined,
+    mode: modes[0],
+  }).preset;
+  const seedsOf = Object.fromEntries(modes.map((m) => [m, seedsFor(args, presetName, m)])) as Record<
+    "faithful" | "corrected",
+    number[]
+  >;
   const allSeeds = Array.from(new Set(modes.flatMap((m) => seedsOf[m])));
-  const base = pipelineParams({ preset: args.preset as PipelineParams["preset"] | undefined, model: args.model, corpus: args.corpus, layer: args.layer, seed: allSeeds[0], mode: modes[0] });
-  const argKey = { preset: base.preset, model: base.model, corpus: base.corpus, layer: base.layer, seeds: seedsOf, mode: args.mode };
+  const base = pipelineParams({
+    preset: args.preset as PipelineParams["preset"] | undefined,
+    model: args.model,
+    corpus: args.corpus,
+    layer: args.layer,
+    seed: allSeeds[0],
+    mode: modes[0],
+  });
+  const argKey = {
+    preset: base.preset,
+    model: base.model,
+    corpus: base.corpus,
+    layer: base.layer,
+    seeds: seedsOf,
+    mode: args.mode,
+  };
   const seedTag = allSeeds.length === 1 ? `seed${allSeeds[0]}` : `seeds${allSeeds.join("_")}`;
   const runId = `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-${seedTag}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
   const runDir = dataDir("runs", runId);
@@ -265,7 +338,9 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   const events: CacheEvent[] = [];
   const off = onCacheEvent((e) => {
     events.push(e);
-    log(`  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`);
+    log(
+      `  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`,
+    );
   });
   const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
   const artifacts: ModeArtifacts[] = [];
@@ -306,7 +381,11 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
 
   // the study: per-seed artifacts and, per mode, the claims aggregated over seeds
   const aggregated: StudyArtifacts["aggregated"] = {};
-  for (const mode of modes) aggregated[mode] = aggregateSeeds(artifacts.filter((a) => a.params.mode === mode).map((a) => a.results), seedsOf[mode]);
+  for (const mode of modes)
+    aggregated[mode] = aggregateSeeds(
+      artifacts.filter((a) => a.params.mode === mode).map((a) => a.results),
+      seedsOf[mode],
+    );
   const teaching = base.preset === "quick" || base.preset === "tiny";
   const studyInfo: StudyInfo = {
     preset: base.preset,
@@ -335,12 +414,20 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   }
 
   // notebooks (their own cache events are not counted: they run in kernels)
-  const artifactKey = sha256Bytes(JSON.stringify(events.filter((e) => e.step !== "notebook").map((e) => e.key).sort()));
+  const artifactKey = sha256Bytes(
+    JSON.stringify(
+      events
+        .filter((e) => e.step !== "notebook")
+        .map((e) => e.key)
+        .sort(),
+    ),
+  );
   const notebookEvents: CacheEvent[] = [];
   const off2 = onCacheEvent((e) => notebookEvents.push(e));
   let notebooks: Awaited<ReturnType<typeof runNotebooks>> = [];
   try {
-    if (!args.skipNotebooks) notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log);
+    if (!args.skipNotebooks)
+      notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log);
   } finally {
     off2();
   }
@@ -351,7 +438,13 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
   const header: RunHeader = {
     runId,
     date: new Date().toISOString(),
-    model: { name: lm.name, sha256: lm.sha256, params: llamaParameterCount(lm.config), dim: lm.config.dim, nLayers: lm.config.nLayers },
+    model: {
+      name: lm.name,
+      sha256: lm.sha256,
+      params: llamaParameterCount(lm.config),
+      dim: lm.config.dim,
+      nLayers: lm.config.nLayers,
+    },
     corpus: base.corpus,
     layer: base.layer,
     preset: base.preset,
@@ -385,15 +478,27 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
       root: cacheRoot(),
       hits: header.cache.hits,
       misses: header.cache.misses,
-      events: allEvents.map((e) => ({ step: e.step, key: e.key, hit: e.hit, seconds: e.seconds, cpuSeconds: e.cpuSeconds })),
+      events: allEvents.map((e) => ({
+        step: e.step,
+        key: e.key,
+        hit: e.hit,
+        seconds: e.seconds,
+        cpuSeconds: e.cpuSeconds,
+      })),
     },
   };
   writeJsonAtomic(resultsPath, results); // JSON writes NaN/±Infinity as null
   if (args.publish) publish(runDir, args.publish, figures, log);
-  log(`reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`);
+  log(
+    `reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`,
+  );
   // every failure, after the report and results are written (the report lists each step's error)
   const failed = [
-    ...artifacts.flatMap((a) => Object.entries(a.errors).map(([step, msg]) => `${a.params.mode} seed ${a.params.seed}: step ${step}: ${msg.split("\n")[0]}`)),
+    ...artifacts.flatMap((a) =>
+      Object.entries(a.errors).map(
+        ([step, msg]) => `${a.params.mode} seed ${a.params.seed}: step ${step}: ${msg.split("\n")[0]}`,
+      ),
+    ),
     ...figureFailures.map((f) => `figure ${f}`),
     ...notebooks.filter((n) => !n.ok).map((n) => `notebook ${n.notebook}: ${(n.errors[0] ?? "").split("\n")[0]}`),
   ];
@@ -405,7 +510,11 @@ export async function reproduce(args: ReproduceArgs, log: (s: string) => void = 
 function gitRevision(): string {
   try {
     const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoRoot, encoding: "utf8" }).trim() !== "";
+    const dirty =
+      execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+        cwd: repoRoot,
+        encoding: "utf8",
+      }).trim() !== "";
     return dirty ? `${commit}+dirty` : commit;
   } catch {
     return "unknown (not a git checkout)";
@@ -416,8 +525,10 @@ function gitRevision(): string {
 function publish(runDir: string, dir: string, figures: ReportFigure[], log: (s: string) => void): void {
   const out = path.resolve(dir);
   fs.mkdirSync(path.join(out, "figures"), { recursive: true });
-  for (const f of ["report.md", "results.json"]) writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(runDir, f)));
-  for (const fig of figures) for (const rel of [fig.png, fig.svg]) writeFileAtomic(path.join(out, rel), fs.readFileSync(path.join(runDir, rel)));
+  for (const f of ["report.md", "results.json"])
+    writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(runDir, f)));
+  for (const fig of figures)
+    for (const rel of [fig.png, fig.svg]) writeFileAtomic(path.join(out, rel), fs.readFileSync(path.join(runDir, rel)));
   log(`reproduce: published report.md, results.json and ${figures.length} figures to ${out}`);
 }
 
@@ -450,7 +561,7 @@ if (require.main === module) {
   main().then(
     () => process.exit(process.exitCode ?? 0),
     (e) => {
-      process.stderr.write(`reproduce failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.stderr.write(`reproduce failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
       process.exit(1);
     },
   );

@@ -76,11 +76,13 @@ async function main(): Promise<void> {
     return;
   }
   const presetName = (values.preset ?? process.env.IS_PRESET ?? "quick") as PresetName;
-  if (!["tiny", "quick", "paper"].includes(presetName)) fail(`--preset must be tiny, quick or paper (got "${presetName}")`);
+  if (!["tiny", "quick", "paper"].includes(presetName))
+    fail(`--preset must be tiny, quick or paper (got "${presetName}")`);
   const mode = values.mode as Mode;
   if (mode !== "corrected" && mode !== "faithful") fail(`--mode must be corrected or faithful (got "${mode}")`);
   const which = values.model as string;
-  if (!["sae", "sequential", "joint", "joint-linear"].includes(which)) fail(`--model must be sae, sequential, joint or joint-linear (got "${which}")`);
+  if (!["sae", "sequential", "joint", "joint-linear"].includes(which))
+    fail(`--model must be sae, sequential, joint or joint-linear (got "${which}")`);
   const num = (v: string | undefined, name: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -105,11 +107,17 @@ async function main(): Promise<void> {
     seed: seed(values.seed),
     checkpointDir: out,
   });
-  const cfg: TrainConfig = { sae: preset.sae, sequential: preset.sequential, joint: preset.joint, "joint-linear": preset.jointLinear }[which]!;
+  const cfg: TrainConfig = {
+    sae: preset.sae,
+    sequential: preset.sequential,
+    joint: preset.joint,
+    "joint-linear": preset.jointLinear,
+  }[which]!;
   cfg.checkpoint.every = num(values["checkpoint-every"], "checkpoint-every") ?? Math.max(1, Math.floor(cfg.steps / 4));
   const count = (name: "keep-checkpoints" | "keep-every"): number | undefined => {
     const n = num(values[name], name);
-    if (n !== undefined && !(Number.isInteger(n) && n >= 0)) fail(`--${name} must be an integer ≥ 0 (got "${values[name]}")`);
+    if (n !== undefined && !(Number.isInteger(n) && n >= 0))
+      fail(`--${name} must be an integer ≥ 0 (got "${values[name]}")`);
     return n;
   };
   cfg.checkpoint.keep = count("keep-checkpoints");
@@ -119,17 +127,46 @@ async function main(): Promise<void> {
   checkWritableDir(cfg.checkpoint.dir!, `--out ${out}`);
 
   process.stderr.write(`${describeBackend(await initBackend())}\n`);
-  const common = { model: preset.data.model, layer: preset.data.layer, corpus: preset.data.corpus, windowLength: preset.data.windowLength, maxTokens: preset.data.maxTokens ?? undefined };
+  const common = {
+    model: preset.data.model,
+    layer: preset.data.layer,
+    corpus: preset.data.corpus,
+    windowLength: preset.data.windowLength,
+    maxTokens: preset.data.maxTokens ?? undefined,
+  };
   const train = await harvestActivations({ ...common, split: "train" });
-  const val = mode === "corrected" ? await harvestActivations({ ...common, split: "val", maxTokens: Math.max(preset.data.evalRows * 2, 4096) }) : null;
+  const val =
+    mode === "corrected"
+      ? await harvestActivations({ ...common, split: "val", maxTokens: Math.max(preset.data.evalRows * 2, 4096) })
+      : null;
   let saeParams;
   if (which === "sequential") {
     const dir = values["sae-checkpoint"] ?? readLatest(path.join(out, "sae"));
     if (!dir) fail(`--model sequential needs a trained SAE: run --model sae first or pass --sae-checkpoint DIR`);
     saeParams = loadCheckpoint(dir).model.params;
   }
-  const r = await trainModel(cfg, train.store, { evalSource: val?.store, saeParams, resume: values.resume, allowConfigChange: values["allow-config-change"], label: `${which} (${presetName}, ${mode})` });
-  process.stdout.write(JSON.stringify({ preset: presetName, mode, model: which, steps: r.steps, stepMsMedian: r.stepMsMedian, checkpoint: readLatest(cfg.checkpoint.dir!), final: r.final }, null, 2) + "\n");
+  const r = await trainModel(cfg, train.store, {
+    evalSource: val?.store,
+    saeParams,
+    resume: values.resume,
+    allowConfigChange: values["allow-config-change"],
+    label: `${which} (${presetName}, ${mode})`,
+  });
+  process.stdout.write(
+    JSON.stringify(
+      {
+        preset: presetName,
+        mode,
+        model: which,
+        steps: r.steps,
+        stepMsMedian: r.stepMsMedian,
+        checkpoint: readLatest(cfg.checkpoint.dir!),
+        final: r.final,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
 }
 
 main().catch((e) => {

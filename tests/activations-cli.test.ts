@@ -32,7 +32,18 @@ after(() => {
 
 describe("activations CLI", () => {
   it("harvest, reuse, info and stats as JSON", () => {
-    const sel = ["--layer", "3", "--corpus", "wikitext-test", "--split", "val", "--max-windows", "6", "--batch-windows", "3"];
+    const sel = [
+      "--layer",
+      "3",
+      "--corpus",
+      "wikitext-test",
+      "--split",
+      "val",
+      "--max-windows",
+      "6",
+      "--batch-windows",
+      "3",
+    ];
     const h = cli(["harvest", ...sel, "--json"]);
     assert.equal(h.status, 0, h.stderr);
     const first = JSON.parse(h.stdout);
@@ -60,7 +71,10 @@ describe("activations CLI", () => {
     ] as const) {
       const r = cli([...args]);
       assert.equal(r.status, 1, args.join(" "));
-      const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("activations:"));
+      const lines = r.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("activations:"));
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0], re);
       assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");

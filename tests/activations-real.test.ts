@@ -35,7 +35,19 @@ describe("activation store (stories260K)", () => {
   it("harvest of TinyStories layer 3: bit-exact round trip, traceable rows, no tensor leak, reuse", async () => {
     // a random split seed each run: different documents every time
     const seed = new Rng(Date.now()).int(1000);
-    const opts = { languageModel: model, tokenizer, layer: 3, corpus: "tinystories", split: "val", seed, maxWindows: 24, batchWindows: 8, chunkRows: 1000, storeRoot: root, progress: false };
+    const opts = {
+      languageModel: model,
+      tokenizer,
+      layer: 3,
+      corpus: "tinystories",
+      split: "val",
+      seed,
+      maxWindows: 24,
+      batchWindows: 8,
+      chunkRows: 1000,
+      storeRoot: root,
+      progress: false,
+    };
     // warm-up: the model caches per-length masks/rotary tables as tensors on first use
     const warm = model.forward([new Int32Array(128).fill(1)], { capture: [3], activationsOnly: true });
     tf.dispose([...warm.hidden.values()]);
@@ -55,7 +67,8 @@ describe("activation store (stories260K)", () => {
       const ref = out.data;
       const got = stored.subarray(b * 128 * 64, (b + 8) * 128 * 64);
       assert.equal(got.length, ref.length);
-      for (let i = 0; i < ref.length; i++) if (got[i] !== ref[i]) assert.fail(`row ${b * 128 + Math.floor(i / 64)} dim ${i % 64}: ${got[i]} ≠ ${ref[i]}`);
+      for (let i = 0; i < ref.length; i++)
+        if (got[i] !== ref[i]) assert.fail(`row ${b * 128 + Math.floor(i / 64)} dim ${i % 64}: ${got[i]} ≠ ${ref[i]}`);
     }
     // and agree with an unbatched forward of one window (batching does not change the values beyond float noise)
     const w = windows[5];
@@ -90,17 +103,35 @@ describe("activation store (stories260K)", () => {
     const z = s.readRows(0, s.numRows, "store");
     let sq = 0;
     for (let i = 0; i < z.length; i++) sq += z[i] * z[i];
-    assert.ok(Math.abs(sq / z.length - (s.numRows - 1) / s.numRows) < 1e-3, `mean x² on z-scored data ${sq / z.length}`);
+    assert.ok(
+      Math.abs(sq / z.length - (s.numRows - 1) / s.numRows) < 1e-3,
+      `mean x² on z-scored data ${sq / z.length}`,
+    );
   });
 
   it("remainder keep: short windows in a right-padded batch equal their unpadded forward pass", async () => {
     const docs = loadCorpus("wikitext-test").documents.slice(0, 3);
-    const opts = { languageModel: model, tokenizer, layer: 2, corpus: "wikitext-test", documents: docs, split: "all", remainder: "keep" as const, windowLength: 96, batchWindows: 64, storeRoot: root, progress: false };
+    const opts = {
+      languageModel: model,
+      tokenizer,
+      layer: 2,
+      corpus: "wikitext-test",
+      documents: docs,
+      split: "all",
+      remainder: "keep" as const,
+      windowLength: 96,
+      batchWindows: 64,
+      storeRoot: root,
+      progress: false,
+    };
     const res = await harvestActivations(opts);
     const windows = makeWindows(docs, tokenizer, { windowLength: 96, remainder: "keep" });
     const short = windows.map((w, i) => ({ w, i })).filter(({ w }) => w.tokens.length < 96);
     assert.ok(short.length >= 1, "at least one short window");
-    assert.equal(res.store.numRows, windows.reduce((a, w) => a + w.tokens.length, 0));
+    assert.equal(
+      res.store.numRows,
+      windows.reduce((a, w) => a + w.tokens.length, 0),
+    );
     let start = 0;
     const starts = windows.map((w) => ((start += w.tokens.length), start - w.tokens.length));
     for (const { w, i } of short) {
@@ -108,7 +139,8 @@ describe("activation store (stories260K)", () => {
       const ref = out.hidden.get(2)!.dataSync();
       tf.dispose([...out.hidden.values()]);
       const got = res.store.readRows(starts[i], w.tokens.length);
-      for (let k = 0; k < ref.length; k++) assert.ok(Math.abs(got[k] - ref[k]) < 1e-4, `window ${i} element ${k}: ${got[k]} vs ${ref[k]}`);
+      for (let k = 0; k < ref.length; k++)
+        assert.ok(Math.abs(got[k] - ref[k]) < 1e-4, `window ${i} element ${k}: ${got[k]} vs ${ref[k]}`);
     }
   });
 });

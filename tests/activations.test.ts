@@ -97,7 +97,10 @@ describe("activation store (fake model)", () => {
           sqn += ref[j] * ref[j];
         }
         const info = s.rowInfo(row);
-        assert.deepEqual([info.tokenId, info.docId, info.position, info.windowStart], [w.tokens[p], w.docId, p, w.start]);
+        assert.deepEqual(
+          [info.tokenId, info.docId, info.position, info.windowStart],
+          [w.tokens[p], w.docId, p, w.start],
+        );
       }
     }
     // float64 brute-force statistics
@@ -195,7 +198,10 @@ describe("activation store (fake model)", () => {
     };
     // manifest mismatch
     await assert.rejects(openStore(res.dir, { layer: 4 }), /manifest field layer is 3 but 4 was requested/);
-    await assert.rejects(openStore(res.dir, { corpus: "tinystories" }), /corpus.name is "random-words" but "tinystories"/);
+    await assert.rejects(
+      openStore(res.dir, { corpus: "tinystories" }),
+      /corpus.name is "random-words" but "tinystories"/,
+    );
     await assert.rejects(openStore(res.dir, { modelSha256: "abc" }), /model.sha256/);
     // missing chunk
     const dm = copy("missing");
@@ -212,7 +218,14 @@ describe("activation store (fake model)", () => {
     const buf = fs.readFileSync(g);
     buf.writeFloatLE(NaN, (5 * 8 + 2) * 4); // row 64+5, dimension 2
     fs.writeFileSync(g, buf);
-    await assert.rejects(openStore(dn), (e: unknown) => e instanceof IntegrityError && e.file === g && /chunk-00001\.bin is corrupt: sha256 [0-9a-f]{64} does not match the manifest/.test(e.message) && /harvest again/.test(e.message));
+    await assert.rejects(
+      openStore(dn),
+      (e: unknown) =>
+        e instanceof IntegrityError &&
+        e.file === g &&
+        /chunk-00001\.bin is corrupt: sha256 [0-9a-f]{64} does not match the manifest/.test(e.message) &&
+        /harvest again/.test(e.message),
+    );
     // a NaN the harvest itself recorded (checksums consistent with it) is found by the value scan
     const rehash = () => {
       const mPath = path.join(dn, "manifest.json");
@@ -225,7 +238,9 @@ describe("activation store (fake model)", () => {
     const info = res.store.rowInfo(69);
     await assert.rejects(
       openStore(dn),
-      new RegExp(`holds NaN at row 69 \\(document ${info.docId}, window start ${info.windowStart}, position ${info.position}, dimension 2\\)`),
+      new RegExp(
+        `holds NaN at row 69 \\(document ${info.docId}, window start ${info.windowStart}, position ${info.position}, dimension 2\\)`,
+      ),
     );
     // Inf injected in a float store, also found by the full check
     buf.writeFloatLE(Infinity, (5 * 8 + 2) * 4);
@@ -235,7 +250,13 @@ describe("activation store (fake model)", () => {
     // the model itself producing NaN: harvest refuses and names the document
     const nanTok = "z".charCodeAt(0) + 3;
     await assert.rejects(
-      harvestActivations(baseOpts({ languageModel: new FakeLanguageModel({ dim: 8, nanToken: nanTok }), documents: [{ id: "zed", text: "aaa z bbb" }], split: "all" })),
+      harvestActivations(
+        baseOpts({
+          languageModel: new FakeLanguageModel({ dim: 8, nanToken: nanTok }),
+          documents: [{ id: "zed", text: "aaa z bbb" }],
+          split: "all",
+        }),
+      ),
       /the model produced NaN at row \d+ \(document zed, window start 0, position 5/,
     );
     // empty corpus / nothing to window
@@ -269,11 +290,20 @@ describe("activation store (fake model)", () => {
       return epochs;
     };
     const a = run();
-    assert.ok(store.meter.peakResidentRows <= budgetRows, `peak ${store.meter.peakResidentRows} rows > budget ${budgetRows}`);
+    assert.ok(
+      store.meter.peakResidentRows <= budgetRows,
+      `peak ${store.meter.peakResidentRows} rows > budget ${budgetRows}`,
+    );
     assert.ok(store.meter.peakResidentRows < n);
     assert.deepEqual(run(), a, "same seed, same order");
-    for (const e of a) assert.deepEqual(Int32Array.from(e).sort(), Int32Array.from({ length: n }, (_, i) => i));
-    const other = Array.from(store.batches({ batchSize: 32, seed: 12, normalize: "none" }), (b) => Array.from(b.rows)).flat();
+    for (const e of a)
+      assert.deepEqual(
+        Int32Array.from(e).sort(),
+        Int32Array.from({ length: n }, (_, i) => i),
+      );
+    const other = Array.from(store.batches({ batchSize: 32, seed: 12, normalize: "none" }), (b) =>
+      Array.from(b.rows),
+    ).flat();
     assert.notDeepEqual(other, a[0]);
     // normalised batches: store z-score
     const first = store.batches({ batchSize: 16, seed: 1 })[Symbol.iterator]().next().value!;
@@ -290,11 +320,15 @@ describe("activation store (fake model)", () => {
       const cs = store.manifest.chunks[k].stats;
       for (let j = 0; j < d; j++) {
         const std = Math.sqrt(cs.m2[j] / (cs.count - 1));
-        assert.ok(Math.abs(pc.x[i * d + j] - (raw[pc.rows[i] * d + j] - cs.mean[j]) / std) < 1e-4, `per-chunk row ${pc.rows[i]}`);
+        assert.ok(
+          Math.abs(pc.x[i * d + j] - (raw[pc.rows[i] * d + j] - cs.mean[j]) / std) < 1e-4,
+          `per-chunk row ${pc.rows[i]}`,
+        );
       }
     }
     // row-level split: train and val disjoint, together all rows
-    const rowsOf = (part: "train" | "val") => Array.from(store.batches({ batchSize: 64, seed: 3, part }), (b) => Array.from(b.rows)).flat();
+    const rowsOf = (part: "train" | "val") =>
+      Array.from(store.batches({ batchSize: 64, seed: 3, part }), (b) => Array.from(b.rows)).flat();
     const tr = rowsOf("train");
     const va = new Set(rowsOf("val"));
     assert.equal(tr.length + va.size, n);
@@ -323,7 +357,10 @@ describe("activation store (fake model)", () => {
     for (let j = 0; j < 8; j++) sq += raw[r * 8 + j] ** 2;
     assert.ok(Math.abs(norms[r] - Math.sqrt(sq)) < 1e-9 * (1 + Math.sqrt(sq)));
     const h = histogram(norms, 10);
-    assert.equal(h.reduce((a, b) => a + b.count, 0), s.numRows);
+    assert.equal(
+      h.reduce((a, b) => a + b.count, 0),
+      s.numRows,
+    );
     const t = traceRows(s, [r], tok);
     const info = s.rowInfo(r);
     assert.equal(t[0].document, info.docId);

@@ -36,10 +36,12 @@ import {
 const NOTEBOOK = "03-topk-sae.ipynb";
 const missing = [
   !findLabBuild() && "the JupyterLab build (npm run lab:build)",
-  !findLabServerPython() && "jupyter_server + jupyterlab_server (apt: python3-jupyter-server python3-jupyterlab-server)",
+  !findLabServerPython() &&
+    "jupyter_server + jupyterlab_server (apt: python3-jupyter-server python3-jupyterlab-server)",
   !findChromium() && "chromium",
 ].filter(Boolean);
-const skip = missing.length > 0 ? `missing: ${missing.join(", ")}; run bash environment/setup.sh --with-jupyterlab` : false;
+const skip =
+  missing.length > 0 ? `missing: ${missing.join(", ")}; run bash environment/setup.sh --with-jupyterlab` : false;
 
 // Page-side code runs in Chromium; typed loosely so this compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -81,7 +83,8 @@ const RECORD_PROGRESS = `(() => {
 
 // (JupyterLab puts each output's renderer, e.g. .jp-RenderedHTMLCommon, in a .jp-OutputArea-child and
 // gives the renderer itself the class .jp-OutputArea-output.)
-/** The current notebook's vega views (canvas size, vega-embed actions, images beside), output images (PNG/SVG renderers draw an img), tables (rows), render errors. */
+/** The current notebook's vega views (canvas size, vega-embed actions, images beside), output images (PNG/SVG renderers
+ * draw an img), tables (rows), render errors. */
 const DESCRIBE_OUTPUTS = `(() => {
   const root = jupyterapp.shell.currentWidget.content.node;
   const box = (el) => { const r = el.getBoundingClientRect(); return { width: r.width, height: r.height }; };
@@ -106,11 +109,20 @@ describe("browser: JupyterLab build", { skip }, () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-lab-test-"));
     served = path.join(tmp, "served");
     fs.mkdirSync(served);
-    writeJsonAtomic(path.join(served, NOTEBOOK), stripOutputs(readNotebook(path.join(repoRoot, "notebooks", NOTEBOOK))));
+    writeJsonAtomic(
+      path.join(served, NOTEBOOK),
+      stripOutputs(readNotebook(path.join(repoRoot, "notebooks", NOTEBOOK))),
+    );
     // the server's environment is its kernels': the tiny preset, in caches of this test's own
     server = await startLabServer({
       notebookDir: served,
-      env: { IS_PRESET: "tiny", IS_MODE: "corrected", IS_SEED: "0", IS_CACHE_DIR: path.join(tmp, "cache"), IS_DATA_DIR: path.join(tmp, "data") },
+      env: {
+        IS_PRESET: "tiny",
+        IS_MODE: "corrected",
+        IS_SEED: "0",
+        IS_CACHE_DIR: path.join(tmp, "cache"),
+        IS_DATA_DIR: path.join(tmp, "data"),
+      },
     });
   });
 
@@ -163,12 +175,25 @@ describe("browser: JupyterLab build", { skip }, () => {
           for (let i = 0; c.model.outputs && i < c.model.outputs.length; i++) {
             const o = c.model.outputs.get(i);
             const raw = o.toJSON();
-            outputs.push({ type: o.type, text: o.type === "error" ? `${raw.ename}: ${raw.evalue}` : [raw.data?.["text/plain"] ?? raw.text ?? ""].flat().join("") });
+            outputs.push({
+              type: o.type,
+              text:
+                o.type === "error"
+                  ? `${raw.ename}: ${raw.evalue}`
+                  : [raw.data?.["text/plain"] ?? raw.text ?? ""].flat().join(""),
+            });
           }
-          return { type: c.model.type, count: c.model.executionCount, outputs, progressBars: c.node.querySelectorAll(".is-progress").length };
+          return {
+            type: c.model.type,
+            count: c.model.executionCount,
+            outputs,
+            progressBars: c.node.querySelectorAll(".is-progress").length,
+          };
         });
       });
-      const errors = state.flatMap((c, i) => c.outputs.filter((o) => o.type === "error").map((o) => `cell ${i}: ${o.text}`));
+      const errors = state.flatMap((c, i) =>
+        c.outputs.filter((o) => o.type === "error").map((o) => `cell ${i}: ${o.text}`),
+      );
       assert.equal(await outcome.jsonValue(), "done", `Run All stopped on an error output:\n${errors.join("\n")}`);
       assert.deepEqual(errors, []);
       assert.ok(
@@ -177,27 +202,43 @@ describe("browser: JupyterLab build", { skip }, () => {
       );
       // the tiny preset reached the kernel (SAE training settings table)
       const settings = state.flatMap((c) => c.outputs).find((o) => o.text.includes("SAE training settings"));
-      assert.ok(settings && /\btiny\b/.test(settings.text), `training settings show the tiny preset: ${settings?.text}`);
+      assert.ok(
+        settings && /\btiny\b/.test(settings.text),
+        `training settings show the tiny preset: ${settings?.text}`,
+      );
 
       // progress: each bar showed several texts at one position, and no output was added per update
       const seen = (await page.evaluate(() => (globalThis as any).__isProgressSeen)) as Record<string, string[]>;
       const keys = Object.keys(seen);
       assert.ok(keys.length >= 1, "progress bars were shown");
       const updated = keys.filter((k) => seen[k].length >= 3);
-      assert.ok(updated.length >= 1, `a progress bar changed in place at least twice: ${JSON.stringify(seen).slice(0, 2000)}`);
+      assert.ok(
+        updated.length >= 1,
+        `a progress bar changed in place at least twice: ${JSON.stringify(seen).slice(0, 2000)}`,
+      );
       for (const k of keys) {
         const cell = Number(k.split(":")[0]);
         const bars = keys.filter((x) => Number(x.split(":")[0]) === cell).length;
-        assert.equal(state[cell].progressBars, bars, `cell ${cell}: ${state[cell].progressBars} progress outputs at the end, ${bars} positions seen`);
+        assert.equal(
+          state[cell].progressBars,
+          bars,
+          `cell ${cell}: ${state[cell].progressBars} progress outputs at the end, ${bars} positions seen`,
+        );
         assert.match(seen[k][seen[k].length - 1], /100%/, `progress ${k} ends complete`);
       }
 
       // save through the app, then a screenshot of the live-trained SAE
       await page.evaluate(() => (globalThis as any).jupyterapp.commands.execute("docmanager:save"));
-      await page.waitForFunction(() => !(globalThis as any).jupyterapp.shell.currentWidget.context.model.dirty, undefined, { timeout: 30_000 });
+      await page.waitForFunction(
+        () => !(globalThis as any).jupyterapp.shell.currentWidget.context.model.dirty,
+        undefined,
+        { timeout: 30_000 },
+      );
       await page.evaluate(() => {
         const w = (globalThis as any).jupyterapp.shell.currentWidget;
-        const cell = (w.content.widgets as any[]).find((c) => c.node.querySelector(".is-progress") && c.node.querySelector(".jp-RenderedVegaCommon5"));
+        const cell = (w.content.widgets as any[]).find(
+          (c) => c.node.querySelector(".is-progress") && c.node.querySelector(".jp-RenderedVegaCommon5"),
+        );
         cell?.node.scrollIntoView();
       });
       await page.waitForTimeout(500);
@@ -208,7 +249,10 @@ describe("browser: JupyterLab build", { skip }, () => {
     // the saved file: what JupyterLab wrote has no error output either
     const saved = readNotebook(path.join(served, NOTEBOOK));
     assert.deepEqual(errorOutputs(saved), []);
-    assert.ok(saved.cells.some((c) => (c.outputs ?? []).length > 0), "saved with outputs");
+    assert.ok(
+      saved.cells.some((c) => (c.outputs ?? []).length > 0),
+      "saved with outputs",
+    );
   });
 
   it(`opens the executed ${NOTEBOOK}: charts drawn by the vega renderer, tables as HTML, a tooltip on hover`, async () => {
@@ -221,7 +265,9 @@ describe("browser: JupyterLab build", { skip }, () => {
     fs.rmSync(screenshot, { force: true });
     await withChromiumPage({ width: 1280, height: 1000 }, async (page) => {
       await openNotebook(page, server!, NOTEBOOK);
-      const charts = saved.cells.flatMap((c) => (c.outputs ?? []).filter((o: any) => o.data?.["application/vnd.vegalite.v5+json"])).length;
+      const charts = saved.cells.flatMap((c) =>
+        (c.outputs ?? []).filter((o: any) => o.data?.["application/vnd.vegalite.v5+json"]),
+      ).length;
       // until every chart is drawn: by vega-embed into a canvas (once vega has compiled the spec),
       // or as a fallback image, PNG or (trusted notebook) SVG (then the assertions below say so)
       await page.waitForFunction(
@@ -242,18 +288,26 @@ describe("browser: JupyterLab build", { skip }, () => {
       };
       assert.equal(view.vega.length, charts, `every chart output is a vega view (${JSON.stringify(view)})`);
       for (const v of view.vega) {
-        assert.ok(v.canvas && v.canvas.width >= 300 && v.canvas.height >= 100, `vega canvas on screen: ${JSON.stringify(v)}`);
+        assert.ok(
+          v.canvas && v.canvas.width >= 300 && v.canvas.height >= 100,
+          `vega canvas on screen: ${JSON.stringify(v)}`,
+        );
         assert.ok(v.actions, "vega-embed's actions menu (an interactive view)");
         assert.equal(v.images, 0, "no fallback image beside the vega view");
       }
       assert.equal(view.images, 0, "no chart fell back to its PNG or SVG image");
       assert.equal(view.renderErrors, 0);
-      assert.ok(view.tables.length >= 4 && view.tables.every((rows) => rows >= 1), `HTML tables with rows: ${JSON.stringify(view.tables)}`);
+      assert.ok(
+        view.tables.length >= 4 && view.tables.every((rows) => rows >= 1),
+        `HTML tables with rows: ${JSON.stringify(view.tables)}`,
+      );
 
       // hover the training curve (the chart with a tooltip encoding) until vega's tooltip shows
       const marked = await page.evaluate(() => {
         const w = (globalThis as any).jupyterapp.shell.currentWidget;
-        const cell = (w.content.widgets as any[]).find((c) => /tooltip:/.test(c.model.value.text) && c.node.querySelector(".jp-RenderedVegaCommon5"));
+        const cell = (w.content.widgets as any[]).find(
+          (c) => /tooltip:/.test(c.model.value.text) && c.node.querySelector(".jp-RenderedVegaCommon5"),
+        );
         cell?.node.querySelector(".jp-RenderedVegaCommon5").setAttribute("data-is-hover-target", "1");
         return Boolean(cell);
       });

@@ -1,6 +1,7 @@
 /**
  * A real browser looks at an executed notebook: start the classic Notebook server (127.0.0.1, free
- * port, random token passed as ?token=), open the executed 00-environment notebook in headless Chromium (playwright-core
+ * port, random token passed as ?token=), open the executed 00-environment notebook in headless Chromium
+ * (playwright-core
  * + Debian's chromium) and check that the chart images are visible with non-zero size. The
  * screenshot goes to data/screenshots/00-environment.png. The feature browser (10-feature-browser,
  * tiny preset, temporary cache) shows its chart and its context cards with the activating tokens
@@ -32,7 +33,11 @@ before(async () => {
 
 describe("browser", () => {
   it("shows the executed 00-environment notebook's charts in Chromium", async (t) => {
-    const missing = [!findJupyter() && "jupyter", !findJupyterPython() && "nbclient", !findChromium() && "chromium"].filter(Boolean);
+    const missing = [
+      !findJupyter() && "jupyter",
+      !findJupyterPython() && "nbclient",
+      !findChromium() && "chromium",
+    ].filter(Boolean);
     if (missing.length > 0) {
       t.skip(`${missing.join(", ")} not installed: run bash environment/setup.sh`);
       return;
@@ -40,7 +45,10 @@ describe("browser", () => {
     // a fresh executed copy, in a directory the server serves
     const served = dataDir("test-output", "browser");
     fs.rmSync(served, { recursive: true, force: true });
-    const r = await executeNotebook(path.join(repoRoot, "notebooks", "00-environment.ipynb"), { outDir: served, timeoutS: 300 });
+    const r = await executeNotebook(path.join(repoRoot, "notebooks", "00-environment.ipynb"), {
+      outDir: served,
+      timeoutS: 300,
+    });
     assert.ok(r.ok, `notebook failed:\n${formatErrors(r)}`);
 
     const server = await startNotebookServer({ notebookDir: served });
@@ -56,7 +64,10 @@ describe("browser", () => {
       const pngs = report.images.filter((i) => i.mime === "image/png");
       assert.ok(pngs.length >= 2, `chart and live-curve PNGs shown (got ${JSON.stringify(report.images)})`);
       for (const img of pngs) {
-        assert.ok(img.complete && img.naturalWidth > 0 && img.naturalHeight > 0, `image decoded: ${JSON.stringify(img)}`);
+        assert.ok(
+          img.complete && img.naturalWidth > 0 && img.naturalHeight > 0,
+          `image decoded: ${JSON.stringify(img)}`,
+        );
         assert.ok(img.width >= 100 && img.height >= 50, `image visible on screen: ${JSON.stringify(img)}`);
       }
       assert.ok(report.tables >= 2, `HTML tables rendered (got ${report.tables})`);
@@ -71,7 +82,11 @@ describe("browser", () => {
   });
 
   it("opens the feature browser (tiny preset) and finds its chart and highlighted contexts", async (t) => {
-    const missing = [!findJupyter() && "jupyter", !findJupyterPython() && "nbclient", !findChromium() && "chromium"].filter(Boolean);
+    const missing = [
+      !findJupyter() && "jupyter",
+      !findJupyterPython() && "nbclient",
+      !findChromium() && "chromium",
+    ].filter(Boolean);
     if (missing.length > 0) {
       t.skip(`${missing.join(", ")} not installed: run bash environment/setup.sh`);
       return;
@@ -81,7 +96,11 @@ describe("browser", () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "browser-10-"));
     try {
       const env = { IS_PRESET: "tiny", IS_MODE: "corrected", IS_SEED: "0", IS_CACHE_DIR: path.join(tmp, "cache") };
-      const r = await executeNotebook(path.join(repoRoot, "notebooks", "10-feature-browser.ipynb"), { outDir: served, env, timeoutS: 900 });
+      const r = await executeNotebook(path.join(repoRoot, "notebooks", "10-feature-browser.ipynb"), {
+        outDir: served,
+        env,
+        timeoutS: 900,
+      });
       assert.ok(r.ok, `notebook failed:\n${formatErrors(r)}`);
       const server = await startNotebookServer({ notebookDir: served });
       try {
@@ -91,9 +110,18 @@ describe("browser", () => {
           minImages: 1,
         });
         assert.match(report.title, /10-feature-browser/);
-        assert.ok(report.images.some((i) => i.mime === "image/png" && i.width >= 300), `the dashboard chart is visible: ${JSON.stringify(report.images)}`);
-        assert.ok(report.marks.length >= 3, `highlighted tokens in the context cards (got ${JSON.stringify(report.marks)})`);
-        assert.ok(report.marks.every((m) => m.length > 0), "every highlight holds a token");
+        assert.ok(
+          report.images.some((i) => i.mime === "image/png" && i.width >= 300),
+          `the dashboard chart is visible: ${JSON.stringify(report.images)}`,
+        );
+        assert.ok(
+          report.marks.length >= 3,
+          `highlighted tokens in the context cards (got ${JSON.stringify(report.marks)})`,
+        );
+        assert.ok(
+          report.marks.every((m) => m.length > 0),
+          "every highlight holds a token",
+        );
         assert.ok(report.tables >= 2, `logit-effect and settings tables rendered (got ${report.tables})`);
         assert.equal(report.errorOutputs, 0);
       } finally {

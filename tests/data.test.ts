@@ -10,7 +10,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
-import { detokenizeBrown, loadCorpus, parseTinyStories, parseWikiText, readTextFiles, type CorpusDocument } from "../lib/data/corpora";
+import {
+  detokenizeBrown,
+  loadCorpus,
+  parseTinyStories,
+  parseWikiText,
+  readTextFiles,
+  type CorpusDocument,
+} from "../lib/data/corpora";
 import { assignDocumentSplit, isValRow, parseFractions, selectSplit } from "../lib/data/split";
 import { limitWindows, makeWindows, windowsOfTokens } from "../lib/data/windows";
 import {
@@ -36,7 +43,10 @@ describe("corpus readers", () => {
   it("TinyStories: ~830 story documents with stable ids, all text kept", () => {
     const a = loadCorpus("tinystories");
     const b = loadCorpus("tinystories");
-    assert.deepEqual(a.documents.map((d) => d.id), b.documents.map((d) => d.id));
+    assert.deepEqual(
+      a.documents.map((d) => d.id),
+      b.documents.map((d) => d.id),
+    );
     assert.ok(a.documents.length > 700 && a.documents.length < 1000, `${a.documents.length} documents`);
     assert.equal(a.documents[0].id, "tinystories:0000");
     assert.ok(a.documents[0].text.startsWith("Spot. Spot saw the shiny car"));
@@ -63,14 +73,20 @@ describe("corpus readers", () => {
     const test = loadCorpus("wikitext-test");
     assert.equal(test.documents[0].id, "wikitext-test:Robert Boulter");
     const filter = test.documents.find((d) => d.id === "wikitext-test:Constant k filter");
-    assert.ok(filter && filter.text.includes("= 1 henry and capacitance C ="), "formula lines stay inside their article");
+    assert.ok(
+      filter && filter.text.includes("= 1 henry and capacitance C ="),
+      "formula lines stay inside their article",
+    );
     assert.ok(!test.documents.some((d) => d.id.includes("henry")));
   });
 
   it("WikiText parser: sub-headings stay inside, duplicate titles get #2", () => {
     const raw = " \n = A = \n \n text a \n \n = = Sub = = \n \n more \n \n = A = \n \n again \n";
     const docs = parseWikiText(raw, "w");
-    assert.deepEqual(docs.map((d) => d.id), ["w:A", "w:A#2"]);
+    assert.deepEqual(
+      docs.map((d) => d.id),
+      ["w:A", "w:A#2"],
+    );
     assert.ok(docs[0].text.includes("= = Sub = =") && docs[0].text.includes("more"));
   });
 
@@ -79,14 +95,28 @@ describe("corpus readers", () => {
     assert.equal(c.documents.length, 500);
     assert.equal(c.documents[0].id, "brown:ca01");
     const t = c.documents[0].text;
-    assert.ok(t.startsWith("The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced \"no evidence\" that any irregularities took place."), t.slice(0, 200));
+    assert.ok(
+      t.startsWith(
+        'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence" that any irregularities took place.',
+      ),
+      t.slice(0, 200),
+    );
     for (const d of c.documents) {
       const tagged = /\w\/(nn|at|in|jj|vbd|np)\s/.exec(d.text);
-      assert.ok(tagged === null, `${d.id} still has tags: ${tagged && d.text.slice(tagged.index - 30, tagged.index + 30)}`);
+      assert.ok(
+        tagged === null,
+        `${d.id} still has tags: ${tagged && d.text.slice(tagged.index - 30, tagged.index + 30)}`,
+      );
       const spaced = / [.,;:?!]( |$)/.exec(d.text);
-      assert.ok(spaced === null, `${d.id} has a space before punctuation: ${spaced && d.text.slice(spaced.index - 30, spaced.index + 30)}`);
+      assert.ok(
+        spaced === null,
+        `${d.id} has a space before punctuation: ${spaced && d.text.slice(spaced.index - 30, spaced.index + 30)}`,
+      );
     }
-    assert.equal(detokenizeBrown("\tHe/pps said/vbd ``/`` hi/uh ''/'' ,/, 1-1/2/cd (/( ok/jj )/) ./.\n"), 'He said "hi", 1-1/2 (ok).');
+    assert.equal(
+      detokenizeBrown("\tHe/pps said/vbd ``/`` hi/uh ''/'' ,/, 1-1/2/cd (/( ok/jj )/) ./.\n"),
+      'He said "hi", 1-1/2 (ok).',
+    );
   });
 
   it("text files: one document per file or per block; missing path is a clear error", () => {
@@ -96,22 +126,40 @@ describe("corpus readers", () => {
     fs.writeFileSync(path.join(dir, "sub", "b.txt"), "Only one.");
     fs.writeFileSync(path.join(dir, "skip.md"), "not text");
     const perFile = readTextFiles(dir);
-    assert.deepEqual(perFile.documents.map((d) => d.id), ["file:a.txt", "file:sub/b.txt"]);
+    assert.deepEqual(
+      perFile.documents.map((d) => d.id),
+      ["file:a.txt", "file:sub/b.txt"],
+    );
     const blocks = loadCorpus(`file:${dir}#blocks`);
-    assert.deepEqual(blocks.documents.map((d) => [d.id, d.text]), [["file:a.txt#0", "Para one."], ["file:a.txt#1", "Para two."], ["file:sub/b.txt#0", "Only one."]]);
+    assert.deepEqual(
+      blocks.documents.map((d) => [d.id, d.text]),
+      [
+        ["file:a.txt#0", "Para one."],
+        ["file:a.txt#1", "Para two."],
+        ["file:sub/b.txt#0", "Only one."],
+      ],
+    );
     assert.throws(() => loadCorpus(`file:${dir}/nope`), /does not exist/);
     assert.throws(() => loadCorpus("nonsense"), /unknown corpus "nonsense"/);
     fs.rmSync(dir, { recursive: true });
   });
 
   it("TinyStories parser on a synthetic file", () => {
-    const docs = parseTinyStories("Tail of a story.\n\nOnce upon a time A.\n\nMore A.\n\nTom was a boy.\n\nSam was a bit scared.\n");
-    assert.deepEqual(docs.map((d) => d.text), ["Tail of a story.", "Once upon a time A.\n\nMore A.", "Tom was a boy.\n\nSam was a bit scared."]);
+    const docs = parseTinyStories(
+      "Tail of a story.\n\nOnce upon a time A.\n\nMore A.\n\nTom was a boy.\n\nSam was a bit scared.\n",
+    );
+    assert.deepEqual(
+      docs.map((d) => d.text),
+      ["Tail of a story.", "Once upon a time A.\n\nMore A.", "Tom was a boy.\n\nSam was a bit scared."],
+    );
   });
 });
 
 describe("splits", () => {
-  const docs: CorpusDocument[] = Array.from({ length: 997 }, (_, i) => ({ id: `doc-${i}-${new Rng(i).nextUint32()}`, text: "x" }));
+  const docs: CorpusDocument[] = Array.from({ length: 997 }, (_, i) => ({
+    id: `doc-${i}-${new Rng(i).nextUint32()}`,
+    text: "x",
+  }));
 
   it("document split: deterministic, disjoint, covering, exact fractions, order independent", () => {
     const f = parseFractions("train=0.8,val=0.1,test=0.1");
@@ -175,9 +223,20 @@ describe("windows", () => {
   });
 
   it("makeWindows uses the tokenizer per document; limits", () => {
-    const docs = [{ id: "a", text: "x".repeat(300) }, { id: "b", text: "y".repeat(50) }, { id: "c", text: "z".repeat(127) }];
+    const docs = [
+      { id: "a", text: "x".repeat(300) },
+      { id: "b", text: "y".repeat(50) },
+      { id: "c", text: "z".repeat(127) },
+    ];
     const w = makeWindows(docs, tok, {});
-    assert.deepEqual(w.map((x) => [x.docId, x.docIndex, x.start, x.tokens.length]), [["a", 0, 0, 128], ["a", 0, 127, 128], ["c", 2, 0, 128]]);
+    assert.deepEqual(
+      w.map((x) => [x.docId, x.docIndex, x.start, x.tokens.length]),
+      [
+        ["a", 0, 0, 128],
+        ["a", 0, 127, 128],
+        ["c", 2, 0, 128],
+      ],
+    );
     assert.equal(limitWindows(w, { maxWindows: 2 }).length, 2);
     assert.equal(limitWindows(w, { maxTokens: 300 }).length, 2);
   });
@@ -186,13 +245,24 @@ describe("windows", () => {
     const rng = new Rng(Date.now());
     const docs = Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: "q".repeat(20 + rng.int(400)) }));
     let encoded = 0;
-    const counting = { ...tok, vocabSize: tok.vocabSize, bosId: tok.bosId, eosId: tok.eosId, decode: tok.decode.bind(tok), piece: tok.piece.bind(tok), encode: (t: string, o?: { bos?: boolean }) => (encoded++, tok.encode(t, o)) };
+    const counting = {
+      ...tok,
+      vocabSize: tok.vocabSize,
+      bosId: tok.bosId,
+      eosId: tok.eosId,
+      decode: tok.decode.bind(tok),
+      piece: tok.piece.bind(tok),
+      encode: (t: string, o?: { bos?: boolean }) => (encoded++, tok.encode(t, o)),
+    };
     const full = makeWindows(docs, tok, { windowLength: 64, remainder: "keep" });
     for (const limits of [{ maxWindows: 1 + rng.int(full.length) }, { maxTokens: 64 + rng.int(full.length * 64) }]) {
       encoded = 0;
       const early = limitWindows(makeWindows(docs, counting, { windowLength: 64, remainder: "keep" }, limits), limits);
       const expected = limitWindows(full, limits);
-      assert.deepEqual(early.map((w) => [w.docId, w.start, Array.from(w.tokens)]), expected.map((w) => [w.docId, w.start, Array.from(w.tokens)]));
+      assert.deepEqual(
+        early.map((w) => [w.docId, w.start, Array.from(w.tokens)]),
+        expected.map((w) => [w.docId, w.start, Array.from(w.tokens)]),
+      );
       assert.ok(encoded <= docs.length, "never tokenises more documents than there are");
     }
     encoded = 0;
@@ -241,7 +311,8 @@ describe("statistics and normalisation", () => {
       const spec = normalizationFromStats(kind, stats);
       const z = normalize(spec, x);
       const back = denormalize(spec, z);
-      for (let i = 0; i < x.length; i++) assert.ok(Math.abs(back[i] - x[i]) <= 1e-5 * (1 + Math.abs(x[i])), `${kind} ${i}`);
+      for (let i = 0; i < x.length; i++)
+        assert.ok(Math.abs(back[i] - x[i]) <= 1e-5 * (1 + Math.abs(x[i])), `${kind} ${i}`);
       const zs = summarizeStats(blockStats(z, d));
       if (kind === "zscore") zs.std.forEach((v, j) => assert.ok(Math.abs(v - 1) < 1e-5, `std ${j} = ${v}`));
       if (kind === "unit-mean-squared-norm") assert.ok(Math.abs(zs.meanSqNorm - 1) < 1e-5);
@@ -265,10 +336,12 @@ describe("statistics and normalisation", () => {
     const x = new Float32Array(5000);
     for (let i = 0; i < x.length; i++) x[i] = rng.normal() * 10 ** rng.uniform(-3, 3);
     const back = decodeFloat16(encodeFloat16(x));
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(back[i] - x[i]) <= Math.abs(x[i]) * 2 ** -11 + 2 ** -25, `${x[i]} → ${back[i]}`);
+    for (let i = 0; i < x.length; i++)
+      assert.ok(Math.abs(back[i] - x[i]) <= Math.abs(x[i]) * 2 ** -11 + 2 ** -25, `${x[i]} → ${back[i]}`);
     for (let h = 0; h < 65536; h += 37) {
       const v = float16BitsToFloat32(h);
-      if (Number.isFinite(v) && !(v === 0 && h !== 0 && h !== 0x8000)) assert.equal(decodeFloat16(encodeFloat16(new Float32Array([v])))[0], Math.fround(v));
+      if (Number.isFinite(v) && !(v === 0 && h !== 0 && h !== 0x8000))
+        assert.equal(decodeFloat16(encodeFloat16(new Float32Array([v])))[0], Math.fround(v));
     }
     assert.ok(Number.isNaN(decodeFloat16(encodeFloat16(new Float32Array([NaN])))[0]));
     assert.equal(decodeFloat16(encodeFloat16(new Float32Array([1e6])))[0], Infinity);
@@ -300,9 +373,17 @@ describe("ArrayRowSource iteration", () => {
     assert.ok(src.meter.peakResidentRows <= 300 + 100 + 64, `peak ${src.meter.peakResidentRows}`);
     const b = run();
     assert.deepEqual(a, b);
-    for (const epoch of a) assert.deepEqual(Int32Array.from(epoch).sort(), Int32Array.from({ length: n }, (_, i) => i));
+    for (const epoch of a)
+      assert.deepEqual(
+        Int32Array.from(epoch).sort(),
+        Int32Array.from({ length: n }, (_, i) => i),
+      );
     assert.notDeepEqual(a[0], a[1], "epochs differ");
-    assert.notDeepEqual(a[0].slice(0, 100), Array.from({ length: 100 }, (_, i) => i), "shuffled");
+    assert.notDeepEqual(
+      a[0].slice(0, 100),
+      Array.from({ length: 100 }, (_, i) => i),
+      "shuffled",
+    );
   });
 
   it("dropLast, part train/val disjoint, per-chunk z-score", () => {
@@ -313,7 +394,8 @@ describe("ArrayRowSource iteration", () => {
     const src = new ArrayRowSource(x, d, { blockRows: 250, valFraction: 0.2, rowSplitSeed: 3 });
     const sizes = Array.from(src.batches({ batchSize: 100, seed: 1, dropLast: true }), (b) => b.size);
     assert.deepEqual(sizes, new Array(10).fill(100));
-    const rowsOf = (part: "train" | "val") => new Set(Array.from(src.batches({ batchSize: 64, seed: 2, part }), (b) => Array.from(b.rows)).flat());
+    const rowsOf = (part: "train" | "val") =>
+      new Set(Array.from(src.batches({ batchSize: 64, seed: 2, part }), (b) => Array.from(b.rows)).flat());
     const tr = rowsOf("train");
     const va = rowsOf("val");
     assert.equal(tr.size + va.size, n);

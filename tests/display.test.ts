@@ -29,7 +29,9 @@ import {
 import { isPng, pngSize } from "../lib/notebook/inspect";
 import { Rng } from "../lib/util/random";
 
-const SEED = process.env.DISPLAY_TEST_SEED ? Number(process.env.DISPLAY_TEST_SEED) : (Date.now() ^ (process.pid << 8)) >>> 0;
+const SEED = process.env.DISPLAY_TEST_SEED
+  ? Number(process.env.DISPLAY_TEST_SEED)
+  : (Date.now() ^ (process.pid << 8)) >>> 0;
 console.error(`display.test.ts seed=${SEED} (set DISPLAY_TEST_SEED to replay)`);
 
 const goodSpec = (values: Record<string, unknown>[]): VegaLiteSpec => ({
@@ -46,18 +48,28 @@ const goodSpec = (values: Record<string, unknown>[]): VegaLiteSpec => ({
 
 /** Decode HTML entities we emit (the inverse of escapeHtml). */
 function unescapeHtml(s: string): string {
-  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&");
+  return s
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, "&");
 }
 
 function htmlCells(html: string): string[][] {
   const body = html.slice(html.indexOf("<tbody>"));
-  return [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) => [...m[1].matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((c) => unescapeHtml(c[1])));
+  return [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) =>
+    [...m[1].matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((c) => unescapeHtml(c[1])),
+  );
 }
 
 /** RGBA pixels of an SVG rendered by resvg (to look inside our charts). */
 function rasterize(svg: string): { width: number; height: number; pixels: Uint8Array } {
   const { Resvg } = require("@resvg/resvg-js");
-  const r = new Resvg(svg, { font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans", sansSerifFamily: "DejaVu Sans" }, background: "white" });
+  const r = new Resvg(svg, {
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans", sansSerifFamily: "DejaVu Sans" },
+    background: "white",
+  });
   const img = r.render();
   return { width: img.width, height: img.height, pixels: img.pixels };
 }
@@ -115,7 +127,10 @@ describe("tables", () => {
       assert.equal(cells[i][0], r["<b>name</b>"]);
       // 4 significant digits
       const shown = Number(cells[i][1]);
-      assert.ok(Math.abs(shown - r.value) <= 5e-4 * Math.abs(r.value) + 1e-12, `value ${r.value} shown as ${cells[i][1]}`);
+      assert.ok(
+        Math.abs(shown - r.value) <= 5e-4 * Math.abs(r.value) + 1e-12,
+        `value ${r.value} shown as ${cells[i][1]}`,
+      );
       assert.equal(cells[i][2], String(r.count));
     });
     const text = String(b.data["text/plain"]);
@@ -127,7 +142,10 @@ describe("tables", () => {
     const pl = require("nodejs-polars");
     const rng = new Rng(SEED + 1);
     const n = 5 + rng.int(5);
-    const df = pl.DataFrame({ a: Array.from({ length: n }, () => rng.normal()), b: Array.from({ length: n }, (_, i) => `<i>${i}</i>`) });
+    const df = pl.DataFrame({
+      a: Array.from({ length: n }, () => rng.normal()),
+      b: Array.from({ length: n }, (_, i) => `<i>${i}</i>`),
+    });
     const fromDf = await toBundle(df);
     const fromRows = await toBundle(df.toRecords());
     assert.equal(fromDf.data["text/html"], fromRows.data["text/html"]);
@@ -164,7 +182,10 @@ describe("tables", () => {
 describe("charts", () => {
   it("bundle has vega-lite JSON, SVG, PNG and text; PNG is a real 2x raster of the SVG", async () => {
     const rng = new Rng(SEED + 3);
-    const values = Array.from({ length: 20 }, (_, i) => ({ step: i * 10, loss: 3 * Math.exp(-i / 6) + 0.1 * rng.next() }));
+    const values = Array.from({ length: 20 }, (_, i) => ({
+      step: i * 10,
+      loss: 3 * Math.exp(-i / 6) + 0.1 * rng.next(),
+    }));
     const spec = goodSpec(values);
     const b = await toBundle(spec);
     assert.equal(b.kind, "chart");
@@ -186,14 +207,25 @@ describe("charts", () => {
   });
 
   it("renders marks in the default colour and text with the system fonts", async () => {
-    const { svg } = await renderChart(goodSpec([{ step: 0, loss: 1 }, { step: 1, loss: 2 }, { step: 2, loss: 0.5 }]));
+    const { svg } = await renderChart(
+      goodSpec([
+        { step: 0, loss: 1 },
+        { step: 1, loss: 2 },
+        { step: 2, loss: 0.5 },
+      ]),
+    );
     const img = rasterize(svg);
     const ink = nonWhiteFraction(img.pixels);
     assert.ok(ink > 0.01 && ink < 0.5, `plausible amount of ink (${ink})`);
     // vega's default mark colour #4c78a8 must appear (the line and points)
     let blue = 0;
     for (let i = 0; i < img.pixels.length; i += 4) {
-      if (Math.abs(img.pixels[i] - 0x4c) < 12 && Math.abs(img.pixels[i + 1] - 0x78) < 12 && Math.abs(img.pixels[i + 2] - 0xa8) < 12) blue++;
+      if (
+        Math.abs(img.pixels[i] - 0x4c) < 12 &&
+        Math.abs(img.pixels[i + 1] - 0x78) < 12 &&
+        Math.abs(img.pixels[i + 2] - 0xa8) < 12
+      )
+        blue++;
     }
     assert.ok(blue > 50, `line pixels present (${blue})`);
     // text only: if no font were found, resvg would draw nothing
@@ -213,7 +245,11 @@ describe("charts", () => {
 
 describe("chart title checks", () => {
   it("reject a spec without titles and name every problem", async () => {
-    const bad: VegaLiteSpec = { data: { values: [{ a: 1, b: 2 }] }, mark: "point", encoding: { x: { field: "a", type: "quantitative" }, y: { field: "b", type: "quantitative" } } };
+    const bad: VegaLiteSpec = {
+      data: { values: [{ a: 1, b: 2 }] },
+      mark: "point",
+      encoding: { x: { field: "a", type: "quantitative" }, y: { field: "b", type: "quantitative" } },
+    };
     const problems = chartSpecProblems(bad);
     assert.equal(problems.length, 3, problems.join("; "));
     assert.throws(() => assertChartSpec(bad), ChartSpecError);
@@ -243,8 +279,13 @@ describe("chart title checks", () => {
       ],
     };
     assert.deepEqual(chartSpecProblems(layered), []);
-    const concat: VegaLiteSpec = { title: "Two", hconcat: [layered, { mark: "bar", encoding: { x: { field: "q", type: "quantitative", title: "q" } } }] };
-    assert.deepEqual(chartSpecProblems(concat), ['spec.hconcat[1].encoding.x: quantitative axis title "q" names no unit; write it like "loss (nats)" or "step [#]"']);
+    const concat: VegaLiteSpec = {
+      title: "Two",
+      hconcat: [layered, { mark: "bar", encoding: { x: { field: "q", type: "quantitative", title: "q" } } }],
+    };
+    assert.deepEqual(chartSpecProblems(concat), [
+      'spec.hconcat[1].encoding.x: quantitative axis title "q" names no unit; write it like "loss (nats)" or "step [#]"',
+    ]);
   });
 });
 
@@ -313,7 +354,12 @@ describe("kernel mode (simulated tslab display writer)", () => {
   before(() => {
     key = require.resolve("tslab/dist/jupyter");
     assert.equal(require.cache[key], undefined, "tslab's kernel module must not be loaded in tests");
-    require.cache[key] = { id: key, filename: key, loaded: true, exports: { lastWriteDisplayData: (msg: any, update: boolean) => messages.push({ msg, update }) } } as any;
+    require.cache[key] = {
+      id: key,
+      filename: key,
+      loaded: true,
+      exports: { lastWriteDisplayData: (msg: any, update: boolean) => messages.push({ msg, update }) },
+    } as any;
   });
   after(() => {
     delete require.cache[key];
@@ -321,10 +367,18 @@ describe("kernel mode (simulated tslab display writer)", () => {
 
   it("show sends ONE display_data with the whole chart bundle", async () => {
     messages.length = 0;
-    await show(goodSpec([{ step: 0, loss: 1 }, { step: 1, loss: 0.5 }]));
+    await show(
+      goodSpec([
+        { step: 0, loss: 1 },
+        { step: 1, loss: 0.5 },
+      ]),
+    );
     assert.equal(messages.length, 1);
     assert.equal(messages[0].update, false);
-    assert.deepEqual(Object.keys(messages[0].msg.data).sort(), [VEGALITE_MIME, "image/png", "image/svg+xml", "text/plain"].sort());
+    assert.deepEqual(
+      Object.keys(messages[0].msg.data).sort(),
+      [VEGALITE_MIME, "image/png", "image/svg+xml", "text/plain"].sort(),
+    );
     assert.ok(isPng(Buffer.from(messages[0].msg.data["image/png"], "base64")));
   });
 
@@ -341,7 +395,10 @@ describe("kernel mode (simulated tslab display writer)", () => {
     const ids = new Set(messages.map((m) => m.msg.transient.display_id));
     assert.equal(ids.size, 1, "one display id");
     assert.equal(messages[0].update, false);
-    assert.ok(messages.slice(1).every((m) => m.update), "then only updates");
+    assert.ok(
+      messages.slice(1).every((m) => m.update),
+      "then only updates",
+    );
     assert.ok(messages.length >= 4 && messages.length <= 8, `throttled (${messages.length} messages for 1 s)`);
     const last = messages[messages.length - 1].msg.data;
     assert.match(last["text/plain"], /100% 100\/100/);
@@ -351,7 +408,13 @@ describe("kernel mode (simulated tslab display writer)", () => {
   it("liveChart re-renders one output in place", async () => {
     messages.length = 0;
     let t = 0;
-    const live = liveChart({ title: "Live", xTitle: "step [#]", yTitle: "loss (nats)", minIntervalMs: 1000, now: () => t });
+    const live = liveChart({
+      title: "Live",
+      xTitle: "step [#]",
+      yTitle: "loss (nats)",
+      minIntervalMs: 1000,
+      now: () => t,
+    });
     assert.equal(live.mode, "kernel");
     for (let s = 0; s < 30; s++) {
       t += 100;
@@ -386,7 +449,10 @@ describe("outside a kernel", () => {
     assert.equal(files.length, 4, files.join());
     assert.ok(files[0].endsWith("-my-table.html"));
     assert.ok(fs.readFileSync(path.join(out, files[0]), "utf8").includes("&lt;x&gt;"));
-    assert.deepEqual(files.slice(1).map((f) => f.replace(/^\d+-/, "")), ["loss-by-step.png", "loss-by-step.svg", "loss-by-step.vl.json"]);
+    assert.deepEqual(
+      files.slice(1).map((f) => f.replace(/^\d+-/, "")),
+      ["loss-by-step.png", "loss-by-step.svg", "loss-by-step.vl.json"],
+    );
     assert.match(sink.text, /My table\na\s+b/);
     assert.match(sink.text, /\[chart: Loss by step\] → .*loss-by-step\.png/);
     assert.match(sink.text, /plain text\n$/);
@@ -397,7 +463,14 @@ describe("outside a kernel", () => {
     showTo(path.join(tmp, "live"));
     try {
       let t = 0;
-      const live = liveChart({ title: "Loss curve", xTitle: "step [#]", yTitle: "loss (nats)", total: 200, stream: sink, now: () => t });
+      const live = liveChart({
+        title: "Loss curve",
+        xTitle: "step [#]",
+        yTitle: "loss (nats)",
+        total: 200,
+        stream: sink,
+        now: () => t,
+      });
       assert.equal(live.mode, "plain");
       for (let s = 1; s <= 200; s++) {
         t += 10;

@@ -95,8 +95,12 @@ describe("citation parsing", () => {
   });
 
   test("headingIds reads numbered headings and skips code fences and unnumbered headings", () => {
-    const md = ["# Title", "## 2. Data", "### 2.3 Windows", "### 12-14 Averaging"]
-      .concat(["```", "## 7. In a fence", "```", "## Notes"]);
+    const md = ["# Title", "## 2. Data", "### 2.3 Windows", "### 12-14 Averaging"].concat([
+      "```",
+      "## 7. In a fence",
+      "```",
+      "## Notes",
+    ]);
     assert.deepEqual([...headingIds(md.join("\n"))].sort(), ["12-14", "2", "2.3"]);
   });
 
@@ -127,7 +131,11 @@ describe("docs/paper-notes.md", () => {
   test("the repository cites it (the scan finds the known citations)", () => {
     const cites = allCitations();
     // guards against a scan that silently matches nothing: these files cite the notes today
-    const known = [["lib/eval/splice.ts", "8.2"], ["lib/data/windows.ts", "2.3"], ["lib/presets.ts", "4.4"]];
+    const known = [
+      ["lib/eval/splice.ts", "8.2"],
+      ["lib/data/windows.ts", "2.3"],
+      ["lib/presets.ts", "4.4"],
+    ];
     for (const [file, section] of known) {
       const found = cites.some((c) => c.file === file && c.section === section);
       assert.ok(found, `expected ${file} to cite §${section}`);

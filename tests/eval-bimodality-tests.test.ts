@@ -42,12 +42,22 @@ function constructed(seed: number, live: number, dead: number, d = 8, E = 4) {
 
 test("bimodalityTests: dead features at their init norm make 'all' bimodal by the dip test; the live features are not", () => {
   const m = constructed(11, 600, 400);
-  const t = bimodalityTests(m.sq, { firing: m.firing, tokens: 100000, ratios: m.ratios, seed: 5, dipSamples: 500, bootstrapSamples: 500 });
+  const t = bimodalityTests(m.sq, {
+    firing: m.firing,
+    tokens: 100000,
+    ratios: m.ratios,
+    seed: 5,
+    dipSamples: 500,
+    bootstrapSamples: 500,
+  });
   assert.equal(t.all.n, 1000);
   assert.ok(t.all.p < 0.01, `all: dip ${t.all.dip}, p ${t.all.p}`);
   assert.ok(t.all.deltaBic > 100, `all ΔBIC ${t.all.deltaBic}`);
   assert.ok(Math.abs(t.all.means[0] - 0.05) < 0.01 && Math.abs(t.all.means[1] - 0.4) < 0.02, `means ${t.all.means}`);
-  assert.ok(Math.abs(t.all.weights[0] - 0.4) < 0.03 && Math.abs(t.all.weights[0] + t.all.weights[1] - 1) < 1e-9, `weights ${t.all.weights}`);
+  assert.ok(
+    Math.abs(t.all.weights[0] - 0.4) < 0.03 && Math.abs(t.all.weights[0] + t.all.weights[1] - 1) < 1e-9,
+    `weights ${t.all.weights}`,
+  );
   assert.ok(t.live, "live analysis expected");
   assert.equal(t.live!.n, 600);
   assert.ok(t.live!.p > 0.05, `live: dip ${t.live!.dip}, p ${t.live!.p}`);
@@ -62,11 +72,18 @@ test("bimodalityTests: dead features at their init norm make 'all' bimodal by th
     const c = sp.all[key];
     assert.ok(c.lo <= c.rho && c.rho <= c.hi, `${key}: ${c.rho} [${c.lo}, ${c.hi}]`);
   }
-  for (const key of ["l", "e"] as const) assert.ok(sp.all[key].lo < 0 && sp.all[key].hi > 0, `${key} CI should cover 0: [${sp.all[key].lo}, ${sp.all[key].hi}]`);
+  for (const key of ["l", "e"] as const)
+    assert.ok(
+      sp.all[key].lo < 0 && sp.all[key].hi > 0,
+      `${key} CI should cover 0: [${sp.all[key].lo}, ${sp.all[key].hi}]`,
+    );
   // the live record uses only the live features
   const liveIdx = Array.from({ length: m.F }, (_, i) => i).filter((i) => m.firing[i] > 0);
   assert.equal(sp.live!.nfmTotal.n, 600);
-  const ref = spearman(liveIdx.map((i) => m.sq[i]), liveIdx.map((i) => m.ratios.nfmTotal[i])).r;
+  const ref = spearman(
+    liveIdx.map((i) => m.sq[i]),
+    liveIdx.map((i) => m.ratios.nfmTotal[i]),
+  ).r;
   assert.ok(Math.abs(sp.live!.nfmTotal.rho - ref) < 1e-12);
 });
 
@@ -88,21 +105,54 @@ test("bimodalityTests: a unimodal sq is not rejected over all features either; r
 
 test("bimodalityTests: live is null with fewer than 4 live features; seeded determinism; input errors", () => {
   const m = constructed(13, 3, 200);
-  const t = bimodalityTests(m.sq, { firing: m.firing, tokens: 1000, ratios: m.ratios, seed: 1, dipSamples: 100, bootstrapSamples: 100 });
+  const t = bimodalityTests(m.sq, {
+    firing: m.firing,
+    tokens: 1000,
+    ratios: m.ratios,
+    seed: 1,
+    dipSamples: 100,
+    bootstrapSamples: 100,
+  });
   assert.equal(t.live, null);
   assert.equal(t.spearman!.live, null);
   assert.equal(t.all.n, 203);
-  const again = bimodalityTests(m.sq, { firing: m.firing, tokens: 1000, ratios: m.ratios, seed: 1, dipSamples: 100, bootstrapSamples: 100 });
+  const again = bimodalityTests(m.sq, {
+    firing: m.firing,
+    tokens: 1000,
+    ratios: m.ratios,
+    seed: 1,
+    dipSamples: 100,
+    bootstrapSamples: 100,
+  });
   assert.deepEqual(again, t);
-  const other = bimodalityTests(m.sq, { firing: m.firing, tokens: 1000, ratios: m.ratios, seed: 2, dipSamples: 100, bootstrapSamples: 100 });
+  const other = bimodalityTests(m.sq, {
+    firing: m.firing,
+    tokens: 1000,
+    ratios: m.ratios,
+    seed: 2,
+    dipSamples: 100,
+    bootstrapSamples: 100,
+  });
   assert.equal(other.all.dip, t.all.dip);
   assert.notDeepEqual(other.spearman!.all.nfmTotal, t.spearman!.all.nfmTotal);
 
-  assert.throws(() => bimodalityTests(m.sq, { firing: m.firing.slice(1), tokens: 1000, seed: 1 }), /bimodalityTests: 202 firing counts for 203 features/);
+  assert.throws(
+    () => bimodalityTests(m.sq, { firing: m.firing.slice(1), tokens: 1000, seed: 1 }),
+    /bimodalityTests: 202 firing counts for 203 features/,
+  );
   assert.throws(() => bimodalityTests(m.sq, { firing: m.firing, tokens: 0, seed: 1 }), /tokens must be > 0/);
   assert.throws(
-    () => bimodalityTests(m.sq, { firing: m.firing, tokens: 1000, seed: 1, ratios: { ...m.ratios, l: m.ratios.l.slice(2) } }),
+    () =>
+      bimodalityTests(m.sq, {
+        firing: m.firing,
+        tokens: 1000,
+        seed: 1,
+        ratios: { ...m.ratios, l: m.ratios.l.slice(2) },
+      }),
     /ratios\.l has 201 entries/,
   );
-  assert.throws(() => bimodalityTests([0.1, 0.2, 0, 0], { firing: [1, 1, 1, 1], tokens: 10, seed: 1 }), /only 2 features/);
+  assert.throws(
+    () => bimodalityTests([0.1, 0.2, 0, 0], { firing: [1, 1, 1, 1], tokens: 10, seed: 1 }),
+    /only 2 features/,
+  );
 });

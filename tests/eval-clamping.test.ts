@@ -9,13 +9,34 @@ import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { createModel, validateModelConfig } from "../lib/joint";
 import { PrimaryModel, SecondarySae, collectInteractionHidden, trainSecondarySae } from "../lib/eval/secondary";
-import { clampHook, clampExperiment, interventionSettings, reconstructionHook, scoreWords, secondaryFeatureSource, wordTokenIds } from "../lib/eval/interventions";
+import {
+  clampHook,
+  clampExperiment,
+  interventionSettings,
+  reconstructionHook,
+  scoreWords,
+  secondaryFeatureSource,
+  wordTokenIds,
+} from "../lib/eval/interventions";
 import type { FeatureAnova } from "../lib/eval/interventions-stats";
 import { encodeToHost, forEachWindowBatch } from "../lib/eval/contexts";
 import { inDomainStimuliPath, IN_DOMAIN_RULES, loadStimuli, StimulusSet } from "../lib/eval/stimuli";
 import {
-  additiveClampExperiment, additiveClampHook, applyHolm, clampingClaimInputs, firingAtReadout, InterventionsSummary, itemLevelTest, promptReadoutSequences, readoutRowMask,
-  selectClampFeatures, strongestCell, summariseExperiment, typicalActivation, additiveHookFor, multiplicativeHookFor,
+  additiveClampExperiment,
+  additiveClampHook,
+  applyHolm,
+  clampingClaimInputs,
+  firingAtReadout,
+  InterventionsSummary,
+  itemLevelTest,
+  promptReadoutSequences,
+  readoutRowMask,
+  selectClampFeatures,
+  strongestCell,
+  summariseExperiment,
+  typicalActivation,
+  additiveHookFor,
+  multiplicativeHookFor,
 } from "../lib/eval/clamping";
 import { runSentenceReadout, sentenceReadoutItems } from "../lib/eval/sentence-readout";
 import { featureActivationsAt, nextTokenLogProbs, tokenShifts, tokenShiftSpec } from "../lib/eval/clamp-by-hand";
@@ -40,17 +61,28 @@ before(async () => {
     "One day, a kind old man gave the children some sweet apples.",
   ];
   const parts: Float32Array[] = [];
-  forEachWindowBatch(lm, texts.map((t) => tok.encode(t, { bos: true })), LAYER, (b) => {
-    const x = b.x.dataSync() as Float32Array;
-    const d = b.x.shape[1];
-    b.windows.forEach((_, i) => parts.push(Float32Array.from(x.subarray(i * b.T * d, (i * b.T + b.lengths[i]) * d))));
-  });
+  forEachWindowBatch(
+    lm,
+    texts.map((t) => tok.encode(t, { bos: true })),
+    LAYER,
+    (b) => {
+      const x = b.x.dataSync() as Float32Array;
+      const d = b.x.shape[1];
+      b.windows.forEach((_, i) => parts.push(Float32Array.from(x.subarray(i * b.T * d, (i * b.T + b.lengths[i]) * d))));
+    },
+  );
   const raw = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   parts.reduce((o, p) => (raw.set(p, o), o + p.length), 0);
   const d = lm.config.dim;
   const F = 128;
   const E = 8;
-  const cfg = validateModelConfig({ kind: "joint", sae: saeConfig({ d, F, k: 8 }), nfm: nfmConfig({ F, d, E }, { initMlpStd: 0.3, initEmbeddingStd: 0.5, initLinearStd: 0.05 }), variant: "full", saeKAtInference: null });
+  const cfg = validateModelConfig({
+    kind: "joint",
+    sae: saeConfig({ d, F, k: 8 }),
+    nfm: nfmConfig({ F, d, E }, { initMlpStd: 0.3, initEmbeddingStd: 0.5, initLinearStd: 0.05 }),
+    variant: "full",
+    saeKAtInference: null,
+  });
   const model = createModel(cfg, seed);
   const rng = new Rng(seed ^ 77);
   model.params.set("sae.wEncT", tf.tensor2d(rng.normalArray(F * d, 0, 0.3), [F, d]));
@@ -59,13 +91,23 @@ before(async () => {
   const xn = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) xn[i] = (raw[i] - pm.normalization.shift[i % d]) / pm.normalization.scale[i % d];
   const h = collectInteractionHidden(model, xn);
-  sec = await trainSecondarySae(h.h, E, { steps: 30, batchSize: 32, seed, featuresMultiplier: 25, kFraction: 0.02, valFraction: 0.2 });
+  sec = await trainSecondarySae(h.h, E, {
+    steps: 30,
+    batchSize: 32,
+    seed,
+    featuresMultiplier: 25,
+    kFraction: 0.02,
+    valFraction: 0.2,
+  });
 });
 
 /** Logits [B·T·V] of padded sequences through a replace hook at LAYER. */
 function logitsWith(ids: number[][], hook: (h: tf.Tensor3D) => tf.Tensor3D): { v: Float32Array; T: number; V: number } {
   const T = Math.max(...ids.map((s) => s.length));
-  const r = lm.forward(ids.map((s) => s.concat(new Array(T - s.length).fill(0))), { lengths: ids.map((s) => s.length), replace: new Map([[LAYER, hook]]) });
+  const r = lm.forward(
+    ids.map((s) => s.concat(new Array(T - s.length).fill(0))),
+    { lengths: ids.map((s) => s.length), replace: new Map([[LAYER, hook]]) },
+  );
   const v = Float32Array.from(r.logits!.dataSync() as Float32Array);
   r.logits!.dispose();
   for (const t of r.hidden.values()) t.dispose();
@@ -75,7 +117,15 @@ function logitsWith(ids: number[][], hook: (h: tf.Tensor3D) => tf.Tensor3D): { v
 const close1 = (a: number, b: number, tol: number) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b} ± ${tol}`);
 const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
 
-const anova = (feature: number, f: number, cellMeans = [0.1, 0.2, 0.3, 0.4]): FeatureAnova => ({ feature, f, p: 0.01, dfBetween: 3, dfWithin: 40, cellMeans, cells: ["a", "b", "c", "d"] });
+const anova = (feature: number, f: number, cellMeans = [0.1, 0.2, 0.3, 0.4]): FeatureAnova => ({
+  feature,
+  f,
+  p: 0.01,
+  dfBetween: 3,
+  dfWithin: 40,
+  cellMeans,
+  cells: ["a", "b", "c", "d"],
+});
 
 describe("feature choice where the clamp can act (pure)", () => {
   test("a candidate that never fires at the readout positions is dropped with the reason; the control is the lowest-F kept one", () => {
@@ -86,7 +136,10 @@ describe("feature choice where the clamp can act (pure)", () => {
     counts[7] = 2; // 7 fires but is not active on enough stimulus sentences: not a candidate
     const sel = selectClampFeatures(ranking, [5, 2, 9, 1], { counts, positions: 5 });
     assert.equal(sel.candidates, 3, "active with a finite F: 5, 2, 9");
-    assert.deepEqual(sel.dropped.map((d) => d.feature), [5]);
+    assert.deepEqual(
+      sel.dropped.map((d) => d.feature),
+      [5],
+    );
     assert.match(sel.dropped[0].reason, /fires at 0 of 5 readout positions/);
     assert.equal(sel.top?.feature, 2);
     assert.equal(sel.top?.firing, 3);
@@ -94,7 +147,10 @@ describe("feature choice where the clamp can act (pure)", () => {
     assert.equal(sel.notTestedReason, null);
     // a higher bar drops feature 9 too, and then there is no control
     const strict = selectClampFeatures(ranking, [5, 2, 9, 1], { counts, positions: 5 }, { minFiring: 2 });
-    assert.deepEqual(strict.dropped.map((d) => d.feature), [5, 9]);
+    assert.deepEqual(
+      strict.dropped.map((d) => d.feature),
+      [5, 9],
+    );
     assert.equal(strict.control, null);
   });
 
@@ -103,14 +159,23 @@ describe("feature choice where the clamp can act (pure)", () => {
     const none = selectClampFeatures(ranking, [0, 1], { counts: new Int32Array(2), positions: 7 });
     assert.equal(none.top, null);
     assert.equal(none.dropped.length, 2);
-    assert.match(none.notTestedReason ?? "", /none of the 2 ranked secondary features fires at the 7 readout positions/);
+    assert.match(
+      none.notTestedReason ?? "",
+      /none of the 2 ranked secondary features fires at the 7 readout positions/,
+    );
     const noCandidates = selectClampFeatures(ranking, [], { counts: new Int32Array(2), positions: 7 });
     assert.match(noCandidates.notTestedReason ?? "", /no secondary feature was active on enough stimulus sentences/);
   });
 
   test("the additive unit: strongest cell by cell mean, typical activation = mean where the feature fires", () => {
     assert.deepEqual(strongestCell(anova(0, 1, [0.2, 0.9, 0.1, 0])), { cell: "b", cellMean: 0.9 });
-    assert.deepEqual(typicalActivation([[0, 0.6, 0], [0.2, 0, 0, 1.0]]), { unit: 0.6, firingPositions: 3 });
+    assert.deepEqual(
+      typicalActivation([
+        [0, 0.6, 0],
+        [0.2, 0, 0, 1.0],
+      ]),
+      { unit: 0.6, firingPositions: 3 },
+    );
     assert.deepEqual(typicalActivation([[0, 0], []]), { unit: 0, firingPositions: 0 });
   });
 });
@@ -121,7 +186,14 @@ describe("from the study to the claim (pure)", () => {
     settingsMode: "corrected",
     topFeature: null,
     controlFeature: null,
-    selection: { candidates: 3, dropped: 3, droppedExamples: [], readoutPositions: 5, notTestedReason: "none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout" },
+    selection: {
+      candidates: 3,
+      dropped: 3,
+      droppedExamples: [],
+      readoutPositions: 5,
+      notTestedReason:
+        "none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout",
+    },
     experiments: [],
     holm: { family: 0, description: "" },
     primaryFeatures: { formality: [], emotion: [] },
@@ -133,7 +205,10 @@ describe("from the study to the claim (pure)", () => {
     const inputs = clampingClaimInputs(summary({}));
     assert.equal(inputs.interactionF, undefined);
     const row = buildClaimRows(undefined, inputs).find((r) => r.claim.startsWith("Clamping"))!;
-    assert.equal(row.verdictCorrected, "not tested: none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout");
+    assert.equal(
+      row.verdictCorrected,
+      "not tested: none of the 3 ranked secondary features fires at the 5 readout positions, so no clamp can act on the readout",
+    );
     assert.doesNotMatch(row.verdictCorrected, /replicate/);
   });
 
@@ -142,24 +217,66 @@ describe("from the study to the claim (pure)", () => {
     const rows = (scale: number) =>
       ["p0", "p1"].flatMap((prompt, pi) =>
         (["high", "low"] as const).flatMap((f) =>
-          (["high", "low"] as const).flatMap((e) => [0, 1, 2, 3].map((w) => ({ prompt, wordIndex: w, word: `${f}${e}${w}`, formality: f, emotion: e, value: scale * ((f === e ? 1 : -1) + 0.1 * ((w * 7 + pi * 3) % 5)) }))),
+          (["high", "low"] as const).flatMap((e) =>
+            [0, 1, 2, 3].map((w) => ({
+              prompt,
+              wordIndex: w,
+              word: `${f}${e}${w}`,
+              formality: f,
+              emotion: e,
+              value: scale * ((f === e ? 1 : -1) + 0.1 * ((w * 7 + pi * 3) % 5)),
+            })),
+          ),
         ),
       );
-    const level = (c: number, scale: number) => ({ c, rows: rows(scale), cells: [], anova: null, authors: null, maxAbsDelta: scale === 0 ? 0 : 1 });
-    const res = (name: string, levels: Array<ReturnType<typeof level>>) => ({ name, layer: 2, settings: null, prompts: ["p0", "p1"], words: [], baseline: [], levels });
-    const mult = summariseExperiment(res("m", [level(-4, 1), level(1, 0)]), { role: "top", kind: "multiplicative", feature: 7 }, { permutations: 500, seed: 1 });
-    const add = summariseExperiment(res("a", [level(4, 0.5)]), { role: "top", kind: "additive", feature: 7, unit: { value: 0.3, cell: "x" } }, { permutations: 500, seed: 1 });
+    const level = (c: number, scale: number) => ({
+      c,
+      rows: rows(scale),
+      cells: [],
+      anova: null,
+      authors: null,
+      maxAbsDelta: scale === 0 ? 0 : 1,
+    });
+    const res = (name: string, levels: Array<ReturnType<typeof level>>) => ({
+      name,
+      layer: 2,
+      settings: null,
+      prompts: ["p0", "p1"],
+      words: [],
+      baseline: [],
+      levels,
+    });
+    const mult = summariseExperiment(
+      res("m", [level(-4, 1), level(1, 0)]),
+      { role: "top", kind: "multiplicative", feature: 7 },
+      { permutations: 500, seed: 1 },
+    );
+    const add = summariseExperiment(
+      res("a", [level(4, 0.5)]),
+      { role: "top", kind: "additive", feature: 7, unit: { value: 0.3, cell: "x" } },
+      { permutations: 500, seed: 1 },
+    );
     const holm = applyHolm([mult, add]);
     assert.equal(holm.family, 2, "the identity level (Δ ≡ 0) is not a test");
     assert.equal(mult.levels[1].items, null);
     assert.equal(mult.levels[0].items!.df2, 16 - 4);
-    const inputs = clampingClaimInputs(summary({ selection: { candidates: 3, dropped: 1, droppedExamples: [], readoutPositions: 5, notTestedReason: null }, topFeature: { feature: 7, f: 9, p: 0.001, firing: 2 }, experiments: [mult, add], holm }));
+    const inputs = clampingClaimInputs(
+      summary({
+        selection: { candidates: 3, dropped: 1, droppedExamples: [], readoutPositions: 5, notTestedReason: null },
+        topFeature: { feature: 7, f: 9, p: 0.001, firing: 2 },
+        experiments: [mult, add],
+        holm,
+      }),
+    );
     const tests = inputs.interactionF as InteractionTest[];
     assert.equal(tests.length, 2);
     assert.equal(tests[0].clamp, "multiplicative c = -4");
     assert.equal(tests[1].clamp, "additive α = 4");
     const p = [mult.levels[0].items!.p, add.levels[0].items!.p].sort((a, b) => a - b);
-    assert.ok(Math.abs(Math.min(...tests.map((t) => t.holmP!)) - 2 * p[0]) < 1e-12, "Holm multiplies the smallest p by the family size");
+    assert.ok(
+      Math.abs(Math.min(...tests.map((t) => t.holmP!)) - 2 * p[0]) < 1e-12,
+      "Holm multiplies the smallest p by the family size",
+    );
     assert.ok(tests[0].contrast! > 0 && tests[0].permutationP! < 0.01 && tests[0].minDetectable! > 0);
   });
 });
@@ -167,13 +284,18 @@ describe("from the study to the claim (pure)", () => {
 describe("clamps on the real stories260K model (random primary model, trained secondary SAE)", () => {
   test("firing at readout positions: counts match a one-sequence-at-a-time hand count; a feature counted 0 there is dropped", () => {
     const s = interventionSettings("corrected");
-    const prompts = ["Once upon a time", "The little girl said that", "Then Mom said"].map((p) => tok.encode(p, { bos: true }));
+    const prompts = ["Once upon a time", "The little girl said that", "Then Mom said"].map((p) =>
+      tok.encode(p, { bos: true }),
+    );
     const words = ["happy", "sad", "yesterday"].map((w) => wordTokenIds(tok, w));
     const seqs = promptReadoutSequences(prompts, words, lm.config.vocabSize);
     const nPositions = seqs.reduce((n, q) => n + q.positions.length, 0);
     const firing = firingAtReadout(lm, LAYER, secondaryFeatureSource(pm, sec, s), seqs);
     assert.equal(firing.positions, nPositions);
-    assert.ok(firing.counts.some((c) => c > 0), "something fires at the readout positions");
+    assert.ok(
+      firing.counts.some((c) => c > 0),
+      "something fires at the readout positions",
+    );
     const never = Array.from(firing.counts.keys()).filter((j) => firing.counts[j] === 0);
     assert.ok(never.length > 0, "with k ≪ features, some feature never fires there");
     // hand count: one sequence per batch (no padding), codes read at the readout positions
@@ -187,14 +309,23 @@ describe("clamps on the real stories260K model (random primary model, trained se
     }
     assert.deepEqual(Array.from(firing.counts), Array.from(hand));
     const ranking = Array.from({ length: sec.features }, (_, j) => anova(j, sec.features - j));
-    const sel = selectClampFeatures(ranking, ranking.map((r) => r.feature), firing);
-    assert.ok(sel.dropped.some((d) => d.feature === never[0]), "the never-firing feature is dropped");
+    const sel = selectClampFeatures(
+      ranking,
+      ranking.map((r) => r.feature),
+      firing,
+    );
+    assert.ok(
+      sel.dropped.some((d) => d.feature === never[0]),
+      "the never-firing feature is dropped",
+    );
     assert.ok(sel.kept.every((k) => firing.counts[k.feature] > 0));
   });
 
   test("c = 1 and α = 0 change nothing bit for bit; α ≠ 0 changes only the readout position and what follows it", () => {
     const s = interventionSettings("corrected");
-    const ids = ["Once upon a time, there was a dog", "Tom had a big red ball"].map((t) => tok.encode(t, { bos: true }));
+    const ids = ["Once upon a time, there was a dog", "Tom had a big red ball"].map((t) =>
+      tok.encode(t, { bos: true }),
+    );
     const base = logitsWith(ids, reconstructionHook(pm));
     const before = tf.memory().numTensors; // after a first forward at these lengths (the LM caches masks per length)
     const j = 3;
@@ -202,34 +333,78 @@ describe("clamps on the real stories260K model (random primary model, trained se
     assert.ok(sameBits(c1.v, base.v), "c = 1 is the unclamped reconstruction bit for bit");
     const T = base.T;
     const all = new Float32Array(ids.length * T).fill(1);
-    const a0 = logitsWith(ids, additiveClampHook(pm, sec, { feature: j, alpha: 0, unit: 0.7 }, s, () => all));
+    const a0 = logitsWith(
+      ids,
+      additiveClampHook(pm, sec, { feature: j, alpha: 0, unit: 0.7 }, s, () => all),
+    );
     assert.ok(sameBits(a0.v, base.v), "α = 0 (added at every position) is the unclamped reconstruction bit for bit");
     // α = 4 at position q of sequence 0 only: logits before q unchanged (causal), at q changed
     const q = 4;
     const mask = readoutRowMask({ B: ids.length, T, readoutPositions: [[q], []] });
-    const a4 = logitsWith(ids, additiveClampHook(pm, sec, { feature: j, alpha: 4, unit: 0.7 }, s, () => mask));
+    const a4 = logitsWith(
+      ids,
+      additiveClampHook(pm, sec, { feature: j, alpha: 4, unit: 0.7 }, s, () => mask),
+    );
     const V = base.V;
     const row = (x: Float32Array, b: number, t: number) => x.subarray((b * T + t) * V, (b * T + t + 1) * V);
-    for (let t = 0; t < q; t++) assert.ok(sameBits(row(a4.v, 0, t), row(base.v, 0, t)), `position ${t} < ${q} unchanged`);
+    for (let t = 0; t < q; t++)
+      assert.ok(sameBits(row(a4.v, 0, t), row(base.v, 0, t)), `position ${t} < ${q} unchanged`);
     const diff = row(a4.v, 0, q).reduce((m, v, i) => Math.max(m, Math.abs(v - row(base.v, 0, q)[i])), 0);
     assert.ok(diff > 1e-4, `the readout position moves (max |Δ logit| = ${diff})`);
-    for (let t = 0; t < ids[1].length; t++) assert.ok(sameBits(row(a4.v, 1, t), row(base.v, 1, t)), "the unmasked sequence is untouched");
+    for (let t = 0; t < ids[1].length; t++)
+      assert.ok(sameBits(row(a4.v, 1, t), row(base.v, 1, t)), "the unmasked sequence is untouched");
     // faithful (replace) mode: α = 0 equals the un-clamped replace pipeline
     const f = interventionSettings("faithful");
     const rep = logitsWith(ids, clampHook(pm, sec, null, f));
-    const rep0 = logitsWith(ids, additiveClampHook(pm, sec, { feature: j, alpha: 0, unit: 0.7 }, f, () => all));
+    const rep0 = logitsWith(
+      ids,
+      additiveClampHook(pm, sec, { feature: j, alpha: 0, unit: 0.7 }, f, () => all),
+    );
     assert.ok(sameBits(rep0.v, rep.v), "faithful α = 0 equals the unclamped replace pipeline");
     assert.equal(tf.memory().numTensors, before, "no tensor leak");
-    assert.throws(() => logitsWith(ids, additiveClampHook(pm, sec, { feature: j, alpha: 1, unit: 1 }, s, () => new Float32Array(3))), /mask has 3 rows, the hook sees/);
+    assert.throws(
+      () =>
+        logitsWith(
+          ids,
+          additiveClampHook(pm, sec, { feature: j, alpha: 1, unit: 1 }, s, () => new Float32Array(3)),
+        ),
+      /mask has 3 rows, the hook sees/,
+    );
   });
 
   test("additive experiment through the scorer: Δ ≡ 0 at α = 0; item-level ANOVA with df (1, n_items − 4), permutation p and power line", () => {
     const full: StimulusSet = loadStimuli();
-    const stim: StimulusSet = { ...full, cells: full.cells.map((c) => ({ ...c, targetWords: c.targetWords.slice(0, 4) })), prompts: full.prompts.slice(0, 2) };
+    const stim: StimulusSet = {
+      ...full,
+      cells: full.cells.map((c) => ({ ...c, targetWords: c.targetWords.slice(0, 4) })),
+      prompts: full.prompts.slice(0, 2),
+    };
     const s = interventionSettings("corrected");
-    additiveClampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: 3, unit: 0.5, settings: s, alphas: [0] }); // warm the LM's per-length caches
+    additiveClampExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      secondary: sec,
+      feature: 3,
+      unit: 0.5,
+      settings: s,
+      alphas: [0],
+    }); // warm the LM's per-length caches
     const before = tf.memory().numTensors;
-    const r = additiveClampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: 3, unit: 0.5, settings: s, alphas: [0, 2] });
+    const r = additiveClampExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      secondary: sec,
+      feature: 3,
+      unit: 0.5,
+      settings: s,
+      alphas: [0, 2],
+    });
     assert.equal(tf.memory().numTensors, before);
     assert.equal(r.levels[0].maxAbsDelta, 0, "α = 0 is the baseline");
     assert.equal(itemLevelTest(r.levels[0]), null, "nothing to test at the identity");
@@ -254,9 +429,24 @@ describe("clamps on the real stories260K model (random primary model, trained se
     });
     const baseHand = scoreWords(lm, promptIds, wordIds, { replace: new Map([[LAYER, clampHook(pm, sec, null, s)]]) });
     const firstWord = lvl.rows.filter((x) => x.word === stim.cells[0].targetWords[0]).map((x) => x.value);
-    firstWord.forEach((v, p) => assert.ok(Math.abs(v - (hand[p][0] - baseHand[p][0])) < 1e-5, `prompt ${p}: ${v} vs ${hand[p][0] - baseHand[p][0]}`));
+    firstWord.forEach((v, p) =>
+      assert.ok(
+        Math.abs(v - (hand[p][0] - baseHand[p][0])) < 1e-5,
+        `prompt ${p}: ${v} vs ${hand[p][0] - baseHand[p][0]}`,
+      ),
+    );
     // the multiplicative experiment still works alongside
-    const m = clampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: 3, settings: s, clampValues: [1] });
+    const m = clampExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      secondary: sec,
+      feature: 3,
+      settings: s,
+      clampValues: [1],
+    });
     assert.equal(m.levels[0].maxAbsDelta, 0);
   });
 
@@ -275,7 +465,13 @@ describe("clamps on the real stories260K model (random primary model, trained se
     const so = { lm, layer: LAYER, items };
     const r = runSentenceReadout("feature 3", { ...so, values: [1, 0] }, s, multiplicativeHookFor(pm, sec, 3, s), 1);
     assert.equal(r.levels[0].maxAbsDelta, 0);
-    const a = runSentenceReadout("feature 3 additive", { ...so, values: [0, 3] }, s, additiveHookFor(pm, sec, 3, 0.5, s), 0);
+    const a = runSentenceReadout(
+      "feature 3 additive",
+      { ...so, values: [0, 3] },
+      s,
+      additiveHookFor(pm, sec, 3, 0.5, s),
+      0,
+    );
     assert.equal(a.levels[0].maxAbsDelta, 0, "α = 0 is the baseline");
     assert.ok(a.levels[1].maxAbsDelta > 0);
     const t = itemLevelTest(a.levels[1], { permutations: 1000, seed: 2 });
@@ -285,8 +481,16 @@ describe("clamps on the real stories260K model (random primary model, trained se
     // the unclamped in-sentence score of item 0 = the prompt readout with the sentence prefix as the prompt
     const it = items[0];
     const hook = clampHook(pm, sec, null, s);
-    const viaPrompt = scoreWords(lm, [it.seq.slice(0, it.start + 1)], [it.targets], { replace: new Map([[LAYER, hook]]) })[0][0];
-    const viaItems = runSentenceReadout("x", { lm, layer: LAYER, items: [it], values: [1] }, s, multiplicativeHookFor(pm, sec, 3, s), 1).baseline[0][0];
+    const viaPrompt = scoreWords(lm, [it.seq.slice(0, it.start + 1)], [it.targets], {
+      replace: new Map([[LAYER, hook]]),
+    })[0][0];
+    const viaItems = runSentenceReadout(
+      "x",
+      { lm, layer: LAYER, items: [it], values: [1] },
+      s,
+      multiplicativeHookFor(pm, sec, 3, s),
+      1,
+    ).baseline[0][0];
     assert.ok(Math.abs(viaPrompt - viaItems) < 1e-4, `${viaPrompt} vs ${viaItems}`);
   });
 
@@ -307,12 +511,19 @@ describe("clamps on the real stories260K model (random primary model, trained se
     const before = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, null, s));
     const same = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, { feature: best.f, c: 1 }, s));
     assert.ok(sameBits(before, same));
-    close1(before.reduce((t, v) => t + Math.exp(v), 0), 1, 1e-4);
+    close1(
+      before.reduce((t, v) => t + Math.exp(v), 0),
+      1,
+      1e-4,
+    );
     const after = nextTokenLogProbs(lm, ids, LAYER, clampHook(pm, sec, { feature: best.f, c: -4 }, s));
     const sh = tokenShifts(tok, before, after, 5);
     assert.equal(sh.up.length, 5);
     assert.ok(sh.up[0].delta >= sh.up[4].delta && sh.down[0].delta <= sh.down[4].delta);
-    assert.ok(sh.up[0].delta > 0 && sh.down[0].delta < 0, "a clamp of a firing feature moves the distribution both ways");
+    assert.ok(
+      sh.up[0].delta > 0 && sh.down[0].delta < 0,
+      "a clamp of a firing feature moves the distribution both ways",
+    );
     assertChartSpec(tokenShiftSpec(sh, "test"));
   });
 });

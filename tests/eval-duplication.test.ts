@@ -43,7 +43,10 @@ function config(o: PresetOverrides = {}): TrainConfig {
   return { ...c, data: { part: "all", normalize: "none" }, eval: { rows: 64, every: 0, part: "all" } };
 }
 
-async function trainAndDiagnose(o: PresetOverrides, tapeFree?: boolean): Promise<{ diag: DuplicationDiagnostic; model: Model; cfg: TrainConfig }> {
+async function trainAndDiagnose(
+  o: PresetOverrides,
+  tapeFree?: boolean,
+): Promise<{ diag: DuplicationDiagnostic; model: Model; cfg: TrainConfig }> {
   const cfg = config(o);
   const r = await trainModel(cfg, source(), { progress: "silent", tapeFree, evalRows });
   const init = initialModel(r.model, cfg.seed);
@@ -75,8 +78,14 @@ describe("duplication: claflin SAE, NFM on all k features", () => {
         measured[`claflin N=k ${tapeFree ? "tape-free" : "autodiff"}`] = diag.maxDrift;
         assert.ok(diag.maxInitialDifference > 0.05, `initial difference ${diag.maxInitialDifference}`);
         assert.ok(diag.maxAbsWeight > 0);
-        assert.ok(diag.maxDrift <= bound(diag), `maxDrift ${diag.maxDrift} > rounding bound ${bound(diag)} (max|W| ${diag.maxAbsWeight})`);
-        assert.ok(relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) < 1e-4, `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`);
+        assert.ok(
+          diag.maxDrift <= bound(diag),
+          `maxDrift ${diag.maxDrift} > rounding bound ${bound(diag)} (max|W| ${diag.maxAbsWeight})`,
+        );
+        assert.ok(
+          relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) < 1e-4,
+          `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`,
+        );
         assert.equal(diag.rows, evalRows.length / SHAPE.d);
         // The rows' mean square, checked independently.
         let s = 0;
@@ -110,7 +119,10 @@ describe("duplication: claflin SAE, NFM on all k features", () => {
         wl[5] += 1e-4;
         model.params.set("nfm.wLin", tf.tensor2d(wl, [SHAPE.F, SHAPE.d]));
         const broken = duplicationDiagnostic(model, init, evalRows);
-        assert.ok(broken.maxDrift > 0.9e-4 && broken.maxDrift > 10 * bound(diag), `nudged: maxDrift ${broken.maxDrift}`);
+        assert.ok(
+          broken.maxDrift > 0.9e-4 && broken.maxDrift > 10 * bound(diag),
+          `nudged: maxDrift ${broken.maxDrift}`,
+        );
         const wrong = duplicationDiagnostic(model, wrongInit, evalRows);
         assert.ok(wrong.maxDrift > 1e-2, `wrong seed: maxDrift ${wrong.maxDrift}`);
         assert.ok(relDiff(wrong.ownPathMsePredicted, wrong.ownPathMseMeasured) > 1e-3);
@@ -131,7 +143,10 @@ describe("duplication: where the gradients differ", () => {
       measured["modern N=k"] = diag.maxDrift;
       assert.ok(diag.maxDrift > 100 * bound(diag), `maxDrift ${diag.maxDrift} vs 100 × bound ${100 * bound(diag)}`);
       assert.ok(diag.maxDrift > 1e-3, `maxDrift ${diag.maxDrift}`);
-      assert.ok(relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) > 1e-3, `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`);
+      assert.ok(
+        relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) > 1e-3,
+        `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`,
+      );
     } finally {
       model.dispose();
     }
@@ -142,7 +157,10 @@ describe("duplication: where the gradients differ", () => {
     try {
       measured["claflin N<k"] = diag.maxDrift;
       assert.ok(diag.maxDrift > 100 * bound(diag), `maxDrift ${diag.maxDrift} vs 100 × bound ${100 * bound(diag)}`);
-      assert.ok(relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) > 1e-3, `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`);
+      assert.ok(
+        relDiff(diag.ownPathMsePredicted, diag.ownPathMseMeasured) > 1e-3,
+        `predicted ${diag.ownPathMsePredicted} vs measured ${diag.ownPathMseMeasured}`,
+      );
     } finally {
       model.dispose();
     }
@@ -177,11 +195,18 @@ describe("duplication: helpers", () => {
       assert.deepEqual(tr.steps, [0, 10, 20, 30]);
       assert.equal(tr.maxDrift[0], 0);
       for (const n of r.model.params.names) {
-        assert.deepEqual(Array.from(tr.model.params.get(n).dataSync()), Array.from(r.model.params.get(n).dataSync()), `parameter ${n}`);
+        assert.deepEqual(
+          Array.from(tr.model.params.get(n).dataSync()),
+          Array.from(r.model.params.get(n).dataSync()),
+          `parameter ${n}`,
+        );
       }
       const diag = duplicationDiagnostic(tr.model, tr.init, evalRows);
       assert.equal(tr.maxDrift[tr.maxDrift.length - 1], diag.maxDrift);
-      assert.deepEqual(tr.history.map((h) => h.loss), r.history.map((h) => h.loss));
+      assert.deepEqual(
+        tr.history.map((h) => h.loss),
+        r.history.map((h) => h.loss),
+      );
     } finally {
       r.model.dispose();
       tr.model.dispose();
@@ -194,7 +219,10 @@ describe("duplication: helpers", () => {
     const seq = validateModelConfig({ ...base, kind: "sequential" });
     assert.throws(() => checkDuplicationApplicable(seq), /model\.kind must be "joint"/);
     const noLin = validateModelConfig({ ...base, variant: "sae+interaction" });
-    assert.throws(() => checkDuplicationApplicable(noLin), /model\.variant must include the NFM linear term.*sae\+interaction/);
+    assert.throws(
+      () => checkDuplicationApplicable(noLin),
+      /model\.variant must include the NFM linear term.*sae\+interaction/,
+    );
     const saeOnly = validateModelConfig({ ...base, kind: "sae", variant: "sae", nfm: null });
     assert.throws(() => checkDuplicationApplicable(saeOnly), /model\.kind/);
     assert.throws(() => driftTrajectory({ ...config(), model: noLin }, source()), /driftTrajectory: model\.variant/);
@@ -202,7 +230,10 @@ describe("duplication: helpers", () => {
 
   test("the notebook's comparison: claflin stays within rounding, modern and N < k move; the chart spec passes the hygiene check", () => {
     const r = duplicationDemo({ steps: 20, rows: 1024, evalRows: 128, shape: SHAPE });
-    assert.deepEqual(r.cases.map((c) => c.name), ["claflin, N = k", "modern, N = k", "claflin, N < k"]);
+    assert.deepEqual(
+      r.cases.map((c) => c.name),
+      ["claflin, N = k", "modern, N = k", "claflin, N < k"],
+    );
     const [cl, mo, tn] = r.cases;
     assert.ok(cl.diagnostic.maxDrift <= cl.roundingBound);
     assert.ok(mo.diagnostic.maxDrift > 100 * mo.roundingBound);

@@ -14,7 +14,12 @@ import { blockStats, normalizationFromStats, summarizeStats } from "../lib/data/
 import { saeConfig, saeDecode } from "../lib/sae";
 import { nfmConfig, nfmForward } from "../lib/nfm";
 import { createModel, validateModelConfig, type Model } from "../lib/joint";
-import { collectInteractionHidden, trainSecondarySae, type PrimaryModel, type SecondarySae } from "../lib/eval/secondary";
+import {
+  collectInteractionHidden,
+  trainSecondarySae,
+  type PrimaryModel,
+  type SecondarySae,
+} from "../lib/eval/secondary";
 import { forEachWindowBatch } from "../lib/eval/contexts";
 import { interventionSettings, primaryFeatureSource, secondaryFeatureSource } from "../lib/eval/interventions";
 import {
@@ -63,7 +68,8 @@ function randomModel(kind: "joint" | "sae", d: number, F: number, k: number, E: 
   const cfg = validateModelConfig({
     kind,
     sae: saeConfig({ d, F, k }),
-    nfm: kind === "joint" ? nfmConfig({ F, d, E }, { initMlpStd: 0.3, initEmbeddingStd: 0.5, initLinearStd: 0.05 }) : null,
+    nfm:
+      kind === "joint" ? nfmConfig({ F, d, E }, { initMlpStd: 0.3, initEmbeddingStd: 0.5, initLinearStd: 0.05 }) : null,
     variant: kind === "joint" ? "full" : "sae",
     saeKAtInference: null,
   });
@@ -91,7 +97,14 @@ before(async () => {
   sae = { model: randomModel("sae", d, 64, 4, 8, seed + 1), normalization: norm };
   const xn = Float32Array.from(raw, (v, i) => (v - norm.shift[i % d]) / norm.scale[i % d]);
   const h = collectInteractionHidden(joint.model, xn);
-  sec = await trainSecondarySae(h.h, 8, { steps: 20, batchSize: 32, seed, featuresMultiplier: 8, kFraction: 0.1, valFraction: 0.2 });
+  sec = await trainSecondarySae(h.h, 8, {
+    steps: 20,
+    batchSize: 32,
+    seed,
+    featuresMultiplier: 8,
+    kFraction: 0.1,
+    valFraction: 0.2,
+  });
 });
 
 describe("direct logit effect", () => {
@@ -114,29 +127,44 @@ describe("direct logit effect", () => {
       maxAbs = Math.max(maxAbs, Math.abs(eff[t]));
     }
     assert.ok(maxAbs > 0.1, `the effect is not trivially small (max |effect| = ${maxAbs})`);
-    assert.ok(maxErr < 1e-3 * maxAbs, `logits · rms − mean equal the direct effect (max error ${maxErr}, scale ${maxAbs})`);
+    assert.ok(
+      maxErr < 1e-3 * maxAbs,
+      `logits · rms − mean equal the direct effect (max error ${maxErr}, scale ${maxAbs})`,
+    );
     assert.ok(Math.abs(eff.reduce((a, b) => a + b, 0)) < 1e-6 * head.vocab, "centred over the vocabulary");
   });
 
   test("topTokenEffects ranks by effect (ties by token id) and rejects nothing silently", () => {
     const eff = [0.5, -2, 3, 3, -2, 0];
     const r = topTokenEffects(eff, (id) => `\u2581tok${id}`, 2);
-    assert.deepEqual(r.raised.map((t) => t.token), [2, 3]);
-    assert.deepEqual(r.lowered.map((t) => t.token), [1, 4]);
+    assert.deepEqual(
+      r.raised.map((t) => t.token),
+      [2, 3],
+    );
+    assert.deepEqual(
+      r.lowered.map((t) => t.token),
+      [1, 4],
+    );
     assert.equal(r.raised[0].piece, " tok2", "SentencePiece ▁ shown as a space");
     assert.throws(() => directLogitEffect(new Float32Array(3), head), /direction has d = 3/);
   });
 });
 
 describe("decoder directions", () => {
-  /** Raw-space change of the model's reconstruction when feature i's activation goes 0 → 1 (the other k − 1 slots hold zeros). */
+  /** Raw-space change of the model's reconstruction when feature i's activation goes 0 → 1 (the other k − 1 slots hold
+   * zeros). */
   function reconstructionStep(pm: PrimaryModel, i: number): Float32Array {
     const c = pm.model.config;
     const p = pm.model.record();
-    const others = Array.from({ length: c.sae.F }, (_, f) => f).filter((f) => f !== i).slice(0, c.sae.k - 1);
+    const others = Array.from({ length: c.sae.F }, (_, f) => f)
+      .filter((f) => f !== i)
+      .slice(0, c.sae.k - 1);
     const xhat = (a: number) =>
       tf.tidy(() => {
-        const code = { values: tf.tensor2d([[a, ...others.map(() => 0)]]), indices: tf.tensor2d([[i, ...others]], undefined, "int32") };
+        const code = {
+          values: tf.tensor2d([[a, ...others.map(() => 0)]]),
+          indices: tf.tensor2d([[i, ...others]], undefined, "int32"),
+        };
         const y = saeDecode(p, c.sae, code);
         return (c.nfm ? tf.add(y, nfmForward(p, c.nfm, code, { dropout: null }).out) : y).dataSync() as Float32Array;
       });
@@ -145,12 +173,19 @@ describe("decoder directions", () => {
   }
 
   test("primaryDirection is the raw-space reconstruction step of one feature (joint: W_dec + W_lin; standalone: W_dec)", () => {
-    for (const [name, pm] of [["joint", joint], ["standalone", sae]] as const) {
+    for (const [name, pm] of [
+      ["joint", joint],
+      ["standalone", sae],
+    ] as const) {
       const i = new Rng(seed + 9).int(pm.model.config.sae.F);
       const got = primaryDirection(pm, i);
       const want = reconstructionStep(pm, i);
       const scale = Math.max(...want.map(Math.abs));
-      for (let j = 0; j < want.length; j++) assert.ok(Math.abs(got[j] - want[j]) < 1e-4 * scale + 1e-6, `${name} feature ${i} dim ${j}: ${got[j]} vs ${want[j]}`);
+      for (let j = 0; j < want.length; j++)
+        assert.ok(
+          Math.abs(got[j] - want[j]) < 1e-4 * scale + 1e-6,
+          `${name} feature ${i} dim ${j}: ${got[j]} vs ${want[j]}`,
+        );
     }
     assert.throws(() => primaryDirection(sae, 64), /feature must be an integer in \[0, 64\)/);
   });
@@ -165,7 +200,8 @@ describe("decoder directions", () => {
     const w2 = joint.model.params.read("nfm.w2");
     const b2 = joint.model.params.read("nfm.b2");
     // inter(h) = W₂ᵀReLU(h) + b₂ at h0 = 10 (all positive) and h0 + ε·hDir, by explicit sums over the output index
-    const inter = (h: Float64Array) => Array.from({ length: d }, (_, j) => b2[j] + h.reduce((s, v, e) => s + Math.max(0, v) * w2[e * d + j], 0));
+    const inter = (h: Float64Array) =>
+      Array.from({ length: d }, (_, j) => b2[j] + h.reduce((s, v, e) => s + Math.max(0, v) * w2[e * d + j], 0));
     const eps = 1e-3;
     const h0 = new Float64Array(E).fill(10);
     const h1 = Float64Array.from(h0, (v, e) => v + eps * hDir[e]);
@@ -173,7 +209,8 @@ describe("decoder directions", () => {
     const want = o0.map((v, j) => ((o1[j] - v) / eps) * joint.normalization.scale[j]);
     const got = secondaryDirection(joint, sec, f);
     const scale = Math.max(...want.map(Math.abs));
-    for (let j = 0; j < d; j++) assert.ok(Math.abs(got[j] - want[j]) < 1e-3 * scale + 1e-6, `dim ${j}: ${got[j]} vs ${want[j]}`);
+    for (let j = 0; j < d; j++)
+      assert.ok(Math.abs(got[j] - want[j]) < 1e-3 * scale + 1e-6, `dim ${j}: ${got[j]} vs ${want[j]}`);
     assert.throws(() => secondaryDirection(sae, sec, 0), /no interaction MLP/);
   });
 });
@@ -188,7 +225,10 @@ describe("scan, summary, page and chart", () => {
       browsableSecondary(joint, sec, secondaryFeatureSource(joint, sec, s)),
     ];
     const scan = scanForBrowser(lm, windows, LAYER, browsables, { n: 5 });
-    assert.equal(scan.tokens, windows.reduce((n, w) => n + w.length, 0));
+    assert.equal(
+      scan.tokens,
+      windows.reduce((n, w) => n + w.length, 0),
+    );
     for (const kind of ["joint", "standalone", "secondary"] as const) {
       const src = scan.sources.get(kind)!;
       const feats = browsableFeatures(scan, kind, 4);
@@ -196,8 +236,15 @@ describe("scan, summary, page and chart", () => {
       for (const f of feats) {
         const sum = featureSummary(scan, kind, f, head, tok, { bins: 10, tokensShown: 5 });
         assert.equal(sum.firing, src.top.seen[f], `${kind} ${f}: values kept = firing count`);
-        assert.equal(sum.histogram.reduce((a, b) => a + b.count, 0), sum.firing, "histogram counts every firing");
-        assert.ok(Math.abs(sum.histogram[sum.histogram.length - 1].hi - sum.hits[0].value) < 1e-6, "histogram ends at the top hit's value");
+        assert.equal(
+          sum.histogram.reduce((a, b) => a + b.count, 0),
+          sum.firing,
+          "histogram counts every firing",
+        );
+        assert.ok(
+          Math.abs(sum.histogram[sum.histogram.length - 1].hi - sum.hits[0].value) < 1e-6,
+          "histogram ends at the top hit's value",
+        );
         assert.equal(sum.raised.length, 5);
         assert.ok(sum.raised[0].effect >= sum.raised[4].effect && sum.lowered[0].effect <= sum.lowered[4].effect);
       }
@@ -217,10 +264,15 @@ describe("scan, summary, page and chart", () => {
     assert.ok(!evilPage.html.includes("<script>"), "token pieces are escaped");
     assert.ok(evilPage.html.includes("&lt;script&gt;"));
 
-    const summaries = browsableFeatures(scan, "secondary", 3).map((g) => featureSummary(scan, "secondary", g, head, tok));
+    const summaries = browsableFeatures(scan, "secondary", 3).map((g) =>
+      featureSummary(scan, "secondary", g, head, tok),
+    );
     const spec = featureDashboardSpec(summaries) as any;
     assert.equal(spec.params[0].value, summaries[0].feature);
-    assert.deepEqual(spec.params[0].bind.options, summaries.map((x) => x.feature));
+    assert.deepEqual(
+      spec.params[0].bind.options,
+      summaries.map((x) => x.feature),
+    );
     for (const view of spec.hconcat) assert.deepEqual(view.transform, [{ filter: "datum.feature == feature" }]);
     assert.throws(() => featureDashboardSpec([]), /no features/);
     assert.throws(() => featureDashboardSpec([summaries[0], sum]), /one kind at a time/);

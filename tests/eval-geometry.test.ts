@@ -4,7 +4,15 @@ import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { bimodality, fitGaussianMixture1d, mixtureBoundary } from "../lib/eval/gmm";
 import {
-  bimodalAnalysis, compareGroups, decoderSquaredNorms, gramOfColumns, jacobiEigenSymmetric, symmetricEigenvalues, meanAbsCosine, pcaComponentsFor, weightNormRatios,
+  bimodalAnalysis,
+  compareGroups,
+  decoderSquaredNorms,
+  gramOfColumns,
+  jacobiEigenSymmetric,
+  symmetricEigenvalues,
+  meanAbsCosine,
+  pcaComponentsFor,
+  weightNormRatios,
 } from "../lib/eval/geometry";
 import { spearman } from "../lib/stats/correlation";
 
@@ -29,7 +37,10 @@ function mixtureSample(rng: Rng, n: number, comps: { m: number; s: number; w: nu
 
 test("two-component mixture recovers known modes; BIC prefers 1 component on unimodal data", () => {
   const rng = new Rng(runSeed);
-  const x = mixtureSample(rng, 3000, [{ m: 0.05, s: 0.02, w: 0.4 }, { m: 0.37, s: 0.05, w: 0.6 }]);
+  const x = mixtureSample(rng, 3000, [
+    { m: 0.05, s: 0.02, w: 0.4 },
+    { m: 0.37, s: 0.05, w: 0.6 },
+  ]);
   const b = bimodality(x, { seed: runSeed });
   assert.equal(b.preferred, 2);
   assert.ok(b.deltaBic > 100, `ΔBIC ${b.deltaBic}`);
@@ -51,7 +62,16 @@ test("two-component mixture recovers known modes; BIC prefers 1 component on uni
   const m = uni.reduce((s, v) => s + v, 0) / uni.length;
   assert.ok(Math.abs(u.one.means[0] - m) < 1e-12);
   // hand-computable boundary: equal weights and stds → midpoint
-  const mid = mixtureBoundary({ components: 2, means: [0, 2], stds: [1, 1], weights: [0.5, 0.5], logLikelihood: 0, bic: 0, iterations: 0, converged: true });
+  const mid = mixtureBoundary({
+    components: 2,
+    means: [0, 2],
+    stds: [1, 1],
+    weights: [0.5, 0.5],
+    logLikelihood: 0,
+    bic: 0,
+    iterations: 0,
+    converged: true,
+  });
   assert.ok(Math.abs(mid! - 1) < 1e-12);
   assert.throws(() => fitGaussianMixture1d([1, 2, NaN, 4], 2), /not finite/);
 });
@@ -105,13 +125,19 @@ test("Jacobi eigendecomposition and PCA component counts vs constructed spectra"
   const Q = orth(d, d);
   const s = [5, 4, 3, 2, 1.5, 1, 0.5, 0.3, 0.2, 0.1];
   const W = new Float32Array(F * d);
-  for (let i = 0; i < F; i++) for (let j = 0; j < d; j++) {
-    let v = 0;
-    for (let k = 0; k < d; k++) v += Z[k][i] * s[k] * Q[k][j];
-    W[i * d + j] = v;
-  }
+  for (let i = 0; i < F; i++)
+    for (let j = 0; j < d; j++) {
+      let v = 0;
+      for (let k = 0; k < d; k++) v += Z[k][i] * s[k] * Q[k][j];
+      W[i * d + j] = v;
+    }
   const pca = pcaComponentsFor(W, F, d);
-  s.forEach((sv, k) => assert.ok(Math.abs(pca.eigenvalues[k] - sv * sv) < 1e-4 * sv * sv + 1e-5, `λ_${k} ${pca.eigenvalues[k]} vs ${sv * sv}`));
+  s.forEach((sv, k) =>
+    assert.ok(
+      Math.abs(pca.eigenvalues[k] - sv * sv) < 1e-4 * sv * sv + 1e-5,
+      `λ_${k} ${pca.eigenvalues[k]} vs ${sv * sv}`,
+    ),
+  );
   // brute-force count: first k with cumulative s² ≥ 90% of Σ s²
   const tot = s.reduce((a, v) => a + v * v, 0);
   let acc = 0;
@@ -150,15 +176,17 @@ test("mean |cosine| and off-diagonal |Gram|: exact vs brute force, sampled close
   let sc = 0;
   let sg = 0;
   let pairs = 0;
-  const nrm = (i: number) => Math.sqrt(Array.from({ length: d }, (_, j) => W[i * d + j] ** 2).reduce((a, b) => a + b, 0));
-  for (let i = 0; i < F; i++) for (let k = 0; k < F; k++) {
-    if (i === k || i === 7 || k === 7) continue;
-    let dot = 0;
-    for (let j = 0; j < d; j++) dot += W[i * d + j] * W[k * d + j];
-    sg += Math.abs(dot);
-    sc += Math.abs(dot) / (nrm(i) * nrm(k));
-    pairs++;
-  }
+  const nrm = (i: number) =>
+    Math.sqrt(Array.from({ length: d }, (_, j) => W[i * d + j] ** 2).reduce((a, b) => a + b, 0));
+  for (let i = 0; i < F; i++)
+    for (let k = 0; k < F; k++) {
+      if (i === k || i === 7 || k === 7) continue;
+      let dot = 0;
+      for (let j = 0; j < d; j++) dot += W[i * d + j] * W[k * d + j];
+      sg += Math.abs(dot);
+      sc += Math.abs(dot) / (nrm(i) * nrm(k));
+      pairs++;
+    }
   assert.equal(r.zeroRows, 1);
   assert.equal(r.pairs, pairs);
   assert.ok(Math.abs(r.meanAbsCosine - sc / pairs) < 1e-5, `${r.meanAbsCosine} vs ${sc / pairs}`);
@@ -168,7 +196,10 @@ test("mean |cosine| and off-diagonal |Gram|: exact vs brute force, sampled close
   const ex = meanAbsCosine(W2, F2, d);
   const sm = meanAbsCosine(W2, F2, d, { forceSample: true, samplePairs: 100000, seed: runSeed });
   assert.equal(sm.exact, false);
-  assert.ok(Math.abs(ex.meanAbsCosine - sm.meanAbsCosine) < 0.006, `exact ${ex.meanAbsCosine} vs sampled ${sm.meanAbsCosine}`);
+  assert.ok(
+    Math.abs(ex.meanAbsCosine - sm.meanAbsCosine) < 0.006,
+    `exact ${ex.meanAbsCosine} vs sampled ${sm.meanAbsCosine}`,
+  );
 });
 
 test("weight-norm ratios, group comparisons and the bimodal analysis with dead features", () => {
@@ -202,7 +233,13 @@ test("weight-norm ratios, group comparisons and the bimodal analysis with dead f
   const rep = bimodalAnalysis(sq, { ratios, activity: { counts, tokens: 10000 }, seed: runSeed });
   assert.equal(rep.n, F);
   assert.equal(rep.mixture.preferred, 2);
-  assert.deepEqual(rep.activityByMixture!.map((a) => [a.group, a.n, a.dead, a.live]), [["low", 200, 200, 0], ["high", 400, 0, 400]]);
+  assert.deepEqual(
+    rep.activityByMixture!.map((a) => [a.group, a.n, a.dead, a.live]),
+    [
+      ["low", 200, 200, 0],
+      ["high", 400, 0, 400],
+    ],
+  );
   assert.equal(rep.fixedCut.nLow, 200);
   // residual ratio rises with sq (built in: r/T with r = √sq), the NFM share mirrors it
   assert.ok(rep.spearman!.residual.r > 0.5 && Math.abs(rep.spearman!.residual.r + rep.spearman!.nfmTotal.r) < 1e-12);

@@ -4,7 +4,14 @@ import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { oneWayAnova, studentTTest, welchTTest } from "../lib/stats/index";
 import {
-  anovaRanking, authorsInteractionStatistic, authorsSentenceMeansBuggy, factorTTests, rankByT, readoutAnova, ReadoutRow, sentenceMeans,
+  anovaRanking,
+  authorsInteractionStatistic,
+  authorsSentenceMeansBuggy,
+  factorTTests,
+  rankByT,
+  readoutAnova,
+  ReadoutRow,
+  sentenceMeans,
 } from "../lib/eval/interventions-stats";
 import type { Level } from "../lib/eval/stimuli";
 
@@ -18,16 +25,32 @@ console.log(`eval-interventions-stats.test seed ${runSeed}`);
 test("sentenceMeans uses each sentence's own valid positions (right/left padding, per-sentence arrays)", () => {
   // B = 2, T = 3, F = 2; sentence 1 has one valid position, padding holds garbage (incl. NaN)
   const acts = tf.tensor3d([
-    [[1, 10], [2, 20], [3, 30]],
-    [[5, 50], [NaN, 1e9], [7, -7]],
+    [
+      [1, 10],
+      [2, 20],
+      [3, 30],
+    ],
+    [
+      [5, 50],
+      [NaN, 1e9],
+      [7, -7],
+    ],
   ]);
   const before = tf.memory().numTensors;
   const r = sentenceMeans(acts, [3, 1]);
   assert.equal(tf.memory().numTensors, before);
   assert.deepEqual(Array.from(r.means), [2, 20, 5, 50]);
   const leftPadded = tf.tensor3d([
-    [[1, 10], [2, 20], [3, 30]],
-    [[NaN, 1e9], [8, 80], [6, 60]],
+    [
+      [1, 10],
+      [2, 20],
+      [3, 30],
+    ],
+    [
+      [NaN, 1e9],
+      [8, 80],
+      [6, 60],
+    ],
   ]);
   assert.deepEqual(Array.from(sentenceMeans(leftPadded, [3, 2], { padding: "left" }).means), [2, 20, 7, 70]);
   const arr = sentenceMeans([Float32Array.from([1, 10, 2, 20, 3, 30]), Float32Array.from([5, 50])], null, { F: 2 });
@@ -35,7 +58,10 @@ test("sentenceMeans uses each sentence's own valid positions (right/left padding
   // the authors' slicing (faithful mode): sentence 1 starts at row 1·len_1 = 1 of the flattened batch
   // → rows [1] = (2, 20) instead of its own (5, 50)
   assert.deepEqual(Array.from(authorsSentenceMeansBuggy(acts, [3, 1]).means), [2, 20, 2, 20]);
-  const b2 = tf.tensor3d([[[1], [2], [3]], [[4], [5], [6]]]);
+  const b2 = tf.tensor3d([
+    [[1], [2], [3]],
+    [[4], [5], [6]],
+  ]);
   assert.deepEqual(Array.from(authorsSentenceMeansBuggy(b2, [3, 2]).means), [2, 3.5]); // rows 2..3 = (3 + 4)/2
   b2.dispose();
   assert.throws(() => sentenceMeans(acts, [3]), /need 2 lengths/);
@@ -49,18 +75,20 @@ function design(rng: Rng, perCell: number, F: number) {
   const cells: string[] = [];
   const means = new Float64Array(4 * perCell * F);
   let s = 0;
-  for (const f of ["high", "low"] as Level[]) for (const e of ["high", "low"] as Level[]) for (let i = 0; i < perCell; i++, s++) {
-    formality.push(f);
-    emotion.push(e);
-    cells.push(`${f}/${e}`);
-    for (let k = 0; k < F; k++) {
-      let v = rng.normal();
-      if (k === 1 && f === "high") v += 3; // formality feature
-      if (k === 2 && e === "high") v -= 3; // emotion feature (negative)
-      if (k === 3 && f === "high" && e === "high") v += 4; // cell-specific ("integration") feature
-      means[s * F + k] = v;
-    }
-  }
+  for (const f of ["high", "low"] as Level[])
+    for (const e of ["high", "low"] as Level[])
+      for (let i = 0; i < perCell; i++, s++) {
+        formality.push(f);
+        emotion.push(e);
+        cells.push(`${f}/${e}`);
+        for (let k = 0; k < F; k++) {
+          let v = rng.normal();
+          if (k === 1 && f === "high") v += 3; // formality feature
+          if (k === 2 && e === "high") v -= 3; // emotion feature (negative)
+          if (k === 3 && f === "high" && e === "high") v += 4; // cell-specific ("integration") feature
+          means[s * F + k] = v;
+        }
+      }
   return { m: { means, S: s, F }, labels: { formality, emotion }, cells };
 }
 
@@ -73,16 +101,29 @@ test("factor t-tests and ANOVA ranking find the planted features and equal direc
   assert.equal(rankByT(r.emotion, "absT")[0].feature, 2);
   assert.ok(r.emotion[2].t < 0);
   // equals a direct Student test on the column split by hand
-  const col = (k: number, pred: (s: number) => boolean) => Array.from({ length: m.S }, (_, s) => s).filter(pred).map((s) => m.means[s * F + k]);
-  const direct = studentTTest(col(4, (s) => labels.formality[s] === "high"), col(4, (s) => labels.formality[s] === "low"));
+  const col = (k: number, pred: (s: number) => boolean) =>
+    Array.from({ length: m.S }, (_, s) => s)
+      .filter(pred)
+      .map((s) => m.means[s * F + k]);
+  const direct = studentTTest(
+    col(4, (s) => labels.formality[s] === "high"),
+    col(4, (s) => labels.formality[s] === "low"),
+  );
   assert.ok(Math.abs(r.formality[4].t - direct.t) < 1e-12 && Math.abs(r.formality[4].p - direct.p) < 1e-12);
   const w = factorTTests(m, labels, { test: "welch" });
-  const directW = welchTTest(col(0, (s) => labels.emotion[s] === "high"), col(0, (s) => labels.emotion[s] === "low"));
+  const directW = welchTTest(
+    col(0, (s) => labels.emotion[s] === "high"),
+    col(0, (s) => labels.emotion[s] === "low"),
+  );
   assert.ok(Math.abs(w.emotion[0].df - directW.df) < 1e-12);
 
   const ranking = anovaRanking(m, cells);
   assert.equal(ranking[0].cells.length, 4);
-  assert.ok([1, 2, 3].includes(ranking[0].feature) && [1, 2, 3].includes(ranking[1].feature) && [1, 2, 3].includes(ranking[2].feature));
+  assert.ok(
+    [1, 2, 3].includes(ranking[0].feature) &&
+      [1, 2, 3].includes(ranking[1].feature) &&
+      [1, 2, 3].includes(ranking[2].feature),
+  );
   const k3 = ranking.find((x) => x.feature === 3)!;
   const groups = ranking[0].cells.map((c) => col(3, (s) => cells[s] === c));
   assert.ok(Math.abs(k3.f - oneWayAnova(groups).f) < 1e-12);
@@ -98,7 +139,9 @@ function rowsFrom(values: Record<string, number[]>): ReadoutRow[] {
   const rows: ReadoutRow[] = [];
   for (const [key, vals] of Object.entries(values)) {
     const [formality, emotion] = key.split("/") as [Level, Level];
-    vals.forEach((value, j) => rows.push({ prompt: `p${Math.floor(j / 2)}`, wordIndex: j % 2, formality, emotion, value }));
+    vals.forEach((value, j) =>
+      rows.push({ prompt: `p${Math.floor(j / 2)}`, wordIndex: j % 2, formality, emotion, value }),
+    );
   }
   return rows;
 }
@@ -128,10 +171,19 @@ test("readout two-way ANOVA with prompts as blocks: planted interaction detected
   const make = (interaction: number): ReadoutRow[] => {
     const rows: ReadoutRow[] = [];
     const promptEffect = [0, 2, -1, 0.5, 3];
-    for (const f of ["high", "low"] as Level[]) for (const e of ["high", "low"] as Level[]) for (let p = 0; p < 5; p++) for (let i = 0; i < 8; i++) {
-      const inter = f === e ? interaction : -interaction;
-      rows.push({ prompt: p, wordIndex: i, formality: f, emotion: e, value: promptEffect[p] + inter + 0.5 * rng.normal() });
-    }
+    for (const f of ["high", "low"] as Level[])
+      for (const e of ["high", "low"] as Level[])
+        for (let p = 0; p < 5; p++)
+          for (let i = 0; i < 8; i++) {
+            const inter = f === e ? interaction : -interaction;
+            rows.push({
+              prompt: p,
+              wordIndex: i,
+              formality: f,
+              emotion: e,
+              value: promptEffect[p] + inter + 0.5 * rng.normal(),
+            });
+          }
     return rows;
   };
   const withI = readoutAnova(make(0.5));

@@ -8,7 +8,15 @@ import { blockStats, normalizationFromStats, summarizeStats } from "../lib/data/
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { createModel, validateModelConfig } from "../lib/joint";
-import { PrimaryModel, SecondarySae, collectHiddenFromWindows, collectInteractionHidden, primaryPass, secondaryEncode, trainSecondarySae } from "../lib/eval/secondary";
+import {
+  PrimaryModel,
+  SecondarySae,
+  collectHiddenFromWindows,
+  collectInteractionHidden,
+  primaryPass,
+  secondaryEncode,
+  trainSecondarySae,
+} from "../lib/eval/secondary";
 import {
   clampExperiment,
   clampHook,
@@ -60,7 +68,7 @@ before(async () => {
     "Tom had a big red ball. He threw it high into the sky and laughed.",
     "The cat sat on the mat and looked at the bird in the tree.",
     "One day, a kind old man gave the children some sweet apples.",
-    "Mom said, \"Please be careful!\" but Ben ran fast down the hill.",
+    'Mom said, "Please be careful!" but Ben ran fast down the hill.',
     "The sun was warm and the flowers were bright and happy.",
   ];
   const windows = texts.map((t) => tok.encode(t, { bos: true }));
@@ -83,7 +91,14 @@ before(async () => {
   const xn = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) xn[i] = (raw[i] - pm.normalization.shift[i % d]) / pm.normalization.scale[i % d];
   const h = collectInteractionHidden(model, xn);
-  sec = await trainSecondarySae(h.h, E, { steps: 30, batchSize: 32, seed, featuresMultiplier: 25, kFraction: 0.02, valFraction: 0.2 });
+  sec = await trainSecondarySae(h.h, E, {
+    steps: 30,
+    batchSize: 32,
+    seed,
+    featuresMultiplier: 25,
+    kFraction: 0.02,
+    valFraction: 0.2,
+  });
 });
 
 function logitsWith(ids: number[][], hook?: (h: tf.Tensor3D) => tf.Tensor3D): Float32Array {
@@ -127,7 +142,10 @@ describe("clamping hook (real stories260K, random primary model, trained seconda
     const c1 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 1 }, s));
     assert.equal(maxAbsDiff(c1, base), 0, "c = 1 is bitwise the unclamped reconstruction");
     const c0 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 0 }, s));
-    assert.ok(maxAbsDiff(c0, base) > 1e-5, `c = 0 on active feature ${j} changes the logits (max |Δ| = ${maxAbsDiff(c0, base)})`);
+    assert.ok(
+      maxAbsDiff(c0, base) > 1e-5,
+      `c = 0 on active feature ${j} changes the logits (max |Δ| = ${maxAbsDiff(c0, base)})`,
+    );
     if (inactive.length > 0) {
       const cz = logitsWith(ids, clampHook(pm, sec, { feature: inactive[0], c: 4 }, s));
       assert.equal(maxAbsDiff(cz, base), 0, "clamping a feature that never fires leaves the logits unchanged");
@@ -140,17 +158,25 @@ describe("clamping hook (real stories260K, random primary model, trained seconda
     const d = lm.config.dim;
     const N = 12;
     const xRaw = new Float32Array(N * d);
-    for (let i = 0; i < xRaw.length; i++) xRaw[i] = pm.normalization.shift[i % d] + pm.normalization.scale[i % d] * rng.normal();
+    for (let i = 0; i < xRaw.length; i++)
+      xRaw[i] = pm.normalization.shift[i % d] + pm.normalization.scale[i % d] * rng.normal();
     const s = interventionSettings("corrected");
     const c = -4;
     const p = pm.model.record();
     const E = sec.E;
     // Choose a feature active on some row.
     const { h, gVals, gIds } = tf.tidy(() => {
-      const xn = tf.div(tf.sub(tf.tensor2d(xRaw, [N, d]), tf.tensor1d(pm.normalization.shift)), tf.tensor1d(pm.normalization.scale)) as tf.Tensor2D;
+      const xn = tf.div(
+        tf.sub(tf.tensor2d(xRaw, [N, d]), tf.tensor1d(pm.normalization.shift)),
+        tf.tensor1d(pm.normalization.scale),
+      ) as tf.Tensor2D;
       const pass = primaryPass(p, pm.model.config, xn);
       const code = secondaryEncode(sec, pass.h);
-      return { h: pass.h.dataSync() as Float32Array, gVals: code.values.dataSync() as Float32Array, gIds: code.indices.dataSync() as Int32Array };
+      return {
+        h: pass.h.dataSync() as Float32Array,
+        gVals: code.values.dataSync() as Float32Array,
+        gIds: code.indices.dataSync() as Int32Array,
+      };
     });
     const j = gIds[0];
     const dec = sec.model.params.read("sae.wDec");
@@ -203,7 +229,11 @@ describe("clamping hook (real stories260K, random primary model, trained seconda
     const ids = [tok.encode(texts[4], { bos: true })];
     const base = logitsWith(ids, reconstructionHook(pm));
     const top = scanWindows(lm, ids, LAYER, [primaryFeatureSource(pm)], { n: 1 }).get("primary")!;
-    const feats = Array.from(top.maxValues()).map((v, f) => [v, f]).sort((a, b) => b[0] - a[0]).slice(0, 3).map((x) => x[1]);
+    const feats = Array.from(top.maxValues())
+      .map((v, f) => [v, f])
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 3)
+      .map((x) => x[1]);
     const one = scaledLinearParams(pm.model, feats, 1);
     assert.equal(maxAbsDiff(logitsWith(ids, reconstructionHook(pm, one.params)), base), 0);
     one.dispose();
@@ -222,9 +252,13 @@ describe("h over token windows", () => {
     const raw = harvest(ids);
     const d = lm.config.dim;
     const xn = new Float32Array(raw.length);
-    for (let i = 0; i < raw.length; i++) xn[i] = (raw[i] - pm.normalization.shift[i % d]) / pm.normalization.scale[i % d];
+    for (let i = 0; i < raw.length; i++)
+      xn[i] = (raw[i] - pm.normalization.shift[i % d]) / pm.normalization.scale[i % d];
     const ref = collectInteractionHidden(pm.model, xn);
-    assert.equal(got.n, ids.reduce((s, w) => s + w.length, 0));
+    assert.equal(
+      got.n,
+      ids.reduce((s, w) => s + w.length, 0),
+    );
     assert.equal(got.n, ref.n);
     let maxErr = 0;
     for (let i = 0; i < ref.h.length; i++) maxErr = Math.max(maxErr, Math.abs(got.h[i] - ref.h[i]));
@@ -260,7 +294,10 @@ describe("target-word readout", () => {
             for (const v of row) z += Math.exp(v - m);
             ref += row[w[t]] - m - Math.log(z);
           }
-          assert.ok(Math.abs(got[pi][wi] - ref) < 1e-4 * Math.max(1, Math.abs(ref)), `${prompts[pi]} + ${words[wi]}: ${got[pi][wi]} vs ${ref}`);
+          assert.ok(
+            Math.abs(got[pi][wi] - ref) < 1e-4 * Math.max(1, Math.abs(ref)),
+            `${prompts[pi]} + ${words[wi]}: ${got[pi][wi]} vs ${ref}`,
+          );
         }),
       );
     }
@@ -269,13 +306,27 @@ describe("target-word readout", () => {
   test("clamp experiment: Δ ≡ 0 at c = 1, two-way ANOVA with prompts as blocks elsewhere, no tensor leak", () => {
     const full: StimulusSet = loadStimuli();
     // A small balanced subset keeps the test fast: 2 prompts, 3 words per cell.
-    const stim: StimulusSet = { ...full, cells: full.cells.map((c) => ({ ...c, targetWords: c.targetWords.slice(0, 3) })), prompts: full.prompts.slice(0, 2) };
+    const stim: StimulusSet = {
+      ...full,
+      cells: full.cells.map((c) => ({ ...c, targetWords: c.targetWords.slice(0, 3) })),
+      prompts: full.prompts.slice(0, 2),
+    };
     const s = interventionSettings("corrected");
     const { active } = activeFeatures(stim.prompts.map((p) => tok.encode(p, { bos: true })));
     assert.ok(active.length > 0, "some secondary feature fires on the prompts");
     const j = active[0];
     const before = tf.memory().numTensors;
-    const r = clampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: j, settings: s, clampValues: [0, 1, 4] });
+    const r = clampExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      secondary: sec,
+      feature: j,
+      settings: s,
+      clampValues: [0, 1, 4],
+    });
     assert.equal(tf.memory().numTensors, before);
     assert.equal(r.levels.length, 3);
     const one = r.levels[1];
@@ -292,10 +343,32 @@ describe("target-word readout", () => {
     assert.equal(four.anova.residual.df, 24 - 1 - 3 - 1);
     assert.ok(four.authors, "authors' statistic computed");
     assert.equal(four.authors.interaction.dfWithin, 2 * 2 * 3 - 2);
-    const faithful = clampExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, feature: j, settings: interventionSettings("faithful", { spliceLayerOffset: 1 }), clampValues: [1, 4] });
-    assert.equal(faithful.layer, LAYER + 1, "spliceLayerOffset 1 clamps one block later (the authors' layers[l] output hook)");
+    const faithful = clampExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      secondary: sec,
+      feature: j,
+      settings: interventionSettings("faithful", { spliceLayerOffset: 1 }),
+      clampValues: [1, 4],
+    });
+    assert.equal(
+      faithful.layer,
+      LAYER + 1,
+      "spliceLayerOffset 1 clamps one block later (the authors' layers[l] output hook)",
+    );
     assert.equal(faithful.levels[0].maxAbsDelta, 0);
-    const lin = linearControlExperiment({ lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, features: [0, 1], clampValues: [1, 2] });
+    const lin = linearControlExperiment({
+      lm,
+      tokenizer: tok,
+      layer: LAYER,
+      primary: pm,
+      stimuli: stim,
+      features: [0, 1],
+      clampValues: [1, 2],
+    });
     assert.equal(lin.levels[0].maxAbsDelta, 0);
     assert.equal(tf.memory().numTensors, before);
   });
@@ -313,6 +386,7 @@ describe("target-word readout", () => {
     assert.ok(rank.top && rank.control, "some secondary features are active on the stimuli");
     assert.ok(rank.top.f >= rank.control.f);
     assert.ok(rank.active.includes(rank.control.feature));
-    for (const r of rank.ranking) if (rank.active.includes(r.feature) && Number.isFinite(r.f)) assert.ok(r.f >= rank.control.f);
+    for (const r of rank.ranking)
+      if (rank.active.includes(r.feature) && Number.isFinite(r.f)) assert.ok(r.f >= rank.control.f);
   });
 });

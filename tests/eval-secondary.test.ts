@@ -8,7 +8,13 @@ import { nfmConfig } from "../lib/nfm";
 import { createModel, validateModelConfig, Model } from "../lib/joint";
 import { evaluate } from "../lib/train";
 import { normalize } from "../lib/data/normalization";
-import { collectInteractionHidden, hiddenNormalization, secondarySaeConfig, splitRows, trainSecondarySae } from "../lib/eval/secondary";
+import {
+  collectInteractionHidden,
+  hiddenNormalization,
+  secondarySaeConfig,
+  splitRows,
+  trainSecondarySae,
+} from "../lib/eval/secondary";
 import { TopActivations, ContextHit, ranksAbove, renderContext, featureCards } from "../lib/eval/contexts";
 
 before(async () => {
@@ -49,15 +55,18 @@ function referenceH(m: Model, x: Float32Array, mode: "bi-interaction" | "linear-
     for (let j = 0; j < d; j++) s += wEncT[f * d + j] * x[j];
     pre[f] = Math.max(0, s);
   }
-  const order = Array.from(pre.keys()).sort((a, b) => pre[b] - pre[a]).slice(0, k);
+  const order = Array.from(pre.keys())
+    .sort((a, b) => pre[b] - pre[a])
+    .slice(0, k);
   const z = new Float64Array(E);
   const s = new Float64Array(E);
   const q = new Float64Array(E);
-  for (const f of order) for (let e = 0; e < E; e++) {
-    const a = pre[f] * V[f * E + e];
-    s[e] += a;
-    q[e] += a * a;
-  }
+  for (const f of order)
+    for (let e = 0; e < E; e++) {
+      const a = pre[f] * V[f * E + e];
+      s[e] += a;
+      q[e] += a * a;
+    }
   for (let e = 0; e < E; e++) z[e] = mode === "linear-sum" ? s[e] : 0.5 * (s[e] * s[e] - q[e]);
   const h = new Float64Array(E);
   for (let o = 0; o < E; o++) {
@@ -90,7 +99,10 @@ describe("secondary SAE input (interaction hidden h)", () => {
         }
       }
       assert.ok(maxRef > 1e-3, `${mode}: reference h is non-trivial (max |h| = ${maxRef})`);
-      assert.ok(maxErr <= 1e-4 * Math.max(1, maxRef), `${mode}: max |h − ref| = ${maxErr} (max |ref| ${maxRef}, seed ${seed})`);
+      assert.ok(
+        maxErr <= 1e-4 * Math.max(1, maxRef),
+        `${mode}: max |h − ref| = ${maxErr} (max |ref| ${maxRef}, seed ${seed})`,
+      );
     }
     // The two inputs really differ (the faithful option is not a no-op).
     const a = collectInteractionHidden(m, x, { interactionInput: "bi-interaction" }).h;
@@ -105,7 +117,8 @@ describe("secondary SAE input (interaction hidden h)", () => {
     const d = m.config.sae.d;
     const x = new Rng(seed).normalArray(50 * d);
     const fromArray = collectInteractionHidden(m, x);
-    // Unshuffled single-block iteration: one block, batch = all rows; order is a permutation, so compare sorted rows sums.
+    // Unshuffled single-block iteration: one block, batch = all rows; order is a permutation, so compare sorted rows
+    // sums.
     const src = new ArrayRowSource(x, d, { blockRows: 64 });
     const fromSource = collectInteractionHidden(m, src, { normalize: "none", batchSize: 64 });
     assert.equal(fromSource.n, 50);
@@ -134,7 +147,8 @@ describe("secondary SAE input (interaction hidden h)", () => {
     const { train, val } = splitRows(h, E, 0.2, 3);
     assert.equal(val.length / E, 60);
     assert.equal(train.length / E, 240);
-    const all = (a: Float32Array) => Array.from({ length: a.length / E }, (_, r) => a.slice(r * E, (r + 1) * E).join(","));
+    const all = (a: Float32Array) =>
+      Array.from({ length: a.length / E }, (_, r) => a.slice(r * E, (r + 1) * E).join(","));
     assert.deepEqual([...all(train), ...all(val)].sort(), all(h).sort());
   });
 
@@ -219,22 +233,60 @@ describe("max-activating contexts", () => {
     const top = new TopActivations(2, 2);
     top.addDense(0, [0, 1, 2, 0, 0.5, 3], 3);
     top.addDense(1, [5, 0], 1);
-    assert.deepEqual(top.top(0), [{ value: 5, window: 1, position: 0 }, { value: 2, window: 0, position: 1 }]);
-    assert.deepEqual(top.top(1), [{ value: 3, window: 0, position: 2 }, { value: 1, window: 0, position: 0 }]);
+    assert.deepEqual(top.top(0), [
+      { value: 5, window: 1, position: 0 },
+      { value: 2, window: 0, position: 1 },
+    ]);
+    assert.deepEqual(top.top(1), [
+      { value: 3, window: 0, position: 2 },
+      { value: 1, window: 0, position: 0 },
+    ]);
     const pieces = ["<s>", " a", " <b>&", " c", "\n", " d"];
     const r = renderContext([0, 1, 2, 3, 4, 5], 2, (id) => pieces[id], 1, 1);
     assert.equal(r.text, "… a[ <b>&] c…");
     assert.ok(r.html.includes("&lt;b&gt;&amp;"));
     assert.ok(!r.html.includes("<b>&"));
     assert.ok(/<mark[^>]*> &lt;b&gt;&amp;<\/mark>/.test(r.html));
-    const cards = featureCards("t<1>", [{ feature: 1, hits: top.top(1) }, { feature: 7, hits: [] }], [[0, 1, 2, 3, 4, 5], [5]], { piece: (id) => pieces[id] });
+    const cards = featureCards(
+      "t<1>",
+      [
+        { feature: 1, hits: top.top(1) },
+        { feature: 7, hits: [] },
+      ],
+      [[0, 1, 2, 3, 4, 5], [5]],
+      { piece: (id) => pieces[id] },
+    );
     assert.ok(cards.html.includes("t&lt;1&gt;"));
     assert.ok(cards.text.includes("never active"));
     assert.ok(cards.text.includes("[ <b>&]") && cards.text.includes("[<s>]"));
     // dedupe: two identical contexts render once; maxPerFeature caps the list
-    const dup = featureCards("d", [{ feature: 0, hits: [{ value: 2, window: 0, position: 1 }, { value: 2, window: 1, position: 1 }, { value: 1, window: 0, position: 2 }] }], [[0, 1, 2], [0, 1, 2]], { piece: (id) => pieces[id] }, { dedupe: true });
+    const dup = featureCards(
+      "d",
+      [
+        {
+          feature: 0,
+          hits: [
+            { value: 2, window: 0, position: 1 },
+            { value: 2, window: 1, position: 1 },
+            { value: 1, window: 0, position: 2 },
+          ],
+        },
+      ],
+      [
+        [0, 1, 2],
+        [0, 1, 2],
+      ],
+      { piece: (id) => pieces[id] },
+      { dedupe: true },
+    );
     assert.equal(dup.text.split("\n").filter((l) => l.includes("[")).length, 2);
-    const capped = featureCards("d", [{ feature: 0, hits: top.top(0) }], [[0, 1, 2, 3, 4, 5], [5]], { piece: (id) => pieces[id] }, { maxPerFeature: 1 });
+    const capped = featureCards(
+      "d",
+      [{ feature: 0, hits: top.top(0) }],
+      [[0, 1, 2, 3, 4, 5], [5]],
+      { piece: (id) => pieces[id] },
+      { maxPerFeature: 1 },
+    );
     assert.equal(capped.text.split("\n").filter((l) => l.includes("[")).length, 1);
   });
 });

@@ -8,7 +8,12 @@ import { Rng } from "../lib/util/random";
 import { sharedDir } from "../lib/paths";
 import type { ForwardOptions, ForwardResult, LanguageModel, LlamaConfig } from "../lib/lm/types";
 import {
-  crossEntropyPerPosition, klPerPosition, randomDirectionsWithNorm, saveSpliceResult, spliceEvaluate, ZERO_ABLATION,
+  crossEntropyPerPosition,
+  klPerPosition,
+  randomDirectionsWithNorm,
+  saveSpliceResult,
+  spliceEvaluate,
+  ZERO_ABLATION,
 } from "../lib/eval/splice";
 
 before(async () => {
@@ -33,7 +38,8 @@ function kl64(p: ArrayLike<number>, q: ArrayLike<number>, smoothing: number): nu
   let kl = 0;
   for (let i = 0; i < lp.length; i++) {
     const pi = Math.exp(lp[i]);
-    kl += smoothing === 0 ? pi * (lp[i] - lq[i]) : pi * (Math.log(pi + smoothing) - Math.log(Math.exp(lq[i]) + smoothing));
+    kl +=
+      smoothing === 0 ? pi * (lp[i] - lq[i]) : pi * (Math.log(pi + smoothing) - Math.log(Math.exp(lq[i]) + smoothing));
   }
   return kl;
 }
@@ -75,14 +81,20 @@ test("klPerPosition and crossEntropyPerPosition match float64 brute force on ran
     const got = kl.dataSync();
     for (let n = 0; n < B * T; n++) {
       const want = kl64(a.subarray(n * V, (n + 1) * V), b.subarray(n * V, (n + 1) * V), smoothing);
-      assert.ok(Math.abs(got[n] - want) <= 1e-5 * Math.max(1, want), `smoothing ${smoothing}, position ${n}: ${got[n]} vs ${want}`);
+      assert.ok(
+        Math.abs(got[n] - want) <= 1e-5 * Math.max(1, want),
+        `smoothing ${smoothing}, position ${n}: ${got[n]} vs ${want}`,
+      );
     }
     kl.dispose();
   }
   const self = klPerPosition(ta, ta);
   assert.ok(Math.max(...Array.from(self.dataSync(), Math.abs)) < 1e-6, "KL(p‖p) = 0");
   self.dispose();
-  const targets = [[3, 0, -1], [36, 5, 7]];
+  const targets = [
+    [3, 0, -1],
+    [36, 5, 7],
+  ];
   const ce = crossEntropyPerPosition(ta, targets);
   const got = ce.dataSync();
   targets.flat().forEach((t, n) => {
@@ -90,7 +102,14 @@ test("klPerPosition and crossEntropyPerPosition match float64 brute force on ran
     assert.ok(Math.abs(got[n] - want) <= 1e-5 * Math.max(1, want), `CE position ${n}: ${got[n]} vs ${want}`);
   });
   assert.throws(() => crossEntropyPerPosition(ta, [[1, 2, 3]]), /got 3 targets for the 6 positions/);
-  assert.throws(() => crossEntropyPerPosition(ta, [[1, 2, 3], [1, 2, 99]]), /target 99.*outside \[0, 37\)/);
+  assert.throws(
+    () =>
+      crossEntropyPerPosition(ta, [
+        [1, 2, 3],
+        [1, 2, 99],
+      ]),
+    /target 99.*outside \[0, 37\)/,
+  );
   tf.dispose([ta, tb, ce]);
 });
 
@@ -106,12 +125,16 @@ test("randomDirectionsWithNorm: exact norms, isotropic directions", () => {
     let s = 0;
     for (let j = 0; j < d; j++) s += v[i * d + j] ** 2;
     const nrm = Math.sqrt(s);
-    assert.ok(Math.abs(nrm - norms[i]) <= 1e-6 * Math.max(norms[i], 1e-30) + (norms[i] === 0 ? 0 : 0), `row ${i}: norm ${nrm} vs ${norms[i]}`);
-    if (norms[i] > 0) for (let j = 0; j < d; j++) {
-      const u = v[i * d + j] / norms[i];
-      m1[j] += u;
-      m2[j] += u * u;
-    }
+    assert.ok(
+      Math.abs(nrm - norms[i]) <= 1e-6 * Math.max(norms[i], 1e-30) + (norms[i] === 0 ? 0 : 0),
+      `row ${i}: norm ${nrm} vs ${norms[i]}`,
+    );
+    if (norms[i] > 0)
+      for (let j = 0; j < d; j++) {
+        const u = v[i * d + j] / norms[i];
+        m1[j] += u;
+        m2[j] += u * u;
+      }
   }
   const nz = norms.filter((x) => x > 0).length;
   for (let j = 0; j < d; j++) {
@@ -131,8 +154,25 @@ class FakeModel implements LanguageModel {
   private unembed: tf.Tensor2D;
   /** ‖replacement − original‖ per position of the last replaced forward. */
   lastReplacementDelta: Float32Array | null = null;
-  constructor(rng: Rng, public d = 8, vocab = 23, layers = 3) {
-    this.config = { dim: d, hiddenDim: d, nLayers: layers, nHeads: 1, nKvHeads: 1, vocabSize: vocab, maxSeqLen: 64, normEps: 1e-5, ropeTheta: 1e4, ropeLayout: "interleaved", tiedEmbeddings: false };
+  constructor(
+    rng: Rng,
+    public d = 8,
+    vocab = 23,
+    layers = 3,
+  ) {
+    this.config = {
+      dim: d,
+      hiddenDim: d,
+      nLayers: layers,
+      nHeads: 1,
+      nKvHeads: 1,
+      vocabSize: vocab,
+      maxSeqLen: 64,
+      normEps: 1e-5,
+      ropeTheta: 1e4,
+      ropeLayout: "interleaved",
+      tiedEmbeddings: false,
+    };
     this.emb = tf.tensor2d(rng.normalArray(vocab * d), [vocab, d]);
     this.mats = Array.from({ length: layers }, () => tf.tensor2d(rng.normalArray(d * d, 0, 1 / Math.sqrt(d)), [d, d]));
     this.unembed = tf.tensor2d(rng.normalArray(d * vocab), [d, vocab]);
@@ -151,7 +191,8 @@ class FakeModel implements LanguageModel {
           this.lastReplacementDelta = tf.norm(tf.sub(r, h), "euclidean", -1).dataSync() as Float32Array;
           h = r;
         }
-        if (l < this.config.nLayers) h = tf.add(h, tf.tanh(tf.matMul(h.reshape([B * T, this.d]), this.mats[l]).reshape([B, T, this.d])));
+        if (l < this.config.nLayers)
+          h = tf.add(h, tf.tanh(tf.matMul(h.reshape([B * T, this.d]), this.mats[l]).reshape([B, T, this.d])));
       }
       return tf.matMul(h.reshape([B * T, this.d]), this.unembed).reshape([B, T, this.config.vocabSize]) as tf.Tensor3D;
     });
@@ -163,7 +204,10 @@ class FakeModel implements LanguageModel {
 }
 
 function randomWindows(rng: Rng, n: number, V: number, lens: number[]): number[][] {
-  return Array.from({ length: n }, (_, i) => [1, ...Array.from({ length: lens[i % lens.length] - 1 }, () => rng.int(V))]);
+  return Array.from({ length: n }, (_, i) => [
+    1,
+    ...Array.from({ length: lens[i % lens.length] - 1 }, () => rng.int(V)),
+  ]);
 }
 
 test("spliceEvaluate on a fake model: per-position values, counts, aggregates, ε norms, memory", () => {
@@ -174,11 +218,23 @@ test("spliceEvaluate on a fake model: per-position values, counts, aggregates, �
   const half = { name: "half", reconstruct: (x: tf.Tensor2D) => tf.mul(x, 0.5) as tf.Tensor2D };
   const ident = { name: "identity", reconstruct: (x: tf.Tensor2D) => x }; // returning the input itself must be safe
   const before = tf.memory().numTensors;
-  const res = spliceEvaluate({ model, windows, layer, conditions: [half, ident], epsilonSamples: 2, seed: runSeed, batchWindows: 2, bootstrapSamples: 200 });
+  const res = spliceEvaluate({
+    model,
+    windows,
+    layer,
+    conditions: [half, ident],
+    epsilonSamples: 2,
+    seed: runSeed,
+    batchWindows: 2,
+    bootstrapSamples: 200,
+  });
   assert.equal(tf.memory().numTensors, before, "no tensors leak");
   const totalPos = windows.reduce((s, w) => s + w.length, 0);
   const byName = new Map(res.summaries.map((s) => [s.condition, s]));
-  assert.deepEqual(res.rows.map((r) => r.condition), ["half", "identity", "ε-random (half)", "ε-random (identity)", ZERO_ABLATION]);
+  assert.deepEqual(
+    res.rows.map((r) => r.condition),
+    ["half", "identity", "ε-random (half)", "ε-random (identity)", ZERO_ABLATION],
+  );
   assert.equal(byName.get("half")!.nKL, totalPos);
   assert.equal(byName.get("half")!.nCE, totalPos - windows.length);
   assert.equal(byName.get("ε-random (half)")!.nKL, 2 * totalPos);
@@ -202,7 +258,10 @@ test("spliceEvaluate on a fake model: per-position values, counts, aggregates, �
       const want = kl64(cl.subarray(t * V, (t + 1) * V), pl.subarray(t * V, (t + 1) * V), 0);
       assert.equal(mh.klWindow[k], wi);
       assert.equal(mh.klPosition[k], t);
-      assert.ok(Math.abs(mh.kl[k] - want) <= 1e-5 * Math.max(1, want), `window ${wi} position ${t}: ${mh.kl[k]} vs ${want}`);
+      assert.ok(
+        Math.abs(mh.kl[k] - want) <= 1e-5 * Math.max(1, want),
+        `window ${wi} position ${t}: ${mh.kl[k]} vs ${want}`,
+      );
       if (t < w.length - 1) {
         ceSum += -logSoftmax64(pl.subarray(t * V, (t + 1) * V))[w[t + 1]];
         cleanSum += -logSoftmax64(cl.subarray(t * V, (t + 1) * V))[w[t + 1]];
@@ -233,28 +292,70 @@ test("spliceEvaluate on a fake model: per-position values, counts, aggregates, �
   assert.ok(sh.klVsEpsilon!.welch.df > 0 && sh.klVsBaseline === null && si.klVsBaseline !== null);
 
   // ε norm: matched to each condition's own error ("own"), or to a reference condition's error
-  const shift = { name: "shift", reconstruct: (x: tf.Tensor2D) => tf.add(x, tf.oneHot([0], model.d).mul(3).reshape([1, model.d])) as tf.Tensor2D };
-  const check = spliceEvaluate({ model, windows: windows.slice(0, 1), layer, conditions: [half, shift], epsilonSamples: 1, epsilonNorm: { reference: "shift" }, seed: 3, bootstrapSamples: 0, zeroAblation: false });
+  const shift = {
+    name: "shift",
+    reconstruct: (x: tf.Tensor2D) => tf.add(x, tf.oneHot([0], model.d).mul(3).reshape([1, model.d])) as tf.Tensor2D,
+  };
+  const check = spliceEvaluate({
+    model,
+    windows: windows.slice(0, 1),
+    layer,
+    conditions: [half, shift],
+    epsilonSamples: 1,
+    epsilonNorm: { reference: "shift" },
+    seed: 3,
+    bootstrapSamples: 0,
+    zeroAblation: false,
+  });
   // the last replaced forward was the single ε pass: every position moved by exactly 3
   for (const v of model.lastReplacementDelta!) assert.ok(Math.abs(v - 3) < 1e-5, `ε delta norm ${v}`);
-  assert.deepEqual(check.rows.map((r) => r.condition), ["half", "shift", "ε-random (shift)"]);
+  assert.deepEqual(
+    check.rows.map((r) => r.condition),
+    ["half", "shift", "ε-random (shift)"],
+  );
   assert.ok(Math.abs(check.summaries[1].meanErrorNorm! - 3) < 1e-5);
   assert.equal(check.summaries[0].klCI, null);
 
   // KL only at positions with a next token (the authors' part18c): the same values minus each window's last
-  const short = spliceEvaluate({ model, windows, layer, conditions: [half], epsilonSamples: 0, klPositions: "with-next-token", bootstrapSamples: 0, batchWindows: 2 });
+  const short = spliceEvaluate({
+    model,
+    windows,
+    layer,
+    conditions: [half],
+    epsilonSamples: 0,
+    klPositions: "with-next-token",
+    bootstrapSamples: 0,
+    batchWindows: 2,
+  });
   const mShort = short.measurements[0];
   assert.equal(mShort.kl.length, totalPos - windows.length);
   const keep = Array.from(mh.kl).filter((_, i) => mh.klPosition[i] < windows[mh.klWindow[i]].length - 1);
   assert.deepEqual(Array.from(mShort.kl), keep);
 
   // one window → every bootstrap replicate is the original sample → a degenerate interval
-  const one = spliceEvaluate({ model, windows: windows.slice(0, 1), layer, conditions: [half], epsilonSamples: 1, seed: 1, bootstrapSamples: 50 });
-  assert.ok(Math.abs(one.summaries[0].klCI!.lo - one.summaries[0].meanKL) < 1e-12 && Math.abs(one.summaries[0].klCI!.hi - one.summaries[0].meanKL) < 1e-12);
+  const one = spliceEvaluate({
+    model,
+    windows: windows.slice(0, 1),
+    layer,
+    conditions: [half],
+    epsilonSamples: 1,
+    seed: 1,
+    bootstrapSamples: 50,
+  });
+  assert.ok(
+    Math.abs(one.summaries[0].klCI!.lo - one.summaries[0].meanKL) < 1e-12 &&
+      Math.abs(one.summaries[0].klCI!.hi - one.summaries[0].meanKL) < 1e-12,
+  );
 
   // validation errors name the field
-  assert.throws(() => spliceEvaluate({ model, windows, layer: 9, conditions: [half] }), /layer must be an integer in \[0, 3\]/);
-  assert.throws(() => spliceEvaluate({ model, windows, layer, conditions: [half], epsilonNorm: { reference: "nope" } }), /reference "nope"/);
+  assert.throws(
+    () => spliceEvaluate({ model, windows, layer: 9, conditions: [half] }),
+    /layer must be an integer in \[0, 3\]/,
+  );
+  assert.throws(
+    () => spliceEvaluate({ model, windows, layer, conditions: [half], epsilonNorm: { reference: "nope" } }),
+    /reference "nope"/,
+  );
   assert.throws(() => spliceEvaluate({ model, windows: [[1]], layer, conditions: [half] }), /window 0 has 1 token/);
 
   // JSON output: valid JSON with nulls instead of NaN
@@ -284,7 +385,10 @@ test("spliceEvaluate on stories260K reproduces the reference splice KL (hidden_s
   const cases = loadReference();
   // The model caches RoPE tables / causal masks per length on first use: warm up, then count.
   const maxLen = Math.max(...cases.map((c) => c.ids.length));
-  const warm = model.forward(cases.map((c) => c.ids.concat(new Array(maxLen - c.ids.length).fill(0))), { lengths: cases.map((c) => c.ids.length) });
+  const warm = model.forward(
+    cases.map((c) => c.ids.concat(new Array(maxLen - c.ids.length).fill(0))),
+    { lengths: cases.map((c) => c.ids.length) },
+  );
   tf.dispose([warm.logits!, ...warm.hidden.values()]);
   const before = tf.memory().numTensors;
   const res = spliceEvaluate({

@@ -62,10 +62,14 @@ interface Run {
 function runScript(script: string, args: string[], env: Record<string, string>): Promise<Run> {
   const killed = path.join(tmp, `killed-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", "--import", preload, path.join(repoRoot, "scripts", script), ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, IS_PRESET: "", IS_FAULT_KILLED: killed, ...env },
-    });
+    const p = spawn(
+      process.execPath,
+      ["--import", "tsx", "--import", preload, path.join(repoRoot, "scripts", script), ...args],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, IS_PRESET: "", IS_FAULT_KILLED: killed, ...env },
+      },
+    );
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
@@ -119,7 +123,11 @@ function assertSameArtifacts(ref: string, got: string, what: string): void {
     const x = fs.readFileSync(path.join(ref, rel));
     const y = fs.readFileSync(path.join(got, rel));
     if (rel.endsWith(".json")) {
-      assert.deepEqual(withoutClock(JSON.parse(y.toString("utf8"))), withoutClock(JSON.parse(x.toString("utf8"))), `${what}: ${rel} differs`);
+      assert.deepEqual(
+        withoutClock(JSON.parse(y.toString("utf8"))),
+        withoutClock(JSON.parse(x.toString("utf8"))),
+        `${what}: ${rel} differs`,
+      );
     } else {
       assert.ok(x.equals(y), `${what}: ${rel} differs byte-wise`);
     }
@@ -141,17 +149,22 @@ function findOne(dir: string, re: RegExp): string {
 // ---------------------------------------------------------------------------------------------
 
 const reproduceArgs = ["--preset", "tiny", "--mode", "corrected", "--seed", "0", "--skip-notebooks"];
-const reproduceEnv = (name: string) => ({ IS_DATA_DIR: path.join(tmp, name, "data"), IS_CACHE_DIR: path.join(tmp, name, "cache") });
+const reproduceEnv = (name: string) => ({
+  IS_DATA_DIR: path.join(tmp, name, "data"),
+  IS_CACHE_DIR: path.join(tmp, name, "cache"),
+});
 let reproduceRef: Promise<Run & { points: string[] }>;
 
 before(async () => {
   await initBackend();
   // the uninterrupted reproduce runs alongside the training faults (the machine has two cores)
   const log = path.join(tmp, "reproduce-points.json");
-  reproduceRef = runScript("reproduce.ts", reproduceArgs, { ...reproduceEnv("rep-ref"), IS_FAULT_LOG: log }).then((r) => ({
-    ...r,
-    points: fs.existsSync(log) ? (JSON.parse(fs.readFileSync(log, "utf8")) as string[]) : [],
-  }));
+  reproduceRef = runScript("reproduce.ts", reproduceArgs, { ...reproduceEnv("rep-ref"), IS_FAULT_LOG: log }).then(
+    (r) => ({
+      ...r,
+      points: fs.existsSync(log) ? (JSON.parse(fs.readFileSync(log, "utf8")) as string[]) : [],
+    }),
+  );
 });
 
 after(() => {
@@ -163,20 +176,37 @@ after(() => {
 });
 
 describe("kill -9, corruption and config changes: harvest and training (npm run train, tiny, joint)", () => {
-  const trainArgs = (out: string, extra: string[] = []) => ["--preset", "tiny", "--model", "joint", "--out", out, "--checkpoint-every", "10", "--resume", ...extra];
+  const trainArgs = (out: string, extra: string[] = []) => [
+    "--preset",
+    "tiny",
+    "--model",
+    "joint",
+    "--out",
+    out,
+    "--checkpoint-every",
+    "10",
+    "--resume",
+    ...extra,
+  ];
   const env = (name: string) => ({ IS_DATA_DIR: path.join(tmp, name, "data") });
   const out = (name: string) => path.join(tmp, name, "out");
-  const latestDir = (name: string) => path.join(out(name), "joint", fs.readFileSync(path.join(out(name), "joint", "latest"), "utf8").trim());
+  const latestDir = (name: string) =>
+    path.join(out(name), "joint", fs.readFileSync(path.join(out(name), "joint", "latest"), "utf8").trim());
   const finalOf = (r: Run) => withoutClock({ ...JSON.parse(r.stdout), checkpoint: null });
   let ref: Run;
 
   /** The chain's result equals the reference: the store and the final checkpoint's files. */
   const sameAsReference = (name: string, r: Run) => {
-    assertSameArtifacts(path.join(tmp, "train-ref", "data", "stores"), path.join(tmp, name, "data", "stores"), `${name} stores`);
+    assertSameArtifacts(
+      path.join(tmp, "train-ref", "data", "stores"),
+      path.join(tmp, name, "data", "stores"),
+      `${name} stores`,
+    );
     const a = latestDir("train-ref");
     const b = latestDir(name);
     assert.equal(path.basename(b), path.basename(a));
-    for (const f of ["model.safetensors", "optimizer.safetensors"]) assert.ok(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))), `${name}: ${f} differs`);
+    for (const f of ["model.safetensors", "optimizer.safetensors"])
+      assert.ok(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))), `${name}: ${f} differs`);
     assert.deepEqual(finalOf(r), finalOf(ref));
   };
 
@@ -189,10 +219,18 @@ describe("kill -9, corruption and config changes: harvest and training (npm run 
     assert.ok(harvestEnd > 1, "the harvest writes come first");
     const training = points.length - harvestEnd;
     // two kills while harvesting (the second in the resumed harvest), two while training
-    const plan = [pick(1, harvestEnd), pick(1, harvestEnd), pick(1, Math.floor(training / 2)), pick(1, Math.floor(training / 3))];
+    const plan = [
+      pick(1, harvestEnd),
+      pick(1, harvestEnd),
+      pick(1, Math.floor(training / 2)),
+      pick(1, Math.floor(training / 3)),
+    ];
     const kinds = { harvest: 0, training: 0 };
     for (const at of plan) {
-      const r = await runScript("train.ts", trainArgs(out("train-chain")), { ...env("train-chain"), IS_FAULT_KILL_AT: String(at) });
+      const r = await runScript("train.ts", trainArgs(out("train-chain")), {
+        ...env("train-chain"),
+        IS_FAULT_KILL_AT: String(at),
+      });
       if (r.signal !== "SIGKILL") {
         assert.equal(r.code, 0, r.stderr.slice(-3000)); // finished before the point: no fault injected
         continue;
@@ -201,7 +239,10 @@ describe("kill -9, corruption and config changes: harvest and training (npm run 
       kinds[r.killedIn!.includes(`${path.sep}stores${path.sep}`) ? "harvest" : "training"]++;
     }
     assert.ok(kinds.harvest >= 1 && kinds.training >= 1, `kills in both phases: ${JSON.stringify(kinds)}`);
-    const done = await runScript("train.ts", trainArgs(out("train-chain")), { ...env("train-chain"), IS_FAULT_SHORT_MAX: "1000" });
+    const done = await runScript("train.ts", trainArgs(out("train-chain")), {
+      ...env("train-chain"),
+      IS_FAULT_SHORT_MAX: "1000",
+    });
     assert.equal(done.code, 0, done.stderr.slice(-3000));
     sameAsReference("train-chain", done);
     for (let i = 0; i < kinds.harvest; i++) record("kill -9 during harvest", { survived: true, detected: false });
@@ -259,7 +300,10 @@ describe("kill -9 and corruption: npm run reproduce (tiny, corrected, seed 0)", 
     const plan = [pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3))];
     let kills = 0;
     for (const at of plan) {
-      const r = await runScript("reproduce.ts", reproduceArgs, { ...reproduceEnv("rep-chain"), IS_FAULT_KILL_AT: String(at) });
+      const r = await runScript("reproduce.ts", reproduceArgs, {
+        ...reproduceEnv("rep-chain"),
+        IS_FAULT_KILL_AT: String(at),
+      });
       if (r.signal !== "SIGKILL") {
         assert.equal(r.code, 0, r.stderr.slice(-3000));
         continue;
@@ -267,9 +311,16 @@ describe("kill -9 and corruption: npm run reproduce (tiny, corrected, seed 0)", 
       kills++;
     }
     assert.ok(kills >= 2, `at least two of the three kills landed (${kills})`);
-    const done = await runScript("reproduce.ts", reproduceArgs, { ...reproduceEnv("rep-chain"), IS_FAULT_SHORT_MAX: "1000" });
+    const done = await runScript("reproduce.ts", reproduceArgs, {
+      ...reproduceEnv("rep-chain"),
+      IS_FAULT_SHORT_MAX: "1000",
+    });
     assert.equal(done.code, 0, done.stderr.slice(-3000));
-    assertSameArtifacts(reproduceEnv("rep-ref").IS_CACHE_DIR, reproduceEnv("rep-chain").IS_CACHE_DIR, "reproduce cache");
+    assertSameArtifacts(
+      reproduceEnv("rep-ref").IS_CACHE_DIR,
+      reproduceEnv("rep-chain").IS_CACHE_DIR,
+      "reproduce cache",
+    );
     for (let i = 0; i < kills; i++) record("kill -9 during reproduce", { survived: true, detected: false });
     record("short writes (reproduce, every write ≤ 1000 bytes)", { survived: true, detected: false });
   });
@@ -307,9 +358,24 @@ describe("kill -9 and corruption: npm run reproduce (tiny, corrected, seed 0)", 
 describe("short writes and a full disk, in-process", () => {
   it("harvest and a cache step under short writes equal their plain results; ENOSPC fails naming the file, the retry completes", async () => {
     const words = ["a", "b", "c", "d", "e"];
-    const documents = Array.from({ length: 12 }, (_, i) => ({ id: `d${i}`, text: Array.from({ length: 40 }, (_, j) => words[(i * 7 + j * 3) % 5]).join(" ") }));
+    const documents = Array.from({ length: 12 }, (_, i) => ({
+      id: `d${i}`,
+      text: Array.from({ length: 40 }, (_, j) => words[(i * 7 + j * 3) % 5]).join(" "),
+    }));
     const harvest = (root: string) =>
-      harvestActivations({ languageModel: new FakeLanguageModel({ dim: 8, seed: 2 }), tokenizer: new ByteTokenizer(), layer: 3, corpus: "faults", documents, split: "all", seed: 1, windowLength: 32, chunkRows: 100, storeRoot: root, progress: false });
+      harvestActivations({
+        languageModel: new FakeLanguageModel({ dim: 8, seed: 2 }),
+        tokenizer: new ByteTokenizer(),
+        layer: 3,
+        corpus: "faults",
+        documents,
+        split: "all",
+        seed: 1,
+        windowLength: 32,
+        chunkRows: 100,
+        storeRoot: root,
+        progress: false,
+      });
     const plain = await harvest(path.join(tmp, "h-plain"));
     const short = await withShimAsync(shortWrites(13), () => harvest(path.join(tmp, "h-short")));
     assertSameArtifacts(plain.dir, short.dir, "store under short writes");

@@ -76,7 +76,10 @@ describe("activation store: verified on open", () => {
   before(async () => {
     const words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"];
     const rng = new Rng(11);
-    const documents = Array.from({ length: 30 }, (_, i) => ({ id: `d${i}`, text: Array.from({ length: 20 + rng.int(40) }, () => words[rng.int(words.length)]).join(" ") }));
+    const documents = Array.from({ length: 30 }, (_, i) => ({
+      id: `d${i}`,
+      text: Array.from({ length: 20 + rng.int(40) }, () => words[rng.int(words.length)]).join(" "),
+    }));
     const res = await harvestActivations({
       languageModel: new FakeLanguageModel({ dim: 8, seed: 3 }),
       tokenizer: new ByteTokenizer(),
@@ -105,19 +108,33 @@ describe("activation store: verified on open", () => {
     const d = copyDir(storeDir, "flip-chunk");
     const f = path.join(d, "chunk-00001.bin");
     flipByte(f, 37);
-    await assert.rejects(openStore(d), (e: unknown) => e instanceof IntegrityError && e.file === f && /chunk-00001\.bin is corrupt/.test(e.message) && e.message.includes(f) && /harvest again/.test(e.message));
+    await assert.rejects(
+      openStore(d),
+      (e: unknown) =>
+        e instanceof IntegrityError &&
+        e.file === f &&
+        /chunk-00001\.bin is corrupt/.test(e.message) &&
+        e.message.includes(f) &&
+        /harvest again/.test(e.message),
+    );
   });
 
   it("a changed rows.bin or a changed number in manifest.json is refused", async () => {
     const d1 = copyDir(storeDir, "flip-rows");
     flipByte(path.join(d1, "rows.bin"), 20);
-    await assert.rejects(openStore(d1), (e: unknown) => e instanceof IntegrityError && e.file === path.join(d1, "rows.bin"));
+    await assert.rejects(
+      openStore(d1),
+      (e: unknown) => e instanceof IntegrityError && e.file === path.join(d1, "rows.bin"),
+    );
     const d2 = copyDir(storeDir, "flip-manifest");
     const mPath = path.join(d2, "manifest.json");
     const m = JSON.parse(fs.readFileSync(mPath, "utf8"));
     m.stats.meanSqNorm *= 1.5; // parses fine, wrong value
     fs.writeFileSync(mPath, JSON.stringify(m, null, 2));
-    await assert.rejects(openStore(d2), (e: unknown) => e instanceof IntegrityError && e.file === mPath && /content digest/.test(e.message));
+    await assert.rejects(
+      openStore(d2),
+      (e: unknown) => e instanceof IntegrityError && e.file === mPath && /content digest/.test(e.message),
+    );
   });
 
   it("a legacy store (no checksums field) opens; its chunks are still verified", async () => {
@@ -134,10 +151,28 @@ describe("activation store: verified on open", () => {
 
 describe("checkpoints: verified on load and on resume", () => {
   const config = () => {
-    const d = 8, F = 32, k = 4, E = 6;
-    return validateModelConfig({ kind: "joint", sae: saeConfig({ d, F, k, preset: "claflin" }), nfm: nfmConfig({ F, d, E }), variant: "full", saeKAtInference: null });
+    const d = 8,
+      F = 32,
+      k = 4,
+      E = 6;
+    return validateModelConfig({
+      kind: "joint",
+      sae: saeConfig({ d, F, k, preset: "claflin" }),
+      nfm: nfmConfig({ F, d, E }),
+      variant: "full",
+      saeKAtInference: null,
+    });
   };
-  const state = (step: number) => ({ step, seed: 1, adamT: step, lr: 1e-3, schedule: null, sinceFired: null, history: [], evals: [] });
+  const state = (step: number) => ({
+    step,
+    seed: 1,
+    adamT: step,
+    lr: 1e-3,
+    schedule: null,
+    sinceFired: null,
+    history: [],
+    evals: [],
+  });
 
   function save(dir: string, step: number): void {
     const m = createModel(config(), 5);
@@ -166,7 +201,11 @@ describe("checkpoints: verified on load and on resume", () => {
       flipByte(path.join(dir, file), -3); // inside the last tensor's data: still parses
       assert.throws(
         () => loadCheckpoint(dir),
-        (e: unknown) => e instanceof IntegrityError && e.file === path.join(dir, file) && /is corrupt: sha256/.test(e.message) && /delete its directory/.test(e.message),
+        (e: unknown) =>
+          e instanceof IntegrityError &&
+          e.file === path.join(dir, file) &&
+          /is corrupt: sha256/.test(e.message) &&
+          /delete its directory/.test(e.message),
       );
     });
   }
@@ -176,7 +215,10 @@ describe("checkpoints: verified on load and on resume", () => {
     save(dir, 4);
     const p = path.join(dir, "config.json");
     fs.writeFileSync(p, fs.readFileSync(p, "utf8").replace('"lr": 0.001', '"lr": 0.002'));
-    assert.throws(() => loadCheckpoint(dir), (e: unknown) => e instanceof IntegrityError && e.file === p && /content digest/.test(e.message));
+    assert.throws(
+      () => loadCheckpoint(dir),
+      (e: unknown) => e instanceof IntegrityError && e.file === p && /content digest/.test(e.message),
+    );
   });
 
   it("a legacy checkpoint (no checksums) loads as before", () => {
@@ -238,7 +280,9 @@ describe("pipeline cache: verified on every hit", () => {
     const a = await cachedStep("integ", { t: 2 }, async () => ({ n: ++calls, loss: 0.25 }));
     const marker = path.join(a.dir, "done.json");
     fs.writeFileSync(marker, fs.readFileSync(marker, "utf8").replace('"loss": 0.25', '"loss": 0.35'));
-    const { value: b, text } = await captureStderr(() => cachedStep("integ", { t: 2 }, async () => ({ n: ++calls, loss: 0.25 })));
+    const { value: b, text } = await captureStderr(() =>
+      cachedStep("integ", { t: 2 }, async () => ({ n: ++calls, loss: 0.25 })),
+    );
     assert.equal(b.hit, false);
     assert.deepEqual(b.value, { n: 2, loss: 0.25 });
     assert.match(text, /done\.json is corrupt \(its value's digest/);
@@ -249,7 +293,10 @@ describe("pipeline cache: verified on every hit", () => {
     const key = stepKey("integ", params);
     const dir = path.join(process.env.IS_CACHE_DIR!, key);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "done.json"), JSON.stringify({ step: "integ", key, finishedAt: "2026-01-01T00:00:00.000Z", value: { old: true } }, null, 2));
+    fs.writeFileSync(
+      path.join(dir, "done.json"),
+      JSON.stringify({ step: "integ", key, finishedAt: "2026-01-01T00:00:00.000Z", value: { old: true } }, null, 2),
+    );
     const r = await cachedStep("integ", params, async () => assert.fail("a legacy entry must be reused"));
     assert.equal(r.hit, true);
     assert.deepEqual(r.value, { old: true });
@@ -265,12 +312,18 @@ describe("pipeline cache: verified on every hit", () => {
 describe("cross-run step lock", () => {
   const child = path.join(repoRoot, "tests", "helpers", "lock-step-child.ts");
 
-  it("reads its own start time from /proc (field 22) and judges locks by pid + start time", { skip: !fs.existsSync("/proc/self/stat") && "no /proc" }, () => {
+  it("reads its own start time from /proc (field 22) and judges locks by pid + start time", {
+    skip: !fs.existsSync("/proc/self/stat") && "no /proc",
+  }, () => {
     const mine = processStartTime(process.pid);
     assert.match(mine ?? "", /^\d+$/);
     const base = { pid: process.pid, startTime: mine, host: os.hostname(), token: "t", what: "x", acquiredAt: "" };
     assert.equal(isStale(base), false);
-    assert.equal(isStale({ ...base, startTime: String(Number(mine) + 1) }), true, "same pid, other start time: a reused pid");
+    assert.equal(
+      isStale({ ...base, startTime: String(Number(mine) + 1) }),
+      true,
+      "same pid, other start time: a reused pid",
+    );
     const dead = spawnSync(process.execPath, ["-e", "0"]).pid!;
     assert.equal(isStale({ ...base, pid: dead }), true);
     assert.equal(isStale({ ...base, pid: dead, host: "another-host" }), false, "another host's lock is waited for");
@@ -281,7 +334,13 @@ describe("cross-run step lock", () => {
     const count = path.join(root, "lock-count");
     const started = path.join(root, "lock-started");
     const release = path.join(root, "lock-release");
-    const env = { ...process.env, IS_CACHE_DIR: cache, COUNT_FILE: count, STARTED_FILE: started, RELEASE_FILE: release };
+    const env = {
+      ...process.env,
+      IS_CACHE_DIR: cache,
+      COUNT_FILE: count,
+      STARTED_FILE: started,
+      RELEASE_FILE: release,
+    };
     /** Run the child; `onErr` sees its stderr as it arrives. */
     const run = (onErr: (text: string) => void = () => {}) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
@@ -319,7 +378,11 @@ describe("cross-run step lock", () => {
     const count = path.join(root, "stale-count");
     const started = path.join(root, "stale-started");
     const env = { ...process.env, IS_CACHE_DIR: cache, COUNT_FILE: count, STARTED_FILE: started, HOLD_MS: "60000" };
-    const holder = spawn(process.execPath, ["--import", "tsx", child, "stale"], { cwd: repoRoot, env, stdio: "ignore" });
+    const holder = spawn(process.execPath, ["--import", "tsx", child, "stale"], {
+      cwd: repoRoot,
+      env,
+      stdio: "ignore",
+    });
     while (!fs.existsSync(started)) await new Promise((r) => setTimeout(r, 50));
     const key = stepKey("lock-unit", { tag: "stale" });
     const lockFile = path.join(cache, ".locks", `${key}.lock`);
@@ -330,7 +393,11 @@ describe("cross-run step lock", () => {
     await new Promise((r) => holder.on("close", r));
     assert.ok(fs.existsSync(lockFile), "kill -9 leaves the lock behind");
     assert.equal(isStale(readLock(lockFile)!.info!), true);
-    const r = spawnSync(process.execPath, ["--import", "tsx", child, "stale"], { cwd: repoRoot, env: { ...env, HOLD_MS: "0" }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, ["--import", "tsx", child, "stale"], {
+      cwd: repoRoot,
+      env: { ...env, HOLD_MS: "0" },
+      encoding: "utf8",
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { hit: false, value: { value: 7 }, key });
     assert.match(r.stderr, /taking over the lock of .* left by pid \d+ \(no longer running\)/);

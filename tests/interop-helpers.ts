@@ -21,20 +21,35 @@ export function saeModelConfig(preset: SaePreset = "claflin"): ModelConfig {
 }
 
 export function jointModelConfig(variant: "full" | "sae+linear" = "full"): ModelConfig {
-  return { kind: "joint", sae: saeConfig({ d: D, F, k: K, preset: "claflin" }), nfm: nfmConfig({ F, d: D, E }, { topN: 3 }), variant, saeKAtInference: null };
+  return {
+    kind: "joint",
+    sae: saeConfig({ d: D, F, k: K, preset: "claflin" }),
+    nfm: nfmConfig({ F, d: D, E }, { topN: 3 }),
+    variant,
+    saeKAtInference: null,
+  };
 }
 
 /** Every parameter drawn from N(0, 0.3²) (seeded). The caller disposes the model. */
 export function randomModel(config: ModelConfig, seed: number): Model {
   const rng = new Rng(seed);
   const arrays: Record<string, Float32Array> = {};
-  for (const [n, s] of Object.entries(modelShapes(config))) arrays[n] = rng.fork(n).normalArray(s.reduce((a, b) => a * b, 1), 0, 0.3);
+  for (const [n, s] of Object.entries(modelShapes(config)))
+    arrays[n] = rng.fork(n).normalArray(
+      s.reduce((a, b) => a * b, 1),
+      0,
+      0.3,
+    );
   return modelFromArrays(config, arrays, "test model");
 }
 
 export function randomSpec(d: number, seed: number): NormalizationSpec {
   const rng = new Rng(seed);
-  return { kind: "zscore", shift: Array.from(rng.normalArray(d, 0, 2)), scale: Array.from(rng.uniformArray(d, 0.5, 3)) };
+  return {
+    kind: "zscore",
+    shift: Array.from(rng.normalArray(d, 0, 2)),
+    scale: Array.from(rng.uniformArray(d, 0.5, 3)),
+  };
 }
 
 /** Raw activation-like rows [n, d] (seeded). */
@@ -48,8 +63,13 @@ export function encodeRaw(model: Model, spec: NormalizationSpec, xRaw: Float32Ar
   const d = model.config.sae.d;
   const n = xRaw.length / d;
   const x = normalize(spec, xRaw);
-  const k = model.config.kind === "sequential" && model.config.saeKAtInference ? model.config.saeKAtInference : model.config.sae.k;
-  return tf.tidy(() => saeEncodeDense(model.record(), model.config.sae, tf.tensor2d(x, [n, d]), k).dataSync() as Float32Array).slice();
+  const k =
+    model.config.kind === "sequential" && model.config.saeKAtInference
+      ? model.config.saeKAtInference
+      : model.config.sae.k;
+  return tf
+    .tidy(() => saeEncodeDense(model.record(), model.config.sae, tf.tensor2d(x, [n, d]), k).dataSync() as Float32Array)
+    .slice();
 }
 
 /** Full reconstruction x̂ [n, d] of raw rows, in raw space. */
@@ -57,7 +77,9 @@ export function reconstructRaw(model: Model, spec: NormalizationSpec, xRaw: Floa
   const d = model.config.sae.d;
   const n = xRaw.length / d;
   const x = normalize(spec, xRaw);
-  const y = tf.tidy(() => forward(model.record(), model.config, tf.tensor2d(x, [n, d]), null).xhat.dataSync() as Float32Array).slice();
+  const y = tf
+    .tidy(() => forward(model.record(), model.config, tf.tensor2d(x, [n, d]), null).xhat.dataSync() as Float32Array)
+    .slice();
   return denormalize(spec, y);
 }
 

@@ -19,7 +19,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import { initBackend } from "../lib/backend";
-import { setFileOpsForTesting, writeChunksAtomic, writeFileAtomic, writeJsonAtomic, WriteError } from "../lib/io/atomic";
+import {
+  setFileOpsForTesting,
+  writeChunksAtomic,
+  writeFileAtomic,
+  writeJsonAtomic,
+  WriteError,
+} from "../lib/io/atomic";
 import { failAfter, shortWrites, withShim, withShimAsync, type Shim } from "./helpers/write-shims";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../lib/io/safetensors";
 import { cachedStep } from "../lib/pipeline/cache";
@@ -122,7 +128,12 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
     withShim(shim, () => {
       writeFileAtomic(path.join(dir, "a.bin"), bytes);
       writeFileAtomic(path.join(dir, "b.txt"), text);
-      writeChunksAtomic(path.join(dir, "c.bin"), [bytes.subarray(0, 3), new Uint8Array(0), bytes.subarray(3, 5000), bytes.subarray(5000)]);
+      writeChunksAtomic(path.join(dir, "c.bin"), [
+        bytes.subarray(0, 3),
+        new Uint8Array(0),
+        bytes.subarray(3, 5000),
+        bytes.subarray(5000),
+      ]);
       writeJsonAtomic(path.join(dir, "d.json"), { text });
     });
     assert.deepEqual(new Uint8Array(fs.readFileSync(path.join(dir, "a.bin"))), bytes);
@@ -136,7 +147,10 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
   it("ENOSPC after N bytes: no file at a new target, the old content kept when overwriting, the path named, no temp file", () => {
     const dir = freshDir("atomic-enospc");
     const fresh = path.join(dir, "fresh.bin");
-    assert.throws(() => withShim(failAfter(3000, "ENOSPC"), () => writeFileAtomic(fresh, randomBytes(10_000, 2))), isWriteFailure("ENOSPC", fresh));
+    assert.throws(
+      () => withShim(failAfter(3000, "ENOSPC"), () => writeFileAtomic(fresh, randomBytes(10_000, 2))),
+      isWriteFailure("ENOSPC", fresh),
+    );
     assert.equal(fs.existsSync(fresh), false);
     assert.deepEqual(tempFiles(dir), []);
 
@@ -145,7 +159,8 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
     const before = fs.readFileSync(existing);
     assert.throws(
       () => withShim(failAfter(10, "ENOSPC"), () => writeJsonAtomic(existing, { version: 2, pad: "x".repeat(5000) })),
-      (e: unknown) => isWriteFailure("ENOSPC", existing)(e) && e instanceof WriteError && /disk is full/.test(e.message),
+      (e: unknown) =>
+        isWriteFailure("ENOSPC", existing)(e) && e instanceof WriteError && /disk is full/.test(e.message),
     );
     assert.deepEqual(fs.readFileSync(existing), before);
     assert.deepEqual(tempFiles(dir), []);
@@ -154,8 +169,14 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
   it("EIO on write or on fsync: no file at the target, the path named, no temp file", () => {
     const dir = freshDir("atomic-eio");
     const a = path.join(dir, "a.bin");
-    assert.throws(() => withShim(failAfter(0, "EIO"), () => writeFileAtomic(a, randomBytes(100, 3))), isWriteFailure("EIO", a));
-    assert.throws(() => withShim(failAfter(50, "EIO"), () => writeChunksAtomic(a, [randomBytes(40, 4), randomBytes(40, 5)])), isWriteFailure("EIO", a));
+    assert.throws(
+      () => withShim(failAfter(0, "EIO"), () => writeFileAtomic(a, randomBytes(100, 3))),
+      isWriteFailure("EIO", a),
+    );
+    assert.throws(
+      () => withShim(failAfter(50, "EIO"), () => writeChunksAtomic(a, [randomBytes(40, 4), randomBytes(40, 5)])),
+      isWriteFailure("EIO", a),
+    );
     const fsyncEio: Shim = {
       calls: 0,
       ops: {
@@ -173,7 +194,10 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
     const dir = freshDir("atomic-zero");
     const a = path.join(dir, "a.bin");
     const zero: Shim = { calls: 0, ops: { writeSync: () => 0 } };
-    assert.throws(() => withShim(zero, () => writeFileAtomic(a, "data")), (e: unknown) => e instanceof WriteError && e.message.includes(a) && /returned 0/.test(e.message));
+    assert.throws(
+      () => withShim(zero, () => writeFileAtomic(a, "data")),
+      (e: unknown) => e instanceof WriteError && e.message.includes(a) && /returned 0/.test(e.message),
+    );
     assert.equal(fs.existsSync(a), false);
     assert.deepEqual(tempFiles(dir), []);
   });
@@ -209,9 +233,15 @@ describe("safetensors (writeSafetensors)", () => {
     writeSafetensors(path.join(dir, "ref.safetensors"), t, { format: "pt" });
     const shim = shortWrites(13);
     withShim(shim, () => writeSafetensors(path.join(dir, "short.safetensors"), t, { format: "pt" }));
-    assert.deepEqual(fs.readFileSync(path.join(dir, "short.safetensors")), fs.readFileSync(path.join(dir, "ref.safetensors")));
+    assert.deepEqual(
+      fs.readFileSync(path.join(dir, "short.safetensors")),
+      fs.readFileSync(path.join(dir, "ref.safetensors")),
+    );
     const back = readSafetensors(path.join(dir, "short.safetensors"));
-    assert.deepEqual(Array.from(back.tensors.get("layer.weight")!.data), Array.from(t["layer.weight"].data as Float32Array));
+    assert.deepEqual(
+      Array.from(back.tensors.get("layer.weight")!.data),
+      Array.from(t["layer.weight"].data as Float32Array),
+    );
     assert.ok(shim.calls > 100);
     assert.deepEqual(tempFiles(dir), []);
   });
@@ -219,11 +249,17 @@ describe("safetensors (writeSafetensors)", () => {
   it("ENOSPC: no file at a new target, the previous file intact and readable, the path named, no temp file", () => {
     const dir = freshDir("st-enospc");
     const f = path.join(dir, "model.safetensors");
-    assert.throws(() => withShim(failAfter(1000, "ENOSPC"), () => writeSafetensors(f, tensors(500, 11))), isWriteFailure("ENOSPC", f));
+    assert.throws(
+      () => withShim(failAfter(1000, "ENOSPC"), () => writeSafetensors(f, tensors(500, 11))),
+      isWriteFailure("ENOSPC", f),
+    );
     assert.equal(fs.existsSync(f), false);
     writeSafetensors(f, tensors(5, 12));
     const before = fs.readFileSync(f);
-    assert.throws(() => withShim(failAfter(1000, "ENOSPC"), () => writeSafetensors(f, tensors(500, 13))), isWriteFailure("ENOSPC", f));
+    assert.throws(
+      () => withShim(failAfter(1000, "ENOSPC"), () => writeSafetensors(f, tensors(500, 13))),
+      isWriteFailure("ENOSPC", f),
+    );
     assert.deepEqual(fs.readFileSync(f), before);
     assert.deepEqual(readSafetensors(f).tensors.get("layer.weight")!.shape, [5, 4]);
     assert.deepEqual(tempFiles(dir), []);
@@ -278,7 +314,10 @@ describe("activation store writer (harvestActivations)", () => {
     for (const [f, b] of filesOf(dir)) {
       if (f === "progress.json") continue;
       assert.ok(ref.files.has(f), `unexpected file ${f}`);
-      assert.ok(b.equals(ref.files.get(f)!), `${f} (${b.length} bytes) equals the reference (${ref.files.get(f)!.length} bytes)`);
+      assert.ok(
+        b.equals(ref.files.get(f)!),
+        `${f} (${b.length} bytes) equals the reference (${ref.files.get(f)!.length} bytes)`,
+      );
     }
   }
 
@@ -300,11 +339,14 @@ describe("activation store writer (harvestActivations)", () => {
     const chunkBytes = ref.files.get("chunk-00000.bin")!.length;
     // rows.bin, docs.json and chunk 0 fit; the budget runs out halfway through chunk 1 (or its progress.json)
     const budget = rowsBytes + docsBytes + chunkBytes + 2500 + chunkBytes / 2;
-    await assert.rejects(withShimAsync(failAfter(budget, "ENOSPC"), () => harvestActivations(opts(storeRoot))), (e: unknown) => {
-      assert.ok(e instanceof WriteError && e.code === "ENOSPC", String(e));
-      assert.ok(e.message.includes(storeRoot), e.message);
-      return true;
-    });
+    await assert.rejects(
+      withShimAsync(failAfter(budget, "ENOSPC"), () => harvestActivations(opts(storeRoot))),
+      (e: unknown) => {
+        assert.ok(e instanceof WriteError && e.code === "ENOSPC", String(e));
+        assert.ok(e.message.includes(storeRoot), e.message);
+        return true;
+      },
+    );
     const dir = path.join(storeRoot, path.basename(ref.dir));
     assert.equal(fs.existsSync(path.join(dir, "manifest.json")), false);
     assert.ok(fs.existsSync(path.join(dir, "chunk-00000.bin")));
@@ -316,7 +358,9 @@ describe("activation store writer (harvestActivations)", () => {
     assertPrefixOfReference(again.dir);
   });
 
-  it("on a full tmpfs: the harvest fails with ENOSPC, what is there is complete, and it resumes once there is space", { skip: tmpfsSkip }, async () => {
+  it("on a full tmpfs: the harvest fails with ENOSPC, what is there is complete, and it resumes once there is space", {
+    skip: tmpfsSkip,
+  }, async () => {
     const storeRoot = mountTmpfs("64k");
     await assert.rejects(harvestActivations(opts(storeRoot)), (e: unknown) => {
       assert.ok(e instanceof Error && (e as { code?: string }).code === "ENOSPC", String(e));
@@ -377,11 +421,16 @@ describe("pipeline cache (cachedStep's done.json)", () => {
     assert.deepEqual(r.value, big(2000));
   });
 
-  it("on a full tmpfs: ENOSPC writing done.json fails the step, and it is recomputed once there is space", { skip: tmpfsSkip }, async () => {
+  it("on a full tmpfs: ENOSPC writing done.json fails the step, and it is recomputed once there is space", {
+    skip: tmpfsSkip,
+  }, async () => {
     const cache = mountTmpfs("64k");
     process.env.IS_CACHE_DIR = cache;
     const tag = `tmpfs${Date.now()}`;
-    await assert.rejects(cachedStep("unit", { tag }, async () => big(8000)), isWriteFailure("ENOSPC", "done.json"));
+    await assert.rejects(
+      cachedStep("unit", { tag }, async () => big(8000)),
+      isWriteFailure("ENOSPC", "done.json"),
+    );
     assert.deepEqual(
       (fs.readdirSync(cache, { recursive: true }) as string[]).filter((f) => f.endsWith("done.json")),
       [],
@@ -413,7 +462,9 @@ describe("downloads (downloadFile's .part)", () => {
   it("completes short writes: the downloaded file is exact", async () => {
     const dest = path.join(freshDir("dl-short"), "file.bin");
     const shim = shortWrites(333);
-    const r = await withShimAsync(shim, () => downloadFile(url, dest, { retries: 0, quiet: true, trustUnverified: true }));
+    const r = await withShimAsync(shim, () =>
+      downloadFile(url, dest, { retries: 0, quiet: true, trustUnverified: true }),
+    );
     assert.deepEqual(new Uint8Array(fs.readFileSync(dest)), body);
     assert.equal(r.bytes, body.length);
     assert.ok(shim.calls > 100);
@@ -422,7 +473,9 @@ describe("downloads (downloadFile's .part)", () => {
   it("ENOSPC: fails naming the .part, nothing at the destination, and a later call resumes to the exact file", async () => {
     const dest = path.join(freshDir("dl-enospc"), "file.bin");
     await assert.rejects(
-      withShimAsync(failAfter(20_000, "ENOSPC"), () => downloadFile(url, dest, { retries: 3, quiet: true, trustUnverified: true })),
+      withShimAsync(failAfter(20_000, "ENOSPC"), () =>
+        downloadFile(url, dest, { retries: 3, quiet: true, trustUnverified: true }),
+      ),
       isWriteFailure("ENOSPC", dest + ".part"),
     );
     assert.equal(fs.existsSync(dest), false);

@@ -4,7 +4,15 @@ import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
-import { ModelConfig, Variant, createModel, modelShapes, paramCounts, trainableNames, validateModelConfig } from "../lib/joint";
+import {
+  ModelConfig,
+  Variant,
+  createModel,
+  modelShapes,
+  paramCounts,
+  trainableNames,
+  validateModelConfig,
+} from "../lib/joint";
 import { computeLoss } from "../lib/train";
 import { maxAbsDiff, refForward, refGrad, relErr, toRef } from "../lib/reference";
 
@@ -12,7 +20,10 @@ before(async () => {
   await initBackend();
 });
 
-const seed = () => (process.env.IS_TEST_SEED ? Number(process.env.IS_TEST_SEED) : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0);
+const seed = () =>
+  process.env.IS_TEST_SEED
+    ? Number(process.env.IS_TEST_SEED)
+    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 
 interface Case {
   label: string;
@@ -21,12 +32,24 @@ interface Case {
   dead?: boolean;
 }
 
-function cfg(kind: ModelConfig["kind"], variant: Variant, preset: "claflin" | "modern", extra: Partial<ModelConfig> = {}, topN: number | null = null): ModelConfig {
-  const d = 5, F = 12, k = 4, E = 3;
+function cfg(
+  kind: ModelConfig["kind"],
+  variant: Variant,
+  preset: "claflin" | "modern",
+  extra: Partial<ModelConfig> = {},
+  topN: number | null = null,
+): ModelConfig {
+  const d = 5,
+    F = 12,
+    k = 4,
+    E = 3;
   return validateModelConfig({
     kind,
     sae: saeConfig({ d, F, k, preset }, { auxK: { kAux: 3, deadWindowTokens: 1 } }),
-    nfm: variant === "sae" ? null : nfmConfig({ F, d, E }, { topN, initEmbeddingStd: 0.6, initLinearStd: 0.3, initMlpStd: 0.6, dropout: 0.3 }),
+    nfm:
+      variant === "sae"
+        ? null
+        : nfmConfig({ F, d, E }, { topN, initEmbeddingStd: 0.6, initLinearStd: 0.3, initMlpStd: 0.6, dropout: 0.3 }),
     variant,
     saeKAtInference: null,
     ...extra,
@@ -39,7 +62,10 @@ const cases: Case[] = [
   { label: "joint full, claflin, dropout, top-N = 3", config: cfg("joint", "full", "claflin", {}, 3), dropout: true },
   { label: "joint sae+linear", config: cfg("joint", "sae+linear", "claflin") },
   { label: "joint sae+interaction, modern", config: cfg("joint", "sae+interaction", "modern"), dropout: true },
-  { label: "sequential full (frozen SAE run at k = 3)", config: cfg("sequential", "full", "claflin", { saeKAtInference: 3 }) },
+  {
+    label: "sequential full (frozen SAE run at k = 3)",
+    config: cfg("sequential", "full", "claflin", { saeKAtInference: 3 }),
+  },
 ];
 
 describe("joint model: gradients vs float64 finite differences", () => {
@@ -52,8 +78,14 @@ describe("joint model: gradients vs float64 finite differences", () => {
       const d = c.sae.d;
       const x = rng.normalArray(B * d);
       // Sequential needs SAE params: make them from a joint-shaped init.
-      const saeParams = c.kind === "sequential" ? createModel({ ...c, kind: "sae", variant: "sae", nfm: null, saeKAtInference: null }, s).params : undefined;
-      const model = createModel(c, s, { saeParams, dataMean: c.sae.decoderBias ? rng.normalArray(d, 0, 0.3) : undefined });
+      const saeParams =
+        c.kind === "sequential"
+          ? createModel({ ...c, kind: "sae", variant: "sae", nfm: null, saeKAtInference: null }, s).params
+          : undefined;
+      const model = createModel(c, s, {
+        saeParams,
+        dataMean: c.sae.decoderBias ? rng.normalArray(d, 0, 0.3) : undefined,
+      });
       saeParams?.dispose();
       // Non-zero biases: with zero b1, a token whose bi-interaction z is exactly 0 (≤ 1 positive
       // feature) sits on the ReLU kink h = 0, where central differences average the two slopes.
@@ -85,14 +117,34 @@ describe("joint model: gradients vs float64 finite differences", () => {
       const mask64 = maskArr ? Float64Array.from(maskArr) : null;
       const base = refForward(ref, c, x64, B, { dropout: mask64, dead });
       const resid = Float64Array.from(x64, (v, i) => v - base.xhat[i]);
-      assert.ok(maxAbsDiff(xhat.dataSync(), base.xhat) < 1e-4, `forward x̂ differs: ${maxAbsDiff(xhat.dataSync(), base.xhat)}`);
-      assert.ok(Math.abs(value.dataSync()[0] - base.loss) < 1e-5 * Math.max(1, base.loss), `loss ${value.dataSync()[0]} vs ${base.loss}`);
+      assert.ok(
+        maxAbsDiff(xhat.dataSync(), base.xhat) < 1e-4,
+        `forward x̂ differs: ${maxAbsDiff(xhat.dataSync(), base.xhat)}`,
+      );
+      assert.ok(
+        Math.abs(value.dataSync()[0] - base.loss) < 1e-5 * Math.max(1, base.loss),
+        `loss ${value.dataSync()[0]} vs ${base.loss}`,
+      );
       if (cs.dead) assert.ok(base.aux > 0, "AuxK term should be active in this case");
-      const fd = refGrad(ref, names, (p) => refForward(p, c, x64, B, { dropout: mask64, dead, auxResidual: resid }).loss);
+      const fd = refGrad(
+        ref,
+        names,
+        (p) => refForward(p, c, x64, B, { dropout: mask64, dead, auxResidual: resid }).loss,
+      );
       names.forEach((n, i) => {
         const g = grads[i].dataSync();
         const e = relErr(g, fd[n], 1e-6);
-        if (process.env.IS_TEST_DEBUG && e >= 3e-3) console.log(n, Array.from(g).map((v) => v.toFixed(6)).join(","), "\n fd", Array.from(fd[n]).map((v) => v.toFixed(6)).join(","));
+        if (process.env.IS_TEST_DEBUG && e >= 3e-3)
+          console.log(
+            n,
+            Array.from(g)
+              .map((v) => v.toFixed(6))
+              .join(","),
+            "\n fd",
+            Array.from(fd[n])
+              .map((v) => v.toFixed(6))
+              .join(","),
+          );
         assert.ok(e < 3e-3, `${cs.label}: gradient of ${n} rel. err ${e.toExponential(2)} (seed ${s})`);
       });
       value.dispose();
@@ -146,18 +198,49 @@ describe("config validation", () => {
     assert.throws(() => saeConfig({ d: 0, F: 16, k: 2 }), /sae\.d/);
     assert.throws(() => nfmConfig({ F: 16, d: 8, E: 0 }), /nfm\.E/);
     assert.throws(
-      () => validateModelConfig({ kind: "joint", sae: saeConfig({ d: 8, F: 16, k: 4 }), nfm: nfmConfig({ F: 32, d: 8, E: 4 }), variant: "full", saeKAtInference: null }),
+      () =>
+        validateModelConfig({
+          kind: "joint",
+          sae: saeConfig({ d: 8, F: 16, k: 4 }),
+          nfm: nfmConfig({ F: 32, d: 8, E: 4 }),
+          variant: "full",
+          saeKAtInference: null,
+        }),
       /nfm\.F: 32 differs from the SAE's F = 16/,
     );
     assert.throws(
-      () => validateModelConfig({ kind: "joint", sae: saeConfig({ d: 8, F: 16, k: 4 }), nfm: nfmConfig({ F: 16, d: 8, E: 4, }, { topN: 5 }), variant: "full", saeKAtInference: null }),
+      () =>
+        validateModelConfig({
+          kind: "joint",
+          sae: saeConfig({ d: 8, F: 16, k: 4 }),
+          nfm: nfmConfig({ F: 16, d: 8, E: 4 }, { topN: 5 }),
+          variant: "full",
+          saeKAtInference: null,
+        }),
       /topN: N = 5 exceeds the SAE's k = 4/,
     );
     assert.throws(
-      () => validateModelConfig({ kind: "sae", sae: saeConfig({ d: 8, F: 16, k: 4 }), nfm: null, variant: "full", saeKAtInference: null }),
+      () =>
+        validateModelConfig({
+          kind: "sae",
+          sae: saeConfig({ d: 8, F: 16, k: 4 }),
+          nfm: null,
+          variant: "full",
+          saeKAtInference: null,
+        }),
       /standalone SAE has variant "sae"/,
     );
-    assert.throws(() => validateModelConfig({ kind: "joint", sae: saeConfig({ d: 8, F: 16, k: 4 }), nfm: null, variant: "full", saeKAtInference: null }), /needs an NFM config/);
+    assert.throws(
+      () =>
+        validateModelConfig({
+          kind: "joint",
+          sae: saeConfig({ d: 8, F: 16, k: 4 }),
+          nfm: null,
+          variant: "full",
+          saeKAtInference: null,
+        }),
+      /needs an NFM config/,
+    );
     assert.throws(() => createModel(cfg("sequential", "full", "claflin"), 1), /needs the trained SAE's parameters/);
   });
 });

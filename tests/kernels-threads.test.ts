@@ -116,7 +116,11 @@ function runChild(source: string, env: Record<string, string>, seed: number): an
       encoding: "utf8",
       timeout: 120_000, // a hang (e.g. workers keeping Node alive) ends as a failure
     });
-    assert.equal(res.status, 0, `child failed or hung (signal ${res.signal}, seed ${seed}): ${res.stderr?.slice(-2000)}`);
+    assert.equal(
+      res.status,
+      0,
+      `child failed or hung (signal ${res.signal}, seed ${seed}): ${res.stderr?.slice(-2000)}`,
+    );
     return JSON.parse((res.stdout ?? "").trim().split("\n").pop() ?? "");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -125,7 +129,11 @@ function runChild(source: string, env: Record<string, string>, seed: number): an
 
 describe("threaded wasm (IS_WASM_THREADS=2)", () => {
   it("patchPoolSpin rewrites exactly the three spin counts of the threaded binary, and nothing else", () => {
-    const file = path.join(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist", "tfjs-backend-wasm-threaded-simd.wasm");
+    const file = path.join(
+      path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")),
+      "dist",
+      "tfjs-backend-wasm-threaded-simd.wasm",
+    );
     const original = new Uint8Array(fs.readFileSync(file));
     const patched = patchPoolSpin(original, 123_456);
     assert.ok(patched, "the installed binary has the three spin sites");
@@ -136,7 +144,8 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     // Every site: i32.const with a 3-byte LEB128 decoding to the new count.
     const sites = new Set(changed.map((i) => [i, i - 1, i - 2].find((j) => patched[j - 1] === 0x41)!));
     assert.equal(sites.size, 3);
-    for (const at of sites) assert.equal((patched[at] & 0x7f) | ((patched[at + 1] & 0x7f) << 7) | (patched[at + 2] << 14), 123_456);
+    for (const at of sites)
+      assert.equal((patched[at] & 0x7f) | ((patched[at + 1] & 0x7f) << 7) | (patched[at + 2] << 14), 123_456);
     assert.ok(WebAssembly.validate(patched), "the patched module is still valid wasm");
     // A binary without the expected sites is left alone.
     const other = Uint8Array.from(original);
@@ -151,9 +160,14 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
     assert.equal(pooled.threads, 2);
     assert.equal(pooled.spin, WASM_POOL_SPIN_ITERATIONS, "the short-spin wasm binary is in use");
-    assert.ok(pooled.stats && pooled.stats.helper > 0, `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`);
+    assert.ok(
+      pooled.stats && pooled.stats.helper > 0,
+      `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`,
+    );
     assert.equal(alone.stats, null, "IS_KERNEL_HELPERS=0 starts no helpers");
-    for (const r of [pooled, alone]) for (const [name, ok] of Object.entries(r.checks)) assert.ok(ok, `${name} differs from its reference (seed ${seed})`);
+    for (const r of [pooled, alone])
+      for (const [name, ok] of Object.entries(r.checks))
+        assert.ok(ok, `${name} differs from its reference (seed ${seed})`);
     assert.deepEqual(pooled.losses, alone.losses, `losses (seed ${seed})`);
     assert.equal(pooled.params, alone.params, `parameters after 4 steps (seed ${seed})`);
   });
@@ -170,5 +184,4 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     assert.ok(out.mmErr < 1e-3, `matMul max abs error ${out.mmErr} (seed ${seed})`);
     assert.ok(out.gErr < 1e-4, `topkEncode gradient differs from cpu by ${out.gErr} (seed ${seed})`);
   });
-
 });

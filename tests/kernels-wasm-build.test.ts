@@ -35,7 +35,10 @@ test("the committed kernel modules are what their AssemblyScript sources compile
 });
 
 test("each kernel module instantiates on a plain and on a shared memory, leaves it untouched and exports its functions", () => {
-  const memories: WebAssembly.Memory[] = [new WebAssembly.Memory({ initial: 2 }), new WebAssembly.Memory({ initial: 2, maximum: 4, shared: true })];
+  const memories: WebAssembly.Memory[] = [
+    new WebAssembly.Memory({ initial: 2 }),
+    new WebAssembly.Memory({ initial: 2, maximum: 4, shared: true }),
+  ];
   for (const memory of memories) {
     const bytes = new Uint8Array(memory.buffer);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + 3) & 0xff;
@@ -45,7 +48,11 @@ test("each kernel module instantiates on a plain and on a shared memory, leaves 
       assert.deepEqual(Object.keys(inst.exports).sort(), exports, `${name}: exports`);
       // The other variant cannot import this memory (an import must declare the memory's sharedness).
       const other = Buffer.from(memory.buffer instanceof SharedArrayBuffer ? mod.plain : mod.shared, "base64");
-      assert.throws(() => new WebAssembly.Instance(new WebAssembly.Module(other), { env: { memory } }), WebAssembly.LinkError, `${name}: wrong variant accepted`);
+      assert.throws(
+        () => new WebAssembly.Instance(new WebAssembly.Module(other), { env: { memory } }),
+        WebAssembly.LinkError,
+        `${name}: wrong variant accepted`,
+      );
     }
     const changed = bytes.findIndex((b, i) => b !== ((i * 7 + 3) & 0xff));
     assert.equal(changed, -1, `instantiation wrote to the memory at byte ${changed}`);
@@ -55,13 +62,15 @@ test("each kernel module instantiates on a plain and on a shared memory, leaves 
 test("Adam's kernel: torch's update in float32, in the documented order, bit for bit (adam, adam2, lengths with a tail in sumsq)", () => {
   const rng = new Rng(20261202);
   const memory = new WebAssembly.Memory({ initial: 4 });
-  const k = new WebAssembly.Instance(new WebAssembly.Module(kernelBinary(adamWasm, memory)), { env: { memory } }).exports as Record<string, (...a: number[]) => number>;
+  const k = new WebAssembly.Instance(new WebAssembly.Module(kernelBinary(adamWasm, memory)), { env: { memory } })
+    .exports as Record<string, (...a: number[]) => number>;
   const n = 4 * 37;
   const f = Math.fround;
   // Byte offsets of w, w2, g, m, v (float32 arrays of n values).
   const [pw, pw2, pg, pm, pv] = [0, 1, 2, 3, 4].map((j) => 64 + 4 * n * j);
   const view = (p: number) => new Float32Array(memory.buffer, p, n);
-  const fill = (p: number, scale: number, positive = false) => view(p).set(rng.normalArray(n, 0, scale).map((x) => (positive ? Math.abs(x) : x)));
+  const fill = (p: number, scale: number, positive = false) =>
+    view(p).set(rng.normalArray(n, 0, scale).map((x) => (positive ? Math.abs(x) : x)));
   fill(pw, 1);
   view(pw2).set(view(pw));
   fill(pg, 3);
@@ -69,7 +78,15 @@ test("Adam's kernel: torch's update in float32, in the documented order, bit for
   fill(pv, 0.01, true);
   const [w0, g0, m0, v0] = [pw, pg, pm, pv].map((p) => Float32Array.from(view(p)));
   // Hyperparameters as the optimiser passes them (float32 arguments).
-  const [clip, omb1, beta2, omb2, step, inv, eps] = [0.37, 1 - 0.9, 0.999, 1 - 0.999, 1e-3 / (1 - 0.9 ** 3), 1 / Math.sqrt(1 - 0.999 ** 3), 1e-5].map(f);
+  const [clip, omb1, beta2, omb2, step, inv, eps] = [
+    0.37,
+    1 - 0.9,
+    0.999,
+    1 - 0.999,
+    1e-3 / (1 - 0.9 ** 3),
+    1 / Math.sqrt(1 - 0.999 ** 3),
+    1e-5,
+  ].map(f);
   // The documented order: g' = g·clip; m += (g' − m)·omb1; v = v·β2 + (g'·g')·omb2; w −= (step·m)/(√v·inv + eps).
   const want = { w: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
   for (let i = 0; i < n; i++) {

@@ -10,16 +10,34 @@ import { describe, it, before } from "node:test";
 import assert from "node:assert/strict";
 import "@tensorflow/tfjs-backend-wasm";
 import { initBackend, tf } from "../lib/backend";
-import { gatherRows, linear, linearT, scatterAddRows, sparseMatmul, topk, topkDense, topkEncode } from "../lib/kernels/index";
+import {
+  gatherRows,
+  linear,
+  linearT,
+  scatterAddRows,
+  sparseMatmul,
+  topk,
+  topkDense,
+  topkEncode,
+} from "../lib/kernels/index";
 import { topkColumns } from "../lib/kernels/topk";
 import { topkColumnsWasm } from "../lib/kernels/wasmTopk";
-import { combineRowsWasm, groupByRow, groupRows, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from "../lib/kernels/wasmOuter";
+import {
+  combineRowsWasm,
+  groupByRow,
+  groupRows,
+  outerScatterWasm,
+  rowDotsOrder4,
+  rowDotsWasm,
+} from "../lib/kernels/wasmOuter";
 import { interactionSparse } from "../lib/kernels/interaction";
 import { mseGradWasm } from "../lib/kernels/wasmLoss";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
 
-const SEED = process.env.KERNELS_TEST_SEED ? Number(process.env.KERNELS_TEST_SEED) : (Date.now() ^ (process.pid << 8)) >>> 0;
+const SEED = process.env.KERNELS_TEST_SEED
+  ? Number(process.env.KERNELS_TEST_SEED)
+  : (Date.now() ^ (process.pid << 8)) >>> 0;
 console.error(`kernels.test.ts seed=${SEED} (set KERNELS_TEST_SEED to replay)`);
 
 type Arr = Float64Array;
@@ -53,7 +71,13 @@ function fdGrads(f: (ps: Arr[]) => number, ps: Arr[], h = 1e-5): Arr[] {
     return g;
   });
 }
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, atol = 2e-4, rtol = 2e-4): void {
+function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  atol = 2e-4,
+  rtol = 2e-4,
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length} (seed ${SEED})`);
   let worst = -1;
   let worstErr = 0;
@@ -93,7 +117,9 @@ function refTopk(pre: Arr, B: number, F: number, k: number, order: TopKOrder): {
   const values = new Float64Array(B * k);
   const indices = new Int32Array(B * k);
   for (let b = 0; b < B; b++) {
-    const act = Array.from({ length: F }, (_, f) => (order === "relu-topk" ? Math.max(0, pre[b * F + f]) : pre[b * F + f]));
+    const act = Array.from({ length: F }, (_, f) =>
+      order === "relu-topk" ? Math.max(0, pre[b * F + f]) : pre[b * F + f],
+    );
     const idx = Array.from({ length: F }, (_, f) => f).sort((i, j) => act[j] - act[i] || i - j);
     for (let j = 0; j < k; j++) {
       indices[b * k + j] = idx[j];
@@ -146,13 +172,23 @@ for (const backendName of ["wasm", "cpu"]) {
       for (const transposed of [false, true]) {
         const name = `${transposed ? "linearT" : "linear"}${withBias ? " with bias" : ""}: forward and gradients vs float64 FD`;
         it(name, () => {
-          const B = 3, I = 5, O = 4;
-          const x = f32(randn(rng, B * I)), w = f32(randn(rng, I * O)), b = f32(randn(rng, O)), R = randn(rng, B * O);
+          const B = 3,
+            I = 5,
+            O = 4;
+          const x = f32(randn(rng, B * I)),
+            w = f32(randn(rng, I * O)),
+            b = f32(randn(rng, O)),
+            R = randn(rng, B * O);
           const ref = (ps: Arr[]) => refLinear(ps[0], ps[1], withBias ? ps[2] : null, B, I, O, transposed);
           const params = withBias ? [x, w, b] : [x, w];
-          const tx = t2(x, B, I), tw = transposed ? t2(w, O, I) : t2(w, I, O), tb = tf.tensor1d(Float32Array.from(b)), tR = t2(R, B, O);
+          const tx = t2(x, B, I),
+            tw = transposed ? t2(w, O, I) : t2(w, I, O),
+            tb = tf.tensor1d(Float32Array.from(b)),
+            tR = t2(R, B, O);
           const op = (xx: tf.Tensor, ww: tf.Tensor, bb?: tf.Tensor) =>
-            transposed ? linearT(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined) : linear(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined);
+            transposed
+              ? linearT(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined)
+              : linear(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D | undefined);
           // Transposed weights: the reference reads w as [O,I], so the same flat array is used.
           const y = op(tx, tw, withBias ? tb : undefined);
           assert.deepEqual(y.shape, [B, O]);
@@ -172,14 +208,19 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const order of ORDERS) {
       it(`topk ${order}: values, indices, gradient vs float64 FD (incl. a row with < k positives)`, () => {
-        const B = 4, F = 9, k = 3;
-        const pre = preWithSparseRow(rng, B, F), R = randn(rng, B * k);
-        const tp = t2(pre, B, F), tR = t2(R, B, k);
+        const B = 4,
+          F = 9,
+          k = 3;
+        const pre = preWithSparseRow(rng, B, F),
+          R = randn(rng, B * k);
+        const tp = t2(pre, B, F),
+          tR = t2(R, B, k);
         const ref = refTopk(pre, B, F, k, order);
         const out = topk(tp, k, order);
         assert.deepEqual(out.values.shape, [B, k]);
         assert.equal(out.indices.dtype, "int32");
-        const vals = data(out.values), idx = out.indices.dataSync();
+        const vals = data(out.values),
+          idx = out.indices.dataSync();
         assertClose(vals, ref.values, `topk ${order} values`, 1e-6, 0);
         for (let b = 0; b < B; b++) {
           const seen = new Set<number>();
@@ -203,9 +244,13 @@ for (const backendName of ["wasm", "cpu"]) {
       });
 
       it(`topkDense ${order}: forward and gradient vs float64 FD`, () => {
-        const B = 3, F = 8, k = 3;
-        const pre = preWithSparseRow(rng, B, F), R = randn(rng, B * F);
-        const tp = t2(pre, B, F), tR = t2(R, B, F);
+        const B = 3,
+          F = 8,
+          k = 3;
+        const pre = preWithSparseRow(rng, B, F),
+          R = randn(rng, B * F);
+        const tp = t2(pre, B, F),
+          tR = t2(R, B, F);
         const y = topkDense(tp, k, order);
         assertClose(data(y), refTopkDense(pre, B, F, k, order), `topkDense ${order} forward`, 1e-6, 0);
         const leaked = countTensorsAround(() => {
@@ -220,21 +265,30 @@ for (const backendName of ["wasm", "cpu"]) {
     }
 
     it("topk with exact ties: k selected distinct positions holding the k largest values; gradient lands on them", () => {
-      const B = 2, F = 6, k = 3;
+      const B = 2,
+        F = 6,
+        k = 3;
       // Row 0: a three-way tie straddling the k boundary; row 1: all equal.
       const pre = Float64Array.from([0.5, 0.25, 0.5, -1, 0.5, 0.75, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]);
       const tp = t2(pre, B, F);
       const R = randn(rng, B * k);
       for (const order of ORDERS) {
         const out = topk(tp, k, order);
-        assertClose(data(out.values), f32(Float64Array.from([0.75, 0.5, 0.5, 0.3, 0.3, 0.3])), `ties ${order} values`, 0, 0);
+        assertClose(
+          data(out.values),
+          f32(Float64Array.from([0.75, 0.5, 0.5, 0.3, 0.3, 0.3])),
+          `ties ${order} values`,
+          0,
+          0,
+        );
         const idx = out.indices.dataSync();
         const [g] = tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, k, order).values)([tp], t2(R, B, k));
         const want = new Float64Array(B * F);
         for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) want[b * F + idx[b * k + j]] += R[b * k + j];
         for (let b = 0; b < B; b++) {
           assert.equal(new Set(Array.from(idx.slice(b * k, b * k + k))).size, k, `ties ${order} row ${b} distinct`);
-          for (let j = 0; j < k; j++) assert.equal(Math.fround(pre[b * F + idx[b * k + j]]), data(out.values)[b * k + j]);
+          for (let j = 0; j < k; j++)
+            assert.equal(Math.fround(pre[b * F + idx[b * k + j]]), data(out.values)[b * k + j]);
         }
         assertClose(data(g), want, `ties ${order} grad`, 1e-6, 0);
         tf.dispose([out.values, out.indices, g]);
@@ -243,9 +297,12 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("gatherRows: any index shape, duplicate indices sum in the gradient", () => {
-      const N = 6, d = 3, shape = [2, 4];
+      const N = 6,
+        d = 3,
+        shape = [2, 4];
       const M = 8;
-      const table = f32(randn(rng, N * d)), R = randn(rng, M * d);
+      const table = f32(randn(rng, N * d)),
+        R = randn(rng, M * d);
       const idx = Int32Array.from({ length: M }, () => rng.int(N));
       idx[1] = idx[0];
       idx[5] = idx[0]; // guaranteed duplicates
@@ -254,7 +311,9 @@ for (const backendName of ["wasm", "cpu"]) {
         for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) o[m * d + c] = ps[0][idx[m] * d + c];
         return o;
       };
-      const tt = t2(table, N, d), ti = tf.tensor(idx, shape, "int32"), tR = tf.tensor(Float32Array.from(R), [...shape, d]);
+      const tt = t2(table, N, d),
+        ti = tf.tensor(idx, shape, "int32"),
+        tR = tf.tensor(Float32Array.from(R), [...shape, d]);
       const y = gatherRows(tt, ti);
       assert.deepEqual(y.shape, [...shape, d]);
       assertClose(data(y), ref([table]), "gatherRows forward", 0, 0);
@@ -268,8 +327,11 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("scatterAddRows: duplicates add in forward; gradient is a row gather", () => {
-      const M = 7, d = 3, n = 5;
-      const upd = f32(randn(rng, M * d)), R = randn(rng, n * d);
+      const M = 7,
+        d = 3,
+        n = 5;
+      const upd = f32(randn(rng, M * d)),
+        R = randn(rng, n * d);
       const idx = Int32Array.from({ length: M }, () => rng.int(n));
       idx[3] = idx[2];
       idx[6] = idx[2];
@@ -278,7 +340,9 @@ for (const backendName of ["wasm", "cpu"]) {
         for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) o[idx[m] * d + c] += ps[0][m * d + c];
         return o;
       };
-      const tu = t2(upd, M, d), ti = tf.tensor1d(idx, "int32"), tR = t2(R, n, d);
+      const tu = t2(upd, M, d),
+        ti = tf.tensor1d(idx, "int32"),
+        tR = t2(R, n, d);
       const y = scatterAddRows(ti, tu, n);
       assertClose(data(y), ref([upd]), "scatterAddRows forward", 1e-6, 1e-6);
       const leaked = countTensorsAround(() => {
@@ -291,17 +355,28 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("sparseMatmul: forward and gradients wrt values and w (duplicate indices within and across rows)", () => {
-      const B = 3, k = 3, F = 6, d = 4;
-      const v = f32(randn(rng, B * k)), w = f32(randn(rng, F * d)), R = randn(rng, B * d);
+      const B = 3,
+        k = 3,
+        F = 6,
+        d = 4;
+      const v = f32(randn(rng, B * k)),
+        w = f32(randn(rng, F * d)),
+        R = randn(rng, B * d);
       const idx = Int32Array.from({ length: B * k }, () => rng.int(F));
       idx[1] = idx[0]; // duplicate within row 0
       idx[k + 2] = idx[0]; // and across rows
       const ref = (ps: Arr[]) => refSparseMatmul(ps[0], idx, ps[1], B, k, d);
-      const tv = t2(v, B, k), tw = t2(w, F, d), ti = tf.tensor2d(idx, [B, k], "int32"), tR = t2(R, B, d);
+      const tv = t2(v, B, k),
+        tw = t2(w, F, d),
+        ti = tf.tensor2d(idx, [B, k], "int32"),
+        tR = t2(R, B, d);
       const y = sparseMatmul(tv, ti, tw);
       assertClose(data(y), ref([v, w]), "sparseMatmul forward");
       const leaked = countTensorsAround(() => {
-        const gs = tf.grads((a: tf.Tensor, b: tf.Tensor) => sparseMatmul(a as tf.Tensor2D, ti, b as tf.Tensor2D))([tv, tw], tR);
+        const gs = tf.grads((a: tf.Tensor, b: tf.Tensor) => sparseMatmul(a as tf.Tensor2D, ti, b as tf.Tensor2D))(
+          [tv, tw],
+          tR,
+        );
         const fd = fdGrads((ps) => dot(R, ref(ps)), [v, w]);
         assertClose(data(gs[0]), fd[0], "sparseMatmul d(values)");
         assertClose(data(gs[1]), fd[1], "sparseMatmul d(w)");
@@ -312,11 +387,18 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("sparseMatmul and topkEncode: a kept (parameter) weight gives bit-identical values and gradients", () => {
-      const B = 4, k = 3, d = 8, F = 10;
+      const B = 4,
+        k = 3,
+        d = 8,
+        F = 10;
       const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
       const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
       const bEnc = tf.tensor1d(Float32Array.from(randn(rng, F)));
-      const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B, k], "int32");
+      const idx = tf.tensor2d(
+        Int32Array.from({ length: B * k }, () => rng.int(F)),
+        [B, k],
+        "int32",
+      );
       const wData = Float32Array.from(randn(rng, F * d));
       const R = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
       const run = (w: tf.Tensor2D) =>
@@ -339,7 +421,11 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("rowDotsWasm: d % 4 == 0 in its four-lane order (bit for bit), else bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere", () => {
-      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 7, 5, 9], [2, 3, 36, 4]]) {
+      for (const [B, k, d, F] of [
+        [3, 5, 8, 6],
+        [4, 7, 5, 9],
+        [2, 3, 36, 4],
+      ]) {
         const dyA = Float32Array.from(randn(rng, B * d));
         const wA = Float32Array.from(randn(rng, F * d));
         const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
@@ -353,7 +439,12 @@ for (const backendName of ["wasm", "cpu"]) {
           assert.ok(got, "fused kernel unavailable on wasm");
           const gotA = Array.from(got.dataSync());
           if (d % 4 === 0) {
-            const want = Array.from({ length: B * k }, (_, i) => rowDotsOrder4(wA.subarray(idxA[i] * d, (idxA[i] + 1) * d), dyA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d)));
+            const want = Array.from({ length: B * k }, (_, i) =>
+              rowDotsOrder4(
+                wA.subarray(idxA[i] * d, (idxA[i] + 1) * d),
+                dyA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d),
+              ),
+            );
             assert.deepEqual(gotA, want, `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
             // and close to the float64 dot products
             const ref = Array.from({ length: B * k }, (_, i) => {
@@ -363,7 +454,9 @@ for (const backendName of ["wasm", "cpu"]) {
             });
             assertClose(gotA, ref, `rowDotsWasm vs float64 B=${B} k=${k} d=${d}`, 1e-5, 1e-5);
           } else {
-            const want = tf.tidy(() => tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2));
+            const want = tf.tidy(() =>
+              tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2),
+            );
             assert.deepEqual(gotA, Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
             want.dispose();
           }
@@ -373,10 +466,18 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("combineRowsWasm: bit-identical to matMul(values[B,1,k], gathered rows) incl. k > 48 (wasm); null elsewhere", () => {
-      for (const [B, k, d, F] of [[3, 5, 8, 6], [4, 100, 12, 30], [2, 49, 4, 7]]) {
+      for (const [B, k, d, F] of [
+        [3, 5, 8, 6],
+        [4, 100, 12, 30],
+        [2, 49, 4, 7],
+      ]) {
         const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
         const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
-        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+        const idx = tf.tensor2d(
+          Int32Array.from({ length: B * k }, () => rng.int(F)),
+          [B * k, 1],
+          "int32",
+        );
         const before = tf.memory().numTensors;
         const got = combineRowsWasm(v, idx, w);
         if (backendName !== "wasm") {
@@ -384,8 +485,16 @@ for (const backendName of ["wasm", "cpu"]) {
         } else {
           assert.ok(got, "fused kernel unavailable on wasm");
           assert.equal(tf.memory().numTensors, before + 1, "combineRowsWasm leaks intermediates");
-          const want = tf.tidy(() => tf.matMul(v.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).reshape([B, d]));
-          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `combineRowsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+          const want = tf.tidy(() =>
+            tf
+              .matMul(v.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D)
+              .reshape([B, d]),
+          );
+          assert.deepEqual(
+            Array.from(got.dataSync()),
+            Array.from(want.dataSync()),
+            `combineRowsWasm B=${B} k=${k} d=${d} (seed ${SEED})`,
+          );
           want.dispose();
         }
         tf.dispose([v, w, idx, ...(got ? [got] : [])]);
@@ -395,28 +504,48 @@ for (const backendName of ["wasm", "cpu"]) {
     it("outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate and empty rows (wasm); null elsewhere", () => {
       // F = 7 < B·k: many duplicate rows, in and across batch rows; F = 40: also rows nobody touches.
       for (const F of [7, 40]) {
-        const B = 5, k = 6, d = 12;
+        const B = 5,
+          k = 6,
+          d = 12;
         const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
         const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
-        const idx = tf.tensor2d(Int32Array.from({ length: B * k }, () => rng.int(F)), [B * k, 1], "int32");
+        const idx = tf.tensor2d(
+          Int32Array.from({ length: B * k }, () => rng.int(F)),
+          [B * k, 1],
+          "int32",
+        );
         const stats = { sumSquares: NaN };
         const got = outerScatterWasm(coef, x, idx, F, undefined, stats);
         if (got) {
           // The squared norm summed while rows are written = Σ out² read back (float64 sums in another order).
           const want = Array.from(got.dataSync()).reduce((a, v) => a + v * v, 0);
-          assert.ok(Math.abs(stats.sumSquares - want) <= 1e-12 * want, `outerScatterWasm sumSquares ${stats.sumSquares} vs ${want}`);
+          assert.ok(
+            Math.abs(stats.sumSquares - want) <= 1e-12 * want,
+            `outerScatterWasm sumSquares ${stats.sumSquares} vs ${want}`,
+          );
         }
         if (backendName !== "wasm") {
           assert.equal(got, null);
         } else {
           assert.ok(got, "fused kernel unavailable on wasm");
-          const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]);
-          assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `outerScatterWasm F=${F} (seed ${SEED})`);
+          const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [
+            F,
+            d,
+          ]);
+          assert.deepEqual(
+            Array.from(got.dataSync()),
+            Array.from(want.dataSync()),
+            `outerScatterWasm F=${F} (seed ${SEED})`,
+          );
           want.dispose();
           // A grouping made once (groupRows) and shared: the same bits; one of the wrong size is refused.
           const grouped = groupRows(idx, F);
           const again = outerScatterWasm(coef, x, idx, F, grouped)!;
-          assert.deepEqual(Array.from(again.dataSync()), Array.from(got.dataSync()), `outerScatterWasm with groupRows F=${F}`);
+          assert.deepEqual(
+            Array.from(again.dataSync()),
+            Array.from(got.dataSync()),
+            `outerScatterWasm with groupRows F=${F}`,
+          );
           assert.throws(() => outerScatterWasm(coef, x, idx, F + 1, grouped), /outerScatterWasm: grouped has/);
           tf.dispose([grouped, again]);
           // d not a multiple of 4: caller falls back to the tf ops.
@@ -424,9 +553,16 @@ for (const backendName of ["wasm", "cpu"]) {
           assert.equal(outerScatterWasm(coef, x5, idx, F), null);
           x5.dispose();
           // An index outside [0, F) is named, and nothing leaks.
-          const bad = tf.tensor2d(Int32Array.from({ length: B * k }, (_, i) => (i === 7 ? F : 0)), [B * k, 1], "int32");
+          const bad = tf.tensor2d(
+            Int32Array.from({ length: B * k }, (_, i) => (i === 7 ? F : 0)),
+            [B * k, 1],
+            "int32",
+          );
           const before = tf.memory().numTensors;
-          assert.throws(() => outerScatterWasm(coef, x, bad, F), new RegExp(`index ${F} at position 7 is outside \\[0, ${F}\\)`));
+          assert.throws(
+            () => outerScatterWasm(coef, x, bad, F),
+            new RegExp(`index ${F} at position 7 is outside \\[0, ${F}\\)`),
+          );
           assert.equal(tf.memory().numTensors, before);
           bad.dispose();
         }
@@ -444,7 +580,16 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const order of ORDERS) {
       it(`topkColumns ${order}: bit-identical to tf.topk on transpose(pre) + bias (ties included)`, () => {
-        for (const [F, B, k, ties] of [[37, 5, 6, false], [40, 7, 9, true], [12, 3, 12, true], [9, 4, 1, false], [300, 8, 7, false], [300, 12, 5, true], [2500, 4, 3, false], [3000, 8, 1100, false]] as Array<[number, number, number, boolean]>) {
+        for (const [F, B, k, ties] of [
+          [37, 5, 6, false],
+          [40, 7, 9, true],
+          [12, 3, 12, true],
+          [9, 4, 1, false],
+          [300, 8, 7, false],
+          [300, 12, 5, true],
+          [2500, 4, 3, false],
+          [3000, 8, 1100, false],
+        ] as Array<[number, number, number, boolean]>) {
           // ties: small integers (many equal keys, many ≤ 0); else gaussians with a shifted bias.
           const pre = Float32Array.from({ length: F * B }, () => (ties ? rng.int(5) - 3 : rng.normal()));
           const bias = Float32Array.from({ length: F }, () => (ties ? rng.int(3) - 1 : rng.normal() * 0.7 - 0.5));
@@ -461,16 +606,32 @@ for (const backendName of ["wasm", "cpu"]) {
               const kth = Array.from({ length: B }, (_, b) => fast!.vals[b * k + k - 1]).sort((a, b) => a - b);
               for (const floor of [-Infinity, kth[B >> 1], Infinity, undefined]) {
                 const again = topkColumnsWasm(preT, biasT, k, order, floor)!;
-                assert.deepEqual(Array.from(again.ids), Array.from(got.ids), `topkColumnsWasm ${order} floor ${floor} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
-                assert.deepEqual(Array.from(again.vals), Array.from(got.vals), `topkColumnsWasm ${order} floor ${floor} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+                assert.deepEqual(
+                  Array.from(again.ids),
+                  Array.from(got.ids),
+                  `topkColumnsWasm ${order} floor ${floor} ids F=${F} B=${B} k=${k} (seed ${SEED})`,
+                );
+                assert.deepEqual(
+                  Array.from(again.vals),
+                  Array.from(got.vals),
+                  `topkColumnsWasm ${order} floor ${floor} values F=${F} B=${B} k=${k} (seed ${SEED})`,
+                );
               }
             }
             tf.dispose([preT, biasT]);
           }
           if (backendName === "wasm" && B % 4 === 0) {
             assert.ok(fast, "topkColumnsWasm unavailable on wasm");
-            assert.deepEqual(Array.from(fast.ids), Array.from(got.ids), `topkColumnsWasm ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
-            assert.deepEqual(Array.from(fast.vals), Array.from(got.vals), `topkColumnsWasm ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+            assert.deepEqual(
+              Array.from(fast.ids),
+              Array.from(got.ids),
+              `topkColumnsWasm ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`,
+            );
+            assert.deepEqual(
+              Array.from(fast.vals),
+              Array.from(got.vals),
+              `topkColumnsWasm ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`,
+            );
           } else if (backendName !== "wasm") {
             assert.equal(fast, null);
           }
@@ -479,28 +640,46 @@ for (const backendName of ["wasm", "cpu"]) {
             const r = order === "relu-topk" ? tf.topk(tf.relu(p), k, true) : tf.topk(p, k, true);
             return [Array.from(r.indices.dataSync()), Array.from(tf.relu(r.values).dataSync())];
           });
-          assert.deepEqual(Array.from(got.ids), wantIds, `topkColumns ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`);
-          assert.deepEqual(Array.from(got.vals), wantVals, `topkColumns ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`);
+          assert.deepEqual(
+            Array.from(got.ids),
+            wantIds,
+            `topkColumns ${order} ids F=${F} B=${B} k=${k} (seed ${SEED})`,
+          );
+          assert.deepEqual(
+            Array.from(got.vals),
+            wantVals,
+            `topkColumns ${order} values F=${F} B=${B} k=${k} (seed ${SEED})`,
+          );
         }
       });
     }
 
     for (const order of ORDERS) {
       it(`topkEncode ${order}: values/indices and sparse gradients wrt x, wEncT, bEnc vs float64 FD`, () => {
-        const B = 4, d = 5, F = 9, k = 3;
-        const x = f32(randn(rng, B * d)), wT = f32(randn(rng, F * d)), bEnc = f32(randn(rng, F));
+        const B = 4,
+          d = 5,
+          F = 9,
+          k = 3;
+        const x = f32(randn(rng, B * d)),
+          wT = f32(randn(rng, F * d)),
+          bEnc = f32(randn(rng, F));
         for (let f = 0; f < F; f++) bEnc[f] = Math.fround(bEnc[f] - (f % 2 === 0 ? 1.5 : 0)); // some rows with < k positives
         const R = randn(rng, B * k);
         const ref = (ps: Arr[]) => refTopk(refEncodePre(ps[0], ps[1], ps[2], B, d, F), B, F, k, order);
-        const tx = t2(x, B, d), tw = t2(wT, F, d), tb = tf.tensor1d(Float32Array.from(bEnc)), tR = t2(R, B, k);
+        const tx = t2(x, B, d),
+          tw = t2(wT, F, d),
+          tb = tf.tensor1d(Float32Array.from(bEnc)),
+          tR = t2(R, B, k);
         const out = topkEncode(tx, tw, tb, k, order);
         const want = ref([x, wT, bEnc]);
         assertClose(data(out.values), want.values, `topkEncode ${order} values`, 2e-5, 2e-5);
         const idx = out.indices.dataSync();
-        for (let i = 0; i < B * k; i++) if (want.values[i] > 0) assert.equal(idx[i], want.indices[i], `topkEncode index ${i} (seed ${SEED})`);
+        for (let i = 0; i < B * k; i++)
+          if (want.values[i] > 0) assert.equal(idx[i], want.indices[i], `topkEncode index ${i} (seed ${SEED})`);
         const leaked = countTensorsAround(() => {
-          const gs = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-            topkEncode(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor1D, k, order).values,
+          const gs = tf.grads(
+            (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+              topkEncode(a as tf.Tensor2D, b as tf.Tensor2D, c as tf.Tensor1D, k, order).values,
           )([tx, tw, tb], tR);
           const fd = fdGrads((ps) => dot(R, ref(ps).values), [x, wT, bEnc]);
           ["x", "wEncT", "bEnc"].forEach((nm, i) => assertClose(data(gs[i]), fd[i], `topkEncode ${order} d(${nm})`));
@@ -512,8 +691,15 @@ for (const backendName of ["wasm", "cpu"]) {
     }
 
     it("SAE composition: MSE(sparseMatmul(topkEncode(x)) + bDec, x) gradients vs float64 FD; no tensor growth over steps", () => {
-      const B = 3, d = 4, F = 8, k = 2;
-      const x = f32(randn(rng, B * d)), wT = f32(randn(rng, F * d)), bEnc = f32(randn(rng, F)), wDec = f32(randn(rng, F * d)), bDec = f32(randn(rng, d));
+      const B = 3,
+        d = 4,
+        F = 8,
+        k = 2;
+      const x = f32(randn(rng, B * d)),
+        wT = f32(randn(rng, F * d)),
+        bEnc = f32(randn(rng, F)),
+        wDec = f32(randn(rng, F * d)),
+        bDec = f32(randn(rng, d));
       const refLoss = (ps: Arr[]) => {
         const sel = refTopk(refEncodePre(x, ps[0], ps[1], B, d, F), B, F, k, "relu-topk");
         const xh = refSparseMatmul(sel.values, sel.indices, ps[2], B, k, d);
@@ -522,7 +708,12 @@ for (const backendName of ["wasm", "cpu"]) {
         return s / (B * d);
       };
       const tx = t2(x, B, d);
-      const vars = [t2(wT, F, d), tf.tensor1d(Float32Array.from(bEnc)), t2(wDec, F, d), tf.tensor1d(Float32Array.from(bDec))];
+      const vars = [
+        t2(wT, F, d),
+        tf.tensor1d(Float32Array.from(bEnc)),
+        t2(wDec, F, d),
+        tf.tensor1d(Float32Array.from(bDec)),
+      ];
       const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, e: tf.Tensor) => {
         const enc = topkEncode(tx, a as tf.Tensor2D, b as tf.Tensor1D, k, "relu-topk");
         const xh = tf.add(sparseMatmul(enc.values, enc.indices, c as tf.Tensor2D), e);
@@ -545,11 +736,19 @@ for (const backendName of ["wasm", "cpu"]) {
     it("composition with intermediate inputs: linear(relu(linearT(gatherRows(emb, ids)))) + scatterAddRows, gradients vs float64 FD", () => {
       // Inputs of every kernel here are forward intermediates, which tf.grads disposes before
       // backprop: this checks that the kernels keep what their gradients need.
-      const N = 5, d = 3, H = 4, O = 2, M = 4;
-      const emb = f32(randn(rng, N * d)), w1 = f32(randn(rng, H * d)), b1 = f32(randn(rng, H)), w2 = f32(randn(rng, H * O));
+      const N = 5,
+        d = 3,
+        H = 4,
+        O = 2,
+        M = 4;
+      const emb = f32(randn(rng, N * d)),
+        w1 = f32(randn(rng, H * d)),
+        b1 = f32(randn(rng, H)),
+        w2 = f32(randn(rng, H * O));
       const ids = Int32Array.from({ length: M }, () => rng.int(N));
       ids[2] = ids[0];
-      const R = randn(rng, M * O), R2 = randn(rng, N * O);
+      const R = randn(rng, M * O),
+        R2 = randn(rng, N * O);
       const refOut = (ps: Arr[]) => {
         const e = new Float64Array(M * d);
         for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) e[m * d + c] = ps[0][ids[m] * d + c];
@@ -560,11 +759,15 @@ for (const backendName of ["wasm", "cpu"]) {
         return dot(R, y) + dot(R2, s);
       };
       const vars = [t2(emb, N, d), t2(w1, H, d), tf.tensor1d(Float32Array.from(b1)), t2(w2, H, O)];
-      const tids = tf.tensor1d(ids, "int32"), tR = t2(R, M, O), tR2 = t2(R2, N, O);
+      const tids = tf.tensor1d(ids, "int32"),
+        tR = t2(R, M, O),
+        tR2 = t2(R2, N, O);
       const leaked = countTensorsAround(() => {
         const { value, grads } = tf.valueAndGrads((e: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
           const idsInner = tf.add(tids, tf.scalar(0, "int32")) as tf.Tensor1D; // an intermediate index tensor
-          const h = tf.relu(linearT(gatherRows(e as tf.Tensor2D, idsInner) as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor1D)) as tf.Tensor2D;
+          const h = tf.relu(
+            linearT(gatherRows(e as tf.Tensor2D, idsInner) as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor1D),
+          ) as tf.Tensor2D;
           const y = linear(h, c as tf.Tensor2D);
           return tf.add(tf.sum(tf.mul(y, tR)), tf.sum(tf.mul(scatterAddRows(idsInner, y, N), tR2)));
         })(vars);
@@ -578,12 +781,16 @@ for (const backendName of ["wasm", "cpu"]) {
     });
 
     it("gradients are lazy per input: no d(x) matMul when only the weight needs a gradient", async () => {
-      const x = tf.randomNormal([4, 6]) as tf.Tensor2D, w = tf.randomNormal([6, 5]) as tf.Tensor2D, dy = tf.randomNormal([4, 5]);
+      const x = tf.randomNormal([4, 6]) as tf.Tensor2D,
+        w = tf.randomNormal([6, 5]) as tf.Tensor2D,
+        dy = tf.randomNormal([4, 5]);
       const countMatMuls = async (f: () => tf.Tensor[]) => {
         const info = await tf.profile(() => tf.dispose(f()));
         return info.kernels.filter((kk) => kk.name === "BatchMatMul").length;
       };
-      const both = await countMatMuls(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => linear(a as tf.Tensor2D, b as tf.Tensor2D))([x, w], dy));
+      const both = await countMatMuls(() =>
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => linear(a as tf.Tensor2D, b as tf.Tensor2D))([x, w], dy),
+      );
       const onlyW = await countMatMuls(() => tf.grads((b: tf.Tensor) => linear(x, b as tf.Tensor2D))([w], dy));
       assert.equal(both, 3, "forward + d(x) + d(w)");
       assert.equal(onlyW, 2, "forward + d(w) only");
@@ -593,10 +800,17 @@ for (const backendName of ["wasm", "cpu"]) {
     for (const E of [4, 3]) {
       const path = E % 4 === 0 ? "the wasm kernels on wasm" : "the JavaScript loops";
       it(`interactionSparse (E=${E}, ${path}): forward and all six gradients vs float64 FD, duplicate ids, dropout, intermediate inputs, no tensor growth`, () => {
-        const B = 3, N = 3, d = 5, F = 7;
+        const B = 3,
+          N = 3,
+          d = 5,
+          F = 7;
         const ids = Int32Array.from([2, 5, 2, 0, 5, 1, 6, 2, 3]); // 2 twice in row 0, 5 and 2 across rows, 4 unused
-        const vals = f32(randn(rng, B * N)), V = f32(randn(rng, F * E));
-        const w1 = f32(randn(rng, E * E)), b1 = f32(randn(rng, E)), w2 = f32(randn(rng, E * d)), b2 = f32(randn(rng, d));
+        const vals = f32(randn(rng, B * N)),
+          V = f32(randn(rng, F * E));
+        const w1 = f32(randn(rng, E * E)),
+          b1 = f32(randn(rng, E)),
+          w2 = f32(randn(rng, E * d)),
+          b2 = f32(randn(rng, d));
         const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
         const R = randn(rng, B * d);
         // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
@@ -605,7 +819,8 @@ for (const backendName of ["wasm", "cpu"]) {
           for (let b = 0; b < B; b++) {
             const z = new Float64Array(E);
             for (let e = 0; e < E; e++) {
-              let sum = 0, sq = 0;
+              let sum = 0,
+                sq = 0;
               for (let j = 0; j < N; j++) {
                 const t = v[b * N + j] * VV[ids[b * N + j] * E + e];
                 sum += t;
@@ -628,11 +843,24 @@ for (const backendName of ["wasm", "cpu"]) {
           return out;
         };
         const params = [vals, V, w1, b1, w2, b2];
-        const ts = [t2(vals, B, N), t2(V, F, E), t2(w1, E, E), tf.tensor1d(Float32Array.from(b1)), t2(w2, E, d), tf.tensor1d(Float32Array.from(b2))];
+        const ts = [
+          t2(vals, B, N),
+          t2(V, F, E),
+          t2(w1, E, E),
+          tf.tensor1d(Float32Array.from(b1)),
+          t2(w2, E, d),
+          tf.tensor1d(Float32Array.from(b2)),
+        ];
         const tIds = tf.tensor2d(ids, [B, N], "int32");
         const tR = t2(R, B, d);
-        const weightsOf = (a: tf.Tensor[]) => ({ w1: a[2] as tf.Tensor2D, b1: a[3] as tf.Tensor1D, w2: a[4] as tf.Tensor2D, b2: a[5] as tf.Tensor1D });
-        const op = (a: tf.Tensor[]) => interactionSparse(a[0] as tf.Tensor2D, tIds, a[1] as tf.Tensor2D, weightsOf(a), drop);
+        const weightsOf = (a: tf.Tensor[]) => ({
+          w1: a[2] as tf.Tensor2D,
+          b1: a[3] as tf.Tensor1D,
+          w2: a[4] as tf.Tensor2D,
+          b2: a[5] as tf.Tensor1D,
+        });
+        const op = (a: tf.Tensor[]) =>
+          interactionSparse(a[0] as tf.Tensor2D, tIds, a[1] as tf.Tensor2D, weightsOf(a), drop);
         const y = op(ts);
         assert.deepEqual(y.shape, [B, d]);
         assertClose(data(y), ref(params), `interactionSparse E=${E} forward`);
@@ -642,26 +870,59 @@ for (const backendName of ["wasm", "cpu"]) {
             // values and V as intermediates: tfjs disposes them before the backward pass.
             const gs = tf.grads((...a: tf.Tensor[]) => op([tf.mul(a[0], 1), tf.mul(a[1], 1), ...a.slice(2)]))(ts, tR);
             gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionSparse E=${E} grad #${i}`, 1e-3, 1e-3));
-            assert.ok(data(gs[1]).slice(4 * E, 5 * E).every((x) => x === 0), "the V row of an unused feature gets a zero gradient");
+            assert.ok(
+              data(gs[1])
+                .slice(4 * E, 5 * E)
+                .every((x) => x === 0),
+              "the V row of an unused feature gets a zero gradient",
+            );
             tf.dispose(gs);
           }
         });
         assert.equal(leaked, 0, `interactionSparse: leaked ${leaked} tensors`);
         const w = weightsOf(ts);
-        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, w, new Float32Array(2)), /interactionSparse: drop has 2 entries, expected B·E/);
-        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, { ...w, w1: ts[4] as tf.Tensor2D }), /interactionSparse: w1\.shape\[1\] \(E\)/);
-        assert.throws(() => interactionSparse(ts[0] as tf.Tensor2D, tf.tensor2d([[0, 1, 7], [0, 0, 0], [0, 0, 0]], [3, 3], "int32"), ts[1] as tf.Tensor2D, w), /interactionSparse: indices\[0, 2\] = 7 is outside \[0, 7\)/);
+        assert.throws(
+          () => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, w, new Float32Array(2)),
+          /interactionSparse: drop has 2 entries, expected B·E/,
+        );
+        assert.throws(
+          () => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, { ...w, w1: ts[4] as tf.Tensor2D }),
+          /interactionSparse: w1\.shape\[1\] \(E\)/,
+        );
+        assert.throws(
+          () =>
+            interactionSparse(
+              ts[0] as tf.Tensor2D,
+              tf.tensor2d(
+                [
+                  [0, 1, 7],
+                  [0, 0, 0],
+                  [0, 0, 0],
+                ],
+                [3, 3],
+                "int32",
+              ),
+              ts[1] as tf.Tensor2D,
+              w,
+            ),
+          /interactionSparse: indices\[0, 2\] = 7 is outside \[0, 7\)/,
+        );
         tf.dispose([...ts, tIds, tR, y]);
       });
     }
 
     it("mseGradWasm: g and its column sums bit for bit as the scalar float32 loop, Σ r² to float64 rounding, absent parts as zeros (wasm); null elsewhere", () => {
-      const B = 5, d = 8;
+      const B = 5,
+        d = 8;
       const arr = (n: number) => Float32Array.from(randn(rng, n));
       const [sae, lin, mlp, x] = [arr(B * d), arr(B * d), arr(B * d), arr(B * d)];
       const [bDec, bLin, b2] = [arr(d), arr(d), arr(d)];
       const scale = 2 / (B * d);
-      for (const present of [[true, true, true], [false, true, false], [false, false, false]]) {
+      for (const present of [
+        [true, true, true],
+        [false, true, false],
+        [false, false, false],
+      ]) {
         const [hasDec, hasLin, hasMlp] = present;
         const T = (a: Float32Array, shape: number[]) => tf.tensor(a, shape);
         const parts = {
@@ -680,7 +941,8 @@ for (const backendName of ["wasm", "cpu"]) {
         } else {
           assert.ok(got, "mseGradWasm unavailable on wasm");
           const f = Math.fround;
-          const g = new Float32Array(B * d), gSum = new Float32Array(d);
+          const g = new Float32Array(B * d),
+            gSum = new Float32Array(d);
           let sum = 0;
           for (let b = 0; b < B; b++)
             for (let c = 0; c < d; c++) {
@@ -708,7 +970,10 @@ for (const backendName of ["wasm", "cpu"]) {
       assert.throws(() => topk(a, 4, "relu-topk"), /topk: k must be an integer in \[1, 3\]/);
       assert.throws(() => topk(a, 1, "bogus" as TopKOrder), /order must be/);
       assert.throws(() => gatherRows(a, tf.zeros([2])), /gatherRows: indices must be int32/);
-      assert.throws(() => sparseMatmul(a, tf.zeros([2, 2], "int32") as tf.Tensor2D, a), /sparseMatmul: indices\.shape\[1\]/);
+      assert.throws(
+        () => sparseMatmul(a, tf.zeros([2, 2], "int32") as tf.Tensor2D, a),
+        /sparseMatmul: indices\.shape\[1\]/,
+      );
       tf.dispose(a);
     });
   });

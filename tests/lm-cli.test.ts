@@ -20,8 +20,15 @@ function lm(...args: string[]): { code: number | null; stdout: string; stderr: s
   return lmEnv({}, ...args);
 }
 
-function lmEnv(env: Record<string, string>, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(tsx, [path.join(repoRoot, "scripts", "lm.ts"), ...args], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, IS_DEBUG: "", ...env } });
+function lmEnv(
+  env: Record<string, string>,
+  ...args: string[]
+): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(tsx, [path.join(repoRoot, "scripts", "lm.ts"), ...args], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    env: { ...process.env, IS_DEBUG: "", ...env },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -18,7 +18,14 @@ import { Llama2cTokenizer } from "../lib/lm/tokenizer-llama2c";
 import { exportHf, permuteHalfToInterleaved, permuteInterleavedToHalf } from "../lib/lm/export-hf";
 import { loadHfCheckpoint } from "../lib/lm/hf";
 import { loadHfTokenizer } from "../lib/lm/tokenizer-hf";
-import { bf16BitsToFloat, f16BitsToFloat, floatToBf16Bits, floatToF16Bits, openSafetensors, writeSafetensors } from "../lib/io/safetensors";
+import {
+  bf16BitsToFloat,
+  f16BitsToFloat,
+  floatToBf16Bits,
+  floatToF16Bits,
+  openSafetensors,
+  writeSafetensors,
+} from "../lib/io/safetensors";
 import type { LoadedCheckpoint } from "../lib/lm/types";
 
 const modelBin = sharedDir("models", "stories260K", "stories260K.bin");
@@ -87,7 +94,8 @@ describe("export-hf round trip (stories260K)", () => {
   });
 
   it("writes an HF LLaMA checkpoint (config.json, safetensors, tokenizer.json)", () => {
-    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) assert.ok(fs.existsSync(path.join(outF32, f)), f);
+    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+      assert.ok(fs.existsSync(path.join(outF32, f)), f);
     const cfg = JSON.parse(fs.readFileSync(path.join(outF32, "config.json"), "utf8"));
     assert.deepEqual(cfg.architectures, ["LlamaForCausalLM"]);
     assert.equal(cfg.hidden_size, 64);
@@ -103,8 +111,14 @@ describe("export-hf round trip (stories260K)", () => {
       assert.deepEqual(r.info("model.layers.0.self_attn.k_proj.weight").shape, [32, 64]);
       assert.equal(r.info("model.layers.4.mlp.down_proj.weight").dtype, "F32");
       // v/o/mlp weights are copied unchanged; q is permuted (so differs from the llama2.c rows)
-      assert.deepEqual(Array.from(r.read("model.layers.2.mlp.gate_proj.weight").data), Array.from(orig.weights.layers[2].w1));
-      assert.notDeepEqual(Array.from(r.read("model.layers.2.self_attn.q_proj.weight").data), Array.from(orig.weights.layers[2].wq));
+      assert.deepEqual(
+        Array.from(r.read("model.layers.2.mlp.gate_proj.weight").data),
+        Array.from(orig.weights.layers[2].w1),
+      );
+      assert.notDeepEqual(
+        Array.from(r.read("model.layers.2.self_attn.q_proj.weight").data),
+        Array.from(orig.weights.layers[2].wq),
+      );
     } finally {
       r.close();
     }
@@ -146,7 +160,8 @@ describe("export-hf round trip (stories260K)", () => {
     assert.deepEqual(sharded.config, single.config);
     assert.deepEqual(Array.from(sharded.weights.tokenEmbedding), Array.from(single.weights.tokenEmbedding));
     sharded.weights.layers.forEach((l, i) => {
-      for (const k of Object.keys(l) as (keyof typeof l)[]) assert.deepEqual(Array.from(l[k]), Array.from(single.weights.layers[i][k]), `layer ${i} ${k}`);
+      for (const k of Object.keys(l) as (keyof typeof l)[])
+        assert.deepEqual(Array.from(l[k]), Array.from(single.weights.layers[i][k]), `layer ${i} ${k}`);
     });
     assert.deepEqual(Array.from(sharded.weights.finalNorm), Array.from(single.weights.finalNorm));
     const m1 = new LlamaModel(single);
@@ -171,7 +186,10 @@ describe("export-hf round trip (stories260K)", () => {
       const out = path.join(tmp, dtype);
       await exportHf(orig, tokBin, out, { dtype });
       const ck = await loadHfCheckpoint(out);
-      const round = dtype === "F16" ? (x: number) => f16BitsToFloat(floatToF16Bits(x)) : (x: number) => bf16BitsToFloat(floatToBf16Bits(x));
+      const round =
+        dtype === "F16"
+          ? (x: number) => f16BitsToFloat(floatToF16Bits(x))
+          : (x: number) => bf16BitsToFloat(floatToBf16Bits(x));
       // exact: every loaded weight is the original rounded to the storage dtype
       assert.deepEqual(Array.from(ck.weights.layers[1].w2), Array.from(orig.weights.layers[1].w2, round));
       assert.deepEqual(Array.from(ck.weights.tokenEmbedding), Array.from(orig.weights.tokenEmbedding, round));
@@ -202,11 +220,20 @@ describe("export-hf round trip (stories260K)", () => {
     const cfgPath = path.join(out, "config.json");
     const cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, intermediate_size: 128 }));
-    await assert.rejects(loadHfCheckpoint(out), /tensor "model\.layers\.0\.mlp\.(gate|up|down)_proj\.weight" has shape \[(172, 64|64, 172)\] but config\.json implies/);
+    await assert.rejects(
+      loadHfCheckpoint(out),
+      /tensor "model\.layers\.0\.mlp\.(gate|up|down)_proj\.weight" has shape \[(172, 64|64, 172)\] but config\.json implies/,
+    );
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, num_key_value_heads: 8 }));
-    await assert.rejects(loadHfCheckpoint(out), /tensor "model\.layers\.0\.self_attn\.k_proj\.weight" has shape \[32, 64\] but config\.json implies \[64, 64\]/);
+    await assert.rejects(
+      loadHfCheckpoint(out),
+      /tensor "model\.layers\.0\.self_attn\.k_proj\.weight" has shape \[32, 64\] but config\.json implies \[64, 64\]/,
+    );
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 4 }));
-    await assert.rejects(loadHfCheckpoint(out), /tensor "model\.layers\.4\.[a-z_.]+" belongs to layer 4, but config\.json says num_hidden_layers = 4/);
+    await assert.rejects(
+      loadHfCheckpoint(out),
+      /tensor "model\.layers\.4\.[a-z_.]+" belongs to layer 4, but config\.json says num_hidden_layers = 4/,
+    );
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, architectures: ["MistralForCausalLM"], model_type: "mistral" }));
     await assert.rejects(loadHfCheckpoint(out), /unsupported architecture \["MistralForCausalLM"\]/);
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, rope_scaling: { type: "linear", factor: 2 } }));
@@ -218,14 +245,18 @@ describe("export-hf round trip (stories260K)", () => {
     fs.writeFileSync(cfgPath, JSON.stringify(cfg));
     const r = openSafetensors(path.join(out, "model.safetensors"));
     const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-    for (const n of r.names()) if (n !== "model.norm.weight") tensors[n] = { dtype: "F32", shape: r.info(n).shape, data: r.read(n).data };
+    for (const n of r.names())
+      if (n !== "model.norm.weight") tensors[n] = { dtype: "F32", shape: r.info(n).shape, data: r.read(n).data };
     r.close();
     writeSafetensors(path.join(out, "model.safetensors"), tensors);
     await assert.rejects(loadHfCheckpoint(out), /tensor "model\.norm\.weight" is missing/);
 
     fs.rmSync(path.join(out, "model.safetensors"));
     fs.writeFileSync(path.join(out, "pytorch_model.bin"), "");
-    await assert.rejects(loadHfCheckpoint(out), /only PyTorch pickle weights \(pytorch_model\.bin\).*only safetensors is supported/);
+    await assert.rejects(
+      loadHfCheckpoint(out),
+      /only PyTorch pickle weights \(pytorch_model\.bin\).*only safetensors is supported/,
+    );
     await assert.rejects(loadHfCheckpoint(path.join(tmp, "nope")), /directory not found/);
   });
 
@@ -243,8 +274,14 @@ describe("export-hf round trip (stories260K)", () => {
     assert.equal(hfTok.piece(259), "\u2581t");
     // a few hundred lines of TinyStories (random start each run) plus some WikiText
     const rng = new Rng(seed + 7);
-    const tiny = fs.readFileSync(sharedDir("data", "tinystories", "tinystories_valid_prefix.txt"), "utf8").split("\n").filter((l) => l.length > 0);
-    const wiki = fs.readFileSync(sharedDir("data", "wikitext", "wiki.valid.raw"), "utf8").split("\n").filter((l) => l.length > 0);
+    const tiny = fs
+      .readFileSync(sharedDir("data", "tinystories", "tinystories_valid_prefix.txt"), "utf8")
+      .split("\n")
+      .filter((l) => l.length > 0);
+    const wiki = fs
+      .readFileSync(sharedDir("data", "wikitext", "wiki.valid.raw"), "utf8")
+      .split("\n")
+      .filter((l) => l.length > 0);
     const t0 = rng.int(tiny.length - 300);
     const w0 = rng.int(wiki.length - 100);
     const lines = [...tiny.slice(t0, t0 + 300), ...wiki.slice(w0, w0 + 100)];
@@ -259,7 +296,11 @@ describe("export-hf round trip (stories260K)", () => {
       }
       assert.equal(hfTok.decode(a), lcTok.decode(b));
     }
-    assert.equal(mismatches, 0, `seed ${seed}: ${mismatches}/${lines.length} lines tokenized differently, e.g. ${examples.join("; ")}`);
+    assert.equal(
+      mismatches,
+      0,
+      `seed ${seed}: ${mismatches}/${lines.length} lines tokenized differently, e.g. ${examples.join("; ")}`,
+    );
     // one multi-paragraph chunk as a single text (newlines, long merges)
     const chunk = tiny.slice(t0, t0 + 40).join("\n");
     assert.deepEqual(hfTok.encode(chunk, { bos: true }), lcTok.encode(chunk, { bos: true }));

@@ -78,7 +78,9 @@ class HubServer {
   /** The hub's GET /api/models/<repo>/tree/main?recursive=true for the routes under the repo. */
   private listing(repo: string, query: URLSearchParams, res: http.ServerResponse): number {
     const prefix = `/${repo}/resolve/main/`;
-    const files = [...this.routes.entries()].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => a.localeCompare(b));
+    const files = [...this.routes.entries()]
+      .filter(([k]) => k.startsWith(prefix))
+      .sort(([a], [b]) => a.localeCompare(b));
     if (this.noApi.has(repo) || files.length === 0) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "Repository not found" }));
       return 404;
@@ -88,15 +90,24 @@ class HubServer {
       const file = k.slice(prefix.length);
       if (r.noHash) return { type: "file", path: file, size: body.length };
       if (r.lfs ?? /\.(safetensors|bin)$/.test(file)) {
-        const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(body)}\nsize ${body.length}\n`);
-        return { type: "file", oid: gitSha1(pointer), size: body.length, path: file, lfs: { oid: sha256(body), size: body.length, pointerSize: pointer.length } };
+        const pointer = Buffer.from(
+          `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(body)}\nsize ${body.length}\n`,
+        );
+        return {
+          type: "file",
+          oid: gitSha1(pointer),
+          size: body.length,
+          path: file,
+          lfs: { oid: sha256(body), size: body.length, pointerSize: pointer.length },
+        };
       }
       return { type: "file", oid: gitSha1(body), size: body.length, path: file };
     });
     const start = Number(query.get("cursor") ?? 0);
     const end = this.pageSize > 0 ? Math.min(entries.length, start + this.pageSize) : entries.length;
     const headers: Record<string, string> = { "content-type": "application/json" };
-    if (end < entries.length) headers.link = `<${this.baseUrl}/api/models/${repo}/tree/main?recursive=true&cursor=${end}>; rel="next"`;
+    if (end < entries.length)
+      headers.link = `<${this.baseUrl}/api/models/${repo}/tree/main?recursive=true&cursor=${end}>; rel="next"`;
     res.writeHead(200, headers).end(JSON.stringify(entries.slice(start, end)));
     return 200;
   }
@@ -113,7 +124,7 @@ class HubServer {
       return;
     }
     const route = this.routes.get(p);
-    const body = route ? route.bytes ?? fs.readFileSync(route.file!) : null;
+    const body = route ? (route.bytes ?? fs.readFileSync(route.file!)) : null;
     const entry = { path: p, range, status: 0 };
     this.log.push(entry);
     if (!route || !body) {
@@ -131,7 +142,11 @@ class HubServer {
         return;
       }
       entry.status = 206;
-      res.writeHead(206, { "content-length": String(body.length - start), "content-range": `bytes ${start}-${body.length - 1}/${body.length}`, "accept-ranges": "bytes" });
+      res.writeHead(206, {
+        "content-length": String(body.length - start),
+        "content-range": `bytes ${start}-${body.length - 1}/${body.length}`,
+        "accept-ranges": "bytes",
+      });
     } else {
       entry.status = 200;
       res.writeHead(200, { "content-length": String(body.length), "accept-ranges": "bytes" });
@@ -154,8 +169,20 @@ let n = 0;
 const freshCache = () => path.join(tmp, `cache${n++}`);
 /** Files (recursively, relative) under a directory; [] when it does not exist. */
 /** What pullModel fetches from an HF repository made by exportedHf() (it skips generation_config.json etc.). */
-const HF_FETCHED = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"];
-const filesIn = (dir: string): string[] => (fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort() : []);
+const HF_FETCHED = [
+  "config.json",
+  "model-00001-of-00002.safetensors",
+  "model-00002-of-00002.safetensors",
+  "model.safetensors.index.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+];
+const filesIn = (dir: string): string[] =>
+  fs.existsSync(dir)
+    ? (fs.readdirSync(dir, { recursive: true }) as string[])
+        .filter((f) => fs.statSync(path.join(dir, f)).isFile())
+        .sort()
+    : [];
 let exportedDir: string | null = null;
 /** stories260K exported as a 2-shard Hugging Face checkpoint (made once). */
 async function exportedHf(): Promise<string> {
@@ -220,8 +247,14 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     assert.equal(p.tokenizerPath, tokPath);
     const d = await resolveModel(path.dirname(binPath));
     assert.equal(d.weightsPath, binPath);
-    await assert.rejects(resolveModel("stories15M", { cacheDir: freshCache(), sharedModelsDir: emptyShared, offline: true }), /"stories15M" is not available offline/);
-    await assert.rejects(resolveModel("no-such-model", { offline: true }), /model "no-such-model" not found.*not in the registry/);
+    await assert.rejects(
+      resolveModel("stories15M", { cacheDir: freshCache(), sharedModelsDir: emptyShared, offline: true }),
+      /"stories15M" is not available offline/,
+    );
+    await assert.rejects(
+      resolveModel("no-such-model", { offline: true }),
+      /model "no-such-model" not found.*not in the registry/,
+    );
   });
 
   it("resumes a download killed midway with a Range request", async () => {
@@ -233,7 +266,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const first = hub.log.length;
     await assert.rejects(
       downloadFile(url, dest, { sha256: SHA_BIN, retries: 0, quiet: true, label: "stories260K.bin" }),
-      (e: Error) => e instanceof DownloadError && /connection lost|transfer ended/.test(e.message) && /run again to resume/.test(e.message),
+      (e: Error) =>
+        e instanceof DownloadError &&
+        /connection lost|transfer ended/.test(e.message) &&
+        /run again to resume/.test(e.message),
     );
     assert.ok(!fs.existsSync(dest), "no final file after an interrupted download");
     const partial = fs.statSync(dest + ".part").size;
@@ -258,7 +294,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const first = hub.log.length;
     const r = await pullModel("stories260K", { baseUrl: hub.baseUrl, cacheDir, quiet: true, retries: 3 });
     assert.equal(await sha256File(r.weightsPath), SHA_BIN);
-    const ranges = hub.log.slice(first).filter((x) => x.path === BIN_URL_PATH).map((x) => x.range);
+    const ranges = hub.log
+      .slice(first)
+      .filter((x) => x.path === BIN_URL_PATH)
+      .map((x) => x.range);
     assert.equal(ranges.length, 3);
     assert.equal(ranges[0], null);
     assert.match(ranges[1]!, /^bytes=\d+-$/);
@@ -281,7 +320,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const cacheDir = freshCache();
     await assert.rejects(
       resolveModel("stories260K", { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true }),
-      (e: Error) => /tok512\.bin: sha256 mismatch/.test(e.message) && e.message.includes(MODEL_REGISTRY.stories260K.files![1].sha256!) && /deleted/.test(e.message),
+      (e: Error) =>
+        /tok512\.bin: sha256 mismatch/.test(e.message) &&
+        e.message.includes(MODEL_REGISTRY.stories260K.files![1].sha256!) &&
+        /deleted/.test(e.message),
     );
     const dir = path.join(cacheDir, "stories260K");
     assert.ok(!fs.existsSync(path.join(dir, "tok512.bin")));
@@ -297,22 +339,32 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     hub.routes.delete(BIN_URL_PATH);
     hub.routes.set(TOK_URL_PATH, { file: tokPath });
     await assert.rejects(
-      resolveModel("stories260K", { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true }),
-      (e: Error) => e.message === `model "stories260K": stories260K.bin not found at ${hub.baseUrl}${BIN_URL_PATH} (HTTP 404)`,
+      resolveModel("stories260K", {
+        baseUrl: hub.baseUrl,
+        cacheDir: freshCache(),
+        sharedModelsDir: emptyShared,
+        quiet: true,
+      }),
+      (e: Error) =>
+        e.message === `model "stories260K": stories260K.bin not found at ${hub.baseUrl}${BIN_URL_PATH} (HTTP 404)`,
     );
     // an unknown hub repository: no file listing, so nothing can be verified (and nothing is fetched)
     await assert.rejects(
       pullModel("nobody/nothing", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
       (e: Error) =>
         e instanceof UnverifiedDownloadError &&
-        e.message.startsWith(`model "nobody/nothing": the hub's file listing ${hub.baseUrl}/api/models/nobody/nothing/tree/main?recursive=true`) &&
+        e.message.startsWith(
+          `model "nobody/nothing": the hub's file listing ${hub.baseUrl}/api/models/nobody/nothing/tree/main?recursive=true`,
+        ) &&
         /HTTP 404: is "nobody\/nothing" a Hugging Face model repository\?/.test(e.message) &&
         /--trust-unverified/.test(e.message),
     );
     assert.equal(hub.requests("/nobody/nothing/resolve/main/config.json").length, 0);
     await assert.rejects(
       pullModel("nobody/nothing", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true, trustUnverified: true }),
-      new RegExp(`model "nobody/nothing": config\\.json not found at ${hub.baseUrl}/nobody/nothing/resolve/main/config\\.json \\(HTTP 404\\)`),
+      new RegExp(
+        `model "nobody/nothing": config\\.json not found at ${hub.baseUrl}/nobody/nothing/resolve/main/config\\.json \\(HTTP 404\\)`,
+      ),
     );
   });
 
@@ -322,7 +374,12 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const cacheDir = freshCache();
     const first = hub.log.length;
     hub.pageSize = 2;
-    const r = await resolveModel("test-org/tiny-llama", { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true }).finally(() => {
+    const r = await resolveModel("test-org/tiny-llama", {
+      baseUrl: hub.baseUrl,
+      cacheDir,
+      sharedModelsDir: emptyShared,
+      quiet: true,
+    }).finally(() => {
       hub.pageSize = 0;
     });
     const pages = hub.log.slice(first).filter((x) => x.path === "/api/models/test-org/tiny-llama/tree/main");
@@ -340,14 +397,24 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     assert.equal(local.source, "path");
     assert.equal(local.weightsPath, path.join(exported, "model.safetensors.index.json"));
     assert.equal(local.tokenizerPath, path.join(exported, "tokenizer.json"));
-    const again = await resolveModel("test-org/tiny-llama", { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true });
+    const again = await resolveModel("test-org/tiny-llama", {
+      baseUrl: hub.baseUrl,
+      cacheDir,
+      sharedModelsDir: emptyShared,
+      quiet: true,
+    });
     assert.equal(again.source, "cache");
 
     // a repo with only PyTorch pickle weights: clear message about safetensors
     hub.routes.set("/test-org/pt-only/resolve/main/config.json", { file: path.join(exported, "config.json") });
     hub.routes.set("/test-org/pt-only/resolve/main/pytorch_model.bin", { bytes: Buffer.from("x") });
     await assert.rejects(
-      resolveModel("test-org/pt-only", { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true }),
+      resolveModel("test-org/pt-only", {
+        baseUrl: hub.baseUrl,
+        cacheDir: freshCache(),
+        sharedModelsDir: emptyShared,
+        quiet: true,
+      }),
       /no safetensors weights in test-org\/pt-only.*safetensors/,
     );
   });
@@ -361,7 +428,14 @@ describe("model hub: registry, resolution and resumable downloads (local server)
         else assert.match(f.sha256, /^[0-9a-f]{64}$/, `${name}: ${f.local}`);
       }
     }
-    assert.deepEqual(unknown, ["stories15M/stories15M.bin", "stories15M/tokenizer.bin", "stories42M/stories42M.bin", "stories42M/tokenizer.bin", "stories110M/stories110M.bin", "stories110M/tokenizer.bin"]);
+    assert.deepEqual(unknown, [
+      "stories15M/stories15M.bin",
+      "stories15M/tokenizer.bin",
+      "stories42M/stories42M.bin",
+      "stories42M/tokenizer.bin",
+      "stories110M/stories110M.bin",
+      "stories110M/tokenizer.bin",
+    ]);
   });
 
   it("stories15M: the weights are verified against the hub listing (tampered refused, even with trustUnverified); the GitHub tokenizer.bin is refused unless trusted", async () => {
@@ -381,7 +455,11 @@ describe("model hub: registry, resolution and resumable downloads (local server)
           e.message ===
             `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; tokenizer.bin is fetched from https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
       );
-      assert.deepEqual(hub.log.slice(first).map((r) => r.path), ["/api/models/karpathy/tinyllamas/tree/main"], "only the listing was asked for");
+      assert.deepEqual(
+        hub.log.slice(first).map((r) => r.path),
+        ["/api/models/karpathy/tinyllamas/tree/main"],
+        "only the listing was asked for",
+      );
       assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
       // with the tokenizer already in place (trusted by the user), the weights still go through the listing's sha256
       const dir = path.join(cacheDir, "stories15M");
@@ -389,9 +467,15 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       fs.copyFileSync(tokPath, path.join(dir, "tokenizer.bin"));
       await assert.rejects(
         pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
-        (e: Error) => /stories15M\.bin: sha256 mismatch/.test(e.message) && e.message.includes(sha256(genuine)) && e.message.includes(sha256(bad)),
+        (e: Error) =>
+          /stories15M\.bin: sha256 mismatch/.test(e.message) &&
+          e.message.includes(sha256(genuine)) &&
+          e.message.includes(sha256(bad)),
       );
-      await assert.rejects(pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true, trustUnverified: true }), /stories15M\.bin: sha256 mismatch/);
+      await assert.rejects(
+        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true, trustUnverified: true }),
+        /stories15M\.bin: sha256 mismatch/,
+      );
       assert.deepEqual(filesIn(dir), ["tokenizer.bin"], "the tampered file is not kept");
       // the genuine file passes, without trustUnverified
       hub.routes.set(route, { bytes: genuine });
@@ -408,7 +492,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       try {
         await assert.rejects(
           pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
-          (e: Error) => e instanceof UnverifiedDownloadError && /no checksum is known for stories15M\.bin, tokenizer\.bin/.test(e.message) && /hub listing .* is unavailable \(HTTP 404\)/.test(e.message),
+          (e: Error) =>
+            e instanceof UnverifiedDownloadError &&
+            /no checksum is known for stories15M\.bin, tokenizer\.bin/.test(e.message) &&
+            /hub listing .* is unavailable \(HTTP 404\)/.test(e.message),
         );
       } finally {
         hub.noApi.delete("karpathy/tinyllamas");
@@ -419,7 +506,6 @@ describe("model hub: registry, resolution and resumable downloads (local server)
   });
 
   it("registry files without a recorded sha256 and without a listing hash are refused before any file request; trustUnverified downloads them", async () => {
-
     // trustUnverified (on an entry whose files all live on the local hub; stories15M's tokenizer is on GitHub)
     MODEL_REGISTRY["test-unverified"] = {
       kind: "llama2c",
@@ -437,7 +523,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       hub.routes.set("/test-org/unverified/resolve/main/tok512.bin", { file: tokPath });
       const opts = { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true };
       hub.noApi.add("test-org/unverified");
-      await assert.rejects(resolveModel("test-unverified", opts), (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message));
+      await assert.rejects(
+        resolveModel("test-unverified", opts),
+        (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message),
+      );
       assert.equal(hub.requests("/test-org/unverified/resolve/main/m.bin").length, 0);
       const r = await resolveModel("test-unverified", { ...opts, trustUnverified: true });
       assert.equal(await sha256File(r.weightsPath), SHA_BIN);
@@ -453,11 +542,17 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const url = hub.baseUrl + TOK_URL_PATH;
     const tok = fs.readFileSync(tokPath);
     const dest = path.join(freshCache(), "tok.bin");
-    assert.match(TRUST_UNVERIFIED_HINT, /--trust-unverified.*trustUnverified: true \(API\) to download it without checksum verification$/);
+    assert.match(
+      TRUST_UNVERIFIED_HINT,
+      /--trust-unverified.*trustUnverified: true \(API\) to download it without checksum verification$/,
+    );
     const first = hub.log.length;
     await assert.rejects(
       downloadFile(url, dest, { quiet: true, label: "tok.bin" }),
-      (e: Error) => e instanceof UnverifiedDownloadError && e.message === `tok.bin: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      (e: Error) =>
+        e instanceof UnverifiedDownloadError &&
+        e.message ===
+          `tok.bin: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
     );
     assert.equal(hub.log.length, first);
     assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
@@ -471,7 +566,9 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const wrong = "0".repeat(40);
     await assert.rejects(
       downloadFile(url, dest, { quiet: true, gitSha1: wrong, label: "tok.bin" }),
-      (e: Error) => e.message === `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted download was deleted`,
+      (e: Error) =>
+        e.message ===
+        `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted download was deleted`,
     );
     assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
   });
@@ -504,7 +601,9 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     const cacheDir2 = freshCache();
     await assert.rejects(
       pullModel(repo, { ...opts, cacheDir: cacheDir2 }),
-      (e: Error) => e.message === `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
+      (e: Error) =>
+        e.message ===
+        `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
     );
     assert.deepEqual(filesIn(path.join(cacheDir2, "test-org", "tampered")), []);
 
@@ -534,7 +633,9 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       resolveModel(repo, { ...opts, cacheDir }),
       (e: Error) =>
         e instanceof UnverifiedDownloadError &&
-        e.message.includes(`the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the files' sha256, is unavailable (HTTP 404`) &&
+        e.message.includes(
+          `the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the files' sha256, is unavailable (HTTP 404`,
+        ) &&
         e.message.endsWith(TRUST_UNVERIFIED_HINT),
     );
     assert.ok(!hub.log.some((x) => x.path.startsWith(`/${repo}/resolve/`)), "no file requested");
@@ -545,7 +646,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     // a listing that gives no hash for one file
     const repo2 = "test-org/no-hash";
     serveRepo(repo2, exported);
-    hub.routes.set(`/${repo2}/resolve/main/tokenizer.json`, { file: path.join(exported, "tokenizer.json"), noHash: true });
+    hub.routes.set(`/${repo2}/resolve/main/tokenizer.json`, {
+      file: path.join(exported, "tokenizer.json"),
+      noHash: true,
+    });
     const cacheDir2 = freshCache();
     await assert.rejects(
       resolveModel(repo2, { ...opts, cacheDir: cacheDir2 }),
@@ -569,10 +673,14 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     // async: the hub runs in this process, so a blocking spawnSync would starve it
     const lm = (...args: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(path.join(repoRoot, "node_modules", ".bin", "tsx"), [path.join(repoRoot, "scripts", "lm.ts"), ...args], {
-          cwd: repoRoot,
-          env: { ...process.env, IS_DEBUG: "", IS_HUB_URL: hub.baseUrl, IS_DATA_DIR: dataRoot },
-        });
+        const child = spawn(
+          path.join(repoRoot, "node_modules", ".bin", "tsx"),
+          [path.join(repoRoot, "scripts", "lm.ts"), ...args],
+          {
+            cwd: repoRoot,
+            env: { ...process.env, IS_DEBUG: "", IS_HUB_URL: hub.baseUrl, IS_DATA_DIR: dataRoot },
+          },
+        );
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d) => (stdout += d));
@@ -581,7 +689,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       });
     const refused = await lm("pull", repo);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^lm: error: model "test-org\/cli-no-api": the hub's file listing .* is unavailable \(HTTP 404.*pass --trust-unverified \(CLI: `npm run lm -- pull NAME --trust-unverified`/);
+    assert.match(
+      refused.stderr,
+      /^lm: error: model "test-org\/cli-no-api": the hub's file listing .* is unavailable \(HTTP 404.*pass --trust-unverified \(CLI: `npm run lm -- pull NAME --trust-unverified`/,
+    );
     assert.deepEqual(filesIn(path.join(dataRoot, "models", "test-org", "cli-no-api")), []);
     const ok = await lm("pull", repo, "--trust-unverified", "--json");
     assert.equal(ok.code, 0, ok.stderr);

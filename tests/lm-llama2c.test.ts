@@ -45,13 +45,22 @@ describe("llama2.c checkpoints", () => {
   it("reads the legacy stories260K header and weights", () => {
     assert.equal(ck.format, "llama2c-legacy");
     assert.deepEqual(
-      [ck.config.dim, ck.config.hiddenDim, ck.config.nLayers, ck.config.nHeads, ck.config.nKvHeads, ck.config.vocabSize, ck.config.maxSeqLen],
+      [
+        ck.config.dim,
+        ck.config.hiddenDim,
+        ck.config.nLayers,
+        ck.config.nHeads,
+        ck.config.nKvHeads,
+        ck.config.vocabSize,
+        ck.config.maxSeqLen,
+      ],
       [64, 172, 5, 8, 4, 512, 512],
     );
     assert.equal(ck.config.tiedEmbeddings, true);
     assert.equal(ck.weights.classifier, null);
     assert.equal(ck.sha256, "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696");
-    // re-encoding as legacy reproduces the file byte for byte except the RoPE tables (float32 rounding of cos/sin may differ)
+    // re-encoding as legacy reproduces the file byte for byte except the RoPE tables (float32 rounding of cos/sin may
+    // differ)
     const bytes = Buffer.concat(encodeLlama2c(ck, "legacy"));
     const orig = fs.readFileSync(modelBin);
     assert.equal(bytes.length, orig.length);
@@ -77,7 +86,11 @@ describe("llama2.c checkpoints", () => {
   it("untied classifier: v1 and legacy (negative vocab) round trips keep it", () => {
     const rng = new Rng(seed);
     const cls = rng.normalArray(ck.config.vocabSize * ck.config.dim, 0, 0.1);
-    const untied: LoadedCheckpoint = { ...ck, config: { ...ck.config, tiedEmbeddings: false }, weights: { ...ck.weights, classifier: cls } };
+    const untied: LoadedCheckpoint = {
+      ...ck,
+      config: { ...ck.config, tiedEmbeddings: false },
+      weights: { ...ck.weights, classifier: cls },
+    };
     const fv1 = path.join(tmp, "untied-v1.bin");
     writeLlama2cV1(untied, fv1);
     const fleg = path.join(tmp, "untied-legacy.bin");
@@ -104,22 +117,34 @@ describe("llama2.c checkpoints", () => {
     assert.throws(() => readLlama2c(path.join(tmp, "nope.bin")), /checkpoint not found: .*nope\.bin/);
     const junk = path.join(tmp, "junk.bin");
     fs.writeFileSync(junk, Buffer.from("this is not a model at all, just some text padding".repeat(20)));
-    assert.throws(() => readLlama2c(junk), (e: Error) => /junk\.bin: not a llama2\.c checkpoint .*implausible header field .*magic/.test(e.message));
+    assert.throws(
+      () => readLlama2c(junk),
+      (e: Error) => /junk\.bin: not a llama2\.c checkpoint .*implausible header field .*magic/.test(e.message),
+    );
     const trunc = path.join(tmp, "trunc.bin");
     fs.writeFileSync(trunc, orig.subarray(0, orig.length - 1000));
-    assert.throws(() => readLlama2c(trunc), /trunc\.bin: truncated llama2\.c checkpoint.*implies 1056540 bytes, the file has 1055540/);
+    assert.throws(
+      () => readLlama2c(trunc),
+      /trunc\.bin: truncated llama2\.c checkpoint.*implies 1056540 bytes, the file has 1055540/,
+    );
     const tiny = path.join(tmp, "tiny.bin");
     fs.writeFileSync(tiny, orig.subarray(0, 10));
     assert.throws(() => readLlama2c(tiny), /tiny\.bin: truncated llama2\.c checkpoint \(10 bytes/);
     const big = path.join(tmp, "big.bin");
     fs.writeFileSync(big, Buffer.concat([orig, Buffer.alloc(8)]));
-    assert.throws(() => readLlama2c(big), /big\.bin: oversized llama2\.c checkpoint.*implies 1056540 bytes, the file has 1056548/);
+    assert.throws(
+      () => readLlama2c(big),
+      /big\.bin: oversized llama2\.c checkpoint.*implies 1056540 bytes, the file has 1056548/,
+    );
     const v1 = fs.readFileSync(path.join(tmp, "v1.bin"));
     const v2 = Buffer.from(v1);
     v2.writeInt32LE(2, 4);
     const fv2 = path.join(tmp, "v2.bin");
     fs.writeFileSync(fv2, v2);
-    assert.throws(() => readLlama2c(fv2), /v2\.bin: llama2\.c version 2 \(int8 Q8_0 quantized\) checkpoints are not supported/);
+    assert.throws(
+      () => readLlama2c(fv2),
+      /v2\.bin: llama2\.c version 2 \(int8 Q8_0 quantized\) checkpoints are not supported/,
+    );
     v2.writeInt32LE(7, 4);
     fs.writeFileSync(fv2, v2);
     assert.throws(() => readLlama2c(fv2), /unsupported llama2\.c checkpoint version 7/);
@@ -131,18 +156,36 @@ describe("llama2.c checkpoints", () => {
   it("bad input to forward: token out of vocab, too long, layer out of range, ragged batch, bad lengths", async () => {
     const m = await loadLanguageModel("stories260K");
     try {
-      assert.throws(() => m.forward([[1, 5, 512]]), /token id 512 at sequence 0, position 2 is outside the vocabulary \[0, 512\)/);
+      assert.throws(
+        () => m.forward([[1, 5, 512]]),
+        /token id 512 at sequence 0, position 2 is outside the vocabulary \[0, 512\)/,
+      );
       assert.throws(() => m.forward([[1, -3]]), /token id -3 at sequence 0, position 1/);
       assert.throws(() => m.forward([[1, 2.5]]), /token id 2\.5/);
-      assert.throws(() => m.forward([new Array(513).fill(1)]), /sequence length 513 exceeds the model's context length 512/);
-      assert.throws(() => m.forward([[1, 2]], { capture: [6] }), /capture layer 6 is out of range: hidden_states has layers 0\.\.5/);
+      assert.throws(
+        () => m.forward([new Array(513).fill(1)]),
+        /sequence length 513 exceeds the model's context length 512/,
+      );
+      assert.throws(
+        () => m.forward([[1, 2]], { capture: [6] }),
+        /capture layer 6 is out of range: hidden_states has layers 0\.\.5/,
+      );
       assert.throws(() => m.forward([[1, 2]], { capture: [-1] }), /capture layer -1 is out of range/);
-      assert.throws(() => m.forward([[1, 2]], { replace: new Map([[9, (h: tf.Tensor3D) => h]]) }), /replace layer 9 is out of range/);
+      assert.throws(
+        () => m.forward([[1, 2]], { replace: new Map([[9, (h: tf.Tensor3D) => h]]) }),
+        /replace layer 9 is out of range/,
+      );
       assert.throws(() => m.forward([[1, 2], [1]]), /sequence 1 has length 1, sequence 0 has 2/);
-      assert.throws(() => m.forward([[1, 2]], { lengths: [3] }), /opts\.lengths\[0\] = 3 must be an integer in \[1, 2\]/);
+      assert.throws(
+        () => m.forward([[1, 2]], { lengths: [3] }),
+        /opts\.lengths\[0\] = 3 must be an integer in \[1, 2\]/,
+      );
       assert.throws(() => m.forward([[1, 2]], { activationsOnly: true }), /activationsOnly needs at least one layer/);
       assert.throws(
-        () => m.forward([[1, 2]], { replace: new Map([[1, (h: tf.Tensor3D) => tf.reshape(h, [2, 64, 1]) as tf.Tensor3D]]) }),
+        () =>
+          m.forward([[1, 2]], {
+            replace: new Map([[1, (h: tf.Tensor3D) => tf.reshape(h, [2, 64, 1]) as tf.Tensor3D]]),
+          }),
         /replace function for layer 1 must return shape \[1, 2, 64\]/,
       );
       assert.throws(() => m.forward([]), /non-empty array/);
@@ -208,6 +251,9 @@ describe("llama2.c tokenizer (tok512.bin)", () => {
     const t = path.join(tmp, "tok-trunc.bin");
     fs.writeFileSync(t, fs.readFileSync(tokBin).subarray(0, 3000));
     assert.throws(() => Llama2cTokenizer.fromFile(t), /tok-trunc\.bin: (truncated|corrupt) llama2\.c tokenizer/);
-    assert.throws(() => Llama2cTokenizer.fromFile(tokBin, 32000), /tokenizer has 512 tokens but the model's vocab_size is 32000/);
+    assert.throws(
+      () => Llama2cTokenizer.fromFile(tokBin, 32000),
+      /tokenizer has 512 tokens but the model's vocab_size is 32000/,
+    );
   });
 });

@@ -76,7 +76,9 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
       const m = models[mode];
       for (const c of ref.cases) {
         const clean = m.forward([c.ids]);
-        const patched = m.forward([c.ids], { replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]) });
+        const patched = m.forward([c.ids], {
+          replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]),
+        });
         const err = maxAbs(patched.logits!.dataSync(), c.splice_hidden3_times_half.logits);
         assert.ok(err <= 1e-3, `${c.text}: patched logits max abs error ${err}`);
         const kl = klPerPosition(clean.logits!, patched.logits!);
@@ -107,7 +109,10 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     const b = generate(m, [1], { steps: 25, temperature: 1, seed: seed });
     assert.deepEqual(a.ids, b.ids);
     const others = [1, 2, 3].map((k) => generate(m, [1], { steps: 25, temperature: 1, seed: seed + k }).ids.join(","));
-    assert.ok(others.some((o) => o !== a.ids.join(",")), `seed ${seed}: sampling ignores the seed`);
+    assert.ok(
+      others.some((o) => o !== a.ids.join(",")),
+      `seed ${seed}: sampling ignores the seed`,
+    );
     const cold = generate(m, [1], { steps: 10, temperature: 1e-4, seed: 9 });
     assert.deepEqual(cold.ids, ref.greedy_from_bos_40.ids.slice(0, 11));
   });
@@ -154,7 +159,10 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
         for (let s = 0; s < 3; s++) {
           for (let t = 0; t < lengths[s]; t++) {
             const e = Math.max(...la[s][t].map((v, j) => Math.abs(v - lb[s][t][j])));
-            assert.ok(e <= 1e-4, `seed ${seed}: looped vs batched logits differ by ${e} at sequence ${s}, position ${t}`);
+            assert.ok(
+              e <= 1e-4,
+              `seed ${seed}: looped vs batched logits differ by ${e} at sequence ${s}, position ${t}`,
+            );
           }
         }
         disposeResult(a);
@@ -175,14 +183,21 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     const e3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, early.hidden.get(3)!))).dataSync()[0]);
     assert.equal(e3, 0);
     // replace at 3 (×0.5): captured hidden[3] is the original; hidden[5] differs
-    const rep = m.forward([ids], { capture: [3, 5], replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]) });
+    const rep = m.forward([ids], {
+      capture: [3, 5],
+      replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]),
+    });
     const same3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, rep.hidden.get(3)!))).dataSync()[0]);
     assert.equal(same3, 0);
     const diff5 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(5)!, rep.hidden.get(5)!))).dataSync()[0]);
     assert.ok(diff5 > 1e-3);
-    // identity replace at nLayers changes nothing; scaling it by 2 changes logits only through the RMSNorm (which is scale-invariant up to eps)
+    // identity replace at nLayers changes nothing; scaling it by 2 changes logits only through the RMSNorm (which is
+    // scale-invariant up to eps)
     const id5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => h]]) });
-    assert.equal(tf.tidy(() => tf.max(tf.abs(tf.sub(full.logits!, id5.logits!))).dataSync()[0]), 0);
+    assert.equal(
+      tf.tidy(() => tf.max(tf.abs(tf.sub(full.logits!, id5.logits!))).dataSync()[0]),
+      0,
+    );
     const zero5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => tf.zerosLike(h) as tf.Tensor3D]]) });
     const zmax = tf.tidy(() => tf.max(tf.abs(zero5.logits!)).dataSync()[0]);
     assert.ok(zmax < 1e-6, `logits of a zero final residual should be 0 (got ${zmax})`);

@@ -7,7 +7,8 @@ const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 
 describe("metrics", () => {
   const rng = new Rng(seed());
-  const n = 50, d = 7;
+  const n = 50,
+    d = 7;
   const x = rng.normalArray(n * d, 0.3, 2);
   const xh = Float32Array.from(x, (v) => 0.8 * v + 0.3 * rng.normal() + 0.5);
 
@@ -22,9 +23,11 @@ describe("metrics", () => {
     for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) tot += (x[r * d + j] - mu[j]) ** 2;
     assert.ok(Math.abs(M.fvu(x, xh, d) - se / tot) < 1e-12);
     // Paper VE: torch-style unbiased per-dim variances of e = (x − mean x) − (x̂ − mean x̂).
-    let sumVarE = 0, sumVarX = 0;
+    let sumVarE = 0,
+      sumVarX = 0;
     for (let j = 0; j < d; j++) {
-      let mx = 0, mh = 0;
+      let mx = 0,
+        mh = 0;
       for (let r = 0; r < n; r++) {
         mx += x[r * d + j] / n;
         mh += xh[r * d + j] / n;

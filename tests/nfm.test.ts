@@ -13,7 +13,10 @@ const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 describe("NFM", () => {
   test("bi-interaction over active features equals the O(nnz²) pairwise sum", () => {
     const rng = new Rng(seed());
-    const B = 5, F = 300, k = 24, E = 10;
+    const B = 5,
+      F = 300,
+      k = 24,
+      E = 10;
     const V = rng.normalArray(F * E, 0, 0.5);
     const vals = rng.uniformArray(B * k, 0, 2);
     const idx = new Int32Array(B * k);
@@ -29,9 +32,14 @@ describe("NFM", () => {
       for (let e = 0; e < E; e++) {
         let s = 0;
         for (let i = 0; i < k; i++) {
-          for (let j = i + 1; j < k; j++) s += vals[b * k + i] * vals[b * k + j] * V[idx[b * k + i] * E + e] * V[idx[b * k + j] * E + e];
+          for (let j = i + 1; j < k; j++)
+            s += vals[b * k + i] * vals[b * k + j] * V[idx[b * k + i] * E + e] * V[idx[b * k + j] * E + e];
         }
-        worst = Math.max(worst, Math.abs(s - z[b * E + e]) / Math.max(1, Math.abs(s)), Math.abs(s - zg[b * E + e]) / Math.max(1, Math.abs(s)));
+        worst = Math.max(
+          worst,
+          Math.abs(s - z[b * E + e]) / Math.max(1, Math.abs(s)),
+          Math.abs(s - zg[b * E + e]) / Math.max(1, Math.abs(s)),
+        );
       }
     }
     assert.ok(worst < 1e-4, `pairwise identity violated: ${worst}`);
@@ -50,13 +58,21 @@ describe("NFM", () => {
     assert.ok(Math.abs(std(m.get("nfm.V")!) - 0.05) < 0.002);
     assert.ok(Math.abs(std(m.get("nfm.wLin")!) - 0.01) < 0.0005);
     assert.ok(Math.abs(std(m.get("nfm.w1")!) - 0.01) < 0.002);
-    for (const b of ["nfm.bLin", "nfm.b1", "nfm.b2"]) assert.ok(m.get(b)!.dataSync().every((v) => v === 0));
+    for (const b of ["nfm.bLin", "nfm.b1", "nfm.b2"])
+      assert.ok(
+        m
+          .get(b)!
+          .dataSync()
+          .every((v) => v === 0),
+      );
     e.forEach(([, t]) => t.dispose());
   });
 
   test("top-N re-selection keeps the N largest values with their feature ids", () => {
     const rng = new Rng(seed());
-    const B = 4, k = 9, N = 4;
+    const B = 4,
+      k = 9,
+      N = 4;
     const vals = rng.uniformArray(B * k, 0, 1);
     const idx = Int32Array.from({ length: B * k }, () => rng.int(1000));
     tf.tidy(() => {

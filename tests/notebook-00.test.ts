@@ -36,9 +36,14 @@ describe("committed notebooks", () => {
   for (const f of files) {
     it(`${f} carries no outputs and uses the project kernel`, () => {
       const nb = readNotebook(path.join(repoRoot, "notebooks", f));
-      const dirty = summarizeNotebook(nb).filter((c) => c.outputTypes.length > 0).map((c) => c.index);
+      const dirty = summarizeNotebook(nb)
+        .filter((c) => c.outputTypes.length > 0)
+        .map((c) => c.index);
       assert.deepEqual(dirty, [], `cells with outputs (strip with: npm run notebooks -- --strip ${f})`);
-      assert.ok(nb.cells.every((c) => c.cell_type !== "code" || c.execution_count == null), "execution counts cleared");
+      assert.ok(
+        nb.cells.every((c) => c.cell_type !== "code" || c.execution_count == null),
+        "execution counts cleared",
+      );
       assert.equal(nb.metadata?.kernelspec?.name, KERNEL_NAME);
     });
   }
@@ -63,8 +68,14 @@ describe("00-environment executed headless", () => {
     const html = outputsWithMime(nb, "text/html").map((o) => String(o.value));
     const tables = html.filter((h) => h.includes("<table"));
     assert.ok(tables.length >= 2, `versions + timing tables (got ${tables.length})`);
-    assert.ok(tables.some((h) => h.includes("<td>@tensorflow/tfjs</td>") && h.includes("<td>vega-lite</td>")), "versions table");
-    assert.ok(html.some((h) => h.includes("<progress")), "progress bar output");
+    assert.ok(
+      tables.some((h) => h.includes("<td>@tensorflow/tfjs</td>") && h.includes("<td>vega-lite</td>")),
+      "versions table",
+    );
+    assert.ok(
+      html.some((h) => h.includes("<progress")),
+      "progress bar output",
+    );
 
     const pngs = outputsWithMime(nb, "image/png");
     assert.ok(pngs.length >= 2, `chart + live curve PNGs (got ${pngs.length})`);
@@ -78,12 +89,18 @@ describe("00-environment executed headless", () => {
     for (const cell of nb.cells) {
       for (const o of cell.outputs ?? []) {
         if (o.data && "image/png" in o.data) {
-          assert.deepEqual(Object.keys(o.data).sort(), [VEGALITE_MIME, "image/png", "image/svg+xml", "text/plain"].sort());
+          assert.deepEqual(
+            Object.keys(o.data).sort(),
+            [VEGALITE_MIME, "image/png", "image/svg+xml", "text/plain"].sort(),
+          );
         }
       }
     }
     const live = outputsWithMime(nb, VEGALITE_MIME).map((o) => o.value as any);
-    assert.ok(live.some((s) => s.title === "Live curve demo: least squares by gradient descent" && s.data.values.length === 60), "live curve holds all 60 steps");
+    assert.ok(
+      live.some((s) => s.title === "Live curve demo: least squares by gradient descent" && s.data.values.length === 60),
+      "live curve holds all 60 steps",
+    );
   });
 });
 
@@ -98,7 +115,14 @@ describe("project kernel robustness", () => {
     // "Unexpected pending rebuildTimer". lib/notebook/tslab-kernel.cjs turns the watchers off;
     // this guards that (it fails with IS_TSLAB_WATCH=1).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "is-watch-"));
-    const code = (source: string, i: number) => ({ cell_type: "code", id: `c${i}`, metadata: {}, execution_count: null, outputs: [], source });
+    const code = (source: string, i: number) => ({
+      cell_type: "code",
+      id: `c${i}`,
+      metadata: {},
+      execution_count: null,
+      outputs: [],
+      source,
+    });
     const sources = [
       'import pl from "nodejs-polars";\nconsole.log("rows", pl.DataFrame({ a: [1, 2] }).height);',
       "await new Promise((r) => setTimeout(r, 2500));",
@@ -107,7 +131,15 @@ describe("project kernel robustness", () => {
       'console.log("done");',
     ];
     const nbPath = path.join(dir, "watch.ipynb");
-    fs.writeFileSync(nbPath, JSON.stringify({ cells: sources.map(code), metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } }, nbformat: 4, nbformat_minor: 5 }));
+    fs.writeFileSync(
+      nbPath,
+      JSON.stringify({
+        cells: sources.map(code),
+        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
+        nbformat: 4,
+        nbformat_minor: 5,
+      }),
+    );
     let n = 0;
     const churn = setInterval(() => {
       // a short-lived dotfile (files, unlike directories, are never taken for type packages)

@@ -13,7 +13,9 @@ import { findJupyter, startNotebookServer, type NotebookServer } from "../lib/no
 
 const jupyter = findJupyter();
 
-describe("notebook server token", { skip: jupyter ? false : "jupyter not installed: run bash environment/setup.sh" }, () => {
+describe("notebook server token", {
+  skip: jupyter ? false : "jupyter not installed: run bash environment/setup.sh",
+}, () => {
   let server: NotebookServer;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "is-nbserver-"));
 
@@ -36,7 +38,10 @@ describe("notebook server token", { skip: jupyter ? false : "jupyter not install
       const res = await fetch(server.url + p, { redirect: "manual" });
       assert.ok(res.status === 403 || res.status === 401, `${p} without token: HTTP ${res.status}`);
     }
-    const wrong = await fetch(server.url + "/api/kernels", { headers: { Authorization: `token ${"0".repeat(64)}` }, redirect: "manual" });
+    const wrong = await fetch(server.url + "/api/kernels", {
+      headers: { Authorization: `token ${"0".repeat(64)}` },
+      redirect: "manual",
+    });
     assert.ok(wrong.status === 403 || wrong.status === 401, `wrong token: HTTP ${wrong.status}`);
     const wrongQuery = await fetch(`${server.url}/api/contents?token=${"1".repeat(64)}`, { redirect: "manual" });
     assert.ok(wrongQuery.status === 403 || wrongQuery.status === 401, `wrong ?token=: HTTP ${wrongQuery.status}`);
@@ -55,7 +60,10 @@ describe("notebook server token", { skip: jupyter ? false : "jupyter not install
     const res = await fetch(server.url + "/api/contents", { headers: server.authHeaders() });
     assert.equal(res.status, 200);
     const listing = (await res.json()) as { content: { name: string }[] };
-    assert.deepEqual(listing.content.map((c) => c.name), ["hello.txt"]);
+    assert.deepEqual(
+      listing.content.map((c) => c.name),
+      ["hello.txt"],
+    );
     const q = await fetch(server.pageUrl("/api/contents/hello.txt"));
     assert.equal(q.status, 200);
     assert.equal(((await q.json()) as { content: string }).content, "hi\n");

@@ -10,7 +10,18 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
-import { pipelineParams, presetFor, evalSettingsFor, settingsTable, getStandaloneSae, getStores, clearPipelineMemo, onCacheEvent, EVAL_SETTINGS, type CacheEvent } from "../lib/pipeline/index";
+import {
+  pipelineParams,
+  presetFor,
+  evalSettingsFor,
+  settingsTable,
+  getStandaloneSae,
+  getStores,
+  clearPipelineMemo,
+  onCacheEvent,
+  EVAL_SETTINGS,
+  type CacheEvent,
+} from "../lib/pipeline/index";
 import { presetConfig } from "../lib/presets";
 import { stableStringify } from "../lib/pipeline/cache";
 
@@ -72,9 +83,28 @@ describe("pipelineParams settings", () => {
   });
 
   it("applies each training setting to every model it enters", () => {
-    const p = pipelineParams({ preset: "quick", k: 10, E: 8, dropout: 0.3, lr: 5e-4, batchSize: 64, steps: 300, schedule: "corrected", endFactor: 0.5, topN: 6 });
+    const p = pipelineParams({
+      preset: "quick",
+      k: 10,
+      E: 8,
+      dropout: 0.3,
+      lr: 5e-4,
+      batchSize: 64,
+      steps: 300,
+      schedule: "corrected",
+      endFactor: 0.5,
+      topN: 6,
+    });
     const pre = presetFor(p);
-    for (const cfg of [pre.sae, pre.saeBias, pre.saeWide, pre.sequential, pre.joint, pre.jointLinear, pre.jointSmallE]) {
+    for (const cfg of [
+      pre.sae,
+      pre.saeBias,
+      pre.saeWide,
+      pre.sequential,
+      pre.joint,
+      pre.jointLinear,
+      pre.jointSmallE,
+    ]) {
       assert.equal(cfg.model.sae.k, 10);
       assert.equal(cfg.optim.lr, 5e-4);
       assert.equal(cfg.batchSize, 64);
@@ -102,10 +132,18 @@ describe("pipelineParams settings", () => {
   it("shows the effective settings and marks what differs from the preset", () => {
     const rows = settingsTable(pipelineParams({ preset: "tiny", k: 6, spliceWindows: 4 }));
     const byName = Object.fromEntries(rows.map((r) => [r.setting, r]));
-    assert.deepEqual(byName["k (active features)"], { setting: "k (active features)", value: "6", preset: "8", changed: "changed" });
+    assert.deepEqual(byName["k (active features)"], {
+      setting: "k (active features)",
+      value: "6",
+      preset: "8",
+      changed: "changed",
+    });
     assert.equal(byName["splice windows"].changed, "changed");
     assert.equal(byName["F (SAE features)"].changed, "");
-    assert.deepEqual(rows.filter((r) => r.changed).map((r) => r.setting), ["k (active features)", "splice windows"]);
+    assert.deepEqual(
+      rows.filter((r) => r.changed).map((r) => r.setting),
+      ["k (active features)", "splice windows"],
+    );
   });
 
   it("changing k retrains the SAE and reuses the harvested stores (counted)", async () => {

@@ -10,7 +10,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { cachedStep, onCacheEvent, stepKey, stableStringify, CacheEvent } from "../lib/pipeline/cache";
-import { pipelineParams, modelCondition, linearSumCondition, spliceContrasts, storeWindows, storeWindowsWithDocs, SPLICE, clearPipelineMemo } from "../lib/pipeline/index";
+import {
+  pipelineParams,
+  modelCondition,
+  linearSumCondition,
+  spliceContrasts,
+  storeWindows,
+  storeWindowsWithDocs,
+  SPLICE,
+  clearPipelineMemo,
+} from "../lib/pipeline/index";
 import { createModel } from "../lib/joint";
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
@@ -26,7 +35,8 @@ const saved: Record<string, string | undefined> = {};
 before(async () => {
   await initBackend();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pipeline-test-"));
-  for (const k of ["IS_CACHE_DIR", "IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"]) saved[k] = process.env[k];
+  for (const k of ["IS_CACHE_DIR", "IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"])
+    saved[k] = process.env[k];
   process.env.IS_CACHE_DIR = path.join(tmp, "cache");
   for (const k of ["IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"]) delete process.env[k];
   clearPipelineMemo();
@@ -42,7 +52,16 @@ after(() => {
 
 describe("pipelineParams", () => {
   it("has the documented defaults", () => {
-    assert.deepEqual(pipelineParams(), { preset: "quick", model: "stories260K", corpus: "tinystories", layer: 3, seed: 0, mode: "corrected", train: {}, eval: {} });
+    assert.deepEqual(pipelineParams(), {
+      preset: "quick",
+      model: "stories260K",
+      corpus: "tinystories",
+      layer: 3,
+      seed: 0,
+      mode: "corrected",
+      train: {},
+      eval: {},
+    });
   });
   it("reads the environment and lets explicit values win", () => {
     process.env.IS_PRESET = "tiny";
@@ -95,7 +114,10 @@ describe("cachedStep", () => {
     assert.equal(a.key, b.key);
     assert.deepEqual(b.value, { value: 42, nested: { a: [1, 2] } });
     assert.ok(fs.existsSync(path.join(b.dir, "artifact.txt")));
-    assert.deepEqual(events.map((e) => e.hit), [false, true]);
+    assert.deepEqual(
+      events.map((e) => e.hit),
+      [false, true],
+    );
     assert.ok(events.every((e) => e.seconds >= 0 && e.cpuSeconds >= 0));
   });
   it("gives different keys for different parameters and stable keys for equal ones", () => {
@@ -144,9 +166,25 @@ describe("storeWindows", () => {
     const tok = new ByteTokenizer();
     const rng = new Rng(Date.now() >>> 0);
     const words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
-    const documents = Array.from({ length: 6 }, (_, i) => ({ id: `d${i}`, text: Array.from({ length: 20 + rng.int(30) }, () => words[rng.int(words.length)]).join(" ") }));
-    const h = await harvestActivations({ languageModel: lm, tokenizer: tok, layer: 1, corpus: "unit", documents, split: "all", windowLength: 32, remainder: "keep", storeRoot: path.join(tmp, "stores"), progress: false });
-    const expected = makeWindows(documents, tok, { windowLength: 32, remainder: "keep" }).map((w) => Array.from(w.tokens));
+    const documents = Array.from({ length: 6 }, (_, i) => ({
+      id: `d${i}`,
+      text: Array.from({ length: 20 + rng.int(30) }, () => words[rng.int(words.length)]).join(" "),
+    }));
+    const h = await harvestActivations({
+      languageModel: lm,
+      tokenizer: tok,
+      layer: 1,
+      corpus: "unit",
+      documents,
+      split: "all",
+      windowLength: 32,
+      remainder: "keep",
+      storeRoot: path.join(tmp, "stores"),
+      progress: false,
+    });
+    const expected = makeWindows(documents, tok, { windowLength: 32, remainder: "keep" }).map((w) =>
+      Array.from(w.tokens),
+    );
     assert.ok(expected.length >= 3);
     assert.deepEqual(storeWindows(h.store, 1000), expected);
     assert.deepEqual(storeWindows(h.store, 2), expected.slice(0, 2));
@@ -155,7 +193,10 @@ describe("storeWindows", () => {
     const expectedDocs = makeWindows(documents, tok, { windowLength: 32, remainder: "keep" }).map((w) => w.docIndex);
     assert.deepEqual(withDocs.windows, expected);
     assert.deepEqual(withDocs.docs, expectedDocs);
-    assert.ok(new Set(expectedDocs).size < expectedDocs.length, "some document gives several windows (else the test shows nothing)");
+    assert.ok(
+      new Set(expectedDocs).size < expectedDocs.length,
+      "some document gives several windows (else the test shows nothing)",
+    );
     assert.deepEqual(storeWindowsWithDocs(h.store, 2).docs, expectedDocs.slice(0, 2));
   });
 });
@@ -166,8 +207,15 @@ describe("modelCondition", () => {
     const d = 6;
     const F = 10;
     const k = 3;
-    const m = createModel({ kind: "sae", sae: saeConfig({ d, F, k }), nfm: null, variant: "sae", saeKAtInference: null }, rng.int(1000));
-    const norm = { kind: "zscore" as const, shift: Array.from({ length: d }, () => rng.normal()), scale: Array.from({ length: d }, () => 0.5 + rng.next()) };
+    const m = createModel(
+      { kind: "sae", sae: saeConfig({ d, F, k }), nfm: null, variant: "sae", saeKAtInference: null },
+      rng.int(1000),
+    );
+    const norm = {
+      kind: "zscore" as const,
+      shift: Array.from({ length: d }, () => rng.normal()),
+      scale: Array.from({ length: d }, () => 0.5 + rng.next()),
+    };
     const N = 5;
     const x = Float32Array.from({ length: N * d }, () => 3 * rng.normal());
     const cond = modelCondition("sae", m, norm, (o) => o.xhat);
@@ -185,12 +233,20 @@ describe("modelCondition", () => {
     const wDec = m.params.read("sae.wDec");
     for (let n = 0; n < N; n++) {
       const z = Array.from({ length: d }, (_, j) => (x[n * d + j] - norm.shift[j]) / norm.scale[j]);
-      const a = Array.from({ length: F }, (_, i) => Math.max(0, bEnc[i] + z.reduce((s, zj, j) => s + wEncT[i * d + j] * zj, 0)));
-      const top = a.map((v, i) => [v, i] as [number, number]).sort((p, q) => q[0] - p[0]).slice(0, k);
+      const a = Array.from({ length: F }, (_, i) =>
+        Math.max(0, bEnc[i] + z.reduce((s, zj, j) => s + wEncT[i * d + j] * zj, 0)),
+      );
+      const top = a
+        .map((v, i) => [v, i] as [number, number])
+        .sort((p, q) => q[0] - p[0])
+        .slice(0, k);
       for (let j = 0; j < d; j++) {
         const xh = top.reduce((s, [v, i]) => s + v * wDec[i * d + j], 0);
         const ref = xh * norm.scale[j] + norm.shift[j];
-        assert.ok(Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)), `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`);
+        assert.ok(
+          Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)),
+          `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`,
+        );
       }
     }
     m.dispose();
@@ -204,7 +260,13 @@ describe("linearSumCondition (faithful sequential splice, paper-notes §12-3)", 
     const F = 16;
     const k = 4;
     const E = 4;
-    const cfg = { kind: "joint" as const, sae: saeConfig({ d, F, k }), nfm: nfmConfig({ F, d, E }), variant: "full" as const, saeKAtInference: null };
+    const cfg = {
+      kind: "joint" as const,
+      sae: saeConfig({ d, F, k }),
+      nfm: nfmConfig({ F, d, E }),
+      variant: "full" as const,
+      saeKAtInference: null,
+    };
     const m = createModel(cfg, rng.int(1000));
     const N = 3;
     const x = Float32Array.from({ length: N * d }, () => rng.normal());
@@ -215,19 +277,44 @@ describe("linearSumCondition (faithful sequential splice, paper-notes §12-3)", 
     const outFull = tf.tidy(() => full.reconstruct(tf.tensor2d(x, [N, d])).dataSync() as Float32Array);
     assert.equal(tf.memory().numTensors, before, "reconstruct leaks tensors");
     const P = (n: string) => m.params.read(n);
-    const [wEncT, bEnc, wDec, V, wLin, bLin, w1, b1, w2, b2] = ["sae.wEncT", "sae.bEnc", "sae.wDec", "nfm.V", "nfm.wLin", "nfm.bLin", "nfm.w1", "nfm.b1", "nfm.w2", "nfm.b2"].map(P);
+    const [wEncT, bEnc, wDec, V, wLin, bLin, w1, b1, w2, b2] = [
+      "sae.wEncT",
+      "sae.bEnc",
+      "sae.wDec",
+      "nfm.V",
+      "nfm.wLin",
+      "nfm.bLin",
+      "nfm.w1",
+      "nfm.b1",
+      "nfm.w2",
+      "nfm.b2",
+    ].map(P);
     const hDim = b1.length;
     let maxDiffFromFull = 0;
     for (let n = 0; n < N; n++) {
       const xr = Array.from({ length: d }, (_, j) => x[n * d + j]);
-      const a = Array.from({ length: F }, (_, i) => Math.max(0, bEnc[i] + xr.reduce((s, v, j) => s + wEncT[i * d + j] * v, 0)));
-      const top = a.map((v, i) => [v, i] as [number, number]).sort((p, q) => q[0] - p[0]).slice(0, k);
+      const a = Array.from({ length: F }, (_, i) =>
+        Math.max(0, bEnc[i] + xr.reduce((s, v, j) => s + wEncT[i * d + j] * v, 0)),
+      );
+      const top = a
+        .map((v, i) => [v, i] as [number, number])
+        .sort((p, q) => q[0] - p[0])
+        .slice(0, k);
       const emb = Array.from({ length: E }, (_, e) => top.reduce((s, [v, i]) => s + v * V[i * E + e], 0)); // Vᵀf, not ½[(Σ f v)² − Σ (f v)²]
       // w1 [E, H], w2 [H, d] (linear(x, w, b) = x·w + b)
-      const h = Array.from({ length: hDim }, (_, c) => Math.max(0, b1[c] + emb.reduce((s, v, e) => s + v * w1[e * hDim + c], 0)));
+      const h = Array.from({ length: hDim }, (_, c) =>
+        Math.max(0, b1[c] + emb.reduce((s, v, e) => s + v * w1[e * hDim + c], 0)),
+      );
       for (let j = 0; j < d; j++) {
-        const ref = top.reduce((s, [v, i]) => s + v * (wDec[i * d + j] + wLin[i * d + j]), 0) + bLin[j] + b2[j] + h.reduce((s, v, c) => s + v * w2[c * d + j], 0);
-        assert.ok(Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)), `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`);
+        const ref =
+          top.reduce((s, [v, i]) => s + v * (wDec[i * d + j] + wLin[i * d + j]), 0) +
+          bLin[j] +
+          b2[j] +
+          h.reduce((s, v, c) => s + v * w2[c * d + j], 0);
+        assert.ok(
+          Math.abs(out[n * d + j] - ref) < 1e-4 * (1 + Math.abs(ref)),
+          `row ${n} dim ${j}: ${out[n * d + j]} vs ${ref}`,
+        );
         maxDiffFromFull = Math.max(maxDiffFromFull, Math.abs(out[n * d + j] - outFull[n * d + j]));
       }
     }
@@ -255,7 +342,15 @@ describe("spliceContrasts", () => {
           ceWindow.push(w);
         }
       }
-      return { name, kind: "model" as const, kl: Float32Array.from(kl), klWindow: Int32Array.from(klWindow), klPosition: new Int32Array(kl.length), ce: Float32Array.from(ce), ceWindow: Int32Array.from(ceWindow) };
+      return {
+        name,
+        kind: "model" as const,
+        kl: Float32Array.from(kl),
+        klWindow: Int32Array.from(klWindow),
+        klPosition: new Int32Array(kl.length),
+        ce: Float32Array.from(ce),
+        ceWindow: Int32Array.from(ceWindow),
+      };
     });
     return { config: { windows: W } as SpliceResult["config"], meanCleanCE: 0, summaries: [], rows: [], measurements };
   }
@@ -276,7 +371,10 @@ describe("spliceContrasts", () => {
     close(c.jointVsStandaloneKl.value, 1 - kl(SPLICE.jointFull) / kl(SPLICE.standalone));
     close(c.jointVsJointLinearModelKl.value, 1 - kl(SPLICE.jointFull) / kl(SPLICE.jointLinModel));
     close(c.jointCeImprovement.value, 1 - pooled(r, SPLICE.jointFull, "ce") / pooled(r, SPLICE.jointSae, "ce"));
-    close(c.nonlinearShareOfKlGain.value, (1 - kl(SPLICE.jointInter) / kl(SPLICE.jointSae)) / (1 - kl(SPLICE.jointFull) / kl(SPLICE.jointSae)));
+    close(
+      c.nonlinearShareOfKlGain.value,
+      (1 - kl(SPLICE.jointInter) / kl(SPLICE.jointSae)) / (1 - kl(SPLICE.jointFull) / kl(SPLICE.jointSae)),
+    );
     for (const x of Object.values(c)) {
       assert.ok(x.lo !== null && x.hi !== null && x.lo <= x.hi, `${x.name}: [${x.lo}, ${x.hi}]`);
     }
@@ -302,7 +400,10 @@ describe("spliceContrasts", () => {
       m.ce = Float32Array.from(m.ce, (v, i) => v * (1 + 0.1 * docOf(m.ceWindow[i])));
     }
     const byWindow = Object.fromEntries(spliceContrasts(base, 3, 400).map((x) => [x.name, x]));
-    const docs = { ...base, config: { ...base.config, windowClusters: Array.from({ length: W }, (_, w) => docOf(w)), clusters: 3 } };
+    const docs = {
+      ...base,
+      config: { ...base.config, windowClusters: Array.from({ length: W }, (_, w) => docOf(w)), clusters: 3 },
+    };
     const byDoc = Object.fromEntries(spliceContrasts(docs, 3, 400).map((x) => [x.name, x]));
     // the same point values; with 3 clusters of identical members the interval equals the one
     // over 3 one-window documents
@@ -311,20 +412,36 @@ describe("spliceContrasts", () => {
       const keep = (win: Int32Array) => Array.from(win, (w, i) => (w % 4 === 0 ? i : -1)).filter((i) => i >= 0);
       const kk = keep(m.klWindow);
       const kc = keep(m.ceWindow);
-      return { ...m, kl: Float32Array.from(kk, (i) => m.kl[i]), klWindow: Int32Array.from(kk, (i) => m.klWindow[i] / 4), klPosition: new Int32Array(kk.length), ce: Float32Array.from(kc, (i) => m.ce[i]), ceWindow: Int32Array.from(kc, (i) => m.ceWindow[i] / 4) };
+      return {
+        ...m,
+        kl: Float32Array.from(kk, (i) => m.kl[i]),
+        klWindow: Int32Array.from(kk, (i) => m.klWindow[i] / 4),
+        klPosition: new Int32Array(kk.length),
+        ce: Float32Array.from(kc, (i) => m.ce[i]),
+        ceWindow: Int32Array.from(kc, (i) => m.ceWindow[i] / 4),
+      };
     });
     const byThree = Object.fromEntries(spliceContrasts(three, 3, 400).map((x) => [x.name, x]));
     for (const name of Object.keys(byDoc)) {
       assert.ok(Math.abs(byDoc[name].value - byWindow[name].value) < 1e-9, name);
-      assert.ok(Math.abs(byDoc[name].lo! - byThree[name].lo!) < 1e-9 && Math.abs(byDoc[name].hi! - byThree[name].hi!) < 1e-9, `${name}: documents [${byDoc[name].lo}, ${byDoc[name].hi}] vs 3 windows [${byThree[name].lo}, ${byThree[name].hi}]`);
+      assert.ok(
+        Math.abs(byDoc[name].lo! - byThree[name].lo!) < 1e-9 && Math.abs(byDoc[name].hi! - byThree[name].hi!) < 1e-9,
+        `${name}: documents [${byDoc[name].lo}, ${byDoc[name].hi}] vs 3 windows [${byThree[name].lo}, ${byThree[name].hi}]`,
+      );
     }
     const width = (x: { lo: number | null; hi: number | null }) => x.hi! - x.lo!;
-    assert.ok(width(byDoc.jointVsStandaloneKl) > width(byWindow.jointVsStandaloneKl), "documents give the wider (honest) interval");
+    assert.ok(
+      width(byDoc.jointVsStandaloneKl) > width(byWindow.jointVsStandaloneKl),
+      "documents give the wider (honest) interval",
+    );
   });
   it("intervals collapse to the point when every window is identical", () => {
     const r = fakeResult(8, new Rng(1), true);
     for (const x of spliceContrasts(r, 3, 100)) {
-      assert.ok(Math.abs(x.lo! - x.value) < 1e-9 && Math.abs(x.hi! - x.value) < 1e-9, `${x.name}: ${x.value} [${x.lo}, ${x.hi}]`);
+      assert.ok(
+        Math.abs(x.lo! - x.value) < 1e-9 && Math.abs(x.hi! - x.value) < 1e-9,
+        `${x.name}: ${x.value} [${x.lo}, ${x.hi}]`,
+      );
     }
   });
 });

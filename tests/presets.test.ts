@@ -36,7 +36,10 @@ describe("presets", () => {
       const p = presetConfig(name);
       const joint = paramCounts(p.joint.model).total;
       const wide = paramCounts(p.saeWide.model).total;
-      assert.ok(Math.abs(wide - joint) / joint < 0.01, `width-matched SAE has ${wide} parameters, the joint model ${joint}`);
+      assert.ok(
+        Math.abs(wide - joint) / joint < 0.01,
+        `width-matched SAE has ${wide} parameters, the joint model ${joint}`,
+      );
       assert.equal(p.saeWide.model.sae.k, p.sae.model.sae.k);
       assert.equal(p.saeBias.model.sae.decoderBias, true);
       assert.equal(p.sae.model.sae.decoderBias, false);
@@ -48,8 +51,13 @@ describe("presets", () => {
         assert.equal(b.schedule.mode, p.sae.schedule.mode);
       }
       const E = p.jointSmallE.model.nfm!.E;
-      const share = (e: number) => paramCounts({ ...p.joint.model, nfm: nfmConfig({ F: p.shape.F, d: p.shape.d, E: e }) }).interactionShare;
-      for (let e = 1; e <= p.shape.E; e++) assert.ok(Math.abs(share(E) - PAPER_INTERACTION_SHARE) <= Math.abs(share(e) - PAPER_INTERACTION_SHARE), `E = ${e} is closer to 3.2% than E = ${E}`);
+      const share = (e: number) =>
+        paramCounts({ ...p.joint.model, nfm: nfmConfig({ F: p.shape.F, d: p.shape.d, E: e }) }).interactionShare;
+      for (let e = 1; e <= p.shape.E; e++)
+        assert.ok(
+          Math.abs(share(E) - PAPER_INTERACTION_SHARE) <= Math.abs(share(e) - PAPER_INTERACTION_SHARE),
+          `E = ${e} is closer to 3.2% than E = ${E}`,
+        );
       assert.ok(Math.abs(share(E) - PAPER_INTERACTION_SHARE) < 0.01, `small-E share ${share(E)}`);
       assert.equal(p.jointSmallE.steps, p.joint.steps);
       assert.ok(p.jointTopN.model.nfm!.topN! < p.jointTopN.model.sae.k);
@@ -61,7 +69,10 @@ describe("presets", () => {
       const m = presetConfig(name, { saePreset: "modern" });
       const rows = m.joint.steps * m.joint.batchSize;
       assert.equal(m.joint.model.sae.auxK.enabled, true);
-      assert.ok(m.joint.model.sae.auxK.deadWindowTokens <= rows / 10, `${name}: dead window ${m.joint.model.sae.auxK.deadWindowTokens} of ${rows} rows`);
+      assert.ok(
+        m.joint.model.sae.auxK.deadWindowTokens <= rows / 10,
+        `${name}: dead window ${m.joint.model.sae.auxK.deadWindowTokens} of ${rows} rows`,
+      );
     }
     const paper = presetConfig("paper", { saePreset: "modern" }).joint;
     assert.equal(paper.model.sae.auxK.deadWindowTokens, Math.min(10_000_000, (paper.steps * paper.batchSize) / 10));
@@ -85,7 +96,10 @@ describe("presets", () => {
     const src = new ArrayRowSource(x, d, { blockRows: 256 });
     const r = await trainModel(cfg, src, { progress: "silent" });
     try {
-      assert.ok(r.history.some((h) => h.aux !== null && h.aux > 0), `AuxK never active (dead window ${cfg.model.sae.auxK.deadWindowTokens} rows of ${120 * 32})`);
+      assert.ok(
+        r.history.some((h) => h.aux !== null && h.aux > 0),
+        `AuxK never active (dead window ${cfg.model.sae.auxK.deadWindowTokens} rows of ${120 * 32})`,
+      );
     } finally {
       r.model.dispose();
     }

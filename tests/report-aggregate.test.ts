@@ -45,7 +45,13 @@ describe("acrossSeeds", () => {
     close(m.ci![1], 4.4841);
     assert.match(m.ciMethod!, /^t-interval over 3 seeds \(df 2\); 1 of 4 seeds dropped \(non-finite value\)/);
     assert.equal(m.perSeed!.length, 4);
-    const one = acrossSeeds([Infinity, 0.5], [[0, 1], [0.4, 0.6]]);
+    const one = acrossSeeds(
+      [Infinity, 0.5],
+      [
+        [0, 1],
+        [0.4, 0.6],
+      ],
+    );
     assert.deepEqual(one.ci, [0.4, 0.6]);
     assert.match(one.ciMethod!, /one seed \(no seed variation\); 1 of 2 seeds dropped/);
     assert.ok(Number.isNaN(acrossSeeds([NaN]).value));
@@ -60,14 +66,31 @@ describe("acrossSeeds", () => {
 import { aggregateSeeds } from "../lib/report/aggregate";
 import type { BimodalitySide, InteractionTest, ModeResults } from "../lib/report/claims";
 
-const side = (p: number): BimodalitySide => ({ n: 100, dip: 0.05, p, deltaBic: 12, means: [0.1, 0.4], weights: [0.3, 0.7] });
+const side = (p: number): BimodalitySide => ({
+  n: 100,
+  dip: 0.05,
+  p,
+  deltaBic: 12,
+  means: [0.1, 0.4],
+  weights: [0.3, 0.7],
+});
 const seed0: ModeResults = {
   jointImprovementVsStandaloneSae: { value: 0.1, ci: [0.08, 0.12], n: 500, unit: "fraction of MSE" },
   klReductionJoint: { value: 0.5 },
   spearman: { all: { value: -0.9, ci: [-0.92, -0.88] }, live: { value: -0.8 } },
   smallE: { E: 4, interactionShare: 0.031, mseVsJointLinear: { value: 0.01, ci: [0, 0.02] } },
   bimodality: { joint: [side(0.01)], standalone: [side(0.5)] },
-  duplication: [{ model: "joint", note: "identical updates", maxDrift: [1e-6], maxInitialDifference: [0.3], ownPathMseMeasured: [0.5], ownPathMsePredicted: [0.5], meanSquare: [0.1] }],
+  duplication: [
+    {
+      model: "joint",
+      note: "identical updates",
+      maxDrift: [1e-6],
+      maxInitialDifference: [0.3],
+      ownPathMseMeasured: [0.5],
+      ownPathMsePredicted: [0.5],
+      meanSquare: [0.1],
+    },
+  ],
   convergence: [
     { model: "joint", relChange: [0.004], passed: [true] },
     { model: "sae", relChange: [0.02], passed: [false] },
@@ -81,7 +104,17 @@ const seed1: ModeResults = {
   spearman: { all: { value: -0.95 } },
   smallE: { E: 4, interactionShare: 0.031, mseVsJointLinear: { value: 0.03 } },
   bimodality: { joint: [side(0.2)] },
-  duplication: [{ model: "joint", note: "identical updates", maxDrift: [2e-6], maxInitialDifference: [0.31], ownPathMseMeasured: [0.6], ownPathMsePredicted: [0.6], meanSquare: [0.11] }],
+  duplication: [
+    {
+      model: "joint",
+      note: "identical updates",
+      maxDrift: [2e-6],
+      maxInitialDifference: [0.31],
+      ownPathMseMeasured: [0.6],
+      ownPathMsePredicted: [0.6],
+      meanSquare: [0.11],
+    },
+  ],
   convergence: [{ model: "joint", relChange: [0.006], passed: [true] }],
   interactionUntestable: "feature never fires",
   secondarySae: { features: 100, k: 2, fvu: 0.3, l0: 4, deadFraction: 0.2 },
@@ -104,7 +137,11 @@ describe("aggregateSeeds", () => {
     close(m.ci![0], 0.2 - 0.248414);
     close(m.ci![1], 0.2 + 0.248414);
     assert.equal(m.ciMethod, "t-interval over 3 seeds (df 2)");
-    assert.deepEqual(m.withinSeedCi, [[0.08, 0.12], [0.18, 0.22], [0.28, 0.32]]);
+    assert.deepEqual(m.withinSeedCi, [
+      [0.08, 0.12],
+      [0.18, 0.22],
+      [0.28, 0.32],
+    ]);
     assert.equal(m.n, 500);
     assert.equal(m.unit, "fraction of MSE");
   });
@@ -124,7 +161,10 @@ describe("aggregateSeeds", () => {
     assert.equal(agg.smallE!.klVsJointLinear, undefined);
   });
   it("bimodality sides, duplication and convergence are concatenated in seed order with placeholders", () => {
-    assert.deepEqual(agg.bimodality!.joint!.map((s) => s.p), [0.01, 0.2, 0.03]);
+    assert.deepEqual(
+      agg.bimodality!.joint!.map((s) => s.p),
+      [0.01, 0.2, 0.03],
+    );
     assert.equal(agg.bimodality!.standalone!.length, 3);
     assert.ok(Number.isNaN(agg.bimodality!.standalone![1].p));
     assert.equal(agg.bimodality!.modern, undefined);
@@ -139,7 +179,13 @@ describe("aggregateSeeds", () => {
   });
   it("interaction tests are kept per seed (never averaged) and untestable reasons are labelled by seed", () => {
     const t = agg.interactionF as InteractionTest[];
-    assert.deepEqual(t.map((x) => [x.seed, x.f]), [[10, 3], [12, 5]]);
+    assert.deepEqual(
+      t.map((x) => [x.seed, x.f]),
+      [
+        [10, 3],
+        [12, 5],
+      ],
+    );
     assert.equal(agg.interactionUntestable, "seed 11: feature never fires; seed 12: feature never fires");
     const all = aggregateSeeds([{ interactionUntestable: "x" }, { interactionUntestable: "x" }]);
     assert.equal(all.interactionUntestable, "x");
@@ -167,10 +213,15 @@ describe("contrast curves over seeds (figures.ts)", () => {
   });
   const curves = contrastCurvesFromTraining([
     { seed: 0, training: tr([0.5, 0.4], [0.5, 0.5], [1, 0.8]), batchSize: { joint: 64 } },
-    { seed: 1, training: { ...tr([0.6, 0.3], [0.5, 0.6], [1, 0.6]), sae: { evals: [{ step: 20, mse: 0.6 }] } }, batchSize: { joint: 64 } },
+    {
+      seed: 1,
+      training: { ...tr([0.6, 0.3], [0.5, 0.6], [1, 0.6]), sae: { evals: [{ step: 20, mse: 0.6 }] } },
+      batchSize: { joint: 64 },
+    },
   ]);
   it("1 − MSE(joint)/MSE(baseline) at shared eval steps, rows seen = step × batch", () => {
-    const get = (c: string, seed: number, rows: number) => curves.find((x) => x.contrast === c && x.seed === seed && x.rowsSeen === rows)?.value;
+    const get = (c: string, seed: number, rows: number) =>
+      curves.find((x) => x.contrast === c && x.seed === seed && x.rowsSeen === rows)?.value;
     close(get("joint full vs joint SAE+linear", 0, 640)!, 0);
     close(get("joint full vs joint SAE+linear", 0, 1280)!, 0.2);
     close(get("joint full vs standalone SAE", 0, 1280)!, 0.5);
@@ -189,13 +240,32 @@ describe("contrast curves over seeds (figures.ts)", () => {
     assert.equal(spec.layer[1].encoding.y.title, "1 − MSE ratio (fraction)");
   });
   it("reportFigures includes the contrast figure per mode when batch sizes are given", () => {
-    const art = (seed: number, t: any) => ({ params: { mode: "corrected", seed }, training: t, splice: null, geometry: null, secondary: null, interventions: null, results: {}, errors: {} }) as any;
+    const art = (seed: number, t: any) =>
+      ({
+        params: { mode: "corrected", seed },
+        training: t,
+        splice: null,
+        geometry: null,
+        secondary: null,
+        interventions: null,
+        results: {},
+        errors: {},
+      }) as any;
     const mk = (j: number[], l: number[], s: number[]) => {
       const t = tr(j, l, s) as any;
-      for (const k of Object.keys(t)) Object.assign(t[k], { curve: [{ step: 10, loss: 1, lr: 1e-3 }, { step: 20, loss: 0.5, lr: 1e-3 }] });
+      for (const k of Object.keys(t))
+        Object.assign(t[k], {
+          curve: [
+            { step: 10, loss: 1, lr: 1e-3 },
+            { step: 20, loss: 0.5, lr: 1e-3 },
+          ],
+        });
       return t;
     };
-    const study = { perSeed: [art(0, mk([0.5, 0.4], [0.5, 0.5], [1, 0.8])), art(1, mk([0.6, 0.3], [0.5, 0.6], [1, 0.6]))], info: { seeds: [0, 1] } };
+    const study = {
+      perSeed: [art(0, mk([0.5, 0.4], [0.5, 0.5], [1, 0.8])), art(1, mk([0.6, 0.3], [0.5, 0.6], [1, 0.6]))],
+      info: { seeds: [0, 1] },
+    };
     const figs = reportFigures(study, () => ({ joint: 64 }));
     assert.ok(figs.some((f) => f.name === "contrast-curves-corrected"));
     assert.equal(figs.filter((f) => f.name.startsWith("training-curves-")).length, 1);

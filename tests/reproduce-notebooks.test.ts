@@ -11,7 +11,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
-import { executeNotebook, findJupyterPython, formatErrors, outputsWithMime, readNotebook, allText } from "../lib/notebook/index";
+import {
+  executeNotebook,
+  findJupyterPython,
+  formatErrors,
+  outputsWithMime,
+  readNotebook,
+  allText,
+} from "../lib/notebook/index";
 
 let tmp: string;
 
@@ -27,14 +34,35 @@ after(() => {
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
 const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
   { file: "03-topk-sae.ipynb", minPngs: 2, text: ["TopK SAE on held-out rows", "dead features"] },
-  { file: "04-nfm-sequential-and-joint.ipynb", minPngs: 2, text: ["vs standalone SAE", "loaded from the cache", "Parameters: ours total"] },
+  {
+    file: "04-nfm-sequential-and-joint.ipynb",
+    minPngs: 2,
+    text: ["vs standalone SAE", "loaded from the cache", "Parameters: ours total"],
+  },
   { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
   { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
   { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
-  { file: "08-interventions.ipynb", minPngs: 1, text: ["Item-level interaction tests", "Linear-pathway control", "Feature choice"] },
+  {
+    file: "08-interventions.ipynb",
+    minPngs: 1,
+    text: ["Item-level interaction tests", "Linear-pathway control", "Feature choice"],
+  },
   { file: "09-summary.ipynb", minPngs: 3, text: ["Joint training reduces reconstruction error by 41.3%", "verdict"] },
-  { file: "10-feature-browser.ipynb", minPngs: 1, text: ["Feature browser", "fires on", "raised most", "lowered most"] },
-  { file: "11-sweep.ipynb", minPngs: 2, text: ["How the contrasts move with k and F", "MSE: joint full vs joint SAE+linear", "splice KL: joint full vs standalone SAE", "within one training seed"] },
+  {
+    file: "10-feature-browser.ipynb",
+    minPngs: 1,
+    text: ["Feature browser", "fires on", "raised most", "lowered most"],
+  },
+  {
+    file: "11-sweep.ipynb",
+    minPngs: 2,
+    text: [
+      "How the contrasts move with k and F",
+      "MSE: joint full vs joint SAE+linear",
+      "splice KL: joint full vs standalone SAE",
+      "within one training seed",
+    ],
+  },
 ];
 
 describe("notebooks 03-11 with the tiny preset", () => {
@@ -46,7 +74,13 @@ describe("notebooks 03-11 with the tiny preset", () => {
       }
       const r = await executeNotebook(path.join(repoRoot, "notebooks", nb.file), {
         outDir: path.join(tmp, "out"),
-        env: { IS_PRESET: "tiny", IS_MODE: "corrected", IS_SEED: "0", IS_CACHE_DIR: path.join(tmp, "cache"), IS_DATA_DIR: path.join(tmp, "data") },
+        env: {
+          IS_PRESET: "tiny",
+          IS_MODE: "corrected",
+          IS_SEED: "0",
+          IS_CACHE_DIR: path.join(tmp, "cache"),
+          IS_DATA_DIR: path.join(tmp, "data"),
+        },
         timeoutS: 900,
       });
       assert.ok(r.ok, formatErrors(r));

@@ -29,11 +29,20 @@ after(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function runCli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string; seconds: number } {
+function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { code: number | null; stdout: string; stderr: string; seconds: number } {
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts", "reproduce.ts"), ...args], {
     cwd: repoRoot,
-    env: { ...process.env, IS_DATA_DIR: path.join(tmp, "data"), IS_CACHE_DIR: path.join(tmp, "cache"), IS_PRESET: "", ...env },
+    env: {
+      ...process.env,
+      IS_DATA_DIR: path.join(tmp, "data"),
+      IS_CACHE_DIR: path.join(tmp, "cache"),
+      IS_PRESET: "",
+      ...env,
+    },
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
     timeout: 20 * 60 * 1000,
@@ -47,7 +56,8 @@ function checkpointMtimes(cacheDir: string): Map<string, number> {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name === "model.safetensors" || e.name === "done.json" || e.name === "manifest.json") out.set(p, fs.statSync(p).mtimeMs);
+      else if (e.name === "model.safetensors" || e.name === "done.json" || e.name === "manifest.json")
+        out.set(p, fs.statSync(p).mtimeMs);
     }
   };
   walk(cacheDir);
@@ -56,7 +66,19 @@ function checkpointMtimes(cacheDir: string): Map<string, number> {
 
 describe("reproduce CLI arguments", () => {
   it("parses options and rejects bad ones", () => {
-    const a = parseReproduceArgs(["--preset", "tiny", "--mode", "faithful", "--seed", "3", "--layer", "2", "--skip-notebooks", "--jobs", "1"]);
+    const a = parseReproduceArgs([
+      "--preset",
+      "tiny",
+      "--mode",
+      "faithful",
+      "--seed",
+      "3",
+      "--layer",
+      "2",
+      "--skip-notebooks",
+      "--jobs",
+      "1",
+    ]);
     assert.notEqual(a, "help");
     if (a === "help") return;
     assert.equal(a.preset, "tiny");
@@ -77,7 +99,10 @@ describe("reproduce CLI arguments", () => {
     assert.throws(() => parseReproduceArgs(["--seeds", "0,,1"]), /--seeds/);
     assert.throws(() => parseReproduceArgs(["--seeds", "1,1"]), /twice/);
     assert.throws(() => parseReproduceArgs(["--seeds", "a"]), /--seeds/);
-    assert.throws(() => parseReproduceArgs(["--seeds", "0,4294967296"]), /--seeds must be an integer in \[0, 4294967295\]/);
+    assert.throws(
+      () => parseReproduceArgs(["--seeds", "0,4294967296"]),
+      /--seeds must be an integer in \[0, 4294967295\]/,
+    );
     assert.throws(() => parseReproduceArgs(["--seed", "4294967296"]), /--seed must be an integer/);
   });
   it("chooses seeds per mode: standard defaults to 0,1,2, others to 0; --faithful-seeds overrides faithful only", () => {
@@ -91,13 +116,36 @@ describe("reproduce CLI arguments", () => {
   it("--help lists every option", () => {
     const r = runCli(["--help"]);
     assert.equal(r.code, 0, r.stderr);
-    for (const opt of ["--preset", "--model", "--corpus", "--layer", "--mode", "--seed", "--seeds", "--faithful-seeds", "--publish", "--skip-notebooks", "--help"]) assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
+    for (const opt of [
+      "--preset",
+      "--model",
+      "--corpus",
+      "--layer",
+      "--mode",
+      "--seed",
+      "--seeds",
+      "--faithful-seeds",
+      "--publish",
+      "--skip-notebooks",
+      "--help",
+    ])
+      assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
   });
 });
 
 describe("reproduce --preset tiny (both modes, corrected over two seeds)", () => {
   it("writes a complete report, and a second run reuses every artifact", () => {
-    const args = ["--preset", "tiny", "--seeds", "0,1", "--faithful-seeds", "0", "--skip-notebooks", "--publish", path.join(tmp, "published")];
+    const args = [
+      "--preset",
+      "tiny",
+      "--seeds",
+      "0,1",
+      "--faithful-seeds",
+      "0",
+      "--skip-notebooks",
+      "--publish",
+      path.join(tmp, "published"),
+    ];
     const first = runCli(args);
     assert.equal(first.code, 0, `first run failed:\n${first.stderr.slice(-4000)}`);
     const m = /Report: (.*report\.md)/.exec(first.stdout);
@@ -114,13 +162,27 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
       assert.ok(report.includes(`### ${r.claim.replace(/\|/g, "\\|")}`), `report lacks claim "${r.claim}"`);
       assert.ok(report.includes(r.paper.replace(/\|/g, "\\|")), `report lacks the paper's number for "${r.claim}"`);
     }
-    for (const needle of ["stories260K", "sha256", "tinystories", "hidden_states[3]", "tiny", "wasm", "wall time", "smaller", "## Figures", "## Definitions"]) {
+    for (const needle of [
+      "stories260K",
+      "sha256",
+      "tinystories",
+      "hidden_states[3]",
+      "tiny",
+      "wasm",
+      "wall time",
+      "smaller",
+      "## Figures",
+      "## Definitions",
+    ]) {
       assert.ok(report.includes(needle), `report lacks "${needle}"`);
     }
 
     // the claims table reads back with both verdicts for every claim
     const parsed = parseClaimTable(report);
-    assert.deepEqual(parsed.map((c) => c.claim), rows.map((r) => r.claim));
+    assert.deepEqual(
+      parsed.map((c) => c.claim),
+      rows.map((r) => r.claim),
+    );
     for (const c of parsed) assert.ok(c.verdictFaithful.length > 0 && c.verdictCorrected.length > 0, c.claim);
     assert.ok(report.includes("Code revision"), "report names the code revision");
 
@@ -129,7 +191,11 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     assert.equal(results.format, "integration-spaces/reproduce-results");
     assert.equal(results.claims.length, rows.length);
     assert.deepEqual(results.study.seeds, [0, 1]);
-    assert.deepEqual(results.runs.map((r: { mode: string; seed: number }) => `${r.mode}:${r.seed}`).sort(), ["corrected:0", "corrected:1", "faithful:0"]);
+    assert.deepEqual(results.runs.map((r: { mode: string; seed: number }) => `${r.mode}:${r.seed}`).sort(), [
+      "corrected:0",
+      "corrected:1",
+      "faithful:0",
+    ]);
     // the corrected claims are aggregated over the two seeds: per-seed values and a t-interval
     const agg = results.aggregated.corrected.jointImprovementVsStandaloneSae;
     assert.equal(agg.perSeed.length, 2);
@@ -138,10 +204,24 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     assert.equal(results.aggregated.faithful.jointImprovementVsStandaloneSae.perSeed.length, 1);
     // every model's convergence check is recorded, per seed
     const conv = results.aggregated.corrected.convergence as Array<{ model: string; passed: boolean[] }>;
-    assert.deepEqual(conv.map((c) => c.model).sort(), ["joint", "jointLinear", "jointModern", "jointSmallE", "sae", "saeBias", "saeWide", "sequential"]);
+    assert.deepEqual(conv.map((c) => c.model).sort(), [
+      "joint",
+      "jointLinear",
+      "jointModern",
+      "jointSmallE",
+      "sae",
+      "saeBias",
+      "saeWide",
+      "sequential",
+    ]);
     for (const c of conv) assert.equal(c.passed.length, 2, c.model);
     // the duplication diagnostic: W_dec − W_lin unchanged for the paper's joint model, changed for modern
-    const dup = Object.fromEntries((results.aggregated.corrected.duplication as Array<{ model: string; maxDrift: number[] }>).map((x) => [x.model, x.maxDrift]));
+    const dup = Object.fromEntries(
+      (results.aggregated.corrected.duplication as Array<{ model: string; maxDrift: number[] }>).map((x) => [
+        x.model,
+        x.maxDrift,
+      ]),
+    );
     for (const v of dup.joint) assert.ok(v < 1e-5, `joint drift ${v}`);
     for (const v of dup.jointModern) assert.ok(v > 1e-3, `modern drift ${v}`);
     // --publish copies the report, results and figures (no notebooks, no caches)
@@ -151,11 +231,25 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     for (const r of results.runs) {
       const mode = `${r.mode} seed ${r.seed}`;
       assert.deepEqual(r.errors, {}, `${mode}: failed steps ${JSON.stringify(r.errors)}`);
-      for (const k of ["jointImprovementOwnSaePath", "jointImprovementVsStandaloneSae", "sequentialImprovement", "klRatioSaeOverEps", "klReductionJoint", "klReductionSequential", "ceImprovementJoint", "bimodality", "spearman", "secondarySae"]) {
+      for (const k of [
+        "jointImprovementOwnSaePath",
+        "jointImprovementVsStandaloneSae",
+        "sequentialImprovement",
+        "klRatioSaeOverEps",
+        "klReductionJoint",
+        "klReductionSequential",
+        "ceImprovementJoint",
+        "bimodality",
+        "spearman",
+        "secondarySae",
+      ]) {
         assert.ok(r.results[k] !== undefined, `${mode}: results.${k} missing`);
       }
       // the clamping interaction is either tested or explicitly untestable (Δ ≡ 0), never silently absent
-      assert.ok(r.results.interactionF !== undefined || typeof r.results.interactionUntestable === "string", `${mode}: neither interactionF nor interactionUntestable`);
+      assert.ok(
+        r.results.interactionF !== undefined || typeof r.results.interactionUntestable === "string",
+        `${mode}: neither interactionF nor interactionUntestable`,
+      );
       assert.ok(Number.isFinite(r.results.klRatioSaeOverEps.value));
     }
     assert.ok(results.cache.misses > 0, "the first run should compute something");
@@ -176,9 +270,17 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     assert.equal(second.code, 0, `second run failed:\n${second.stderr.slice(-4000)}`);
     const results2 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
     assert.ok(results2.cache.events.length >= 10, "the second run should report its cache events");
-    assert.equal(results2.cache.misses, 0, `second run recomputed: ${results2.cache.events.filter((e: { hit: boolean }) => !e.hit).map((e: { step: string }) => e.step).join(", ")}`);
+    assert.equal(
+      results2.cache.misses,
+      0,
+      `second run recomputed: ${results2.cache.events
+        .filter((e: { hit: boolean }) => !e.hit)
+        .map((e: { step: string }) => e.step)
+        .join(", ")}`,
+    );
     assert.ok(results2.cache.events.every((e: { hit: boolean }) => e.hit));
-    for (const [file, t] of mtimes) assert.equal(checkpointMtimes(path.join(tmp, "cache")).get(file), t, `${file} was rewritten`);
+    for (const [file, t] of mtimes)
+      assert.equal(checkpointMtimes(path.join(tmp, "cache")).get(file), t, `${file} was rewritten`);
     // the same numbers come back
     assert.deepEqual(results2.claims, results.claims);
     // a failed step fails the run: a broken stimulus file makes the clamping step fail; the report and
@@ -192,8 +294,13 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     const failedReport = fs.readFileSync(reportPath, "utf8");
     assert.match(failedReport, /interventions/);
     const results3 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
-    assert.ok(results3.runs.some((r: { errors: Record<string, string> }) => "interventions" in r.errors), "results.json records the failed step");
+    assert.ok(
+      results3.runs.some((r: { errors: Record<string, string> }) => "interventions" in r.errors),
+      "results.json records the failed step",
+    );
     // for the record (no timing assertion: the machine is shared)
-    process.stderr.write(`reproduce tiny: first run ${first.seconds.toFixed(1)} s, cached run ${second.seconds.toFixed(1)} s\n`);
+    process.stderr.write(
+      `reproduce tiny: first run ${first.seconds.toFixed(1)} s, cached run ${second.seconds.toFixed(1)} s\n`,
+    );
   });
 });

@@ -23,11 +23,18 @@ describe("results/standard (the committed converged study)", () => {
 
   it("names every claim with both verdicts", () => {
     const parsed = parseClaimTable(report);
-    assert.deepEqual(parsed.map((c) => c.claim), buildClaimRows().map((r) => r.claim));
+    assert.deepEqual(
+      parsed.map((c) => c.claim),
+      buildClaimRows().map((r) => r.claim),
+    );
     for (const c of parsed) {
       assert.ok(c.verdictFaithful.trim().length > 0, `${c.claim}: no faithful verdict`);
       assert.ok(c.verdictCorrected.trim().length > 0, `${c.claim}: no corrected verdict`);
-      assert.doesNotMatch(c.verdictFaithful + c.verdictCorrected, /does not replicate/, `${c.claim}: a verdict says "does not replicate"`);
+      assert.doesNotMatch(
+        c.verdictFaithful + c.verdictCorrected,
+        /does not replicate/,
+        `${c.claim}: a verdict says "does not replicate"`,
+      );
     }
     assert.equal(results.claims.length, parsed.length);
   });
@@ -43,21 +50,36 @@ describe("results/standard (the committed converged study)", () => {
   });
 
   it("covers ≥ 3 corrected seeds; every model's convergence check is recorded, and each failure is flagged in the report", () => {
-    const corrected = results.runs.filter((r: { mode: string }) => r.mode === "corrected").map((r: { seed: number }) => r.seed);
+    const corrected = results.runs
+      .filter((r: { mode: string }) => r.mode === "corrected")
+      .map((r: { seed: number }) => r.seed);
     assert.ok(new Set(corrected).size >= 3, `corrected seeds: ${corrected}`);
     const section = report.slice(report.indexOf("## Convergence"));
     for (const mode of Object.keys(results.aggregated)) {
-      const conv = results.aggregated[mode].convergence as Array<{ model: string; passed: boolean[]; relChange: number[] }>;
+      const conv = results.aggregated[mode].convergence as Array<{
+        model: string;
+        passed: boolean[];
+        relChange: number[];
+      }>;
       assert.ok(conv.length >= 8, mode);
       for (const c of conv) {
         const row = section.split("\n").find((l) => l.startsWith(`| ${mode} | ${c.model} |`));
         assert.ok(row, `${mode} ${c.model}: no row in the convergence table`);
         const failed = c.passed.filter((p) => p === false).length;
-        assert.equal((row!.match(/FAILED/g) ?? []).length, failed, `${mode} ${c.model}: failures flagged in the report`);
+        assert.equal(
+          (row!.match(/FAILED/g) ?? []).length,
+          failed,
+          `${mode} ${c.model}: failures flagged in the report`,
+        );
       }
       if (mode === "corrected") {
         for (const c of conv.filter((x) => x.model === "sequential" || x.model.startsWith("joint"))) {
-          c.passed.forEach((ok, i) => assert.ok(ok, `corrected ${c.model} seed ${corrected[i]}: held-out MSE moved ${(c.relChange[i] * 100).toFixed(2)}% over the last 20%`));
+          c.passed.forEach((ok, i) =>
+            assert.ok(
+              ok,
+              `corrected ${c.model} seed ${corrected[i]}: held-out MSE moved ${(c.relChange[i] * 100).toFixed(2)}% over the last 20%`,
+            ),
+          );
         }
       }
     }
@@ -65,7 +87,9 @@ describe("results/standard (the committed converged study)", () => {
 
   it("reports the duplication diagnostic (W_dec − W_lin unchanged for the paper's joint model)", () => {
     for (const mode of Object.keys(results.aggregated)) {
-      const dup = (results.aggregated[mode].duplication as Array<{ model: string; maxDrift: number[] }>).find((d) => d.model === "joint");
+      const dup = (results.aggregated[mode].duplication as Array<{ model: string; maxDrift: number[] }>).find(
+        (d) => d.model === "joint",
+      );
       assert.ok(dup, `${mode}: no duplication diagnostic`);
       for (const v of dup!.maxDrift) assert.ok(v < 1e-4, `${mode}: joint drift ${v}`);
     }

@@ -25,7 +25,12 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-robust-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const tsx = path.join(repoRoot, "node_modules", ".bin", "tsx");
-function script(name: string, args: string[], env: Record<string, string> = {}, timeout = 120_000): { code: number | null; stdout: string; stderr: string } {
+function script(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+  timeout = 120_000,
+): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(tsx, [path.join(repoRoot, "scripts", name), ...args], {
     cwd: repoRoot,
     encoding: "utf8",
@@ -47,11 +52,20 @@ describe("seeds are 32-bit: out-of-range seeds are an error naming the option", 
     assert.equal(MAX_SEED, 2 ** 32 - 1);
     for (const ok of [0, 1, 12345, 2 ** 31, 2 ** 32 - 1]) assert.equal(checkSeed(ok, "--seed"), ok);
     for (const bad of [2 ** 32, 2 ** 32 + 7, -1, 1.5, NaN, Infinity, "3" as unknown as number]) {
-      assert.throws(() => checkSeed(bad, "--seed"), /^Error: --seed must be an integer in \[0, 4294967295\]/, String(bad));
+      assert.throws(
+        () => checkSeed(bad, "--seed"),
+        /^Error: --seed must be an integer in \[0, 4294967295\]/,
+        String(bad),
+      );
     }
     assert.equal(parseSeed("4294967295", "--seed"), 4294967295);
     assert.equal(parseSeed(" 7 ", "--seed"), 7);
-    for (const bad of ["4294967296", "", " ", "-1", "1e10", "abc", "2.5"]) assert.throws(() => parseSeed(bad, "--seed"), /--seed must be an integer in \[0, 4294967295\]/, JSON.stringify(bad));
+    for (const bad of ["4294967296", "", " ", "-1", "1e10", "abc", "2.5"])
+      assert.throws(
+        () => parseSeed(bad, "--seed"),
+        /--seed must be an integer in \[0, 4294967295\]/,
+        JSON.stringify(bad),
+      );
   });
 
   it("pipelineParams: seed 2³² is an error (it would be seed 0's stream), naming pipeline.seed or IS_SEED", () => {
@@ -68,17 +82,32 @@ describe("seeds are 32-bit: out-of-range seeds are an error naming the option", 
   });
 
   it("lm generate refuses --seed 4294967296", () => {
-    assertOneLineError(script("lm.ts", ["generate", "--prompt", "x", "--steps", "1", "--seed", "4294967296"]), 1, /^lm: error: --seed must be an integer in \[0, 4294967295\]/, "lm");
+    assertOneLineError(
+      script("lm.ts", ["generate", "--prompt", "x", "--steps", "1", "--seed", "4294967296"]),
+      1,
+      /^lm: error: --seed must be an integer in \[0, 4294967295\]/,
+      "lm",
+    );
   });
 
   it("activations refuses --seed 4294967296", () => {
     // corpus "nonsense" would fail later anyway: the seed must be refused first, by name
-    assertOneLineError(script("activations.ts", ["harvest", "--seed", "4294967296", "--corpus", "nonsense"]), 1, /--seed must be an integer in \[0, 4294967295\]/, "activations");
+    assertOneLineError(
+      script("activations.ts", ["harvest", "--seed", "4294967296", "--corpus", "nonsense"]),
+      1,
+      /--seed must be an integer in \[0, 4294967295\]/,
+      "activations",
+    );
   });
 
   it("train refuses --seed 4294967296", () => {
     // --checkpoint-every x would fail later anyway (the old code got there without a word about the seed)
-    assertOneLineError(script("train.ts", ["--preset", "tiny", "--seed", "4294967296", "--checkpoint-every", "x"]), 2, /^train: --seed must be an integer in \[0, 4294967295\]/, "train");
+    assertOneLineError(
+      script("train.ts", ["--preset", "tiny", "--seed", "4294967296", "--checkpoint-every", "x"]),
+      2,
+      /^train: --seed must be an integer in \[0, 4294967295\]/,
+      "train",
+    );
   });
 });
 
@@ -88,10 +117,16 @@ describe("binary file: corpora are refused, naming the file", () => {
     fs.mkdirSync(dir, { recursive: true });
     const bin = path.join(dir, "weights.bin");
     fs.copyFileSync(sharedDir("models", "stories260K", "stories260K.bin"), bin);
-    assert.throws(() => loadCorpus(`file:${bin}`), (e: Error) => e.message.includes(bin) && /binary/.test(e.message));
+    assert.throws(
+      () => loadCorpus(`file:${bin}`),
+      (e: Error) => e.message.includes(bin) && /binary/.test(e.message),
+    );
     const nul = path.join(dir, "nul.txt");
     fs.writeFileSync(nul, "Once upon a time\u0000there was a file.\n");
-    assert.throws(() => readTextFiles(nul), (e: Error) => e.message.includes(nul) && /NUL/.test(e.message));
+    assert.throws(
+      () => readTextFiles(nul),
+      (e: Error) => e.message.includes(nul) && /NUL/.test(e.message),
+    );
     // a folder: the offending .txt file is named
     const sub = path.join(dir, "folder");
     fs.mkdirSync(sub);
@@ -99,7 +134,10 @@ describe("binary file: corpora are refused, naming the file", () => {
     const junk = Buffer.alloc(4096);
     for (let i = 0; i < junk.length; i++) junk[i] = 0x80 + ((i * 37) % 0x7f); // continuation bytes / invalid UTF-8, no NUL
     fs.writeFileSync(path.join(sub, "b.txt"), junk);
-    assert.throws(() => loadCorpus(`file:${sub}`), (e: Error) => e.message.includes(path.join(sub, "b.txt")) && /invalid UTF-8|control/.test(e.message));
+    assert.throws(
+      () => loadCorpus(`file:${sub}`),
+      (e: Error) => e.message.includes(path.join(sub, "b.txt")) && /invalid UTF-8|control/.test(e.message),
+    );
     // UTF-16 text has NUL bytes: refused too, with a hint to save it as UTF-8
     const u16 = path.join(dir, "u16.txt");
     fs.writeFileSync(u16, Buffer.from("\ufeffHello there, story.\n", "utf16le"));
@@ -115,7 +153,12 @@ describe("binary file: corpora are refused, naming the file", () => {
 describe("lm CLI limits", () => {
   it("generate --steps beyond the context length is an error naming the limit", () => {
     const r = script("lm.ts", ["generate", "--prompt", "", "--steps", "100000"], {}, 60_000);
-    assertOneLineError(r, 1, /^lm: error: --steps 100000: .*context length of 512 tokens.*at most 511/, "generate --steps 100000");
+    assertOneLineError(
+      r,
+      1,
+      /^lm: error: --steps 100000: .*context length of 512 tokens.*at most 511/,
+      "generate --steps 100000",
+    );
   });
 
   it("long generations show progress on stderr (not on stdout)", () => {
@@ -159,10 +202,16 @@ describe("JSON files: parse errors name the file", () => {
   it("readJsonFile / readJsonFileAsync", async () => {
     const bad = path.join(tmp, "bad.json");
     fs.writeFileSync(bad, '{"a": 1,');
-    assert.throws(() => readJsonFile(bad, "stimulus file"), (e: Error) => e.message.startsWith(`stimulus file ${bad}: not valid JSON (`));
+    assert.throws(
+      () => readJsonFile(bad, "stimulus file"),
+      (e: Error) => e.message.startsWith(`stimulus file ${bad}: not valid JSON (`),
+    );
     await assert.rejects(readJsonFileAsync(bad), (e: Error) => e.message.startsWith(`${bad}: not valid JSON (`));
     const missing = path.join(tmp, "missing.json");
-    assert.throws(() => readJsonFile(missing), (e: Error) => e.message.startsWith(`${missing}: cannot read`));
+    assert.throws(
+      () => readJsonFile(missing),
+      (e: Error) => e.message.startsWith(`${missing}: cannot read`),
+    );
     const good = path.join(tmp, "good.json");
     fs.writeFileSync(good, '{"a": [1, 2]}');
     assert.deepEqual(readJsonFile(good), { a: [1, 2] });
@@ -172,7 +221,10 @@ describe("JSON files: parse errors name the file", () => {
   it("a corrupt notebook names its file", () => {
     const nb = path.join(tmp, "broken.ipynb");
     fs.writeFileSync(nb, '{"cells": [');
-    assert.throws(() => readNotebook(nb), (e: Error) => e.message.includes(nb) && /not valid JSON/.test(e.message));
+    assert.throws(
+      () => readNotebook(nb),
+      (e: Error) => e.message.includes(nb) && /not valid JSON/.test(e.message),
+    );
   });
 
   it("a corrupt activation-store docs.json names its file", async () => {
@@ -182,7 +234,10 @@ describe("JSON files: parse errors name the file", () => {
       tokenizer: new ByteTokenizer(),
       layer: 1,
       corpus: "two-docs",
-      documents: [{ id: "a", text: "the cat sat on the mat" }, { id: "b", text: "a dog ran far away home" }],
+      documents: [
+        { id: "a", text: "the cat sat on the mat" },
+        { id: "b", text: "a dog ran far away home" },
+      ],
       split: "all",
       windowLength: 8,
       remainder: "keep",
@@ -198,7 +253,10 @@ describe("JSON files: parse errors name the file", () => {
     const { checksums: _c, ...legacy } = JSON.parse(fs.readFileSync(mPath, "utf8"));
     fs.writeFileSync(mPath, JSON.stringify(legacy));
     const s = await openStore(res.dir);
-    assert.throws(() => s.docIds(), (e: Error) => e.message.includes(docs) && /not valid JSON/.test(e.message));
+    assert.throws(
+      () => s.docIds(),
+      (e: Error) => e.message.includes(docs) && /not valid JSON/.test(e.message),
+    );
   });
 });
 

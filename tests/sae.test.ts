@@ -2,7 +2,17 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
-import { FiringTracker, initSaeParams, saeConfig, saeDecode, saeDecodeDense, saeEncode, saeEncodeDense, saeStepHooks, P } from "../lib/sae";
+import {
+  FiringTracker,
+  initSaeParams,
+  saeConfig,
+  saeDecode,
+  saeDecodeDense,
+  saeEncode,
+  saeEncodeDense,
+  saeStepHooks,
+  P,
+} from "../lib/sae";
 import { maxAbsDiff } from "../lib/reference";
 
 before(async () => {
@@ -65,7 +75,10 @@ describe("TopK SAE", () => {
   test("sparse encode/decode equal the dense paths", () => {
     for (const preset of ["claflin", "modern"] as const) {
       const rng = new Rng(seed());
-      const B = 7, d = 12, F = 50, k = 6;
+      const B = 7,
+        d = 12,
+        F = 50,
+        k = 6;
       const c = saeConfig({ d, F, k, preset });
       const e = initSaeParams(c, rng, rng.normalArray(d, 0, 0.2));
       const p = record(e);
@@ -93,7 +106,10 @@ describe("TopK SAE", () => {
     const c = saeConfig({ d: 8, F: 16, k: 2 });
     const e = initSaeParams(c, new Rng(1));
     const p = record(e);
-    assert.throws(() => tf.tidy(() => saeEncode(p, c, tf.zeros([3, 9]) as tf.Tensor2D).values), /9 columns, the SAE expects d = 8/);
+    assert.throws(
+      () => tf.tidy(() => saeEncode(p, c, tf.zeros([3, 9]) as tf.Tensor2D).values),
+      /9 columns, the SAE expects d = 8/,
+    );
     e.forEach(([, t]) => t.dispose());
   });
 

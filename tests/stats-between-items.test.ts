@@ -1,7 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  betweenItemsAnova2x2, holmAdjust, Item2x2, minDetectableInteraction2x2, permutationInteraction2x2, twoSidedTPower, twoWayAnova,
+  betweenItemsAnova2x2,
+  holmAdjust,
+  Item2x2,
+  minDetectableInteraction2x2,
+  permutationInteraction2x2,
+  twoSidedTPower,
+  twoWayAnova,
 } from "../lib/stats/index";
 import { Rng } from "../lib/util/random";
 
@@ -15,7 +21,9 @@ function close(actual: number, expected: number, tol: number, what: string): voi
 /** Normal items: cell (a, b) mean mu(a, b), sd 1, sizes n[a][b]. */
 function simulate(rng: Rng, n: number[][], mu: (a: number, b: number) => number): Item2x2[] {
   const out: Item2x2[] = [];
-  for (let a = 0; a < 2; a++) for (let b = 0; b < 2; b++) for (let i = 0; i < n[a][b]; i++) out.push({ a: `a${a}`, b: `b${b}`, y: mu(a, b) + rng.normal() });
+  for (let a = 0; a < 2; a++)
+    for (let b = 0; b < 2; b++)
+      for (let i = 0; i < n[a][b]; i++) out.push({ a: `a${a}`, b: `b${b}`, y: mu(a, b) + rng.normal() });
   return out;
 }
 
@@ -41,7 +49,7 @@ test("2×2 between-items ANOVA matches a textbook example (Montgomery, Design an
   close(r.interaction.p, 0.1826, 0.0005, "p_AB");
   assert.ok(r.a.p < 0.0001 && r.b.p > 0.002 && r.b.p < 0.003, `p_A ${r.a.p}, p_B ${r.b.p}`);
   // L = (m_hh − m_hl) − (m_lh − m_ll) and t² = F
-  close(r.contrast.estimate, (30 - 100 / 3) - (20 - 80 / 3), 1e-12, "interaction contrast");
+  close(r.contrast.estimate, 30 - 100 / 3 - (20 - 80 / 3), 1e-12, "interaction contrast");
   close(r.contrast.t ** 2, r.interaction.f, 1e-9, "t² = F");
   // balanced input: the same table as the general balanced two-way ANOVA
   const two = twoWayAnova(items.map((it) => ({ a: it.a, b: it.b, y: it.y })));
@@ -51,7 +59,14 @@ test("2×2 between-items ANOVA matches a textbook example (Montgomery, Design an
 
 test("unbalanced cells: the interaction F equals the regression F of adding the interaction to the additive model", () => {
   const rng = new Rng(runSeed);
-  const items = simulate(rng, [[3, 7], [5, 11]], (a, b) => a * 0.8 - b * 0.5 + a * b * 0.7);
+  const items = simulate(
+    rng,
+    [
+      [3, 7],
+      [5, 11],
+    ],
+    (a, b) => a * 0.8 - b * 0.5 + a * b * 0.7,
+  );
   const r = betweenItemsAnova2x2(items);
   // independent route: residual sums of squares of two least-squares fits (normal equations)
   const x = items.map((it) => {
@@ -61,14 +76,20 @@ test("unbalanced cells: the interaction F equals the regression F of adding the 
   });
   const rss = (cols: number) => {
     const X = x.map((row) => row.slice(0, cols));
-    const XtX = Array.from({ length: cols }, (_, i) => Array.from({ length: cols }, (_, j) => X.reduce((s, row) => s + row[i] * row[j], 0)));
+    const XtX = Array.from({ length: cols }, (_, i) =>
+      Array.from({ length: cols }, (_, j) => X.reduce((s, row) => s + row[i] * row[j], 0)),
+    );
     const Xty = Array.from({ length: cols }, (_, i) => X.reduce((s, row, k) => s + row[i] * items[k].y, 0));
     // Gauss–Jordan
     const M = XtX.map((row, i) => [...row, Xty[i]]);
     for (let c = 0; c < cols; c++) {
       const piv = M[c][c];
       for (let k = 0; k <= cols; k++) M[c][k] /= piv;
-      for (let rr = 0; rr < cols; rr++) if (rr !== c) { const f = M[rr][c]; for (let k = 0; k <= cols; k++) M[rr][k] -= f * M[c][k]; }
+      for (let rr = 0; rr < cols; rr++)
+        if (rr !== c) {
+          const f = M[rr][c];
+          for (let k = 0; k <= cols; k++) M[rr][k] -= f * M[c][k];
+        }
     }
     const beta = M.map((row) => row[cols]);
     return X.reduce((s, row, k) => s + (items[k].y - row.reduce((t, v, i) => t + v * beta[i], 0)) ** 2, 0);
@@ -81,19 +102,45 @@ test("unbalanced cells: the interaction F equals the regression F of adding the 
 });
 
 test("bad input is rejected with the reason", () => {
-  const ok: Item2x2[] = [["x", "u"], ["x", "v"], ["y", "u"], ["y", "v"], ["y", "v"]].map(([a, b], i) => ({ a, b, y: i }));
+  const ok: Item2x2[] = [
+    ["x", "u"],
+    ["x", "v"],
+    ["y", "u"],
+    ["y", "v"],
+    ["y", "v"],
+  ].map(([a, b], i) => ({ a, b, y: i }));
   assert.doesNotThrow(() => betweenItemsAnova2x2(ok));
   assert.throws(() => betweenItemsAnova2x2(ok.slice(0, 4)), /need ≥ 5 items/);
   assert.throws(() => betweenItemsAnova2x2([...ok, { a: "z", b: "u", y: 1 }]), /exactly 2 levels/);
-  assert.throws(() => betweenItemsAnova2x2(ok.filter((it) => !(it.a === "x" && it.b === "v")).concat([{ a: "x", b: "u", y: 3 }])), /cell A=x, B=v has no items/);
-  assert.throws(() => betweenItemsAnova2x2([...ok, { a: "x", b: "u", y: NaN, id: "cat" }]), /item 5 \(cat\) has a non-finite y/);
+  assert.throws(
+    () => betweenItemsAnova2x2(ok.filter((it) => !(it.a === "x" && it.b === "v")).concat([{ a: "x", b: "u", y: 3 }])),
+    /cell A=x, B=v has no items/,
+  );
+  assert.throws(
+    () => betweenItemsAnova2x2([...ok, { a: "x", b: "u", y: NaN, id: "cat" }]),
+    /item 5 \(cat\) has a non-finite y/,
+  );
 });
 
 test("permutation test: large p under a constructed null (with main effects), tiny p under a constructed effect, seeded", () => {
   const rng = new Rng(runSeed + 1);
   // null: strong main effects, no interaction, 8 items per cell
-  const nul = simulate(rng, [[8, 8], [8, 8]], (a, b) => 5 * a + 3 * b);
-  const effect = simulate(rng, [[8, 8], [8, 8]], (a, b) => (a === b ? 1.5 : -1.5));
+  const nul = simulate(
+    rng,
+    [
+      [8, 8],
+      [8, 8],
+    ],
+    (a, b) => 5 * a + 3 * b,
+  );
+  const effect = simulate(
+    rng,
+    [
+      [8, 8],
+      [8, 8],
+    ],
+    (a, b) => (a === b ? 1.5 : -1.5),
+  );
   const pEffect = permutationInteraction2x2(effect, { seed: 7 });
   assert.equal(pEffect.permutations, 10_000);
   assert.ok(pEffect.p < 0.001, `effect p ${pEffect.p}`);
@@ -102,7 +149,20 @@ test("permutation test: large p under a constructed null (with main effects), ti
   assert.equal(again.p, pEffect.p, "same seed, same p");
   // under the null, p is uniform: over many null data sets the rejection rate is near α and the mean p near ½
   const ps: number[] = [];
-  for (let d = 0; d < 150; d++) ps.push(permutationInteraction2x2(simulate(rng, [[8, 8], [8, 8]], (a, b) => 5 * a + 3 * b), { permutations: 499, seed: d }).p);
+  for (let d = 0; d < 150; d++)
+    ps.push(
+      permutationInteraction2x2(
+        simulate(
+          rng,
+          [
+            [8, 8],
+            [8, 8],
+          ],
+          (a, b) => 5 * a + 3 * b,
+        ),
+        { permutations: 499, seed: d },
+      ).p,
+    );
   const meanP = ps.reduce((s, v) => s + v, 0) / ps.length;
   const reject = ps.filter((p) => p <= 0.05).length / ps.length;
   assert.ok(meanP > 0.4 && meanP < 0.6, `mean null p ${meanP}`);
@@ -116,7 +176,10 @@ test("permutation test: large p under a constructed null (with main effects), ti
 test("power line: a true interaction of the minimal detectable size is detected in ≈ 80% of simulated experiments", () => {
   assert.ok(Math.abs(twoSidedTPower(0, 28) - 0.05) < 1e-6, "power at δ = 0 is α");
   const rng = new Rng(runSeed + 2);
-  const n = [[8, 8], [8, 8]];
+  const n = [
+    [8, 8],
+    [8, 8],
+  ];
   const ref = betweenItemsAnova2x2(simulate(rng, n, () => 0));
   const line = minDetectableInteraction2x2(ref);
   close(twoSidedTPower(line.noncentrality, line.df), 0.8, 1e-6, "power at the line");
@@ -131,7 +194,10 @@ test("power line: a true interaction of the minimal detectable size is detected 
   }
   close(hits / sims, 0.8, 0.03, "simulated power");
   // twice the item variance → √2 × the detectable effect
-  const doubled = minDetectableInteraction2x2({ ...ref, contrast: { ...ref.contrast, se: ref.contrast.se * Math.SQRT2 } });
+  const doubled = minDetectableInteraction2x2({
+    ...ref,
+    contrast: { ...ref.contrast, se: ref.contrast.se * Math.SQRT2 },
+  });
   close(doubled.minDetectable, line.minDetectable * Math.SQRT2, 1e-9, "scales with se");
 });
 

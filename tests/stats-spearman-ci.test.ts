@@ -44,10 +44,18 @@ test("spearmanBootstrapCI equals the percentile interval of spearman() on the sa
   const reps: number[] = [];
   for (let s = 0; s < samples; s++) {
     const idx = Array.from({ length: n }, () => draw.int(n));
-    reps.push(spearman(idx.map((i) => x[i]), idx.map((i) => y[i])).r);
+    reps.push(
+      spearman(
+        idx.map((i) => x[i]),
+        idx.map((i) => y[i]),
+      ).r,
+    );
   }
   const ref = percentileInterval(reps, 0.95);
-  assert.ok(Math.abs(ci.lo - ref.lo) < 1e-12 && Math.abs(ci.hi - ref.hi) < 1e-12, `[${ci.lo}, ${ci.hi}] vs [${ref.lo}, ${ref.hi}]`);
+  assert.ok(
+    Math.abs(ci.lo - ref.lo) < 1e-12 && Math.abs(ci.hi - ref.hi) < 1e-12,
+    `[${ci.lo}, ${ci.hi}] vs [${ref.lo}, ${ref.hi}]`,
+  );
 });
 
 test("spearmanBootstrapCI narrows with n", () => {
@@ -67,14 +75,21 @@ test("spearmanBootstrapCI: perfectly monotone data give [1, 1] (and [−1, −1]
   const y = Float64Array.from(x, (v) => Math.exp(v / 1000));
   const up = spearmanBootstrapCI(x, y, { seed: 5, samples: 500 });
   assert.deepEqual([up.rho, up.lo, up.hi], [1, 1, 1]);
-  const down = spearmanBootstrapCI(x, Float64Array.from(y, (v) => -v), { seed: 5, samples: 500 });
+  const down = spearmanBootstrapCI(
+    x,
+    Float64Array.from(y, (v) => -v),
+    { seed: 5, samples: 500 },
+  );
   assert.deepEqual([down.rho, down.lo, down.hi], [-1, -1, -1]);
 });
 
 test("spearmanBootstrapCI: seeded determinism and input errors", () => {
   const rng = new Rng(runSeed + 3);
   const { x, y } = correlated(rng, 100, 0.3);
-  assert.deepEqual(spearmanBootstrapCI(x, y, { seed: 9, samples: 400 }), spearmanBootstrapCI(x, y, { seed: 9, samples: 400 }));
+  assert.deepEqual(
+    spearmanBootstrapCI(x, y, { seed: 9, samples: 400 }),
+    spearmanBootstrapCI(x, y, { seed: 9, samples: 400 }),
+  );
   const other = spearmanBootstrapCI(x, y, { seed: 10, samples: 400 });
   assert.notDeepEqual(spearmanBootstrapCI(x, y, { seed: 9, samples: 400 }), other);
   assert.throws(() => spearmanBootstrapCI([1, 2, 3, 4], [1, 2, 3]), /differ in length/);

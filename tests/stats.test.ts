@@ -3,9 +3,29 @@ import assert from "node:assert/strict";
 import { initBackend } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import {
-  averageRanks, bootstrapMeanCI, clusterBootstrap, clusterBootstrapMeanCI, fUpperP, histogram, mean, median,
-  oneWayAnova, pairedTTest, pearson, percentileInterval, quantile, spearman, std, studentTQuantile, studentTTest,
-  studentTTwoSidedP, summarize, twoWayAnova, TwoWayObservation, variance, welchTTest,
+  averageRanks,
+  bootstrapMeanCI,
+  clusterBootstrap,
+  clusterBootstrapMeanCI,
+  fUpperP,
+  histogram,
+  mean,
+  median,
+  oneWayAnova,
+  pairedTTest,
+  pearson,
+  percentileInterval,
+  quantile,
+  spearman,
+  std,
+  studentTQuantile,
+  studentTTest,
+  studentTTwoSidedP,
+  summarize,
+  twoWayAnova,
+  TwoWayObservation,
+  variance,
+  welchTTest,
 } from "../lib/stats/index";
 
 before(async () => {
@@ -20,7 +40,10 @@ function close(actual: number, expected: number, tol: number, what: string): voi
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} ± ${tol}`);
 }
 function relClose(actual: number, expected: number, rel: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${what}: got ${actual}, expected ${expected} (rel ${rel})`);
+  assert.ok(
+    Math.abs(actual - expected) <= rel * Math.abs(expected),
+    `${what}: got ${actual}, expected ${expected} (rel ${rel})`,
+  );
 }
 
 test("F and t distribution tails match textbook / paper-notes values", () => {
@@ -28,7 +51,14 @@ test("F and t distribution tails match textbook / paper-notes values", () => {
   relClose(fUpperP(26.72, 3, 36), 2.86e-9, 0.01, "F(3,36)=26.72");
   relClose(fUpperP(5.06, 1, 78), 0.0273, 0.005, "F(1,78)=5.06");
   // Two-sided 5% critical values of Student's t (any statistics table)
-  const crit: [number, number][] = [[1, 12.706], [2, 4.303], [5, 2.571], [10, 2.228], [30, 2.042], [120, 1.980]];
+  const crit: [number, number][] = [
+    [1, 12.706],
+    [2, 4.303],
+    [5, 2.571],
+    [10, 2.228],
+    [30, 2.042],
+    [120, 1.98],
+  ];
   for (const [df, t] of crit) {
     close(studentTQuantile(0.975, df), t, 1e-3, `t_0.975(${df})`);
     close(studentTTwoSidedP(t, df), 0.05, 2e-4, `p(|T_${df}| ≥ ${t})`);
@@ -38,7 +68,10 @@ test("F and t distribution tails match textbook / paper-notes values", () => {
   close(fUpperP(3.354, 2, 27), 0.05, 2e-4, "F_0.95(2,27)");
   // t² on (1, df) equals F
   close(fUpperP(2.5 ** 2, 1, 17), studentTTwoSidedP(2.5, 17), 1e-12, "t² = F");
-  assert.ok(studentTTwoSidedP(40, 100) > 0 && studentTTwoSidedP(40, 100) < 1e-60, "tiny p-values are kept, not rounded to 0");
+  assert.ok(
+    studentTTwoSidedP(40, 100) > 0 && studentTTwoSidedP(40, 100) < 1e-60,
+    "tiny p-values are kept, not rounded to 0",
+  );
 });
 
 // R's `sleep` data (Cushny & Peebles): t.test(extra ~ group, data = sleep) and its variants.
@@ -99,7 +132,10 @@ test("two-way ANOVA with blocks: hand-computed 2×2×2 case", () => {
   close(r.block!.f, 9, 1e-9, "F_block");
   close(r.a.partialEtaSquared, 72 / 73.5, 1e-12, "partial η² A");
   close(r.interaction.p, fUpperP(16, 1, 3), 1e-15, "p_AB");
-  assert.deepEqual(r.cellMeans, [[4, 6], [8, 14]]);
+  assert.deepEqual(r.cellMeans, [
+    [4, 6],
+    [8, 14],
+  ]);
   assert.equal(r.table.map((t) => t.term).join(","), "formality,emotion,formality×emotion,prompt,residual");
   // unbalanced input is refused, naming the cell
   assert.throws(() => twoWayAnova(obs.slice(1)), /unbalanced design.*A=a1, B=b1, block=p0 has 0/);
@@ -149,7 +185,9 @@ test("two-way ANOVA with blocks equals a least-squares model comparison (random 
   const y = Float64Array.from(obs, (o) => o.y);
   // sum-to-zero (effect) coding
   const effect = (levels: number, get: (t: [number, number, number]) => number) =>
-    Array.from({ length: levels - 1 }, (_, l) => Float64Array.from(idx, (t) => (get(t) === l ? 1 : get(t) === levels - 1 ? -1 : 0)));
+    Array.from({ length: levels - 1 }, (_, l) =>
+      Float64Array.from(idx, (t) => (get(t) === l ? 1 : get(t) === levels - 1 ? -1 : 0)),
+    );
   const ones = [new Float64Array(N).fill(1)];
   const ca = effect(A, (t) => t[0]);
   const cb = effect(B, (t) => t[1]);
@@ -158,7 +196,11 @@ test("two-way ANOVA with blocks equals a least-squares model comparison (random 
   for (const u of ca) for (const v of cb) cab.push(u.map((x, i) => x * v[i]));
   const full = [...ones, ...ca, ...cb, ...cab, ...ck];
   const rssFull = rss(full, y);
-  const without = (drop: Float64Array[]) => rss(full.filter((c) => !drop.includes(c)), y) - rssFull;
+  const without = (drop: Float64Array[]) =>
+    rss(
+      full.filter((c) => !drop.includes(c)),
+      y,
+    ) - rssFull;
   const r = twoWayAnova(obs);
   close(r.residual.ss, rssFull, 1e-8, "SS_E vs OLS");
   close(r.a.ss, without(ca), 1e-8, "SS_A vs OLS");
@@ -239,7 +281,10 @@ test("percentile interval and cluster bootstrap (hand-computed cases)", () => {
     { samples: reps, seed: runSeed },
   );
   const keys = Array.from(seen.keys()).sort();
-  assert.deepEqual(keys, [0, 0.25, 0.75, 1].filter((k) => seen.has(k)));
+  assert.deepEqual(
+    keys,
+    [0, 0.25, 0.75, 1].filter((k) => seen.has(k)),
+  );
   assert.ok(!seen.has(0.5), "never a position-level resample");
   // frequencies ≈ 1/4, 1/2, 1/4 (+1 for the original-sample call with w = [1,1] → 0.25)
   close(seen.get(0)! / reps, 0.25, 0.04, "P(AA)");

@@ -19,11 +19,18 @@ before(async () => {
 });
 
 // IS_TEST_SEED replays a failure; the seed is in every assertion message.
-const seed = () => (process.env.IS_TEST_SEED ? Number(process.env.IS_TEST_SEED) : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0);
+const seed = () =>
+  process.env.IS_TEST_SEED
+    ? Number(process.env.IS_TEST_SEED)
+    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 
 /** A random z-score-like spec: shifts and scales far from the identity, so a wrong spec is visible. */
 function randomSpec(rng: Rng, d: number): NormalizationSpec {
-  return { kind: "zscore", shift: Array.from({ length: d }, () => rng.normal() * 3), scale: Array.from({ length: d }, () => 0.5 + 3 * rng.next()) };
+  return {
+    kind: "zscore",
+    shift: Array.from({ length: d }, () => rng.normal() * 3),
+    scale: Array.from({ length: d }, () => 0.5 + 3 * rng.next()),
+  };
 }
 
 /** Float64 reference of (x − shift) / scale, rounded once to float32. */
@@ -37,7 +44,10 @@ function reference(spec: NormalizationSpec, x: Float32Array): Float32Array {
 describe("held-out rows from a separate evaluation source", () => {
   const d = 6;
   const rows = 300;
-  const evalCfg = { data: { part: "all" as const, normalize: "store" as const }, eval: { rows: 64, every: 0, part: "all" as const } };
+  const evalCfg = {
+    data: { part: "all" as const, normalize: "store" as const },
+    eval: { rows: 64, every: 0, part: "all" as const },
+  };
 
   test("use the training source's spec, whether the evaluation source has its own spec or none", () => {
     const sd = seed();
@@ -46,11 +56,17 @@ describe("held-out rows from a separate evaluation source", () => {
     const specEval = randomSpec(rng, d);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { normalization: specTrain, blockRows: 64 });
     const xEval = rng.normalArray(rows * d, 2, 4);
-    for (const evalSource of [new ArrayRowSource(xEval, d, { normalization: specEval, blockRows: 64 }), new ArrayRowSource(xEval, d, { blockRows: 64 })]) {
+    for (const evalSource of [
+      new ArrayRowSource(xEval, d, { normalization: specEval, blockRows: 64 }),
+      new ArrayRowSource(xEval, d, { blockRows: 64 }),
+    ]) {
       const s = rng.int(1e9);
       const raw = heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" });
       const got = evalRowsFromSeparateSource(train, evalSource, evalCfg, s);
-      assert.ok(maxAbsDiff(got, reference(specTrain, raw)) < 1e-5, `rows normalised with the training spec (seed ${sd})`);
+      assert.ok(
+        maxAbsDiff(got, reference(specTrain, raw)) < 1e-5,
+        `rows normalised with the training spec (seed ${sd})`,
+      );
       // and therefore not with the evaluation source's own normalisation
       const own = heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "store" });
       assert.ok(maxAbsDiff(got, own) > 1e-2, `differs from the evaluation source's own normalisation (seed ${sd})`);
@@ -61,10 +77,17 @@ describe("held-out rows from a separate evaluation source", () => {
     const sd = seed();
     const rng = new Rng(sd);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { blockRows: 64 });
-    const evalSource = new ArrayRowSource(rng.normalArray(rows * d, 1, 3), d, { normalization: randomSpec(rng, d), blockRows: 64 });
+    const evalSource = new ArrayRowSource(rng.normalArray(rows * d, 1, 3), d, {
+      normalization: randomSpec(rng, d),
+      blockRows: 64,
+    });
     const s = rng.int(1e9);
     const got = evalRowsFromSeparateSource(train, evalSource, evalCfg, s);
-    assert.equal(maxAbsDiff(got, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" })), 0, `raw rows (seed ${sd})`);
+    assert.equal(
+      maxAbsDiff(got, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" })),
+      0,
+      `raw rows (seed ${sd})`,
+    );
   });
 
   test("trainModel's evaluation with evalSource equals evaluation on training-normalised rows", async () => {
@@ -73,9 +96,18 @@ describe("held-out rows from a separate evaluation source", () => {
     const s = rng.int(1e9);
     const specTrain = randomSpec(rng, d);
     const train = new ArrayRowSource(rng.normalArray(rows * d), d, { normalization: specTrain, blockRows: 64 });
-    const evalSource = new ArrayRowSource(rng.normalArray(rows * d, 2, 4), d, { normalization: randomSpec(rng, d), blockRows: 64 });
+    const evalSource = new ArrayRowSource(rng.normalArray(rows * d, 2, 4), d, {
+      normalization: randomSpec(rng, d),
+      blockRows: 64,
+    });
     const cfg: TrainConfig = {
-      model: validateModelConfig({ kind: "sae", sae: saeConfig({ d, F: 16, k: 3, preset: "claflin" }), nfm: null, variant: "sae", saeKAtInference: null }),
+      model: validateModelConfig({
+        kind: "sae",
+        sae: saeConfig({ d, F: 16, k: 3, preset: "claflin" }),
+        nfm: null,
+        variant: "sae",
+        saeKAtInference: null,
+      }),
       steps: 2,
       batchSize: 16,
       seed: s,
@@ -88,9 +120,13 @@ describe("held-out rows from a separate evaluation source", () => {
     const viaSource = await trainModel(cfg, train, { evalSource, progress: "silent", liveChart: false });
     const expectedRows = reference(specTrain, heldOutRows(evalSource, 64, { seed: s, part: "all", normalize: "none" }));
     const viaRows = await trainModel(cfg, train, { evalRows: expectedRows, progress: "silent", liveChart: false });
-    assert.ok(viaSource.evals.length > 0 && viaSource.evals.length === viaRows.evals.length, `eval counts (seed ${sd})`);
+    assert.ok(
+      viaSource.evals.length > 0 && viaSource.evals.length === viaRows.evals.length,
+      `eval counts (seed ${sd})`,
+    );
     for (let i = 0; i < viaSource.evals.length; i++) {
-      const a = viaSource.evals[i].mse as number, b = viaRows.evals[i].mse as number;
+      const a = viaSource.evals[i].mse as number,
+        b = viaRows.evals[i].mse as number;
       assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `eval ${i}: mse ${a} vs ${b} (seed ${sd})`);
     }
     viaSource.model.dispose();

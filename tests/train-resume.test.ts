@@ -27,11 +27,26 @@ const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "is-resume-"));
 
 function jointModel(): ModelConfig {
-  const d = 8, F = 32, k = 4, E = 6;
-  return validateModelConfig({ kind: "joint", sae: saeConfig({ d, F, k, preset: "claflin" }), nfm: nfmConfig({ F, d, E }), variant: "full", saeKAtInference: null });
+  const d = 8,
+    F = 32,
+    k = 4,
+    E = 6;
+  return validateModelConfig({
+    kind: "joint",
+    sae: saeConfig({ d, F, k, preset: "claflin" }),
+    nfm: nfmConfig({ F, d, E }),
+    variant: "full",
+    saeKAtInference: null,
+  });
 }
 
-function cfg(s: number, steps: number, dir: string | null, every: number, extra: Partial<TrainConfig["checkpoint"]> = {}): TrainConfig {
+function cfg(
+  s: number,
+  steps: number,
+  dir: string | null,
+  every: number,
+  extra: Partial<TrainConfig["checkpoint"]> = {},
+): TrainConfig {
   return {
     model: jointModel(),
     steps,
@@ -53,13 +68,22 @@ function weights(ps: ParamSet): Record<string, number[]> {
   return o;
 }
 
-const steps = (dir: string) => fs.readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort();
+const steps = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((n) => /^step-\d+$/.test(n))
+    .sort();
 
 /** Run trainModel, collecting warnings and the steps this call trained. */
 async function run(c: TrainConfig, src: ArrayRowSource, o: TrainOptions = {}) {
   const warnings: string[] = [];
   const trained: number[] = [];
-  const r = await trainModel(c, src, { progress: "silent", warn: (m) => warnings.push(m), onStep: (rec) => trained.push(rec.step), ...o });
+  const r = await trainModel(c, src, {
+    progress: "silent",
+    warn: (m) => warnings.push(m),
+    onStep: (rec) => trained.push(rec.step),
+    ...o,
+  });
   return { r, warnings, trained };
 }
 
@@ -82,7 +106,11 @@ describe("resume: empty or dangling `latest`", () => {
     let resumed;
     const trained: number[] = [];
     try {
-      resumed = await trainModel(cfg(s, 16, dir, 4), src, { progress: "silent", resume: true, onStep: (r) => trained.push(r.step) });
+      resumed = await trainModel(cfg(s, 16, dir, 4), src, {
+        progress: "silent",
+        resume: true,
+        onStep: (r) => trained.push(r.step),
+      });
     } finally {
       (process.stderr as any).write = write;
     }
@@ -92,7 +120,10 @@ describe("resume: empty or dangling `latest`", () => {
     assert.ok(msg.includes(path.join(dir, "latest")), `names the latest file: ${msg}`);
     assert.match(msg, /empty/);
     assert.match(msg, /step-00000008/);
-    assert.deepEqual(resumed.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      resumed.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.deepEqual(weights(resumed.model.params), weights(full.model.params));
     full.model.dispose();
     resumed.model.dispose();
@@ -103,8 +134,14 @@ describe("resume: empty or dangling `latest`", () => {
     const s = seed();
     const dir = tmp();
     fs.writeFileSync(path.join(dir, "latest"), "\n");
-    await assert.rejects(trainModel(cfg(s, 8, dir, 4), source(s), { progress: "silent", resume: true }), (e: Error) => e.message.includes(path.join(dir, "latest")) && /empty/.test(e.message));
-    assert.throws(() => readLatest(dir), (e: Error) => e.message.includes(path.join(dir, "latest")) && /empty/.test(e.message));
+    await assert.rejects(
+      trainModel(cfg(s, 8, dir, 4), source(s), { progress: "silent", resume: true }),
+      (e: Error) => e.message.includes(path.join(dir, "latest")) && /empty/.test(e.message),
+    );
+    assert.throws(
+      () => readLatest(dir),
+      (e: Error) => e.message.includes(path.join(dir, "latest")) && /empty/.test(e.message),
+    );
     assert.equal(steps(dir).length, 0, "nothing was trained or written");
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -119,22 +156,36 @@ describe("resume: empty or dangling `latest`", () => {
     fs.writeFileSync(path.join(dir, "latest"), "step-00000099\n");
     assert.throws(() => readLatest(dir), /step-00000099/);
     const a = await run(cfg(s, 16, dir, 4, { keep: 0 }), src, { resume: true, stopAfter: 0 });
-    assert.ok(a.warnings.some((w) => w.includes(path.join(dir, "latest")) && w.includes("step-00000099") && /step-00000008/.test(w)), a.warnings.join("\n"));
+    assert.ok(
+      a.warnings.some(
+        (w) => w.includes(path.join(dir, "latest")) && w.includes("step-00000099") && /step-00000008/.test(w),
+      ),
+      a.warnings.join("\n"),
+    );
     assert.equal(a.r.steps, 8, "resumed at step 8");
     a.r.model.dispose();
     // names an incomplete one: step 8 lost its optimizer state → step 4
     fs.writeFileSync(path.join(dir, "latest"), "step-00000008\n");
     fs.rmSync(path.join(dir, "step-00000008", "optimizer.safetensors"));
     const b = await run(cfg(s, 16, dir, 4, { keep: 0 }), src, { resume: true });
-    assert.ok(b.warnings.some((w) => /optimizer\.safetensors/.test(w) && /step-00000004/.test(w)), b.warnings.join("\n"));
+    assert.ok(
+      b.warnings.some((w) => /optimizer\.safetensors/.test(w) && /step-00000004/.test(w)),
+      b.warnings.join("\n"),
+    );
     assert.equal(b.trained[0], 4);
-    assert.deepEqual(b.r.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      b.r.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.deepEqual(weights(b.r.model.params), weights(full.model.params));
     b.r.model.dispose();
     // no `latest` at all, but checkpoints: the same loud fallback (before, a fresh start over them)
     fs.rmSync(path.join(dir, "latest"));
     const c = await run(cfg(s, 16, dir, 4, { keep: 0 }), src, { resume: true, stopAfter: 0 });
-    assert.ok(c.warnings.some((w) => /latest is missing/.test(w) && /step-00000016/.test(w)), c.warnings.join("\n"));
+    assert.ok(
+      c.warnings.some((w) => /latest is missing/.test(w) && /step-00000016/.test(w)),
+      c.warnings.join("\n"),
+    );
     assert.equal(c.r.steps, 16);
     c.r.model.dispose();
     full.model.dispose();
@@ -169,7 +220,10 @@ describe("resume: the training config must match", () => {
     const changed = { ...cfg(s, 16, dir, 4), optim: { ...cfg(s, 16, dir, 4).optim, lr: 1e-3 } };
     const r = await run(changed, src, { resume: true, allowConfigChange: true });
     assert.equal(r.trained[0], 8);
-    assert.ok(r.warnings.some((w) => /optim\.lr: 0\.003 → 0\.001/.test(w)), r.warnings.join("\n"));
+    assert.ok(
+      r.warnings.some((w) => /optim\.lr: 0\.003 → 0\.001/.test(w)),
+      r.warnings.join("\n"),
+    );
     // steps < 8 ran at the old base lr, steps ≥ 8 at the new one (same schedule factor)
     const h = r.r.history;
     const sched = buildSchedule({ mode: "corrected" }, 16);
@@ -194,15 +248,27 @@ describe("resume: the training config must match", () => {
     const s = seed();
     const src = source(s);
     const dir = tmp();
-    const constant = (n: number, d: string | null): TrainConfig => ({ ...cfg(s, n, d, 4), schedule: { mode: "constant" } });
+    const constant = (n: number, d: string | null): TrainConfig => ({
+      ...cfg(s, n, d, 4),
+      schedule: { mode: "constant" },
+    });
     const full = await trainModel(constant(16, null), src, { progress: "silent" });
     (await trainModel(constant(8, dir), src, { progress: "silent" })).model.dispose();
     const ext = await run(constant(16, dir), src, { resume: true });
     assert.equal(ext.trained[0], 8);
-    assert.deepEqual(ext.r.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      ext.r.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.deepEqual(weights(ext.r.model.params), weights(full.model.params));
     const hist = loadCheckpoint(readLatest(dir)!).meta.configHistory!;
-    assert.deepEqual(hist.map((e) => [e.step, e.changes]), [[0, []], [8, ["steps: 8 → 16"]]]);
+    assert.deepEqual(
+      hist.map((e) => [e.step, e.changes]),
+      [
+        [0, []],
+        [8, ["steps: 8 → 16"]],
+      ],
+    );
     ext.r.model.dispose();
     full.model.dispose();
     // corrected: the learning rate at every step depends on steps
@@ -210,7 +276,10 @@ describe("resume: the training config must match", () => {
     (await trainModel(cfg(s, 8, dir2, 4), src, { progress: "silent" })).model.dispose();
     await assert.rejects(trainModel(cfg(s, 16, dir2, 4), src, { progress: "silent", resume: true }), /steps: 8 → 16/);
     // fewer steps than the checkpoint has done: refused even with the flag
-    await assert.rejects(trainModel(cfg(s, 4, dir2, 4), src, { progress: "silent", resume: true, allowConfigChange: true }), /step 8.*steps = 4|steps = 4.*step 8/);
+    await assert.rejects(
+      trainModel(cfg(s, 4, dir2, 4), src, { progress: "silent", resume: true, allowConfigChange: true }),
+      /step 8.*steps = 4|steps = 4.*step 8/,
+    );
     for (const d of [dir, dir2]) fs.rmSync(d, { recursive: true, force: true });
   });
 
@@ -223,13 +292,28 @@ describe("resume: the training config must match", () => {
       const c = cfg(s, 16, dir, 4);
       return { ...c, model: validateModelConfig({ ...c.model, sae: { ...c.model.sae, ...sae } }) };
     };
-    await assert.rejects(trainModel(withSae({ k: 3 }), src, { progress: "silent", resume: true }), /model\.sae\.k: 4 → 3/);
-    const wider = { ...cfg(s, 16, dir, 4), model: validateModelConfig({ ...jointModel(), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) }) };
-    await assert.rejects(trainModel(wider, src, { progress: "silent", resume: true, allowConfigChange: true }), /different parameter shapes.*model\.nfm\.E: 6 → 8/);
+    await assert.rejects(
+      trainModel(withSae({ k: 3 }), src, { progress: "silent", resume: true }),
+      /model\.sae\.k: 4 → 3/,
+    );
+    const wider = {
+      ...cfg(s, 16, dir, 4),
+      model: validateModelConfig({ ...jointModel(), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) }),
+    };
+    await assert.rejects(
+      trainModel(wider, src, { progress: "silent", resume: true, allowConfigChange: true }),
+      /different parameter shapes.*model\.nfm\.E: 6 → 8/,
+    );
     const r = await run(withSae({ k: 3 }), src, { resume: true, allowConfigChange: true });
     assert.equal(r.trained[0], 8);
     assert.equal(r.r.model.config.sae.k, 3);
-    assert.deepEqual(loadCheckpoint(readLatest(dir)!).meta.configHistory!.map((e) => [e.step, e.changes]), [[0, []], [8, ["model.sae.k: 4 → 3"]]]);
+    assert.deepEqual(
+      loadCheckpoint(readLatest(dir)!).meta.configHistory!.map((e) => [e.step, e.changes]),
+      [
+        [0, []],
+        [8, ["model.sae.k: 4 → 3"]],
+      ],
+    );
     r.r.model.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -257,11 +341,18 @@ describe("checkpoint pruning", () => {
     assert.equal(readLatest(dir), path.join(dir, "step-00000016"));
     const resumed = await run(cfg(s, 24, dir, 4, { keep: 2 }), src, { resume: true });
     assert.equal(resumed.trained[0], 16);
-    assert.deepEqual(resumed.r.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      resumed.r.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.deepEqual(weights(resumed.r.model.params), weights(full.model.params));
     assert.deepEqual(steps(dir), ["step-00000020", "step-00000024"]);
     assert.equal(readLatest(dir), path.join(dir, "step-00000024"));
-    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith(".")), [], "no temporary directories left behind");
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((n) => n.startsWith(".")),
+      [],
+      "no temporary directories left behind",
+    );
     full.model.dispose();
     resumed.r.model.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -273,7 +364,9 @@ describe("checkpoint pruning", () => {
     const dir = tmp();
     (await trainModel(cfg(s, 32, dir, 4), src, { progress: "silent", stopAfter: 8 })).model.dispose();
     fs.writeFileSync(path.join(dir, "step-00000004", "keep"), "");
-    (await trainModel(cfg(s, 32, dir, 4, { keepEvery: 12 }), src, { progress: "silent", resume: true })).model.dispose();
+    (
+      await trainModel(cfg(s, 32, dir, 4, { keepEvery: 12 }), src, { progress: "silent", resume: true })
+    ).model.dispose();
     assert.deepEqual(steps(dir), ["step-00000004", "step-00000012", "step-00000024", "step-00000028", "step-00000032"]);
     const dir2 = tmp();
     (await trainModel(cfg(s, 20, dir2, 4, { keep: 0 }), src, { progress: "silent" })).model.dispose();

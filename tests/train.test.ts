@@ -6,11 +6,29 @@ import * as path from "node:path";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { ArrayRowSource } from "../lib/data/array-source";
-import { Adam, NonFiniteError, ParamSet, correctedSchedule, faithfulSchedule, faithfulTotalIters, lrFactor, simdAdamKernel, sumSquares } from "../lib/optim";
+import {
+  Adam,
+  NonFiniteError,
+  ParamSet,
+  correctedSchedule,
+  faithfulSchedule,
+  faithfulTotalIters,
+  lrFactor,
+  simdAdamKernel,
+  sumSquares,
+} from "../lib/optim";
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, Variant, createModel, validateModelConfig } from "../lib/joint";
-import { TrainConfig, buildSchedule, checkBackendCapacity, makeStepContext, trainModel, trainStep, trainStepTapeFree } from "../lib/train";
+import {
+  TrainConfig,
+  buildSchedule,
+  checkBackendCapacity,
+  makeStepContext,
+  trainModel,
+  trainStep,
+  trainStepTapeFree,
+} from "../lib/train";
 import { loadCheckpoint, readLatest, saveCheckpoint } from "../lib/checkpoint";
 import { readSafetensors } from "../lib/io/safetensors";
 import { presetConfig } from "../lib/presets";
@@ -22,8 +40,16 @@ before(async () => {
 const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "is-train-"));
 
-function model(kind: ModelConfig["kind"], variant: Variant, preset: "claflin" | "modern" = "claflin", d = 8, deadWindowTokens = 64): ModelConfig {
-  const F = 32, k = 4, E = 6;
+function model(
+  kind: ModelConfig["kind"],
+  variant: Variant,
+  preset: "claflin" | "modern" = "claflin",
+  d = 8,
+  deadWindowTokens = 64,
+): ModelConfig {
+  const F = 32,
+    k = 4,
+    E = 6;
   return validateModelConfig({
     kind,
     sae: saeConfig({ d, F, k, preset }, { auxK: { deadWindowTokens } }),
@@ -68,10 +94,20 @@ describe("Adam + clipping", () => {
     // Steps 0-3: a and b get the same gradient; step 4 on: different ones.
     const seq = Array.from({ length: 7 }, (_, t) => {
       const shared = rng.normalArray(24, 0, 2);
-      return { a: shared, b: t < 4 ? shared : rng.normalArray(24, 0, 2), c: rng.normalArray(5), e: t < 4 ? shared : rng.normalArray(24, 0, 2) };
+      return {
+        a: shared,
+        b: t < 4 ? shared : rng.normalArray(24, 0, 2),
+        c: rng.normalArray(5),
+        e: t < 4 ? shared : rng.normalArray(24, 0, 2),
+      };
     });
     const make = () => {
-      const ps = new ParamSet([["a", tf.tensor(init.a, shapes.a)], ["b", tf.tensor(init.b, shapes.b)], ["c", tf.tensor(init.c, shapes.c)], ["e", tf.tensor(init.e, shapes.e)]]);
+      const ps = new ParamSet([
+        ["a", tf.tensor(init.a, shapes.a)],
+        ["b", tf.tensor(init.b, shapes.b)],
+        ["c", tf.tensor(init.c, shapes.c)],
+        ["e", tf.tensor(init.e, shapes.e)],
+      ]);
       for (const n of ["a", "b", "e"]) ps.inPlace.add(n);
       return { ps, adam: new Adam(cfg, shapes) };
     };
@@ -87,15 +123,22 @@ describe("Adam + clipping", () => {
     };
     const snapshot = (r: ReturnType<typeof make>) => {
       const st = r.adam.exportState();
-      return JSON.stringify({ w: ["a", "b", "c", "e"].map((n) => Array.from(r.ps.get(n).dataSync())), m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]), v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]) });
+      return JSON.stringify({
+        w: ["a", "b", "c", "e"].map((n) => Array.from(r.ps.get(n).dataSync())),
+        m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]),
+        v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]),
+      });
     };
-    const tied = make(), separate = make(), resumed = make();
+    const tied = make(),
+      separate = make(),
+      resumed = make();
     for (let t = 0; t < 7; t++) {
       step(tied, t, true);
       step(separate, t, false);
       assert.equal(snapshot(tied), snapshot(separate), `step ${t}`);
       if (t === 2) resumed.adam.importState(tied.adam.exportState()); // taken while tied
-      if (t === 2) for (const n of ["a", "b", "c", "e"]) resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
+      if (t === 2)
+        for (const n of ["a", "b", "c", "e"]) resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
       if (t > 2) {
         step(resumed, t, true);
         assert.equal(snapshot(resumed), snapshot(tied), `resumed, step ${t}`);
@@ -165,7 +208,8 @@ describe("Adam + clipping", () => {
     assert.deepEqual(js, portable, "scalar JS on live views == portable copies, bit for bit");
     for (const r of [simd, js]) {
       for (const n of ["a", "b"] as const) {
-        for (let i = 0; i < w[n].length; i++) assert.ok(Math.abs(r[n][i] - w[n][i]) < 2e-6, `${n}[${i}] ${r[n][i]} vs ${w[n][i]}`);
+        for (let i = 0; i < w[n].length; i++)
+          assert.ok(Math.abs(r[n][i] - w[n][i]) < 2e-6, `${n}[${i}] ${r[n][i]} vs ${w[n][i]}`);
       }
     }
     if (tf.getBackend() === "wasm") assert.ok(simdAdamKernel() !== null, "wasm SIMD Adam kernel available");
@@ -222,7 +266,10 @@ describe("Adam + clipping", () => {
   test("non-finite gradient names the tensor", () => {
     const ps = new ParamSet([["w", tf.zeros([3])]]);
     const adam = new Adam({ lr: 1, beta1: 0.9, beta2: 0.99, eps: 1e-8 }, { w: [3] });
-    assert.throws(() => adam.step(ps, new Map([["w", tf.tensor1d([1, NaN, 0])]]), 0.1), (e: unknown) => e instanceof NonFiniteError && /"w"/.test(e.message));
+    assert.throws(
+      () => adam.step(ps, new Map([["w", tf.tensor1d([1, NaN, 0])]]), 0.1),
+      (e: unknown) => e instanceof NonFiniteError && /"w"/.test(e.message),
+    );
     ps.dispose();
   });
 });
@@ -231,17 +278,32 @@ describe("schedules", () => {
   test("faithful reproduces the authors' miscount; corrected decays over 80% of real steps", () => {
     const joint = { chunkTokens: 10_000, windowLength: 128, batchSize: 64, epochsPerChunk: 10, numChunks: 500 };
     assert.equal(faithfulTotalIters(joint), 4000);
-    assert.equal(faithfulTotalIters({ chunkTokens: 100_000, windowLength: 128, batchSize: 130, epochsPerChunk: 10, numChunks: 50 }), 2400);
+    assert.equal(
+      faithfulTotalIters({
+        chunkTokens: 100_000,
+        windowLength: 128,
+        batchSize: 130,
+        epochsPerChunk: 10,
+        numChunks: 50,
+      }),
+      2400,
+    );
     const f = faithfulSchedule(joint);
     assert.ok(Math.abs(lrFactor(f, 4000) - 0.1) < 1e-12);
     assert.ok(Math.abs(lrFactor(f, 700_000) - 0.1) < 1e-12);
     // The presets wire the notes' numbers: paper shapes, faithful mode.
     const paperF = presetConfig("paper", { mode: "faithful" });
     assert.equal((buildSchedule(paperF.joint.schedule, paperF.joint.steps) as { totalIters: number }).totalIters, 4000);
-    assert.equal((buildSchedule(paperF.sequential.schedule, paperF.sequential.steps) as { totalIters: number }).totalIters, 2400);
+    assert.equal(
+      (buildSchedule(paperF.sequential.schedule, paperF.sequential.steps) as { totalIters: number }).totalIters,
+      2400,
+    );
     assert.equal((buildSchedule(paperF.sae.schedule, paperF.sae.steps) as { totalIters: number }).totalIters, 400_000);
     const quickC = presetConfig("quick");
-    assert.equal((buildSchedule(quickC.joint.schedule, quickC.joint.steps) as { totalIters: number }).totalIters, Math.floor(0.8 * quickC.joint.steps));
+    assert.equal(
+      (buildSchedule(quickC.joint.schedule, quickC.joint.steps) as { totalIters: number }).totalIters,
+      Math.floor(0.8 * quickC.joint.steps),
+    );
     assert.equal(quickC.shape.k, Math.round(0.02 * quickC.shape.F));
     const c = correctedSchedule(1000);
     assert.equal(c.totalIters, 800);
@@ -254,11 +316,23 @@ describe("schedules", () => {
 describe("tape-free training step", () => {
   const variants: Array<[string, () => ModelConfig]> = [
     ["standalone SAE", () => model("sae", "sae")],
-    ["joint full, top-N 3, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 6 }, { topN: 3 }) })],
+    [
+      "joint full, top-N 3, dropout",
+      () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 6 }, { topN: 3 }) }),
+    ],
     // E % 4 == 0: the interaction branch's wasm kernels (E = 6 above runs its JavaScript loops).
-    ["joint full, E = 8, dropout", () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) })],
-    ["sequential full, E = 8", () => validateModelConfig({ ...model("sequential", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) })],
-    ["joint sae+linear, modern (b_dec, unit norm; AuxK window not reached)", () => model("joint", "sae+linear", "modern", 8, 1e9)],
+    [
+      "joint full, E = 8, dropout",
+      () => validateModelConfig({ ...model("joint", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) }),
+    ],
+    [
+      "sequential full, E = 8",
+      () => validateModelConfig({ ...model("sequential", "full"), nfm: nfmConfig({ F: 32, d: 8, E: 8 }) }),
+    ],
+    [
+      "joint sae+linear, modern (b_dec, unit norm; AuxK window not reached)",
+      () => model("joint", "sae+linear", "modern", 8, 1e9),
+    ],
     ["sequential full at k = 3", () => validateModelConfig({ ...model("sequential", "full"), saeKAtInference: 3 })],
   ];
   for (const [label, mk] of variants) {
@@ -266,7 +340,10 @@ describe("tape-free training step", () => {
       const s = seed();
       const c = mk();
       const rng = new Rng(s);
-      const saeParams = c.kind === "sequential" ? createModel({ ...c, kind: "sae", variant: "sae", nfm: null, saeKAtInference: null }, s).params : undefined;
+      const saeParams =
+        c.kind === "sequential"
+          ? createModel({ ...c, kind: "sae", variant: "sae", nfm: null, saeKAtInference: null }, s).params
+          : undefined;
       const mean = rng.normalArray(8, 0, 0.2);
       const a = createModel(c, s, { saeParams, dataMean: mean });
       const b = createModel(c, s, { saeParams, dataMean: mean });
@@ -282,19 +359,29 @@ describe("tape-free training step", () => {
         const ra = trainStepTapeFree(ca, x, 16, i, 1e-2);
         assert.ok(ra, "the tape-free step applies (wasm, d % 4 == 0)");
         const rb = trainStep(cb, x, 16, i, 1e-2);
-        assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5 * Math.max(1, rb.loss), `step ${i}: loss ${ra.loss} vs ${rb.loss}`);
-        assert.ok(Math.abs(ra.gradNorm - rb.gradNorm) < 1e-4 * Math.max(1, rb.gradNorm), `step ${i}: grad norm ${ra.gradNorm} vs ${rb.gradNorm}`);
+        assert.ok(
+          Math.abs(ra.loss - rb.loss) < 1e-5 * Math.max(1, rb.loss),
+          `step ${i}: loss ${ra.loss} vs ${rb.loss}`,
+        );
+        assert.ok(
+          Math.abs(ra.gradNorm - rb.gradNorm) < 1e-4 * Math.max(1, rb.gradNorm),
+          `step ${i}: grad norm ${ra.gradNorm} vs ${rb.gradNorm}`,
+        );
       }
       assert.equal(tf.memory().numTensors, n0, "the tape-free step leaks no tensors");
       const wa = weights(a.params);
       const wb = weights(b.params);
       for (const n of Object.keys(wa)) {
-        let num = 0, den = 0;
+        let num = 0,
+          den = 0;
         for (let i = 0; i < wa[n].length; i++) {
           num += (wa[n][i] - wb[n][i]) ** 2;
           den += wb[n][i] ** 2;
         }
-        assert.ok(Math.sqrt(num) <= 1e-4 * Math.sqrt(den) + 1e-7, `${label}: ${n} differs (${Math.sqrt(num)} vs norm ${Math.sqrt(den)})`);
+        assert.ok(
+          Math.sqrt(num) <= 1e-4 * Math.sqrt(den) + 1e-7,
+          `${label}: ${n} differs (${Math.sqrt(num)} vs norm ${Math.sqrt(den)})`,
+        );
       }
       a.dispose();
       b.dispose();
@@ -318,12 +405,21 @@ describe("training loop", () => {
     const src = source(s);
     const m = model("joint", "full");
     // evaluate on the fixed held-out rows at step 0 and at the end (batch losses are too noisy to compare)
-    const cfg = (seedValue: number) => ({ ...trainCfg(m, seedValue, 24), eval: { rows: 64, every: 24, part: "val" as const } });
+    const cfg = (seedValue: number) => ({
+      ...trainCfg(m, seedValue, 24),
+      eval: { rows: 64, every: 24, part: "val" as const },
+    });
     const a = await trainModel(cfg(s), src, { progress: "silent" });
     const b = await trainModel(cfg(s), src, { progress: "silent" });
     const c = await trainModel(cfg(s + 1), src, { progress: "silent" });
-    assert.deepEqual(a.history.map((h) => h.loss), b.history.map((h) => h.loss));
-    assert.notDeepEqual(a.history.map((h) => h.loss), c.history.map((h) => h.loss));
+    assert.deepEqual(
+      a.history.map((h) => h.loss),
+      b.history.map((h) => h.loss),
+    );
+    assert.notDeepEqual(
+      a.history.map((h) => h.loss),
+      c.history.map((h) => h.loss),
+    );
     const first = a.evals[0];
     const last = a.evals[a.evals.length - 1];
     assert.equal(first.step, 0);
@@ -344,9 +440,15 @@ describe("training loop", () => {
     assert.ok(readLatest(dir)!.endsWith("step-00000008"));
     const resumed = await trainModel(trainCfg(m, s, 16, dir, 8), src, { progress: "silent", resume: true });
     assert.equal(resumed.steps, 16);
-    assert.deepEqual(resumed.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      resumed.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.deepEqual(weights(resumed.model.params), weights(full.model.params));
-    assert.ok(full.history.some((h) => h.aux !== null && h.aux > 0), "AuxK became active (dead window 16 tokens)");
+    assert.ok(
+      full.history.some((h) => h.aux !== null && h.aux > 0),
+      "AuxK became active (dead window 16 tokens)",
+    );
     // unit-norm decoder rows after training
     const w = full.model.params.get("sae.wDec").dataSync();
     for (let r = 0; r < 32; r++) {
@@ -400,12 +502,21 @@ describe("training loop", () => {
 
   test("bad configs: d mismatch with the source, k > F, wasm at paper shape", async () => {
     const s = seed();
-    await assert.rejects(trainModel(trainCfg(model("sae", "sae", "claflin", 8), s, 2), source(s, 6), { progress: "silent" }), /d = 6 columns but the model expects d = 8/);
+    await assert.rejects(
+      trainModel(trainCfg(model("sae", "sae", "claflin", 8), s, 2), source(s, 6), { progress: "silent" }),
+      /d = 6 columns but the model expects d = 8/,
+    );
     assert.throws(() => presetConfig("tiny", { k: 10_000 }), /cannot exceed F/);
     const paper = presetConfig("paper");
-    assert.throws(() => checkBackendCapacity(paper.joint.model, 64, "wasm"), /wasm backend's heap is limited to about 4 GB/);
+    assert.throws(
+      () => checkBackendCapacity(paper.joint.model, 64, "wasm"),
+      /wasm backend's heap is limited to about 4 GB/,
+    );
     assert.doesNotThrow(() => checkBackendCapacity(paper.joint.model, 64, "tensorflow"));
-    await assert.rejects(trainModel({ ...trainCfg(model("sae", "sae"), s, 2), steps: 0 }, source(s), { progress: "silent" }), /train\.steps/);
+    await assert.rejects(
+      trainModel({ ...trainCfg(model("sae", "sae"), s, 2), steps: 0 }, source(s), { progress: "silent" }),
+      /train\.steps/,
+    );
   });
 
   test("checkpoint: PyTorch names/shapes, load round trip exact", () => {

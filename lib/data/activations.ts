@@ -23,7 +23,15 @@ import { sha256Bytes, writeChunksAtomic, writeJsonAtomic } from "../io/atomic";
 import { corpusHash, loadCorpus, DEFAULT_CORPUS, type CorpusDocument } from "./corpora";
 import { DEFAULT_FRACTIONS, selectSplit, validateFractions, type SplitFractions } from "./split";
 import { limitWindows, makeWindows, validateWindowOptions, type TokenWindow } from "./windows";
-import { blockStats, emptyStats, mergeStats, normalizationFromStats, summarizeStats, type NormalizationKind, type RowStats } from "./normalization";
+import {
+  blockStats,
+  emptyStats,
+  mergeStats,
+  normalizationFromStats,
+  summarizeStats,
+  type NormalizationKind,
+  type RowStats,
+} from "./normalization";
 import { encodeFloat16, decodeFloat16 } from "./float16";
 import { progress } from "../display/progress";
 import { checkSeed } from "../util/random";
@@ -122,7 +130,9 @@ function stableStringify(value: unknown): string {
   if (typeof value !== "object") return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
 }
 
@@ -138,7 +148,12 @@ export function tokenizerFingerprint(tok: Tokenizer): string {
 }
 
 function sanitize(s: string): string {
-  return s.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 40) || "x";
+  return (
+    s
+      .replace(/[^A-Za-z0-9._-]+/g, "_")
+      .replace(/^_+|_+$/g, "")
+      .slice(0, 40) || "x"
+  );
 }
 
 interface ResolvedOptions {
@@ -159,20 +174,25 @@ interface ResolvedOptions {
 function resolveOptions(o: HarvestOptions): ResolvedOptions {
   const w = validateWindowOptions({ windowLength: o.windowLength, remainder: o.remainder });
   const split = o.split ?? "train";
-  const fractions = split === "all" ? null : o.fractions ?? DEFAULT_FRACTIONS;
+  const fractions = split === "all" ? null : (o.fractions ?? DEFAULT_FRACTIONS);
   if (fractions) {
     validateFractions(fractions);
-    if (!(split in fractions)) throw new Error(`split "${split}" is not one of the parts ${Object.keys(fractions).join(", ")} (or "all")`);
+    if (!(split in fractions))
+      throw new Error(`split "${split}" is not one of the parts ${Object.keys(fractions).join(", ")} (or "all")`);
   }
   const seed = o.seed ?? 0;
   checkSeed(seed, "harvest seed");
   const dtype = o.dtype ?? "float32";
-  if (dtype !== "float32" && dtype !== "float16") throw new Error(`dtype must be "float32" or "float16" (got ${dtype})`);
+  if (dtype !== "float32" && dtype !== "float16")
+    throw new Error(`dtype must be "float32" or "float16" (got ${dtype})`);
   const chunkRows = o.chunkRows ?? 65536;
-  if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new Error(`chunkRows must be a positive integer (got ${chunkRows})`);
+  if (!Number.isInteger(chunkRows) || chunkRows < 1)
+    throw new Error(`chunkRows must be a positive integer (got ${chunkRows})`);
   const batchWindows = o.batchWindows ?? 32;
-  if (!Number.isInteger(batchWindows) || batchWindows < 1) throw new Error(`batchWindows must be a positive integer (got ${batchWindows})`);
-  if (!Number.isInteger(o.layer) || o.layer < 0) throw new Error(`layer must be a non-negative integer (got ${o.layer})`);
+  if (!Number.isInteger(batchWindows) || batchWindows < 1)
+    throw new Error(`batchWindows must be a positive integer (got ${batchWindows})`);
+  if (!Number.isInteger(o.layer) || o.layer < 0)
+    throw new Error(`layer must be a non-negative integer (got ${o.layer})`);
   return {
     layer: o.layer,
     corpus: o.corpus ?? DEFAULT_CORPUS,
@@ -195,7 +215,9 @@ interface LmLoader {
   loadTokenizer(nameOrPath?: string): Promise<Tokenizer>;
 }
 
-async function loadModelAndTokenizer(o: HarvestOptions): Promise<{ model: LanguageModel; tokenizer: Tokenizer; owned: boolean }> {
+async function loadModelAndTokenizer(
+  o: HarvestOptions,
+): Promise<{ model: LanguageModel; tokenizer: Tokenizer; owned: boolean }> {
   if (o.languageModel) {
     if (!o.tokenizer) throw new Error("harvestActivations: a languageModel was given without its tokenizer");
     return { model: o.languageModel, tokenizer: o.tokenizer, owned: false };
@@ -210,7 +232,10 @@ async function loadModelAndTokenizer(o: HarvestOptions): Promise<{ model: Langua
 
 /** The store directory for given inputs (without harvesting). */
 export function storeDirFor(root: string, key: string, modelName: string, r: ResolvedOptions): string {
-  return path.join(root, `${sanitize(modelName)}-L${r.layer}-${sanitize(r.corpus)}-${sanitize(r.split)}-${key.slice(0, 16)}`);
+  return path.join(
+    root,
+    `${sanitize(modelName)}-L${r.layer}-${sanitize(r.corpus)}-${sanitize(r.split)}-${key.slice(0, 16)}`,
+  );
 }
 
 /** Harvest (or reuse, or resume) an activation store. */
@@ -262,18 +287,31 @@ function planStore(opts: HarvestOptions, r: ResolvedOptions, model: LanguageMode
  * Where the store for these harvest options lives, and whether it is complete (manifest present)
  * or partial (an interrupted harvest). Loads the model to know its sha256; computes nothing.
  */
-export async function locateStore(opts: HarvestOptions): Promise<{ dir: string; key: string; complete: boolean; partial: boolean }> {
+export async function locateStore(
+  opts: HarvestOptions,
+): Promise<{ dir: string; key: string; complete: boolean; partial: boolean }> {
   const r = resolveOptions(opts);
   const { model, tokenizer, owned } = await loadModelAndTokenizer(opts);
   try {
     const { dir, key } = planStore(opts, r, model, tokenizer);
-    return { dir, key, complete: fs.existsSync(path.join(dir, "manifest.json")), partial: fs.existsSync(path.join(dir, "progress.json")) };
+    return {
+      dir,
+      key,
+      complete: fs.existsSync(path.join(dir, "manifest.json")),
+      partial: fs.existsSync(path.join(dir, "progress.json")),
+    };
   } finally {
     if (owned) model.dispose();
   }
 }
 
-async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: LanguageModel, tokenizer: Tokenizer, t0: number): Promise<HarvestResult> {
+async function harvestWith(
+  opts: HarvestOptions,
+  r: ResolvedOptions,
+  model: LanguageModel,
+  tokenizer: Tokenizer,
+  t0: number,
+): Promise<HarvestResult> {
   if (r.layer > model.config.nLayers) {
     throw new Error(`layer ${r.layer} is out of range: ${model.name} has hidden_states[0..${model.config.nLayers}]`);
   }
@@ -287,7 +325,11 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const openOpts: OpenStoreOptions = { normalization: opts.normalization, ...opts.open };
 
   if (fs.existsSync(path.join(dir, "manifest.json"))) {
-    const store = await openStore(dir, { modelSha256: model.sha256, layer: r.layer, corpus: r.corpus, split: r.split }, openOpts);
+    const store = await openStore(
+      dir,
+      { modelSha256: model.sha256, layer: r.layer, corpus: r.corpus, split: r.split },
+      openOpts,
+    );
     const totalSeconds = (Date.now() - t0) / 1000;
     return {
       store,
@@ -304,7 +346,10 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const docs = r.fractions ? selectSplit(allDocs, r.split, r.fractions, r.seed) : allDocs.slice();
   if (docs.length === 0) throw new Error(`corpus "${r.corpus}" split "${r.split}" has no documents`);
   const limits = { maxWindows: r.maxWindows ?? undefined, maxTokens: r.maxTokens ?? undefined };
-  const windows = limitWindows(makeWindows(docs, tokenizer, { windowLength: r.windowLength, remainder: r.remainder }, limits), limits);
+  const windows = limitWindows(
+    makeWindows(docs, tokenizer, { windowLength: r.windowLength, remainder: r.remainder }, limits),
+    limits,
+  );
   if (windows.length === 0) {
     throw new Error(
       `corpus "${r.corpus}" split "${r.split}" yields no ${r.windowLength}-token windows (${docs.length} documents; ` +
@@ -356,7 +401,11 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
   const resumedChunks = done.length;
   const firstRow = resumedChunks * r.chunkRows;
 
-  const prog = progress({ total: numRows, label: `harvest ${path.basename(dir)}`, mode: opts.progress === false ? "silent" : undefined });
+  const prog = progress({
+    total: numRows,
+    label: `harvest ${path.basename(dir)}`,
+    mode: opts.progress === false ? "silent" : undefined,
+  });
   prog.update(firstRow);
 
   // ---- harvest loop ----
@@ -385,7 +434,15 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
     const stats: RowStats = blockStats(data, d, rowsInChunk);
     const file = `chunk-${String(chunkIndex).padStart(5, "0")}.bin`;
     writeChunksAtomic(path.join(dir, file), [bytes]);
-    done.push({ file, index: chunkIndex, rowStart: chunkFirst, rowCount: rowsInChunk, bytes: rowsInChunk * d * bpv, sha256: sha256Bytes(bytes), stats });
+    done.push({
+      file,
+      index: chunkIndex,
+      rowStart: chunkFirst,
+      rowCount: rowsInChunk,
+      bytes: rowsInChunk * d * bpv,
+      sha256: sha256Bytes(bytes),
+      stats,
+    });
     writeJsonAtomic(progressPath, { key, numChunks, chunks: done } satisfies ProgressFile);
     const justWritten = chunkIndex;
     chunkIndex++;
@@ -417,7 +474,8 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
         // copy as many positions as fit into the current chunk
         const row = base + p;
         const n = Math.min(len - p, chunkFirst + chunkCount - row);
-        if (row !== chunkFirst + chunkFill) throw new Error(`internal: row ${row} out of order (chunk ${chunkIndex} expects ${chunkFirst + chunkFill})`);
+        if (row !== chunkFirst + chunkFill)
+          throw new Error(`internal: row ${row} out of order (chunk ${chunkIndex} expects ${chunkFirst + chunkFill})`);
         chunkBuf.set(out.data.subarray((i * T + p) * d, (i * T + p + n) * d), chunkFill * d);
         chunkFill += n;
         rowsComputed += n;
@@ -465,7 +523,10 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
     normalization: normalizationFromStats("zscore", summary),
   };
   const files = hashFiles(dir, [manifest.rowsFile, manifest.docsFile]);
-  writeJsonAtomic(path.join(dir, "manifest.json"), { ...manifest, checksums: { files, manifest: jsonDigest(manifest) } satisfies StoreChecksums });
+  writeJsonAtomic(path.join(dir, "manifest.json"), {
+    ...manifest,
+    checksums: { files, manifest: jsonDigest(manifest) } satisfies StoreChecksums,
+  });
   fs.rmSync(progressPath, { force: true });
   storeMs += Date.now() - tm;
 
@@ -493,7 +554,12 @@ async function harvestWith(opts: HarvestOptions, r: ResolvedOptions, model: Lang
  * One early-exit forward pass over a batch of windows (right-padded with token 0, with lengths);
  * returns hidden_states[layer] as float32 [B, T, d] on the CPU. All tensors are disposed.
  */
-export function forwardBatch(model: LanguageModel, batch: TokenWindow[], layer: number, d: number): { data: Float32Array; T: number } {
+export function forwardBatch(
+  model: LanguageModel,
+  batch: TokenWindow[],
+  layer: number,
+  d: number,
+): { data: Float32Array; T: number } {
   const T = batch.reduce((m, w) => Math.max(m, w.tokens.length), 0);
   const tokens = batch.map((w) => {
     if (w.tokens.length === T) return w.tokens;
@@ -503,12 +569,19 @@ export function forwardBatch(model: LanguageModel, batch: TokenWindow[], layer: 
   });
   const lengths = batch.map((w) => w.tokens.length);
   const allFull = lengths.every((l) => l === T);
-  const res = model.forward(tokens, { capture: [layer], activationsOnly: true, lengths: allFull ? undefined : lengths });
+  const res = model.forward(tokens, {
+    capture: [layer],
+    activationsOnly: true,
+    lengths: allFull ? undefined : lengths,
+  });
   try {
     const h = res.hidden.get(layer);
     if (!h) throw new Error(`model ${model.name} returned no hidden_states[${layer}]`);
     const [B, TT, dd] = h.shape;
-    if (B !== batch.length || TT !== T || dd !== d) throw new Error(`model ${model.name} returned hidden_states[${layer}] of shape [${h.shape}], expected [${batch.length},${T},${d}]`);
+    if (B !== batch.length || TT !== T || dd !== d)
+      throw new Error(
+        `model ${model.name} returned hidden_states[${layer}] of shape [${h.shape}], expected [${batch.length},${T},${d}]`,
+      );
     return { data: h.dataSync() as Float32Array, T };
   } finally {
     for (const t of res.hidden.values()) t.dispose();
@@ -516,7 +589,13 @@ export function forwardBatch(model: LanguageModel, batch: TokenWindow[], layer: 
   }
 }
 
-function checkFiniteRows(x: Float32Array, d: number, firstRow: number, rowsTable: Int32Array, docs: CorpusDocument[]): void {
+function checkFiniteRows(
+  x: Float32Array,
+  d: number,
+  firstRow: number,
+  rowsTable: Int32Array,
+  docs: CorpusDocument[],
+): void {
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     if (v - v !== 0) {

@@ -24,7 +24,11 @@ export class ArrayRowSource implements RowSource {
   readonly meter: IterationMeter = { peakResidentRows: 0, bufferRows: 0, blockRows: 0, rowsYielded: 0 };
   private readonly opts: ArrayRowSourceOptions;
 
-  constructor(readonly x: Float32Array, d: number, opts: ArrayRowSourceOptions = {}) {
+  constructor(
+    readonly x: Float32Array,
+    d: number,
+    opts: ArrayRowSourceOptions = {},
+  ) {
     if (!Number.isInteger(d) || d < 1) throw new Error(`ArrayRowSource: d must be a positive integer (got ${d})`);
     if (x.length % d !== 0) throw new Error(`ArrayRowSource: length ${x.length} is not a multiple of d=${d}`);
     if (opts.normalization) validateSpec(opts.normalization, d);
@@ -47,8 +51,15 @@ export class ArrayRowSource implements RowSource {
     const part = opts.part ?? "all";
     const valFraction = this.opts.valFraction ?? 0.1;
     const splitSeed = this.opts.rowSplitSeed ?? 0;
-    const include = part === "all" ? undefined : (row: number) => isValRow(row, splitSeed, valFraction) === (part === "val");
-    const plan = bufferPlan(d, this.numRows, v.batchSize, this.opts.memoryBudgetBytes ?? 256 * 2 ** 20, opts.shuffleBufferRows);
+    const include =
+      part === "all" ? undefined : (row: number) => isValRow(row, splitSeed, valFraction) === (part === "val");
+    const plan = bufferPlan(
+      d,
+      this.numRows,
+      v.batchSize,
+      this.opts.memoryBudgetBytes ?? 256 * 2 ** 20,
+      opts.shuffleBufferRows,
+    );
     const src = this;
     const blocks = function* (_epoch: number, rng: { permutation(n: number): Int32Array }): Generator<RowBlock> {
       for (const b of rng.permutation(numBlocks)) {
@@ -63,7 +74,15 @@ export class ArrayRowSource implements RowSource {
       }
     };
     return shuffledBatches(
-      { d, batchSize: v.batchSize, seed: v.seed, epochs: v.epochs, bufferRows: plan.bufferRows, dropLast: v.dropLast, include },
+      {
+        d,
+        batchSize: v.batchSize,
+        seed: v.seed,
+        epochs: v.epochs,
+        bufferRows: plan.bufferRows,
+        dropLast: v.dropLast,
+        include,
+      },
       blocks,
       this.meter,
     );

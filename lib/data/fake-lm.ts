@@ -57,7 +57,19 @@ export class FakeLanguageModel implements LanguageModel {
     this.opts = opts;
     this.name = `fake-d${dim}`;
     this.sha256 = `fake-${dim}-${nLayers}-${vocabSize}-${seed}-${opts.nanToken ?? "none"}`;
-    this.config = { dim, hiddenDim: 4 * dim, nLayers, nHeads: 1, nKvHeads: 1, vocabSize, maxSeqLen: 512, normEps: 1e-5, ropeTheta: 10000, ropeLayout: "interleaved", tiedEmbeddings: true };
+    this.config = {
+      dim,
+      hiddenDim: 4 * dim,
+      nLayers,
+      nHeads: 1,
+      nKvHeads: 1,
+      vocabSize,
+      maxSeqLen: 512,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      ropeLayout: "interleaved",
+      tiedEmbeddings: true,
+    };
     this.emb = new Rng(seed).normalArray(vocabSize * dim);
   }
 
@@ -70,7 +82,11 @@ export class FakeLanguageModel implements LanguageModel {
     for (let s = 0; s <= t; s++) for (let j = 0; j < d; j++) sum[j] += this.emb[prefix[s] * d + j];
     const tok = prefix[t];
     for (let j = 0; j < d; j++) {
-      const v = (1 + 0.5 * layer) * this.emb[tok * d + j] + (0.3 * layer * sum[j]) / (t + 1) + Math.sin((t + 1) * (j + 1) * 0.01) + 0.1 * layer * j;
+      const v =
+        (1 + 0.5 * layer) * this.emb[tok * d + j] +
+        (0.3 * layer * sum[j]) / (t + 1) +
+        Math.sin((t + 1) * (j + 1) * 0.01) +
+        0.1 * layer * j;
       out[j] = tok === this.opts.nanToken ? NaN : v;
     }
     return out;
@@ -90,7 +106,8 @@ export class FakeLanguageModel implements LanguageModel {
         if (seq.length !== T) throw new Error("fake model: sequences must be padded to one length");
         const len = opts.lengths ? opts.lengths[b] : T;
         for (let t = 0; t < len; t++) {
-          for (let s = 0; s <= t; s++) if (seq[s] < 0 || seq[s] >= this.config.vocabSize) throw new Error(`token ${seq[s]} out of vocab`);
+          for (let s = 0; s <= t; s++)
+            if (seq[s] < 0 || seq[s] >= this.config.vocabSize) throw new Error(`token ${seq[s]} out of vocab`);
           data.set(this.hiddenAt(Array.prototype.slice.call(seq, 0, t + 1), layer), (b * T + t) * d);
           this.positionsComputed++;
         }

@@ -51,7 +51,8 @@ export function emptyStats(d: number): RowStats {
 
 /** Merge two summaries (Chan, Golub & LeVeque pairwise update). */
 export function mergeStats(a: RowStats, b: RowStats): RowStats {
-  if (a.mean.length !== b.mean.length) throw new Error(`mergeStats: dimension mismatch ${a.mean.length} vs ${b.mean.length}`);
+  if (a.mean.length !== b.mean.length)
+    throw new Error(`mergeStats: dimension mismatch ${a.mean.length} vs ${b.mean.length}`);
   if (a.count === 0) return { count: b.count, mean: b.mean.slice(), m2: b.m2.slice(), sumSqNorm: b.sumSqNorm };
   if (b.count === 0) return { count: a.count, mean: a.mean.slice(), m2: a.m2.slice(), sumSqNorm: a.sumSqNorm };
   const n = a.count + b.count;
@@ -110,12 +111,16 @@ export function normalizationFromStats(kind: NormalizationKind, s: StatsSummary)
 }
 
 export function validateSpec(spec: NormalizationSpec, d: number): void {
-  if (!NORMALIZATION_KINDS.includes(spec.kind)) throw new Error(`normalization.kind "${spec.kind}" is not one of ${NORMALIZATION_KINDS.join(", ")}`);
+  if (!NORMALIZATION_KINDS.includes(spec.kind))
+    throw new Error(`normalization.kind "${spec.kind}" is not one of ${NORMALIZATION_KINDS.join(", ")}`);
   if (spec.shift.length !== d || spec.scale.length !== d) {
-    throw new Error(`normalization shift/scale must have length d=${d} (got ${spec.shift.length}/${spec.scale.length})`);
+    throw new Error(
+      `normalization shift/scale must have length d=${d} (got ${spec.shift.length}/${spec.scale.length})`,
+    );
   }
   spec.scale.forEach((v, j) => {
-    if (!(v > 0) || !Number.isFinite(v)) throw new Error(`normalization.scale[${j}] must be positive and finite (got ${v})`);
+    if (!(v > 0) || !Number.isFinite(v))
+      throw new Error(`normalization.scale[${j}] must be positive and finite (got ${v})`);
   });
 }
 

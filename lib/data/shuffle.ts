@@ -43,19 +43,30 @@ export interface ShuffleConfig {
   gatherAffine?: { shift: Float64Array; inv: Float64Array };
 }
 
-export function validateBatchOptions(opts: BatchOptions): { batchSize: number; seed: number; epochs: number; dropLast: boolean } {
+export function validateBatchOptions(opts: BatchOptions): {
+  batchSize: number;
+  seed: number;
+  epochs: number;
+  dropLast: boolean;
+} {
   const batchSize = opts.batchSize;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer (got ${batchSize})`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batchSize must be a positive integer (got ${batchSize})`);
   const epochs = opts.epochs ?? 1;
   if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`epochs must be a positive integer (got ${epochs})`);
   if (!Number.isFinite(opts.seed)) throw new Error(`seed must be a finite number (got ${opts.seed})`);
-  if (opts.shuffleBufferRows !== undefined && (!Number.isInteger(opts.shuffleBufferRows) || opts.shuffleBufferRows < 1)) {
+  if (
+    opts.shuffleBufferRows !== undefined &&
+    (!Number.isInteger(opts.shuffleBufferRows) || opts.shuffleBufferRows < 1)
+  ) {
     throw new Error(`shuffleBufferRows must be a positive integer (got ${opts.shuffleBufferRows})`);
   }
   const part = opts.part ?? "all";
-  if (part !== "all" && part !== "train" && part !== "val") throw new Error(`part must be "all", "train" or "val" (got ${part})`);
+  if (part !== "all" && part !== "train" && part !== "val")
+    throw new Error(`part must be "all", "train" or "val" (got ${part})`);
   const norm = opts.normalize ?? "store";
-  if (norm !== "store" && norm !== "per-chunk" && norm !== "none") throw new Error(`normalize must be "store", "per-chunk" or "none" (got ${norm})`);
+  if (norm !== "store" && norm !== "per-chunk" && norm !== "none")
+    throw new Error(`normalize must be "store", "per-chunk" or "none" (got ${norm})`);
   return { batchSize, seed: opts.seed, epochs, dropLast: opts.dropLast ?? false };
 }
 
@@ -92,7 +103,14 @@ interface ShuffleState {
  * Copy rows [i, n) of a block into the buffer (bulk copies of runs of included rows) until the
  * buffer is full; returns the next unconsumed index.
  */
-function fillFromBlock(st: ShuffleState, x: Float32Array, firstRow: number, n: number, i: number, include: ((row: number) => boolean) | undefined): number {
+function fillFromBlock(
+  st: ShuffleState,
+  x: Float32Array,
+  firstRow: number,
+  n: number,
+  i: number,
+  include: ((row: number) => boolean) | undefined,
+): number {
   const d = st.d;
   while (i < n && st.fill < st.bufferRows) {
     if (include !== undefined && !include(firstRow + i)) {
@@ -150,7 +168,13 @@ function drainInto(st: ShuffleState, perm: Int32Array, p: number): number {
 }
 
 /** drainInto with the affine map fused into the copy. */
-function drainAffineInto(st: ShuffleState, perm: Int32Array, p: number, shift: Float64Array, inv: Float64Array): number {
+function drainAffineInto(
+  st: ShuffleState,
+  perm: Int32Array,
+  p: number,
+  shift: Float64Array,
+  inv: Float64Array,
+): number {
   const d = st.d;
   const buf = st.buf;
   const bx = st.bx;
@@ -275,6 +299,9 @@ export function bufferPlan(
   const budgetRows = Math.max(1, Math.floor(memoryBudgetBytes / (d * 4)));
   const blockRows = Math.max(1, Math.min(4096, Math.floor(budgetRows / 8)));
   const fromBudget = Math.max(1, budgetRows - blockRows - batchSize);
-  const bufferRows = Math.max(1, Math.min(requestedBufferRows ?? Math.min(fromBudget, DEFAULT_SHUFFLE_BUFFER_ROWS), Math.max(1, selectedRows)));
+  const bufferRows = Math.max(
+    1,
+    Math.min(requestedBufferRows ?? Math.min(fromBudget, DEFAULT_SHUFFLE_BUFFER_ROWS), Math.max(1, selectedRows)),
+  );
   return { bufferRows, blockRows };
 }

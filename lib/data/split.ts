@@ -20,7 +20,10 @@ export const DEFAULT_FRACTIONS: SplitFractions = { train: 0.8, val: 0.1, test: 0
 /** Parse "train=0.8,val=0.1,test=0.1" (CLI form). */
 export function parseFractions(spec: string): SplitFractions {
   const out: SplitFractions = {};
-  for (const part of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9_-]+)\s*[=:]\s*([0-9.eE+-]+)$/.exec(part);
     if (!m) throw new Error(`split fractions: cannot parse "${part}" (expected name=fraction, e.g. train=0.8)`);
     out[m[1]] = Number(m[2]);
@@ -39,7 +42,8 @@ export function validateFractions(fractions: SplitFractions): void {
     if (n === "all") throw new Error(`split fractions: "all" is reserved (it means the whole corpus)`);
     total += f;
   }
-  if (Math.abs(total - 1) > 1e-9) throw new Error(`split fractions must sum to 1 (got ${total} for ${names.join(", ")})`);
+  if (Math.abs(total - 1) > 1e-9)
+    throw new Error(`split fractions must sum to 1 (got ${total} for ${names.join(", ")})`);
 }
 
 /** 32-bit avalanche of an integer (murmur3 finaliser). */
@@ -81,7 +85,12 @@ export function assignDocumentSplit(docs: CorpusDocument[], fractions: SplitFrac
 }
 
 /** The documents of one part ("all" = every document), in corpus order. */
-export function selectSplit(docs: CorpusDocument[], split: string, fractions: SplitFractions, seed: number): CorpusDocument[] {
+export function selectSplit(
+  docs: CorpusDocument[],
+  split: string,
+  fractions: SplitFractions,
+  seed: number,
+): CorpusDocument[] {
   if (split === "all") return docs.slice();
   if (!(split in fractions)) {
     throw new Error(`split "${split}" is not one of the parts ${Object.keys(fractions).join(", ")} (or "all")`);

@@ -146,7 +146,12 @@ export function readManifest(dir: string): StoreManifest {
   if (!fs.existsSync(dir)) fail(dir, "directory does not exist");
   if (!fs.existsSync(file)) {
     const partial = fs.existsSync(path.join(dir, "progress.json"));
-    fail(dir, partial ? "harvest incomplete (progress.json but no manifest.json): rerun the harvest to resume it" : "manifest.json is missing");
+    fail(
+      dir,
+      partial
+        ? "harvest incomplete (progress.json but no manifest.json): rerun the harvest to resume it"
+        : "manifest.json is missing",
+    );
   }
   let m: StoreManifest;
   try {
@@ -154,8 +159,10 @@ export function readManifest(dir: string): StoreManifest {
   } catch (e) {
     fail(dir, (e as Error).message);
   }
-  if (m.format !== STORE_FORMAT) fail(dir, `manifest.json field format is ${JSON.stringify(m.format)}, expected "${STORE_FORMAT}"`);
-  if (m.version !== STORE_VERSION) fail(dir, `manifest.json field version is ${m.version}, this code reads version ${STORE_VERSION}`);
+  if (m.format !== STORE_FORMAT)
+    fail(dir, `manifest.json field format is ${JSON.stringify(m.format)}, expected "${STORE_FORMAT}"`);
+  if (m.version !== STORE_VERSION)
+    fail(dir, `manifest.json field version is ${m.version}, this code reads version ${STORE_VERSION}`);
   for (const field of ["d", "numRows", "chunkRows", "layer", "windowLength"] as const) {
     if (!Number.isInteger(m[field]) || m[field] < 0) fail(dir, `manifest.json field ${field} is invalid (${m[field]})`);
   }
@@ -163,11 +170,14 @@ export function readManifest(dir: string): StoreManifest {
   if (!Array.isArray(m.chunks)) fail(dir, "manifest.json field chunks is not a list");
   let expectStart = 0;
   for (const c of m.chunks) {
-    if (c.rowStart !== expectStart) fail(dir, `manifest.json chunk ${c.file} starts at row ${c.rowStart}, expected ${expectStart}`);
-    if (c.bytes !== c.rowCount * m.d * bytesPerValue(m.dtype)) fail(dir, `manifest.json chunk ${c.file}: bytes ${c.bytes} ≠ rowCount·d·${bytesPerValue(m.dtype)}`);
+    if (c.rowStart !== expectStart)
+      fail(dir, `manifest.json chunk ${c.file} starts at row ${c.rowStart}, expected ${expectStart}`);
+    if (c.bytes !== c.rowCount * m.d * bytesPerValue(m.dtype))
+      fail(dir, `manifest.json chunk ${c.file}: bytes ${c.bytes} ≠ rowCount·d·${bytesPerValue(m.dtype)}`);
     expectStart += c.rowCount;
   }
-  if (expectStart !== m.numRows) fail(dir, `manifest.json chunks cover ${expectStart} rows but numRows is ${m.numRows}`);
+  if (expectStart !== m.numRows)
+    fail(dir, `manifest.json chunks cover ${expectStart} rows but numRows is ${m.numRows}`);
   validateSpec(m.normalization, m.d);
   return m;
 }
@@ -176,11 +186,14 @@ export function checkExpectation(dir: string, m: StoreManifest, expect: StoreExp
   const mismatch = (field: string, have: unknown, want: unknown) =>
     fail(dir, `manifest field ${field} is ${JSON.stringify(have)} but ${JSON.stringify(want)} was requested`);
   if (expect.model !== undefined && m.model.name !== expect.model) mismatch("model.name", m.model.name, expect.model);
-  if (expect.modelSha256 !== undefined && m.model.sha256 !== expect.modelSha256) mismatch("model.sha256", m.model.sha256, expect.modelSha256);
+  if (expect.modelSha256 !== undefined && m.model.sha256 !== expect.modelSha256)
+    mismatch("model.sha256", m.model.sha256, expect.modelSha256);
   if (expect.layer !== undefined && m.layer !== expect.layer) mismatch("layer", m.layer, expect.layer);
-  if (expect.corpus !== undefined && m.corpus.name !== expect.corpus) mismatch("corpus.name", m.corpus.name, expect.corpus);
+  if (expect.corpus !== undefined && m.corpus.name !== expect.corpus)
+    mismatch("corpus.name", m.corpus.name, expect.corpus);
   if (expect.split !== undefined && m.split.name !== expect.split) mismatch("split.name", m.split.name, expect.split);
-  if (expect.windowLength !== undefined && m.windowLength !== expect.windowLength) mismatch("windowLength", m.windowLength, expect.windowLength);
+  if (expect.windowLength !== undefined && m.windowLength !== expect.windowLength)
+    mismatch("windowLength", m.windowLength, expect.windowLength);
   if (expect.dtype !== undefined && m.dtype !== expect.dtype) mismatch("dtype", m.dtype, expect.dtype);
   if (expect.d !== undefined && m.d !== expect.d) mismatch("d", m.d, expect.d);
 }
@@ -198,7 +211,11 @@ const RECOVER = "delete the store directory and harvest again (the pipeline does
  * minutes of training on the store, once per process per store: not a hot path, so there is no
  * opt-out. A mismatch is an IntegrityError naming the chunk.
  */
-export async function openStore(dir: string, expect: StoreExpectation = {}, opts: OpenStoreOptions = {}): Promise<ActivationStore> {
+export async function openStore(
+  dir: string,
+  expect: StoreExpectation = {},
+  opts: OpenStoreOptions = {},
+): Promise<ActivationStore> {
   const m = readManifest(dir);
   checkExpectation(dir, m, expect);
   for (const c of m.chunks) {
@@ -206,7 +223,10 @@ export async function openStore(dir: string, expect: StoreExpectation = {}, opts
     if (!fs.existsSync(f)) fail(dir, `chunk ${c.file} (rows ${c.rowStart}–${c.rowStart + c.rowCount - 1}) is missing`);
     const size = fs.statSync(f).size;
     if (size !== c.bytes) {
-      fail(dir, `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): delete the store and harvest again`);
+      fail(
+        dir,
+        `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): delete the store and harvest again`,
+      );
     }
   }
   const corrupt = await storeCorruption(dir, m);
@@ -214,7 +234,8 @@ export async function openStore(dir: string, expect: StoreExpectation = {}, opts
   const rowsPath = path.join(dir, m.rowsFile);
   if (!fs.existsSync(rowsPath)) fail(dir, `${m.rowsFile} (per-row token/document/position) is missing`);
   const rowsSize = fs.statSync(rowsPath).size;
-  if (rowsSize !== m.numRows * 16) fail(dir, `${m.rowsFile} has ${rowsSize} bytes, expected ${m.numRows * 16} (4 int32 per row)`);
+  if (rowsSize !== m.numRows * 16)
+    fail(dir, `${m.rowsFile} has ${rowsSize} bytes, expected ${m.numRows * 16} (4 int32 per row)`);
   if (!fs.existsSync(path.join(dir, m.docsFile))) fail(dir, `${m.docsFile} is missing`);
   const store = new ActivationStore(dir, m, opts);
   if (opts.checkValues ?? true) store.checkFinite();
@@ -226,15 +247,21 @@ async function storeCorruption(dir: string, m: StoreManifest): Promise<{ file: s
   const manifestPath = path.join(dir, "manifest.json");
   if (m.checksums !== undefined) {
     const sums = m.checksums;
-    if (!sums || typeof sums !== "object" || typeof sums.manifest !== "string") return { file: manifestPath, message: "manifest.json field checksums is malformed" };
+    if (!sums || typeof sums !== "object" || typeof sums.manifest !== "string")
+      return { file: manifestPath, message: "manifest.json field checksums is malformed" };
     const { checksums: _omit, ...rest } = m;
     const digest = jsonDigest(rest);
-    if (digest !== sums.manifest) return { file: manifestPath, message: `manifest.json is corrupt: its content digest ${digest} does not match the recorded ${sums.manifest}` };
+    if (digest !== sums.manifest)
+      return {
+        file: manifestPath,
+        message: `manifest.json is corrupt: its content digest ${digest} does not match the recorded ${sums.manifest}`,
+      };
   }
   for (const c of m.chunks) {
     const f = path.join(dir, c.file);
     const h = await sha256File(f);
-    if (h !== c.sha256) return { file: f, message: `chunk ${f} is corrupt: sha256 ${h} does not match the manifest (${c.sha256})` };
+    if (h !== c.sha256)
+      return { file: f, message: `chunk ${f} is corrupt: sha256 ${h} does not match the manifest (${c.sha256})` };
   }
   return checkFiles(dir, m.checksums?.files, manifestPath);
 }
@@ -263,14 +290,18 @@ export class ActivationStore implements RowSource {
     this.d = manifest.d;
     this.numRows = manifest.numRows;
     const kind = opts.normalization ?? manifest.normalization.kind;
-    this.normalization = kind === manifest.normalization.kind ? manifest.normalization : normalizationFromStats(kind, manifest.stats);
+    this.normalization =
+      kind === manifest.normalization.kind ? manifest.normalization : normalizationFromStats(kind, manifest.stats);
     this.memoryBudgetBytes = opts.memoryBudgetBytes ?? 256 * 2 ** 20;
-    if (!(this.memoryBudgetBytes > 0)) throw new Error(`memoryBudgetBytes must be positive (got ${this.memoryBudgetBytes})`);
+    if (!(this.memoryBudgetBytes > 0))
+      throw new Error(`memoryBudgetBytes must be positive (got ${this.memoryBudgetBytes})`);
     this.valFraction = opts.valFraction ?? 0.1;
-    if (!(this.valFraction >= 0 && this.valFraction <= 1)) throw new Error(`valFraction must be in [0, 1] (got ${this.valFraction})`);
+    if (!(this.valFraction >= 0 && this.valFraction <= 1))
+      throw new Error(`valFraction must be in [0, 1] (got ${this.valFraction})`);
     this.rowSplitSeed = opts.rowSplitSeed ?? manifest.seed;
     this.shuffleBlockRows = opts.shuffleBlockRows ?? 256;
-    if (!Number.isInteger(this.shuffleBlockRows) || this.shuffleBlockRows < 1) throw new Error(`shuffleBlockRows must be a positive integer (got ${this.shuffleBlockRows})`);
+    if (!Number.isInteger(this.shuffleBlockRows) || this.shuffleBlockRows < 1)
+      throw new Error(`shuffleBlockRows must be a positive integer (got ${this.shuffleBlockRows})`);
     this.chunkSpecs = manifest.chunks.map(() => null);
   }
 
@@ -285,7 +316,9 @@ export class ActivationStore implements RowSource {
 
   /** Spec built from the store statistics for any kind. */
   normalizationOf(kind: NormalizationKind): NormalizationSpec {
-    return kind === this.manifest.normalization.kind ? this.manifest.normalization : normalizationFromStats(kind, this.manifest.stats);
+    return kind === this.manifest.normalization.kind
+      ? this.manifest.normalization
+      : normalizationFromStats(kind, this.manifest.stats);
   }
 
   /** Faithful per-chunk z-score spec (the authors' streaming code). */
@@ -313,7 +346,8 @@ export class ActivationStore implements RowSource {
   }
 
   private checkRow(row: number): void {
-    if (!Number.isInteger(row) || row < 0 || row >= this.numRows) throw new Error(`row ${row} is out of range [0, ${this.numRows})`);
+    if (!Number.isInteger(row) || row < 0 || row >= this.numRows)
+      throw new Error(`row ${row} is out of range [0, ${this.numRows})`);
   }
 
   /** Raw rows [first, first+n) of one chunk into out (float32). */
@@ -341,7 +375,8 @@ export class ActivationStore implements RowSource {
 
   /** Rows [start, start+count) as float32 [count, d]; raw unless normalize is "store". */
   readRows(start: number, count: number, normalizeMode: "none" | "store" = "none"): Float32Array {
-    if (!Number.isInteger(count) || count < 0) throw new Error(`readRows: count must be a non-negative integer (got ${count})`);
+    if (!Number.isInteger(count) || count < 0)
+      throw new Error(`readRows: count must be a non-negative integer (got ${count})`);
     if (count === 0) return new Float32Array(0);
     this.checkRow(start);
     this.checkRow(start + count - 1);
@@ -370,7 +405,10 @@ export class ActivationStore implements RowSource {
   /** Document ids, by docIndex. */
   docIds(): string[] {
     if (!this.docIdList) {
-      const j = readJsonFile<{ ids: string[] }>(path.join(this.dir, this.manifest.docsFile), "activation store document list");
+      const j = readJsonFile<{ ids: string[] }>(
+        path.join(this.dir, this.manifest.docsFile),
+        "activation store document list",
+      );
       this.docIdList = j.ids;
     }
     return this.docIdList;
@@ -502,7 +540,8 @@ export class ActivationStore implements RowSource {
         bufferRows: plan.bufferRows,
         dropLast: v.dropLast,
         include,
-        gatherAffine: mode === "store" && this.normalization.kind !== "none" ? specArrays(this.normalization) : undefined,
+        gatherAffine:
+          mode === "store" && this.normalization.kind !== "none" ? specArrays(this.normalization) : undefined,
       },
       blocks,
       this.meter,
@@ -514,7 +553,11 @@ export class ActivationStore implements RowSource {
    * row-level split. For the corrected (document-level) protocol, call this on the store of the
    * validation/test documents; for the faithful protocol use part "val" of the training store.
    */
-  heldOut(n: number, seed: number, opts: { part?: "all" | "train" | "val"; normalize?: "store" | "none" } = {}): RowBatch {
+  heldOut(
+    n: number,
+    seed: number,
+    opts: { part?: "all" | "train" | "val"; normalize?: "store" | "none" } = {},
+  ): RowBatch {
     const part = opts.part ?? "all";
     const inc = this.includeFn(part);
     const available = inc ? this.countRows(part) : this.numRows;
@@ -543,7 +586,8 @@ export class ActivationStore implements RowSource {
       const c = this.manifest.chunks[k];
       const fd = fs.openSync(path.join(this.dir, c.file), "r");
       try {
-        for (; i < n && rows[i] < c.rowStart + c.rowCount; i++) this.readChunkRows(k, rows[i], 1, x.subarray(i * this.d, (i + 1) * this.d), fd);
+        for (; i < n && rows[i] < c.rowStart + c.rowCount; i++)
+          this.readChunkRows(k, rows[i], 1, x.subarray(i * this.d, (i + 1) * this.d), fd);
       } finally {
         fs.closeSync(fd);
       }

@@ -90,7 +90,12 @@ export interface TraceRow {
 }
 
 /** Rows traced back to their token, document and position, with the preceding text of their window. */
-export function traceRows(store: ActivationStore, rows: ArrayLike<number>, tokenizer: Tokenizer, contextTokens = 12): TraceRow[] {
+export function traceRows(
+  store: ActivationStore,
+  rows: ArrayLike<number>,
+  tokenizer: Tokenizer,
+  contextTokens = 12,
+): TraceRow[] {
   const out: TraceRow[] = [];
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];

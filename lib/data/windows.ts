@@ -11,7 +11,8 @@ import type { CorpusDocument } from "./corpora";
 export interface WindowOptions {
   /** Total window length including BOS (default 128 = BOS + 127 tokens). */
   windowLength?: number;
-  /** "drop" (paper): discard a document's tail shorter than windowLength−1 tokens; "keep": emit it as a shorter last window. */
+  /** "drop" (paper): discard a document's tail shorter than windowLength−1 tokens; "keep": emit it as a shorter last
+   * window. */
   remainder?: "drop" | "keep";
 }
 
@@ -31,12 +32,19 @@ export function validateWindowOptions(opts: WindowOptions): Required<WindowOptio
   if (!Number.isInteger(windowLength) || windowLength < 2) {
     throw new Error(`windowLength must be an integer ≥ 2 (BOS + at least one token), got ${windowLength}`);
   }
-  if (remainder !== "drop" && remainder !== "keep") throw new Error(`remainder must be "drop" or "keep", got ${remainder}`);
+  if (remainder !== "drop" && remainder !== "keep")
+    throw new Error(`remainder must be "drop" or "keep", got ${remainder}`);
   return { windowLength, remainder };
 }
 
 /** Cut one document's token ids (without BOS) into windows. */
-export function windowsOfTokens(ids: ArrayLike<number>, bosId: number, opts: WindowOptions, docIndex = 0, docId = ""): TokenWindow[] {
+export function windowsOfTokens(
+  ids: ArrayLike<number>,
+  bosId: number,
+  opts: WindowOptions,
+  docIndex = 0,
+  docId = "",
+): TokenWindow[] {
   const { windowLength, remainder } = validateWindowOptions(opts);
   const body = windowLength - 1;
   const out: TokenWindow[] = [];
@@ -78,14 +86,19 @@ export function makeWindows(
 }
 
 /** Apply maxWindows / maxTokens limits (a prefix of the window list; tokens count BOS, like the paper). */
-export function limitWindows(windows: TokenWindow[], limits: { maxWindows?: number; maxTokens?: number }): TokenWindow[] {
+export function limitWindows(
+  windows: TokenWindow[],
+  limits: { maxWindows?: number; maxTokens?: number },
+): TokenWindow[] {
   let n = windows.length;
   if (limits.maxWindows !== undefined) {
-    if (!Number.isInteger(limits.maxWindows) || limits.maxWindows < 1) throw new Error(`maxWindows must be a positive integer, got ${limits.maxWindows}`);
+    if (!Number.isInteger(limits.maxWindows) || limits.maxWindows < 1)
+      throw new Error(`maxWindows must be a positive integer, got ${limits.maxWindows}`);
     n = Math.min(n, limits.maxWindows);
   }
   if (limits.maxTokens !== undefined) {
-    if (!Number.isInteger(limits.maxTokens) || limits.maxTokens < 1) throw new Error(`maxTokens must be a positive integer, got ${limits.maxTokens}`);
+    if (!Number.isInteger(limits.maxTokens) || limits.maxTokens < 1)
+      throw new Error(`maxTokens must be a positive integer, got ${limits.maxTokens}`);
     let total = 0;
     let k = 0;
     while (k < n && total + windows[k].tokens.length <= limits.maxTokens) total += windows[k++].tokens.length;

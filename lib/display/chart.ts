@@ -90,7 +90,10 @@ export function vegaLiteForMime(spec: VegaLiteSpec): VegaLiteSpec {
 }
 
 /** The multi-MIME output for a chart: interactive in JupyterLab, an image everywhere else. */
-export async function chartBundle(spec: VegaLiteSpec, opts: RenderOptions = {}): Promise<{ data: MimeBundle; metadata: Record<string, unknown>; rendered: RenderedChart }> {
+export async function chartBundle(
+  spec: VegaLiteSpec,
+  opts: RenderOptions = {},
+): Promise<{ data: MimeBundle; metadata: Record<string, unknown>; rendered: RenderedChart }> {
   const rendered = await renderChart(spec, opts);
   const title = titleText(spec.title);
   return {
@@ -132,4 +135,3 @@ export function slugify(text: string, fallback = "output"): string {
     .slice(0, 60);
   return s === "" ? fallback : s;
 }
-

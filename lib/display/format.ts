@@ -24,6 +24,9 @@ export function formatExtra(extra: Record<string, unknown> | string | undefined)
   if (extra === undefined) return "";
   if (typeof extra === "string") return extra;
   return Object.entries(extra)
-    .map(([k, v]) => `${k}=${typeof v === "number" ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v)}`)
+    .map(
+      ([k, v]) =>
+        `${k}=${typeof v === "number" ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v)}`,
+    )
     .join(" ");
 }

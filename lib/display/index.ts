@@ -8,7 +8,16 @@ export { renderChart, saveChart, chartBundle, svgToPng, vegaLiteForMime, slugify
 export type { RenderedChart, RenderOptions, SavedChart } from "./chart";
 export { assertChartSpec, chartSpecProblems, isVegaLiteSpec, ChartSpecError } from "./spec-check";
 export type { VegaLiteSpec } from "./spec-check";
-export { saveTable, toTable, tableToHtml, tableToText, tableToMarkdown, tableToCsv, escapeHtml, formatCell } from "./table";
+export {
+  saveTable,
+  toTable,
+  tableToHtml,
+  tableToText,
+  tableToMarkdown,
+  tableToCsv,
+  escapeHtml,
+  formatCell,
+} from "./table";
 export type { Row, Table, TableFormatOptions } from "./table";
 export { progress } from "./progress";
 export type { Progress, ProgressOptions, ProgressMode } from "./progress";

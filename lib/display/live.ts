@@ -71,8 +71,7 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
 export function liveChart(opts: LiveChartOptions): LiveChart {
   // fail at creation, not after an hour of training
   assertChartSpec(liveChartSpec(opts, []));
-  const mode: LiveChart["mode"] =
-    opts.mode && opts.mode !== "auto" ? opts.mode : inKernel() ? "kernel" : "plain";
+  const mode: LiveChart["mode"] = opts.mode && opts.mode !== "auto" ? opts.mode : inKernel() ? "kernel" : "plain";
   const stream = opts.stream ?? process.stderr;
   const now = opts.now ?? Date.now;
   const minInterval = opts.minIntervalMs ?? 2000;
@@ -150,7 +149,10 @@ export function liveChart(opts: LiveChartOptions): LiveChart {
       if (mode === "plain" && pts.length > 0) stream.write(line(true) + "\n");
       const dir = currentDisplayDir();
       if (dir && pts.length > 0) {
-        const saved = await saveChart(liveChartSpec(opts, pts.slice()), path.join(dir, slugify(opts.title, "live-chart")));
+        const saved = await saveChart(
+          liveChartSpec(opts, pts.slice()),
+          path.join(dir, slugify(opts.title, "live-chart")),
+        );
         if (mode === "plain") stream.write(`[chart: ${opts.title}] → ${saved.png}\n`);
       }
     },

@@ -117,7 +117,10 @@ export function progress(opts: ProgressOptions): Progress {
 
   function render(final: boolean): void {
     if (mode === "silent") return;
-    if (mode === "plain") return maybePlain(final);
+    if (mode === "plain") {
+      maybePlain(final);
+      return;
+    }
     const t = now();
     if (!final && t - lastDraw < minInterval) return;
     lastDraw = t;

@@ -13,7 +13,15 @@ import { writeFileAtomic } from "../io/atomic";
 import { chartBundle, saveChart, slugify } from "./chart";
 import { inKernel, sendBundle, type MimeBundle } from "./kernel";
 import { isVegaLiteSpec, titleText } from "./spec-check";
-import { escapeHtml, isDataFrameLike, isRecordArray, tableToHtml, tableToText, toTable, type TableFormatOptions } from "./table";
+import {
+  escapeHtml,
+  isDataFrameLike,
+  isRecordArray,
+  tableToHtml,
+  tableToText,
+  toTable,
+  type TableFormatOptions,
+} from "./table";
 
 export interface ShowOptions extends TableFormatOptions {
   /** Caption for tables; file-name stem outside a kernel. Charts use their own title. */

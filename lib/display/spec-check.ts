@@ -24,7 +24,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Text of a vega-lite title (string, string[], or {text}); "" when absent. */
 export function titleText(t: unknown): string {
   if (typeof t === "string") return t.trim();
-  if (Array.isArray(t)) return t.filter((s) => typeof s === "string").join(" ").trim();
+  if (Array.isArray(t))
+    return t
+      .filter((s) => typeof s === "string")
+      .join(" ")
+      .trim();
   if (isObject(t)) return titleText(t.text);
   return "";
 }
@@ -34,7 +38,9 @@ export function isVegaLiteSpec(x: unknown): x is VegaLiteSpec {
   if (!isObject(x)) return false;
   if (typeof x.$schema === "string" && x.$schema.includes("vega-lite")) return true;
   if ("mark" in x && ("encoding" in x || "data" in x)) return true;
-  return COMPOSITE_KEYS.some((k) => Array.isArray(x[k])) || ("facet" in x && "spec" in x) || ("repeat" in x && "spec" in x);
+  return (
+    COMPOSITE_KEYS.some((k) => Array.isArray(x[k])) || ("facet" in x && "spec" in x) || ("repeat" in x && "spec" in x)
+  );
 }
 
 function checkEncoding(encoding: Record<string, unknown>, where: string, problems: string[]): void {
@@ -49,12 +55,19 @@ function checkEncoding(encoding: Record<string, unknown>, where: string, problem
     if (title === "") {
       problems.push(`${where}.encoding.${ch}: axis has no title (set encoding.${ch}.title)`);
     } else if (type === "quantitative" && !UNIT_RE.test(title)) {
-      problems.push(`${where}.encoding.${ch}: quantitative axis title "${title}" names no unit; write it like "loss (nats)" or "step [#]"`);
+      problems.push(
+        `${where}.encoding.${ch}: quantitative axis title "${title}" names no unit; write it like "loss (nats)" or "step [#]"`,
+      );
     }
   }
 }
 
-function checkView(view: Record<string, unknown>, inherited: Record<string, unknown>, where: string, problems: string[]): void {
+function checkView(
+  view: Record<string, unknown>,
+  inherited: Record<string, unknown>,
+  where: string,
+  problems: string[],
+): void {
   const own = isObject(view.encoding) ? view.encoding : {};
   const encoding = { ...inherited, ...own };
   let composite = false;

@@ -77,7 +77,12 @@ export function formatCell(v: unknown, digits = 4): string {
 }
 
 export function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  return s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
 }
 
 function isNumeric(v: unknown): boolean {
@@ -99,7 +104,10 @@ export function tableToHtml(t: Table, opts: TableFormatOptions = {}): string {
       return `<tr>${cells.join("")}</tr>`;
     })
     .join("\n");
-  const more = t.rows.length > shown.length ? `\n<p>… ${t.rows.length - shown.length} more rows (${t.rows.length} in all)</p>` : "";
+  const more =
+    t.rows.length > shown.length
+      ? `\n<p>… ${t.rows.length - shown.length} more rows (${t.rows.length} in all)</p>`
+      : "";
   return `<table class="is-table">\n<thead><tr>${head}</tr></thead>\n<tbody>\n${body}\n</tbody>\n</table>${more}`;
 }
 
@@ -110,7 +118,9 @@ export function tableToText(t: Table, opts: TableFormatOptions = {}): string {
   const shown = t.rows.slice(0, maxRows);
   const cells = shown.map((r) => t.columns.map((c) => formatCell(r[c], digits).replace(/\s+/g, " ")));
   const widths = t.columns.map((c, j) => Math.max(c.length, ...cells.map((row) => row[j].length)));
-  const numeric = t.columns.map((c) => shown.length > 0 && shown.every((r) => r[c] === null || r[c] === undefined || isNumeric(r[c])));
+  const numeric = t.columns.map(
+    (c) => shown.length > 0 && shown.every((r) => r[c] === null || r[c] === undefined || isNumeric(r[c])),
+  );
   const pad = (s: string, j: number) => (numeric[j] ? s.padStart(widths[j]) : s.padEnd(widths[j]));
   const lines = [
     t.columns.map((c, j) => pad(c, j)).join("  "),
@@ -138,7 +148,9 @@ export function tableToCsv(t: Table): string {
     const s = typeof v === "number" ? (Number.isFinite(v) ? String(v) : formatCell(v)) : formatCell(v, 17);
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  return [t.columns.map(cell).join(","), ...t.rows.map((r) => t.columns.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
+  return (
+    [t.columns.map(cell).join(","), ...t.rows.map((r) => t.columns.map((c) => cell(r[c])).join(","))].join("\n") + "\n"
+  );
 }
 
 /** Save a table as .md, .html or .csv (chosen by the extension), atomically. */

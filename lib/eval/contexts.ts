@@ -97,7 +97,8 @@ export class TopActivations {
   /** Offer one candidate. */
   push(feature: number, value: number, window: number, position: number): void {
     if (!(value > this.threshold)) return;
-    if (feature < 0 || feature >= this.F) throw new Error(`TopActivations.push: feature ${feature} outside [0, ${this.F})`);
+    if (feature < 0 || feature >= this.F)
+      throw new Error(`TopActivations.push: feature ${feature} outside [0, ${this.F})`);
     this.seen[feature]++;
     const f = feature;
     const base = f * this.n;
@@ -122,9 +123,19 @@ export class TopActivations {
    * Sparse codes of the positions of one window: values/indices [rows, k] row-major, row r =
    * position positions[r] (default r). Rows with position ≥ validLength are skipped (padding).
    */
-  addSparse(window: number, values: ArrayLike<number>, indices: ArrayLike<number>, k: number, validLength?: number, positionOffset = 0): void {
+  addSparse(
+    window: number,
+    values: ArrayLike<number>,
+    indices: ArrayLike<number>,
+    k: number,
+    validLength?: number,
+    positionOffset = 0,
+  ): void {
     const rows = values.length / k;
-    if (!Number.isInteger(rows) || indices.length !== values.length) throw new Error(`TopActivations.addSparse: values (${values.length}) and indices (${indices.length}) must both be [rows, k = ${k}]`);
+    if (!Number.isInteger(rows) || indices.length !== values.length)
+      throw new Error(
+        `TopActivations.addSparse: values (${values.length}) and indices (${indices.length}) must both be [rows, k = ${k}]`,
+      );
     const T = validLength ?? rows;
     for (let r = 0; r < Math.min(rows, T); r++) {
       for (let j = 0; j < k; j++) this.push(indices[r * k + j], values[r * k + j], window, r + positionOffset);
@@ -134,16 +145,19 @@ export class TopActivations {
   /** Dense activations [rows, F] of one window (row r = position r). */
   addDense(window: number, acts: ArrayLike<number>, validLength?: number): void {
     const rows = acts.length / this.F;
-    if (!Number.isInteger(rows)) throw new Error(`TopActivations.addDense: ${acts.length} values is not a multiple of F = ${this.F}`);
+    if (!Number.isInteger(rows))
+      throw new Error(`TopActivations.addDense: ${acts.length} values is not a multiple of F = ${this.F}`);
     const T = validLength ?? rows;
-    for (let r = 0; r < Math.min(rows, T); r++) for (let f = 0; f < this.F; f++) this.push(f, acts[r * this.F + f], window, r);
+    for (let r = 0; r < Math.min(rows, T); r++)
+      for (let f = 0; f < this.F; f++) this.push(f, acts[r * this.F + f], window, r);
   }
 
   /** The kept hits of one feature, best first. */
   top(feature: number): ContextHit[] {
     const out: ContextHit[] = [];
     const base = feature * this.n;
-    for (let i = 0; i < this.size[feature]; i++) out.push({ value: this.vals[base + i], window: this.wins[base + i], position: this.poss[base + i] });
+    for (let i = 0; i < this.size[feature]; i++)
+      out.push({ value: this.vals[base + i], window: this.wins[base + i], position: this.poss[base + i] });
     return out.sort((a, b) => (ranksAbove(a, b) ? -1 : ranksAbove(b, a) ? 1 : 0));
   }
 
@@ -167,11 +181,20 @@ export function displayPiece(piece: string): string {
   // llama2.c's special pieces are "\n<s>\n" / "\n</s>\n": show them as <s> / </s>.
   const special = /^\s*(<\/?s>)\s*$/.exec(piece);
   if (special) return special[1];
-  return piece.replace(/\u2581/g, " ").replace(/\r?\n/g, "↵").replace(/\t/g, "⇥").replace(/^<0x0A>$/, "↵");
+  return piece
+    .replace(/\u2581/g, " ")
+    .replace(/\r?\n/g, "↵")
+    .replace(/\t/g, "⇥")
+    .replace(/^<0x0A>$/, "↵");
 }
 
 export function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  return s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
 }
 
 export interface RenderedContext {
@@ -182,8 +205,15 @@ export interface RenderedContext {
 }
 
 /** Render tokens[position − before … position + after] with the hit highlighted. */
-export function renderContext(tokens: ArrayLike<number>, position: number, piece: (id: number) => string, before = 8, after = 4): RenderedContext {
-  if (!(position >= 0 && position < tokens.length)) throw new Error(`renderContext: position ${position} outside the window of ${tokens.length} tokens`);
+export function renderContext(
+  tokens: ArrayLike<number>,
+  position: number,
+  piece: (id: number) => string,
+  before = 8,
+  after = 4,
+): RenderedContext {
+  if (!(position >= 0 && position < tokens.length))
+    throw new Error(`renderContext: position ${position} outside the window of ${tokens.length} tokens`);
   const lo = Math.max(0, position - before);
   const hi = Math.min(tokens.length - 1, position + after);
   let text = lo > 0 ? "…" : "";
@@ -286,7 +316,8 @@ export function forEachWindowBatch(
     const idx: number[] = [];
     for (let i = s; i < Math.min(windows.length, s + bw); i++) idx.push(i);
     const lengths = idx.map((i) => windows[i].length);
-    if (lengths.some((l) => l < 1)) throw new Error(`forEachWindowBatch: window ${idx[lengths.findIndex((l) => l < 1)]} is empty`);
+    if (lengths.some((l) => l < 1))
+      throw new Error(`forEachWindowBatch: window ${idx[lengths.findIndex((l) => l < 1)]} is empty`);
     const T = Math.max(...lengths);
     const toks = idx.map((i) => {
       const a = new Array<number>(T).fill(0);
@@ -313,13 +344,20 @@ export function forEachWindowBatch(
 }
 
 /** Run a feature source on x (inside a tidy) and copy its sparse code to the host. */
-export function encodeToHost(source: FeatureSource, x: tf.Tensor2D): { values: Float32Array; indices: Int32Array; k: number } {
+export function encodeToHost(
+  source: FeatureSource,
+  x: tf.Tensor2D,
+): { values: Float32Array; indices: Int32Array; k: number } {
   const code = tf.tidy(() => {
     const c = source.encode(x);
     return { values: c.values, indices: c.indices };
   });
   try {
-    return { values: Float32Array.from(code.values.dataSync() as Float32Array), indices: Int32Array.from(code.indices.dataSync() as Int32Array), k: code.values.shape[1] };
+    return {
+      values: Float32Array.from(code.values.dataSync() as Float32Array),
+      indices: Int32Array.from(code.indices.dataSync() as Int32Array),
+      k: code.values.shape[1],
+    };
   } finally {
     code.values.dispose();
     code.indices.dispose();
@@ -386,13 +424,21 @@ export function firingHistogramSpec(top: TopActivations, tokens: number, title: 
   const dead = top.F - values.length;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: { text: title, subtitle: `${dead} of ${top.F} features never fired on ${tokens} held-out tokens (not shown)` },
+    title: {
+      text: title,
+      subtitle: `${dead} of ${top.F} features never fired on ${tokens} held-out tokens (not shown)`,
+    },
     width: 420,
     height: 220,
     data: { values },
     mark: { type: "bar" },
     encoding: {
-      x: { field: "log10freq", type: "quantitative", bin: { maxbins: 30 }, title: "log₁₀ firing frequency (fraction of tokens)" },
+      x: {
+        field: "log10freq",
+        type: "quantitative",
+        bin: { maxbins: 30 },
+        title: "log₁₀ firing frequency (fraction of tokens)",
+      },
       y: { aggregate: "count", type: "quantitative", title: "features [#]" },
     },
   };

@@ -27,18 +27,45 @@ export interface ConvergenceOptions {
 }
 
 /** The convergence check on a run's evaluation history ({step, mse} in step order, the last at `steps`). */
-export function convergenceCheck(evals: ReadonlyArray<{ step: number; mse: number }>, steps: number, opts: ConvergenceOptions = {}): ConvergenceCheck {
+export function convergenceCheck(
+  evals: ReadonlyArray<{ step: number; mse: number }>,
+  steps: number,
+  opts: ConvergenceOptions = {},
+): ConvergenceCheck {
   const window = opts.window ?? 0.2;
   const tolerance = opts.tolerance ?? 0.01;
   if (!(window > 0 && window < 1)) throw new Error(`convergenceCheck: window must be in (0, 1) (got ${window})`);
   if (!(tolerance > 0)) throw new Error(`convergenceCheck: tolerance must be positive (got ${tolerance})`);
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`convergenceCheck: steps must be a positive integer (got ${steps})`);
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new Error(`convergenceCheck: steps must be a positive integer (got ${steps})`);
   const last = evals[evals.length - 1];
-  if (!last || last.step !== steps) throw new Error(`convergenceCheck: the last evaluation must be at the final step ${steps} (got ${last ? last.step : "none"})`);
+  if (!last || last.step !== steps)
+    throw new Error(
+      `convergenceCheck: the last evaluation must be at the final step ${steps} (got ${last ? last.step : "none"})`,
+    );
   const limit = Math.floor((1 - window) * steps);
   let from: { step: number; mse: number } | null = null;
   for (const e of evals) if (e.step <= limit && (!from || e.step > from.step)) from = e;
-  if (!from) return { steps, fromStep: null, mseFrom: null, mseFinal: last.mse, relChange: null, tolerance, window, passed: false };
+  if (!from)
+    return {
+      steps,
+      fromStep: null,
+      mseFrom: null,
+      mseFinal: last.mse,
+      relChange: null,
+      tolerance,
+      window,
+      passed: false,
+    };
   const relChange = Math.abs(from.mse - last.mse) / last.mse;
-  return { steps, fromStep: from.step, mseFrom: from.mse, mseFinal: last.mse, relChange, tolerance, window, passed: Number.isFinite(relChange) && relChange < tolerance };
+  return {
+    steps,
+    fromStep: from.step,
+    mseFrom: from.mse,
+    mseFinal: last.mse,
+    relChange,
+    tolerance,
+    window,
+    passed: Number.isFinite(relChange) && relChange < tolerance,
+  };
 }

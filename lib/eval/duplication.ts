@@ -31,11 +31,21 @@
 import { tf } from "../backend";
 import { Model, ModelConfig, createModel, forward } from "../joint";
 import { lrFactor } from "../optim";
-import { StepRecord, TrainConfig, batchStream, buildSchedule, estimateMean, forwardInBatches, heldOutRows, makeStepContext, rowCount, trainStep, validateTrainConfig } from "../train";
-import { normalize as normalizeRows } from "../data/normalization";
+import {
+  StepRecord,
+  TrainConfig,
+  batchStream,
+  buildSchedule,
+  estimateMean,
+  forwardInBatches,
+  makeStepContext,
+  rowCount,
+  trainStep,
+  validateTrainConfig,
+} from "../train";
 import { ArrayRowSource } from "../data/array-source";
 import { presetConfig, PresetOverrides } from "../presets";
-import type { NormalizationSpec, RowSource } from "../data/types";
+import type { RowSource } from "../data/types";
 import { Rng } from "../util/random";
 
 export interface DuplicationDiagnostic {
@@ -47,7 +57,8 @@ export interface DuplicationDiagnostic {
   maxAbsWeight: number;
   /** Held-out MSE of the own SAE path, measured (forward pass). */
   ownPathMseMeasured: number;
-  /** The same MSE with x̂_sae computed from the identity ½[(W_dec+W_lin)z + (W_dec(0)−W_lin(0))z] (+ b_dec if the model has one). */
+  /** The same MSE with x̂_sae computed from the identity ½[(W_dec+W_lin)z + (W_dec(0)−W_lin(0))z] (+ b_dec if the model
+   * has one). */
   ownPathMsePredicted: number;
   /** mean(x²) of the rows (the "quarter of the mean square" reference). */
   meanSquare: number;
@@ -61,10 +72,14 @@ export interface DuplicationDiagnostic {
  */
 export function checkDuplicationApplicable(c: ModelConfig, where = "duplication"): void {
   if (c.kind !== "joint") {
-    throw new Error(`${where}: model.kind must be "joint" (got ${JSON.stringify(c.kind)}): only a jointly trained model updates both W_dec and W_lin`);
+    throw new Error(
+      `${where}: model.kind must be "joint" (got ${JSON.stringify(c.kind)}): only a jointly trained model updates both W_dec and W_lin`,
+    );
   }
   if (!c.nfm || !c.nfm.linear) {
-    throw new Error(`${where}: model.variant must include the NFM linear term ("full" or "sae+linear"; got ${JSON.stringify(c.variant)}): there is no W_lin to compare with W_dec`);
+    throw new Error(
+      `${where}: model.variant must include the NFM linear term ("full" or "sae+linear"; got ${JSON.stringify(c.variant)}): there is no W_lin to compare with W_dec`,
+    );
   }
 }
 
@@ -89,7 +104,11 @@ function readParam(m: Model, name: string): Float32Array {
  * Drift of the difference W_dec − W_lin since initialisation, in float64 (the difference of two
  * float32 numbers is exact in float64, so this measures only what training did).
  */
-export function differenceDrift(wDec: Float32Array, wLin: Float32Array, d0: Float64Array): { maxDrift: number; maxAbsWeight: number } {
+export function differenceDrift(
+  wDec: Float32Array,
+  wLin: Float32Array,
+  d0: Float64Array,
+): { maxDrift: number; maxAbsWeight: number } {
   let maxDrift = 0;
   let maxAbsWeight = 0;
   for (let i = 0; i < d0.length; i++) {
@@ -120,13 +139,20 @@ export function roundingDriftBound(steps: number, maxAbsWeight: number): number 
  *              with the same code z (o.code.values / o.code.indices [B, k])
  * Both MSEs are mean((x̂_sae − x)²) over rows and dims, accumulated in float64.
  */
-export function duplicationDiagnostic(trained: Model, init: Model, rows: Float32Array, batchSize = 512): DuplicationDiagnostic {
+export function duplicationDiagnostic(
+  trained: Model,
+  init: Model,
+  rows: Float32Array,
+  batchSize = 512,
+): DuplicationDiagnostic {
   const c = trained.config;
   checkDuplicationApplicable(c, "duplicationDiagnostic");
   const { d, F } = c.sae;
   const ic = init.config;
   if (ic.sae.d !== d || ic.sae.F !== F || !ic.nfm?.linear) {
-    throw new Error(`duplicationDiagnostic: the initial model (d = ${ic.sae.d}, F = ${ic.sae.F}, variant ${ic.variant}) does not match the trained one (d = ${d}, F = ${F}, variant ${c.variant})`);
+    throw new Error(
+      `duplicationDiagnostic: the initial model (d = ${ic.sae.d}, F = ${ic.sae.F}, variant ${ic.variant}) does not match the trained one (d = ${d}, F = ${F}, variant ${c.variant})`,
+    );
   }
   const n = rowCount(rows, d, "duplicationDiagnostic");
   // Weights [F, d], row-major (row i = feature i's decoder / linear direction).
@@ -209,13 +235,19 @@ export interface DriftTrajectory {
  * source.batches({seed: config.seed, part, normalize}) (trainModel's estimate; it does not enter
  * W_dec or W_lin at step 0).
  */
-export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { tapeFree?: boolean; every?: number; dataMean?: Float32Array } = {}): DriftTrajectory {
+export function driftTrajectory(
+  config: TrainConfig,
+  source: RowSource,
+  opts: { tapeFree?: boolean; every?: number; dataMean?: Float32Array } = {},
+): DriftTrajectory {
   const c = validateTrainConfig(config);
   const mc = c.model;
   checkDuplicationApplicable(mc, "driftTrajectory");
-  if (source.d !== mc.sae.d) throw new Error(`driftTrajectory: the source has d = ${source.d}, the model expects model.sae.d = ${mc.sae.d}`);
+  if (source.d !== mc.sae.d)
+    throw new Error(`driftTrajectory: the source has d = ${source.d}, the model expects model.sae.d = ${mc.sae.d}`);
   const every = opts.every ?? 1;
-  if (!(Number.isInteger(every) && every > 0)) throw new Error(`driftTrajectory: every must be a positive integer (got ${every})`);
+  if (!(Number.isInteger(every) && every > 0))
+    throw new Error(`driftTrajectory: every must be a positive integer (got ${every})`);
   let dataMean = opts.dataMean;
   if (!dataMean && mc.sae.decoderBias) dataMean = estimateMean(source, c);
   const model = createModel(mc, c.seed, { dataMean });
@@ -254,13 +286,16 @@ export function driftTrajectory(config: TrainConfig, source: RowSource, opts: { 
   return out;
 }
 
-
 /**
  * Synthetic rows [n, d] with sparse structure (what an SAE can learn): each row is the sum of
  * `active` of `atoms` random unit directions with coefficients 0.5 + |N(0, 1)|, plus N(0, noise²)
  * per entry. Seeded.
  */
-export function sparseDictionaryRows(n: number, d: number, opts: { atoms?: number; active?: number; noise?: number; seed?: number } = {}): Float32Array {
+export function sparseDictionaryRows(
+  n: number,
+  d: number,
+  opts: { atoms?: number; active?: number; noise?: number; seed?: number } = {},
+): Float32Array {
   const atoms = opts.atoms ?? 4 * d;
   const active = opts.active ?? 4;
   const noise = opts.noise ?? 0.05;
@@ -305,7 +340,18 @@ export interface DuplicationDemoResult {
  * N = topN < k), recording max |Δ(W_dec − W_lin)| after every step, then the diagnostic on held-out rows.
  * Seconds at the tiny shapes (d = 64, F = 256, k = 8, E = 16).
  */
-export function duplicationDemo(opts: { steps?: number; batchSize?: number; lr?: number; seed?: number; topN?: number; rows?: number; evalRows?: number; shape?: Pick<PresetOverrides, "d" | "F" | "k" | "E"> } = {}): DuplicationDemoResult {
+export function duplicationDemo(
+  opts: {
+    steps?: number;
+    batchSize?: number;
+    lr?: number;
+    seed?: number;
+    topN?: number;
+    rows?: number;
+    evalRows?: number;
+    shape?: Pick<PresetOverrides, "d" | "F" | "k" | "E">;
+  } = {},
+): DuplicationDemoResult {
   const base = presetConfig("tiny", { ...opts.shape });
   const { d, k } = base.shape;
   const topN = opts.topN ?? Math.max(1, Math.floor(k / 2));
@@ -386,9 +432,13 @@ export function driftChartSpec(r: DuplicationDemoResult, title: string, floor = 
     mark: { type: "line", point: { size: 12 } },
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "drift", type: "quantitative", scale: { type: "log" }, title: "max |Δ(W_dec − W_lin)| (normalised units)" },
+      y: {
+        field: "drift",
+        type: "quantitative",
+        scale: { type: "log" },
+        title: "max |Δ(W_dec − W_lin)| (normalised units)",
+      },
       color: { field: "setting", type: "nominal", title: "setting" },
     },
   };
 }
-

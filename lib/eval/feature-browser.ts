@@ -1,29 +1,17 @@
-/**
- * A feature browser in the style of SAE dashboards (SAEDashboard / Neuronpedia): for one feature of a
- * primary model (the joint model's SAE or the standalone SAE) or of the secondary SAE on the
- * integration pathway, its activation histogram over held-out tokens, its top-activating contexts
- * with the activating token highlighted, and the tokens whose logits its decoder direction raises
- * and lowers.
- *
- * Direct logit effect (a direct-path approximation): the feature's decoder direction u (model space,
- * where the SAE was trained on z-scored activations) is mapped back to the raw residual stream
- * (u_raw = u ⊙ scale; the shift cancels for a direction), then through the language model's final
- * RMSNorm gain g and unembedding W_U: effect_t = Σ_j W_U[t, j] g_j u_raw,j. This ignores every block
- * after the SAE's layer and RMSNorm's division by ‖x‖ (a positive factor per position, so the ranking
- * of tokens does not depend on it); the effect is centred over the vocabulary (softmax is shift
- * invariant, so only differences between tokens matter).
- *
- * Directions: a primary feature i writes W_dec[i] (plus W_lin[i] when the model has the NFM's
- * linear term: x̂ = Σ_i f_i (W_dec[i] + W_lin[i]) + …, the "effective decoder" of notebook 06).
- * A secondary feature writes its decoder row into the z-scored h = W₁z + b₁; un-z-scored and pushed
- * through W₂ with the ReLU taken as open (every hidden unit passing), it gives a residual direction.
- * That linearisation is a further approximation and is labelled as such.
- */
-import type { Model } from "../joint";
 import type { LoadedCheckpoint, LanguageModel, Tokenizer } from "../lm/types";
 import type { NormalizationSpec } from "../data/types";
 import { histogram } from "../stats/descriptive";
-import { featureCards, pickFeatures, scanWindows, TopActivations, escapeHtml, displayPiece, type ContextHit, type FeatureSource, type RenderedContext } from "./contexts";
+import {
+  featureCards,
+  pickFeatures,
+  scanWindows,
+  TopActivations,
+  escapeHtml,
+  displayPiece,
+  type ContextHit,
+  type FeatureSource,
+  type RenderedContext,
+} from "./contexts";
 import type { PrimaryModel, SecondarySae } from "./secondary";
 
 // ---------------------------------------------------------------------------------------------
@@ -42,9 +30,12 @@ export interface Unembedding {
 /** The output head of a loaded checkpoint (lib/lm/index.ts loadCheckpoint). */
 export function unembeddingOf(ck: Pick<LoadedCheckpoint, "config" | "weights">): Unembedding {
   const { dim: d, vocabSize: vocab } = ck.config;
-  const wU = ck.config.tiedEmbeddings || ck.weights.classifier === null ? ck.weights.tokenEmbedding : ck.weights.classifier;
-  if (wU.length !== vocab * d) throw new Error(`unembeddingOf: unembedding has ${wU.length} values, expected vocab · d = ${vocab} · ${d}`);
-  if (ck.weights.finalNorm.length !== d) throw new Error(`unembeddingOf: finalNorm has ${ck.weights.finalNorm.length} values, expected d = ${d}`);
+  const wU =
+    ck.config.tiedEmbeddings || ck.weights.classifier === null ? ck.weights.tokenEmbedding : ck.weights.classifier;
+  if (wU.length !== vocab * d)
+    throw new Error(`unembeddingOf: unembedding has ${wU.length} values, expected vocab · d = ${vocab} · ${d}`);
+  if (ck.weights.finalNorm.length !== d)
+    throw new Error(`unembeddingOf: finalNorm has ${ck.weights.finalNorm.length} values, expected d = ${d}`);
   return { d, vocab, finalNorm: ck.weights.finalNorm, wU };
 }
 
@@ -52,12 +43,14 @@ export function unembeddingOf(ck: Pick<LoadedCheckpoint, "config" | "weights">):
 // decoder directions in the raw residual stream
 
 function checkFeature(feature: number, F: number, where: string): void {
-  if (!Number.isInteger(feature) || feature < 0 || feature >= F) throw new Error(`${where}: feature must be an integer in [0, ${F}) (got ${feature})`);
+  if (!Number.isInteger(feature) || feature < 0 || feature >= F)
+    throw new Error(`${where}: feature must be an integer in [0, ${F}) (got ${feature})`);
 }
 
 /** Model-space direction [d] mapped to raw activations: u ⊙ scale (normalisation x_n = (x − shift)/scale). */
 export function toRawDirection(u: ArrayLike<number>, norm: NormalizationSpec): Float32Array {
-  if (norm.scale.length !== u.length) throw new Error(`toRawDirection: direction has d = ${u.length}, normalisation scale has ${norm.scale.length}`);
+  if (norm.scale.length !== u.length)
+    throw new Error(`toRawDirection: direction has d = ${u.length}, normalisation scale has ${norm.scale.length}`);
   return Float32Array.from(u, (v, j) => (norm.kind === "none" ? v : v * norm.scale[j]));
 }
 
@@ -82,8 +75,10 @@ export function primaryDirection(pm: PrimaryModel, feature: number): Float32Arra
 export function secondaryDirection(pm: PrimaryModel, sec: SecondarySae, feature: number): Float32Array {
   const E = sec.E;
   const c = pm.model.config;
-  if (!c.nfm?.interaction) throw new Error(`secondaryDirection: the primary model (variant "${c.variant}") has no interaction MLP`);
-  if (c.nfm.E !== E) throw new Error(`secondaryDirection: the secondary SAE has E = ${E}, the primary model's NFM E = ${c.nfm.E}`);
+  if (!c.nfm?.interaction)
+    throw new Error(`secondaryDirection: the primary model (variant "${c.variant}") has no interaction MLP`);
+  if (c.nfm.E !== E)
+    throw new Error(`secondaryDirection: the secondary SAE has E = ${E}, the primary model's NFM E = ${c.nfm.E}`);
   checkFeature(feature, sec.features, "secondaryDirection");
   const dec = sec.model.params.read("sae.wDec"); // [features, E]
   const hScale = sec.normalization.kind === "none" ? null : sec.normalization.scale;
@@ -97,7 +92,8 @@ export function secondaryDirection(pm: PrimaryModel, sec: SecondarySae, feature:
   return toRawDirection(u, pm.normalization);
 }
 
-/** Centred direct logit effect [vocab] of a raw residual direction [d]: W_U (g ⊙ u) minus its mean over the vocabulary. */
+/** Centred direct logit effect [vocab] of a raw residual direction [d]: W_U (g ⊙ u) minus its mean over the vocabulary.
+ * */
 export function directLogitEffect(uRaw: ArrayLike<number>, head: Unembedding): Float64Array {
   const { d, vocab, finalNorm, wU } = head;
   if (uRaw.length !== d) throw new Error(`directLogitEffect: direction has d = ${uRaw.length}, the LM has d = ${d}`);
@@ -123,11 +119,21 @@ export interface TokenEffect {
 }
 
 /** The n tokens with the largest and the n with the smallest effect (ties: smaller token id first). */
-export function topTokenEffects(effect: ArrayLike<number>, piece: (id: number) => string, n = 10): { raised: TokenEffect[]; lowered: TokenEffect[] } {
+export function topTokenEffects(
+  effect: ArrayLike<number>,
+  piece: (id: number) => string,
+  n = 10,
+): { raised: TokenEffect[]; lowered: TokenEffect[] } {
   const ids = Array.from({ length: effect.length }, (_, i) => i);
   const mk = (t: number): TokenEffect => ({ token: t, piece: displayPiece(piece(t)), effect: effect[t] });
-  const raised = [...ids].sort((a, b) => effect[b] - effect[a] || a - b).slice(0, n).map(mk);
-  const lowered = [...ids].sort((a, b) => effect[a] - effect[b] || a - b).slice(0, n).map(mk);
+  const raised = [...ids]
+    .sort((a, b) => effect[b] - effect[a] || a - b)
+    .slice(0, n)
+    .map(mk);
+  const lowered = [...ids]
+    .sort((a, b) => effect[a] - effect[b] || a - b)
+    .slice(0, n)
+    .map(mk);
   return { raised, lowered };
 }
 
@@ -167,7 +173,8 @@ export function browsableSecondary(pm: PrimaryModel, sec: SecondarySae, source: 
     label: "secondary SAE on the integration pathway h",
     source: { ...source, name: "secondary" },
     direction: (f) => secondaryDirection(pm, sec, f),
-    directionNote: "decoder row in z-scored h, through W₂ with the ReLU taken as open (linearised), mapped to raw activations, through the final RMSNorm gain and the unembedding (direct path: ignores the later blocks)",
+    directionNote:
+      "decoder row in z-scored h, through W₂ with the ReLU taken as open (linearised), mapped to raw activations, through the final RMSNorm gain and the unembedding (direct path: ignores the later blocks)",
   };
 }
 
@@ -182,21 +189,37 @@ export interface BrowserScan {
  * Run the LM over held-out windows once and keep, per source and feature, the top-n contexts and
  * every activation above 0 (for the histograms; memory ≈ tokens · k numbers per source).
  */
-export function scanForBrowser(lm: LanguageModel, windows: ArrayLike<ArrayLike<number>>, layer: number, browsables: Browsable[], opts: { n?: number } = {}): BrowserScan {
+export function scanForBrowser(
+  lm: LanguageModel,
+  windows: ArrayLike<ArrayLike<number>>,
+  layer: number,
+  browsables: Browsable[],
+  opts: { n?: number } = {},
+): BrowserScan {
   const names = new Set(browsables.map((b) => b.kind));
-  if (names.size !== browsables.length) throw new Error(`scanForBrowser: each kind at most once (got ${browsables.map((b) => b.kind).join(", ")})`);
-  const values = new Map<string, number[][]>(browsables.map((b) => [b.kind, Array.from({ length: b.source.F }, () => [] as number[])]));
-  const tops = scanWindows(lm, windows, layer, browsables.map((b) => b.source), {
-    n: opts.n ?? 12,
-    onCode: (name, _window, vals, ids) => {
-      const v = values.get(name)!;
-      for (let i = 0; i < vals.length; i++) if (vals[i] > 0) v[ids[i]].push(vals[i]);
+  if (names.size !== browsables.length)
+    throw new Error(`scanForBrowser: each kind at most once (got ${browsables.map((b) => b.kind).join(", ")})`);
+  const values = new Map<string, number[][]>(
+    browsables.map((b) => [b.kind, Array.from({ length: b.source.F }, () => [] as number[])]),
+  );
+  const tops = scanWindows(
+    lm,
+    windows,
+    layer,
+    browsables.map((b) => b.source),
+    {
+      n: opts.n ?? 12,
+      onCode: (name, _window, vals, ids) => {
+        const v = values.get(name)!;
+        for (let i = 0; i < vals.length; i++) if (vals[i] > 0) v[ids[i]].push(vals[i]);
+      },
     },
-  });
+  );
   let tokens = 0;
   for (let i = 0; i < windows.length; i++) tokens += windows[i].length;
   const sources: BrowserScan["sources"] = new Map();
-  for (const b of browsables) sources.set(b.kind, { browsable: b, top: tops.get(b.kind)!, values: values.get(b.kind)! });
+  for (const b of browsables)
+    sources.set(b.kind, { browsable: b, top: tops.get(b.kind)!, values: values.get(b.kind)! });
   return { windows, tokens, sources };
 }
 
@@ -217,7 +240,10 @@ export interface FeatureSummary {
 
 function sourceOf(scan: BrowserScan, kind: BrowserKind) {
   const s = scan.sources.get(kind);
-  if (!s) throw new Error(`feature browser: no "${kind}" source was scanned (scanned: ${[...scan.sources.keys()].join(", ")})`);
+  if (!s)
+    throw new Error(
+      `feature browser: no "${kind}" source was scanned (scanned: ${[...scan.sources.keys()].join(", ")})`,
+    );
   return s;
 }
 
@@ -227,13 +253,24 @@ export function browsableFeatures(scan: BrowserScan, kind: BrowserKind, count = 
 }
 
 /** Everything the browser shows for one feature. */
-export function featureSummary(scan: BrowserScan, kind: BrowserKind, feature: number, head: Unembedding, tokenizer: Pick<Tokenizer, "piece">, opts: { bins?: number; tokensShown?: number } = {}): FeatureSummary {
+export function featureSummary(
+  scan: BrowserScan,
+  kind: BrowserKind,
+  feature: number,
+  head: Unembedding,
+  tokenizer: Pick<Tokenizer, "piece">,
+  opts: { bins?: number; tokensShown?: number } = {},
+): FeatureSummary {
   const s = sourceOf(scan, kind);
   checkFeature(feature, s.browsable.source.F, `featureSummary (${kind})`);
   const vals = s.values[feature];
   const bins = opts.bins ?? 30;
   const h = vals.length > 0 ? histogram(vals, bins, [0, Math.max(...vals)]) : null;
-  const eff = topTokenEffects(directLogitEffect(s.browsable.direction(feature), head), (id) => tokenizer.piece(id), opts.tokensShown ?? 10);
+  const eff = topTokenEffects(
+    directLogitEffect(s.browsable.direction(feature), head),
+    (id) => tokenizer.piece(id),
+    opts.tokensShown ?? 10,
+  );
   return {
     kind,
     label: s.browsable.label,
@@ -248,11 +285,28 @@ export function featureSummary(scan: BrowserScan, kind: BrowserKind, feature: nu
 }
 
 /** One feature's page: the top contexts (escaped, activating token in <mark>) and the raised / lowered token tables. */
-export function featurePage(summary: FeatureSummary, windows: ArrayLike<ArrayLike<number>>, tokenizer: Pick<Tokenizer, "piece">, opts: { maxContexts?: number } = {}): RenderedContext {
+export function featurePage(
+  summary: FeatureSummary,
+  windows: ArrayLike<ArrayLike<number>>,
+  tokenizer: Pick<Tokenizer, "piece">,
+  opts: { maxContexts?: number } = {},
+): RenderedContext {
   const pct = summary.tokens > 0 ? (100 * summary.firing) / summary.tokens : 0;
   const note = `fires on ${summary.firing} of ${summary.tokens} held-out tokens (${pct.toFixed(2)}%)`;
-  const cards = featureCards(`${summary.label}: feature ${summary.feature}`, [{ feature: summary.feature, note, hits: summary.hits }], windows, tokenizer, { maxPerFeature: opts.maxContexts ?? 10, dedupe: true });
-  const rows = (xs: TokenEffect[]) => xs.map((t) => `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td><td>${t.effect.toFixed(3)}</td></tr>`).join("");
+  const cards = featureCards(
+    `${summary.label}: feature ${summary.feature}`,
+    [{ feature: summary.feature, note, hits: summary.hits }],
+    windows,
+    tokenizer,
+    { maxPerFeature: opts.maxContexts ?? 10, dedupe: true },
+  );
+  const rows = (xs: TokenEffect[]) =>
+    xs
+      .map(
+        (t) =>
+          `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td><td>${t.effect.toFixed(3)}</td></tr>`,
+      )
+      .join("");
   const table = (title: string, xs: TokenEffect[]) =>
     `<table style="display:inline-table;margin-right:16px;vertical-align:top"><caption>${escapeHtml(title)}</caption><tr><th>token</th><th>logit effect</th></tr>${rows(xs)}</table>`;
   const html =

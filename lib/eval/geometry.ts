@@ -15,8 +15,10 @@ import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
 import { bimodality, BimodalityResult, MixtureOptions } from "./gmm";
 
 function checkMatrix(name: string, w: ArrayLike<number>, rows: number, cols: number): void {
-  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(cols) || cols < 1) throw new Error(`${name}: bad shape [${rows}, ${cols}]`);
-  if (w.length !== rows * cols) throw new Error(`${name}: expected ${rows}×${cols} = ${rows * cols} values, got ${w.length}`);
+  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(cols) || cols < 1)
+    throw new Error(`${name}: bad shape [${rows}, ${cols}]`);
+  if (w.length !== rows * cols)
+    throw new Error(`${name}: expected ${rows}×${cols} = ${rows * cols} values, got ${w.length}`);
 }
 
 /** ‖row_i‖² of a row-major [F, d] matrix, in float64. */
@@ -52,7 +54,14 @@ export interface WeightNormRatios {
 }
 
 /** Per-feature weight-norm ratios r/T, l/T, e/T, (l+e)/T (authors' part17, paper-notes §8.3). */
-export function weightNormRatios(args: { dec: ArrayLike<number>; lin: ArrayLike<number>; emb: ArrayLike<number>; F: number; d: number; E: number }): WeightNormRatios {
+export function weightNormRatios(args: {
+  dec: ArrayLike<number>;
+  lin: ArrayLike<number>;
+  emb: ArrayLike<number>;
+  F: number;
+  d: number;
+  E: number;
+}): WeightNormRatios {
   const { F, d, E } = args;
   checkMatrix("weightNormRatios dec", args.dec, F, d);
   checkMatrix("weightNormRatios lin", args.lin, F, d);
@@ -62,7 +71,16 @@ export function weightNormRatios(args: { dec: ArrayLike<number>; lin: ArrayLike<
   const e = rowSquaredNorms(args.emb, F, E).map(Math.sqrt);
   const total = r.map((v, i) => v + l[i] + e[i]);
   const div = (a: Float64Array) => a.map((v, i) => (total[i] > 0 ? v / total[i] : NaN));
-  return { r, l, e, total, residual: div(r), linear: div(l), interaction: div(e), nfmTotal: total.map((t, i) => (t > 0 ? (l[i] + e[i]) / t : NaN)) };
+  return {
+    r,
+    l,
+    e,
+    total,
+    residual: div(r),
+    linear: div(l),
+    interaction: div(e),
+    nfmTotal: total.map((t, i) => (t > 0 ? (l[i] + e[i]) / t : NaN)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +178,13 @@ export function meanAbsCosine(w: ArrayLike<number>, F: number, d: number, opts: 
   let diagGram = 0;
   for (const i of keep) diagGram += norms[i] * norms[i];
   const pairs = n * (n - 1);
-  return { meanAbsCosine: (sumCos - n) / pairs, meanAbsGramOffDiagonal: (sumGram - diagGram) / pairs, pairs, exact: true, zeroRows };
+  return {
+    meanAbsCosine: (sumCos - n) / pairs,
+    meanAbsGramOffDiagonal: (sumGram - diagGram) / pairs,
+    pairs,
+    exact: true,
+    zeroRows,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,14 +195,19 @@ export function meanAbsCosine(w: ArrayLike<number>, F: number, d: number, opts: 
  * Eigenvalues (descending) and optionally eigenvectors of a symmetric n×n matrix (row-major,
  * float64) by the cyclic Jacobi method. Fine for n ≤ 512.
  */
-export function jacobiEigenSymmetric(a: ArrayLike<number>, n: number, opts: { vectors?: boolean; maxSweeps?: number; tol?: number } = {}): { values: Float64Array; vectors: Float64Array | null } {
+export function jacobiEigenSymmetric(
+  a: ArrayLike<number>,
+  n: number,
+  opts: { vectors?: boolean; maxSweeps?: number; tol?: number } = {},
+): { values: Float64Array; vectors: Float64Array | null } {
   checkMatrix("jacobiEigenSymmetric", a, n, n);
   const A = Float64Array.from(a as ArrayLike<number>);
-  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) {
-    if (Math.abs(A[i * n + j] - A[j * n + i]) > 1e-8 * (Math.abs(A[i * n + j]) + Math.abs(A[j * n + i]) + 1e-300)) {
-      throw new Error(`jacobiEigenSymmetric: matrix is not symmetric at (${i}, ${j})`);
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) {
+      if (Math.abs(A[i * n + j] - A[j * n + i]) > 1e-8 * (Math.abs(A[i * n + j]) + Math.abs(A[j * n + i]) + 1e-300)) {
+        throw new Error(`jacobiEigenSymmetric: matrix is not symmetric at (${i}, ${j})`);
+      }
     }
-  }
   const V = opts.vectors ? new Float64Array(n * n) : null;
   if (V) for (let i = 0; i < n; i++) V[i * n + i] = 1;
   const maxSweeps = opts.maxSweeps ?? 100;
@@ -331,7 +360,13 @@ export function symmetricEigenvalues(m: ArrayLike<number>, n: number): Float64Ar
 }
 
 /** WᵀW (d×d, float64) of a row-major [F, d] matrix; optionally of the column-centred matrix. */
-export function gramOfColumns(w: ArrayLike<number>, F: number, d: number, centered = false, method: "auto" | "js" | "tf" = "auto"): Float64Array {
+export function gramOfColumns(
+  w: ArrayLike<number>,
+  F: number,
+  d: number,
+  centered = false,
+  method: "auto" | "js" | "tf" = "auto",
+): Float64Array {
   checkMatrix("gramOfColumns", w, F, d);
   let G: Float64Array;
   if (method === "js" || (method === "auto" && F * d * d <= 2e8)) {
@@ -352,14 +387,18 @@ export function gramOfColumns(w: ArrayLike<number>, F: number, d: number, center
     for (let s = 0; s < F; s += chunk) {
       const m = Math.min(chunk, F - s);
       const part = tf.tidy(() => {
-        const X = tf.tensor2d(Float32Array.from({ length: m * d }, (_, i) => w[s * d + i]), [m, d]);
+        const X = tf.tensor2d(
+          Float32Array.from({ length: m * d }, (_, i) => w[s * d + i]),
+          [m, d],
+        );
         return tf.matMul(tf.transpose(X), X);
       });
       const v = part.dataSync();
       part.dispose();
       for (let i = 0; i < d * d; i++) acc[i] += v[i];
     }
-    for (let a = 0; a < d; a++) for (let b = 0; b < a; b++) acc[a * d + b] = acc[b * d + a] = 0.5 * (acc[a * d + b] + acc[b * d + a]);
+    for (let a = 0; a < d; a++)
+      for (let b = 0; b < a; b++) acc[a * d + b] = acc[b * d + a] = 0.5 * (acc[a * d + b] + acc[b * d + a]);
     G = acc;
   }
   if (centered) {
@@ -390,9 +429,15 @@ export interface PcaComponentsResult {
  * (the authors' randomised SVD on raw decoder columns). Two normalisations: by the total (proper)
  * and by the top-m sum (authors: m = 1000 components computed; default m = min(1000, d, F)).
  */
-export function pcaComponentsFor(w: ArrayLike<number>, F: number, d: number, opts: { threshold?: number; topM?: number; centered?: boolean } = {}): PcaComponentsResult {
+export function pcaComponentsFor(
+  w: ArrayLike<number>,
+  F: number,
+  d: number,
+  opts: { threshold?: number; topM?: number; centered?: boolean } = {},
+): PcaComponentsResult {
   const threshold = opts.threshold ?? 0.9;
-  if (!(threshold > 0 && threshold <= 1)) throw new Error(`pcaComponentsFor: threshold must be in (0, 1] (got ${threshold})`);
+  if (!(threshold > 0 && threshold <= 1))
+    throw new Error(`pcaComponentsFor: threshold must be in (0, 1] (got ${threshold})`);
   const centered = opts.centered ?? false;
   const G = gramOfColumns(w, F, d, centered);
   const values = symmetricEigenvalues(G, d);
@@ -415,7 +460,15 @@ export function pcaComponentsFor(w: ArrayLike<number>, F: number, d: number, opt
     }
     return limit;
   };
-  return { eigenvalues: ev, threshold, componentsOfTotal: firstReaching(total, d), componentsOfTopM: firstReaching(top, topM), topM, cumulativeOfTotal: cumulative, centered };
+  return {
+    eigenvalues: ev,
+    threshold,
+    componentsOfTotal: firstReaching(total, d),
+    componentsOfTopM: firstReaching(top, topM),
+    topM,
+    cumulativeOfTotal: cumulative,
+    centered,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +488,8 @@ export interface GroupComparison {
 
 /** Compare a per-feature metric between two groups (label 0 = low, 1 = high). */
 export function compareGroups(metric: string, values: ArrayLike<number>, labels: ArrayLike<number>): GroupComparison {
-  if (values.length !== labels.length) throw new Error(`compareGroups(${metric}): ${values.length} values, ${labels.length} labels`);
+  if (values.length !== labels.length)
+    throw new Error(`compareGroups(${metric}): ${values.length} values, ${labels.length} labels`);
   const lo: number[] = [];
   const hi: number[] = [];
   for (let i = 0; i < values.length; i++) {
@@ -444,7 +498,15 @@ export function compareGroups(metric: string, values: ArrayLike<number>, labels:
   }
   const m = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : NaN);
   const ok = lo.length >= 2 && hi.length >= 2;
-  return { metric, lowMean: m(lo), highMean: m(hi), lowN: lo.length, highN: hi.length, student: ok ? studentTTest(hi, lo) : null, welch: ok ? welchTTest(hi, lo) : null };
+  return {
+    metric,
+    lowMean: m(lo),
+    highMean: m(hi),
+    lowN: lo.length,
+    highN: hi.length,
+    student: ok ? studentTTest(hi, lo) : null,
+    welch: ok ? welchTTest(hi, lo) : null,
+  };
 }
 
 export interface ActivityCounts {
@@ -465,7 +527,8 @@ export interface ComponentActivity {
 }
 
 export function activityByGroup(labels: ArrayLike<number>, act: ActivityCounts): ComponentActivity[] {
-  if (act.counts.length !== labels.length) throw new Error(`activityByGroup: ${act.counts.length} firing counts for ${labels.length} features`);
+  if (act.counts.length !== labels.length)
+    throw new Error(`activityByGroup: ${act.counts.length} firing counts for ${labels.length} features`);
   if (!(act.tokens > 0)) throw new Error(`activityByGroup: tokens must be > 0 (got ${act.tokens})`);
   const rareF = act.rareFrequency ?? 1e-4;
   const out: ComponentActivity[] = [
@@ -525,12 +588,18 @@ export function bimodalAnalysis(sqAll: ArrayLike<number>, opts: BimodalOptions =
   return analyse(sqAll, opts, true);
 }
 
-function analyse(sqAll: ArrayLike<number>, opts: BimodalOptions, recurse: boolean, restrict?: (i: number) => boolean): BimodalReport {
+function analyse(
+  sqAll: ArrayLike<number>,
+  opts: BimodalOptions,
+  recurse: boolean,
+  restrict?: (i: number) => boolean,
+): BimodalReport {
   const minSq = opts.minSq ?? 1e-6;
   const cut = opts.cut ?? 0.2;
   const F = sqAll.length;
   for (const [name, arr] of Object.entries(opts.ratios ?? {})) {
-    if ((arr as Float64Array).length !== F) throw new Error(`bimodalAnalysis: ratios.${name} has ${(arr as Float64Array).length} entries for ${F} features`);
+    if ((arr as Float64Array).length !== F)
+      throw new Error(`bimodalAnalysis: ratios.${name} has ${(arr as Float64Array).length} entries for ${F} features`);
   }
   const idx: number[] = [];
   for (let i = 0; i < F; i++) if (sqAll[i] > minSq && (!restrict || restrict(i))) idx.push(i);
@@ -555,9 +624,24 @@ function analyse(sqAll: ArrayLike<number>, opts: BimodalOptions, recurse: boolea
   let sp: BimodalReport["spearman"] = null;
   if (opts.ratios) {
     const R = opts.ratios;
-    const sel = { residual: pick(R.residual), linear: pick(R.linear), interaction: pick(R.interaction), nfmTotal: pick(R.nfmTotal) };
-    sp = { residual: spearman(sq, sel.residual), linear: spearman(sq, sel.linear), interaction: spearman(sq, sel.interaction), nfmTotal: spearman(sq, sel.nfmTotal) };
-    metrics.push(["residual", sel.residual], ["linear", sel.linear], ["interaction", sel.interaction], ["nfmTotal", sel.nfmTotal]);
+    const sel = {
+      residual: pick(R.residual),
+      linear: pick(R.linear),
+      interaction: pick(R.interaction),
+      nfmTotal: pick(R.nfmTotal),
+    };
+    sp = {
+      residual: spearman(sq, sel.residual),
+      linear: spearman(sq, sel.linear),
+      interaction: spearman(sq, sel.interaction),
+      nfmTotal: spearman(sq, sel.nfmTotal),
+    };
+    metrics.push(
+      ["residual", sel.residual],
+      ["linear", sel.linear],
+      ["interaction", sel.interaction],
+      ["nfmTotal", sel.nfmTotal],
+    );
   }
   const act = opts.activity;
   const actSel = act ? { ...act, counts: pick(act.counts) } : null;
@@ -570,7 +654,13 @@ function analyse(sqAll: ArrayLike<number>, opts: BimodalOptions, recurse: boolea
     histogram: histogram(sq, opts.bins ?? 50),
     mixture,
     mixtureLabels: bm.labels,
-    fixedCut: { cut, nLow: cutLabels.filter((l) => l === 0).length, nHigh: cutLabels.filter((l) => l === 1).length, meanLow: meanWhere(cutLabels, 0), meanHigh: meanWhere(cutLabels, 1) },
+    fixedCut: {
+      cut,
+      nLow: cutLabels.filter((l) => l === 0).length,
+      nHigh: cutLabels.filter((l) => l === 1).length,
+      meanLow: meanWhere(cutLabels, 0),
+      meanHigh: meanWhere(cutLabels, 1),
+    },
     cutLabels,
     spearman: sp,
     byCut: metrics.map(([name, v]) => compareGroups(name, v, cutLabels)),
@@ -621,7 +711,8 @@ export interface SpearmanWithCI {
 export type RatioKey = "nfmTotal" | "r" | "l" | "e";
 
 export interface BimodalityTests {
-  /** Features analysed: all with sq > 1e-6; live = also fired on ≥ rareFrequency of held-out tokens (null with < 4 live features). */
+  /** Features analysed: all with sq > 1e-6; live = also fired on ≥ rareFrequency of held-out tokens (null with < 4 live
+   * features). */
   all: BimodalityTestGroup;
   live: BimodalityTestGroup | null;
   /** Spearman ρ of sq with each ratio and with the raw norms, with bootstrap CIs (null when no ratios were given). */
@@ -660,13 +751,15 @@ const RATIO_KEYS: RatioKey[] = ["nfmTotal", "r", "l", "e"];
  */
 export function bimodalityTests(sq: ArrayLike<number>, opts: BimodalityTestsOptions): BimodalityTests {
   const F = sq.length;
-  if (opts.firing.length !== F) throw new Error(`bimodalityTests: ${opts.firing.length} firing counts for ${F} features`);
+  if (opts.firing.length !== F)
+    throw new Error(`bimodalityTests: ${opts.firing.length} firing counts for ${F} features`);
   if (!(opts.tokens > 0)) throw new Error(`bimodalityTests: tokens must be > 0 (got ${opts.tokens})`);
   if (!Number.isFinite(opts.seed)) throw new Error(`bimodalityTests: seed must be a finite number (got ${opts.seed})`);
   if (opts.ratios) {
     for (const key of RATIO_KEYS) {
       const arr = opts.ratios[key];
-      if (!arr || arr.length !== F) throw new Error(`bimodalityTests: ratios.${key} has ${arr ? arr.length : "no"} entries for ${F} features`);
+      if (!arr || arr.length !== F)
+        throw new Error(`bimodalityTests: ratios.${key} has ${arr ? arr.length : "no"} entries for ${F} features`);
     }
   }
   const minSq = opts.minSq ?? 1e-6;
@@ -679,7 +772,8 @@ export function bimodalityTests(sq: ArrayLike<number>, opts: BimodalityTestsOpti
     const c = opts.firing[i];
     if (c > 0 && c / opts.tokens >= rareF) liveIdx.push(i);
   }
-  if (allIdx.length < 4) throw new Error(`bimodalityTests: only ${allIdx.length} features with sq > ${minSq} (need ≥ 4)`);
+  if (allIdx.length < 4)
+    throw new Error(`bimodalityTests: only ${allIdx.length} features with sq > ${minSq} (need ≥ 4)`);
   const seed = opts.seed;
 
   const group = (idx: number[], salt: number): BimodalityTestGroup => {

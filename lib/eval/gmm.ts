@@ -34,7 +34,8 @@ const LOG_2PI = Math.log(2 * Math.PI);
 
 function checkData(x: ArrayLike<number>, min: number): void {
   if (x.length < min) throw new Error(`gaussian mixture: need at least ${min} values (got ${x.length})`);
-  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) throw new Error(`gaussian mixture: value ${i} is not finite (${x[i]})`);
+  for (let i = 0; i < x.length; i++)
+    if (!Number.isFinite(x[i])) throw new Error(`gaussian mixture: value ${i} is not finite (${x[i]})`);
 }
 
 function dataMoments(x: ArrayLike<number>): { mean: number; variance: number } {
@@ -56,7 +57,13 @@ function logJoint(x: ArrayLike<number>, means: number[], vars: number[], weights
   }
 }
 
-function runEm(x: ArrayLike<number>, init: { means: number[]; vars: number[]; weights: number[] }, floor: number, maxIter: number, tol: number) {
+function runEm(
+  x: ArrayLike<number>,
+  init: { means: number[]; vars: number[]; weights: number[] },
+  floor: number,
+  maxIter: number,
+  tol: number,
+) {
   const n = x.length;
   const K = init.means.length;
   const means = init.means.slice();
@@ -109,8 +116,13 @@ function runEm(x: ArrayLike<number>, init: { means: number[]; vars: number[]; we
 }
 
 /** Fit a K-component 1-D Gaussian mixture (K = 1 is closed form). */
-export function fitGaussianMixture1d(x: ArrayLike<number>, components: number, opts: MixtureOptions = {}): GaussianMixture1d {
-  if (!Number.isInteger(components) || components < 1) throw new Error(`gaussian mixture: components must be a positive integer (got ${components})`);
+export function fitGaussianMixture1d(
+  x: ArrayLike<number>,
+  components: number,
+  opts: MixtureOptions = {},
+): GaussianMixture1d {
+  if (!Number.isInteger(components) || components < 1)
+    throw new Error(`gaussian mixture: components must be a positive integer (got ${components})`);
   checkData(x, Math.max(2, 2 * components));
   const n = x.length;
   const { mean, variance } = dataMoments(x);
@@ -120,7 +132,16 @@ export function fitGaussianMixture1d(x: ArrayLike<number>, components: number, o
     const v = Math.max(variance, floor);
     let ll = 0;
     for (let i = 0; i < n; i++) ll += -0.5 * (LOG_2PI + Math.log(v) + (x[i] - mean) ** 2 / v);
-    return { components: 1, means: [mean], stds: [Math.sqrt(v)], weights: [1], logLikelihood: ll, bic: -2 * ll + p * Math.log(n), iterations: 0, converged: true };
+    return {
+      components: 1,
+      means: [mean],
+      stds: [Math.sqrt(v)],
+      weights: [1],
+      logLikelihood: ll,
+      bic: -2 * ll + p * Math.log(n),
+      iterations: 0,
+      converged: true,
+    };
   }
   const rng = new Rng(opts.seed ?? 0);
   const restarts = opts.restarts ?? 4;
@@ -129,8 +150,13 @@ export function fitGaussianMixture1d(x: ArrayLike<number>, components: number, o
   for (let r = 0; r < restarts; r++) {
     // Start 0: means at evenly spaced quantiles; later starts: random data points (seeded).
     const means = Array.from({ length: components }, (_, k) =>
-      r === 0 ? sortedX[Math.floor(((k + 0.5) / components) * (n - 1))] : sortedX[rng.int(n)]);
-    const init = { means, vars: new Array(components).fill(Math.max(variance / components, floor)), weights: new Array(components).fill(1 / components) };
+      r === 0 ? sortedX[Math.floor(((k + 0.5) / components) * (n - 1))] : sortedX[rng.int(n)],
+    );
+    const init = {
+      means,
+      vars: new Array(components).fill(Math.max(variance / components, floor)),
+      weights: new Array(components).fill(1 / components),
+    };
     const fit = runEm(x, init, floor, opts.maxIter ?? 500, opts.tol ?? 1e-9);
     if (!best || fit.ll > best.ll) best = fit;
   }
@@ -151,7 +177,13 @@ export function fitGaussianMixture1d(x: ArrayLike<number>, components: number, o
 export function mixtureResponsibilities(x: ArrayLike<number>, fit: GaussianMixture1d): Float64Array[] {
   const K = fit.components;
   const lj = new Float64Array(x.length * K);
-  logJoint(x, fit.means, fit.stds.map((s) => s * s), fit.weights, lj);
+  logJoint(
+    x,
+    fit.means,
+    fit.stds.map((s) => s * s),
+    fit.weights,
+    lj,
+  );
   const out: Float64Array[] = [];
   for (let i = 0; i < x.length; i++) {
     let m = -Infinity;

@@ -31,7 +31,11 @@ export interface SentenceMeans {
  *   and `F` must be given).
  * Padding positions never enter a mean, whatever they contain.
  */
-export function sentenceMeans(acts: tf.Tensor3D, lengths: number[], opts?: { padding?: "right" | "left" }): SentenceMeans;
+export function sentenceMeans(
+  acts: tf.Tensor3D,
+  lengths: number[],
+  opts?: { padding?: "right" | "left" },
+): SentenceMeans;
 export function sentenceMeans(acts: ArrayLike<number>[], lengths: null, opts: { F: number }): SentenceMeans;
 export function sentenceMeans(
   acts: tf.Tensor3D | ArrayLike<number>[],
@@ -39,18 +43,22 @@ export function sentenceMeans(
   opts: { padding?: "right" | "left"; F?: number } = {},
 ): SentenceMeans {
   if (acts instanceof tf.Tensor) {
-    if (acts.rank !== 3) throw new Error(`sentenceMeans: acts must be [B, T, F] (got shape ${JSON.stringify(acts.shape)})`);
+    if (acts.rank !== 3)
+      throw new Error(`sentenceMeans: acts must be [B, T, F] (got shape ${JSON.stringify(acts.shape)})`);
     const [B, T, F] = acts.shape;
-    if (!lengths || lengths.length !== B) throw new Error(`sentenceMeans: need ${B} lengths (got ${lengths ? lengths.length : "none"})`);
+    if (!lengths || lengths.length !== B)
+      throw new Error(`sentenceMeans: need ${B} lengths (got ${lengths ? lengths.length : "none"})`);
     lengths.forEach((l, b) => {
-      if (!Number.isInteger(l) || l < 1 || l > T) throw new Error(`sentenceMeans: lengths[${b}] = ${l} must be an integer in [1, ${T}]`);
+      if (!Number.isInteger(l) || l < 1 || l > T)
+        throw new Error(`sentenceMeans: lengths[${b}] = ${l} must be an integer in [1, ${T}]`);
     });
     const left = opts.padding === "left";
     const mask = new Float32Array(B * T);
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) {
-      const valid = left ? t >= T - lengths[b] : t < lengths[b];
-      mask[b * T + t] = valid ? 1 / lengths[b] : 0;
-    }
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < T; t++) {
+        const valid = left ? t >= T - lengths[b] : t < lengths[b];
+        mask[b * T + t] = valid ? 1 / lengths[b] : 0;
+      }
     const out = tf.tidy(() => {
       const m = tf.tensor3d(mask, [B, T, 1]);
       // where() avoids 0 · NaN/Inf from garbage at padding positions
@@ -62,11 +70,13 @@ export function sentenceMeans(
     return { means: Float64Array.from(v), S: B, F };
   }
   const F = opts.F;
-  if (!F || !Number.isInteger(F) || F < 1) throw new Error("sentenceMeans: give opts.F (features per row) for per-sentence arrays");
+  if (!F || !Number.isInteger(F) || F < 1)
+    throw new Error("sentenceMeans: give opts.F (features per row) for per-sentence arrays");
   const S = acts.length;
   const means = new Float64Array(S * F);
   acts.forEach((a, s) => {
-    if (a.length === 0 || a.length % F !== 0) throw new Error(`sentenceMeans: sentence ${s} has ${a.length} values, not a positive multiple of F = ${F}`);
+    if (a.length === 0 || a.length % F !== 0)
+      throw new Error(`sentenceMeans: sentence ${s} has ${a.length} values, not a positive multiple of F = ${F}`);
     const len = a.length / F;
     for (let t = 0; t < len; t++) for (let f = 0; f < F; f++) means[s * F + f] += a[t * F + f];
     for (let f = 0; f < F; f++) means[s * F + f] /= len;
@@ -88,7 +98,8 @@ export function authorsSentenceMeansBuggy(acts: tf.Tensor3D, lengths: number[]):
   for (let b = 0; b < B; b++) {
     const len = lengths[b];
     const start = b * len;
-    if (!Number.isInteger(len) || len < 1 || start + len > B * T) throw new Error(`authorsSentenceMeansBuggy: lengths[${b}] = ${len} runs past the batch`);
+    if (!Number.isInteger(len) || len < 1 || start + len > B * T)
+      throw new Error(`authorsSentenceMeansBuggy: lengths[${b}] = ${len} runs past the batch`);
     for (let r = start; r < start + len; r++) for (let f = 0; f < F; f++) means[b * F + f] += flat[r * F + f];
     for (let f = 0; f < F; f++) means[b * F + f] /= len;
   }
@@ -124,7 +135,11 @@ export interface FactorLabels {
  * the other factor (the authors: scipy ttest_ind, Student; `test: "welch"` for unequal variances).
  * Features constant in both groups get t = NaN and p = NaN.
  */
-export function factorTTests(m: SentenceMeans, labels: FactorLabels, opts: { test?: "student" | "welch" } = {}): { formality: FactorTest[]; emotion: FactorTest[] } {
+export function factorTTests(
+  m: SentenceMeans,
+  labels: FactorLabels,
+  opts: { test?: "student" | "welch" } = {},
+): { formality: FactorTest[]; emotion: FactorTest[] } {
   for (const f of ["formality", "emotion"] as const) {
     if (labels[f].length !== m.S) throw new Error(`factorTTests: ${labels[f].length} ${f} labels for ${m.S} sentences`);
   }
@@ -134,7 +149,8 @@ export function factorTTests(m: SentenceMeans, labels: FactorLabels, opts: { tes
     const hi: number[] = [];
     const lo: number[] = [];
     labels[factor].forEach((l, s) => (l === "high" ? hi : lo).push(s));
-    if (hi.length < 2 || lo.length < 2) throw new Error(`factorTTests: ${factor} needs ≥ 2 sentences per level (high ${hi.length}, low ${lo.length})`);
+    if (hi.length < 2 || lo.length < 2)
+      throw new Error(`factorTTests: ${factor} needs ≥ 2 sentences per level (high ${hi.length}, low ${lo.length})`);
     for (let f = 0; f < m.F; f++) {
       const a = column(m, f, hi);
       const b = column(m, f, lo);
@@ -183,7 +199,15 @@ export function anovaRanking(m: SentenceMeans, cellOf: string[]): FeatureAnova[]
   for (let f = 0; f < m.F; f++) {
     const groups = rows.map((r) => column(m, f, r));
     const r: OneWayAnovaResult = oneWayAnova(groups);
-    out.push({ feature: f, f: r.f, p: r.p, dfBetween: r.dfBetween, dfWithin: r.dfWithin, cellMeans: r.groupMeans, cells });
+    out.push({
+      feature: f,
+      f: r.f,
+      p: r.p,
+      dfBetween: r.dfBetween,
+      dfWithin: r.dfWithin,
+      cellMeans: r.groupMeans,
+      cells,
+    });
   }
   const key = (x: FeatureAnova) => (Number.isFinite(x.f) ? x.f : -Infinity);
   return out.sort((a, b) => key(b) - key(a));
@@ -245,7 +269,10 @@ export function authorsInteractionStatistic(rows: ReadoutRow[]): AuthorsInteract
     for (const r of rows) {
       if (r.formality !== f || r.emotion !== e) continue;
       const k = key(r);
-      if (m.has(k)) throw new Error(`authorsInteractionStatistic: two rows for formality=${f}, emotion=${e}, prompt=${r.prompt}, wordIndex=${r.wordIndex}`);
+      if (m.has(k))
+        throw new Error(
+          `authorsInteractionStatistic: two rows for formality=${f}, emotion=${e}, prompt=${r.prompt}, wordIndex=${r.wordIndex}`,
+        );
       m.set(k, r.value);
       order.push(k);
     }
@@ -254,10 +281,16 @@ export function authorsInteractionStatistic(rows: ReadoutRow[]): AuthorsInteract
   const diffs = (f: Level) => {
     const hi = cell(f, "high");
     const lo = cell(f, "low");
-    if (hi.order.length !== lo.order.length) throw new Error(`authorsInteractionStatistic: formality=${f} has ${hi.order.length} high-emotion rows but ${lo.order.length} low-emotion rows`);
+    if (hi.order.length !== lo.order.length)
+      throw new Error(
+        `authorsInteractionStatistic: formality=${f} has ${hi.order.length} high-emotion rows but ${lo.order.length} low-emotion rows`,
+      );
     return hi.order.map((k) => {
       const v = lo.m.get(k);
-      if (v === undefined) throw new Error(`authorsInteractionStatistic: no low-emotion partner for formality=${f}, ${k.replace("\u0000", ", wordIndex=")}`);
+      if (v === undefined)
+        throw new Error(
+          `authorsInteractionStatistic: no low-emotion partner for formality=${f}, ${k.replace("\u0000", ", wordIndex=")}`,
+        );
       return hi.m.get(k)! - v;
     });
   };

@@ -28,14 +28,20 @@
  */
 import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
-import type { NormalizationSpec } from "../data/types";
 import { normalizeTensor, denormalizeTensor } from "../data/normalization";
 import { Model, effectiveK, forward, reconstruction, validateModelConfig } from "../joint";
-import { P, SparseCode, saeEncode } from "../sae";
+import { P, saeEncode } from "../sae";
 import { nfmFromHidden } from "../nfm";
 import { gatherRows } from "../kernels/index";
 import type { Mode } from "../presets";
-import { InteractionInput, PrimaryModel, SecondarySae, primaryPass, secondaryDecode, secondaryEncode } from "./secondary";
+import {
+  InteractionInput,
+  PrimaryModel,
+  SecondarySae,
+  primaryPass,
+  secondaryDecode,
+  secondaryEncode,
+} from "./secondary";
 import type { FeatureSource } from "./contexts";
 import { encodeToHost, forEachWindowBatch } from "./contexts";
 import { Level, StimulusSet, flattenStimuli } from "./stimuli";
@@ -90,17 +96,41 @@ export interface InterventionSettings {
 export function interventionSettings(mode: Mode, overrides: Partial<InterventionSettings> = {}): InterventionSettings {
   const base: InterventionSettings =
     mode === "faithful"
-      ? { interactionInput: "linear-sum", clampMode: "replace", secondaryZscore: false, primaryK: null, secondaryK: null, includeBos: true, normalizeActivations: false, spliceLayerOffset: 0 }
-      : { interactionInput: "bi-interaction", clampMode: "delta", secondaryZscore: true, primaryK: null, secondaryK: null, includeBos: false, normalizeActivations: true, spliceLayerOffset: 0 };
-  if (mode !== "faithful" && mode !== "corrected") throw new Error(`interventions.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
+      ? {
+          interactionInput: "linear-sum",
+          clampMode: "replace",
+          secondaryZscore: false,
+          primaryK: null,
+          secondaryK: null,
+          includeBos: true,
+          normalizeActivations: false,
+          spliceLayerOffset: 0,
+        }
+      : {
+          interactionInput: "bi-interaction",
+          clampMode: "delta",
+          secondaryZscore: true,
+          primaryK: null,
+          secondaryK: null,
+          includeBos: false,
+          normalizeActivations: true,
+          spliceLayerOffset: 0,
+        };
+  if (mode !== "faithful" && mode !== "corrected")
+    throw new Error(`interventions.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
   const s = { ...base, ...overrides };
-  if (s.clampMode !== "delta" && s.clampMode !== "replace") throw new Error(`interventions.clampMode: must be "delta" or "replace" (got ${JSON.stringify(s.clampMode)})`);
-  if (!Number.isInteger(s.spliceLayerOffset) || s.spliceLayerOffset < 0) throw new Error(`interventions.spliceLayerOffset: must be an integer ≥ 0 (got ${s.spliceLayerOffset})`);
+  if (s.clampMode !== "delta" && s.clampMode !== "replace")
+    throw new Error(`interventions.clampMode: must be "delta" or "replace" (got ${JSON.stringify(s.clampMode)})`);
+  if (!Number.isInteger(s.spliceLayerOffset) || s.spliceLayerOffset < 0)
+    throw new Error(`interventions.spliceLayerOffset: must be an integer ≥ 0 (got ${s.spliceLayerOffset})`);
   return s;
 }
 
 /** The primary model as the settings apply it: with an identity normalisation when normalizeActivations is off. */
-export function effectivePrimary(pm: PrimaryModel, s?: Pick<InterventionSettings, "normalizeActivations"> | null): PrimaryModel {
+export function effectivePrimary(
+  pm: PrimaryModel,
+  s?: Pick<InterventionSettings, "normalizeActivations"> | null,
+): PrimaryModel {
   if (!s || s.normalizeActivations) return pm;
   const d = pm.model.config.sae.d;
   return { model: pm.model, normalization: { kind: "none", shift: new Array(d).fill(0), scale: new Array(d).fill(1) } };
@@ -117,7 +147,9 @@ function checkPrimary(pm: PrimaryModel, where: string): void {
   validateModelConfig(pm.model.config, `${where}.model`);
   const d = pm.model.config.sae.d;
   if (pm.normalization.shift.length !== d || pm.normalization.scale.length !== d) {
-    throw new Error(`${where}.normalization: shift/scale have length ${pm.normalization.shift.length}/${pm.normalization.scale.length}, the model has d = ${d}`);
+    throw new Error(
+      `${where}.normalization: shift/scale have length ${pm.normalization.shift.length}/${pm.normalization.scale.length}, the model has d = ${d}`,
+    );
   }
 }
 
@@ -139,12 +171,14 @@ export function clampedReconstruction(
   xRaw: tf.Tensor2D,
   clamp: Clamp | null,
   s: InterventionSettings,
-  /** Optional edit of the integration pathway's hidden vector h [N, E] just before ReLU / W_2 (e.g. the additive clamp, lib/eval/clamping.ts). */
+  /** Optional edit of the integration pathway's hidden vector h [N, E] just before ReLU / W_2 (e.g. the additive clamp,
+   * lib/eval/clamping.ts). */
   editH?: (h: tf.Tensor2D) => tf.Tensor2D,
 ): tf.Tensor2D {
   const c = pm.model.config;
   const p = pm.model.record();
-  if (c.nfm?.E !== undefined && sec && sec.E !== c.nfm.E) throw new Error(`clamp: the secondary SAE has E = ${sec.E}, the model's NFM has E = ${c.nfm.E}`);
+  if (c.nfm?.E !== undefined && sec && sec.E !== c.nfm.E)
+    throw new Error(`clamp: the secondary SAE has E = ${sec.E}, the model's NFM has E = ${c.nfm.E}`);
   if (clamp && !sec) throw new Error("clamp: a clamp needs the secondary SAE");
   if (clamp && sec && !(Number.isInteger(clamp.feature) && clamp.feature >= 0 && clamp.feature < sec.features)) {
     throw new Error(`clamp.feature: must be an integer in [0, ${sec.features}) (got ${clamp.feature})`);
@@ -157,7 +191,8 @@ export function clampedReconstruction(
   if (needSecondary) {
     if (!sec) throw new Error(`clamp mode "${s.clampMode}" needs the secondary SAE`);
     const code = secondaryEncode(sec, h, { zscore: s.secondaryZscore, k: s.secondaryK ?? undefined });
-    const scaleBack = s.secondaryZscore && sec.normalization.kind !== "none" ? tf.tensor1d(sec.normalization.scale) : null;
+    const scaleBack =
+      s.secondaryZscore && sec.normalization.kind !== "none" ? tf.tensor1d(sec.normalization.scale) : null;
     if (s.clampMode === "delta") {
       if (clamp) {
         // g_j per row (0 when j is not among the row's k active features).
@@ -196,7 +231,12 @@ export function asHook(fn: (x: tf.Tensor2D) => tf.Tensor2D): (h: tf.Tensor3D) =>
 }
 
 /** The clamping hook for hidden_states[layer]. */
-export function clampHook(pm: PrimaryModel, sec: SecondarySae | null, clamp: Clamp | null, s: InterventionSettings): (h: tf.Tensor3D) => tf.Tensor3D {
+export function clampHook(
+  pm: PrimaryModel,
+  sec: SecondarySae | null,
+  clamp: Clamp | null,
+  s: InterventionSettings,
+): (h: tf.Tensor3D) => tf.Tensor3D {
   checkPrimary(pm, "clampHook");
   const e = effectivePrimary(pm, s);
   return asHook((x) => clampedReconstruction(e, sec, x, clamp, s));
@@ -215,9 +255,11 @@ export function reconstructionHook(pm: PrimaryModel, params?: P): (h: tf.Tensor3
  */
 export function scaledLinearParams(model: Model, features: number[], c: number): { params: P; dispose: () => void } {
   const cfg = model.config;
-  if (!cfg.nfm || !cfg.nfm.linear) throw new Error(`linear control: the model (variant "${cfg.variant}") has no NFM linear term`);
+  if (!cfg.nfm || !cfg.nfm.linear)
+    throw new Error(`linear control: the model (variant "${cfg.variant}") has no NFM linear term`);
   const F = cfg.sae.F;
-  for (const f of features) if (!(Number.isInteger(f) && f >= 0 && f < F)) throw new Error(`linear control: feature ${f} outside [0, ${F})`);
+  for (const f of features)
+    if (!(Number.isInteger(f) && f >= 0 && f < F)) throw new Error(`linear control: feature ${f} outside [0, ${F})`);
   if (!Number.isFinite(c)) throw new Error(`linear control: c must be finite (got ${c})`);
   const scale = new Float32Array(F).fill(1);
   for (const f of features) scale[f] = c;
@@ -270,7 +312,9 @@ export function readoutItems(promptIds: number[][], wordIds: number[][], vocabSi
     if (pr.length === 0) throw new Error(`scoreWords: prompt ${p} is empty`);
     wordIds.forEach((wd, w) => {
       if (wd.length === 0) throw new Error(`scoreWords: word ${w} has no tokens`);
-      for (const id of wd) if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new Error(`scoreWords: word ${w} token ${id} outside the vocabulary [0, ${vocabSize})`);
+      for (const id of wd)
+        if (!(Number.isInteger(id) && id >= 0 && id < vocabSize))
+          throw new Error(`scoreWords: word ${w} token ${id} outside the vocabulary [0, ${vocabSize})`);
       items.push({ p, w, seq: pr.concat(wd.slice(0, -1)), start: pr.length - 1, targets: wd });
     });
   });
@@ -281,7 +325,12 @@ export function readoutItems(promptIds: number[][], wordIds: number[][], vocabSi
  * log p(word | prompt) for every (prompt, word): [P][W]. Prompts are token ids (with BOS); a word of
  * m tokens is scored teacher-forced as the sum of its m token log-probabilities.
  */
-export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: number[][], opts: ScoreOptions = {}): number[][] {
+export function scoreWords(
+  lm: LanguageModel,
+  promptIds: number[][],
+  wordIds: number[][],
+  opts: ScoreOptions = {},
+): number[][] {
   const items = readoutItems(promptIds, wordIds, lm.config.vocabSize);
   const v = scoreItems(lm, items, opts);
   const out = promptIds.map(() => new Array<number>(wordIds.length).fill(NaN));
@@ -293,10 +342,17 @@ export function scoreWords(lm: LanguageModel, promptIds: number[][], wordIds: nu
  * Teacher-forced log-probability of each item's target tokens, Σ_t log p(targets[t] | seq[..start + t]),
  * one value per item (any sequences: the prompt readout's and the in-sentence readout's).
  */
-export function scoreItems(lm: LanguageModel, items: Array<Pick<ReadoutItem, "seq" | "start" | "targets">>, opts: ScoreOptions = {}): number[] {
+export function scoreItems(
+  lm: LanguageModel,
+  items: Array<Pick<ReadoutItem, "seq" | "start" | "targets">>,
+  opts: ScoreOptions = {},
+): number[] {
   const V = lm.config.vocabSize;
   items.forEach((it, i) => {
-    if (!(it.start >= 0 && it.start + it.targets.length <= it.seq.length)) throw new Error(`scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} of a ${it.seq.length}-token sequence`);
+    if (!(it.start >= 0 && it.start + it.targets.length <= it.seq.length))
+      throw new Error(
+        `scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} of a ${it.seq.length}-token sequence`,
+      );
   });
   const out = new Array<number>(items.length).fill(NaN);
   const bs = opts.batchSize ?? 64;
@@ -347,7 +403,15 @@ export interface TargetWord {
 
 /** All target words of a stimulus set, cell by cell, with their token ids. */
 export function targetWords(set: StimulusSet, tokenizer: Tokenizer): TargetWord[] {
-  return set.cells.flatMap((c) => c.targetWords.map((word, wordIndex) => ({ word, formality: c.formality, emotion: c.emotion, wordIndex, ids: wordTokenIds(tokenizer, word) })));
+  return set.cells.flatMap((c) =>
+    c.targetWords.map((word, wordIndex) => ({
+      word,
+      formality: c.formality,
+      emotion: c.emotion,
+      wordIndex,
+      ids: wordTokenIds(tokenizer, word),
+    })),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,7 +477,13 @@ export function summariseCells(rows: ReadoutRow[]): CellSummary[] {
   return out;
 }
 
-function analyseLevel(c: number, prompts: string[], words: TargetWord[], baseline: number[][], lp: number[][]): ClampLevelResult {
+function analyseLevel(
+  c: number,
+  prompts: string[],
+  words: TargetWord[],
+  baseline: number[][],
+  lp: number[][],
+): ClampLevelResult {
   const rows: ReadoutRow[] = [];
   let maxAbs = 0;
   prompts.forEach((prompt, p) =>
@@ -438,7 +508,8 @@ function analyseLevel(c: number, prompts: string[], words: TargetWord[], baselin
 }
 
 function checkClampValues(v: number[]): number[] {
-  if (!Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isFinite(x))) throw new Error(`clampValues: must be a non-empty list of finite numbers (got ${JSON.stringify(v)})`);
+  if (!Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isFinite(x)))
+    throw new Error(`clampValues: must be a non-empty list of finite numbers (got ${JSON.stringify(v)})`);
   return v;
 }
 
@@ -450,38 +521,56 @@ export function runReadout(
   name: string,
   o: ClampExperimentOptions,
   settings: InterventionSettings | null,
-  hookFor: (c: number) => { hook: (h: tf.Tensor3D) => tf.Tensor3D; dispose?: () => void; onBatch?: ScoreOptions["onBatch"] },
+  hookFor: (c: number) => {
+    hook: (h: tf.Tensor3D) => tf.Tensor3D;
+    dispose?: () => void;
+    onBatch?: ScoreOptions["onBatch"];
+  },
   identity = 1,
 ): ClampExperimentResult {
   const prompts = o.prompts ?? o.stimuli.prompts;
   if (!prompts.length) throw new Error("clamp experiment: no prompts");
   const spliceLayer = o.layer + (settings?.spliceLayerOffset ?? 0);
-  if (spliceLayer > o.lm.config.nLayers) throw new Error(`clamp experiment: splice layer ${spliceLayer} (layer ${o.layer} + offset ${settings?.spliceLayerOffset}) exceeds the model's ${o.lm.config.nLayers} blocks`);
+  if (spliceLayer > o.lm.config.nLayers)
+    throw new Error(
+      `clamp experiment: splice layer ${spliceLayer} (layer ${o.layer} + offset ${settings?.spliceLayerOffset}) exceeds the model's ${o.lm.config.nLayers} blocks`,
+    );
   const words = targetWords(o.stimuli, o.tokenizer);
   const promptIds = prompts.map((p) => o.tokenizer.encode(p, { bos: true }));
   const wordIds = words.map((w) => w.ids);
   const score = (c: number) => {
     const h = hookFor(c);
     try {
-      return scoreWords(o.lm, promptIds, wordIds, { replace: new Map([[spliceLayer, h.hook]]), batchSize: o.batchSize, onBatch: h.onBatch });
+      return scoreWords(o.lm, promptIds, wordIds, {
+        replace: new Map([[spliceLayer, h.hook]]),
+        batchSize: o.batchSize,
+        onBatch: h.onBatch,
+      });
     } finally {
       h.dispose?.();
     }
   };
   const baseline = score(identity);
-  const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) => analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)));
+  const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) =>
+    analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)),
+  );
   return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
 }
 
 /** Clamp one secondary feature by each c; Δ against the unclamped pipeline. */
-export function clampExperiment(o: ClampExperimentOptions & { secondary: SecondarySae; feature: number; settings: InterventionSettings }): ClampExperimentResult {
+export function clampExperiment(
+  o: ClampExperimentOptions & { secondary: SecondarySae; feature: number; settings: InterventionSettings },
+): ClampExperimentResult {
   return runReadout(`secondary feature ${o.feature}`, o, o.settings, (c) => ({
     hook: clampHook(o.primary, o.secondary, c === 1 ? null : { feature: o.feature, c }, o.settings),
   }));
 }
 
-/** Linear-pathway control: scale the NFM linear rows of primary features by c (splice of the model's own reconstruction). */
-export function linearControlExperiment(o: ClampExperimentOptions & { features: number[]; settings?: InterventionSettings }): ClampExperimentResult {
+/** Linear-pathway control: scale the NFM linear rows of primary features by c (splice of the model's own
+ * reconstruction). */
+export function linearControlExperiment(
+  o: ClampExperimentOptions & { features: number[]; settings?: InterventionSettings },
+): ClampExperimentResult {
   const pm = effectivePrimary(o.primary, o.settings);
   return runReadout(`linear pathway of primary features ${o.features.join(", ")}`, o, o.settings ?? null, (c) => {
     const s = scaledLinearParams(pm.model, o.features, c);
@@ -494,12 +583,30 @@ export function anovaRows(r: ClampExperimentResult): Array<Record<string, unknow
   const out: Array<Record<string, unknown>> = [];
   for (const l of r.levels) {
     if (!l.anova) {
-      out.push({ experiment: r.name, c: l.c, term: "(Δ ≡ 0: no test)", F: null, df: null, p: null, partialEta2: null, maxAbsDelta: l.maxAbsDelta });
+      out.push({
+        experiment: r.name,
+        c: l.c,
+        term: "(Δ ≡ 0: no test)",
+        F: null,
+        df: null,
+        p: null,
+        partialEta2: null,
+        maxAbsDelta: l.maxAbsDelta,
+      });
       continue;
     }
     for (const t of l.anova.table) {
       if (t.term === "residual") continue;
-      out.push({ experiment: r.name, c: l.c, term: t.term, F: t.f, df: `${t.df}, ${l.anova.residual.df}`, p: t.p, partialEta2: t.partialEtaSquared, maxAbsDelta: l.maxAbsDelta });
+      out.push({
+        experiment: r.name,
+        c: l.c,
+        term: t.term,
+        F: t.f,
+        df: `${t.df}, ${l.anova.residual.df}`,
+        p: t.p,
+        partialEta2: t.partialEtaSquared,
+        maxAbsDelta: l.maxAbsDelta,
+      });
     }
   }
   return out;
@@ -520,7 +627,17 @@ export function authorsRows(r: ClampExperimentResult): Array<Record<string, unkn
           emotionF: l.authors.emotion.f,
           emotionP: l.authors.emotion.p,
         }
-      : { experiment: r.name, c: l.c, interactionF: null, interactionP: null, interactionEffect: 0, formalityF: null, formalityP: null, emotionF: null, emotionP: null },
+      : {
+          experiment: r.name,
+          c: l.c,
+          interactionF: null,
+          interactionP: null,
+          interactionEffect: 0,
+          formalityF: null,
+          formalityP: null,
+          emotionF: null,
+          emotionP: null,
+        },
   );
 }
 
@@ -528,7 +645,10 @@ export function authorsRows(r: ClampExperimentResult): Array<Record<string, unkn
 // feature discovery on the stimulus sentences
 
 /** Primary SAE features of raw activations (normalise → encode), as a FeatureSource. */
-export function primaryFeatureSource(pm0: PrimaryModel, s?: Pick<InterventionSettings, "primaryK" | "normalizeActivations">): FeatureSource {
+export function primaryFeatureSource(
+  pm0: PrimaryModel,
+  s?: Pick<InterventionSettings, "primaryK" | "normalizeActivations">,
+): FeatureSource {
   const pm = effectivePrimary(pm0, s);
   const c = pm.model.config;
   const p = pm.model.record();
@@ -549,7 +669,10 @@ export function secondaryFeatureSource(pm0: PrimaryModel, sec: SecondarySae, s: 
     name: "secondary",
     F: sec.features,
     encode: (xRaw) => {
-      const h = primaryPass(p, c, normalizeTensor(pm.normalization, xRaw), { interactionInput: s.interactionInput, primaryK: s.primaryK ?? undefined }).h;
+      const h = primaryPass(p, c, normalizeTensor(pm.normalization, xRaw), {
+        interactionInput: s.interactionInput,
+        primaryK: s.primaryK ?? undefined,
+      }).h;
       const code = secondaryEncode(sec, h, { zscore: s.secondaryZscore, k: s.secondaryK ?? undefined });
       return { values: code.values, indices: code.indices };
     },
@@ -604,11 +727,32 @@ export interface PrimaryDiscovery {
 }
 
 /** Primary-feature discovery (§9.2): t-tests high vs low per factor over sentence means. */
-export function discoverPrimaryFeatures(lm: LanguageModel, tokenizer: Tokenizer, stimuli: StimulusSet, layer: number, pm: PrimaryModel, s: InterventionSettings, top = 10): PrimaryDiscovery {
+export function discoverPrimaryFeatures(
+  lm: LanguageModel,
+  tokenizer: Tokenizer,
+  stimuli: StimulusSet,
+  layer: number,
+  pm: PrimaryModel,
+  s: InterventionSettings,
+  top = 10,
+): PrimaryDiscovery {
   const flat = flattenStimuli(stimuli);
-  const means = stimulusMeans(lm, tokenizer, flat.map((x) => x.text), layer, primaryFeatureSource(pm, s), { includeBos: s.includeBos });
+  const means = stimulusMeans(
+    lm,
+    tokenizer,
+    flat.map((x) => x.text),
+    layer,
+    primaryFeatureSource(pm, s),
+    { includeBos: s.includeBos },
+  );
   const t = factorTTests(means, { formality: flat.map((x) => x.formality), emotion: flat.map((x) => x.emotion) });
-  return { means, formality: t.formality, emotion: t.emotion, topFormality: rankByT(t.formality).slice(0, top), topEmotion: rankByT(t.emotion).slice(0, top) };
+  return {
+    means,
+    formality: t.formality,
+    emotion: t.emotion,
+    topFormality: rankByT(t.formality).slice(0, top),
+    topEmotion: rankByT(t.emotion).slice(0, top),
+  };
 }
 
 export interface SecondaryRanking {
@@ -635,7 +779,14 @@ export function rankSecondaryFeatures(
   opts: { minActiveSentences?: number } = {},
 ): SecondaryRanking {
   const flat = flattenStimuli(stimuli);
-  const means = stimulusMeans(lm, tokenizer, flat.map((x) => x.text), layer, secondaryFeatureSource(pm, sec, s), { includeBos: s.includeBos });
+  const means = stimulusMeans(
+    lm,
+    tokenizer,
+    flat.map((x) => x.text),
+    layer,
+    secondaryFeatureSource(pm, sec, s),
+    { includeBos: s.includeBos },
+  );
   const minActive = opts.minActiveSentences ?? 5;
   const active: number[] = [];
   for (let f = 0; f < means.F; f++) {
@@ -643,7 +794,10 @@ export function rankSecondaryFeatures(
     for (let i = 0; i < means.S; i++) if (means.means[i * means.F + f] > 0) n++;
     if (n >= minActive) active.push(f);
   }
-  const ranking = anovaRanking(means, flat.map((x) => x.cellId));
+  const ranking = anovaRanking(
+    means,
+    flat.map((x) => x.cellId),
+  );
   const isActive = new Set(active);
   const act = ranking.filter((r) => isActive.has(r.feature) && Number.isFinite(r.f));
   return { means, ranking, active, top: act.length ? act[0] : null, control: act.length ? act[act.length - 1] : null };
@@ -658,14 +812,23 @@ export function rankSecondaryFeatures(
  */
 export function interactionPlotSpec(r: ClampExperimentResult, title?: string): Record<string, unknown> {
   const values = r.levels.flatMap((l) =>
-    l.cells.map((c) => ({ c: `c = ${l.c}`, emotion: `${c.emotion} emotion`, formality: `${c.formality} formality`, mean: c.mean, lo: Number.isFinite(c.lo) ? c.lo : c.mean, hi: Number.isFinite(c.hi) ? c.hi : c.mean })),
+    l.cells.map((c) => ({
+      c: `c = ${l.c}`,
+      emotion: `${c.emotion} emotion`,
+      formality: `${c.formality} formality`,
+      mean: c.mean,
+      lo: Number.isFinite(c.lo) ? c.lo : c.mean,
+      hi: Number.isFinite(c.hi) ? c.hi : c.mean,
+    })),
   );
   const y = { field: "mean", type: "quantitative", title: "Δ log p(target word) vs baseline (nats)" };
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title: title ?? `Interaction plot: ${r.name} (mean ± 95% CI over prompts × words)`,
     data: { values },
-    facet: { column: { field: "c", type: "nominal", title: "clamp multiplier", sort: r.levels.map((l) => `c = ${l.c}`) } },
+    facet: {
+      column: { field: "c", type: "nominal", title: "clamp multiplier", sort: r.levels.map((l) => `c = ${l.c}`) },
+    },
     spec: {
       width: 160,
       height: 220,

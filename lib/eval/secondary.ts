@@ -19,7 +19,14 @@
 import { tf } from "../backend";
 import type { RowSource, NormalizationSpec } from "../data/types";
 import { ArrayRowSource } from "../data/array-source";
-import { blockStats, normalize, normalizationFromStats, normalizeTensor, summarizeStats, validateSpec } from "../data/normalization";
+import {
+  blockStats,
+  normalize,
+  normalizationFromStats,
+  normalizeTensor,
+  summarizeStats,
+  validateSpec,
+} from "../data/normalization";
 import { Model, ModelConfig, effectiveK, validateModelConfig } from "../joint";
 import { P, SaeConfig, SaePreset, SparseCode, saeConfig, saeDecode, saeEncode } from "../sae";
 import { InteractionInput, nfmHidden } from "../nfm";
@@ -48,19 +55,23 @@ export interface HiddenOptions {
 
 function checkInteraction(c: ModelConfig, where: string): void {
   if (!c.nfm || !c.nfm.interaction) {
-    throw new Error(`${where}: the model (kind "${c.kind}", variant "${c.variant}") has no NFM interaction term, so there is no h to analyse`);
+    throw new Error(
+      `${where}: the model (kind "${c.kind}", variant "${c.variant}") has no NFM interaction term, so there is no h to analyse`,
+    );
   }
 }
 
 export function checkInteractionInput(v: unknown, where = "interactionInput"): InteractionInput {
-  if (v !== "bi-interaction" && v !== "linear-sum") throw new Error(`${where}: must be "bi-interaction" or "linear-sum" (got ${JSON.stringify(v)})`);
+  if (v !== "bi-interaction" && v !== "linear-sum")
+    throw new Error(`${where}: must be "bi-interaction" or "linear-sum" (got ${JSON.stringify(v)})`);
   return v;
 }
 
 /** The primary SAE k used at inference for this model (sequential models may run below their training k). */
 export function primaryK(c: ModelConfig, override?: number): number {
   const k = override ?? effectiveK(c);
-  if (!Number.isInteger(k) || k < 1 || k > c.sae.F) throw new Error(`primaryK: k must be an integer in [1, F = ${c.sae.F}] (got ${k})`);
+  if (!Number.isInteger(k) || k < 1 || k > c.sae.F)
+    throw new Error(`primaryK: k must be an integer in [1, F = ${c.sae.F}] (got ${k})`);
   return k;
 }
 
@@ -118,7 +129,11 @@ export interface CollectedHidden {
  * Collect h over normalised activation rows: a Float32Array [N, d] already in the model's space, or
  * a RowSource (the activation store; use a held-out store in corrected mode). Dropout is off.
  */
-export function collectInteractionHidden(model: Model, rows: Float32Array | RowSource, opts: CollectOptions = {}): CollectedHidden {
+export function collectInteractionHidden(
+  model: Model,
+  rows: Float32Array | RowSource,
+  opts: CollectOptions = {},
+): CollectedHidden {
   const c = validateModelConfig(model.config, "collectInteractionHidden.model");
   checkInteraction(c, "collectInteractionHidden");
   const d = c.sae.d;
@@ -136,12 +151,21 @@ export function collectInteractionHidden(model: Model, rows: Float32Array | RowS
     n += take;
   };
   if (rows instanceof Float32Array) {
-    if (rows.length % d !== 0) throw new Error(`collectInteractionHidden: ${rows.length} values is not a multiple of the model's d = ${d}`);
+    if (rows.length % d !== 0)
+      throw new Error(`collectInteractionHidden: ${rows.length} values is not a multiple of the model's d = ${d}`);
     const N = rows.length / d;
     for (let s = 0; s < N && n < max; s += bs) run(rows.subarray(s * d, Math.min(N, s + bs) * d), Math.min(bs, N - s));
   } else {
-    if (rows.d !== d) throw new Error(`collectInteractionHidden: the row source has d = ${rows.d}, the model expects d = ${d}`);
-    for (const b of rows.batches({ batchSize: bs, seed: opts.seed ?? 0, epochs: 1, part: opts.part ?? "all", normalize: opts.normalize ?? "store", dropLast: false })) {
+    if (rows.d !== d)
+      throw new Error(`collectInteractionHidden: the row source has d = ${rows.d}, the model expects d = ${d}`);
+    for (const b of rows.batches({
+      batchSize: bs,
+      seed: opts.seed ?? 0,
+      epochs: 1,
+      part: opts.part ?? "all",
+      normalize: opts.normalize ?? "store",
+      dropLast: false,
+    })) {
       run(b.x, b.size);
       if (n >= max) break;
     }
@@ -158,7 +182,8 @@ export function collectInteractionHidden(model: Model, rows: Float32Array | RowS
 
 /** Per-dimension z-score of h (float64 statistics, std clamped at 1e-8). */
 export function hiddenNormalization(h: Float32Array, E: number): NormalizationSpec {
-  if (h.length === 0 || h.length % E !== 0) throw new Error(`hiddenNormalization: ${h.length} values is not a positive multiple of E = ${E}`);
+  if (h.length === 0 || h.length % E !== 0)
+    throw new Error(`hiddenNormalization: ${h.length} values is not a positive multiple of E = ${E}`);
   return normalizationFromStats("zscore", summarizeStats(blockStats(h, E)));
 }
 
@@ -201,9 +226,15 @@ export interface SecondarySae {
 }
 
 /** Split rows [n, E] into train / held-out by a seeded permutation. */
-export function splitRows(h: Float32Array, E: number, valFraction: number, seed: number): { train: Float32Array; val: Float32Array } {
+export function splitRows(
+  h: Float32Array,
+  E: number,
+  valFraction: number,
+  seed: number,
+): { train: Float32Array; val: Float32Array } {
   const n = h.length / E;
-  if (!(valFraction > 0 && valFraction < 1)) throw new Error(`secondary.valFraction: must be in (0, 1) (got ${valFraction})`);
+  if (!(valFraction > 0 && valFraction < 1))
+    throw new Error(`secondary.valFraction: must be in (0, 1) (got ${valFraction})`);
   const nVal = Math.max(1, Math.round(n * valFraction));
   if (n - nVal < 1) throw new Error(`secondary: ${n} rows are too few to hold out ${nVal}`);
   const perm = new Rng(seed).fork("secondary-split").permutation(n);
@@ -219,7 +250,10 @@ export function splitRows(h: Float32Array, E: number, valFraction: number, seed:
 }
 
 /** The secondary SAE config from E and the size options (25·E features, k = 2%). */
-export function secondarySaeConfig(E: number, opts: Pick<SecondaryOptions, "featuresMultiplier" | "kFraction" | "preset"> = {}): SaeConfig {
+export function secondarySaeConfig(
+  E: number,
+  opts: Pick<SecondaryOptions, "featuresMultiplier" | "kFraction" | "preset"> = {},
+): SaeConfig {
   const mult = opts.featuresMultiplier ?? 25;
   const kf = opts.kFraction ?? 0.02;
   if (!(mult > 0)) throw new Error(`secondary.featuresMultiplier: must be positive (got ${mult})`);
@@ -233,9 +267,14 @@ export function secondarySaeConfig(E: number, opts: Pick<SecondaryOptions, "feat
  * Train the secondary TopK SAE on h [n, E] (raw h as collected): split off held-out rows, z-score
  * with statistics of the training rows, train with lib/train.ts, evaluate on the held-out rows.
  */
-export async function trainSecondarySae(h: Float32Array, E: number, opts: SecondaryOptions = {}): Promise<SecondarySae> {
+export async function trainSecondarySae(
+  h: Float32Array,
+  E: number,
+  opts: SecondaryOptions = {},
+): Promise<SecondarySae> {
   if (!Number.isInteger(E) || E < 1) throw new Error(`trainSecondarySae: E must be a positive integer (got ${E})`);
-  if (h.length === 0 || h.length % E !== 0) throw new Error(`trainSecondarySae: ${h.length} values is not a positive multiple of E = ${E}`);
+  if (h.length === 0 || h.length % E !== 0)
+    throw new Error(`trainSecondarySae: ${h.length} values is not a positive multiple of E = ${E}`);
   const seed = opts.seed ?? 0;
   const sae = secondarySaeConfig(E, opts);
   const { train, val } = splitRows(h, E, opts.valFraction ?? 0.1, seed);
@@ -289,12 +328,19 @@ export interface SecondaryCode extends SparseCode {
  * normalisation first; the authors' intervention scripts skipped it (faithful: false). `k` overrides
  * the SAE's k (the authors used 512 in part13). Call inside tf.tidy.
  */
-export function secondaryEncode(sec: SecondarySae, h: tf.Tensor2D, opts: { zscore?: boolean; k?: number } = {}): SecondaryCode {
+export function secondaryEncode(
+  sec: SecondarySae,
+  h: tf.Tensor2D,
+  opts: { zscore?: boolean; k?: number } = {},
+): SecondaryCode {
   validateSpec(sec.normalization, sec.E);
   const zs = opts.zscore ?? true;
   const input =
     zs && sec.normalization.kind !== "none"
-      ? (tf.mul(tf.sub(h, tf.tensor1d(sec.normalization.shift)), tf.tensor1d(sec.normalization.scale.map((v) => 1 / v))) as tf.Tensor2D)
+      ? (tf.mul(
+          tf.sub(h, tf.tensor1d(sec.normalization.shift)),
+          tf.tensor1d(sec.normalization.scale.map((v) => 1 / v)),
+        ) as tf.Tensor2D)
       : h;
   const k = Math.min(opts.k ?? sec.k, sec.features);
   const code = saeEncode(sec.model.record(), sec.model.config.sae, input, k);
@@ -356,7 +402,14 @@ export function collectHiddenFromWindows(
     out.set(h, o);
     o += h.length;
   }
-  return { h: out, n: win.length, E, interactionInput: mode, window: Int32Array.from(win), position: Int32Array.from(pos) };
+  return {
+    h: out,
+    n: win.length,
+    E,
+    interactionInput: mode,
+    window: Int32Array.from(win),
+    position: Int32Array.from(pos),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +420,11 @@ export function collectHiddenFromWindows(
  * (z-scored h when zscore, raw h otherwise): FVU = Σ‖u − û‖² / Σ‖u − ū‖² and mean L0. Applying the
  * SAE to the authors' un-z-scored linear-sum h shows the distribution mismatch of §12-3(b).
  */
-export function secondaryFvu(sec: SecondarySae, h: Float32Array, opts: { zscore?: boolean; k?: number; batchSize?: number } = {}): { fvu: number; l0: number; rows: number } {
+export function secondaryFvu(
+  sec: SecondarySae,
+  h: Float32Array,
+  opts: { zscore?: boolean; k?: number; batchSize?: number } = {},
+): { fvu: number; l0: number; rows: number } {
   const E = sec.E;
   const n = h.length / E;
   if (!Number.isInteger(n) || n < 2) throw new Error(`secondaryFvu: ${h.length} values is not ≥ 2 rows of E = ${E}`);
@@ -389,7 +446,10 @@ export function secondaryFvu(sec: SecondarySae, h: Float32Array, opts: { zscore?
 }
 
 /** Training-loss curve of a secondary SAE (vega-lite spec with titles and units). */
-export function lossCurveSpec(history: Array<{ step: number; loss: number }>, title = "Secondary SAE training loss"): Record<string, unknown> {
+export function lossCurveSpec(
+  history: Array<{ step: number; loss: number }>,
+  title = "Secondary SAE training loss",
+): Record<string, unknown> {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title,
@@ -399,7 +459,12 @@ export function lossCurveSpec(history: Array<{ step: number; loss: number }>, ti
     mark: { type: "line" },
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "loss", type: "quantitative", title: "MSE on z-scored h (squared std units)", scale: { type: "log" } },
+      y: {
+        field: "loss",
+        type: "quantitative",
+        title: "MSE on z-scored h (squared std units)",
+        scale: { type: "log" },
+      },
     },
   };
 }

@@ -8,7 +8,15 @@
 import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { Level, StimulusSet, spacedWordOffsets } from "./stimuli";
-import { ClampExperimentResult, ClampLevelResult, InterventionSettings, ScoreOptions, scoreItems, summariseCells, wordTokenIds } from "./interventions";
+import {
+  ClampExperimentResult,
+  ClampLevelResult,
+  InterventionSettings,
+  ScoreOptions,
+  scoreItems,
+  summariseCells,
+  wordTokenIds,
+} from "./interventions";
 import type { ReadoutRow } from "./interventions-stats";
 
 export interface SentenceItem {
@@ -31,7 +39,10 @@ export interface SentenceItem {
  * (the ids the prompt readout scores) inside BOS + sentence. Sentences without a target word, or
  * where the word's ids do not occur (a tokenisation that differs in context), are listed in problems.
  */
-export function sentenceReadoutItems(set: StimulusSet, tokenizer: Tokenizer): { items: SentenceItem[]; problems: string[] } {
+export function sentenceReadoutItems(
+  set: StimulusSet,
+  tokenizer: Tokenizer,
+): { items: SentenceItem[]; problems: string[] } {
   const items: SentenceItem[] = [];
   const problems: string[] = [];
   let sentenceIndex = 0;
@@ -39,7 +50,9 @@ export function sentenceReadoutItems(set: StimulusSet, tokenizer: Tokenizer): { 
     const wordIds = c.targetWords.map((w) => wordTokenIds(tokenizer, w));
     for (const sentence of c.sentences) {
       const here = sentenceIndex++;
-      const found = c.targetWords.map((w, i) => ({ w, i })).filter((x) => spacedWordOffsets(sentence, x.w.trim()).length > 0);
+      const found = c.targetWords
+        .map((w, i) => ({ w, i }))
+        .filter((x) => spacedWordOffsets(sentence, x.w.trim()).length > 0);
       if (found.length !== 1) {
         problems.push(`${c.id}: sentence ${here} holds ${found.length} of its cell's target words: "${sentence}"`);
         continue;
@@ -50,10 +63,22 @@ export function sentenceReadoutItems(set: StimulusSet, tokenizer: Tokenizer): { 
       let at = -1;
       for (let p = 1; p + ids.length <= seq.length && at < 0; p++) if (ids.every((id, k) => seq[p + k] === id)) at = p;
       if (at < 0) {
-        problems.push(`${c.id}: the tokens of "${w}" (${ids.join(" ")}) do not occur in sentence ${here}: "${sentence}"`);
+        problems.push(
+          `${c.id}: the tokens of "${w}" (${ids.join(" ")}) do not occur in sentence ${here}: "${sentence}"`,
+        );
         continue;
       }
-      items.push({ sentenceIndex: here, sentence, word: w, wordIndex: i, formality: c.formality, emotion: c.emotion, seq, start: at - 1, targets: ids });
+      items.push({
+        sentenceIndex: here,
+        sentence,
+        word: w,
+        wordIndex: i,
+        formality: c.formality,
+        emotion: c.emotion,
+        seq,
+        start: at - 1,
+        targets: ids,
+      });
     }
   }
   return { items, problems };
@@ -67,15 +92,25 @@ export function runSentenceReadout(
   name: string,
   o: { lm: LanguageModel; layer: number; items: SentenceItem[]; values: number[]; batchSize?: number },
   settings: InterventionSettings | null,
-  hookFor: (c: number) => { hook: (h: tf.Tensor3D) => tf.Tensor3D; dispose?: () => void; onBatch?: ScoreOptions["onBatch"] },
+  hookFor: (c: number) => {
+    hook: (h: tf.Tensor3D) => tf.Tensor3D;
+    dispose?: () => void;
+    onBatch?: ScoreOptions["onBatch"];
+  },
   identity = 1,
 ): ClampExperimentResult {
-  if (!o.items.length) throw new Error(`sentence readout ${name}: no items (the stimulus set's sentences carry no target words)`);
-  if (o.layer > o.lm.config.nLayers) throw new Error(`sentence readout ${name}: layer ${o.layer} exceeds the model's ${o.lm.config.nLayers} blocks`);
+  if (!o.items.length)
+    throw new Error(`sentence readout ${name}: no items (the stimulus set's sentences carry no target words)`);
+  if (o.layer > o.lm.config.nLayers)
+    throw new Error(`sentence readout ${name}: layer ${o.layer} exceeds the model's ${o.lm.config.nLayers} blocks`);
   const score = (c: number) => {
     const h = hookFor(c);
     try {
-      return scoreItems(o.lm, o.items, { replace: new Map([[o.layer, h.hook]]), batchSize: o.batchSize, onBatch: h.onBatch });
+      return scoreItems(o.lm, o.items, {
+        replace: new Map([[o.layer, h.hook]]),
+        batchSize: o.batchSize,
+        onBatch: h.onBatch,
+      });
     } finally {
       h.dispose?.();
     }
@@ -87,10 +122,25 @@ export function runSentenceReadout(
     const rows: ReadoutRow[] = o.items.map((it, i) => {
       const value = lp[i] - baseline[i];
       maxAbs = Math.max(maxAbs, Math.abs(value));
-      return { prompt: it.sentenceIndex, wordIndex: it.wordIndex, word: it.word, formality: it.formality, emotion: it.emotion, value };
+      return {
+        prompt: it.sentenceIndex,
+        wordIndex: it.wordIndex,
+        word: it.word,
+        formality: it.formality,
+        emotion: it.emotion,
+        value,
+      };
     });
     // No (prompt × word) ANOVA or authors' pairing here: sentences are not crossed with words.
     return { c, rows, cells: summariseCells(rows), anova: null, authors: null, maxAbsDelta: maxAbs };
   });
-  return { name, layer: o.layer, settings, prompts: o.items.map((it) => it.sentence), words: [], baseline: [o.items.map((_, i) => baseline[i])], levels };
+  return {
+    name,
+    layer: o.layer,
+    settings,
+    prompts: o.items.map((it) => it.sentence),
+    words: [],
+    baseline: [o.items.map((_, i) => baseline[i])],
+    levels,
+  };
 }

@@ -15,7 +15,8 @@
  *
  * Positions inside one window are correlated, and several windows can be cut from one document,
  * so confidence intervals come from a cluster bootstrap over documents (opts.windowClusters: the
- * document of each window; over windows when not given); the per-position t-tests (what the authors reported) are included but
+ * document of each window; over windows when not given); the per-position t-tests (what the authors reported) are
+ * included but
  * their p-values treat positions as independent and are therefore optimistic.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -37,7 +38,9 @@ import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
  */
 export function klPerPosition(cleanLogits: tf.Tensor, patchedLogits: tf.Tensor, smoothing = 0): tf.Tensor {
   if (!tf.util.arraysEqual(cleanLogits.shape, patchedLogits.shape)) {
-    throw new Error(`klPerPosition: clean logits ${JSON.stringify(cleanLogits.shape)} and patched logits ${JSON.stringify(patchedLogits.shape)} differ in shape`);
+    throw new Error(
+      `klPerPosition: clean logits ${JSON.stringify(cleanLogits.shape)} and patched logits ${JSON.stringify(patchedLogits.shape)} differ in shape`,
+    );
   }
   if (!(smoothing >= 0)) throw new Error(`klPerPosition: smoothing must be ≥ 0 (got ${smoothing})`);
   return tf.tidy(() => {
@@ -58,7 +61,10 @@ export function klPerPosition(cleanLogits: tf.Tensor, patchedLogits: tf.Tensor, 
  * position (row-major over the leading axes; number[][] for [B, T] logits), where −1 marks a position
  * to ignore (its output is 0). For next-token CE pass targets[b][t] = tokens[b][t + 1].
  */
-export function crossEntropyPerPosition(logits: tf.Tensor, targets: ArrayLike<number> | ArrayLike<number>[]): tf.Tensor {
+export function crossEntropyPerPosition(
+  logits: tf.Tensor,
+  targets: ArrayLike<number> | ArrayLike<number>[],
+): tf.Tensor {
   const V = logits.shape[logits.rank - 1];
   const lead = logits.shape.slice(0, -1);
   const N = lead.reduce((a, b) => a * b, 1);
@@ -66,12 +72,16 @@ export function crossEntropyPerPosition(logits: tf.Tensor, targets: ArrayLike<nu
   const mask = new Float32Array(N);
   let n = 0;
   const put = (v: number) => {
-    if (n >= N) throw new Error(`crossEntropyPerPosition: more targets than the ${N} positions of logits ${JSON.stringify(logits.shape)}`);
+    if (n >= N)
+      throw new Error(
+        `crossEntropyPerPosition: more targets than the ${N} positions of logits ${JSON.stringify(logits.shape)}`,
+      );
     if (v === -1) {
       flat[n] = 0;
       mask[n] = 0;
     } else {
-      if (!Number.isInteger(v) || v < 0 || v >= V) throw new Error(`crossEntropyPerPosition: target ${v} at position ${n} is outside [0, ${V})`);
+      if (!Number.isInteger(v) || v < 0 || v >= V)
+        throw new Error(`crossEntropyPerPosition: target ${v} at position ${n} is outside [0, ${V})`);
       flat[n] = v;
       mask[n] = 1;
     }
@@ -83,7 +93,10 @@ export function crossEntropyPerPosition(logits: tf.Tensor, targets: ArrayLike<nu
   } else {
     for (let i = 0; i < targets.length; i++) put((targets as ArrayLike<number>)[i]);
   }
-  if (n !== N) throw new Error(`crossEntropyPerPosition: got ${n} targets for the ${N} positions of logits ${JSON.stringify(logits.shape)}`);
+  if (n !== N)
+    throw new Error(
+      `crossEntropyPerPosition: got ${n} targets for the ${N} positions of logits ${JSON.stringify(logits.shape)}`,
+    );
   return tf.tidy(() => {
     const lsm = tf.logSoftmax(logits.toFloat().reshape([N, V]), 1);
     const idx = new Int32Array(2 * N);
@@ -101,12 +114,14 @@ export function crossEntropyPerPosition(logits: tf.Tensor, targets: ArrayLike<nu
  * sphere with exactly the requested lengths (normalised in float64, then stored as float32).
  */
 export function randomDirectionsWithNorm(norms: ArrayLike<number>, d: number, rng: Rng): Float32Array {
-  if (!Number.isInteger(d) || d < 1) throw new Error(`randomDirectionsWithNorm: d must be a positive integer (got ${d})`);
+  if (!Number.isInteger(d) || d < 1)
+    throw new Error(`randomDirectionsWithNorm: d must be a positive integer (got ${d})`);
   const out = new Float32Array(norms.length * d);
   const g = new Float64Array(d);
   for (let i = 0; i < norms.length; i++) {
     const target = norms[i];
-    if (!(target >= 0) || !Number.isFinite(target)) throw new Error(`randomDirectionsWithNorm: norm ${i} must be finite and ≥ 0 (got ${target})`);
+    if (!(target >= 0) || !Number.isFinite(target))
+      throw new Error(`randomDirectionsWithNorm: norm ${i} must be finite and ≥ 0 (got ${target})`);
     let s = 0;
     do {
       s = 0;
@@ -131,7 +146,8 @@ export interface SpliceCondition {
   reconstruct: (xRaw: tf.Tensor2D) => tf.Tensor2D;
 }
 
-/** "own": each condition's own error norm (Gurnee, default); or the named condition's error (authors' joint variant). */
+/** "own": each condition's own error norm (Gurnee, default); or the named condition's error (authors' joint variant).
+ * */
 export type EpsilonNorm = "own" | { reference: string };
 
 export interface SpliceOptions {
@@ -316,27 +332,45 @@ function validate(opts: SpliceOptions): void {
     throw new Error(`spliceEvaluate: layer must be an integer in [0, ${model.config.nLayers}] (got ${layer})`);
   }
   if (windows.length === 0) throw new Error("spliceEvaluate: windows is empty");
-  if (opts.windowClusters && opts.windowClusters.length !== windows.length) throw new Error(`spliceEvaluate: windowClusters has ${opts.windowClusters.length} entries for ${windows.length} windows`);
+  if (opts.windowClusters && opts.windowClusters.length !== windows.length)
+    throw new Error(
+      `spliceEvaluate: windowClusters has ${opts.windowClusters.length} entries for ${windows.length} windows`,
+    );
   windows.forEach((w, i) => {
-    if (w.length < 2) throw new Error(`spliceEvaluate: window ${i} has ${w.length} token(s); need ≥ 2 (BOS + at least one token)`);
-    if (w.length > model.config.maxSeqLen) throw new Error(`spliceEvaluate: window ${i} has ${w.length} tokens, more than the model's ${model.config.maxSeqLen}`);
-    for (const t of w) if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`spliceEvaluate: window ${i} holds token ${t} outside [0, ${V})`);
+    if (w.length < 2)
+      throw new Error(`spliceEvaluate: window ${i} has ${w.length} token(s); need ≥ 2 (BOS + at least one token)`);
+    if (w.length > model.config.maxSeqLen)
+      throw new Error(
+        `spliceEvaluate: window ${i} has ${w.length} tokens, more than the model's ${model.config.maxSeqLen}`,
+      );
+    for (const t of w)
+      if (!Number.isInteger(t) || t < 0 || t >= V)
+        throw new Error(`spliceEvaluate: window ${i} holds token ${t} outside [0, ${V})`);
   });
   if (conditions.length === 0) throw new Error("spliceEvaluate: no conditions");
   const names = new Set<string>();
   for (const c of conditions) {
-    if (!c.name || names.has(c.name)) throw new Error(`spliceEvaluate: condition names must be non-empty and unique ("${c.name}")`);
-    if (c.name === ZERO_ABLATION || c.name.startsWith("ε-random")) throw new Error(`spliceEvaluate: condition name "${c.name}" is reserved`);
-    if (typeof c.reconstruct !== "function") throw new Error(`spliceEvaluate: condition "${c.name}" has no reconstruct function`);
+    if (!c.name || names.has(c.name))
+      throw new Error(`spliceEvaluate: condition names must be non-empty and unique ("${c.name}")`);
+    if (c.name === ZERO_ABLATION || c.name.startsWith("ε-random"))
+      throw new Error(`spliceEvaluate: condition name "${c.name}" is reserved`);
+    if (typeof c.reconstruct !== "function")
+      throw new Error(`spliceEvaluate: condition "${c.name}" has no reconstruct function`);
     names.add(c.name);
   }
   const eps = opts.epsilonNorm ?? "own";
-  if (eps !== "own" && !names.has(eps.reference)) throw new Error(`spliceEvaluate: epsilonNorm.reference "${eps.reference}" is not a condition (${[...names].join(", ")})`);
-  if (opts.baseline !== undefined && !names.has(opts.baseline)) throw new Error(`spliceEvaluate: baseline "${opts.baseline}" is not a condition`);
+  if (eps !== "own" && !names.has(eps.reference))
+    throw new Error(
+      `spliceEvaluate: epsilonNorm.reference "${eps.reference}" is not a condition (${[...names].join(", ")})`,
+    );
+  if (opts.baseline !== undefined && !names.has(opts.baseline))
+    throw new Error(`spliceEvaluate: baseline "${opts.baseline}" is not a condition`);
   const s = opts.epsilonSamples ?? 3;
-  if (!Number.isInteger(s) || s < 0) throw new Error(`spliceEvaluate: epsilonSamples must be an integer ≥ 0 (got ${s})`);
+  if (!Number.isInteger(s) || s < 0)
+    throw new Error(`spliceEvaluate: epsilonSamples must be an integer ≥ 0 (got ${s})`);
   const b = opts.batchWindows ?? 8;
-  if (!Number.isInteger(b) || b < 1) throw new Error(`spliceEvaluate: batchWindows must be a positive integer (got ${b})`);
+  if (!Number.isInteger(b) || b < 1)
+    throw new Error(`spliceEvaluate: batchWindows must be a positive integer (got ${b})`);
 }
 
 /** Run the splice evaluation. Disposes every tensor it creates (the conditions' outputs included). */
@@ -351,23 +385,47 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
   const zeroAblation = opts.zeroAblation ?? true;
   const baseline = opts.baseline ?? conditions[0].name;
   const klPositions = opts.klPositions ?? "all";
-  if (klPositions !== "all" && klPositions !== "with-next-token") throw new Error(`spliceEvaluate: klPositions must be "all" or "with-next-token" (got ${klPositions})`);
+  if (klPositions !== "all" && klPositions !== "with-next-token")
+    throw new Error(`spliceEvaluate: klPositions must be "all" or "with-next-token" (got ${klPositions})`);
   const klDrop = klPositions === "all" ? 0 : 1;
   const d = model.config.dim;
   const W = windows.length;
   const totalPos = windows.reduce((s, w) => s + w.length - klDrop, 0);
   const totalCe = windows.reduce((s, w) => s + w.length - 1, 0);
 
-  const mkArm = (name: string, kind: ArmKind, matchedTo: string | null, condition: SpliceCondition | null, samples: number): Arm => ({
-    name, kind, matchedTo, condition, samples,
-    kl: new Float32Array(totalPos * samples), klWindow: new Int32Array(totalPos * samples), klPosition: new Int32Array(totalPos * samples),
-    ce: new Float32Array(totalCe * samples), ceWindow: new Int32Array(totalCe * samples), nkl: 0, nce: 0,
-    klSum: new Float64Array(W), klCnt: new Float64Array(W), ceSum: new Float64Array(W), ceCnt: new Float64Array(W), errSum: 0, errCnt: 0,
+  const mkArm = (
+    name: string,
+    kind: ArmKind,
+    matchedTo: string | null,
+    condition: SpliceCondition | null,
+    samples: number,
+  ): Arm => ({
+    name,
+    kind,
+    matchedTo,
+    condition,
+    samples,
+    kl: new Float32Array(totalPos * samples),
+    klWindow: new Int32Array(totalPos * samples),
+    klPosition: new Int32Array(totalPos * samples),
+    ce: new Float32Array(totalCe * samples),
+    ceWindow: new Int32Array(totalCe * samples),
+    nkl: 0,
+    nce: 0,
+    klSum: new Float64Array(W),
+    klCnt: new Float64Array(W),
+    ceSum: new Float64Array(W),
+    ceCnt: new Float64Array(W),
+    errSum: 0,
+    errCnt: 0,
   });
   const modelArms = conditions.map((c) => mkArm(c.name, "model", null, c, 1));
-  const epsArms: Arm[] = epsilonSamples === 0 ? [] : epsilonNorm === "own"
-    ? conditions.map((c) => mkArm(epsilonName(c.name), "epsilon", c.name, null, epsilonSamples))
-    : [mkArm(epsilonName(epsilonNorm.reference), "epsilon", epsilonNorm.reference, null, epsilonSamples)];
+  const epsArms: Arm[] =
+    epsilonSamples === 0
+      ? []
+      : epsilonNorm === "own"
+        ? conditions.map((c) => mkArm(epsilonName(c.name), "epsilon", c.name, null, epsilonSamples))
+        : [mkArm(epsilonName(epsilonNorm.reference), "epsilon", epsilonNorm.reference, null, epsilonSamples)];
   const zeroArm = zeroAblation ? mkArm(ZERO_ABLATION, "zero", null, null, 1) : null;
   const arms = [...modelArms, ...epsArms, ...(zeroArm ? [zeroArm] : [])];
   const clean = { ceSum: new Float64Array(W), ceCnt: new Float64Array(W) };
@@ -384,7 +442,9 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
       return row;
     });
     // targets[b][t] = next true token, −1 where there is none (last valid position, padding)
-    const targets = ids.map((w, b) => Array.from({ length: T }, (_, t) => (t < lengths[b] - 1 ? windows[w][t + 1] : -1)));
+    const targets = ids.map((w, b) =>
+      Array.from({ length: T }, (_, t) => (t < lengths[b] - 1 ? windows[w][t + 1] : -1)),
+    );
 
     const cleanOut = model.forward(tokens, { lengths, capture: [layer] });
     const cleanLogits = cleanOut.logits;
@@ -443,7 +503,9 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
         const xhat = tf.tidy(() => {
           const r = arm.condition!.reconstruct(x2d!);
           if (!tf.util.arraysEqual(r.shape, [B * T, d])) {
-            throw new Error(`spliceEvaluate: condition "${arm.name}" returned shape ${JSON.stringify(r.shape)}, expected [${B * T}, ${d}]`);
+            throw new Error(
+              `spliceEvaluate: condition "${arm.name}" returned shape ${JSON.stringify(r.shape)}, expected [${B * T}, ${d}]`,
+            );
           }
           return r.toFloat().reshape([B, T, d]) as tf.Tensor3D;
         });
@@ -451,10 +513,11 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
         const norms = Float32Array.from(normT.dataSync());
         normT.dispose();
         errNorms.set(arm.name, norms);
-        for (let b = 0; b < B; b++) for (let t = 0; t < lengths[b]; t++) {
-          arm.errSum += norms[b * T + t];
-          arm.errCnt++;
-        }
+        for (let b = 0; b < B; b++)
+          for (let t = 0; t < lengths[b]; t++) {
+            arm.errSum += norms[b * T + t];
+            arm.errCnt++;
+          }
         try {
           runPatched(arm, xhat);
         } finally {
@@ -490,14 +553,31 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
   }
 
   return summarise(arms, clean, {
-    model: model.name, modelSha256: model.sha256, layer, windows: W, positions: totalPos, conditions: conditions.map((c) => c.name),
-    epsilonSamples, epsilonNorm, smoothing, klPositions, seed, baseline, zeroAblation, bootstrapSamples: opts.bootstrapSamples ?? 1000, level: opts.level ?? 0.95,
+    model: model.name,
+    modelSha256: model.sha256,
+    layer,
+    windows: W,
+    positions: totalPos,
+    conditions: conditions.map((c) => c.name),
+    epsilonSamples,
+    epsilonNorm,
+    smoothing,
+    klPositions,
+    seed,
+    baseline,
+    zeroAblation,
+    bootstrapSamples: opts.bootstrapSamples ?? 1000,
+    level: opts.level ?? 0.95,
     windowClusters: opts.windowClusters ? Array.from(opts.windowClusters) : null,
     clusters: opts.windowClusters ? clusterCount(opts.windowClusters) : W,
   });
 }
 
-function summarise(arms: Arm[], clean: { ceSum: Float64Array; ceCnt: Float64Array }, config: SpliceResult["config"]): SpliceResult {
+function summarise(
+  arms: Arm[],
+  clean: { ceSum: Float64Array; ceCnt: Float64Array },
+  config: SpliceResult["config"],
+): SpliceResult {
   const W = config.windows;
   const byName = new Map(arms.map((a) => [a.name, a]));
   const baseArm = byName.get(config.baseline)!;
@@ -522,21 +602,38 @@ function summarise(arms: Arm[], clean: { ceSum: Float64Array; ceCnt: Float64Arra
       const kl = klOf(a, w);
       const ce = ceOf(a, w);
       const eps = epsFor(a);
-      out.push(kl, ce, eps ? kl / klOf(eps, w) : NaN, a.kind === "model" ? 1 - kl / klBase : NaN, zeroArm ? (ceZero - ce) / (ceZero - ceClean) : NaN);
+      out.push(
+        kl,
+        ce,
+        eps ? kl / klOf(eps, w) : NaN,
+        a.kind === "model" ? 1 - kl / klBase : NaN,
+        zeroArm ? (ceZero - ce) / (ceZero - ceClean) : NaN,
+      );
     }
     return out;
   };
   const ones = new Float64Array(W).fill(1);
   const point = statistic(ones);
   const bopts = { samples: config.bootstrapSamples, seed: config.seed + 1, level: config.level };
-  const cis = config.bootstrapSamples > 0 ? (config.windowClusters ? groupedClusterBootstrap(config.windowClusters, statistic, bopts) : clusterBootstrap(W, statistic, bopts)) : null;
-  const ci = (j: number): Interval | null => (cis && Number.isFinite(point[j]) ? { lo: cis[j].lo, hi: cis[j].hi } : null);
+  const cis =
+    config.bootstrapSamples > 0
+      ? config.windowClusters
+        ? groupedClusterBootstrap(config.windowClusters, statistic, bopts)
+        : clusterBootstrap(W, statistic, bopts)
+      : null;
+  const ci = (j: number): Interval | null =>
+    cis && Number.isFinite(point[j]) ? { lo: cis[j].lo, hi: cis[j].hi } : null;
   const orNull = (v: number) => (Number.isFinite(v) ? v : null);
   const meanCleanCE = cleanOf(ones);
 
   const measurements: SpliceMeasurements[] = arms.map((a) => ({
-    name: a.name, kind: a.kind, kl: a.kl.subarray(0, a.nkl), klWindow: a.klWindow.subarray(0, a.nkl), klPosition: a.klPosition.subarray(0, a.nkl),
-    ce: a.ce.subarray(0, a.nce), ceWindow: a.ceWindow.subarray(0, a.nce),
+    name: a.name,
+    kind: a.kind,
+    kl: a.kl.subarray(0, a.nkl),
+    klWindow: a.klWindow.subarray(0, a.nkl),
+    klPosition: a.klPosition.subarray(0, a.nkl),
+    ce: a.ce.subarray(0, a.nce),
+    ceWindow: a.ceWindow.subarray(0, a.nce),
   }));
   const summaries: SpliceConditionSummary[] = arms.map((a, i) => {
     const m = measurements[i];
@@ -567,32 +664,66 @@ function summarise(arms: Arm[], clean: { ceSum: Float64Array; ceCnt: Float64Arra
       ceImprovement: isModel ? 1 - point[base + 1] / point[arms.indexOf(baseArm) * PER + 1] : null,
       ceRecovered: orNull(point[base + 4]),
       ceRecoveredCI: ci(base + 4),
-      klVsEpsilon: epsM && a.nkl > 1 && epsM.kl.length > 1 ? { welch: welchTTest(m.kl, epsM.kl), student: studentTTest(m.kl, epsM.kl) } : null,
-      klVsBaseline: vsBase && a.nkl > 1 ? { welch: welchTTest(m.kl, baseM.kl), student: studentTTest(m.kl, baseM.kl) } : null,
+      klVsEpsilon:
+        epsM && a.nkl > 1 && epsM.kl.length > 1
+          ? { welch: welchTTest(m.kl, epsM.kl), student: studentTTest(m.kl, epsM.kl) }
+          : null,
+      klVsBaseline:
+        vsBase && a.nkl > 1 ? { welch: welchTTest(m.kl, baseM.kl), student: studentTTest(m.kl, baseM.kl) } : null,
       ceVsBaseline: vsBase && a.nce > 1 ? { welch: welchTTest(m.ce, baseM.ce) } : null,
     };
   });
   const rows: SpliceRow[] = summaries.map((s) => ({
-    condition: s.condition, kind: s.kind, matchedTo: s.matchedTo, nKL: s.nKL, meanKL: s.meanKL, klLo: s.klCI?.lo ?? null, klHi: s.klCI?.hi ?? null,
-    medianKL: s.medianKL, stdKL: s.stdKL, meanCE: s.meanCE, meanCleanCE: s.meanCleanCE,
-    ceRecovered: s.ceRecovered, ceRecoveredLo: s.ceRecoveredCI?.lo ?? null, ceRecoveredHi: s.ceRecoveredCI?.hi ?? null,
-    pathologyRatio: s.pathologyRatio, pathologyLo: s.pathologyCI?.lo ?? null, pathologyHi: s.pathologyCI?.hi ?? null,
-    klImprovement: s.klImprovement, klImprovementLo: s.klImprovementCI?.lo ?? null, klImprovementHi: s.klImprovementCI?.hi ?? null,
+    condition: s.condition,
+    kind: s.kind,
+    matchedTo: s.matchedTo,
+    nKL: s.nKL,
+    meanKL: s.meanKL,
+    klLo: s.klCI?.lo ?? null,
+    klHi: s.klCI?.hi ?? null,
+    medianKL: s.medianKL,
+    stdKL: s.stdKL,
+    meanCE: s.meanCE,
+    meanCleanCE: s.meanCleanCE,
+    ceRecovered: s.ceRecovered,
+    ceRecoveredLo: s.ceRecoveredCI?.lo ?? null,
+    ceRecoveredHi: s.ceRecoveredCI?.hi ?? null,
+    pathologyRatio: s.pathologyRatio,
+    pathologyLo: s.pathologyCI?.lo ?? null,
+    pathologyHi: s.pathologyCI?.hi ?? null,
+    klImprovement: s.klImprovement,
+    klImprovementLo: s.klImprovementCI?.lo ?? null,
+    klImprovementHi: s.klImprovementCI?.hi ?? null,
     ceImprovement: s.ceImprovement,
-    tVsEpsilon: s.klVsEpsilon?.welch.t ?? null, pVsEpsilon: s.klVsEpsilon?.welch.p ?? null,
-    tVsBaseline: s.klVsBaseline?.welch.t ?? null, pVsBaseline: s.klVsBaseline?.welch.p ?? null,
+    tVsEpsilon: s.klVsEpsilon?.welch.t ?? null,
+    pVsEpsilon: s.klVsEpsilon?.welch.p ?? null,
+    tVsBaseline: s.klVsBaseline?.welch.t ?? null,
+    pVsBaseline: s.klVsBaseline?.welch.p ?? null,
     meanErrorNorm: s.meanErrorNorm,
   }));
   return { config, meanCleanCE, summaries, rows, measurements };
 }
 
 /** A JSON-serialisable copy (typed arrays → arrays; measurements only when asked, they can be large). */
-export function spliceResultToJson(result: SpliceResult, opts: { includeMeasurements?: boolean } = {}): Record<string, unknown> {
-  const json: Record<string, unknown> = { config: result.config, meanCleanCE: result.meanCleanCE, summaries: result.summaries, rows: result.rows };
+export function spliceResultToJson(
+  result: SpliceResult,
+  opts: { includeMeasurements?: boolean } = {},
+): Record<string, unknown> {
+  const json: Record<string, unknown> = {
+    config: result.config,
+    meanCleanCE: result.meanCleanCE,
+    summaries: result.summaries,
+    rows: result.rows,
+  };
   if (opts.includeMeasurements) {
     json.measurements = result.measurements.map((m) => ({
-      name: m.name, kind: m.kind, kl: Array.from(m.kl), klWindow: Array.from(m.klWindow), klPosition: Array.from(m.klPosition),
-      ce: Array.from(m.ce), ceWindow: Array.from(m.ceWindow),
+      name: m.name,
+      kind: m.kind,
+      kl: Array.from(m.kl),
+      klWindow: Array.from(m.klWindow),
+      klPosition: Array.from(m.klPosition),
+      ce: Array.from(m.ce),
+      ceWindow: Array.from(m.ceWindow),
     }));
   }
   // NaN/Infinity are not JSON: write null for them.
@@ -600,6 +731,10 @@ export function spliceResultToJson(result: SpliceResult, opts: { includeMeasurem
 }
 
 /** Save atomically as JSON. */
-export function saveSpliceResult(file: string, result: SpliceResult, opts: { includeMeasurements?: boolean } = {}): void {
+export function saveSpliceResult(
+  file: string,
+  result: SpliceResult,
+  opts: { includeMeasurements?: boolean } = {},
+): void {
   writeJsonAtomic(file, spliceResultToJson(result, opts));
 }

@@ -43,10 +43,13 @@ export interface StimulusRules {
   sentencesCarryTargetWord?: boolean;
 }
 
-/** The stimulus file: IS_STIMULI_FILE when set (your own sentences in the same format), else the committed paper-style one (read from the repository, not from IS_DATA_DIR: it is source data). */
+/** The stimulus file: IS_STIMULI_FILE when set (your own sentences in the same format), else the committed paper-style
+ * one (read from the repository, not from IS_DATA_DIR: it is source data). */
 export function defaultStimuliPath(): string {
   const own = process.env.IS_STIMULI_FILE;
-  return own && own.trim() !== "" ? path.resolve(own.trim()) : path.join(repoRoot, "data", "stimuli", "formality-emotion.json");
+  return own && own.trim() !== ""
+    ? path.resolve(own.trim())
+    : path.join(repoRoot, "data", "stimuli", "formality-emotion.json");
 }
 
 /**
@@ -55,7 +58,9 @@ export function defaultStimuliPath(): string {
  */
 export function inDomainStimuliPath(): string {
   const own = process.env.IS_INDOMAIN_STIMULI_FILE;
-  return own && own.trim() !== "" ? path.resolve(own.trim()) : path.join(repoRoot, "data", "stimuli", "tinystories-formality-valence.json");
+  return own && own.trim() !== ""
+    ? path.resolve(own.trim())
+    : path.join(repoRoot, "data", "stimuli", "tinystories-formality-valence.json");
 }
 
 /** Validation rules of the in-domain set. */
@@ -97,9 +102,11 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
     if (typeof c.id !== "string" || c.id.trim() === "") problems.push(`${where}.id must be a non-empty string`);
     else if (ids.has(c.id)) problems.push(`${where}.id "${c.id}" is used twice`);
     else ids.add(c.id);
-    if (typeof c.label !== "string" || c.label.trim() === "") problems.push(`${where}.label must be a non-empty string`);
+    if (typeof c.label !== "string" || c.label.trim() === "")
+      problems.push(`${where}.label must be a non-empty string`);
     for (const f of ["formality", "emotion"] as const) {
-      if (c[f] !== "high" && c[f] !== "low") problems.push(`${where}.${f} must be "high" or "low" (got ${JSON.stringify(c[f])})`);
+      if (c[f] !== "high" && c[f] !== "low")
+        problems.push(`${where}.${f} must be "high" or "low" (got ${JSON.stringify(c[f])})`);
     }
     const combo = `${c.formality}/${c.emotion}`;
     if (combos.has(combo)) problems.push(`${where}: formality/emotion ${combo} appears in two cells`);
@@ -107,7 +114,8 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
     if (!Array.isArray(c.sentences)) {
       problems.push(`${where}.sentences must be an array`);
     } else {
-      if (c.sentences.length < minPerCell) problems.push(`${where} has ${c.sentences.length} sentences, need ≥ ${minPerCell}`);
+      if (c.sentences.length < minPerCell)
+        problems.push(`${where} has ${c.sentences.length} sentences, need ≥ ${minPerCell}`);
       c.sentences.forEach((s, si) => {
         if (typeof s !== "string" || s.trim() === "") {
           problems.push(`${where}.sentences[${si}] is empty or not a string`);
@@ -122,7 +130,8 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
     if (!Array.isArray(c.targetWords)) {
       problems.push(`${where}.targetWords must be an array`);
     } else {
-      if (c.targetWords.length !== nWords) problems.push(`${where} has ${c.targetWords.length} target words, expected ${nWords}`);
+      if (c.targetWords.length !== nWords)
+        problems.push(`${where} has ${c.targetWords.length} target words, expected ${nWords}`);
       c.targetWords.forEach((w, wi) => {
         if (typeof w !== "string" || w.trim() === "" || /\s/.test(w.trim())) {
           problems.push(`${where}.targetWords[${wi}] must be one non-empty word (got ${JSON.stringify(w)})`);
@@ -142,18 +151,28 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
     const all = set.cells.flatMap((c) => c.targetWords.map((w) => ({ w: w.trim(), cell: c.id })));
     set.cells.forEach((c, ci) =>
       c.sentences.forEach((snt, si) => {
-        const hits = all.filter((x) => new RegExp(`(?<![A-Za-z'])${x.w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![A-Za-z'])`, "i").test(snt));
+        const hits = all.filter((x) =>
+          new RegExp(`(?<![A-Za-z'])${x.w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![A-Za-z'])`, "i").test(snt),
+        );
         const where = `cells[${ci}] (${c.id}).sentences[${si}]`;
-        if (hits.length !== 1) problems.push(`${where} must hold exactly one target word (found ${hits.length}${hits.length ? `: ${hits.map((h) => h.w).join(", ")}` : ""}): "${snt}"`);
-        else if (hits[0].cell !== c.id) problems.push(`${where} holds "${hits[0].w}", a target word of ${hits[0].cell}, not of its own cell`);
-        else if (spacedWordOffsets(snt, hits[0].w).length !== 1) problems.push(`${where}: the target word "${hits[0].w}" must appear once, lower-case as listed and after a space (so its tokens match the readout's): "${snt}"`);
+        if (hits.length !== 1)
+          problems.push(
+            `${where} must hold exactly one target word (found ${hits.length}${hits.length ? `: ${hits.map((h) => h.w).join(", ")}` : ""}): "${snt}"`,
+          );
+        else if (hits[0].cell !== c.id)
+          problems.push(`${where} holds "${hits[0].w}", a target word of ${hits[0].cell}, not of its own cell`);
+        else if (spacedWordOffsets(snt, hits[0].w).length !== 1)
+          problems.push(
+            `${where}: the target word "${hits[0].w}" must appear once, lower-case as listed and after a space (so its tokens match the readout's): "${snt}"`,
+          );
       }),
     );
   }
   if (!Array.isArray(set.prompts) || set.prompts.length === 0) problems.push("prompts must be a non-empty array");
-  else set.prompts.forEach((p, i) => {
-    if (typeof p !== "string" || p.trim() === "") problems.push(`prompts[${i}] is empty or not a string`);
-  });
+  else
+    set.prompts.forEach((p, i) => {
+      if (typeof p !== "string" || p.trim() === "") problems.push(`prompts[${i}] is empty or not a string`);
+    });
   return problems;
 }
 
@@ -181,7 +200,16 @@ export interface Stimulus {
 
 /** One row per sentence, cells in file order. */
 export function flattenStimuli(set: StimulusSet): Stimulus[] {
-  return set.cells.flatMap((c) => c.sentences.map((text, index) => ({ text, cellId: c.id, label: c.label, formality: c.formality, emotion: c.emotion, index })));
+  return set.cells.flatMap((c) =>
+    c.sentences.map((text, index) => ({
+      text,
+      cellId: c.id,
+      label: c.label,
+      formality: c.formality,
+      emotion: c.emotion,
+      index,
+    })),
+  );
 }
 
 /** The cell for a (formality, emotion) combination. */

@@ -22,8 +22,11 @@ export interface SweepCell {
 /** The grid ks × Fs (k-major order), each k ≤ F; ks and Fs positive integers without repeats. */
 export function sweepGrid(ks: number[], Fs: number[]): SweepCell[] {
   const check = (name: string, xs: number[]) => {
-    if (!Array.isArray(xs) || xs.length === 0) throw new Error(`sweepGrid: ${name} must be a non-empty array of positive integers (got ${JSON.stringify(xs)})`);
-    for (const v of xs) if (!Number.isInteger(v) || v < 1) throw new Error(`sweepGrid: ${name} must hold positive integers (got ${JSON.stringify(v)})`);
+    if (!Array.isArray(xs) || xs.length === 0)
+      throw new Error(`sweepGrid: ${name} must be a non-empty array of positive integers (got ${JSON.stringify(xs)})`);
+    for (const v of xs)
+      if (!Number.isInteger(v) || v < 1)
+        throw new Error(`sweepGrid: ${name} must hold positive integers (got ${JSON.stringify(v)})`);
     if (new Set(xs).size !== xs.length) throw new Error(`sweepGrid: ${name} has repeated values (${xs.join(", ")})`);
   };
   check("ks", ks);
@@ -44,7 +47,8 @@ export function sweepGrid(ks: number[], Fs: number[]): SweepCell[] {
  */
 export function perRowSquaredError(model: Model, rows: Float32Array, batch = 1024): Float64Array {
   const d = model.config.sae.d;
-  if (rows.length % d !== 0 || rows.length === 0) throw new Error(`perRowSquaredError: ${rows.length} values is not a non-empty [rows, d = ${d}] array`);
+  if (rows.length % d !== 0 || rows.length === 0)
+    throw new Error(`perRowSquaredError: ${rows.length} values is not a non-empty [rows, d = ${d}] array`);
   const n = rows.length / d;
   const out = new Float64Array(n);
   const p = model.record();
@@ -98,14 +102,33 @@ export function ratioContrasts(
 ): RatioContrast[] {
   const n = groups.length;
   for (const [name, a] of Object.entries(arms)) {
-    if (a.sums.length !== n || a.counts.length !== n) throw new Error(`ratioContrasts: arm "${name}" has ${a.sums.length} sums and ${a.counts.length} counts, expected ${n} (one per unit)`);
+    if (a.sums.length !== n || a.counts.length !== n)
+      throw new Error(
+        `ratioContrasts: arm "${name}" has ${a.sums.length} sums and ${a.counts.length} counts, expected ${n} (one per unit)`,
+      );
   }
-  for (const d of defs) for (const arm of [d.numerator, d.denominator]) if (!arms[arm]) throw new Error(`ratioContrasts: ${d.name} names an unknown arm "${arm}" (arms: ${Object.keys(arms).join(", ")})`);
-  const stat = (w: Float64Array) => defs.map((d) => 1 - pooledMean(arms[d.numerator].sums, arms[d.numerator].counts, w) / pooledMean(arms[d.denominator].sums, arms[d.denominator].counts, w));
+  for (const d of defs)
+    for (const arm of [d.numerator, d.denominator])
+      if (!arms[arm])
+        throw new Error(
+          `ratioContrasts: ${d.name} names an unknown arm "${arm}" (arms: ${Object.keys(arms).join(", ")})`,
+        );
+  const stat = (w: Float64Array) =>
+    defs.map(
+      (d) =>
+        1 -
+        pooledMean(arms[d.numerator].sums, arms[d.numerator].counts, w) /
+          pooledMean(arms[d.denominator].sums, arms[d.denominator].counts, w),
+    );
   const point = stat(new Float64Array(n).fill(1));
   const clusters = new Set(Array.from(groups)).size;
-  const cis = opts.samples > 0 && clusters > 1 ? groupedClusterBootstrap(groups, stat, { samples: opts.samples, seed: opts.seed, level: opts.level }) : null;
-  const ciOver = cis ? `${clusters} held-out documents (paired bootstrap over ${opts.unitName ?? "units"} grouped by document; within one training seed)` : "no interval (one document or no replicates)";
+  const cis =
+    opts.samples > 0 && clusters > 1
+      ? groupedClusterBootstrap(groups, stat, { samples: opts.samples, seed: opts.seed, level: opts.level })
+      : null;
+  const ciOver = cis
+    ? `${clusters} held-out documents (paired bootstrap over ${opts.unitName ?? "units"} grouped by document; within one training seed)`
+    : "no interval (one document or no replicates)";
   return defs.map((d, i) => ({
     name: d.name,
     definition: d.definition,
@@ -119,13 +142,27 @@ export function ratioContrasts(
 /** The two contrasts of the sweep, on any measure (MSE or splice KL) of the three models. */
 export function sweepContrastDefinitions(measure: "MSE" | "KL"): RatioDefinition[] {
   return [
-    { name: `jointVsSaeLinear${measure}`, definition: `1 − ${measure}(joint full) / ${measure}(joint SAE+linear)`, numerator: "joint", denominator: "jointLinear" },
-    { name: `jointVsStandalone${measure}`, definition: `1 − ${measure}(joint full) / ${measure}(standalone SAE)`, numerator: "joint", denominator: "sae" },
+    {
+      name: `jointVsSaeLinear${measure}`,
+      definition: `1 − ${measure}(joint full) / ${measure}(joint SAE+linear)`,
+      numerator: "joint",
+      denominator: "jointLinear",
+    },
+    {
+      name: `jointVsStandalone${measure}`,
+      definition: `1 − ${measure}(joint full) / ${measure}(standalone SAE)`,
+      numerator: "joint",
+      denominator: "sae",
+    },
   ];
 }
 
 /** Human labels of the sweep's models and contrasts (one name per model across the sweep's tables and charts). */
-export const SWEEP_MODEL_LABELS: Record<string, string> = { sae: "standalone SAE", jointLinear: "joint SAE+linear", joint: "joint full" };
+export const SWEEP_MODEL_LABELS: Record<string, string> = {
+  sae: "standalone SAE",
+  jointLinear: "joint SAE+linear",
+  joint: "joint full",
+};
 export const SWEEP_CONTRAST_LABELS: Record<string, string> = {
   jointVsSaeLinearMSE: "MSE: joint full vs joint SAE+linear",
   jointVsStandaloneMSE: "MSE: joint full vs standalone SAE",

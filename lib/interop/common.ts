@@ -23,7 +23,8 @@ export interface ImportedSae {
    */
   normalization: NormalizationSpec;
   format: ForeignFormat;
-  /** The activation the SAE was trained on, when the directory says (TransformerLens hook name or sparsify hookpoint). */
+  /** The activation the SAE was trained on, when the directory says (TransformerLens hook name or sparsify hookpoint).
+   * */
   hookName: string | null;
   modelName: string | null;
   /** Float type of the weights file(s) ("F32", "F16", "BF16", ...); values are converted to float32. */
@@ -104,13 +105,23 @@ export function modelFromArrays(config: ModelConfig, arrays: ParamArrays, where:
 }
 
 /** A tensor of a safetensors file with exactly `shape` and a float dtype; else an error naming file, key and shapes. */
-export function requireTensor(file: string, st: SafetensorsContents, key: string, shape: number[], what: string): LoadedTensor {
+export function requireTensor(
+  file: string,
+  st: SafetensorsContents,
+  key: string,
+  shape: number[],
+  what: string,
+): LoadedTensor {
   const t = st.tensors.get(key);
-  if (!t) throw new Error(`${file}: tensor "${key}" (${what}, expected shape [${shape}]) is missing; the file has ${[...st.tensors.keys()].map((k) => `"${k}"`).join(", ") || "no tensors"}`);
+  if (!t)
+    throw new Error(
+      `${file}: tensor "${key}" (${what}, expected shape [${shape}]) is missing; the file has ${[...st.tensors.keys()].map((k) => `"${k}"`).join(", ") || "no tensors"}`,
+    );
   if (t.shape.length !== shape.length || t.shape.some((v, i) => v !== shape[i])) {
     throw new Error(`${file}: tensor "${key}" (${what}) has shape [${t.shape}], expected [${shape}]`);
   }
-  if (!["F32", "F16", "BF16", "F64"].includes(t.dtype)) throw new Error(`${file}: tensor "${key}" has dtype ${t.dtype}, expected a float type (F32, F16, BF16)`);
+  if (!["F32", "F16", "BF16", "F64"].includes(t.dtype))
+    throw new Error(`${file}: tensor "${key}" has dtype ${t.dtype}, expected a float type (F32, F16, BF16)`);
   return t;
 }
 
@@ -131,7 +142,8 @@ export function readCfg(file: string, what: string): Record<string, unknown> {
 /** A positive integer field of a config; else an error naming the file and field. */
 export function intField(cfg: Record<string, unknown>, field: string, file: string): number {
   const v = cfg[field];
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`${file}: field "${field}" must be a positive integer (got ${JSON.stringify(v)})`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+    throw new Error(`${file}: field "${field}" must be a positive integer (got ${JSON.stringify(v)})`);
   return v;
 }
 
@@ -147,10 +159,15 @@ export function torchDtypeName(dtype: WritableDtype): string {
  * lib/eval PrimaryModel). The input model must take raw activations (normalization kind "none")
  * and have a decoder bias (every imported SAE has one). The caller disposes the new model.
  */
-export function inNormalizedSpace(imported: { model: Model; normalization: NormalizationSpec }, spec: NormalizationSpec): { model: Model; normalization: NormalizationSpec } {
-  if (imported.normalization.kind !== "none") throw new Error(`inNormalizedSpace: the model already takes ${imported.normalization.kind}-normalised inputs`);
+export function inNormalizedSpace(
+  imported: { model: Model; normalization: NormalizationSpec },
+  spec: NormalizationSpec,
+): { model: Model; normalization: NormalizationSpec } {
+  if (imported.normalization.kind !== "none")
+    throw new Error(`inNormalizedSpace: the model already takes ${imported.normalization.kind}-normalised inputs`);
   const c = imported.model.config;
-  if (!c.sae.decoderBias) throw new Error("inNormalizedSpace: the model has no decoder bias to carry the normalisation's shift");
+  if (!c.sae.decoderBias)
+    throw new Error("inNormalizedSpace: the model has no decoder bias to carry the normalisation's shift");
   const arrays = unfoldNormalization(c, modelArrays(imported.model), spec);
   return { model: modelFromArrays(c, arrays, "inNormalizedSpace"), normalization: spec };
 }

@@ -28,15 +28,20 @@ function scaleColumns(a: Float32Array, s: ArrayLike<number>, mul: boolean): Floa
   const d = s.length;
   if (a.length % d !== 0) throw new Error(`fold: an array of ${a.length} values is not [·, d = ${d}]`);
   const out = new Float32Array(a.length);
-  for (let o = 0; o < a.length; o += d) for (let j = 0; j < d; j++) out[o + j] = mul ? a[o + j] * s[j] : a[o + j] / s[j];
+  for (let o = 0; o < a.length; o += d)
+    for (let j = 0; j < d; j++) out[o + j] = mul ? a[o + j] * s[j] : a[o + j] / s[j];
   return out;
 }
 
 function checkSpec(c: ModelConfig, spec: NormalizationSpec): void {
   const d = c.sae.d;
-  if (spec.shift.length !== d || spec.scale.length !== d) throw new Error(`fold: normalisation has ${spec.shift.length}/${spec.scale.length} shift/scale values, the model has d = ${d}`);
+  if (spec.shift.length !== d || spec.scale.length !== d)
+    throw new Error(
+      `fold: normalisation has ${spec.shift.length}/${spec.scale.length} shift/scale values, the model has d = ${d}`,
+    );
   spec.scale.forEach((v, j) => {
-    if (!(v > 0) || !Number.isFinite(v)) throw new Error(`fold: normalisation scale[${j}] = ${v} must be positive and finite`);
+    if (!(v > 0) || !Number.isFinite(v))
+      throw new Error(`fold: normalisation scale[${j}] = ${v} must be positive and finite`);
   });
 }
 

@@ -12,7 +12,16 @@ import { readSaeLens, SAELENS_WEIGHTS, type LoadOptions } from "./saelens";
 import { readSparsify, SPARSIFY_WEIGHTS } from "./sparsify";
 import type { ImportedSae } from "./common";
 
-export { exportSaeLens, readSaeLens, foldBDecIntoBEnc, NFM_NAMES, SAELENS_CFG, SAELENS_WEIGHTS, NFM_CFG, NFM_WEIGHTS } from "./saelens";
+export {
+  exportSaeLens,
+  readSaeLens,
+  foldBDecIntoBEnc,
+  NFM_NAMES,
+  SAELENS_CFG,
+  SAELENS_WEIGHTS,
+  NFM_CFG,
+  NFM_WEIGHTS,
+} from "./saelens";
 export type { ExportResult, LoadOptions } from "./saelens";
 export { exportSparsify, readSparsify, SPARSIFY_CFG, SPARSIFY_WEIGHTS } from "./sparsify";
 export { foldNormalization, unfoldNormalization } from "./fold";
@@ -39,6 +48,9 @@ export function loadSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     .filter((e) => e.isDirectory() && fs.existsSync(path.join(dir, e.name, "cfg.json")))
     .map((e) => e.name)
     .sort();
-  if (sub.length > 0) throw new Error(`loadSaeLens: ${dir} holds one SAE per hookpoint; pass one of its subdirectories: ${sub.join(", ")}`);
+  if (sub.length > 0)
+    throw new Error(
+      `loadSaeLens: ${dir} holds one SAE per hookpoint; pass one of its subdirectories: ${sub.join(", ")}`,
+    );
   throw new Error(`loadSaeLens: ${dir} has neither ${SAELENS_WEIGHTS} (SAELens) nor ${SPARSIFY_WEIGHTS} (sparsify)`);
 }

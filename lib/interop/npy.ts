@@ -53,7 +53,9 @@ export function npyHeader(descr: NpyDescr, shape: number[]): Uint8Array {
 export function encodeNpy(descr: NpyDescr, shape: number[], data: ArrayBufferView): Uint8Array[] {
   const n = shape.reduce((a, b) => a * b, 1);
   if (data.byteLength !== n * ITEM_BYTES[descr]) {
-    throw new Error(`npy: shape ${JSON.stringify(shape)} of ${descr} needs ${n * ITEM_BYTES[descr]} bytes, got ${data.byteLength}`);
+    throw new Error(
+      `npy: shape ${JSON.stringify(shape)} of ${descr} needs ${n * ITEM_BYTES[descr]} bytes, got ${data.byteLength}`,
+    );
   }
   return [npyHeader(descr, shape), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)];
 }
@@ -82,7 +84,8 @@ export function readNpy(file: string): NpyArray {
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) fail(`header is not a numpy array header: ${header.trim()}`);
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    fail(`header is not a numpy array header: ${header.trim()}`);
   if (!(descr! in ITEM_BYTES)) fail(`dtype ${descr} is not supported (${Object.keys(ITEM_BYTES).join(", ")})`);
   if (fortran === "True") fail("Fortran-order arrays are not supported (save with np.ascontiguousarray)");
   const shape = shapeText!
@@ -95,15 +98,20 @@ export function readNpy(file: string): NpyArray {
   const n = shape.reduce((a, b) => a * b, 1);
   const offset = pre + headerLen;
   const bytes = n * ITEM_BYTES[d];
-  if (buf.length - offset !== bytes) fail(`data has ${buf.length - offset} bytes, ${d} ${JSON.stringify(shape)} needs ${bytes}`);
+  if (buf.length - offset !== bytes)
+    fail(`data has ${buf.length - offset} bytes, ${d} ${JSON.stringify(shape)} needs ${bytes}`);
   // copy into a fresh, aligned buffer (the file buffer's offset need not be a multiple of the item size)
   const copy = new Uint8Array(bytes);
   copy.set(buf.subarray(offset));
   const data =
-    d === "<f4" ? new Float32Array(copy.buffer)
-    : d === "<f2" || d === "<u2" ? new Uint16Array(copy.buffer)
-    : d === "<i4" ? new Int32Array(copy.buffer)
-    : d === "<i8" ? new BigInt64Array(copy.buffer)
-    : copy;
+    d === "<f4"
+      ? new Float32Array(copy.buffer)
+      : d === "<f2" || d === "<u2"
+        ? new Uint16Array(copy.buffer)
+        : d === "<i4"
+          ? new Int32Array(copy.buffer)
+          : d === "<i8"
+            ? new BigInt64Array(copy.buffer)
+            : copy;
   return { descr: d, shape, dataOffset: offset, data };
 }

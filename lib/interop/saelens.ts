@@ -194,7 +194,8 @@ function metaField(cfg: Record<string, unknown>, field: string): unknown {
   if (cfg[field] !== undefined && cfg[field] !== null) return cfg[field];
   for (const key of ["metadata", "meta"]) {
     const m = cfg[key];
-    if (m && typeof m === "object" && (m as Record<string, unknown>)[field] != null) return (m as Record<string, unknown>)[field];
+    if (m && typeof m === "object" && (m as Record<string, unknown>)[field] != null)
+      return (m as Record<string, unknown>)[field];
   }
   return null;
 }
@@ -209,7 +210,9 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
   const architecture = cfg.architecture ?? "standard";
   // SAELens before 6.0 also wrote TopK SAEs as architecture "standard" with activation_fn_str "topk"
   if (!(architecture === "topk" || (architecture === "standard" && activation === "topk"))) {
-    throw new Error(`${cfgFile}: architecture "${architecture}" is not a TopK SAE (this project's SAE is TopK; supported: "topk")`);
+    throw new Error(
+      `${cfgFile}: architecture "${architecture}" is not a TopK SAE (this project's SAE is TopK; supported: "topk")`,
+    );
   }
   const kwargs = cfg.activation_fn_kwargs as Record<string, unknown> | undefined;
   const kCfg = cfg.k !== undefined ? cfg : kwargs && kwargs.k !== undefined ? kwargs : null;
@@ -238,9 +241,13 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
 
   if (own && own.format === OWN_FORMAT) {
     // one of our exports: rebuild the exact model (config, NFM, normalisation)
-    if (own.version !== OWN_VERSION) throw new Error(`${cfgFile}: ${OWN_SECTION}.version ${own.version} is not supported (expected ${OWN_VERSION})`);
+    if (own.version !== OWN_VERSION)
+      throw new Error(`${cfgFile}: ${OWN_SECTION}.version ${own.version} is not supported (expected ${OWN_VERSION})`);
     const config = own.model;
-    if (config?.sae?.d !== d || config.sae.F !== F) throw new Error(`${cfgFile}: ${OWN_SECTION}.model has d = ${config?.sae?.d}, F = ${config?.sae?.F}, but d_in = ${d}, d_sae = ${F}`);
+    if (config?.sae?.d !== d || config.sae.F !== F)
+      throw new Error(
+        `${cfgFile}: ${OWN_SECTION}.model has d = ${config?.sae?.d}, F = ${config?.sae?.F}, but d_in = ${d}, d_sae = ${F}`,
+      );
     if (own.nfmFile) Object.assign(arrays, readNfm(dir, own, config));
     if (own.folded) {
       if (!own.normalization) throw new Error(`${cfgFile}: ${OWN_SECTION}.folded is true but normalization is null`);
@@ -256,7 +263,9 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
   if (norm === "expected_average_only_in" || norm === true) {
     const c = opts.normScalingFactor;
     if (!(typeof c === "number" && c > 0 && Number.isFinite(c))) {
-      throw new Error(`${cfgFile}: normalize_activations is "expected_average_only_in": pass its norm scaling factor (loadSaeLens(dir, { normScalingFactor }))`);
+      throw new Error(
+        `${cfgFile}: normalize_activations is "expected_average_only_in": pass its norm scaling factor (loadSaeLens(dir, { normScalingFactor }))`,
+      );
     }
     // SAELens's fold: W_enc · c, W_dec / c, b_dec / c (then the SAE takes raw activations)
     arrays["sae.wEncT"] = arrays["sae.wEncT"].map((v) => v * c);
@@ -264,19 +273,27 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     arrays["sae.bDec"] = arrays["sae.bDec"].map((v) => v / c);
     notes.push(`normalize_activations "expected_average_only_in" folded into the weights with scaling factor ${c}`);
   } else if (norm !== undefined && norm !== null && norm !== "none" && norm !== false) {
-    throw new Error(`${cfgFile}: normalize_activations ${JSON.stringify(norm)} is a per-row run-time normalisation our SAE cannot express (supported: "none", "expected_average_only_in")`);
+    throw new Error(
+      `${cfgFile}: normalize_activations ${JSON.stringify(norm)} is a per-row run-time normalisation our SAE cannot express (supported: "none", "expected_average_only_in")`,
+    );
   }
   const applyBDec = cfg.apply_b_dec_to_input === undefined ? true : Boolean(cfg.apply_b_dec_to_input);
   if (!applyBDec) {
     foldBDecIntoBEnc(arrays, d, F);
-    notes.push("apply_b_dec_to_input is false: b_dec · W_enc folded into b_enc (our SAE subtracts b_dec before encoding)");
+    notes.push(
+      "apply_b_dec_to_input is false: b_dec · W_enc folded into b_enc (our SAE subtracts b_dec before encoding)",
+    );
   }
-  if (cfg.reshape_activations === "hook_z") notes.push('reshape_activations "hook_z": inputs are the flattened (n_heads · d_head) attention outputs');
+  if (cfg.reshape_activations === "hook_z")
+    notes.push('reshape_activations "hook_z": inputs are the flattened (n_heads · d_head) attention outputs');
   if (cfg.finetuning_scaling_factor === true || st.tensors.has("finetuning_scaling_factor")) {
     throw new Error(`${wFile}: a finetuning_scaling_factor is not supported`);
   }
   // "modern": decoder bias; TopK→ReLU as SAELens orders it; the decoder norms are kept as they are
-  const sae = saeConfig({ d, F, k, preset: "modern" }, { order: "topk-relu", decoderBias: true, unitNormDecoder: false, auxK: { enabled: false } });
+  const sae = saeConfig(
+    { d, F, k, preset: "modern" },
+    { order: "topk-relu", decoderBias: true, unitNormDecoder: false, auxK: { enabled: false } },
+  );
   let config: ModelConfig = { kind: "sae", sae, nfm: null, variant: "sae", saeKAtInference: null };
   if (fs.existsSync(path.join(dir, NFM_CFG))) {
     // an NFM written beside the SAE (e.g. a joint model trained in PyTorch): same space as the SAE (raw activations)
@@ -285,7 +302,16 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     notes.push(`${NFM_CFG}: ${config.kind} model, variant ${config.variant}`);
   }
   const model = modelFromArrays(config, arrays, cfgFile);
-  return { model, normalization: identitySpec(d), format: "saelens", hookName, modelName, dtype: dtypeOf(st), notes, cfg };
+  return {
+    model,
+    normalization: identitySpec(d),
+    format: "saelens",
+    hookName,
+    modelName,
+    dtype: dtypeOf(st),
+    notes,
+    cfg,
+  };
 }
 
 /**
@@ -311,7 +337,8 @@ function readNfm(dir: string, own: OwnSection, config: ModelConfig): ParamArrays
 
 /** The NFM tensors (nfm_weights.safetensors names and shapes, see the top of this file) a config needs. */
 function readNfmTensors(file: string, config: ModelConfig): ParamArrays {
-  if (!fs.existsSync(file)) throw new Error(`SAELens directory ${path.dirname(file)}: ${path.basename(file)} (the NFM part) is missing`);
+  if (!fs.existsSync(file))
+    throw new Error(`SAELens directory ${path.dirname(file)}: ${path.basename(file)} (the NFM part) is missing`);
   const st = readSafetensors(file);
   const shapes = modelShapes(config);
   const out: ParamArrays = {};
@@ -326,19 +353,37 @@ function foreignNfmConfig(dir: string, sae: SaeConfig): ModelConfig {
   const file = path.join(dir, NFM_CFG);
   const c = readCfg(file, "NFM config");
   const E = intField(c, "d_embed", file);
-  for (const [field, want] of [["d_in", sae.d], ["d_sae", sae.F]] as const) {
-    if (c[field] !== undefined && c[field] !== want) throw new Error(`${file}: field "${field}" is ${JSON.stringify(c[field])}, but the SAE's cfg.json says ${want}`);
+  for (const [field, want] of [
+    ["d_in", sae.d],
+    ["d_sae", sae.F],
+  ] as const) {
+    if (c[field] !== undefined && c[field] !== want)
+      throw new Error(`${file}: field "${field}" is ${JSON.stringify(c[field])}, but the SAE's cfg.json says ${want}`);
   }
   const linear = c.linear === undefined ? true : c.linear === true;
   const interaction = c.interaction === undefined ? true : c.interaction === true;
-  const variant: Variant = linear && interaction ? "full" : linear ? "sae+linear" : interaction ? "sae+interaction" : "sae";
+  const variant: Variant =
+    linear && interaction ? "full" : linear ? "sae+linear" : interaction ? "sae+interaction" : "sae";
   if (variant === "sae") throw new Error(`${file}: "linear" and "interaction" are both false: there is no NFM term`);
   const kind = c.kind === undefined ? "joint" : c.kind;
-  if (kind !== "joint" && kind !== "sequential") throw new Error(`${file}: field "kind" must be "joint" or "sequential" (got ${JSON.stringify(kind)})`);
+  if (kind !== "joint" && kind !== "sequential")
+    throw new Error(`${file}: field "kind" must be "joint" or "sequential" (got ${JSON.stringify(kind)})`);
   const topN = c.top_n === undefined || c.top_n === null ? null : intField(c, "top_n", file);
-  const kAt = c.k_at_inference === undefined || c.k_at_inference === null || c.k_at_inference === sae.k ? null : intField(c, "k_at_inference", file);
-  if (kAt !== null && kind !== "sequential") throw new Error(`${file}: k_at_inference (${kAt}) differs from the SAE's k (${sae.k}), which only a "sequential" model can have`);
-  return { kind, sae, nfm: nfmConfig({ F: sae.F, d: sae.d, E }, { topN, linear, interaction, dropout: 0 }), variant, saeKAtInference: kAt };
+  const kAt =
+    c.k_at_inference === undefined || c.k_at_inference === null || c.k_at_inference === sae.k
+      ? null
+      : intField(c, "k_at_inference", file);
+  if (kAt !== null && kind !== "sequential")
+    throw new Error(
+      `${file}: k_at_inference (${kAt}) differs from the SAE's k (${sae.k}), which only a "sequential" model can have`,
+    );
+  return {
+    kind,
+    sae,
+    nfm: nfmConfig({ F: sae.F, d: sae.d, E }, { topN, linear, interaction, dropout: 0 }),
+    variant,
+    saeKAtInference: kAt,
+  };
 }
 
 export function identitySpec(d: number): NormalizationSpec {

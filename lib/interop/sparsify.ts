@@ -18,7 +18,16 @@ import { replaceDirAtomic, writeJsonAtomic } from "../io/atomic";
 import { saeConfig } from "../sae";
 import type { Model, ModelConfig } from "../joint";
 import { foldNormalization, type ParamArrays } from "./fold";
-import { dtypeOf, intField, modelArrays, modelFromArrays, readCfg, requireTensor, type ExportOptions, type ImportedSae } from "./common";
+import {
+  dtypeOf,
+  intField,
+  modelArrays,
+  modelFromArrays,
+  readCfg,
+  requireTensor,
+  type ExportOptions,
+  type ImportedSae,
+} from "./common";
 import { identitySpec } from "./saelens";
 
 export const SPARSIFY_CFG = "cfg.json";
@@ -31,18 +40,28 @@ export function readSparsify(dir: string): ImportedSae {
   const d = intField(cfg, "d_in", cfgFile);
   const k = intField(cfg, "k", cfgFile);
   const activation = cfg.activation ?? "topk";
-  if (activation !== "topk") throw new Error(`${cfgFile}: activation ${JSON.stringify(activation)} is not supported (our SAE is TopK; supported: "topk")`);
-  if (cfg.transcode === true) throw new Error(`${cfgFile}: transcode is true: a transcoder predicts another activation, it is not an autoencoder of this one`);
+  if (activation !== "topk")
+    throw new Error(
+      `${cfgFile}: activation ${JSON.stringify(activation)} is not supported (our SAE is TopK; supported: "topk")`,
+    );
+  if (cfg.transcode === true)
+    throw new Error(
+      `${cfgFile}: transcode is true: a transcoder predicts another activation, it is not an autoencoder of this one`,
+    );
   const wFile = path.join(dir, SPARSIFY_WEIGHTS);
   if (!fs.existsSync(wFile)) throw new Error(`sparsify directory ${dir}: ${SPARSIFY_WEIGHTS} is missing`);
   const st = readSafetensors(wFile);
-  if (cfg.skip_connection === true || st.tensors.has("W_skip")) throw new Error(`${wFile}: a skip connection (W_skip) is not supported`);
+  if (cfg.skip_connection === true || st.tensors.has("W_skip"))
+    throw new Error(`${wFile}: a skip connection (W_skip) is not supported`);
   const enc = st.tensors.get("encoder.weight");
   if (!enc) throw new Error(`${wFile}: tensor "encoder.weight" (encoder, [num_latents, d_in]) is missing`);
   // num_latents: the config's, else d_in · expansion_factor, else the encoder's rows
-  const numLatents = typeof cfg.num_latents === "number" && cfg.num_latents > 0 ? cfg.num_latents
-    : typeof cfg.expansion_factor === "number" && cfg.expansion_factor > 0 ? d * cfg.expansion_factor
-    : enc.shape[0];
+  const numLatents =
+    typeof cfg.num_latents === "number" && cfg.num_latents > 0
+      ? cfg.num_latents
+      : typeof cfg.expansion_factor === "number" && cfg.expansion_factor > 0
+        ? d * cfg.expansion_factor
+        : enc.shape[0];
   const F = numLatents;
   if (k > F) throw new Error(`${cfgFile}: k = ${k} exceeds num_latents = ${F}`);
   const arrays: ParamArrays = {
@@ -55,8 +74,14 @@ export function readSparsify(dir: string): ImportedSae {
     kind: "sae",
     sae: saeConfig(
       { d, F, k, preset: "modern" },
-      // ReLU before TopK as sparsify's fused encoder does; decoder norms as trained (normalize_decoder only acts in training)
-      { order: "relu-topk", decoderBias: true, unitNormDecoder: cfg.normalize_decoder !== false, auxK: { enabled: false } },
+      // ReLU before TopK as sparsify's fused encoder does; decoder norms as trained (normalize_decoder only acts in
+      // training)
+      {
+        order: "relu-topk",
+        decoderBias: true,
+        unitNormDecoder: cfg.normalize_decoder !== false,
+        auxK: { enabled: false },
+      },
     ),
     nfm: null,
     variant: "sae",
@@ -64,7 +89,16 @@ export function readSparsify(dir: string): ImportedSae {
   };
   const model = modelFromArrays(config, arrays, cfgFile);
   const hookName = path.basename(path.resolve(dir));
-  return { model, normalization: identitySpec(d), format: "sparsify", hookName, modelName: null, dtype: dtypeOf(st), notes: [], cfg };
+  return {
+    model,
+    normalization: identitySpec(d),
+    format: "sparsify",
+    hookName,
+    modelName: null,
+    dtype: dtypeOf(st),
+    notes: [],
+    cfg,
+  };
 }
 
 /**
@@ -77,7 +111,10 @@ export function exportSparsify(model: Model, dir: string, opts: ExportOptions = 
   const dtype: WritableDtype = opts.dtype ?? "F32";
   const spec = opts.normalization ?? null;
   const fold = spec !== null && spec.kind !== "none" && (opts.fold ?? true);
-  if (spec !== null && spec.kind !== "none" && !fold) throw new Error(`exportSparsify: sparsify SAEs take raw activations; an unfolded normalisation cannot be expressed (use fold: true)`);
+  if (spec !== null && spec.kind !== "none" && !fold)
+    throw new Error(
+      `exportSparsify: sparsify SAEs take raw activations; an unfolded normalisation cannot be expressed (use fold: true)`,
+    );
   const arrays = modelArrays(model);
   const w = fold ? foldNormalization(c, arrays, spec!) : arrays;
   const kInference = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : k;

@@ -84,7 +84,10 @@ function* fileBlocks(file: string, start: number, length: number, blockBytes: nu
       let got = 0;
       while (got < want) {
         const n = fs.readSync(fd, buf, got, want - got, start + done + got);
-        if (n === 0) throw new Error(`exportStore: ${file} ended at byte ${start + done + got}, expected ${start + length} (truncated?)`);
+        if (n === 0)
+          throw new Error(
+            `exportStore: ${file} ended at byte ${start + done + got}, expected ${start + length} (truncated?)`,
+          );
         got += n;
       }
       done += want;
@@ -121,20 +124,27 @@ function writeArrayFile(
     dataOffset = layout.fileOffsets[tensor];
   }
   const headerBytes = header.reduce((s, c) => s + c.length, 0);
-  writeChunksAtomic(target, (function* () {
-    yield* header;
-    yield* fileBlocks(source, 0, bytes, blockBytes);
-  })(), headerBytes + bytes);
+  writeChunksAtomic(
+    target,
+    (function* () {
+      yield* header;
+      yield* fileBlocks(source, 0, bytes, blockBytes);
+    })(),
+    headerBytes + bytes,
+  );
   return dataOffset;
 }
 
 /** Export an opened store to `outDir` (replaced as a whole). Returns the manifest written as export.json. */
 export function exportStore(store: ActivationStore, outDir: string, opts: StoreExportOptions): StoreExportManifest {
   const format = opts.format;
-  if (format !== "npy" && format !== "safetensors") throw new Error(`exportStore: format must be "npy" or "safetensors" (got ${JSON.stringify(format)})`);
+  if (format !== "npy" && format !== "safetensors")
+    throw new Error(`exportStore: format must be "npy" or "safetensors" (got ${JSON.stringify(format)})`);
   const blockBytes = opts.blockBytes ?? 16 * 2 ** 20;
-  if (!(Number.isInteger(blockBytes) && blockBytes > 0)) throw new Error(`exportStore: blockBytes must be a positive integer (got ${blockBytes})`);
-  if (path.resolve(outDir) === path.resolve(store.dir)) throw new Error(`exportStore: the output directory is the store itself (${store.dir})`);
+  if (!(Number.isInteger(blockBytes) && blockBytes > 0))
+    throw new Error(`exportStore: blockBytes must be a positive integer (got ${blockBytes})`);
+  if (path.resolve(outDir) === path.resolve(store.dir))
+    throw new Error(`exportStore: the output directory is the store itself (${store.dir})`);
   const m = store.manifest;
   const ext = format === "npy" ? ".npy" : ".safetensors";
   const valueDtype: WritableDtype = m.dtype === "float16" ? "F16" : "F32";
@@ -146,12 +156,38 @@ export function exportStore(store: ActivationStore, outDir: string, opts: StoreE
       const file = `shard-${String(i).padStart(5, "0")}${ext}`;
       const shape = [c.rowCount, m.d];
       const bytes = c.rowCount * m.d * bpv;
-      const dataOffset = writeArrayFile(format, path.join(tmp, file), "activations", valueDtype, shape, path.join(store.dir, c.file), bytes, blockBytes);
-      return { file, tensor: format === "npy" ? null : "activations", shape, numpyDtype, dataOffset, rowStart: c.rowStart, rowCount: c.rowCount };
+      const dataOffset = writeArrayFile(
+        format,
+        path.join(tmp, file),
+        "activations",
+        valueDtype,
+        shape,
+        path.join(store.dir, c.file),
+        bytes,
+        blockBytes,
+      );
+      return {
+        file,
+        tensor: format === "npy" ? null : "activations",
+        shape,
+        numpyDtype,
+        dataOffset,
+        rowStart: c.rowStart,
+        rowCount: c.rowCount,
+      };
     });
     const rowsFile = `rows${ext}`;
     const rowsShape = [m.numRows, ROW_INFO_FIELDS.length];
-    const rowsOffset = writeArrayFile(format, path.join(tmp, rowsFile), "rows", "I32", rowsShape, path.join(store.dir, m.rowsFile), m.numRows * ROW_INFO_FIELDS.length * 4, blockBytes);
+    const rowsOffset = writeArrayFile(
+      format,
+      path.join(tmp, rowsFile),
+      "rows",
+      "I32",
+      rowsShape,
+      path.join(store.dir, m.rowsFile),
+      m.numRows * ROW_INFO_FIELDS.length * 4,
+      blockBytes,
+    );
     writeFileAtomic(path.join(tmp, "docs.json"), fs.readFileSync(path.join(store.dir, m.docsFile)));
     manifest = {
       format: EXPORT_FORMAT,

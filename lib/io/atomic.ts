@@ -43,7 +43,8 @@ export function setFileOpsForTesting(replacement: Partial<FileOps>): () => void 
   };
 }
 
-/** A failed write: `path` is the file the caller asked for, `code` the errno code (ENOSPC, EIO, ...) when there was one. */
+/** A failed write: `path` is the file the caller asked for, `code` the errno code (ENOSPC, EIO, ...) when there was
+ * one. */
 export class WriteError extends Error {
   readonly path: string;
   readonly code: string | undefined;
@@ -169,7 +170,8 @@ export function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>, 
   const dir = path.dirname(target);
   fs.mkdirSync(dir, { recursive: true });
   const tmp = tempName(target);
-  const total = totalBytes ?? (Array.isArray(chunks) ? chunks.reduce((s: number, c: Uint8Array) => s + c.length, 0) : NaN);
+  const total =
+    totalBytes ?? (Array.isArray(chunks) ? chunks.reduce((s: number, c: Uint8Array) => s + c.length, 0) : NaN);
   const p: Progress = { file: target, written: 0, total };
   let fd: number | null = null;
   try {

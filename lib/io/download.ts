@@ -144,7 +144,10 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
   const expectSha256 = opts.sha256 ? opts.sha256.toLowerCase() : null;
   const expectGitSha1 = !expectSha256 && opts.gitSha1 ? opts.gitSha1.toLowerCase() : null;
   if (!expectSha256 && !expectGitSha1 && !opts.trustUnverified) {
-    throw new UnverifiedDownloadError(`${label}: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`, url);
+    throw new UnverifiedDownloadError(
+      `${label}: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      url,
+    );
   }
   const part = dest + ".part";
   const retries = opts.retries ?? 3;
@@ -169,12 +172,19 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
       res = await fetch(url, { headers, redirect: "follow", signal: controller.signal });
     } catch (e) {
       clearTimeout(timer);
-      return { kind: "retry", reason: `request failed: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ""}` };
+      return {
+        kind: "retry",
+        reason: `request failed: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ""}`,
+      };
     }
     try {
       if (res.status === 404) throw new DownloadError(`${label}: not found (HTTP 404) at ${url}`, url, 404);
       if (res.status === 401 || res.status === 403) {
-        throw new DownloadError(`${label}: access denied (HTTP ${res.status}) at ${url}; the repository may be gated or private`, url, res.status);
+        throw new DownloadError(
+          `${label}: access denied (HTTP ${res.status}) at ${url}; the repository may be gated or private`,
+          url,
+          res.status,
+        );
       }
       if (res.status === 416 && have > 0) {
         // Range not satisfiable: the .part is complete already, or longer than the file.
@@ -184,7 +194,8 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
         return { kind: "retry", reason: `server rejected resuming at byte ${have}; starting over` };
       }
       if (res.status >= 500 || res.status === 429) return { kind: "retry", reason: `HTTP ${res.status}` };
-      if (res.status !== 200 && res.status !== 206) throw new DownloadError(`${label}: HTTP ${res.status} ${res.statusText} at ${url}`, url, res.status);
+      if (res.status !== 200 && res.status !== 206)
+        throw new DownloadError(`${label}: HTTP ${res.status} ${res.statusText} at ${url}`, url, res.status);
       if (!res.body) throw new DownloadError(`${label}: empty response body from ${url}`, url, res.status);
 
       let start = 0;
@@ -193,7 +204,10 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
         const m = /bytes (\d+)-(\d+)\/(\d+|\*)/.exec(res.headers.get("content-range") ?? "");
         if (!m || Number(m[1]) !== have) {
           fs.rmSync(part, { force: true });
-          return { kind: "retry", reason: `server answered the range request with an unexpected range ${JSON.stringify(res.headers.get("content-range"))}; starting over` };
+          return {
+            kind: "retry",
+            reason: `server answered the range request with an unexpected range ${JSON.stringify(res.headers.get("content-range"))}; starting over`,
+          };
         }
         start = have;
         total = m[3] === "*" ? null : Number(m[3]);
@@ -214,7 +228,10 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
             chunk = await reader.read();
           } catch (e) {
             const cause = (e as { cause?: Error }).cause;
-            return { kind: "retry", reason: `connection lost after ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""} (${(e as Error).message}${cause ? `: ${cause.message}` : ""})` };
+            return {
+              kind: "retry",
+              reason: `connection lost after ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""} (${(e as Error).message}${cause ? `: ${cause.message}` : ""})`,
+            };
           }
           if (chunk.done || !chunk.value) break;
           const bytes = chunk.value;
@@ -228,7 +245,8 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
       } finally {
         fs.closeSync(fd);
       }
-      if (total !== null && done !== total) return { kind: "retry", reason: `transfer ended at ${done} of ${total} bytes` };
+      if (total !== null && done !== total)
+        return { kind: "retry", reason: `transfer ended at ${done} of ${total} bytes` };
       draw?.(done, total, true);
       return { kind: "done" };
     } finally {
@@ -243,7 +261,8 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
     if (i >= retries) {
       const size = fs.existsSync(part) ? fs.statSync(part).size : 0;
       throw new DownloadError(
-        `${label}: download from ${url} failed: ${lastReason}.` + (size > 0 ? ` ${fmtBytes(size)} kept in ${part}; run again to resume.` : ""),
+        `${label}: download from ${url} failed: ${lastReason}.` +
+          (size > 0 ? ` ${fmtBytes(size)} kept in ${part}; run again to resume.` : ""),
         url,
       );
     }
@@ -251,10 +270,15 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
   }
 
   const got = await hashFile(part);
-  const [kind, expected, actual] = expectSha256 ? ["sha256", expectSha256, got.sha256] : ["git blob sha1", expectGitSha1, got.gitSha1];
+  const [kind, expected, actual] = expectSha256
+    ? ["sha256", expectSha256, got.sha256]
+    : ["git blob sha1", expectGitSha1, got.gitSha1];
   if (expected && actual !== expected) {
     fs.rmSync(part, { force: true });
-    throw new DownloadError(`${label}: ${kind} mismatch for ${url}: expected ${expected}, got ${actual}; the corrupted download was deleted`, url);
+    throw new DownloadError(
+      `${label}: ${kind} mismatch for ${url}: expected ${expected}, got ${actual}; the corrupted download was deleted`,
+      url,
+    );
   }
   fs.renameSync(part, dest);
   fsyncDirSync(path.dirname(dest));

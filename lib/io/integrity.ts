@@ -54,7 +54,9 @@ export function sha256FileSync(file: string): string {
 export function hashTree(dir: string, exclude: (rel: string) => boolean = () => false): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (sub: string) => {
-    const entries = fs.readdirSync(path.join(dir, sub), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const entries = fs
+      .readdirSync(path.join(dir, sub), { withFileTypes: true })
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       const rel = sub ? `${sub}/${e.name}` : e.name;
       if (exclude(rel)) continue;
@@ -77,14 +79,20 @@ export function hashFiles(dir: string, names: string[]): Record<string, string> 
  * Compare recorded checksums with the files in `dir`: null when all match, else the first problem
  * (a missing file or a mismatch) as { file, message }. `recorded` undefined/null (legacy) → null.
  */
-export function checkFiles(dir: string, recorded: Record<string, string> | null | undefined, recordedIn: string): { file: string; message: string } | null {
+export function checkFiles(
+  dir: string,
+  recorded: Record<string, string> | null | undefined,
+  recordedIn: string,
+): { file: string; message: string } | null {
   if (!recorded) return null;
-  if (typeof recorded !== "object") return { file: recordedIn, message: `${recordedIn}: its file checksums are not an object` };
+  if (typeof recorded !== "object")
+    return { file: recordedIn, message: `${recordedIn}: its file checksums are not an object` };
   for (const [rel, want] of Object.entries(recorded)) {
     const file = path.join(dir, rel);
     if (!fs.existsSync(file)) return { file, message: `${file} is missing (${recordedIn} records its sha256)` };
     const have = sha256FileSync(file);
-    if (have !== want) return { file, message: `${file} is corrupt: sha256 ${have} does not match ${want} recorded in ${recordedIn}` };
+    if (have !== want)
+      return { file, message: `${file} is corrupt: sha256 ${have} does not match ${want} recorded in ${recordedIn}` };
   }
   return null;
 }

@@ -24,7 +24,16 @@ export type SafetensorsDtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | 
 export type WritableDtype = "F32" | "F16" | "BF16" | "I32" | "I64";
 
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 /** The spec's limit on the header size; anything larger is a corrupt length field. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -92,12 +101,12 @@ export function floatToF16Bits(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1))) half += 1;
+    if (rem > halfway || (rem === halfway && half & 1)) half += 1;
     return sign | half; // a carry into the exponent field is the correct result
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half += 1; // may carry into exp (→ inf ok)
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half += 1; // may carry into exp (→ inf ok)
   return sign | half;
 }
 
@@ -127,7 +136,13 @@ export class SafetensorsReader {
   readonly fileSize: number;
   private fd: number | null;
 
-  private constructor(path: string, fd: number, fileSize: number, metadata: Record<string, string>, tensors: Map<string, TensorInfo>) {
+  private constructor(
+    path: string,
+    fd: number,
+    fileSize: number,
+    metadata: Record<string, string>,
+    tensors: Map<string, TensorInfo>,
+  ) {
     this.path = path;
     this.fd = fd;
     this.fileSize = fileSize;
@@ -140,12 +155,19 @@ export class SafetensorsReader {
     const fd = fs.openSync(path, "r");
     try {
       const fileSize = fs.fstatSync(fd).size;
-      if (fileSize < 8) throw new Error(`safetensors: ${path}: truncated header (file is ${fileSize} bytes, needs at least 8 for the header length)`);
+      if (fileSize < 8)
+        throw new Error(
+          `safetensors: ${path}: truncated header (file is ${fileSize} bytes, needs at least 8 for the header length)`,
+        );
       const lenBuf = Buffer.alloc(8);
       fs.readSync(fd, lenBuf, 0, 8, 0);
       const n = Number(lenBuf.readBigUInt64LE(0));
-      if (n > MAX_HEADER_BYTES) throw new Error(`safetensors: ${path}: header length ${n} exceeds the 100 MB limit (not a safetensors file?)`);
-      if (8 + n > fileSize) throw new Error(`safetensors: ${path}: truncated header (header length says ${n} bytes, file has ${fileSize - 8} after the length field)`);
+      if (n > MAX_HEADER_BYTES)
+        throw new Error(`safetensors: ${path}: header length ${n} exceeds the 100 MB limit (not a safetensors file?)`);
+      if (8 + n > fileSize)
+        throw new Error(
+          `safetensors: ${path}: truncated header (header length says ${n} bytes, file has ${fileSize - 8} after the length field)`,
+        );
       const headerBuf = Buffer.alloc(n);
       fs.readSync(fd, headerBuf, 0, n, 8);
       let header: Record<string, unknown>;
@@ -154,14 +176,16 @@ export class SafetensorsReader {
       } catch (e) {
         throw new Error(`safetensors: ${path}: header is not valid JSON (${(e as Error).message})`);
       }
-      if (header === null || typeof header !== "object" || Array.isArray(header)) throw new Error(`safetensors: ${path}: header is not a JSON object`);
+      if (header === null || typeof header !== "object" || Array.isArray(header))
+        throw new Error(`safetensors: ${path}: header is not a JSON object`);
       const dataStart = 8 + n;
       const dataSize = fileSize - dataStart;
       const metadata: Record<string, string> = {};
       const tensors = new Map<string, TensorInfo>();
       for (const [name, value] of Object.entries(header)) {
         if (name === "__metadata__") {
-          if (value && typeof value === "object") for (const [k, v] of Object.entries(value as Record<string, unknown>)) metadata[k] = String(v);
+          if (value && typeof value === "object")
+            for (const [k, v] of Object.entries(value as Record<string, unknown>)) metadata[k] = String(v);
           continue;
         }
         tensors.set(name, parseEntry(path, name, value, dataStart, dataSize));
@@ -213,18 +237,31 @@ function parseEntry(path: string, name: string, value: unknown, dataStart: numbe
   const where = `safetensors: ${path}: tensor "${name}"`;
   if (!value || typeof value !== "object") throw new Error(`${where}: header entry is not an object`);
   const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-  if (typeof v.dtype !== "string" || !(v.dtype in DTYPE_BYTES)) throw new Error(`${where}: unsupported dtype ${JSON.stringify(v.dtype)}`);
+  if (typeof v.dtype !== "string" || !(v.dtype in DTYPE_BYTES))
+    throw new Error(`${where}: unsupported dtype ${JSON.stringify(v.dtype)}`);
   const dtype = v.dtype as SafetensorsDtype;
-  if (!Array.isArray(v.shape) || !v.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`${where}: bad shape ${JSON.stringify(v.shape)}`);
+  if (!Array.isArray(v.shape) || !v.shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new Error(`${where}: bad shape ${JSON.stringify(v.shape)}`);
   const shape = v.shape as number[];
   const offs = v.data_offsets;
-  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0) || offs[1] < offs[0]) {
+  if (
+    !Array.isArray(offs) ||
+    offs.length !== 2 ||
+    !offs.every((o) => Number.isInteger(o) && o >= 0) ||
+    offs[1] < offs[0]
+  ) {
     throw new Error(`${where}: bad data_offsets ${JSON.stringify(offs)}`);
   }
   const [begin, end] = offs as number[];
   const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
-  if (end - begin !== expected) throw new Error(`${where}: data_offsets span ${end - begin} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}`);
-  if (end > dataSize) throw new Error(`${where}: truncated data (needs bytes [${begin}, ${end}) of the data section, the file has only ${dataSize})`);
+  if (end - begin !== expected)
+    throw new Error(
+      `${where}: data_offsets span ${end - begin} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}`,
+    );
+  if (end > dataSize)
+    throw new Error(
+      `${where}: truncated data (needs bytes [${begin}, ${end}) of the data section, the file has only ${dataSize})`,
+    );
   return { dtype, shape, fileOffset: dataStart + begin, byteLength: expected };
 }
 
@@ -275,16 +312,21 @@ function decodeTensor(info: TensorInfo, bytes: Uint8Array): LoadedTensor {
       const a = new Int32Array(n);
       for (let i = 0; i < n; i++) {
         a[i] =
-          info.dtype === "I32" ? dv.getInt32(i * 4, true)
-          : info.dtype === "I16" ? dv.getInt16(i * 2, true)
-          : info.dtype === "I8" ? dv.getInt8(i)
-          : dv.getUint8(i);
+          info.dtype === "I32"
+            ? dv.getInt32(i * 4, true)
+            : info.dtype === "I16"
+              ? dv.getInt16(i * 2, true)
+              : info.dtype === "I8"
+                ? dv.getInt8(i)
+                : dv.getUint8(i);
         data[i] = a[i];
       }
       ints = a;
     }
   }
-  return ints ? { dtype: info.dtype, shape: info.shape.slice(), data, ints } : { dtype: info.dtype, shape: info.shape.slice(), data };
+  return ints
+    ? { dtype: info.dtype, shape: info.shape.slice(), data, ints }
+    : { dtype: info.dtype, shape: info.shape.slice(), data };
 }
 
 /** Open a safetensors file lazily (header only); read tensors one at a time with `.read(name)`. */
@@ -309,13 +351,18 @@ export function readSafetensors(path: string): SafetensorsContents {
 
 function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
   if (!(t.dtype in DTYPE_BYTES) || !["F32", "F16", "BF16", "I32", "I64"].includes(t.dtype)) {
-    throw new Error(`writeSafetensors: tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16, I32, I64)`);
+    throw new Error(
+      `writeSafetensors: tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16, I32, I64)`,
+    );
   }
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new Error(`writeSafetensors: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
   }
   const n = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== n) throw new Error(`writeSafetensors: tensor "${name}": shape ${JSON.stringify(t.shape)} needs ${n} values, got ${t.data.length}`);
+  if (t.data.length !== n)
+    throw new Error(
+      `writeSafetensors: tensor "${name}": shape ${JSON.stringify(t.shape)} needs ${n} values, got ${t.data.length}`,
+    );
   const size = DTYPE_BYTES[t.dtype];
   const out = new Uint8Array(n * size);
   const dv = new DataView(out.buffer);
@@ -323,11 +370,21 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
   for (let i = 0; i < n; i++) {
     const v = d[i];
     switch (t.dtype) {
-      case "F32": dv.setFloat32(i * 4, Number(v), true); break;
-      case "F16": dv.setUint16(i * 2, floatToF16Bits(Number(v)), true); break;
-      case "BF16": dv.setUint16(i * 2, floatToBf16Bits(Number(v)), true); break;
-      case "I32": dv.setInt32(i * 4, Number(v), true); break;
-      case "I64": dv.setBigInt64(i * 8, typeof v === "bigint" ? v : BigInt(Math.trunc(Number(v))), true); break;
+      case "F32":
+        dv.setFloat32(i * 4, Number(v), true);
+        break;
+      case "F16":
+        dv.setUint16(i * 2, floatToF16Bits(Number(v)), true);
+        break;
+      case "BF16":
+        dv.setUint16(i * 2, floatToBf16Bits(Number(v)), true);
+        break;
+      case "I32":
+        dv.setInt32(i * 4, Number(v), true);
+        break;
+      case "I64":
+        dv.setBigInt64(i * 8, typeof v === "bigint" ? v : BigInt(Math.trunc(Number(v))), true);
+        break;
     }
   }
   return out;
@@ -354,13 +411,20 @@ export interface SafetensorsLayout {
  * Header and data layout of a safetensors file, without the data: lets a writer stream large
  * tensors after the header (and readers memory-map them at fileOffsets).
  */
-export function layoutSafetensors(specs: Record<string, TensorLayoutSpec>, metadata?: Record<string, string>): SafetensorsLayout {
+export function layoutSafetensors(
+  specs: Record<string, TensorLayoutSpec>,
+  metadata?: Record<string, string>,
+): SafetensorsLayout {
   const names = Object.keys(specs);
-  for (const name of names) if (name === "__metadata__") throw new Error(`writeSafetensors: "__metadata__" is reserved and cannot be a tensor name`);
+  for (const name of names)
+    if (name === "__metadata__")
+      throw new Error(`writeSafetensors: "__metadata__" is reserved and cannot be a tensor name`);
   for (const name of names) {
     const t = specs[name];
     if (!["F32", "F16", "BF16", "I32", "I64"].includes(t.dtype)) {
-      throw new Error(`writeSafetensors: tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16, I32, I64)`);
+      throw new Error(
+        `writeSafetensors: tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16, I32, I64)`,
+      );
     }
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new Error(`writeSafetensors: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
@@ -376,7 +440,11 @@ export function layoutSafetensors(specs: Record<string, TensorLayoutSpec>, metad
   let offset = 0;
   for (const name of order) {
     const bytes = specs[name].shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[specs[name].dtype];
-    entries[name] = { dtype: specs[name].dtype, shape: specs[name].shape.slice(), data_offsets: [offset, offset + bytes] };
+    entries[name] = {
+      dtype: specs[name].dtype,
+      shape: specs[name].shape.slice(),
+      data_offsets: [offset, offset + bytes],
+    };
     dataOffsets[name] = offset;
     offset += bytes;
   }
@@ -384,7 +452,8 @@ export function layoutSafetensors(specs: Record<string, TensorLayoutSpec>, metad
   if (metadata && Object.keys(metadata).length > 0) {
     const meta: Record<string, string> = {};
     for (const k of Object.keys(metadata).sort()) {
-      if (typeof metadata[k] !== "string") throw new Error(`writeSafetensors: metadata value for "${k}" must be a string`);
+      if (typeof metadata[k] !== "string")
+        throw new Error(`writeSafetensors: metadata value for "${k}" must be a string`);
       meta[k] = metadata[k];
     }
     header.__metadata__ = meta;
@@ -402,7 +471,10 @@ export function layoutSafetensors(specs: Record<string, TensorLayoutSpec>, metad
 }
 
 /** Build the bytes of a safetensors file (header + data) without writing it. */
-export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
+export function encodeSafetensors(
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): Uint8Array[] {
   const layout = layoutSafetensors(tensors, metadata);
   return [...layout.header, ...layout.order.map((name) => encodeTensor(name, tensors[name]))];
 }
@@ -411,6 +483,10 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
  * Write tensors as one safetensors file, atomically.
  * Example: writeSafetensors("m.safetensors", { "w": { dtype: "F32", shape: [2, 3], data } }, { step: "10" }).
  */
-export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): void {
   writeChunksAtomic(path, encodeSafetensors(tensors, metadata));
 }

@@ -30,7 +30,9 @@ export function gatherRows(table: tf.Tensor2D, indices: tf.Tensor): tf.Tensor {
     save([indices]);
     return {
       value: tf.gatherND(t, indices.reshape([...idxShape, 1])),
-      gradFunc: (dy: tf.Tensor, [idx]: tf.Tensor[]) => [() => tf.scatterND(idx.reshape([m, 1]), dy.reshape([m, d]), [n, d])],
+      gradFunc: (dy: tf.Tensor, [idx]: tf.Tensor[]) => [
+        () => tf.scatterND(idx.reshape([m, 1]), dy.reshape([m, d]), [n, d]),
+      ],
     };
   });
   return fn(table);

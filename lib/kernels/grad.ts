@@ -45,7 +45,10 @@ export function customGradLazy(f: (...args: any[]) => LazyGradResult): (...input
     if (typeof engine.runKernelFunc !== "function") {
       const eager = customGrad((...args: unknown[]) => {
         const r = f(...args);
-        return { value: r.value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => r.gradFunc(dy, saved).map((g) => g()) };
+        return {
+          value: r.value,
+          gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => r.gradFunc(dy, saved).map((g) => g()),
+        };
       });
       return eager(...inputs);
     }

@@ -40,7 +40,14 @@ export interface InteractionWeights {
  * s[b,:] = Σ_j fv[b,j,:] and q[b,:] = Σ_j fv[b,j,:]² in JavaScript (where the wasm kernel is
  * unavailable): the kernel's float32 operations in its order (tested bit for bit).
  */
-export function biSumsJs(values: Float32Array, ids: Int32Array, V: Float32Array, B: number, N: number, E: number): { s: Float32Array; q: Float32Array } {
+export function biSumsJs(
+  values: Float32Array,
+  ids: Int32Array,
+  V: Float32Array,
+  B: number,
+  N: number,
+  E: number,
+): { s: Float32Array; q: Float32Array } {
   const f = Math.fround;
   const s = new Float32Array(B * E);
   const q = new Float32Array(B * E);
@@ -64,7 +71,17 @@ export function biSumsJs(values: Float32Array, ids: Int32Array, V: Float32Array,
  * wasm kernel's (each row adds its entries in entry order, float32); dValues sums in float64 here,
  * in four float32 lanes there.
  */
-export function biGradsJs(values: Float32Array, ids: Int32Array, V: Float32Array, s: Float32Array, dz: Float32Array, B: number, N: number, E: number, F: number): { dV: Float32Array; dValues: Float32Array } {
+export function biGradsJs(
+  values: Float32Array,
+  ids: Int32Array,
+  V: Float32Array,
+  s: Float32Array,
+  dz: Float32Array,
+  B: number,
+  N: number,
+  E: number,
+  F: number,
+): { dV: Float32Array; dValues: Float32Array } {
   const f = Math.fround;
   const dV = new Float32Array(F * E);
   const dValues = new Float32Array(B * N);
@@ -257,28 +274,45 @@ export function interactionBackward(
 }
 
 function makeOp(ids: Int32Array, idsT: tf.Tensor, drop: Float32Array | null) {
-  return customGradLazy((valuesT: tf.Tensor, vT: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, save: tf.GradSaveFunc) => {
-    const { mlpOut, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
-    const out = copyFloat32(mlpOut);
-    const bias = readFloat32(b2);
-    for (let b = 0; b < state.B; b++) for (let c = 0; c < state.d; c++) out[b * state.d + c] = Math.fround(out[b * state.d + c] + bias[c]);
-    // tfjs disposes the forward's intermediates (s here, possibly values and V) before the backward
-    // pass: what the wasm gradient kernel reads goes through save() (which keeps copies).
-    if (state.sTensor) save([valuesT, vT, state.sTensor]);
-    return {
-      value: tf.tensor2d(out, [state.B, state.d]),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        // All six come out of shared work, so they are made here (tensors made here belong to the
-        // backward pass's scope: any nobody asks for is still disposed).
-        const gr = interactionBackward(state, dy, saved[0] ?? null, saved[1] ?? null, saved[2] ?? null, w1, w2);
-        return [() => gr.dValues, () => gr.dV, () => gr.dw1, () => gr.db1, () => gr.dw2, () => gr.db2];
-      },
-    };
-  });
+  return customGradLazy(
+    (
+      valuesT: tf.Tensor,
+      vT: tf.Tensor,
+      w1: tf.Tensor,
+      b1: tf.Tensor,
+      w2: tf.Tensor,
+      b2: tf.Tensor,
+      save: tf.GradSaveFunc,
+    ) => {
+      const { mlpOut, state } = interactionForward(valuesT, ids, idsT, vT, { w1, b1, w2, b2 }, drop);
+      const out = copyFloat32(mlpOut);
+      const bias = readFloat32(b2);
+      for (let b = 0; b < state.B; b++)
+        for (let c = 0; c < state.d; c++) out[b * state.d + c] = Math.fround(out[b * state.d + c] + bias[c]);
+      // tfjs disposes the forward's intermediates (s here, possibly values and V) before the backward
+      // pass: what the wasm gradient kernel reads goes through save() (which keeps copies).
+      if (state.sTensor) save([valuesT, vT, state.sTensor]);
+      return {
+        value: tf.tensor2d(out, [state.B, state.d]),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          // All six come out of shared work, so they are made here (tensors made here belong to the
+          // backward pass's scope: any nobody asks for is still disposed).
+          const gr = interactionBackward(state, dy, saved[0] ?? null, saved[1] ?? null, saved[2] ?? null, w1, w2);
+          return [() => gr.dValues, () => gr.dV, () => gr.dw1, () => gr.db1, () => gr.dw2, () => gr.db2];
+        },
+      };
+    },
+  );
 }
 
 function checkWeights(op: string, E: number, w: InteractionWeights): void {
-  for (const [name, t] of [["w1", w.w1], ["b1", w.b1], ["w2", w.w2], ["b2", w.b2]] as const) assertDtype(op, name, t, "float32");
+  for (const [name, t] of [
+    ["w1", w.w1],
+    ["b1", w.b1],
+    ["w2", w.w2],
+    ["b2", w.b2],
+  ] as const)
+    assertDtype(op, name, t, "float32");
   assertRank(op, "w1", w.w1, 2);
   assertRank(op, "w2", w.w2, 2);
   assertRank(op, "b1", w.b1, 1);
@@ -296,7 +330,13 @@ function checkWeights(op: string, E: number, w: InteractionWeights): void {
  * 1/(1−p), as dropoutMask) or null. Gradients flow to values, V (dense [F, E], non-zero only on
  * the active rows), w1, b1, w2 and b2; none to the ids.
  */
-export function interactionSparse(values: tf.Tensor2D, indices: tf.Tensor2D, V: tf.Tensor2D, w: InteractionWeights, drop: Float32Array | null = null): tf.Tensor2D {
+export function interactionSparse(
+  values: tf.Tensor2D,
+  indices: tf.Tensor2D,
+  V: tf.Tensor2D,
+  w: InteractionWeights,
+  drop: Float32Array | null = null,
+): tf.Tensor2D {
   const op = "interactionSparse";
   assertRank(op, "values", values, 2);
   assertDtype(op, "values", values, "float32");
@@ -309,10 +349,12 @@ export function interactionSparse(values: tf.Tensor2D, indices: tf.Tensor2D, V: 
   assertDim(op, "indices.shape[0] (rows)", indices.shape[0], B);
   assertDim(op, "indices.shape[1] (active features)", indices.shape[1], N);
   checkWeights(op, E, w);
-  if (drop && drop.length !== B * E) throw new Error(`${op}: drop has ${drop.length} entries, expected B·E = ${B}·${E} = ${B * E}`);
+  if (drop && drop.length !== B * E)
+    throw new Error(`${op}: drop has ${drop.length} entries, expected B·E = ${B}·${E} = ${B * E}`);
   const ids = indices.dataSync() as Int32Array;
   for (let i = 0; i < ids.length; i++) {
-    if (!(ids[i] >= 0 && ids[i] < F)) throw new Error(`${op}: indices[${Math.floor(i / N)}, ${i % N}] = ${ids[i]} is outside [0, ${F}) (rows of V)`);
+    if (!(ids[i] >= 0 && ids[i] < F))
+      throw new Error(`${op}: indices[${Math.floor(i / N)}, ${i % N}] = ${ids[i]} is outside [0, ${F}) (rows of V)`);
   }
   return makeOp(ids, indices, drop)(values, V, w.w1, w.b1, w.w2, w.b2) as tf.Tensor2D;
 }

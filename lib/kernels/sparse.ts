@@ -19,7 +19,6 @@ import { customGradLazy } from "./grad";
 import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./wasmOuter";
 import { selectTopkColumns } from "./wasmTopk";
 
-
 /** Σ_j coef[b,j]·rows[b,j,:] for coef [B,k], rows [B,k,d] → [B,d]. */
 function combineRows(coef: tf.Tensor2D, rows: tf.Tensor3D): tf.Tensor2D {
   const [b, k, d] = rows.shape;
@@ -69,12 +68,18 @@ export function sparseMatmul(values: tf.Tensor2D, indices: tf.Tensor2D, w: tf.Te
       value: fused ?? combineRows(v0 as tf.Tensor2D, rows as tf.Tensor3D),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ic, v] = saved as [tf.Tensor2D, tf.Tensor2D];
-        const rowsOf = () => (saved.length > 2 ? (saved[2] as tf.Tensor3D) : (tf.gatherND(w, ic).reshape([b, k, d]) as tf.Tensor3D));
+        const rowsOf = () =>
+          saved.length > 2 ? (saved[2] as tf.Tensor3D) : (tf.gatherND(w, ic).reshape([b, k, d]) as tf.Tensor3D);
         // wasm: dot products in the fused kernel, straight from a kept w (no [B, k, d] temporaries)
         // or over the saved gathered rows (identity indices), so kept and plain w agree bit for bit.
         const fusedDots = () =>
           saved.length > 2
-            ? rowDotsWasm(tf.range(0, b * k, 1, "int32").reshape([b * k, 1]) as tf.Tensor2D, (saved[2] as tf.Tensor3D).reshape([b * k, d]) as tf.Tensor2D, dy as tf.Tensor2D, k)
+            ? rowDotsWasm(
+                tf.range(0, b * k, 1, "int32").reshape([b * k, 1]) as tf.Tensor2D,
+                (saved[2] as tf.Tensor3D).reshape([b * k, d]) as tf.Tensor2D,
+                dy as tf.Tensor2D,
+                k,
+              )
             : rowDotsWasm(ic, w, dy as tf.Tensor2D, k);
         return [
           () => fusedDots() ?? tf.sum(tf.mul(rowsOf(), dy.reshape([b, 1, d])), 2),
@@ -153,4 +158,3 @@ export function topkEncode(
   });
   return { values: value, indices: side };
 }
-

@@ -150,7 +150,8 @@ export function topkColumns(
 ): { ids: Int32Array; vals: Float32Array } {
   if (preFB.length !== F * B) throw new Error(`topkColumns: pre has ${preFB.length} values, expected F·B = ${F * B}`);
   if (bias.length !== F) throw new Error(`topkColumns: bias has ${bias.length} values, expected F = ${F}`);
-  if (!(Number.isInteger(k) && k >= 1 && k <= F)) throw new Error(`topkColumns: k must be an integer in [1, F = ${F}] (got ${k})`);
+  if (!(Number.isInteger(k) && k >= 1 && k <= F))
+    throw new Error(`topkColumns: k must be an integer in [1, F = ${F}] (got ${k})`);
   const ids = new Int32Array(B * k);
   const vals = new Float32Array(B * k);
   topkColumnRange(preFB, bias, F, B, k, order === "relu-topk", 0, B, ids, vals, scan);
@@ -239,7 +240,11 @@ export function topkColumnRange(
     const lim = new Float32Array(nb);
     for (let c = 0; c < nb; c++) lim[c] = thr[c] > fl ? thr[c] : fl;
     // (Chunks never exceed scanMaxRows, the room the scan has for each column's positions: k can.)
-    for (let f0 = k, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows); f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
+    for (
+      let f0 = k, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows);
+      f0 < F;
+      f0 += rows, rows = Math.min(2 * rows, scanMaxRows)
+    ) {
       const f1 = Math.min(F, f0 + rows);
       const cand = scan(f0, f1, lim);
       for (let i = 0; i < cand.length; i++) {
@@ -314,8 +319,19 @@ export function topkColumnRange(
 export function topkRangeTask(
   buffer: ArrayBufferLike,
   scanFn: (...a: number[]) => number,
-  prePtr: number, biasPtr: number, F: number, B: number, k: number, relu: number, b0: number, b1: number,
-  idsPtr: number, valsPtr: number, thrPtr: number, outPtr: number, floor: number,
+  prePtr: number,
+  biasPtr: number,
+  F: number,
+  B: number,
+  k: number,
+  relu: number,
+  b0: number,
+  b1: number,
+  idsPtr: number,
+  valsPtr: number,
+  thrPtr: number,
+  outPtr: number,
+  floor: number,
 ): number {
   const thrHeap = new Float32Array(buffer, thrPtr + 4 * b0, b1 - b0);
   const scan = (f0: number, f1: number, thr: Float32Array): Int32Array => {
@@ -323,9 +339,23 @@ export function topkRangeTask(
     const n = scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr);
     // The room for positions is TOPK_SCAN_MAX_ROWS (1024, not referenced: this body must stand
     // alone) per column; chunks of at most that many rows cannot exceed it.
-    if (n > 1024 * (b1 - b0)) throw new Error(`topk scan: ${n} positions for rows [${f0}, ${f1}) overflow the room for ${b1 - b0} columns`);
+    if (n > 1024 * (b1 - b0))
+      throw new Error(`topk scan: ${n} positions for rows [${f0}, ${f1}) overflow the room for ${b1 - b0} columns`);
     return new Int32Array(buffer, outPtr, n);
   };
-  topkColumnRange(new Float32Array(buffer, prePtr, F * B), new Float32Array(buffer, biasPtr, F), F, B, k, relu !== 0, b0, b1, new Int32Array(buffer, idsPtr, B * k), new Float32Array(buffer, valsPtr, B * k), scan, floor);
+  topkColumnRange(
+    new Float32Array(buffer, prePtr, F * B),
+    new Float32Array(buffer, biasPtr, F),
+    F,
+    B,
+    k,
+    relu !== 0,
+    b0,
+    b1,
+    new Int32Array(buffer, idsPtr, B * k),
+    new Float32Array(buffer, valsPtr, B * k),
+    scan,
+    floor,
+  );
   return 0;
 }

@@ -12,9 +12,36 @@ import { heapKernel, piecesFor, splitPoints, type WasmMemoryLike } from "./wasmP
 
 export interface SimdKernel {
   memory: WasmMemoryLike;
-  adam: (w: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
+  adam: (
+    w: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    clip: number,
+    omb1: number,
+    beta2: number,
+    omb2: number,
+    step: number,
+    inv: number,
+    eps: number,
+  ) => void;
   /** adam on two weight arrays with one gradient and one set of moments (the same update for both). */
-  adam2: (w: number, w2: number, g: number, m: number, v: number, n: number, clip: number, omb1: number, beta2: number, omb2: number, step: number, inv: number, eps: number) => void;
+  adam2: (
+    w: number,
+    w2: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    clip: number,
+    omb1: number,
+    beta2: number,
+    omb2: number,
+    step: number,
+    inv: number,
+    eps: number,
+  ) => void;
   /**
    * Σ g[i]² (float64) over n float32 values at byte offset ptr. One thread: in the order of and equal
    * to sumSquares(). With helper threads: the sum of the pieces' sums (each in that order).
@@ -41,16 +68,29 @@ export function simdAdamKernel(): SimdKernel | null {
     memory: k.memory,
     adam: (w, g, m, v, n, ...rest) => {
       const c = cuts(n, piecesFor(k.pool, 7 * n)); // reads w, g, m, v; writes w, m, v
-      k.run("adam", c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
+      k.run(
+        "adam",
+        c.slice(0, -1).map((c0, p) => [w + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]),
+      );
     },
     adam2: (w, w2, g, m, v, n, ...rest) => {
       const c = cuts(n, piecesFor(k.pool, 9 * n)); // reads w, w2, g, m, v; writes w, w2, m, v
-      k.run("adam2", c.slice(0, -1).map((c0, p) => [w + 4 * c0, w2 + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]));
+      k.run(
+        "adam2",
+        c
+          .slice(0, -1)
+          .map((c0, p) => [w + 4 * c0, w2 + 4 * c0, g + 4 * c0, m + 4 * c0, v + 4 * c0, c[p + 1] - c0, ...rest]),
+      );
     },
     sumsq: (ptr, n) => {
       const c = cuts(n & ~3, piecesFor(k.pool, n));
       c[c.length - 1] = n; // the tail (n % 4) goes to the last piece
-      return k.run("sumsq", c.slice(0, -1).map((c0, p) => [ptr + 4 * c0, c[p + 1] - c0])).reduce((a, b) => a + b, 0);
+      return k
+        .run(
+          "sumsq",
+          c.slice(0, -1).map((c0, p) => [ptr + 4 * c0, c[p + 1] - c0]),
+        )
+        .reduce((a, b) => a + b, 0);
     },
   };
   return simdCache;

@@ -29,7 +29,11 @@ const offsetOf = (t: tf.Tensor): number => (tf.backend() as any).getMemoryOffset
  * (float32, E % 4 == 0), or null where the kernel is unavailable (other backend, no SIMD,
  * E % 4 ≠ 0): the caller computes them in JavaScript. Pieces are ranges of batch rows.
  */
-export function biInteractionSumsWasm(values: tf.Tensor, ids: tf.Tensor, V: tf.Tensor): { s: tf.Tensor2D; q: tf.Tensor2D } | null {
+export function biInteractionSumsWasm(
+  values: tf.Tensor,
+  ids: tf.Tensor,
+  V: tf.Tensor,
+): { s: tf.Tensor2D; q: tf.Tensor2D } | null {
   const [B, N] = values.shape;
   const E = V.shape[1] as number;
   if (E % 4 !== 0 || ids.dtype !== "int32") return null;
@@ -40,7 +44,21 @@ export function biInteractionSumsWasm(values: tf.Tensor, ids: tf.Tensor, V: tf.T
   try {
     const [pv, pi, pV, ps, pq] = [values, ids, V, s, q].map(offsetOf);
     const rows = splitPoints(B, piecesFor(kern.pool, B * N * E));
-    kern.run("sums", rows.slice(0, -1).map((r0, p) => [pv + 4 * r0 * N, pi + 4 * r0 * N, pV, ps + 4 * r0 * E, pq + 4 * r0 * E, rows[p + 1] - r0, N, E]));
+    kern.run(
+      "sums",
+      rows
+        .slice(0, -1)
+        .map((r0, p) => [
+          pv + 4 * r0 * N,
+          pi + 4 * r0 * N,
+          pV,
+          ps + 4 * r0 * E,
+          pq + 4 * r0 * E,
+          rows[p + 1] - r0,
+          N,
+          E,
+        ]),
+    );
     return { s, q };
   } catch (e) {
     tf.dispose([s, q]);
@@ -53,14 +71,22 @@ export function biInteractionSumsWasm(values: tf.Tensor, ids: tf.Tensor, V: tf.T
  * where the kernel is unavailable. ids: the feature of each entry (validated by the caller);
  * grouped: their grouping by feature where the caller has it (wasmOuter.groupRows).
  */
-export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf.Tensor, s: tf.Tensor, dz: tf.Tensor, grouped?: tf.Tensor): { dV: tf.Tensor2D; dValues: tf.Tensor2D } | null {
+export function biInteractionGradsWasm(
+  values: tf.Tensor,
+  ids: Int32Array,
+  V: tf.Tensor,
+  s: tf.Tensor,
+  dz: tf.Tensor,
+  grouped?: tf.Tensor,
+): { dV: tf.Tensor2D; dValues: tf.Tensor2D } | null {
   const [B, N] = values.shape;
   const [F, E] = V.shape as [number, number];
   if (E % 4 !== 0) return null;
   const kern = kernel();
   if (!kern) return null;
   const n = B * N;
-  if (grouped && grouped.size !== F + 1 + n) throw new Error(`biInteractionGradsWasm: grouped has ${grouped.size} entries, expected F + 1 + n = ${F + 1 + n}`);
+  if (grouped && grouped.size !== F + 1 + n)
+    throw new Error(`biInteractionGradsWasm: grouped has ${grouped.size} entries, expected F + 1 + n = ${F + 1 + n}`);
   // Allocations first (a heap growth detaches views): outputs (every element written) and the
   // entries grouped by feature: rowPtr [F + 1] then list [n].
   const dV = heapTensor<tf.Rank.R2>([F, E], "float32");
@@ -70,7 +96,10 @@ export function biInteractionGradsWasm(values: tf.Tensor, ids: Int32Array, V: tf
     const [pv, pV, ps, pdz, pdV, pdv, pc] = [values, V, s, dz, dV, dValues, csr].map(offsetOf);
     if (!grouped) groupByRow(ids, F, new Int32Array(kern.memory.buffer, pc, F + 1 + n));
     const rows = splitPoints(F, piecesFor(kern.pool, 2 * n * E + F * E));
-    kern.run("grads", rows.slice(0, -1).map((r0, p) => [pv, pV, ps, pdz, pdV, pdv, pc, pc + 4 * (F + 1), N, E, r0, rows[p + 1]]));
+    kern.run(
+      "grads",
+      rows.slice(0, -1).map((r0, p) => [pv, pV, ps, pdz, pdV, pdv, pc, pc + 4 * (F + 1), N, E, r0, rows[p + 1]]),
+    );
     return { dV, dValues };
   } catch (e) {
     tf.dispose([dV, dValues]);

@@ -33,7 +33,11 @@ export interface ReconstructionParts {
  * Σ r², g = r·scale [B, d] (a new heap tensor) and gSum [d] for the parts and the target x [B, d]
  * (see the file comment); null where the kernel is unavailable (other backends, no SIMD, d % 4 ≠ 0).
  */
-export function mseGradWasm(parts: ReconstructionParts, x: tf.Tensor, scale: number): { sumSquares: number; g: tf.Tensor2D; gSum: Float32Array } | null {
+export function mseGradWasm(
+  parts: ReconstructionParts,
+  x: tf.Tensor,
+  scale: number,
+): { sumSquares: number; g: tf.Tensor2D; gSum: Float32Array } | null {
   const [B, d] = x.shape as [number, number];
   if (d % 4 !== 0) return null;
   const kern = kernel();
@@ -45,7 +49,15 @@ export function mseGradWasm(parts: ReconstructionParts, x: tf.Tensor, scale: num
     zeros.push(z);
     return z;
   };
-  const ins = [parts.sae, orZeros(parts.bDec, [d]), orZeros(parts.lin, [B, d]), orZeros(parts.bLin, [d]), orZeros(parts.mlp, [B, d]), orZeros(parts.b2, [d]), x];
+  const ins = [
+    parts.sae,
+    orZeros(parts.bDec, [d]),
+    orZeros(parts.lin, [B, d]),
+    orZeros(parts.bLin, [d]),
+    orZeros(parts.mlp, [B, d]),
+    orZeros(parts.b2, [d]),
+    x,
+  ];
   const g = heapTensor<tf.Rank.R2>([B, d], "float32"); // written in full
   const gSum = heapTensor<tf.Rank.R1>([d], "float32");
   try {

@@ -57,7 +57,8 @@ export function outerScatterWasm(
   const kern = kernel();
   if (!kern) return null;
   const n = b * k;
-  if (grouped && grouped.size !== f + 1 + n) throw new Error(`outerScatterWasm: grouped has ${grouped.size} entries, expected f + 1 + n = ${f + 1 + n}`);
+  if (grouped && grouped.size !== f + 1 + n)
+    throw new Error(`outerScatterWasm: grouped has ${grouped.size} entries, expected f + 1 + n = ${f + 1 + n}`);
   // Allocations first (they can grow the heap and move nothing, but detach old views): the output,
   // uninitialised (every row is written), and the row grouping (unless given, see groupRows).
   const csr = grouped ?? groupRows(idxCol, f);
@@ -68,7 +69,10 @@ export function outerScatterWasm(
     const [o, cf, xx, cs] = [out, coef, x, csr].map((t) => be.getMemoryOffset(t.dataId) as number);
     // Pieces are row ranges: disjoint writes, and each row's adds do not depend on the split.
     const rows = splitPoints(f, partsOf(kern, 2 * n * d + f * d));
-    const sums = kern.run("outerRows", rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]));
+    const sums = kern.run(
+      "outerRows",
+      rows.slice(0, -1).map((r0, p) => [o, cs, cs + 4 * (f + 1), cf, xx, k, d, r0, rows[p + 1]]),
+    );
     if (stats) stats.sumSquares = sums.reduce((a, v) => a + v, 0);
     return out;
   } catch (e) {
@@ -109,7 +113,8 @@ export function groupByRow(ids: Int32Array, f: number, into: Int32Array): void {
   rowPtr.fill(0);
   for (let i = 0; i < n; i++) {
     const r = ids[i];
-    if (!(r >= 0 && r < f)) throw new Error(`groupByRow (sparse outer product): index ${r} at position ${i} is outside [0, ${f})`);
+    if (!(r >= 0 && r < f))
+      throw new Error(`groupByRow (sparse outer product): index ${r} at position ${i} is outside [0, ${f})`);
     rowPtr[r + 1]++;
   }
   for (let r = 0; r < f; r++) rowPtr[r + 1] += rowPtr[r];
@@ -147,7 +152,9 @@ export function combineRowsWasm(values: tf.Tensor2D, idxCol: tf.Tensor2D, w: tf.
     const [o, ix, cf, ww] = [out, ic, v, w].map((t) => be.getMemoryOffset(t.dataId) as number);
     // Pieces are ranges of output rows.
     const rows = splitPoints(b, partsOf(kern, b * kb * d));
-    const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * d, ix + 4 * r0 * kb, cf + 4 * r0 * kb, ww, (rows[p + 1] - r0) * kb, kb, d, d]);
+    const pieces = rows
+      .slice(0, -1)
+      .map((r0, p) => [o + 4 * r0 * d, ix + 4 * r0 * kb, cf + 4 * r0 * kb, ww, (rows[p + 1] - r0) * kb, kb, d, d]);
     kern.run("combine", pieces);
     return out;
   };
@@ -157,7 +164,10 @@ export function combineRowsWasm(values: tf.Tensor2D, idxCol: tf.Tensor2D, w: tf.
     let acc: tf.Tensor2D | null = null;
     for (let k0 = 0; k0 < k; k0 += K_BLOCK) {
       const kb = Math.min(K_BLOCK, k - k0);
-      const part = block(tf.slice(values, [0, k0], [b, kb]), tf.slice(idx2, [0, k0], [b, kb]).reshape([b * kb, 1]) as tf.Tensor2D);
+      const part = block(
+        tf.slice(values, [0, k0], [b, kb]),
+        tf.slice(idx2, [0, k0], [b, kb]).reshape([b * kb, 1]) as tf.Tensor2D,
+      );
       acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
     }
     return acc as tf.Tensor2D;
@@ -181,7 +191,9 @@ export function rowDotsWasm(idxCol: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D
   const [o, ix, ww, g] = [out, idxCol, w, dy].map((t) => be.getMemoryOffset(t.dataId) as number);
   // Pieces are ranges of rows b.
   const rows = splitPoints(b, partsOf(kern, b * k * d));
-  const pieces = rows.slice(0, -1).map((r0, p) => [o + 4 * r0 * k, ix + 4 * r0 * k, ww, g + 4 * r0 * d, (rows[p + 1] - r0) * k, k, d]);
+  const pieces = rows
+    .slice(0, -1)
+    .map((r0, p) => [o + 4 * r0 * k, ix + 4 * r0 * k, ww, g + 4 * r0 * d, (rows[p + 1] - r0) * k, k, d]);
   kern.run(d % 4 === 0 ? "dots4" : "dots", pieces);
   return out;
 }

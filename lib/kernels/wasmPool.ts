@@ -90,7 +90,8 @@ for (;;) {
       const m = receiveMessageOnPort(port);
       if (!m) continue; // posted by the main thread before the call: arrives momentarily
       if (typeof m.message.source === "string") {
-        // A JavaScript task: its source, given the memory, returns f(buffer, ...args). __name: esbuild's keepNames helper.
+        // A JavaScript task: its source, given the memory, returns f(buffer, ...args). __name: esbuild's keepNames
+        // helper.
         const task = new Function("__name", "memory", m.message.source)((f) => f, memory);
         fns.push((...a) => task(memory.buffer, ...a));
       } else {
@@ -155,7 +156,8 @@ function poolMinElements(): number {
   const raw = process.env.IS_KERNEL_POOL_MIN;
   if (raw === undefined || raw.trim() === "") return POOL_MIN_ELEMENTS;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`IS_KERNEL_POOL_MIN must be a non-negative integer (got "${raw}")`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`IS_KERNEL_POOL_MIN must be a non-negative integer (got "${raw}")`);
   return n;
 }
 
@@ -185,7 +187,9 @@ export function kernelPool(memory: WasmMemoryLike | undefined, threads: number):
     return pool.pool;
   } catch (e) {
     disabled = true;
-    process.stderr.write(`[kernels] no helper threads for the fused kernels (${(e as Error).message}); running them on one thread\n`);
+    process.stderr.write(
+      `[kernels] no helper threads for the fused kernels (${(e as Error).message}); running them on one thread\n`,
+    );
     return null;
   }
 }
@@ -203,7 +207,11 @@ function createPool(memory: WasmMemoryLike, threads: number): KernelPool {
   for (let h = 1; h < threads; h++) {
     const ctrlBuf = new SharedArrayBuffer(CTRL_INTS * 4);
     const { port1, port2 } = new wt.MessageChannel();
-    const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { memory, ctrlBuf, jobBuf, port: port2 }, transferList: [port2] });
+    const worker = new wt.Worker(HELPER_SOURCE, {
+      eval: true,
+      workerData: { memory, ctrlBuf, jobBuf, port: port2 },
+      transferList: [port2],
+    });
     // The helper blocks in Atomics.wait for the life of the process: never keep Node alive for it.
     worker.unref();
     port1.unref();
@@ -236,7 +244,10 @@ function createPool(memory: WasmMemoryLike, threads: number): KernelPool {
       if (chunks > MAX_CHUNKS) throw new Error(`internal: ${chunks} chunks (at most ${MAX_CHUNKS})`);
       const n = pieces[0]?.length ?? 0;
       for (let c = 0; c < chunks; c++) {
-        if (pieces[c].length !== n || n > MAX_ARGS) throw new Error(`internal: chunk ${c} has ${pieces[c].length} arguments (expected ${n}, at most ${MAX_ARGS})`);
+        if (pieces[c].length !== n || n > MAX_ARGS)
+          throw new Error(
+            `internal: chunk ${c} has ${pieces[c].length} arguments (expected ${n}, at most ${MAX_ARGS})`,
+          );
         args.set(pieces[c], c * MAX_ARGS);
       }
       job[1] = id;
@@ -315,7 +326,8 @@ export function heapKernel<N extends string>(mod: KernelModule, exports: readonl
     const b = tf.backend() as any;
     const memory = tfjsWasmMemory(b);
     const WA = (globalThis as any).WebAssembly;
-    if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.typedArrayFromHeap !== "function") return null;
+    if (!WA || !memory || typeof b.getMemoryOffset !== "function" || typeof b.typedArrayFromHeap !== "function")
+      return null;
     if (cache && cache.memory === memory) return cache;
     try {
       const module = new WA.Module(kernelBinary(mod, memory));
@@ -379,9 +391,13 @@ export function heapJsTask(
  * An uninitialised tensor in the wasm heap (the backend's makeOutput, which its own Fill uses), for
  * outputs a kernel writes in full: no JavaScript array to build and copy, no fill pass.
  */
-export function heapTensor<R extends import("@tensorflow/tfjs").Rank>(shape: number[], dtype: "float32" | "int32"): import("@tensorflow/tfjs").Tensor<R> {
+export function heapTensor<R extends import("@tensorflow/tfjs").Rank>(
+  shape: number[],
+  dtype: "float32" | "int32",
+): import("@tensorflow/tfjs").Tensor<R> {
   const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
   const be = tf.backend() as any;
-  if (typeof be.makeOutput !== "function") return tf.zeros<import("@tensorflow/tfjs").Rank>(shape, dtype) as import("@tensorflow/tfjs").Tensor<R>;
+  if (typeof be.makeOutput !== "function")
+    return tf.zeros<import("@tensorflow/tfjs").Rank>(shape, dtype) as import("@tensorflow/tfjs").Tensor<R>;
   return tf.engine().makeTensorFromTensorInfo(be.makeOutput(shape, dtype)) as import("@tensorflow/tfjs").Tensor<R>;
 }

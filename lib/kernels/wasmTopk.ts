@@ -32,7 +32,12 @@ const rangeTask = heapJsTask(
     `return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...a);`,
   () => {
     const scanFn = kernel()!.fns.scan as (...a: number[]) => number;
-    return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...(a as Parameters<typeof topkRangeTask> extends [unknown, unknown, ...infer R] ? R : never));
+    return (buffer, ...a) =>
+      topkRangeTask(
+        buffer,
+        scanFn,
+        ...(a as Parameters<typeof topkRangeTask> extends [unknown, unknown, ...infer R] ? R : never),
+      );
   },
 );
 
@@ -55,7 +60,13 @@ function nextFloor(vals: Float32Array, B: number, k: number): number {
  * pre-filter. Null where unavailable (other backends, no SIMD, B not a multiple of 4): call
  * topkColumns on the values then. `floor` overrides the remembered lower-bound guess (tests).
  */
-export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number, order: TopKOrder, floor?: number): { ids: Int32Array; vals: Float32Array } | null {
+export function topkColumnsWasm(
+  preT: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  k: number,
+  order: TopKOrder,
+  floor?: number,
+): { ids: Int32Array; vals: Float32Array } | null {
   const [F, B] = preT.shape;
   if (B % 4 !== 0 || preT.dtype !== "float32" || bias.dtype !== "float32" || bias.shape[0] !== F) return null;
   const kern = kernel();
@@ -71,15 +82,38 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
   const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B], "int32"); // written before read
   const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // every element written
   try {
-    const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map((t) => be.getMemoryOffset(t.dataId) as number);
+    const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map(
+      (t) => be.getMemoryOffset(t.dataId) as number,
+    );
     const cols = splitPoints(B / 4, parts).map((q) => 4 * q);
     const relu = order === "relu-topk" ? 1 : 0;
     const scanOut = (b0: number) => thrPtr + 4 * B + 4 * TOPK_SCAN_MAX_ROWS * b0;
     const key = `${F}/${B}/${k}/${order}`;
     const fl = floor ?? floors.get(key) ?? -Infinity;
-    task.run(cols.slice(0, -1).map((b0, p) => [prePtr, biasPtr, F, B, k, relu, b0, cols[p + 1], outPtr, outPtr + 4 * B * k, thrPtr, scanOut(b0), fl]));
+    task.run(
+      cols
+        .slice(0, -1)
+        .map((b0, p) => [
+          prePtr,
+          biasPtr,
+          F,
+          B,
+          k,
+          relu,
+          b0,
+          cols[p + 1],
+          outPtr,
+          outPtr + 4 * B * k,
+          thrPtr,
+          scanOut(b0),
+          fl,
+        ]),
+    );
     const buf = task.memory.buffer;
-    const res = { ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)), vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)) };
+    const res = {
+      ids: Int32Array.from(new Int32Array(buf, outPtr, B * k)),
+      vals: Float32Array.from(new Float32Array(buf, outPtr + 4 * B * k, B * k)),
+    };
     floors.set(key, nextFloor(res.vals, B, k));
     return res;
   } finally {
@@ -92,7 +126,12 @@ export function topkColumnsWasm(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number,
  * The TopK of every column of pre-activations preT [F, B] plus bias [F] (see topkColumns): the wasm
  * path where it applies, else topkColumns on the values. The encoder's one selection routine.
  */
-export function selectTopkColumns(preT: tf.Tensor2D, bias: tf.Tensor1D, k: number, order: TopKOrder): { ids: Int32Array; vals: Float32Array } {
+export function selectTopkColumns(
+  preT: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  k: number,
+  order: TopKOrder,
+): { ids: Int32Array; vals: Float32Array } {
   const [F, B] = preT.shape;
   return topkColumnsWasm(preT, bias, k, order) ?? topkColumns(readFloat32(preT), readFloat32(bias), F, B, k, order);
 }

@@ -37,11 +37,13 @@ export function readLlama2cVocab(file: string, vocabSize?: number): Llama2cVocab
     const score = buf.readFloatLE(o);
     const len = buf.readInt32LE(o + 4);
     o += 8;
-    if (len < 0 || o + len > buf.length) throw new Error(`${file}: token ${out.length} has bad length ${len} (offset ${o - 4})`);
+    if (len < 0 || o + len > buf.length)
+      throw new Error(`${file}: token ${out.length} has bad length ${len} (offset ${o - 4})`);
     out.push({ piece: dec.decode(buf.subarray(o, o + len)), score });
     o += len;
   }
-  if (vocabSize !== undefined && out.length !== vocabSize) throw new Error(`${file}: has ${out.length} tokens, the model expects ${vocabSize}`);
+  if (vocabSize !== undefined && out.length !== vocabSize)
+    throw new Error(`${file}: has ${out.length} tokens, the model expects ${vocabSize}`);
   return out;
 }
 
@@ -92,7 +94,10 @@ export function buildHfTokenizerJson(vocab: Llama2cVocabEntry[]): Record<string,
   const pieces = vocab.map((v, id) => hfPiece(id, v.piece));
   const ids = new Map<string, number>();
   pieces.forEach((p, id) => {
-    if (ids.has(p)) throw new Error(`tokenizer: pieces ${ids.get(p)} and ${id} are both ${JSON.stringify(p)} after mapping spaces to "▁"`);
+    if (ids.has(p))
+      throw new Error(
+        `tokenizer: pieces ${ids.get(p)} and ${id} are both ${JSON.stringify(p)} after mapping spaces to "▁"`,
+      );
     ids.set(p, id);
   });
   // Mergeable pieces: ordinary pieces (not specials, not byte fallbacks).
@@ -106,14 +111,23 @@ export function buildHfTokenizerJson(vocab: Llama2cVocabEntry[]): Record<string,
       const r = chars.slice(k).join("");
       const li = ids.get(l);
       const ri = ids.get(r);
-      if (li !== undefined && ri !== undefined && normal(li) && normal(ri)) merges.push({ l, r, score: vocab[id].score, id, li, ri });
+      if (li !== undefined && ri !== undefined && normal(li) && normal(ri))
+        merges.push({ l, r, score: vocab[id].score, id, li, ri });
     }
   });
   // Highest score first (llama2.c merges the best-scoring pair); ties by piece id, then split ids.
   merges.sort((a, b) => b.score - a.score || a.id - b.id || a.li - b.li || a.ri - b.ri);
   const vocabObj: Record<string, number> = {};
   pieces.forEach((p, id) => (vocabObj[p] = id));
-  const special = (id: number) => ({ id, content: SPECIALS[id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number) => ({
+    id,
+    content: SPECIALS[id],
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: "1.0",
     truncation: null,
@@ -159,7 +173,9 @@ export function buildHfTokenizerJson(vocab: Llama2cVocabEntry[]): Record<string,
       vocab: vocabObj,
       // "left right" strings are read by every tokenizers version; pairs (tokenizers ≥ 0.20) are only
       // needed if a piece contains an ASCII space, which cannot happen after the "▁" mapping.
-      merges: merges.some((m) => m.l.includes(" ") || m.r.includes(" ")) ? merges.map((m) => [m.l, m.r]) : merges.map((m) => `${m.l} ${m.r}`),
+      merges: merges.some((m) => m.l.includes(" ") || m.r.includes(" "))
+        ? merges.map((m) => [m.l, m.r])
+        : merges.map((m) => `${m.l} ${m.r}`),
     },
   };
 }
@@ -204,15 +220,20 @@ export interface ExportHfOptions {
 }
 
 /** HF tensors (name → data/shape) for a checkpoint, q/k in the half layout. */
-export function hfTensors(ck: LoadedCheckpoint, opts: ExportHfOptions = {}): Record<string, { shape: number[]; data: Float32Array }> {
+export function hfTensors(
+  ck: LoadedCheckpoint,
+  opts: ExportHfOptions = {},
+): Record<string, { shape: number[]; data: Float32Array }> {
   const c = ck.config;
   const hd = c.dim / c.nHeads;
   const w = ck.weights;
-  const toHalf = (x: Float32Array, heads: number) => (c.ropeLayout === "half" ? x : permuteInterleavedToHalf(x, heads, hd, c.dim));
+  const toHalf = (x: Float32Array, heads: number) =>
+    c.ropeLayout === "half" ? x : permuteInterleavedToHalf(x, heads, hd, c.dim);
   const t: Record<string, { shape: number[]; data: Float32Array }> = {};
   const put = (name: string, shape: number[], data: Float32Array) => {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (data.length !== n) throw new Error(`exportHf: ${name} has ${data.length} values, expected ${n} for [${shape.join(", ")}]`);
+    if (data.length !== n)
+      throw new Error(`exportHf: ${name} has ${data.length} values, expected ${n} for [${shape.join(", ")}]`);
     t[name] = { shape, data };
   };
   put("model.embed_tokens.weight", [c.vocabSize, c.dim], w.tokenEmbedding);
@@ -242,11 +263,18 @@ export function hfTensors(ck: LoadedCheckpoint, opts: ExportHfOptions = {}): Rec
  * Write `checkpoint` (llama2.c or HF) and the llama2.c tokenizer at `tokenizerBinPath` as a
  * Hugging Face LLaMA checkpoint in `outDir` (created if needed; every file written atomically).
  */
-export async function exportHf(checkpoint: LoadedCheckpoint, tokenizerBinPath: string, outDir: string, opts: ExportHfOptions = {}): Promise<void> {
+export async function exportHf(
+  checkpoint: LoadedCheckpoint,
+  tokenizerBinPath: string,
+  outDir: string,
+  opts: ExportHfOptions = {},
+): Promise<void> {
   const dtype = opts.dtype ?? "F32";
-  if (!["F32", "F16", "BF16"].includes(dtype)) throw new Error(`exportHf: dtype must be F32, F16 or BF16, got ${JSON.stringify(dtype)}`);
+  if (!["F32", "F16", "BF16"].includes(dtype))
+    throw new Error(`exportHf: dtype must be F32, F16 or BF16, got ${JSON.stringify(dtype)}`);
   const shards = opts.shards ?? 1;
-  if (!Number.isInteger(shards) || shards < 1) throw new Error(`exportHf: shards must be a positive integer, got ${shards}`);
+  if (!Number.isInteger(shards) || shards < 1)
+    throw new Error(`exportHf: shards must be a positive integer, got ${shards}`);
   const c = checkpoint.config;
   const vocab = readLlama2cVocab(tokenizerBinPath, c.vocabSize);
   const tokJson = buildHfTokenizerJson(vocab);
@@ -272,7 +300,12 @@ export async function exportHf(checkpoint: LoadedCheckpoint, tokenizerBinPath: s
       const cur = groups[groups.length - 1];
       const remainingGroups = shards - groups.length;
       const remainingNames = names.length - i;
-      if (cur.length > 0 && remainingGroups > 0 && (acc >= (groups.length * total) / shards || remainingNames <= remainingGroups)) groups.push([]);
+      if (
+        cur.length > 0 &&
+        remainingGroups > 0 &&
+        (acc >= (groups.length * total) / shards || remainingNames <= remainingGroups)
+      )
+        groups.push([]);
       groups[groups.length - 1].push(n);
       acc += tensors[n].data.length;
     });
@@ -285,7 +318,10 @@ export async function exportHf(checkpoint: LoadedCheckpoint, tokenizerBinPath: s
     });
     const sorted: Record<string, string> = {};
     for (const n of Object.keys(weightMap).sort()) sorted[n] = weightMap[n];
-    writeJsonAtomic(path.join(outDir, "model.safetensors.index.json"), { metadata: { total_size: total * elemBytes }, weight_map: sorted });
+    writeJsonAtomic(path.join(outDir, "model.safetensors.index.json"), {
+      metadata: { total_size: total * elemBytes },
+      weight_map: sorted,
+    });
   }
   writeJsonAtomic(path.join(outDir, "config.json"), hfConfigJson(c, dtype));
   writeJsonAtomic(path.join(outDir, "generation_config.json"), { bos_token_id: 1, eos_token_id: 2 });
@@ -302,5 +338,9 @@ export async function exportHf(checkpoint: LoadedCheckpoint, tokenizerBinPath: s
     model_max_length: c.maxSeqLen,
     tokenizer_class: "LlamaTokenizer",
   });
-  writeJsonAtomic(path.join(outDir, "special_tokens_map.json"), { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" });
+  writeJsonAtomic(path.join(outDir, "special_tokens_map.json"), {
+    bos_token: "<s>",
+    eos_token: "</s>",
+    unk_token: "<unk>",
+  });
 }

@@ -62,10 +62,12 @@ export function sampleLogits(logits: ArrayLike<number>, temperature: number, rng
 
 export function generate(model: LanguageModel, prompt: number[], opts: GenerateOptions): GenerateResult {
   const { steps } = opts;
-  if (!Number.isInteger(steps) || steps < 0) throw new Error(`generate: steps must be a non-negative integer (got ${steps})`);
+  if (!Number.isInteger(steps) || steps < 0)
+    throw new Error(`generate: steps must be a non-negative integer (got ${steps})`);
   if (prompt.length === 0) throw new Error("generate: the prompt must contain at least one token (e.g. BOS)");
   const temperature = opts.temperature ?? 0;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new Error(`generate: temperature must be ≥ 0 (got ${temperature})`);
+  if (!(temperature >= 0) || !Number.isFinite(temperature))
+    throw new Error(`generate: temperature must be ≥ 0 (got ${temperature})`);
   const rng = new Rng(opts.seed ?? 0);
   const ids = prompt.slice();
   const generated: number[] = [];

@@ -46,39 +46,52 @@ export function parseHfConfig(json: unknown, file = "config.json"): LlamaConfig 
   const c = json as HfLlamaConfigJson;
   const archs = c.architectures;
   if (archs !== undefined && !(Array.isArray(archs) && archs.some((a) => SUPPORTED_ARCHS.includes(a)))) {
-    throw new Error(`${file}: unsupported architecture ${JSON.stringify(archs)}; only LLaMA (LlamaForCausalLM) checkpoints are supported`);
+    throw new Error(
+      `${file}: unsupported architecture ${JSON.stringify(archs)}; only LLaMA (LlamaForCausalLM) checkpoints are supported`,
+    );
   }
   if (c.model_type !== undefined && c.model_type !== "llama") {
     throw new Error(`${file}: unsupported model_type ${JSON.stringify(c.model_type)}; only "llama" is supported`);
   }
   if (archs === undefined && c.model_type === undefined) {
-    throw new Error(`${file}: neither "architectures" nor "model_type" is set; cannot tell whether this is a LLaMA checkpoint`);
+    throw new Error(
+      `${file}: neither "architectures" nor "model_type" is set; cannot tell whether this is a LLaMA checkpoint`,
+    );
   }
   const int = (field: keyof HfLlamaConfigJson, min = 1): number => {
     const v = c[field];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw new Error(`${file}: field "${String(field)}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min)
+      throw new Error(`${file}: field "${String(field)}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
     return v;
   };
   const dim = int("hidden_size");
   const nHeads = int("num_attention_heads");
-  const nKvHeads = c.num_key_value_heads === undefined || c.num_key_value_heads === null ? nHeads : int("num_key_value_heads");
-  if (dim % nHeads !== 0) throw new Error(`${file}: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads}`);
-  if (nHeads % nKvHeads !== 0) throw new Error(`${file}: num_attention_heads ${nHeads} is not divisible by num_key_value_heads ${nKvHeads}`);
+  const nKvHeads =
+    c.num_key_value_heads === undefined || c.num_key_value_heads === null ? nHeads : int("num_key_value_heads");
+  if (dim % nHeads !== 0)
+    throw new Error(`${file}: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads}`);
+  if (nHeads % nKvHeads !== 0)
+    throw new Error(`${file}: num_attention_heads ${nHeads} is not divisible by num_key_value_heads ${nKvHeads}`);
   const headDim = dim / nHeads;
   if (c.head_dim !== undefined && c.head_dim !== null && c.head_dim !== headDim) {
-    throw new Error(`${file}: head_dim ${c.head_dim} differs from hidden_size/num_attention_heads = ${headDim}; not supported`);
+    throw new Error(
+      `${file}: head_dim ${c.head_dim} differs from hidden_size/num_attention_heads = ${headDim}; not supported`,
+    );
   }
   if (headDim % 2 !== 0) throw new Error(`${file}: head dimension ${headDim} must be even for rotary embeddings`);
   if (c.rope_scaling !== undefined && c.rope_scaling !== null) {
     throw new Error(`${file}: rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported (only plain RoPE)`);
   }
-  if (c.hidden_act !== undefined && c.hidden_act !== "silu") throw new Error(`${file}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (only "silu")`);
+  if (c.hidden_act !== undefined && c.hidden_act !== "silu")
+    throw new Error(`${file}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (only "silu")`);
   if (c.attention_bias === true) throw new Error(`${file}: attention_bias = true is not supported`);
   if (c.mlp_bias === true) throw new Error(`${file}: mlp_bias = true is not supported`);
   const eps = c.rms_norm_eps;
-  if (typeof eps !== "number" || !(eps > 0)) throw new Error(`${file}: field "rms_norm_eps" must be a positive number, got ${JSON.stringify(eps)}`);
+  if (typeof eps !== "number" || !(eps > 0))
+    throw new Error(`${file}: field "rms_norm_eps" must be a positive number, got ${JSON.stringify(eps)}`);
   const theta = c.rope_theta ?? 10000;
-  if (typeof theta !== "number" || !(theta > 0)) throw new Error(`${file}: field "rope_theta" must be a positive number, got ${JSON.stringify(theta)}`);
+  if (typeof theta !== "number" || !(theta > 0))
+    throw new Error(`${file}: field "rope_theta" must be a positive number, got ${JSON.stringify(theta)}`);
   return {
     dim,
     hiddenDim: int("intermediate_size"),
@@ -118,7 +131,11 @@ export function hfTensorShapes(cfg: LlamaConfig): Map<string, number[]> {
 }
 
 /** Locate the weight files of an HF checkpoint dir: name → file, plus the files to hash. */
-export function hfWeightFiles(dir: string): { indexPath: string | null; files: string[]; weightMap: Map<string, string> | null } {
+export function hfWeightFiles(dir: string): {
+  indexPath: string | null;
+  files: string[];
+  weightMap: Map<string, string> | null;
+} {
   const single = path.join(dir, "model.safetensors");
   const index = path.join(dir, "model.safetensors.index.json");
   if (fs.existsSync(index)) {
@@ -134,7 +151,8 @@ export function hfWeightFiles(dir: string): { indexPath: string | null; files: s
       weightMap.set(name, full);
       files.add(full);
     }
-    for (const f of files) if (!fs.existsSync(f)) throw new Error(`${index}: shard ${path.basename(f)} is missing from ${dir}`);
+    for (const f of files)
+      if (!fs.existsSync(f)) throw new Error(`${index}: shard ${path.basename(f)} is missing from ${dir}`);
     return { indexPath: index, files: [...files].sort(), weightMap };
   }
   if (fs.existsSync(single)) return { indexPath: null, files: [single], weightMap: null };
@@ -163,7 +181,8 @@ async function weightsSha256(files: string[]): Promise<string> {
 export async function loadHfCheckpoint(dir: string, name?: string): Promise<LoadedCheckpoint> {
   const cfgPath = path.join(dir, "config.json");
   if (!fs.existsSync(dir)) throw new Error(`HF checkpoint directory not found: ${dir}`);
-  if (!fs.existsSync(cfgPath)) throw new Error(`${dir}: config.json not found (not a Hugging Face checkpoint directory)`);
+  if (!fs.existsSync(cfgPath))
+    throw new Error(`${dir}: config.json not found (not a Hugging Face checkpoint directory)`);
   const cfgJson = readJsonFile(cfgPath);
   const config = parseHfConfig(cfgJson, cfgPath);
   const { indexPath, files, weightMap } = hfWeightFiles(dir);
@@ -176,7 +195,8 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
         const f = weightMap.get(tensor);
         if (!f) return null;
         const r = readers.get(f)!;
-        if (!r.tensors.has(tensor)) throw new Error(`${indexPath}: maps "${tensor}" to ${path.basename(f)}, but that shard has no such tensor`);
+        if (!r.tensors.has(tensor))
+          throw new Error(`${indexPath}: maps "${tensor}" to ${path.basename(f)}, but that shard has no such tensor`);
         return r;
       }
       const r = readers.get(files[0])!;
@@ -192,9 +212,12 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
       const info = r.info(tensor);
       const want = shapes.get(tensor)!;
       if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
-        throw new Error(`${r.path}: tensor "${tensor}" has shape [${info.shape.join(", ")}] but config.json implies [${want.join(", ")}]`);
+        throw new Error(
+          `${r.path}: tensor "${tensor}" has shape [${info.shape.join(", ")}] but config.json implies [${want.join(", ")}]`,
+        );
       }
-      if (!["F32", "F16", "BF16", "F64"].includes(info.dtype)) throw new Error(`${r.path}: tensor "${tensor}" has dtype ${info.dtype}; expected F32, F16 or BF16`);
+      if (!["F32", "F16", "BF16", "F64"].includes(info.dtype))
+        throw new Error(`${r.path}: tensor "${tensor}" has dtype ${info.dtype}; expected F32, F16 or BF16`);
       return r.read(tensor).data;
     };
     // Check every shape before reading any data, so a bad config fails fast on large checkpoints.
@@ -203,7 +226,9 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
       if (!r) continue;
       const got = r.info(tensor).shape;
       if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-        throw new Error(`${r.path}: tensor "${tensor}" has shape [${got.join(", ")}] but config.json implies [${want.join(", ")}]`);
+        throw new Error(
+          `${r.path}: tensor "${tensor}" has shape [${got.join(", ")}] but config.json implies [${want.join(", ")}]`,
+        );
       }
     }
     // Tensors of layers beyond num_hidden_layers mean config.json does not describe these weights.
@@ -211,7 +236,9 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
     for (const tensor of allNames) {
       const m = /^model\.layers\.(\d+)\./.exec(tensor);
       if (m && Number(m[1]) >= config.nLayers) {
-        throw new Error(`${dir}: tensor "${tensor}" belongs to layer ${m[1]}, but config.json says num_hidden_layers = ${config.nLayers}`);
+        throw new Error(
+          `${dir}: tensor "${tensor}" belongs to layer ${m[1]}, but config.json says num_hidden_layers = ${config.nLayers}`,
+        );
       }
     }
     const layers: LlamaLayerWeights[] = [];

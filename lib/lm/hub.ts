@@ -26,7 +26,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { dataDir, sharedDir } from "../paths";
 import { downloadFile, hashFile, DownloadError, TRUST_UNVERIFIED_HINT, UnverifiedDownloadError } from "../io/download";
-import { sha256File } from "../io/atomic";
 
 export type ModelKind = "llama2c" | "hf";
 
@@ -66,10 +65,19 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
   stories260K: {
     kind: "llama2c",
     repo: "karpathy/tinyllamas",
-    description: "260K-parameter LLaMA-2-architecture model trained on TinyStories (llama2.c format), 512-token tokenizer",
+    description:
+      "260K-parameter LLaMA-2-architecture model trained on TinyStories (llama2.c format), 512-token tokenizer",
     files: [
-      { local: "stories260K.bin", remote: "stories260K/stories260K.bin", sha256: "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696" },
-      { local: "tok512.bin", remote: "stories260K/tok512.bin", sha256: "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312" },
+      {
+        local: "stories260K.bin",
+        remote: "stories260K/stories260K.bin",
+        sha256: "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696",
+      },
+      {
+        local: "tok512.bin",
+        remote: "stories260K/tok512.bin",
+        sha256: "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
+      },
     ],
     weights: "stories260K.bin",
     tokenizer: "tok512.bin",
@@ -168,7 +176,8 @@ export interface HubFileInfo {
   gitSha1: string | null;
 }
 
-/** The hub's file listing, or files: null with the reason (and HTTP status) it could not be had. One shape, no union: tslab compiles notebooks without strictNullChecks, where a null discriminant does not narrow. */
+/** The hub's file listing, or files: null with the reason (and HTTP status) it could not be had. One shape, no union:
+ * tslab compiles notebooks without strictNullChecks, where a null discriminant does not narrow. */
 export type HubListing = { files: Map<string, HubFileInfo> | null; url: string; reason?: string; status?: number };
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -188,7 +197,11 @@ export async function fetchHubListing(repo: string, opts: ResolveOptions = {}): 
       res = await fetch(next, { headers: { Accept: "application/json" }, signal: AbortSignal.timeout(60_000) });
     } catch (e) {
       const cause = (e as { cause?: Error }).cause;
-      return { files: null, url: first, reason: `request failed: ${(e as Error).message}${cause ? ` (${cause.message})` : ""}` };
+      return {
+        files: null,
+        url: first,
+        reason: `request failed: ${(e as Error).message}${cause ? ` (${cause.message})` : ""}`,
+      };
     }
     if (!res.ok) {
       await res.body?.cancel();
@@ -201,9 +214,17 @@ export async function fetchHubListing(repo: string, opts: ResolveOptions = {}): 
       return { files: null, url: first, reason: "the answer is not JSON" };
     }
     if (!Array.isArray(body)) return { files: null, url: first, reason: "the answer is not a JSON list of files" };
-    for (const e of body as { type?: string; path?: string; oid?: string; size?: number; lfs?: { oid?: string; sha256?: string; size?: number } }[]) {
+    for (const e of body as {
+      type?: string;
+      path?: string;
+      oid?: string;
+      size?: number;
+      lfs?: { oid?: string; sha256?: string; size?: number };
+    }[]) {
       if (e?.type !== "file" || typeof e.path !== "string") continue;
-      const lfsSha = String(e.lfs?.oid ?? e.lfs?.sha256 ?? "").replace(/^sha256:/, "").toLowerCase();
+      const lfsSha = String(e.lfs?.oid ?? e.lfs?.sha256 ?? "")
+        .replace(/^sha256:/, "")
+        .toLowerCase();
       const oid = String(e.oid ?? "").toLowerCase();
       files.set(e.path, {
         path: e.path,
@@ -234,27 +255,53 @@ export function describeLocalModel(p: string, name = p): ResolvedModel {
   const stat = fs.statSync(abs);
   if (stat.isFile()) {
     const base = path.basename(abs);
-    if (base.endsWith(".safetensors") || base === "config.json" || base.endsWith(".index.json")) return describeLocalModel(path.dirname(abs), name);
+    if (base.endsWith(".safetensors") || base === "config.json" || base.endsWith(".index.json"))
+      return describeLocalModel(path.dirname(abs), name);
     if (base === "pytorch_model.bin" || /^pytorch_model-\d+-of-\d+\.bin$/.test(base)) {
-      throw new Error(`${abs}: PyTorch pickle weights are not supported; convert the checkpoint to safetensors (transformers save_pretrained(dir, safe_serialization=True))`);
+      throw new Error(
+        `${abs}: PyTorch pickle weights are not supported; convert the checkpoint to safetensors (transformers save_pretrained(dir, safe_serialization=True))`,
+      );
     }
-    if (!base.endsWith(".bin")) throw new Error(`${abs}: not a model file (expected a llama2.c .bin, a safetensors file or an HF directory)`);
+    if (!base.endsWith(".bin"))
+      throw new Error(`${abs}: not a model file (expected a llama2.c .bin, a safetensors file or an HF directory)`);
     const dir = path.dirname(abs);
-    return { kind: "llama2c", name, dir, weightsPath: abs, tokenizerPath: findLlama2cTokenizer(dir, base), source: "path" };
+    return {
+      kind: "llama2c",
+      name,
+      dir,
+      weightsPath: abs,
+      tokenizerPath: findLlama2cTokenizer(dir, base),
+      source: "path",
+    };
   }
   const hf = hfLayout(abs);
-  if (hf) return { kind: "hf", name, dir: abs, weightsPath: hf.weights, tokenizerPath: path.join(abs, "tokenizer.json"), source: "path" };
+  if (hf)
+    return {
+      kind: "hf",
+      name,
+      dir: abs,
+      weightsPath: hf.weights,
+      tokenizerPath: path.join(abs, "tokenizer.json"),
+      source: "path",
+    };
   const bins = fs.readdirSync(abs).filter((f) => f.endsWith(".bin") && !/^tok/.test(f) && f !== "pytorch_model.bin");
   if (bins.length === 1) return describeLocalModel(path.join(abs, bins[0]), name);
   if (fs.existsSync(path.join(abs, "config.json"))) {
-    throw new Error(`${abs}: config.json found but no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)`);
+    throw new Error(
+      `${abs}: config.json found but no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)`,
+    );
   }
-  throw new Error(`${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; found ${bins.length} .bin files)`);
+  throw new Error(
+    `${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; found ${bins.length} .bin files)`,
+  );
 }
 
 function findLlama2cTokenizer(dir: string, weightsBase: string): string {
   if (fs.existsSync(path.join(dir, "tokenizer.bin"))) return path.join(dir, "tokenizer.bin");
-  const toks = fs.readdirSync(dir).filter((f) => /^tok.*\.bin$/.test(f) && f !== weightsBase).sort();
+  const toks = fs
+    .readdirSync(dir)
+    .filter((f) => /^tok.*\.bin$/.test(f) && f !== weightsBase)
+    .sort();
   return path.join(dir, toks[0] ?? "tokenizer.bin");
 }
 
@@ -264,7 +311,8 @@ function hfLayout(dir: string): { weights: string } | null {
   const index = path.join(dir, "model.safetensors.index.json");
   if (fs.existsSync(index)) {
     try {
-      const map = (JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {};
+      const map =
+        (JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {};
       const shards = new Set(Object.values(map));
       for (const s of shards) if (!fs.existsSync(path.join(dir, s))) return null;
     } catch {
@@ -281,9 +329,22 @@ function registryComplete(dir: string, entry: RegistryEntry): boolean {
   return entry.files.every((f) => fs.existsSync(path.join(dir, f.local)));
 }
 
-function resolvedFromDir(name: string, dir: string, kind: ModelKind, entry: RegistryEntry | null, source: ResolvedModel["source"]): ResolvedModel {
+function resolvedFromDir(
+  name: string,
+  dir: string,
+  kind: ModelKind,
+  entry: RegistryEntry | null,
+  source: ResolvedModel["source"],
+): ResolvedModel {
   if (kind === "llama2c" && entry?.weights && entry.tokenizer) {
-    return { kind, name, dir, weightsPath: path.join(dir, entry.weights), tokenizerPath: path.join(dir, entry.tokenizer), source };
+    return {
+      kind,
+      name,
+      dir,
+      weightsPath: path.join(dir, entry.weights),
+      tokenizerPath: path.join(dir, entry.tokenizer),
+      source,
+    };
   }
   const hf = hfLayout(dir);
   if (!hf) throw new Error(`${name}: ${dir} has no complete Hugging Face checkpoint`);
@@ -307,16 +368,30 @@ function registryExpected(
   listing: HubListing | null,
 ): { sha256: string | null; gitSha1: string | null; why: string | null } {
   if (f.sha256) return { sha256: f.sha256, gitSha1: null, why: null };
-  if (f.url) return { sha256: null, gitSha1: null, why: `${f.local} is fetched from ${f.url}, outside the hub's file listing` };
+  if (f.url)
+    return { sha256: null, gitSha1: null, why: `${f.local} is fetched from ${f.url}, outside the hub's file listing` };
   if (!listing) return { sha256: null, gitSha1: null, why: `${f.local}: no listing` };
-  if (listing.files === null) return { sha256: null, gitSha1: null, why: `the hub listing ${listing.url} is unavailable (${listing.reason})` };
+  if (listing.files === null)
+    return { sha256: null, gitSha1: null, why: `the hub listing ${listing.url} is unavailable (${listing.reason})` };
   const info = listing.files.get(f.remote ?? f.local);
   const e = hubExpected(info);
   if (e.sha256 || e.gitSha1) return { ...e, why: null };
-  return { sha256: null, gitSha1: null, why: info ? `the hub listing ${listing.url} gives no hash for ${f.remote ?? f.local}` : `${f.remote ?? f.local} is not in the hub listing ${listing.url}` };
+  return {
+    sha256: null,
+    gitSha1: null,
+    why: info
+      ? `the hub listing ${listing.url} gives no hash for ${f.remote ?? f.local}`
+      : `${f.remote ?? f.local} is not in the hub listing ${listing.url}`,
+  };
 }
 
-async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: string, opts: ResolveOptions, force: boolean): Promise<void> {
+async function pullRegistryLlama2c(
+  name: string,
+  entry: RegistryEntry,
+  dir: string,
+  opts: ResolveOptions,
+  force: boolean,
+): Promise<void> {
   // Files without a recorded sha256 that live in the hub repository (stories15M/42M/110M.bin) are
   // verified against the hub's listing, like any hub file: fetch it once, only when needed.
   const needsListing = (entry.files ?? []).some((f) => !f.sha256 && !f.url);
@@ -328,9 +403,12 @@ async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: stri
     if (fs.existsSync(dest) && !force) {
       if (expected.sha256 || expected.gitSha1) {
         const got = await hashFile(dest);
-        const [kind, want, have] = expected.sha256 ? ["sha256", expected.sha256, got.sha256] : ["git blob sha1", expected.gitSha1, got.gitSha1];
+        const [kind, want, have] = expected.sha256
+          ? ["sha256", expected.sha256, got.sha256]
+          : ["git blob sha1", expected.gitSha1, got.gitSha1];
         if (have === want) continue;
-        if (!opts.quiet) process.stderr.write(`${name}: cached ${f.local} has ${kind} ${have}, expected ${want}; downloading again\n`);
+        if (!opts.quiet)
+          process.stderr.write(`${name}: cached ${f.local} has ${kind} ${have}, expected ${want}; downloading again\n`);
         fs.rmSync(dest);
       } else continue;
     }
@@ -349,11 +427,22 @@ async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: stri
     const dest = path.join(dir, f.local);
     const url = f.url ?? hubFileUrl(entry.repo, f.remote ?? f.local, opts);
     const verified = Boolean(expected.sha256 || expected.gitSha1);
-    if (!verified && !opts.quiet) process.stderr.write(`${name}: ${f.local} has no known checksum; downloading it unverified (--trust-unverified)\n`);
+    if (!verified && !opts.quiet)
+      process.stderr.write(
+        `${name}: ${f.local} has no known checksum; downloading it unverified (--trust-unverified)\n`,
+      );
     try {
-      await downloadFile(url, dest, { sha256: expected.sha256, gitSha1: expected.gitSha1, label: `${name}: ${f.local}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
+      await downloadFile(url, dest, {
+        sha256: expected.sha256,
+        gitSha1: expected.gitSha1,
+        label: `${name}: ${f.local}`,
+        quiet: opts.quiet,
+        retries: opts.retries,
+        trustUnverified: opts.trustUnverified,
+      });
     } catch (e) {
-      if (e instanceof DownloadError && e.status === 404) throw new DownloadError(`model "${name}": ${f.local} not found at ${url} (HTTP 404)`, url, 404);
+      if (e instanceof DownloadError && e.status === 404)
+        throw new DownloadError(`model "${name}": ${f.local} not found at ${url} (HTTP 404)`, url, 404);
       throw e;
     }
   }
@@ -363,7 +452,15 @@ async function pullRegistryLlama2c(name: string, entry: RegistryEntry, dir: stri
  * Download an optional hub file, verified against the listing; false when the listing does not
  * have it (or, without a listing, when the hub answers 404). A cached copy is re-verified.
  */
-async function tryHubFile(name: string, repo: string, file: string, dir: string, opts: ResolveOptions, force: boolean, listing: HubListing): Promise<boolean> {
+async function tryHubFile(
+  name: string,
+  repo: string,
+  file: string,
+  dir: string,
+  opts: ResolveOptions,
+  force: boolean,
+  listing: HubListing,
+): Promise<boolean> {
   const dest = path.join(dir, file);
   const info = listing.files?.get(file);
   if (listing.files && !info) return false;
@@ -371,9 +468,12 @@ async function tryHubFile(name: string, repo: string, file: string, dir: string,
   if (fs.existsSync(dest) && !force) {
     if (!expected.sha256 && !expected.gitSha1) return true; // nothing to check against (trusted)
     const got = await hashFile(dest);
-    const [kind, want, have] = expected.sha256 ? ["sha256", expected.sha256, got.sha256] : ["git blob sha1", expected.gitSha1, got.gitSha1];
+    const [kind, want, have] = expected.sha256
+      ? ["sha256", expected.sha256, got.sha256]
+      : ["git blob sha1", expected.gitSha1, got.gitSha1];
     if (have === want) return true;
-    if (!opts.quiet) process.stderr.write(`${name}: cached ${file} has ${kind} ${have}, the hub lists ${want}; downloading again\n`);
+    if (!opts.quiet)
+      process.stderr.write(`${name}: cached ${file} has ${kind} ${have}, the hub lists ${want}; downloading again\n`);
     fs.rmSync(dest);
   }
   if (info && !expected.sha256 && !expected.gitSha1 && !opts.trustUnverified) {
@@ -383,7 +483,13 @@ async function tryHubFile(name: string, repo: string, file: string, dir: string,
     );
   }
   try {
-    await downloadFile(hubFileUrl(repo, file, opts), dest, { ...expected, label: `${name}: ${file}`, quiet: opts.quiet, retries: opts.retries, trustUnverified: opts.trustUnverified });
+    await downloadFile(hubFileUrl(repo, file, opts), dest, {
+      ...expected,
+      label: `${name}: ${file}`,
+      quiet: opts.quiet,
+      retries: opts.retries,
+      trustUnverified: opts.trustUnverified,
+    });
     return true;
   } catch (e) {
     if (e instanceof DownloadError && e.status === 404) return false;
@@ -391,7 +497,14 @@ async function tryHubFile(name: string, repo: string, file: string, dir: string,
   }
 }
 
-async function pullHubHf(name: string, repo: string, dir: string, opts: ResolveOptions, force: boolean, note?: string): Promise<void> {
+async function pullHubHf(
+  name: string,
+  repo: string,
+  dir: string,
+  opts: ResolveOptions,
+  force: boolean,
+  note?: string,
+): Promise<void> {
   const listing = await fetchHubListing(repo, opts);
   if (listing.files === null) {
     if (!opts.trustUnverified) {
@@ -402,24 +515,40 @@ async function pullHubHf(name: string, repo: string, dir: string, opts: ResolveO
         listing.url,
       );
     }
-    if (!opts.quiet) process.stderr.write(`${name}: no hub file listing (${listing.reason} at ${listing.url}); downloading unverified (--trust-unverified)\n`);
+    if (!opts.quiet)
+      process.stderr.write(
+        `${name}: no hub file listing (${listing.reason} at ${listing.url}); downloading unverified (--trust-unverified)\n`,
+      );
   }
   const hubFile = (file: string) => tryHubFile(name, repo, file, dir, opts, force, listing);
-  const missing = (u: string) => (listing.files ? `not in the repository (hub listing ${listing.url})` : `not found at ${u} (HTTP 404)`);
+  const missing = (u: string) =>
+    listing.files ? `not in the repository (hub listing ${listing.url})` : `not found at ${u} (HTTP 404)`;
   const cfgUrl = hubFileUrl(repo, "config.json", opts);
   if (!(await hubFile("config.json"))) {
-    throw new DownloadError(`model "${name}": config.json ${missing(cfgUrl)}; is "${repo}" a Hugging Face model repository?`, cfgUrl, 404);
+    throw new DownloadError(
+      `model "${name}": config.json ${missing(cfgUrl)}; is "${repo}" a Hugging Face model repository?`,
+      cfgUrl,
+      404,
+    );
   }
-  const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as { architectures?: string[]; model_type?: string };
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as {
+    architectures?: string[];
+    model_type?: string;
+  };
   if (!(cfg.architectures ?? []).includes("LlamaForCausalLM") && cfg.model_type !== "llama") {
-    throw new Error(`model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; only LLaMA checkpoints are supported`);
+    throw new Error(
+      `model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; only LLaMA checkpoints are supported`,
+    );
   }
   if (await hubFile("model.safetensors.index.json")) {
-    const index = JSON.parse(fs.readFileSync(path.join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map?: Record<string, string> };
+    const index = JSON.parse(fs.readFileSync(path.join(dir, "model.safetensors.index.json"), "utf8")) as {
+      weight_map?: Record<string, string>;
+    };
     const shards = [...new Set(Object.values(index.weight_map ?? {}))].sort();
     if (shards.length === 0) throw new Error(`model "${name}": model.safetensors.index.json has an empty weight_map`);
     for (const s of shards) {
-      if (s.includes("/") || s.includes("..")) throw new Error(`model "${name}": invalid shard name ${JSON.stringify(s)} in the index`);
+      if (s.includes("/") || s.includes(".."))
+        throw new Error(`model "${name}": invalid shard name ${JSON.stringify(s)} in the index`);
       if (!(await hubFile(s))) {
         const u = hubFileUrl(repo, s, opts);
         throw new DownloadError(`model "${name}": shard ${s} listed in the index is ${missing(u)}`, u, 404);
@@ -429,20 +558,23 @@ async function pullHubHf(name: string, repo: string, dir: string, opts: ResolveO
     const u = hubFileUrl(repo, "model.safetensors", opts);
     throw new DownloadError(
       `model "${name}": no safetensors weights in ${repo} (neither model.safetensors.index.json nor model.safetensors${listing.files ? " in the hub listing" : ` at ${u}`}); ` +
-        (note ?? "only safetensors checkpoints are supported: convert PyTorch .bin weights with transformers save_pretrained(dir, safe_serialization=True)"),
+        (note ??
+          "only safetensors checkpoints are supported: convert PyTorch .bin weights with transformers save_pretrained(dir, safe_serialization=True)"),
       u,
       404,
     );
   }
   const hasTok = await hubFile("tokenizer.json");
   await hubFile("tokenizer_config.json");
-  if (!hasTok && !opts.quiet) process.stderr.write(`${name}: the repository has no tokenizer.json; supply one in ${dir} to tokenize text\n`);
+  if (!hasTok && !opts.quiet)
+    process.stderr.write(`${name}: the repository has no tokenizer.json; supply one in ${dir} to tokenize text\n`);
 }
 
 function parseName(nameOrPath: string): { entry: RegistryEntry | null; repo: string } | null {
   const entry = MODEL_REGISTRY[nameOrPath] ?? null;
   if (entry) return { entry, repo: entry.repo };
-  if (HUB_ID.test(nameOrPath) && !nameOrPath.split("/").some((s) => s === "." || s === "..")) return { entry: null, repo: nameOrPath };
+  if (HUB_ID.test(nameOrPath) && !nameOrPath.split("/").some((s) => s === "." || s === ".."))
+    return { entry: null, repo: nameOrPath };
   return null;
 }
 
@@ -454,7 +586,9 @@ function parseName(nameOrPath: string): { entry: RegistryEntry | null; repo: str
 export async function pullModel(name: string, opts: ResolveOptions & { force?: boolean } = {}): Promise<ResolvedModel> {
   const parsed = parseName(name);
   if (!parsed) {
-    throw new Error(`unknown model "${name}": not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}) and not a hub id of the form org/name`);
+    throw new Error(
+      `unknown model "${name}": not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}) and not a hub id of the form org/name`,
+    );
   }
   if (opts.offline) throw new Error(`model "${name}": cannot download in offline mode`);
   const dir = modelDir(opts.cacheDir ?? dataDir("models"), name);
@@ -483,12 +617,18 @@ export async function resolveModel(nameOrPath: string, opts: ResolveOptions = {}
   const cacheRoot = opts.cacheDir ?? dataDir("models");
   const sharedRoot = opts.sharedModelsDir ?? sharedDir("models");
   const entryForCheck: RegistryEntry = parsed.entry ?? { kind: "hf", repo: parsed.repo, description: "" };
-  for (const [root, source] of [[cacheRoot, "cache"], [sharedRoot, "shared"]] as const) {
+  for (const [root, source] of [
+    [cacheRoot, "cache"],
+    [sharedRoot, "shared"],
+  ] as const) {
     const dir = modelDir(root, nameOrPath);
-    if (fs.existsSync(dir) && registryComplete(dir, entryForCheck)) return resolvedFromDir(nameOrPath, dir, kind, parsed.entry, source);
+    if (fs.existsSync(dir) && registryComplete(dir, entryForCheck))
+      return resolvedFromDir(nameOrPath, dir, kind, parsed.entry, source);
   }
   if (opts.offline) {
-    throw new Error(`model "${nameOrPath}" is not available offline (looked in ${modelDir(cacheRoot, nameOrPath)} and ${modelDir(sharedRoot, nameOrPath)})`);
+    throw new Error(
+      `model "${nameOrPath}" is not available offline (looked in ${modelDir(cacheRoot, nameOrPath)} and ${modelDir(sharedRoot, nameOrPath)})`,
+    );
   }
   return pullModel(nameOrPath, opts);
 }

@@ -34,7 +34,10 @@ export async function resolve(nameOrPath: string = DEFAULT_MODEL, opts: ResolveO
 }
 
 /** Read the weights of a llama2.c .bin or a Hugging Face LLaMA directory into float32 arrays. */
-export async function loadCheckpoint(nameOrPath: string = DEFAULT_MODEL, opts: ResolveOptions = {}): Promise<LoadedCheckpoint> {
+export async function loadCheckpoint(
+  nameOrPath: string = DEFAULT_MODEL,
+  opts: ResolveOptions = {},
+): Promise<LoadedCheckpoint> {
   const r = await resolveModel(nameOrPath, opts);
   if (r.kind === "llama2c") return readLlama2c(r.weightsPath, nameOrPath);
   return loadHfCheckpoint(r.dir, nameOrPath);
@@ -53,22 +56,32 @@ export async function loadLanguageModel(
 }
 
 /** Load the tokenizer that belongs to a model (llama2.c tokenizer.bin or HF tokenizer.json). */
-export async function loadTokenizer(nameOrPath: string = DEFAULT_MODEL, opts: ResolveOptions & { vocabSize?: number } = {}): Promise<Tokenizer> {
+export async function loadTokenizer(
+  nameOrPath: string = DEFAULT_MODEL,
+  opts: ResolveOptions & { vocabSize?: number } = {},
+): Promise<Tokenizer> {
   const r = await resolveModel(nameOrPath, opts);
   if (!r.tokenizerPath || !fs.existsSync(r.tokenizerPath)) {
-    throw new Error(`model "${nameOrPath}": no tokenizer found (expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} in ${r.dir})`);
+    throw new Error(
+      `model "${nameOrPath}": no tokenizer found (expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} in ${r.dir})`,
+    );
   }
   if (r.kind === "llama2c") return Llama2cTokenizer.fromFile(r.tokenizerPath, opts.vocabSize);
   return loadHfTokenizer(r.tokenizerPath);
 }
 
 /** Both at once, with a vocabulary-size consistency check. */
-export async function loadModelAndTokenizer(nameOrPath: string = DEFAULT_MODEL, opts: ResolveOptions = {}): Promise<{ model: LlamaModel; tokenizer: Tokenizer }> {
+export async function loadModelAndTokenizer(
+  nameOrPath: string = DEFAULT_MODEL,
+  opts: ResolveOptions = {},
+): Promise<{ model: LlamaModel; tokenizer: Tokenizer }> {
   const model = await loadLanguageModel(nameOrPath, opts);
   try {
     const tokenizer = await loadTokenizer(nameOrPath, opts);
     if (tokenizer.vocabSize > model.config.vocabSize) {
-      throw new Error(`model "${nameOrPath}": tokenizer has ${tokenizer.vocabSize} tokens, the model's vocabulary is ${model.config.vocabSize}`);
+      throw new Error(
+        `model "${nameOrPath}": tokenizer has ${tokenizer.vocabSize} tokens, the model's vocabulary is ${model.config.vocabSize}`,
+      );
     }
     return { model, tokenizer };
   } catch (e) {

@@ -51,7 +51,9 @@ function validateHeader(h: RawHeader, file: string): void {
     throw new Error(`${file}: not a llama2.c checkpoint (dim ${h.dim} is not divisible by n_heads ${h.nHeads})`);
   }
   if (h.nHeads % h.nKvHeads !== 0) {
-    throw new Error(`${file}: not a llama2.c checkpoint (n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads})`);
+    throw new Error(
+      `${file}: not a llama2.c checkpoint (n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads})`,
+    );
   }
   if ((h.dim / h.nHeads) % 2 !== 0) {
     throw new Error(`${file}: not a llama2.c checkpoint (head size ${h.dim / h.nHeads} is odd; RoPE needs pairs)`);
@@ -102,7 +104,10 @@ function toConfig(h: RawHeader, shared: boolean): LlamaConfig {
 /** Sequential float32 reader over one file's bytes (copies, so the weights own aligned buffers). */
 class FloatCursor {
   private pos: number;
-  constructor(private readonly buf: Buffer, start: number) {
+  constructor(
+    private readonly buf: Buffer,
+    start: number,
+  ) {
     this.pos = start;
   }
   take(n: number): Float32Array {
@@ -132,7 +137,9 @@ function readFileOrThrow(file: string): Buffer {
 export function readLlama2c(file: string, name: string = file): LoadedCheckpoint {
   const buf = readFileOrThrow(file);
   if (buf.length < LEGACY_HEADER_BYTES) {
-    throw new Error(`${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${LEGACY_HEADER_BYTES}-byte header)`);
+    throw new Error(
+      `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${LEGACY_HEADER_BYTES}-byte header)`,
+    );
   }
   const magic = buf.readUInt32LE(0);
   let format: LoadedCheckpoint["format"];
@@ -141,13 +148,18 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   let dataStart: number;
   if (magic === LLAMA2C_MAGIC) {
     if (buf.length < V1_HEADER_BYTES) {
-      throw new Error(`${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${V1_HEADER_BYTES}-byte versioned header)`);
+      throw new Error(
+        `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${V1_HEADER_BYTES}-byte versioned header)`,
+      );
     }
     const version = buf.readInt32LE(4);
     if (version === 2) {
-      throw new Error(`${file}: llama2.c version 2 (int8 Q8_0 quantized) checkpoints are not supported; export with --version 1 (float32)`);
+      throw new Error(
+        `${file}: llama2.c version 2 (int8 Q8_0 quantized) checkpoints are not supported; export with --version 1 (float32)`,
+      );
     }
-    if (version !== 1) throw new Error(`${file}: unsupported llama2.c checkpoint version ${version} (only 1 = float32 is supported)`);
+    if (version !== 1)
+      throw new Error(`${file}: unsupported llama2.c checkpoint version ${version} (only 1 = float32 is supported)`);
     header = readInts(buf, 8);
     const flag = buf.readUInt8(36);
     if (flag > 1) throw new Error(`${file}: invalid shared_classifier flag ${flag} in the version 1 header`);
@@ -166,7 +178,9 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
     validateHeader(header, file);
   } catch (e) {
     if (format === "llama2c-legacy") {
-      throw new Error(`${(e as Error).message}; the file also lacks the version-1 magic 0x616b3432 ("ak42"), so it is neither a legacy nor a versioned llama2.c checkpoint`);
+      throw new Error(
+        `${(e as Error).message}; the file also lacks the version-1 magic 0x616b3432 ("ak42"), so it is neither a legacy nor a versioned llama2.c checkpoint`,
+      );
     }
     throw e;
   }
@@ -218,7 +232,17 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   const classifier = shared ? null : cur.take(s.emb);
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < L; l++) {
-    layers.push({ attnNorm: attnNorm[l], wq: wq[l], wk: wk[l], wv: wv[l], wo: wo[l], ffnNorm: ffnNorm[l], w1: w1[l], w2: w2[l], w3: w3[l] });
+    layers.push({
+      attnNorm: attnNorm[l],
+      wq: wq[l],
+      wk: wk[l],
+      wv: wv[l],
+      wo: wo[l],
+      ffnNorm: ffnNorm[l],
+      w1: w1[l],
+      w2: w2[l],
+      w3: w3[l],
+    });
   }
   const weights: LlamaWeights = { tokenEmbedding: emb, layers, finalNorm, classifier };
   return {
@@ -245,10 +269,14 @@ function f32Bytes(a: Float32Array): Uint8Array {
  * "legacy" (RoPE tables written from config, as export.py does). Only interleaved-RoPE configs can be
  * written (that is what llama2.c's run.c computes).
  */
-export function encodeLlama2c(ck: Pick<LoadedCheckpoint, "config" | "weights">, version: "v1" | "legacy" = "v1"): Uint8Array[] {
+export function encodeLlama2c(
+  ck: Pick<LoadedCheckpoint, "config" | "weights">,
+  version: "v1" | "legacy" = "v1",
+): Uint8Array[] {
   const c = ck.config;
   const w = ck.weights;
-  if (c.ropeLayout !== "interleaved") throw new Error(`encodeLlama2c: llama2.c files need ropeLayout "interleaved" (got "${c.ropeLayout}")`);
+  if (c.ropeLayout !== "interleaved")
+    throw new Error(`encodeLlama2c: llama2.c files need ropeLayout "interleaved" (got "${c.ropeLayout}")`);
   const shared = w.classifier === null;
   const chunks: Uint8Array[] = [];
   const ints = [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.vocabSize, c.maxSeqLen];

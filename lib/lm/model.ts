@@ -50,11 +50,13 @@ export function validateConfig(c: LlamaConfig, where: string): void {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${where}: config.${k} must be a positive integer (got ${v})`);
   }
   if (c.dim % c.nHeads !== 0) throw new Error(`${where}: config.dim ${c.dim} is not divisible by nHeads ${c.nHeads}`);
-  if (c.nHeads % c.nKvHeads !== 0) throw new Error(`${where}: config.nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
+  if (c.nHeads % c.nKvHeads !== 0)
+    throw new Error(`${where}: config.nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
   if ((c.dim / c.nHeads) % 2 !== 0) throw new Error(`${where}: head size ${c.dim / c.nHeads} must be even for RoPE`);
   if (!(c.normEps > 0)) throw new Error(`${where}: config.normEps must be > 0 (got ${c.normEps})`);
   if (!(c.ropeTheta > 0)) throw new Error(`${where}: config.ropeTheta must be > 0 (got ${c.ropeTheta})`);
-  if (c.ropeLayout !== "interleaved" && c.ropeLayout !== "half") throw new Error(`${where}: config.ropeLayout must be "interleaved" or "half" (got ${c.ropeLayout})`);
+  if (c.ropeLayout !== "interleaved" && c.ropeLayout !== "half")
+    throw new Error(`${where}: config.ropeLayout must be "interleaved" or "half" (got ${c.ropeLayout})`);
 }
 
 function checkLen(a: Float32Array | null | undefined, n: number, what: string, where: string): Float32Array {
@@ -137,7 +139,11 @@ interface KernelTensor {
  */
 class WasmKernels {
   private constructor(
-    private readonly backend: { write(v: Float32Array, s: number[], d: string): object; readSync(id: object): unknown; disposeData(id: object): boolean },
+    private readonly backend: {
+      write(v: Float32Array, s: number[], d: string): object;
+      readSync(id: object): unknown;
+      disposeData(id: object): boolean;
+    },
     private readonly mm: (a: object) => KernelTensor,
     private readonly addK: (a: object) => KernelTensor,
     private readonly softmaxK: (a: object) => KernelTensor,
@@ -145,7 +151,8 @@ class WasmKernels {
 
   static create(): WasmKernels | null {
     if (tf.getBackend() !== "wasm") return null;
-    const get = (name: string) => tf.getKernel(name, "wasm")?.kernelFunc as unknown as ((a: object) => KernelTensor) | undefined;
+    const get = (name: string) =>
+      tf.getKernel(name, "wasm")?.kernelFunc as unknown as ((a: object) => KernelTensor) | undefined;
     const mm = get("BatchMatMul");
     const add = get("Add");
     const sm = get("Softmax");
@@ -213,7 +220,8 @@ export class LlamaModel implements LanguageModel {
    */
   constructor(ck: LoadedCheckpoint, opts: { attention?: "auto" | "batched" | "looped"; directKernels?: boolean } = {}) {
     const mode = opts.attention ?? "auto";
-    if (mode !== "auto" && mode !== "batched" && mode !== "looped") throw new Error(`LlamaModel: opts.attention must be auto, batched or looped (got ${mode})`);
+    if (mode !== "auto" && mode !== "batched" && mode !== "looped")
+      throw new Error(`LlamaModel: opts.attention must be auto, batched or looped (got ${mode})`);
     this.attention = mode === "auto" ? (tf.getBackend() === "wasm" ? "looped" : "batched") : mode;
     this.looped = this.attention === "looped";
     this.kernels = this.looped && opts.directKernels !== false ? WasmKernels.create() : null;
@@ -228,10 +236,14 @@ export class LlamaModel implements LanguageModel {
     this.qDim = c.nHeads * hd;
     this.kDim = c.nKvHeads * hd;
     const w = ck.weights;
-    if (w.layers.length !== c.nLayers) throw new Error(`${where}: ${w.layers.length} layers of weights, config says ${c.nLayers}`);
+    if (w.layers.length !== c.nLayers)
+      throw new Error(`${where}: ${w.layers.length} layers of weights, config says ${c.nLayers}`);
     this.embedding = checkLen(w.tokenEmbedding, c.vocabSize * c.dim, "tokenEmbedding", where);
     const finalNorm = checkLen(w.finalNorm, c.dim, "finalNorm", where);
-    const cls = c.tiedEmbeddings || w.classifier === null ? this.embedding : checkLen(w.classifier, c.vocabSize * c.dim, "classifier", where);
+    const cls =
+      c.tiedEmbeddings || w.classifier === null
+        ? this.embedding
+        : checkLen(w.classifier, c.vocabSize * c.dim, "classifier", where);
     const qScale = 1 / Math.sqrt(hd);
     const tensors: tf.Tensor[] = [];
     try {
@@ -267,7 +279,10 @@ export class LlamaModel implements LanguageModel {
         tensors.push(t.wqkv, t.wo, t.w1, t.w3, t.w2);
         return t;
       });
-      this.classifierT = tf.tensor2d(transposeScaled(cls, c.vocabSize, c.dim, finalNorm, 1, null), [c.dim, c.vocabSize]);
+      this.classifierT = tf.tensor2d(transposeScaled(cls, c.vocabSize, c.dim, finalNorm, 1, null), [
+        c.dim,
+        c.vocabSize,
+      ]);
     } catch (e) {
       tensors.forEach((t) => t.dispose());
       throw e;
@@ -354,41 +369,56 @@ export class LlamaModel implements LanguageModel {
   }
 
   /** Validate tokens and options; returns [B, T] and the per-sequence lengths (or null if all full). */
-  private checkInputs(tokens: number[][] | Int32Array[], opts: ForwardOptions): { B: number; T: number; lengths: number[] | null; maxLayer: number } {
+  private checkInputs(
+    tokens: number[][] | Int32Array[],
+    opts: ForwardOptions,
+  ): { B: number; T: number; lengths: number[] | null; maxLayer: number } {
     const c = this.config;
     if (this.disposed) throw new Error(`model ${this.name} has been disposed`);
-    if (!Array.isArray(tokens) || tokens.length === 0) throw new Error("forward: tokens must be a non-empty array of token sequences");
+    if (!Array.isArray(tokens) || tokens.length === 0)
+      throw new Error("forward: tokens must be a non-empty array of token sequences");
     const B = tokens.length;
     const T = tokens[0].length;
     if (T === 0) throw new Error("forward: sequences must contain at least one token");
-    if (T > c.maxSeqLen) throw new Error(`forward: sequence length ${T} exceeds the model's context length ${c.maxSeqLen}`);
+    if (T > c.maxSeqLen)
+      throw new Error(`forward: sequence length ${T} exceeds the model's context length ${c.maxSeqLen}`);
     for (let b = 0; b < B; b++) {
       const seq = tokens[b];
-      if (seq.length !== T) throw new Error(`forward: sequence ${b} has length ${seq.length}, sequence 0 has ${T}; right-pad to one length and pass opts.lengths`);
+      if (seq.length !== T)
+        throw new Error(
+          `forward: sequence ${b} has length ${seq.length}, sequence 0 has ${T}; right-pad to one length and pass opts.lengths`,
+        );
       for (let t = 0; t < T; t++) {
         const id = seq[t];
         if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
-          throw new Error(`forward: token id ${id} at sequence ${b}, position ${t} is outside the vocabulary [0, ${c.vocabSize})`);
+          throw new Error(
+            `forward: token id ${id} at sequence ${b}, position ${t} is outside the vocabulary [0, ${c.vocabSize})`,
+          );
         }
       }
     }
     let lengths: number[] | null = null;
     if (opts.lengths !== undefined) {
-      if (opts.lengths.length !== B) throw new Error(`forward: opts.lengths has ${opts.lengths.length} entries for ${B} sequences`);
+      if (opts.lengths.length !== B)
+        throw new Error(`forward: opts.lengths has ${opts.lengths.length} entries for ${B} sequences`);
       opts.lengths.forEach((len, b) => {
-        if (!Number.isInteger(len) || len < 1 || len > T) throw new Error(`forward: opts.lengths[${b}] = ${len} must be an integer in [1, ${T}]`);
+        if (!Number.isInteger(len) || len < 1 || len > T)
+          throw new Error(`forward: opts.lengths[${b}] = ${len} must be an integer in [1, ${T}]`);
       });
       if (opts.lengths.some((len) => len < T)) lengths = opts.lengths.slice();
     }
     const checkLayer = (l: number, what: string) => {
       if (!Number.isInteger(l) || l < 0 || l > c.nLayers) {
-        throw new Error(`forward: ${what} layer ${l} is out of range: hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block model`);
+        throw new Error(
+          `forward: ${what} layer ${l} is out of range: hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block model`,
+        );
       }
     };
     const capture = opts.capture ?? [];
     capture.forEach((l) => checkLayer(l, "capture"));
     if (opts.replace) for (const l of opts.replace.keys()) checkLayer(l, "replace");
-    if (opts.activationsOnly && capture.length === 0) throw new Error("forward: activationsOnly needs at least one layer in opts.capture");
+    if (opts.activationsOnly && capture.length === 0)
+      throw new Error("forward: activationsOnly needs at least one layer in opts.capture");
     const maxLayer = opts.activationsOnly ? Math.max(...capture) : c.nLayers;
     return { B, T, lengths, maxLayer };
   }
@@ -551,9 +581,18 @@ export class LlamaModel implements LanguageModel {
     return tf.tensor2d(ctx, [B * T, qD]);
   }
 
-  private block(h: tf.Tensor2D, L: LayerTensors, B: number, T: number, mask: () => tf.Tensor, lengths: number[] | null): tf.Tensor2D {
+  private block(
+    h: tf.Tensor2D,
+    L: LayerTensors,
+    B: number,
+    T: number,
+    mask: () => tf.Tensor,
+    lengths: number[] | null,
+  ): tf.Tensor2D {
     const fused = tf.matMul(this.rmsnorm(h), L.wqkv) as tf.Tensor2D;
-    const merged = this.looped ? this.attentionLooped(fused, B, T, lengths) : this.attentionBatched(fused, B, T, mask());
+    const merged = this.looped
+      ? this.attentionLooped(fused, B, T, lengths)
+      : this.attentionBatched(fused, B, T, mask());
     const h2: tf.Tensor2D = tf.add(h, tf.matMul(merged, L.wo));
     const n2 = this.rmsnorm(h2);
     const gate = tf.matMul(n2, L.w1);
@@ -579,7 +618,9 @@ export class LlamaModel implements LanguageModel {
         if (fn) {
           const r = fn(tf.reshape(h, [B, T, d]) as tf.Tensor3D);
           if (!r || r.rank !== 3 || r.shape[0] !== B || r.shape[1] !== T || r.shape[2] !== d) {
-            throw new Error(`forward: replace function for layer ${l} must return shape [${B}, ${T}, ${d}] (got ${r ? `[${r.shape.join(", ")}]` : r})`);
+            throw new Error(
+              `forward: replace function for layer ${l} must return shape [${B}, ${T}, ${d}] (got ${r ? `[${r.shape.join(", ")}]` : r})`,
+            );
           }
           h = tf.reshape(r, [B * T, d]);
         }

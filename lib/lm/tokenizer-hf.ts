@@ -13,11 +13,16 @@ import { readJsonFileAsync } from "../io/json";
 // tokenizers.js ships a CommonJS build for Node ("require" export condition); load it with
 // require so this module stays CommonJS (tslab, tsx) without dynamic-import tricks.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-const tokenizersLib: { Tokenizer: new (json: object, config: object) => HfJsTokenizer } = require("@huggingface/tokenizers");
+const tokenizersLib: {
+  Tokenizer: new (json: object, config: object) => HfJsTokenizer;
+} = require("@huggingface/tokenizers");
 
 interface HfJsTokenizer {
   encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[]; tokens: string[] };
-  decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean | null }): string;
+  decode(
+    ids: number[],
+    options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean | null },
+  ): string;
   token_to_id(token: string): number | undefined;
   id_to_token(id: number): string | undefined;
   get_vocab(withAdded?: boolean): Map<string, number>;
@@ -30,7 +35,11 @@ export class HfTokenizer implements Tokenizer {
   readonly file: string;
   private readonly tok: HfJsTokenizer;
 
-  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, file = "tokenizer.json") {
+  constructor(
+    tokenizerJson: Record<string, unknown>,
+    tokenizerConfig: Record<string, unknown>,
+    file = "tokenizer.json",
+  ) {
     this.file = file;
     this.tok = new tokenizersLib.Tokenizer(tokenizerJson, tokenizerConfig);
     const vocab = this.tok.get_vocab(true);
@@ -40,7 +49,8 @@ export class HfTokenizer implements Tokenizer {
     const tokenName = (key: string, fallback: string): string => {
       const v = tokenizerConfig[key];
       if (typeof v === "string") return v;
-      if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+      if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string")
+        return (v as { content: string }).content;
       return fallback;
     };
     const bos = this.tok.token_to_id(tokenName("bos_token", "<s>"));
@@ -67,7 +77,8 @@ export class HfTokenizer implements Tokenizer {
   decode(ids: number[]): string {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new Error(`decode: token id ${id} at position ${i} is outside the vocabulary [0, ${this.vocabSize})`);
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
+        throw new Error(`decode: token id ${id} at position ${i} is outside the vocabulary [0, ${this.vocabSize})`);
     }
     if (ids.length === 0) return "";
     return this.tok.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
@@ -85,7 +96,8 @@ export async function loadHfTokenizer(dirOrFile: string): Promise<HfTokenizer> {
   const file = dirOrFile.endsWith(".json") ? dirOrFile : path.join(dirOrFile, "tokenizer.json");
   if (!fs.existsSync(file)) throw new Error(`tokenizer.json not found: ${file}`);
   const json = await readJsonFileAsync<Record<string, unknown>>(file);
-  if (!json.model || typeof json.model !== "object") throw new Error(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
+  if (!json.model || typeof json.model !== "object")
+    throw new Error(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
   const cfgFile = path.join(path.dirname(file), "tokenizer_config.json");
   let cfg: Record<string, unknown> = {};
   if (fs.existsSync(cfgFile)) cfg = await readJsonFileAsync<Record<string, unknown>>(cfgFile);

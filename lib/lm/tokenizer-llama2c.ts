@@ -32,12 +32,15 @@ export function parseLlama2cTokenizer(buf: Uint8Array, file: string, expectedVoc
   const scores: number[] = [];
   let pos = 4;
   while (pos < buf.length) {
-    if (pos + 8 > buf.length) throw new Error(`${file}: truncated llama2.c tokenizer at token ${pieces.length} (byte ${pos} of ${buf.length})`);
+    if (pos + 8 > buf.length)
+      throw new Error(`${file}: truncated llama2.c tokenizer at token ${pieces.length} (byte ${pos} of ${buf.length})`);
     const score = dv.getFloat32(pos, true);
     const len = dv.getInt32(pos + 4, true);
     pos += 8;
     if (len < 0 || len > maxTokenLength || pos + len > buf.length) {
-      throw new Error(`${file}: corrupt llama2.c tokenizer: token ${pieces.length} has length ${len} (max_token_length ${maxTokenLength}, ${buf.length - pos} bytes left)`);
+      throw new Error(
+        `${file}: corrupt llama2.c tokenizer: token ${pieces.length} has length ${len} (max_token_length ${maxTokenLength}, ${buf.length - pos} bytes left)`,
+      );
     }
     pieces.push(buf.slice(pos, pos + len));
     scores.push(score);
@@ -121,7 +124,10 @@ export class Llama2cTokenizer implements Tokenizer {
   /** byte value for byte-fallback ids (`<0xNN>`), else -1. */
   private readonly byteOf: Int16Array;
 
-  constructor(data: Llama2cTokenizerData, readonly source = "tokenizer") {
+  constructor(
+    data: Llama2cTokenizerData,
+    readonly source = "tokenizer",
+  ) {
     this.vocabSize = data.pieces.length;
     this.pieceBytes = data.pieces;
     this.scores = data.scores;

@@ -45,7 +45,10 @@ export interface BrowserReport {
  * Run `fn` with a page of a fresh headless Chromium (own temporary profile, CHROMIUM_FLAGS,
  * viewport `width` × `height`); the browser and its profile are removed afterwards.
  */
-export async function withChromiumPage<T>(opts: { width: number; height: number }, fn: (page: Page) => Promise<T>): Promise<T> {
+export async function withChromiumPage<T>(
+  opts: { width: number; height: number },
+  fn: (page: Page) => Promise<T>,
+): Promise<T> {
   const executablePath = findChromium();
   if (!executablePath) throw new Error("chromium is not installed (run bash environment/setup.sh)");
   const { chromium } = require("playwright-core") as typeof import("playwright-core");

@@ -81,7 +81,8 @@ function runProcess(
         /* already gone */
       }
       try {
-        const pid = kernelPidFile && fs.existsSync(kernelPidFile) ? Number(fs.readFileSync(kernelPidFile, "utf8")) : NaN;
+        const pid =
+          kernelPidFile && fs.existsSync(kernelPidFile) ? Number(fs.readFileSync(kernelPidFile, "utf8")) : NaN;
         if (Number.isInteger(pid) && pid > 1) process.kill(pid, "SIGKILL");
       } catch {
         /* already gone */
@@ -149,7 +150,9 @@ export async function executeNotebook(notebookPath: string, opts: ExecuteOptions
       `${resultPath}.kernel-pid`,
     );
     const errors: NotebookError[] = [];
-    let result: { failure: null | { kind: NotebookError["kind"]; ename: string; evalue: string; cellIndex: number | null } } = { failure: null };
+    let result: {
+      failure: null | { kind: NotebookError["kind"]; ename: string; evalue: string; cellIndex: number | null };
+    } = { failure: null };
     if (fs.existsSync(resultPath)) result = readJsonFile<typeof result>(resultPath, "notebook runner result");
     const f = result.failure;
     // the runner's failure (execution error, timeout, dead kernel) first, with its precise kind
@@ -165,9 +168,19 @@ export async function executeNotebook(notebookPath: string, opts: ExecuteOptions
       }
     }
     if (run.timedOut) {
-      errors.push({ cellIndex: null, kind: "timeout", ename: "TotalTimeout", evalue: `killed after ${totalTimeoutS} s` });
+      errors.push({
+        cellIndex: null,
+        kind: "timeout",
+        ename: "TotalTimeout",
+        evalue: `killed after ${totalTimeoutS} s`,
+      });
     } else if (run.code !== 0 && errors.length === 0) {
-      errors.push({ cellIndex: null, kind: "runner", ename: "RunnerFailed", evalue: `exit ${run.code ?? run.signal}: ${run.log.slice(-2000)}` });
+      errors.push({
+        cellIndex: null,
+        kind: "runner",
+        ename: "RunnerFailed",
+        evalue: `exit ${run.code ?? run.signal}: ${run.log.slice(-2000)}`,
+      });
     }
     return {
       inputPath: input,

@@ -13,8 +13,23 @@ export {
   cellSource,
 } from "./inspect";
 export type { NotebookJson, NotebookCell, NotebookOutput, CellSummary } from "./inspect";
-export { ensureKernelspec, kernelspecDir, jupyterPathDir, jupyterEnv, kernelspecJson, KERNEL_NAME, KERNEL_DISPLAY_NAME } from "./kernelspec";
-export { findJupyter, findJupyterPython, findChromium, findLabServerPython, findLabBuild, LAB_PACKAGE_DIR } from "./jupyter";
+export {
+  ensureKernelspec,
+  kernelspecDir,
+  jupyterPathDir,
+  jupyterEnv,
+  kernelspecJson,
+  KERNEL_NAME,
+  KERNEL_DISPLAY_NAME,
+} from "./kernelspec";
+export {
+  findJupyter,
+  findJupyterPython,
+  findChromium,
+  findLabServerPython,
+  findLabBuild,
+  LAB_PACKAGE_DIR,
+} from "./jupyter";
 export { environmentVersions, packageVersion } from "./environment";
 export type { VersionRow } from "./environment";
 export { startNotebookServer, startLabServer, freePort } from "./server";

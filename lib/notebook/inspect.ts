@@ -51,7 +51,7 @@ export interface NotebookErrorOutput {
   evalue: string;
 }
 
-const joinText = (t: string | string[] | undefined): string => (Array.isArray(t) ? t.join("") : t ?? "");
+const joinText = (t: string | string[] | undefined): string => (Array.isArray(t) ? t.join("") : (t ?? ""));
 
 export function readNotebook(file: string): NotebookJson {
   const nb = readJsonFile<NotebookJson>(file, "notebook");
@@ -82,9 +82,17 @@ export function summarizeNotebook(nb: NotebookJson): CellSummary[] {
       head: cellSource(cell).split("\n")[0].slice(0, 100),
       outputTypes: outs.map((o) => o.output_type),
       mimeTypes: [...mimes],
-      stdout: outs.filter((o) => o.output_type === "stream" && o.name === "stdout").map((o) => joinText(o.text)).join(""),
-      stderr: outs.filter((o) => o.output_type === "stream" && o.name === "stderr").map((o) => joinText(o.text)).join(""),
-      errors: outs.filter((o) => o.output_type === "error").map((o) => ({ ename: o.ename ?? "", evalue: o.evalue ?? "" })),
+      stdout: outs
+        .filter((o) => o.output_type === "stream" && o.name === "stdout")
+        .map((o) => joinText(o.text))
+        .join(""),
+      stderr: outs
+        .filter((o) => o.output_type === "stream" && o.name === "stderr")
+        .map((o) => joinText(o.text))
+        .join(""),
+      errors: outs
+        .filter((o) => o.output_type === "error")
+        .map((o) => ({ ename: o.ename ?? "", evalue: o.evalue ?? "" })),
       durationS: cellDuration(cell),
     };
   });

@@ -20,13 +20,17 @@ function executable(p: string): boolean {
 
 /** Path of the `jupyter` command, or null when Jupyter is not installed. */
 export function findJupyter(): string | null {
-  const candidates = [process.env.IS_JUPYTER, "/usr/bin/jupyter", "/usr/local/bin/jupyter"].filter((c): c is string => Boolean(c));
+  const candidates = [process.env.IS_JUPYTER, "/usr/bin/jupyter", "/usr/local/bin/jupyter"].filter((c): c is string =>
+    Boolean(c),
+  );
   return candidates.find(executable) ?? null;
 }
 
 /** The first Python (IS_JUPYTER_PYTHON, Debian's, then PATH's) that can import `modules`, or null. */
 function pythonWith(modules: string): string | null {
-  const candidates = [process.env.IS_JUPYTER_PYTHON, "/usr/bin/python3", "python3"].filter((c): c is string => Boolean(c));
+  const candidates = [process.env.IS_JUPYTER_PYTHON, "/usr/bin/python3", "python3"].filter((c): c is string =>
+    Boolean(c),
+  );
   for (const py of candidates) {
     const r = spawnSync(py, ["-c", `import ${modules}`], { stdio: "ignore", timeout: 30_000 });
     if (r.status === 0) return py;
@@ -39,7 +43,8 @@ export function findJupyterPython(): string | null {
   return pythonWith("nbclient, nbformat");
 }
 
-/** A Python with jupyter_server and jupyterlab_server (Debian: python3-jupyter-server, python3-jupyterlab-server), or null. */
+/** A Python with jupyter_server and jupyterlab_server (Debian: python3-jupyter-server, python3-jupyterlab-server), or
+ * null. */
 export function findLabServerPython(): string | null {
   return pythonWith("jupyter_server, jupyterlab_server");
 }
@@ -56,6 +61,8 @@ export function findLabBuild(): { launcher: string; buildDir: string } | null {
 
 /** Debian's chromium (for the browser test), or null. IS_CHROMIUM overrides. */
 export function findChromium(): string | null {
-  const candidates = [process.env.IS_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter((c): c is string => Boolean(c));
+  const candidates = [process.env.IS_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(
+    (c): c is string => Boolean(c),
+  );
   return candidates.find(executable) ?? null;
 }

@@ -43,7 +43,12 @@ export function kernelspecJson(root: string = repoRoot, nodeBin: string = proces
   const launcher = path.join(root, "lib", "notebook", "tslab-kernel.cjs");
   return {
     // "$0" is the connection file: bash -c 'script' ARG0 binds the first extra argument to $0.
-    argv: ["bash", "-c", `cd ${shq(root)} && exec ${shq(nodeBin)} ${shq(launcher)} kernel --config-path "$0"`, "{connection_file}"],
+    argv: [
+      "bash",
+      "-c",
+      `cd ${shq(root)} && exec ${shq(nodeBin)} ${shq(launcher)} kernel --config-path "$0"`,
+      "{connection_file}",
+    ],
     display_name: KERNEL_DISPLAY_NAME,
     language: "typescript",
     metadata: { "integration-spaces": { repo: root } },
@@ -56,7 +61,8 @@ export function kernelspecJson(root: string = repoRoot, nodeBin: string = proces
  */
 export function ensureKernelspec(root: string = repoRoot): string {
   const tslab = path.join(root, "node_modules", "tslab", "dist", "main.js");
-  if (!fs.existsSync(tslab)) throw new Error(`tslab is not installed at ${tslab}: run \`npm ci\` (or bash environment/setup.sh)`);
+  if (!fs.existsSync(tslab))
+    throw new Error(`tslab is not installed at ${tslab}: run \`npm ci\` (or bash environment/setup.sh)`);
   const file = path.join(kernelspecDir(root), "kernel.json");
   const content = JSON.stringify(kernelspecJson(root), null, 2) + "\n";
   let current = "";

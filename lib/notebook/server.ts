@@ -49,7 +49,14 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForHttp(what: string, url: string, headers: Record<string, string>, child: ChildProcess, timeoutMs: number, log: () => string): Promise<void> {
+async function waitForHttp(
+  what: string,
+  url: string,
+  headers: Record<string, string>,
+  child: ChildProcess,
+  timeoutMs: number,
+  log: () => string,
+): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -65,7 +72,8 @@ async function waitForHttp(what: string, url: string, headers: Record<string, st
       if (/refused the token/.test((e as Error).message)) throw e;
       /* not up yet */
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what} did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`${what} did not answer ${url} within ${timeoutMs} ms:\n${log().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -76,7 +84,15 @@ async function shutdownKernels(url: string, headers: Record<string, string>): Pr
     const res = await fetch(`${url}/api/kernels`, { headers, signal: AbortSignal.timeout(5_000) });
     if (!res.ok) return;
     const kernels = (await res.json()) as { id: string }[];
-    await Promise.all(kernels.map((k) => fetch(`${url}/api/kernels/${encodeURIComponent(k.id)}`, { method: "DELETE", headers, signal: AbortSignal.timeout(15_000) }).catch(() => undefined)));
+    await Promise.all(
+      kernels.map((k) =>
+        fetch(`${url}/api/kernels/${encodeURIComponent(k.id)}`, {
+          method: "DELETE",
+          headers,
+          signal: AbortSignal.timeout(15_000),
+        }).catch(() => undefined),
+      ),
+    );
   } catch {
     /* server already gone or not answering */
   }
@@ -94,18 +110,23 @@ export interface ServerOptions {
 export async function startNotebookServer(opts: ServerOptions): Promise<NotebookServer> {
   const jupyter = findJupyter();
   if (!jupyter) throw new Error("jupyter is not installed (run bash environment/setup.sh)");
-  return startServer("jupyter notebook", jupyter, (port) => [
-    "notebook",
-    "--no-browser",
-    "--ip=127.0.0.1",
-    `--port=${port}`,
-    "--port-retries=0",
-    // token from JUPYTER_TOKEN (see the module comment); no password login
-    "--NotebookApp.password=",
-    "--NotebookApp.allow_remote_access=False",
-    "--NotebookApp.open_browser=False",
-    `--notebook-dir=${path.resolve(opts.notebookDir)}`,
-  ], opts);
+  return startServer(
+    "jupyter notebook",
+    jupyter,
+    (port) => [
+      "notebook",
+      "--no-browser",
+      "--ip=127.0.0.1",
+      `--port=${port}`,
+      "--port-retries=0",
+      // token from JUPYTER_TOKEN (see the module comment); no password login
+      "--NotebookApp.password=",
+      "--NotebookApp.allow_remote_access=False",
+      "--NotebookApp.open_browser=False",
+      `--notebook-dir=${path.resolve(opts.notebookDir)}`,
+    ],
+    opts,
+  );
 }
 
 /**
@@ -114,24 +135,40 @@ export async function startNotebookServer(opts: ServerOptions): Promise<Notebook
  */
 export async function startLabServer(opts: ServerOptions): Promise<NotebookServer> {
   const build = findLabBuild();
-  if (!build) throw new Error("the JupyterLab build is missing (environment/jupyterlab/build): run npm run lab:build, or bash environment/setup.sh --with-jupyterlab");
+  if (!build)
+    throw new Error(
+      "the JupyterLab build is missing (environment/jupyterlab/build): run npm run lab:build, or bash environment/setup.sh --with-jupyterlab",
+    );
   const python = findLabServerPython();
-  if (!python) throw new Error("no Python with jupyter_server and jupyterlab_server: run bash environment/setup.sh --with-jupyterlab");
-  return startServer("the JupyterLab server", python, (port) => [
-    build.launcher,
-    "--no-browser",
-    "--ip=127.0.0.1",
-    `--port=${port}`,
-    "--port-retries=0",
-    "--ServerApp.password=",
-    "--ServerApp.allow_remote_access=False",
-    "--ServerApp.open_browser=False",
-    "--ServerApp.terminals_enabled=False",
-    `--ServerApp.root_dir=${path.resolve(opts.notebookDir)}`,
-  ], opts);
+  if (!python)
+    throw new Error(
+      "no Python with jupyter_server and jupyterlab_server: run bash environment/setup.sh --with-jupyterlab",
+    );
+  return startServer(
+    "the JupyterLab server",
+    python,
+    (port) => [
+      build.launcher,
+      "--no-browser",
+      "--ip=127.0.0.1",
+      `--port=${port}`,
+      "--port-retries=0",
+      "--ServerApp.password=",
+      "--ServerApp.allow_remote_access=False",
+      "--ServerApp.open_browser=False",
+      "--ServerApp.terminals_enabled=False",
+      `--ServerApp.root_dir=${path.resolve(opts.notebookDir)}`,
+    ],
+    opts,
+  );
 }
 
-async function startServer(what: string, command: string, argsFor: (port: number) => string[], opts: ServerOptions): Promise<NotebookServer> {
+async function startServer(
+  what: string,
+  command: string,
+  argsFor: (port: number) => string[],
+  opts: ServerOptions,
+): Promise<NotebookServer> {
   ensureKernelspec();
   const port = await freePort();
   const token = crypto.randomBytes(32).toString("hex");
@@ -157,7 +194,8 @@ async function startServer(what: string, command: string, argsFor: (port: number
   child.stderr!.on("data", keep);
   const url = `http://127.0.0.1:${port}`;
   const authHeaders = () => ({ Authorization: `token ${token}` });
-  const pageUrl = (pagePath: string) => `${url}${pagePath.startsWith("/") ? "" : "/"}${pagePath}${pagePath.includes("?") ? "&" : "?"}token=${token}`;
+  const pageUrl = (pagePath: string) =>
+    `${url}${pagePath.startsWith("/") ? "" : "/"}${pagePath}${pagePath.includes("?") ? "&" : "?"}token=${token}`;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;

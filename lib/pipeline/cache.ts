@@ -22,7 +22,9 @@ export function stableStringify(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
 }
 
@@ -36,7 +38,8 @@ export interface CacheEvent {
   dir: string;
   hit: boolean;
   seconds: number;
-  /** CPU time (user + system) of this process during the step: on a shared machine a better measure of the work than wall time. */
+  /** CPU time (user + system) of this process during the step: on a shared machine a better measure of the work than
+   * wall time. */
   cpuSeconds: number;
 }
 
@@ -103,12 +106,16 @@ export async function cachedStep<T>(
     const seen = readMarker<T>(marker, step, key);
     if (seen.state === "ok") return hit(seen.value);
     const got = tryLock(lockFile, `cache step ${key}`, (dead) =>
-      process.stderr.write(`cache: taking over the lock of ${key} left by pid ${dead?.pid ?? "?"} (no longer running): ${lockFile}\n`),
+      process.stderr.write(
+        `cache: taking over the lock of ${key} left by pid ${dead?.pid ?? "?"} (no longer running): ${lockFile}\n`,
+      ),
     );
     if ("holder" in got) {
       if (waitingFor !== got.holder.pid) {
         waitingFor = got.holder.pid;
-        process.stderr.write(`cache: ${key} is being computed by pid ${got.holder.pid} (lock ${lockFile}); waiting to reuse its result\n`);
+        process.stderr.write(
+          `cache: ${key} is being computed by pid ${got.holder.pid} (lock ${lockFile}); waiting to reuse its result\n`,
+        );
       }
       await sleep(LOCK_POLL_MS);
       continue;
@@ -131,8 +138,12 @@ export async function cachedStep<T>(
       const computed = await compute(dir);
       const value = JSON.parse(JSON.stringify(computed, typedArraysAsArrays) ?? "null") as T;
       // every file but done.json and hidden temporaries (`.NAME.PID.RAND.tmp` torn by an interrupted attempt)
-      const checksums: StepChecksums = { files: hashTree(dir, (rel) => rel === "done.json" || path.basename(rel).startsWith(".")), value: jsonDigest(value) };
-      const record = JSON.stringify({ step, key, finishedAt: new Date().toISOString(), value, checksums }, null, 2) + "\n";
+      const checksums: StepChecksums = {
+        files: hashTree(dir, (rel) => rel === "done.json" || path.basename(rel).startsWith(".")),
+        value: jsonDigest(value),
+      };
+      const record =
+        JSON.stringify({ step, key, finishedAt: new Date().toISOString(), value, checksums }, null, 2) + "\n";
       writeFileAtomic(marker, record);
       const ev = { step, key, dir, hit: false, seconds: (Date.now() - t0) / 1000, cpuSeconds: cpu() };
       listeners.forEach((l) => l(ev));
@@ -167,13 +178,21 @@ function readMarker<T>(marker: string, step: string, key: string): Marker<T> {
     return { state: "corrupt", why: `${marker} is corrupt (${e instanceof Error ? e.message : String(e)})` };
   }
   if (!(saved && typeof saved === "object" && saved.step === step && saved.key === key && "value" in saved)) {
-    return { state: "corrupt", why: `${marker} is corrupt (it names step ${JSON.stringify(saved?.step)} / key ${JSON.stringify(saved?.key)}, not ${step} / ${key})` };
+    return {
+      state: "corrupt",
+      why: `${marker} is corrupt (it names step ${JSON.stringify(saved?.step)} / key ${JSON.stringify(saved?.key)}, not ${step} / ${key})`,
+    };
   }
   const sums = saved.checksums;
   if (sums !== undefined) {
-    if (!sums || typeof sums !== "object" || typeof sums.value !== "string") return { state: "corrupt", why: `${marker} is corrupt (field checksums is malformed)` };
+    if (!sums || typeof sums !== "object" || typeof sums.value !== "string")
+      return { state: "corrupt", why: `${marker} is corrupt (field checksums is malformed)` };
     const digest = jsonDigest(saved.value);
-    if (digest !== sums.value) return { state: "corrupt", why: `${marker} is corrupt (its value's digest ${digest} does not match the recorded ${sums.value})` };
+    if (digest !== sums.value)
+      return {
+        state: "corrupt",
+        why: `${marker} is corrupt (its value's digest ${digest} does not match the recorded ${sums.value})`,
+      };
     const bad = checkFiles(path.dirname(marker), sums.files, marker);
     if (bad) return { state: "corrupt", why: bad.message };
   }
@@ -182,5 +201,7 @@ function readMarker<T>(marker: string, step: string, key: string): Marker<T> {
 
 /** JSON.stringify replacer: typed arrays as plain arrays (by default they would become index-keyed objects). */
 function typedArraysAsArrays(_key: string, value: unknown): unknown {
-  return ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as unknown as ArrayLike<number>) : value;
+  return ArrayBuffer.isView(value) && !(value instanceof DataView)
+    ? Array.from(value as unknown as ArrayLike<number>)
+    : value;
 }

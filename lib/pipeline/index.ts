@@ -26,7 +26,7 @@ import { tf } from "../backend";
 import { cachedStep, cacheRoot, stepLockFile } from "./cache";
 import { withLock } from "./lock";
 import { IntegrityError } from "../io/integrity";
-import type { Preset, Mode } from "../presets";
+import type { Mode } from "../presets";
 import { presetFor, evalSettingsFor, PIPELINE_FORMAT, DATA_SPLIT_SEED, type PipelineParams } from "./params";
 import { harvestActivations } from "../data/activations";
 import { openStore, ActivationStore } from "../data/store";
@@ -37,8 +37,24 @@ import { EvalMetrics, TrainConfig, TrainResult, trainModel, heldOutRows } from "
 import { Model, ForwardOutput, forward, paramCounts } from "../joint";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { loadLanguageModel, loadTokenizer } from "../lm/index";
-import { spliceEvaluate, SpliceCondition, SpliceRow, SpliceConditionSummary, SpliceResult, spliceResultToJson } from "../eval/splice";
-import { bimodalAnalysis, bimodalityTests, decoderSquaredNorms, meanAbsCosine, pcaComponentsFor, rowSquaredNorms, weightNormRatios, BimodalReport, BimodalityTests } from "../eval/geometry";
+import {
+  spliceEvaluate,
+  SpliceCondition,
+  SpliceRow,
+  SpliceConditionSummary,
+  SpliceResult,
+  spliceResultToJson,
+} from "../eval/splice";
+import {
+  bimodalAnalysis,
+  bimodalityTests,
+  meanAbsCosine,
+  pcaComponentsFor,
+  rowSquaredNorms,
+  weightNormRatios,
+  BimodalReport,
+  BimodalityTests,
+} from "../eval/geometry";
 import { duplicationDiagnostic, initialModel, DuplicationDiagnostic } from "../eval/duplication";
 import { collectInteractionHidden, trainSecondarySae, SecondarySae, PrimaryModel } from "../eval/secondary";
 import { sha256File, writeJsonAtomic } from "../io/atomic";
@@ -50,7 +66,13 @@ import { clusterBootstrap, groupedClusterBootstrap, pooledMean } from "../stats/
 import type { ModeResults, Measured } from "../report/claims";
 import * as iv from "../eval/interventions";
 import * as stim from "../eval/stimuli";
-import { CLAMP_PERMUTATIONS, DEFAULT_ADDITIVE_ALPHAS, clampingClaimInputs, runClampingStudy, type InterventionsSummary } from "../eval/clamping";
+import {
+  CLAMP_PERMUTATIONS,
+  DEFAULT_ADDITIVE_ALPHAS,
+  clampingClaimInputs,
+  runClampingStudy,
+  type InterventionsSummary,
+} from "../eval/clamping";
 
 export { onCacheEvent, cacheRoot, cachedStep } from "./cache";
 export type { CacheEvent } from "./cache";
@@ -58,8 +80,25 @@ export type { CacheEvent } from "./cache";
 // ---------------------------------------------------------------------------------------------
 // parameters (./params.ts)
 
-export { pipelineParams, presetFor, evalSettingsFor, settingsTable, EVAL_SETTINGS, MODES, PRESET_NAMES, PIPELINE_FORMAT, DATA_SPLIT_SEED } from "./params";
-export type { PipelineParams, PipelineParamsInput, TrainSettings, EvalOverrides, EvalSettings, SettingRow } from "./params";
+export {
+  pipelineParams,
+  presetFor,
+  evalSettingsFor,
+  settingsTable,
+  EVAL_SETTINGS,
+  MODES,
+  PRESET_NAMES,
+  PIPELINE_FORMAT,
+  DATA_SPLIT_SEED,
+} from "./params";
+export type {
+  PipelineParams,
+  PipelineParamsInput,
+  TrainSettings,
+  EvalOverrides,
+  EvalSettings,
+  SettingRow,
+} from "./params";
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -94,7 +133,11 @@ export function getLanguageModel(name: string): Promise<LmBundle> {
   });
 }
 
-const identity = (d: number): NormalizationSpec => ({ kind: "none", shift: new Array(d).fill(0), scale: new Array(d).fill(1) });
+const identity = (d: number): NormalizationSpec => ({
+  kind: "none",
+  shift: new Array(d).fill(0),
+  scale: new Array(d).fill(1),
+});
 
 // ---------------------------------------------------------------------------------------------
 // stores
@@ -125,13 +168,32 @@ interface StoresSummary {
 export function getStores(p: PipelineParams): Promise<Stores> {
   const pre = presetFor(p);
   const ev = evalSettingsFor(p);
-  const params = { format: PIPELINE_FORMAT, model: p.model, corpus: p.corpus, layer: p.layer, splitSeed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: pre.data.maxTokens, evalTokens: ev.evalTokens };
+  const params = {
+    format: PIPELINE_FORMAT,
+    model: p.model,
+    corpus: p.corpus,
+    layer: p.layer,
+    splitSeed: DATA_SPLIT_SEED,
+    windowLength: pre.data.windowLength,
+    maxTokens: pre.data.maxTokens,
+    evalTokens: ev.evalTokens,
+  };
   return memoised(`stores:${JSON.stringify(params)}`, async () => {
     const storeRoot = path.join(cacheRoot(), "stores");
     // one loaded model for the three splits (the store key depends on the model's checksum, not on how it was loaded)
     const harvest = async (split: string, maxTokens: number | null) => {
       const { model: languageModel, tokenizer } = await getLanguageModel(p.model);
-      return harvestActivations({ languageModel, tokenizer, layer: p.layer, corpus: p.corpus, split, seed: DATA_SPLIT_SEED, windowLength: pre.data.windowLength, maxTokens: maxTokens ?? undefined, storeRoot });
+      return harvestActivations({
+        languageModel,
+        tokenizer,
+        layer: p.layer,
+        corpus: p.corpus,
+        split,
+        seed: DATA_SPLIT_SEED,
+        windowLength: pre.data.windowLength,
+        maxTokens: maxTokens ?? undefined,
+        storeRoot,
+      });
     };
     const step = await cachedStep("stores", params, async () => {
       const t0 = Date.now();
@@ -168,14 +230,21 @@ export function getStores(p: PipelineParams): Promise<Stores> {
             fs.renameSync(dir, aside);
             fs.rmSync(aside, { recursive: true, force: true });
             const h = await harvest(split, maxTokens[split]);
-            if (path.resolve(h.dir) !== path.resolve(dir)) throw new Error(`pipeline: re-harvesting ${dir} produced ${h.dir} (the harvest inputs changed?)`);
+            if (path.resolve(h.dir) !== path.resolve(dir))
+              throw new Error(`pipeline: re-harvesting ${dir} produced ${h.dir} (the harvest inputs changed?)`);
             return openIt();
           }
         });
       }
     };
     const train = await open("train");
-    return { key: step.key, train, val: await open("val"), test: await open("test"), normalization: train.normalization };
+    return {
+      key: step.key,
+      train,
+      val: await open("val"),
+      test: await open("test"),
+      normalization: train.normalization,
+    };
   });
 }
 
@@ -237,7 +306,8 @@ export interface TrainedModel {
   hit: boolean;
   model: Model;
   summary: TrainSummary;
-  /** Normalisation of the model's input space in raw terms (corrected: store z-score; faithful: none known, identity). */
+  /** Normalisation of the model's input space in raw terms (corrected: store z-score; faithful: none known, identity).
+   * */
   normalization: NormalizationSpec;
 }
 
@@ -248,7 +318,9 @@ function summarise(r: TrainResult, seconds: number): TrainSummary {
     variant: r.config.model.variant,
     final: r.final,
     evals: r.evals,
-    curve: r.history.filter((_, i) => i % every === 0 || i === r.history.length - 1).map((h) => ({ step: h.step, loss: h.loss, lr: h.lr })),
+    curve: r.history
+      .filter((_, i) => i % every === 0 || i === r.history.length - 1)
+      .map((h) => ({ step: h.step, loss: h.loss, lr: h.lr })),
     params: r.params,
     steps: r.steps,
     stepMsMedian: r.stepMsMedian,
@@ -256,20 +328,42 @@ function summarise(r: TrainResult, seconds: number): TrainSummary {
   };
 }
 
-async function trainStep(step: string, p: PipelineParams, s: Stores, cfg: TrainConfig, upstream: Record<string, string>, saeParams?: Model): Promise<TrainedModel> {
-  const config: TrainConfig = { ...cfg, normalization: p.mode === "corrected" ? s.normalization : null, storeId: s.train.manifest.key };
+async function trainStep(
+  step: string,
+  p: PipelineParams,
+  s: Stores,
+  cfg: TrainConfig,
+  upstream: Record<string, string>,
+  saeParams?: Model,
+): Promise<TrainedModel> {
+  const config: TrainConfig = {
+    ...cfg,
+    normalization: p.mode === "corrected" ? s.normalization : null,
+    storeId: s.train.manifest.key,
+  };
   const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, upstream, config };
   return memoised(`${step}:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep(step, params, async (dir) => {
       const t0 = Date.now();
       const evalRows = evalRowsFor(p, s, config);
       const res = await trainModel(config, s.train, { evalRows, saeParams: saeParams?.params });
-      saveCheckpoint(path.join(dir, "model"), res.model, { train: config, normalization: config.normalization, storeId: config.storeId });
+      saveCheckpoint(path.join(dir, "model"), res.model, {
+        train: config,
+        normalization: config.normalization,
+        storeId: config.storeId,
+      });
       res.model.dispose();
       return summarise(res, (Date.now() - t0) / 1000);
     });
     const ck = loadCheckpoint(path.join(r.dir, "model"));
-    return { key: r.key, dir: r.dir, hit: r.hit, model: ck.model, summary: r.value, normalization: p.mode === "corrected" ? s.normalization : identity(s.train.d) };
+    return {
+      key: r.key,
+      dir: r.dir,
+      hit: r.hit,
+      model: ck.model,
+      summary: r.value,
+      normalization: p.mode === "corrected" ? s.normalization : identity(s.train.d),
+    };
   });
 }
 
@@ -281,7 +375,10 @@ async function trainStep(step: string, p: PipelineParams, s: Stores, cfg: TrainC
 export type SaeVariant = "plain" | "bias" | "wide";
 export const SAE_VARIANTS: SaeVariant[] = ["plain", "bias", "wide"];
 export async function getStandaloneSae(p: PipelineParams, variant: SaeVariant = "plain"): Promise<TrainedModel> {
-  if (!SAE_VARIANTS.includes(variant)) throw new Error(`getStandaloneSae: variant must be one of ${SAE_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
+  if (!SAE_VARIANTS.includes(variant))
+    throw new Error(
+      `getStandaloneSae: variant must be one of ${SAE_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`,
+    );
   const s = await getStores(p);
   const pre = presetFor(p);
   if (variant === "bias") return trainStep("sae-bias", p, s, pre.saeBias, {});
@@ -308,14 +405,23 @@ export async function getSequential(p: PipelineParams): Promise<TrainedModel> {
 export type JointVariant = "full" | "sae+linear" | "small-e" | "top-n";
 export const JOINT_VARIANTS: JointVariant[] = ["full", "sae+linear", "small-e", "top-n"];
 export async function getJoint(p: PipelineParams, variant: JointVariant = "full"): Promise<TrainedModel> {
-  if (!JOINT_VARIANTS.includes(variant)) throw new Error(`getJoint: variant must be one of ${JOINT_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
+  if (!JOINT_VARIANTS.includes(variant))
+    throw new Error(`getJoint: variant must be one of ${JOINT_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
   const s = await getStores(p);
   const pre = presetFor(p);
-  const [step, cfg] = ({ full: ["joint", pre.joint], "sae+linear": ["joint-linear", pre.jointLinear], "small-e": ["joint-small-e", pre.jointSmallE], "top-n": ["joint-top-n", pre.jointTopN] } as const)[variant];
+  const [step, cfg] = (
+    {
+      full: ["joint", pre.joint],
+      "sae+linear": ["joint-linear", pre.jointLinear],
+      "small-e": ["joint-small-e", pre.jointSmallE],
+      "top-n": ["joint-top-n", pre.jointTopN],
+    } as const
+  )[variant];
   return trainStep(step, p, s, cfg, {});
 }
 
-/** Ablation for the bimodality claim: the same joint training with the modern SAE (unit-norm decoder rows, TopK→ReLU, b_dec, AuxK). */
+/** Ablation for the bimodality claim: the same joint training with the modern SAE (unit-norm decoder rows, TopK→ReLU,
+ * b_dec, AuxK). */
 export async function getModernJoint(p: PipelineParams): Promise<TrainedModel> {
   const s = await getStores(p);
   return trainStep("joint-modern", p, s, presetFor(p, { saePreset: "modern" }).joint, {});
@@ -344,11 +450,19 @@ export const SPLICE = {
  * interaction branch fed the linear embedding sum Vᵀf instead of the bi-interaction (paper-notes
  * §12-3), x̂ = x̂_sae + lin + MLP(Vᵀf).
  */
-export function linearSumCondition(name: string, m: Model, norm: NormalizationSpec | null): SpliceCondition & { dispose(): void } {
+export function linearSumCondition(
+  name: string,
+  m: Model,
+  norm: NormalizationSpec | null,
+): SpliceCondition & { dispose(): void } {
   // the interventions' reconstruction (one owner of "NFM output from h"), linear-sum input, no clamp
   const settings = iv.interventionSettings("faithful", { interactionInput: "linear-sum", clampMode: "delta" });
   const pm: PrimaryModel = { model: m, normalization: norm ?? identity(m.config.sae.d) };
-  return { name, reconstruct: (xRaw) => tf.tidy(() => iv.clampedReconstruction(pm, null, xRaw, null, settings)), dispose: () => {} };
+  return {
+    name,
+    reconstruct: (xRaw) => tf.tidy(() => iv.clampedReconstruction(pm, null, xRaw, null, settings)),
+    dispose: () => {},
+  };
 }
 
 /** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model space). */
@@ -376,7 +490,8 @@ export function modelCondition(
   };
 }
 
-const addT = (a: tf.Tensor2D, b: tf.Tensor2D | null | undefined): tf.Tensor2D => (b ? (tf.add(a, b) as tf.Tensor2D) : a);
+const addT = (a: tf.Tensor2D, b: tf.Tensor2D | null | undefined): tf.Tensor2D =>
+  b ? (tf.add(a, b) as tf.Tensor2D) : a;
 
 /** KL quantiles and a log10 histogram per condition (for charts without shipping every measurement). */
 export interface KlDistribution {
@@ -398,7 +513,8 @@ export interface SpliceContrast {
 }
 
 export interface SpliceSummary {
-  /** Contrasts the claims need beyond the per-condition rows (sequential reduction, vs standalone, CE, nonlinear share). */
+  /** Contrasts the claims need beyond the per-condition rows (sequential reduction, vs standalone, CE, nonlinear
+   * share). */
   contrasts: SpliceContrast[];
   layerSpliced: number;
   rawSplice: boolean;
@@ -421,10 +537,15 @@ export interface SpliceSummary {
  * (the same resampling for numerator and denominator, so their correlation is respected).
  */
 /** Per-window sums and position counts of one splice condition's KL or CE (the units of the splice bootstraps). */
-export function spliceWindowSums(res: SpliceResult, name: string, what: "kl" | "ce"): { sums: Float64Array; counts: Float64Array } {
+export function spliceWindowSums(
+  res: SpliceResult,
+  name: string,
+  what: "kl" | "ce",
+): { sums: Float64Array; counts: Float64Array } {
   const W = res.config.windows;
   const m = res.measurements.find((x) => x.name === name);
-  if (!m) throw new Error(`splice: no condition "${name}" (conditions: ${res.measurements.map((x) => x.name).join(", ")})`);
+  if (!m)
+    throw new Error(`splice: no condition "${name}" (conditions: ${res.measurements.map((x) => x.name).join(", ")})`);
   const sums = new Float64Array(W);
   const counts = new Float64Array(W);
   const vals = what === "kl" ? m.kl : m.ce;
@@ -458,13 +579,44 @@ export function spliceContrasts(res: SpliceResult, seed: number, samples: number
   const klSmallE = has(SPLICE.smallEFull) ? kl(SPLICE.smallEFull) : null;
   const ceJSae = ce(SPLICE.jointSae);
   const ceJFull = ce(SPLICE.jointFull);
-  defs.push({ name: "sequentialKlReduction", definition: "1 − KL(sequential SAE + NFM) / KL(sequential SAE)", f: (w) => 1 - klSeqFull(w) / klSeqSae(w) });
-  defs.push({ name: "jointVsStandaloneKl", definition: "1 − KL(joint full) / KL(standalone SAE)", f: (w) => 1 - klJFull(w) / klStand(w) });
-  defs.push({ name: "jointVsJointLinearModelKl", definition: "1 − KL(joint full) / KL(joint SAE+linear model)", f: (w) => 1 - klJFull(w) / klJL(w) });
-  if (klBias) defs.push({ name: "jointVsStandaloneBiasKl", definition: "1 − KL(joint full) / KL(standalone SAE with b_dec)", f: (w) => 1 - klJFull(w) / klBias(w) });
-  if (klWide) defs.push({ name: "jointVsWideSaeKl", definition: "1 − KL(joint full) / KL(width-matched standalone SAE)", f: (w) => 1 - klJFull(w) / klWide(w) });
-  if (klSmallE) defs.push({ name: "smallEVsJointLinearModelKl", definition: "1 − KL(joint full, small E) / KL(joint SAE+linear model)", f: (w) => 1 - klSmallE(w) / klJL(w) });
-  defs.push({ name: "jointCeImprovement", definition: "1 − CE(joint full) / CE(joint SAE path), raw patched CE", f: (w) => 1 - ceJFull(w) / ceJSae(w) });
+  defs.push({
+    name: "sequentialKlReduction",
+    definition: "1 − KL(sequential SAE + NFM) / KL(sequential SAE)",
+    f: (w) => 1 - klSeqFull(w) / klSeqSae(w),
+  });
+  defs.push({
+    name: "jointVsStandaloneKl",
+    definition: "1 − KL(joint full) / KL(standalone SAE)",
+    f: (w) => 1 - klJFull(w) / klStand(w),
+  });
+  defs.push({
+    name: "jointVsJointLinearModelKl",
+    definition: "1 − KL(joint full) / KL(joint SAE+linear model)",
+    f: (w) => 1 - klJFull(w) / klJL(w),
+  });
+  if (klBias)
+    defs.push({
+      name: "jointVsStandaloneBiasKl",
+      definition: "1 − KL(joint full) / KL(standalone SAE with b_dec)",
+      f: (w) => 1 - klJFull(w) / klBias(w),
+    });
+  if (klWide)
+    defs.push({
+      name: "jointVsWideSaeKl",
+      definition: "1 − KL(joint full) / KL(width-matched standalone SAE)",
+      f: (w) => 1 - klJFull(w) / klWide(w),
+    });
+  if (klSmallE)
+    defs.push({
+      name: "smallEVsJointLinearModelKl",
+      definition: "1 − KL(joint full, small E) / KL(joint SAE+linear model)",
+      f: (w) => 1 - klSmallE(w) / klJL(w),
+    });
+  defs.push({
+    name: "jointCeImprovement",
+    definition: "1 − CE(joint full) / CE(joint SAE path), raw patched CE",
+    f: (w) => 1 - ceJFull(w) / ceJSae(w),
+  });
   defs.push({
     name: "nonlinearShareOfKlGain",
     definition: "(1 − KL(joint SAE + interaction)/KL(joint SAE path)) / (1 − KL(joint full)/KL(joint SAE path))",
@@ -474,7 +626,12 @@ export function spliceContrasts(res: SpliceResult, seed: number, samples: number
   const point = stat(new Float64Array(W).fill(1));
   // resample documents (res.config.windowClusters) when the splice recorded them, else windows
   const groups = res.config.windowClusters;
-  const cis = samples > 0 && W > 1 ? (groups ? groupedClusterBootstrap(groups, stat, { samples, seed: seed + 17 }) : clusterBootstrap(W, stat, { samples, seed: seed + 17 })) : null;
+  const cis =
+    samples > 0 && W > 1
+      ? groups
+        ? groupedClusterBootstrap(groups, stat, { samples, seed: seed + 17 })
+        : clusterBootstrap(W, stat, { samples, seed: seed + 17 })
+      : null;
   return defs.map((d, i) => ({
     name: d.name,
     definition: d.definition,
@@ -490,12 +647,20 @@ function klDistribution(name: string, kind: string, kl: Float32Array): KlDistrib
   const quantiles = [0.05, 0.25, 0.5, 0.75, 0.95];
   const bins = 32;
   if (kl.length === 0) {
-    const log10Bins = Array.from({ length: bins }, (_, i) => ({ lo: lo + ((hi - lo) * i) / bins, hi: lo + ((hi - lo) * (i + 1)) / bins, count: 0 }));
+    const log10Bins = Array.from({ length: bins }, (_, i) => ({
+      lo: lo + ((hi - lo) * i) / bins,
+      hi: lo + ((hi - lo) * (i + 1)) / bins,
+      count: 0,
+    }));
     return { condition: name, kind, n: 0, quantiles: quantiles.map((q) => ({ q, value: NaN })), log10Bins };
   }
   const sorted = Float64Array.from(kl).sort();
   // log10 KL clamped into the figure's range: KL below 1e-6 (or 0) in the first bin, above 100 in the last
-  const h = histogram(sorted.map((v) => Math.min(hi, Math.max(lo, Math.log10(Math.max(v, 1e-6))))), bins, [lo, hi]);
+  const h = histogram(
+    sorted.map((v) => Math.min(hi, Math.max(lo, Math.log10(Math.max(v, 1e-6))))),
+    bins,
+    [lo, hi],
+  );
   return {
     condition: name,
     kind,
@@ -512,8 +677,17 @@ function klDistribution(name: string, kind: string, kl: Float32Array): KlDistrib
  */
 export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: string; value: SpliceSummary }> {
   const s = await getStores(p);
-  const [sae, seq, joint, jl] = [await getStandaloneSae(p), await getSequential(p), await getJoint(p, "full"), await getJoint(p, "sae+linear")];
-  const [saeBias, saeWide, smallE] = [await getStandaloneSae(p, "bias"), await getStandaloneSae(p, "wide"), await getJoint(p, "small-e")];
+  const [sae, seq, joint, jl] = [
+    await getStandaloneSae(p),
+    await getSequential(p),
+    await getJoint(p, "full"),
+    await getJoint(p, "sae+linear"),
+  ];
+  const [saeBias, saeWide, smallE] = [
+    await getStandaloneSae(p, "bias"),
+    await getStandaloneSae(p, "wide"),
+    await getJoint(p, "small-e"),
+  ];
   const ev = evalSettingsFor(p);
   const faithful = p.mode === "faithful";
   const params = {
@@ -522,7 +696,15 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
     model: p.model,
     layer: p.layer,
     stores: s.key,
-    models: { sae: sae.key, seq: seq.key, joint: joint.key, jl: jl.key, saeBias: saeBias.key, saeWide: saeWide.key, smallE: smallE.key },
+    models: {
+      sae: sae.key,
+      seq: seq.key,
+      joint: joint.key,
+      jl: jl.key,
+      saeBias: saeBias.key,
+      saeWide: saeWide.key,
+      smallE: smallE.key,
+    },
     clusters: "documents",
     seqInteraction: faithful ? "linear-sum" : "bi-interaction",
     windows: ev.spliceWindows,
@@ -536,7 +718,10 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
       const { model: lm } = await getLanguageModel(p.model);
       // faithful: the authors hooked the output of block `layer` (= hidden_states[layer + 1]) on raw activations
       const spliceLayer = faithful ? p.layer + 1 : p.layer;
-      if (spliceLayer > lm.config.nLayers) throw new Error(`splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`);
+      if (spliceLayer > lm.config.nLayers)
+        throw new Error(
+          `splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`,
+        );
       const norm = faithful ? null : s.normalization;
       // faithful: the start of the training text (as the authors); corrected: held-out test documents
       const { windows, docs } = storeWindowsWithDocs(faithful ? s.train : s.test, ev.spliceWindows);
@@ -547,7 +732,9 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
         modelCondition(SPLICE.jointFull, joint.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.seqSae, seq.model, norm, (o) => o.xSae),
         // faithful: the authors' sequential KL scripts fed the interaction MLP the linear sum Vᵀf (§12-3)
-        faithful ? linearSumCondition(SPLICE.seqFull, seq.model, norm) : modelCondition(SPLICE.seqFull, seq.model, norm, (o) => o.xhat),
+        faithful
+          ? linearSumCondition(SPLICE.seqFull, seq.model, norm)
+          : modelCondition(SPLICE.seqFull, seq.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.standalone, sae.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.standaloneBias, saeBias.model, norm, (o) => o.xhat),
         modelCondition(SPLICE.standaloneWide, saeWide.model, norm, (o) => o.xhat),
@@ -608,7 +795,9 @@ export interface GeometryModelReport {
   F: number;
   /** ‖W_dec row i‖² for every feature. */
   sq: number[];
-  bimodal: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> & { liveOnly: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> | null };
+  bimodal: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> & {
+    liveOnly: Omit<BimodalReport, "features" | "sq" | "mixtureLabels" | "cutLabels" | "liveOnly"> | null;
+  };
   /** Per-feature (l+e)/T and firing counts (joint models only; null otherwise). */
   nfmTotalRatio: number[] | null;
   firing: number[];
@@ -622,7 +811,8 @@ export interface GeometrySummary {
   heldOutTokens: number;
   joint: GeometryModelReport;
   standalone: GeometryModelReport;
-  /** Unit-norm decoder ablation: the decoder norms are 1 by construction, so its analysis uses the effective decoder ‖W_dec,i + W_lin,i‖². */
+  /** Unit-norm decoder ablation: the decoder norms are 1 by construction, so its analysis uses the effective decoder
+   * ‖W_dec,i + W_lin,i‖². */
   modern: GeometryModelReport;
   /** The same effective-decoder analysis for the paper's joint model (comparable to `modern`). */
   jointEffective: GeometryModelReport;
@@ -656,7 +846,14 @@ function stripReport(b: BimodalReport): GeometryModelReport["bimodal"] {
   return { ...strip(b), liveOnly: b.liveOnly ? strip(b.liveOnly) : null };
 }
 
-function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, effective = false, firing = heldOutFiringCounts(m, rows)): GeometryModelReport {
+function geometryOf(
+  label: string,
+  m: Model,
+  rows: Float32Array,
+  seed: number,
+  effective = false,
+  firing = heldOutFiringCounts(m, rows),
+): GeometryModelReport {
   const c = m.config;
   const F = c.sae.F;
   const d = c.sae.d;
@@ -669,7 +866,14 @@ function geometryOf(label: string, m: Model, rows: Float32Array, seed: number, e
   const tokens = rows.length / d;
   const ratios =
     c.nfm && c.nfm.linear && c.nfm.interaction
-      ? weightNormRatios({ dec: m.params.read("sae.wDec"), lin: m.params.read("nfm.wLin"), emb: m.params.read("nfm.V"), F, d, E: c.nfm.E })
+      ? weightNormRatios({
+          dec: m.params.read("sae.wDec"),
+          lin: m.params.read("nfm.wLin"),
+          emb: m.params.read("nfm.V"),
+          F,
+          d,
+          E: c.nfm.E,
+        })
       : undefined;
   const b = bimodalAnalysis(sq, { ratios, activity: { counts: firing, tokens }, seed });
   const tests = bimodalityTests(sq, { firing, tokens, ratios, seed });
@@ -693,7 +897,14 @@ export async function getGeometry(p: PipelineParams): Promise<{ key: string; val
   const s = await getStores(p);
   const [joint, sae, modern] = [await getJoint(p, "full"), await getStandaloneSae(p), await getModernJoint(p)];
   // analysis 2: the dip test, Spearman CIs (GeometryModelReport.tests)
-  const params = { format: PIPELINE_FORMAT, analysis: 2, mode: p.mode, stores: s.key, models: { joint: joint.key, sae: sae.key, modern: modern.key }, seed: p.seed };
+  const params = {
+    format: PIPELINE_FORMAT,
+    analysis: 2,
+    mode: p.mode,
+    stores: s.key,
+    models: { joint: joint.key, sae: sae.key, modern: modern.key },
+    seed: p.seed,
+  };
   return memoised(`geometry:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("geometry", params, async (dir) => {
       const t0 = Date.now();
@@ -704,7 +915,14 @@ export async function getGeometry(p: PipelineParams): Promise<{ key: string; val
         joint: geometryOf("joint (paper)", joint.model, rows, p.seed, false, jointFiring),
         standalone: geometryOf("standalone SAE", sae.model, rows, p.seed),
         modern: geometryOf("joint, unit-norm decoder (modern)", modern.model, rows, p.seed, true),
-        jointEffective: geometryOf("joint (paper), effective decoder W_dec + W_lin", joint.model, rows, p.seed, true, jointFiring),
+        jointEffective: geometryOf(
+          "joint (paper), effective decoder W_dec + W_lin",
+          joint.model,
+          rows,
+          p.seed,
+          true,
+          jointFiring,
+        ),
         seconds: (Date.now() - t0) / 1000,
       };
       return v; // stored in done.json (typed arrays as arrays, NaN as null) and returned as stored
@@ -731,11 +949,36 @@ export async function getDuplication(p: PipelineParams): Promise<{ key: string; 
   const s = await getStores(p);
   const pre = presetFor(p);
   const models: Array<{ name: string; note: string; get: () => Promise<TrainedModel>; cfg: TrainConfig }> = [
-    { name: "joint", note: "the paper's joint model: claflin SAE, top-N = k (identity expected)", get: () => getJoint(p, "full"), cfg: pre.joint },
-    { name: "jointLinear", note: "joint SAE + linear-only baseline (identity expected)", get: () => getJoint(p, "sae+linear"), cfg: pre.jointLinear },
-    { name: "jointSmallE", note: `joint model at E = ${pre.jointSmallE.model.nfm!.E} (identity expected)`, get: () => getJoint(p, "small-e"), cfg: pre.jointSmallE },
-    { name: "jointModern", note: "unit-norm decoder, b_dec, AuxK (gradients differ)", get: () => getModernJoint(p), cfg: presetFor(p, { saePreset: "modern" }).joint },
-    { name: "jointTopN", note: `top-N = ${pre.jointTopN.model.nfm!.topN} < k = ${pre.jointTopN.model.sae.k}, ${pre.jointTopN.steps}-step diagnostic run (gradients differ)`, get: () => getJoint(p, "top-n"), cfg: pre.jointTopN },
+    {
+      name: "joint",
+      note: "the paper's joint model: claflin SAE, top-N = k (identity expected)",
+      get: () => getJoint(p, "full"),
+      cfg: pre.joint,
+    },
+    {
+      name: "jointLinear",
+      note: "joint SAE + linear-only baseline (identity expected)",
+      get: () => getJoint(p, "sae+linear"),
+      cfg: pre.jointLinear,
+    },
+    {
+      name: "jointSmallE",
+      note: `joint model at E = ${pre.jointSmallE.model.nfm!.E} (identity expected)`,
+      get: () => getJoint(p, "small-e"),
+      cfg: pre.jointSmallE,
+    },
+    {
+      name: "jointModern",
+      note: "unit-norm decoder, b_dec, AuxK (gradients differ)",
+      get: () => getModernJoint(p),
+      cfg: presetFor(p, { saePreset: "modern" }).joint,
+    },
+    {
+      name: "jointTopN",
+      note: `top-N = ${pre.jointTopN.model.nfm!.topN} < k = ${pre.jointTopN.model.sae.k}, ${pre.jointTopN.steps}-step diagnostic run (gradients differ)`,
+      get: () => getJoint(p, "top-n"),
+      cfg: pre.jointTopN,
+    },
   ];
   const trained: Array<(typeof models)[number] & { t: TrainedModel }> = [];
   for (const m of models) trained.push({ ...m, t: await m.get() });
@@ -746,7 +989,12 @@ export async function getDuplication(p: PipelineParams): Promise<{ key: string; 
       const out: DuplicationSummary["models"] = trained.map((m) => {
         const init = initialModel(m.t.model, m.cfg.seed); // the step-0 weights of this config and seed
         try {
-          return { model: m.name, note: m.note, steps: m.t.summary.steps, ...duplicationDiagnostic(m.t.model, init, evalRowsFor(p, s, m.cfg)) };
+          return {
+            model: m.name,
+            note: m.note,
+            steps: m.t.summary.steps,
+            ...duplicationDiagnostic(m.t.model, init, evalRowsFor(p, s, m.cfg)),
+          };
         } finally {
           init.dispose();
         }
@@ -776,11 +1024,23 @@ export interface SecondarySummary {
  * Secondary TopK SAE (25·E features, k = 2%) on the sequential NFM's post-MLP1 pre-ReLU h (as the
  * paper: the secondary SAE was trained on the sequential NFM), bi-interaction input, z-scored.
  */
-export async function getSecondary(p: PipelineParams): Promise<{ key: string; dir: string; value: SecondarySummary; sae: SecondarySae; primary: PrimaryModel }> {
+export async function getSecondary(
+  p: PipelineParams,
+): Promise<{ key: string; dir: string; value: SecondarySummary; sae: SecondarySae; primary: PrimaryModel }> {
   const s = await getStores(p);
   const seq = await getSequential(p);
   const ev = evalSettingsFor(p);
-  const params = { format: PIPELINE_FORMAT, mode: p.mode, stores: s.key, seq: seq.key, rows: ev.secondaryRows, steps: ev.secondarySteps, seed: p.seed, featuresMultiplier: ev.secondaryFeaturesMultiplier, kFraction: ev.secondaryKFraction };
+  const params = {
+    format: PIPELINE_FORMAT,
+    mode: p.mode,
+    stores: s.key,
+    seq: seq.key,
+    rows: ev.secondaryRows,
+    steps: ev.secondarySteps,
+    seed: p.seed,
+    featuresMultiplier: ev.secondaryFeaturesMultiplier,
+    kFraction: ev.secondaryKFraction,
+  };
   return memoised(`secondary:${JSON.stringify(params)}`, async () => {
     const r = await cachedStep("secondary", params, async (dir) => {
       const t0 = Date.now();
@@ -789,11 +1049,31 @@ export async function getSecondary(p: PipelineParams): Promise<{ key: string; di
       const rows =
         p.mode === "faithful"
           ? heldOutRows(s.train, ev.secondaryRows, { seed: p.seed, part: "train", normalize: "per-chunk" })
-          : normalizeRows(s.normalization, heldOutRows(s.val, ev.secondaryRows, { seed: p.seed, part: "all", normalize: "none" }));
+          : normalizeRows(
+              s.normalization,
+              heldOutRows(s.val, ev.secondaryRows, { seed: p.seed, part: "all", normalize: "none" }),
+            );
       const hid = collectInteractionHidden(seq.model, rows, { interactionInput: "bi-interaction" });
-      const sec = await trainSecondarySae(hid.h, hid.E, { steps: ev.secondarySteps, seed: p.seed, progress: "auto", batchSize: Math.min(256, cfg.batchSize), featuresMultiplier: ev.secondaryFeaturesMultiplier, kFraction: ev.secondaryKFraction });
+      const sec = await trainSecondarySae(hid.h, hid.E, {
+        steps: ev.secondarySteps,
+        seed: p.seed,
+        progress: "auto",
+        batchSize: Math.min(256, cfg.batchSize),
+        featuresMultiplier: ev.secondaryFeaturesMultiplier,
+        kFraction: ev.secondaryKFraction,
+      });
       saveCheckpoint(path.join(dir, "model"), sec.model, { normalization: sec.normalization });
-      const v: SecondarySummary = { primary: "sequential", E: sec.E, features: sec.features, k: sec.k, rows: hid.n, heldOut: sec.heldOut, history: sec.history, heldOutRows: sec.heldOutRows, seconds: (Date.now() - t0) / 1000 };
+      const v: SecondarySummary = {
+        primary: "sequential",
+        E: sec.E,
+        features: sec.features,
+        k: sec.k,
+        rows: hid.n,
+        heldOut: sec.heldOut,
+        history: sec.history,
+        heldOutRows: sec.heldOutRows,
+        seconds: (Date.now() - t0) / 1000,
+      };
       sec.model.dispose();
       return v;
     });
@@ -811,7 +1091,13 @@ export async function getSecondary(p: PipelineParams): Promise<{ key: string; di
       trainRows: r.value.rows - r.value.heldOutRows,
       heldOutRows: r.value.heldOutRows,
     };
-    return { key: r.key, dir: r.dir, value: r.value, sae, primary: { model: seq.model, normalization: seq.normalization } };
+    return {
+      key: r.key,
+      dir: r.dir,
+      value: r.value,
+      sae,
+      primary: { model: seq.model, normalization: seq.normalization },
+    };
   });
 }
 
@@ -828,7 +1114,9 @@ export type { InterventionsSummary } from "../eval/clamping";
  */
 export function clampStimuliFiles(mode: Mode): { file: string; extraFiles: string[] } {
   const paper = stim.defaultStimuliPath();
-  return mode === "faithful" ? { file: paper, extraFiles: [] } : { file: stim.inDomainStimuliPath(), extraFiles: [paper] };
+  return mode === "faithful"
+    ? { file: paper, extraFiles: [] }
+    : { file: stim.inDomainStimuliPath(), extraFiles: [paper] };
 }
 
 /** The study's main stimulus set for a mode, validated with that set's rules. */
@@ -922,7 +1210,8 @@ export interface ModeArtifacts {
 const ci = (lo: number | null | undefined, hi: number | null | undefined): [number, number] | undefined =>
   lo != null && hi != null && Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : undefined;
 
-/** Run (or load) every step for one mode and assemble the claim measurements. A failing evaluation is recorded, not fatal. */
+/** Run (or load) every step for one mode and assemble the claim measurements. A failing evaluation is recorded, not
+ * fatal. */
 export async function collectModeResults(p: PipelineParams): Promise<ModeArtifacts> {
   const errors: Record<string, string> = {};
   const attempt = async <T>(name: string, f: () => Promise<T>): Promise<T | null> => {
@@ -952,18 +1241,40 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   const R: ModeResults = {};
   const jf = joint.summary.final;
   const n = jf.rows;
-  if (jf.improvementVsSaePath != null) R.jointImprovementOwnSaePath = { value: jf.improvementVsSaePath, n, unit: "fraction of MSE" };
-  R.jointImprovementVsStandaloneSae = { value: (sae.summary.final.mse - jf.mse) / sae.summary.final.mse, n, unit: "fraction of MSE" };
-  R.jointImprovementVsSaeLinear = { value: (jl.summary.final.mse - jf.mse) / jl.summary.final.mse, n, unit: "fraction of MSE" };
-  R.jointImprovementVsStandaloneSaeBias = { value: (saeBias.summary.final.mse - jf.mse) / saeBias.summary.final.mse, n, unit: "fraction of MSE" };
-  R.jointImprovementVsWideSae = { value: (saeWide.summary.final.mse - jf.mse) / saeWide.summary.final.mse, n, unit: "fraction of MSE" };
+  if (jf.improvementVsSaePath != null)
+    R.jointImprovementOwnSaePath = { value: jf.improvementVsSaePath, n, unit: "fraction of MSE" };
+  R.jointImprovementVsStandaloneSae = {
+    value: (sae.summary.final.mse - jf.mse) / sae.summary.final.mse,
+    n,
+    unit: "fraction of MSE",
+  };
+  R.jointImprovementVsSaeLinear = {
+    value: (jl.summary.final.mse - jf.mse) / jl.summary.final.mse,
+    n,
+    unit: "fraction of MSE",
+  };
+  R.jointImprovementVsStandaloneSaeBias = {
+    value: (saeBias.summary.final.mse - jf.mse) / saeBias.summary.final.mse,
+    n,
+    unit: "fraction of MSE",
+  };
+  R.jointImprovementVsWideSae = {
+    value: (saeWide.summary.final.mse - jf.mse) / saeWide.summary.final.mse,
+    n,
+    unit: "fraction of MSE",
+  };
   R.smallE = {
     E: smallE.model.config.nfm!.E,
     interactionShare: smallE.summary.params.interactionShare,
-    mseVsJointLinear: { value: (jl.summary.final.mse - smallE.summary.final.mse) / jl.summary.final.mse, n, unit: "fraction of MSE" },
+    mseVsJointLinear: {
+      value: (jl.summary.final.mse - smallE.summary.final.mse) / jl.summary.final.mse,
+      n,
+      unit: "fraction of MSE",
+    },
   };
   const sf = seq.summary.final;
-  if (sf.improvementVsSaePath != null) R.sequentialImprovement = { value: sf.improvementVsSaePath, n: sf.rows, unit: "fraction of MSE" };
+  if (sf.improvementVsSaePath != null)
+    R.sequentialImprovement = { value: sf.improvementVsSaePath, n: sf.rows, unit: "fraction of MSE" };
   if (sf.linearShare != null) R.sequentialLinearShare = { value: sf.linearShare, n: sf.rows };
   if (jf.linearShare != null) R.jointLinearShare = { value: jf.linearShare, n };
   R.nonlinearParameterShare = { value: joint.summary.params.interactionShare };
@@ -973,12 +1284,31 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     const seqFull = row(SPLICE.seqFull);
     const jFull = row(SPLICE.jointFull);
     const positions = splice.value.positions;
-    if (seqSae?.pathologyRatio != null) R.klRatioSaeOverEps = { value: seqSae.pathologyRatio, ci: ci(seqSae.pathologyLo, seqSae.pathologyHi), n: positions, unit: "ratio" };
-    if (seqFull?.pathologyRatio != null) R.klRatioFullOverEps = { value: seqFull.pathologyRatio, ci: ci(seqFull.pathologyLo, seqFull.pathologyHi), n: positions, unit: "ratio" };
-    if (jFull?.klImprovement != null) R.klReductionJoint = { value: jFull.klImprovement, ci: ci(jFull.klImprovementLo, jFull.klImprovementHi), n: positions };
+    if (seqSae?.pathologyRatio != null)
+      R.klRatioSaeOverEps = {
+        value: seqSae.pathologyRatio,
+        ci: ci(seqSae.pathologyLo, seqSae.pathologyHi),
+        n: positions,
+        unit: "ratio",
+      };
+    if (seqFull?.pathologyRatio != null)
+      R.klRatioFullOverEps = {
+        value: seqFull.pathologyRatio,
+        ci: ci(seqFull.pathologyLo, seqFull.pathologyHi),
+        n: positions,
+        unit: "ratio",
+      };
+    if (jFull?.klImprovement != null)
+      R.klReductionJoint = {
+        value: jFull.klImprovement,
+        ci: ci(jFull.klImprovementLo, jFull.klImprovementHi),
+        n: positions,
+      };
     const con = (name: string): Measured | undefined => {
       const c = (splice.value.contrasts ?? []).find((x) => x.name === name);
-      return c && c.value !== null && Number.isFinite(c.value) ? { value: c.value, ci: ci(c.lo, c.hi), n: positions } : undefined;
+      return c && c.value !== null && Number.isFinite(c.value)
+        ? { value: c.value, ci: ci(c.lo, c.hi), n: positions }
+        : undefined;
     };
     R.klReductionVsStandalone = con("jointVsStandaloneKl");
     R.klReductionVsJointLinearModel = con("jointVsJointLinearModelKl");
@@ -991,13 +1321,28 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   }
   if (geometry) {
     const g = geometry.value;
-    const side = (t: BimodalityTests["all"] | null | undefined) => (t ? [{ n: t.n, dip: t.dip, p: t.p, deltaBic: t.deltaBic, means: t.means, weights: t.weights }] : undefined);
+    const side = (t: BimodalityTests["all"] | null | undefined) =>
+      t ? [{ n: t.n, dip: t.dip, p: t.p, deltaBic: t.deltaBic, means: t.means, weights: t.weights }] : undefined;
     // live features (the low mode of dead features at their initial norm makes "all" bimodal for any SAE)
-    R.bimodality = { joint: side(g.joint.tests.live), jointAll: side(g.joint.tests.all), standalone: side(g.standalone.tests.live), modern: side(g.modern.tests.live) };
+    R.bimodality = {
+      joint: side(g.joint.tests.live),
+      jointAll: side(g.joint.tests.all),
+      standalone: side(g.standalone.tests.live),
+      modern: side(g.modern.tests.live),
+    };
     const sp = g.joint.tests.spearman;
     const rho = (c: { rho: number; lo: number; hi: number; n: number } | undefined): Measured | undefined =>
-      c && Number.isFinite(c.rho) ? { value: c.rho, ci: ci(c.lo, c.hi), ciMethod: "feature bootstrap", n: c.n } : undefined;
-    if (sp) R.spearman = { all: rho(sp.all.nfmTotal), live: rho(sp.live?.nfmTotal), vsR: rho(sp.live?.r), vsL: rho(sp.live?.l), vsE: rho(sp.live?.e) };
+      c && Number.isFinite(c.rho)
+        ? { value: c.rho, ci: ci(c.lo, c.hi), ciMethod: "feature bootstrap", n: c.n }
+        : undefined;
+    if (sp)
+      R.spearman = {
+        all: rho(sp.all.nfmTotal),
+        live: rho(sp.live?.nfmTotal),
+        vsR: rho(sp.live?.r),
+        vsL: rho(sp.live?.l),
+        vsE: rho(sp.live?.e),
+      };
   }
   if (duplication) {
     R.duplication = duplication.value.models.map((m) => ({
@@ -1012,7 +1357,13 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   }
   if (secondary) {
     const h = secondary.value.heldOut;
-    R.secondarySae = { features: secondary.value.features, k: secondary.value.k, fvu: h.fvu, l0: h.l0, deadFraction: h.deadFraction };
+    R.secondarySae = {
+      features: secondary.value.features,
+      k: secondary.value.k,
+      fvu: h.fvu,
+      l0: h.l0,
+      deadFraction: h.deadFraction,
+    };
   }
   if (interventions) Object.assign(R, clampingClaimInputs(interventions.value));
   const training: Record<string, TrainSummary> = {

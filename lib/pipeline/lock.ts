@@ -106,7 +106,10 @@ export interface HeldLock {
 
 /** Create `file` whole, failing (false) when it exists. */
 function createExclusive(file: string, text: string): boolean {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
+  );
   const fd = fs.openSync(tmp, "wx");
   try {
     writeAllSync(fd, Buffer.from(text, "utf8"), tmp);
@@ -128,7 +131,11 @@ function createExclusive(file: string, text: string): boolean {
  * Try once to take the lock: creates it when absent, takes it over when stale (calling onStale with
  * the dead holder), else returns the live holder.
  */
-export function tryLock(file: string, what: string, onStale: (holder: LockInfo | null) => void = () => {}): { held: HeldLock } | { holder: LockInfo } {
+export function tryLock(
+  file: string,
+  what: string,
+  onStale: (holder: LockInfo | null) => void = () => {},
+): { held: HeldLock } | { holder: LockInfo } {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   for (let attempt = 0; attempt < 8; attempt++) {
     const info: LockInfo = {
@@ -180,7 +187,13 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  * Run `fn` holding the lock `file`, waiting (polling every `pollMs`) while a live process holds it;
  * a stale lock is taken over. `onWait` is called once per holder waited for.
  */
-export async function withLock<T>(file: string, what: string, fn: () => Promise<T>, onWait: (holder: LockInfo) => void = () => {}, pollMs = 200): Promise<T> {
+export async function withLock<T>(
+  file: string,
+  what: string,
+  fn: () => Promise<T>,
+  onWait: (holder: LockInfo) => void = () => {},
+  pollMs = 200,
+): Promise<T> {
   let waitingFor: number | null = null;
   for (;;) {
     const got = tryLock(file, what);

@@ -27,7 +27,8 @@ export const PIPELINE_FORMAT = 1;
 /** Seed of the document-level train/val/test split (fixed: changing the training seed reuses the stores). */
 export const DATA_SPLIT_SEED = 0;
 
-/** Evaluation sizes per preset (splice windows, ε samples, bootstrap replicates, secondary SAE, held-out store size). */
+/** Evaluation sizes per preset (splice windows, ε samples, bootstrap replicates, secondary SAE, held-out store size).
+ * */
 export interface EvalSettings {
   spliceWindows: number;
   epsilonSamples: number;
@@ -42,10 +43,46 @@ export interface EvalSettings {
 }
 
 export const EVAL_SETTINGS: Record<PresetName, EvalSettings> = {
-  tiny: { spliceWindows: 6, epsilonSamples: 2, bootstrapSamples: 200, evalTokens: 8192, secondaryRows: 2048, secondarySteps: 60, clampValues: [-4, 0, 1, 4], maxPrompts: 2 },
-  quick: { spliceWindows: 64, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 600, clampValues: [-4, 0, 1, 4], maxPrompts: null },
-  standard: { spliceWindows: 128, epsilonSamples: 3, bootstrapSamples: 1000, evalTokens: 60_000, secondaryRows: 16_384, secondarySteps: 1500, clampValues: [-4, 0, 1, 4], maxPrompts: null },
-  paper: { spliceWindows: 5000, epsilonSamples: 5, bootstrapSamples: 1000, evalTokens: 1_000_000, secondaryRows: 1_000_000, secondarySteps: 100_000, clampValues: [-4, 0, 1, 4], maxPrompts: null },
+  tiny: {
+    spliceWindows: 6,
+    epsilonSamples: 2,
+    bootstrapSamples: 200,
+    evalTokens: 8192,
+    secondaryRows: 2048,
+    secondarySteps: 60,
+    clampValues: [-4, 0, 1, 4],
+    maxPrompts: 2,
+  },
+  quick: {
+    spliceWindows: 64,
+    epsilonSamples: 3,
+    bootstrapSamples: 1000,
+    evalTokens: 60_000,
+    secondaryRows: 16_384,
+    secondarySteps: 600,
+    clampValues: [-4, 0, 1, 4],
+    maxPrompts: null,
+  },
+  standard: {
+    spliceWindows: 128,
+    epsilonSamples: 3,
+    bootstrapSamples: 1000,
+    evalTokens: 60_000,
+    secondaryRows: 16_384,
+    secondarySteps: 1500,
+    clampValues: [-4, 0, 1, 4],
+    maxPrompts: null,
+  },
+  paper: {
+    spliceWindows: 5000,
+    epsilonSamples: 5,
+    bootstrapSamples: 1000,
+    evalTokens: 1_000_000,
+    secondaryRows: 1_000_000,
+    secondarySteps: 100_000,
+    clampValues: [-4, 0, 1, 4],
+    maxPrompts: null,
+  },
 };
 
 /** Training settings a reader may override (unset = the preset's). */
@@ -64,7 +101,8 @@ export interface TrainSettings {
   batchSize?: number;
   /** Optimiser steps of every model (the preset's budgets differ per family; this sets them all). */
   steps?: number;
-  /** "corrected" (linear decay to endFactor·lr over decayFraction of the steps) or "constant"; unset = the mode's schedule. */
+  /** "corrected" (linear decay to endFactor·lr over decayFraction of the steps) or "constant"; unset = the mode's
+   * schedule. */
   schedule?: "corrected" | "constant";
   decayFraction?: number;
   endFactor?: number;
@@ -101,8 +139,33 @@ export interface PipelineParams {
 /** What `pipelineParams` accepts: the identifying fields plus every setting, flat, as a parameter cell writes them. */
 export type PipelineParamsInput = Partial<Omit<PipelineParams, "train" | "eval">> & TrainSettings & EvalOverrides;
 
-const TRAIN_FIELDS = ["F", "k", "topN", "E", "dropout", "lr", "batchSize", "steps", "schedule", "decayFraction", "endFactor", "saePreset", "auxK", "auxKCoefficient"] as const;
-const EVAL_FIELDS = ["spliceWindows", "epsilonSamples", "bootstrapSamples", "secondaryRows", "secondarySteps", "clampValues", "maxPrompts", "secondaryFeaturesMultiplier", "secondaryKFraction"] as const;
+const TRAIN_FIELDS = [
+  "F",
+  "k",
+  "topN",
+  "E",
+  "dropout",
+  "lr",
+  "batchSize",
+  "steps",
+  "schedule",
+  "decayFraction",
+  "endFactor",
+  "saePreset",
+  "auxK",
+  "auxKCoefficient",
+] as const;
+const EVAL_FIELDS = [
+  "spliceWindows",
+  "epsilonSamples",
+  "bootstrapSamples",
+  "secondaryRows",
+  "secondarySteps",
+  "clampValues",
+  "maxPrompts",
+  "secondaryFeaturesMultiplier",
+  "secondaryKFraction",
+] as const;
 const ID_FIELDS = ["preset", "model", "corpus", "layer", "seed", "mode"] as const;
 
 function envInt(name: string): number | undefined {
@@ -121,7 +184,8 @@ function fail(field: string, must: string, got: unknown): never {
   throw new Error(`pipeline.${field}: must be ${must} (got ${JSON.stringify(got)})`);
 }
 function posInt(field: string, v: unknown, max = Infinity): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max) fail(field, max === Infinity ? "a positive integer" : `an integer in [1, ${max}]`, v);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max)
+    fail(field, max === Infinity ? "a positive integer" : `an integer in [1, ${max}]`, v);
   return v as number;
 }
 function inRange(field: string, v: unknown, lo: number, hi: number, loOpen: boolean, hiOpen: boolean): number {
@@ -145,12 +209,17 @@ function validateTrain(t: TrainSettings, pre: Preset): TrainSettings {
   if (t.batchSize !== undefined) out.batchSize = posInt("batchSize", t.batchSize);
   if (t.steps !== undefined) out.steps = posInt("steps", t.steps);
   if (t.schedule !== undefined) {
-    if (t.schedule !== "corrected" && t.schedule !== "constant") fail("schedule", `"corrected" or "constant"`, t.schedule);
+    if (t.schedule !== "corrected" && t.schedule !== "constant")
+      fail("schedule", `"corrected" or "constant"`, t.schedule);
     out.schedule = t.schedule;
   }
   if (t.decayFraction !== undefined) out.decayFraction = inRange("decayFraction", t.decayFraction, 0, 1, true, false);
   if (t.endFactor !== undefined) out.endFactor = inRange("endFactor", t.endFactor, 0, 1, true, false);
-  if ((t.decayFraction !== undefined || t.endFactor !== undefined) && out.schedule !== "corrected" && !(t.schedule === undefined && pre.mode === "corrected"))
+  if (
+    (t.decayFraction !== undefined || t.endFactor !== undefined) &&
+    out.schedule !== "corrected" &&
+    !(t.schedule === undefined && pre.mode === "corrected")
+  )
     fail("schedule", `"corrected" when decayFraction or endFactor is set`, t.schedule ?? `${pre.mode} mode's`);
   if (t.saePreset !== undefined) {
     if (t.saePreset !== "claflin" && t.saePreset !== "modern") fail("saePreset", `"claflin" or "modern"`, t.saePreset);
@@ -160,7 +229,8 @@ function validateTrain(t: TrainSettings, pre: Preset): TrainSettings {
     if (typeof t.auxK !== "boolean") fail("auxK", "true or false", t.auxK);
     out.auxK = t.auxK;
   }
-  if (t.auxKCoefficient !== undefined) out.auxKCoefficient = inRange("auxKCoefficient", t.auxKCoefficient, 0, Infinity, true, true);
+  if (t.auxKCoefficient !== undefined)
+    out.auxKCoefficient = inRange("auxKCoefficient", t.auxKCoefficient, 0, Infinity, true, true);
   return out;
 }
 
@@ -173,12 +243,22 @@ function validateEval(e: EvalOverrides): EvalOverrides {
   if (e.secondarySteps !== undefined) out.secondarySteps = posInt("secondarySteps", e.secondarySteps);
   if (e.clampValues !== undefined) {
     const c = e.clampValues;
-    if (!Array.isArray(c) || c.length === 0 || !c.every((v) => typeof v === "number" && Number.isFinite(v))) fail("clampValues", "a non-empty array of finite numbers", c);
+    if (!Array.isArray(c) || c.length === 0 || !c.every((v) => typeof v === "number" && Number.isFinite(v)))
+      fail("clampValues", "a non-empty array of finite numbers", c);
     out.clampValues = [...c];
   }
   if (e.maxPrompts !== undefined) out.maxPrompts = e.maxPrompts === null ? null : posInt("maxPrompts", e.maxPrompts);
-  if (e.secondaryFeaturesMultiplier !== undefined) out.secondaryFeaturesMultiplier = inRange("secondaryFeaturesMultiplier", e.secondaryFeaturesMultiplier, 0, Infinity, true, true);
-  if (e.secondaryKFraction !== undefined) out.secondaryKFraction = inRange("secondaryKFraction", e.secondaryKFraction, 0, 1, true, false);
+  if (e.secondaryFeaturesMultiplier !== undefined)
+    out.secondaryFeaturesMultiplier = inRange(
+      "secondaryFeaturesMultiplier",
+      e.secondaryFeaturesMultiplier,
+      0,
+      Infinity,
+      true,
+      true,
+    );
+  if (e.secondaryKFraction !== undefined)
+    out.secondaryKFraction = inRange("secondaryKFraction", e.secondaryKFraction, 0, 1, true, false);
   return out;
 }
 
@@ -191,24 +271,34 @@ function validateEval(e: EvalOverrides): EvalOverrides {
  */
 export function pipelineParams(input: PipelineParamsInput = {}): PipelineParams {
   const known = new Set<string>([...ID_FIELDS, ...TRAIN_FIELDS, ...EVAL_FIELDS, "train", "eval"]);
-  for (const key of Object.keys(input)) if (!known.has(key)) throw new Error(`pipeline.${key}: unknown setting (known: ${[...ID_FIELDS, ...TRAIN_FIELDS, ...EVAL_FIELDS].join(", ")})`);
+  for (const key of Object.keys(input))
+    if (!known.has(key))
+      throw new Error(
+        `pipeline.${key}: unknown setting (known: ${[...ID_FIELDS, ...TRAIN_FIELDS, ...EVAL_FIELDS].join(", ")})`,
+      );
   // a PipelineParams passed back in (its nested train/eval) is accepted as well as the flat form
   const nested = input as Partial<PipelineParams>;
   const flat: Record<string, unknown> = { ...(nested.train ?? {}), ...(nested.eval ?? {}), ...input };
   const preset = (input.preset ?? envStr("IS_PRESET") ?? "quick") as PresetName;
-  if (!PRESET_NAMES.includes(preset)) throw new Error(`pipeline.preset: must be one of ${PRESET_NAMES.join(", ")} (got ${JSON.stringify(preset)})`);
+  if (!PRESET_NAMES.includes(preset))
+    throw new Error(`pipeline.preset: must be one of ${PRESET_NAMES.join(", ")} (got ${JSON.stringify(preset)})`);
   const mode = (input.mode ?? envStr("IS_MODE") ?? "corrected") as Mode;
-  if (!MODES.includes(mode)) throw new Error(`pipeline.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
+  if (!MODES.includes(mode))
+    throw new Error(`pipeline.mode: must be "faithful" or "corrected" (got ${JSON.stringify(mode)})`);
   const base = presetConfig(preset, { mode });
   const model = input.model ?? envStr("IS_MODEL") ?? base.data.model;
-  if (typeof model !== "string" || model === "") throw new Error(`pipeline.model: must be a non-empty string (got ${JSON.stringify(model)})`);
+  if (typeof model !== "string" || model === "")
+    throw new Error(`pipeline.model: must be a non-empty string (got ${JSON.stringify(model)})`);
   const corpus = input.corpus ?? envStr("IS_CORPUS") ?? base.data.corpus;
-  if (typeof corpus !== "string" || corpus === "") throw new Error(`pipeline.corpus: must be a non-empty string (got ${JSON.stringify(corpus)})`);
+  if (typeof corpus !== "string" || corpus === "")
+    throw new Error(`pipeline.corpus: must be a non-empty string (got ${JSON.stringify(corpus)})`);
   const layer = input.layer ?? envInt("IS_LAYER") ?? base.data.layer;
-  if (!Number.isInteger(layer) || layer < 0) throw new Error(`pipeline.layer: must be a non-negative integer (got ${JSON.stringify(layer)})`);
+  if (!Number.isInteger(layer) || layer < 0)
+    throw new Error(`pipeline.layer: must be a non-negative integer (got ${JSON.stringify(layer)})`);
   const seed = input.seed ?? envInt("IS_SEED") ?? 0;
   checkSeed(seed, input.seed !== undefined ? "pipeline.seed" : "IS_SEED");
-  const pick = (fields: readonly string[]) => Object.fromEntries(fields.filter((f) => flat[f] !== undefined).map((f) => [f, flat[f]]));
+  const pick = (fields: readonly string[]) =>
+    Object.fromEntries(fields.filter((f) => flat[f] !== undefined).map((f) => [f, flat[f]]));
   const train = validateTrain(pick(TRAIN_FIELDS) as TrainSettings, base);
   const evalO = validateEval(pick(EVAL_FIELDS) as EvalOverrides);
   return { preset, model, corpus, layer, seed, mode, train, eval: evalO };
@@ -217,9 +307,30 @@ export function pipelineParams(input: PipelineParamsInput = {}): PipelineParams 
 /** The preset's override object for these training settings (fields the caller did not set stay undefined). */
 function presetOverrides(t: TrainSettings): PresetOverrides {
   const schedule: ScheduleSpec | undefined =
-    t.schedule === "constant" ? { mode: "constant" } : t.schedule === "corrected" || t.decayFraction !== undefined || t.endFactor !== undefined ? { mode: "corrected", decayFraction: t.decayFraction, endFactor: t.endFactor } : undefined;
-  const auxK = t.auxK !== undefined || t.auxKCoefficient !== undefined ? { ...(t.auxK !== undefined ? { enabled: t.auxK } : {}), ...(t.auxKCoefficient !== undefined ? { coefficient: t.auxKCoefficient } : {}) } : undefined;
-  return { F: t.F, k: t.k, topN: t.topN, E: t.E, dropout: t.dropout, lr: t.lr, batchSize: t.batchSize, steps: t.steps, schedule, auxK };
+    t.schedule === "constant"
+      ? { mode: "constant" }
+      : t.schedule === "corrected" || t.decayFraction !== undefined || t.endFactor !== undefined
+        ? { mode: "corrected", decayFraction: t.decayFraction, endFactor: t.endFactor }
+        : undefined;
+  const auxK =
+    t.auxK !== undefined || t.auxKCoefficient !== undefined
+      ? {
+          ...(t.auxK !== undefined ? { enabled: t.auxK } : {}),
+          ...(t.auxKCoefficient !== undefined ? { coefficient: t.auxKCoefficient } : {}),
+        }
+      : undefined;
+  return {
+    F: t.F,
+    k: t.k,
+    topN: t.topN,
+    E: t.E,
+    dropout: t.dropout,
+    lr: t.lr,
+    batchSize: t.batchSize,
+    steps: t.steps,
+    schedule,
+    auxK,
+  };
 }
 
 /**
@@ -230,11 +341,19 @@ function presetOverrides(t: TrainSettings): PresetOverrides {
  */
 export function presetFor(p: PipelineParams, o: { saePreset?: SaePreset } = {}): Preset {
   const t = p.train ?? {};
-  return presetConfig(p.preset, { ...presetOverrides(t), mode: p.mode, seed: p.seed, saePreset: o.saePreset ?? t.saePreset, kSeq: p.mode === "corrected" ? null : undefined });
+  return presetConfig(p.preset, {
+    ...presetOverrides(t),
+    mode: p.mode,
+    seed: p.seed,
+    saePreset: o.saePreset ?? t.saePreset,
+    kSeq: p.mode === "corrected" ? null : undefined,
+  });
 }
 
 /** The evaluation settings for these parameters: the preset's, with the reader's overrides. */
-export function evalSettingsFor(p: PipelineParams): EvalSettings & Pick<EvalOverrides, "secondaryFeaturesMultiplier" | "secondaryKFraction"> {
+export function evalSettingsFor(
+  p: PipelineParams,
+): EvalSettings & Pick<EvalOverrides, "secondaryFeaturesMultiplier" | "secondaryKFraction"> {
   return { ...EVAL_SETTINGS[p.preset], ...(p.eval ?? {}) };
 }
 
@@ -254,12 +373,22 @@ export function settingsTable(p: PipelineParams): SettingRow[] {
   const plain: PipelineParams = { ...p, train: {}, eval: {} };
   const [eff, def] = [presetFor(p), presetFor(plain)];
   const [ev, evDef] = [evalSettingsFor(p), evalSettingsFor(plain)];
-  const fmt = (v: unknown) => (v === null || v === undefined ? "—" : Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const fmt = (v: unknown) =>
+    v === null || v === undefined
+      ? "—"
+      : Array.isArray(v)
+        ? v.join(", ")
+        : typeof v === "object"
+          ? JSON.stringify(v)
+          : String(v);
   const schedule = (pre: Preset) => {
     const s = pre.joint.schedule;
-    return s.mode === "corrected" ? `corrected (decay over ${s.decayFraction ?? 0.8} of the steps to ${s.endFactor ?? 0.1}·lr)` : s.mode;
+    return s.mode === "corrected"
+      ? `corrected (decay over ${s.decayFraction ?? 0.8} of the steps to ${s.endFactor ?? 0.1}·lr)`
+      : s.mode;
   };
-  const steps = (pre: Preset) => `SAE ${pre.sae.steps}, wide SAE ${pre.saeWide.steps}, sequential ${pre.sequential.steps}, joint ${pre.joint.steps}`;
+  const steps = (pre: Preset) =>
+    `SAE ${pre.sae.steps}, wide SAE ${pre.saeWide.steps}, sequential ${pre.sequential.steps}, joint ${pre.joint.steps}`;
   const rows: [string, (pre: Preset) => unknown, (e: ReturnType<typeof evalSettingsFor>) => unknown][] = [
     ["F (SAE features)", (x) => x.shape.F, () => undefined],
     ["k (active features)", (x) => x.shape.k, () => undefined],
@@ -271,7 +400,11 @@ export function settingsTable(p: PipelineParams): SettingRow[] {
     ["batch size", (x) => x.joint.batchSize, () => undefined],
     ["steps", steps, () => undefined],
     ["SAE preset", (x) => x.joint.model.sae.preset, () => undefined],
-    ["AuxK", (x) => (x.joint.model.sae.auxK.enabled ? `on (coefficient ${x.joint.model.sae.auxK.coefficient})` : "off"), () => undefined],
+    [
+      "AuxK",
+      (x) => (x.joint.model.sae.auxK.enabled ? `on (coefficient ${x.joint.model.sae.auxK.coefficient})` : "off"),
+      () => undefined,
+    ],
     ["splice windows", () => undefined, (e) => e.spliceWindows],
     ["ε-random samples", () => undefined, (e) => e.epsilonSamples],
     ["bootstrap replicates", () => undefined, (e) => e.bootstrapSamples],

@@ -59,7 +59,8 @@ type Dup = NonNullable<ModeResults["duplication"]>[number];
 type Conv = NonNullable<ModeResults["convergence"]>[number];
 
 export function aggregateSeeds(perSeed: ModeResults[], seeds?: number[]): ModeResults {
-  if (seeds && seeds.length !== perSeed.length) throw new Error(`aggregateSeeds: ${perSeed.length} results but ${seeds.length} seeds`);
+  if (seeds && seeds.length !== perSeed.length)
+    throw new Error(`aggregateSeeds: ${perSeed.length} results but ${seeds.length} seeds`);
   const S = perSeed.length;
   const seedOf = (i: number) => (seeds ? seeds[i] : i);
   const out: ModeResults = {};
@@ -101,7 +102,9 @@ export function aggregateSeeds(perSeed: ModeResults[], seeds?: number[]): ModeRe
     const models = [...new Set(perSeed.flatMap((r) => (r.duplication ?? []).map((d) => d.model)))];
     out.duplication = models.map((model) => {
       const parts = perSeed.map((r) => r.duplication?.find((d) => d.model === model));
-      const cat = (k: "maxDrift" | "maxInitialDifference" | "ownPathMseMeasured" | "ownPathMsePredicted" | "meanSquare") => parts.flatMap((p) => (p ? p[k] : [NaN]));
+      const cat = (
+        k: "maxDrift" | "maxInitialDifference" | "ownPathMseMeasured" | "ownPathMsePredicted" | "meanSquare",
+      ) => parts.flatMap((p) => (p ? p[k] : [NaN]));
       const d: Dup = {
         model,
         note: parts.find((p) => p)!.note,
@@ -119,7 +122,11 @@ export function aggregateSeeds(perSeed: ModeResults[], seeds?: number[]): ModeRe
     const models = [...new Set(perSeed.flatMap((r) => (r.convergence ?? []).map((c) => c.model)))];
     out.convergence = models.map((model): Conv => {
       const parts = perSeed.map((r) => r.convergence?.find((c) => c.model === model));
-      return { model, relChange: parts.flatMap((p) => (p ? p.relChange : [NaN])), passed: parts.flatMap((p) => (p ? p.passed : [false])) };
+      return {
+        model,
+        relChange: parts.flatMap((p) => (p ? p.relChange : [NaN])),
+        passed: parts.flatMap((p) => (p ? p.passed : [false])),
+      };
     });
   }
 
@@ -131,10 +138,15 @@ export function aggregateSeeds(perSeed: ModeResults[], seeds?: number[]): ModeRe
   });
   if (tests.length) out.interactionF = tests;
 
-  const reasons = perSeed.map((r, i) => ({ seed: seedOf(i), why: r.interactionUntestable })).filter((x): x is { seed: number; why: string } => typeof x.why === "string");
+  const reasons = perSeed
+    .map((r, i) => ({ seed: seedOf(i), why: r.interactionUntestable }))
+    .filter((x): x is { seed: number; why: string } => typeof x.why === "string");
   if (reasons.length) {
     const distinct = [...new Set(reasons.map((r) => r.why))];
-    out.interactionUntestable = distinct.length === 1 && reasons.length === S ? distinct[0] : reasons.map((r) => `seed ${r.seed}: ${r.why}`).join("; ");
+    out.interactionUntestable =
+      distinct.length === 1 && reasons.length === S
+        ? distinct[0]
+        : reasons.map((r) => `seed ${r.seed}: ${r.why}`).join("; ");
   }
 
   const sec = perSeed.map((r) => r.secondarySae);

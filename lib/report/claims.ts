@@ -19,7 +19,8 @@ export interface Measured {
   value: number;
   /** 95% CI. */
   ci?: [number, number];
-  /** How the CI was obtained, e.g. "t-interval over 3 seeds (df 2)", "document bootstrap, one seed (no seed variation)". */
+  /** How the CI was obtained, e.g. "t-interval over 3 seeds (df 2)", "document bootstrap, one seed (no seed
+   * variation)". */
   ciMethod?: string;
   /** One value per seed, in the order of StudyInfo.seeds. */
   perSeed?: number[];
@@ -30,7 +31,8 @@ export interface Measured {
   n?: number;
 }
 
-/** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed): lib/eval/geometry's BimodalityTestGroup. */
+/** Hartigan's dip test and a descriptive 2-component mixture on one model's squared decoder norms (one seed):
+ * lib/eval/geometry's BimodalityTestGroup. */
 export type BimodalitySide = BimodalityTestGroup;
 
 /**
@@ -51,7 +53,8 @@ export interface InteractionTest {
   clamp?: string;
   /** The clamped secondary feature. */
   feature?: number;
-  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats; its sign is compared across seeds. */
+  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats; its sign is compared
+   * across seeds. */
   contrast?: number;
   /** Permutation p of the interaction (items shuffled across cells) and the number of permutations. */
   permutationP?: number;
@@ -94,7 +97,8 @@ export interface ModeResults {
   nonlinearShareOfKlGain?: Measured;
   /** (V + MLP) parameters / total parameters of the joint model. */
   nonlinearParameterShare?: Measured;
-  /** MSE gain of the joint model over a standalone SAE WITH a decoder bias (fair: the joint model's b_lin acts as one). */
+  /** MSE gain of the joint model over a standalone SAE WITH a decoder bias (fair: the joint model's b_lin acts as one).
+   * */
   jointImprovementVsStandaloneSaeBias?: Measured;
   /** MSE gain over a standalone SAE with as many parameters as the joint model (wider F). */
   jointImprovementVsWideSae?: Measured;
@@ -102,15 +106,31 @@ export interface ModeResults {
   klReductionVsWideSae?: Measured;
   /** A joint model whose interaction pathway holds ~3% of parameters (the paper's share). */
   smallE?: { E: number; interactionShare: number; mseVsJointLinear?: Measured; klVsJointLinear?: Measured };
-  /** Joint decoder squared norms: Hartigan's dip test of unimodality (p per seed) on live features; ΔBIC is descriptive only. One entry per seed. */
-  bimodality?: { joint?: BimodalitySide[]; jointAll?: BimodalitySide[]; standalone?: BimodalitySide[]; modern?: BimodalitySide[] };
-  /** Spearman ρ(‖W_dec,i‖², (l+e)/(r+l+e)) with bootstrap CIs, on all and on live features; and against the raw norms r, l, e (live). */
+  /** Joint decoder squared norms: Hartigan's dip test of unimodality (p per seed) on live features; ΔBIC is descriptive
+   * only. One entry per seed. */
+  bimodality?: {
+    joint?: BimodalitySide[];
+    jointAll?: BimodalitySide[];
+    standalone?: BimodalitySide[];
+    modern?: BimodalitySide[];
+  };
+  /** Spearman ρ(‖W_dec,i‖², (l+e)/(r+l+e)) with bootstrap CIs, on all and on live features; and against the raw norms
+   * r, l, e (live). */
   spearman?: { all?: Measured; live?: Measured; vsR?: Measured; vsL?: Measured; vsE?: Measured };
   /** W_dec − W_lin drift per joint variant (the duplication mechanism). */
-  duplication?: Array<{ model: string; note: string; maxDrift: number[]; maxInitialDifference: number[]; ownPathMseMeasured: number[]; ownPathMsePredicted: number[]; meanSquare: number[] }>;
+  duplication?: Array<{
+    model: string;
+    note: string;
+    maxDrift: number[];
+    maxInitialDifference: number[];
+    ownPathMseMeasured: number[];
+    ownPathMsePredicted: number[];
+    meanSquare: number[];
+  }>;
   /** Held-out MSE relative change over the last 20% of steps, per model and seed; passed = < 1%. */
   convergence?: Array<{ model: string; relChange: number[]; passed: boolean[] }>;
-  /** Secondary SAE on the integration space. After aggregateSeeds: fvu, l0, deadFraction are means over seeds; fvuPerSeed lists the seeds' FVUs. */
+  /** Secondary SAE on the integration space. After aggregateSeeds: fvu, l0, deadFraction are means over seeds;
+   * fvuPerSeed lists the seeds' FVUs. */
   secondarySae?: { features: number; k: number; fvu: number; l0: number; deadFraction: number; fvuPerSeed?: number[] };
   /**
    * Two-way ANOVA interaction (formality × emotion) of the clamped secondary feature's readout.
@@ -122,7 +142,8 @@ export interface ModeResults {
   interactionUntestable?: string;
 }
 
-/** What the report's numbers come from: the preset, the training seeds (the unit of replication) and whether the preset is converged. */
+/** What the report's numbers come from: the preset, the training seeds (the unit of replication) and whether the preset
+ * is converged. */
 export interface StudyInfo {
   preset: string;
   seeds: number[];
@@ -130,7 +151,6 @@ export interface StudyInfo {
   /** e.g. "quick: the fast teaching preset, NOT converged" */
   note?: string;
 }
-
 
 export interface ClaimRow {
   claim: string;
@@ -143,7 +163,8 @@ export interface ClaimRow {
   verdictFaithful: string;
   /** Does the claim hold under the corrected method against matched baselines? */
   verdictCorrected: string;
-  /** For comparisons that are mechanical (a consequence of the parametrisation): what they show and why they are not evidence. */
+  /** For comparisons that are mechanical (a consequence of the parametrisation): what they show and why they are not
+   * evidence. */
   diagnostic?: string;
 }
 
@@ -190,14 +211,16 @@ export interface VerdictOptions {
   kind?: "pct" | "num";
   /** Why it was not measured (when known). */
   notTestedReason?: string;
-  /** verdictHolds without a matched baseline (a correlation, a ratio to a control): words for "CI includes the null" and "opposite side". */
+  /** verdictHolds without a matched baseline (a correlation, a ratio to a control): words for "CI includes the null"
+   * and "opposite side". */
   noEffect?: string;
   opposite?: string;
 }
 
 const fmtV = (v: number, kind: "pct" | "num" = "pct") => (kind === "pct" ? `${pctOf(v)}%` : numOf(v));
 const nullWords = (n: number) => (n === 0 ? "zero" : `the null value ${n}`);
-const oneSeedNote = (m: Measured) => (m.ciMethod && /no seed variation/.test(m.ciMethod) ? " (one seed: the CI has no seed-to-seed variation)" : "");
+const oneSeedNote = (m: Measured) =>
+  m.ciMethod && /no seed variation/.test(m.ciMethod) ? " (one seed: the CI has no seed-to-seed variation)" : "";
 
 /**
  * (a) Does our measurement reproduce the paper's number? Not measured → "not tested"; no CI →
@@ -209,12 +232,15 @@ export function verdictReproduces(paper: number, ours: Measured | undefined, o: 
   const nul = o.nullValue ?? 0;
   const kind = o.kind ?? "pct";
   if (!finite(ours)) return o.notTestedReason ? `not tested: ${o.notTestedReason}` : "not tested";
-  if (!ours.ci || !Number.isFinite(ours.ci[0]) || !Number.isFinite(ours.ci[1])) return `no uncertainty estimate: ours ${fmtV(ours.value, kind)} vs paper ${fmtV(paper, kind)}`;
+  if (!ours.ci || !Number.isFinite(ours.ci[0]) || !Number.isFinite(ours.ci[1]))
+    return `no uncertainty estimate: ours ${fmtV(ours.value, kind)} vs paper ${fmtV(paper, kind)}`;
   const [lo, hi] = ours.ci;
   const note = oneSeedNote(ours);
-  if (lo <= nul && nul <= hi) return `no effect distinguishable from ${nullWords(nul)}${lo <= paper && paper <= hi ? " (the CI also contains the paper's number)" : ""}${note}`;
+  if (lo <= nul && nul <= hi)
+    return `no effect distinguishable from ${nullWords(nul)}${lo <= paper && paper <= hi ? " (the CI also contains the paper's number)" : ""}${note}`;
   if (lo <= paper && paper <= hi) return `reproduces the paper's number${note}`;
-  if (Math.sign(ours.value - nul) !== Math.sign(paper - nul)) return `opposite direction to the paper: ours ${fmtV(ours.value, kind)} vs paper ${fmtV(paper, kind)}${note}`;
+  if (Math.sign(ours.value - nul) !== Math.sign(paper - nul))
+    return `opposite direction to the paper: ours ${fmtV(ours.value, kind)} vs paper ${fmtV(paper, kind)}${note}`;
   const r = Math.abs(ours.value - nul) / Math.abs(paper - nul);
   return `same direction, ours ${r.toFixed(2)}× the paper's${note}`;
 }
@@ -223,16 +249,23 @@ export function verdictReproduces(paper: number, ours: Measured | undefined, o: 
  * (b) Does the claim hold against a matched baseline? `gain` is the claimed model's advantage over
  * the baseline (e.g. 1 − MSE(model)/MSE(baseline)); `direction` is the sign the paper claims.
  */
-export function verdictHolds(direction: 1 | -1, gain: Measured | undefined, label: string, o: VerdictOptions = {}): string {
+export function verdictHolds(
+  direction: 1 | -1,
+  gain: Measured | undefined,
+  label: string,
+  o: VerdictOptions = {},
+): string {
   const nul = o.nullValue ?? 0;
   const kind = o.kind ?? "pct";
   const what = label ? `${label} ` : "";
   if (!finite(gain)) return `${what}not tested${o.notTestedReason ? `: ${o.notTestedReason}` : ""}`.trim();
-  if (!gain.ci || !Number.isFinite(gain.ci[0]) || !Number.isFinite(gain.ci[1])) return `${what}no uncertainty estimate: ${fmtV(gain.value, kind)}`.trim();
+  if (!gain.ci || !Number.isFinite(gain.ci[0]) || !Number.isFinite(gain.ci[1]))
+    return `${what}no uncertainty estimate: ${fmtV(gain.value, kind)}`.trim();
   const [lo, hi] = gain.ci;
   const cell = `${fmtV(gain.value, kind)} [${kind === "pct" ? pctOf(lo) : numOf(lo)}, ${kind === "pct" ? pctOf(hi) : numOf(hi)}]`;
   const note = oneSeedNote(gain);
-  if (lo <= nul && nul <= hi) return `${what}not supported: ${o.noEffect ?? "the matched baseline does as well"} (CI includes ${nul}): ${cell}${note}`.trim();
+  if (lo <= nul && nul <= hi)
+    return `${what}not supported: ${o.noEffect ?? "the matched baseline does as well"} (CI includes ${nul}): ${cell}${note}`.trim();
   if (Math.sign(gain.value - nul) === direction) return `${what}holds: ${cell}${note}`.trim();
   return `${what}contradicted: ${o.opposite ?? "the matched baseline is better"}: ${cell}${note}`.trim();
 }
@@ -241,13 +274,24 @@ export function verdictHolds(direction: 1 | -1, gain: Measured | undefined, labe
 export function combineBaselineVerdicts(parts: Array<{ label: string; verdict: string }>): string {
   const tested = parts.filter((p) => !/\bnot tested\b/.test(p.verdict));
   if (!tested.length) return `not tested: no matched baseline was measured (${parts.map((p) => p.label).join(", ")})`;
-  const cls = (v: string) => (/contradicted/.test(v) ? "contradicted" : /not supported/.test(v) ? "not supported" : /no uncertainty estimate/.test(v) ? "no uncertainty estimate" : /holds/.test(v) ? "holds" : "other");
+  const cls = (v: string) =>
+    /contradicted/.test(v)
+      ? "contradicted"
+      : /not supported/.test(v)
+        ? "not supported"
+        : /no uncertainty estimate/.test(v)
+          ? "no uncertainty estimate"
+          : /holds/.test(v)
+            ? "holds"
+            : "other";
   const counts = new Map<string, number>();
   for (const p of tested) counts.set(cls(p.verdict), (counts.get(cls(p.verdict)) ?? 0) + 1);
   const n = tested.length;
   let head: string;
-  if (counts.get("holds") === n) head = `holds against ${n === 1 ? "the" : `all ${n}`} matched baseline${n === 1 ? "" : "s"} tested`;
-  else if (counts.get("contradicted")) head = `contradicted: ${counts.get("contradicted")} of ${n} matched baselines do better`;
+  if (counts.get("holds") === n)
+    head = `holds against ${n === 1 ? "the" : `all ${n}`} matched baseline${n === 1 ? "" : "s"} tested`;
+  else if (counts.get("contradicted"))
+    head = `contradicted: ${counts.get("contradicted")} of ${n} matched baselines do better`;
   else if (counts.get("not supported") === n) head = `not supported: every matched baseline tested does as well`;
   else if (counts.get("no uncertainty estimate") === n) head = "no uncertainty estimate for any matched baseline";
   else head = `mixed: holds against ${counts.get("holds") ?? 0} of ${n} matched baselines tested`;
@@ -264,7 +308,8 @@ export function verdictBimodality(b: ModeResults["bimodality"] | undefined, notT
   const seedsWord = k === 1 ? "the one seed" : `every seed (${k} of ${k})`;
   let head: string;
   if (rej === k) head = `unimodality rejected in ${seedsWord} (dip test p = ${ps}), as the paper's bimodality requires`;
-  else if (rej === 0) head = `unimodality not rejected in ${k === 1 ? "the one seed" : `any of ${k} seeds`} (dip test p = ${ps}): no evidence for the paper's bimodality`;
+  else if (rej === 0)
+    head = `unimodality not rejected in ${k === 1 ? "the one seed" : `any of ${k} seeds`} (dip test p = ${ps}): no evidence for the paper's bimodality`;
   else head = `inconclusive: unimodality rejected in ${rej} of ${k} seeds (dip test p = ${ps})`;
   const st = (b?.standalone ?? []).filter((s) => Number.isFinite(s.p));
   let alone = "; the standalone SAE was not tested";
@@ -310,14 +355,23 @@ export function verdictInteraction(tests: InteractionTest[], untestable?: string
     if (cs.length >= 2) {
       const pos = cs.filter((c) => c > 0).length;
       const neg = cs.filter((c) => c < 0).length;
-      sign = pos === cs.length || neg === cs.length ? `; the interaction's sign agrees across seeds (${pos ? "+" : "−"} in ${cs.length} of ${cs.length})` : `; the interaction's sign differs across seeds (${pos} +, ${neg} −)`;
+      sign =
+        pos === cs.length || neg === cs.length
+          ? `; the interaction's sign agrees across seeds (${pos ? "+" : "−"} in ${cs.length} of ${cs.length})`
+          : `; the interaction's sign differs across seeds (${pos} +, ${neg} −)`;
     }
-    const sigWord = k === 1 ? (sig ? "significant in the one tested seed" : "not significant in the one tested seed") : `significant in ${seedsWord}`;
+    const sigWord =
+      k === 1
+        ? sig
+          ? "significant in the one tested seed"
+          : "not significant in the one tested seed"
+        : `significant in ${seedsWord}`;
     parts.push(`${clamp}: ${sigWord}${sign}`);
   }
   const n = groups.size;
   let head: string;
-  if (allSig === n) head = `significant interaction (${uncorrected ? "p < 0.05, not corrected for multiple tests" : "Holm-corrected p < 0.05"}) for every clamp in every tested seed`;
+  if (allSig === n)
+    head = `significant interaction (${uncorrected ? "p < 0.05, not corrected for multiple tests" : "Holm-corrected p < 0.05"}) for every clamp in every tested seed`;
   else if (anySig === 0) {
     const md = t.map((x) => x.minDetectable).filter((v): v is number => v !== undefined && Number.isFinite(v));
     head = `no significant interaction${uncorrected ? "" : " after Holm correction"} in any tested seed${md.length ? ` (the design detects |L| ≥ ${Math.min(...md).toExponential(2)}–${Math.max(...md).toExponential(2)} nats with 80% power)` : ""}`;
@@ -327,12 +381,26 @@ export function verdictInteraction(tests: InteractionTest[], untestable?: string
 }
 
 /** Models whose convergence check failed (in any seed with a finite relative change), as a verdict suffix. */
-export function convergenceSuffix(m: ModeResults | undefined, relevant: (model: string) => boolean, seeds?: number[]): string {
+export function convergenceSuffix(
+  m: ModeResults | undefined,
+  relevant: (model: string) => boolean,
+  seeds?: number[],
+): string {
   const failed = (m?.convergence ?? [])
     .filter((c) => relevant(c.model))
-    .map((c) => ({ model: c.model, seeds: c.passed.map((p, i) => (!p && Number.isFinite(c.relChange[i]) ? (seeds?.[i] ?? i) : null)).filter((s): s is number => s !== null) }))
+    .map((c) => ({
+      model: c.model,
+      seeds: c.passed
+        .map((p, i) => (!p && Number.isFinite(c.relChange[i]) ? (seeds?.[i] ?? i) : null))
+        .filter((s): s is number => s !== null),
+    }))
     .filter((c) => c.seeds.length);
-  return failed.map((c) => ` (model ${c.model} did not pass the convergence check in seed${c.seeds.length > 1 ? "s" : ""} ${c.seeds.join(", ")})`).join("");
+  return failed
+    .map(
+      (c) =>
+        ` (model ${c.model} did not pass the convergence check in seed${c.seeds.length > 1 ? "s" : ""} ${c.seeds.join(", ")})`,
+    )
+    .join("");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,7 +416,9 @@ function duplicationText(m?: ModeResults): string {
   if (!d?.length) return "";
   return (
     " Measured drift max|(W_dec − W_lin) − (W_dec(0) − W_lin(0))| per seed: " +
-    d.map((x) => `${x.model} ${x.maxDrift.map((v) => (Number.isFinite(v) ? v.toExponential(1) : "—")).join(", ")}`).join("; ") +
+    d
+      .map((x) => `${x.model} ${x.maxDrift.map((v) => (Number.isFinite(v) ? v.toExponential(1) : "—")).join(", ")}`)
+      .join("; ") +
     "."
   );
 }
@@ -364,25 +434,39 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   const C = corrected;
   const noF = F ? undefined : "the faithful mode was not run";
   const noC = C ? undefined : "the corrected mode was not run";
-  const vf = (v: string, models: (x: string) => boolean) => (F ? v + convergenceSuffix(F, models, seeds) + unconverged : `not tested: ${noF}`);
-  const vc = (v: string, models: (x: string) => boolean) => (C ? v + convergenceSuffix(C, models, seeds) + unconverged : `not tested: ${noC}`);
+  const vf = (v: string, models: (x: string) => boolean) =>
+    F ? v + convergenceSuffix(F, models, seeds) + unconverged : `not tested: ${noF}`;
+  const vc = (v: string, models: (x: string) => boolean) =>
+    C ? v + convergenceSuffix(C, models, seeds) + unconverged : `not tested: ${noC}`;
   const p = (m?: Measured) => formatMeasured(m, "pct");
   const n = (m?: Measured, d = 3) => formatMeasured(m, "num", d);
 
   // matched-baseline lists for the joint claims
   const mseBaselines = (m?: ModeResults) => [
     { label: "vs standalone SAE", verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSae, "vs standalone SAE") },
-    { label: "vs standalone SAE with decoder bias", verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSaeBias, "vs standalone SAE with decoder bias") },
+    {
+      label: "vs standalone SAE with decoder bias",
+      verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSaeBias, "vs standalone SAE with decoder bias"),
+    },
     { label: "vs width-matched SAE", verdict: verdictHolds(1, m?.jointImprovementVsWideSae, "vs width-matched SAE") },
     { label: "vs joint SAE+linear", verdict: verdictHolds(1, m?.jointImprovementVsSaeLinear, "vs joint SAE+linear") },
-    { label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`, verdict: verdictHolds(1, m?.smallE?.mseVsJointLinear, "") },
+    {
+      label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`,
+      verdict: verdictHolds(1, m?.smallE?.mseVsJointLinear, ""),
+    },
   ];
   const klBaselines = (m?: ModeResults) => [
     { label: "vs standalone SAE", verdict: verdictHolds(1, m?.klReductionVsStandalone, "vs standalone SAE") },
-    { label: "vs standalone SAE with decoder bias", verdict: verdictHolds(1, m?.klReductionVsStandaloneBias, "vs standalone SAE with decoder bias") },
+    {
+      label: "vs standalone SAE with decoder bias",
+      verdict: verdictHolds(1, m?.klReductionVsStandaloneBias, "vs standalone SAE with decoder bias"),
+    },
     { label: "vs width-matched SAE", verdict: verdictHolds(1, m?.klReductionVsWideSae, "vs width-matched SAE") },
     { label: "vs joint SAE+linear", verdict: verdictHolds(1, m?.klReductionVsJointLinearModel, "vs joint SAE+linear") },
-    { label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`, verdict: verdictHolds(1, m?.smallE?.klVsJointLinear, "") },
+    {
+      label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`,
+      verdict: verdictHolds(1, m?.smallE?.klVsJointLinear, ""),
+    },
   ];
   const both = (label: string, sel: (m: ModeResults) => Measured | undefined, kind: "pct" | "num" = "pct") =>
     `${label}: F ${formatMeasured(F ? sel(F) : undefined, kind)}, C ${formatMeasured(C ? sel(C) : undefined, kind)}`;
@@ -400,7 +484,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
 
   rows.push({
     claim: "Joint training reduces reconstruction error by 41.3%",
-    definition: "(MSE_own SAE path − MSE_joint)/MSE_own SAE path, held-out rows; matched baselines: (MSE_baseline − MSE_joint)/MSE_baseline",
+    definition:
+      "(MSE_own SAE path − MSE_joint)/MSE_own SAE path, held-out rows; matched baselines: (MSE_baseline − MSE_joint)/MSE_baseline",
     paper: "41.3% (0.2747 → 0.1613)",
     faithful: p(F?.jointImprovementOwnSaePath),
     corrected: p(C?.jointImprovementOwnSaePath),
@@ -411,7 +496,10 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       both("vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
       both("small-E vs joint SAE+linear", (m) => m.smallE?.mseVsJointLinear),
     ].join("; "),
-    verdictFaithful: vf(`${verdictReproduces(0.413, F?.jointImprovementOwnSaePath)} (own-path diagnostic)`, isJointSide),
+    verdictFaithful: vf(
+      `${verdictReproduces(0.413, F?.jointImprovementOwnSaePath)} (own-path diagnostic)`,
+      isJointSide,
+    ),
     verdictCorrected: vc(combineBaselineVerdicts(mseBaselines(C)), isJointSide),
     diagnostic: `The 41.3% compares the joint model with its own SAE path. ${OWN_PATH_MECHANISM}${duplicationText(C ?? F)}`,
   });
@@ -427,22 +515,36 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       paper: "95.5% / 94.0%",
       faithful: share(F),
       corrected: share(C),
-      baselines: [both("interaction's MSE gain over joint SAE+linear", (m) => m.jointImprovementVsSaeLinear), both("KL gain", (m) => m.klReductionVsJointLinearModel)].join("; "),
-      verdictFaithful: vf(`sequential ${verdictReproduces(0.955, F?.sequentialLinearShare, { nullValue: 0.5 })}; joint ${verdictReproduces(0.94, F?.jointLinearShare, { nullValue: 0.5 })}`, (x) => isSeq(x) || isJointOnly(x)),
+      baselines: [
+        both("interaction's MSE gain over joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
+        both("KL gain", (m) => m.klReductionVsJointLinearModel),
+      ].join("; "),
+      verdictFaithful: vf(
+        `sequential ${verdictReproduces(0.955, F?.sequentialLinearShare, { nullValue: 0.5 })}; joint ${verdictReproduces(0.94, F?.jointLinearShare, { nullValue: 0.5 })}`,
+        (x) => isSeq(x) || isJointOnly(x),
+      ),
       verdictCorrected: vc(cv, (x) => isSeq(x) || /^joint(Linear)?$/i.test(x)),
-      diagnostic: "The joint linear term duplicates the SAE decoder (identical updates to W_dec and W_lin), so the joint share measures how the fit is split between two copies of one linear map, not how much of the signal is linear.",
+      diagnostic:
+        "The joint linear term duplicates the SAE decoder (identical updates to W_dec and W_lin), so the joint share measures how the fit is split between two copies of one linear map, not how much of the signal is linear.",
     });
   }
 
   rows.push({
     claim: "KL pathology: SAE splice is worse than ε-random (2.99×), NFM reduces it (2.10×)",
-    definition: "mean KL(clean‖patched) of condition / mean KL of ε-random with the condition's own error norm (sequential SAE → SAE + NFM); reduction = 1 − KL(SAE+NFM)/KL(SAE)",
+    definition:
+      "mean KL(clean‖patched) of condition / mean KL of ε-random with the condition's own error norm (sequential SAE → SAE + NFM); reduction = 1 − KL(SAE+NFM)/KL(SAE)",
     paper: "2.99× → 2.10× (sequential); reduction 29.9%",
     faithful: `${n(F?.klRatioSaeOverEps, 2)} → ${n(F?.klRatioFullOverEps, 2)}; reduction ${p(F?.klReductionSequential)}`,
     corrected: `${n(C?.klRatioSaeOverEps, 2)} → ${n(C?.klRatioFullOverEps, 2)}; reduction ${p(C?.klReductionSequential)}`,
     baselines: "ε-random = 1 (same per-position error norm); the frozen standalone SAE",
-    verdictFaithful: vf(`pathology: ${verdictReproduces(2.99, F?.klRatioSaeOverEps, { nullValue: 1, kind: "num" })}; NFM reduction: ${verdictReproduces(0.299, F?.klReductionSequential)}`, isSeq),
-    verdictCorrected: vc(`pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", { nullValue: 1, kind: "num", noEffect: "no worse than ε-random", opposite: "better than ε-random" })}; NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`, isSeq),
+    verdictFaithful: vf(
+      `pathology: ${verdictReproduces(2.99, F?.klRatioSaeOverEps, { nullValue: 1, kind: "num" })}; NFM reduction: ${verdictReproduces(0.299, F?.klReductionSequential)}`,
+      isSeq,
+    ),
+    verdictCorrected: vc(
+      `pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", { nullValue: 1, kind: "num", noEffect: "no worse than ε-random", opposite: "better than ε-random" })}; NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`,
+      isSeq,
+    ),
   });
 
   rows.push({
@@ -471,7 +573,10 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     corrected: p(C?.ceImprovementJoint),
     baselines: "none measured for CE (see the KL claim's matched baselines)",
     verdictFaithful: vf(`${verdictReproduces(0.262, F?.ceImprovementJoint)} (own-path diagnostic)`, isJointSide),
-    verdictCorrected: vc("not tested: CE is measured against the joint model's own SAE path only, which is mechanical; no matched-baseline CE was measured (the KL claim's matched baselines are the test)", isJointSide),
+    verdictCorrected: vc(
+      "not tested: CE is measured against the joint model's own SAE path only, which is mechanical; no matched-baseline CE was measured (the KL claim's matched baselines are the test)",
+      isJointSide,
+    ),
     diagnostic: `Measured against the own SAE path. ${OWN_PATH_MECHANISM}`,
   });
 
@@ -479,19 +584,33 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     const params = (m?: ModeResults) => `; params ${p(m?.nonlinearParameterShare)}`;
     const cv = C
       ? combineBaselineVerdicts([
-          { label: "KL: 1 − KL(full)/KL(joint SAE+linear)", verdict: verdictHolds(1, C.klReductionVsJointLinearModel, "") },
-          { label: "MSE: 1 − MSE(full)/MSE(joint SAE+linear)", verdict: verdictHolds(1, C.jointImprovementVsSaeLinear, "") },
-          { label: `small-E model${C.smallE ? ` (E = ${C.smallE.E}, ${pctOf(C.smallE.interactionShare)}% of parameters)` : " (~3% of parameters)"}, KL`, verdict: verdictHolds(1, C.smallE?.klVsJointLinear, "") },
+          {
+            label: "KL: 1 − KL(full)/KL(joint SAE+linear)",
+            verdict: verdictHolds(1, C.klReductionVsJointLinearModel, ""),
+          },
+          {
+            label: "MSE: 1 − MSE(full)/MSE(joint SAE+linear)",
+            verdict: verdictHolds(1, C.jointImprovementVsSaeLinear, ""),
+          },
+          {
+            label: `small-E model${C.smallE ? ` (E = ${C.smallE.E}, ${pctOf(C.smallE.interactionShare)}% of parameters)` : " (~3% of parameters)"}, KL`,
+            verdict: verdictHolds(1, C.smallE?.klVsJointLinear, ""),
+          },
           { label: "small-E model, MSE", verdict: verdictHolds(1, C.smallE?.mseVsJointLinear, "") },
         ])
       : "";
     rows.push({
       claim: "The nonlinear pathway gives 16.5% of the KL gain with ~3% of parameters",
-      definition: "KL improvement of SAE+interaction / KL improvement of full (both vs the own SAE path); (V+MLP) params / total. Matched: the full model against the joint SAE+linear model (same training, no interaction)",
+      definition:
+        "KL improvement of SAE+interaction / KL improvement of full (both vs the own SAE path); (V+MLP) params / total. Matched: the full model against the joint SAE+linear model (same training, no interaction)",
       paper: "16.5% of gain; 3.2% of parameters",
       faithful: `${p(F?.nonlinearShareOfKlGain)}${params(F)}`,
       corrected: `${p(C?.nonlinearShareOfKlGain)}${params(C)}`,
-      baselines: [both("KL vs joint SAE+linear", (m) => m.klReductionVsJointLinearModel), both("MSE vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear), both("small-E KL vs joint SAE+linear", (m) => m.smallE?.klVsJointLinear)].join("; "),
+      baselines: [
+        both("KL vs joint SAE+linear", (m) => m.klReductionVsJointLinearModel),
+        both("MSE vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
+        both("small-E KL vs joint SAE+linear", (m) => m.smallE?.klVsJointLinear),
+      ].join("; "),
       verdictFaithful: vf(`${verdictReproduces(0.165, F?.nonlinearShareOfKlGain)} (own-path diagnostic)`, isJointSide),
       verdictCorrected: vc(cv, isJointSide),
       diagnostic: `The 16.5% is a ratio of two gains over the own SAE path. ${OWN_PATH_MECHANISM}`,
@@ -508,10 +627,16 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       const v = xs?.filter((s) => Number.isFinite(s.p));
       return `${label} dip p ${v?.length ? v.map((s) => s.p.toPrecision(2)).join(", ") : "n/a"}`;
     };
-    const bl = (m?: ModeResults) => [side("standalone SAE (live)", m?.bimodality?.standalone), side("joint, all features", m?.bimodality?.jointAll), side("unit-norm (modern)", m?.bimodality?.modern)].join("; ");
+    const bl = (m?: ModeResults) =>
+      [
+        side("standalone SAE (live)", m?.bimodality?.standalone),
+        side("joint, all features", m?.bimodality?.jointAll),
+        side("unit-norm (modern)", m?.bimodality?.modern),
+      ].join("; ");
     rows.push({
       claim: "Joint decoder squared norms are bimodal (modes ≈0.05 / ≈0.37)",
-      definition: "Hartigan's dip test of unimodality on ‖W_dec[:, i]‖² of live features, per seed (p < 0.05 rejects unimodality); a 2-component Gaussian mixture's ΔBIC = BIC(1) − BIC(2) is descriptive only",
+      definition:
+        "Hartigan's dip test of unimodality on ‖W_dec[:, i]‖² of live features, per seed (p < 0.05 rejects unimodality); a 2-component Gaussian mixture's ΔBIC = BIC(1) − BIC(2) is descriptive only",
       paper: "bimodal, modes ≈0.05 / ≈0.37 (standalone unimodal ≈0.40)",
       faithful: fmt(F),
       corrected: fmt(C),
@@ -523,16 +648,21 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
 
   {
     const sp = (m?: ModeResults) => `all features ${n(m?.spearman?.all)}; live ${n(m?.spearman?.live)}`;
-    const raw = (m?: ModeResults) => `ρ(sq, r) ${n(m?.spearman?.vsR)}; ρ(sq, l) ${n(m?.spearman?.vsL)}; ρ(sq, e) ${n(m?.spearman?.vsE)}`;
+    const raw = (m?: ModeResults) =>
+      `ρ(sq, r) ${n(m?.spearman?.vsR)}; ρ(sq, l) ${n(m?.spearman?.vsL)}; ρ(sq, e) ${n(m?.spearman?.vsE)}`;
     rows.push({
       claim: "Squared norm anti-correlates with the NFM weight share (Spearman −0.987)",
-      definition: "Spearman ρ(‖W_dec[:, i]‖², (l_i+e_i)/(r_i+l_i+e_i)), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖; CI per the cell; partly mechanical (notes §12-12)",
+      definition:
+        "Spearman ρ(‖W_dec[:, i]‖², (l_i+e_i)/(r_i+l_i+e_i)), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖; CI per the cell; partly mechanical (notes §12-12)",
       paper: "ρ = −0.987",
       faithful: sp(F),
       corrected: sp(C),
       baselines: `against the raw norms (live): F ${raw(F)} | C ${raw(C)}`,
       verdictFaithful: vf(verdictReproduces(-0.987, F?.spearman?.all, { kind: "num" }), isJointOnly),
-      verdictCorrected: vc(`${verdictHolds(-1, C?.spearman?.live, "ρ on live features", { kind: "num", noEffect: "no correlation distinguishable from zero", opposite: "the correlation has the opposite sign" })}; partly mechanical, see the diagnostic`, isJointOnly),
+      verdictCorrected: vc(
+        `${verdictHolds(-1, C?.spearman?.live, "ρ on live features", { kind: "num", noEffect: "no correlation distinguishable from zero", opposite: "the correlation has the opposite sign" })}; partly mechanical, see the diagnostic`,
+        isJointOnly,
+      ),
       diagnostic:
         "Partly mechanical: (l+e)/(r+l+e) = 1 − r/(r+l+e) falls as r = ‖W_dec,i‖ grows whenever l and e vary less than r, so a strong negative ρ follows from the definition of the ratio (notes §12-12); the ρ against the raw norms r, l, e shows what is left.",
     });
@@ -547,13 +677,19 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       const sec = m?.secondarySae;
       if (!sec) return "not tested";
       const per = (sec.fvuPerSeed ?? [sec.fvu]).filter(Number.isFinite);
-      if (per.length < 2) return `no uncertainty estimate: FVU ${sec.fvu.toFixed(3)} in one seed (${sec.fvu < 0.2 ? "below" : "not below"} 0.2)`;
+      if (per.length < 2)
+        return `no uncertainty estimate: FVU ${sec.fvu.toFixed(3)} in one seed (${sec.fvu < 0.2 ? "below" : "not below"} 0.2)`;
       const below = per.filter((x) => x < 0.2).length;
-      return below === per.length ? `holds qualitatively: FVU < 0.2 in every seed (${per.length} of ${per.length}); the space is sparsely decomposable` : below === 0 ? `not supported: FVU ≥ 0.2 in every seed` : `inconclusive: FVU < 0.2 in ${below} of ${per.length} seeds`;
+      return below === per.length
+        ? `holds qualitatively: FVU < 0.2 in every seed (${per.length} of ${per.length}); the space is sparsely decomposable`
+        : below === 0
+          ? `not supported: FVU ≥ 0.2 in every seed`
+          : `inconclusive: FVU < 0.2 in ${below} of ${per.length} seeds`;
     };
     rows.push({
       claim: "A secondary SAE decomposes the integration space (300 → 7,500 features)",
-      definition: "TopK SAE with 25×E features, k = 2%, on z-scored pre-ReLU NFM MLP1 output; held-out FVU (< 0.2 = sparsely decomposable)",
+      definition:
+        "TopK SAE with 25×E features, k = 2%, on z-scored pre-ReLU NFM MLP1 output; held-out FVU (< 0.2 = sparsely decomposable)",
       paper: "7,500 features (code used E=200 → 5,000); VE ≈ 0.96",
       faithful: s(F),
       corrected: s(C),
@@ -564,16 +700,21 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   }
 
   {
-    const tests = (m?: ModeResults): InteractionTest[] => (m?.interactionF ? (Array.isArray(m.interactionF) ? m.interactionF : [m.interactionF]) : []);
+    const tests = (m?: ModeResults): InteractionTest[] =>
+      m?.interactionF ? (Array.isArray(m.interactionF) ? m.interactionF : [m.interactionF]) : [];
     const s = (m?: ModeResults) => {
       const t = tests(m);
       const parts = t.map((x) => {
         const extra = [
           x.permutationP !== undefined ? `permutation p = ${x.permutationP.toPrecision(2)}` : "",
-          x.holmP !== undefined ? `Holm p = ${x.holmP.toPrecision(2)}${x.holmFamily ? ` (family of ${x.holmFamily})` : ""}` : "",
+          x.holmP !== undefined
+            ? `Holm p = ${x.holmP.toPrecision(2)}${x.holmFamily ? ` (family of ${x.holmFamily})` : ""}`
+            : "",
           x.contrast !== undefined ? `L = ${x.contrast.toExponential(2)} nats` : "",
           x.minDetectable !== undefined ? `detectable |L| ≥ ${x.minDetectable.toExponential(2)} nats (80% power)` : "",
-          x.authorsStatF !== undefined ? `authors' statistic F = ${x.authorsStatF.toFixed(2)}, p = ${x.authorsStatP?.toPrecision(2)}` : "",
+          x.authorsStatF !== undefined
+            ? `authors' statistic F = ${x.authorsStatF.toFixed(2)}, p = ${x.authorsStatP?.toPrecision(2)}`
+            : "",
         ].filter(Boolean);
         return `${x.seed !== undefined ? `seed ${x.seed}` : ""}${x.clamp ? `${x.seed !== undefined ? ", " : ""}${x.clamp}${x.feature !== undefined ? ` (#${x.feature})` : ""}` : ""}${x.seed !== undefined || x.clamp ? ": " : ""}F(${x.df1},${x.df2}) = ${x.f.toFixed(2)}, p = ${x.p.toPrecision(2)}${extra.length ? `; ${extra.join("; ")}` : ""}`;
       });
@@ -614,7 +755,9 @@ export function claimTableMarkdown(rows: ClaimRow[]): string {
 }
 
 /** The claims and both verdicts read back from a report's markdown (inverse of claimTableMarkdown for these fields). */
-export function parseClaimTable(markdown: string): Array<{ claim: string; verdictFaithful: string; verdictCorrected: string }> {
+export function parseClaimTable(
+  markdown: string,
+): Array<{ claim: string; verdictFaithful: string; verdictCorrected: string }> {
   const unesc = (s: string) => s.replace(/\\\|/g, "|").trim();
   const out: Array<{ claim: string; verdictFaithful: string; verdictCorrected: string }> = [];
   let cur: { claim: string; verdictFaithful: string; verdictCorrected: string } | null = null;

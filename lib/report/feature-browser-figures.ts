@@ -12,14 +12,32 @@ const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
 /** Histogram + direct-logit-effect bars for each summary (all of one kind), the first one shown by default. */
 export function featureDashboardSpec(summaries: FeatureSummary[], title?: string): VegaLiteSpec {
-  if (summaries.length === 0) throw new Error("featureDashboardSpec: no features to show (none of the source's features fired on the scanned tokens)");
+  if (summaries.length === 0)
+    throw new Error(
+      "featureDashboardSpec: no features to show (none of the source's features fired on the scanned tokens)",
+    );
   const kinds = new Set(summaries.map((s) => s.kind));
-  if (kinds.size !== 1) throw new Error(`featureDashboardSpec: summaries of one kind at a time (got ${[...kinds].join(", ")})`);
+  if (kinds.size !== 1)
+    throw new Error(`featureDashboardSpec: summaries of one kind at a time (got ${[...kinds].join(", ")})`);
   const first = summaries[0];
-  const hist = summaries.flatMap((s) => s.histogram.map((b) => ({ feature: s.feature, lo: b.lo, hi: b.hi, count: b.count })));
+  const hist = summaries.flatMap((s) =>
+    s.histogram.map((b) => ({ feature: s.feature, lo: b.lo, hi: b.hi, count: b.count })),
+  );
   const effects = summaries.flatMap((s) => [
-    ...s.raised.map((t, i) => ({ feature: s.feature, token: `${t.piece} (#${t.token})`, effect: t.effect, direction: "raised", rank: i })),
-    ...s.lowered.map((t, i) => ({ feature: s.feature, token: `${t.piece} (#${t.token})`, effect: t.effect, direction: "lowered", rank: i })),
+    ...s.raised.map((t, i) => ({
+      feature: s.feature,
+      token: `${t.piece} (#${t.token})`,
+      effect: t.effect,
+      direction: "raised",
+      rank: i,
+    })),
+    ...s.lowered.map((t, i) => ({
+      feature: s.feature,
+      token: `${t.piece} (#${t.token})`,
+      effect: t.effect,
+      direction: "lowered",
+      rank: i,
+    })),
   ]);
   const filter = { filter: "datum.feature == feature" };
   const spec: VegaLiteSpec = {
@@ -31,7 +49,13 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
         `the static image shows feature ${first.feature}; logit effect: decoder direction through the final norm and unembedding (direct path only)`,
       ],
     },
-    params: [{ name: "feature", value: first.feature, bind: { input: "select", options: summaries.map((s) => s.feature), name: "feature " } }],
+    params: [
+      {
+        name: "feature",
+        value: first.feature,
+        bind: { input: "select", options: summaries.map((s) => s.feature), name: "feature " },
+      },
+    ],
     hconcat: [
       {
         title: "activations where it fired",
@@ -54,9 +78,20 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
         height: 300,
         mark: "bar",
         encoding: {
-          y: { field: "token", type: "nominal", sort: { field: "effect", order: "descending" }, title: "token", axis: { labelLimit: 160 } },
+          y: {
+            field: "token",
+            type: "nominal",
+            sort: { field: "effect", order: "descending" },
+            title: "token",
+            axis: { labelLimit: 160 },
+          },
           x: { field: "effect", type: "quantitative", title: "centred logit effect (logits per unit activation)" },
-          color: { field: "direction", type: "nominal", scale: { domain: ["raised", "lowered"], range: ["#59a14f", "#e15759"] }, title: "logit" },
+          color: {
+            field: "direction",
+            type: "nominal",
+            scale: { domain: ["raised", "lowered"], range: ["#59a14f", "#e15759"] },
+            title: "logit",
+          },
         },
       },
     ],

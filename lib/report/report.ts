@@ -6,7 +6,8 @@
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
 import type { ModeArtifacts, SpliceSummary, TrainSummary } from "../pipeline/index";
 
-/** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over seeds per mode (./aggregate.ts). */
+/** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over
+ * seeds per mode (./aggregate.ts). */
 export interface StudyArtifacts {
   info: StudyInfo;
   perSeed: ModeArtifacts[];
@@ -42,12 +43,22 @@ export interface ReportFigure {
   caption: string;
 }
 
-const f = (v: number | null | undefined, digits = 4) => (v === null || v === undefined || !Number.isFinite(v) ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
-const pct = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? "—" : `${(v * 100).toFixed(1)}%`);
+const f = (v: number | null | undefined, digits = 4) =>
+  v === null || v === undefined || !Number.isFinite(v)
+    ? "—"
+    : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
+      ? v.toExponential(2)
+      : v.toFixed(digits);
+const pct = (v: number | null | undefined) =>
+  v === null || v === undefined || !Number.isFinite(v) ? "—" : `${(v * 100).toFixed(1)}%`;
 const esc = (s: string) => s.replace(/\|/g, "\\|");
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
-  return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.map((c) => esc(String(c))).join(" | ")} |`)].join("\n");
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.map((c) => esc(String(c))).join(" | ")} |`),
+  ].join("\n");
 }
 
 /** Parameters of OpenLLaMA-3B (the paper's model) for the scale statement. */
@@ -67,7 +78,19 @@ export function scaleStatement(h: RunHeader): string {
 
 function trainingTable(training: Record<string, TrainSummary>): string {
   return table(
-    ["model", "kind / variant", "steps", "held-out MSE", "MSE of own SAE path", "FVU", "L0", "dead", "linear share", "parameters", "train time (s)"],
+    [
+      "model",
+      "kind / variant",
+      "steps",
+      "held-out MSE",
+      "MSE of own SAE path",
+      "FVU",
+      "L0",
+      "dead",
+      "linear share",
+      "parameters",
+      "train time (s)",
+    ],
     Object.entries(training).map(([name, t]) => [
       name,
       `${t.kind} / ${t.variant}`,
@@ -86,7 +109,18 @@ function trainingTable(training: Record<string, TrainSummary>): string {
 
 function spliceTable(s: SpliceSummary): string {
   return table(
-    ["condition", "arm", "positions", "mean KL (nats) [95% CI]", "median KL", "KL / ε-KL [95% CI]", "1 − KL/KL(joint SAE path) [95% CI]", "mean CE (nats)", "CE loss recovered", "‖x̂ − x‖"],
+    [
+      "condition",
+      "arm",
+      "positions",
+      "mean KL (nats) [95% CI]",
+      "median KL",
+      "KL / ε-KL [95% CI]",
+      "1 − KL/KL(joint SAE path) [95% CI]",
+      "mean CE (nats)",
+      "CE loss recovered",
+      "‖x̂ − x‖",
+    ],
     s.rows.map((r) => [
       r.condition,
       r.kind,
@@ -139,7 +173,9 @@ function modeSection(m: ModeArtifacts): string {
       `${f(r.bimodal.mixture.two.weights[0], 2)} / ${f(r.bimodal.mixture.two.weights[1], 2)}`,
       `${r.bimodal.fixedCut.nLow} / ${r.bimodal.fixedCut.nHigh}`,
       r.bimodal.liveOnly ? f(r.bimodal.liveOnly.mixture.deltaBic, 1) : "—",
-      r.bimodal.activityByMixture ? r.bimodal.activityByMixture.map((a) => `${a.group}: ${a.dead} dead, ${a.rare} rare of ${a.n}`).join("; ") : "—",
+      r.bimodal.activityByMixture
+        ? r.bimodal.activityByMixture.map((a) => `${a.group}: ${a.dead} dead, ${a.rare} rare of ${a.n}`).join("; ")
+        : "—",
       r.bimodal.spearman ? f(r.bimodal.spearman.nfmTotal.r, 3) : "—",
       f(r.meanAbsCosine, 4),
       r.pcaComponents90,
@@ -148,7 +184,22 @@ function modeSection(m: ModeArtifacts): string {
       "**Feature geometry.** ΔBIC = BIC(1 component) − BIC(2 components) of a Gaussian mixture on the squared decoder norms, a description only: ΔBIC is not a test of bimodality (a skewed unimodal sample gives a large ΔBIC); the claims use Hartigan's dip test (dip p columns). The paper split at a fixed 0.2; counts below/above that cut are shown. " +
         "The unit-norm ablation has ‖W_dec,i‖² = 1 by construction, so it (and the matching row for the paper's joint model) is analysed on the effective decoder ‖W_dec,i + W_lin,i‖² — the SAE decoder and the NFM linear term are not separately identifiable (notes §12-9).",
       "",
-      table(["model", "features", "ΔBIC(1−2)", "mixture means", "mixture weights", "features < / > 0.2", "ΔBIC live only", "dead/rare per mode", "Spearman ρ(sq, (l+e)/T)", "mean |cos|", "PCs for 90%"], rows),
+      table(
+        [
+          "model",
+          "features",
+          "ΔBIC(1−2)",
+          "mixture means",
+          "mixture weights",
+          "features < / > 0.2",
+          "ΔBIC live only",
+          "dead/rare per mode",
+          "Spearman ρ(sq, (l+e)/T)",
+          "mean |cos|",
+          "PCs for 90%",
+        ],
+        rows,
+      ),
       "",
     );
   }
@@ -174,14 +225,18 @@ function modeSection(m: ModeArtifacts): string {
           l.holmP !== null && l.holmP !== undefined ? f(l.holmP, 3) : "—",
           it ? `${f(it.contrast, 4)} (≥ ${f(it.power.minDetectable, 4)})` : "—",
           it ? `${f(it.formality.f, 2)} / ${f(it.emotion.f, 2)}` : "—",
-          l.interaction ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f, 2)}, p = ${f(l.interaction.p, 3)}` : "—",
+          l.interaction
+            ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f, 2)}, p = ${f(l.interaction.p, 3)}`
+            : "—",
           l.authors ? `F = ${f(l.authors.f, 2)}, p = ${f(l.authors.p, 3)}` : "—",
           f(l.maxAbsDelta, 4),
           `${l.nonZero} / ${l.readouts}`,
         ];
       }),
     );
-    const additive = iv.experiments.filter((e) => e.kind === "additive" && e.unit).map((e) => `#${e.feature}: ${f(e.unit!.value, 4)} (cell ${e.unit!.cell})`);
+    const additive = iv.experiments
+      .filter((e) => e.kind === "additive" && e.unit)
+      .map((e) => `#${e.feature}: ${f(e.unit!.value, 4)} (cell ${e.unit!.cell})`);
     out.push(
       `**Clamping (2×2 formality × emotion).** Candidates: ${sel.candidates} secondary features active on the stimulus sentences, ranked by one-way ANOVA over the four cells; ` +
         `${sel.dropped} dropped because they never fire at the ${sel.readoutPositions} readout positions (a clamp cannot act there)${sel.droppedExamples.length ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f, 2)})`).join(", #")}` : ""}. ` +
@@ -195,12 +250,33 @@ function modeSection(m: ModeArtifacts): string {
         "The (prompt × word) ANOVA with prompts as blocks and the authors' paired statistic are shown for reference only: both treat the same words under every prompt as independent replicates. " +
         "A mixed model with crossed random effects for prompt and word is not fitted: no maintained npm library fits crossed random effects, and averaging over prompts within words is the conservative item-level alternative.",
       "",
-      table(["experiment", "clamp", "interaction (item level)", "permutation p", "Holm p", "L nats (power line)", "formality / emotion F (items)", "reference: (prompt × word) ANOVA", "authors' statistic", "max |Δ| (nats)", "readouts with Δ ≠ 0"], rows),
+      table(
+        [
+          "experiment",
+          "clamp",
+          "interaction (item level)",
+          "permutation p",
+          "Holm p",
+          "L nats (power line)",
+          "formality / emotion F (items)",
+          "reference: (prompt × word) ANOVA",
+          "authors' statistic",
+          "max |Δ| (nats)",
+          "readouts with Δ ≠ 0",
+        ],
+        rows,
+      ),
       "",
     );
   }
   const errs = Object.entries(m.errors);
-  if (errs.length) out.push("**Steps that failed in this mode** (their claims read \"not measured\"):", "", ...errs.map(([k, v]) => `- ${k}: ${v}`), "");
+  if (errs.length)
+    out.push(
+      '**Steps that failed in this mode** (their claims read "not measured"):',
+      "",
+      ...errs.map(([k, v]) => `- ${k}: ${v}`),
+      "",
+    );
   return out.join("\n");
 }
 
@@ -211,7 +287,7 @@ export function statisticsParagraph(info: StudyInfo): string {
     `**Statistics.** The unit of replication is the training seed: every model is trained ${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), with the data split fixed. `,
     k >= 2
       ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values (mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the per-seed values are listed in each cell. `
-      : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked \"no seed variation\"), which understates the uncertainty of a replication. ",
+      : 'With one seed there is no seed-to-seed variation: a claim\'s CI is the within-seed interval (marked "no seed variation"), which understates the uncertainty of a replication. ',
     "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
     "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
     "The clamping interaction's unit is the target word (each word's Δ log p averaged over prompts or sentences; 2 × 2 between-items ANOVA, a seeded permutation test, Holm correction over clamp values × features × clamp kinds × readouts, and the smallest effect the design detects with 80% power); it is reported per seed with the sign of the interaction compared across seeds. ",
@@ -235,12 +311,26 @@ function convergenceSection(study: StudyArtifacts): string {
     }
   }
   out.push("## Convergence", "");
-  out.push("Relative change of the held-out MSE over the last 20% of training steps, per model and seed; a model passes when it is below 1%.", "");
-  if (/^quick$/i.test(study.info.preset)) out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
-  else if (!study.info.converged) out.push(`**The ${study.info.preset} preset is not converged: its numbers are not findings.**`, "");
+  out.push(
+    "Relative change of the held-out MSE over the last 20% of training steps, per model and seed; a model passes when it is below 1%.",
+    "",
+  );
+  if (/^quick$/i.test(study.info.preset))
+    out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
+  else if (!study.info.converged)
+    out.push(`**The ${study.info.preset} preset is not converged: its numbers are not findings.**`, "");
   if (study.info.note) out.push(`*Preset note:* ${study.info.note}`, "");
-  if (failed) out.push(`**Warning: ${failed} model × seed run${failed === 1 ? "" : "s"} did not pass the convergence check; the claims resting on them say so in their verdicts.**`, "");
-  out.push(rows.length ? table(["mode", "model", ...seeds.map((s) => `seed ${s}`)], rows) : "No convergence check was recorded.", "");
+  if (failed)
+    out.push(
+      `**Warning: ${failed} model × seed run${failed === 1 ? "" : "s"} did not pass the convergence check; the claims resting on them say so in their verdicts.**`,
+      "",
+    );
+  out.push(
+    rows.length
+      ? table(["mode", "model", ...seeds.map((s) => `seed ${s}`)], rows)
+      : "No convergence check was recorded.",
+    "",
+  );
   return out.join("\n");
 }
 
@@ -250,7 +340,16 @@ function duplicationSection(study: StudyArtifacts): string {
   const sci = (xs: number[]) => xs.map((v) => (Number.isFinite(v) ? v.toExponential(2) : "—")).join(", ");
   for (const mode of ["faithful", "corrected"] as const) {
     for (const d of study.aggregated[mode]?.duplication ?? []) {
-      rows.push([mode, d.model, sci(d.maxDrift), sci(d.maxInitialDifference), sci(d.ownPathMseMeasured), sci(d.ownPathMsePredicted), sci(d.meanSquare), d.note]);
+      rows.push([
+        mode,
+        d.model,
+        sci(d.maxDrift),
+        sci(d.maxInitialDifference),
+        sci(d.ownPathMseMeasured),
+        sci(d.ownPathMsePredicted),
+        sci(d.meanSquare),
+        d.note,
+      ]);
     }
   }
   return [
@@ -260,7 +359,19 @@ function duplicationSection(study: StudyArtifacts): string {
       `The table checks this per seed (values listed in seed order: ${seeds.join(", ")}): the drift of W_dec − W_lin from its initial value (≈ 0 confirms the mechanism), the size of the initial difference, and the own-path MSE measured vs predicted from the formula.`,
     "",
     rows.length
-      ? table(["mode", "joint variant", "max drift", "max initial difference", "own-path MSE measured", "own-path MSE predicted", "mean square", "note"], rows)
+      ? table(
+          [
+            "mode",
+            "joint variant",
+            "max drift",
+            "max initial difference",
+            "own-path MSE measured",
+            "own-path MSE predicted",
+            "mean square",
+            "note",
+          ],
+          rows,
+        )
       : "No duplication check was recorded.",
     "",
   ].join("\n");
@@ -270,7 +381,9 @@ function duplicationSection(study: StudyArtifacts): string {
 export function buildReport(h: RunHeader, study: StudyArtifacts, figures: ReportFigure[]): string {
   const info = study.info;
   const firstSeed = info.seeds[0] ?? h.seed;
-  const detail = (mode: string) => study.perSeed.find((m) => m.params.mode === mode && m.params.seed === firstSeed) ?? study.perSeed.find((m) => m.params.mode === mode);
+  const detail = (mode: string) =>
+    study.perSeed.find((m) => m.params.mode === mode && m.params.seed === firstSeed) ??
+    study.perSeed.find((m) => m.params.mode === mode);
   const details = ["faithful", "corrected"].map(detail).filter((m): m is ModeArtifacts => !!m);
   const out: string[] = [];
   out.push(`# Feature Integration Spaces — reproduction report`, "");
@@ -304,7 +417,8 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   );
   out.push(scaleStatement(h), "");
   out.push(statisticsParagraph(info), "");
-  if (/^quick$/i.test(info.preset)) out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
+  if (/^quick$/i.test(info.preset))
+    out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
   out.push("## Claims", "");
   out.push(
     "Two verdicts per claim. *Faithful run reproduces the paper's number?* compares the faithful mode's value with the paper's: *reproduces* = the CI contains the paper's number; *same direction, ours R×* = the CI excludes zero on the paper's side; *no effect distinguishable from zero* = the CI includes zero; *no uncertainty estimate* = no CI, so no conclusion. " +
@@ -316,11 +430,16 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   out.push(convergenceSection(study));
   out.push(duplicationSection(study));
   out.push("## Details per mode", "");
-  if (details.length) out.push(`The tables below are for the first seed (seed ${details[0].params.seed})${info.seeds.length > 1 ? `; the claims above combine all ${info.seeds.length} seeds` : ""}.`, "");
+  if (details.length)
+    out.push(
+      `The tables below are for the first seed (seed ${details[0].params.seed})${info.seeds.length > 1 ? `; the claims above combine all ${info.seeds.length} seeds` : ""}.`,
+      "",
+    );
   for (const m of details) out.push(modeSection(m));
   if (figures.length) {
     out.push("## Figures", "");
-    for (const fig of figures) out.push(`**${esc(fig.caption)}** ([SVG](${fig.svg}))`, "", `![${fig.caption}](${fig.png})`, "");
+    for (const fig of figures)
+      out.push(`**${esc(fig.caption)}** ([SVG](${fig.svg}))`, "", `![${fig.caption}](${fig.png})`, "");
   }
   out.push(
     "## Definitions",

@@ -104,17 +104,24 @@ export interface TwoWayAnovaResult {
  * formulas below are exact; unbalanced input is rejected with a message naming the short cell.
  * With one observation per cell and no blocks there are no residual degrees of freedom (error).
  */
-export function twoWayAnova(obs: TwoWayObservation[], names: { a?: string; b?: string; block?: string } = {}): TwoWayAnovaResult {
+export function twoWayAnova(
+  obs: TwoWayObservation[],
+  names: { a?: string; b?: string; block?: string } = {},
+): TwoWayAnovaResult {
   if (obs.length === 0) throw new Error("twoWayAnova: no observations");
   const nameA = names.a ?? "A";
   const nameB = names.b ?? "B";
   const nameBlock = names.block ?? "block";
   const hasBlock = obs[0].block !== undefined;
   obs.forEach((o, i) => {
-    if ((o.block !== undefined) !== hasBlock) throw new Error(`twoWayAnova: observation ${i} ${hasBlock ? "lacks" : "has"} a block label (all or none must have one)`);
+    if ((o.block !== undefined) !== hasBlock)
+      throw new Error(
+        `twoWayAnova: observation ${i} ${hasBlock ? "lacks" : "has"} a block label (all or none must have one)`,
+      );
     if (!Number.isFinite(o.y)) throw new Error(`twoWayAnova: observation ${i} has a non-finite y (${o.y})`);
   });
-  const levels = (get: (o: TwoWayObservation) => string | number | undefined) => Array.from(new Set(obs.map((o) => String(get(o))))).sort();
+  const levels = (get: (o: TwoWayObservation) => string | number | undefined) =>
+    Array.from(new Set(obs.map((o) => String(get(o))))).sort();
   const LA = levels((o) => o.a);
   const LB = levels((o) => o.b);
   const LK = hasBlock ? levels((o) => o.block) : ["(none)"];
@@ -143,7 +150,8 @@ export function twoWayAnova(obs: TwoWayObservation[], names: { a?: string; b?: s
         if (c !== n) {
           throw new Error(
             `twoWayAnova: unbalanced design (only balanced designs are supported): cell ${nameA}=${LA[i]}, ${nameB}=${LB[j]}` +
-              (hasBlock ? `, ${nameBlock}=${LK[k]}` : "") + ` has ${c} observation(s), expected ${n}`,
+              (hasBlock ? `, ${nameBlock}=${LK[k]}` : "") +
+              ` has ${c} observation(s), expected ${n}`,
           );
         }
       }

@@ -57,11 +57,15 @@ interface Cells {
 function cellsOf(items: Item2x2[], names: { a: string; b: string }): Cells {
   if (items.length === 0) throw new Error("betweenItemsAnova2x2: no items");
   items.forEach((it, k) => {
-    if (!Number.isFinite(it.y)) throw new Error(`betweenItemsAnova2x2: item ${k}${it.id ? ` (${it.id})` : ""} has a non-finite y (${it.y})`);
+    if (!Number.isFinite(it.y))
+      throw new Error(`betweenItemsAnova2x2: item ${k}${it.id ? ` (${it.id})` : ""} has a non-finite y (${it.y})`);
   });
   const levels = (get: (it: Item2x2) => string | number, name: string): [string, string] => {
     const l = Array.from(new Set(items.map((it) => String(get(it))))).sort();
-    if (l.length !== 2) throw new Error(`betweenItemsAnova2x2: factor ${name} must have exactly 2 levels (got ${l.length}: ${l.join(", ")})`);
+    if (l.length !== 2)
+      throw new Error(
+        `betweenItemsAnova2x2: factor ${name} must have exactly 2 levels (got ${l.length}: ${l.join(", ")})`,
+      );
     return [l[0], l[1]];
   };
   const LA = levels((it) => it.a, names.a);
@@ -70,9 +74,11 @@ function cellsOf(items: Item2x2[], names: { a: string; b: string }): Cells {
   const size = [0, 0, 0, 0];
   for (const c of cellOf) size[c]++;
   size.forEach((s, c) => {
-    if (s === 0) throw new Error(`betweenItemsAnova2x2: cell ${names.a}=${LA[c >> 1]}, ${names.b}=${LB[c & 1]} has no items`);
+    if (s === 0)
+      throw new Error(`betweenItemsAnova2x2: cell ${names.a}=${LA[c >> 1]}, ${names.b}=${LB[c & 1]} has no items`);
   });
-  if (items.length - 4 < 1) throw new Error(`betweenItemsAnova2x2: need ≥ 5 items for a residual df (got ${items.length})`);
+  if (items.length - 4 < 1)
+    throw new Error(`betweenItemsAnova2x2: need ≥ 5 items for a residual df (got ${items.length})`);
   return { levelsA: LA, levelsB: LB, cellOf, size };
 }
 
@@ -103,7 +109,10 @@ function interactionF(m: number[], ssWithin: number, size: number[], dfE: number
  * The 2 × 2 between-items ANOVA (type III sums of squares via cell-mean contrasts; any cell sizes
  * ≥ 1, at least 5 items). `names` label the factors in the table.
  */
-export function betweenItemsAnova2x2(items: Item2x2[], names: { a?: string; b?: string } = {}): BetweenItemsAnovaResult {
+export function betweenItemsAnova2x2(
+  items: Item2x2[],
+  names: { a?: string; b?: string } = {},
+): BetweenItemsAnovaResult {
   const nameA = names.a ?? "A";
   const nameB = names.b ?? "B";
   const cells = cellsOf(items, { a: nameA, b: nameB });
@@ -116,7 +125,15 @@ export function betweenItemsAnova2x2(items: Item2x2[], names: { a?: string; b?: 
     const L = contrast(c, m);
     const ss = (L * L) / varFactor(c, cells.size);
     const f = ss / msE;
-    return { term: name, ss, df: 1, ms: ss, f, p: Number.isNaN(f) ? NaN : fUpperP(f, 1, dfE), partialEtaSquared: ss / (ss + ssWithin) };
+    return {
+      term: name,
+      ss,
+      df: 1,
+      ms: ss,
+      f,
+      p: Number.isNaN(f) ? NaN : fUpperP(f, 1, dfE),
+      partialEtaSquared: ss / (ss + ssWithin),
+    };
   };
   const tA = term(nameA, C_A);
   const tB = term(nameB, C_B);
@@ -161,10 +178,14 @@ export interface PermutationResult {
  * Seeded permutation test of the 2 × 2 interaction (Freedman–Lane residual permutation under the
  * additive model, statistic = interaction F, two-sided in L). Deterministic for a given seed.
  */
-export function permutationInteraction2x2(items: Item2x2[], opts: { permutations?: number; seed?: number } = {}): PermutationResult {
+export function permutationInteraction2x2(
+  items: Item2x2[],
+  opts: { permutations?: number; seed?: number } = {},
+): PermutationResult {
   const B = opts.permutations ?? 10_000;
   const seed = opts.seed ?? 0;
-  if (!(Number.isInteger(B) && B >= 1)) throw new Error(`permutationInteraction2x2: permutations must be a positive integer (got ${B})`);
+  if (!(Number.isInteger(B) && B >= 1))
+    throw new Error(`permutationInteraction2x2: permutations must be a positive integer (got ${B})`);
   const cells = cellsOf(items, { a: "A", b: "B" });
   const N = items.length;
   const dfE = N - 4;
@@ -254,10 +275,14 @@ export function twoSidedTPower(delta: number, df: number, alpha = 0.05): number 
  * mean square and the observed cell sizes: |L| = δ · √(MS_E · Σ 1/n_ij), δ solved by bisection on
  * the noncentral-t power.
  */
-export function minDetectableInteraction2x2(r: BetweenItemsAnovaResult, opts: { alpha?: number; power?: number } = {}): PowerLine {
+export function minDetectableInteraction2x2(
+  r: BetweenItemsAnovaResult,
+  opts: { alpha?: number; power?: number } = {},
+): PowerLine {
   const alpha = opts.alpha ?? 0.05;
   const power = opts.power ?? 0.8;
-  if (!(alpha > 0 && alpha < 1) || !(power > alpha && power < 1)) throw new Error(`minDetectableInteraction2x2: need 0 < α < power < 1 (got α = ${alpha}, power = ${power})`);
+  if (!(alpha > 0 && alpha < 1) || !(power > alpha && power < 1))
+    throw new Error(`minDetectableInteraction2x2: need 0 < α < power < 1 (got α = ${alpha}, power = ${power})`);
   const df = r.residual.df;
   const se = r.contrast.se;
   // Bracket: the normal approximation (z_{1−α/2} + z_power) is a lower bound for small df.

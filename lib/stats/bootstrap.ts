@@ -28,14 +28,21 @@ export interface ConfidenceInterval {
 }
 
 /** Percentile interval [q_{α/2}, q_{1−α/2}] of the finite replicates (type-7 quantiles). */
-export function percentileInterval(replicates: ArrayLike<number>, level = 0.95): { lo: number; hi: number; nonFinite: number } {
+export function percentileInterval(
+  replicates: ArrayLike<number>,
+  level = 0.95,
+): { lo: number; hi: number; nonFinite: number } {
   if (!(level > 0 && level < 1)) throw new Error(`percentileInterval: level must be in (0, 1) (got ${level})`);
   const finite: number[] = [];
   for (let i = 0; i < replicates.length; i++) if (Number.isFinite(replicates[i])) finite.push(replicates[i]);
   if (finite.length === 0) return { lo: NaN, hi: NaN, nonFinite: replicates.length };
   const s = sorted(finite);
   const alpha = 1 - level;
-  return { lo: quantile(s, alpha / 2, true), hi: quantile(s, 1 - alpha / 2, true), nonFinite: replicates.length - finite.length };
+  return {
+    lo: quantile(s, alpha / 2, true),
+    hi: quantile(s, 1 - alpha / 2, true),
+    nonFinite: replicates.length - finite.length,
+  };
 }
 
 /** Draw multiplicities of nClusters clusters resampled with replacement (sum = nClusters). */
@@ -55,10 +62,12 @@ export function clusterBootstrap(
   statistic: (weights: Float64Array) => number[],
   opts: BootstrapOptions = {},
 ): ConfidenceInterval[] {
-  if (!Number.isInteger(nClusters) || nClusters < 1) throw new Error(`clusterBootstrap: nClusters must be a positive integer (got ${nClusters})`);
+  if (!Number.isInteger(nClusters) || nClusters < 1)
+    throw new Error(`clusterBootstrap: nClusters must be a positive integer (got ${nClusters})`);
   const samples = opts.samples ?? 2000;
   const level = opts.level ?? 0.95;
-  if (!Number.isInteger(samples) || samples < 1) throw new Error(`clusterBootstrap: samples must be a positive integer (got ${samples})`);
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new Error(`clusterBootstrap: samples must be a positive integer (got ${samples})`);
   const rng = new Rng(opts.seed ?? 0);
   const ones = new Float64Array(nClusters).fill(1);
   const estimate = statistic(ones);
@@ -67,7 +76,8 @@ export function clusterBootstrap(
   for (let s = 0; s < samples; s++) {
     resampleMultiplicities(nClusters, rng, w);
     const v = statistic(w);
-    if (v.length !== estimate.length) throw new Error("clusterBootstrap: statistic returned a varying number of outputs");
+    if (v.length !== estimate.length)
+      throw new Error("clusterBootstrap: statistic returned a varying number of outputs");
     for (let j = 0; j < v.length; j++) reps[j][s] = v[j];
   }
   return estimate.map((est, j) => {
@@ -92,13 +102,19 @@ export function pooledMean(sums: ArrayLike<number>, counts: ArrayLike<number>, w
  * Cluster-bootstrap CI of a pooled mean over all observations, given each observation's value and
  * cluster id (0..nClusters−1).
  */
-export function clusterBootstrapMeanCI(values: ArrayLike<number>, clusters: ArrayLike<number>, opts: BootstrapOptions = {}): ConfidenceInterval {
-  if (values.length !== clusters.length) throw new Error(`clusterBootstrapMeanCI: ${values.length} values but ${clusters.length} cluster ids`);
+export function clusterBootstrapMeanCI(
+  values: ArrayLike<number>,
+  clusters: ArrayLike<number>,
+  opts: BootstrapOptions = {},
+): ConfidenceInterval {
+  if (values.length !== clusters.length)
+    throw new Error(`clusterBootstrapMeanCI: ${values.length} values but ${clusters.length} cluster ids`);
   if (values.length === 0) throw new Error("clusterBootstrapMeanCI: no values");
   let nClusters = 0;
   for (let i = 0; i < clusters.length; i++) {
     const c = clusters[i];
-    if (!Number.isInteger(c) || c < 0) throw new Error(`clusterBootstrapMeanCI: cluster id at ${i} must be a non-negative integer (got ${c})`);
+    if (!Number.isInteger(c) || c < 0)
+      throw new Error(`clusterBootstrapMeanCI: cluster id at ${i} must be a non-negative integer (got ${c})`);
     if (c + 1 > nClusters) nClusters = c + 1;
   }
   const sums = new Float64Array(nClusters);
@@ -138,7 +154,8 @@ export function groupedClusterBootstrap(
   const unitCluster = new Int32Array(nUnits);
   for (let u = 0; u < nUnits; u++) {
     const g = groups[u];
-    if (!Number.isInteger(g)) throw new Error(`groupedClusterBootstrap: group id of unit ${u} must be an integer (got ${g})`);
+    if (!Number.isInteger(g))
+      throw new Error(`groupedClusterBootstrap: group id of unit ${u} must be an integer (got ${g})`);
     let c = ids.get(g);
     if (c === undefined) {
       c = ids.size;

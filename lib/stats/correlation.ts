@@ -128,7 +128,8 @@ export function spearmanBootstrapCI(x: Numeric, y: Numeric, opts: SpearmanBootst
   const n = x.length;
   const samples = opts.samples ?? 2000;
   const level = opts.level ?? 0.95;
-  if (!Number.isInteger(samples) || samples < 1) throw new Error(`spearmanBootstrapCI: samples must be a positive integer (got ${samples})`);
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new Error(`spearmanBootstrapCI: samples must be a positive integer (got ${samples})`);
   if (!(level > 0 && level < 1)) throw new Error(`spearmanBootstrapCI: level must be in (0, 1) (got ${level})`);
   const rng = new Rng(opts.seed ?? 0);
   const cx = denseCodes(x);

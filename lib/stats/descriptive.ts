@@ -110,7 +110,8 @@ export function histogram(x: Numeric, bins = 50, range?: [number, number]): Hist
       if (x[i] > hi) hi = x[i];
     }
   }
-  if (!(hi >= lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) throw new Error(`histogram: bad range [${lo}, ${hi}]`);
+  if (!(hi >= lo) || !Number.isFinite(lo) || !Number.isFinite(hi))
+    throw new Error(`histogram: bad range [${lo}, ${hi}]`);
   if (hi === lo) {
     lo -= 0.5;
     hi += 0.5;

@@ -74,7 +74,13 @@ class DipWorkspace {
  * 2n·dip for k distinct sorted values v with counts below (p) and up to and including (c) each value.
  * Returns [twoNDip, L, U] (indices into v of the final modal interval).
  */
-function dipCore(v: ArrayLike<number>, p: ArrayLike<number>, c: ArrayLike<number>, k: number, ws: DipWorkspace): [number, number, number] {
+function dipCore(
+  v: ArrayLike<number>,
+  p: ArrayLike<number>,
+  c: ArrayLike<number>,
+  k: number,
+  ws: DipWorkspace,
+): [number, number, number] {
   if (k === 1) return [1, 0, 0];
   const { mn, mj, gcm, lcm } = ws;
   // GCM chain over the lower jump ends (v_j, p_j): mn[j] = predecessor of j on the lower hull of 0..j.
@@ -237,7 +243,8 @@ export function dipStatistic(x: ArrayLike<number>): DipStatistic {
 export function dipTest(x: ArrayLike<number>, opts: DipTestOptions = {}): DipTestResult {
   checkSample("dipTest", x);
   const samples = opts.samples ?? 2000;
-  if (!Number.isInteger(samples) || samples < 1) throw new Error(`dipTest: samples must be a positive integer (got ${samples})`);
+  if (!Number.isInteger(samples) || samples < 1)
+    throw new Error(`dipTest: samples must be a positive integer (got ${samples})`);
   const n = x.length;
   const { dip } = dipStatistic(x);
   const observed2n = dip * 2 * n;
@@ -257,5 +264,11 @@ export function dipTest(x: ArrayLike<number>, opts: DipTestOptions = {}): DipTes
     const [D] = dipCore(v, p, c, n, ws);
     if (D >= observed2n - 1e-9) count++;
   }
-  return { dip, p: (count + 1) / (samples + 1), n, samples, method: `Hartigan's dip test, Monte Carlo p-value from ${samples} uniform samples of n = ${n}` };
+  return {
+    dip,
+    p: (count + 1) / (samples + 1),
+    n,
+    samples,
+    method: `Hartigan's dip test, Monte Carlo p-value from ${samples} uniform samples of n = ${n}`,
+  };
 }

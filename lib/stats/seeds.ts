@@ -10,7 +10,12 @@
 import type { Measured } from "../report/claims";
 import { studentTQuantile } from "./distributions";
 
-export function acrossSeeds(values: number[], withinSeedCi?: Array<[number, number] | null>, level = 0.95, withinMethod = "document bootstrap"): Measured {
+export function acrossSeeds(
+  values: number[],
+  withinSeedCi?: Array<[number, number] | null>,
+  level = 0.95,
+  withinMethod = "document bootstrap",
+): Measured {
   if (!(level > 0 && level < 1)) throw new Error(`acrossSeeds: level must be in (0, 1) (got ${level})`);
   const keep = values.map((v, i) => (Number.isFinite(v) ? i : -1)).filter((i) => i >= 0);
   const dropped = values.length - keep.length;

@@ -4,7 +4,14 @@
  * names, and the backend capacity check.
  */
 import { backendInfo } from "../backend";
-import { AdamConfig, FaithfulEstimate, Schedule, correctedSchedule, faithfulSchedule, validateAdamConfig } from "../optim";
+import {
+  AdamConfig,
+  FaithfulEstimate,
+  Schedule,
+  correctedSchedule,
+  faithfulSchedule,
+  validateAdamConfig,
+} from "../optim";
 import { ModelConfig, paramCounts, validateModelConfig } from "../joint";
 import type { NormalizationSpec } from "../data/types";
 
@@ -41,25 +48,36 @@ export interface TrainConfig {
 
 export function validateTrainConfig(c: TrainConfig): TrainConfig {
   const posInt = (v: unknown, f: string) => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`train.${f}: must be a positive integer (got ${JSON.stringify(v)})`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      throw new Error(`train.${f}: must be a positive integer (got ${JSON.stringify(v)})`);
   };
   posInt(c.steps, "steps");
   posInt(c.batchSize, "batchSize");
   if (!Number.isInteger(c.seed)) throw new Error(`train.seed: must be an integer (got ${JSON.stringify(c.seed)})`);
   validateAdamConfig(c.optim, "train.optim");
-  if (c.optim.clipNorm !== null && !(c.optim.clipNorm > 0)) throw new Error(`train.optim.clipNorm: must be positive or null (got ${c.optim.clipNorm})`);
+  if (c.optim.clipNorm !== null && !(c.optim.clipNorm > 0))
+    throw new Error(`train.optim.clipNorm: must be positive or null (got ${c.optim.clipNorm})`);
   const model = validateModelConfig(c.model, "train.model");
   if (!c.schedule || !["corrected", "faithful", "fixed", "constant"].includes(c.schedule.mode)) {
-    throw new Error(`train.schedule.mode: must be "corrected", "faithful", "fixed" or "constant" (got ${JSON.stringify(c.schedule && (c.schedule as any).mode)})`);
+    throw new Error(
+      `train.schedule.mode: must be "corrected", "faithful", "fixed" or "constant" (got ${JSON.stringify(c.schedule && (c.schedule as any).mode)})`,
+    );
   }
-  if (!["all", "train", "val"].includes(c.data?.part)) throw new Error(`train.data.part: must be all, train or val (got ${JSON.stringify(c.data?.part)})`);
-  if (!["store", "per-chunk", "none"].includes(c.data?.normalize)) throw new Error(`train.data.normalize: must be store, per-chunk or none (got ${JSON.stringify(c.data?.normalize)})`);
+  if (!["all", "train", "val"].includes(c.data?.part))
+    throw new Error(`train.data.part: must be all, train or val (got ${JSON.stringify(c.data?.part)})`);
+  if (!["store", "per-chunk", "none"].includes(c.data?.normalize))
+    throw new Error(
+      `train.data.normalize: must be store, per-chunk or none (got ${JSON.stringify(c.data?.normalize)})`,
+    );
   posInt(c.eval?.rows, "eval.rows");
-  if (!(Number.isInteger(c.eval.every) && c.eval.every >= 0)) throw new Error(`train.eval.every: must be an integer ≥ 0 (got ${c.eval.every})`);
-  if (!(Number.isInteger(c.checkpoint?.every) && c.checkpoint.every >= 0)) throw new Error(`train.checkpoint.every: must be an integer ≥ 0 (got ${c.checkpoint?.every})`);
+  if (!(Number.isInteger(c.eval.every) && c.eval.every >= 0))
+    throw new Error(`train.eval.every: must be an integer ≥ 0 (got ${c.eval.every})`);
+  if (!(Number.isInteger(c.checkpoint?.every) && c.checkpoint.every >= 0))
+    throw new Error(`train.checkpoint.every: must be an integer ≥ 0 (got ${c.checkpoint?.every})`);
   for (const f of ["keep", "keepEvery"] as const) {
     const v = c.checkpoint[f];
-    if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw new Error(`train.checkpoint.${f}: must be an integer ≥ 0 (got ${JSON.stringify(v)})`);
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0))
+      throw new Error(`train.checkpoint.${f}: must be an integer ≥ 0 (got ${JSON.stringify(v)})`);
   }
   return { ...c, model };
 }
@@ -68,7 +86,8 @@ export function buildSchedule(s: ScheduleSpec, steps: number): Schedule {
   if (s.mode === "constant") return { kind: "constant" };
   if (s.mode === "corrected") return correctedSchedule(steps, s.decayFraction ?? 0.8, s.endFactor ?? 0.1);
   if (s.mode === "fixed") {
-    if (!(Number.isInteger(s.totalIters) && s.totalIters > 0)) throw new Error(`train.schedule.totalIters: must be a positive integer (got ${s.totalIters})`);
+    if (!(Number.isInteger(s.totalIters) && s.totalIters > 0))
+      throw new Error(`train.schedule.totalIters: must be a positive integer (got ${s.totalIters})`);
     return { kind: "linear", startFactor: 1, endFactor: s.endFactor ?? 0.1, totalIters: s.totalIters };
   }
   return faithfulSchedule(s.estimate, s.endFactor ?? 0.1);
@@ -79,7 +98,11 @@ export function buildSchedule(s: ScheduleSpec, steps: number): Schedule {
  * gradients (float32) resident in the backend plus a rough activation term; Adam moments live in
  * JS memory and are not counted against the heap.
  */
-export function checkBackendCapacity(model: ModelConfig, batchSize: number, backend: string = backendInfo().name): void {
+export function checkBackendCapacity(
+  model: ModelConfig,
+  batchSize: number,
+  backend: string = backendInfo().name,
+): void {
   const pc = paramCounts(model).total;
   const k = model.sae.k;
   const act = batchSize * (model.sae.F + 4 * k * Math.max(model.sae.d, model.nfm?.E ?? 0));

@@ -35,7 +35,8 @@ export interface EvalMetrics {
 /** The number of rows in `rows` [n, d] (an error naming `where` unless a positive whole number). */
 export function rowCount(rows: Float32Array, d: number, where: string): number {
   const n = rows.length / d;
-  if (!Number.isInteger(n) || n === 0) throw new Error(`${where}: ${rows.length} values is not a positive multiple of d = ${d}`);
+  if (!Number.isInteger(n) || n === 0)
+    throw new Error(`${where}: ${rows.length} values is not a positive multiple of d = ${d}`);
   return n;
 }
 
@@ -44,7 +45,12 @@ export function rowCount(rows: Float32Array, d: number, where: string): number {
  * visit(o, start, b) runs inside tf.tidy for the b rows from row `start` (read what is needed from
  * o there). The one batched pass behind evaluation and the diagnostics built on it.
  */
-export function forwardInBatches(model: Model, rows: Float32Array, batchSize: number, visit: (o: ForwardOutput, start: number, b: number) => void): void {
+export function forwardInBatches(
+  model: Model,
+  rows: Float32Array,
+  batchSize: number,
+  visit: (o: ForwardOutput, start: number, b: number) => void,
+): void {
   const c = model.config;
   const d = c.sae.d;
   const n = rows.length / d;
@@ -99,10 +105,21 @@ export function evaluate(model: Model, rows: Float32Array, batchSize = 512): Eva
 }
 
 /** Fixed held-out rows: the first `n` rows of a seeded pass over `part` of the source. */
-export function heldOutRows(source: RowSource, n: number, opts: { seed: number; part: BatchOptions["part"]; normalize: BatchOptions["normalize"] }): Float32Array {
+export function heldOutRows(
+  source: RowSource,
+  n: number,
+  opts: { seed: number; part: BatchOptions["part"]; normalize: BatchOptions["normalize"] },
+): Float32Array {
   const out = new Float32Array(n * source.d);
   let got = 0;
-  for (const b of source.batches({ batchSize: Math.min(n, 4096), seed: opts.seed, epochs: 1, part: opts.part, normalize: opts.normalize, dropLast: false })) {
+  for (const b of source.batches({
+    batchSize: Math.min(n, 4096),
+    seed: opts.seed,
+    epochs: 1,
+    part: opts.part,
+    normalize: opts.normalize,
+    dropLast: false,
+  })) {
     const take = Math.min(b.size, n - got);
     out.set(b.x.subarray(0, take * source.d), got * source.d);
     got += take;
@@ -119,11 +136,17 @@ export function heldOutRows(source: RowSource, n: number, opts: { seed: number; 
  * held-out data exactly as it saw training data. A training source without a spec yields raw rows
  * for "store", so the held-out rows stay raw too. "per-chunk" and "none" keep their per-source meaning.
  */
-export function evalRowsFromSeparateSource(train: RowSource, evalSource: RowSource, c: Pick<TrainConfig, "data" | "eval">, seed: number): Float32Array {
-  if (evalSource.d !== train.d) throw new Error(`evaluation source has d = ${evalSource.d}, the training source d = ${train.d}`);
-  if (c.data.normalize !== "store") return heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: c.data.normalize });
+export function evalRowsFromSeparateSource(
+  train: RowSource,
+  evalSource: RowSource,
+  c: Pick<TrainConfig, "data" | "eval">,
+  seed: number,
+): Float32Array {
+  if (evalSource.d !== train.d)
+    throw new Error(`evaluation source has d = ${evalSource.d}, the training source d = ${train.d}`);
+  if (c.data.normalize !== "store")
+    return heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: c.data.normalize });
   const raw = heldOutRows(evalSource, c.eval.rows, { seed, part: "all", normalize: "none" });
   const spec = (train as { normalization?: NormalizationSpec }).normalization;
   return spec ? applyNormalization(spec, raw, raw) : raw;
 }
-

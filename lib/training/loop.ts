@@ -8,7 +8,15 @@ import { hashString } from "../util/random";
 import type { RowSource, NormalizationSpec } from "../data/types";
 import { ParamSet, lrFactor } from "../optim";
 import { Model, createModel, modelShapes, paramCounts } from "../joint";
-import { ConfigHistoryEntry, SourceFingerprint, findResumePoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeLatest } from "../checkpoint";
+import {
+  ConfigHistoryEntry,
+  SourceFingerprint,
+  findResumePoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+  writeLatest,
+} from "../checkpoint";
 import { progress as makeProgress, Progress } from "../display/progress";
 import { liveChart, LiveChart } from "../display/live";
 import { inKernel } from "../display/kernel";
@@ -73,7 +81,6 @@ export interface TrainResult {
   stoppedEarly: boolean;
 }
 
-
 /** Endless deterministic batch stream: epoch e uses seed hash(seed, e). Skips the first `skip` batches. */
 export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Generator<Float32Array> {
   let produced = 0;
@@ -94,7 +101,10 @@ export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Gener
       if (produced++ < skip) continue;
       yield b.x;
     }
-    if (!any) throw new Error(`training data: the source yields no full batch of ${c.batchSize} rows for part "${c.data.part}" (${source.numRows} rows in total)`);
+    if (!any)
+      throw new Error(
+        `training data: the source yields no full batch of ${c.batchSize} rows for part "${c.data.part}" (${source.numRows} rows in total)`,
+      );
   }
 }
 
@@ -103,7 +113,13 @@ export function estimateMean(source: RowSource, c: TrainConfig, rows = 4096): Fl
   const d = source.d;
   const acc = new Float64Array(d);
   let n = 0;
-  for (const b of source.batches({ batchSize: Math.min(rows, 4096), seed: c.seed, epochs: 1, part: c.data.part, normalize: c.data.normalize })) {
+  for (const b of source.batches({
+    batchSize: Math.min(rows, 4096),
+    seed: c.seed,
+    epochs: 1,
+    part: c.data.part,
+    normalize: c.data.normalize,
+  })) {
     for (let r = 0; r < b.size && n < rows; r++, n++) for (let j = 0; j < d; j++) acc[j] += b.x[r * d + j];
     if (n >= rows) break;
   }
@@ -115,7 +131,11 @@ function stableJson(v: unknown): string {
   if (v === null || typeof v !== "object") return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(",")}}`;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+    .join(",")}}`;
 }
 
 /** Default TrainConfig.checkpoint.keep. */
@@ -124,7 +144,8 @@ export const DEFAULT_KEEP_CHECKPOINTS = 3;
 /** Leaf fields of a JSON value as dotted paths (arrays are leaves), for config comparisons. */
 function leaves(v: unknown, prefix: string, out: Map<string, string>): Map<string, string> {
   if (v !== null && typeof v === "object" && !Array.isArray(v)) {
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) leaves(x, prefix ? `${prefix}.${k}` : k, out);
+    for (const [k, x] of Object.entries(v as Record<string, unknown>))
+      if (x !== undefined) leaves(x, prefix ? `${prefix}.${k}` : k, out);
     if (Object.keys(v as object).length === 0 && prefix) out.set(prefix, "{}");
   } else if (v !== undefined) out.set(prefix, stableJson(v));
   return out;
@@ -135,7 +156,9 @@ export function configDiff(old: unknown, now: unknown, prefix = ""): string[] {
   const a = leaves(JSON.parse(JSON.stringify(old ?? null)), prefix, new Map());
   const b = leaves(JSON.parse(JSON.stringify(now ?? null)), prefix, new Map());
   const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
-  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => `${k || "(config)"}: ${a.get(k) ?? "(absent)"} → ${b.get(k) ?? "(absent)"}`);
+  return keys
+    .filter((k) => a.get(k) !== b.get(k))
+    .map((k) => `${k || "(config)"}: ${a.get(k) ?? "(absent)"} → ${b.get(k) ?? "(absent)"}`);
 }
 
 /**
@@ -179,11 +202,17 @@ function sourceFingerprint(source: RowSource): SourceFingerprint {
   return { numRows: source.numRows, key: typeof key === "string" ? key : null };
 }
 
-export async function trainModel(config: TrainConfig, source: RowSource, opts: TrainOptions = {}): Promise<TrainResult> {
+export async function trainModel(
+  config: TrainConfig,
+  source: RowSource,
+  opts: TrainOptions = {},
+): Promise<TrainResult> {
   const c = validateTrainConfig(config);
   const mc = c.model;
   if (source.d !== mc.sae.d) {
-    throw new Error(`training data has d = ${source.d} columns but the model expects d = ${mc.sae.d} (train.model.sae.d)`);
+    throw new Error(
+      `training data has d = ${source.d} columns but the model expects d = ${mc.sae.d} (train.model.sae.d)`,
+    );
   }
   checkBackendCapacity(mc, c.batchSize);
   const schedule = buildSchedule(c.schedule, c.steps);
@@ -197,7 +226,8 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
   const warn = opts.warn ?? ((m: string) => void process.stderr.write(`train: WARNING: ${m}\n`));
   const source0 = sourceFingerprint(source);
   let configHistory: ConfigHistoryEntry[] = [{ step: 0, train: c, changes: [] }];
-  if (opts.resume === true && !c.checkpoint.dir) throw new Error("train: resume requested but checkpoint.dir is not set");
+  if (opts.resume === true && !c.checkpoint.dir)
+    throw new Error("train: resume requested but checkpoint.dir is not set");
   let resumeDir: string | null = typeof opts.resume === "string" ? opts.resume : null;
   if (opts.resume === true) {
     const point = findResumePoint(c.checkpoint.dir!);
@@ -211,7 +241,10 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
       throw new Error(`resume: ${resumeDir} has no optimizer state / training state`);
     }
     const ckStep = ck.meta.state.step;
-    const changes = resumeConfigChanges({ train: ck.meta.train, source: ck.meta.source }, { train: c, source: source0 });
+    const changes = resumeConfigChanges(
+      { train: ck.meta.train, source: ck.meta.source },
+      { train: c, source: source0 },
+    );
     const fail = (msg: string): never => {
       ck.model.dispose();
       throw new Error(msg);
@@ -226,11 +259,18 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
     }
     const modelChanged = stableJson(ck.meta.model) !== stableJson(mc);
     if (modelChanged && stableJson(modelShapes(ck.meta.model)) !== stableJson(modelShapes(mc))) {
-      fail(`resume: the checkpoint in ${resumeDir} has a model with different parameter shapes (${configDiff(ck.meta.model, mc, "model").join("; ")}); that cannot be resumed`);
+      fail(
+        `resume: the checkpoint in ${resumeDir} has a model with different parameter shapes (${configDiff(ck.meta.model, mc, "model").join("; ")}); that cannot be resumed`,
+      );
     }
-    if (changes.refused.length) warn(`resuming ${resumeDir} at step ${ckStep} with a changed training config (allowed): ${changes.refused.join("; ")}`);
+    if (changes.refused.length)
+      warn(
+        `resuming ${resumeDir} at step ${ckStep} with a changed training config (allowed): ${changes.refused.join("; ")}`,
+      );
     const all = [...changes.refused, ...changes.free];
-    configHistory = ck.meta.configHistory?.length ? ck.meta.configHistory.slice() : [{ step: 0, train: ck.meta.train, changes: [] }];
+    configHistory = ck.meta.configHistory?.length
+      ? ck.meta.configHistory.slice()
+      : [{ step: 0, train: ck.meta.train, changes: [] }];
     if (all.length) configHistory.push({ step: ckStep, train: c, changes: all });
     model = modelChanged ? new Model(mc, ck.model.params) : ck.model;
     ctx = makeStepContext(model, c.optim, c.seed);
@@ -255,8 +295,13 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
 
   // Held-out evaluation rows (fixed for the whole run).
   const evalSeed = c.eval.seed ?? 1234567;
-  const evalRows = opts.evalRows ?? (opts.evalSource ? evalRowsFromSeparateSource(source, opts.evalSource, c, evalSeed) : heldOutRows(source, c.eval.rows, { seed: evalSeed, part: c.eval.part, normalize: c.data.normalize }));
-  if (evalRows.length % mc.sae.d !== 0) throw new Error(`evaluation rows: length ${evalRows.length} is not a multiple of d = ${mc.sae.d}`);
+  const evalRows =
+    opts.evalRows ??
+    (opts.evalSource
+      ? evalRowsFromSeparateSource(source, opts.evalSource, c, evalSeed)
+      : heldOutRows(source, c.eval.rows, { seed: evalSeed, part: c.eval.part, normalize: c.data.normalize }));
+  if (evalRows.length % mc.sae.d !== 0)
+    throw new Error(`evaluation rows: length ${evalRows.length} is not a multiple of d = ${mc.sae.d}`);
 
   const saveAt = (step: number) => {
     if (!c.checkpoint.dir) return;
@@ -281,14 +326,24 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
     });
     writeLatest(c.checkpoint.dir, name);
     // only now that the new checkpoint and `latest` are complete
-    pruneCheckpoints(c.checkpoint.dir, { keep: c.checkpoint.keep ?? DEFAULT_KEEP_CHECKPOINTS, keepEvery: c.checkpoint.keepEvery ?? 0 });
+    pruneCheckpoints(c.checkpoint.dir, {
+      keep: c.checkpoint.keep ?? DEFAULT_KEEP_CHECKPOINTS,
+      keepEvery: c.checkpoint.keepEvery ?? 0,
+    });
   };
 
   const label = opts.label ?? `train ${mc.kind}${mc.variant !== "sae" ? ` (${mc.variant})` : ""}`;
   const bar: Progress = makeProgress({ total: c.steps, label, mode: opts.progress === "silent" ? "silent" : "auto" });
   const wantChart = opts.liveChart ?? (opts.progress !== "silent" && inKernel());
   const chart: LiveChart | null = wantChart
-    ? liveChart({ title: `${label}: reconstruction MSE`, xTitle: "step [#]", yTitle: "MSE (normalised units²)", yScale: "log", total: c.steps, mode: inKernel() ? "kernel" : "silent" })
+    ? liveChart({
+        title: `${label}: reconstruction MSE`,
+        xTitle: "step [#]",
+        yTitle: "MSE (normalised units²)",
+        yScale: "log",
+        total: c.steps,
+        mode: inKernel() ? "kernel" : "silent",
+      })
     : null;
   const chartEvery = Math.max(1, Math.floor(c.steps / 200));
   if (c.eval.every > 0 && startStep === 0) {
@@ -323,7 +378,10 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
         const e = { ...evaluate(model, evalRows), step };
         evals.push(e);
         opts.onEval?.(e);
-        chart?.add(step, { "held-out": e.mse, ...(e.improvementVsSaePath !== null ? { "held-out SAE path": e.mseSaePath } : {}) });
+        chart?.add(step, {
+          "held-out": e.mse,
+          ...(e.improvementVsSaePath !== null ? { "held-out SAE path": e.mseSaePath } : {}),
+        });
       }
       if (c.checkpoint.dir && c.checkpoint.every > 0 && step % c.checkpoint.every === 0) saveAt(step);
       // Yield to the event loop now and then (notebook displays, timers).
@@ -359,4 +417,3 @@ export async function trainModel(config: TrainConfig, source: RowSource, opts: T
     stoppedEarly,
   };
 }
-

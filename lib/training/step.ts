@@ -16,7 +16,16 @@
 import { tf } from "../backend";
 import { Rng, hashString } from "../util/random";
 import { Adam, AdamConfig, NonFiniteError, StepHooks } from "../optim";
-import { ForwardOutput, Model, ModelConfig, forward, jointBackward, jointForward, modelShapes, trainableNames } from "../joint";
+import {
+  ForwardOutput,
+  Model,
+  ModelConfig,
+  forward,
+  jointBackward,
+  jointForward,
+  modelShapes,
+  trainableNames,
+} from "../joint";
 import { FiringTracker, P, auxKLoss, saeStepHooks } from "../sae";
 import { dropoutMask, dropoutMultipliers } from "../nfm";
 import { mseLoss } from "../loss";
@@ -52,7 +61,11 @@ export interface StepContext {
   tapeFree: boolean;
 }
 
-export function makeStepContext(model: Model, optim: AdamConfig & { clipNorm: number | null }, seed: number): StepContext {
+export function makeStepContext(
+  model: Model,
+  optim: AdamConfig & { clipNorm: number | null },
+  seed: number,
+): StepContext {
   const c = model.config;
   const trainable = trainableNames(c);
   const shapes = modelShapes(c);
@@ -116,7 +129,13 @@ export function computeLoss(
 }
 
 /** Adam's step with a NonFiniteError naming the training step. Disposes the gradients. */
-function optimise(ctx: StepContext, grads: Map<string, tf.Tensor>, lr: number, step: number, knownSumSquares?: Map<tf.Tensor, number>): { gradNorm: number } {
+function optimise(
+  ctx: StepContext,
+  grads: Map<string, tf.Tensor>,
+  lr: number,
+  step: number,
+  knownSumSquares?: Map<tf.Tensor, number>,
+): { gradNorm: number } {
   try {
     return ctx.adam.step(ctx.model.params, grads, lr, { clipNorm: ctx.clipNorm, hooks: ctx.hooks, knownSumSquares });
   } catch (e) {
@@ -141,21 +160,33 @@ function nonFiniteLoss(ctx: StepContext, x: tf.Tensor2D, step: number, loss: num
  * SIMD); the caller then takes the autodiff path. The AuxK term is not covered: trainStep does not
  * call this step while latents are dead.
  */
-export function trainStepTapeFree(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> | null {
+export function trainStepTapeFree(
+  ctx: StepContext,
+  x: Float32Array,
+  B: number,
+  step: number,
+  lr: number,
+): Omit<StepRecord, "ms"> | null {
   const c = ctx.model.config;
   if (tf.getBackend() !== "wasm" || c.sae.d % 4 !== 0) return null;
   const p = ctx.model.record();
   const nfm = c.nfm;
-  const drop = nfm?.interaction && nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
+  const drop =
+    nfm?.interaction && nfm.dropout > 0 ? dropoutMultipliers(stepRng(ctx.seed, step), B, nfm.E, nfm.dropout) : null;
   const acts = jointForward(p, c, x, B, drop);
   if (!acts) return null;
   try {
     const mse = acts.loss.mse;
     if (!Number.isFinite(mse)) throw nonFiniteLoss(ctx, acts.x, step, mse);
-    const { grads, knownSumSquares } = jointBackward(p, c, acts, { trainSae: c.kind !== "sequential", shareLinearGrad: !ctx.hooks.beforeClip });
+    const { grads, knownSumSquares } = jointBackward(p, c, acts, {
+      trainSae: c.kind !== "sequential",
+      shareLinearGrad: !ctx.hooks.beforeClip,
+    });
     if (grads.size !== ctx.trainable.length || ctx.trainable.some((n) => !grads.has(n))) {
       tf.dispose([...new Set(grads.values())]);
-      throw new Error(`internal: the tape-free step made gradients for [${[...grads.keys()]}], the trainable parameters are [${ctx.trainable}]`);
+      throw new Error(
+        `internal: the tape-free step made gradients for [${[...grads.keys()]}], the trainable parameters are [${ctx.trainable}]`,
+      );
     }
     const r = optimise(ctx, grads, lr, step, knownSumSquares);
     if (ctx.tracker) ctx.tracker.update(acts.enc.code.vals, acts.enc.code.ids, B);
@@ -166,7 +197,13 @@ export function trainStepTapeFree(ctx: StepContext, x: Float32Array, B: number, 
 }
 
 /** One optimisation step on a batch x [B, d] (row-major). Returns the step record (without ms). */
-export function trainStep(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number): Omit<StepRecord, "ms"> {
+export function trainStep(
+  ctx: StepContext,
+  x: Float32Array,
+  B: number,
+  step: number,
+  lr: number,
+): Omit<StepRecord, "ms"> {
   const c = ctx.model.config;
   const dead = ctx.tracker ? ctx.tracker.deadIds(c.sae.auxK.deadWindowTokens) : null;
   if (ctx.tapeFree && !(dead && dead.length > 0)) {
@@ -177,7 +214,14 @@ export function trainStep(ctx: StepContext, x: Float32Array, B: number, step: nu
 }
 
 /** The autodiff step: tf.valueAndGrads of computeLoss (AuxK included for the dead latents `dead`), then Adam. */
-export function trainStepAutodiff(ctx: StepContext, x: Float32Array, B: number, step: number, lr: number, dead: Int32Array | null): Omit<StepRecord, "ms"> {
+export function trainStepAutodiff(
+  ctx: StepContext,
+  x: Float32Array,
+  B: number,
+  step: number,
+  lr: number,
+  dead: Int32Array | null,
+): Omit<StepRecord, "ms"> {
   const c = ctx.model.config;
   const frozen: P = {};
   for (const n of ctx.model.params.names) if (!ctx.trainable.includes(n)) frozen[n] = ctx.model.params.get(n);
@@ -192,7 +236,9 @@ export function trainStepAutodiff(ctx: StepContext, x: Float32Array, B: number, 
   try {
     const res = tf.tidy(() => {
       const drop =
-        c.nfm && c.nfm.interaction && c.nfm.dropout > 0 ? dropoutMask(stepRng(ctx.seed, step), B, c.nfm.E, c.nfm.dropout) : null;
+        c.nfm && c.nfm.interaction && c.nfm.dropout > 0
+          ? dropoutMask(stepRng(ctx.seed, step), B, c.nfm.E, c.nfm.dropout)
+          : null;
       const f = (...ts: tf.Tensor[]) => {
         const p: P = { ...frozen };
         ctx.trainable.forEach((n, i) => (p[n] = ts[i]));

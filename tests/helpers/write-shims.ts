@@ -5,7 +5,6 @@
 import * as fs from "node:fs";
 import { setFileOpsForTesting, type FileOps } from "../../lib/io/atomic";
 
-
 export function errnoError(code: "ENOSPC" | "EIO"): NodeJS.ErrnoException {
   const text = code === "ENOSPC" ? "no space left on device" : "i/o error";
   const e = new Error(`${code}: ${text}, write`) as NodeJS.ErrnoException;
@@ -73,4 +72,3 @@ export async function withShimAsync<T>(shim: Shim, fn: () => Promise<T>): Promis
     restore();
   }
 }
-
