@@ -15,7 +15,9 @@ export function dataDir(...parts: string[]): string {
 }
 
 export function sharedDir(...parts: string[]): string {
-  const root = process.env.IS_SHARED_DIR ? path.resolve(process.env.IS_SHARED_DIR) : path.resolve(repoRoot, "..", "shared");
+  const root = process.env.IS_SHARED_DIR
+    ? path.resolve(process.env.IS_SHARED_DIR)
+    : path.resolve(repoRoot, "..", "shared");
   return path.join(root, ...parts);
 }
 
