@@ -19,6 +19,8 @@ import {
   ModeResults,
 } from "../lib/report/claims";
 import { acrossSeeds } from "../lib/stats/seeds";
+import { budgetStatement } from "../lib/report/report";
+import type { ModeArtifacts } from "../lib/pipeline/index";
 
 const side = (p: number, deltaBic = 15): BimodalitySide => ({
   n: 120,
@@ -366,5 +368,24 @@ describe("claimTableMarkdown / parseClaimTable", () => {
       back,
       rows.map((r) => ({ claim: r.claim, verdictFaithful: r.verdictFaithful, verdictCorrected: r.verdictCorrected })),
     );
+  });
+});
+
+describe("budgetStatement", () => {
+  const art = (mode: string, steps: Record<string, number>) =>
+    ({
+      params: { mode, seed: 0 },
+      training: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, { steps: v }])),
+    }) as unknown as ModeArtifacts;
+  it("says when the baselines had more steps than the joint model, naming each budget", () => {
+    const s = budgetStatement([art("corrected", { joint: 16000, sae: 24000, saeBias: 24000, saeWide: 32000 })]);
+    assert.match(s!, /joint-family models were trained for 16,000 steps/);
+    assert.match(s!, /width-matched SAE 32,000/);
+    assert.match(s!, /not equal/);
+  });
+  it("says the budgets are equal when they are", () => {
+    const s = budgetStatement([art("corrected", { joint: 1200, sae: 1200, saeBias: 1200, saeWide: 1200 })]);
+    assert.match(s!, /Every model of the matched comparisons was trained for 1,200 steps/);
+    assert.equal(budgetStatement([]), null);
   });
 });

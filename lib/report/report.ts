@@ -377,6 +377,36 @@ function duplicationSection(study: StudyArtifacts): string {
   ].join("\n");
 }
 
+/**
+ * The training budgets behind the matched comparisons, from the models actually trained: when a
+ * baseline had more steps than the joint model (standard: the standalone SAEs needed more to pass
+ * the convergence check), the report says so and which way that tilts each verdict.
+ */
+export function budgetStatement(details: ModeArtifacts[]): string | null {
+  const m = details.find((d) => d.params.mode === "corrected") ?? details[0];
+  if (!m) return null;
+  const steps = (name: string) => m.training[name]?.steps;
+  const joint = steps("joint");
+  if (joint === undefined) return null;
+  const named: Array<[string, string]> = [
+    ["sae", "standalone SAE"],
+    ["saeBias", "standalone SAE with decoder bias"],
+    ["saeWide", "width-matched SAE"],
+  ];
+  const longer = named.filter(([k]) => (steps(k) ?? joint) > joint);
+  const listed = named
+    .filter(([k]) => steps(k) !== undefined)
+    .map(([k, label]) => `${label} ${steps(k)!.toLocaleString("en-US")}`)
+    .join(", ");
+  if (longer.length === 0)
+    return `**Training budgets.** Every model of the matched comparisons was trained for ${joint.toLocaleString("en-US")} steps (${listed}).`;
+  return (
+    `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${joint.toLocaleString("en-US")} steps; the standalone baselines for more (${listed}), ` +
+    "because they needed it to pass the convergence check. Budgets are therefore not equal: a gain of the joint model that holds is conservative, " +
+    "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows how much each model still moved."
+  );
+}
+
 /** The whole report as markdown. */
 export function buildReport(h: RunHeader, study: StudyArtifacts, figures: ReportFigure[]): string {
   const info = study.info;
@@ -422,10 +452,12 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   out.push("## Claims", "");
   out.push(
     "Two verdicts per claim. *Faithful run reproduces the paper's number?* compares the faithful mode's value with the paper's: *reproduces* = the CI contains the paper's number; *same direction, ours R×* = the CI excludes zero on the paper's side; *no effect distinguishable from zero* = the CI includes zero; *no uncertainty estimate* = no CI, so no conclusion. " +
-      "*Holds under the corrected method against matched baselines?* asks whether the corrected mode's model beats baselines with the same training budget: *holds* = the CI of the gain excludes 0 in the paper's direction; *not supported* = the matched baseline does as well (CI includes 0); *contradicted* = the matched baseline is better. " +
+      "*Holds under the corrected method against matched baselines?* asks whether the corrected mode's model beats baselines trained on the same data with the same k, batch and schedule: *holds* = the CI of the gain excludes 0 in the paper's direction; *not supported* = the matched baseline does as well (CI includes 0); *contradicted* = the matched baseline is better. " +
       "*Not tested* = not measured (with the reason). Comparisons that follow from the parametrisation (the joint model against its own SAE path) are labelled *diagnostics*, and no verdict rests on them alone.",
     "",
   );
+  const budgets = budgetStatement(details);
+  if (budgets) out.push(budgets, "");
   out.push(claimTableMarkdown(buildClaimRows(study.aggregated.faithful, study.aggregated.corrected, info)));
   out.push(convergenceSection(study));
   out.push(duplicationSection(study));
@@ -445,7 +477,7 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
     "## Definitions",
     "",
     "- *MSE*: mean over held-out rows and dimensions of (x̂ − x)² in z-scored space. *Improvement* = (MSE_base − MSE_model)/MSE_base.",
-    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%; a diagnostic, see the duplication section); *standalone SAE*: a TopK SAE trained alone with the same budget; *standalone SAE with decoder bias*: the same with a decoder bias (the joint model's b_lin acts as one); *width-matched SAE*: a standalone SAE with as many parameters as the joint model (wider F); *joint SAE + linear*: the joint model without the interaction term (is the gain just an extra linear decoder?); *small-E model*: a joint model whose interaction pathway holds ~3% of parameters (the paper's share).",
+    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%; a diagnostic, see the duplication section); *standalone SAE*: a TopK SAE trained alone on the same data (same k, batch, schedule; its steps are in the training-budgets line and the models tables); *standalone SAE with decoder bias*: the same with a decoder bias (the joint model's b_lin acts as one); *width-matched SAE*: a standalone SAE with as many parameters as the joint model (wider F); *joint SAE + linear*: the joint model without the interaction term (is the gain just an extra linear decoder?); *small-E model*: a joint model whose interaction pathway holds ~3% of parameters (the paper's share).",
     "- *Linear share*: mean|lin| / (mean|lin| + mean|inter|) of the NFM's output terms (output magnitudes, as the authors computed, not weights).",
     "- *Pathology ratio*: mean KL of a condition / mean KL of its ε-random control with the same per-position error norm.",
     "- *Nonlinear share of the KL gain*: (1 − KL(SAE + interaction)/KL(SAE path)) / (1 − KL(full)/KL(SAE path)).",
