@@ -79,6 +79,12 @@ export interface Preset {
   /** Diagnostic: the joint model with top-N = k/2 < k (W_dec and W_lin then get different gradients); a short run (≤
    * 2,000 steps). */
   jointTopN: TrainConfig;
+  /**
+   * The full joint model trained for as many steps as the longest standalone baseline (the width-matched SAE), for an
+   * equal-budget comparison where the baselines need more steps to converge (standard); otherwise the joint model's
+   * own budget (the pipeline then reuses the joint model).
+   */
+  jointEqualBudget: TrainConfig;
 }
 
 /** The paper's share of parameters in the interaction pathway (V + MLP): 3.2% (paper-notes §4.4). */
@@ -339,6 +345,13 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
     ),
     jointSmallE: make("joint", model("joint", "full", nfmOf(smallE, shape.topN)), "joint-small-e"),
     jointTopN: make("joint", model("joint", "full", nfmOf(shape.E, topN)), "joint-top-n", 2000),
+    jointEqualBudget: make(
+      "joint",
+      model("joint", "full"),
+      "joint-equal-budget",
+      Infinity,
+      Math.max(base.steps.joint, base.steps.saeWide ?? base.steps.sae),
+    ),
   };
 }
 

@@ -27,6 +27,10 @@ describe("presets", () => {
     for (const cfg of [s.sae, s.saeBias]) assert.equal(cfg.steps, 24_000);
     assert.equal(s.saeWide.steps, 32_000);
     assert.equal(s.saeWide.eval.every, s.sae.eval.every);
+    // the equal-budget joint model trains as long as the longest baseline, with the joint model's config otherwise
+    assert.equal(s.jointEqualBudget.steps, s.saeWide.steps);
+    assert.deepEqual(s.jointEqualBudget.model, s.joint.model);
+    assert.equal(presetConfig("tiny").jointEqualBudget.steps, presetConfig("tiny").joint.steps);
     assert.equal(presetConfig("standard", { steps: 50 }).saeWide.steps, 50, "--steps overrides every family");
     assert.throws(() => presetConfig("huge" as never), /tiny, quick, standard, paper/);
   });

@@ -402,16 +402,19 @@ export async function getSequential(p: PipelineParams): Promise<TrainedModel> {
  * 3.2% of parameters) and "top-n" (top-N = k/2 < k, a short diagnostic run of the W_dec/W_lin
  * duplication; not a model any claim rests on).
  */
-export type JointVariant = "full" | "sae+linear" | "small-e" | "top-n";
-export const JOINT_VARIANTS: JointVariant[] = ["full", "sae+linear", "small-e", "top-n"];
+export type JointVariant = "full" | "sae+linear" | "small-e" | "top-n" | "equal-budget";
+export const JOINT_VARIANTS: JointVariant[] = ["full", "sae+linear", "small-e", "top-n", "equal-budget"];
 export async function getJoint(p: PipelineParams, variant: JointVariant = "full"): Promise<TrainedModel> {
   if (!JOINT_VARIANTS.includes(variant))
     throw new Error(`getJoint: variant must be one of ${JOINT_VARIANTS.join(", ")} (got ${JSON.stringify(variant)})`);
   const s = await getStores(p);
   const pre = presetFor(p);
+  // the equal-budget model is the joint model itself when the baselines train no longer than it
+  if (variant === "equal-budget" && pre.jointEqualBudget.steps === pre.joint.steps) return getJoint(p, "full");
   const [step, cfg] = (
     {
       full: ["joint", pre.joint],
+      "equal-budget": ["joint-equal-budget", pre.jointEqualBudget],
       "sae+linear": ["joint-linear", pre.jointLinear],
       "small-e": ["joint-small-e", pre.jointSmallE],
       "top-n": ["joint-top-n", pre.jointTopN],
@@ -1231,6 +1234,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   const saeWide = await getStandaloneSae(p, "wide");
   const smallE = await getJoint(p, "small-e");
   const topN = await attempt("joint-top-n", () => getJoint(p, "top-n"));
+  const jointEq = await attempt("joint-equal-budget", () => getJoint(p, "equal-budget"));
   const modern = await attempt("joint-modern", () => getModernJoint(p));
   const splice = await attempt("splice", () => getSplice(p));
   const geometry = modern ? await attempt("geometry", () => getGeometry(p)) : null;
@@ -1263,6 +1267,14 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     n,
     unit: "fraction of MSE",
   };
+  if (jointEq) {
+    R.jointEqualBudgetVsWideSae = {
+      value: (saeWide.summary.final.mse - jointEq.summary.final.mse) / saeWide.summary.final.mse,
+      n,
+      unit: "fraction of MSE",
+    };
+    R.equalBudgetSteps = jointEq.summary.steps;
+  }
   R.smallE = {
     E: smallE.model.config.nfm!.E,
     interactionShare: smallE.summary.params.interactionShare,
@@ -1376,6 +1388,7 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
     jointSmallE: smallE.summary,
   };
   if (modern) training.jointModern = modern.summary;
+  if (jointEq && jointEq.key !== joint.key) training.jointEqualBudget = jointEq.summary;
   // every model a claim rests on; jointTopN is a short diagnostic run and is not checked
   R.convergence = Object.entries(training).map(([model, t]) => {
     const c = convergenceCheck(t.evals, t.steps);

@@ -23,6 +23,7 @@ export const MEASURED_FIELDS = [
   "jointImprovementVsStandaloneSae",
   "jointImprovementVsStandaloneSaeBias",
   "jointImprovementVsWideSae",
+  "jointEqualBudgetVsWideSae",
   "jointImprovementVsSaeLinear",
   "sequentialImprovement",
   "sequentialLinearShare",
@@ -80,6 +81,8 @@ export function aggregateSeeds(perSeed: ModeResults[], seeds?: number[]): ModeRe
     out.spearman = sp;
   }
 
+  const eqSteps = perSeed.find((r) => r.equalBudgetSteps !== undefined)?.equalBudgetSteps;
+  if (eqSteps !== undefined) out.equalBudgetSteps = eqSteps; // the same preset in every seed
   const smallFirst = perSeed.find((r) => r.smallE)?.smallE;
   if (smallFirst) {
     out.smallE = { E: smallFirst.E, interactionShare: smallFirst.interactionShare };

@@ -102,6 +102,10 @@ export interface ModeResults {
   jointImprovementVsStandaloneSaeBias?: Measured;
   /** MSE gain over a standalone SAE with as many parameters as the joint model (wider F). */
   jointImprovementVsWideSae?: Measured;
+  /** The joint model trained as long as the width-matched SAE against it: (MSE_wide − MSE_joint)/MSE_wide. */
+  jointEqualBudgetVsWideSae?: Measured;
+  /** Steps of that joint model (= the width-matched SAE's). */
+  equalBudgetSteps?: number;
   klReductionVsStandaloneBias?: Measured;
   klReductionVsWideSae?: Measured;
   /** A joint model whose interaction pathway holds ~3% of parameters (the paper's share). */
@@ -449,6 +453,14 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSaeBias, "vs standalone SAE with decoder bias"),
     },
     { label: "vs width-matched SAE", verdict: verdictHolds(1, m?.jointImprovementVsWideSae, "vs width-matched SAE") },
+    ...(m?.jointEqualBudgetVsWideSae
+      ? [
+          {
+            label: `vs width-matched SAE, equal budget (both ${m.equalBudgetSteps?.toLocaleString("en-US")} steps)`,
+            verdict: verdictHolds(1, m.jointEqualBudgetVsWideSae, "vs width-matched SAE, equal budget"),
+          },
+        ]
+      : []),
     { label: "vs joint SAE+linear", verdict: verdictHolds(1, m?.jointImprovementVsSaeLinear, "vs joint SAE+linear") },
     {
       label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`,
@@ -493,6 +505,9 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       both("vs standalone SAE", (m) => m.jointImprovementVsStandaloneSae),
       both("vs standalone SAE with decoder bias", (m) => m.jointImprovementVsStandaloneSaeBias),
       both("vs width-matched SAE", (m) => m.jointImprovementVsWideSae),
+      ...(F?.jointEqualBudgetVsWideSae || C?.jointEqualBudgetVsWideSae
+        ? [both("vs width-matched SAE, equal budget (joint trained as long)", (m) => m.jointEqualBudgetVsWideSae)]
+        : []),
       both("vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
       both("small-E vs joint SAE+linear", (m) => m.smallE?.mseVsJointLinear),
     ].join("; "),

@@ -403,7 +403,10 @@ export function budgetStatement(details: ModeArtifacts[]): string | null {
   return (
     `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${joint.toLocaleString("en-US")} steps; the standalone baselines for more (${listed}), ` +
     "because they needed it to pass the convergence check. Budgets are therefore not equal: a gain of the joint model that holds is conservative, " +
-    "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows how much each model still moved."
+    "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows how much each model still moved." +
+    (steps("jointEqualBudget") !== undefined
+      ? ` For the equal-budget check, the full joint model was also trained for ${steps("jointEqualBudget")!.toLocaleString("en-US")} steps (\"vs width-matched SAE, equal budget\").`
+      : "")
   );
 }
 
