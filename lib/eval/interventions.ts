@@ -513,6 +513,13 @@ function checkClampValues(v: number[]): number[] {
   return v;
 }
 
+/** A clamp's hook on the residual stream for clamp value c (and what to release and observe per batch). */
+export type ClampHookFactory = (c: number) => {
+  hook: (h: tf.Tensor3D) => tf.Tensor3D;
+  dispose?: () => void;
+  onBatch?: ScoreOptions["onBatch"];
+};
+
 /**
  * Run a readout for each clamp value given a hook factory (c → hook); baseline = factory(identity),
  * identity = 1 for multiplicative clamps (0 for additive ones).
@@ -521,11 +528,7 @@ export function runReadout(
   name: string,
   o: ClampExperimentOptions,
   settings: InterventionSettings | null,
-  hookFor: (c: number) => {
-    hook: (h: tf.Tensor3D) => tf.Tensor3D;
-    dispose?: () => void;
-    onBatch?: ScoreOptions["onBatch"];
-  },
+  hookFor: ClampHookFactory,
   identity = 1,
 ): ClampExperimentResult {
   const prompts = o.prompts ?? o.stimuli.prompts;

@@ -9,6 +9,7 @@ import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { Level, StimulusSet, spacedWordOffsets } from "./stimuli";
 import {
+  type ClampHookFactory,
   ClampExperimentResult,
   ClampLevelResult,
   InterventionSettings,
@@ -92,11 +93,7 @@ export function runSentenceReadout(
   name: string,
   o: { lm: LanguageModel; layer: number; items: SentenceItem[]; values: number[]; batchSize?: number },
   settings: InterventionSettings | null,
-  hookFor: (c: number) => {
-    hook: (h: tf.Tensor3D) => tf.Tensor3D;
-    dispose?: () => void;
-    onBatch?: ScoreOptions["onBatch"];
-  },
+  hookFor: ClampHookFactory,
   identity = 1,
 ): ClampExperimentResult {
   if (!o.items.length)
