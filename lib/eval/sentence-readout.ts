@@ -1,11 +1,4 @@
-/**
- * The second clamping readout (issue 14, item 3): Δ log p of the target word INSIDE the stimulus
- * sentences. In the in-domain set every sentence carries exactly one of its cell's target words
- * (lib/eval/stimuli.ts, IN_DOMAIN_RULES); the readout scores that word teacher-forced at its own
- * position, Σ_t log p(w_t | BOS + sentence up to w_<t), with and without the clamp. The item is
- * still the target word: its Δ is averaged over the sentences that carry it.
- */
-import { tf } from "../backend";
+
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { Level, StimulusSet, spacedWordOffsets } from "./stimuli";
 import {
@@ -13,7 +6,6 @@ import {
   ClampExperimentResult,
   ClampLevelResult,
   InterventionSettings,
-  ScoreOptions,
   scoreItems,
   summariseCells,
   wordTokenIds,
