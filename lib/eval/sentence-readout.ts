@@ -1,4 +1,3 @@
-
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { Level, StimulusSet, spacedWordOffsets } from "./stimuli";
 import {
