@@ -14,6 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { SparseCode } from "../sae";
+import { escapeHtml } from "../display/table";
 
 export interface ContextHit {
   window: number;
@@ -188,14 +189,8 @@ export function displayPiece(piece: string): string {
     .replace(/^<0x0A>$/, "↵");
 }
 
-export function escapeHtml(s: string): string {
-  return s
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
-}
+/** HTML escaping has one owner (lib/display/table.ts); re-exported for the renderers here. */
+export { escapeHtml };
 
 export interface RenderedContext {
   /** Plain text with the hit in [brackets]. */
