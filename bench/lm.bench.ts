@@ -149,10 +149,7 @@ function vsPeer(records: PeerRecord[], name: string, ours: number): Record<strin
 }
 
 /** bench/lm_torch.py on the same batches (1 and 2 threads), and its logits of batch 0. */
-function torchForward(
-  batches: number[][][],
-  reps: number,
-): { records: PeerRecord[]; logits: Float32Array } | string {
+function torchForward(batches: number[][][], reps: number): { records: PeerRecord[]; logits: Float32Array } | string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lm-peer-"));
   try {
     const tokens = path.join(dir, "batches.json");
