@@ -36,6 +36,8 @@ export default async function bench(
   opts: { filter?: string; quick: boolean; torch?: boolean },
 ): Promise<void> {
   const info = await initBackend();
+  const names = ["lm.forward.early_exit_l3", "lm.forward.full", "looped", "batched"];
+  if (opts.filter && !names.some((n) => n.includes(opts.filter!)) && !"lm.bench.ts".includes(opts.filter)) return;
   const ck = readLlama2c(sharedDir("models", "stories260K", "stories260K.bin"), "stories260K");
   const tok = Llama2cTokenizer.fromFile(sharedDir("models", "stories260K", "tok512.bin"), 512);
   const B = 16;

@@ -68,6 +68,7 @@ function torchPeer(config: string, model: "sae" | "nfm" | "joint", repeats: numb
       "--repeats",
       String(repeats),
       "--json",
+      ...(process.env.IS_PEER_QUIET_WAIT ? ["--quiet-wait", process.env.IS_PEER_QUIET_WAIT] : []),
     ],
     { encoding: "utf8", timeout: 900_000, env: { ...process.env, IS_TORCH_PEER: peer } },
   );
