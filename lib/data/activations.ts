@@ -21,7 +21,7 @@ import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { dataDir } from "../paths";
 import { sha256Bytes, writeChunksAtomic, writeJsonAtomic } from "../io/atomic";
 // The store key hashes the same sorted-key JSON as the pipeline's step keys (one owner; it imports nothing from data).
-import { stableStringify } from "../pipeline/cache";
+import { stableStringify } from "../io/json";
 import { corpusHash, loadCorpus, DEFAULT_CORPUS, type CorpusDocument } from "./corpora";
 import { DEFAULT_FRACTIONS, selectSplit, validateFractions, type SplitFractions } from "./split";
 import { limitWindows, makeWindows, validateWindowOptions, type TokenWindow } from "./windows";
