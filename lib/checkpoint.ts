@@ -276,7 +276,8 @@ export function loadCheckpoint(dir: string): LoadedCheckpointDir {
 }
 
 const CORRUPT_HINT =
-  "The checkpoint is corrupt: delete its directory (train --resume then falls back to the newest intact checkpoint of the run, " +
+  "The checkpoint is corrupt: delete its directory (train --resume then falls back to the newest intact " +
+  "checkpoint of the run, " +
   "saying so; a pipeline cache entry holding it is recomputed) or restore it from a copy";
 
 /**
@@ -393,14 +394,17 @@ export function findResumePoint(runDir: string): { dir: string; warning: string 
       ? `none of its ${all.length} checkpoint directories is complete`
       : "it holds no checkpoint";
     throw new Error(
-      `resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, or remove it (and the run directory's checkpoints) to start afresh.`,
+      `resume: ${what}, and ${others} to fall back to. Refusing to restart from step 0 over it: fix ${s.file}, ` +
+        `or remove it (and the run directory's checkpoints) to start afresh.`,
     );
   }
   // point `latest` at it, so that what runs next (readLatest, a later resume) agrees with this choice
   writeLatest(runDir, good.name);
   return {
     dir: good.dir,
-    warning: `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} now names it)`,
+    warning:
+      `${what}; resuming from the newest complete checkpoint instead: ${good.dir} (step ${good.step}; ${s.file} ` +
+      `now names it)`,
   };
 }
 

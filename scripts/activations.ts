@@ -157,11 +157,13 @@ async function main(): Promise<void> {
         rowsComputed: res.rowsComputed,
         timing: res.timing,
       },
-      `${res.reused ? "reused" : res.resumedChunks > 0 ? `resumed (${res.resumedChunks} chunks were complete)` : "harvested"} ${m.numRows} rows ` +
+      `${res.reused ? "reused" : res.resumedChunks > 0 ? `resumed (${res.resumedChunks} chunks were complete)` : "harvested"} ` +
+        `${m.numRows} rows ` +
         `(${m.numWindows} windows, ${m.numDocuments} documents) → ${res.dir}` +
         (res.reused
           ? ""
-          : `\n${res.timing.tokensPerSecond.toFixed(0)} tokens/s (forward ${res.timing.forwardSeconds.toFixed(2)} s, store ${res.timing.storeSeconds.toFixed(2)} s)`),
+          : `\n${res.timing.tokensPerSecond.toFixed(0)} tokens/s (forward ${res.timing.forwardSeconds.toFixed(2)} ` +
+            `s, store ${res.timing.storeSeconds.toFixed(2)} s)`),
     );
     return;
   }
@@ -188,7 +190,8 @@ async function main(): Promise<void> {
         dtype: m.dtype,
         manifest: path.join(outDir, "export.json"),
       },
-      `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\nmanifest: ${path.join(outDir, "export.json")}`,
+      `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\nmanifest: ` +
+        `${path.join(outDir, "export.json")}`,
     );
     return;
   }
@@ -242,9 +245,11 @@ function printInfo(store: ActivationStore, json: boolean): void {
       `store        ${store.dir}`,
       `model        ${m.model.name} (sha256 ${m.model.sha256.slice(0, 16)}…, d=${m.d}, ${m.model.nLayers} layers)`,
       `activation   hidden_states[${m.layer}] (${m.hook})`,
-      `corpus       ${m.corpus.name}: split ${m.split.name}${m.split.fractions ? ` of ${JSON.stringify(m.split.fractions)}` : ""}, seed ${m.split.seed}; ${m.numDocuments} of ${m.corpus.numDocuments} documents`,
+      `corpus       ${m.corpus.name}: split ${m.split.name}${m.split.fractions ? ` of ${JSON.stringify(m.split.fractions)}` : ""}, ` +
+        `seed ${m.split.seed}; ${m.numDocuments} of ${m.corpus.numDocuments} documents`,
       `windows      ${m.numWindows} × ≤${m.windowLength} tokens (BOS + ${m.windowLength - 1}; remainder ${m.remainder})`,
-      `rows         ${m.numRows} in ${m.chunks.length} chunk(s), ${m.dtype}, ${(store.dataBytes / 2 ** 20).toFixed(1)} MiB`,
+      `rows         ${m.numRows} in ${m.chunks.length} chunk(s), ${m.dtype}, ${(store.dataBytes / 2 ** 20).toFixed(1)} ` +
+        `MiB`,
       `mean ‖x‖²    ${m.stats.meanSqNorm.toPrecision(6)}`,
     ].join("\n"),
   );

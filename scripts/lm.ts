@@ -92,7 +92,8 @@ function checkFinite(values: ArrayLike<number>, what: string, modelPath: string,
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) {
       throw new Error(
-        `${modelPath}: the model gives non-finite ${what} (${values[i]} at ${where(i)}): its weights are broken (NaN or Inf); re-download or re-export the model`,
+        `${modelPath}: the model gives non-finite ${what} (${values[i]} at ${where(i)}): its weights are broken ` +
+          `(NaN or Inf); re-download or re-export the model`,
       );
     }
   }
@@ -289,7 +290,8 @@ async function main(argv: string[]): Promise<void> {
       const ctx = ck.config.maxSeqLen;
       if (ids.length + steps > ctx) {
         throw new UsageError(
-          `--steps ${steps}: the prompt (${ids.length} token${ids.length === 1 ? "" : "s"}) plus ${steps} new tokens exceed the model's context length of ${ctx} tokens; give --steps at most ${Math.max(0, ctx - ids.length)}`,
+          `--steps ${steps}: the prompt (${ids.length} token${ids.length === 1 ? "" : "s"}) plus ${steps} new ` +
+            `tokens exceed the model's context length of ${ctx} tokens; give --steps at most ${Math.max(0, ctx - ids.length)}`,
         );
       }
       const temperature = numOpt(values.temperature, "--temperature", 0);

@@ -239,7 +239,8 @@ describe("activation store (fake model)", () => {
     await assert.rejects(
       openStore(dn),
       new RegExp(
-        `holds NaN at row 69 \\(document ${info.docId}, window start ${info.windowStart}, position ${info.position}, dimension 2\\)`,
+        `holds NaN at row 69 \\(document ${info.docId}, window start ${info.windowStart}, position ${info.position}, ` +
+          `dimension 2\\)`,
       ),
     );
     // Inf injected in a float store, also found by the full check

@@ -97,7 +97,8 @@ describe("corpus readers", () => {
     const t = c.documents[0].text;
     assert.ok(
       t.startsWith(
-        'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence" that any irregularities took place.',
+        "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election " +
+          'produced "no evidence" that any irregularities took place.',
       ),
       t.slice(0, 200),
     );

@@ -169,7 +169,8 @@ before(async () => {
 
 after(() => {
   const summary =
-    `fault-injection (seed ${SEED}): ${tally.injected} faults injected, ${tally.survived} survived (byte-identical result), ` +
+    `fault-injection (seed ${SEED}): ${tally.injected} faults injected, ${tally.survived} survived ` +
+    `(byte-identical result), ` +
     `${tally.detected} detected (clear error or warning naming the file), ${tally.silentlyWrong} silently wrong`;
   process.stdout.write(`${summary}\n${tally.lines.join("\n")}\n`);
   fs.rmSync(tmp, { recursive: true, force: true });

@@ -170,7 +170,9 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const withBias of [false, true]) {
       for (const transposed of [false, true]) {
-        const name = `${transposed ? "linearT" : "linear"}${withBias ? " with bias" : ""}: forward and gradients vs float64 FD`;
+        const name =
+          `${transposed ? "linearT" : "linear"}${withBias ? " with bias" : ""}: forward and ` +
+          `gradients vs float64 FD`;
         it(name, () => {
           const B = 3,
             I = 5,

@@ -363,7 +363,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     await assert.rejects(
       pullModel("nobody/nothing", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true, trustUnverified: true }),
       new RegExp(
-        `model "nobody/nothing": config\\.json not found at ${hub.baseUrl}/nobody/nothing/resolve/main/config\\.json \\(HTTP 404\\)`,
+        `model "nobody/nothing": config\\.json not found at ${hub.baseUrl}/nobody/nothing/resolve/main/config\\.json ` +
+          `\\(HTTP 404\\)`,
       ),
     );
   });
@@ -453,7 +454,10 @@ describe("model hub: registry, resolution and resumable downloads (local server)
         (e: Error) =>
           e instanceof UnverifiedDownloadError &&
           e.message ===
-            `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; tokenizer.bin is fetched from https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+            `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; ` +
+              `tokenizer.bin is fetched from ` +
+              `https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file ` +
+              `listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
       );
       assert.deepEqual(
         hub.log.slice(first).map((r) => r.path),
@@ -568,7 +572,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       downloadFile(url, dest, { quiet: true, gitSha1: wrong, label: "tok.bin" }),
       (e: Error) =>
         e.message ===
-        `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted download was deleted`,
+        `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted ` +
+          `download was deleted`,
     );
     assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
   });
@@ -590,7 +595,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       (e: Error) =>
         e instanceof DownloadError &&
         e.message ===
-          `${repo}: ${shard}: sha256 mismatch for ${hub.baseUrl}/${repo}/resolve/main/${shard}: expected ${sha256(good)}, got ${sha256(bad)}; the corrupted download was deleted`,
+          `${repo}: ${shard}: sha256 mismatch for ${hub.baseUrl}/${repo}/resolve/main/${shard}: expected ${sha256(good)}, ` +
+            `got ${sha256(bad)}; the corrupted download was deleted`,
     );
     assert.ok(!filesIn(dir).some((f) => f.startsWith(shard)), `no ${shard} or .part left: ${filesIn(dir)}`);
 
@@ -603,7 +609,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       pullModel(repo, { ...opts, cacheDir: cacheDir2 }),
       (e: Error) =>
         e.message ===
-        `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
+        `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: ` +
+          `expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
     );
     assert.deepEqual(filesIn(path.join(cacheDir2, "test-org", "tampered")), []);
 
@@ -634,7 +641,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       (e: Error) =>
         e instanceof UnverifiedDownloadError &&
         e.message.includes(
-          `the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the files' sha256, is unavailable (HTTP 404`,
+          `the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the ` +
+            `files' sha256, is unavailable (HTTP 404`,
         ) &&
         e.message.endsWith(TRUST_UNVERIFIED_HINT),
     );
@@ -656,7 +664,9 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       (e: Error) =>
         e instanceof UnverifiedDownloadError &&
         e.message ===
-          `model "${repo2}": the hub listing ${hub.baseUrl}/api/models/${repo2}/tree/main?recursive=true gives no sha256 or git blob id for tokenizer.json, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+          `model "${repo2}": the hub listing ${hub.baseUrl}/api/models/${repo2}/tree/main?recursive=true gives ` +
+            `no sha256 or git blob id for tokenizer.json, so the download cannot be verified and was ` +
+            `refused; ${TRUST_UNVERIFIED_HINT}`,
     );
     assert.equal(hub.requests(`/${repo2}/resolve/main/tokenizer.json`).length, 0);
     assert.ok(!filesIn(path.join(cacheDir2, "test-org", "no-hash")).includes("tokenizer.json"));

@@ -343,7 +343,8 @@ async function harvestWith(
   if (windows.length === 0) {
     throw new Error(
       `corpus "${r.corpus}" split "${r.split}" yields no ${r.windowLength}-token windows (${docs.length} documents; ` +
-        `documents shorter than ${r.windowLength - 1} tokens are dropped with remainder "drop"; try --remainder keep or a shorter window)`,
+        `documents shorter than ${r.windowLength - 1} tokens are dropped with remainder "drop"; try --remainder ` +
+        `keep or a shorter window)`,
     );
   }
   const rowStart = new Array<number>(windows.length + 1);
@@ -592,7 +593,8 @@ function checkFiniteRows(
       const row = firstRow + Math.floor(i / d);
       const o = row * 4;
       throw new Error(
-        `the model produced ${v} at row ${row} (document ${docs[rowsTable[o + 1]].id}, window start ${rowsTable[o + 2]}, position ${rowsTable[o + 3]}, dimension ${i % d})`,
+        `the model produced ${v} at row ${row} (document ${docs[rowsTable[o + 1]].id}, window start ${rowsTable[o + 2]}, ` +
+          `position ${rowsTable[o + 3]}, dimension ${i % d})`,
       );
     }
   }

@@ -253,7 +253,10 @@ export function binaryReason(bytes: Uint8Array): string | null {
       bad++;
   }
   if (chars > 0 && bad / chars > BINARY_MAX_BAD_SHARE) {
-    return `${((100 * bad) / chars).toFixed(0)}% of the characters in the first ${n} bytes are invalid UTF-8 or control characters`;
+    return (
+      `${((100 * bad) / chars).toFixed(0)}% of the characters in the first ${n} bytes are invalid UTF-8 or ` +
+      `control characters`
+    );
   }
   return null;
 }
@@ -264,7 +267,8 @@ function readTextFile(file: string): string {
   const why = binaryReason(bytes);
   if (why)
     throw new Error(
-      `text corpus file ${file} looks binary (${why}): a file: corpus must be UTF-8 text (UTF-16 text: save it as UTF-8)`,
+      `text corpus file ${file} looks binary (${why}): a file: corpus must be UTF-8 text (UTF-16 text: save it ` +
+        `as UTF-8)`,
     );
   return bytes.toString("utf8");
 }

@@ -225,7 +225,8 @@ export async function openStore(
     if (size !== c.bytes) {
       fail(
         dir,
-        `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): delete the store and harvest again`,
+        `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): ` +
+          `delete the store and harvest again`,
       );
     }
   }
@@ -458,7 +459,8 @@ export class ActivationStore implements RowSource {
               const info = this.rowInfo(row);
               fail(
                 this.dir,
-                `chunk ${c.file} holds ${v} at row ${row} (document ${info.docId}, window start ${info.windowStart}, position ${info.position}, dimension ${i % d})`,
+                `chunk ${c.file} holds ${v} at row ${row} (document ${info.docId}, window start ${info.windowStart}, ` +
+                  `position ${info.position}, dimension ${i % d})`,
               );
             }
           }

@@ -98,7 +98,8 @@ function writeLoop(fd: number, data: Uint8Array, position: number | null, p: Pro
       n = ops.writeSync(fd, data, off, want, position === null ? null : position + off);
     } catch (e) {
       throw new WriteError(
-        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: ${explain(e)}`,
+        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: ` +
+          `${explain(e)}`,
         p.file,
         errCode(e),
         e,
@@ -106,7 +107,8 @@ function writeLoop(fd: number, data: Uint8Array, position: number | null, p: Pro
     }
     if (!Number.isInteger(n) || n <= 0 || n > want) {
       throw new WriteError(
-        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: the write of ${want} bytes returned ${n}`,
+        `writing ${p.file} failed after ${p.written} of ${Number.isFinite(p.total) ? p.total : "(streamed)"} bytes: ` +
+          `the write of ${want} bytes returned ${n}`,
         p.file,
         undefined,
       );

@@ -38,7 +38,8 @@ export class UnverifiedDownloadError extends DownloadError {
 
 /** What to tell the user when a download cannot be verified (one line; the CLIs print line 1). */
 export const TRUST_UNVERIFIED_HINT =
-  "pass --trust-unverified (CLI: `npm run lm -- pull NAME --trust-unverified`, after which every command uses the cached files) " +
+  "pass --trust-unverified (CLI: `npm run lm -- pull NAME --trust-unverified`, after which every command uses " +
+  "the cached files) " +
   "or trustUnverified: true (API) to download it without checksum verification";
 
 export interface DownloadOptions {
@@ -206,7 +207,9 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
           fs.rmSync(part, { force: true });
           return {
             kind: "retry",
-            reason: `server answered the range request with an unexpected range ${JSON.stringify(res.headers.get("content-range"))}; starting over`,
+            reason:
+              `server answered the range request with an unexpected range ${JSON.stringify(res.headers.get("content-range"))}; ` +
+              `starting over`,
           };
         }
         start = have;

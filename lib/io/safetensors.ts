@@ -166,7 +166,8 @@ export class SafetensorsReader {
         throw new Error(`safetensors: ${path}: header length ${n} exceeds the 100 MB limit (not a safetensors file?)`);
       if (8 + n > fileSize)
         throw new Error(
-          `safetensors: ${path}: truncated header (header length says ${n} bytes, file has ${fileSize - 8} after the length field)`,
+          `safetensors: ${path}: truncated header (header length says ${n} bytes, file has ${fileSize - 8} after ` +
+            `the length field)`,
         );
       const headerBuf = Buffer.alloc(n);
       fs.readSync(fd, headerBuf, 0, n, 8);

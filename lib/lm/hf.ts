@@ -47,7 +47,8 @@ export function parseHfConfig(json: unknown, file = "config.json"): LlamaConfig 
   const archs = c.architectures;
   if (archs !== undefined && !(Array.isArray(archs) && archs.some((a) => SUPPORTED_ARCHS.includes(a)))) {
     throw new Error(
-      `${file}: unsupported architecture ${JSON.stringify(archs)}; only LLaMA (LlamaForCausalLM) checkpoints are supported`,
+      `${file}: unsupported architecture ${JSON.stringify(archs)}; only LLaMA (LlamaForCausalLM) checkpoints ` +
+        `are supported`,
     );
   }
   if (c.model_type !== undefined && c.model_type !== "llama") {
@@ -160,7 +161,8 @@ export function hfWeightFiles(dir: string): {
   if (bins.length) {
     throw new Error(
       `${dir}: only PyTorch pickle weights (${bins.join(", ")}) were found; only safetensors is supported. ` +
-        `Convert once with Python: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)`,
+        `Convert once with Python: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, ` +
+        `safe_serialization=True)`,
     );
   }
   throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json found`);

@@ -102,8 +102,10 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
         weights: `${n}.bin`,
         tokenizer: "tokenizer.bin",
         note:
-          "the weights are verified against the hub listing's sha256; tokenizer.bin comes from the llama2.c GitHub repository with no checksum to verify, " +
-          "so downloading it needs --trust-unverified (trustUnverified: true), or place a trusted tokenizer.bin in the model directory first",
+          "the weights are verified against the hub listing's sha256; tokenizer.bin comes from the llama2.c " +
+          "GitHub repository with no checksum to verify, " +
+          "so downloading it needs --trust-unverified (trustUnverified: true), or place a trusted tokenizer.bin " +
+          "in the model directory first",
       },
     ]),
   ),
@@ -113,7 +115,8 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
     description: "OpenLLaMA 3B (the paper's model), Hugging Face LLaMA checkpoint",
     note:
       "this hub repository ships PyTorch pickle weights (pytorch_model.bin) and a sentencepiece tokenizer.model, " +
-      "not model.safetensors/tokenizer.json; convert once with Python (transformers: from_pretrained(...).save_pretrained(dir, safe_serialization=True), " +
+      "not model.safetensors/tokenizer.json; convert once with Python (transformers: " +
+      "from_pretrained(...).save_pretrained(dir, safe_serialization=True), " +
       "and LlamaTokenizerFast(...).save_pretrained(dir) for tokenizer.json), then pass that directory as --model",
   },
 };
@@ -259,7 +262,8 @@ export function describeLocalModel(p: string, name = p): ResolvedModel {
       return describeLocalModel(path.dirname(abs), name);
     if (base === "pytorch_model.bin" || /^pytorch_model-\d+-of-\d+\.bin$/.test(base)) {
       throw new Error(
-        `${abs}: PyTorch pickle weights are not supported; convert the checkpoint to safetensors (transformers save_pretrained(dir, safe_serialization=True))`,
+        `${abs}: PyTorch pickle weights are not supported; convert the checkpoint to safetensors (transformers ` +
+          `save_pretrained(dir, safe_serialization=True))`,
       );
     }
     if (!base.endsWith(".bin"))
@@ -288,11 +292,13 @@ export function describeLocalModel(p: string, name = p): ResolvedModel {
   if (bins.length === 1) return describeLocalModel(path.join(abs, bins[0]), name);
   if (fs.existsSync(path.join(abs, "config.json"))) {
     throw new Error(
-      `${abs}: config.json found but no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)`,
+      `${abs}: config.json found but no model.safetensors or model.safetensors.index.json (only safetensors ` +
+        `weights are supported)`,
     );
   }
   throw new Error(
-    `${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; found ${bins.length} .bin files)`,
+    `${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; found ${bins.length} ` +
+      `.bin files)`,
   );
 }
 
@@ -418,7 +424,8 @@ async function pullRegistryLlama2c(
   const unknown = todo.filter((t) => !t.expected.sha256 && !t.expected.gitSha1);
   if (unknown.length > 0 && !opts.trustUnverified) {
     throw new UnverifiedDownloadError(
-      `model "${name}": no checksum is known for ${unknown.map((t) => t.f.local).join(", ")} (the registry records no sha256; ${unknown.map((t) => t.expected.why).join("; ")}), ` +
+      `model "${name}": no checksum is known for ${unknown.map((t) => t.f.local).join(", ")} (the registry ` +
+        `records no sha256; ${unknown.map((t) => t.expected.why).join("; ")}), ` +
         `so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
       unknown[0].f.url ?? hubFileUrl(entry.repo, unknown[0].f.remote ?? unknown[0].f.local, opts),
     );
@@ -478,7 +485,8 @@ async function tryHubFile(
   }
   if (info && !expected.sha256 && !expected.gitSha1 && !opts.trustUnverified) {
     throw new UnverifiedDownloadError(
-      `model "${name}": the hub listing ${listing.url} gives no sha256 or git blob id for ${file}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      `model "${name}": the hub listing ${listing.url} gives no sha256 or git blob id for ${file}, so the ` +
+        `download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
       hubFileUrl(repo, file, opts),
     );
   }
@@ -509,7 +517,8 @@ async function pullHubHf(
   if (listing.files === null) {
     if (!opts.trustUnverified) {
       throw new UnverifiedDownloadError(
-        `model "${name}": the hub's file listing ${listing.url}, which gives the files' sha256, is unavailable (${listing.reason}` +
+        `model "${name}": the hub's file listing ${listing.url}, which gives the files' sha256, is unavailable ` +
+          `(${listing.reason}` +
           `${listing.status === 404 ? `: is "${repo}" a Hugging Face model repository?` : listing.status === 401 || listing.status === 403 ? ": the repository may be gated or private" : ""}` +
           `), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
         listing.url,
@@ -517,7 +526,8 @@ async function pullHubHf(
     }
     if (!opts.quiet)
       process.stderr.write(
-        `${name}: no hub file listing (${listing.reason} at ${listing.url}); downloading unverified (--trust-unverified)\n`,
+        `${name}: no hub file listing (${listing.reason} at ${listing.url}); downloading unverified ` +
+          `(--trust-unverified)\n`,
       );
   }
   const hubFile = (file: string) => tryHubFile(name, repo, file, dir, opts, force, listing);
@@ -537,7 +547,8 @@ async function pullHubHf(
   };
   if (!(cfg.architectures ?? []).includes("LlamaForCausalLM") && cfg.model_type !== "llama") {
     throw new Error(
-      `model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; only LLaMA checkpoints are supported`,
+      `model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; ` +
+        `only LLaMA checkpoints are supported`,
     );
   }
   if (await hubFile("model.safetensors.index.json")) {
@@ -557,9 +568,11 @@ async function pullHubHf(
   } else if (!(await hubFile("model.safetensors"))) {
     const u = hubFileUrl(repo, "model.safetensors", opts);
     throw new DownloadError(
-      `model "${name}": no safetensors weights in ${repo} (neither model.safetensors.index.json nor model.safetensors${listing.files ? " in the hub listing" : ` at ${u}`}); ` +
+      `model "${name}": no safetensors weights in ${repo} (neither model.safetensors.index.json nor ` +
+        `model.safetensors${listing.files ? " in the hub listing" : ` at ${u}`}); ` +
         (note ??
-          "only safetensors checkpoints are supported: convert PyTorch .bin weights with transformers save_pretrained(dir, safe_serialization=True)"),
+          "only safetensors checkpoints are supported: convert PyTorch .bin weights with transformers " +
+            "save_pretrained(dir, safe_serialization=True)"),
       u,
       404,
     );
@@ -587,7 +600,8 @@ export async function pullModel(name: string, opts: ResolveOptions & { force?: b
   const parsed = parseName(name);
   if (!parsed) {
     throw new Error(
-      `unknown model "${name}": not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}) and not a hub id of the form org/name`,
+      `unknown model "${name}": not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}) and not a hub ` +
+        `id of the form org/name`,
     );
   }
   if (opts.offline) throw new Error(`model "${name}": cannot download in offline mode`);
@@ -610,7 +624,8 @@ export async function resolveModel(nameOrPath: string, opts: ResolveOptions = {}
   if (fs.existsSync(nameOrPath)) return describeLocalModel(nameOrPath, nameOrPath);
   if (!parsed) {
     throw new Error(
-      `model "${nameOrPath}" not found: no such file or directory, not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}), and not a hub id of the form org/name`,
+      `model "${nameOrPath}" not found: no such file or directory, not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}), ` +
+        `and not a hub id of the form org/name`,
     );
   }
   const kind = parsed.entry?.kind ?? "hf";

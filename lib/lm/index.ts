@@ -63,7 +63,8 @@ export async function loadTokenizer(
   const r = await resolveModel(nameOrPath, opts);
   if (!r.tokenizerPath || !fs.existsSync(r.tokenizerPath)) {
     throw new Error(
-      `model "${nameOrPath}": no tokenizer found (expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} in ${r.dir})`,
+      `model "${nameOrPath}": no tokenizer found (expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} ` +
+        `in ${r.dir})`,
     );
   }
   if (r.kind === "llama2c") return Llama2cTokenizer.fromFile(r.tokenizerPath, opts.vocabSize);

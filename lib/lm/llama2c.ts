@@ -159,7 +159,8 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   const buf = readFileOrThrow(file);
   if (buf.length < LEGACY_HEADER_BYTES) {
     throw new Error(
-      `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${LEGACY_HEADER_BYTES}-byte header)`,
+      `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${LEGACY_HEADER_BYTES}-byte ` +
+        `header)`,
     );
   }
   const magic = buf.readUInt32LE(0);
@@ -170,13 +171,15 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   if (magic === LLAMA2C_MAGIC) {
     if (buf.length < V1_HEADER_BYTES) {
       throw new Error(
-        `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${V1_HEADER_BYTES}-byte versioned header)`,
+        `${file}: truncated llama2.c checkpoint (${buf.length} bytes, shorter than the ${V1_HEADER_BYTES}-byte ` +
+          `versioned header)`,
       );
     }
     const version = buf.readInt32LE(4);
     if (version === 2) {
       throw new Error(
-        `${file}: llama2.c version 2 (int8 Q8_0 quantized) checkpoints are not supported; export with --version 1 (float32)`,
+        `${file}: llama2.c version 2 (int8 Q8_0 quantized) checkpoints are not supported; export with --version ` +
+          `1 (float32)`,
       );
     }
     if (version !== 1)
@@ -200,7 +203,8 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   } catch (e) {
     if (format === "llama2c-legacy") {
       throw new Error(
-        `${(e as Error).message}; the file also lacks the version-1 magic 0x616b3432 ("ak42"), so it is neither a legacy nor a versioned llama2.c checkpoint`,
+        `${(e as Error).message}; the file also lacks the version-1 magic 0x616b3432 ("ak42"), so it is neither ` +
+          `a legacy nor a versioned llama2.c checkpoint`,
       );
     }
     throw e;
@@ -210,8 +214,10 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   if (buf.length !== expectedBytes) {
     const what = buf.length < expectedBytes ? "truncated" : "oversized";
     throw new Error(
-      `${file}: ${what} llama2.c checkpoint: the header (dim=${header.dim}, hidden_dim=${header.hiddenDim}, n_layers=${header.nLayers}, ` +
-        `n_heads=${header.nHeads}, n_kv_heads=${header.nKvHeads}, vocab=${header.vocabSize}, seq_len=${header.seqLen}, shared_classifier=${shared}) ` +
+      `${file}: ${what} llama2.c checkpoint: the header (dim=${header.dim}, hidden_dim=${header.hiddenDim}, ` +
+        `n_layers=${header.nLayers}, ` +
+        `n_heads=${header.nHeads}, n_kv_heads=${header.nKvHeads}, vocab=${header.vocabSize}, seq_len=${header.seqLen}, ` +
+        `shared_classifier=${shared}) ` +
         `implies ${expectedBytes} bytes, the file has ${buf.length}`,
     );
   }

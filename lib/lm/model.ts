@@ -386,7 +386,8 @@ export class LlamaModel implements LanguageModel {
       const seq = tokens[b];
       if (seq.length !== T)
         throw new Error(
-          `forward: sequence ${b} has length ${seq.length}, sequence 0 has ${T}; right-pad to one length and pass opts.lengths`,
+          `forward: sequence ${b} has length ${seq.length}, sequence 0 has ${T}; right-pad to one length and ` +
+            `pass opts.lengths`,
         );
       for (let t = 0; t < T; t++) {
         const id = seq[t];
@@ -410,7 +411,8 @@ export class LlamaModel implements LanguageModel {
     const checkLayer = (l: number, what: string) => {
       if (!Number.isInteger(l) || l < 0 || l > c.nLayers) {
         throw new Error(
-          `forward: ${what} layer ${l} is out of range: hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block model`,
+          `forward: ${what} layer ${l} is out of range: hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block ` +
+            `model`,
         );
       }
     };

@@ -73,10 +73,12 @@ export function scaleStatement(h: RunHeader): string {
   const p = h.model.params;
   const ratio = p ? PAPER_MODEL.params / p : null;
   return [
-    `**Scale.** The paper used ${PAPER_MODEL.name} (≈3×10⁹ parameters, residual width d = ${PAPER_MODEL.dim}, ${PAPER_MODEL.nLayers} layers, a 50,000-feature SAE). `,
+    `**Scale.** The paper used ${PAPER_MODEL.name} (≈3×10⁹ parameters, residual width d = ${PAPER_MODEL.dim}, ${PAPER_MODEL.nLayers} ` +
+      `layers, a 50,000-feature SAE). `,
     `This run uses **${h.model.name}**${p ? ` (≈${p.toLocaleString("en-US")} parameters` : " ("}${h.model.dim ? `, d = ${h.model.dim}` : ""}${h.model.nLayers ? `, ${h.model.nLayers} layers` : ""}), `,
     ratio ? `about **${ratio >= 1e4 ? `${(ratio / 1e4).toFixed(1)}×10⁴` : ratio.toFixed(0)}× smaller**. ` : "",
-    "Every number below is a small-model result: it tests whether the paper's effects appear at this scale with the same procedure, ",
+    "Every number below is a small-model result: it tests whether the paper's effects appear at this scale with " +
+      "the same procedure, ",
     "not whether the paper's exact values hold for OpenLLaMA-3B.",
   ].join("");
 }
@@ -147,19 +149,30 @@ function modeSection(m: ModeArtifacts): string {
   out.push(`### Mode: ${mode}`, "");
   out.push(
     mode === "faithful"
-      ? "*As the authors' code ran:* one activation store with a random 90/10 split over token rows, each chunk z-scored with its own statistics, the authors' LR schedule; the splice replaces the output of block `layer` (hidden_states[layer + 1]) with the reconstruction of the **raw** activations (no normalisation), KL with 1e-8 smoothing, text from the training split."
-      : "*As the paper describes it:* document-level train/val/test stores, z-score from the training store applied everywhere, LR decay over 80% of steps; reconstruction measured on held-out documents (val); the splice replaces hidden_states[layer] by denormalise(model(normalise(x))) on held-out test documents, exact KL.",
+      ? "*As the authors' code ran:* one activation store with a random 90/10 split over token rows, each chunk " +
+          "z-scored with its own statistics, the authors' LR schedule; the splice replaces the output " +
+          "of block `layer` (hidden_states[layer + 1]) with the reconstruction of the **raw** " +
+          "activations (no normalisation), KL with 1e-8 smoothing, text from the training split."
+      : "*As the paper describes it:* document-level train/val/test stores, z-score from the training store " +
+          "applied everywhere, LR decay over 80% of steps; reconstruction measured on held-out " +
+          "documents (val); the splice replaces hidden_states[layer] by " +
+          "denormalise(model(normalise(x))) on held-out test documents, exact KL.",
     "",
   );
   out.push("**Models** (held-out rows, model space = z-scored activations):", "", trainingTable(m.training), "");
   if (m.splice) {
     out.push(
-      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows from ${m.splice.documents ?? "?"} documents / ${m.splice.positions} positions; clean next-token CE ${f(m.splice.meanCleanCE)} nats. ${m.splice.seqInteraction === "linear-sum" ? "The sequential SAE + NFM condition feeds the interaction MLP the linear sum Vᵀf, as the authors' sequential KL scripts did (notes §12-3). " : ""}`,
-      "KL = Σ_v p_clean log(p_clean/p_patched) per position (natural log); ε-random = x + ‖x̂ − x‖·u, u uniform on the sphere, with each condition's own error norm; CIs resample documents (positions in a window, and windows cut from one document, are correlated).",
+      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows from ${m.splice.documents ?? "?"} ` +
+        `documents / ${m.splice.positions} positions; clean next-token CE ${f(m.splice.meanCleanCE)} ` +
+        `nats. ${m.splice.seqInteraction === "linear-sum" ? "The sequential SAE + NFM condition feeds the interaction MLP the linear sum Vᵀf, as the authors' sequential KL scripts did (notes §12-3). " : ""}`,
+      "KL = Σ_v p_clean log(p_clean/p_patched) per position (natural log); ε-random = x + ‖x̂ − x‖·u, u uniform " +
+        "on the sphere, with each condition's own error norm; CIs resample documents (positions in " +
+        "a window, and windows cut from one document, are correlated).",
       "",
       spliceTable(m.splice),
       "",
-      "Contrasts between conditions (ratios of pooled means; 95% CIs from one cluster bootstrap over documents, this seed only):",
+      "Contrasts between conditions (ratios of pooled means; 95% CIs from one cluster bootstrap over documents, " +
+        "this seed only):",
       "",
       table(
         ["contrast", "definition", "value [95% CI]"],
@@ -186,8 +199,13 @@ function modeSection(m: ModeArtifacts): string {
       r.pcaComponents90,
     ]);
     out.push(
-      "**Feature geometry.** ΔBIC = BIC(1 component) − BIC(2 components) of a Gaussian mixture on the squared decoder norms, a description only: ΔBIC is not a test of bimodality (a skewed unimodal sample gives a large ΔBIC); the claims use Hartigan's dip test (dip p columns). The paper split at a fixed 0.2; counts below/above that cut are shown. " +
-        "The unit-norm ablation has ‖W_dec,i‖² = 1 by construction, so it (and the matching row for the paper's joint model) is analysed on the effective decoder ‖W_dec,i + W_lin,i‖² — the SAE decoder and the NFM linear term are not separately identifiable (notes §12-9).",
+      "**Feature geometry.** ΔBIC = BIC(1 component) − BIC(2 components) of a Gaussian mixture on the squared " +
+        "decoder norms, a description only: ΔBIC is not a test of bimodality (a skewed unimodal " +
+        "sample gives a large ΔBIC); the claims use Hartigan's dip test (dip p columns). The paper " +
+        "split at a fixed 0.2; counts below/above that cut are shown. " +
+        "The unit-norm ablation has ‖W_dec,i‖² = 1 by construction, so it (and the matching row for the paper's " +
+        "joint model) is analysed on the effective decoder ‖W_dec,i + W_lin,i‖² — the SAE decoder " +
+        "and the NFM linear term are not separately identifiable (notes §12-9).",
       "",
       table(
         [
@@ -211,7 +229,10 @@ function modeSection(m: ModeArtifacts): string {
   if (m.secondary) {
     const s = m.secondary;
     out.push(
-      `**Secondary SAE** on the sequential NFM's post-MLP1, pre-ReLU h (E = ${s.E}, z-scored): ${s.features} features, k = ${s.k}, ${s.rows} rows; held-out FVU ${f(s.heldOut.fvu, 3)}, variance explained (authors' definition) ${f(s.heldOut.varianceExplained, 3)}, L0 ${f(s.heldOut.l0, 1)}, dead ${pct(s.heldOut.deadFraction)}.`,
+      `**Secondary SAE** on the sequential NFM's post-MLP1, pre-ReLU h (E = ${s.E}, z-scored): ${s.features} features, ` +
+        `k = ${s.k}, ${s.rows} rows; held-out FVU ${f(s.heldOut.fvu, 3)}, variance explained ` +
+        `(authors' definition) ${f(s.heldOut.varianceExplained, 3)}, L0 ${f(s.heldOut.l0, 1)}, dead ` +
+        `${pct(s.heldOut.deadFraction)}.`,
       "",
     );
   }
@@ -243,17 +264,29 @@ function modeSection(m: ModeArtifacts): string {
       .filter((e) => e.kind === "additive" && e.unit)
       .map((e) => `#${e.feature}: ${f(e.unit!.value, 4)} (cell ${e.unit!.cell})`);
     out.push(
-      `**Clamping (2×2 formality × emotion).** Candidates: ${sel.candidates} secondary features active on the stimulus sentences, ranked by one-way ANOVA over the four cells; ` +
-        `${sel.dropped} dropped because they never fire at the ${sel.readoutPositions} readout positions (a clamp cannot act there)${sel.droppedExamples.length ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f, 2)})`).join(", #")}` : ""}. ` +
+      `**Clamping (2×2 formality × emotion).** Candidates: ${sel.candidates} secondary features active on the ` +
+        `stimulus sentences, ranked by one-way ANOVA over the four cells; ` +
+        `${sel.dropped} dropped because they never fire at the ${sel.readoutPositions} readout positions (a ` +
+        `clamp cannot act there)${sel.droppedExamples.length ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f, 2)})`).join(", #")}` : ""}. ` +
         (sel.notTestedReason
           ? `**Not tested:** ${sel.notTestedReason}. `
-          : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f, 2)}, fires at ${iv.topFeature?.firing} readout positions); control (lowest F among the kept ones): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. `) +
-        "Δ = log p(target word | clamped) − log p(target word | unclamped splice). Multiplicative clamp g_j ← c·g_j at every position (the paper's); additive clamp h ← h + α·u_j·dec_j at the readout positions, " +
-        `u_j = the feature's typical activation (mean activation where it fires, in the stimulus cell with the largest mean)${additive.length ? `: ${additive.join("; ")}` : ""}. ` +
-        "**Test of record: item level** — each target word's Δ averaged over prompts, 2 × 2 between-items ANOVA (df 1, n_words − 4); permutation p from shuffling additive-model residuals across words; " +
-        `${iv.holm.description}. L = (formal: high − low emotion) − (casual: high − low emotion) in nats; in brackets the power line, the smallest |L| detected with 80% power at α = 0.05 from the observed word variance. ` +
-        "The (prompt × word) ANOVA with prompts as blocks and the authors' paired statistic are shown for reference only: both treat the same words under every prompt as independent replicates. " +
-        "A mixed model with crossed random effects for prompt and word is not fitted: no maintained npm library fits crossed random effects, and averaging over prompts within words is the conservative item-level alternative.",
+          : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f, 2)}, fires at ${iv.topFeature?.firing} ` +
+            `readout positions); control (lowest F among the kept ones): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. `) +
+        "Δ = log p(target word | clamped) − log p(target word | unclamped splice). Multiplicative clamp g_j ← " +
+        "c·g_j at every position (the paper's); additive clamp h ← h + α·u_j·dec_j at the readout " +
+        "positions, " +
+        `u_j = the feature's typical activation (mean activation where it fires, in the stimulus cell with the ` +
+        `largest mean)${additive.length ? `: ${additive.join("; ")}` : ""}. ` +
+        "**Test of record: item level** — each target word's Δ averaged over prompts, 2 × 2 between-items ANOVA " +
+        "(df 1, n_words − 4); permutation p from shuffling additive-model residuals across words; " +
+        `${iv.holm.description}. L = (formal: high − low emotion) − (casual: high − low emotion) in nats; in ` +
+        `brackets the power line, the smallest |L| detected with 80% power at α = 0.05 from the ` +
+        `observed word variance. ` +
+        "The (prompt × word) ANOVA with prompts as blocks and the authors' paired statistic are shown for " +
+        "reference only: both treat the same words under every prompt as independent replicates. " +
+        "A mixed model with crossed random effects for prompt and word is not fitted: no maintained npm library " +
+        "fits crossed random effects, and averaging over prompts within words is the conservative " +
+        "item-level alternative.",
       "",
       table(
         [
@@ -289,13 +322,24 @@ function modeSection(m: ModeArtifacts): string {
 export function statisticsParagraph(info: StudyInfo): string {
   const k = info.seeds.length;
   return [
-    `**Statistics.** The unit of replication is the training seed: every model is trained ${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), with the data split fixed. `,
+    `**Statistics.** The unit of replication is the training seed: every model is trained ${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), ` +
+      `with the data split fixed. `,
     k >= 2
-      ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values (mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the per-seed values are listed in each cell. `
-      : 'With one seed there is no seed-to-seed variation: a claim\'s CI is the within-seed interval (marked "no seed variation"), which understates the uncertainty of a replication. ',
-    "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, are correlated); they are listed per seed as within-seed CIs and do not enter the t-interval. ",
-    "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
-    "The clamping interaction's unit is the target word (each word's Δ log p averaged over prompts or sentences; 2 × 2 between-items ANOVA, a seeded permutation test, Holm correction over clamp values × features × clamp kinds × readouts, and the smallest effect the design detects with 80% power); it is reported per seed with the sign of the interaction compared across seeds. ",
+      ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values ` +
+        `(mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the ` +
+        `per-seed values are listed in each cell. `
+      : "With one seed there is no seed-to-seed variation: a claim's CI is the within-seed interval (marked " +
+        '"no seed variation"), which understates the uncertainty of a replication. ',
+    "Splice CIs within a seed resample documents (positions inside a window, and windows cut from one document, " +
+      "are correlated); they are listed per seed as within-seed CIs and do not enter the " +
+      "t-interval. ",
+    "Bimodality is tested with Hartigan's dip test of unimodality per seed on live features (p < 0.05 rejects " +
+      "unimodality); a Gaussian mixture's ΔBIC is reported as description only. ",
+    "The clamping interaction's unit is the target word (each word's Δ log p averaged over prompts or " +
+      "sentences; 2 × 2 between-items ANOVA, a seeded permutation test, Holm correction over " +
+      "clamp values × features × clamp kinds × readouts, and the smallest effect the design " +
+      "detects with 80% power); it is reported per seed with the sign of the interaction compared " +
+      "across seeds. ",
     "A measurement without any uncertainty estimate is never called significant.",
   ].join("");
 }
@@ -317,7 +361,8 @@ function convergenceSection(study: StudyArtifacts): string {
   }
   out.push("## Convergence", "");
   out.push(
-    "Relative change of the held-out MSE over the last 20% of training steps, per model and seed; a model passes when it is below 1%.",
+    "Relative change of the held-out MSE over the last 20% of training steps, per model and seed; a model " +
+      "passes when it is below 1%.",
     "",
   );
   if (/^quick$/i.test(study.info.preset))
@@ -327,7 +372,8 @@ function convergenceSection(study: StudyArtifacts): string {
   if (study.info.note) out.push(`*Preset note:* ${study.info.note}`, "");
   if (failed)
     out.push(
-      `**Warning: ${failed} model × seed run${failed === 1 ? "" : "s"} did not pass the convergence check; the claims resting on them say so in their verdicts.**`,
+      `**Warning: ${failed} model × seed run${failed === 1 ? "" : "s"} did not pass the convergence check; the ` +
+        `claims resting on them say so in their verdicts.**`,
       "",
     );
   out.push(
@@ -360,8 +406,12 @@ function duplicationSection(study: StudyArtifacts): string {
   return [
     "## Duplication of the SAE decoder by the NFM linear term",
     "",
-    "W_dec and W_lin receive identical gradient updates in joint training, so W_dec − W_lin stays at its initial value and the own SAE path is x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]. " +
-      `The table checks this per seed (values listed in seed order: ${seeds.join(", ")}): the drift of W_dec − W_lin from its initial value (≈ 0 confirms the mechanism), the size of the initial difference, and the own-path MSE measured vs predicted from the formula.`,
+    "W_dec and W_lin receive identical gradient updates in joint training, so W_dec − W_lin stays at its " +
+      "initial value and the own SAE path is x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − " +
+      "W_lin(0))z]. " +
+      `The table checks this per seed (values listed in seed order: ${seeds.join(", ")}): the drift of W_dec − ` +
+      `W_lin from its initial value (≈ 0 confirms the mechanism), the size of the initial ` +
+      `difference, and the own-path MSE measured vs predicted from the formula.`,
     "",
     rows.length
       ? table(
@@ -404,13 +454,20 @@ export function budgetStatement(details: ModeArtifacts[]): string | null {
     .map(([k, label]) => `${label} ${steps(k)!.toLocaleString("en-US")}`)
     .join(", ");
   if (longer.length === 0)
-    return `**Training budgets.** Every model of the matched comparisons was trained for ${joint.toLocaleString("en-US")} steps (${listed}).`;
+    return (
+      `**Training budgets.** Every model of the matched comparisons was trained for ${joint.toLocaleString("en-US")} ` +
+      `steps (${listed}).`
+    );
   return (
-    `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${joint.toLocaleString("en-US")} steps; the standalone baselines for more (${listed}), ` +
-    "because they needed it to pass the convergence check. Budgets are therefore not equal: a gain of the joint model that holds is conservative, " +
-    "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows how much each model still moved." +
+    `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${joint.toLocaleString("en-US")} ` +
+    `steps; the standalone baselines for more (${listed}), ` +
+    "because they needed it to pass the convergence check. Budgets are therefore not equal: a gain of the joint " +
+    "model that holds is conservative, " +
+    "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows " +
+    "how much each model still moved." +
     (steps("jointEqualBudget") !== undefined
-      ? ` For the equal-budget check, the full joint model was also trained for ${steps("jointEqualBudget")!.toLocaleString("en-US")} steps (\"vs width-matched SAE, equal budget\").`
+      ? ` For the equal-budget check, the full joint model was also trained for ${steps("jointEqualBudget")!.toLocaleString("en-US")} ` +
+        `steps (\"vs width-matched SAE, equal budget\").`
       : "")
   );
 }
@@ -427,8 +484,11 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   out.push(`# Feature Integration Spaces — reproduction report`, "");
   out.push(`Code revision \`${h.revision}\`; command: \`${h.command}\``, "");
   out.push(
-    'Paper: O. Claflin, "Feature Integration Spaces: Joint Training Reveals Dual Encoding in Neural Network Representations", arXiv 2507.00269. ' +
-      "Each claim below shows the paper's number, ours in the *faithful* mode (the authors' code as it ran) and the *corrected* mode (the paper's stated method), the matched baselines the paper lacks, and two verdicts.",
+    'Paper: O. Claflin, "Feature Integration Spaces: Joint Training Reveals Dual Encoding in Neural Network ' +
+      'Representations", arXiv 2507.00269. ' +
+      "Each claim below shows the paper's number, ours in the *faithful* mode (the authors' code as it ran) and " +
+      "the *corrected* mode (the paper's stated method), the matched baselines the paper lacks, " +
+      "and two verdicts.",
     "",
   );
   out.push(
@@ -460,9 +520,17 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
     out.push("**quick is the fast teaching preset and is not converged: its numbers are not findings.**", "");
   out.push("## Claims", "");
   out.push(
-    "Two verdicts per claim. *Faithful run reproduces the paper's number?* compares the faithful mode's value with the paper's: *reproduces* = the CI contains the paper's number; *same direction, ours R×* = the CI excludes zero on the paper's side; *no effect distinguishable from zero* = the CI includes zero; *no uncertainty estimate* = no CI, so no conclusion. " +
-      "*Holds under the corrected method against matched baselines?* asks whether the corrected mode's model beats baselines trained on the same data with the same k, batch and schedule: *holds* = the CI of the gain excludes 0 in the paper's direction; *not supported* = the matched baseline does as well (CI includes 0); *contradicted* = the matched baseline is better. " +
-      "*Not tested* = not measured (with the reason). Comparisons that follow from the parametrisation (the joint model against its own SAE path) are labelled *diagnostics*, and no verdict rests on them alone.",
+    "Two verdicts per claim. *Faithful run reproduces the paper's number?* compares the faithful mode's value " +
+      "with the paper's: *reproduces* = the CI contains the paper's number; *same direction, ours " +
+      "R×* = the CI excludes zero on the paper's side; *no effect distinguishable from zero* = " +
+      "the CI includes zero; *no uncertainty estimate* = no CI, so no conclusion. " +
+      "*Holds under the corrected method against matched baselines?* asks whether the corrected mode's model " +
+      "beats baselines trained on the same data with the same k, batch and schedule: *holds* = " +
+      "the CI of the gain excludes 0 in the paper's direction; *not supported* = the matched " +
+      "baseline does as well (CI includes 0); *contradicted* = the matched baseline is better. " +
+      "*Not tested* = not measured (with the reason). Comparisons that follow from the parametrisation (the " +
+      "joint model against its own SAE path) are labelled *diagnostics*, and no verdict rests on " +
+      "them alone.",
     "",
   );
   const budgets = budgetStatement(details);
@@ -486,13 +554,24 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   out.push(
     "## Definitions",
     "",
-    "- *MSE*: mean over held-out rows and dimensions of (x̂ − x)² in z-scored space. *Improvement* = (MSE_base − MSE_model)/MSE_base.",
-    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%; a diagnostic, see the duplication section); *standalone SAE*: a TopK SAE trained alone on the same data (same k, batch, schedule; its steps are in the training-budgets line and the models tables); *standalone SAE with decoder bias*: the same with a decoder bias (the joint model's b_lin acts as one); *width-matched SAE*: a standalone SAE with as many parameters as the joint model (wider F); *joint SAE + linear*: the joint model without the interaction term (is the gain just an extra linear decoder?); *small-E model*: a joint model whose interaction pathway holds ~3% of parameters (the paper's share).",
-    "- *Linear share*: mean|lin| / (mean|lin| + mean|inter|) of the NFM's output terms (output magnitudes, as the authors computed, not weights).",
-    "- *Pathology ratio*: mean KL of a condition / mean KL of its ε-random control with the same per-position error norm.",
+    "- *MSE*: mean over held-out rows and dimensions of (x̂ − x)² in z-scored space. *Improvement* = (MSE_base " +
+      "− MSE_model)/MSE_base.",
+    "- *Own SAE path*: the joint model's x̂_sae = W_dec f alone (the paper's baseline for 41.3% and 51.6%; a " +
+      "diagnostic, see the duplication section); *standalone SAE*: a TopK SAE trained alone on " +
+      "the same data (same k, batch, schedule; its steps are in the training-budgets line and the " +
+      "models tables); *standalone SAE with decoder bias*: the same with a decoder bias (the " +
+      "joint model's b_lin acts as one); *width-matched SAE*: a standalone SAE with as many " +
+      "parameters as the joint model (wider F); *joint SAE + linear*: the joint model without the " +
+      "interaction term (is the gain just an extra linear decoder?); *small-E model*: a joint " +
+      "model whose interaction pathway holds ~3% of parameters (the paper's share).",
+    "- *Linear share*: mean|lin| / (mean|lin| + mean|inter|) of the NFM's output terms (output magnitudes, as " +
+      "the authors computed, not weights).",
+    "- *Pathology ratio*: mean KL of a condition / mean KL of its ε-random control with the same per-position " +
+      "error norm.",
     "- *Nonlinear share of the KL gain*: (1 − KL(SAE + interaction)/KL(SAE path)) / (1 − KL(full)/KL(SAE path)).",
     "- *Parameter share*: (V + interaction MLP) parameters / all parameters of the joint model.",
-    "- *Spearman ρ*: between ‖W_dec,i‖² and (l_i + e_i)/(r_i + l_i + e_i), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖ (partly mechanical: r/T is increasing in ‖W_dec,i‖, notes §12-12).",
+    "- *Spearman ρ*: between ‖W_dec,i‖² and (l_i + e_i)/(r_i + l_i + e_i), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = " +
+      "‖V_i‖ (partly mechanical: r/T is increasing in ‖W_dec,i‖, notes §12-12).",
     "",
   );
   return out.join("\n");
@@ -511,8 +590,10 @@ export function profileSection(rows: StageTime[]): string {
   return [
     "## Where the time goes",
     "",
-    "Per pipeline stage, summed over modes and seeds: wall seconds of worker processes overlap when they run side by side (`--jobs`), so CPU seconds are the better measure of the work. " +
-      "A stage read back from the cache costs only its loading time. Notebook kernels are separate processes: their rows are wall time as seen from here.",
+    "Per pipeline stage, summed over modes and seeds: wall seconds of worker processes overlap when they run " +
+      "side by side (`--jobs`), so CPU seconds are the better measure of the work. " +
+      "A stage read back from the cache costs only its loading time. Notebook kernels are separate processes: " +
+      "their rows are wall time as seen from here.",
     "",
     table(
       ["stage", "computed", "from cache", "wall (s)", "CPU (s)", "share of CPU"],
