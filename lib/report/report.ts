@@ -4,7 +4,8 @@
  * Pure: everything comes in as data; the caller writes the file.
  */
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
-import type { ModeArtifacts, SpliceSummary, TrainSummary } from "../pipeline/index";
+import type { SpliceSummary } from "../eval/splice-contrasts";
+import type { ModeArtifacts, TrainSummary } from "../pipeline/index";
 
 /** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over
  * seeds per mode (./aggregate.ts). */
