@@ -11,6 +11,7 @@ import type { NormalizationSpec } from "../data/types";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint";
 import { type EvalMetrics, type TrainConfig, type TrainResult, trainModel } from "../train";
 import { type Model, paramCounts } from "../joint";
+import { getImportedSae, type ImportedFrom } from "./imported-sae";
 
 export interface TrainSummary {
   kind: string;
@@ -23,6 +24,8 @@ export interface TrainSummary {
   steps: number;
   stepMsMedian: number;
   seconds: number;
+  /** Set when the model was imported (pipeline.sae), not trained: no curve, steps 0, `final` measured here. */
+  imported?: ImportedFrom;
 }
 
 export interface TrainedModel {
@@ -113,6 +116,8 @@ export async function getStandaloneSae(p: PipelineParams, variant: SaeVariant = 
   const pre = presetFor(p);
   if (variant === "bias") return trainStep("sae-bias", p, s, pre.saeBias, {});
   if (variant === "wide") return trainStep("sae-wide", p, s, pre.saeWide, {});
+  // pipeline.sae: the imported SAE takes the trained one's place (the other variants still train)
+  if (p.sae !== undefined) return getImportedSae(p, s);
   return trainStep("sae", p, s, pre.sae, {});
 }
 
@@ -123,7 +128,10 @@ export async function getStandaloneSae(p: PipelineParams, variant: SaeVariant = 
 export async function getSequential(p: PipelineParams): Promise<TrainedModel> {
   const s = await getStores(p);
   const sae = await getStandaloneSae(p);
-  return trainStep("sequential", p, s, presetFor(p).sequential, { sae: sae.key }, sae.model);
+  const cfg = presetFor(p).sequential;
+  // an imported SAE (pipeline.sae) is frozen as it is: its own SAE config (decoder bias, TopK order)
+  const seqCfg = p.sae !== undefined ? { ...cfg, model: { ...cfg.model, sae: sae.model.config.sae } } : cfg;
+  return trainStep("sequential", p, s, seqCfg, { sae: sae.key }, sae.model);
 }
 
 /**

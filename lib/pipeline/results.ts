@@ -186,11 +186,14 @@ export async function collectModeResults(p: PipelineParams): Promise<ModeArtifac
   };
   if (modern) training.jointModern = modern.summary;
   if (jointEq && jointEq.key !== joint.key) training.jointEqualBudget = jointEq.summary;
-  // every model a claim rests on; jointTopN is a short diagnostic run and is not checked
-  R.convergence = Object.entries(training).map(([model, t]) => {
-    const c = convergenceCheck(t.evals, t.steps);
-    return { model, relChange: [c.relChange ?? NaN], passed: [c.passed] };
-  });
+  // every model a claim rests on; jointTopN is a short diagnostic run and an imported SAE (pipeline.sae) was not
+  // trained here, so neither is checked
+  R.convergence = Object.entries(training)
+    .filter(([, t]) => !t.imported)
+    .map(([model, t]) => {
+      const c = convergenceCheck(t.evals, t.steps);
+      return { model, relChange: [c.relChange ?? NaN], passed: [c.passed] };
+    });
   if (topN) training.jointTopN = topN.summary;
   return {
     params: p,

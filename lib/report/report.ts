@@ -93,9 +93,9 @@ function trainingTable(training: Record<string, TrainSummary>): string {
       "train time (s)",
     ],
     Object.entries(training).map(([name, t]) => [
-      name,
+      t.imported ? `${name} (imported from ${t.imported.dir})` : name,
       `${t.kind} / ${t.variant}`,
-      t.steps,
+      t.imported ? "— (imported)" : t.steps,
       f(t.final.mse),
       f(t.final.mseSaePath),
       f(t.final.fvu),
