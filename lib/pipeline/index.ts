@@ -22,8 +22,9 @@
  *
  * One file per stage (this file only re-exports them, so notebooks import from "lib/pipeline/index"):
  *   ./params.ts (parameters, presets, settings table) · ./cache.ts (cachedStep, keys) · ./memo.ts ·
- *   ./stores.ts · ./models.ts · ./splice.ts · ./geometry.ts · ./duplication.ts · ./secondary.ts ·
- *   ./interventions.ts · ./results.ts (collectModeResults). The analyses they run live in lib/eval/.
+ *   ./stores.ts · ./models.ts (./imported-sae.ts: `sae: <dir>` in place of the trained SAE) · ./splice.ts ·
+ *   ./geometry.ts · ./duplication.ts · ./secondary.ts · ./interventions.ts · ./results.ts (collectModeResults).
+ *   The analyses they run live in lib/eval/.
  */
 
 export { onCacheEvent, cacheRoot, cachedStep } from "./cache";
@@ -59,6 +60,8 @@ export {
   JOINT_VARIANTS,
 } from "./models";
 export type { TrainSummary, TrainedModel, SaeVariant, JointVariant } from "./models";
+export { getImportedSae } from "./imported-sae";
+export type { ImportedFrom } from "./imported-sae";
 export { getSplice } from "./splice";
 export { SPLICE, modelCondition, linearSumCondition } from "../eval/splice-conditions";
 export { spliceContrasts, spliceWindowSums } from "../eval/splice-contrasts";
