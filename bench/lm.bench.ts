@@ -9,9 +9,16 @@
  * batch, seq, tokens_per_s, ms_median, ms_min, cpu_ms_median, tokens_per_cpu_s, reps, load_before}.
  * The machine is shared: the median of several repetitions is reported together with the load
  * average before the run and the process CPU time (robust to contention).
+ *
+ * With `--torch`, bench/lm_torch.py (a PyTorch forward of the same checkpoint, Debian's
+ * python3-torch) runs the same batches right after ours, at 1 and 2 threads; each of our records gets
+ * torch_tokens_per_s (the peer's best thread count), torch_threads and vs_torch, and a first record
+ * checks that the peer computes what we compute (max |Δ logit| on batch 0).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import { initBackend } from "../lib/backend";
 import { sharedDir } from "../lib/paths";
 import { readLlama2c } from "../lib/lm/llama2c";
@@ -26,9 +33,11 @@ function median(xs: number[]): number {
 
 export default async function bench(
   emit: (record: Record<string, unknown>) => void,
-  opts: { filter?: string; quick: boolean },
+  opts: { filter?: string; quick: boolean; torch?: boolean },
 ): Promise<void> {
   const info = await initBackend();
+  const names = ["lm.forward.early_exit_l3", "lm.forward.full", "looped", "batched"];
+  if (opts.filter && !names.some((n) => n.includes(opts.filter!)) && !"lm.bench.ts".includes(opts.filter)) return;
   const ck = readLlama2c(sharedDir("models", "stories260K", "stories260K.bin"), "stories260K");
   const tok = Llama2cTokenizer.fromFile(sharedDir("models", "stories260K", "tok512.bin"), 512);
   const B = 16;
@@ -48,6 +57,20 @@ export default async function bench(
     batches.push(batch);
   }
   const reps = opts.quick ? 3 : 8;
+  const peer = opts.torch ? torchForward(batches, reps) : null;
+  if (typeof peer === "string") process.stderr.write(`[bench] lm: no PyTorch comparison: ${peer}\n`);
+  if (peer && typeof peer !== "string") {
+    const ours = new LlamaModel(ck, {});
+    const r = ours.forward(batches[0]);
+    const mine = r.logits!.dataSync();
+    r.logits!.dispose();
+    for (const t of r.hidden.values()) t.dispose();
+    ours.dispose();
+    let maxDiff = 0;
+    for (let i = 0; i < mine.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mine[i] - peer.logits[i]));
+    emit({ name: "lm.forward.peer-check", model: "stories260K", max_abs_logit_diff: maxDiff, values: mine.length });
+    if (!(maxDiff < 1e-3)) throw new Error(`lm bench: the PyTorch peer's logits differ from ours by ${maxDiff}`);
+  }
   for (const attention of ["looped", "batched"] as const) {
     const model = new LlamaModel(ck, { attention });
     try {
@@ -99,10 +122,67 @@ export default async function bench(
           reps,
           load_before: Number(load.toFixed(2)),
           bar_tokens_per_s: mode === "early_exit_l3" ? 20000 : undefined,
+          ...(peer && typeof peer !== "string" ? vsPeer(peer.records, name, (B * T) / (ms / 1000)) : {}),
         });
       }
     } finally {
       model.dispose();
     }
+  }
+}
+
+interface PeerRecord {
+  name: string;
+  threads: number;
+  tokens_per_s: number;
+}
+
+/** The peer's best thread count for one pass, and our ratio to it. */
+function vsPeer(records: PeerRecord[], name: string, ours: number): Record<string, unknown> {
+  const mine = records.filter((r) => r.name === name);
+  if (mine.length === 0) return {};
+  const best = mine.reduce((a, b) => (b.tokens_per_s > a.tokens_per_s ? b : a));
+  return {
+    torch_tokens_per_s: best.tokens_per_s,
+    torch_threads: best.threads,
+    torch_tokens_per_s_by_threads: Object.fromEntries(mine.map((r) => [String(r.threads), r.tokens_per_s])),
+    vs_torch: Number((ours / best.tokens_per_s).toFixed(3)),
+  };
+}
+
+/** bench/lm_torch.py on the same batches (1 and 2 threads), and its logits of batch 0. */
+function torchForward(batches: number[][][], reps: number): { records: PeerRecord[]; logits: Float32Array } | string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lm-peer-"));
+  try {
+    const tokens = path.join(dir, "batches.json");
+    const dump = path.join(dir, "logits.f32");
+    fs.writeFileSync(tokens, JSON.stringify(batches));
+    const res = spawnSync(
+      "/usr/bin/python3",
+      [
+        path.join(__dirname, "lm_torch.py"),
+        "--model",
+        sharedDir("models", "stories260K", "stories260K.bin"),
+        "--tokens",
+        tokens,
+        "--threads",
+        "1,2",
+        "--reps",
+        String(reps),
+        "--dump-logits",
+        dump,
+      ],
+      { encoding: "utf8", timeout: 900_000 },
+    );
+    if (res.status !== 0)
+      return `lm_torch.py failed (status ${res.status}): ${(res.stderr ?? "").trim().split("\n").slice(-2).join(" ")}`;
+    const records = (res.stdout ?? "")
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as PeerRecord);
+    const buf = fs.readFileSync(dump);
+    return { records, logits: new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -18,7 +18,7 @@
 import { tf } from "./backend";
 import { ParamSet } from "./params";
 import { liveView } from "./kernels/views";
-import { simdAdamKernel, type SimdKernel } from "./kernels/wasmAdam";
+import { simdAdamKernel, type AdamScalars, type SimdKernel } from "./kernels/wasmAdam";
 import { tfjsWasmMemory, type WasmMemoryLike } from "./kernels/wasmPool";
 
 /** Adam hyperparameters (PyTorch defaults except eps: the paper used 1e-5). */
@@ -393,6 +393,7 @@ export class Adam {
       const bc1 = 1 - Math.pow(beta1, t);
       const invBc2Sqrt = 1 / Math.sqrt(1 - Math.pow(beta2, t));
       const stepSize = lr / bc1;
+      const simdScalars: AdamScalars = [clipScale, 1 - beta1, beta2, 1 - beta2, stepSize, invBc2Sqrt, eps];
       const pending: Array<[string, Float32Array]> = [];
       for (const n of names) {
         if (this.tied.has(n)) continue; // updated with its leader below
@@ -402,21 +403,7 @@ export class Adam {
           const [wPtr, w2Ptr, gPtr] = [params.get(n), params.get(follower), grads.get(n)!].map(
             (t) => b.getMemoryOffset(t.dataId) as number,
           );
-          kernel.adam2(
-            wPtr,
-            w2Ptr,
-            gPtr,
-            h.mPtr,
-            h.vPtr,
-            h.size,
-            clipScale,
-            1 - beta1,
-            beta2,
-            1 - beta2,
-            stepSize,
-            invBc2Sqrt,
-            eps,
-          );
+          kernel.adam2(wPtr, w2Ptr, gPtr, h.mPtr, h.vPtr, h.size, ...simdScalars);
           for (const name of [n, follower])
             if (opts.hooks?.afterUpdate)
               opts.hooks.afterUpdate(name, liveView(params.get(name)) as Float32Array, params.shape(name));
@@ -429,20 +416,7 @@ export class Adam {
           const wPtr = b.getMemoryOffset(wt.dataId) as number;
           const gPtr = b.getMemoryOffset(gt.dataId) as number;
           const n4 = h.size & ~3;
-          kernel.adam(
-            wPtr,
-            gPtr,
-            h.mPtr,
-            h.vPtr,
-            n4,
-            clipScale,
-            1 - beta1,
-            beta2,
-            1 - beta2,
-            stepSize,
-            invBc2Sqrt,
-            eps,
-          );
+          kernel.adam(wPtr, gPtr, h.mPtr, h.vPtr, n4, ...simdScalars);
           if (n4 < h.size) {
             const buf = kernel.memory.buffer;
             const w = new Float32Array(buf, wPtr, h.size);

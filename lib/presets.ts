@@ -158,7 +158,8 @@ const QUICK: Base = {
 };
 
 /**
- * standard: the quick preset's shapes, trained to convergence, for the committed multi-seed study.
+ * standard: the quick preset (its shapes, batches, lr and schedule inputs) trained to convergence on the whole
+ * training split, for the committed multi-seed study: only the data size, the steps and the evaluation interval differ.
  * The budgets were chosen by measurement (results/README.md, "convergence probe"): at 10,000 steps
  * the corrected joint model's held-out MSE still fell 1.5% over the last 20% of its steps; at 16,000
  * steps × 256 rows (4.1M rows, ≈ 15 passes over the 266k-token training split) every joint-family
@@ -169,16 +170,12 @@ const QUICK: Base = {
  * (maxTokens null); evaluation every 800 steps, so that 80% of each run is an evaluation point.
  */
 const STANDARD: Base = {
+  ...QUICK,
   description:
     "converged study on stories260K hidden_states[3]: d=64, F=1024, k=20, E=32; 16,000 steps × 256 rows per joint/sequential model, 24,000 per standalone SAE, 32,000 for the width-matched SAE",
-  shape: { d: 64, F: 1024, k: 20, E: 32, topN: null, kSeq: null },
-  data: { model: "stories260K", layer: 3, corpus: "tinystories", windowLength: 128, maxTokens: null, evalRows: 4096 },
-  batch: { sae: 256, sequential: 256, joint: 256 },
+  data: { ...QUICK.data, maxTokens: null },
   steps: { sae: 24_000, saeWide: 32_000, sequential: 16_000, joint: 16_000 },
-  lr: 1e-3,
   evalEvery: 800,
-  chunkTokens: { sae: 200_000, sequential: 200_000, joint: 200_000 },
-  epochsPerChunk: 2,
 };
 
 /** paper: the authors' shapes and budgets (notes §3, §5, §6, §11). */
@@ -355,7 +352,7 @@ export function presetConfig(name: PresetName, o: PresetOverrides = {}): Preset 
   };
 }
 
-/** The preset named by env IS_PRESET (tiny|quick|paper), else `fallback`. */
+/** The preset named by env IS_PRESET (tiny|quick|standard|paper), else `fallback`. */
 export function presetFromEnv(fallback: PresetName = "quick", o: PresetOverrides = {}): Preset {
   const raw = (process.env.IS_PRESET ?? "").trim();
   if (raw === "") return presetConfig(fallback, o);

@@ -11,7 +11,7 @@
  *
  * Determinism: batches come from source.batches() with a per-epoch seed derived from the run seed;
  * dropout masks from an Rng seeded by (seed, step); Adam's update is deterministic on each path
- * (lib/optim.ts: the wasm SIMD float32 kernel, else the scalar loop). So two runs with the same seed
+ * (lib/adam.ts: the wasm SIMD float32 kernel, else the scalar loop). So two runs with the same seed
  * on one backend give identical losses, and resuming from a checkpoint (weights, Adam moments, step,
  * dead-latent tracker) continues bit-exactly: the data iterator is re-created and fast-forwarded by
  * `step` batches.

@@ -30,8 +30,8 @@ function usage(): string {
     "usage: npm run bench [-- --filter <substring>] [--quick] [--torch]\n" +
     "  --filter S  run only bench files whose name contains S, or else only benchmarks whose name contains S\n" +
     "  --quick     fewer repetitions\n" +
-    "  --torch     also time the PyTorch reference (../shared/bench/bench_torch.py, 2 threads, sparse) side by side\n" +
-    "              with each joint training step and report the ratio (needs python3-torch; see README)"
+    "  --torch     also time the PyTorch peer side by side (training steps: ../shared/bench/bench_torch.py through\n" +
+    "              bench/bench_torch_study.py; LM forward: bench/lm_torch.py; needs python3-torch, see bench/README.md)"
   );
 }
 

@@ -33,7 +33,8 @@ import {
 } from "../lib/pipeline/index";
 import { buildClaimRows, StudyInfo } from "../lib/report/claims";
 import { aggregateSeeds } from "../lib/report/aggregate";
-import { buildReport, ReportFigure, RunHeader, StudyArtifacts } from "../lib/report/report";
+import { buildReport, profileSection, ReportFigure, RunHeader, StudyArtifacts } from "../lib/report/report";
+import { peakRssMiB, stageProfile } from "../lib/report/profile";
 import { reportFigures } from "../lib/report/figures";
 import { saveChart, slugify } from "../lib/display/index";
 import { environmentVersions } from "../lib/notebook/environment";
@@ -57,6 +58,8 @@ Usage: npm run reproduce -- [options]
   --faithful-seeds LIST       the faithful mode's seeds (default: --seeds)
   --publish DIR               also copy report.md, results.json and figures/ (PNG + SVG) to DIR
   --skip-notebooks            do not execute the notebooks
+  --profile                   print the wall and CPU time of each pipeline stage at the end (the
+                              report's "Where the time goes" section always has them)
   --jobs N                    (mode, seed) runs trained in parallel worker processes (default 2 when
                               the machine has ≥ 2 CPUs; each process uses one core)
   --help                      show this help
@@ -77,6 +80,8 @@ export interface ReproduceArgs {
   publish?: string;
   skipNotebooks: boolean;
   jobs: number;
+  /** Print the wall/CPU time per pipeline stage at the end (the report always has the table). */
+  profile: boolean;
   /** Internal (worker process): only fill the cache for one mode and write its cache events here. */
   collectOnly?: string;
 }
@@ -127,6 +132,7 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
       "skip-notebooks": { type: "boolean" },
       jobs: { type: "string" },
       "collect-only": { type: "string" },
+      profile: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -149,6 +155,7 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
     skipNotebooks: values["skip-notebooks"] ?? false,
     jobs: parseIntArg("jobs", values.jobs) ?? (os.cpus().length >= 2 ? 2 : 1),
     collectOnly: values["collect-only"],
+    profile: values.profile ?? false,
   };
 }
 
@@ -222,13 +229,28 @@ function slimArtifacts(m: ModeArtifacts): unknown {
   return { ...m, geometry: slimG };
 }
 
+/** What a worker process writes to its events file. */
+interface WorkerEventsFile {
+  events: CacheEvent[];
+  /** The worker's peak resident set size (lib/report/profile.ts peakRssMiB). */
+  peakRssMiB: number;
+}
+
+interface WorkerOutcome {
+  ok: boolean;
+  message: string;
+  events: CacheEvent[];
+  /** null when the worker failed before writing its events file. */
+  peakRssMiB: number | null;
+}
+
 /** A worker process that fills the cache for one (mode, seed) (same arguments, `--collect-only <events file>`). */
 function startWorker(
   args: ReproduceArgs,
   mode: "faithful" | "corrected",
   seed: number,
   log: (s: string) => void,
-): { pid: number | undefined; done: Promise<{ ok: boolean; message: string; events: CacheEvent[] }> } {
+): { pid: number | undefined; done: Promise<WorkerOutcome> } {
   const eventsFile = path.join(os.tmpdir(), `reproduce-${process.pid}-${Date.now()}-${mode}-${seed}.json`);
   const argv = [
     ...(args.preset ? ["--preset", args.preset] : []),
@@ -254,16 +276,19 @@ function startWorker(
       .forEach((l) => log(`  [${mode} seed ${seed}] ${l}`));
   child.stdout.on("data", relay);
   child.stderr.on("data", relay);
-  const done = new Promise<{ ok: boolean; message: string; events: CacheEvent[] }>((resolve) => {
-    child.on("error", (e) => resolve({ ok: false, message: e.message, events: [] }));
+  const done = new Promise<WorkerOutcome>((resolve) => {
+    const failed = (message: string) => resolve({ ok: false, message, events: [], peakRssMiB: null });
+    child.on("error", (e) => failed(e.message));
     child.on("exit", (code, signal) => {
-      if (code !== 0) return resolve({ ok: false, message: `exit ${code ?? signal}`, events: [] });
+      if (code !== 0) return failed(`exit ${code ?? signal}`);
       try {
-        const events = JSON.parse(fs.readFileSync(eventsFile, "utf8")) as CacheEvent[];
+        const out = JSON.parse(fs.readFileSync(eventsFile, "utf8")) as WorkerEventsFile;
+        if (!Array.isArray(out.events) || typeof out.peakRssMiB !== "number")
+          throw new Error(`${eventsFile}: expected { events: [...], peakRssMiB: number }`);
         fs.rmSync(eventsFile, { force: true });
-        resolve({ ok: true, message: "", events });
+        resolve({ ok: true, message: "", events: out.events, peakRssMiB: out.peakRssMiB });
       } catch (e) {
-        resolve({ ok: false, message: `no events file: ${e instanceof Error ? e.message : String(e)}`, events: [] });
+        failed(`no events file: ${e instanceof Error ? e.message : String(e)}`);
       }
     });
   });
@@ -294,7 +319,8 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   } finally {
     off();
   }
-  writeJsonAtomic(eventsFile, events);
+  const out: WorkerEventsFile = { events, peakRssMiB: peakRssMiB() };
+  writeJsonAtomic(eventsFile, out);
 }
 
 export async function reproduce(
@@ -344,6 +370,7 @@ export async function reproduce(
   });
   const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
   const artifacts: ModeArtifacts[] = [];
+  let workerPeakMiB: number | null = null;
   try {
     if (runs.length >= 2 && args.jobs >= 2) {
       // The stores are shared by every (mode, seed): harvest them once, then fill the cache for each
@@ -361,6 +388,7 @@ export async function reproduce(
             failed.push(`${r.mode} seed ${r.seed}`);
             log(`reproduce: the worker for ${r.mode} seed ${r.seed} failed (${w.message}); it runs here next`);
           } else events.push(...w.events);
+          if (w.peakRssMiB !== null) workerPeakMiB = Math.max(workerPeakMiB ?? 0, w.peakRssMiB);
         }
       };
       await Promise.all(Array.from({ length: Math.min(args.jobs, runs.length) }, lane));
@@ -458,6 +486,8 @@ export async function reproduce(
     wallSeconds: (Date.now() - t0) / 1000,
     command: `npm run reproduce -- ${process.argv.slice(2).join(" ")}`.trim(),
     cache: { hits: allEvents.filter((e) => e.hit).length, misses: allEvents.filter((e) => !e.hit).length },
+    profile: stageProfile(allEvents),
+    peakMemory: { mainMiB: peakRssMiB(), workerMiB: workerPeakMiB },
   };
   const report = buildReport(header, study, figures);
   const reportPath = path.join(runDir, "report.md");
@@ -489,6 +519,7 @@ export async function reproduce(
   };
   writeJsonAtomic(resultsPath, results); // JSON writes NaN/±Infinity as null
   if (args.publish) publish(runDir, args.publish, figures, log);
+  if (args.profile) log(profileSection(header.profile ?? []));
   log(
     `reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`,
   );

@@ -87,6 +87,8 @@ describe("reproduce CLI arguments", () => {
     assert.equal(a.layer, 2);
     assert.equal(a.skipNotebooks, true);
     assert.equal(a.jobs, 1);
+    assert.equal(a.profile, false);
+    assert.equal((parseReproduceArgs(["--profile"]) as { profile: boolean }).profile, true);
     assert.equal(parseReproduceArgs(["--help"]), "help");
     assert.throws(() => parseReproduceArgs(["--mode", "all"]), /--mode/);
     assert.throws(() => parseReproduceArgs(["--seed", "-1"]), /--seed/);
@@ -127,6 +129,7 @@ describe("reproduce CLI arguments", () => {
       "--faithful-seeds",
       "--publish",
       "--skip-notebooks",
+      "--profile",
       "--help",
     ])
       assert.ok(r.stdout.includes(opt), `help lacks ${opt}`);
@@ -143,6 +146,8 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
       "--faithful-seeds",
       "0",
       "--skip-notebooks",
+      "--jobs",
+      "2",
       "--publish",
       path.join(tmp, "published"),
     ];
@@ -253,6 +258,25 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
       assert.ok(Number.isFinite(r.results.klRatioSaeOverEps.value));
     }
     assert.ok(results.cache.misses > 0, "the first run should compute something");
+    // where the time went: one row per stage, the events' counts add up, training is timed; peak memory
+    const profile = results.header.profile as Array<{
+      stage: string;
+      computed: number;
+      cached: number;
+      cpuSeconds: number;
+    }>;
+    assert.equal(
+      profile.reduce((n, r) => n + r.computed + r.cached, 0),
+      results.cache.events.length,
+      "the profile counts every cache event once",
+    );
+    const jointRow = profile.find((r) => r.stage === "training: joint (full)");
+    assert.ok(jointRow && jointRow.computed === 3 && jointRow.cpuSeconds > 0, JSON.stringify(jointRow));
+    assert.ok(report.includes("## Where the time goes") && report.includes("| harvest (activation stores) |"));
+    // --jobs 2 → worker processes ran and reported their peak
+    assert.ok(results.header.peakMemory.mainMiB > 50, JSON.stringify(results.header.peakMemory));
+    assert.ok(results.header.peakMemory.workerMiB > 50, JSON.stringify(results.header.peakMemory));
+    assert.match(report, /\| peak memory \(RSS\) \| \d+ MiB \(this process\); \d+ MiB \(largest worker process\) \|/);
 
     // figures: PNG (magic bytes) and SVG for every listed figure
     assert.ok(results.figures.length >= 8);

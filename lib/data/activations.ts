@@ -20,6 +20,8 @@ import { residPreHookName } from "../lm/types";
 import { loadLanguageModel, loadTokenizer } from "../lm/index";
 import { dataDir } from "../paths";
 import { sha256Bytes, writeChunksAtomic, writeJsonAtomic } from "../io/atomic";
+// The store key hashes the same sorted-key JSON as the pipeline's step keys (one owner; it imports nothing from data).
+import { stableStringify } from "../io/json";
 import { corpusHash, loadCorpus, DEFAULT_CORPUS, type CorpusDocument } from "./corpora";
 import { DEFAULT_FRACTIONS, selectSplit, validateFractions, type SplitFractions } from "./split";
 import { limitWindows, makeWindows, validateWindowOptions, type TokenWindow } from "./windows";
@@ -122,18 +124,6 @@ interface ProgressFile {
   key: string;
   numChunks: number;
   chunks: ChunkEntry[];
-}
-
-/** JSON with sorted keys, so equal parameter objects hash equally. */
-function stableStringify(value: unknown): string {
-  if (value === undefined || value === null) return "null";
-  if (typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
 }
 
 /** Identity of a tokenizer: its vocabulary pieces and special ids. */

@@ -5,7 +5,7 @@
 import type { BatchOptions, NormalizationSpec, RowBatch, RowSource } from "./types";
 import { bufferPlan, shuffledBatches, validateBatchOptions, type IterationMeter, type RowBlock } from "./shuffle";
 import { blockStats, normalize, normalizationFromStats, summarizeStats, validateSpec } from "./normalization";
-import { isValRow } from "./split";
+import { rowPartFilter } from "./split";
 
 export interface ArrayRowSourceOptions {
   /** Spec applied for normalize: "store" (default: none). */
@@ -49,10 +49,7 @@ export class ArrayRowSource implements RowSource {
     const numBlocks = Math.ceil(this.numRows / blockRows);
     const mode = opts.normalize ?? "store";
     const part = opts.part ?? "all";
-    const valFraction = this.opts.valFraction ?? 0.1;
-    const splitSeed = this.opts.rowSplitSeed ?? 0;
-    const include =
-      part === "all" ? undefined : (row: number) => isValRow(row, splitSeed, valFraction) === (part === "val");
+    const include = rowPartFilter(part, this.opts.rowSplitSeed ?? 0, this.opts.valFraction ?? 0.1);
     const plan = bufferPlan(
       d,
       this.numRows,
@@ -73,18 +70,6 @@ export class ArrayRowSource implements RowSource {
         yield { x, firstRow: first, n };
       }
     };
-    return shuffledBatches(
-      {
-        d,
-        batchSize: v.batchSize,
-        seed: v.seed,
-        epochs: v.epochs,
-        bufferRows: plan.bufferRows,
-        dropLast: v.dropLast,
-        include,
-      },
-      blocks,
-      this.meter,
-    );
+    return shuffledBatches({ ...v, d, bufferRows: plan.bufferRows, include }, blocks, this.meter);
   }
 }

@@ -146,14 +146,24 @@ export function specArrays(spec: NormalizationSpec): { shift: Float64Array; inv:
 
 /** (x − shift) / scale, row-major [n, d]; computed in float64, rounded once to float32. */
 export function normalize(spec: NormalizationSpec, x: Float32Array, out = new Float32Array(x.length)): Float32Array {
+  return mapRows("normalize", spec, x, out, (d) => {
+    const { shift, inv } = specArrays(spec);
+    affineRows(x, out, d, shift, inv);
+  });
+}
+
+/** normalize's and denormalize's checks around their row maps: x [n, d]; for kind "none" out is a copy of x. */
+function mapRows(
+  what: string,
+  spec: NormalizationSpec,
+  x: Float32Array,
+  out: Float32Array,
+  rows: (d: number) => void,
+): Float32Array {
   const d = spec.shift.length;
-  checkLength(x, d, "normalize");
-  if (spec.kind === "none") {
-    if (out !== x) out.set(x);
-    return out;
-  }
-  const { shift, inv } = specArrays(spec);
-  affineRows(x, out, d, shift, inv);
+  checkLength(x, d, what);
+  if (spec.kind !== "none") rows(d);
+  else if (out !== x) out.set(x);
   return out;
 }
 
@@ -168,16 +178,11 @@ function affineRows(x: Float32Array, out: Float32Array, d: number, shift: Float6
 
 /** x · scale + shift: the inverse of normalize (maps a reconstruction back to raw activations). */
 export function denormalize(spec: NormalizationSpec, x: Float32Array, out = new Float32Array(x.length)): Float32Array {
-  const d = spec.shift.length;
-  checkLength(x, d, "denormalize");
-  if (spec.kind === "none") {
-    if (out !== x) out.set(x);
-    return out;
-  }
-  for (let o = 0; o < x.length; o += d) {
-    for (let j = 0; j < d; j++) out[o + j] = x[o + j] * spec.scale[j] + spec.shift[j];
-  }
-  return out;
+  return mapRows("denormalize", spec, x, out, (d) => {
+    for (let o = 0; o < x.length; o += d) {
+      for (let j = 0; j < d; j++) out[o + j] = x[o + j] * spec.scale[j] + spec.shift[j];
+    }
+  });
 }
 
 /** Tensor version of normalize: any shape [..., d]; float32 arithmetic. Caller disposes the result. */

@@ -104,3 +104,14 @@ export function isValRow(row: number, seed: number, valFraction: number): boolea
   // 2^32 buckets: fraction resolution 2.3e-10
   return mix32(mix32(row) ^ mix32((seed >>> 0) ^ 0x5bd1e995)) < valFraction * 4294967296;
 }
+
+/** The rows of one part of the row-level split, as a filter on global row indices (undefined for "all": every row). */
+export function rowPartFilter(
+  part: "all" | "train" | "val",
+  seed: number,
+  valFraction: number,
+): ((row: number) => boolean) | undefined {
+  if (part === "all") return undefined;
+  const wantVal = part === "val";
+  return (row: number) => isValRow(row, seed, valFraction) === wantVal;
+}

@@ -24,7 +24,7 @@ import {
   type StatsSummary,
 } from "./normalization";
 import { bufferPlan, shuffledBatches, validateBatchOptions, type IterationMeter, type RowBlock } from "./shuffle";
-import { isValRow } from "./split";
+import { rowPartFilter } from "./split";
 import { Rng } from "../util/random";
 import { sha256File } from "../io/atomic";
 import { IntegrityError, checkFiles, jsonDigest } from "../io/integrity";
@@ -470,11 +470,7 @@ export class ActivationStore implements RowSource {
   }
 
   private includeFn(part: "all" | "train" | "val"): ((row: number) => boolean) | undefined {
-    if (part === "all") return undefined;
-    const wantVal = part === "val";
-    const seed = this.rowSplitSeed;
-    const f = this.valFraction;
-    return (row: number) => isValRow(row, seed, f) === wantVal;
+    return rowPartFilter(part, this.rowSplitSeed, this.valFraction);
   }
 
   /** Rows in a part of the row-level split (counts them; O(numRows) hash evaluations). */
@@ -531,21 +527,9 @@ export class ActivationStore implements RowSource {
         for (const fd of fds.values()) fs.closeSync(fd);
       }
     };
-    return shuffledBatches(
-      {
-        d,
-        batchSize: v.batchSize,
-        seed: v.seed,
-        epochs: v.epochs,
-        bufferRows: plan.bufferRows,
-        dropLast: v.dropLast,
-        include,
-        gatherAffine:
-          mode === "store" && this.normalization.kind !== "none" ? specArrays(this.normalization) : undefined,
-      },
-      blocks,
-      this.meter,
-    );
+    const gatherAffine =
+      mode === "store" && this.normalization.kind !== "none" ? specArrays(this.normalization) : undefined;
+    return shuffledBatches({ ...v, d, bufferRows: plan.bufferRows, include, gatherAffine }, blocks, this.meter);
   }
 
   /**

@@ -26,6 +26,7 @@ import type { FeatureAnova } from "./interventions-stats";
 import {
   ClampExperimentOptions,
   ClampExperimentResult,
+  ClampHookFactory,
   ClampLevelResult,
   InterventionSettings,
   ScoreOptions,
@@ -297,12 +298,6 @@ export function readoutRowMask(batch: { B: number; T: number; readoutPositions: 
   return m;
 }
 
-type HookFactory = (c: number) => {
-  hook: (h: tf.Tensor3D) => tf.Tensor3D;
-  dispose?: () => void;
-  onBatch?: ScoreOptions["onBatch"];
-};
-
 /** Hook factory of the additive clamp for a readout: α → hook acting at the current batch's readout positions. */
 export function additiveHookFor(
   pm: PrimaryModel,
@@ -310,7 +305,7 @@ export function additiveHookFor(
   feature: number,
   unit: number,
   s: InterventionSettings,
-): HookFactory {
+): ClampHookFactory {
   if (!(unit > 0))
     throw new Error(
       `additive clamp: the feature's typical activation must be > 0 (got ${unit}): it never fires on the stimuli`,
@@ -330,7 +325,7 @@ export function multiplicativeHookFor(
   sec: SecondarySae,
   feature: number,
   s: InterventionSettings,
-): HookFactory {
+): ClampHookFactory {
   return (c) => ({ hook: clampHook(pm, sec, c === 1 ? null : { feature, c }, s) });
 }
 

@@ -44,7 +44,7 @@ import {
 } from "./secondary";
 import type { FeatureSource } from "./contexts";
 import { encodeToHost, forEachWindowBatch } from "./contexts";
-import { Level, StimulusSet, flattenStimuli } from "./stimuli";
+import { Level, Stimulus, StimulusSet, flattenStimuli } from "./stimuli";
 import {
   AuthorsInteractionResult,
   FactorTest,
@@ -720,6 +720,20 @@ export function stimulusMeans(
   return sentenceMeans(per, null, { F: source.F });
 }
 
+/** stimulusMeans over a stimulus set's sentences in flattenStimuli order (the rows of `means`), with the settings' BOS. */
+function stimulusSetMeans(
+  lm: LanguageModel,
+  tokenizer: Tokenizer,
+  stimuli: StimulusSet,
+  layer: number,
+  source: FeatureSource,
+  s: InterventionSettings,
+): { flat: Stimulus[]; means: SentenceMeans } {
+  const flat = flattenStimuli(stimuli);
+  const texts = flat.map((x) => x.text);
+  return { flat, means: stimulusMeans(lm, tokenizer, texts, layer, source, { includeBos: s.includeBos }) };
+}
+
 export interface PrimaryDiscovery {
   means: SentenceMeans;
   formality: FactorTest[];
@@ -739,15 +753,7 @@ export function discoverPrimaryFeatures(
   s: InterventionSettings,
   top = 10,
 ): PrimaryDiscovery {
-  const flat = flattenStimuli(stimuli);
-  const means = stimulusMeans(
-    lm,
-    tokenizer,
-    flat.map((x) => x.text),
-    layer,
-    primaryFeatureSource(pm, s),
-    { includeBos: s.includeBos },
-  );
+  const { flat, means } = stimulusSetMeans(lm, tokenizer, stimuli, layer, primaryFeatureSource(pm, s), s);
   const t = factorTTests(means, { formality: flat.map((x) => x.formality), emotion: flat.map((x) => x.emotion) });
   return {
     means,
@@ -781,15 +787,7 @@ export function rankSecondaryFeatures(
   s: InterventionSettings,
   opts: { minActiveSentences?: number } = {},
 ): SecondaryRanking {
-  const flat = flattenStimuli(stimuli);
-  const means = stimulusMeans(
-    lm,
-    tokenizer,
-    flat.map((x) => x.text),
-    layer,
-    secondaryFeatureSource(pm, sec, s),
-    { includeBos: s.includeBos },
-  );
+  const { flat, means } = stimulusSetMeans(lm, tokenizer, stimuli, layer, secondaryFeatureSource(pm, sec, s), s);
   const minActive = opts.minActiveSentences ?? 5;
   const active: number[] = [];
   for (let f = 0; f < means.F; f++) {

@@ -46,18 +46,27 @@ function checkSpec(c: ModelConfig, spec: NormalizationSpec): void {
 }
 
 /**
+ * Every weight but sae.bDec with the scale folded in (`fold`: the encoder's input columns divided by s, the output
+ * columns multiplied by s) or taken out again (the inverse); the rest copied.
+ */
+function scaleWeights(c: ModelConfig, p: ParamArrays, spec: NormalizationSpec, fold: boolean): ParamArrays {
+  checkSpec(c, spec);
+  const out: ParamArrays = {};
+  for (const [n, a] of Object.entries(p)) {
+    if (n === "sae.wEncT") out[n] = scaleColumns(a, spec.scale, !fold);
+    else if (OUTPUT_COLUMNS.includes(n)) out[n] = scaleColumns(a, spec.scale, fold);
+    else if (n !== "sae.bDec") out[n] = Float32Array.from(a);
+  }
+  return out;
+}
+
+/**
  * Weights that act on raw activations. The result always holds "sae.bDec" (the shift lives there),
  * to be subtracted before encoding and added after decoding.
  */
 export function foldNormalization(c: ModelConfig, p: ParamArrays, spec: NormalizationSpec): ParamArrays {
-  checkSpec(c, spec);
   const { shift: m, scale: s } = spec;
-  const out: ParamArrays = {};
-  for (const [n, a] of Object.entries(p)) {
-    if (n === "sae.wEncT") out[n] = scaleColumns(a, s, false);
-    else if (OUTPUT_COLUMNS.includes(n)) out[n] = scaleColumns(a, s, true);
-    else if (n !== "sae.bDec") out[n] = Float32Array.from(a);
-  }
+  const out = scaleWeights(c, p, spec, true);
   const b = p["sae.bDec"];
   out["sae.bDec"] = Float32Array.from(m, (mj, j) => (b ? b[j] : 0) * s[j] + mj);
   return out;
@@ -68,14 +77,8 @@ export function foldNormalization(c: ModelConfig, p: ParamArrays, spec: Normaliz
  * has none, the unfolded b_dec is ≈ 0 up to rounding and is dropped).
  */
 export function unfoldNormalization(c: ModelConfig, p: ParamArrays, spec: NormalizationSpec): ParamArrays {
-  checkSpec(c, spec);
   const { shift: m, scale: s } = spec;
-  const out: ParamArrays = {};
-  for (const [n, a] of Object.entries(p)) {
-    if (n === "sae.wEncT") out[n] = scaleColumns(a, s, true);
-    else if (OUTPUT_COLUMNS.includes(n)) out[n] = scaleColumns(a, s, false);
-    else if (n !== "sae.bDec") out[n] = Float32Array.from(a);
-  }
+  const out = scaleWeights(c, p, spec, false);
   const b = p["sae.bDec"];
   if (!b) throw new Error(`fold: folded weights lack sae.bDec (the normalisation's shift lives there)`);
   if (c.sae.decoderBias) out["sae.bDec"] = Float32Array.from(b, (v, j) => (v - m[j]) / s[j]);

@@ -1,7 +1,8 @@
 /**
  * Reading a JSON file with errors that name it: `JSON.parse(fs.readFileSync(f))` fails with
  * "Unexpected token } in JSON at position 812" and no hint of which file; these say
- * "<what> <path>: not valid JSON (…)" or "<what> <path>: cannot read (…)".
+ * "<what> <path>: not valid JSON (…)" or "<what> <path>: cannot read (…)". And stableStringify,
+ * the canonical JSON that cache keys and store keys hash.
  */
 import * as fs from "node:fs";
 
@@ -45,4 +46,16 @@ export async function readJsonFileAsync<T = unknown>(file: string, what?: string
     throw readError(e, file, what);
   }
   return parse<T>(text, file, what);
+}
+
+/** JSON with object keys sorted, so that equal parameter objects hash equally. */
+export function stableStringify(value: unknown): string {
+  if (value === undefined) return "null";
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
 }

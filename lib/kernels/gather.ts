@@ -10,17 +10,14 @@
  * undefined results, as with tfjs's own gatherND.
  */
 import * as tf from "@tensorflow/tfjs";
-import { assertDim, assertDtype, assertRank } from "./validate";
+import { assertDim, assertDtype, assertIsTensor, assertTensor } from "./validate";
 import { customGradLazy } from "./grad";
 
 /** table [N,d] gathered at int32 indices of any shape [...] → [..., d]. Gradient only wrt table. */
 export function gatherRows(table: tf.Tensor2D, indices: tf.Tensor): tf.Tensor {
   const op = "gatherRows";
-  assertRank(op, "table", table, 2);
-  assertDtype(op, "table", table, "float32");
-  if (indices == null || typeof (indices as { rank?: unknown }).rank !== "number") {
-    throw new TypeError(`${op}: indices must be a tf.Tensor`);
-  }
+  assertTensor(op, "table", table, 2, "float32");
+  assertIsTensor(op, "indices", indices); // any rank
   assertDtype(op, "indices", indices, "int32");
   const [n, d] = table.shape;
   const m = indices.size;
@@ -41,10 +38,8 @@ export function gatherRows(table: tf.Tensor2D, indices: tf.Tensor): tf.Tensor {
 /** out[n,d] = Σ_{i: indices[i]=r} updates[i] for each row r (duplicates add). Gradient wrt updates. */
 export function scatterAddRows(indices: tf.Tensor1D, updates: tf.Tensor2D, n: number): tf.Tensor2D {
   const op = "scatterAddRows";
-  assertRank(op, "indices", indices, 1);
-  assertDtype(op, "indices", indices, "int32");
-  assertRank(op, "updates", updates, 2);
-  assertDtype(op, "updates", updates, "float32");
+  assertTensor(op, "indices", indices, 1, "int32");
+  assertTensor(op, "updates", updates, 2, "float32");
   assertDim(op, "updates.shape[0] (one row per index)", updates.shape[0], indices.shape[0]);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${op}: n must be a positive integer, got ${n}`);
   const [m, d] = updates.shape;

@@ -25,7 +25,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { customGradLazy } from "./grad";
-import { assertDim, assertDtype, assertRank } from "./validate";
+import { assertDim, assertSparseCode, assertTensor } from "./validate";
 import { copyFloat32, readFloat32, tidyValues } from "./views";
 import { biInteractionGradsWasm, biInteractionSumsWasm } from "./wasmInteraction";
 
@@ -306,17 +306,10 @@ function makeOp(ids: Int32Array, idsT: tf.Tensor, drop: Float32Array | null) {
 }
 
 function checkWeights(op: string, E: number, w: InteractionWeights): void {
-  for (const [name, t] of [
-    ["w1", w.w1],
-    ["b1", w.b1],
-    ["w2", w.w2],
-    ["b2", w.b2],
-  ] as const)
-    assertDtype(op, name, t, "float32");
-  assertRank(op, "w1", w.w1, 2);
-  assertRank(op, "w2", w.w2, 2);
-  assertRank(op, "b1", w.b1, 1);
-  assertRank(op, "b2", w.b2, 1);
+  assertTensor(op, "w1", w.w1, 2, "float32");
+  assertTensor(op, "b1", w.b1, 1, "float32");
+  assertTensor(op, "w2", w.w2, 2, "float32");
+  assertTensor(op, "b2", w.b2, 1, "float32");
   assertDim(op, "w1.shape[0] (E)", w.w1.shape[0], E);
   assertDim(op, "w1.shape[1] (E)", w.w1.shape[1], E);
   assertDim(op, "b1.shape[0] (E)", w.b1.shape[0], E);
@@ -338,16 +331,10 @@ export function interactionSparse(
   drop: Float32Array | null = null,
 ): tf.Tensor2D {
   const op = "interactionSparse";
-  assertRank(op, "values", values, 2);
-  assertDtype(op, "values", values, "float32");
-  assertRank(op, "indices", indices, 2);
-  assertDtype(op, "indices", indices, "int32");
-  assertRank(op, "V", V, 2);
-  assertDtype(op, "V", V, "float32");
+  assertSparseCode(op, values, indices);
+  assertTensor(op, "V", V, 2, "float32");
   const [B, N] = values.shape;
   const [F, E] = V.shape;
-  assertDim(op, "indices.shape[0] (rows)", indices.shape[0], B);
-  assertDim(op, "indices.shape[1] (active features)", indices.shape[1], N);
   checkWeights(op, E, w);
   if (drop && drop.length !== B * E)
     throw new Error(`${op}: drop has ${drop.length} entries, expected B·E = ${B}·${E} = ${B * E}`);

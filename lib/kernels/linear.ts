@@ -21,91 +21,78 @@
  * (first layer), d(W) not when W is frozen.
  */
 import * as tf from "@tensorflow/tfjs";
-import { assertDim, assertDtype, assertRank } from "./validate";
+import { assertDim, assertTensor } from "./validate";
 import { customGradLazy } from "./grad";
 
-function checkX(op: string, x: tf.Tensor2D, inDim: number): void {
-  assertRank(op, "x", x, 2);
-  assertDtype(op, "x", x, "float32");
-  assertDim(op, "x.shape[1] (input features)", x.shape[1], inDim);
-}
-
-function checkBias(op: string, b: tf.Tensor1D | undefined, outDim: number): void {
+/** x [B, in], the weight w (w.shape[inAxis] = in) and the optional bias b [out], all float32. */
+function checkArgs(
+  op: string,
+  x: tf.Tensor2D,
+  wName: string,
+  w: tf.Tensor2D,
+  b: tf.Tensor1D | undefined,
+  inAxis: 0 | 1,
+) {
+  assertTensor(op, wName, w, 2, "float32");
+  assertTensor(op, "x", x, 2, "float32");
+  assertDim(op, "x.shape[1] (input features)", x.shape[1], w.shape[inAxis]);
   if (b === undefined) return;
-  assertRank(op, "b", b, 1);
-  assertDtype(op, "b", b, "float32");
-  assertDim(op, "b.shape[0] (output features)", b.shape[0], outDim);
+  assertTensor(op, "b", b, 1, "float32");
+  assertDim(op, "b.shape[0] (output features)", b.shape[0], w.shape[1 - inAxis]);
 }
 
-// Inputs needed by a gradient are passed through save(): tf.grads disposes the forward's
-// intermediates before backprop, so a closure over an input that is itself an intermediate (e.g.
-// the previous layer's output) would see a disposed tensor. (save() keeps a copy: a memcpy on wasm.)
-const linearNoBias = customGradLazy((x0: tf.Tensor, w0: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([x0, w0]);
-  const value = tf.matMul(x0 as tf.Tensor2D, w0 as tf.Tensor2D);
-  return {
-    value,
-    gradFunc: (dy: tf.Tensor, [x, w]: tf.Tensor[]) => [
-      () => tf.transpose(tf.matMul(w as tf.Tensor2D, tf.transpose(dy as tf.Tensor2D))),
-      () => tf.matMul(tf.transpose(x as tf.Tensor2D), dy as tf.Tensor2D),
-    ],
-  };
-});
+/**
+ * One layer's op, without or with a bias b [out]: value = forward(x, w) (+ b); gradients d(x) = dx(dy, w),
+ * d(w) = dw(dy, x), d(b) = Σ_batch dy.
+ * Inputs needed by a gradient are passed through save(): tf.grads disposes the forward's intermediates before
+ * backprop, so a closure over an input that is itself an intermediate (e.g. the previous layer's output) would see a
+ * disposed tensor. (save() keeps a copy: a memcpy on wasm.)
+ */
+function layerOp(
+  forward: (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor,
+  dx: (dy: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor,
+  dw: (dy: tf.Tensor2D, x: tf.Tensor2D) => tf.Tensor,
+): (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D) => tf.Tensor2D {
+  const grads = (dy: tf.Tensor, [x, w]: tf.Tensor[]) => [
+    () => dx(dy as tf.Tensor2D, w as tf.Tensor2D),
+    () => dw(dy as tf.Tensor2D, x as tf.Tensor2D),
+  ];
+  const noBias = customGradLazy((x0: tf.Tensor, w0: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x0, w0]);
+    return { value: forward(x0 as tf.Tensor2D, w0 as tf.Tensor2D), gradFunc: grads };
+  });
+  const withBias = customGradLazy((x0: tf.Tensor, w0: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x0, w0]);
+    return {
+      value: tf.add(forward(x0 as tf.Tensor2D, w0 as tf.Tensor2D), b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [...grads(dy, saved), () => tf.sum(dy, 0)],
+    };
+  });
+  return (x, w, b) => (b === undefined ? noBias(x, w) : withBias(x, w, b)) as tf.Tensor2D;
+}
 
-const linearBias = customGradLazy((x0: tf.Tensor, w0: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([x0, w0]);
-  const value = tf.add(tf.matMul(x0 as tf.Tensor2D, w0 as tf.Tensor2D), b);
-  return {
-    value,
-    gradFunc: (dy: tf.Tensor, [x, w]: tf.Tensor[]) => [
-      () => tf.transpose(tf.matMul(w as tf.Tensor2D, tf.transpose(dy as tf.Tensor2D))),
-      () => tf.matMul(tf.transpose(x as tf.Tensor2D), dy as tf.Tensor2D),
-      () => tf.sum(dy, 0),
-    ],
-  };
-});
+// x @ w, w [in, out]: dx = transpose(w @ transpose(dy)), dw = transpose(x) @ dy (orders: the header's table)
+const linearOp = layerOp(
+  (x, w) => tf.matMul(x, w),
+  (dy, w) => tf.transpose(tf.matMul(w, tf.transpose(dy))),
+  (dy, x) => tf.matMul(tf.transpose(x), dy),
+);
+
+// x @ wTᵀ, wT [out, in]: forward transpose(wT @ transpose(x)), dx = dy @ wT, dwT = transpose(dy) @ x
+const linearTOp = layerOp(
+  (x, wT) => tf.transpose(tf.matMul(wT, tf.transpose(x))),
+  (dy, wT) => tf.matMul(dy, wT),
+  (dy, x) => tf.matMul(tf.transpose(dy), x),
+);
 
 /** y = x @ w (+ b). x [B,in], w [in,out], b [out] → [B,out]. */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  const op = "linear";
-  assertRank(op, "w", w, 2);
-  assertDtype(op, "w", w, "float32");
-  checkX(op, x, w.shape[0]);
-  checkBias(op, b, w.shape[1]);
-  return (b === undefined ? linearNoBias(x, w) : linearBias(x, w, b)) as tf.Tensor2D;
+  checkArgs("linear", x, "w", w, b, 0);
+  return linearOp(x, w, b);
 }
-
-const linearTNoBias = customGradLazy((x0: tf.Tensor, wT0: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([x0, wT0]);
-  const value = tf.transpose(tf.matMul(wT0 as tf.Tensor2D, tf.transpose(x0 as tf.Tensor2D)));
-  return {
-    value,
-    gradFunc: (dy: tf.Tensor, [x, wT]: tf.Tensor[]) => [
-      () => tf.matMul(dy as tf.Tensor2D, wT as tf.Tensor2D),
-      () => tf.matMul(tf.transpose(dy as tf.Tensor2D), x as tf.Tensor2D),
-    ],
-  };
-});
-
-const linearTBias = customGradLazy((x0: tf.Tensor, wT0: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([x0, wT0]);
-  const value = tf.add(tf.transpose(tf.matMul(wT0 as tf.Tensor2D, tf.transpose(x0 as tf.Tensor2D))), b);
-  return {
-    value,
-    gradFunc: (dy: tf.Tensor, [x, wT]: tf.Tensor[]) => [
-      () => tf.matMul(dy as tf.Tensor2D, wT as tf.Tensor2D),
-      () => tf.matMul(tf.transpose(dy as tf.Tensor2D), x as tf.Tensor2D),
-      () => tf.sum(dy, 0),
-    ],
-  };
-});
 
 /** y = x @ wTᵀ (+ b) with the weight stored [out,in] (PyTorch / llama2.c layout). → [B,out]. */
 export function linearT(x: tf.Tensor2D, wT: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  const op = "linearT";
-  assertRank(op, "wT", wT, 2);
-  assertDtype(op, "wT", wT, "float32");
-  checkX(op, x, wT.shape[1]);
-  checkBias(op, b, wT.shape[0]);
-  return (b === undefined ? linearTNoBias(x, wT) : linearTBias(x, wT, b)) as tf.Tensor2D;
+  checkArgs("linearT", x, "wT", wT, b, 1);
+  return linearTOp(x, wT, b);
 }

@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { withSideOutput, TopKResult } from "./topk";
-import { assertDim, assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
+import { assertDim, assertK, assertOrder, assertSparseCode, assertTensor, TopKOrder } from "./validate";
 import { customGradLazy } from "./grad";
 import { combineRowsWasm, outerScatterWasm, rowDotsWasm } from "./wasmOuter";
 import { selectTopkColumns } from "./wasmTopk";
@@ -42,14 +42,8 @@ function sparseOuter(coef: tf.Tensor2D, x: tf.Tensor2D, idxCol: tf.Tensor2D, f: 
  */
 export function sparseMatmul(values: tf.Tensor2D, indices: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   const op = "sparseMatmul";
-  assertRank(op, "values", values, 2);
-  assertDtype(op, "values", values, "float32");
-  assertRank(op, "indices", indices, 2);
-  assertDtype(op, "indices", indices, "int32");
-  assertRank(op, "w", w, 2);
-  assertDtype(op, "w", w, "float32");
-  assertDim(op, "indices.shape[0] (batch)", indices.shape[0], values.shape[0]);
-  assertDim(op, "indices.shape[1] (k)", indices.shape[1], values.shape[1]);
+  assertSparseCode(op, values, indices);
+  assertTensor(op, "w", w, 2, "float32");
   const [b, k] = values.shape;
   const [f, d] = w.shape;
   // Everything the gradient reads goes through save(): tf.grads disposes forward intermediates
@@ -109,12 +103,9 @@ export function topkEncode(
   order: TopKOrder,
 ): TopKResult {
   const op = "topkEncode";
-  assertRank(op, "x", x, 2);
-  assertDtype(op, "x", x, "float32");
-  assertRank(op, "wEncT", wEncT, 2);
-  assertDtype(op, "wEncT", wEncT, "float32");
-  assertRank(op, "bEnc", bEnc, 1);
-  assertDtype(op, "bEnc", bEnc, "float32");
+  assertTensor(op, "x", x, 2, "float32");
+  assertTensor(op, "wEncT", wEncT, 2, "float32");
+  assertTensor(op, "bEnc", bEnc, 1, "float32");
   assertDim(op, "x.shape[1] (input dim d; wEncT is [F,d])", x.shape[1], wEncT.shape[1]);
   assertDim(op, "bEnc.shape[0] (features F)", bEnc.shape[0], wEncT.shape[0]);
   assertK(op, k, wEncT.shape[0]);

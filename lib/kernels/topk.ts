@@ -12,7 +12,7 @@
  * (ReLU'(0) = 0 by convention), which is what the gradients implement.
  */
 import * as tf from "@tensorflow/tfjs";
-import { assertDtype, assertK, assertOrder, assertRank, TopKOrder } from "./validate";
+import { assertK, assertOrder, assertTensor, TopKOrder } from "./validate";
 import { customGradLazy } from "./grad";
 
 export type { TopKOrder } from "./validate";
@@ -76,8 +76,7 @@ export function withSideOutput<T extends tf.Tensor>(
 }
 
 function checkPre(op: string, pre: tf.Tensor2D, k: number, order: string): void {
-  assertRank(op, "pre", pre, 2);
-  assertDtype(op, "pre", pre, "float32");
+  assertTensor(op, "pre", pre, 2, "float32");
   assertK(op, k, pre.shape[1]);
   assertOrder(op, order);
 }

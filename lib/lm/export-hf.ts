@@ -47,36 +47,34 @@ export function readLlama2cVocab(file: string, vocabSize?: number): Llama2cVocab
   return out;
 }
 
-/** Permute q/k rows [nHeads*hd, dim] from interleaved pairs to HF's half layout. */
-export function permuteInterleavedToHalf(w: Float32Array, nHeads: number, headDim: number, cols: number): Float32Array {
+/**
+ * Move q/k rows [nHeads·hd, cols] between the two RoPE layouts: row (h, 2i + p) of the interleaved layout is row
+ * (h, p·hd/2 + i) of the half layout (p = 0, 1; i < hd/2).
+ */
+function moveRopeRows(w: Float32Array, nHeads: number, headDim: number, cols: number, toHalf: boolean): Float32Array {
   const out = new Float32Array(w.length);
   const half = headDim / 2;
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < half; i++) {
       for (let p = 0; p < 2; p++) {
-        const src = (h * headDim + 2 * i + p) * cols;
-        const dst = (h * headDim + p * half + i) * cols;
-        out.set(w.subarray(src, src + cols), dst);
+        const interleaved = (h * headDim + 2 * i + p) * cols;
+        const halves = (h * headDim + p * half + i) * cols;
+        const src = toHalf ? interleaved : halves;
+        out.set(w.subarray(src, src + cols), toHalf ? halves : interleaved);
       }
     }
   }
   return out;
 }
 
+/** Permute q/k rows [nHeads*hd, dim] from interleaved pairs to HF's half layout. */
+export function permuteInterleavedToHalf(w: Float32Array, nHeads: number, headDim: number, cols: number): Float32Array {
+  return moveRopeRows(w, nHeads, headDim, cols, true);
+}
+
 /** Inverse of permuteInterleavedToHalf. */
 export function permuteHalfToInterleaved(w: Float32Array, nHeads: number, headDim: number, cols: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const half = headDim / 2;
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let p = 0; p < 2; p++) {
-        const dst = (h * headDim + 2 * i + p) * cols;
-        const src = (h * headDim + p * half + i) * cols;
-        out.set(w.subarray(src, src + cols), dst);
-      }
-    }
-  }
-  return out;
+  return moveRopeRows(w, nHeads, headDim, cols, false);
 }
 
 const BYTE_PIECE = /^<0x[0-9A-F]{2}>$/;

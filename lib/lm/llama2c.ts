@@ -20,15 +20,33 @@ export const LLAMA2C_MAGIC = 0x616b3432;
 const V1_HEADER_BYTES = 256;
 const LEGACY_HEADER_BYTES = 28;
 
-interface RawHeader {
-  dim: number;
-  hiddenDim: number;
-  nLayers: number;
-  nHeads: number;
-  nKvHeads: number;
-  vocabSize: number;
+/** The 7 header ints (vocabSize made positive; seqLen becomes config.maxSeqLen). */
+type RawHeader = Pick<LlamaConfig, "dim" | "hiddenDim" | "nLayers" | "nHeads" | "nKvHeads" | "vocabSize"> & {
   seqLen: number;
-}
+};
+
+/** One group of the weight section: a per-layer tensor (L arrays in a row), the embedding, the final norm, or RoPE. */
+type Group = keyof LlamaLayerWeights | "emb" | "finalNorm" | "rope";
+const LAYER_TENSORS: readonly (keyof LlamaLayerWeights)[] = [
+  "attnNorm",
+  "wq",
+  "wk",
+  "wv",
+  "wo",
+  "ffnNorm",
+  "w1",
+  "w2",
+  "w3",
+];
+
+/**
+ * The order of the groups after the header, per layout (the file comment above); both end with the classifier when
+ * it is not shared. "rope" is legacy's two tables (cos, then sin), recomputed from the config and never read.
+ */
+const FILE_ORDER: Record<"legacy" | "v1", readonly Group[]> = {
+  legacy: ["emb", "attnNorm", "wq", "wk", "wv", "wo", "ffnNorm", "w1", "w2", "w3", "finalNorm", "rope"],
+  v1: ["attnNorm", "ffnNorm", "finalNorm", "emb", "wq", "wk", "wv", "wo", "w1", "w2", "w3"],
+};
 
 /** Plausibility checks on the 7 header ints; catches non-checkpoint files before any big allocation. */
 function validateHeader(h: RawHeader, file: string): void {
@@ -60,13 +78,14 @@ function validateHeader(h: RawHeader, file: string): void {
   }
 }
 
-/** Number of float32 values per tensor group in the file, given the header. */
-function sizes(h: RawHeader) {
+/** Number of float32 values of one tensor of each group (of both tables for "rope"), given the header. */
+function sizes(h: RawHeader): Record<Group, number> {
   const headDim = h.dim / h.nHeads;
-  const L = h.nLayers;
   return {
     emb: h.vocabSize * h.dim,
-    norm: h.dim,
+    attnNorm: h.dim,
+    ffnNorm: h.dim,
+    finalNorm: h.dim,
     wq: h.nHeads * headDim * h.dim,
     wk: h.nKvHeads * headDim * h.dim,
     wv: h.nKvHeads * headDim * h.dim,
@@ -74,15 +93,17 @@ function sizes(h: RawHeader) {
     w1: h.hiddenDim * h.dim,
     w2: h.dim * h.hiddenDim,
     w3: h.hiddenDim * h.dim,
-    rope: h.seqLen * (headDim / 2),
-    L,
+    rope: 2 * h.seqLen * (headDim / 2),
   };
 }
 
+const isLayerTensor = (g: Group): g is keyof LlamaLayerWeights => (LAYER_TENSORS as readonly Group[]).includes(g);
+
 function expectedFloats(h: RawHeader, shared: boolean, legacy: boolean): number {
   const s = sizes(h);
-  const perLayer = 2 * s.norm + s.wq + s.wk + s.wv + s.wo + s.w1 + s.w2 + s.w3;
-  return s.emb + s.L * perLayer + s.norm + (legacy ? 2 * s.rope : 0) + (shared ? 0 : s.emb);
+  let n = shared ? 0 : s.emb;
+  for (const g of FILE_ORDER[legacy ? "legacy" : "v1"]) n += (isLayerTensor(g) ? h.nLayers : 1) * s[g];
+  return n;
 }
 
 function toConfig(h: RawHeader, shared: boolean): LlamaConfig {
@@ -198,53 +219,24 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
   const s = sizes(header);
   const cur = new FloatCursor(buf, dataStart);
   const L = header.nLayers;
-  const many = (n: number) => Array.from({ length: L }, () => cur.take(n));
-  let emb: Float32Array;
-  let attnNorm: Float32Array[], ffnNorm: Float32Array[], finalNorm: Float32Array;
-  let wq: Float32Array[], wk: Float32Array[], wv: Float32Array[], wo: Float32Array[];
-  let w1: Float32Array[], w2: Float32Array[], w3: Float32Array[];
-  if (legacy) {
-    emb = cur.take(s.emb);
-    attnNorm = many(s.norm);
-    wq = many(s.wq);
-    wk = many(s.wk);
-    wv = many(s.wv);
-    wo = many(s.wo);
-    ffnNorm = many(s.norm);
-    w1 = many(s.w1);
-    w2 = many(s.w2);
-    w3 = many(s.w3);
-    finalNorm = cur.take(s.norm);
-    cur.skip(2 * s.rope); // legacy freq_cis_real / freq_cis_imag tables: recomputed, never read
-  } else {
-    attnNorm = many(s.norm);
-    ffnNorm = many(s.norm);
-    finalNorm = cur.take(s.norm);
-    emb = cur.take(s.emb);
-    wq = many(s.wq);
-    wk = many(s.wk);
-    wv = many(s.wv);
-    wo = many(s.wo);
-    w1 = many(s.w1);
-    w2 = many(s.w2);
-    w3 = many(s.w3);
+  const perLayer = {} as Record<keyof LlamaLayerWeights, Float32Array[]>;
+  const single: Partial<Record<"emb" | "finalNorm", Float32Array>> = {};
+  for (const g of FILE_ORDER[legacy ? "legacy" : "v1"]) {
+    if (g === "rope") cur.skip(s.rope);
+    else if (isLayerTensor(g)) perLayer[g] = Array.from({ length: L }, () => cur.take(s[g]));
+    else single[g] = cur.take(s[g]);
   }
   const classifier = shared ? null : cur.take(s.emb);
-  const layers: LlamaLayerWeights[] = [];
-  for (let l = 0; l < L; l++) {
-    layers.push({
-      attnNorm: attnNorm[l],
-      wq: wq[l],
-      wk: wk[l],
-      wv: wv[l],
-      wo: wo[l],
-      ffnNorm: ffnNorm[l],
-      w1: w1[l],
-      w2: w2[l],
-      w3: w3[l],
-    });
-  }
-  const weights: LlamaWeights = { tokenEmbedding: emb, layers, finalNorm, classifier };
+  const layers = Array.from(
+    { length: L },
+    (_, l) => Object.fromEntries(LAYER_TENSORS.map((k) => [k, perLayer[k][l]])) as unknown as LlamaLayerWeights,
+  );
+  const weights: LlamaWeights = {
+    tokenEmbedding: single.emb as Float32Array,
+    layers,
+    finalNorm: single.finalNorm as Float32Array,
+    classifier,
+  };
   return {
     name,
     path: file,
@@ -280,8 +272,6 @@ export function encodeLlama2c(
   const shared = w.classifier === null;
   const chunks: Uint8Array[] = [];
   const ints = [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.vocabSize, c.maxSeqLen];
-  const layers = w.layers;
-  const per = (k: keyof LlamaLayerWeights) => layers.map((l) => f32Bytes(l[k]));
   if (version === "v1") {
     const head = Buffer.alloc(V1_HEADER_BYTES);
     head.writeUInt32LE(LLAMA2C_MAGIC, 0);
@@ -289,28 +279,33 @@ export function encodeLlama2c(
     ints.forEach((v, i) => head.writeInt32LE(v, 8 + 4 * i));
     head.writeUInt8(shared ? 1 : 0, 36);
     chunks.push(head);
-    chunks.push(...per("attnNorm"), ...per("ffnNorm"), f32Bytes(w.finalNorm), f32Bytes(w.tokenEmbedding));
-    chunks.push(...per("wq"), ...per("wk"), ...per("wv"), ...per("wo"), ...per("w1"), ...per("w2"), ...per("w3"));
   } else {
     const head = Buffer.alloc(LEGACY_HEADER_BYTES);
     ints.forEach((v, i) => head.writeInt32LE(i === 5 && !shared ? -v : v, 4 * i));
-    chunks.push(head, f32Bytes(w.tokenEmbedding));
-    chunks.push(...per("attnNorm"), ...per("wq"), ...per("wk"), ...per("wv"), ...per("wo"));
-    chunks.push(...per("ffnNorm"), ...per("w1"), ...per("w2"), ...per("w3"), f32Bytes(w.finalNorm));
-    const hd = c.dim / c.nHeads;
-    const cos = new Float32Array(c.maxSeqLen * (hd / 2));
-    const sin = new Float32Array(c.maxSeqLen * (hd / 2));
-    for (let t = 0; t < c.maxSeqLen; t++) {
-      for (let i = 0; i < hd / 2; i++) {
-        const a = t * Math.pow(c.ropeTheta, (-2 * i) / hd);
-        cos[t * (hd / 2) + i] = Math.cos(a);
-        sin[t * (hd / 2) + i] = Math.sin(a);
-      }
-    }
-    chunks.push(f32Bytes(cos), f32Bytes(sin));
+    chunks.push(head);
+  }
+  for (const g of FILE_ORDER[version]) {
+    if (g === "rope") chunks.push(...ropeTables(c));
+    else if (isLayerTensor(g)) chunks.push(...w.layers.map((l) => f32Bytes(l[g])));
+    else chunks.push(f32Bytes(g === "emb" ? w.tokenEmbedding : w.finalNorm));
   }
   if (!shared) chunks.push(f32Bytes(w.classifier as Float32Array));
   return chunks;
+}
+
+/** Legacy's RoPE tables as export.py writes them: cos, then sin, [seqLen, headDim/2] each. */
+function ropeTables(c: LlamaConfig): Uint8Array[] {
+  const hd = c.dim / c.nHeads;
+  const cos = new Float32Array(c.maxSeqLen * (hd / 2));
+  const sin = new Float32Array(c.maxSeqLen * (hd / 2));
+  for (let t = 0; t < c.maxSeqLen; t++) {
+    for (let i = 0; i < hd / 2; i++) {
+      const a = t * Math.pow(c.ropeTheta, (-2 * i) / hd);
+      cos[t * (hd / 2) + i] = Math.cos(a);
+      sin[t * (hd / 2) + i] = Math.sin(a);
+    }
+  }
+  return [f32Bytes(cos), f32Bytes(sin)];
 }
 
 /** Write a checkpoint as a versioned (v1, float32) llama2.c file, atomically. */

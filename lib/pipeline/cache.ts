@@ -14,19 +14,10 @@ import * as path from "node:path";
 import { dataDir } from "../paths";
 import { sha256Bytes, writeFileAtomic, writeJsonAtomic } from "../io/atomic";
 import { checkFiles, hashTree, jsonDigest } from "../io/integrity";
+import { stableStringify } from "../io/json";
 import { sleep, tryLock } from "./lock";
 
-/** JSON with object keys sorted, so that equal parameter objects hash equally. */
-export function stableStringify(value: unknown): string {
-  if (value === undefined) return "null";
-  if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
-}
+export { stableStringify } from "../io/json";
 
 export function stepKey(step: string, params: unknown): string {
   return `${step}-${sha256Bytes(stableStringify({ step, params })).slice(0, 16)}`;

@@ -430,6 +430,33 @@ function duplicationText(m?: ModeResults): string {
 const OWN_PATH_MECHANISM =
   "The joint model's own SAE path is not a baseline: W_dec and W_lin receive identical gradient updates, so W_dec − W_lin stays at its initial value and x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]; the own path is half the fitted linear decoder plus a fixed random term, so a large gain over it is a consequence of the parametrisation (notes §12-9).";
 
+/** The joint model's gain over one baseline in one mode's results. */
+type Gain = (m: ModeResults) => Measured | undefined;
+
+/** The matched baselines of the joint model's MSE and KL claims, in report order, with the joint model's gains. */
+const MATCHED_BASELINES: Array<{ label: string; mse: Gain; kl: Gain }> = [
+  { label: "vs standalone SAE", mse: (m) => m.jointImprovementVsStandaloneSae, kl: (m) => m.klReductionVsStandalone },
+  {
+    label: "vs standalone SAE with decoder bias",
+    mse: (m) => m.jointImprovementVsStandaloneSaeBias,
+    kl: (m) => m.klReductionVsStandaloneBias,
+  },
+  { label: "vs width-matched SAE", mse: (m) => m.jointImprovementVsWideSae, kl: (m) => m.klReductionVsWideSae },
+  {
+    label: "vs joint SAE+linear",
+    mse: (m) => m.jointImprovementVsSaeLinear,
+    kl: (m) => m.klReductionVsJointLinearModel,
+  },
+];
+
+/** The full model with a small interaction pathway (≈ the paper's parameter share) against the joint SAE+linear. */
+const SMALL_E: { mse: Gain; kl: Gain } = {
+  mse: (m) => m.smallE?.mseVsJointLinear,
+  kl: (m) => m.smallE?.klVsJointLinear,
+};
+const smallELabel = (m: ModeResults | undefined, unknownE = "") =>
+  `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : unknownE}`;
+
 export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, study?: StudyInfo): ClaimRow[] {
   const rows: ClaimRow[] = [];
   const seeds = study?.seeds;
@@ -445,43 +472,38 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   const p = (m?: Measured) => formatMeasured(m, "pct");
   const n = (m?: Measured, d = 3) => formatMeasured(m, "num", d);
 
-  // matched-baseline lists for the joint claims
-  const mseBaselines = (m?: ModeResults) => [
-    { label: "vs standalone SAE", verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSae, "vs standalone SAE") },
-    {
-      label: "vs standalone SAE with decoder bias",
-      verdict: verdictHolds(1, m?.jointImprovementVsStandaloneSaeBias, "vs standalone SAE with decoder bias"),
-    },
-    { label: "vs width-matched SAE", verdict: verdictHolds(1, m?.jointImprovementVsWideSae, "vs width-matched SAE") },
-    ...(m?.jointEqualBudgetVsWideSae
-      ? [
-          {
-            label: `vs width-matched SAE, equal budget (both ${m.equalBudgetSteps?.toLocaleString("en-US")} steps)`,
-            verdict: verdictHolds(1, m.jointEqualBudgetVsWideSae, "vs width-matched SAE, equal budget"),
-          },
-        ]
-      : []),
-    { label: "vs joint SAE+linear", verdict: verdictHolds(1, m?.jointImprovementVsSaeLinear, "vs joint SAE+linear") },
-    {
-      label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`,
-      verdict: verdictHolds(1, m?.smallE?.mseVsJointLinear, ""),
-    },
-  ];
-  const klBaselines = (m?: ModeResults) => [
-    { label: "vs standalone SAE", verdict: verdictHolds(1, m?.klReductionVsStandalone, "vs standalone SAE") },
-    {
-      label: "vs standalone SAE with decoder bias",
-      verdict: verdictHolds(1, m?.klReductionVsStandaloneBias, "vs standalone SAE with decoder bias"),
-    },
-    { label: "vs width-matched SAE", verdict: verdictHolds(1, m?.klReductionVsWideSae, "vs width-matched SAE") },
-    { label: "vs joint SAE+linear", verdict: verdictHolds(1, m?.klReductionVsJointLinearModel, "vs joint SAE+linear") },
-    {
-      label: `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : ""} vs joint SAE+linear`,
-      verdict: verdictHolds(1, m?.smallE?.klVsJointLinear, ""),
-    },
-  ];
-  const both = (label: string, sel: (m: ModeResults) => Measured | undefined, kind: "pct" | "num" = "pct") =>
+  const both = (label: string, sel: Gain, kind: "pct" | "num" = "pct") =>
     `${label}: F ${formatMeasured(F ? sel(F) : undefined, kind)}, C ${formatMeasured(C ? sel(C) : undefined, kind)}`;
+
+  // The joint model's matched baselines for a metric: one verdict each (the equal-budget comparison, MSE only, after
+  // the width-matched SAE), and the "baselines" cell with both modes' gains.
+  const baselineVerdicts = (metric: "mse" | "kl", m?: ModeResults) => {
+    const parts = MATCHED_BASELINES.map((b) => ({
+      label: b.label,
+      verdict: verdictHolds(1, m && b[metric](m), b.label),
+    }));
+    if (metric === "mse" && m?.jointEqualBudgetVsWideSae)
+      parts.splice(3, 0, {
+        label: `vs width-matched SAE, equal budget (both ${m.equalBudgetSteps?.toLocaleString("en-US")} steps)`,
+        verdict: verdictHolds(1, m.jointEqualBudgetVsWideSae, "vs width-matched SAE, equal budget"),
+      });
+    parts.push({
+      label: `${smallELabel(m)} vs joint SAE+linear`,
+      verdict: verdictHolds(1, m && SMALL_E[metric](m), ""),
+    });
+    return parts;
+  };
+  const baselineCell = (metric: "mse" | "kl") => {
+    const parts = MATCHED_BASELINES.map((b) => both(b.label, b[metric]));
+    if (metric === "mse" && (F?.jointEqualBudgetVsWideSae || C?.jointEqualBudgetVsWideSae))
+      parts.splice(
+        3,
+        0,
+        both("vs width-matched SAE, equal budget (joint trained as long)", (m) => m.jointEqualBudgetVsWideSae),
+      );
+    parts.push(both("small-E vs joint SAE+linear", SMALL_E[metric]));
+    return parts.join("; ");
+  };
 
   rows.push({
     claim: "Sequential NFM reduces reconstruction error (~23%)",
@@ -501,21 +523,12 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     paper: "41.3% (0.2747 → 0.1613)",
     faithful: p(F?.jointImprovementOwnSaePath),
     corrected: p(C?.jointImprovementOwnSaePath),
-    baselines: [
-      both("vs standalone SAE", (m) => m.jointImprovementVsStandaloneSae),
-      both("vs standalone SAE with decoder bias", (m) => m.jointImprovementVsStandaloneSaeBias),
-      both("vs width-matched SAE", (m) => m.jointImprovementVsWideSae),
-      ...(F?.jointEqualBudgetVsWideSae || C?.jointEqualBudgetVsWideSae
-        ? [both("vs width-matched SAE, equal budget (joint trained as long)", (m) => m.jointEqualBudgetVsWideSae)]
-        : []),
-      both("vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
-      both("small-E vs joint SAE+linear", (m) => m.smallE?.mseVsJointLinear),
-    ].join("; "),
+    baselines: baselineCell("mse"),
     verdictFaithful: vf(
       `${verdictReproduces(0.413, F?.jointImprovementOwnSaePath)} (own-path diagnostic)`,
       isJointSide,
     ),
-    verdictCorrected: vc(combineBaselineVerdicts(mseBaselines(C)), isJointSide),
+    verdictCorrected: vc(combineBaselineVerdicts(baselineVerdicts("mse", C)), isJointSide),
     diagnostic: `The 41.3% compares the joint model with its own SAE path. ${OWN_PATH_MECHANISM}${duplicationText(C ?? F)}`,
   });
 
@@ -568,15 +581,9 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     paper: "51.6%",
     faithful: p(F?.klReductionJoint),
     corrected: p(C?.klReductionJoint),
-    baselines: [
-      both("vs standalone SAE", (m) => m.klReductionVsStandalone),
-      both("vs standalone SAE with decoder bias", (m) => m.klReductionVsStandaloneBias),
-      both("vs width-matched SAE", (m) => m.klReductionVsWideSae),
-      both("vs joint SAE+linear", (m) => m.klReductionVsJointLinearModel),
-      both("small-E vs joint SAE+linear", (m) => m.smallE?.klVsJointLinear),
-    ].join("; "),
+    baselines: baselineCell("kl"),
     verdictFaithful: vf(`${verdictReproduces(0.516, F?.klReductionJoint)} (own-path diagnostic)`, isJointSide),
-    verdictCorrected: vc(combineBaselineVerdicts(klBaselines(C)), isJointSide),
+    verdictCorrected: vc(combineBaselineVerdicts(baselineVerdicts("kl", C)), isJointSide),
     diagnostic: `The 51.6% splices the joint model's own SAE path as the baseline. ${OWN_PATH_MECHANISM}${duplicationText(C ?? F)}`,
   });
 
@@ -608,7 +615,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
             verdict: verdictHolds(1, C.jointImprovementVsSaeLinear, ""),
           },
           {
-            label: `small-E model${C.smallE ? ` (E = ${C.smallE.E}, ${pctOf(C.smallE.interactionShare)}% of parameters)` : " (~3% of parameters)"}, KL`,
+            label: `${smallELabel(C, " (~3% of parameters)")}, KL`,
             verdict: verdictHolds(1, C.smallE?.klVsJointLinear, ""),
           },
           { label: "small-E model, MSE", verdict: verdictHolds(1, C.smallE?.mseVsJointLinear, "") },
@@ -624,7 +631,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       baselines: [
         both("KL vs joint SAE+linear", (m) => m.klReductionVsJointLinearModel),
         both("MSE vs joint SAE+linear", (m) => m.jointImprovementVsSaeLinear),
-        both("small-E KL vs joint SAE+linear", (m) => m.smallE?.klVsJointLinear),
+        both("small-E KL vs joint SAE+linear", SMALL_E.kl),
       ].join("; "),
       verdictFaithful: vf(`${verdictReproduces(0.165, F?.nonlinearShareOfKlGain)} (own-path diagnostic)`, isJointSide),
       verdictCorrected: vc(cv, isJointSide),

@@ -6,6 +6,7 @@
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
 import type { SpliceSummary } from "../eval/splice-contrasts";
 import type { ModeArtifacts, TrainSummary } from "../pipeline/index";
+import type { PeakMemory, StageTime } from "./profile";
 
 /** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over
  * seeds per mode (./aggregate.ts). */
@@ -35,6 +36,10 @@ export interface RunHeader {
   wallSeconds: number;
   command: string;
   cache: { hits: number; misses: number };
+  /** Wall and CPU time per pipeline stage (./profile.ts); absent in reports written before it existed. */
+  profile?: StageTime[];
+  /** Peak resident memory of the run's processes (./profile.ts); absent in older reports. */
+  peakMemory?: PeakMemory;
 }
 
 export interface ReportFigure {
@@ -445,6 +450,7 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
         ["seeds", (h.seeds ?? info.seeds).join(", ")],
         ["wall time", `${h.wallSeconds.toFixed(1)} s`],
         ["cache", `${h.cache.hits} hits, ${h.cache.misses} misses (artifacts reused from earlier runs count as hits)`],
+        ...(h.peakMemory ? [["peak memory (RSS)", peakMemoryText(h.peakMemory)]] : []),
       ],
     ),
     "",
@@ -477,6 +483,7 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
     for (const fig of figures)
       out.push(`**${esc(fig.caption)}** ([SVG](${fig.svg}))`, "", `![${fig.caption}](${fig.png})`, "");
   }
+  if (h.profile?.length) out.push(profileSection(h.profile));
   out.push(
     "## Definitions",
     "",
@@ -490,4 +497,35 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
     "",
   );
   return out.join("\n");
+}
+
+const seconds = (v: number) => (v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1));
+
+function peakMemoryText(m: PeakMemory): string {
+  const main = `${m.mainMiB.toFixed(0)} MiB (this process)`;
+  return m.workerMiB === null ? main : `${main}; ${m.workerMiB.toFixed(0)} MiB (largest worker process)`;
+}
+
+/** "Where the time goes": one row per pipeline stage (issue 17, item 5). */
+export function profileSection(rows: StageTime[]): string {
+  const total = rows.reduce((a, r) => a + r.cpuSeconds, 0);
+  return [
+    "## Where the time goes",
+    "",
+    "Per pipeline stage, summed over modes and seeds: wall seconds of worker processes overlap when they run side by side (`--jobs`), so CPU seconds are the better measure of the work. " +
+      "A stage read back from the cache costs only its loading time. Notebook kernels are separate processes: their rows are wall time as seen from here.",
+    "",
+    table(
+      ["stage", "computed", "from cache", "wall (s)", "CPU (s)", "share of CPU"],
+      rows.map((r) => [
+        r.stage,
+        r.computed,
+        r.cached,
+        seconds(r.wallSeconds),
+        seconds(r.cpuSeconds),
+        total > 0 ? pct(r.cpuSeconds / total) : "—",
+      ]),
+    ),
+    "",
+  ].join("\n");
 }

@@ -25,15 +25,28 @@ import { ld, st } from "./common";
   return f32x4.div(f32x4.mul(step, m4), f32x4.add(f32x4.mul(f32x4.sqrt(v4), inv), eps));
 }
 
-/** Adam on n elements (n % 4 == 0) of w, with gradient g and moments m, v. */
-export function adam(w: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32): void {
+/**
+ * The update of w (and, when `both`, of w2 by the same amount) over n elements (n % 4 == 0); inlined
+ * into adam and adam2 with `both` a constant, so each keeps its own loop without a branch.
+ */
+// @ts-ignore: decorator
+@inline function update1or2(
+  w: usize, w2: usize, both: bool, g: usize, m: usize, v: usize, n: u32,
+  clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32,
+): void {
   const c4 = f32x4.splat(clip), omb1x4 = f32x4.splat(omb1), beta2x4 = f32x4.splat(beta2), omb2x4 = f32x4.splat(omb2);
   const step4 = f32x4.splat(step), inv4 = f32x4.splat(inv), eps4 = f32x4.splat(eps);
   const end = n << 2;
   for (let i: u32 = 0; i < end; i += 16) {
     const u = update(i, g, m, v, c4, omb1x4, beta2x4, omb2x4, step4, inv4, eps4);
     st(w + i, f32x4.sub(ld(w + i), u));
+    if (both) st(w2 + i, f32x4.sub(ld(w2 + i), u));
   }
+}
+
+/** Adam on n elements (n % 4 == 0) of w, with gradient g and moments m, v. */
+export function adam(w: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32): void {
+  update1or2(w, 0, false, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps);
 }
 
 /**
@@ -41,14 +54,7 @@ export function adam(w: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, 
  * tied moments): one moment update, subtracted from both; m and v are read and written once.
  */
 export function adam2(w: usize, w2: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32): void {
-  const c4 = f32x4.splat(clip), omb1x4 = f32x4.splat(omb1), beta2x4 = f32x4.splat(beta2), omb2x4 = f32x4.splat(omb2);
-  const step4 = f32x4.splat(step), inv4 = f32x4.splat(inv), eps4 = f32x4.splat(eps);
-  const end = n << 2;
-  for (let i: u32 = 0; i < end; i += 16) {
-    const u = update(i, g, m, v, c4, omb1x4, beta2x4, omb2x4, step4, inv4, eps4);
-    st(w + i, f32x4.sub(ld(w + i), u));
-    st(w2 + i, f32x4.sub(ld(w2 + i), u));
-  }
+  update1or2(w, w2, true, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps);
 }
 
 /**
