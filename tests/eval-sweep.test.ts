@@ -5,12 +5,9 @@
  * temporary cache: the preset's own cell reuses the models the pipeline trained (counted), a
  * re-run is served from the cache, and the charts pass the spec checks.
  */
-import { describe, test, before, after } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { initBackend, tf } from "../lib/backend";
+import { tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
@@ -27,29 +24,10 @@ import {
   type CacheEvent,
 } from "../lib/pipeline/index";
 import { getSweepCell, runSweep } from "../lib/pipeline/sweep";
+import { isolatedPipelineEnv } from "./helpers/pipeline-env";
 
 const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-let tmp: string;
-const saved: Record<string, string | undefined> = {};
-const ENV = ["IS_CACHE_DIR", "IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"];
-
-before(async () => {
-  await initBackend();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sweep-test-"));
-  for (const k of ENV) saved[k] = process.env[k];
-  for (const k of ENV) delete process.env[k];
-  process.env.IS_CACHE_DIR = path.join(tmp, "cache");
-  clearPipelineMemo();
-});
-
-after(() => {
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  clearPipelineMemo();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+isolatedPipelineEnv("sweep-test-");
 
 describe("sweep: pure parts", () => {
   test("sweepGrid is k-major and names what is wrong", () => {

@@ -4,12 +4,9 @@
  * the cache keys when unset, shown in a table that marks what differs from the preset; and changing
  * one setting re-runs what depends on it while reusing the rest of the cache (counted).
  */
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { initBackend, tf } from "../lib/backend";
+import { tf } from "../lib/backend";
 import {
   pipelineParams,
   presetFor,
@@ -24,27 +21,9 @@ import {
 } from "../lib/pipeline/index";
 import { presetConfig } from "../lib/presets";
 import { stableStringify } from "../lib/pipeline/cache";
+import { isolatedPipelineEnv } from "./helpers/pipeline-env";
 
-let tmp: string;
-const saved: Record<string, string | undefined> = {};
-const ENV = ["IS_CACHE_DIR", "IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"];
-
-before(async () => {
-  await initBackend();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pipeline-params-"));
-  for (const k of ENV) saved[k] = process.env[k];
-  for (const k of ENV) delete process.env[k];
-  process.env.IS_CACHE_DIR = path.join(tmp, "cache");
-  clearPipelineMemo();
-});
-
-after(() => {
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+isolatedPipelineEnv("pipeline-params-");
 
 describe("pipelineParams settings", () => {
   it("rejects each bad value with a message naming the field", () => {

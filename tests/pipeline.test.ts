@@ -3,12 +3,11 @@
  * steps, keys), store windows, splice conditions through the normalisation (against a float64
  * reference), and the bootstrap contrasts between splice conditions (against brute force).
  */
-import { describe, it, before, after } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { initBackend, tf } from "../lib/backend";
+import { tf } from "../lib/backend";
 import { cachedStep, onCacheEvent, stepKey, stableStringify, CacheEvent } from "../lib/pipeline/cache";
 import {
   pipelineParams,
@@ -18,7 +17,6 @@ import {
   storeWindows,
   storeWindowsWithDocs,
   SPLICE,
-  clearPipelineMemo,
 } from "../lib/pipeline/index";
 import { createModel } from "../lib/joint";
 import { saeConfig } from "../lib/sae";
@@ -28,27 +26,9 @@ import { harvestActivations } from "../lib/data/activations";
 import { makeWindows } from "../lib/data/windows";
 import { FakeLanguageModel, ByteTokenizer } from "../lib/data/fake-lm";
 import type { SpliceResult } from "../lib/eval/splice";
+import { isolatedPipelineEnv } from "./helpers/pipeline-env";
 
-let tmp: string;
-const saved: Record<string, string | undefined> = {};
-
-before(async () => {
-  await initBackend();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pipeline-test-"));
-  for (const k of ["IS_CACHE_DIR", "IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"])
-    saved[k] = process.env[k];
-  process.env.IS_CACHE_DIR = path.join(tmp, "cache");
-  for (const k of ["IS_PRESET", "IS_MODE", "IS_SEED", "IS_LAYER", "IS_MODEL", "IS_CORPUS"]) delete process.env[k];
-  clearPipelineMemo();
-});
-
-after(() => {
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const env = isolatedPipelineEnv("pipeline-test-");
 
 describe("pipelineParams", () => {
   it("has the documented defaults", () => {
@@ -179,7 +159,7 @@ describe("storeWindows", () => {
       split: "all",
       windowLength: 32,
       remainder: "keep",
-      storeRoot: path.join(tmp, "stores"),
+      storeRoot: path.join(env.dir(), "stores"),
       progress: false,
     });
     const expected = makeWindows(documents, tok, { windowLength: 32, remainder: "keep" }).map((w) =>

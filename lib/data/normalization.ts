@@ -88,6 +88,11 @@ export function summarizeStats(s: RowStats): StatsSummary {
 export type NormalizationKind = NormalizationSpec["kind"];
 export const NORMALIZATION_KINDS: NormalizationKind[] = ["none", "zscore", "unit-mean-squared-norm"];
 
+/** The identity normalisation of d-dimensional rows (shift 0, scale 1). */
+export function identityNormalization(d: number): NormalizationSpec {
+  return { kind: "none", shift: new Array(d).fill(0), scale: new Array(d).fill(1) };
+}
+
 /** The paper clamps std at 1e-8 (paper-notes §2.4). */
 export const MIN_STD = 1e-8;
 
@@ -100,7 +105,7 @@ export const MIN_STD = 1e-8;
  */
 export function normalizationFromStats(kind: NormalizationKind, s: StatsSummary): NormalizationSpec {
   const d = s.mean.length;
-  if (kind === "none") return { kind, shift: new Array(d).fill(0), scale: new Array(d).fill(1) };
+  if (kind === "none") return identityNormalization(d);
   if (kind === "zscore") return { kind, shift: s.mean.slice(), scale: s.std.map((v) => Math.max(v, MIN_STD)) };
   if (kind === "unit-mean-squared-norm") {
     const c = Math.sqrt(s.meanSqNorm);

@@ -673,27 +673,26 @@ function summarise(
       ceVsBaseline: vsBase && a.nce > 1 ? { welch: welchTTest(m.ce, baseM.ce) } : null,
     };
   });
+  // an interval as the row's flat {name}Lo / {name}Hi columns (null where none was computed)
+  const bounds = <N extends string>(name: N, c: Interval | null) =>
+    ({ [`${name}Lo`]: c?.lo ?? null, [`${name}Hi`]: c?.hi ?? null }) as Record<`${N}Lo` | `${N}Hi`, number | null>;
   const rows: SpliceRow[] = summaries.map((s) => ({
     condition: s.condition,
     kind: s.kind,
     matchedTo: s.matchedTo,
     nKL: s.nKL,
     meanKL: s.meanKL,
-    klLo: s.klCI?.lo ?? null,
-    klHi: s.klCI?.hi ?? null,
+    ...bounds("kl", s.klCI),
     medianKL: s.medianKL,
     stdKL: s.stdKL,
     meanCE: s.meanCE,
     meanCleanCE: s.meanCleanCE,
     ceRecovered: s.ceRecovered,
-    ceRecoveredLo: s.ceRecoveredCI?.lo ?? null,
-    ceRecoveredHi: s.ceRecoveredCI?.hi ?? null,
+    ...bounds("ceRecovered", s.ceRecoveredCI),
     pathologyRatio: s.pathologyRatio,
-    pathologyLo: s.pathologyCI?.lo ?? null,
-    pathologyHi: s.pathologyCI?.hi ?? null,
+    ...bounds("pathology", s.pathologyCI),
     klImprovement: s.klImprovement,
-    klImprovementLo: s.klImprovementCI?.lo ?? null,
-    klImprovementHi: s.klImprovementCI?.hi ?? null,
+    ...bounds("klImprovement", s.klImprovementCI),
     ceImprovement: s.ceImprovement,
     tVsEpsilon: s.klVsEpsilon?.welch.t ?? null,
     pVsEpsilon: s.klVsEpsilon?.welch.p ?? null,

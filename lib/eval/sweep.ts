@@ -12,7 +12,7 @@
  */
 import { tf } from "../backend";
 import { forward, type Model } from "../joint";
-import { groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
+import { groupedClusterBootstrap, namedIntervals, pooledMean, type NamedInterval } from "../stats/bootstrap";
 
 export interface SweepCell {
   k: number;
@@ -71,13 +71,8 @@ export interface UnitSums {
   counts: ArrayLike<number>;
 }
 
-export interface RatioContrast {
-  name: string;
-  /** Human definition, e.g. "1 − MSE(joint full) / MSE(joint SAE+linear)". */
-  definition: string;
-  value: number;
-  lo: number | null;
-  hi: number | null;
+/** A named ratio contrast (definition e.g. "1 − MSE(joint full) / MSE(joint SAE+linear)") with its interval. */
+export interface RatioContrast extends NamedInterval {
   /** What the interval resamples, e.g. "512 held-out documents (paired, within one training seed)". */
   ciOver: string;
 }
@@ -129,14 +124,7 @@ export function ratioContrasts(
   const ciOver = cis
     ? `${clusters} held-out documents (paired bootstrap over ${opts.unitName ?? "units"} grouped by document; within one training seed)`
     : "no interval (one document or no replicates)";
-  return defs.map((d, i) => ({
-    name: d.name,
-    definition: d.definition,
-    value: point[i],
-    lo: cis && Number.isFinite(cis[i].lo) ? cis[i].lo : null,
-    hi: cis && Number.isFinite(cis[i].hi) ? cis[i].hi : null,
-    ciOver,
-  }));
+  return namedIntervals(defs, point, cis).map((c) => ({ ...c, ciOver }));
 }
 
 /** The two contrasts of the sweep, on any measure (MSE or splice KL) of the three models. */

@@ -14,6 +14,9 @@ import { presetConfig, Preset, PresetName, Mode, PRESET_NAMES, type PresetOverri
 import type { SaePreset } from "../sae";
 import type { ScheduleSpec } from "../train";
 import { checkSeed } from "../util/random";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { loadSaeLens } from "../interop/index";
 
 export const MODES: Mode[] = ["faithful", "corrected"];
 export { PRESET_NAMES };
@@ -134,6 +137,11 @@ export interface PipelineParams {
   train: TrainSettings;
   /** Overridden evaluation settings (only the fields a caller set). */
   eval: EvalOverrides;
+  /**
+   * A SAELens- or sparsify-layout directory (absolute path) whose SAE replaces the trained standalone
+   * SAE ("plain"); absent: the SAE is trained. F and k default to the imported SAE's (lib/pipeline/imported-sae.ts).
+   */
+  sae?: string;
 }
 
 /** What `pipelineParams` accepts: the identifying fields plus every setting, flat, as a parameter cell writes them. */
@@ -166,7 +174,7 @@ const EVAL_FIELDS = [
   "secondaryFeaturesMultiplier",
   "secondaryKFraction",
 ] as const;
-const ID_FIELDS = ["preset", "model", "corpus", "layer", "seed", "mode"] as const;
+const ID_FIELDS = ["preset", "model", "corpus", "layer", "seed", "mode", "sae"] as const;
 
 function envInt(name: string): number | undefined {
   const v = process.env[name];
@@ -299,9 +307,56 @@ export function pipelineParams(input: PipelineParamsInput = {}): PipelineParams 
   checkSeed(seed, input.seed !== undefined ? "pipeline.seed" : "IS_SEED");
   const pick = (fields: readonly string[]) =>
     Object.fromEntries(fields.filter((f) => flat[f] !== undefined).map((f) => [f, flat[f]]));
-  const train = validateTrain(pick(TRAIN_FIELDS) as TrainSettings, base);
+  const trainIn = pick(TRAIN_FIELDS) as TrainSettings;
+  let sae: string | undefined;
+  if (input.sae !== undefined) {
+    // an imported SAE: its shape is the models' shape (F, k) unless the reader set them, then they must agree
+    const shape = checkImportedSaeDir(input.sae, { mode, d: model === base.data.model ? base.shape.d : null });
+    sae = shape.dir;
+    for (const [field, v] of [
+      ["F", shape.F],
+      ["k", shape.k],
+    ] as const) {
+      if (trainIn[field] !== undefined && trainIn[field] !== v)
+        fail(field, `the imported SAE's ${field} = ${v} (pipeline.sae: ${sae}) or unset`, trainIn[field]);
+      trainIn[field] = v;
+    }
+  }
+  const train = validateTrain(trainIn, base);
   const evalO = validateEval(pick(EVAL_FIELDS) as EvalOverrides);
-  return { preset, model, corpus, layer, seed, mode, train, eval: evalO };
+  return { preset, model, corpus, layer, seed, mode, train, eval: evalO, ...(sae !== undefined ? { sae } : {}) };
+}
+
+/**
+ * `pipeline.sae`: the directory exists and loads as a SAELens/sparsify SAE of width `d` (when known);
+ * its absolute path and shape. Corrected mode only: the faithful mode's per-chunk z-score gives no
+ * fixed input space to map an imported SAE into.
+ */
+function checkImportedSaeDir(
+  dir: unknown,
+  o: { mode: Mode; d: number | null },
+): { dir: string; d: number; F: number; k: number } {
+  if (typeof dir !== "string" || dir === "") fail("sae", "a directory path", dir);
+  const abs = path.resolve(dir);
+  if (!fs.existsSync(abs)) fail("sae", "an existing SAELens or sparsify directory", abs);
+  if (o.mode !== "corrected")
+    fail("mode", `"corrected" with an imported SAE (pipeline.sae: the faithful mode has no fixed input space)`, o.mode);
+  let imported: ReturnType<typeof loadSaeLens>;
+  try {
+    imported = loadSaeLens(abs);
+  } catch (e) {
+    throw new Error(`pipeline.sae: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const { kind, sae } = imported.model.config;
+  imported.model.dispose();
+  if (kind !== "sae")
+    throw new Error(
+      `pipeline.sae: ${abs} holds a ${kind} model (an NFM beside the SAE); pass a directory with an SAE alone`,
+    );
+  const { d, F, k } = sae;
+  if (o.d !== null && d !== o.d)
+    throw new Error(`pipeline.sae: ${abs} has d_in = ${d} but the language model's activations have width ${o.d}`);
+  return { dir: abs, d, F, k };
 }
 
 /** The preset's override object for these training settings (fields the caller did not set stay undefined). */
@@ -415,9 +470,17 @@ export function settingsTable(p: PipelineParams): SettingRow[] {
     ["clamp values", () => undefined, (e) => e.clampValues],
     ["clamp prompts", () => undefined, (e) => e.maxPrompts ?? "all"],
   ];
-  return rows.map(([setting, fromPreset, fromEval]) => {
+  const table = rows.map(([setting, fromPreset, fromEval]) => {
     const value = fmt(fromPreset(eff) ?? fromEval(ev));
     const preset = fmt(fromPreset(def) ?? fromEval(evDef));
     return { setting, value, preset, changed: value === preset ? "" : "changed" };
   });
+  if (p.sae !== undefined)
+    table.unshift({
+      setting: "standalone SAE",
+      value: `imported from ${p.sae} (evaluated, not trained); the other models are trained`,
+      preset: "trained",
+      changed: "changed",
+    });
+  return table;
 }

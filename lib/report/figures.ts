@@ -1,16 +1,13 @@
 /**
  * Vega-lite specs for the report and the notebooks, built from the pipeline's cached summaries
- * (lib/pipeline/index.ts). Pure functions: data in, spec out. Every spec has a title and axis
+ * (lib/pipeline/, the analyses' shapes in lib/eval/). Pure functions: data in, spec out. Every spec has a title and axis
  * titles with units (lib/display/spec-check.ts), and is checked before it is returned.
  */
 import { assertChartSpec, VegaLiteSpec } from "../display/spec-check";
-import type {
-  SpliceSummary,
-  GeometryModelReport,
-  TrainSummary,
-  InterventionsSummary,
-  ModeArtifacts,
-} from "../pipeline/index";
+import type { SpliceSummary } from "../eval/splice-contrasts";
+import type { GeometryModelReport } from "../eval/geometry-report";
+import type { InterventionsSummary } from "../eval/clamping";
+import type { TrainSummary, ModeArtifacts } from "../pipeline/index";
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 

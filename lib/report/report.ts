@@ -4,7 +4,8 @@
  * Pure: everything comes in as data; the caller writes the file.
  */
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
-import type { ModeArtifacts, SpliceSummary, TrainSummary } from "../pipeline/index";
+import type { SpliceSummary } from "../eval/splice-contrasts";
+import type { ModeArtifacts, TrainSummary } from "../pipeline/index";
 import type { PeakMemory, StageTime } from "./profile";
 
 /** What buildReport reports on: the study (preset, seeds), every per-seed artifact, and the results aggregated over
@@ -99,9 +100,9 @@ function trainingTable(training: Record<string, TrainSummary>): string {
       "train time (s)",
     ],
     Object.entries(training).map(([name, t]) => [
-      name,
+      t.imported ? `${name} (imported from ${t.imported.dir})` : name,
       `${t.kind} / ${t.variant}`,
-      t.steps,
+      t.imported ? "— (imported)" : t.steps,
       f(t.final.mse),
       f(t.final.mseSaePath),
       f(t.final.fvu),

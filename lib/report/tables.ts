@@ -2,7 +2,8 @@
  * Small "paper next to ours" tables for the notebooks (05 splice, 06 geometry) and the summary.
  * Rows are plain records so `show()` renders them as tables. Paper numbers: paper-notes §10.
  */
-import type { SpliceSummary, GeometrySummary, GeometryModelReport } from "../pipeline/index";
+import type { SpliceSummary } from "../eval/splice-contrasts";
+import type { GeometrySummary, GeometryModelReport } from "../eval/geometry-report";
 
 export interface ComparisonRow {
   quantity: string;

@@ -174,6 +174,35 @@ export function groupedClusterBootstrap(
   );
 }
 
+/** A named statistic's point value with its bootstrap interval (a bound is null when none was computed or it is
+ * not finite). */
+export interface NamedInterval {
+  name: string;
+  definition: string;
+  value: number;
+  lo: number | null;
+  hi: number | null;
+}
+
+/** Pair named statistics with their point values and intervals (`cis` null: no bootstrap was run). */
+export function namedIntervals(
+  defs: ReadonlyArray<{ name: string; definition: string }>,
+  point: ArrayLike<number>,
+  cis: ConfidenceInterval[] | null,
+): NamedInterval[] {
+  if (point.length !== defs.length || (cis && cis.length !== defs.length))
+    throw new Error(
+      `namedIntervals: ${defs.length} statistics but ${point.length} point values and ${cis?.length ?? 0} intervals`,
+    );
+  return defs.map((d, i) => ({
+    name: d.name,
+    definition: d.definition,
+    value: point[i],
+    lo: cis && Number.isFinite(cis[i].lo) ? cis[i].lo : null,
+    hi: cis && Number.isFinite(cis[i].hi) ? cis[i].hi : null,
+  }));
+}
+
 /** Number of distinct clusters in `groups`. */
 export function clusterCount(groups: ArrayLike<number>): number {
   return new Set(Array.from(groups)).size;
