@@ -26,13 +26,19 @@ import {
 import { modelCondition } from "../lib/pipeline/index";
 import {
   biInteractionByHand,
+  biInteractionTable,
   byHandRows,
+  extremeNormFeatures,
   featureWeightsByHand,
+  hiddenTable,
   jointStepByHand,
+  pairTable,
+  rowAt,
   saeByHand,
   saeErrorTable,
   saeKeptTable,
   secondaryByHand,
+  secondaryCodeTable,
   spliceByHand,
   spliceTable,
 } from "../lib/eval/by-hand";
@@ -125,6 +131,7 @@ describe("03 · the TopK SAE by hand", () => {
         const B = 6;
         const x = xn.slice(0, B * d);
         const r = flat("saeByHand", () => saeByHand(m, x));
+        const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), B);
         const scale = maxAbs(r.xhat);
         assert.ok(scale > 0.1, `the reconstruction is not trivially small (max |x̂| = ${scale})`);
         assert.ok(r.check.keptVsPre <= 1e-5 * maxAbs(r.pre), `kept values are ReLU(pre) (${r.check.keptVsPre})`);
@@ -133,19 +140,44 @@ describe("03 · the TopK SAE by hand", () => {
         assert.ok(r.check.vsForward <= 1e-5 * scale, `x̂_sae = forward().xSae (${r.check.vsForward})`);
         assert.ok(r.check.vsReference <= 1e-4 * scale, `x̂_sae = float64 reference (${r.check.vsReference})`);
         // the error against a float64 brute force from the reference's x̂_sae
-        const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), B);
         let sq = 0;
         for (let i = 0; i < B * d; i++) sq += (x[i] - ref.xSae[i]) ** 2;
         assert.ok(Math.abs(r.mse - sq / (B * d)) <= 1e-4 * (sq / (B * d)), `mse ${r.mse} vs ${sq / (B * d)}`);
         const rows = saeErrorTable(r);
         assert.equal(rows.length, B);
         assert.ok(Math.abs(rows.reduce((a, q) => a + q["‖x − x̂_sae‖²"], 0) / (B * d) - r.mse) < 1e-9);
-        const kept = saeKeptTable(r, m, 1);
+        const kept = saeKeptTable(r, m, 1, 3);
         assert.deepEqual(
-          kept.map((q) => q.feature),
+          kept.slice(0, r.k).map((q) => q.feature),
           Array.from(r.ids.subarray(r.k, 2 * r.k)),
         );
-        assert.throws(() => saeKeptTable(r, m, B), /row must be in/);
+        assert.deepEqual(
+          kept.map((q) => q.kept),
+          [...Array(r.k).fill("yes"), "no", "no", "no"],
+        );
+        // the dropped rows are the largest pre-activations outside the kept set (float64 from the reference)
+        const pre1 = ref.ids[1];
+        const x1 = Float64Array.from(x.subarray(d, 2 * d));
+        const wT = m.params.read("sae.wEncT");
+        const bEnc = m.params.read("sae.bEnc");
+        const bDec = preset === "modern" ? m.params.read("sae.bDec") : new Float32Array(d);
+        const pre = Array.from({ length: r.F }, (_, f) => {
+          let a = bEnc[f];
+          for (let j = 0; j < d; j++) a += wT[f * d + j] * (x1[j] - bDec[j]);
+          return a;
+        });
+        const outside = pre
+          .map((a, f) => ({ a, f }))
+          .filter((q) => !pre1.includes(q.f))
+          .sort((u, v) => v.a - u.a);
+        assert.deepEqual(
+          kept.slice(r.k).map((q) => q.feature),
+          outside.slice(0, 3).map((q) => q.f),
+        );
+        kept.forEach((q) => {
+          assert.ok(Math.abs((q["pre-activation a_i"] as number) - pre[q.feature as number]) < 1e-4, "a_i");
+        });
+        assert.throws(() => saeKeptTable(r, m, B), /row must be an integer in \[0, 6\)/);
         assert.throws(() => saeByHand(m, x.subarray(0, d + 1)), /positive multiple of d/);
       } finally {
         m.dispose();
@@ -187,6 +219,14 @@ describe("04 · the bi-interaction and one joint step by hand", () => {
           worst = Math.max(worst, Math.abs(v - ref.inter![j]));
         });
         assert.ok(worst <= 1e-4 * interScale, `inter vs float64 reference ${worst} (scale ${interScale})`);
+        const pt = pairTable(r, 4);
+        assert.equal(pt.length, Math.min(4, r.pairs.length));
+        for (let i = 1; i < pt.length; i++)
+          assert.ok(
+            Math.abs(pt[i - 1]["f_i f_j ⟨v_i, v_j⟩"]) >= Math.abs(pt[i]["f_i f_j ⟨v_i, v_j⟩"]),
+            "largest first",
+          );
+        assert.equal(biInteractionTable(r).length, r.E);
         assert.throws(() => biInteractionByHand(m, xn.slice(0, 2 * d)), /one row/);
       } finally {
         m.dispose();
@@ -275,6 +315,14 @@ describe("06 · one feature's decoder norm and weight share by hand", () => {
       });
       assert.ok(r.check.sqDecVsGeometry <= 1e-12, `vs geometry ${r.check.sqDecVsGeometry}`);
       assert.ok(r.check.shareVsGeometry <= 1e-12, `vs geometry ${r.check.shareVsGeometry}`);
+      const ext = extremeNormFeatures(m, 2);
+      const sqAll = Array.from({ length: 48 }, (_, f) => nrm(dec, f, d) ** 2);
+      const sorted = sqAll.slice().sort((a, b) => a - b);
+      assert.deepEqual(
+        ext.map((f) => sqAll[f]),
+        [sorted[0], sorted[1], sorted[46], sorted[47]],
+      );
+      assert.throws(() => extremeNormFeatures(m, 0), /n must be an integer/);
       assert.throws(() => featureWeightsByHand(m, [48]), /feature 48 is not an integer in \[0, F = 48\)/);
     } finally {
       m.dispose();
@@ -323,6 +371,11 @@ describe("07 · one row's secondary code by hand", () => {
       err += (r.u[e] - uh) ** 2;
       tot += r.u[e] ** 2;
     }
+    assert.equal(hiddenTable(r).length, 8);
+    assert.deepEqual(
+      secondaryCodeTable(r).map((q) => q["secondary feature"]),
+      r.ids,
+    );
     assert.ok(Math.abs(r.relErr - err / tot) <= 1e-4 * (err / tot) + 1e-7, `relErr ${r.relErr} vs ${err / tot}`);
   });
 });
@@ -346,5 +399,7 @@ describe("rows for the by-hand cells", () => {
     }
     assert.equal(byHandRows(stores, "faithful", 4, 3).length, 4 * d);
     assert.throws(() => byHandRows(stores, "corrected", 0), /rows must be a positive integer/);
+    assert.deepEqual(rowAt(c, d, 2), c.slice(2 * d, 3 * d));
+    assert.throws(() => rowAt(c, d, 5), /row must be an integer in \[0, 5\)/);
   });
 });

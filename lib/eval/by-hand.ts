@@ -66,6 +66,14 @@ export function byHandRows(
   return normalize(stores.normalization, heldOutRows(stores.val, n, { seed, part: "all", normalize: "none" }));
 }
 
+/** Row i [d] of row-major rows [n·d] (a copy). */
+export function rowAt(rows: Float32Array, d: number, i: number): Float32Array {
+  const n = checkRows(rows, d, "rowAt");
+  if (!(Number.isInteger(i) && i >= 0 && i < n))
+    throw new Error(`rowAt: row must be an integer in [0, ${n}) (got ${i})`);
+  return rows.slice(i * d, (i + 1) * d);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 03 · the TopK SAE on a few rows
 
@@ -171,16 +179,26 @@ export function saeByHand(model: Model, x: Float32Array): SaeByHand {
   });
 }
 
-/** One row's kept features: id, pre-activation, value f_i, ‖W_dec[i]‖ (a table for show()). */
-export function saeKeptTable(r: SaeByHand, model: Model, row = 0): Array<Record<string, number>> {
-  if (!(row >= 0 && row < r.B)) throw new Error(`saeKeptTable: row must be in [0, ${r.B}) (got ${row})`);
+/**
+ * One row's k + `dropped` largest pre-activations, largest first: feature, a_i, whether the SAE kept
+ * it, its value z_i (0 when dropped) and ‖W_dec[i]‖ (a table for show()).
+ */
+export function saeKeptTable(r: SaeByHand, model: Model, row = 0, dropped = 3): Array<Record<string, number | string>> {
+  if (!(Number.isInteger(row) && row >= 0 && row < r.B))
+    throw new Error(`saeKeptTable: row must be an integer in [0, ${r.B}) (got ${row})`);
   const sq = decoderSquaredNorms(model.params.read("sae.wDec"), r.F, r.d);
-  return Array.from(r.ids.subarray(row * r.k, (row + 1) * r.k), (f, j) => ({
+  const pre = r.pre.subarray(row * r.F, (row + 1) * r.F);
+  const kept = new Map<number, number>();
+  for (let j = 0; j < r.k; j++) kept.set(r.ids[row * r.k + j], r.vals[row * r.k + j]);
+  const order = Array.from({ length: r.F }, (_, f) => f).sort((u, v) => pre[v] - pre[u] || u - v);
+  const shown = [...kept.keys(), ...order.filter((f) => !kept.has(f)).slice(0, Math.max(0, dropped))];
+  return shown.map((f, j) => ({
     rank: j + 1,
     feature: f,
-    "pre-activation": r.pre[row * r.F + f],
-    "value f_i": r.vals[row * r.k + j],
-    "‖W_dec[i]‖": Math.sqrt(sq[f]),
+    "pre-activation a_i": pre[f],
+    kept: kept.has(f) ? "yes" : "no",
+    "value z_i": kept.get(f) ?? 0,
+    "‖W_dec,i‖": Math.sqrt(sq[f]),
   }));
 }
 
@@ -280,6 +298,18 @@ export function biInteractionTable(r: BiInteractionByHand): Array<Record<string,
     "½[(Σ f_i v_i)² − Σ (f_i v_i)²]  (O(k·E))": v,
     "Σ_{i<j} f_i f_j v_i,e v_j,e  (pairwise)": r.zPairs[e],
     "|Δ|": Math.abs(v - r.zPairs[e]),
+  }));
+}
+
+/** The `top` pairs with the largest |f_i f_j ⟨v_i, v_j⟩| (a table for show()). */
+export function pairTable(r: BiInteractionByHand, top = 8): Array<Record<string, number>> {
+  return r.pairs.slice(0, top).map((q) => ({
+    i: q.i,
+    j: q.j,
+    f_i: q.fi,
+    f_j: q.fj,
+    "⟨v_i, v_j⟩": q.dot,
+    "f_i f_j ⟨v_i, v_j⟩": q.term,
   }));
 }
 
@@ -518,6 +548,16 @@ export function featureWeightsByHand(
   };
 }
 
+/** The n features with the smallest and the n with the largest ‖W_dec,i‖² (smallest first): a default pick for 06. */
+export function extremeNormFeatures(model: Model, n = 2): number[] {
+  const { F, d } = model.config.sae;
+  if (!(Number.isInteger(n) && n >= 1 && 2 * n <= F))
+    throw new Error(`extremeNormFeatures: n must be an integer in [1, F/2 = ${Math.floor(F / 2)}] (got ${n})`);
+  const sq = decoderSquaredNorms(model.params.read("sae.wDec"), F, d);
+  const order = Array.from({ length: F }, (_, f) => f).sort((u, v) => sq[u] - sq[v] || u - v);
+  return [...order.slice(0, n), ...order.slice(F - n)];
+}
+
 // ---------------------------------------------------------------------------------------------
 // 07 · one row's secondary code
 
@@ -532,7 +572,9 @@ export interface SecondaryByHand {
   /** The secondary code of u: its k features, largest first (saeEncode with the secondary SAE). */
   ids: number[];
   vals: number[];
-  /** ‖u − û‖² / ‖u‖² of the secondary SAE's reconstruction û (saeDecode). */
+  /** [E] û, the secondary SAE's reconstruction of u (saeDecode). */
+  uhat: Float32Array;
+  /** ‖u − û‖² / ‖u‖². */
   relErr: number;
   /** max |Δ| of the values against secondaryEncode(h) (the library's pass) and whether its features are the same. */
   check: { valsVsLibrary: number; sameFeatures: boolean };
@@ -577,6 +619,7 @@ export function secondaryByHand(pm: PrimaryModel, sec: SecondarySae, x: Float32A
       u: ua,
       ids,
       vals,
+      uhat,
       relErr: tot > 0 ? err / tot : Number.NaN,
       check: {
         valsVsLibrary: maxAbsDiff(vals, lib.vals),
@@ -584,4 +627,14 @@ export function secondaryByHand(pm: PrimaryModel, sec: SecondarySae, x: Float32A
       },
     };
   });
+}
+
+/** Per embedding dimension: h_e, u_e = (h_e − μ_e)/σ_e and the secondary reconstruction û_e (a table for show()). */
+export function hiddenTable(r: SecondaryByHand): Array<Record<string, number>> {
+  return Array.from(r.h, (h, e) => ({ e, "h_e = (W_1 z + b_1)_e": h, "u_e (z-scored)": r.u[e], û_e: r.uhat[e] }));
+}
+
+/** The secondary code: rank, feature, value (a table for show()). */
+export function secondaryCodeTable(r: SecondaryByHand): Array<Record<string, number>> {
+  return r.ids.map((f, j) => ({ rank: j + 1, "secondary feature": f, value: r.vals[j] }));
 }
