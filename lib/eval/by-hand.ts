@@ -181,7 +181,7 @@ export function saeByHand(model: Model, x: Float32Array): SaeByHand {
 
 /**
  * One row's k + `dropped` largest pre-activations, largest first: feature, a_i, whether the SAE kept
- * it, its value z_i (0 when dropped) and ‖W_dec[i]‖ (a table for show()).
+ * it, its value f_i (0 when dropped) and ‖W_dec[i]‖ (a table for show()).
  */
 export function saeKeptTable(r: SaeByHand, model: Model, row = 0, dropped = 3): Array<Record<string, number | string>> {
   if (!(Number.isInteger(row) && row >= 0 && row < r.B))
@@ -197,7 +197,7 @@ export function saeKeptTable(r: SaeByHand, model: Model, row = 0, dropped = 3): 
     feature: f,
     "pre-activation a_i": pre[f],
     kept: kept.has(f) ? "yes" : "no",
-    "value z_i": kept.get(f) ?? 0,
+    "value f_i": kept.get(f) ?? 0,
     "‖W_dec,i‖": Math.sqrt(sq[f]),
   }));
 }
