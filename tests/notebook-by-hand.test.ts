@@ -40,8 +40,10 @@ import {
   secondaryByHand,
   secondaryCodeTable,
   spliceByHand,
+  spliceByHandSpec,
   spliceTable,
 } from "../lib/eval/by-hand";
+import { assertChartSpec } from "../lib/display/index";
 
 const LAYER = 2;
 const seed = process.env.IS_TEST_SEED
@@ -284,8 +286,13 @@ describe("05 · one window spliced by hand", () => {
         assert.ok(Math.abs(Math.sqrt(ne) - r.errNorm[t]) <= 1e-4 * (1 + Math.sqrt(ne)), `error norm at ${t}`);
       }
       assert.ok(minCos < 0.9, `ε is not aligned with the error (min cos ${minCos})`);
-      const rows = spliceTable(r, (ids) => tok.decode(ids));
-      assert.equal(rows.length, T);
+      assert.equal(spliceTable(r, (ids) => tok.decode(ids), 100).length, T);
+      const rows = spliceTable(r, (ids) => tok.decode(ids), 5);
+      assert.deepEqual(
+        rows.map((q) => q["KL(clean ‖ x̂) (nats)"]),
+        Array.from(r.kl.subarray(0, 5)),
+      );
+      assertChartSpec(spliceByHandSpec(r, "per-position KL"));
       assert.throws(() => spliceByHand(lm, [1], LAYER, cond), /at least one token/);
     } finally {
       cond.dispose();

@@ -478,9 +478,13 @@ export function spliceByHand(
   });
 }
 
-/** Per position: token, ‖x̂ − x‖, KL of the splice, ‖ε‖, KL of x + ε (a table for show()). */
-export function spliceTable(r: SpliceByHand, decode: (ids: number[]) => string): Array<Record<string, unknown>> {
-  return r.tokens.map((id, t) => ({
+/** The first `positions` positions: token, ‖x̂ − x‖, KL of the splice, ‖ε‖, KL of x + ε (a table for show()). */
+export function spliceTable(
+  r: SpliceByHand,
+  decode: (ids: number[]) => string,
+  positions = 32,
+): Array<Record<string, unknown>> {
+  return r.tokens.slice(0, Math.max(0, positions)).map((id, t) => ({
     position: t,
     token: JSON.stringify(decode([id])),
     "‖x̂ − x‖": r.errNorm[t],
@@ -488,6 +492,29 @@ export function spliceTable(r: SpliceByHand, decode: (ids: number[]) => string):
     "‖ε‖": r.epsNorm[t],
     "KL(clean ‖ x + ε) (nats)": r.klEps[t],
   }));
+}
+
+/** Per-position KL of the splice and of its ε-random control along the window (log axis). */
+export function spliceByHandSpec(r: SpliceByHand, title: string): Record<string, unknown> {
+  const floor = 1e-6; // KL can round to 0 in float32: shown at the floor of the log axis
+  const values = Array.from(r.kl, (v, t) => [
+    { position: t, splice: "reconstruction x̂", kl: Math.max(v, floor) },
+    { position: t, splice: "ε-random x + ε", kl: Math.max(r.klEps[t], floor) },
+  ]).flat();
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title,
+    data: { values },
+    width: 520,
+    height: 220,
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "position", type: "quantitative", title: "position in the window [#]" },
+      y: { field: "kl", type: "quantitative", scale: { type: "log" }, title: "KL(clean ‖ spliced) (nats)" },
+      color: { field: "splice", type: "nominal", title: "spliced in" },
+      tooltip: [{ field: "position" }, { field: "splice" }, { field: "kl", format: ".3g" }],
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
