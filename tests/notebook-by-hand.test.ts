@@ -25,6 +25,7 @@ import {
 } from "../lib/eval/secondary";
 import { modelCondition } from "../lib/pipeline/index";
 import {
+  agreement,
   biInteractionByHand,
   biInteractionTable,
   byHandRows,
@@ -139,6 +140,9 @@ describe("03 · the TopK SAE by hand", () => {
         assert.ok(r.check.keptVsPre <= 1e-5 * maxAbs(r.pre), `kept values are ReLU(pre) (${r.check.keptVsPre})`);
         assert.ok(r.check.topKMargin >= -1e-5, `the kept are the top k of ReLU(pre) (margin ${r.check.topKMargin})`);
         assert.ok(r.check.sameFeaturesAsReference, "every row keeps the float64 reference's features");
+        assert.ok(r.check.agrees, "the check's verdict");
+        assert.equal(agreement(r.check), "yes");
+        assert.equal(agreement({ ...r.check, agrees: false }), "DISAGREES");
         assert.ok(r.check.vsForward <= 1e-5 * scale, `x̂_sae = forward().xSae (${r.check.vsForward})`);
         assert.ok(r.check.vsReference <= 1e-4 * scale, `x̂_sae = float64 reference (${r.check.vsReference})`);
         // the error against a float64 brute force from the reference's x̂_sae
@@ -212,6 +216,7 @@ describe("04 · the bi-interaction and one joint step by hand", () => {
           assert.ok(Math.abs(r.zFast[e] - want) <= 1e-5 * r.check.scale, `O(k·E) z[${e}] ${r.zFast[e]} vs ${want}`);
         }
         assert.ok(r.check.fastVsPairs <= 1e-5 * r.check.scale, `fast vs pairs ${r.check.fastVsPairs}`);
+        assert.ok(r.check.agrees, "the check's verdict");
         assert.ok(r.check.scalarVsPairs <= 1e-5 * r.check.scale * r.E, `Σ_e z vs Σ pairs ${r.check.scalarVsPairs}`);
         const interScale = maxAbs(r.inter);
         assert.ok(r.check.interVsKernel <= 1e-5 * interScale, `inter vs kernel ${r.check.interVsKernel}`);
@@ -270,6 +275,7 @@ describe("05 · one window spliced by hand", () => {
       assert.ok(r.check.klVsLibrary <= 1e-6 + 1e-5 * maxAbs(r.kl), `KL vs library ${r.check.klVsLibrary}`);
       assert.ok(r.check.klEpsVsLibrary <= 1e-6 + 1e-5 * maxAbs(r.klEps), `ε-KL vs library ${r.check.klEpsVsLibrary}`);
       assert.ok(r.check.epsNormVsErrNorm <= 1e-5 * maxAbs(r.errNorm), `‖ε‖ vs ‖x̂ − x‖ ${r.check.epsNormVsErrNorm}`);
+      assert.ok(r.check.agrees, "the check's verdict");
       // ε is a random direction, not the error itself: its cosine with x̂ − x is well below 1 somewhere
       const xr = harvest([windows[1]]);
       const xhat = tf.tidy(() => cond.reconstruct(tf.tensor2d(xr, [T, d])).dataSync() as Float32Array);
@@ -322,6 +328,7 @@ describe("06 · one feature's decoder norm and weight share by hand", () => {
       });
       assert.ok(r.check.sqDecVsGeometry <= 1e-12, `vs geometry ${r.check.sqDecVsGeometry}`);
       assert.ok(r.check.shareVsGeometry <= 1e-12, `vs geometry ${r.check.shareVsGeometry}`);
+      assert.ok(r.check.agrees, "the check's verdict");
       const ext = extremeNormFeatures(m, 2);
       const sqAll = Array.from({ length: 48 }, (_, f) => nrm(dec, f, d) ** 2);
       const sorted = sqAll.slice().sort((a, b) => a - b);
@@ -359,6 +366,7 @@ describe("07 · one row's secondary code by hand", () => {
     const r = flat("secondaryByHand", () => secondaryByHand(pm, sec, x));
     assert.equal(r.ids.length, sec.k);
     assert.ok(r.check.sameFeatures, "the same secondary features as secondaryEncode");
+    assert.ok(r.check.agrees, "the check's verdict");
     assert.ok(r.check.valsVsLibrary <= 1e-6 * (1 + maxAbs(r.vals)), `values ${r.check.valsVsLibrary}`);
     const h = tf.tidy(() => interactionHidden(pm.model, tf.tensor2d(x, [1, d])).dataSync() as Float32Array);
     assert.deepEqual(Array.from(r.h), Array.from(h), "h = interactionHidden(x)");

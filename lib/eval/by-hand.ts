@@ -44,6 +44,19 @@ function scoped<T>(f: (hold: Hold) => T): T {
   return out as T;
 }
 
+/**
+ * Float32 agreement: |Δ| ≤ rel · (1 + scale). The by-hand pass and the library's run the same float32
+ * arithmetic in a different order (or float64), so they agree to a few float32 ulps of the values' size.
+ */
+function close(diff: number, scale: number, rel: number): boolean {
+  return diff <= rel * (1 + scale);
+}
+
+/** "yes", or "DISAGREES" (a marker the headless notebook test looks for) when a by-hand check failed. */
+export function agreement(check: { agrees: boolean }): string {
+  return check.agrees ? "yes" : "DISAGREES";
+}
+
 function checkRows(x: Float32Array, d: number, where: string): number {
   if (x.length === 0 || x.length % d !== 0)
     throw new Error(`${where}: x has ${x.length} values, expected a positive multiple of d = ${d}`);
@@ -106,6 +119,8 @@ export interface SaeByHand {
     /** max |x̂_sae − refForward(…).xSae| (float64 reference) and whether every row kept the reference's features. */
     vsReference: number;
     sameFeaturesAsReference: boolean;
+    /** All of the above within float32 rounding (relative 1e-5; 1e-4 against float64), the same features. */
+    agrees: boolean;
   };
 }
 
@@ -151,6 +166,10 @@ export function saeByHand(model: Model, x: Float32Array): SaeByHand {
     }
     const lib = tf.tidy(() => forward(p, c, xt, null).xSae.dataSync() as Float32Array);
     const ref = refForward(toRef(p), c, Float64Array.from(x), B);
+    const vsForward = maxAbsDiff(xhat, lib);
+    const vsReference = maxAbsDiff(xhat, ref.xSae);
+    const preScale = pre.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const xScale = xhat.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     const sameFeaturesAsReference = ref.ids.every((row, b) => {
       const mine = new Set(Array.from(ids.subarray(b * k, (b + 1) * k)));
       return row.length === k && row.every((f) => mine.has(f));
@@ -171,9 +190,15 @@ export function saeByHand(model: Model, x: Float32Array): SaeByHand {
       check: {
         keptVsPre,
         topKMargin,
-        vsForward: maxAbsDiff(xhat, lib),
-        vsReference: maxAbsDiff(xhat, ref.xSae),
+        vsForward,
+        vsReference,
         sameFeaturesAsReference,
+        agrees:
+          close(keptVsPre, preScale, 1e-5) &&
+          close(-Math.min(topKMargin, 0), preScale, 1e-5) &&
+          close(vsForward, xScale, 1e-5) &&
+          close(vsReference, xScale, 1e-4) &&
+          sameFeaturesAsReference,
       },
     };
   });
@@ -237,6 +262,11 @@ export interface BiInteractionByHand {
     scalarVsPairs: number;
     /** max |inter − (nfmInteractionForward's output + b_2)| (the training step's fused kernel). */
     interVsKernel: number;
+    /**
+     * Within float32 rounding: z relative to (Σ_i f_i |v_i|)² (the size of the two squares whose
+     * difference the fast formula takes), inter relative to its size (1e-5 each).
+     */
+    agrees: boolean;
   };
 }
 
@@ -273,6 +303,17 @@ export function biInteractionByHand(model: Model, x: Float32Array): BiInteractio
     const kernel = nfmInteractionForward(p, sel, null, hold);
     const kernelOut = copyFloat32(hold(tf.add(kernel.mlpOut, p["nfm.b2"]) as tf.Tensor2D));
     const sumFast = zFast.reduce((a, v) => a + v, 0);
+    const fastVsPairs = maxAbsDiff(zFast, zPairs);
+    const scalarVsPairs = Math.abs(sumFast - pairs.reduce((a, q) => a + q.term, 0));
+    const interVsKernel = maxAbsDiff(inter, kernelOut);
+    let square = 0; // max_e (Σ_i f_i |v_i,e|)²
+    for (let e = 0; e < E; e++) {
+      let s = 0;
+      ids.forEach((f, i) => {
+        s += Math.abs(vals[i] * V[f * E + e]);
+      });
+      square = Math.max(square, s * s);
+    }
     return {
       ids,
       vals,
@@ -282,10 +323,18 @@ export function biInteractionByHand(model: Model, x: Float32Array): BiInteractio
       pairs,
       inter,
       check: {
-        fastVsPairs: maxAbsDiff(zFast, zPairs),
+        fastVsPairs,
         scale: zPairs.reduce((m, v) => Math.max(m, Math.abs(v)), 0),
-        scalarVsPairs: Math.abs(sumFast - pairs.reduce((a, q) => a + q.term, 0)),
-        interVsKernel: maxAbsDiff(inter, kernelOut),
+        scalarVsPairs,
+        interVsKernel,
+        agrees:
+          close(fastVsPairs, square, 1e-5) &&
+          close(scalarVsPairs, E * square, 1e-5) &&
+          close(
+            interVsKernel,
+            inter.reduce((m, v) => Math.max(m, Math.abs(v)), 0),
+            1e-5,
+          ),
       },
     };
   });
@@ -400,8 +449,15 @@ export interface SpliceByHand {
   klEps: Float32Array;
   /** The library's spliceEvaluate on this one window and condition (one ε sample, same seed). */
   library: { kl: Float32Array; klEps: Float32Array };
-  check: { klVsLibrary: number; klEpsVsLibrary: number; epsNormVsErrNorm: number };
+  /** agrees: each within float32 rounding of the values' size (relative 1e-5). */
+  check: { klVsLibrary: number; klEpsVsLibrary: number; epsNormVsErrNorm: number; agrees: boolean };
 }
+
+const maxOf = (a: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+};
 
 function lastLogits(r: { logits?: tf.Tensor3D; hidden: Map<number, tf.Tensor3D> }, layer: number | null) {
   const keep = layer === null ? null : (r.hidden.get(layer) ?? null);
@@ -460,6 +516,9 @@ export function spliceByHand(
       Math.sqrt(epsilon.subarray(t * d, (t + 1) * d).reduce((a, v) => a + v * v, 0)),
     );
     const lib = { kl: libKl("model"), klEps: libKl("epsilon") };
+    const klVsLibrary = maxAbsDiff(kl, lib.kl);
+    const klEpsVsLibrary = maxAbsDiff(klEps, lib.klEps);
+    const epsNormVsErrNorm = maxAbsDiff(epsNorm, errNorm);
     return {
       tokens: tokens.slice(),
       layer,
@@ -470,9 +529,13 @@ export function spliceByHand(
       klEps,
       library: lib,
       check: {
-        klVsLibrary: maxAbsDiff(kl, lib.kl),
-        klEpsVsLibrary: maxAbsDiff(klEps, lib.klEps),
-        epsNormVsErrNorm: maxAbsDiff(epsNorm, errNorm),
+        klVsLibrary,
+        klEpsVsLibrary,
+        epsNormVsErrNorm,
+        agrees:
+          close(klVsLibrary, maxOf(kl), 1e-5) &&
+          close(klEpsVsLibrary, maxOf(klEps), 1e-5) &&
+          close(epsNormVsErrNorm, maxOf(errNorm), 1e-5),
       },
     };
   });
@@ -538,7 +601,11 @@ export interface FeatureWeightsByHand {
 export function featureWeightsByHand(
   model: Model,
   features: number[],
-): { rows: FeatureWeightsByHand[]; check: { sqDecVsGeometry: number; shareVsGeometry: number } } {
+): {
+  rows: FeatureWeightsByHand[];
+  /** agrees: both within float64 rounding (1e-12). */
+  check: { sqDecVsGeometry: number; shareVsGeometry: number; agrees: boolean };
+} {
   const c = model.config;
   const { F, d } = c.sae;
   if (!c.nfm?.linear || !c.nfm.interaction)
@@ -560,17 +627,20 @@ export function featureWeightsByHand(
   });
   const sq = decoderSquaredNorms(dec, F, d);
   const ratios = weightNormRatios({ dec, lin, emb, F, d, E });
+  const sqDecVsGeometry = maxAbsDiff(
+    rows.map((x) => x.sqDec),
+    features.map((f) => sq[f]),
+  );
+  const shareVsGeometry = maxAbsDiff(
+    rows.map((x) => x.share),
+    features.map((f) => ratios.nfmTotal[f]),
+  );
   return {
     rows,
     check: {
-      sqDecVsGeometry: maxAbsDiff(
-        rows.map((x) => x.sqDec),
-        features.map((f) => sq[f]),
-      ),
-      shareVsGeometry: maxAbsDiff(
-        rows.map((x) => x.share),
-        features.map((f) => ratios.nfmTotal[f]),
-      ),
+      sqDecVsGeometry,
+      shareVsGeometry,
+      agrees: close(sqDecVsGeometry, maxOf(sq), 1e-12) && close(shareVsGeometry, 1, 1e-12),
     },
   };
 }
@@ -604,7 +674,8 @@ export interface SecondaryByHand {
   /** ‖u − û‖² / ‖u‖². */
   relErr: number;
   /** max |Δ| of the values against secondaryEncode(h) (the library's pass) and whether its features are the same. */
-  check: { valsVsLibrary: number; sameFeatures: boolean };
+  /** agrees: the same features, values within float32 rounding (relative 1e-5). */
+  check: { valsVsLibrary: number; sameFeatures: boolean; agrees: boolean };
 }
 
 /** One row x [d] (the primary model's input space) through the primary model to h and the secondary SAE. */
@@ -639,6 +710,8 @@ export function secondaryByHand(pm: PrimaryModel, sec: SecondarySae, x: Float32A
     });
     const ids = Array.from(code.indices.dataSync());
     const vals = Array.from(code.values.dataSync());
+    const valsVsLibrary = maxAbsDiff(vals, lib.vals);
+    const sameFeatures = ids.length === lib.ids.length && ids.every((f, i) => f === lib.ids[i]);
     return {
       primaryIds: Array.from(pass.code.indices.dataSync()),
       primaryVals: Array.from(pass.code.values.dataSync()),
@@ -649,8 +722,9 @@ export function secondaryByHand(pm: PrimaryModel, sec: SecondarySae, x: Float32A
       uhat,
       relErr: tot > 0 ? err / tot : Number.NaN,
       check: {
-        valsVsLibrary: maxAbsDiff(vals, lib.vals),
-        sameFeatures: ids.length === lib.ids.length && ids.every((f, i) => f === lib.ids[i]),
+        valsVsLibrary,
+        sameFeatures,
+        agrees: sameFeatures && close(valsVsLibrary, maxOf(vals), 1e-5),
       },
     };
   });
