@@ -99,6 +99,12 @@ function randomModel(
   const rng = new Rng(s ^ 77);
   m.params.set("sae.wEncT", tf.tensor2d(rng.normalArray(F * d, 0, 0.3), [F, d]));
   if (o.preset !== "modern") m.params.set("sae.wDec", tf.tensor2d(rng.normalArray(F * d, 0, 0.3), [F, d]));
+  // non-zero biases (they start at 0), so a bias left out anywhere shows
+  for (const n of ["sae.bEnc", "sae.bDec", "nfm.bLin", "nfm.b1", "nfm.b2"])
+    if (m.params.has(n)) {
+      const len = m.params.shape(n)[0];
+      m.params.set(n, tf.tensor1d(rng.normalArray(len, 0, n === "nfm.b1" ? 0.01 : 0.1)));
+    }
   return m;
 }
 
