@@ -80,7 +80,7 @@ function randomModel(
   k: number,
   E: number,
   s: number,
-  o: { preset?: "claflin" | "modern"; topN?: number | null } = {},
+  o: { preset?: "claflin" | "modern"; topN?: number | null; dropout?: number } = {},
 ): Model {
   const cfg = validateModelConfig({
     kind,
@@ -89,7 +89,13 @@ function randomModel(
       kind === "joint"
         ? nfmConfig(
             { F, d, E },
-            { topN: o.topN ?? null, initMlpStd: 0.3, initEmbeddingStd: 0.5, initLinearStd: 0.05, dropout: 0 },
+            {
+              topN: o.topN ?? null,
+              initMlpStd: 0.3,
+              initEmbeddingStd: 0.5,
+              initLinearStd: 0.05,
+              dropout: o.dropout ?? 0,
+            },
           )
         : null,
     variant: kind === "joint" ? "full" : "sae",
@@ -247,6 +253,23 @@ describe("04 · the bi-interaction and one joint step by hand", () => {
     });
   }
 
+  test("with dropout: the gradient norms and the training loss are the step's (same mask), not the dropout-free ones", () => {
+    const m = randomModel("joint", 48, 6, 8, seed + 6, { dropout: 0.5 });
+    try {
+      const x = xn.slice(0, 16 * d);
+      const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 };
+      const r = flat("jointStepByHand", () => jointStepByHand(m, x, optim, { seed, step: 3 }));
+      assert.equal(r.step.loss, r.trainingLoss, "the step's recorded loss is the masked forward's");
+      assert.notEqual(r.trainingLoss, r.lossBefore, "dropout changes the training loss");
+      const global = Math.sqrt(r.gradNorms.reduce((a, g) => a + g.norm ** 2, 0));
+      assert.ok(Math.abs(global - r.step.gradNorm) <= 1e-4 * global, `global norm ${global} vs ${r.step.gradNorm}`);
+      const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), 16);
+      assert.ok(Math.abs(ref.mse - r.lossBefore) <= 1e-4 * ref.mse, "lossBefore is dropout-free");
+    } finally {
+      m.dispose();
+    }
+  });
+
   test("one joint step lowers the loss on its batch; the model itself is untouched", () => {
     const m = randomModel("joint", 48, 6, 8, seed + 2);
     try {
@@ -256,6 +279,7 @@ describe("04 · the bi-interaction and one joint step by hand", () => {
         jointStepByHand(m, x, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, { seed }),
       );
       assert.equal(r.step.loss, r.lossBefore, "the step's recorded loss is the forward's");
+      assert.equal(r.trainingLoss, r.lossBefore, "no dropout: the training loss is the loss");
       assert.ok(r.lossAfter < r.lossBefore, `loss goes down: ${r.lossBefore} → ${r.lossAfter}`);
       const global = Math.sqrt(r.gradNorms.reduce((a, g) => a + g.norm ** 2, 0));
       assert.ok(Math.abs(global - r.step.gradNorm) <= 1e-4 * global, `global norm ${global} vs ${r.step.gradNorm}`);

@@ -23,10 +23,16 @@ import { copyFloat32 } from "../kernels/views";
 import type { AdamConfig } from "../optim";
 import { ParamSet } from "../params";
 import { heldOutRows } from "../training/evaluate";
-import { makeStepContext, trainStepTapeFree } from "../training/step";
-import { Model, effectiveK, forward, jointBackward, jointForward } from "../joint";
+import { makeStepContext, stepRng, trainStepTapeFree } from "../training/step";
+import { Model, effectiveK, forward, jointBackward, jointForward, type JointActivations } from "../joint";
 import { saeDecode, saeDecodeForward, saeEncode, saeEncodeForward, saeEncoderInput, type Hold, type P } from "../sae";
-import { biInteraction, nfmInteractionForward, nfmInteractionFromHidden, nfmSelectForward } from "../nfm";
+import {
+  biInteraction,
+  dropoutMultipliers,
+  nfmInteractionForward,
+  nfmInteractionFromHidden,
+  nfmSelectForward,
+} from "../nfm";
 import { maxAbsDiff, refBiInteraction, refForward, toRef } from "../reference";
 import { klPerPosition, randomDirectionsWithNorm, spliceEvaluate, type SpliceCondition } from "./splice";
 import { decoderSquaredNorms, rowSquaredNorms, weightNormRatios } from "./geometry";
@@ -364,14 +370,15 @@ export function pairTable(r: BiInteractionByHand, top = 8): Array<Record<string,
 
 export interface JointStepByHand {
   B: number;
-  /** mse on the batch before the step (jointForward). */
+  /** mse on the batch before and after the step, dropout off (jointForward): what the model reconstructs. */
   lossBefore: number;
-  /** ‖gradient‖ per parameter (jointBackward), in the optimiser's order. */
-  gradNorms: Array<{ parameter: string; norm: number }>;
-  /** What trainStepTapeFree recorded: its loss (= lossBefore), the global gradient norm before the clip, lr. */
-  step: { loss: number; gradNorm: number; lr: number };
-  /** mse on the same batch after the step (jointForward on the updated copy). */
   lossAfter: number;
+  /** ‖∂L/∂θ‖ per parameter (jointBackward) of the step's loss, with the step's dropout mask, in the optimiser's order. */
+  gradNorms: Array<{ parameter: string; norm: number }>;
+  /** The step's loss with its dropout mask (= lossBefore when dropout is 0), as jointForward computes it. */
+  trainingLoss: number;
+  /** What trainStepTapeFree recorded: its loss (= trainingLoss), the global gradient norm before the clip, lr. */
+  step: { loss: number; gradNorm: number; lr: number };
 }
 
 /** Copy of a model's parameters (fresh tensors: the optimiser may write in place). */
@@ -383,8 +390,9 @@ function copyModel(m: Model): Model {
 }
 
 /**
- * One training step of the model on rows x [B·d] (model space), as trainModel takes it, on a copy
- * (the model itself is untouched): the loss, each parameter's gradient norm, the step, the loss after.
+ * One training step of the model on rows x [B·d] (model space), as trainModel takes it at step
+ * `opts.step` (its dropout mask comes from (seed, step)), on a copy (the model itself is untouched):
+ * the loss, each parameter's gradient norm, the step, the loss after.
  */
 export function jointStepByHand(
   model: Model,
@@ -394,35 +402,45 @@ export function jointStepByHand(
 ): JointStepByHand {
   const c = model.config;
   const B = checkRows(x, c.sae.d, "jointStepByHand");
+  const seed = opts.seed ?? 0;
+  const step = opts.step ?? 0;
+  const nfm = c.nfm;
+  // the step's dropout multipliers [B·E], as trainStepTapeFree draws them
+  const drop =
+    nfm?.interaction && nfm.dropout > 0 ? dropoutMultipliers(stepRng(seed, step), B, nfm.E, nfm.dropout) : null;
   const copy = copyModel(model);
-  try {
-    const mseOn = (): { mse: number; gradNorms: JointStepByHand["gradNorms"] } => {
-      const p = copy.record();
-      const acts = jointForward(p, c, x, B, null);
-      if (!acts) throw new Error("jointStepByHand: the tape-free step needs the wasm backend with SIMD");
-      try {
-        const { grads } = jointBackward(p, c, acts, { trainSae: c.kind !== "sequential", shareLinearGrad: false });
-        const gradNorms = [...grads].map(([parameter, g]) => ({
-          parameter,
-          norm: Math.sqrt(copyFloat32(g).reduce((a, v) => a + v * v, 0)),
-        }));
-        tf.dispose([...new Set(grads.values())]);
-        return { mse: acts.loss.mse, gradNorms };
-      } finally {
-        acts.dispose();
-      }
-    };
-    const before = mseOn();
-    const ctx = makeStepContext(copy, optim, opts.seed ?? 0);
+  const forwardOn = <T>(mask: Float32Array | null, then: (acts: JointActivations, p: P) => T): T => {
+    const p = copy.record();
+    const acts = jointForward(p, c, x, B, mask);
+    if (!acts) throw new Error("jointStepByHand: the tape-free step needs the wasm backend with SIMD");
     try {
-      const rec = trainStepTapeFree(ctx, x, B, opts.step ?? 0, optim.lr);
+      return then(acts, p);
+    } finally {
+      acts.dispose();
+    }
+  };
+  try {
+    const lossBefore = forwardOn(null, (acts) => acts.loss.mse);
+    const { trainingLoss, gradNorms } = forwardOn(drop, (acts, p) => {
+      const { grads } = jointBackward(p, c, acts, { trainSae: c.kind !== "sequential", shareLinearGrad: false });
+      const norms = [...grads].map(([parameter, g]) => ({
+        parameter,
+        norm: Math.sqrt(copyFloat32(g).reduce((a, v) => a + v * v, 0)),
+      }));
+      tf.dispose([...new Set(grads.values())]);
+      return { trainingLoss: acts.loss.mse, gradNorms: norms };
+    });
+    const ctx = makeStepContext(copy, optim, seed);
+    try {
+      const rec = trainStepTapeFree(ctx, x, B, step, optim.lr);
       if (!rec) throw new Error("jointStepByHand: the tape-free step needs the wasm backend with SIMD, d % 4 = 0");
       return {
         B,
-        lossBefore: before.mse,
-        gradNorms: before.gradNorms,
+        lossBefore,
+        lossAfter: forwardOn(null, (acts) => acts.loss.mse),
+        gradNorms,
+        trainingLoss,
         step: { loss: rec.loss, gradNorm: rec.gradNorm, lr: rec.lr },
-        lossAfter: mseOn().mse,
       };
     } finally {
       ctx.adam.dispose();
