@@ -112,6 +112,20 @@ export function refEncode(
   return { pre, ids, vals: ids.map((f) => Math.max(pre[f], 0)) };
 }
 
+/**
+ * The bi-interaction of one row's code by its pairwise definition, O(N²·E):
+ * z_e = Σ_{i<j} f_i f_j V[i,e] V[j,e]  [E]  (V row-major [F, E]; ids/vals: the N features the NFM reads).
+ */
+export function refBiInteraction(V: Float64Array, E: number, ids: number[], vals: number[]): Float64Array {
+  const z = new Float64Array(E);
+  for (let i = 0; i < ids.length; i++) {
+    for (let j = i + 1; j < ids.length; j++) {
+      for (let e = 0; e < E; e++) z[e] += vals[i] * vals[j] * V[ids[i] * E + e] * V[ids[j] * E + e];
+    }
+  }
+  return z;
+}
+
 /** The NFM on one row's code: linear term [d] and interaction term [d] with its hidden layer h [E]. */
 export function refNfm(
   p: RefParams,
@@ -130,14 +144,7 @@ export function refNfm(
   }
   const lin = c.linear ? combineRows(p["nfm.wLin"], d, nIds, nVals, p["nfm.bLin"]) : null;
   if (!c.interaction) return { lin, inter: null, h: null };
-  // Pairwise bi-interaction: z_e = Σ_{i<j} f_i f_j V_ie V_je.
-  const z = new Float64Array(E);
-  for (let i = 0; i < nIds.length; i++) {
-    for (let j = i + 1; j < nIds.length; j++) {
-      for (let e = 0; e < E; e++)
-        z[e] += nVals[i] * nVals[j] * p["nfm.V"][nIds[i] * E + e] * p["nfm.V"][nIds[j] * E + e];
-    }
-  }
+  const z = refBiInteraction(p["nfm.V"], E, nIds, nVals);
   if (dropout) for (let e = 0; e < E; e++) z[e] *= dropout[e];
   const h = new Float64Array(E);
   for (let e2 = 0; e2 < E; e2++) {

@@ -33,15 +33,38 @@ after(() => {
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
 const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
-  { file: "03-topk-sae.ipynb", minPngs: 2, text: ["TopK SAE on held-out rows", "dead features"] },
+  {
+    file: "03-topk-sae.ipynb",
+    minPngs: 2,
+    text: ["TopK SAE on held-out rows", "dead features", "features kept of F", "By hand vs the library"],
+  },
   {
     file: "04-nfm-sequential-and-joint.ipynb",
     minPngs: 2,
-    text: ["vs standalone SAE", "loaded from the cache", "Parameters: ours total"],
+    text: [
+      "vs standalone SAE",
+      "loaded from the cache",
+      "Parameters: ours total",
+      "the bi-interaction z",
+      "By hand vs the library",
+      "before and after one step",
+    ],
   },
-  { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
-  { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
-  { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
+  {
+    file: "05-kl-splice.ipynb",
+    minPngs: 3,
+    text: ["joint: full", "pathology ratio", "By hand vs spliceEvaluate on the same window"],
+  },
+  {
+    file: "06-feature-geometry.ipynb",
+    minPngs: 4,
+    text: ["ΔBIC", "Spearman", "decoder norm and NFM weight share", "By hand vs the geometry analysis"],
+  },
+  {
+    file: "07-secondary-sae.ipynb",
+    minPngs: 3,
+    text: ["Secondary SAE on h", "top contexts", "its secondary code", "By hand vs the library"],
+  },
   {
     file: "08-interventions.ipynb",
     minPngs: 1,
@@ -89,6 +112,8 @@ describe("notebooks 03-11 with the tiny preset", () => {
       assert.ok(pngs.length >= nb.minPngs, `${nb.file}: ${pngs.length} PNG outputs, expected ≥ ${nb.minPngs}`);
       const text = allText(out);
       for (const s of nb.text) assert.ok(text.includes(s), `${nb.file}: output lacks "${s}"`);
+      // the method-by-hand cells (03-07) print DISAGREES where their numbers and the library's differ
+      assert.ok(!text.includes("DISAGREES"), `${nb.file}: a by-hand cell disagrees with the library`);
     });
   }
 });
