@@ -27,6 +27,8 @@ import {
   type VegaLiteSpec,
 } from "../lib/display/index";
 import { isPng, pngSize } from "../lib/notebook/inspect";
+import { NBSP, formatCi, formatNumber, formatP, formatPercent, formatWithCi, pText } from "../lib/display/format";
+import { formatCell, tableToHtml } from "../lib/display/table";
 import { Rng } from "../lib/util/random";
 
 const SEED = process.env.DISPLAY_TEST_SEED
@@ -125,10 +127,10 @@ describe("tables", () => {
     assert.equal(cells.length, rows.length);
     rows.forEach((r, i) => {
       assert.equal(cells[i][0], r["<b>name</b>"]);
-      // 4 significant digits
-      const shown = Number(cells[i][1]);
+      // 3 significant digits, thousands separators (lib/display/format.ts formatNumber)
+      const shown = Number(cells[i][1].replace(/,/g, ""));
       assert.ok(
-        Math.abs(shown - r.value) <= 5e-4 * Math.abs(r.value) + 1e-12,
+        Math.abs(shown - r.value) <= 5e-3 * Math.abs(r.value) + 1e-12,
         `value ${r.value} shown as ${cells[i][1]}`,
       );
       assert.equal(cells[i][2], String(r.count));
@@ -176,6 +178,64 @@ describe("tables", () => {
     const html = fs.readFileSync(saveTable(rows, path.join(tmp, "t.html")), "utf8");
     assert.equal(htmlCells(html).length, 2);
     assert.throws(() => saveTable(rows, path.join(tmp, "t.xlsx")), /unsupported extension/);
+  });
+});
+
+describe("the one number formatter (lib/display/format.ts)", () => {
+  it("3 significant digits against a float64 rounding, thousands separators from 10,000", () => {
+    const rng = new Rng(SEED ^ 0x5eed);
+    for (let i = 0; i < 200; i++) {
+      const v = (rng.next() - 0.5) * 10 ** (rng.int(14) - 2);
+      const s = formatNumber(v);
+      const back = Number(s.replace(/,/g, ""));
+      const a = Math.abs(v);
+      assert.ok(Math.abs(back - v) <= 0.5 * 10 ** (Math.floor(Math.log10(a)) - 2) * (1 + 1e-9), `${v} shown as ${s}`);
+      // a separator every three digits of the integer part, and only from 10,000 up
+      const int = s.replace(/^-/, "").split(/[.e]/)[0];
+      if (a >= 1e4 && a < 1e12) assert.match(int, /^\d{1,3}(,\d{3})+$/, `${v} shown as ${s}`);
+      else assert.ok(!int.includes(","), `${v} shown as ${s}`);
+    }
+    assert.equal(formatNumber(16000), "16,000");
+    assert.equal(formatNumber(1234), "1234");
+    assert.equal(formatNumber(0.043149), "0.0431");
+    assert.equal(formatNumber(-2.3456), "-2.35");
+    assert.equal(formatNumber(123456.7), "123,000");
+    assert.equal(formatNumber(0.00001234), "1.23e-5");
+    assert.equal(formatNumber(null), "—");
+    assert.equal(formatNumber(NaN), "—");
+    assert.throws(() => formatNumber(1.5, 0), /digits/);
+  });
+  it("percentages, p-values in one style, intervals that do not wrap", () => {
+    assert.equal(formatPercent(0.04312), "4.31%");
+    assert.equal(formatPercent(-0.0234), "-2.34%");
+    assert.equal(formatP(0.01234), "0.012");
+    assert.equal(formatP(0.27), "0.27");
+    assert.equal(formatP(0.0004), "< 0.001");
+    assert.equal(pText(0.01234), `p${NBSP}=${NBSP}0.012`);
+    assert.equal(pText(1e-9), `p${NBSP}<${NBSP}0.001`);
+    assert.throws(() => formatP(1.2), /\[0, 1\]/);
+    assert.equal(
+      formatCi(0.0071, 0.078, (x) => formatPercent(x)),
+      `[0.71%,${NBSP}7.8%]`,
+    );
+    assert.equal(
+      formatWithCi(0.043, 0.007, 0.078, (x) => formatPercent(x)),
+      `4.3%${NBSP}[0.7%,${NBSP}7.8%]`,
+    );
+    assert.equal(formatWithCi(0.043, null, 0.078), "0.043");
+    assert.ok(!formatWithCi(12345.6, 1000.5, 20000.5).includes(" "), "no breakable space inside");
+  });
+  it("table cells use it, identifier columns stay plain, intervals and numbers get nowrap", () => {
+    assert.equal(formatCell(21607, 3, "feature"), "21607");
+    assert.equal(formatCell(21607, 3, "rows"), "21,607");
+    assert.equal(formatCell(0.123456), "0.123");
+    const html = tableToHtml({
+      columns: ["feature", "ours", "n"],
+      rows: [{ feature: 21607, ours: formatWithCi(0.043, 0.007, 0.078), n: 16384 }],
+    });
+    assert.ok(html.includes(">21607<"));
+    assert.ok(html.includes('style="white-space:nowrap">0.043'), html);
+    assert.ok(html.includes('style="text-align:right;white-space:nowrap">16,384<'), html);
   });
 });
 

@@ -10,6 +10,7 @@
  * one training seed this is a within-seed interval: it says how much the number would move with
  * other held-out documents, not with another training run.
  */
+import { modelName } from "../display/models";
 import { tf } from "../backend";
 import { forward, type Model } from "../joint";
 import { groupedClusterBootstrap, pooledMean } from "../stats/bootstrap";
@@ -158,11 +159,12 @@ export function sweepContrastDefinitions(measure: "MSE" | "KL"): RatioDefinition
 }
 
 /** Human labels of the sweep's models and contrasts (one name per model across the sweep's tables and charts). */
-export const SWEEP_MODEL_LABELS: Record<string, string> = {
-  sae: "standalone SAE",
-  jointLinear: "joint SAE+linear",
-  joint: "joint full",
-};
+/** The sweep's three models by their human names (the one map: lib/display/models.ts). */
+export const SWEEP_MODEL_LABELS = {
+  sae: modelName("sae"),
+  jointLinear: modelName("jointLinear"),
+  joint: modelName("joint"),
+} as const;
 export const SWEEP_CONTRAST_LABELS: Record<string, string> = {
   jointVsSaeLinearMSE: "MSE: joint full vs joint SAE+linear",
   jointVsStandaloneMSE: "MSE: joint full vs standalone SAE",

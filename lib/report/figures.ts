@@ -4,12 +4,15 @@
  * titles with units (lib/display/spec-check.ts), and is checked before it is returned.
  */
 import { assertChartSpec, VegaLiteSpec } from "../display/spec-check";
-import type {
-  SpliceSummary,
-  GeometryModelReport,
-  TrainSummary,
-  InterventionsSummary,
-  ModeArtifacts,
+import { NBSP, formatCi, formatNumber, formatPercent } from "../display/format";
+import { CONTROL_STYLES, MODEL_STYLES, type ModelId, modelColor, modelDash, modelName } from "../display/models";
+import {
+  SPLICE,
+  type SpliceSummary,
+  type GeometryModelReport,
+  type TrainSummary,
+  type InterventionsSummary,
+  type ModeArtifacts,
 } from "../pipeline/index";
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
@@ -19,71 +22,268 @@ function checked(spec: VegaLiteSpec): VegaLiteSpec {
   return spec;
 }
 
-/** Mean KL per splice condition with 95% cluster-bootstrap intervals, one panel row per mode. */
+/** The model each splice condition splices in (lib/pipeline SPLICE names → lib/display/models ids). */
+export const SPLICE_CONDITION_MODEL: Record<keyof typeof SPLICE, ModelId> = {
+  jointSae: "jointSaePath",
+  jointLinear: "jointSaeLinear",
+  jointInter: "jointSaeInteraction",
+  jointFull: "joint",
+  seqSae: "sequentialSae",
+  seqFull: "sequential",
+  standalone: "sae",
+  standaloneBias: "saeBias",
+  standaloneWide: "saeWide",
+  jointLinModel: "jointLinear",
+  smallEFull: "jointSmallE",
+};
+
+const CONDITION_MODEL = new Map<string, ModelId>(
+  (Object.keys(SPLICE) as Array<keyof typeof SPLICE>).map((k) => [SPLICE[k], SPLICE_CONDITION_MODEL[k]]),
+);
+
+/** The model id of a splice condition name; an unknown name is an error naming the known ones. */
+export function spliceConditionModel(condition: string): ModelId {
+  const id = CONDITION_MODEL.get(condition);
+  if (!id)
+    throw new Error(
+      `splice condition "${condition}" has no model in SPLICE_CONDITION_MODEL (known: ${[...CONDITION_MODEL.keys()].join(", ")})`,
+    );
+  return id;
+}
+
+/** The headline splice contrasts (1 − KL(joint full)/KL(baseline)), called out with their intervals. */
+export const HEADLINE_SPLICE_CONTRASTS: Array<{ name: string; baseline: ModelId }> = [
+  { name: "jointVsStandaloneKl", baseline: "sae" },
+  { name: "jointVsJointLinearModelKl", baseline: "jointLinear" },
+];
+
+/** "joint full vs standalone SAE: splice KL 4.3% lower [0.7, 7.8]" for each headline contrast present. */
+export function spliceHeadlines(splice: SpliceSummary): string[] {
+  const out: string[] = [];
+  for (const h of HEADLINE_SPLICE_CONTRASTS) {
+    const c = (splice.contrasts ?? []).find((x) => x.name === h.name);
+    if (!c || !Number.isFinite(c.value)) continue;
+    const lower = c.value >= 0;
+    // 1 − ratio > 0 means lower KL; the sign is folded into "lower"/"higher", the interval flipped with it
+    const [v, lo, hi] = lower
+      ? [c.value, c.lo, c.hi]
+      : [-c.value, c.hi === null ? null : -c.hi, c.lo === null ? null : -c.lo];
+    out.push(
+      `${modelName("joint")} vs ${modelName(h.baseline)}: splice KL ${formatPercent(v)} ${lower ? "lower" : "higher"}${NBSP}${formatCi(lo, hi, (x) => formatPercent(x))}`.replace(
+        `${NBSP}—`,
+        "",
+      ),
+    );
+  }
+  return out;
+}
+
+const EPS = CONTROL_STYLES.epsilon;
+const ZERO = CONTROL_STYLES.zero;
+
+/**
+ * Mean splice KL per model beside its own ε-random control (same error norm), 95% cluster-bootstrap
+ * intervals, one row of panels per mode; zero-ablation (≈100× larger) in its own small panel so the
+ * model/ε differences stay visible; the headline contrasts with their intervals in each mode's title.
+ */
 export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }>): VegaLiteSpec {
+  if (splices.length === 0) throw new Error("klBarSpec: no splice summaries");
+  const modelIds: ModelId[] = [];
   const values = splices.flatMap(({ mode, splice }) =>
-    splice.rows.map((r) => ({
-      mode,
-      condition: r.condition,
-      kind: r.kind,
-      meanKL: r.meanKL,
-      lo: r.klLo ?? r.meanKL,
-      hi: r.klHi ?? r.meanKL,
-    })),
-  );
-  return checked({
-    $schema: SCHEMA,
-    title: "Splice KL(clean ‖ patched) per condition (mean, 95% bootstrap CI over windows)",
-    data: { values },
-    facet: { row: { field: "mode", type: "nominal", title: "mode" } },
-    spec: {
-      width: 420,
-      height: { step: 14 },
-      layer: [
+    splice.rows.flatMap((r) => {
+      if (r.kind === "zero") return [];
+      const id = spliceConditionModel(r.kind === "epsilon" ? (r.matchedTo ?? "") : r.condition);
+      if (!modelIds.includes(id)) modelIds.push(id);
+      const model = modelName(id);
+      return [
         {
-          mark: "bar",
-          encoding: {
-            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
-            x: { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" },
-            color: { field: "kind", type: "nominal", title: "arm" },
+          mode,
+          model,
+          arm: r.kind === "epsilon" ? EPS.name : "model splice",
+          bar: r.kind === "epsilon" ? EPS.name : model,
+          meanKL: r.meanKL,
+          lo: r.klLo ?? r.meanKL,
+          hi: r.klHi ?? r.meanKL,
+        },
+      ];
+    }),
+  );
+  const zeros = splices.flatMap(({ mode, splice }) =>
+    splice.rows
+      .filter((r) => r.kind === "zero")
+      .map((r) => ({ mode, bar: ZERO.name, meanKL: r.meanKL, lo: r.klLo ?? r.meanKL, hi: r.klHi ?? r.meanKL })),
+  );
+  const names = modelIds.map(modelName);
+  const x = { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" };
+  const color = {
+    field: "bar",
+    type: "nominal",
+    title: null,
+    scale: { domain: [...names, EPS.name], range: [...modelIds.map((id) => MODEL_STYLES[id].color), EPS.color] },
+    // the models are named on the y axis; the legend only explains the grey bars
+    legend: { values: [EPS.name], orient: "bottom", labelLimit: 300 },
+  };
+  // the joint model's partial paths (own SAE path, SAE + one pathway) are 10× worse than any complete model in the
+  // corrected mode: they get a panel of their own, so the complete models' differences stay visible
+  const partialIds = new Set<ModelId>(["jointSaePath", "jointSaeLinear", "jointSaeInteraction"]);
+  const barPanel = (
+    mode: string,
+    ids: ModelId[],
+    title: { text: string; subtitle?: string[] | string },
+    width: number,
+  ) => {
+    const shown = ids.map(modelName);
+    const y = { field: "model", type: "nominal", title: "model", sort: shown, axis: { labelLimit: 260 } };
+    const yOffset = { field: "arm", sort: ["model splice", EPS.name] };
+    return {
+      title: { ...title, anchor: "start" },
+      transform: [
+        {
+          filter: {
+            and: [
+              { field: "mode", equal: mode },
+              { field: "model", oneOf: shown },
+            ],
           },
         },
+      ],
+      width,
+      height: { step: 11 },
+      layer: [
+        { mark: "bar", encoding: { y, yOffset, x, color } },
         {
           mark: { type: "rule", color: "black" },
+          encoding: { y, yOffset, x: { ...x, field: "lo" }, x2: { field: "hi" } },
+        },
+      ],
+    };
+  };
+  const panel = ({ mode, splice }: { mode: string; splice: SpliceSummary }) => {
+    const heads = spliceHeadlines(splice);
+    const complete = modelIds.filter((id) => !partialIds.has(id));
+    const partial = modelIds.filter((id) => partialIds.has(id));
+    const zero = {
+      title: { text: "zero-ablation", subtitle: "own scale", anchor: "start" },
+      data: { values: zeros.filter((z) => z.mode === mode) },
+      width: 80,
+      height: { step: 22 },
+      layer: [
+        {
+          mark: { type: "bar", color: ZERO.color },
+          encoding: { y: { field: "bar", type: "nominal", title: null, axis: null }, x },
+        },
+        {
+          mark: { type: "rule", color: "#bbbbbb" },
           encoding: {
-            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
-            x: { field: "lo", type: "quantitative", title: "mean KL per position (nats)" },
+            y: { field: "bar", type: "nominal", title: null, axis: null },
+            x: { ...x, field: "lo" },
             x2: { field: "hi" },
           },
         },
       ],
+    };
+    const below = [
+      ...(partial.length
+        ? [barPanel(mode, partial, { text: "the joint model's partial paths (own scale)" }, 200)]
+        : []),
+      ...(zeros.some((z) => z.mode === mode) ? [zero] : []),
+    ];
+    return {
+      vconcat: [
+        barPanel(
+          mode,
+          complete,
+          { text: `${mode} mode: complete models`, subtitle: heads.length ? heads : undefined },
+          300,
+        ),
+        ...(below.length ? [{ hconcat: below }] : []),
+      ],
+    };
+  };
+  return checked({
+    $schema: SCHEMA,
+    title: {
+      text: "Splice KL(clean ‖ patched): each model beside its ε-random control",
+      subtitle: [
+        "mean per position, 95% bootstrap interval over documents",
+        "ε-random: a random direction with the model's own error norm",
+      ],
     },
-    resolve: { scale: { x: "independent" } },
+    data: { values },
+    vconcat: splices.map(panel),
   });
 }
 
-/** log10 KL distributions per condition (step histograms), model arms and ε arms. */
+/**
+ * Per-position KL distributions as small multiples: one panel per model with its own ε-random
+ * control overlaid (dashed grey), and zero-ablation in a panel of its own.
+ */
 export function klDistributionSpec(mode: string, splice: SpliceSummary): VegaLiteSpec {
-  const values = splice.distributions.flatMap((d) =>
-    d.log10Bins.map((b) => ({
-      condition: d.condition,
-      kind: d.kind,
+  const modelIds: ModelId[] = [];
+  const values = splice.distributions.flatMap((d) => {
+    let panel: string;
+    let series: string;
+    if (d.kind === "zero") {
+      panel = ZERO.name;
+      series = ZERO.name;
+    } else {
+      const matched =
+        d.kind === "epsilon" ? (splice.rows.find((r) => r.condition === d.condition)?.matchedTo ?? "") : d.condition;
+      const id = spliceConditionModel(matched);
+      if (!modelIds.includes(id)) modelIds.push(id);
+      panel = modelName(id);
+      series = d.kind === "epsilon" ? EPS.name : panel;
+    }
+    return d.log10Bins.map((b) => ({
+      panel,
+      series,
+      arm: d.kind === "epsilon" ? EPS.name : d.kind === "zero" ? ZERO.name : "model splice",
       log10KL: (b.lo + b.hi) / 2,
       fraction: d.n ? b.count / d.n : 0,
-    })),
-  );
+    }));
+  });
+  const names = modelIds.map(modelName);
+  const hasZero = values.some((v) => v.panel === ZERO.name);
   return checked({
     $schema: SCHEMA,
-    title: `Distribution of per-position KL per condition (${mode})`,
+    title: {
+      text: `Distribution of per-position splice KL, model by model (${mode} mode)`,
+      subtitle: "solid: the model's splice; dashed grey: its ε-random control (same error norm)",
+    },
     data: { values },
-    mark: { type: "line", interpolate: "step" },
-    width: 480,
-    height: 260,
-    encoding: {
-      x: { field: "log10KL", type: "quantitative", title: "log10 KL per position (log10 nats)" },
-      y: { field: "fraction", type: "quantitative", title: "fraction of positions (fraction)" },
-      color: { field: "condition", type: "nominal", title: "condition", legend: { labelLimit: 320 } },
-      strokeDash: { field: "kind", type: "nominal", title: "arm" },
+    facet: {
+      field: "panel",
+      type: "nominal",
+      title: null,
+      sort: hasZero ? [...names, ZERO.name] : names,
+      header: { labelLimit: 170 },
+    },
+    columns: 3,
+    spec: {
+      width: 150,
+      height: 80,
+      mark: { type: "line", interpolate: "step" },
+      encoding: {
+        x: { field: "log10KL", type: "quantitative", title: "log10 KL (log10 nats)" },
+        y: { field: "fraction", type: "quantitative", title: "positions (fraction)" },
+        color: {
+          field: "series",
+          type: "nominal",
+          title: null,
+          scale: {
+            domain: [...names, EPS.name, ZERO.name],
+            range: [...modelIds.map((id) => MODEL_STYLES[id].color), EPS.color, ZERO.color],
+          },
+          legend: { values: [EPS.name], orient: "bottom", labelLimit: 300 },
+        },
+        strokeDash: {
+          field: "arm",
+          type: "nominal",
+          title: null,
+          scale: { domain: ["model splice", EPS.name, ZERO.name], range: [[], EPS.dash, []] },
+          legend: null,
+        },
+      },
     },
   });
 }
@@ -111,13 +311,13 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
     curve.push({
       x,
       density: two.weights.reduce((s, w, j) => s + w * normalPdf(x, two.means[j], two.stds[j]), 0),
-      fit: `2 components (ΔBIC = ${g.bimodal.mixture.deltaBic.toFixed(1)})`,
+      fit: `2 components (ΔBIC = ${formatNumber(g.bimodal.mixture.deltaBic)})`,
     });
     curve.push({ x, density: normalPdf(x, one.means[0], one.stds[0]), fit: "1 component" });
   }
   return checked({
     $schema: SCHEMA,
-    title: `Decoder squared norms ‖W_dec,i‖² with mixture fits: ${g.label} (${mode})`,
+    title: { text: `Decoder squared norms ‖W_dec,i‖² with mixture fits`, subtitle: `${g.label} (${mode} mode)` },
     width: 420,
     height: 220,
     layer: [
@@ -128,7 +328,7 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
           x: {
             field: "lo",
             type: "quantitative",
-            title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)",
+            title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           x2: { field: "hi" },
           y: { field: "density", type: "quantitative", title: "density (1/unit)" },
@@ -141,10 +341,10 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
           x: {
             field: "x",
             type: "quantitative",
-            title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)",
+            title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           y: { field: "density", type: "quantitative", title: "density (1/unit)" },
-          color: { field: "fit", type: "nominal", title: "mixture fit", legend: { labelLimit: 320 } },
+          color: { field: "fit", type: "nominal", title: "mixture fit", legend: { labelLimit: 240, orient: "bottom" } },
         },
       },
     ],
@@ -163,7 +363,10 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
   const rho = g.bimodal.spearman?.nfmTotal.r;
   return checked({
     $schema: SCHEMA,
-    title: `Squared norm vs NFM weight share (l+e)/(r+l+e) per feature, ${mode}${rho !== undefined ? ` (Spearman ρ = ${rho.toFixed(3)}; paper −0.987)` : ""}`,
+    title: {
+      text: `Squared norm vs NFM weight share (l+e)/(r+l+e) per feature (${mode} mode)`,
+      subtitle: rho !== undefined ? `Spearman ρ = ${formatNumber(rho)} (paper: −0.987)` : undefined,
+    },
     data: { values },
     mark: { type: "point", size: 12, opacity: 0.6 },
     width: 420,
@@ -176,25 +379,36 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
   });
 }
 
-/** Training loss curves of every model in one mode. */
+/** Training loss curves of every model in one mode: one colour and dash per model (lib/display/models.ts). */
 export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode: string): VegaLiteSpec {
-  const values = Object.entries(training).flatMap(([name, t]) =>
-    t.curve.map((c) => ({ model: name, step: c.step, loss: c.loss })),
+  const ids = Object.keys(training);
+  const values = Object.entries(training).flatMap(([id, t]) =>
+    t.curve.map((c) => ({ model: modelName(id), step: c.step, loss: c.loss })),
   );
   return checked({
     $schema: SCHEMA,
-    title: `Training loss per model (${mode})`,
+    title: `Training loss per model (${mode} mode)`,
     data: { values },
-    mark: "line",
+    mark: { type: "line", strokeWidth: 1.5 },
     width: 420,
     height: 240,
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
       y: { field: "loss", type: "quantitative", title: "training loss (MSE, z-units²)", scale: { type: "log" } },
-      color: { field: "model", type: "nominal", title: "model" },
+      color: modelColor(ids),
+      strokeDash: { ...modelDash(ids), legend: null },
     },
   });
 }
+
+/** Stimulus colours, kept apart from the model colours (lib/display/models.ts). */
+const EMOTION_COLOR = {
+  field: "emotion",
+  type: "nominal",
+  title: "target-word emotion",
+  scale: { domain: ["emotion high", "emotion low"], range: ["#c2185b", "#00897b"] },
+  legend: { orient: "bottom" },
+};
 
 /**
  * Interaction plot of the clamped feature's Δ log-probability per cell (mean ± 95% CI), one panel per
@@ -227,22 +441,26 @@ export function interactionPlotSpec(
   );
   return checked({
     $schema: SCHEMA,
-    title: `Clamping ${e.name}, ${e.readout} readout: Δ log-probability of target words per cell (${mode})`,
-    data: { values },
-    facet: {
-      column: {
-        field: "c",
-        type: "nominal",
-        title:
-          e.kind === "additive"
-            ? "additive dose α (× typical activation)"
-            : e.kind === "linear"
-              ? "linear-pathway multiplier"
-              : "clamp multiplier",
-      },
+    title: {
+      text: `Clamping ${e.name}, ${e.readout} readout (${mode} mode)`,
+      subtitle: "Δ log-probability of the target words per formality × emotion cell, mean and 95% interval",
     },
+    data: { values },
+    // wrapped facets (3 per row): one row of 6+ clamp values is wider than a notebook's output area
+    facet: {
+      field: "c",
+      type: "nominal",
+      sort: null,
+      title:
+        e.kind === "additive"
+          ? "additive dose α (× typical activation)"
+          : e.kind === "linear"
+            ? "linear-pathway multiplier"
+            : "clamp multiplier",
+    },
+    columns: e.levels.length <= 4 ? 2 : 3,
     spec: {
-      width: 140,
+      width: 130,
       height: 200,
       layer: [
         {
@@ -250,7 +468,7 @@ export function interactionPlotSpec(
           encoding: {
             x: { field: "formality", type: "nominal", title: "target-word formality" },
             y: { field: "mean", type: "quantitative", title: "Δ log p(word) (nats)" },
-            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+            color: EMOTION_COLOR,
           },
         },
         {
@@ -259,7 +477,7 @@ export function interactionPlotSpec(
             x: { field: "formality", type: "nominal", title: "target-word formality" },
             y: { field: "lo", type: "quantitative", title: "Δ log p(word) (nats)" },
             y2: { field: "hi" },
-            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+            color: EMOTION_COLOR,
           },
         },
       ],
@@ -302,10 +520,18 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
   const nSeeds = new Set(curves.map((c) => c.seed)).size;
   const x = { field: "rowsSeen", type: "quantitative", title: "rows seen [#]" };
   const y = { field: "mean", type: "quantitative", title: "1 − MSE ratio (fraction)" };
-  const color = { field: "contrast", type: "nominal", title: "contrast", legend: { labelLimit: 320 } };
+  const color = {
+    field: "contrast",
+    type: "nominal",
+    title: "contrast",
+    legend: { labelLimit: 320, orient: "bottom", direction: "vertical" },
+  };
   return checked({
     $schema: SCHEMA,
-    title: `Held-out MSE contrasts during training (${mode}; line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds)`,
+    title: {
+      text: `Held-out MSE contrasts during training (${mode} mode)`,
+      subtitle: `line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds; > 0: the joint model has the lower error`,
+    },
     data: { values },
     width: 420,
     height: 240,
