@@ -546,6 +546,31 @@ describe("outside a kernel", () => {
     assert.ok(isPng(fs.readFileSync(path.join(tmp, "live", "loss-curve.png"))));
   });
 
+  it("liveChart panels: listed series below the main panel, each panel with its own axis; renders", async () => {
+    const opts = {
+      title: "train: MSE",
+      xTitle: "step [#]",
+      yTitle: "MSE (units²)",
+      yScale: "log" as const,
+      mode: "silent" as const,
+      panels: [
+        { series: ["held-out L0"], yTitle: "held-out L0 [#]" },
+        { series: ["dead"], yTitle: "dead (fraction)" },
+      ],
+    };
+    const live = liveChart(opts);
+    for (let x = 0; x <= 4; x++) live.add(x, { "train (batch)": 1 / (x + 1), "held-out L0": 8 - x, dead: 0.1 * x });
+    const spec = live.spec() as any;
+    assert.equal(spec.vconcat.length, 3);
+    const series = (i: number) => [...new Set(spec.vconcat[i].data.values.map((p: any) => p.series))];
+    assert.deepEqual(series(0), ["train (batch)"]);
+    assert.deepEqual(series(1), ["held-out L0"]);
+    assert.deepEqual(series(2), ["dead"]);
+    assert.equal(spec.vconcat[2].encoding.y.title, "dead (fraction)");
+    const r = await renderChart(spec, { scale: 1 });
+    assert.match(r.svg, /held-out L0/);
+    await live.done();
+  });
   it("liveChart rejects axis titles without units at creation", () => {
     assert.throws(() => liveChart({ title: "x", xTitle: "step", yTitle: "loss (nats)" }), ChartSpecError);
   });

@@ -13,7 +13,10 @@ import { NBSP } from "../lib/display/format";
 import { CONTROL_STYLES, MODEL_STYLES, modelName } from "../lib/display/models";
 import { titleText } from "../lib/display/spec-check";
 import {
+  heldOutCurvesSpec,
   klBarSpec,
+  learningRateSpec,
+  trainingHistorySpec,
   klDistributionSpec,
   spliceConditionModel,
   spliceHeadlines,
@@ -115,6 +118,44 @@ describe("figures use one name and one colour per model", () => {
     assert.deepEqual(spec.encoding.color.scale.domain, ["standalone SAE", "joint full", "joint SAE+linear"]);
     assert.deepEqual(spec.encoding.strokeDash.scale.range[0], MODEL_STYLES.sae.dash);
     assert.ok(strings.includes("joint full"));
+  });
+  it("held-out curves: model ids in, human names and map colours out, the joint's own path as its own line", () => {
+    const ev = (mse: number) => ({
+      evals: [0, 10].map((step) => ({ step, mse: mse / (step + 1), mseSaePath: 2 * mse })),
+    });
+    const spec = heldOutCurvesSpec(
+      { sae: ev(1), sequential: ev(0.9), joint: ev(0.8), jointLinear: ev(0.85) },
+      "t",
+    ) as any;
+    checkModelColours(spec);
+    assert.deepEqual(spec.encoding.color.scale.domain, [
+      "standalone SAE",
+      "sequential SAE + NFM",
+      "joint full",
+      "joint SAE+linear",
+      "joint: own SAE path",
+    ]);
+    const own = spec.data.values.filter((v: any) => v.model === "joint: own SAE path");
+    assert.deepEqual(
+      own.map((v: any) => v.mse),
+      [1.6, 1.6],
+    );
+    assert.throws(() => heldOutCurvesSpec({ "joint SAE + NFM": ev(1) }, "t"), /no name\/colour/);
+  });
+  it("one model's history: MSE, held-out L0 and dead fraction panels like the live view; the LR schedule", async () => {
+    const t = {
+      curve: [0, 1, 2].map((step) => ({ step, loss: 1 / (step + 1), lr: 1e-3 })),
+      evals: [0, 3].map((step) => ({ step, mse: 0.5, l0: 8, deadFraction: step ? 0.1 : 0 })),
+    } as unknown as TrainSummary;
+    const spec = trainingHistorySpec(t, "SAE history") as any;
+    assert.equal(spec.vconcat.length, 3);
+    assert.deepEqual(
+      spec.vconcat[2].data.values.map((v: any) => v.value),
+      [0, 0.1],
+    );
+    const r = await renderChart(spec, { scale: 1 });
+    assert.match(r.svg, /held-out L0/);
+    assert.equal((learningRateSpec(t) as any).data.values.length, 3);
   });
   it("splice KL: each model beside its ε-random bar, zero-ablation on its own scale, headline with CI", async () => {
     const splice = fakeSplice();

@@ -401,6 +401,101 @@ export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode:
   });
 }
 
+/**
+ * One model's training history as the live view showed it (lib/training/loop.ts): batch and held-out
+ * MSE (log axis), and under it held-out L0 and the dead fraction at each evaluation. For a model
+ * loaded from the cache, whose live chart was never drawn in this session.
+ */
+export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpec {
+  const x = { field: "step", type: "quantitative", title: "optimiser step [#]" };
+  const series = { field: "series", type: "nominal", title: "series" };
+  const mse = [
+    ...t.curve.map((h) => ({ step: h.step + 1, series: "training batch MSE", value: h.loss })),
+    ...t.evals.map((e) => ({ step: e.step, series: "held-out MSE", value: e.mse })),
+  ];
+  const sparsity = (field: "l0" | "deadFraction") => t.evals.map((e) => ({ step: e.step, value: e[field] }));
+  return checked({
+    $schema: SCHEMA,
+    title,
+    vconcat: [
+      {
+        width: 420,
+        height: 220,
+        data: { values: mse },
+        mark: { type: "line", point: { size: 16 } },
+        encoding: {
+          x,
+          y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "MSE (normalised units²)" },
+          color: series,
+        },
+      },
+      {
+        width: 420,
+        height: 80,
+        data: { values: sparsity("l0") },
+        mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "held-out L0 [#]", scale: { zero: false } } },
+      },
+      {
+        width: 420,
+        height: 80,
+        data: { values: sparsity("deadFraction") },
+        mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "dead on held-out (fraction)" } },
+      },
+    ],
+  });
+}
+
+/** The learning rate of every step (the schedule as it ran). */
+export function learningRateSpec(t: TrainSummary, title = "Learning-rate schedule"): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 140,
+    data: { values: t.curve.map((h) => ({ step: h.step + 1, lr: h.lr })) },
+    mark: "line",
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
+      y: { field: "lr", type: "quantitative", title: "learning rate (per step)" },
+    },
+  });
+}
+
+/**
+ * Held-out MSE at each evaluation for several models (keys: model ids of lib/display/models.ts),
+ * with the joint model's own SAE path as its own line when the joint model is among them.
+ */
+export function heldOutCurvesSpec(
+  training: Record<string, { evals: Array<{ step: number; mse: number; mseSaePath: number }> }>,
+  title: string,
+): VegaLiteSpec {
+  const ids = Object.keys(training);
+  const values = ids.flatMap((id) =>
+    training[id].evals.map((e) => ({ step: e.step, model: modelName(id), mse: e.mse })),
+  );
+  if (training.joint) {
+    ids.push("jointSaePath");
+    for (const e of training.joint.evals)
+      values.push({ step: e.step, model: modelName("jointSaePath"), mse: e.mseSaePath });
+  }
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 240,
+    data: { values },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
+      y: { field: "mse", type: "quantitative", scale: { type: "log" }, title: "held-out MSE (normalised units²)" },
+      color: modelColor(ids),
+      strokeDash: { ...modelDash(ids), legend: null },
+    },
+  });
+}
+
 /** Stimulus colours, kept apart from the model colours (lib/display/models.ts). */
 const EMOTION_COLOR = {
   field: "emotion",
