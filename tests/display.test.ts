@@ -229,6 +229,10 @@ describe("the one number formatter (lib/display/format.ts)", () => {
     assert.equal(formatCell(21607, 3, "feature"), "21607");
     assert.equal(formatCell(21607, 3, "rows"), "21,607");
     assert.equal(formatCell(0.123456), "0.123");
+    assert.equal(formatCell(0.0000123, 3, "Holm p"), "< 0.001");
+    assert.equal(formatCell(0.01234, 3, "p"), "0.012");
+    assert.equal(formatCell(0.01234, 3, "dip p"), "0.012");
+    assert.equal(formatCell(0.01234, 3, "pop"), "0.0123");
     const html = tableToHtml({
       columns: ["feature", "ours", "n"],
       rows: [{ feature: 21607, ours: formatWithCi(0.043, 0.007, 0.078), n: 16384 }],

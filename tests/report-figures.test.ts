@@ -22,6 +22,7 @@ import {
   spliceHeadlines,
   trainingCurvesSpec,
 } from "../lib/report/figures";
+import { spliceRowsTable } from "../lib/report/tables";
 import { SPLICE, type SpliceSummary, type TrainSummary } from "../lib/pipeline/index";
 
 const nameToColor = new Map<string, string>(
@@ -182,6 +183,13 @@ describe("figures use one name and one colour per model", () => {
     assert.match(r.svg, /zero-ablation/);
     assert.ok(r.width <= 800, `fits a notebook's output area (${r.width} px)`);
     assert.ok(r.png.length > 1000);
+  });
+  it("splice table: human arm names, KL with its interval in one non-wrapping cell", () => {
+    const rows = spliceRowsTable(fakeSplice());
+    const zero = rows.find((r) => r.condition === "zero-ablation")!;
+    assert.equal(zero.arm, "zero-ablation");
+    assert.equal(zero["mean KL (nats) [95% CI]"], `4.9${NBSP}[4.41,${NBSP}5.39]`);
+    assert.ok(rows.every((r) => !["model", "epsilon", "zero"].includes(String(r.arm))));
   });
   it("splice KL distributions: small multiples, one per model plus zero-ablation, ε overlaid", async () => {
     const spec = klDistributionSpec("corrected", fakeSplice()) as any;

@@ -4,7 +4,7 @@
  * polars binary itself.
  */
 import { writeFileAtomic } from "../io/atomic";
-import { NBSP, formatNumber } from "./format";
+import { NBSP, formatNumber, formatP } from "./format";
 
 export type Row = Record<string, unknown>;
 
@@ -58,12 +58,14 @@ export function toTable(x: unknown): Table {
 /**
  * One cell as text: numbers through the one number formatter (lib/display/format.ts formatNumber:
  * `digits` significant digits, thousands separators), except in identifier columns (see
- * {@link isIdColumn}), where an integer is shown as is ("feature 21607", not "21,607").
+ * {@link isIdColumn}), where an integer is shown as is ("feature 21607", not "21,607"), and p-value
+ * columns ({@link isPColumn}), shown in the one p-value style ("0.012", "< 0.001").
  */
 export function formatCell(v: unknown, digits = 3, column?: string): string {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") {
     if (column !== undefined && isIdColumn(column) && Number.isInteger(v)) return String(v);
+    if (column !== undefined && isPColumn(column) && v >= 0 && v <= 1) return formatP(v);
     return formatNumber(v, digits);
   }
   if (typeof v === "bigint") return v.toString();
@@ -75,6 +77,11 @@ export function formatCell(v: unknown, digits = 3, column?: string): string {
   } catch {
     return String(v);
   }
+}
+
+/** Columns of p-values: "p", "Holm p", "permutation p", "p (dip)", "p-value". */
+export function isPColumn(column: string): boolean {
+  return /(^|[\s(])p([\s)]|$)|p-value/i.test(column.trim());
 }
 
 /** Columns whose integers are names, not amounts: feature/token indices, seeds, ids, positions, years. */

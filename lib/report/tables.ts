@@ -22,6 +22,26 @@ const withCi = (
   f: (x: number) => string,
 ) => formatWithCi(v, lo, hi, f);
 
+const ARM_LABEL: Record<string, string> = {
+  model: "model splice",
+  epsilon: "ε-random (same error norm)",
+  zero: "zero-ablation",
+};
+
+/** One row per splice condition, human labels, KL with its interval in one non-wrapping cell. */
+export function spliceRowsTable(s: SpliceSummary): Array<Record<string, string | number>> {
+  return s.rows.map((r) => ({
+    condition: r.condition,
+    arm: ARM_LABEL[r.kind] ?? r.kind,
+    positions: r.nKL,
+    "mean KL (nats) [95% CI]": withCi(r.meanKL, r.klLo, r.klHi, num),
+    "KL / ε-KL": num(r.pathologyRatio),
+    "1 − KL/KL(joint SAE path)": pct(r.klImprovement),
+    "mean CE (nats)": num(r.meanCE),
+    "CE recovered": pct(r.ceRecovered),
+  }));
+}
+
 /** The splice test's numbers next to the paper's (sequential part14b/14c, joint part18c). */
 export function spliceComparison(s: SpliceSummary): ComparisonRow[] {
   const row = (name: string) => s.rows.find((r) => r.condition === name);
