@@ -201,7 +201,10 @@ describe("sweep: tiny preset through the cached pipeline", () => {
     assert.equal(table.length, 8);
     // the one interval style (lib/display/format.ts): "[lo%, hi%]" joined by a no-break space
     const c0 = cells[0].contrasts[0];
-    assert.equal(table[0]["95% CI"], formatCi(c0.lo, c0.hi, (v) => formatPercent(v)));
+    assert.equal(
+      table[0]["95% CI"],
+      formatCi(c0.lo, c0.hi, (v) => formatPercent(v)),
+    );
     assert.match(String(table[0]["95% CI"]), /^\[-?[\d.e-]+%,\u00a0-?[\d.e-]+%\]$/);
   });
 });
