@@ -27,7 +27,17 @@ import {
   type VegaLiteSpec,
 } from "../lib/display/index";
 import { isPng, pngSize } from "../lib/notebook/inspect";
-import { NBSP, formatCi, formatNumber, formatP, formatPercent, formatWithCi, pText } from "../lib/display/format";
+import {
+  NBSP,
+  displayPath,
+  formatCi,
+  formatNumber,
+  formatP,
+  formatPercent,
+  formatWithCi,
+  pText,
+} from "../lib/display/format";
+import { repoRoot } from "../lib/paths";
 import { formatCell, tableToHtml } from "../lib/display/table";
 import { Rng } from "../lib/util/random";
 
@@ -233,6 +243,12 @@ describe("the one number formatter (lib/display/format.ts)", () => {
     assert.equal(formatCell(0.01234, 3, "p"), "0.012");
     assert.equal(formatCell(0.01234, 3, "dip p"), "0.012");
     assert.equal(formatCell(0.01234, 3, "pop"), "0.0123");
+    // no absolute paths of this machine in a table
+    assert.equal(formatCell(path.join(repoRoot, "data", "cache", "sae-1")), path.join("data", "cache", "sae-1"));
+    assert.equal(formatCell(path.join(path.dirname(repoRoot), "shared", "x")), path.join("..", "shared", "x"));
+    assert.ok(!path.isAbsolute(displayPath(path.join(os.homedir(), "is-display-test", "y"))), "home → ~ or relative");
+    assert.equal(formatCell("/is-display-test-nowhere/x"), "/is-display-test-nowhere/x", "elsewhere: unchanged");
+    assert.equal(formatCell("a/relative/path"), "a/relative/path");
     const html = tableToHtml({
       columns: ["feature", "ours", "n"],
       rows: [{ feature: 21607, ours: formatWithCi(0.043, 0.007, 0.078), n: 16384 }],

@@ -1,4 +1,7 @@
-/** Small text formatters shared by progress bars and live charts. */
+/** Small text formatters shared by progress bars, live charts, tables and figure labels. */
+import * as os from "node:os";
+import * as path from "node:path";
+import { repoRoot } from "../paths";
 
 /** Seconds → "1:02:03" / "2:03" / "4.2s". */
 export function formatDuration(seconds: number): string {
@@ -113,4 +116,19 @@ export function formatWithCi(
 ): string {
   const point = isMissing(v) ? MISSING : fmt(v);
   return isMissing(lo) || isMissing(hi) ? point : `${point}${NBSP}${formatCi(lo, hi, fmt)}`;
+}
+
+/**
+ * A file path for people: relative to the repository when it lies inside it or beside it
+ * ("data/cache/sae-…", "../shared/…"), "~/…" under the home directory, otherwise unchanged. Tables
+ * show paths this way so that no output carries the absolute path of one machine.
+ */
+export function displayPath(p: string): string {
+  if (!path.isAbsolute(p)) return p;
+  const rel = path.relative(repoRoot, p);
+  if (rel === "") return ".";
+  if (!rel.startsWith(`..${path.sep}..`) && !path.isAbsolute(rel)) return rel;
+  const home = os.homedir();
+  if (home && home !== path.sep && (p === home || p.startsWith(home + path.sep))) return `~${p.slice(home.length)}`;
+  return p;
 }

@@ -20,7 +20,7 @@ export {
   isIdColumn,
   isPColumn,
 } from "./table";
-export { NBSP, formatNumber, formatPercent, formatP, pText, formatCi, formatWithCi } from "./format";
+export { NBSP, formatNumber, formatPercent, formatP, pText, formatCi, formatWithCi, displayPath } from "./format";
 export { MODEL_STYLES, CONTROL_STYLES, modelName, modelStyle, modelColor, modelDash } from "./models";
 export type { ModelId, ModelStyle } from "./models";
 export type { Row, Table, TableFormatOptions } from "./table";

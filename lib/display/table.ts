@@ -4,7 +4,7 @@
  * polars binary itself.
  */
 import { writeFileAtomic } from "../io/atomic";
-import { NBSP, formatNumber, formatP } from "./format";
+import { NBSP, displayPath, formatNumber, formatP } from "./format";
 
 export type Row = Record<string, unknown>;
 
@@ -69,7 +69,8 @@ export function formatCell(v: unknown, digits = 3, column?: string): string {
     return formatNumber(v, digits);
   }
   if (typeof v === "bigint") return v.toString();
-  if (typeof v === "string") return v;
+  // an absolute path (a checkpoint, a cache entry) is shown relative to the repository
+  if (typeof v === "string") return v.startsWith("/") && !/[\n\r]/.test(v) ? displayPath(v) : v;
   if (v instanceof Date) return v.toISOString();
   if (typeof v === "boolean") return v ? "true" : "false";
   try {
