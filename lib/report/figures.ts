@@ -17,8 +17,15 @@ import {
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
+/**
+ * Check titles and units, and anchor the title at the left: a centred title is placed by vega's
+ * estimated text width and can widen the chart beyond the notebook's output area.
+ */
 function checked(spec: VegaLiteSpec): VegaLiteSpec {
   assertChartSpec(spec);
+  const t = spec.title;
+  if (typeof t === "string" || Array.isArray(t)) spec.title = { text: t, anchor: "start" };
+  else if (t && typeof t === "object" && !("anchor" in t)) spec.title = { ...t, anchor: "start" };
   return spec;
 }
 
@@ -538,7 +545,7 @@ export function interactionPlotSpec(
     $schema: SCHEMA,
     title: {
       text: `Clamping ${e.name}, ${e.readout} readout (${mode} mode)`,
-      subtitle: "Δ log-probability of the target words per formality × emotion cell, mean and 95% interval",
+      subtitle: ["Δ log-probability of the target words per formality × emotion cell", "mean and 95% interval"],
     },
     data: { values },
     // wrapped facets (3 per row): one row of 6+ clamp values is wider than a notebook's output area
@@ -589,6 +596,20 @@ export interface ContrastPoint {
   value: number;
 }
 
+/** The baselines of the training contrast curves ("joint full vs <baseline>"). */
+const CONTRAST_BASELINES: ModelId[] = ["jointLinear", "sae"];
+
+/** "joint full vs joint SAE+linear": the contrast's name from the one model map. */
+export function contrastName(baseline: ModelId): string {
+  return `${modelName("joint")} vs ${modelName(baseline)}`;
+}
+
+/** A contrast is drawn in its baseline model's colour (grey for a name the map does not know). */
+function contrastColor(name: string): string {
+  const b = CONTRAST_BASELINES.find((id) => contrastName(id) === name);
+  return b ? MODEL_STYLES[b].color : "#888888";
+}
+
 /**
  * Training contrasts against rows seen: one line per contrast (mean over seeds) and a band per
  * contrast (min–max over seeds).
@@ -615,17 +636,23 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
   const nSeeds = new Set(curves.map((c) => c.seed)).size;
   const x = { field: "rowsSeen", type: "quantitative", title: "rows seen [#]" };
   const y = { field: "mean", type: "quantitative", title: "1 − MSE ratio (fraction)" };
+  // each contrast in the colour of its baseline model (lib/display/models.ts)
+  const names = [...new Set(values.map((v) => v.contrast))];
   const color = {
     field: "contrast",
     type: "nominal",
     title: "contrast",
+    scale: { domain: names, range: names.map((n) => contrastColor(n)) },
     legend: { labelLimit: 320, orient: "bottom", direction: "vertical" },
   };
   return checked({
     $schema: SCHEMA,
     title: {
       text: `Held-out MSE contrasts during training (${mode} mode)`,
-      subtitle: `line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds; > 0: the joint model has the lower error`,
+      subtitle: [
+        `line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds`,
+        "> 0: the joint model has the lower error",
+      ],
     },
     data: { values },
     width: 420,
@@ -663,10 +690,7 @@ export function contrastCurvesFromTraining(
   }>,
 ): ContrastPoint[] {
   const out: ContrastPoint[] = [];
-  const pairs: Array<[string, string]> = [
-    ["joint full vs joint SAE+linear", "jointLinear"],
-    ["joint full vs standalone SAE", "sae"],
-  ];
+  const pairs = CONTRAST_BASELINES.map((b) => [contrastName(b), b] as const);
   for (const s of trainingBySeed) {
     const joint = s.training.joint;
     if (!joint) continue;
