@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
+import { VEGALITE_MIME } from "../lib/display/index";
 import {
   executeNotebook,
   findJupyterPython,
@@ -32,14 +33,26 @@ after(() => {
 });
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
-const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
-  { file: "03-topk-sae.ipynb", minPngs: 2, text: ["TopK SAE on held-out rows", "dead features"] },
+// `charts`: strings that some vega-lite output of the notebook holds (the live view's panels, the splice figure's
+// ε-random bars); `text` includes the kernel's compile feedback and the progress line's held-out numbers.
+const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?: string[] }> = [
+  {
+    file: "03-topk-sae.ipynb",
+    minPngs: 2,
+    text: ["TopK SAE on held-out rows", "dead features", "library compiled and first cell run in", "held-out L0="],
+    charts: ["held-out L0 (active features per row) [#]", "dead on held-out (fraction of features)"],
+  },
   {
     file: "04-nfm-sequential-and-joint.ipynb",
     minPngs: 2,
     text: ["vs standalone SAE", "loaded from the cache", "Parameters: ours total"],
   },
-  { file: "05-kl-splice.ipynb", minPngs: 2, text: ["joint: full", "pathology ratio"] },
+  {
+    file: "05-kl-splice.ipynb",
+    minPngs: 2,
+    text: ["joint: full", "pathology ratio"],
+    charts: ["ε-random (same error norm)", "zero-ablation"],
+  },
   { file: "06-feature-geometry.ipynb", minPngs: 4, text: ["ΔBIC", "Spearman"] },
   { file: "07-secondary-sae.ipynb", minPngs: 3, text: ["Secondary SAE on h", "top contexts"] },
   {
@@ -89,6 +102,10 @@ describe("notebooks 03-11 with the tiny preset", () => {
       assert.ok(pngs.length >= nb.minPngs, `${nb.file}: ${pngs.length} PNG outputs, expected ≥ ${nb.minPngs}`);
       const text = allText(out);
       for (const s of nb.text) assert.ok(text.includes(s), `${nb.file}: output lacks "${s}"`);
+      const charts = outputsWithMime(out, VEGALITE_MIME)
+        .map((o) => JSON.stringify(o.value))
+        .join("\n");
+      for (const s of nb.charts ?? []) assert.ok(charts.includes(s), `${nb.file}: no chart holds "${s}"`);
     });
   }
 });
