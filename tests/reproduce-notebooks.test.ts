@@ -40,7 +40,7 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?:
     file: "03-topk-sae.ipynb",
     minPngs: 2,
     text: ["TopK SAE on held-out rows", "dead features", "library compiled and first cell run in", "held-out L0="],
-    charts: ["held-out L0 (active features per row) [#]", "dead on held-out (fraction of features)"],
+    charts: ["held-out L0 (active features per row)", "features dead on held-out rows"],
   },
   {
     file: "04-nfm-sequential-and-joint.ipynb",

@@ -40,7 +40,9 @@ export interface LiveChartOptions {
 export interface LivePanel {
   /** Series drawn in this panel. */
   series: string[];
-  /** Axis title with a unit, e.g. "active features per row [#]". */
+  /** Panel title, e.g. "held-out L0 (active features per row)". */
+  title?: string;
+  /** Short axis title with a unit, e.g. "L0 [#]": a long one on a short panel stretches the layout. */
   yTitle: string;
   yScale?: "linear" | "log";
   height?: number;
@@ -66,7 +68,14 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
   const panels = opts.panels ?? [];
   const inPanel = new Set(panels.flatMap((p) => p.series));
   const mainPoints = points.filter((p) => !inPanel.has(p.series));
-  const view = (pts: LivePoint[], yTitle: string, yScale: "linear" | "log" | undefined, height: number) => ({
+  const view = (
+    pts: LivePoint[],
+    yTitle: string,
+    yScale: "linear" | "log" | undefined,
+    height: number,
+    panel?: LivePanel,
+  ) => ({
+    ...(panel?.title ? { title: { text: panel.title, anchor: "start", fontSize: 11 } } : {}),
     width: opts.width ?? 420,
     height,
     data: { values: pts },
@@ -79,7 +88,13 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
         title: yTitle,
         scale: yScale === "log" ? { type: "log" } : { zero: false },
       },
-      color: { field: "series", type: "nominal", title: "series" },
+      // a panel of one series is named by its title: no legend
+      color: {
+        field: "series",
+        type: "nominal",
+        title: "series",
+        ...(panel && panel.series.length === 1 ? { legend: null } : {}),
+      },
     },
   });
   const main = view(mainPoints, opts.yTitle, opts.yScale, opts.height ?? 240);
@@ -95,7 +110,8 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
           points.filter((q) => p.series.includes(q.series)),
           p.yTitle,
           p.yScale,
-          p.height ?? 90,
+          p.height ?? 80,
+          p,
         ),
       ),
     ],

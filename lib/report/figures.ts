@@ -437,18 +437,20 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
         },
       },
       {
+        title: { text: "held-out L0 (active features per row)", anchor: "start", fontSize: 11 },
         width: 420,
         height: 80,
         data: { values: sparsity("l0") },
         mark: { type: "line", point: true },
-        encoding: { x, y: { field: "value", type: "quantitative", title: "held-out L0 [#]", scale: { zero: false } } },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "L0 [#]", scale: { zero: false } } },
       },
       {
+        title: { text: "features dead on held-out rows", anchor: "start", fontSize: 11 },
         width: 420,
         height: 80,
         data: { values: sparsity("deadFraction") },
         mark: { type: "line", point: true },
-        encoding: { x, y: { field: "value", type: "quantitative", title: "dead on held-out (fraction)" } },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "dead (fraction)" } },
       },
     ],
   });

@@ -349,8 +349,8 @@ export async function trainModel(
         mode: inKernel() ? "kernel" : "silent",
         // held-out sparsity under the loss, from the evaluations the loop runs anyway (no extra compute)
         panels: [
-          { series: [HELD_OUT_L0], yTitle: "held-out L0 (active features per row) [#]" },
-          { series: [HELD_OUT_DEAD], yTitle: "dead on held-out (fraction of features)" },
+          { series: [HELD_OUT_L0], title: "held-out L0 (active features per row)", yTitle: "L0 [#]" },
+          { series: [HELD_OUT_DEAD], title: "features dead on held-out rows", yTitle: "dead (fraction)" },
         ],
       })
     : null;
