@@ -312,13 +312,14 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
   const hi = h.edges[h.edges.length - 1];
   const two = g.bimodal.mixture.two;
   const one = g.bimodal.mixture.one;
+  const twoLabel = `2 components (ΔBIC = ${formatNumber(g.bimodal.mixture.deltaBic)})`;
   const curve: Array<{ x: number; density: number; fit: string }> = [];
   for (let i = 0; i <= 120; i++) {
     const x = lo + ((hi - lo) * i) / 120;
     curve.push({
       x,
       density: two.weights.reduce((s, w, j) => s + w * normalPdf(x, two.means[j], two.stds[j]), 0),
-      fit: `2 components (ΔBIC = ${formatNumber(g.bimodal.mixture.deltaBic)})`,
+      fit: twoLabel,
     });
     curve.push({ x, density: normalPdf(x, one.means[0], one.stds[0]), fit: "1 component" });
   }
@@ -351,7 +352,20 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
             title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           y: { field: "density", type: "quantitative", title: "density (1/unit)" },
-          color: { field: "fit", type: "nominal", title: "mixture fit", legend: { labelLimit: 240, orient: "bottom" } },
+          // fit curves in black and grey (dashed), apart from the model colours (lib/display/models.ts)
+          color: {
+            field: "fit",
+            type: "nominal",
+            title: "mixture fit",
+            scale: { domain: [twoLabel, "1 component"], range: ["#222222", "#777777"] },
+            legend: { labelLimit: 240, orient: "bottom" },
+          },
+          strokeDash: {
+            field: "fit",
+            type: "nominal",
+            scale: { domain: [twoLabel, "1 component"], range: [[], [5, 3]] },
+            legend: null,
+          },
         },
       },
     ],
@@ -371,8 +385,11 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
   return checked({
     $schema: SCHEMA,
     title: {
-      text: `Squared norm vs NFM weight share (l+e)/(r+l+e) per feature (${mode} mode)`,
-      subtitle: rho !== undefined ? `Spearman ρ = ${formatNumber(rho)} (paper: −0.987)` : undefined,
+      text: `Squared norm vs NFM weight share per feature (${mode} mode)`,
+      subtitle: [
+        "share = (l+e)/(r+l+e), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖",
+        ...(rho !== undefined ? [`Spearman ρ = ${formatNumber(rho)} (paper: −0.987)`] : []),
+      ],
     },
     data: { values },
     mark: { type: "point", size: 12, opacity: 0.6 },
@@ -381,7 +398,13 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
     encoding: {
       x: { field: "sq", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared z-units)" },
       y: { field: "ratio", type: "quantitative", title: "NFM weight share (l+e)/T (fraction)" },
-      color: { field: "activity", type: "nominal", title: "held-out activity" },
+      // activity colours kept apart from the model colours (lib/display/models.ts)
+      color: {
+        field: "activity",
+        type: "nominal",
+        title: "held-out activity",
+        scale: { domain: ["live", "rare", "dead on held-out"], range: ["#6b6ecf", "#e7ba52", "#ad494a"] },
+      },
     },
   });
 }
