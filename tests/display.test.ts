@@ -27,6 +27,18 @@ import {
   type VegaLiteSpec,
 } from "../lib/display/index";
 import { isPng, pngSize } from "../lib/notebook/inspect";
+import {
+  NBSP,
+  displayPath,
+  formatCi,
+  formatNumber,
+  formatP,
+  formatPercent,
+  formatWithCi,
+  pText,
+} from "../lib/display/format";
+import { repoRoot } from "../lib/paths";
+import { formatCell, tableToHtml } from "../lib/display/table";
 import { Rng } from "../lib/util/random";
 
 const SEED = process.env.DISPLAY_TEST_SEED
@@ -125,10 +137,10 @@ describe("tables", () => {
     assert.equal(cells.length, rows.length);
     rows.forEach((r, i) => {
       assert.equal(cells[i][0], r["<b>name</b>"]);
-      // 4 significant digits
-      const shown = Number(cells[i][1]);
+      // 3 significant digits, thousands separators (lib/display/format.ts formatNumber)
+      const shown = Number(cells[i][1].replace(/,/g, ""));
       assert.ok(
-        Math.abs(shown - r.value) <= 5e-4 * Math.abs(r.value) + 1e-12,
+        Math.abs(shown - r.value) <= 5e-3 * Math.abs(r.value) + 1e-12,
         `value ${r.value} shown as ${cells[i][1]}`,
       );
       assert.equal(cells[i][2], String(r.count));
@@ -176,6 +188,74 @@ describe("tables", () => {
     const html = fs.readFileSync(saveTable(rows, path.join(tmp, "t.html")), "utf8");
     assert.equal(htmlCells(html).length, 2);
     assert.throws(() => saveTable(rows, path.join(tmp, "t.xlsx")), /unsupported extension/);
+  });
+});
+
+describe("the one number formatter (lib/display/format.ts)", () => {
+  it("3 significant digits against a float64 rounding, thousands separators from 10,000", () => {
+    const rng = new Rng(SEED ^ 0x5eed);
+    for (let i = 0; i < 200; i++) {
+      const v = (rng.next() - 0.5) * 10 ** (rng.int(14) - 2);
+      const s = formatNumber(v);
+      const back = Number(s.replace(/,/g, ""));
+      const a = Math.abs(v);
+      assert.ok(Math.abs(back - v) <= 0.5 * 10 ** (Math.floor(Math.log10(a)) - 2) * (1 + 1e-9), `${v} shown as ${s}`);
+      // a separator every three digits of the integer part, and only from 10,000 up
+      const int = s.replace(/^-/, "").split(/[.e]/)[0];
+      if (a >= 1e4 && a < 1e12) assert.match(int, /^\d{1,3}(,\d{3})+$/, `${v} shown as ${s}`);
+      else assert.ok(!int.includes(","), `${v} shown as ${s}`);
+    }
+    assert.equal(formatNumber(16000), "16,000");
+    assert.equal(formatNumber(1234), "1234");
+    assert.equal(formatNumber(0.043149), "0.0431");
+    assert.equal(formatNumber(-2.3456), "-2.35");
+    assert.equal(formatNumber(123456.7), "123,000");
+    assert.equal(formatNumber(0.00001234), "1.23e-5");
+    assert.equal(formatNumber(null), "—");
+    assert.equal(formatNumber(NaN), "—");
+    assert.throws(() => formatNumber(1.5, 0), /digits/);
+  });
+  it("percentages, p-values in one style, intervals that do not wrap", () => {
+    assert.equal(formatPercent(0.04312), "4.31%");
+    assert.equal(formatPercent(-0.0234), "-2.34%");
+    assert.equal(formatP(0.01234), "0.012");
+    assert.equal(formatP(0.27), "0.27");
+    assert.equal(formatP(0.0004), "< 0.001");
+    assert.equal(pText(0.01234), `p${NBSP}=${NBSP}0.012`);
+    assert.equal(pText(1e-9), `p${NBSP}<${NBSP}0.001`);
+    assert.throws(() => formatP(1.2), /\[0, 1\]/);
+    assert.equal(
+      formatCi(0.0071, 0.078, (x) => formatPercent(x)),
+      `[0.71%,${NBSP}7.8%]`,
+    );
+    assert.equal(
+      formatWithCi(0.043, 0.007, 0.078, (x) => formatPercent(x)),
+      `4.3%${NBSP}[0.7%,${NBSP}7.8%]`,
+    );
+    assert.equal(formatWithCi(0.043, null, 0.078), "0.043");
+    assert.ok(!formatWithCi(12345.6, 1000.5, 20000.5).includes(" "), "no breakable space inside");
+  });
+  it("table cells use it, identifier columns stay plain, intervals and numbers get nowrap", () => {
+    assert.equal(formatCell(21607, 3, "feature"), "21607");
+    assert.equal(formatCell(21607, 3, "rows"), "21,607");
+    assert.equal(formatCell(0.123456), "0.123");
+    assert.equal(formatCell(0.0000123, 3, "Holm p"), "< 0.001");
+    assert.equal(formatCell(0.01234, 3, "p"), "0.012");
+    assert.equal(formatCell(0.01234, 3, "dip p"), "0.012");
+    assert.equal(formatCell(0.01234, 3, "pop"), "0.0123");
+    // no absolute paths of this machine in a table
+    assert.equal(formatCell(path.join(repoRoot, "data", "cache", "sae-1")), path.join("data", "cache", "sae-1"));
+    assert.equal(formatCell(path.join(path.dirname(repoRoot), "shared", "x")), path.join("..", "shared", "x"));
+    assert.ok(!path.isAbsolute(displayPath(path.join(os.homedir(), "is-display-test", "y"))), "home → ~ or relative");
+    assert.equal(formatCell("/is-display-test-nowhere/x"), "/is-display-test-nowhere/x", "elsewhere: unchanged");
+    assert.equal(formatCell("a/relative/path"), "a/relative/path");
+    const html = tableToHtml({
+      columns: ["feature", "ours", "n"],
+      rows: [{ feature: 21607, ours: formatWithCi(0.043, 0.007, 0.078), n: 16384 }],
+    });
+    assert.ok(html.includes(">21607<"));
+    assert.ok(html.includes('style="white-space:nowrap">0.043'), html);
+    assert.ok(html.includes('style="text-align:right;white-space:nowrap">16,384<'), html);
   });
 });
 
@@ -486,6 +566,31 @@ describe("outside a kernel", () => {
     assert.ok(isPng(fs.readFileSync(path.join(tmp, "live", "loss-curve.png"))));
   });
 
+  it("liveChart panels: listed series below the main panel, each panel with its own axis; renders", async () => {
+    const opts = {
+      title: "train: MSE",
+      xTitle: "step [#]",
+      yTitle: "MSE (units²)",
+      yScale: "log" as const,
+      mode: "silent" as const,
+      panels: [
+        { series: ["held-out L0"], yTitle: "held-out L0 [#]" },
+        { series: ["dead"], yTitle: "dead (fraction)" },
+      ],
+    };
+    const live = liveChart(opts);
+    for (let x = 0; x <= 4; x++) live.add(x, { "train (batch)": 1 / (x + 1), "held-out L0": 8 - x, dead: 0.1 * x });
+    const spec = live.spec() as any;
+    assert.equal(spec.vconcat.length, 3);
+    const series = (i: number) => [...new Set(spec.vconcat[i].data.values.map((p: any) => p.series))];
+    assert.deepEqual(series(0), ["train (batch)"]);
+    assert.deepEqual(series(1), ["held-out L0"]);
+    assert.deepEqual(series(2), ["dead"]);
+    assert.equal(spec.vconcat[2].encoding.y.title, "dead (fraction)");
+    const r = await renderChart(spec, { scale: 1 });
+    assert.match(r.svg, /held-out L0/);
+    await live.done();
+  });
   it("liveChart rejects axis titles without units at creation", () => {
     assert.throws(() => liveChart({ title: "x", xTitle: "step", yTitle: "loss (nats)" }), ChartSpecError);
   });

@@ -15,6 +15,7 @@ import { createModel, forward, validateModelConfig } from "../lib/joint";
 import { mse } from "../lib/metrics";
 import { perRowSquaredError, ratioContrasts, sweepContrastDefinitions, sweepGrid, sweepTable } from "../lib/eval/sweep";
 import { sweepContrastSpec, sweepMseSpec } from "../lib/report/sweep-figures";
+import { formatCi, formatPercent } from "../lib/display/format";
 import {
   clearPipelineMemo,
   getJoint,
@@ -176,6 +177,12 @@ describe("sweep: tiny preset through the cached pipeline", () => {
     assert.ok(sweepMseSpec(cells));
     const table = sweepTable(cells);
     assert.equal(table.length, 8);
-    assert.match(String(table[0]["95% CI"]), /^\[-?\d+\.\d%,\u00a0-?\d+\.\d%\]$/);
+    // the one interval style (lib/display/format.ts): "[lo%, hi%]" joined by a no-break space
+    const c0 = cells[0].contrasts[0];
+    assert.equal(
+      table[0]["95% CI"],
+      formatCi(c0.lo, c0.hi, (v) => formatPercent(v)),
+    );
+    assert.match(String(table[0]["95% CI"]), /^\[-?[\d.e-]+%,\u00a0-?[\d.e-]+%\]$/);
   });
 });

@@ -231,7 +231,7 @@ describe("contrast curves over seeds (figures.ts)", () => {
   });
   it("the spec has mean lines and min–max bands with titled axes", () => {
     const spec = contrastCurvesSpec(curves, "corrected") as any;
-    assert.match(spec.title, /mean over 2 seeds/);
+    assert.match(spec.title.subtitle.join(" "), /mean over 2 seeds/);
     const v = spec.data.values.find((x: any) => x.contrast === "joint full vs joint SAE+linear" && x.rowsSeen === 1280);
     close(v.mean, (0.2 + 0.5) / 2);
     close(v.min, 0.2);

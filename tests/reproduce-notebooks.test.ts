@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
+import { VEGALITE_MIME } from "../lib/display/index";
 import {
   executeNotebook,
   findJupyterPython,
@@ -32,11 +33,21 @@ after(() => {
 });
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
-const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
+// `charts`: strings that some vega-lite output of the notebook holds (the live view's panels, the splice figure's
+// ε-random bars); `text` includes the kernel's compile feedback and the progress line's held-out numbers.
+const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?: string[] }> = [
   {
     file: "03-topk-sae.ipynb",
     minPngs: 2,
-    text: ["TopK SAE on held-out rows", "dead features", "features kept of F", "By hand vs the library"],
+    text: [
+      "TopK SAE on held-out rows",
+      "dead features",
+      "features kept of F",
+      "By hand vs the library",
+      "library compiled and first cell run in",
+      "held-out L0=",
+    ],
+    charts: ["held-out L0 (active features per row)", "features dead on held-out rows"],
   },
   {
     file: "04-nfm-sequential-and-joint.ipynb",
@@ -54,6 +65,7 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[] }> = [
     file: "05-kl-splice.ipynb",
     minPngs: 3,
     text: ["joint: full", "pathology ratio", "By hand vs spliceEvaluate on the same window"],
+    charts: ["ε-random (same error norm)", "zero-ablation"],
   },
   {
     file: "06-feature-geometry.ipynb",
@@ -114,6 +126,10 @@ describe("notebooks 03-11 with the tiny preset", () => {
       for (const s of nb.text) assert.ok(text.includes(s), `${nb.file}: output lacks "${s}"`);
       // the method-by-hand cells (03-07) print DISAGREES where their numbers and the library's differ
       assert.ok(!text.includes("DISAGREES"), `${nb.file}: a by-hand cell disagrees with the library`);
+      const charts = outputsWithMime(out, VEGALITE_MIME)
+        .map((o) => JSON.stringify(o.value))
+        .join("\n");
+      for (const s of nb.charts ?? []) assert.ok(charts.includes(s), `${nb.file}: no chart holds "${s}"`);
     });
   }
 });

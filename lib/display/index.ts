@@ -17,7 +17,12 @@ export {
   tableToCsv,
   escapeHtml,
   formatCell,
+  isIdColumn,
+  isPColumn,
 } from "./table";
+export { NBSP, formatNumber, formatPercent, formatP, pText, formatCi, formatWithCi, displayPath } from "./format";
+export { MODEL_STYLES, CONTROL_STYLES, modelName, modelStyle, modelColor, modelDash } from "./models";
+export type { ModelId, ModelStyle } from "./models";
 export type { Row, Table, TableFormatOptions } from "./table";
 export { progress } from "./progress";
 export type { Progress, ProgressOptions, ProgressMode } from "./progress";

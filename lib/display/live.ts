@@ -29,6 +29,23 @@ export interface LiveChartOptions {
   plainEverySeconds?: number;
   width?: number;
   height?: number;
+  /**
+   * Extra panels below the main one, each with its own y axis (e.g. held-out L0 and the dead
+   * fraction under a loss curve): the series they list are drawn there, every other series in the
+   * main panel.
+   */
+  panels?: LivePanel[];
+}
+
+export interface LivePanel {
+  /** Series drawn in this panel. */
+  series: string[];
+  /** Panel title, e.g. "held-out L0 (active features per row)". */
+  title?: string;
+  /** Short axis title with a unit, e.g. "L0 [#]": a long one on a short panel stretches the layout. */
+  yTitle: string;
+  yScale?: "linear" | "log";
+  height?: number;
 }
 
 export interface LivePoint {
@@ -48,23 +65,58 @@ export interface LiveChart {
 }
 
 export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): VegaLiteSpec {
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: opts.title,
+  const panels = opts.panels ?? [];
+  const inPanel = new Set(panels.flatMap((p) => p.series));
+  const mainPoints = points.filter((p) => !inPanel.has(p.series));
+  const view = (
+    pts: LivePoint[],
+    yTitle: string,
+    yScale: "linear" | "log" | undefined,
+    height: number,
+    panel?: LivePanel,
+  ) => ({
+    ...(panel?.title ? { title: { text: panel.title, anchor: "start", fontSize: 11 } } : {}),
     width: opts.width ?? 420,
-    height: opts.height ?? 240,
-    data: { values: points },
-    mark: { type: "line", point: points.length <= 60 },
+    height,
+    data: { values: pts },
+    mark: { type: "line", point: pts.length <= 60 },
     encoding: {
       x: { field: "x", type: "quantitative", title: opts.xTitle },
       y: {
         field: "y",
         type: "quantitative",
-        title: opts.yTitle,
-        scale: opts.yScale === "log" ? { type: "log" } : { zero: false },
+        title: yTitle,
+        scale: yScale === "log" ? { type: "log" } : { zero: false },
       },
-      color: { field: "series", type: "nominal", title: "series" },
+      // a panel of one series is named by its title: no legend
+      color: {
+        field: "series",
+        type: "nominal",
+        title: "series",
+        ...(panel && panel.series.length === 1 ? { legend: null } : {}),
+      },
     },
+  });
+  const main = view(mainPoints, opts.yTitle, opts.yScale, opts.height ?? 240);
+  if (panels.length === 0)
+    return { $schema: "https://vega.github.io/schema/vega-lite/v6.json", title: opts.title, ...main };
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: opts.title,
+    vconcat: [
+      main,
+      ...panels.map((p) =>
+        view(
+          points.filter((q) => p.series.includes(q.series)),
+          p.yTitle,
+          p.yScale,
+          p.height ?? 80,
+          p,
+        ),
+      ),
+    ],
+    // one legend per panel: each panel's series are its own
+    resolve: { scale: { color: "independent" } },
   };
 }
 

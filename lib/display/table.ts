@@ -4,6 +4,7 @@
  * polars binary itself.
  */
 import { writeFileAtomic } from "../io/atomic";
+import { NBSP, displayPath, formatNumber, formatP } from "./format";
 
 export type Row = Record<string, unknown>;
 
@@ -15,7 +16,7 @@ export interface Table {
 export interface TableFormatOptions {
   /** Rows shown in HTML/text (the rest are summarised in one line). Default 50. */
   maxRows?: number;
-  /** Significant digits for non-integer numbers. Default 4. */
+  /** Significant digits for non-integer numbers. Default 3 (lib/display/format.ts formatNumber). */
   digits?: number;
 }
 
@@ -54,19 +55,22 @@ export function toTable(x: unknown): Table {
   throw new Error("toTable: expected a polars DataFrame or an array of plain objects");
 }
 
-/** One cell as text: integers exactly, other numbers to `digits` significant digits. */
-export function formatCell(v: unknown, digits = 4): string {
+/**
+ * One cell as text: numbers through the one number formatter (lib/display/format.ts formatNumber:
+ * `digits` significant digits, thousands separators), except in identifier columns (see
+ * {@link isIdColumn}), where an integer is shown as is ("feature 21607", not "21,607"), and p-value
+ * columns ({@link isPColumn}), shown in the one p-value style ("0.012", "< 0.001").
+ */
+export function formatCell(v: unknown, digits = 3, column?: string): string {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") {
-    if (Number.isNaN(v)) return "NaN";
-    if (!Number.isFinite(v)) return v > 0 ? "Inf" : "-Inf";
-    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
-    const a = Math.abs(v);
-    if (a !== 0 && (a < 1e-4 || a >= 1e9)) return v.toExponential(digits - 1);
-    return String(Number(v.toPrecision(digits)));
+    if (column !== undefined && isIdColumn(column) && Number.isInteger(v)) return String(v);
+    if (column !== undefined && isPColumn(column) && v >= 0 && v <= 1) return formatP(v);
+    return formatNumber(v, digits);
   }
   if (typeof v === "bigint") return v.toString();
-  if (typeof v === "string") return v;
+  // an absolute path (a checkpoint, a cache entry) is shown relative to the repository
+  if (typeof v === "string") return v.startsWith("/") && !/[\n\r]/.test(v) ? displayPath(v) : v;
   if (v instanceof Date) return v.toISOString();
   if (typeof v === "boolean") return v ? "true" : "false";
   try {
@@ -74,6 +78,16 @@ export function formatCell(v: unknown, digits = 4): string {
   } catch {
     return String(v);
   }
+}
+
+/** Columns of p-values: "p", "Holm p", "permutation p", "p (dip)", "p-value". */
+export function isPColumn(column: string): boolean {
+  return /(^|[\s(])p([\s)]|$)|p-value/i.test(column.trim());
+}
+
+/** Columns whose integers are names, not amounts: feature/token indices, seeds, ids, positions, years. */
+export function isIdColumn(column: string): boolean {
+  return /^(feature|token|id|seed|index|position|window|document|layer|year|#)\b/i.test(column.trim());
 }
 
 export function escapeHtml(s: string): string {
@@ -91,15 +105,21 @@ function isNumeric(v: unknown): boolean {
 
 export function tableToHtml(t: Table, opts: TableFormatOptions = {}): string {
   const maxRows = opts.maxRows ?? 50;
-  const digits = opts.digits ?? 4;
+  const digits = opts.digits ?? 3;
   const shown = t.rows.slice(0, maxRows);
   const head = t.columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
   const body = shown
     .map((r) => {
       const cells = t.columns.map((c) => {
         const v = r[c];
-        const align = isNumeric(v) ? ' style="text-align:right"' : "";
-        return `<td${align}>${escapeHtml(formatCell(v, digits))}</td>`;
+        const text = formatCell(v, digits, c);
+        // numbers right-aligned; numbers and intervals ("4.3 [3.5, 5.2]", joined by no-break spaces) never wrap
+        const style = isNumeric(v)
+          ? ' style="text-align:right;white-space:nowrap"'
+          : text.includes(`${NBSP}[`) || /^\[.*\]$/.test(text)
+            ? ' style="white-space:nowrap"'
+            : "";
+        return `<td${style}>${escapeHtml(text)}</td>`;
       });
       return `<tr>${cells.join("")}</tr>`;
     })
@@ -114,9 +134,9 @@ export function tableToHtml(t: Table, opts: TableFormatOptions = {}): string {
 /** Fixed-width text table (for terminals, logs and Jupyter's text/plain). */
 export function tableToText(t: Table, opts: TableFormatOptions = {}): string {
   const maxRows = opts.maxRows ?? 50;
-  const digits = opts.digits ?? 4;
+  const digits = opts.digits ?? 3;
   const shown = t.rows.slice(0, maxRows);
-  const cells = shown.map((r) => t.columns.map((c) => formatCell(r[c], digits).replace(/\s+/g, " ")));
+  const cells = shown.map((r) => t.columns.map((c) => formatCell(r[c], digits, c).replace(/\s+/g, " ")));
   const widths = t.columns.map((c, j) => Math.max(c.length, ...cells.map((row) => row[j].length)));
   const numeric = t.columns.map(
     (c) => shown.length > 0 && shown.every((r) => r[c] === null || r[c] === undefined || isNumeric(r[c])),
@@ -132,12 +152,12 @@ export function tableToText(t: Table, opts: TableFormatOptions = {}): string {
 }
 
 export function tableToMarkdown(t: Table, opts: TableFormatOptions = {}): string {
-  const digits = opts.digits ?? 4;
+  const digits = opts.digits ?? 3;
   const esc = (s: string) => s.replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
   const lines = [
     `| ${t.columns.map(esc).join(" | ")} |`,
     `| ${t.columns.map((c) => (t.rows.length > 0 && t.rows.every((r) => isNumeric(r[c]) || r[c] == null) ? "---:" : "---")).join(" | ")} |`,
-    ...t.rows.map((r) => `| ${t.columns.map((c) => esc(formatCell(r[c], digits))).join(" | ")} |`),
+    ...t.rows.map((r) => `| ${t.columns.map((c) => esc(formatCell(r[c], digits, c))).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";
 }
@@ -145,7 +165,16 @@ export function tableToMarkdown(t: Table, opts: TableFormatOptions = {}): string
 /** RFC 4180 CSV; numbers at full precision (CSV is for machines). */
 export function tableToCsv(t: Table): string {
   const cell = (v: unknown): string => {
-    const s = typeof v === "number" ? (Number.isFinite(v) ? String(v) : formatCell(v)) : formatCell(v, 17);
+    const s =
+      typeof v === "number"
+        ? Number.isFinite(v)
+          ? String(v)
+          : Number.isNaN(v)
+            ? "NaN"
+            : v > 0
+              ? "Inf"
+              : "-Inf"
+        : formatCell(v, 17);
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   return (

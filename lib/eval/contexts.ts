@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { SparseCode } from "../sae";
 import { escapeHtml } from "../display/table";
+import { formatNumber } from "../display/format";
 
 export interface ContextHit {
   window: number;
@@ -264,8 +265,9 @@ export function featureCards(
       const r = renderContext(windows[h.window], h.position, piece, opts.before ?? 8, opts.after ?? 4);
       if ((opts.dedupe ?? false) && shown.has(r.text)) continue;
       shown.add(r.text);
-      html += `<tr><td style="text-align:right;padding-right:8px">${h.value.toFixed(digits)}</td><td style="text-align:left;white-space:pre">${r.html}</td></tr>`;
-      text += `  ${h.value.toFixed(digits).padStart(8)}  ${r.text}\n`;
+      // pre-wrap: a long context wraps inside the card instead of widening the output into a scroll box
+      html += `<tr><td style="text-align:right;padding-right:8px;vertical-align:top">${formatNumber(h.value, digits)}</td><td style="text-align:left;white-space:pre-wrap;overflow-wrap:anywhere">${r.html}</td></tr>`;
+      text += `  ${formatNumber(h.value, digits).padStart(8)}  ${r.text}\n`;
     }
     html += `</table></div>`;
   }

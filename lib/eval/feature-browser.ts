@@ -1,6 +1,7 @@
 import type { LoadedCheckpoint, LanguageModel, Tokenizer } from "../lm/types";
 import type { NormalizationSpec } from "../data/types";
 import { histogram } from "../stats/descriptive";
+import { formatNumber, formatPercent } from "../display/format";
 import {
   featureCards,
   pickFeatures,
@@ -291,8 +292,8 @@ export function featurePage(
   tokenizer: Pick<Tokenizer, "piece">,
   opts: { maxContexts?: number } = {},
 ): RenderedContext {
-  const pct = summary.tokens > 0 ? (100 * summary.firing) / summary.tokens : 0;
-  const note = `fires on ${summary.firing} of ${summary.tokens} held-out tokens (${pct.toFixed(2)}%)`;
+  const share = summary.tokens > 0 ? summary.firing / summary.tokens : 0;
+  const note = `fires on ${formatNumber(summary.firing)} of ${formatNumber(summary.tokens)} held-out tokens (${formatPercent(share)})`;
   const cards = featureCards(
     `${summary.label}: feature ${summary.feature}`,
     [{ feature: summary.feature, note, hits: summary.hits }],
@@ -304,7 +305,7 @@ export function featurePage(
     xs
       .map(
         (t) =>
-          `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td><td>${t.effect.toFixed(3)}</td></tr>`,
+          `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td><td style="text-align:right">${formatNumber(t.effect)}</td></tr>`,
       )
       .join("");
   const table = (title: string, xs: TokenEffect[]) =>
@@ -315,7 +316,7 @@ export function featurePage(
     table("raised most", summary.raised) +
     table("lowered most", summary.lowered) +
     `<p style="font-size:smaller">${escapeHtml(summary.directionNote)}. Values are logit differences up to RMSNorm's 1/rms(x) factor.</p></div>`;
-  const line = (t: TokenEffect) => `${JSON.stringify(t.piece)} ${t.effect.toFixed(3)}`;
+  const line = (t: TokenEffect) => `${JSON.stringify(t.piece)} ${formatNumber(t.effect)}`;
   const text = `${cards.text}raised most: ${summary.raised.map(line).join(", ")}\nlowered most: ${summary.lowered.map(line).join(", ")}\n(${summary.directionNote})\n`;
   return { html, text };
 }

@@ -10,6 +10,8 @@
  * one training seed this is a within-seed interval: it says how much the number would move with
  * other held-out documents, not with another training run.
  */
+import { formatCi, formatPercent } from "../display/format";
+import { modelName } from "../display/models";
 import { tf } from "../backend";
 import { forward, type Model } from "../joint";
 import { groupedClusterBootstrap, namedIntervals, pooledMean, type NamedInterval } from "../stats/bootstrap";
@@ -146,11 +148,12 @@ export function sweepContrastDefinitions(measure: "MSE" | "KL"): RatioDefinition
 }
 
 /** Human labels of the sweep's models and contrasts (one name per model across the sweep's tables and charts). */
-export const SWEEP_MODEL_LABELS: Record<string, string> = {
-  sae: "standalone SAE",
-  jointLinear: "joint SAE+linear",
-  joint: "joint full",
-};
+/** The sweep's three models by their human names (the one map: lib/display/models.ts). */
+export const SWEEP_MODEL_LABELS = {
+  sae: modelName("sae"),
+  jointLinear: modelName("jointLinear"),
+  joint: modelName("joint"),
+} as const;
 export const SWEEP_CONTRAST_LABELS: Record<string, string> = {
   jointVsSaeLinearMSE: "MSE: joint full vs joint SAE+linear",
   jointVsStandaloneMSE: "MSE: joint full vs standalone SAE",
@@ -174,14 +177,14 @@ export interface SweepCellResult extends SweepCell {
 
 /** One row per (cell, contrast) for a table: labels, value, interval as text that does not wrap. */
 export function sweepTable(results: SweepCellResult[]): Array<Record<string, unknown>> {
-  const pct = (v: number | null) => (v === null ? "—" : `${(100 * v).toFixed(1)}%`);
+  const pct = (v: number) => formatPercent(v);
   return results.flatMap((r) =>
     r.contrasts.map((c) => ({
       k: r.k,
       F: r.F,
       contrast: SWEEP_CONTRAST_LABELS[c.name] ?? c.name,
       "reduction (1 − ratio)": pct(c.value),
-      "95% CI": c.lo === null || c.hi === null ? "—" : `[${pct(c.lo)},\u00a0${pct(c.hi)}]`,
+      "95% CI": formatCi(c.lo, c.hi, pct),
       "held-out documents": r.documents,
     })),
   );

@@ -23,4 +23,11 @@ if (process.env.IS_TSLAB_WATCH !== "1") {
   ts.sys.watchDirectory = noWatch;
 }
 
+// Say so while the first cell compiles the library (lib/notebook/compile-feedback.cjs); the same module instance
+// main.js loads. IS_COMPILE_FEEDBACK=0 turns it off.
+if (process.env.IS_COMPILE_FEEDBACK !== "0") {
+  const { installCompileFeedback } = require("./compile-feedback.cjs");
+  installCompileFeedback(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl);
+}
+
 require(path.join(tslabDir, "dist", "main.js")).main();

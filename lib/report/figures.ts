@@ -4,6 +4,9 @@
  * titles with units (lib/display/spec-check.ts), and is checked before it is returned.
  */
 import { assertChartSpec, VegaLiteSpec } from "../display/spec-check";
+import { NBSP, formatCi, formatNumber, formatPercent } from "../display/format";
+import { CONTROL_STYLES, MODEL_STYLES, type ModelId, modelColor, modelDash, modelName } from "../display/models";
+import { SPLICE } from "../eval/splice-conditions";
 import type { SpliceSummary } from "../eval/splice-contrasts";
 import type { GeometryModelReport } from "../eval/geometry-report";
 import type { InterventionsSummary } from "../eval/clamping";
@@ -11,76 +14,280 @@ import type { TrainSummary, ModeArtifacts } from "../pipeline/index";
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
+/**
+ * Check titles and units, and anchor the title at the left: a centred title is placed by vega's
+ * estimated text width and can widen the chart beyond the notebook's output area.
+ */
 function checked(spec: VegaLiteSpec): VegaLiteSpec {
   assertChartSpec(spec);
+  const t = spec.title;
+  if (typeof t === "string" || Array.isArray(t)) spec.title = { text: t, anchor: "start" };
+  else if (t && typeof t === "object" && !("anchor" in t)) spec.title = { ...t, anchor: "start" };
   return spec;
 }
 
-/** Mean KL per splice condition with 95% cluster-bootstrap intervals, one panel row per mode. */
+/** The model each splice condition splices in (lib/pipeline SPLICE names → lib/display/models ids). */
+export const SPLICE_CONDITION_MODEL: Record<keyof typeof SPLICE, ModelId> = {
+  jointSae: "jointSaePath",
+  jointLinear: "jointSaeLinear",
+  jointInter: "jointSaeInteraction",
+  jointFull: "joint",
+  seqSae: "sequentialSae",
+  seqFull: "sequential",
+  standalone: "sae",
+  standaloneBias: "saeBias",
+  standaloneWide: "saeWide",
+  jointLinModel: "jointLinear",
+  smallEFull: "jointSmallE",
+};
+
+const CONDITION_MODEL = new Map<string, ModelId>(
+  (Object.keys(SPLICE) as Array<keyof typeof SPLICE>).map((k) => [SPLICE[k], SPLICE_CONDITION_MODEL[k]]),
+);
+
+/** The model id of a splice condition name; an unknown name is an error naming the known ones. */
+export function spliceConditionModel(condition: string): ModelId {
+  const id = CONDITION_MODEL.get(condition);
+  if (!id)
+    throw new Error(
+      `splice condition "${condition}" has no model in SPLICE_CONDITION_MODEL (known: ${[...CONDITION_MODEL.keys()].join(", ")})`,
+    );
+  return id;
+}
+
+/** The headline splice contrasts (1 − KL(joint full)/KL(baseline)), called out with their intervals. */
+export const HEADLINE_SPLICE_CONTRASTS: Array<{ name: string; baseline: ModelId }> = [
+  { name: "jointVsStandaloneKl", baseline: "sae" },
+  { name: "jointVsJointLinearModelKl", baseline: "jointLinear" },
+];
+
+/** "joint full vs standalone SAE: splice KL 4.3% lower [0.7, 7.8]" for each headline contrast present. */
+export function spliceHeadlines(splice: SpliceSummary): string[] {
+  const out: string[] = [];
+  for (const h of HEADLINE_SPLICE_CONTRASTS) {
+    const c = (splice.contrasts ?? []).find((x) => x.name === h.name);
+    if (!c || !Number.isFinite(c.value)) continue;
+    const lower = c.value >= 0;
+    // 1 − ratio > 0 means lower KL; the sign is folded into "lower"/"higher", the interval flipped with it
+    const [v, lo, hi] = lower
+      ? [c.value, c.lo, c.hi]
+      : [-c.value, c.hi === null ? null : -c.hi, c.lo === null ? null : -c.lo];
+    out.push(
+      `${modelName("joint")} vs ${modelName(h.baseline)}: splice KL ${formatPercent(v)} ${lower ? "lower" : "higher"}${NBSP}${formatCi(lo, hi, (x) => formatPercent(x))}`.replace(
+        `${NBSP}—`,
+        "",
+      ),
+    );
+  }
+  return out;
+}
+
+const EPS = CONTROL_STYLES.epsilon;
+const ZERO = CONTROL_STYLES.zero;
+
+/**
+ * Mean splice KL per model beside its own ε-random control (same error norm), 95% cluster-bootstrap
+ * intervals, one row of panels per mode; zero-ablation (≈100× larger) in its own small panel so the
+ * model/ε differences stay visible; the headline contrasts with their intervals in each mode's title.
+ */
 export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }>): VegaLiteSpec {
+  if (splices.length === 0) throw new Error("klBarSpec: no splice summaries");
+  const modelIds: ModelId[] = [];
   const values = splices.flatMap(({ mode, splice }) =>
-    splice.rows.map((r) => ({
-      mode,
-      condition: r.condition,
-      kind: r.kind,
-      meanKL: r.meanKL,
-      lo: r.klLo ?? r.meanKL,
-      hi: r.klHi ?? r.meanKL,
-    })),
-  );
-  return checked({
-    $schema: SCHEMA,
-    title: "Splice KL(clean ‖ patched) per condition (mean, 95% bootstrap CI over windows)",
-    data: { values },
-    facet: { row: { field: "mode", type: "nominal", title: "mode" } },
-    spec: {
-      width: 420,
-      height: { step: 14 },
-      layer: [
+    splice.rows.flatMap((r) => {
+      if (r.kind === "zero") return [];
+      const id = spliceConditionModel(r.kind === "epsilon" ? (r.matchedTo ?? "") : r.condition);
+      if (!modelIds.includes(id)) modelIds.push(id);
+      const model = modelName(id);
+      return [
         {
-          mark: "bar",
-          encoding: {
-            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
-            x: { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" },
-            color: { field: "kind", type: "nominal", title: "arm" },
+          mode,
+          model,
+          arm: r.kind === "epsilon" ? EPS.name : "model splice",
+          bar: r.kind === "epsilon" ? EPS.name : model,
+          meanKL: r.meanKL,
+          lo: r.klLo ?? r.meanKL,
+          hi: r.klHi ?? r.meanKL,
+        },
+      ];
+    }),
+  );
+  const zeros = splices.flatMap(({ mode, splice }) =>
+    splice.rows
+      .filter((r) => r.kind === "zero")
+      .map((r) => ({ mode, bar: ZERO.name, meanKL: r.meanKL, lo: r.klLo ?? r.meanKL, hi: r.klHi ?? r.meanKL })),
+  );
+  const names = modelIds.map(modelName);
+  const x = { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" };
+  const color = {
+    field: "bar",
+    type: "nominal",
+    title: null,
+    scale: { domain: [...names, EPS.name], range: [...modelIds.map((id) => MODEL_STYLES[id].color), EPS.color] },
+    // the models are named on the y axis; the legend only explains the grey bars
+    legend: { values: [EPS.name], orient: "bottom", labelLimit: 300 },
+  };
+  // the joint model's partial paths (own SAE path, SAE + one pathway) are 10× worse than any complete model in the
+  // corrected mode: they get a panel of their own, so the complete models' differences stay visible
+  const partialIds = new Set<ModelId>(["jointSaePath", "jointSaeLinear", "jointSaeInteraction"]);
+  const barPanel = (
+    mode: string,
+    ids: ModelId[],
+    title: { text: string; subtitle?: string[] | string },
+    width: number,
+  ) => {
+    const shown = ids.map(modelName);
+    const y = { field: "model", type: "nominal", title: "model", sort: shown, axis: { labelLimit: 260 } };
+    const yOffset = { field: "arm", sort: ["model splice", EPS.name] };
+    return {
+      title: { ...title, anchor: "start" },
+      transform: [
+        {
+          filter: {
+            and: [
+              { field: "mode", equal: mode },
+              { field: "model", oneOf: shown },
+            ],
           },
         },
+      ],
+      width,
+      height: { step: 11 },
+      layer: [
+        { mark: "bar", encoding: { y, yOffset, x, color } },
         {
           mark: { type: "rule", color: "black" },
+          encoding: { y, yOffset, x: { ...x, field: "lo" }, x2: { field: "hi" } },
+        },
+      ],
+    };
+  };
+  const panel = ({ mode, splice }: { mode: string; splice: SpliceSummary }) => {
+    const heads = spliceHeadlines(splice);
+    const complete = modelIds.filter((id) => !partialIds.has(id));
+    const partial = modelIds.filter((id) => partialIds.has(id));
+    const zero = {
+      title: { text: "zero-ablation", subtitle: "own scale", anchor: "start" },
+      data: { values: zeros.filter((z) => z.mode === mode) },
+      width: 80,
+      height: { step: 22 },
+      layer: [
+        {
+          mark: { type: "bar", color: ZERO.color },
+          encoding: { y: { field: "bar", type: "nominal", title: null, axis: null }, x },
+        },
+        {
+          mark: { type: "rule", color: "#bbbbbb" },
           encoding: {
-            y: { field: "condition", type: "nominal", title: "condition", sort: null, axis: { labelLimit: 320 } },
-            x: { field: "lo", type: "quantitative", title: "mean KL per position (nats)" },
+            y: { field: "bar", type: "nominal", title: null, axis: null },
+            x: { ...x, field: "lo" },
             x2: { field: "hi" },
           },
         },
       ],
+    };
+    const below = [
+      ...(partial.length
+        ? [barPanel(mode, partial, { text: "the joint model's partial paths (own scale)" }, 200)]
+        : []),
+      ...(zeros.some((z) => z.mode === mode) ? [zero] : []),
+    ];
+    return {
+      vconcat: [
+        barPanel(
+          mode,
+          complete,
+          { text: `${mode} mode: complete models`, subtitle: heads.length ? heads : undefined },
+          300,
+        ),
+        ...(below.length ? [{ hconcat: below }] : []),
+      ],
+    };
+  };
+  return checked({
+    $schema: SCHEMA,
+    title: {
+      text: "Splice KL(clean ‖ patched): each model beside its ε-random control",
+      subtitle: [
+        "mean per position, 95% bootstrap interval over documents",
+        "ε-random: a random direction with the model's own error norm",
+      ],
     },
-    resolve: { scale: { x: "independent" } },
+    data: { values },
+    vconcat: splices.map(panel),
   });
 }
 
-/** log10 KL distributions per condition (step histograms), model arms and ε arms. */
+/**
+ * Per-position KL distributions as small multiples: one panel per model with its own ε-random
+ * control overlaid (dashed grey), and zero-ablation in a panel of its own.
+ */
 export function klDistributionSpec(mode: string, splice: SpliceSummary): VegaLiteSpec {
-  const values = splice.distributions.flatMap((d) =>
-    d.log10Bins.map((b) => ({
-      condition: d.condition,
-      kind: d.kind,
+  const modelIds: ModelId[] = [];
+  const values = splice.distributions.flatMap((d) => {
+    let panel: string;
+    let series: string;
+    if (d.kind === "zero") {
+      panel = ZERO.name;
+      series = ZERO.name;
+    } else {
+      const matched =
+        d.kind === "epsilon" ? (splice.rows.find((r) => r.condition === d.condition)?.matchedTo ?? "") : d.condition;
+      const id = spliceConditionModel(matched);
+      if (!modelIds.includes(id)) modelIds.push(id);
+      panel = modelName(id);
+      series = d.kind === "epsilon" ? EPS.name : panel;
+    }
+    return d.log10Bins.map((b) => ({
+      panel,
+      series,
+      arm: d.kind === "epsilon" ? EPS.name : d.kind === "zero" ? ZERO.name : "model splice",
       log10KL: (b.lo + b.hi) / 2,
       fraction: d.n ? b.count / d.n : 0,
-    })),
-  );
+    }));
+  });
+  const names = modelIds.map(modelName);
+  const hasZero = values.some((v) => v.panel === ZERO.name);
   return checked({
     $schema: SCHEMA,
-    title: `Distribution of per-position KL per condition (${mode})`,
+    title: {
+      text: `Distribution of per-position splice KL, model by model (${mode} mode)`,
+      subtitle: "solid: the model's splice; dashed grey: its ε-random control (same error norm)",
+    },
     data: { values },
-    mark: { type: "line", interpolate: "step" },
-    width: 480,
-    height: 260,
-    encoding: {
-      x: { field: "log10KL", type: "quantitative", title: "log10 KL per position (log10 nats)" },
-      y: { field: "fraction", type: "quantitative", title: "fraction of positions (fraction)" },
-      color: { field: "condition", type: "nominal", title: "condition", legend: { labelLimit: 320 } },
-      strokeDash: { field: "kind", type: "nominal", title: "arm" },
+    facet: {
+      field: "panel",
+      type: "nominal",
+      title: null,
+      sort: hasZero ? [...names, ZERO.name] : names,
+      header: { labelLimit: 170 },
+    },
+    columns: 3,
+    spec: {
+      width: 150,
+      height: 80,
+      mark: { type: "line", interpolate: "step" },
+      encoding: {
+        x: { field: "log10KL", type: "quantitative", title: "log10 KL (log10 nats)" },
+        y: { field: "fraction", type: "quantitative", title: "positions (fraction)" },
+        color: {
+          field: "series",
+          type: "nominal",
+          title: null,
+          scale: {
+            domain: [...names, EPS.name, ZERO.name],
+            range: [...modelIds.map((id) => MODEL_STYLES[id].color), EPS.color, ZERO.color],
+          },
+          legend: { values: [EPS.name], orient: "bottom", labelLimit: 300 },
+        },
+        strokeDash: {
+          field: "arm",
+          type: "nominal",
+          title: null,
+          scale: { domain: ["model splice", EPS.name, ZERO.name], range: [[], EPS.dash, []] },
+          legend: null,
+        },
+      },
     },
   });
 }
@@ -102,19 +309,20 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
   const hi = h.edges[h.edges.length - 1];
   const two = g.bimodal.mixture.two;
   const one = g.bimodal.mixture.one;
+  const twoLabel = `2 components (ΔBIC = ${formatNumber(g.bimodal.mixture.deltaBic)})`;
   const curve: Array<{ x: number; density: number; fit: string }> = [];
   for (let i = 0; i <= 120; i++) {
     const x = lo + ((hi - lo) * i) / 120;
     curve.push({
       x,
       density: two.weights.reduce((s, w, j) => s + w * normalPdf(x, two.means[j], two.stds[j]), 0),
-      fit: `2 components (ΔBIC = ${g.bimodal.mixture.deltaBic.toFixed(1)})`,
+      fit: twoLabel,
     });
     curve.push({ x, density: normalPdf(x, one.means[0], one.stds[0]), fit: "1 component" });
   }
   return checked({
     $schema: SCHEMA,
-    title: `Decoder squared norms ‖W_dec,i‖² with mixture fits: ${g.label} (${mode})`,
+    title: { text: `Decoder squared norms ‖W_dec,i‖² with mixture fits`, subtitle: `${g.label} (${mode} mode)` },
     width: 420,
     height: 220,
     layer: [
@@ -125,7 +333,7 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
           x: {
             field: "lo",
             type: "quantitative",
-            title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)",
+            title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           x2: { field: "hi" },
           y: { field: "density", type: "quantitative", title: "density (1/unit)" },
@@ -138,10 +346,23 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
           x: {
             field: "x",
             type: "quantitative",
-            title: "squared norm ‖W_dec,i‖² (squared units of z-scored activations)",
+            title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           y: { field: "density", type: "quantitative", title: "density (1/unit)" },
-          color: { field: "fit", type: "nominal", title: "mixture fit", legend: { labelLimit: 320 } },
+          // fit curves in black and grey (dashed), apart from the model colours (lib/display/models.ts)
+          color: {
+            field: "fit",
+            type: "nominal",
+            title: "mixture fit",
+            scale: { domain: [twoLabel, "1 component"], range: ["#222222", "#777777"] },
+            legend: { labelLimit: 240, orient: "bottom" },
+          },
+          strokeDash: {
+            field: "fit",
+            type: "nominal",
+            scale: { domain: [twoLabel, "1 component"], range: [[], [5, 3]] },
+            legend: null,
+          },
         },
       },
     ],
@@ -160,7 +381,13 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
   const rho = g.bimodal.spearman?.nfmTotal.r;
   return checked({
     $schema: SCHEMA,
-    title: `Squared norm vs NFM weight share (l+e)/(r+l+e) per feature, ${mode}${rho !== undefined ? ` (Spearman ρ = ${rho.toFixed(3)}; paper −0.987)` : ""}`,
+    title: {
+      text: `Squared norm vs NFM weight share per feature (${mode} mode)`,
+      subtitle: [
+        "share = (l+e)/(r+l+e), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖",
+        ...(rho !== undefined ? [`Spearman ρ = ${formatNumber(rho)} (paper: −0.987)`] : []),
+      ],
+    },
     data: { values },
     mark: { type: "point", size: 12, opacity: 0.6 },
     width: 420,
@@ -168,30 +395,144 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
     encoding: {
       x: { field: "sq", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared z-units)" },
       y: { field: "ratio", type: "quantitative", title: "NFM weight share (l+e)/T (fraction)" },
-      color: { field: "activity", type: "nominal", title: "held-out activity" },
+      // activity colours kept apart from the model colours (lib/display/models.ts)
+      color: {
+        field: "activity",
+        type: "nominal",
+        title: "held-out activity",
+        scale: { domain: ["live", "rare", "dead on held-out"], range: ["#6b6ecf", "#e7ba52", "#ad494a"] },
+      },
     },
   });
 }
 
-/** Training loss curves of every model in one mode. */
+/** Training loss curves of every model in one mode: one colour and dash per model (lib/display/models.ts). */
 export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode: string): VegaLiteSpec {
-  const values = Object.entries(training).flatMap(([name, t]) =>
-    t.curve.map((c) => ({ model: name, step: c.step, loss: c.loss })),
+  const ids = Object.keys(training);
+  const values = Object.entries(training).flatMap(([id, t]) =>
+    t.curve.map((c) => ({ model: modelName(id), step: c.step, loss: c.loss })),
   );
   return checked({
     $schema: SCHEMA,
-    title: `Training loss per model (${mode})`,
+    title: `Training loss per model (${mode} mode)`,
     data: { values },
-    mark: "line",
+    mark: { type: "line", strokeWidth: 1.5 },
     width: 420,
     height: 240,
     encoding: {
       x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
       y: { field: "loss", type: "quantitative", title: "training loss (MSE, z-units²)", scale: { type: "log" } },
-      color: { field: "model", type: "nominal", title: "model" },
+      color: modelColor(ids),
+      strokeDash: { ...modelDash(ids), legend: null },
     },
   });
 }
+
+/**
+ * One model's training history as the live view showed it (lib/training/loop.ts): batch and held-out
+ * MSE (log axis), and under it held-out L0 and the dead fraction at each evaluation. For a model
+ * loaded from the cache, whose live chart was never drawn in this session.
+ */
+export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpec {
+  const x = { field: "step", type: "quantitative", title: "optimiser step [#]" };
+  const series = { field: "series", type: "nominal", title: "series" };
+  const mse = [
+    ...t.curve.map((h) => ({ step: h.step + 1, series: "training batch MSE", value: h.loss })),
+    ...t.evals.map((e) => ({ step: e.step, series: "held-out MSE", value: e.mse })),
+  ];
+  const sparsity = (field: "l0" | "deadFraction") => t.evals.map((e) => ({ step: e.step, value: e[field] }));
+  return checked({
+    $schema: SCHEMA,
+    title,
+    vconcat: [
+      {
+        width: 420,
+        height: 220,
+        data: { values: mse },
+        mark: { type: "line", point: { size: 16 } },
+        encoding: {
+          x,
+          y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "MSE (normalised units²)" },
+          color: series,
+        },
+      },
+      {
+        title: { text: "held-out L0 (active features per row)", anchor: "start", fontSize: 11 },
+        width: 420,
+        height: 80,
+        data: { values: sparsity("l0") },
+        mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "L0 [#]", scale: { zero: false } } },
+      },
+      {
+        title: { text: "features dead on held-out rows", anchor: "start", fontSize: 11 },
+        width: 420,
+        height: 80,
+        data: { values: sparsity("deadFraction") },
+        mark: { type: "line", point: true },
+        encoding: { x, y: { field: "value", type: "quantitative", title: "dead (fraction)" } },
+      },
+    ],
+  });
+}
+
+/** The learning rate of every step (the schedule as it ran). */
+export function learningRateSpec(t: TrainSummary, title = "Learning-rate schedule"): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 140,
+    data: { values: t.curve.map((h) => ({ step: h.step + 1, lr: h.lr })) },
+    mark: "line",
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
+      y: { field: "lr", type: "quantitative", title: "learning rate (per step)" },
+    },
+  });
+}
+
+/**
+ * Held-out MSE at each evaluation for several models (keys: model ids of lib/display/models.ts),
+ * with the joint model's own SAE path as its own line when the joint model is among them.
+ */
+export function heldOutCurvesSpec(
+  training: Record<string, { evals: Array<{ step: number; mse: number; mseSaePath: number }> }>,
+  title: string,
+): VegaLiteSpec {
+  const ids = Object.keys(training);
+  const values = ids.flatMap((id) =>
+    training[id].evals.map((e) => ({ step: e.step, model: modelName(id), mse: e.mse })),
+  );
+  if (training.joint) {
+    ids.push("jointSaePath");
+    for (const e of training.joint.evals)
+      values.push({ step: e.step, model: modelName("jointSaePath"), mse: e.mseSaePath });
+  }
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 240,
+    data: { values },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
+      y: { field: "mse", type: "quantitative", scale: { type: "log" }, title: "held-out MSE (normalised units²)" },
+      color: modelColor(ids),
+      strokeDash: { ...modelDash(ids), legend: null },
+    },
+  });
+}
+
+/** Stimulus colours, kept apart from the model colours (lib/display/models.ts). */
+const EMOTION_COLOR = {
+  field: "emotion",
+  type: "nominal",
+  title: "target-word emotion",
+  scale: { domain: ["emotion high", "emotion low"], range: ["#c2185b", "#00897b"] },
+  legend: { orient: "bottom" },
+};
 
 /**
  * Interaction plot of the clamped feature's Δ log-probability per cell (mean ± 95% CI), one panel per
@@ -224,22 +565,26 @@ export function interactionPlotSpec(
   );
   return checked({
     $schema: SCHEMA,
-    title: `Clamping ${e.name}, ${e.readout} readout: Δ log-probability of target words per cell (${mode})`,
-    data: { values },
-    facet: {
-      column: {
-        field: "c",
-        type: "nominal",
-        title:
-          e.kind === "additive"
-            ? "additive dose α (× typical activation)"
-            : e.kind === "linear"
-              ? "linear-pathway multiplier"
-              : "clamp multiplier",
-      },
+    title: {
+      text: `Clamping ${e.name}, ${e.readout} readout (${mode} mode)`,
+      subtitle: ["Δ log-probability of the target words per formality × emotion cell", "mean and 95% interval"],
     },
+    data: { values },
+    // wrapped facets (3 per row): one row of 6+ clamp values is wider than a notebook's output area
+    facet: {
+      field: "c",
+      type: "nominal",
+      sort: null,
+      title:
+        e.kind === "additive"
+          ? "additive dose α (× typical activation)"
+          : e.kind === "linear"
+            ? "linear-pathway multiplier"
+            : "clamp multiplier",
+    },
+    columns: e.levels.length <= 4 ? 2 : 3,
     spec: {
-      width: 140,
+      width: 130,
       height: 200,
       layer: [
         {
@@ -247,7 +592,7 @@ export function interactionPlotSpec(
           encoding: {
             x: { field: "formality", type: "nominal", title: "target-word formality" },
             y: { field: "mean", type: "quantitative", title: "Δ log p(word) (nats)" },
-            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+            color: EMOTION_COLOR,
           },
         },
         {
@@ -256,7 +601,7 @@ export function interactionPlotSpec(
             x: { field: "formality", type: "nominal", title: "target-word formality" },
             y: { field: "lo", type: "quantitative", title: "Δ log p(word) (nats)" },
             y2: { field: "hi" },
-            color: { field: "emotion", type: "nominal", title: "target-word emotion" },
+            color: EMOTION_COLOR,
           },
         },
       ],
@@ -271,6 +616,20 @@ export interface ContrastPoint {
   seed: number;
   rowsSeen: number;
   value: number;
+}
+
+/** The baselines of the training contrast curves ("joint full vs <baseline>"). */
+const CONTRAST_BASELINES: ModelId[] = ["jointLinear", "sae"];
+
+/** "joint full vs joint SAE+linear": the contrast's name from the one model map. */
+export function contrastName(baseline: ModelId): string {
+  return `${modelName("joint")} vs ${modelName(baseline)}`;
+}
+
+/** A contrast is drawn in its baseline model's colour (grey for a name the map does not know). */
+function contrastColor(name: string): string {
+  const b = CONTRAST_BASELINES.find((id) => contrastName(id) === name);
+  return b ? MODEL_STYLES[b].color : "#888888";
 }
 
 /**
@@ -299,10 +658,24 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
   const nSeeds = new Set(curves.map((c) => c.seed)).size;
   const x = { field: "rowsSeen", type: "quantitative", title: "rows seen [#]" };
   const y = { field: "mean", type: "quantitative", title: "1 − MSE ratio (fraction)" };
-  const color = { field: "contrast", type: "nominal", title: "contrast", legend: { labelLimit: 320 } };
+  // each contrast in the colour of its baseline model (lib/display/models.ts)
+  const names = [...new Set(values.map((v) => v.contrast))];
+  const color = {
+    field: "contrast",
+    type: "nominal",
+    title: "contrast",
+    scale: { domain: names, range: names.map((n) => contrastColor(n)) },
+    legend: { labelLimit: 320, orient: "bottom", direction: "vertical" },
+  };
   return checked({
     $schema: SCHEMA,
-    title: `Held-out MSE contrasts during training (${mode}; line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds)`,
+    title: {
+      text: `Held-out MSE contrasts during training (${mode} mode)`,
+      subtitle: [
+        `line = mean over ${nSeeds} seed${nSeeds === 1 ? "" : "s"}, band = min–max over seeds`,
+        "> 0: the joint model has the lower error",
+      ],
+    },
     data: { values },
     width: 420,
     height: 240,
@@ -339,10 +712,7 @@ export function contrastCurvesFromTraining(
   }>,
 ): ContrastPoint[] {
   const out: ContrastPoint[] = [];
-  const pairs: Array<[string, string]> = [
-    ["joint full vs joint SAE+linear", "jointLinear"],
-    ["joint full vs standalone SAE", "sae"],
-  ];
+  const pairs = CONTRAST_BASELINES.map((b) => [contrastName(b), b] as const);
   for (const s of trainingBySeed) {
     const joint = s.training.joint;
     if (!joint) continue;

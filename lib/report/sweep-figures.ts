@@ -1,13 +1,13 @@
 /**
  * Vega-lite specs of the sweep notebook (lib/eval/sweep.ts, lib/pipeline/sweep.ts): the contrasts
  * per (k, F) with their paired document-bootstrap intervals, and the held-out MSE of each model.
- * One colour and one name per model (SWEEP_MODEL_LABELS); every spec is checked for titles and units.
+ * One colour and one name per model (lib/display/models.ts); every spec is checked for titles and units.
  */
 import { assertChartSpec, type VegaLiteSpec } from "../display/spec-check";
+import { MODEL_STYLES } from "../display/models";
 import { SWEEP_CONTRAST_LABELS, SWEEP_MODEL_LABELS, type SweepCellResult } from "../eval/sweep";
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
-const MODEL_COLORS: Record<string, string> = { sae: "#4c78a8", jointLinear: "#f58518", joint: "#54a24b" };
 const F_COLORS = ["#7b4173", "#17becf", "#8c564b", "#bcbd22", "#393b79", "#e377c2"];
 
 /** Contrast (1 − ratio, %) against k (log axis), one colour per F, one panel per contrast, 95% intervals as rules. */
@@ -41,7 +41,7 @@ export function sweepContrastSpec(
     title: "k (active features per token) [#]",
   };
   const y = { type: "quantitative", title: "reduction (%)" };
-  // F colours stay clear of the model colours (MODEL_COLORS)
+  // F colours stay clear of the model colours (lib/display/models.ts)
   const color = {
     field: "F",
     type: "nominal",
@@ -144,7 +144,9 @@ export function sweepMseSpec(
           title: "model",
           scale: {
             domain: Object.values(SWEEP_MODEL_LABELS),
-            range: Object.keys(SWEEP_MODEL_LABELS).map((m) => MODEL_COLORS[m]),
+            range: (Object.keys(SWEEP_MODEL_LABELS) as Array<keyof typeof SWEEP_MODEL_LABELS>).map(
+              (m) => MODEL_STYLES[m].color,
+            ),
           },
         },
         strokeDash: {

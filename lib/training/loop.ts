@@ -20,6 +20,7 @@ import {
 import { progress as makeProgress, Progress } from "../display/progress";
 import { liveChart, LiveChart } from "../display/live";
 import { inKernel } from "../display/kernel";
+import { formatNumber, formatPercent } from "../display/format";
 import { TrainConfig, buildSchedule, checkBackendCapacity, validateTrainConfig } from "./config";
 import { StepContext, StepRecord, makeStepContext, trainStep } from "./step";
 import { EvalMetrics, evalRowsFromSeparateSource, evaluate, heldOutRows } from "./evaluate";
@@ -80,6 +81,9 @@ export interface TrainResult {
   steps: number;
   stoppedEarly: boolean;
 }
+
+const HELD_OUT_L0 = "held-out L0";
+const HELD_OUT_DEAD = "held-out dead fraction";
 
 /** Endless deterministic batch stream: epoch e uses seed hash(seed, e). Skips the first `skip` batches. */
 export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Generator<Float32Array> {
@@ -343,13 +347,30 @@ export async function trainModel(
         yScale: "log",
         total: c.steps,
         mode: inKernel() ? "kernel" : "silent",
+        // held-out sparsity under the loss, from the evaluations the loop runs anyway (no extra compute)
+        panels: [
+          { series: [HELD_OUT_L0], title: "held-out L0 (active features per row)", yTitle: "L0 [#]" },
+          { series: [HELD_OUT_DEAD], title: "features dead on held-out rows", yTitle: "dead (fraction)" },
+        ],
       })
     : null;
+  // the last held-out evaluation, shown with the progress bar
+  let evalNote: Record<string, string> = {};
+  const showEval = (x: number, e: EvalMetrics, final = false) => {
+    evalNote = { "held-out L0": formatNumber(e.l0), dead: formatPercent(e.deadFraction) };
+    chart?.add(x, {
+      "held-out": e.mse,
+      ...(!final && e.improvementVsSaePath !== null ? { "held-out SAE path": e.mseSaePath } : {}),
+      [HELD_OUT_L0]: e.l0,
+      [HELD_OUT_DEAD]: e.deadFraction,
+    });
+  };
   const chartEvery = Math.max(1, Math.floor(c.steps / 200));
   if (c.eval.every > 0 && startStep === 0) {
     const e0 = { ...evaluate(model, evalRows), step: 0 };
     evals.push(e0);
     opts.onEval?.(e0);
+    showEval(0, e0);
   }
   const stream = batchStream(source, c, startStep);
   const times: number[] = [];
@@ -373,15 +394,12 @@ export async function trainModel(
       step++;
       opts.onStep?.(full);
       if (chart && (step % chartEvery === 0 || step === c.steps)) chart.add(step, { "train (batch)": full.mse });
-      bar.update(step, { loss: full.loss.toPrecision(4), lr: lr.toExponential(2) });
+      bar.update(step, { loss: formatNumber(full.loss, 4), lr: lr.toExponential(2), ...evalNote });
       if (c.eval.every > 0 && step % c.eval.every === 0 && step < c.steps) {
         const e = { ...evaluate(model, evalRows), step };
         evals.push(e);
         opts.onEval?.(e);
-        chart?.add(step, {
-          "held-out": e.mse,
-          ...(e.improvementVsSaePath !== null ? { "held-out SAE path": e.mseSaePath } : {}),
-        });
+        showEval(step, e);
       }
       if (c.checkpoint.dir && c.checkpoint.every > 0 && step % c.checkpoint.every === 0) saveAt(step);
       // Yield to the event loop now and then (notebook displays, timers).
@@ -395,7 +413,7 @@ export async function trainModel(
   }
   const final = evaluate(model, evalRows);
   if (chart) {
-    chart.add(step, { "held-out": final.mse });
+    showEval(step, final, true);
     await chart.done();
   }
   if (!stoppedEarly) {

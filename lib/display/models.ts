@@ -1,0 +1,97 @@
+/**
+ * One name, one colour and one line style per model, for every chart and table. Keys are the code
+ * ids the pipeline uses (ModeArtifacts.training keys, the sweep's model ids); the splice
+ * conditions map onto them in lib/report/figures.ts (SPLICE_CONDITION_MODEL). A chart colours by
+ * the human name with {@link modelColor}, so the same model has the same colour everywhere, and
+ * families differ by dash as well as colour (lines that overlap stay distinguishable).
+ */
+
+export interface ModelStyle {
+  /** What a reader sees (legends, axis labels, table cells). */
+  name: string;
+  /** CSS colour. */
+  color: string;
+  /** Line dash (vega strokeDash); [] = solid. Standalone SAEs dashed, sequential dotted, joint solid. */
+  dash: readonly number[];
+}
+
+const SOLID: readonly number[] = [];
+const DASHED: readonly number[] = [6, 3];
+const DOTTED: readonly number[] = [2, 2];
+
+export const MODEL_STYLES = {
+  sae: { name: "standalone SAE", color: "#4c78a8", dash: DASHED },
+  saeBias: { name: "standalone SAE with b_dec", color: "#72b7b2", dash: DASHED },
+  saeWide: { name: "width-matched SAE", color: "#9d755d", dash: DASHED },
+  sequentialSae: { name: "sequential: SAE alone", color: "#d6a5c9", dash: DOTTED },
+  sequential: { name: "sequential SAE + NFM", color: "#b279a2", dash: DOTTED },
+  joint: { name: "joint full", color: "#54a24b", dash: SOLID },
+  jointSaePath: { name: "joint: own SAE path", color: "#e45756", dash: SOLID },
+  jointSaeLinear: { name: "joint: SAE + linear path", color: "#ff9da6", dash: SOLID },
+  jointSaeInteraction: { name: "joint: SAE + interaction path", color: "#8c6d31", dash: SOLID },
+  jointLinear: { name: "joint SAE+linear", color: "#f58518", dash: SOLID },
+  jointSmallE: { name: "joint, small E", color: "#eeca3b", dash: SOLID },
+  jointModern: { name: "joint, modern SAE", color: "#17becf", dash: SOLID },
+  jointEqualBudget: { name: "joint full, equal budget", color: "#2f6b2f", dash: [8, 2, 2, 2] },
+  jointTopN: { name: "joint, top-N < k", color: "#bab0ac", dash: SOLID },
+} as const satisfies Record<string, ModelStyle>;
+
+export type ModelId = keyof typeof MODEL_STYLES;
+
+/** The ε-random control and zero-ablation, drawn beside the models in the splice charts. */
+export const CONTROL_STYLES = {
+  epsilon: { name: "ε-random (same error norm)", color: "#9e9e9e", dash: [3, 3] },
+  zero: { name: "zero-ablation", color: "#333333", dash: SOLID },
+} as const satisfies Record<string, ModelStyle>;
+
+export function isModelId(id: string): id is ModelId {
+  return Object.hasOwn(MODEL_STYLES, id);
+}
+
+/** The style of a model id; an unknown id is an error naming the known ones. */
+export function modelStyle(id: string): ModelStyle {
+  if (!isModelId(id))
+    throw new Error(
+      `model "${id}" has no name/colour in lib/display/models.ts (known: ${Object.keys(MODEL_STYLES).join(", ")})`,
+    );
+  return MODEL_STYLES[id];
+}
+
+/** The human name of a model id ("jointLinear" → "joint SAE+linear"). */
+export function modelName(id: string): string {
+  return modelStyle(id).name;
+}
+
+/**
+ * A vega-lite color channel over a field holding human model names, with the fixed colours of
+ * `ids` (in that order in the legend).
+ */
+export function modelColor(
+  ids: readonly string[],
+  opts: { field?: string; title?: string; legend?: Record<string, unknown> | null } = {},
+): Record<string, unknown> {
+  const styles = ids.map(modelStyle);
+  return {
+    field: opts.field ?? "model",
+    type: "nominal",
+    title: opts.title ?? "model",
+    sort: styles.map((s) => s.name),
+    scale: { domain: styles.map((s) => s.name), range: styles.map((s) => s.color) },
+    ...(opts.legend !== undefined ? { legend: opts.legend } : { legend: { labelLimit: 240 } }),
+  };
+}
+
+/** A vega-lite strokeDash channel with each model's dash (family: standalone dashed, sequential dotted). */
+export function modelDash(
+  ids: readonly string[],
+  opts: { field?: string; title?: string } = {},
+): Record<string, unknown> {
+  const styles = ids.map(modelStyle);
+  return {
+    field: opts.field ?? "model",
+    type: "nominal",
+    title: opts.title ?? "model",
+    sort: styles.map((s) => s.name),
+    scale: { domain: styles.map((s) => s.name), range: styles.map((s) => s.dash) },
+  };
+}
