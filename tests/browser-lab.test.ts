@@ -302,11 +302,16 @@ describe("browser: JupyterLab build", { skip }, () => {
         `HTML tables with rows: ${JSON.stringify(view.tables)}`,
       );
 
-      // hover the training curve (the chart with a tooltip encoding) until vega's tooltip shows
+      // hover the training curve (a chart whose vega-lite output has a tooltip encoding) until vega's tooltip shows
       const marked = await page.evaluate(() => {
         const w = (globalThis as any).jupyterapp.shell.currentWidget;
+        // (no named helper functions in here: the bundler's __name wrapper does not exist in the page)
         const cell = (w.content.widgets as any[]).find(
-          (c) => /tooltip:/.test(c.model.value.text) && c.node.querySelector(".jp-RenderedVegaCommon5"),
+          (c) =>
+            c.node.querySelector(".jp-RenderedVegaCommon5") &&
+            Array.from({ length: c.model.outputs?.length ?? 0 }, (_, i) =>
+              JSON.stringify(c.model.outputs.get(i).data?.["application/vnd.vegalite.v5+json"] ?? null),
+            ).some((spec) => spec.includes('"tooltip"')),
         );
         cell?.node.querySelector(".jp-RenderedVegaCommon5").setAttribute("data-is-hover-target", "1");
         return Boolean(cell);

@@ -87,6 +87,8 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
         type: "quantitative",
         title: yTitle,
         scale: yScale === "log" ? { type: "log" } : { zero: false },
+        // "~g": no trailing zeros (a flat L0 panel otherwise reads "8.000000")
+        axis: { format: "~g" },
       },
       // a panel of one series is named by its title: no legend
       color: {
@@ -95,6 +97,11 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
         title: "series",
         ...(panel && panel.series.length === 1 ? { legend: null } : {}),
       },
+      tooltip: [
+        { field: "series", type: "nominal", title: "series" },
+        { field: "x", type: "quantitative", title: opts.xTitle },
+        { field: "y", type: "quantitative", title: yTitle, format: ".4g" },
+      ],
     },
   });
   const main = view(mainPoints, opts.yTitle, opts.yScale, opts.height ?? 240);

@@ -15,14 +15,14 @@
 import { tf } from "../backend";
 import type { LanguageModel } from "../lm/types";
 import type { NormalizationSpec, RowSource } from "../data/types";
-import { normalize, normalizeTensor } from "../data/normalization";
+import { normalizeTensor } from "../data/normalization";
 import type { Mode } from "../presets";
 import { Rng } from "../util/random";
 import { linear, linearT } from "../kernels/index";
 import { copyFloat32 } from "../kernels/views";
 import type { AdamConfig } from "../optim";
 import { ParamSet } from "../params";
-import { heldOutRows } from "../training/evaluate";
+import { modeEvalRows } from "../training/evaluate";
 import { makeStepContext, stepRng, trainStepTapeFree } from "../training/step";
 import { Model, effectiveK, forward, jointBackward, jointForward, type JointActivations } from "../joint";
 import { saeDecode, saeDecodeForward, saeEncode, saeEncodeForward, saeEncoderInput, type Hold, type P } from "../sae";
@@ -81,8 +81,7 @@ export function byHandRows(
   seed = 0,
 ): Float32Array {
   if (!Number.isInteger(n) || n < 1) throw new Error(`byHandRows: rows must be a positive integer (got ${n})`);
-  if (mode === "faithful") return heldOutRows(stores.train, n, { seed, part: "val", normalize: "per-chunk" });
-  return normalize(stores.normalization, heldOutRows(stores.val, n, { seed, part: "all", normalize: "none" }));
+  return modeEvalRows(stores, mode, n, seed);
 }
 
 /** Row i [d] of row-major rows [n·d] (a copy). */

@@ -62,7 +62,7 @@ export {
 export type { TrainSummary, TrainedModel, SaeVariant, JointVariant } from "./models";
 export { getImportedSae } from "./imported-sae";
 export type { ImportedFrom } from "./imported-sae";
-export { getSplice } from "./splice";
+export { getSplice, spliceModeSettings, type SpliceModeSettings } from "./splice";
 export { SPLICE, modelCondition, linearSumCondition } from "../eval/splice-conditions";
 export { spliceContrasts, spliceWindowSums } from "../eval/splice-contrasts";
 export type { SpliceSummary, SpliceContrast, KlDistribution } from "../eval/splice-contrasts";

@@ -6,13 +6,40 @@
 import * as path from "node:path";
 import { memoisedStep } from "./memo";
 import { evalSettingsFor, PIPELINE_FORMAT, type PipelineParams } from "./params";
-import { getLanguageModel, getStores, storeWindowsWithDocs } from "./stores";
+import { getLanguageModel, getStores, type Stores, storeWindowsWithDocs } from "./stores";
+import type { ActivationStore } from "../data/store";
+import type { NormalizationSpec } from "../data/types";
 import { getJoint, getSequential, getStandaloneSae } from "./models";
 import { spliceEvaluate, spliceResultToJson } from "../eval/splice";
 import { SPLICE, spliceStudyConditions } from "../eval/splice-conditions";
 import { klDistribution, spliceContrasts, type SpliceSummary } from "../eval/splice-contrasts";
 import { writeJsonAtomic } from "../io/atomic";
 import { progress, type Progress } from "../display/progress";
+/** How a mode splices: the one owner of these choices (the splice step and notebook 05's by-hand cell). */
+export interface SpliceModeSettings {
+  /** hidden_states index replaced: faithful hooks the output of block `layer` (= hidden_states[layer + 1]). */
+  layer: number;
+  /** corrected: models see z-scored rows (the training store's statistics); faithful: raw activations. */
+  normalization: NormalizationSpec | null;
+  /** KL smoothing: the authors added 1e-8 to both distributions; corrected: none. */
+  smoothing: number;
+  /** The windows: faithful the start of the training text (as the authors), corrected held-out test documents. */
+  windowStore: ActivationStore;
+  /** What the sequential condition feeds the interaction MLP: the authors' linear sum Vᵀf, or the bi-interaction. */
+  seqInteraction: "linear-sum" | "bi-interaction";
+}
+
+export function spliceModeSettings(p: PipelineParams, s: Stores): SpliceModeSettings {
+  const faithful = p.mode === "faithful";
+  return {
+    layer: faithful ? p.layer + 1 : p.layer,
+    normalization: faithful ? null : s.normalization,
+    smoothing: faithful ? 1e-8 : 0,
+    windowStore: faithful ? s.train : s.test,
+    seqInteraction: faithful ? "linear-sum" : "bi-interaction",
+  };
+}
+
 /**
  * The KL/CE splice test. Conditions: the joint model's SAE path, + linear, + interaction, full; the
  * sequential SAE and SAE + NFM; the standalone SAE; the joint SAE + linear model; ε-random per
@@ -33,6 +60,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
   ];
   const ev = evalSettingsFor(p);
   const faithful = p.mode === "faithful";
+  const mode = spliceModeSettings(p, s);
   const params = {
     format: PIPELINE_FORMAT,
     mode: p.mode,
@@ -49,7 +77,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
       smallE: smallE.key,
     },
     clusters: "documents",
-    seqInteraction: faithful ? "linear-sum" : "bi-interaction",
+    seqInteraction: mode.seqInteraction,
     windows: ev.spliceWindows,
     epsilonSamples: ev.epsilonSamples,
     bootstrap: ev.bootstrapSamples,
@@ -58,15 +86,13 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
   return memoisedStep("splice", params, async (dir) => {
     const t0 = Date.now();
     const { model: lm } = await getLanguageModel(p.model);
-    // faithful: the authors hooked the output of block `layer` (= hidden_states[layer + 1]) on raw activations
-    const spliceLayer = faithful ? p.layer + 1 : p.layer;
+    const spliceLayer = mode.layer;
     if (spliceLayer > lm.config.nLayers)
       throw new Error(
         `splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`,
       );
-    const norm = faithful ? null : s.normalization;
-    // faithful: the start of the training text (as the authors); corrected: held-out test documents
-    const { windows, docs } = storeWindowsWithDocs(faithful ? s.train : s.test, ev.spliceWindows);
+    const norm = mode.normalization;
+    const { windows, docs } = storeWindowsWithDocs(mode.windowStore, ev.spliceWindows);
     const conditions = spliceStudyConditions(
       {
         joint: joint.model,
@@ -90,7 +116,7 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
         conditions,
         epsilonSamples: ev.epsilonSamples,
         epsilonNorm: "own",
-        smoothing: faithful ? 1e-8 : 0,
+        smoothing: mode.smoothing,
         seed: p.seed,
         baseline: SPLICE.jointSae,
         bootstrapSamples: ev.bootstrapSamples,
@@ -109,10 +135,10 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
       contrasts: spliceContrasts(res, p.seed, ev.bootstrapSamples),
       layerSpliced: spliceLayer,
       rawSplice: faithful,
-      smoothing: faithful ? 1e-8 : 0,
+      smoothing: mode.smoothing,
       windows: res.config.windows,
       documents: res.config.clusters,
-      seqInteraction: faithful ? "linear-sum" : "bi-interaction",
+      seqInteraction: mode.seqInteraction,
       positions: res.config.positions,
       rows: res.rows,
       summaries: res.summaries,

@@ -12,9 +12,8 @@ import { IntegrityError } from "../io/integrity";
 import { presetFor, evalSettingsFor, PIPELINE_FORMAT, DATA_SPLIT_SEED, type PipelineParams } from "./params";
 import { harvestActivations } from "../data/activations";
 import { openStore, type ActivationStore } from "../data/store";
-import { normalize as normalizeRows } from "../data/normalization";
 import type { NormalizationSpec } from "../data/types";
-import { type TrainConfig, heldOutRows } from "../train";
+import { type TrainConfig, modeEvalRows } from "../train";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import { loadLanguageModel, loadTokenizer } from "../lm/index";
 
@@ -161,13 +160,7 @@ export function storeWindowsWithDocs(store: ActivationStore, max: number): { win
   return { windows, docs: docs.slice(0, windows.length) };
 }
 
-/** Held-out evaluation rows in the model's training space, as each mode defines them. */
+/** Held-out evaluation rows in the model's training space, as each mode defines them (lib/training/evaluate.ts). */
 export function evalRowsFor(p: PipelineParams, s: Stores, cfg: TrainConfig): Float32Array {
-  if (p.mode === "faithful") {
-    // the authors: a random 10% of the training chunk's token rows, each chunk z-scored with its own stats
-    return heldOutRows(s.train, cfg.eval.rows, { seed: cfg.eval.seed ?? 1234567, part: "val", normalize: "per-chunk" });
-  }
-  // held-out documents (val store), normalised with the TRAINING store's statistics
-  const raw = heldOutRows(s.val, cfg.eval.rows, { seed: cfg.eval.seed ?? 1234567, part: "all", normalize: "none" });
-  return normalizeRows(s.normalization, raw);
+  return modeEvalRows(s, p.mode, cfg.eval.rows, cfg.eval.seed ?? 1234567);
 }

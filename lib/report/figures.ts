@@ -454,6 +454,7 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
           x,
           y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "MSE (normalised units²)" },
           color: series,
+          tooltip: [series, x, { field: "value", type: "quantitative", title: "MSE", format: ".4g" }],
         },
       },
       {

@@ -130,6 +130,22 @@ export function heldOutRows(
 }
 
 /**
+ * Held-out evaluation rows in a model's training space, as each mode defines them (the one owner of
+ * that choice: the pipeline's evaluation and the notebooks' by-hand cells both call it).
+ *  faithful  (the authors): a random 10% of the training chunks' token rows, each chunk z-scored with its own stats;
+ *  corrected: held-out documents (the val store), normalised with the TRAINING store's statistics.
+ */
+export function modeEvalRows(
+  stores: { train: RowSource; val: RowSource; normalization: NormalizationSpec },
+  mode: "faithful" | "corrected",
+  n: number,
+  seed: number,
+): Float32Array {
+  if (mode === "faithful") return heldOutRows(stores.train, n, { seed, part: "val", normalize: "per-chunk" });
+  return applyNormalization(stores.normalization, heldOutRows(stores.val, n, { seed, part: "all", normalize: "none" }));
+}
+
+/**
  * Held-out rows from a separate (document-split) source. With normalize "store", the rows are read
  * raw and normalised with the *training* source's NormalizationSpec (ActivationStore.normalization,
  * ArrayRowSource.normalization), never with the evaluation source's own statistics: the model sees
