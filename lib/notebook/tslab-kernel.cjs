@@ -23,6 +23,14 @@ if (process.env.IS_TSLAB_WATCH !== "1") {
   ts.sys.watchDirectory = noWatch;
 }
 
+// Cells may use shorthand properties for variables of earlier cells (lib/notebook/cell-rewrite.cjs), installed
+// beneath the compile feedback so that both see the same cell.
+{
+  const ts = require(require.resolve("@tslab/typescript-for-tslab", { paths: [tslabDir] }));
+  const { installCellRewrite } = require("./cell-rewrite.cjs");
+  installCellRewrite(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl, ts);
+}
+
 // Say so while the first cell compiles the library (lib/notebook/compile-feedback.cjs); the same module instance
 // main.js loads. IS_COMPILE_FEEDBACK=0 turns it off.
 if (process.env.IS_COMPILE_FEEDBACK !== "0") {

@@ -587,6 +587,15 @@ function peakMemoryText(m: PeakMemory): string {
 
 /** "Where the time goes": one row per pipeline stage (issue 17, item 5). */
 export function profileSection(rows: StageTime[]): string {
+  if (rows.length > 0 && rows.every((r) => r.computed === 0))
+    return [
+      "## Where the time goes",
+      "",
+      `Every stage (${rows.reduce((n, r) => n + r.cached, 0)} steps) was read back from the cache: this run computed nothing, so its ` +
+        "stage times would only measure loading. The times of the runs that computed them are in their own reports " +
+        "(for the committed study: results/standard/compute.log).",
+      "",
+    ].join("\n");
   const total = rows.reduce((a, r) => a + r.cpuSeconds, 0);
   return [
     "## Where the time goes",
