@@ -20,7 +20,7 @@ import {
   type PrimaryModel,
   type SecondarySae,
 } from "../lib/eval/secondary";
-import { displayPiece, escapeHtml, forEachWindowBatch } from "../lib/eval/contexts";
+import { displayPiece, escapeHtml } from "../lib/eval/contexts";
 import { interventionSettings, primaryFeatureSource, secondaryFeatureSource } from "../lib/eval/interventions";
 import {
   browsableFeatures,
@@ -37,13 +37,10 @@ import {
   type Unembedding,
 } from "../lib/eval/feature-browser";
 import { featureDashboardSpec } from "../lib/report/feature-browser-figures";
+import { harvestRows, testSeed } from "./helpers/lm-rows";
 
 const LAYER = 2;
-// A fresh seed per run (printed, and replayable with IS_TEST_SEED) so the properties are checked on many models.
-const seed = process.env.IS_TEST_SEED
-  ? Number(process.env.IS_TEST_SEED)
-  : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-console.log(`eval-feature-browser: seed ${seed} (replay with IS_TEST_SEED=${seed})`);
+const seed = testSeed("eval-feature-browser");
 let lm: LanguageModel;
 let tok: Tokenizer;
 let head: Unembedding;
@@ -51,22 +48,6 @@ let joint: PrimaryModel;
 let sae: PrimaryModel;
 let sec: SecondarySae;
 let windows: number[][];
-
-function harvest(ws: number[][]): Float32Array {
-  const parts: Float32Array[] = [];
-  forEachWindowBatch(lm, ws, LAYER, (b) => {
-    const x = b.x.dataSync() as Float32Array;
-    const d = b.x.shape[1];
-    b.windows.forEach((_, i) => parts.push(Float32Array.from(x.subarray(i * b.T * d, (i * b.T + b.lengths[i]) * d))));
-  });
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function randomModel(kind: "joint" | "sae", d: number, F: number, k: number, E: number, s: number): Model {
   const cfg = validateModelConfig({
@@ -94,7 +75,7 @@ before(async () => {
     "The cat sat on the mat and looked at the bird in the tree.",
     "One day, a kind old man gave the children some sweet apples.",
   ].map((t) => tok.encode(t, { bos: true }));
-  const raw = harvest(windows);
+  const raw = harvestRows(lm, windows, LAYER);
   const d = lm.config.dim;
   const norm = normalizationFromStats("zscore", summarizeStats(blockStats(raw, d)));
   joint = { model: randomModel("joint", d, 96, 6, 8, seed), normalization: norm };

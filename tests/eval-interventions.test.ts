@@ -32,8 +32,9 @@ import {
   rankSecondaryFeatures,
   discoverPrimaryFeatures,
 } from "../lib/eval/interventions";
-import { forEachWindowBatch, scanWindows } from "../lib/eval/contexts";
+import { scanWindows } from "../lib/eval/contexts";
 import { loadStimuli, StimulusSet } from "../lib/eval/stimuli";
+import { harvestRows } from "./helpers/lm-rows";
 
 const LAYER = 2;
 let lm: LanguageModel;
@@ -42,23 +43,6 @@ let pm: PrimaryModel;
 let sec: SecondarySae;
 let texts: string[];
 const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-
-/** Raw hidden_states[LAYER] rows of some windows. */
-function harvest(windows: number[][]): Float32Array {
-  const parts: Float32Array[] = [];
-  forEachWindowBatch(lm, windows, LAYER, (b) => {
-    const x = b.x.dataSync() as Float32Array;
-    const d = b.x.shape[1];
-    b.windows.forEach((_, i) => parts.push(Float32Array.from(x.subarray(i * b.T * d, (i * b.T + b.lengths[i]) * d))));
-  });
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 before(async () => {
   await initBackend();
@@ -72,7 +56,7 @@ before(async () => {
     "The sun was warm and the flowers were bright and happy.",
   ];
   const windows = texts.map((t) => tok.encode(t, { bos: true }));
-  const raw = harvest(windows);
+  const raw = harvestRows(lm, windows, LAYER);
   const d = lm.config.dim;
   const F = 128;
   const E = 8;
@@ -249,7 +233,7 @@ describe("h over token windows", () => {
   test("collectHiddenFromWindows equals collectInteractionHidden on the same (normalised) rows, with positions", () => {
     const ids = texts.slice(1, 4).map((t) => tok.encode(t, { bos: true }));
     const got = collectHiddenFromWindows(lm, ids, LAYER, pm, { batchWindows: 2 });
-    const raw = harvest(ids);
+    const raw = harvestRows(lm, ids, LAYER);
     const d = lm.config.dim;
     const xn = new Float32Array(raw.length);
     for (let i = 0; i < raw.length; i++)

@@ -16,7 +16,6 @@ import { saeConfig } from "../lib/sae";
 import { nfmConfig } from "../lib/nfm";
 import { createModel, validateModelConfig, type Model } from "../lib/joint";
 import { refForward, refNfm, toRef } from "../lib/reference";
-import { forEachWindowBatch } from "../lib/eval/contexts";
 import {
   collectInteractionHidden,
   interactionHidden,
@@ -45,12 +44,10 @@ import {
   spliceTable,
 } from "../lib/eval/by-hand";
 import { assertChartSpec } from "../lib/display/index";
+import { harvestRows, testSeed } from "./helpers/lm-rows";
 
 const LAYER = 2;
-const seed = process.env.IS_TEST_SEED
-  ? Number(process.env.IS_TEST_SEED)
-  : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-console.log(`notebook-by-hand: seed ${seed} (replay with IS_TEST_SEED=${seed})`);
+const seed = testSeed("notebook-by-hand");
 
 let lm: LanguageModel;
 let tok: Tokenizer;
@@ -58,21 +55,6 @@ let norm: NormalizationSpec;
 let xn: Float32Array; // harvested rows, z-scored [n, d]
 let d: number;
 let windows: number[][];
-
-function harvest(ws: number[][]): Float32Array {
-  const parts: Float32Array[] = [];
-  forEachWindowBatch(lm, ws, LAYER, (b) => {
-    const x = b.x.dataSync() as Float32Array;
-    b.windows.forEach((_, i) => parts.push(Float32Array.from(x.subarray(i * b.T * d, (i * b.T + b.lengths[i]) * d))));
-  });
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function randomModel(
   kind: "joint" | "sae",
@@ -133,7 +115,7 @@ before(async () => {
     "Tom had a big red ball. He threw it high into the sky and laughed.",
     "The cat sat on the mat and looked at the bird in the tree.",
   ].map((t) => tok.encode(t, { bos: true }));
-  const raw = harvest(windows);
+  const raw = harvestRows(lm, windows, LAYER);
   norm = normalizationFromStats("zscore", summarizeStats(blockStats(raw, d)));
   xn = Float32Array.from(raw, (v, i) => (v - norm.shift[i % d]) / norm.scale[i % d]);
 });
@@ -307,7 +289,7 @@ describe("05 · one window spliced by hand", () => {
       assert.ok(r.check.epsNormVsErrNorm <= 1e-5 * maxAbs(r.errNorm), `‖ε‖ vs ‖x̂ − x‖ ${r.check.epsNormVsErrNorm}`);
       assert.ok(r.check.agrees, "the check's verdict");
       // ε is a random direction, not the error itself: its cosine with x̂ − x is well below 1 somewhere
-      const xr = harvest([windows[1]]);
+      const xr = harvestRows(lm, [windows[1]], LAYER);
       const xhat = tf.tidy(() => cond.reconstruct(tf.tensor2d(xr, [T, d])).dataSync() as Float32Array);
       let minCos = 1;
       for (let t = 0; t < T; t++) {

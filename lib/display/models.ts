@@ -62,6 +62,22 @@ export function modelName(id: string): string {
   return modelStyle(id).name;
 }
 
+/** A nominal channel over a field of human model names whose range is one style property of `ids`, in order. */
+function modelChannel(
+  ids: readonly string[],
+  range: (s: ReturnType<typeof modelStyle>) => unknown,
+  opts: { field?: string; title?: string },
+): Record<string, unknown> {
+  const styles = ids.map(modelStyle);
+  return {
+    field: opts.field ?? "model",
+    type: "nominal",
+    title: opts.title ?? "model",
+    sort: styles.map((s) => s.name),
+    scale: { domain: styles.map((s) => s.name), range: styles.map(range) },
+  };
+}
+
 /**
  * A vega-lite color channel over a field holding human model names, with the fixed colours of
  * `ids` (in that order in the legend).
@@ -70,13 +86,8 @@ export function modelColor(
   ids: readonly string[],
   opts: { field?: string; title?: string; legend?: Record<string, unknown> | null } = {},
 ): Record<string, unknown> {
-  const styles = ids.map(modelStyle);
   return {
-    field: opts.field ?? "model",
-    type: "nominal",
-    title: opts.title ?? "model",
-    sort: styles.map((s) => s.name),
-    scale: { domain: styles.map((s) => s.name), range: styles.map((s) => s.color) },
+    ...modelChannel(ids, (s) => s.color, opts),
     ...(opts.legend !== undefined ? { legend: opts.legend } : { legend: { labelLimit: 240 } }),
   };
 }
@@ -86,12 +97,5 @@ export function modelDash(
   ids: readonly string[],
   opts: { field?: string; title?: string } = {},
 ): Record<string, unknown> {
-  const styles = ids.map(modelStyle);
-  return {
-    field: opts.field ?? "model",
-    type: "nominal",
-    title: opts.title ?? "model",
-    sort: styles.map((s) => s.name),
-    scale: { domain: styles.map((s) => s.name), range: styles.map((s) => s.dash) },
-  };
+  return modelChannel(ids, (s) => s.dash, opts);
 }
