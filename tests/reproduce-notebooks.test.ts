@@ -1,5 +1,5 @@
 /**
- * Notebooks 03-topk-sae to 11-sweep executed headless with the project
+ * Notebooks 01-language-model to 11-sweep executed headless with the project
  * kernel and IS_PRESET=tiny, sharing one temporary cache (so later notebooks reuse the artifacts of
  * earlier ones): no error outputs, the expected tables and PNG charts present. Skips (with a reason)
  * only when Jupyter/nbclient are not installed; CI installs them (environment/setup.sh).
@@ -36,6 +36,12 @@ after(() => {
 // `charts`: strings that some vega-lite output of the notebook holds (the live view's panels, the splice figure's
 // ε-random bars); `text` includes the kernel's compile feedback and the progress line's held-out numbers.
 const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?: string[] }> = [
+  {
+    file: "01-language-model.ipynb",
+    minPngs: 1,
+    text: ["Mean residual-stream norm over positions", "greedy:", "tensors still allocated"],
+  },
+  { file: "02-activations.ipynb", minPngs: 0, text: ["Activation store"] },
   {
     file: "03-topk-sae.ipynb",
     minPngs: 2,
@@ -100,7 +106,7 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?:
   },
 ];
 
-describe("notebooks 03-11 with the tiny preset", () => {
+describe("notebooks 01-11 with the tiny preset", () => {
   for (const nb of NOTEBOOKS) {
     it(`${nb.file} runs without error outputs`, async (t) => {
       if (!findJupyterPython()) {

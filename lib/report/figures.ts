@@ -821,3 +821,24 @@ export function reportFigures(
   }
   return out;
 }
+
+/** Notebook 01: the L2 norm of hidden_states[l] per layer, one line per token position (lib/lm/norms.ts rows). */
+export function residualNormSpec(
+  rows: Array<{ layer: number; hook: string; position: number; token: string; norm: number }>,
+  title = "Residual-stream norm per layer (one line per token position)",
+): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 460,
+    height: 280,
+    data: { values: rows },
+    mark: { type: "line", point: true, opacity: 0.6 },
+    encoding: {
+      x: { field: "layer", type: "quantitative", title: "layer l of hidden_states[l] [#]", axis: { tickMinStep: 1 } },
+      y: { field: "norm", type: "quantitative", title: "L2 norm of hidden_states[l] (activation units)" },
+      color: { field: "position", type: "nominal", title: "position" },
+      tooltip: [{ field: "token" }, { field: "hook" }, { field: "norm", format: ".3f" }],
+    },
+  });
+}
