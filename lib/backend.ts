@@ -97,7 +97,8 @@ function writeThreadedWorker(pkgDir: string): string {
   if (typeof contents !== "string") throw new Error(`${workerModule} has no wasmWorkerContents string`);
   const original = contents.replace(/\n/g, "\\n");
   const blobBranch =
-    'if(typeof e.data.urlOrBlob=="string"){importScripts(e.data.urlOrBlob)}else{var objectUrl=URL.createObjectURL(e.data.urlOrBlob);importScripts(objectUrl);URL.revokeObjectURL(objectUrl)}';
+    'if(typeof e.data.urlOrBlob=="string"){importScripts(e.data.urlOrBlob)}else{' +
+    "var objectUrl=URL.createObjectURL(e.data.urlOrBlob);importScripts(objectUrl);URL.revokeObjectURL(objectUrl)}";
   if (!original.includes(blobBranch))
     throw new Error("unexpected worker script layout (tfjs-backend-wasm version changed?)");
   const patched = original.replace(blobBranch, `importScripts(${JSON.stringify(glue)});`);
@@ -385,7 +386,10 @@ export function backendInfo(): BackendInfo {
 export function describeBackend(info: BackendInfo = backendInfo()): string {
   const spin = info.poolSpinIterations !== null ? `, pool spin ${info.poolSpinIterations.toLocaleString("en-US")}` : "";
   const extra = info.name === "wasm" ? `, ${info.threads} thread(s)${spin}, SIMD ${info.simd ? "on" : "off"}` : "";
-  return `TensorFlow.js ${info.tfjsVersion} on ${info.name} (${info.provider}${extra}); Node ${info.nodeVersion}, ${info.platform}, ${info.cpus} CPU(s)`;
+  return (
+    `TensorFlow.js ${info.tfjsVersion} on ${info.name} (${info.provider}${extra}); ` +
+    `Node ${info.nodeVersion}, ${info.platform}, ${info.cpus} CPU(s)`
+  );
 }
 
 export { tf };

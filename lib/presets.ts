@@ -172,7 +172,8 @@ const QUICK: Base = {
 const STANDARD: Base = {
   ...QUICK,
   description:
-    "converged study on stories260K hidden_states[3]: d=64, F=1024, k=20, E=32; 16,000 steps × 256 rows per joint/sequential model, 24,000 per standalone SAE, 32,000 for the width-matched SAE",
+    "converged study on stories260K hidden_states[3]: d=64, F=1024, k=20, E=32; " +
+    "16,000 steps × 256 rows per joint/sequential model, 24,000 per standalone SAE, 32,000 for the width-matched SAE",
   data: { ...QUICK.data, maxTokens: null },
   steps: { sae: 24_000, saeWide: 32_000, sequential: 16_000, joint: 16_000 },
   evalEvery: 800,

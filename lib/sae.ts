@@ -92,7 +92,8 @@ function isPosInt(n: unknown): n is number {
 export function validateSaeConfig(c: SaeConfig, where = "sae"): SaeConfig {
   const fail = (field: string, why: string) =>
     new Error(
-      `${where}.${field}: ${why} (got ${JSON.stringify((c as any)[field] ?? (c.auxK as any)?.[field.replace("auxK.", "")])})`,
+      `${where}.${field}: ${why} ` +
+        `(got ${JSON.stringify((c as any)[field] ?? (c.auxK as any)?.[field.replace("auxK.", "")])})`,
     );
   if (!isPosInt(c.d)) throw fail("d", "must be a positive integer");
   if (!isPosInt(c.F)) throw fail("F", "must be a positive integer");

@@ -571,7 +571,8 @@ export function forwardBatch(
     const [B, TT, dd] = h.shape;
     if (B !== batch.length || TT !== T || dd !== d)
       throw new Error(
-        `model ${model.name} returned hidden_states[${layer}] of shape [${h.shape}], expected [${batch.length},${T},${d}]`,
+        `model ${model.name} returned hidden_states[${layer}] of shape [${h.shape}], ` +
+          `expected [${batch.length},${T},${d}]`,
       );
     return { data: h.dataSync() as Float32Array, T };
   } finally {
@@ -593,7 +594,8 @@ function checkFiniteRows(
       const row = firstRow + Math.floor(i / d);
       const o = row * 4;
       throw new Error(
-        `the model produced ${v} at row ${row} (document ${docs[rowsTable[o + 1]].id}, window start ${rowsTable[o + 2]}, ` +
+        `the model produced ${v} at row ${row} (document ${docs[rowsTable[o + 1]].id}, ` +
+          `window start ${rowsTable[o + 2]}, ` +
           `position ${rowsTable[o + 3]}, dimension ${i % d})`,
       );
     }

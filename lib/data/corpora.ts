@@ -75,8 +75,10 @@ export function splitBlankLineBlocks(text: string): string[] {
  * contiguous text from one place of the file). Ids are "tinystories:NNNN" (0-based order in the
  * file), stable because the file is fixed (sha256 in ../shared/README.md).
  */
-const TINYSTORIES_OPENER =
-  /^(Once\b|(?!(It|There|This|That|Everyone|Mom|Mommy|Mama|Dad|Daddy|Papa|He|She|They)\b)[A-Z][a-z]+( and [A-Z][a-z]+)? (was|were|is|are) (an? (?!bit\b)|twins\b|friends\b|best\b))/;
+const TINYSTORIES_OPENER = new RegExp(
+  String.raw`^(Once\b|(?!(It|There|This|That|Everyone|Mom|Mommy|Mama|Dad|Daddy|Papa|He|She|They)\b)` +
+    String.raw`[A-Z][a-z]+( and [A-Z][a-z]+)? (was|were|is|are) (an? (?!bit\b)|twins\b|friends\b|best\b))`,
+);
 
 export function parseTinyStories(text: string): CorpusDocument[] {
   const blocks = splitBlankLineBlocks(text);

@@ -225,7 +225,8 @@ export async function openStore(
     if (size !== c.bytes) {
       fail(
         dir,
-        `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} (${size < c.bytes ? "truncated" : "too long"}): ` +
+        `chunk ${c.file} has ${size} bytes, the manifest says ${c.bytes} ` +
+          `(${size < c.bytes ? "truncated" : "too long"}): ` +
           `delete the store and harvest again`,
       );
     }

@@ -29,7 +29,9 @@ export function formatExtra(extra: Record<string, unknown> | string | undefined)
   return Object.entries(extra)
     .map(
       ([k, v]) =>
-        `${k}=${typeof v === "number" ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v)}`,
+        `${k}=${
+          typeof v === "number" ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : String(v)
+        }`,
     )
     .join(" ");
 }

@@ -90,7 +90,8 @@ export function progress(opts: ProgressOptions): Progress {
   function drawKernel(final: boolean): void {
     const text = statusText(final);
     const html =
-      `<div class="is-progress"><progress value="${count}" max="${total > 0 ? total : 1}" style="width:320px"></progress> ` +
+      `<div class="is-progress"><progress value="${count}" max="${total > 0 ? total : 1}" ` +
+      `style="width:320px"></progress> ` +
       `<code>${escapeHtml(text)}</code></div>`;
     sendBundle({ "text/plain": text, "text/html": html }, { displayId, update: kernelShown });
     kernelShown = true;

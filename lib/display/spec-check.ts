@@ -56,7 +56,8 @@ function checkEncoding(encoding: Record<string, unknown>, where: string, problem
       problems.push(`${where}.encoding.${ch}: axis has no title (set encoding.${ch}.title)`);
     } else if (type === "quantitative" && !UNIT_RE.test(title)) {
       problems.push(
-        `${where}.encoding.${ch}: quantitative axis title "${title}" names no unit; write it like "loss (nats)" or "step [#]"`,
+        `${where}.encoding.${ch}: quantitative axis title "${title}" names no unit; ` +
+          `write it like "loss (nats)" or "step [#]"`,
       );
     }
   }

@@ -154,9 +154,10 @@ export function tableToText(t: Table, opts: TableFormatOptions = {}): string {
 export function tableToMarkdown(t: Table, opts: TableFormatOptions = {}): string {
   const digits = opts.digits ?? 3;
   const esc = (s: string) => s.replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+  const numericColumn = (c: string) => t.rows.length > 0 && t.rows.every((r) => isNumeric(r[c]) || r[c] == null);
   const lines = [
     `| ${t.columns.map(esc).join(" | ")} |`,
-    `| ${t.columns.map((c) => (t.rows.length > 0 && t.rows.every((r) => isNumeric(r[c]) || r[c] == null) ? "---:" : "---")).join(" | ")} |`,
+    `| ${t.columns.map((c) => (numericColumn(c) ? "---:" : "---")).join(" | ")} |`,
     ...t.rows.map((r) => `| ${t.columns.map((c) => esc(formatCell(r[c], digits, c))).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";

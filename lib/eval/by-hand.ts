@@ -117,7 +117,8 @@ export interface SaeByHand {
   check: {
     /** max |f − ReLU(pre)| at the kept features. */
     keptVsPre: number;
-    /** Smallest kept ReLU(pre) minus the largest dropped one, per row, minimum over rows (≥ 0: the k kept are the top k). */
+    /** Smallest kept ReLU(pre) minus the largest dropped one, per row, minimum over rows (≥ 0: the k kept are the
+     * top k). */
     topKMargin: number;
     /** max |x̂_sae − forward(…).xSae| (the library's evaluation pass). */
     vsForward: number;
@@ -372,7 +373,8 @@ export interface JointStepByHand {
   /** mse on the batch before and after the step, dropout off (jointForward): what the model reconstructs. */
   lossBefore: number;
   lossAfter: number;
-  /** ‖∂L/∂θ‖ per parameter (jointBackward) of the step's loss, with the step's dropout mask, in the optimiser's order. */
+  /** ‖∂L/∂θ‖ per parameter (jointBackward) of the step's loss, with the step's dropout mask, in the optimiser's
+   * order. */
   gradNorms: Array<{ parameter: string; norm: number }>;
   /** The step's loss with its dropout mask (= lossBefore when dropout is 0), as jointForward computes it. */
   trainingLoss: number;

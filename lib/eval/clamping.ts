@@ -178,7 +178,8 @@ export function selectClampFeatures(
       dropped.push({
         feature: c.feature,
         f: c.f,
-        reason: `fires at ${n} of ${firing.positions} readout positions (need ≥ ${minFiring}): a clamp cannot act there`,
+        reason:
+          `fires at ${n} of ${firing.positions} readout positions (need ≥ ${minFiring}): ` + "a clamp cannot act there",
       });
   }
   const top = kept.length ? kept[0] : null;
@@ -186,7 +187,9 @@ export function selectClampFeatures(
   let notTestedReason: string | null = null;
   if (!cands.length) notTestedReason = "no secondary feature was active on enough stimulus sentences to rank";
   else if (!top)
-    notTestedReason = `none of the ${cands.length} ranked secondary features fires at the ${firing.positions} readout positions, so no clamp can act on the readout`;
+    notTestedReason =
+      `none of the ${cands.length} ranked secondary features fires at the ${firing.positions} readout positions, ` +
+      "so no clamp can act on the readout";
   return { candidates: cands.length, kept, dropped, readoutPositions: firing.positions, top, control, notTestedReason };
 }
 
@@ -549,7 +552,10 @@ export function applyHolm(experiments: ClampExperimentSummary[]): { family: numb
   const ml = family((e) => e.kind === "linear");
   return {
     family: m,
-    description: `Holm over the ${m} item-level interaction tests of the secondary features (clamp values × features × clamp kinds × readouts)${ml ? `; the linear-pathway control's ${ml} tests form their own family` : ""}`,
+    description:
+      `Holm over the ${m} item-level interaction tests of the secondary features ` +
+      `(clamp values × features × clamp kinds × readouts)` +
+      `${ml ? `; the linear-pathway control's ${ml} tests form their own family` : ""}`,
   };
 }
 
@@ -582,7 +588,8 @@ export function runClampingStudy(o: ClampingStudyOptions): Omit<InterventionsSum
   const s = o.settings;
   if (s.spliceLayerOffset !== 0)
     throw new Error(
-      `runClampingStudy: pass the clamp layer explicitly (clampLayer) and keep settings.spliceLayerOffset = 0 (got ${s.spliceLayerOffset})`,
+      "runClampingStudy: pass the clamp layer explicitly (clampLayer) and keep settings.spliceLayerOffset = 0 " +
+        `(got ${s.spliceLayerOffset})`,
     );
   const ranking = rankSecondaryFeatures(o.lm, o.tokenizer, o.stimuli, o.featureLayer, o.primary, o.secondary, s);
   const disc = discoverPrimaryFeatures(o.lm, o.tokenizer, o.stimuli, o.featureLayer, o.primary, s, 3);
@@ -746,7 +753,8 @@ export function clampingClaimInputs(
       if (!lvl?.items) {
         const maxAbs = Math.max(0, ...e.levels.map((l) => l.maxAbsDelta));
         reasons.push(
-          `${kind} clamp of feature #${e.feature}: ${maxAbs === 0 ? "Δ log p ≡ 0 at every clamp value" : "no clamp value gave a testable interaction"}`,
+          `${kind} clamp of feature #${e.feature}: ` +
+            `${maxAbs === 0 ? "Δ log p ≡ 0 at every clamp value" : "no clamp value gave a testable interaction"}`,
         );
         continue;
       }
@@ -759,7 +767,9 @@ export function clampingClaimInputs(
         partialEta2: it.partialEta2,
         authorsStatF: lvl.authors?.f,
         authorsStatP: lvl.authors?.p,
-        clamp: `${kind} ${kind === "additive" ? "α" : "c"} = ${lvl.c}${readout === "prompts" ? "" : ` (${readout} readout)`}`,
+        clamp:
+          `${kind} ${kind === "additive" ? "α" : "c"} = ${lvl.c}` +
+          `${readout === "prompts" ? "" : ` (${readout} readout)`}`,
         feature: e.feature ?? undefined,
         contrast: it.contrast,
         permutationP: it.permutationP,

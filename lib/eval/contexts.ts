@@ -136,7 +136,8 @@ export class TopActivations {
     const rows = values.length / k;
     if (!Number.isInteger(rows) || indices.length !== values.length)
       throw new Error(
-        `TopActivations.addSparse: values (${values.length}) and indices (${indices.length}) must both be [rows, k = ${k}]`,
+        `TopActivations.addSparse: values (${values.length}) and indices (${indices.length}) ` +
+          `must both be [rows, k = ${k}]`,
       );
     const T = validLength ?? rows;
     for (let r = 0; r < Math.min(rows, T); r++) {
@@ -252,7 +253,9 @@ export function featureCards(
   let text = `${title}\n`;
   for (const c of cards) {
     const head = `feature ${c.feature}${c.note ? ` — ${c.note}` : ""}`;
-    html += `<div style="border:1px solid #ccc;border-radius:4px;margin:4px 0;padding:4px 8px"><b>${escapeHtml(head)}</b><table style="font-family:monospace">`;
+    html +=
+      `<div style="border:1px solid #ccc;border-radius:4px;margin:4px 0;padding:4px 8px">` +
+      `<b>${escapeHtml(head)}</b><table style="font-family:monospace">`;
     text += `${head}\n`;
     if (c.hits.length === 0) {
       html += `<tr><td><i>never active</i></td></tr>`;
@@ -266,7 +269,9 @@ export function featureCards(
       if ((opts.dedupe ?? false) && shown.has(r.text)) continue;
       shown.add(r.text);
       // pre-wrap: a long context wraps inside the card instead of widening the output into a scroll box
-      html += `<tr><td style="text-align:right;padding-right:8px;vertical-align:top">${formatNumber(h.value, digits)}</td><td style="text-align:left;white-space:pre-wrap;overflow-wrap:anywhere">${r.html}</td></tr>`;
+      html +=
+        `<tr><td style="text-align:right;padding-right:8px;vertical-align:top">${formatNumber(h.value, digits)}</td>` +
+        `<td style="text-align:left;white-space:pre-wrap;overflow-wrap:anywhere">${r.html}</td></tr>`;
       text += `  ${formatNumber(h.value, digits).padStart(8)}  ${r.text}\n`;
     }
     html += `</table></div>`;

@@ -73,12 +73,14 @@ export interface DuplicationDiagnostic {
 export function checkDuplicationApplicable(c: ModelConfig, where = "duplication"): void {
   if (c.kind !== "joint") {
     throw new Error(
-      `${where}: model.kind must be "joint" (got ${JSON.stringify(c.kind)}): only a jointly trained model updates both W_dec and W_lin`,
+      `${where}: model.kind must be "joint" (got ${JSON.stringify(c.kind)}): ` +
+        "only a jointly trained model updates both W_dec and W_lin",
     );
   }
   if (!c.nfm || !c.nfm.linear) {
     throw new Error(
-      `${where}: model.variant must include the NFM linear term ("full" or "sae+linear"; got ${JSON.stringify(c.variant)}): there is no W_lin to compare with W_dec`,
+      `${where}: model.variant must include the NFM linear term ("full" or "sae+linear"; ` +
+        `got ${JSON.stringify(c.variant)}): there is no W_lin to compare with W_dec`,
     );
   }
 }
@@ -151,7 +153,8 @@ export function duplicationDiagnostic(
   const ic = init.config;
   if (ic.sae.d !== d || ic.sae.F !== F || !ic.nfm?.linear) {
     throw new Error(
-      `duplicationDiagnostic: the initial model (d = ${ic.sae.d}, F = ${ic.sae.F}, variant ${ic.variant}) does not match the trained one (d = ${d}, F = ${F}, variant ${c.variant})`,
+      `duplicationDiagnostic: the initial model (d = ${ic.sae.d}, F = ${ic.sae.F}, variant ${ic.variant}) ` +
+        `does not match the trained one (d = ${d}, F = ${F}, variant ${c.variant})`,
     );
   }
   const n = rowCount(rows, d, "duplicationDiagnostic");

@@ -163,7 +163,10 @@ export function browsablePrimary(kind: "joint" | "standalone", pm: PrimaryModel,
     label: kind === "joint" ? "joint model (SAE + NFM), SAE features" : "standalone TopK SAE",
     source: { ...source, name: kind },
     direction: (f) => primaryDirection(pm, f),
-    directionNote: `decoder direction ${linear ? "W_dec[i] + W_lin[i] (the linear term adds to the SAE decoder)" : "W_dec[i]"}, mapped to raw activations, through the final RMSNorm gain and the unembedding (direct path: ignores the later blocks)`,
+    directionNote:
+      `decoder direction ${linear ? "W_dec[i] + W_lin[i] (the linear term adds to the SAE decoder)" : "W_dec[i]"}, ` +
+      "mapped to raw activations, through the final RMSNorm gain and the unembedding " +
+      "(direct path: ignores the later blocks)",
   };
 }
 
@@ -175,7 +178,8 @@ export function browsableSecondary(pm: PrimaryModel, sec: SecondarySae, source: 
     source: { ...source, name: "secondary" },
     direction: (f) => secondaryDirection(pm, sec, f),
     directionNote:
-      "decoder row in z-scored h, through W₂ with the ReLU taken as open (linearised), mapped to raw activations, through the final RMSNorm gain and the unembedding (direct path: ignores the later blocks)",
+      "decoder row in z-scored h, through W₂ with the ReLU taken as open (linearised), mapped to raw activations, " +
+      "through the final RMSNorm gain and the unembedding (direct path: ignores the later blocks)",
   };
 }
 
@@ -293,7 +297,9 @@ export function featurePage(
   opts: { maxContexts?: number } = {},
 ): RenderedContext {
   const share = summary.tokens > 0 ? summary.firing / summary.tokens : 0;
-  const note = `fires on ${formatNumber(summary.firing)} of ${formatNumber(summary.tokens)} held-out tokens (${formatPercent(share)})`;
+  const note =
+    `fires on ${formatNumber(summary.firing)} of ${formatNumber(summary.tokens)} held-out tokens ` +
+    `(${formatPercent(share)})`;
   const cards = featureCards(
     `${summary.label}: feature ${summary.feature}`,
     [{ feature: summary.feature, note, hits: summary.hits }],
@@ -305,18 +311,24 @@ export function featurePage(
     xs
       .map(
         (t) =>
-          `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td><td style="text-align:right">${formatNumber(t.effect)}</td></tr>`,
+          `<tr><td style="text-align:left;white-space:pre;font-family:monospace">${escapeHtml(t.piece)}</td>` +
+          `<td style="text-align:right">${formatNumber(t.effect)}</td></tr>`,
       )
       .join("");
   const table = (title: string, xs: TokenEffect[]) =>
-    `<table style="display:inline-table;margin-right:16px;vertical-align:top"><caption>${escapeHtml(title)}</caption><tr><th>token</th><th>logit effect</th></tr>${rows(xs)}</table>`;
+    `<table style="display:inline-table;margin-right:16px;vertical-align:top">` +
+    `<caption>${escapeHtml(title)}</caption><tr><th>token</th><th>logit effect</th></tr>${rows(xs)}</table>`;
   const html =
     cards.html +
-    `<div class="is-logit-effects"><h4>Direct logit effect (per unit activation, centred; direct-path approximation)</h4>` +
+    `<div class="is-logit-effects">` +
+    `<h4>Direct logit effect (per unit activation, centred; direct-path approximation)</h4>` +
     table("raised most", summary.raised) +
     table("lowered most", summary.lowered) +
-    `<p style="font-size:smaller">${escapeHtml(summary.directionNote)}. Values are logit differences up to RMSNorm's 1/rms(x) factor.</p></div>`;
+    `<p style="font-size:smaller">${escapeHtml(summary.directionNote)}. ` +
+    `Values are logit differences up to RMSNorm's 1/rms(x) factor.</p></div>`;
   const line = (t: TokenEffect) => `${JSON.stringify(t.piece)} ${formatNumber(t.effect)}`;
-  const text = `${cards.text}raised most: ${summary.raised.map(line).join(", ")}\nlowered most: ${summary.lowered.map(line).join(", ")}\n(${summary.directionNote})\n`;
+  const text =
+    `${cards.text}raised most: ${summary.raised.map(line).join(", ")}\n` +
+    `lowered most: ${summary.lowered.map(line).join(", ")}\n(${summary.directionNote})\n`;
   return { html, text };
 }

@@ -271,7 +271,8 @@ export function authorsInteractionStatistic(rows: ReadoutRow[]): AuthorsInteract
       const k = key(r);
       if (m.has(k))
         throw new Error(
-          `authorsInteractionStatistic: two rows for formality=${f}, emotion=${e}, prompt=${r.prompt}, wordIndex=${r.wordIndex}`,
+          `authorsInteractionStatistic: two rows for formality=${f}, emotion=${e}, ` +
+            `prompt=${r.prompt}, wordIndex=${r.wordIndex}`,
         );
       m.set(k, r.value);
       order.push(k);
@@ -283,13 +284,15 @@ export function authorsInteractionStatistic(rows: ReadoutRow[]): AuthorsInteract
     const lo = cell(f, "low");
     if (hi.order.length !== lo.order.length)
       throw new Error(
-        `authorsInteractionStatistic: formality=${f} has ${hi.order.length} high-emotion rows but ${lo.order.length} low-emotion rows`,
+        `authorsInteractionStatistic: formality=${f} has ${hi.order.length} high-emotion rows ` +
+          `but ${lo.order.length} low-emotion rows`,
       );
     return hi.order.map((k) => {
       const v = lo.m.get(k);
       if (v === undefined)
         throw new Error(
-          `authorsInteractionStatistic: no low-emotion partner for formality=${f}, ${k.replace("\u0000", ", wordIndex=")}`,
+          `authorsInteractionStatistic: no low-emotion partner for formality=${f}, ` +
+            `${k.replace("\u0000", ", wordIndex=")}`,
         );
       return hi.m.get(k)! - v;
     });

@@ -148,7 +148,8 @@ function checkPrimary(pm: PrimaryModel, where: string): void {
   const d = pm.model.config.sae.d;
   if (pm.normalization.shift.length !== d || pm.normalization.scale.length !== d) {
     throw new Error(
-      `${where}.normalization: shift/scale have length ${pm.normalization.shift.length}/${pm.normalization.scale.length}, the model has d = ${d}`,
+      `${where}.normalization: shift/scale have length ` +
+        `${pm.normalization.shift.length}/${pm.normalization.scale.length}, the model has d = ${d}`,
     );
   }
 }
@@ -198,7 +199,8 @@ export function clampedReconstruction(
         // g_j per row (0 when j is not among the row's k active features).
         const hit = tf.cast(tf.equal(code.indices, tf.scalar(clamp.feature, "int32")), "float32");
         const gj = tf.sum(tf.mul(code.values, hit), 1, true); // [N, 1]
-        const decRow = tf.slice(sec.model.params.get("sae.wDec") as tf.Tensor2D, [clamp.feature, 0], [1, sec.E]); // [1, E]
+        // [1, E]
+        const decRow = tf.slice(sec.model.params.get("sae.wDec") as tf.Tensor2D, [clamp.feature, 0], [1, sec.E]);
         let delta = tf.mul(tf.mul(gj, decRow), clamp.c - 1) as tf.Tensor2D; // in the SAE's input space
         if (scaleBack) delta = tf.mul(delta, scaleBack) as tf.Tensor2D; // z-space → h space (shift cancels)
         h = tf.add(h, delta) as tf.Tensor2D;
@@ -351,7 +353,8 @@ export function scoreItems(
   items.forEach((it, i) => {
     if (!(it.start >= 0 && it.start + it.targets.length <= it.seq.length))
       throw new Error(
-        `scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} of a ${it.seq.length}-token sequence`,
+        `scoreItems: item ${i} reads positions ${it.start}..${it.start + it.targets.length - 1} ` +
+          `of a ${it.seq.length}-token sequence`,
       );
   });
   const out = new Array<number>(items.length).fill(NaN);
@@ -536,7 +539,8 @@ export function runReadout(
   const spliceLayer = o.layer + (settings?.spliceLayerOffset ?? 0);
   if (spliceLayer > o.lm.config.nLayers)
     throw new Error(
-      `clamp experiment: splice layer ${spliceLayer} (layer ${o.layer} + offset ${settings?.spliceLayerOffset}) exceeds the model's ${o.lm.config.nLayers} blocks`,
+      `clamp experiment: splice layer ${spliceLayer} (layer ${o.layer} + offset ${settings?.spliceLayerOffset}) ` +
+        `exceeds the model's ${o.lm.config.nLayers} blocks`,
     );
   const words = targetWords(o.stimuli, o.tokenizer);
   const promptIds = prompts.map((p) => o.tokenizer.encode(p, { bos: true }));
@@ -720,7 +724,8 @@ export function stimulusMeans(
   return sentenceMeans(per, null, { F: source.F });
 }
 
-/** stimulusMeans over a stimulus set's sentences in flattenStimuli order (the rows of `means`), with the settings' BOS. */
+/** stimulusMeans over a stimulus set's sentences in flattenStimuli order (the rows of `means`), with the settings'
+ * BOS. */
 function stimulusSetMeans(
   lm: LanguageModel,
   tokenizer: Tokenizer,

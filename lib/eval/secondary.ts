@@ -56,7 +56,8 @@ export interface HiddenOptions {
 function checkInteraction(c: ModelConfig, where: string): void {
   if (!c.nfm || !c.nfm.interaction) {
     throw new Error(
-      `${where}: the model (kind "${c.kind}", variant "${c.variant}") has no NFM interaction term, so there is no h to analyse`,
+      `${where}: the model (kind "${c.kind}", variant "${c.variant}") has no NFM interaction term, ` +
+        "so there is no h to analyse",
     );
   }
 }

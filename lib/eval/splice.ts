@@ -39,7 +39,8 @@ import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
 export function klPerPosition(cleanLogits: tf.Tensor, patchedLogits: tf.Tensor, smoothing = 0): tf.Tensor {
   if (!tf.util.arraysEqual(cleanLogits.shape, patchedLogits.shape)) {
     throw new Error(
-      `klPerPosition: clean logits ${JSON.stringify(cleanLogits.shape)} and patched logits ${JSON.stringify(patchedLogits.shape)} differ in shape`,
+      `klPerPosition: clean logits ${JSON.stringify(cleanLogits.shape)} ` +
+        `and patched logits ${JSON.stringify(patchedLogits.shape)} differ in shape`,
     );
   }
   if (!(smoothing >= 0)) throw new Error(`klPerPosition: smoothing must be ≥ 0 (got ${smoothing})`);
@@ -504,7 +505,8 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
           const r = arm.condition!.reconstruct(x2d!);
           if (!tf.util.arraysEqual(r.shape, [B * T, d])) {
             throw new Error(
-              `spliceEvaluate: condition "${arm.name}" returned shape ${JSON.stringify(r.shape)}, expected [${B * T}, ${d}]`,
+              `spliceEvaluate: condition "${arm.name}" returned shape ${JSON.stringify(r.shape)}, ` +
+                `expected [${B * T}, ${d}]`,
             );
           }
           return r.toFloat().reshape([B, T, d]) as tf.Tensor3D;

@@ -157,13 +157,15 @@ export function stimulusProblems(raw: unknown, rules: StimulusRules = {}): strin
         const where = `cells[${ci}] (${c.id}).sentences[${si}]`;
         if (hits.length !== 1)
           problems.push(
-            `${where} must hold exactly one target word (found ${hits.length}${hits.length ? `: ${hits.map((h) => h.w).join(", ")}` : ""}): "${snt}"`,
+            `${where} must hold exactly one target word (found ${hits.length}` +
+              `${hits.length ? `: ${hits.map((h) => h.w).join(", ")}` : ""}): "${snt}"`,
           );
         else if (hits[0].cell !== c.id)
           problems.push(`${where} holds "${hits[0].w}", a target word of ${hits[0].cell}, not of its own cell`);
         else if (spacedWordOffsets(snt, hits[0].w).length !== 1)
           problems.push(
-            `${where}: the target word "${hits[0].w}" must appear once, lower-case as listed and after a space (so its tokens match the readout's): "${snt}"`,
+            `${where}: the target word "${hits[0].w}" must appear once, lower-case as listed and after a space ` +
+              `(so its tokens match the readout's): "${snt}"`,
           );
       }),
     );

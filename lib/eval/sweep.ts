@@ -101,7 +101,8 @@ export function ratioContrasts(
   for (const [name, a] of Object.entries(arms)) {
     if (a.sums.length !== n || a.counts.length !== n)
       throw new Error(
-        `ratioContrasts: arm "${name}" has ${a.sums.length} sums and ${a.counts.length} counts, expected ${n} (one per unit)`,
+        `ratioContrasts: arm "${name}" has ${a.sums.length} sums and ${a.counts.length} counts, ` +
+          `expected ${n} (one per unit)`,
       );
   }
   for (const d of defs)
@@ -124,7 +125,8 @@ export function ratioContrasts(
       ? groupedClusterBootstrap(groups, stat, { samples: opts.samples, seed: opts.seed, level: opts.level })
       : null;
   const ciOver = cis
-    ? `${clusters} held-out documents (paired bootstrap over ${opts.unitName ?? "units"} grouped by document; within one training seed)`
+    ? `${clusters} held-out documents (paired bootstrap over ${opts.unitName ?? "units"} grouped by document; ` +
+      "within one training seed)"
     : "no interval (one document or no replicates)";
   return namedIntervals(defs, point, cis).map((c) => ({ ...c, ciOver }));
 }

@@ -115,7 +115,8 @@ export function requireTensor(
   const t = st.tensors.get(key);
   if (!t)
     throw new Error(
-      `${file}: tensor "${key}" (${what}, expected shape [${shape}]) is missing; the file has ${[...st.tensors.keys()].map((k) => `"${k}"`).join(", ") || "no tensors"}`,
+      `${file}: tensor "${key}" (${what}, expected shape [${shape}]) is missing; ` +
+        `the file has ${[...st.tensors.keys()].map((k) => `"${k}"`).join(", ") || "no tensors"}`,
     );
   if (t.shape.length !== shape.length || t.shape.some((v, i) => v !== shape[i])) {
     throw new Error(`${file}: tensor "${key}" (${what}) has shape [${t.shape}], expected [${shape}]`);

@@ -246,7 +246,8 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     const config = own.model;
     if (config?.sae?.d !== d || config.sae.F !== F)
       throw new Error(
-        `${cfgFile}: ${OWN_SECTION}.model has d = ${config?.sae?.d}, F = ${config?.sae?.F}, but d_in = ${d}, d_sae = ${F}`,
+        `${cfgFile}: ${OWN_SECTION}.model has d = ${config?.sae?.d}, F = ${config?.sae?.F}, ` +
+          `but d_in = ${d}, d_sae = ${F}`,
       );
     if (own.nfmFile) Object.assign(arrays, readNfm(dir, own, config));
     if (own.folded) {
@@ -264,7 +265,8 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     const c = opts.normScalingFactor;
     if (!(typeof c === "number" && c > 0 && Number.isFinite(c))) {
       throw new Error(
-        `${cfgFile}: normalize_activations is "expected_average_only_in": pass its norm scaling factor (loadSaeLens(dir, { normScalingFactor }))`,
+        `${cfgFile}: normalize_activations is "expected_average_only_in": ` +
+          "pass its norm scaling factor (loadSaeLens(dir, { normScalingFactor }))",
       );
     }
     // SAELens's fold: W_enc · c, W_dec / c, b_dec / c (then the SAE takes raw activations)
@@ -274,7 +276,8 @@ export function readSaeLens(dir: string, opts: LoadOptions = {}): ImportedSae {
     notes.push(`normalize_activations "expected_average_only_in" folded into the weights with scaling factor ${c}`);
   } else if (norm !== undefined && norm !== null && norm !== "none" && norm !== false) {
     throw new Error(
-      `${cfgFile}: normalize_activations ${JSON.stringify(norm)} is a per-row run-time normalisation our SAE cannot express (supported: "none", "expected_average_only_in")`,
+      `${cfgFile}: normalize_activations ${JSON.stringify(norm)} is a per-row run-time normalisation ` +
+        `our SAE cannot express (supported: "none", "expected_average_only_in")`,
     );
   }
   const applyBDec = cfg.apply_b_dec_to_input === undefined ? true : Boolean(cfg.apply_b_dec_to_input);

@@ -113,7 +113,8 @@ export function exportSparsify(model: Model, dir: string, opts: ExportOptions = 
   const fold = spec !== null && spec.kind !== "none" && (opts.fold ?? true);
   if (spec !== null && spec.kind !== "none" && !fold)
     throw new Error(
-      `exportSparsify: sparsify SAEs take raw activations; an unfolded normalisation cannot be expressed (use fold: true)`,
+      "exportSparsify: sparsify SAEs take raw activations; " +
+        "an unfolded normalisation cannot be expressed (use fold: true)",
     );
   const arrays = modelArrays(model);
   const w = fold ? foldNormalization(c, arrays, spec!) : arrays;

@@ -214,7 +214,9 @@ export function exportStore(store: ActivationStore, outDir: string, opts: StoreE
         numpyDtype: "<i4",
         dataOffset: rowsOffset,
         fields: ROW_INFO_FIELDS.slice(),
-        note: "row r of the store = shard row (r - rowStart); position 0 is BOS; the token's offset in its document is windowStart + position - 1",
+        note:
+          "row r of the store = shard row (r - rowStart); position 0 is BOS; " +
+          "the token's offset in its document is windowStart + position - 1",
       },
       documents: { file: "docs.json", note: "ids[docIndex] is the corpus document id" },
       stats: m.stats,

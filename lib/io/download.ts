@@ -146,7 +146,8 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
   const expectGitSha1 = !expectSha256 && opts.gitSha1 ? opts.gitSha1.toLowerCase() : null;
   if (!expectSha256 && !expectGitSha1 && !opts.trustUnverified) {
     throw new UnverifiedDownloadError(
-      `${label}: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+      `${label}: no checksum is known for ${url}, so the download cannot be verified and was refused; ` +
+        `${TRUST_UNVERIFIED_HINT}`,
       url,
     );
   }
@@ -175,7 +176,9 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
       clearTimeout(timer);
       return {
         kind: "retry",
-        reason: `request failed: ${(e as Error).message}${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ""}`,
+        reason:
+          `request failed: ${(e as Error).message}` +
+          `${(e as { cause?: Error }).cause ? ` (${(e as { cause: Error }).cause.message})` : ""}`,
       };
     }
     try {
@@ -208,7 +211,8 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
           return {
             kind: "retry",
             reason:
-              `server answered the range request with an unexpected range ${JSON.stringify(res.headers.get("content-range"))}; ` +
+              "server answered the range request with an unexpected range " +
+              `${JSON.stringify(res.headers.get("content-range"))}; ` +
               `starting over`,
           };
         }
@@ -233,13 +237,16 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
             const cause = (e as { cause?: Error }).cause;
             return {
               kind: "retry",
-              reason: `connection lost after ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""} (${(e as Error).message}${cause ? `: ${cause.message}` : ""})`,
+              reason:
+                `connection lost after ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""} ` +
+                `(${(e as Error).message}${cause ? `: ${cause.message}` : ""})`,
             };
           }
           if (chunk.done || !chunk.value) break;
           const bytes = chunk.value;
           bump();
-          writeAllSync(fd, bytes, part, done); // loops over short writes; ENOSPC/EIO throw a WriteError naming the .part
+          // loops over short writes; ENOSPC/EIO throw a WriteError naming the .part
+          writeAllSync(fd, bytes, part, done);
           done += bytes.length;
           opts.onProgress?.(done, total);
           draw?.(done, total);

@@ -27,7 +27,8 @@ const kernel = heapKernel(topkWasm, ["scan"] as const);
  */
 const rangeTask = heapJsTask(
   (memory) =>
-    `const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(${JSON.stringify(Array.from(kernelBinary(topkWasm, memory)))})), ` +
+    "const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(" +
+    `${JSON.stringify(Array.from(kernelBinary(topkWasm, memory)))})), ` +
     `{ env: { memory } }).exports.scan;\n` +
     `${topkColumnRange.toString()}\n${topkRangeTask.toString()}\n` +
     `return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...a);`,

@@ -215,7 +215,8 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
       const want = shapes.get(tensor)!;
       if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
         throw new Error(
-          `${r.path}: tensor "${tensor}" has shape [${info.shape.join(", ")}] but config.json implies [${want.join(", ")}]`,
+          `${r.path}: tensor "${tensor}" has shape [${info.shape.join(", ")}] ` +
+            `but config.json implies [${want.join(", ")}]`,
         );
       }
       if (!["F32", "F16", "BF16", "F64"].includes(info.dtype))
@@ -239,7 +240,8 @@ export async function loadHfCheckpoint(dir: string, name?: string): Promise<Load
       const m = /^model\.layers\.(\d+)\./.exec(tensor);
       if (m && Number(m[1]) >= config.nLayers) {
         throw new Error(
-          `${dir}: tensor "${tensor}" belongs to layer ${m[1]}, but config.json says num_hidden_layers = ${config.nLayers}`,
+          `${dir}: tensor "${tensor}" belongs to layer ${m[1]}, ` +
+            `but config.json says num_hidden_layers = ${config.nLayers}`,
         );
       }
     }

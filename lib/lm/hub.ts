@@ -88,7 +88,8 @@ export const MODEL_REGISTRY: Record<string, RegistryEntry> = {
       {
         kind: "llama2c" as const,
         repo: "karpathy/tinyllamas",
-        description: `${n.slice(7)}-parameter TinyStories model (llama2.c format) with the 32000-token LLaMA-2 tokenizer`,
+        description:
+          `${n.slice(7)}-parameter TinyStories model (llama2.c format) ` + "with the 32000-token LLaMA-2 tokenizer",
         files: [
           // sha256: null = true hash not known here (it was never recorded, and this project was
           // written without internet access to obtain it). Do not fill in a hash that was not
@@ -297,8 +298,8 @@ export function describeLocalModel(p: string, name = p): ResolvedModel {
     );
   }
   throw new Error(
-    `${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; found ${bins.length} ` +
-      `.bin files)`,
+    `${abs}: no model found (expected config.json + model.safetensors, or exactly one llama2.c .bin; ` +
+      `found ${bins.length} .bin files)`,
   );
 }
 
@@ -516,10 +517,15 @@ async function pullHubHf(
   const listing = await fetchHubListing(repo, opts);
   if (listing.files === null) {
     if (!opts.trustUnverified) {
+      const hint =
+        listing.status === 404
+          ? `: is "${repo}" a Hugging Face model repository?`
+          : listing.status === 401 || listing.status === 403
+            ? ": the repository may be gated or private"
+            : "";
       throw new UnverifiedDownloadError(
         `model "${name}": the hub's file listing ${listing.url}, which gives the files' sha256, is unavailable ` +
-          `(${listing.reason}` +
-          `${listing.status === 404 ? `: is "${repo}" a Hugging Face model repository?` : listing.status === 401 || listing.status === 403 ? ": the repository may be gated or private" : ""}` +
+          `(${listing.reason}${hint}` +
           `), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
         listing.url,
       );
@@ -547,7 +553,8 @@ async function pullHubHf(
   };
   if (!(cfg.architectures ?? []).includes("LlamaForCausalLM") && cfg.model_type !== "llama") {
     throw new Error(
-      `model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} model_type=${JSON.stringify(cfg.model_type)}; ` +
+      `model "${name}": config.json says architectures=${JSON.stringify(cfg.architectures)} ` +
+        `model_type=${JSON.stringify(cfg.model_type)}; ` +
         `only LLaMA checkpoints are supported`,
     );
   }
@@ -624,7 +631,8 @@ export async function resolveModel(nameOrPath: string, opts: ResolveOptions = {}
   if (fs.existsSync(nameOrPath)) return describeLocalModel(nameOrPath, nameOrPath);
   if (!parsed) {
     throw new Error(
-      `model "${nameOrPath}" not found: no such file or directory, not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}), ` +
+      `model "${nameOrPath}" not found: no such file or directory, ` +
+        `not in the registry (${Object.keys(MODEL_REGISTRY).join(", ")}), ` +
         `and not a hub id of the form org/name`,
     );
   }
@@ -642,7 +650,8 @@ export async function resolveModel(nameOrPath: string, opts: ResolveOptions = {}
   }
   if (opts.offline) {
     throw new Error(
-      `model "${nameOrPath}" is not available offline (looked in ${modelDir(cacheRoot, nameOrPath)} and ${modelDir(sharedRoot, nameOrPath)})`,
+      `model "${nameOrPath}" is not available offline ` +
+        `(looked in ${modelDir(cacheRoot, nameOrPath)} and ${modelDir(sharedRoot, nameOrPath)})`,
     );
   }
   return pullModel(nameOrPath, opts);

@@ -63,7 +63,8 @@ export async function loadTokenizer(
   const r = await resolveModel(nameOrPath, opts);
   if (!r.tokenizerPath || !fs.existsSync(r.tokenizerPath)) {
     throw new Error(
-      `model "${nameOrPath}": no tokenizer found (expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} ` +
+      `model "${nameOrPath}": no tokenizer found ` +
+        `(expected ${r.tokenizerPath || (r.kind === "llama2c" ? "tokenizer.bin" : "tokenizer.json")} ` +
         `in ${r.dir})`,
     );
   }
@@ -81,7 +82,8 @@ export async function loadModelAndTokenizer(
     const tokenizer = await loadTokenizer(nameOrPath, opts);
     if (tokenizer.vocabSize > model.config.vocabSize) {
       throw new Error(
-        `model "${nameOrPath}": tokenizer has ${tokenizer.vocabSize} tokens, the model's vocabulary is ${model.config.vocabSize}`,
+        `model "${nameOrPath}": tokenizer has ${tokenizer.vocabSize} tokens, ` +
+          `the model's vocabulary is ${model.config.vocabSize}`,
       );
     }
     return { model, tokenizer };

@@ -216,7 +216,8 @@ export function readLlama2c(file: string, name: string = file): LoadedCheckpoint
     throw new Error(
       `${file}: ${what} llama2.c checkpoint: the header (dim=${header.dim}, hidden_dim=${header.hiddenDim}, ` +
         `n_layers=${header.nLayers}, ` +
-        `n_heads=${header.nHeads}, n_kv_heads=${header.nKvHeads}, vocab=${header.vocabSize}, seq_len=${header.seqLen}, ` +
+        `n_heads=${header.nHeads}, n_kv_heads=${header.nKvHeads}, vocab=${header.vocabSize}, ` +
+        `seq_len=${header.seqLen}, ` +
         `shared_classifier=${shared}) ` +
         `implies ${expectedBytes} bytes, the file has ${buf.length}`,
     );

@@ -411,7 +411,8 @@ export class LlamaModel implements LanguageModel {
     const checkLayer = (l: number, what: string) => {
       if (!Number.isInteger(l) || l < 0 || l > c.nLayers) {
         throw new Error(
-          `forward: ${what} layer ${l} is out of range: hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block ` +
+          `forward: ${what} layer ${l} is out of range: ` +
+            `hidden_states has layers 0..${c.nLayers} for this ${c.nLayers}-block ` +
             `model`,
         );
       }
@@ -621,7 +622,8 @@ export class LlamaModel implements LanguageModel {
           const r = fn(tf.reshape(h, [B, T, d]) as tf.Tensor3D);
           if (!r || r.rank !== 3 || r.shape[0] !== B || r.shape[1] !== T || r.shape[2] !== d) {
             throw new Error(
-              `forward: replace function for layer ${l} must return shape [${B}, ${T}, ${d}] (got ${r ? `[${r.shape.join(", ")}]` : r})`,
+              `forward: replace function for layer ${l} must return shape [${B}, ${T}, ${d}] ` +
+                `(got ${r ? `[${r.shape.join(", ")}]` : r})`,
             );
           }
           h = tf.reshape(r, [B * T, d]);

@@ -39,7 +39,8 @@ export function parseLlama2cTokenizer(buf: Uint8Array, file: string, expectedVoc
     pos += 8;
     if (len < 0 || len > maxTokenLength || pos + len > buf.length) {
       throw new Error(
-        `${file}: corrupt llama2.c tokenizer: token ${pieces.length} has length ${len} (max_token_length ${maxTokenLength}, ` +
+        `${file}: corrupt llama2.c tokenizer: token ${pieces.length} has length ${len} ` +
+          `(max_token_length ${maxTokenLength}, ` +
           `${buf.length - pos} bytes left)`,
       );
     }

@@ -43,7 +43,12 @@ function installCompileFeedback(Handler, opts) {
     } finally {
       const s = ((now() - t0) / 1000).toFixed(1);
       writeDisplayData(
-        message(ok ? `library compiled and first cell run in ${s} s` : `first cell stopped after ${s} s (see the error below)`, id),
+        message(
+          ok
+            ? `library compiled and first cell run in ${s} s`
+            : `first cell stopped after ${s} s (see the error below)`,
+          id,
+        ),
         true,
       );
     }

@@ -201,7 +201,10 @@ export function formatErrors(r: ExecuteResult): string {
   return r.errors
     .map((e) => {
       const head = e.cellIndex !== null && r.cells[e.cellIndex] ? ` (${r.cells[e.cellIndex].head})` : "";
-      return `${path.basename(r.inputPath)} cell ${e.cellIndex ?? "-"}${head}: ${e.kind} ${e.ename}: ${e.evalue.trim().slice(0, 1500)}`;
+      return (
+        `${path.basename(r.inputPath)} cell ${e.cellIndex ?? "-"}${head}: ` +
+        `${e.kind} ${e.ename}: ${e.evalue.trim().slice(0, 1500)}`
+      );
     })
     .join("\n");
 }

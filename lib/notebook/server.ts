@@ -137,7 +137,8 @@ export async function startLabServer(opts: ServerOptions): Promise<NotebookServe
   const build = findLabBuild();
   if (!build)
     throw new Error(
-      "the JupyterLab build is missing (environment/jupyterlab/build): run npm run lab:build, or bash environment/setup.sh --with-jupyterlab",
+      "the JupyterLab build is missing (environment/jupyterlab/build): run npm run lab:build, " +
+        "or bash environment/setup.sh --with-jupyterlab",
     );
   const python = findLabServerPython();
   if (!python)

@@ -171,7 +171,9 @@ function readMarker<T>(marker: string, step: string, key: string): Marker<T> {
   if (!(saved && typeof saved === "object" && saved.step === step && saved.key === key && "value" in saved)) {
     return {
       state: "corrupt",
-      why: `${marker} is corrupt (it names step ${JSON.stringify(saved?.step)} / key ${JSON.stringify(saved?.key)}, not ${step} / ${key})`,
+      why:
+        `${marker} is corrupt (it names step ${JSON.stringify(saved?.step)} / key ${JSON.stringify(saved?.key)}, ` +
+        `not ${step} / ${key})`,
     };
   }
   const sums = saved.checksums;

@@ -50,7 +50,9 @@ export async function getDuplication(p: PipelineParams): Promise<{ key: string; 
     },
     {
       name: "jointTopN",
-      note: `top-N = ${pre.jointTopN.model.nfm!.topN} < k = ${pre.jointTopN.model.sae.k}, ${pre.jointTopN.steps}-step diagnostic run (gradients differ)`,
+      note:
+        `top-N = ${pre.jointTopN.model.nfm!.topN} < k = ${pre.jointTopN.model.sae.k}, ` +
+        `${pre.jointTopN.steps}-step diagnostic run (gradients differ)`,
       get: () => getJoint(p, "top-n"),
       cfg: pre.jointTopN,
     },

@@ -76,7 +76,8 @@ export async function getImportedSae(p: PipelineParams, s: Stores): Promise<Trai
       } else if (!sameSpec(imported.normalization, s.normalization)) {
         imported.model.dispose();
         throw new Error(
-          `pipeline.sae: ${dir} takes inputs normalised with another store's statistics than this pipeline's training store`,
+          `pipeline.sae: ${dir} takes inputs normalised with another store's statistics ` +
+            "than this pipeline's training store",
         );
       }
       const final = evaluate(model, evalRowsFor(p, s, presetFor(p).sae));

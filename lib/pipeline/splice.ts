@@ -89,7 +89,8 @@ export async function getSplice(p: PipelineParams): Promise<{ key: string; dir: 
     const spliceLayer = mode.layer;
     if (spliceLayer > lm.config.nLayers)
       throw new Error(
-        `splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] (faithful mode splices at layer + 1)`,
+        `splice: layer ${spliceLayer} is beyond ${lm.name}'s hidden_states[0..${lm.config.nLayers}] ` +
+          "(faithful mode splices at layer + 1)",
       );
     const norm = mode.normalization;
     const { windows, docs } = storeWindowsWithDocs(mode.windowStore, ev.spliceWindows);

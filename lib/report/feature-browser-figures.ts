@@ -45,8 +45,10 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
     title: {
       text: title ?? `Feature browser: ${first.label}`,
       subtitle: [
-        `pick a feature in the dropdown under the chart (the ${summaries.length} most frequently firing on the scanned held-out tokens)`,
-        `the static image shows feature ${first.feature}; logit effect: decoder direction through the final norm and unembedding (direct path only)`,
+        `pick a feature in the dropdown under the chart (the ${summaries.length} most frequently firing ` +
+          "on the scanned held-out tokens)",
+        `the static image shows feature ${first.feature}; ` +
+          "logit effect: decoder direction through the final norm and unembedding (direct path only)",
       ],
     },
     params: [

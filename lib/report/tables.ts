@@ -118,7 +118,9 @@ export function geometryComparison(g: GeometrySummary): ComparisonRow[] {
       quantity: "joint squared-norm modes",
       definition: "2-component Gaussian mixture means of ‖W_dec,i‖²",
       paper: "≈0.05 / ≈0.37 (bimodal)",
-      ours: `${num(j.bimodal.mixture.two.means[0])} / ${num(j.bimodal.mixture.two.means[1])} (ΔBIC ${num(j.bimodal.mixture.deltaBic)})`,
+      ours:
+        `${num(j.bimodal.mixture.two.means[0])} / ${num(j.bimodal.mixture.two.means[1])} ` +
+        `(ΔBIC ${num(j.bimodal.mixture.deltaBic)})`,
     },
     {
       quantity: "standalone squared norms",

@@ -149,7 +149,8 @@ export function twoWayAnova(
         const c = cellCount[(i * b + j) * r + k];
         if (c !== n) {
           throw new Error(
-            `twoWayAnova: unbalanced design (only balanced designs are supported): cell ${nameA}=${LA[i]}, ${nameB}=${LB[j]}` +
+            "twoWayAnova: unbalanced design (only balanced designs are supported): " +
+              `cell ${nameA}=${LA[i]}, ${nameB}=${LB[j]}` +
               (hasBlock ? `, ${nameBlock}=${LK[k]}` : "") +
               ` has ${c} observation(s), expected ${n}`,
           );

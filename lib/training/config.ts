@@ -60,7 +60,8 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   const model = validateModelConfig(c.model, "train.model");
   if (!c.schedule || !["corrected", "faithful", "fixed", "constant"].includes(c.schedule.mode)) {
     throw new Error(
-      `train.schedule.mode: must be "corrected", "faithful", "fixed" or "constant" (got ${JSON.stringify(c.schedule && (c.schedule as any).mode)})`,
+      `train.schedule.mode: must be "corrected", "faithful", "fixed" or "constant" ` +
+        `(got ${JSON.stringify(c.schedule && (c.schedule as any).mode)})`,
     );
   }
   if (!["all", "train", "val"].includes(c.data?.part))
@@ -111,8 +112,10 @@ export function checkBackendCapacity(
   if (backend === "wasm" && bytes > limit) {
     throw new Error(
       `this model needs about ${(bytes / 2 ** 30).toFixed(1)} GB in the tensor backend ` +
-        `(${pc.toLocaleString("en-US")} parameters + gradients, float32), but the wasm backend's heap is limited to about 4 GB. ` +
-        `Use a GPU backend (IS_BACKEND=tensorflow with @tensorflow/tfjs-node-gpu; see environment/GPU.md) or a smaller preset.`,
+        `(${pc.toLocaleString("en-US")} parameters + gradients, float32), ` +
+        "but the wasm backend's heap is limited to about 4 GB. " +
+        "Use a GPU backend (IS_BACKEND=tensorflow with @tensorflow/tfjs-node-gpu; see environment/GPU.md) " +
+        "or a smaller preset.",
     );
   }
 }

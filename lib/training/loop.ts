@@ -107,7 +107,8 @@ export function* batchStream(source: RowSource, c: TrainConfig, skip = 0): Gener
     }
     if (!any)
       throw new Error(
-        `training data: the source yields no full batch of ${c.batchSize} rows for part "${c.data.part}" (${source.numRows} rows in total)`,
+        `training data: the source yields no full batch of ${c.batchSize} rows for part "${c.data.part}" ` +
+          `(${source.numRows} rows in total)`,
       );
   }
 }
@@ -256,20 +257,24 @@ export async function trainModel(
     if (c.steps < ckStep) fail(`resume: ${resumeDir} is at step ${ckStep}, beyond this config's steps = ${c.steps}`);
     if (changes.refused.length && !opts.allowConfigChange) {
       fail(
-        `resume: the training config differs from the one ${resumeDir} was trained with:\n  ${changes.refused.join("\n  ")}\n` +
-          `Resume with the recorded config, or pass allowConfigChange (--allow-config-change) to train on with the new one ` +
+        `resume: the training config differs from the one ${resumeDir} was trained with:\n` +
+          `  ${changes.refused.join("\n  ")}\n` +
+          "Resume with the recorded config, or pass allowConfigChange (--allow-config-change) " +
+          "to train on with the new one " +
           `(recorded in the checkpoints' config history from step ${ckStep}).`,
       );
     }
     const modelChanged = stableJson(ck.meta.model) !== stableJson(mc);
     if (modelChanged && stableJson(modelShapes(ck.meta.model)) !== stableJson(modelShapes(mc))) {
       fail(
-        `resume: the checkpoint in ${resumeDir} has a model with different parameter shapes (${configDiff(ck.meta.model, mc, "model").join("; ")}); that cannot be resumed`,
+        `resume: the checkpoint in ${resumeDir} has a model with different parameter shapes ` +
+          `(${configDiff(ck.meta.model, mc, "model").join("; ")}); that cannot be resumed`,
       );
     }
     if (changes.refused.length)
       warn(
-        `resuming ${resumeDir} at step ${ckStep} with a changed training config (allowed): ${changes.refused.join("; ")}`,
+        `resuming ${resumeDir} at step ${ckStep} with a changed training config (allowed): ` +
+          `${changes.refused.join("; ")}`,
       );
     const all = [...changes.refused, ...changes.free];
     configHistory = ck.meta.configHistory?.length

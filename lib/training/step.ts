@@ -148,7 +148,8 @@ function optimise(
 function nonFiniteLoss(ctx: StepContext, x: tf.Tensor2D, step: number, loss: number, detail = ""): NonFiniteError {
   const where = findNonFinite(ctx, x);
   return new NonFiniteError(
-    `loss is ${loss} at step ${step}${detail}; first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`,
+    `loss is ${loss} at step ${step}${detail}; ` +
+      `first non-finite tensor: ${where ?? "none found in the forward pass (overflow in the loss)"}`,
     where ?? "loss",
     step,
   );
@@ -185,7 +186,8 @@ export function trainStepTapeFree(
     if (grads.size !== ctx.trainable.length || ctx.trainable.some((n) => !grads.has(n))) {
       tf.dispose([...new Set(grads.values())]);
       throw new Error(
-        `internal: the tape-free step made gradients for [${[...grads.keys()]}], the trainable parameters are [${ctx.trainable}]`,
+        `internal: the tape-free step made gradients for [${[...grads.keys()]}], ` +
+          `the trainable parameters are [${ctx.trainable}]`,
       );
     }
     const r = optimise(ctx, grads, lr, step, knownSumSquares);

@@ -147,7 +147,8 @@ export function checkSeed(n: unknown, where: string): number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_SEED) {
     const got = typeof n === "number" ? String(n) : JSON.stringify(n);
     throw new Error(
-      `${where} must be an integer in [0, ${MAX_SEED}] (got ${got}): seeds are 32-bit, a larger one would repeat the stream of a smaller one`,
+      `${where} must be an integer in [0, ${MAX_SEED}] (got ${got}): ` +
+        "seeds are 32-bit, a larger one would repeat the stream of a smaller one",
     );
   }
   return n;

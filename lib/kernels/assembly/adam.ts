@@ -45,7 +45,10 @@ import { ld, st } from "./common";
 }
 
 /** Adam on n elements (n % 4 == 0) of w, with gradient g and moments m, v. */
-export function adam(w: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32): void {
+export function adam(
+  w: usize, g: usize, m: usize, v: usize, n: u32,
+  clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32,
+): void {
   update1or2(w, 0, false, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps);
 }
 
@@ -53,7 +56,10 @@ export function adam(w: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, 
  * adam for two weight arrays w and w2 whose gradient and moments are the same (the optimiser's
  * tied moments): one moment update, subtracted from both; m and v are read and written once.
  */
-export function adam2(w: usize, w2: usize, g: usize, m: usize, v: usize, n: u32, clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32): void {
+export function adam2(
+  w: usize, w2: usize, g: usize, m: usize, v: usize, n: u32,
+  clip: f32, omb1: f32, beta2: f32, omb2: f32, step: f32, inv: f32, eps: f32,
+): void {
   update1or2(w, w2, true, g, m, v, n, clip, omb1, beta2, omb2, step, inv, eps);
 }
 

@@ -42,5 +42,6 @@
 /** ((lane0 + lane1) + lane2) + lane3 of an f32x4, each a float32 add. */
 // @ts-ignore: decorator
 @inline export function laneSum(acc: v128): f32 {
-  return f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
+  return f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) +
+    f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
 }

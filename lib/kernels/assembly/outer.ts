@@ -26,7 +26,9 @@ export function combine(out: usize, idx: usize, coef: usize, x: usize, n: u32, k
  * out[f] += coef[i]·x[⌊i/k⌋] for i = list[rowPtr[f]] … list[rowPtr[f+1] − 1] in that order.
  * Returns Σ out² over the rows written (float64, each row's squares summed while it is in L1).
  */
-export function outerRows(out: usize, rowPtr: usize, list: usize, coef: usize, x: usize, k: u32, d: u32, f0: u32, f1: u32): f64 {
+export function outerRows(
+  out: usize, rowPtr: usize, list: usize, coef: usize, x: usize, k: u32, d: u32, f0: u32, f1: u32,
+): f64 {
   const rowBytes = d * 4;
   let sq0 = f64x2.splat(0);
   let sq1 = f64x2.splat(0);
