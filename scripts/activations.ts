@@ -147,6 +147,11 @@ async function main(): Promise<void> {
     if (!values.json) console.error(describeBackend());
     const res = await harvestActivations(harvestOpts);
     const m = res.store.manifest;
+    const what = res.reused
+      ? "reused"
+      : res.resumedChunks > 0
+        ? `resumed (${res.resumedChunks} chunks were complete)`
+        : "harvested";
     out(
       {
         dir: res.dir,
@@ -157,8 +162,7 @@ async function main(): Promise<void> {
         rowsComputed: res.rowsComputed,
         timing: res.timing,
       },
-      `${res.reused ? "reused" : res.resumedChunks > 0 ? `resumed (${res.resumedChunks} chunks were complete)` : "harvested"} ` +
-        `${m.numRows} rows ` +
+      `${what} ${m.numRows} rows ` +
         `(${m.numWindows} windows, ${m.numDocuments} documents) → ${res.dir}` +
         (res.reused
           ? ""
@@ -190,8 +194,8 @@ async function main(): Promise<void> {
         dtype: m.dtype,
         manifest: path.join(outDir, "export.json"),
       },
-      `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\nmanifest: ` +
-        `${path.join(outDir, "export.json")}`,
+      `exported ${m.numRows} rows (d=${m.d}, ${m.dtype}) as ${m.shards.length} ${format} shard(s) → ${outDir}\n` +
+        `manifest: ${path.join(outDir, "export.json")}`,
     );
     return;
   }
@@ -245,11 +249,13 @@ function printInfo(store: ActivationStore, json: boolean): void {
       `store        ${store.dir}`,
       `model        ${m.model.name} (sha256 ${m.model.sha256.slice(0, 16)}…, d=${m.d}, ${m.model.nLayers} layers)`,
       `activation   hidden_states[${m.layer}] (${m.hook})`,
-      `corpus       ${m.corpus.name}: split ${m.split.name}${m.split.fractions ? ` of ${JSON.stringify(m.split.fractions)}` : ""}, ` +
+      `corpus       ${m.corpus.name}: split ${m.split.name}` +
+        `${m.split.fractions ? ` of ${JSON.stringify(m.split.fractions)}` : ""}, ` +
         `seed ${m.split.seed}; ${m.numDocuments} of ${m.corpus.numDocuments} documents`,
-      `windows      ${m.numWindows} × ≤${m.windowLength} tokens (BOS + ${m.windowLength - 1}; remainder ${m.remainder})`,
-      `rows         ${m.numRows} in ${m.chunks.length} chunk(s), ${m.dtype}, ${(store.dataBytes / 2 ** 20).toFixed(1)} ` +
-        `MiB`,
+      `windows      ${m.numWindows} × ≤${m.windowLength} tokens ` +
+        `(BOS + ${m.windowLength - 1}; remainder ${m.remainder})`,
+      `rows         ${m.numRows} in ${m.chunks.length} chunk(s), ${m.dtype}, ` +
+        `${(store.dataBytes / 2 ** 20).toFixed(1)} MiB`,
       `mean ‖x‖²    ${m.stats.meanSqNorm.toPrecision(6)}`,
     ].join("\n"),
   );

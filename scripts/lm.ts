@@ -246,7 +246,8 @@ async function main(argv: string[]): Promise<void> {
           `next token after ${JSON.stringify(prompt)} (${ids.length} tokens):`,
           ...top[top.length - 1].map(
             (c) =>
-              `  ${c.prob.toFixed(4)}  ${c.logit.toFixed(3).padStart(8)}  ${String(c.id).padStart(6)}  ${JSON.stringify(c.piece)}`,
+              `  ${c.prob.toFixed(4)}  ${c.logit.toFixed(3).padStart(8)}  ${String(c.id).padStart(6)}  ` +
+              `${JSON.stringify(c.piece)}`,
           ),
         ].join("\n"),
       );
@@ -275,7 +276,8 @@ async function main(argv: string[]): Promise<void> {
         h
           .map(
             (row, t) =>
-              `${String(t).padStart(4)} ${JSON.stringify(pieces[t]).padEnd(12)} |h|=${Math.sqrt(row.reduce((s, v) => s + v * v, 0)).toFixed(4)}  [${row
+              `${String(t).padStart(4)} ${JSON.stringify(pieces[t]).padEnd(12)} ` +
+              `|h|=${Math.sqrt(row.reduce((s, v) => s + v * v, 0)).toFixed(4)}  [${row
                 .slice(0, 4)
                 .map((v) => v.toFixed(4))
                 .join(", ")}, …]`,
@@ -291,7 +293,8 @@ async function main(argv: string[]): Promise<void> {
       if (ids.length + steps > ctx) {
         throw new UsageError(
           `--steps ${steps}: the prompt (${ids.length} token${ids.length === 1 ? "" : "s"}) plus ${steps} new ` +
-            `tokens exceed the model's context length of ${ctx} tokens; give --steps at most ${Math.max(0, ctx - ids.length)}`,
+            `tokens exceed the model's context length of ${ctx} tokens; ` +
+            `give --steps at most ${Math.max(0, ctx - ids.length)}`,
         );
       }
       const temperature = numOpt(values.temperature, "--temperature", 0);

@@ -32,7 +32,8 @@ interface Args {
 
 function usage(msg: string): never {
   console.error(
-    `notebooks: ${msg}\nusage: npm run notebooks -- [--preset NAME] [--timeout S] [--out-dir DIR] [--env K=V] [--check-clean | --strip] [notebook ...]`,
+    `notebooks: ${msg}\nusage: npm run notebooks -- [--preset NAME] [--timeout S] [--out-dir DIR] [--env K=V] ` +
+      "[--check-clean | --strip] [notebook ...]",
   );
   process.exit(2);
 }
@@ -138,7 +139,8 @@ async function main(): Promise<void> {
       .join(", ");
     if (r.ok) {
       console.log(
-        `ok   ${name} in ${r.durationS.toFixed(1)} s${slow ? ` (${slow})` : ""} → ${path.relative(repoRoot, r.outputPath)}`,
+        `ok   ${name} in ${r.durationS.toFixed(1)} s${slow ? ` (${slow})` : ""} ` +
+          `→ ${path.relative(repoRoot, r.outputPath)}`,
       );
     } else {
       failed.push(name);
@@ -147,7 +149,8 @@ async function main(): Promise<void> {
     }
   }
   console.log(
-    `${files.length - failed.length}/${files.length} notebook(s) ran without errors${failed.length ? `; failed: ${failed.join(", ")}` : ""}`,
+    `${files.length - failed.length}/${files.length} notebook(s) ran without errors` +
+      `${failed.length ? `; failed: ${failed.join(", ")}` : ""}`,
   );
   if (failed.length > 0) process.exit(1);
 }

@@ -311,7 +311,8 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   const off = onCacheEvent((e) => {
     events.push(e);
     process.stderr.write(
-      `${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)\n`,
+      `${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s ` +
+        `(cpu ${e.cpuSeconds.toFixed(1)} s)\n`,
     );
   });
   try {
@@ -356,7 +357,9 @@ export async function reproduce(
     mode: args.mode,
   };
   const seedTag = allSeeds.length === 1 ? `seed${allSeeds[0]}` : `seeds${allSeeds.join("_")}`;
-  const runId = `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-${seedTag}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
+  const runId =
+    `${base.preset}-${slugify(path.basename(base.model))}-L${base.layer}-${slugify(base.corpus)}-${args.mode}-` +
+    `${seedTag}-${sha256Bytes(JSON.stringify(argKey)).slice(0, 8)}`;
   const runDir = dataDir("runs", runId);
   fs.mkdirSync(path.join(runDir, "figures"), { recursive: true });
   log(`reproduce: run ${runId} (${describeBackend(info)}); cache ${cacheRoot()}`);
@@ -365,7 +368,8 @@ export async function reproduce(
   const off = onCacheEvent((e) => {
     events.push(e);
     log(
-      `  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s (cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`,
+      `  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s ` +
+        `(cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`,
     );
   });
   const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
@@ -521,7 +525,8 @@ export async function reproduce(
   if (args.publish) publish(runDir, args.publish, figures, log);
   if (args.profile) log(profileSection(header.profile ?? []));
   log(
-    `reproduce: done in ${header.wallSeconds.toFixed(1)} s (${header.cache.hits} cache hits, ${header.cache.misses} computed)`,
+    `reproduce: done in ${header.wallSeconds.toFixed(1)} s ` +
+      `(${header.cache.hits} cache hits, ${header.cache.misses} computed)`,
   );
   // every failure, after the report and results are written (the report lists each step's error)
   const failed = [
