@@ -38,7 +38,8 @@ export function summarize(records: Rec[]): string[] {
     rows.push(
       `${n}: ours ${byThreads.map((v, i) => `${i + 1}t ${Math.round(v)}`).join(" / ")} tok/s; ` +
         `peer ${Math.round(median(best.map((r) => r.torch_tokens_per_s ?? NaN)))}; ` +
-        `ratio per round ${best.map((r) => r.vs_torch?.toFixed(2)).join(", ")} (median ${median(best.map((r) => r.vs_torch ?? NaN)).toFixed(2)}, ` +
+        `ratio per round ${best.map((r) => r.vs_torch?.toFixed(2)).join(", ")} ` +
+        `(median ${median(best.map((r) => r.vs_torch ?? NaN)).toFixed(2)}, ` +
         `best threads ${best.map((r) => r.threads).join(",")}; load ${best.map((r) => r.load_before).join(", ")})`,
     );
   }
