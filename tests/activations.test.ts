@@ -68,61 +68,64 @@ after(() => {
 });
 
 describe("activation store (fake model)", () => {
-  it("round trip is bit-exact, rows trace back to token/document/position, stats match float64 brute force", async () => {
-    const o = baseOpts();
-    const tensorsBefore = tf.memory().numTensors;
-    const res = await harvestActivations(o);
-    assert.equal(tf.memory().numTensors, tensorsBefore, "harvest leaks no tensors");
-    const s = res.store;
-    assert.equal(res.reused, false);
-    const docs = selectSplit(o.documents!, "train", DEFAULT_FRACTIONS, 5);
-    const windows = makeWindows(docs, tok, { windowLength: 32, remainder: "keep" });
-    const n = windows.reduce((a, w) => a + w.tokens.length, 0);
-    assert.equal(s.numRows, n);
-    assert.equal(s.d, 8);
-    assert.ok(s.manifest.chunks.length >= 3, "several chunks");
-    assert.equal(s.manifest.model.sha256, o.languageModel.sha256);
-    assert.equal(s.manifest.layer, 3);
-    assert.equal(s.manifest.hook, "blocks.3.hook_resid_pre");
-    const all = s.readRows(0, n);
-    let row = 0;
-    const mean = new Float64Array(8);
-    let sqn = 0;
-    for (const w of windows) {
-      for (let p = 0; p < w.tokens.length; p++, row++) {
-        const ref = o.languageModel.hiddenAt(w.tokens.subarray(0, p + 1), 3);
-        for (let j = 0; j < 8; j++) {
-          assert.equal(all[row * 8 + j], ref[j], `row ${row} dim ${j}`); // bit-exact (same float32 values)
-          mean[j] += ref[j];
-          sqn += ref[j] * ref[j];
+  it(
+    "round trip is bit-exact, rows trace back to token/document/position, " + "stats match float64 brute force",
+    async () => {
+      const o = baseOpts();
+      const tensorsBefore = tf.memory().numTensors;
+      const res = await harvestActivations(o);
+      assert.equal(tf.memory().numTensors, tensorsBefore, "harvest leaks no tensors");
+      const s = res.store;
+      assert.equal(res.reused, false);
+      const docs = selectSplit(o.documents!, "train", DEFAULT_FRACTIONS, 5);
+      const windows = makeWindows(docs, tok, { windowLength: 32, remainder: "keep" });
+      const n = windows.reduce((a, w) => a + w.tokens.length, 0);
+      assert.equal(s.numRows, n);
+      assert.equal(s.d, 8);
+      assert.ok(s.manifest.chunks.length >= 3, "several chunks");
+      assert.equal(s.manifest.model.sha256, o.languageModel.sha256);
+      assert.equal(s.manifest.layer, 3);
+      assert.equal(s.manifest.hook, "blocks.3.hook_resid_pre");
+      const all = s.readRows(0, n);
+      let row = 0;
+      const mean = new Float64Array(8);
+      let sqn = 0;
+      for (const w of windows) {
+        for (let p = 0; p < w.tokens.length; p++, row++) {
+          const ref = o.languageModel.hiddenAt(w.tokens.subarray(0, p + 1), 3);
+          for (let j = 0; j < 8; j++) {
+            assert.equal(all[row * 8 + j], ref[j], `row ${row} dim ${j}`); // bit-exact (same float32 values)
+            mean[j] += ref[j];
+            sqn += ref[j] * ref[j];
+          }
+          const info = s.rowInfo(row);
+          assert.deepEqual(
+            [info.tokenId, info.docId, info.position, info.windowStart],
+            [w.tokens[p], w.docId, p, w.start],
+          );
         }
-        const info = s.rowInfo(row);
-        assert.deepEqual(
-          [info.tokenId, info.docId, info.position, info.windowStart],
-          [w.tokens[p], w.docId, p, w.start],
-        );
       }
-    }
-    // float64 brute-force statistics
-    for (let j = 0; j < 8; j++) mean[j] /= n;
-    for (let j = 0; j < 8; j++) {
-      let v = 0;
-      for (let r = 0; r < n; r++) v += (all[r * 8 + j] - mean[j]) ** 2;
-      assert.ok(Math.abs(s.stats.mean[j] - mean[j]) <= 1e-12 * (1 + Math.abs(mean[j])));
-      assert.ok(Math.abs(s.stats.std[j] - Math.sqrt(v / (n - 1))) <= 1e-10 * Math.sqrt(v / (n - 1)));
-    }
-    assert.ok(Math.abs(s.stats.meanSqNorm - sqn / n) <= 1e-12 * (sqn / n));
-    // normalised read = (raw − mean)/std, and denormalize inverts it
-    const z = s.readRows(10, 5, "store");
-    const back = denormalize(s.normalization, z);
-    for (let i = 0; i < z.length; i++) {
-      assert.ok(Math.abs(z[i] - (all[80 + i] - mean[i % 8]) / s.stats.std[i % 8]) < 1e-4);
-      assert.ok(Math.abs(back[i] - all[80 + i]) <= 1e-5 * (1 + Math.abs(all[80 + i])));
-    }
-    // context tokens of a row = its window up to the row
-    const r = windows[0].tokens.length + 3;
-    assert.deepEqual(s.contextTokens(r), Array.from(windows[1].tokens.subarray(0, 4)));
-  });
+      // float64 brute-force statistics
+      for (let j = 0; j < 8; j++) mean[j] /= n;
+      for (let j = 0; j < 8; j++) {
+        let v = 0;
+        for (let r = 0; r < n; r++) v += (all[r * 8 + j] - mean[j]) ** 2;
+        assert.ok(Math.abs(s.stats.mean[j] - mean[j]) <= 1e-12 * (1 + Math.abs(mean[j])));
+        assert.ok(Math.abs(s.stats.std[j] - Math.sqrt(v / (n - 1))) <= 1e-10 * Math.sqrt(v / (n - 1)));
+      }
+      assert.ok(Math.abs(s.stats.meanSqNorm - sqn / n) <= 1e-12 * (sqn / n));
+      // normalised read = (raw − mean)/std, and denormalize inverts it
+      const z = s.readRows(10, 5, "store");
+      const back = denormalize(s.normalization, z);
+      for (let i = 0; i < z.length; i++) {
+        assert.ok(Math.abs(z[i] - (all[80 + i] - mean[i % 8]) / s.stats.std[i % 8]) < 1e-4);
+        assert.ok(Math.abs(back[i] - all[80 + i]) <= 1e-5 * (1 + Math.abs(all[80 + i])));
+      }
+      // context tokens of a row = its window up to the row
+      const r = windows[0].tokens.length + 3;
+      assert.deepEqual(s.contextTokens(r), Array.from(windows[1].tokens.subarray(0, 4)));
+    },
+  );
 
   it("content-addressed reuse: same inputs → same directory, no forward pass; other inputs → new store", async () => {
     const o = baseOpts();
@@ -272,78 +275,82 @@ describe("activation store (fake model)", () => {
     await assert.rejects(openStore(path.join(root, "nope")), /directory does not exist/);
   });
 
-  it("iterator: store larger than the memory budget streams with bounded memory; epochs are permutations; deterministic", async () => {
-    const res = await harvestActivations(baseOpts({ chunkRows: 200 }));
-    const n = res.store.numRows;
-    const d = 8;
-    const budgetRows = Math.floor(n / 4); // the store is 4× the budget
-    const store = await openStore(res.dir, {}, { memoryBudgetBytes: budgetRows * d * 4 });
-    const raw = store.readRows(0, n);
-    const run = () => {
-      const epochs: number[][] = [[], []];
-      let k = 0;
-      for (const b of store.batches({ batchSize: 32, seed: 11, epochs: 2, normalize: "none" })) {
-        for (let i = 0; i < b.size; i++, k++) {
-          epochs[Math.floor(k / n)].push(b.rows[i]);
-          for (let j = 0; j < d; j++) assert.equal(b.x[i * d + j], raw[b.rows[i] * d + j]);
+  it(
+    "iterator: store larger than the memory budget streams with bounded memory; " +
+      "epochs are permutations; deterministic",
+    async () => {
+      const res = await harvestActivations(baseOpts({ chunkRows: 200 }));
+      const n = res.store.numRows;
+      const d = 8;
+      const budgetRows = Math.floor(n / 4); // the store is 4× the budget
+      const store = await openStore(res.dir, {}, { memoryBudgetBytes: budgetRows * d * 4 });
+      const raw = store.readRows(0, n);
+      const run = () => {
+        const epochs: number[][] = [[], []];
+        let k = 0;
+        for (const b of store.batches({ batchSize: 32, seed: 11, epochs: 2, normalize: "none" })) {
+          for (let i = 0; i < b.size; i++, k++) {
+            epochs[Math.floor(k / n)].push(b.rows[i]);
+            for (let j = 0; j < d; j++) assert.equal(b.x[i * d + j], raw[b.rows[i] * d + j]);
+          }
+        }
+        return epochs;
+      };
+      const a = run();
+      assert.ok(
+        store.meter.peakResidentRows <= budgetRows,
+        `peak ${store.meter.peakResidentRows} rows > budget ${budgetRows}`,
+      );
+      assert.ok(store.meter.peakResidentRows < n);
+      assert.deepEqual(run(), a, "same seed, same order");
+      for (const e of a)
+        assert.deepEqual(
+          Int32Array.from(e).sort(),
+          Int32Array.from({ length: n }, (_, i) => i),
+        );
+      const other = Array.from(store.batches({ batchSize: 32, seed: 12, normalize: "none" }), (b) =>
+        Array.from(b.rows),
+      ).flat();
+      assert.notDeepEqual(other, a[0]);
+      // normalised batches: store z-score
+      const first = store.batches({ batchSize: 16, seed: 1 })[Symbol.iterator]().next().value!;
+      for (let i = 0; i < first.size; i++) {
+        for (let j = 0; j < d; j++) {
+          const expect = (raw[first.rows[i] * d + j] - store.stats.mean[j]) / store.stats.std[j];
+          assert.ok(Math.abs(first.x[i * d + j] - expect) < 1e-4);
         }
       }
-      return epochs;
-    };
-    const a = run();
-    assert.ok(
-      store.meter.peakResidentRows <= budgetRows,
-      `peak ${store.meter.peakResidentRows} rows > budget ${budgetRows}`,
-    );
-    assert.ok(store.meter.peakResidentRows < n);
-    assert.deepEqual(run(), a, "same seed, same order");
-    for (const e of a)
-      assert.deepEqual(
-        Int32Array.from(e).sort(),
-        Int32Array.from({ length: n }, (_, i) => i),
-      );
-    const other = Array.from(store.batches({ batchSize: 32, seed: 12, normalize: "none" }), (b) =>
-      Array.from(b.rows),
-    ).flat();
-    assert.notDeepEqual(other, a[0]);
-    // normalised batches: store z-score
-    const first = store.batches({ batchSize: 16, seed: 1 })[Symbol.iterator]().next().value!;
-    for (let i = 0; i < first.size; i++) {
-      for (let j = 0; j < d; j++) {
-        const expect = (raw[first.rows[i] * d + j] - store.stats.mean[j]) / store.stats.std[j];
-        assert.ok(Math.abs(first.x[i * d + j] - expect) < 1e-4);
+      // per-chunk normalisation (faithful): each row z-scored with its own chunk's statistics
+      const pc = store.batches({ batchSize: 16, seed: 2, normalize: "per-chunk" })[Symbol.iterator]().next().value!;
+      for (let i = 0; i < pc.size; i++) {
+        const k = store.chunkOfRow(pc.rows[i]);
+        const cs = store.manifest.chunks[k].stats;
+        for (let j = 0; j < d; j++) {
+          const std = Math.sqrt(cs.m2[j] / (cs.count - 1));
+          assert.ok(
+            Math.abs(pc.x[i * d + j] - (raw[pc.rows[i] * d + j] - cs.mean[j]) / std) < 1e-4,
+            `per-chunk row ${pc.rows[i]}`,
+          );
+        }
       }
-    }
-    // per-chunk normalisation (faithful): each row z-scored with its own chunk's statistics
-    const pc = store.batches({ batchSize: 16, seed: 2, normalize: "per-chunk" })[Symbol.iterator]().next().value!;
-    for (let i = 0; i < pc.size; i++) {
-      const k = store.chunkOfRow(pc.rows[i]);
-      const cs = store.manifest.chunks[k].stats;
-      for (let j = 0; j < d; j++) {
-        const std = Math.sqrt(cs.m2[j] / (cs.count - 1));
-        assert.ok(
-          Math.abs(pc.x[i * d + j] - (raw[pc.rows[i] * d + j] - cs.mean[j]) / std) < 1e-4,
-          `per-chunk row ${pc.rows[i]}`,
-        );
-      }
-    }
-    // row-level split: train and val disjoint, together all rows
-    const rowsOf = (part: "train" | "val") =>
-      Array.from(store.batches({ batchSize: 64, seed: 3, part }), (b) => Array.from(b.rows)).flat();
-    const tr = rowsOf("train");
-    const va = new Set(rowsOf("val"));
-    assert.equal(tr.length + va.size, n);
-    for (const r of tr) assert.ok(!va.has(r));
-    // held-out rows: fixed for a seed, distinct, values match
-    const h1 = store.heldOut(50, 9, { normalize: "none" });
-    const h2 = store.heldOut(50, 9, { normalize: "none" });
-    assert.deepEqual(h1.rows, h2.rows);
-    assert.equal(new Set(h1.rows).size, 50);
-    for (let i = 0; i < 50; i++) assert.equal(h1.x[i * d], raw[h1.rows[i] * d]);
-    const hv = store.heldOut(20, 9, { part: "val" });
-    for (const r of hv.rows) assert.ok(va.has(r));
-    assert.throws(() => store.heldOut(n + 1, 1), /only/);
-  });
+      // row-level split: train and val disjoint, together all rows
+      const rowsOf = (part: "train" | "val") =>
+        Array.from(store.batches({ batchSize: 64, seed: 3, part }), (b) => Array.from(b.rows)).flat();
+      const tr = rowsOf("train");
+      const va = new Set(rowsOf("val"));
+      assert.equal(tr.length + va.size, n);
+      for (const r of tr) assert.ok(!va.has(r));
+      // held-out rows: fixed for a seed, distinct, values match
+      const h1 = store.heldOut(50, 9, { normalize: "none" });
+      const h2 = store.heldOut(50, 9, { normalize: "none" });
+      assert.deepEqual(h1.rows, h2.rows);
+      assert.equal(new Set(h1.rows).size, 50);
+      for (let i = 0; i < 50; i++) assert.equal(h1.x[i * d], raw[h1.rows[i] * d]);
+      const hv = store.heldOut(20, 9, { part: "val" });
+      for (const r of hv.rows) assert.ok(va.has(r));
+      assert.throws(() => store.heldOut(n + 1, 1), /only/);
+    },
+  );
 
   it("summaries for notebooks: sizes, per-dimension stats, norms, histogram, traced rows", async () => {
     const res = await harvestActivations(baseOpts({ maxWindows: 5 }));

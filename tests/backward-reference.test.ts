@@ -136,7 +136,8 @@ describe("tape-free backward vs the float64 reference, parameter by parameter", 
         const e = relErr(grads.get(n)!, fd[n], 1e-6);
         assert.ok(
           e < 3e-3,
-          `${cs.label}: gradient of ${n} rel. err ${e.toExponential(2)}, max |Δ| ${maxAbsDiff(grads.get(n)!, fd[n]).toExponential(2)} (seed ${s})`,
+          `${cs.label}: gradient of ${n} rel. err ${e.toExponential(2)}, ` +
+            `max |Δ| ${maxAbsDiff(grads.get(n)!, fd[n]).toExponential(2)} (seed ${s})`,
         );
       }
       model.dispose();

@@ -278,7 +278,8 @@ describe("statistics and normalisation", () => {
     const d = 7;
     const n = 1000 + rng.int(1000);
     const x = new Float32Array(n * d);
-    for (let i = 0; i < x.length; i++) x[i] = 100 + 3 * rng.normal() * ((i % d) + 1); // large offset: catastrophic cancellation test
+    // large offset: catastrophic cancellation test
+    for (let i = 0; i < x.length; i++) x[i] = 100 + 3 * rng.normal() * ((i % d) + 1);
     let s = emptyStats(d);
     for (let start = 0; start < n; ) {
       const m = Math.min(n - start, 1 + rng.int(300));

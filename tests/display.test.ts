@@ -309,7 +309,9 @@ describe("charts", () => {
     }
     assert.ok(blue > 50, `line pixels present (${blue})`);
     // text only: if no font were found, resvg would draw nothing
-    const textOnly = `<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40"><text x="5" y="30" font-family="sans-serif" font-size="24">Axis title</text></svg>`;
+    const textOnly =
+      `<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40">` +
+      `<text x="5" y="30" font-family="sans-serif" font-size="24">Axis title</text></svg>`;
     assert.ok(nonWhiteFraction(rasterize(textOnly).pixels) > 0.02, "fonts render (install fonts-dejavu-core)");
   });
 
@@ -364,7 +366,8 @@ describe("chart title checks", () => {
       hconcat: [layered, { mark: "bar", encoding: { x: { field: "q", type: "quantitative", title: "q" } } }],
     };
     assert.deepEqual(chartSpecProblems(concat), [
-      'spec.hconcat[1].encoding.x: quantitative axis title "q" names no unit; write it like "loss (nats)" or "step [#]"',
+      'spec.hconcat[1].encoding.x: quantitative axis title "q" names no unit; ' +
+        'write it like "loss (nats)" or "step [#]"',
     ]);
   });
 });

@@ -93,31 +93,34 @@ before(async () => {
 });
 
 describe("direct logit effect", () => {
-  test("equals the LM's centred logits when the final residual is replaced by the direction (up to RMSNorm's 1/rms)", () => {
-    const d = lm.config.dim;
-    const u = new Rng(seed + 5).normalArray(d);
-    const eff = directLogitEffect(u, head);
-    const ids = [[1, 403, 89]];
-    const hook = (h: tf.Tensor3D) => tf.tidy(() => tf.mul(tf.onesLike(h), tf.tensor1d(u)) as tf.Tensor3D);
-    const r = lm.forward(ids, { replace: new Map([[lm.config.nLayers, hook]]) });
-    const logits = Float64Array.from((r.logits!.dataSync() as Float32Array).subarray(0, head.vocab));
-    r.logits!.dispose();
-    for (const t of r.hidden.values()) t.dispose();
-    const mean = logits.reduce((a, b) => a + b, 0) / logits.length;
-    const rms = Math.sqrt(u.reduce((a, b) => a + b * b, 0) / d + lm.config.normEps);
-    let maxErr = 0;
-    let maxAbs = 0;
-    for (let t = 0; t < head.vocab; t++) {
-      maxErr = Math.max(maxErr, Math.abs((logits[t] - mean) * rms - eff[t]));
-      maxAbs = Math.max(maxAbs, Math.abs(eff[t]));
-    }
-    assert.ok(maxAbs > 0.1, `the effect is not trivially small (max |effect| = ${maxAbs})`);
-    assert.ok(
-      maxErr < 1e-3 * maxAbs,
-      `logits · rms − mean equal the direct effect (max error ${maxErr}, scale ${maxAbs})`,
-    );
-    assert.ok(Math.abs(eff.reduce((a, b) => a + b, 0)) < 1e-6 * head.vocab, "centred over the vocabulary");
-  });
+  test(
+    "equals the LM's centred logits when the final residual " + "is replaced by the direction (up to RMSNorm's 1/rms)",
+    () => {
+      const d = lm.config.dim;
+      const u = new Rng(seed + 5).normalArray(d);
+      const eff = directLogitEffect(u, head);
+      const ids = [[1, 403, 89]];
+      const hook = (h: tf.Tensor3D) => tf.tidy(() => tf.mul(tf.onesLike(h), tf.tensor1d(u)) as tf.Tensor3D);
+      const r = lm.forward(ids, { replace: new Map([[lm.config.nLayers, hook]]) });
+      const logits = Float64Array.from((r.logits!.dataSync() as Float32Array).subarray(0, head.vocab));
+      r.logits!.dispose();
+      for (const t of r.hidden.values()) t.dispose();
+      const mean = logits.reduce((a, b) => a + b, 0) / logits.length;
+      const rms = Math.sqrt(u.reduce((a, b) => a + b * b, 0) / d + lm.config.normEps);
+      let maxErr = 0;
+      let maxAbs = 0;
+      for (let t = 0; t < head.vocab; t++) {
+        maxErr = Math.max(maxErr, Math.abs((logits[t] - mean) * rms - eff[t]));
+        maxAbs = Math.max(maxAbs, Math.abs(eff[t]));
+      }
+      assert.ok(maxAbs > 0.1, `the effect is not trivially small (max |effect| = ${maxAbs})`);
+      assert.ok(
+        maxErr < 1e-3 * maxAbs,
+        `logits · rms − mean equal the direct effect (max error ${maxErr}, scale ${maxAbs})`,
+      );
+      assert.ok(Math.abs(eff.reduce((a, b) => a + b, 0)) < 1e-6 * head.vocab, "centred over the vocabulary");
+    },
+  );
 
   test("topTokenEffects ranks by effect (ties by token id) and rejects nothing silently", () => {
     const eff = [0.5, -2, 3, 3, -2, 0];
@@ -157,114 +160,126 @@ describe("decoder directions", () => {
     return Float32Array.from(x1, (v, j) => (v - x0[j]) * pm.normalization.scale[j]);
   }
 
-  test("primaryDirection is the raw-space reconstruction step of one feature (joint: W_dec + W_lin; standalone: W_dec)", () => {
-    for (const [name, pm] of [
-      ["joint", joint],
-      ["standalone", sae],
-    ] as const) {
-      const i = new Rng(seed + 9).int(pm.model.config.sae.F);
-      const got = primaryDirection(pm, i);
-      const want = reconstructionStep(pm, i);
-      const scale = Math.max(...want.map(Math.abs));
-      for (let j = 0; j < want.length; j++)
-        assert.ok(
-          Math.abs(got[j] - want[j]) < 1e-4 * scale + 1e-6,
-          `${name} feature ${i} dim ${j}: ${got[j]} vs ${want[j]}`,
-        );
-    }
-    assert.throws(() => primaryDirection(sae, 64), /feature must be an integer in \[0, 64\)/);
-  });
+  test(
+    "primaryDirection is the raw-space reconstruction step of one feature " +
+      "(joint: W_dec + W_lin; standalone: W_dec)",
+    () => {
+      for (const [name, pm] of [
+        ["joint", joint],
+        ["standalone", sae],
+      ] as const) {
+        const i = new Rng(seed + 9).int(pm.model.config.sae.F);
+        const got = primaryDirection(pm, i);
+        const want = reconstructionStep(pm, i);
+        const scale = Math.max(...want.map(Math.abs));
+        for (let j = 0; j < want.length; j++)
+          assert.ok(
+            Math.abs(got[j] - want[j]) < 1e-4 * scale + 1e-6,
+            `${name} feature ${i} dim ${j}: ${got[j]} vs ${want[j]}`,
+          );
+      }
+      assert.throws(() => primaryDirection(sae, 64), /feature must be an integer in \[0, 64\)/);
+    },
+  );
 
-  test("secondaryDirection is the interaction output's change along the un-z-scored decoder row where every ReLU is open", () => {
-    const c = joint.model.config;
-    const { d } = c.sae;
-    const E = c.nfm!.E;
-    const f = new Rng(seed + 3).int(sec.features);
-    const row = sec.model.params.read("sae.wDec").subarray(f * E, (f + 1) * E);
-    const hDir = Float64Array.from(row, (v, e) => v * sec.normalization.scale[e]);
-    const w2 = joint.model.params.read("nfm.w2");
-    const b2 = joint.model.params.read("nfm.b2");
-    // inter(h) = W₂ᵀReLU(h) + b₂ at h0 = 10 (all positive) and h0 + ε·hDir, by explicit sums over the output index
-    const inter = (h: Float64Array) =>
-      Array.from({ length: d }, (_, j) => b2[j] + h.reduce((s, v, e) => s + Math.max(0, v) * w2[e * d + j], 0));
-    const eps = 1e-3;
-    const h0 = new Float64Array(E).fill(10);
-    const h1 = Float64Array.from(h0, (v, e) => v + eps * hDir[e]);
-    const [o0, o1] = [inter(h0), inter(h1)];
-    const want = o0.map((v, j) => ((o1[j] - v) / eps) * joint.normalization.scale[j]);
-    const got = secondaryDirection(joint, sec, f);
-    const scale = Math.max(...want.map(Math.abs));
-    for (let j = 0; j < d; j++)
-      assert.ok(Math.abs(got[j] - want[j]) < 1e-3 * scale + 1e-6, `dim ${j}: ${got[j]} vs ${want[j]}`);
-    assert.throws(() => secondaryDirection(sae, sec, 0), /no interaction MLP/);
-  });
+  test(
+    "secondaryDirection is the interaction output's change " +
+      "along the un-z-scored decoder row where every ReLU is open",
+    () => {
+      const c = joint.model.config;
+      const { d } = c.sae;
+      const E = c.nfm!.E;
+      const f = new Rng(seed + 3).int(sec.features);
+      const row = sec.model.params.read("sae.wDec").subarray(f * E, (f + 1) * E);
+      const hDir = Float64Array.from(row, (v, e) => v * sec.normalization.scale[e]);
+      const w2 = joint.model.params.read("nfm.w2");
+      const b2 = joint.model.params.read("nfm.b2");
+      // inter(h) = W₂ᵀReLU(h) + b₂ at h0 = 10 (all positive) and h0 + ε·hDir, by explicit sums over the output index
+      const inter = (h: Float64Array) =>
+        Array.from({ length: d }, (_, j) => b2[j] + h.reduce((s, v, e) => s + Math.max(0, v) * w2[e * d + j], 0));
+      const eps = 1e-3;
+      const h0 = new Float64Array(E).fill(10);
+      const h1 = Float64Array.from(h0, (v, e) => v + eps * hDir[e]);
+      const [o0, o1] = [inter(h0), inter(h1)];
+      const want = o0.map((v, j) => ((o1[j] - v) / eps) * joint.normalization.scale[j]);
+      const got = secondaryDirection(joint, sec, f);
+      const scale = Math.max(...want.map(Math.abs));
+      for (let j = 0; j < d; j++)
+        assert.ok(Math.abs(got[j] - want[j]) < 1e-3 * scale + 1e-6, `dim ${j}: ${got[j]} vs ${want[j]}`);
+      assert.throws(() => secondaryDirection(sae, sec, 0), /no interaction MLP/);
+    },
+  );
 });
 
 describe("scan, summary, page and chart", () => {
-  test("histograms count every firing; the page marks the hit, escaped; the dashboard filters by a bound parameter; no tensors leak", () => {
-    const before = tf.memory().numTensors;
-    const s = interventionSettings("corrected");
-    const browsables = [
-      browsablePrimary("joint", joint, primaryFeatureSource(joint)),
-      browsablePrimary("standalone", sae, primaryFeatureSource(sae)),
-      browsableSecondary(joint, sec, secondaryFeatureSource(joint, sec, s)),
-    ];
-    const scan = scanForBrowser(lm, windows, LAYER, browsables, { n: 5 });
-    assert.equal(
-      scan.tokens,
-      windows.reduce((n, w) => n + w.length, 0),
-    );
-    for (const kind of ["joint", "standalone", "secondary"] as const) {
-      const src = scan.sources.get(kind)!;
-      const feats = browsableFeatures(scan, kind, 4);
-      assert.ok(feats.length > 0, `${kind}: some feature fires`);
-      for (const f of feats) {
-        const sum = featureSummary(scan, kind, f, head, tok, { bins: 10, tokensShown: 5 });
-        assert.equal(sum.firing, src.top.seen[f], `${kind} ${f}: values kept = firing count`);
-        assert.equal(
-          sum.histogram.reduce((a, b) => a + b.count, 0),
-          sum.firing,
-          "histogram counts every firing",
-        );
-        assert.ok(
-          Math.abs(sum.histogram[sum.histogram.length - 1].hi - sum.hits[0].value) < 1e-6,
-          "histogram ends at the top hit's value",
-        );
-        assert.equal(sum.raised.length, 5);
-        assert.ok(sum.raised[0].effect >= sum.raised[4].effect && sum.lowered[0].effect <= sum.lowered[4].effect);
+  test(
+    "histograms count every firing; the page marks the hit, escaped; " +
+      "the dashboard filters by a bound parameter; no tensors leak",
+    () => {
+      const before = tf.memory().numTensors;
+      const s = interventionSettings("corrected");
+      const browsables = [
+        browsablePrimary("joint", joint, primaryFeatureSource(joint)),
+        browsablePrimary("standalone", sae, primaryFeatureSource(sae)),
+        browsableSecondary(joint, sec, secondaryFeatureSource(joint, sec, s)),
+      ];
+      const scan = scanForBrowser(lm, windows, LAYER, browsables, { n: 5 });
+      assert.equal(
+        scan.tokens,
+        windows.reduce((n, w) => n + w.length, 0),
+      );
+      for (const kind of ["joint", "standalone", "secondary"] as const) {
+        const src = scan.sources.get(kind)!;
+        const feats = browsableFeatures(scan, kind, 4);
+        assert.ok(feats.length > 0, `${kind}: some feature fires`);
+        for (const f of feats) {
+          const sum = featureSummary(scan, kind, f, head, tok, { bins: 10, tokensShown: 5 });
+          assert.equal(sum.firing, src.top.seen[f], `${kind} ${f}: values kept = firing count`);
+          assert.equal(
+            sum.histogram.reduce((a, b) => a + b.count, 0),
+            sum.firing,
+            "histogram counts every firing",
+          );
+          assert.ok(
+            Math.abs(sum.histogram[sum.histogram.length - 1].hi - sum.hits[0].value) < 1e-6,
+            "histogram ends at the top hit's value",
+          );
+          assert.equal(sum.raised.length, 5);
+          assert.ok(sum.raised[0].effect >= sum.raised[4].effect && sum.lowered[0].effect <= sum.lowered[4].effect);
+        }
       }
-    }
-    const f = browsableFeatures(scan, "joint", 1)[0];
-    const sum = featureSummary(scan, "joint", f, head, tok);
-    const hit = sum.hits[0];
-    // displayed as the library shows any piece (▁ → space, "\n<s>\n" → <s>), then escaped in the HTML
-    const hitPiece = displayPiece(tok.piece(windows[hit.window][hit.position]));
-    const page = featurePage(sum, windows, tok);
-    assert.match(page.html, /<mark[^>]*>/);
-    assert.ok(
-      page.html.includes(`>${escapeHtml(hitPiece)}</mark>`),
-      `the top hit's token ${JSON.stringify(hitPiece)} is the marked one`,
-    );
-    assert.ok(page.text.includes(`[${hitPiece}]`));
-    assert.match(page.html, /raised most/);
-    // escaping: a tokenizer whose pieces contain markup
-    const evil = { piece: (id: number) => `<script>${tok.piece(id)}` };
-    const evilPage = featurePage(featureSummary(scan, "joint", f, head, evil), windows, evil);
-    assert.ok(!evilPage.html.includes("<script>"), "token pieces are escaped");
-    assert.ok(evilPage.html.includes("&lt;script&gt;"));
+      const f = browsableFeatures(scan, "joint", 1)[0];
+      const sum = featureSummary(scan, "joint", f, head, tok);
+      const hit = sum.hits[0];
+      // displayed as the library shows any piece (▁ → space, "\n<s>\n" → <s>), then escaped in the HTML
+      const hitPiece = displayPiece(tok.piece(windows[hit.window][hit.position]));
+      const page = featurePage(sum, windows, tok);
+      assert.match(page.html, /<mark[^>]*>/);
+      assert.ok(
+        page.html.includes(`>${escapeHtml(hitPiece)}</mark>`),
+        `the top hit's token ${JSON.stringify(hitPiece)} is the marked one`,
+      );
+      assert.ok(page.text.includes(`[${hitPiece}]`));
+      assert.match(page.html, /raised most/);
+      // escaping: a tokenizer whose pieces contain markup
+      const evil = { piece: (id: number) => `<script>${tok.piece(id)}` };
+      const evilPage = featurePage(featureSummary(scan, "joint", f, head, evil), windows, evil);
+      assert.ok(!evilPage.html.includes("<script>"), "token pieces are escaped");
+      assert.ok(evilPage.html.includes("&lt;script&gt;"));
 
-    const summaries = browsableFeatures(scan, "secondary", 3).map((g) =>
-      featureSummary(scan, "secondary", g, head, tok),
-    );
-    const spec = featureDashboardSpec(summaries) as any;
-    assert.equal(spec.params[0].value, summaries[0].feature);
-    assert.deepEqual(
-      spec.params[0].bind.options,
-      summaries.map((x) => x.feature),
-    );
-    for (const view of spec.hconcat) assert.deepEqual(view.transform, [{ filter: "datum.feature == feature" }]);
-    assert.throws(() => featureDashboardSpec([]), /no features/);
-    assert.throws(() => featureDashboardSpec([summaries[0], sum]), /one kind at a time/);
-    assert.equal(tf.memory().numTensors, before, "no tensors leak");
-  });
+      const summaries = browsableFeatures(scan, "secondary", 3).map((g) =>
+        featureSummary(scan, "secondary", g, head, tok),
+      );
+      const spec = featureDashboardSpec(summaries) as any;
+      assert.equal(spec.params[0].value, summaries[0].feature);
+      assert.deepEqual(
+        spec.params[0].bind.options,
+        summaries.map((x) => x.feature),
+      );
+      for (const view of spec.hconcat) assert.deepEqual(view.transform, [{ filter: "datum.feature == feature" }]);
+      assert.throws(() => featureDashboardSpec([]), /no features/);
+      assert.throws(() => featureDashboardSpec([summaries[0], sum]), /one kind at a time/);
+      assert.equal(tf.memory().numTensors, before, "no tensors leak");
+    },
+  );
 });

@@ -113,29 +113,33 @@ function activeFeatures(ids: number[][]): { active: number[]; inactive: number[]
 }
 
 describe("clamping hook (real stories260K, random primary model, trained secondary SAE)", () => {
-  test("delta mode: c = 1 reproduces the unclamped spliced logits exactly; c = 0 changes them; an inactive feature changes nothing", () => {
-    const ids = texts.slice(0, 3).map((t) => tok.encode(t, { bos: true }));
-    const s = interventionSettings("corrected");
-    const clean = logitsWith(ids);
-    const base = logitsWith(ids, reconstructionHook(pm));
-    assert.ok(maxAbsDiff(clean, base) > 1e-3, "the splice itself changes the logits (the hook is really applied)");
-    const { active, inactive } = activeFeatures(ids);
-    assert.ok(active.length > 0, "some secondary feature fires");
-    const j = active[new Rng(seed).int(active.length)];
-    const tensorsBefore = tf.memory().numTensors;
-    const c1 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 1 }, s));
-    assert.equal(maxAbsDiff(c1, base), 0, "c = 1 is bitwise the unclamped reconstruction");
-    const c0 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 0 }, s));
-    assert.ok(
-      maxAbsDiff(c0, base) > 1e-5,
-      `c = 0 on active feature ${j} changes the logits (max |Δ| = ${maxAbsDiff(c0, base)})`,
-    );
-    if (inactive.length > 0) {
-      const cz = logitsWith(ids, clampHook(pm, sec, { feature: inactive[0], c: 4 }, s));
-      assert.equal(maxAbsDiff(cz, base), 0, "clamping a feature that never fires leaves the logits unchanged");
-    }
-    assert.equal(tf.memory().numTensors, tensorsBefore, "hooks leak no tensors");
-  });
+  test(
+    "delta mode: c = 1 reproduces the unclamped spliced logits exactly; " +
+      "c = 0 changes them; an inactive feature changes nothing",
+    () => {
+      const ids = texts.slice(0, 3).map((t) => tok.encode(t, { bos: true }));
+      const s = interventionSettings("corrected");
+      const clean = logitsWith(ids);
+      const base = logitsWith(ids, reconstructionHook(pm));
+      assert.ok(maxAbsDiff(clean, base) > 1e-3, "the splice itself changes the logits (the hook is really applied)");
+      const { active, inactive } = activeFeatures(ids);
+      assert.ok(active.length > 0, "some secondary feature fires");
+      const j = active[new Rng(seed).int(active.length)];
+      const tensorsBefore = tf.memory().numTensors;
+      const c1 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 1 }, s));
+      assert.equal(maxAbsDiff(c1, base), 0, "c = 1 is bitwise the unclamped reconstruction");
+      const c0 = logitsWith(ids, clampHook(pm, sec, { feature: j, c: 0 }, s));
+      assert.ok(
+        maxAbsDiff(c0, base) > 1e-5,
+        `c = 0 on active feature ${j} changes the logits (max |Δ| = ${maxAbsDiff(c0, base)})`,
+      );
+      if (inactive.length > 0) {
+        const cz = logitsWith(ids, clampHook(pm, sec, { feature: inactive[0], c: 4 }, s));
+        assert.equal(maxAbsDiff(cz, base), 0, "clamping a feature that never fires leaves the logits unchanged");
+      }
+      assert.equal(tf.memory().numTensors, tensorsBefore, "hooks leak no tensors");
+    },
+  );
 
   test("delta mode changes h by exactly (c − 1)·g_j·dec_j (mapped back through the z-score)", () => {
     const rng = new Rng(seed + 5);
@@ -193,21 +197,25 @@ describe("clamping hook (real stories260K, random primary model, trained seconda
     assert.ok(maxErr <= 1e-4 * Math.max(1, maxRef), `max error ${maxErr} (max |ref| ${maxRef})`);
   });
 
-  test("replace mode (authors'): c = 1 equals the un-clamped replace pipeline; it differs from the model's own reconstruction", () => {
-    const ids = [tok.encode(texts[3], { bos: true })];
-    const s = interventionSettings("corrected", { clampMode: "replace" });
-    const none = logitsWith(ids, clampHook(pm, sec, null, s));
-    const c1 = logitsWith(ids, clampHook(pm, sec, { feature: 0, c: 1 }, s));
-    assert.equal(maxAbsDiff(none, c1), 0);
-    const own = logitsWith(ids, reconstructionHook(pm));
-    assert.ok(maxAbsDiff(none, own) > 0, "dropping the secondary error term changes the output");
-    const f = interventionSettings("faithful");
-    assert.equal(f.interactionInput, "linear-sum");
-    assert.equal(f.clampMode, "replace");
-    const fNone = logitsWith(ids, clampHook(pm, sec, null, f));
-    const fC1 = logitsWith(ids, clampHook(pm, sec, { feature: 3, c: 1 }, f));
-    assert.equal(maxAbsDiff(fNone, fC1), 0);
-  });
+  test(
+    "replace mode (authors'): c = 1 equals the un-clamped replace pipeline; " +
+      "it differs from the model's own reconstruction",
+    () => {
+      const ids = [tok.encode(texts[3], { bos: true })];
+      const s = interventionSettings("corrected", { clampMode: "replace" });
+      const none = logitsWith(ids, clampHook(pm, sec, null, s));
+      const c1 = logitsWith(ids, clampHook(pm, sec, { feature: 0, c: 1 }, s));
+      assert.equal(maxAbsDiff(none, c1), 0);
+      const own = logitsWith(ids, reconstructionHook(pm));
+      assert.ok(maxAbsDiff(none, own) > 0, "dropping the secondary error term changes the output");
+      const f = interventionSettings("faithful");
+      assert.equal(f.interactionInput, "linear-sum");
+      assert.equal(f.clampMode, "replace");
+      const fNone = logitsWith(ids, clampHook(pm, sec, null, f));
+      const fC1 = logitsWith(ids, clampHook(pm, sec, { feature: 3, c: 1 }, f));
+      assert.equal(maxAbsDiff(fNone, fC1), 0);
+    },
+  );
 
   test("linear-pathway control: c = 1 is exact, c = 0 on active primary features changes the logits", () => {
     const ids = [tok.encode(texts[4], { bos: true })];

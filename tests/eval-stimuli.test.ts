@@ -80,52 +80,63 @@ test("validation catches missing cells, short cells, duplicates, empty sentences
 });
 
 describe("the in-domain stimulus set (TinyStories register, formality × valence)", () => {
-  test("valid under the in-domain rules: 4 × 40 sentences, each carrying one of its cell's target words, each word 5 times", () => {
-    const set = loadStimuli(inDomainStimuliPath(), IN_DOMAIN_RULES);
-    assert.deepEqual(
-      set.cells.map((c) => c.sentences.length),
-      [40, 40, 40, 40],
-    );
-    for (const c of set.cells) {
-      for (const w of c.targetWords)
-        assert.equal(c.sentences.filter((s) => spacedWordOffsets(s, w).length === 1).length, 5, `${c.id}: "${w}"`);
-    }
-    const raw = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
-    assert.match(raw.provenance, /Written by hand/);
-    assert.match(raw.provenance, /stories260K tokenizer/);
-  });
+  test(
+    "valid under the in-domain rules: 4 × 40 sentences, " +
+      "each carrying one of its cell's target words, each word 5 times",
+    () => {
+      const set = loadStimuli(inDomainStimuliPath(), IN_DOMAIN_RULES);
+      assert.deepEqual(
+        set.cells.map((c) => c.sentences.length),
+        [40, 40, 40, 40],
+      );
+      for (const c of set.cells) {
+        for (const w of c.targetWords)
+          assert.equal(c.sentences.filter((s) => spacedWordOffsets(s, w).length === 1).length, 5, `${c.id}: "${w}"`);
+      }
+      const raw = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
+      assert.match(raw.provenance, /Written by hand/);
+      assert.match(raw.provenance, /stories260K tokenizer/);
+    },
+  );
 
-  test("the target-word rule catches a sentence without a word, with another cell's word, and one after a quote", () => {
-    const good = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
-    assert.deepEqual(stimulusProblems(good, IN_DOMAIN_RULES), []);
-    const bad = JSON.parse(JSON.stringify(good));
-    bad.cells[0].sentences[0] = "The little dog ran to the park.";
-    bad.cells[0].sentences[1] = "Mother said it was so cool to see the king.";
-    bad.cells[2].sentences[0] = 'Tim yelled, "yay, mom got me a ball!"';
-    const p = stimulusProblems(bad, IN_DOMAIN_RULES);
-    assert.ok(
-      p.some((x) => /sentences\[0\] must hold exactly one target word \(found 0\)/.test(x)),
-      p.join("\n"),
-    );
-    assert.ok(
-      p.some((x) =>
-        /cells\[0\] \(formal_happy\)\.sentences\[1\] holds "cool", a target word of informal_happy, not of its own cell/.test(
-          x,
+  test(
+    "the target-word rule catches a sentence without a word, " + "with another cell's word, and one after a quote",
+    () => {
+      const good = JSON.parse(fs.readFileSync(inDomainStimuliPath(), "utf8"));
+      assert.deepEqual(stimulusProblems(good, IN_DOMAIN_RULES), []);
+      const bad = JSON.parse(JSON.stringify(good));
+      bad.cells[0].sentences[0] = "The little dog ran to the park.";
+      bad.cells[0].sentences[1] = "Mother said it was so cool to see the king.";
+      bad.cells[2].sentences[0] = 'Tim yelled, "yay, mom got me a ball!"';
+      const p = stimulusProblems(bad, IN_DOMAIN_RULES);
+      assert.ok(
+        p.some((x) => /sentences\[0\] must hold exactly one target word \(found 0\)/.test(x)),
+        p.join("\n"),
+      );
+      assert.ok(
+        p.some((x) =>
+          new RegExp(
+            String.raw`cells\[0\] \(formal_happy\)\.sentences\[1\] holds "cool", ` +
+              "a target word of informal_happy, not of its own cell",
+          ).test(x),
         ),
-      ),
-      p.join("\n"),
-    );
-    assert.ok(
-      p.some((x) =>
-        /cells\[2\] \(informal_happy\)\.sentences\[0\]: the target word "yay" must appear once, lower-case as listed and after a space/.test(
-          x,
+        p.join("\n"),
+      );
+      assert.ok(
+        p.some((x) =>
+          new RegExp(
+            String.raw`cells\[2\] \(informal_happy\)\.sentences\[0\]: ` +
+              `the target word "yay" must appear once, lower-case as listed and after a space`,
+          ).test(x),
         ),
-      ),
-      p.join("\n"),
-    );
-    // the paper-style set has no such rule
-    assert.ok(stimulusProblems(JSON.parse(fs.readFileSync(defaultStimuliPath(), "utf8")), IN_DOMAIN_RULES).length > 0);
-  });
+        p.join("\n"),
+      );
+      // the paper-style set has no such rule
+      assert.ok(
+        stimulusProblems(JSON.parse(fs.readFileSync(defaultStimuliPath(), "utf8")), IN_DOMAIN_RULES).length > 0,
+      );
+    },
+  );
 
   test("checked with the stories260K tokenizer: every target word's tokens occur inside its sentences", async () => {
     await initBackend();

@@ -211,67 +211,78 @@ describe("kill -9, corruption and config changes: harvest and training (npm run 
     assert.deepEqual(finalOf(r), finalOf(ref));
   };
 
-  it("kill -9 at seeded points of harvest and training, then a rerun with short writes: byte-identical to an uninterrupted run", async () => {
-    const log = path.join(tmp, "train-points.json");
-    ref = await runScript("train.ts", trainArgs(out("train-ref")), { ...env("train-ref"), IS_FAULT_LOG: log });
-    assert.equal(ref.code, 0, ref.stderr.slice(-3000));
-    const points = JSON.parse(fs.readFileSync(log, "utf8")) as string[];
-    const harvestEnd = points.findIndex((p) => p.includes(`${path.sep}out${path.sep}`)); // first training write
-    assert.ok(harvestEnd > 1, "the harvest writes come first");
-    const training = points.length - harvestEnd;
-    // two kills while harvesting (the second in the resumed harvest), two while training
-    const plan = [
-      pick(1, harvestEnd),
-      pick(1, harvestEnd),
-      pick(1, Math.floor(training / 2)),
-      pick(1, Math.floor(training / 3)),
-    ];
-    const kinds = { harvest: 0, training: 0 };
-    for (const at of plan) {
-      const r = await runScript("train.ts", trainArgs(out("train-chain")), {
-        ...env("train-chain"),
-        IS_FAULT_KILL_AT: String(at),
-      });
-      if (r.signal !== "SIGKILL") {
-        assert.equal(r.code, 0, r.stderr.slice(-3000)); // finished before the point: no fault injected
-        continue;
+  it(
+    "kill -9 at seeded points of harvest and training, then a rerun with short writes: " +
+      "byte-identical to an uninterrupted run",
+    async () => {
+      const log = path.join(tmp, "train-points.json");
+      ref = await runScript("train.ts", trainArgs(out("train-ref")), { ...env("train-ref"), IS_FAULT_LOG: log });
+      assert.equal(ref.code, 0, ref.stderr.slice(-3000));
+      const points = JSON.parse(fs.readFileSync(log, "utf8")) as string[];
+      const harvestEnd = points.findIndex((p) => p.includes(`${path.sep}out${path.sep}`)); // first training write
+      assert.ok(harvestEnd > 1, "the harvest writes come first");
+      const training = points.length - harvestEnd;
+      // two kills while harvesting (the second in the resumed harvest), two while training
+      const plan = [
+        pick(1, harvestEnd),
+        pick(1, harvestEnd),
+        pick(1, Math.floor(training / 2)),
+        pick(1, Math.floor(training / 3)),
+      ];
+      const kinds = { harvest: 0, training: 0 };
+      for (const at of plan) {
+        const r = await runScript("train.ts", trainArgs(out("train-chain")), {
+          ...env("train-chain"),
+          IS_FAULT_KILL_AT: String(at),
+        });
+        if (r.signal !== "SIGKILL") {
+          assert.equal(r.code, 0, r.stderr.slice(-3000)); // finished before the point: no fault injected
+          continue;
+        }
+        assert.ok(r.killedIn, "the injector names the file it was writing");
+        kinds[r.killedIn!.includes(`${path.sep}stores${path.sep}`) ? "harvest" : "training"]++;
       }
-      assert.ok(r.killedIn, "the injector names the file it was writing");
-      kinds[r.killedIn!.includes(`${path.sep}stores${path.sep}`) ? "harvest" : "training"]++;
-    }
-    assert.ok(kinds.harvest >= 1 && kinds.training >= 1, `kills in both phases: ${JSON.stringify(kinds)}`);
-    const done = await runScript("train.ts", trainArgs(out("train-chain")), {
-      ...env("train-chain"),
-      IS_FAULT_SHORT_MAX: "1000",
-    });
-    assert.equal(done.code, 0, done.stderr.slice(-3000));
-    sameAsReference("train-chain", done);
-    for (let i = 0; i < kinds.harvest; i++) record("kill -9 during harvest", { survived: true, detected: false });
-    for (let i = 0; i < kinds.training; i++) record("kill -9 during training", { survived: true, detected: false });
-    record("short writes (train CLI, every write ≤ 1000 bytes)", { survived: true, detected: false });
-  });
+      assert.ok(kinds.harvest >= 1 && kinds.training >= 1, `kills in both phases: ${JSON.stringify(kinds)}`);
+      const done = await runScript("train.ts", trainArgs(out("train-chain")), {
+        ...env("train-chain"),
+        IS_FAULT_SHORT_MAX: "1000",
+      });
+      assert.equal(done.code, 0, done.stderr.slice(-3000));
+      sameAsReference("train-chain", done);
+      for (let i = 0; i < kinds.harvest; i++) record("kill -9 during harvest", { survived: true, detected: false });
+      for (let i = 0; i < kinds.training; i++) record("kill -9 during training", { survived: true, detected: false });
+      record("short writes (train CLI, every write ≤ 1000 bytes)", { survived: true, detected: false });
+    },
+  );
 
-  it("a flipped byte in the newest checkpoint: resume falls back to the previous one, saying so, and ends byte-identical", async () => {
-    const bad = path.join(latestDir("train-chain"), "model.safetensors");
-    flipByte(bad, 5);
-    const r = await runScript("train.ts", trainArgs(out("train-chain")), env("train-chain"));
-    assert.equal(r.code, 0, r.stderr.slice(-3000));
-    const detected = r.stderr.includes(bad) && /WARNING.*corrupt/s.test(r.stderr);
-    assert.ok(detected, `the warning names ${bad}:\n${r.stderr.slice(-2000)}`);
-    sameAsReference("train-chain", r);
-    record("flipped byte in a checkpoint (model.safetensors)", { survived: true, detected });
-  });
+  it(
+    "a flipped byte in the newest checkpoint: " +
+      "resume falls back to the previous one, saying so, and ends byte-identical",
+    async () => {
+      const bad = path.join(latestDir("train-chain"), "model.safetensors");
+      flipByte(bad, 5);
+      const r = await runScript("train.ts", trainArgs(out("train-chain")), env("train-chain"));
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      const detected = r.stderr.includes(bad) && /WARNING.*corrupt/s.test(r.stderr);
+      assert.ok(detected, `the warning names ${bad}:\n${r.stderr.slice(-2000)}`);
+      sameAsReference("train-chain", r);
+      record("flipped byte in a checkpoint (model.safetensors)", { survived: true, detected });
+    },
+  );
 
-  it("an empty `latest`: resume falls back loudly to the newest intact checkpoint and ends byte-identical", async () => {
-    const latest = path.join(out("train-chain"), "joint", "latest");
-    fs.writeFileSync(latest, "");
-    const r = await runScript("train.ts", trainArgs(out("train-chain")), env("train-chain"));
-    assert.equal(r.code, 0, r.stderr.slice(-3000));
-    const detected = r.stderr.includes(latest) && /empty/.test(r.stderr);
-    assert.ok(detected, r.stderr.slice(-2000));
-    sameAsReference("train-chain", r);
-    record("empty latest", { survived: true, detected });
-  });
+  it(
+    "an empty `latest`: " + "resume falls back loudly to the newest intact checkpoint and ends byte-identical",
+    async () => {
+      const latest = path.join(out("train-chain"), "joint", "latest");
+      fs.writeFileSync(latest, "");
+      const r = await runScript("train.ts", trainArgs(out("train-chain")), env("train-chain"));
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      const detected = r.stderr.includes(latest) && /empty/.test(r.stderr);
+      assert.ok(detected, r.stderr.slice(-2000));
+      sameAsReference("train-chain", r);
+      record("empty latest", { survived: true, detected });
+    },
+  );
 
   it("a changed config on resume (--lr) is refused, naming the field", async () => {
     const r = await runScript("train.ts", trainArgs(out("train-chain"), ["--lr", "0.0123"]), env("train-chain"));
@@ -293,113 +304,125 @@ describe("kill -9, corruption and config changes: harvest and training (npm run 
 });
 
 describe("kill -9 and corruption: npm run reproduce (tiny, corrected, seed 0)", () => {
-  it("kill -9 at seeded points, then a rerun with short writes: every cached artifact byte-identical to an uninterrupted run", async () => {
-    const ref = await reproduceRef;
-    assert.equal(ref.code, 0, ref.stderr.slice(-3000));
-    assert.ok(ref.points.length > 50, `a reproduce run offers ${ref.points.length} write points`);
-    const n = ref.points.length;
-    const plan = [pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3))];
-    let kills = 0;
-    for (const at of plan) {
-      const r = await runScript("reproduce.ts", reproduceArgs, {
-        ...reproduceEnv("rep-chain"),
-        IS_FAULT_KILL_AT: String(at),
-      });
-      if (r.signal !== "SIGKILL") {
-        assert.equal(r.code, 0, r.stderr.slice(-3000));
-        continue;
+  it(
+    "kill -9 at seeded points, then a rerun with short writes: " +
+      "every cached artifact byte-identical to an uninterrupted run",
+    async () => {
+      const ref = await reproduceRef;
+      assert.equal(ref.code, 0, ref.stderr.slice(-3000));
+      assert.ok(ref.points.length > 50, `a reproduce run offers ${ref.points.length} write points`);
+      const n = ref.points.length;
+      const plan = [pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3)), pick(1, Math.floor(n / 3))];
+      let kills = 0;
+      for (const at of plan) {
+        const r = await runScript("reproduce.ts", reproduceArgs, {
+          ...reproduceEnv("rep-chain"),
+          IS_FAULT_KILL_AT: String(at),
+        });
+        if (r.signal !== "SIGKILL") {
+          assert.equal(r.code, 0, r.stderr.slice(-3000));
+          continue;
+        }
+        kills++;
       }
-      kills++;
-    }
-    assert.ok(kills >= 2, `at least two of the three kills landed (${kills})`);
-    const done = await runScript("reproduce.ts", reproduceArgs, {
-      ...reproduceEnv("rep-chain"),
-      IS_FAULT_SHORT_MAX: "1000",
-    });
-    assert.equal(done.code, 0, done.stderr.slice(-3000));
-    assertSameArtifacts(
-      reproduceEnv("rep-ref").IS_CACHE_DIR,
-      reproduceEnv("rep-chain").IS_CACHE_DIR,
-      "reproduce cache",
-    );
-    for (let i = 0; i < kills; i++) record("kill -9 during reproduce", { survived: true, detected: false });
-    record("short writes (reproduce, every write ≤ 1000 bytes)", { survived: true, detected: false });
-  });
+      assert.ok(kills >= 2, `at least two of the three kills landed (${kills})`);
+      const done = await runScript("reproduce.ts", reproduceArgs, {
+        ...reproduceEnv("rep-chain"),
+        IS_FAULT_SHORT_MAX: "1000",
+      });
+      assert.equal(done.code, 0, done.stderr.slice(-3000));
+      assertSameArtifacts(
+        reproduceEnv("rep-ref").IS_CACHE_DIR,
+        reproduceEnv("rep-chain").IS_CACHE_DIR,
+        "reproduce cache",
+      );
+      for (let i = 0; i < kills; i++) record("kill -9 during reproduce", { survived: true, detected: false });
+      record("short writes (reproduce, every write ≤ 1000 bytes)", { survived: true, detected: false });
+    },
+  );
 
-  it("flipped bytes in a store chunk, a cached model, a done.json value and a truncated done.json: all recomputed with warnings, result byte-identical", async () => {
-    const cache = reproduceEnv("rep-chain").IS_CACHE_DIR;
-    const faults = {
-      chunk: findOne(cache, /^stores\/[^/]*-train-[0-9a-f]+\/chunk-00000\.bin$/),
-      model: findOne(cache, /^sae-[0-9a-f]+\/model\/model\.safetensors$/),
-      value: findOne(cache, /^geometry-[0-9a-f]+\/done\.json$/),
-      truncated: findOne(cache, /^splice-[0-9a-f]+\/done\.json$/),
-    };
-    flipByte(faults.chunk, 64);
-    flipByte(faults.model, 3);
-    // a digit of a number in the value: still valid JSON
-    const g = fs.readFileSync(faults.value, "utf8");
-    const at = g.search(/"value": \{[\s\S]*?\d/);
-    const digit = g.indexOf(g.slice(at).match(/\d/)![0], at);
-    fs.writeFileSync(faults.value, g.slice(0, digit) + String((Number(g[digit]) + 1) % 10) + g.slice(digit + 1));
-    const t = fs.readFileSync(faults.truncated);
-    fs.writeFileSync(faults.truncated, t.subarray(0, Math.floor(t.length / 2)));
-    const r = await runScript("reproduce.ts", reproduceArgs, reproduceEnv("rep-chain"));
-    assert.equal(r.code, 0, r.stderr.slice(-3000));
-    assertSameArtifacts(reproduceEnv("rep-ref").IS_CACHE_DIR, cache, "reproduce cache after repairs");
-    // each repair is announced by a warning naming the corrupt file
-    const warned = (f: string) => r.stderr.split("\n").some((line) => line.includes("WARNING") && line.includes(f));
-    for (const f of Object.values(faults)) assert.ok(warned(f), `a warning names ${f}:\n${r.stderr.slice(0, 4000)}`);
-    record("flipped byte in a store chunk (reproduce)", { survived: true, detected: warned(faults.chunk) });
-    record("flipped byte in a cached model", { survived: true, detected: warned(faults.model) });
-    record("changed number in a done.json value", { survived: true, detected: warned(faults.value) });
-    record("truncated done.json", { survived: true, detected: warned(faults.truncated) });
-  });
+  it(
+    "flipped bytes in a store chunk, a cached model, a done.json value and a truncated done.json: " +
+      "all recomputed with warnings, result byte-identical",
+    async () => {
+      const cache = reproduceEnv("rep-chain").IS_CACHE_DIR;
+      const faults = {
+        chunk: findOne(cache, /^stores\/[^/]*-train-[0-9a-f]+\/chunk-00000\.bin$/),
+        model: findOne(cache, /^sae-[0-9a-f]+\/model\/model\.safetensors$/),
+        value: findOne(cache, /^geometry-[0-9a-f]+\/done\.json$/),
+        truncated: findOne(cache, /^splice-[0-9a-f]+\/done\.json$/),
+      };
+      flipByte(faults.chunk, 64);
+      flipByte(faults.model, 3);
+      // a digit of a number in the value: still valid JSON
+      const g = fs.readFileSync(faults.value, "utf8");
+      const at = g.search(/"value": \{[\s\S]*?\d/);
+      const digit = g.indexOf(g.slice(at).match(/\d/)![0], at);
+      fs.writeFileSync(faults.value, g.slice(0, digit) + String((Number(g[digit]) + 1) % 10) + g.slice(digit + 1));
+      const t = fs.readFileSync(faults.truncated);
+      fs.writeFileSync(faults.truncated, t.subarray(0, Math.floor(t.length / 2)));
+      const r = await runScript("reproduce.ts", reproduceArgs, reproduceEnv("rep-chain"));
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      assertSameArtifacts(reproduceEnv("rep-ref").IS_CACHE_DIR, cache, "reproduce cache after repairs");
+      // each repair is announced by a warning naming the corrupt file
+      const warned = (f: string) => r.stderr.split("\n").some((line) => line.includes("WARNING") && line.includes(f));
+      for (const f of Object.values(faults)) assert.ok(warned(f), `a warning names ${f}:\n${r.stderr.slice(0, 4000)}`);
+      record("flipped byte in a store chunk (reproduce)", { survived: true, detected: warned(faults.chunk) });
+      record("flipped byte in a cached model", { survived: true, detected: warned(faults.model) });
+      record("changed number in a done.json value", { survived: true, detected: warned(faults.value) });
+      record("truncated done.json", { survived: true, detected: warned(faults.truncated) });
+    },
+  );
 });
 
 describe("short writes and a full disk, in-process", () => {
-  it("harvest and a cache step under short writes equal their plain results; ENOSPC fails naming the file, the retry completes", async () => {
-    const words = ["a", "b", "c", "d", "e"];
-    const documents = Array.from({ length: 12 }, (_, i) => ({
-      id: `d${i}`,
-      text: Array.from({ length: 40 }, (_, j) => words[(i * 7 + j * 3) % 5]).join(" "),
-    }));
-    const harvest = (root: string) =>
-      harvestActivations({
-        languageModel: new FakeLanguageModel({ dim: 8, seed: 2 }),
-        tokenizer: new ByteTokenizer(),
-        layer: 3,
-        corpus: "faults",
-        documents,
-        split: "all",
-        seed: 1,
-        windowLength: 32,
-        chunkRows: 100,
-        storeRoot: root,
-        progress: false,
-      });
-    const plain = await harvest(path.join(tmp, "h-plain"));
-    const short = await withShimAsync(shortWrites(13), () => harvest(path.join(tmp, "h-short")));
-    assertSameArtifacts(plain.dir, short.dir, "store under short writes");
-    record("short writes (harvest, in-process)", { survived: true, detected: false });
+  it(
+    "harvest and a cache step under short writes equal their plain results; " +
+      "ENOSPC fails naming the file, the retry completes",
+    async () => {
+      const words = ["a", "b", "c", "d", "e"];
+      const documents = Array.from({ length: 12 }, (_, i) => ({
+        id: `d${i}`,
+        text: Array.from({ length: 40 }, (_, j) => words[(i * 7 + j * 3) % 5]).join(" "),
+      }));
+      const harvest = (root: string) =>
+        harvestActivations({
+          languageModel: new FakeLanguageModel({ dim: 8, seed: 2 }),
+          tokenizer: new ByteTokenizer(),
+          layer: 3,
+          corpus: "faults",
+          documents,
+          split: "all",
+          seed: 1,
+          windowLength: 32,
+          chunkRows: 100,
+          storeRoot: root,
+          progress: false,
+        });
+      const plain = await harvest(path.join(tmp, "h-plain"));
+      const short = await withShimAsync(shortWrites(13), () => harvest(path.join(tmp, "h-short")));
+      assertSameArtifacts(plain.dir, short.dir, "store under short writes");
+      record("short writes (harvest, in-process)", { survived: true, detected: false });
 
-    process.env.IS_CACHE_DIR = path.join(tmp, "cache-enospc");
-    const value = { xs: Array.from({ length: 3000 }, (_, i) => i / 7) };
-    let restore: (() => void) | null = null;
-    const err = await cachedStep("faults", { k: 1 }, async () => {
-      restore = setFull();
-      return value;
-    }).then(
-      () => null,
-      (e: Error) => e,
-    );
-    (restore as (() => void) | null)?.();
-    const detected = !!err && /ENOSPC|disk is full/.test(err.message) && err.message.includes("done.json");
-    assert.ok(detected, String(err));
-    const again = await cachedStep("faults", { k: 1 }, async () => value);
-    assert.equal(again.hit, false);
-    assert.deepEqual(again.value, value);
-    record("disk full writing done.json", { survived: true, detected });
-  });
+      process.env.IS_CACHE_DIR = path.join(tmp, "cache-enospc");
+      const value = { xs: Array.from({ length: 3000 }, (_, i) => i / 7) };
+      let restore: (() => void) | null = null;
+      const err = await cachedStep("faults", { k: 1 }, async () => {
+        restore = setFull();
+        return value;
+      }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      (restore as (() => void) | null)?.();
+      const detected = !!err && /ENOSPC|disk is full/.test(err.message) && err.message.includes("done.json");
+      assert.ok(detected, String(err));
+      const again = await cachedStep("faults", { k: 1 }, async () => value);
+      assert.equal(again.hit, false);
+      assert.deepEqual(again.value, value);
+      record("disk full writing done.json", { survived: true, detected });
+    },
+  );
 });
 
 /** Install a shim that behaves like a disk with 2000 bytes left; returns its restore function. */

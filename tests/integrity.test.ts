@@ -361,7 +361,8 @@ describe("cross-run step lock", () => {
       if (/waiting to reuse its result/.test(err)) fs.writeFileSync(release, "");
     });
     const second = await secondRun;
-    fs.writeFileSync(release, ""); // (already there unless the second never waited: then let the first finish, and fail below)
+    // (already there unless the second never waited: then let the first finish, and fail below)
+    fs.writeFileSync(release, "");
     const a = await first;
     assert.equal(a.code, 0, a.err);
     assert.equal(second.code, 0, second.err);

@@ -39,7 +39,10 @@ const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
 function pythonMissing(): string | null {
   const r = spawnSync("python3", ["-c", "import numpy"], { encoding: "utf8" });
   if (r.error)
-    return `python3 is not installed (${(r.error as NodeJS.ErrnoException).code}): install Debian's python3 and python3-numpy to run these tests`;
+    return (
+      `python3 is not installed (${(r.error as NodeJS.ErrnoException).code}): ` +
+      "install Debian's python3 and python3-numpy to run these tests"
+    );
   if (r.status !== 0) return "numpy is not importable by python3: install Debian's python3-numpy to run these tests";
   return null;
 }
@@ -112,32 +115,41 @@ describe("Python + numpy round trips", { skip: missing ?? false }, () => {
     assert.equal(tf.memory().numTensors, tensorsBefore, "no tensors leaked");
   });
 
-  test("SAEs Python writes (SAELens layout with bf16/f16 tensors, sparsify layout in bf16) load here and reproduce numpy's codes", () => {
-    const n = 20;
-    const x = rawRows(n, D, seed + 2);
-    const dir = path.join(root, "foreign");
-    const info = py("write-foreign", dir, saveNpy(path.join(root, "x-foreign.npy"), [n, D], x), String(seed % 100000));
-    for (const [sub, format, dtype] of [
-      ["saelens", "saelens", "mixed (BF16, F16, F32)"],
-      ["sparsify/layers.2", "sparsify", "BF16"],
-    ] as const) {
-      const imported = loadSaeLens(path.join(dir, sub));
-      assert.equal(imported.format, format);
-      assert.equal(imported.dtype, dtype);
-      assert.deepEqual(
-        [imported.model.config.sae.d, imported.model.config.sae.F, imported.model.config.sae.k],
-        [D, info.F, info.k],
+  test(
+    "SAEs Python writes " +
+      "(SAELens layout with bf16/f16 tensors, sparsify layout in bf16) load here and reproduce numpy's codes",
+    () => {
+      const n = 20;
+      const x = rawRows(n, D, seed + 2);
+      const dir = path.join(root, "foreign");
+      const info = py(
+        "write-foreign",
+        dir,
+        saveNpy(path.join(root, "x-foreign.npy"), [n, D], x),
+        String(seed % 100000),
       );
-      const want = readNpy(path.join(dir, `codes_${format}.npy`));
-      assert.deepEqual(want.shape, [n, info.F]);
-      const ours = encodeRaw(imported.model, imported.normalization, x);
-      assert.ok(nonzeros(ours) > 0);
-      const diff = maxAbs(ours, want.data as Float32Array);
-      assert.ok(diff <= 1e-5, `${format}: our codes differ from numpy's by ${diff}`);
-      if (format === "saelens") assert.equal(imported.hookName, "blocks.2.hook_resid_pre");
-      imported.model.dispose();
-    }
-  });
+      for (const [sub, format, dtype] of [
+        ["saelens", "saelens", "mixed (BF16, F16, F32)"],
+        ["sparsify/layers.2", "sparsify", "BF16"],
+      ] as const) {
+        const imported = loadSaeLens(path.join(dir, sub));
+        assert.equal(imported.format, format);
+        assert.equal(imported.dtype, dtype);
+        assert.deepEqual(
+          [imported.model.config.sae.d, imported.model.config.sae.F, imported.model.config.sae.k],
+          [D, info.F, info.k],
+        );
+        const want = readNpy(path.join(dir, `codes_${format}.npy`));
+        assert.deepEqual(want.shape, [n, info.F]);
+        const ours = encodeRaw(imported.model, imported.normalization, x);
+        assert.ok(nonzeros(ours) > 0);
+        const diff = maxAbs(ours, want.data as Float32Array);
+        assert.ok(diff <= 1e-5, `${format}: our codes differ from numpy's by ${diff}`);
+        if (format === "saelens") assert.equal(imported.hookName, "blocks.2.hook_resid_pre");
+        imported.model.dispose();
+      }
+    },
+  );
 
   test("`npm run activations -- export`: numpy memory-maps a shard and its rows, bit for bit", async () => {
     const docs = Array.from({ length: 10 }, (_, i) => ({

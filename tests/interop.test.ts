@@ -60,127 +60,135 @@ function asForeign(dir: string): void {
 }
 
 describe("SAELens export / import", () => {
-  test("standalone SAE with z-score folded: our reader rebuilds the model; SAELens's function on raw rows is the same code", () => {
-    const tensorsBefore = tf.memory().numTensors;
-    const model = randomModel(saeModelConfig("claflin"), seed);
-    const spec = randomSpec(D, seed + 1);
-    const dir = path.join(root, "sae-folded");
-    const res = exportSaeLens(model, dir, {
-      normalization: spec,
-      hookName: "blocks.3.hook_resid_pre",
-      modelName: "stories260K",
-      hookLayer: 3,
-    });
-    assert.equal(res.rawInput, true);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ["cfg.json", "sae_weights.safetensors"]);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, "cfg.json"), "utf8"));
-    assert.deepEqual(
-      [cfg.architecture, cfg.d_in, cfg.d_sae, cfg.k, cfg.apply_b_dec_to_input, cfg.hook_name],
-      ["topk", D, F, K, true, "blocks.3.hook_resid_pre"],
-    );
-    const st = readSafetensors(path.join(dir, "sae_weights.safetensors"));
-    assert.deepEqual(Object.fromEntries([...st.tensors].map(([n, t]) => [n, t.shape])), {
-      W_enc: [D, F],
-      b_enc: [F],
-      W_dec: [F, D],
-      b_dec: [D],
-    });
+  test(
+    "standalone SAE with z-score folded: our reader rebuilds the model; " +
+      "SAELens's function on raw rows is the same code",
+    () => {
+      const tensorsBefore = tf.memory().numTensors;
+      const model = randomModel(saeModelConfig("claflin"), seed);
+      const spec = randomSpec(D, seed + 1);
+      const dir = path.join(root, "sae-folded");
+      const res = exportSaeLens(model, dir, {
+        normalization: spec,
+        hookName: "blocks.3.hook_resid_pre",
+        modelName: "stories260K",
+        hookLayer: 3,
+      });
+      assert.equal(res.rawInput, true);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ["cfg.json", "sae_weights.safetensors"]);
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, "cfg.json"), "utf8"));
+      assert.deepEqual(
+        [cfg.architecture, cfg.d_in, cfg.d_sae, cfg.k, cfg.apply_b_dec_to_input, cfg.hook_name],
+        ["topk", D, F, K, true, "blocks.3.hook_resid_pre"],
+      );
+      const st = readSafetensors(path.join(dir, "sae_weights.safetensors"));
+      assert.deepEqual(Object.fromEntries([...st.tensors].map(([n, t]) => [n, t.shape])), {
+        W_enc: [D, F],
+        b_enc: [F],
+        W_dec: [F, D],
+        b_dec: [D],
+      });
 
-    const x = rawRows(20, D, seed + 2);
-    const want = encodeRaw(model, spec, x);
-    assert.ok(nonzeros(want) >= 20 * (K - 1), "codes are not trivially zero");
-    const back = loadSaeLens(dir);
-    assert.equal(back.hookName, "blocks.3.hook_resid_pre");
-    assert.deepEqual(back.model.config, model.config);
-    assert.deepEqual(back.normalization, spec);
-    assert.ok(maxAbs(encodeRaw(back.model, back.normalization, x), want) <= 1e-5);
-    assert.ok(maxAbs(back.model.params.read("sae.wDec"), model.params.read("sae.wDec")) <= 1e-6);
-    back.model.dispose();
+      const x = rawRows(20, D, seed + 2);
+      const want = encodeRaw(model, spec, x);
+      assert.ok(nonzeros(want) >= 20 * (K - 1), "codes are not trivially zero");
+      const back = loadSaeLens(dir);
+      assert.equal(back.hookName, "blocks.3.hook_resid_pre");
+      assert.deepEqual(back.model.config, model.config);
+      assert.deepEqual(back.normalization, spec);
+      assert.ok(maxAbs(encodeRaw(back.model, back.normalization, x), want) <= 1e-5);
+      assert.ok(maxAbs(back.model.params.read("sae.wDec"), model.params.read("sae.wDec")) <= 1e-6);
+      back.model.dispose();
 
-    asForeign(dir);
-    const foreign = loadSaeLens(dir);
-    assert.equal(foreign.model.config.sae.decoderBias, true);
-    assert.equal(foreign.normalization.kind, "none");
-    assert.ok(
-      maxAbs(encodeRaw(foreign.model, foreign.normalization, x), want) <= 1e-5,
-      "the folded weights encode raw rows like the model encodes normalised ones",
-    );
-    // and back into the normalised space: the same function, on normalised inputs
-    const other = randomSpec(D, seed + 20);
-    const moved = inNormalizedSpace(foreign, other);
-    assert.deepEqual(moved.normalization, other);
-    assert.ok(maxAbs(encodeRaw(moved.model, other, x), want) <= 1e-5);
-    assert.ok(
-      maxAbs(moved.model.params.read("sae.wDec"), foreign.model.params.read("sae.wDec")) > 1e-3,
-      "the weights did change",
-    );
-    assert.throws(() => inNormalizedSpace(moved, other), /already takes zscore-normalised inputs/);
-    moved.model.dispose();
-    foreign.model.dispose();
-    model.dispose();
-    assert.equal(tf.memory().numTensors, tensorsBefore, "no tensors leaked");
-  });
+      asForeign(dir);
+      const foreign = loadSaeLens(dir);
+      assert.equal(foreign.model.config.sae.decoderBias, true);
+      assert.equal(foreign.normalization.kind, "none");
+      assert.ok(
+        maxAbs(encodeRaw(foreign.model, foreign.normalization, x), want) <= 1e-5,
+        "the folded weights encode raw rows like the model encodes normalised ones",
+      );
+      // and back into the normalised space: the same function, on normalised inputs
+      const other = randomSpec(D, seed + 20);
+      const moved = inNormalizedSpace(foreign, other);
+      assert.deepEqual(moved.normalization, other);
+      assert.ok(maxAbs(encodeRaw(moved.model, other, x), want) <= 1e-5);
+      assert.ok(
+        maxAbs(moved.model.params.read("sae.wDec"), foreign.model.params.read("sae.wDec")) > 1e-3,
+        "the weights did change",
+      );
+      assert.throws(() => inNormalizedSpace(moved, other), /already takes zscore-normalised inputs/);
+      moved.model.dispose();
+      foreign.model.dispose();
+      model.dispose();
+      assert.equal(tf.memory().numTensors, tensorsBefore, "no tensors leaked");
+    },
+  );
 
-  test("joint model: NFM beside the SAE; round trip keeps the full reconstruction; unfolded export keeps weights as they are", () => {
-    const model = randomModel(jointModelConfig("full"), seed + 3);
-    const spec = randomSpec(D, seed + 4);
-    const dir = path.join(root, "joint");
-    exportSaeLens(model, dir, { normalization: spec });
-    assert.deepEqual(fs.readdirSync(dir).sort(), [
-      "cfg.json",
-      "nfm_cfg.json",
-      "nfm_weights.safetensors",
-      "sae_weights.safetensors",
-    ]);
-    const nfmCfg = JSON.parse(fs.readFileSync(path.join(dir, "nfm_cfg.json"), "utf8"));
-    assert.deepEqual(nfmCfg.tensors, {
-      W_lin: [F, D],
-      b_lin: [D],
-      V: [F, 6],
-      W_1: [6, 6],
-      b_1: [6],
-      W_2: [6, D],
-      b_2: [D],
-    });
-    assert.equal(nfmCfg.top_n, 3);
-    const x = rawRows(16, D, seed + 5);
-    const want = reconstructRaw(model, spec, x);
-    const back = loadSaeLens(dir);
-    assert.equal(back.model.config.kind, "joint");
-    assert.ok(maxAbs(reconstructRaw(back.model, back.normalization, x), want) <= 1e-4);
-    back.model.dispose();
+  test(
+    "joint model: NFM beside the SAE; round trip keeps the full reconstruction; " +
+      "unfolded export keeps weights as they are",
+    () => {
+      const model = randomModel(jointModelConfig("full"), seed + 3);
+      const spec = randomSpec(D, seed + 4);
+      const dir = path.join(root, "joint");
+      exportSaeLens(model, dir, { normalization: spec });
+      assert.deepEqual(fs.readdirSync(dir).sort(), [
+        "cfg.json",
+        "nfm_cfg.json",
+        "nfm_weights.safetensors",
+        "sae_weights.safetensors",
+      ]);
+      const nfmCfg = JSON.parse(fs.readFileSync(path.join(dir, "nfm_cfg.json"), "utf8"));
+      assert.deepEqual(nfmCfg.tensors, {
+        W_lin: [F, D],
+        b_lin: [D],
+        V: [F, 6],
+        W_1: [6, 6],
+        b_1: [6],
+        W_2: [6, D],
+        b_2: [D],
+      });
+      assert.equal(nfmCfg.top_n, 3);
+      const x = rawRows(16, D, seed + 5);
+      const want = reconstructRaw(model, spec, x);
+      const back = loadSaeLens(dir);
+      assert.equal(back.model.config.kind, "joint");
+      assert.ok(maxAbs(reconstructRaw(back.model, back.normalization, x), want) <= 1e-4);
+      back.model.dispose();
 
-    const dir2 = path.join(root, "joint-unfolded");
-    assert.equal(exportSaeLens(model, dir2, { normalization: spec, fold: false }).rawInput, false);
-    const st = readSafetensors(path.join(dir2, "nfm_weights.safetensors"));
-    assert.deepEqual(
-      Array.from(st.tensors.get("W_2")!.data),
-      Array.from(model.params.read("nfm.w2")),
-      "unfolded: the weights as they are",
-    );
-    const back2 = loadSaeLens(dir2);
-    assert.ok(maxAbs(reconstructRaw(back2.model, back2.normalization, x), want) <= 1e-5);
-    back2.model.dispose();
+      const dir2 = path.join(root, "joint-unfolded");
+      assert.equal(exportSaeLens(model, dir2, { normalization: spec, fold: false }).rawInput, false);
+      const st = readSafetensors(path.join(dir2, "nfm_weights.safetensors"));
+      assert.deepEqual(
+        Array.from(st.tensors.get("W_2")!.data),
+        Array.from(model.params.read("nfm.w2")),
+        "unfolded: the weights as they are",
+      );
+      const back2 = loadSaeLens(dir2);
+      assert.ok(maxAbs(reconstructRaw(back2.model, back2.normalization, x), want) <= 1e-5);
+      back2.model.dispose();
 
-    // without our cfg.json section (an NFM trained elsewhere, written beside a SAELens SAE): a raw-space joint model
-    asForeign(dir);
-    const foreign = loadSaeLens(dir);
-    assert.deepEqual(
-      [
-        foreign.model.config.kind,
-        foreign.model.config.variant,
-        foreign.model.config.nfm?.topN,
-        foreign.normalization.kind,
-      ],
-      ["joint", "full", 3, "none"],
-    );
-    assert.ok(maxAbs(reconstructRaw(foreign.model, foreign.normalization, x), want) <= 1e-4);
-    foreign.model.dispose();
-    const nfmCfgFile = path.join(dir, "nfm_cfg.json");
-    writeJsonAtomic(nfmCfgFile, { ...nfmCfg, d_embed: 7 });
-    assert.throws(() => loadSaeLens(dir), /tensor "V" \(NFM nfm.V\) has shape \[48,6\], expected \[48,7\]/);
-    model.dispose();
-  });
+      // without our cfg.json section (an NFM trained elsewhere, written beside a SAELens SAE): a raw-space joint model
+      asForeign(dir);
+      const foreign = loadSaeLens(dir);
+      assert.deepEqual(
+        [
+          foreign.model.config.kind,
+          foreign.model.config.variant,
+          foreign.model.config.nfm?.topN,
+          foreign.normalization.kind,
+        ],
+        ["joint", "full", 3, "none"],
+      );
+      assert.ok(maxAbs(reconstructRaw(foreign.model, foreign.normalization, x), want) <= 1e-4);
+      foreign.model.dispose();
+      const nfmCfgFile = path.join(dir, "nfm_cfg.json");
+      writeJsonAtomic(nfmCfgFile, { ...nfmCfg, d_embed: 7 });
+      assert.throws(() => loadSaeLens(dir), /tensor "V" \(NFM nfm.V\) has shape \[48,6\], expected \[48,7\]/);
+      model.dispose();
+    },
+  );
 
   test("f16 and bf16 exports load with at most their rounding error; a modern SAE keeps its own b_dec", () => {
     const model = randomModel(saeModelConfig("modern"), seed + 6);
@@ -325,38 +333,41 @@ describe("SAELens export / import", () => {
 });
 
 describe("sparsify layout", () => {
-  test("export → load round trip (normalisation folded); a run directory lists its hookpoints; bad dims are named", () => {
-    const model = randomModel(saeModelConfig("claflin"), seed + 11);
-    const spec = randomSpec(D, seed + 12);
-    const run = path.join(root, "sparsify-run");
-    const dir = path.join(run, "layers.3");
-    exportSparsify(model, dir, { normalization: spec, dtype: "F32" });
-    const st = readSafetensors(path.join(dir, "sae.safetensors"));
-    assert.deepEqual(Object.fromEntries([...st.tensors].map(([n, t]) => [n, t.shape])), {
-      "encoder.weight": [F, D],
-      "encoder.bias": [F],
-      W_dec: [F, D],
-      b_dec: [D],
-    });
-    const x = rawRows(15, D, seed + 13);
-    const back = loadSaeLens(dir);
-    assert.equal(back.format, "sparsify");
-    assert.equal(back.hookName, "layers.3");
-    assert.equal(back.model.config.sae.order, "relu-topk");
-    assert.ok(maxAbs(encodeRaw(back.model, back.normalization, x), encodeRaw(model, spec, x)) <= 1e-5);
-    back.model.dispose();
-    assert.throws(() => loadSaeLens(run), /one SAE per hookpoint; pass one of its subdirectories: layers\.3/);
-    const cfgFile = path.join(dir, "cfg.json");
-    const cfg = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
-    writeJsonAtomic(cfgFile, { ...cfg, d_in: D + 1 });
-    assert.throws(
-      () => loadSaeLens(dir),
-      /tensor "encoder.weight" \(encoder, \[num_latents, d_in\]\) has shape \[48,12\], expected \[48,13\]/,
-    );
-    writeJsonAtomic(cfgFile, { ...cfg, activation: "groupmax" });
-    assert.throws(() => loadSaeLens(dir), /activation "groupmax" is not supported/);
-    model.dispose();
-  });
+  test(
+    "export → load round trip (normalisation folded); " + "a run directory lists its hookpoints; bad dims are named",
+    () => {
+      const model = randomModel(saeModelConfig("claflin"), seed + 11);
+      const spec = randomSpec(D, seed + 12);
+      const run = path.join(root, "sparsify-run");
+      const dir = path.join(run, "layers.3");
+      exportSparsify(model, dir, { normalization: spec, dtype: "F32" });
+      const st = readSafetensors(path.join(dir, "sae.safetensors"));
+      assert.deepEqual(Object.fromEntries([...st.tensors].map(([n, t]) => [n, t.shape])), {
+        "encoder.weight": [F, D],
+        "encoder.bias": [F],
+        W_dec: [F, D],
+        b_dec: [D],
+      });
+      const x = rawRows(15, D, seed + 13);
+      const back = loadSaeLens(dir);
+      assert.equal(back.format, "sparsify");
+      assert.equal(back.hookName, "layers.3");
+      assert.equal(back.model.config.sae.order, "relu-topk");
+      assert.ok(maxAbs(encodeRaw(back.model, back.normalization, x), encodeRaw(model, spec, x)) <= 1e-5);
+      back.model.dispose();
+      assert.throws(() => loadSaeLens(run), /one SAE per hookpoint; pass one of its subdirectories: layers\.3/);
+      const cfgFile = path.join(dir, "cfg.json");
+      const cfg = JSON.parse(fs.readFileSync(cfgFile, "utf8"));
+      writeJsonAtomic(cfgFile, { ...cfg, d_in: D + 1 });
+      assert.throws(
+        () => loadSaeLens(dir),
+        /tensor "encoder.weight" \(encoder, \[num_latents, d_in\]\) has shape \[48,12\], expected \[48,13\]/,
+      );
+      writeJsonAtomic(cfgFile, { ...cfg, activation: "groupmax" });
+      assert.throws(() => loadSaeLens(dir), /activation "groupmax" is not supported/);
+      model.dispose();
+    },
+  );
 });
 
 describe(".npy and the store export", () => {
@@ -377,100 +388,103 @@ describe(".npy and the store export", () => {
     assert.deepEqual(readNpy(file).shape, [2]);
   });
 
-  test("npy and safetensors shards hold the store's rows bit for bit; rows table and manifest trace them back", async () => {
-    const tok = new ByteTokenizer();
-    const docs = Array.from({ length: 12 }, (_, i) => ({
-      id: `doc-${i}`,
-      text: `the cat ${i} sat on a mat and ran far away home `.repeat(2 + (i % 3)),
-    }));
-    for (const dtype of ["float32", "float16"] as const) {
-      const h = await harvestActivations({
-        languageModel: new FakeLanguageModel({ dim: 8, seed: 3 }),
-        tokenizer: tok,
-        layer: 2,
-        corpus: "cats",
-        documents: docs,
-        split: "all",
-        seed: 1,
-        windowLength: 24,
-        remainder: "keep",
-        chunkRows: 100,
-        batchWindows: 4,
-        dtype,
-        storeRoot: path.join(root, "stores"),
-        progress: false,
-      } as Parameters<typeof harvestActivations>[0]);
-      const store = h.store;
-      assert.ok(store.manifest.chunks.length >= 3, "several chunks");
-      for (const format of ["npy", "safetensors"] as const) {
-        const out = path.join(root, `export-${dtype}-${format}`);
-        const m = exportStore(store, out, { format, blockBytes: 1000 }); // small blocks: exercises the streaming
-        assert.equal(m.shards.length, store.manifest.chunks.length);
-        assert.equal(m.hook, "blocks.2.hook_resid_pre");
-        assert.deepEqual(m.normalization, store.manifest.normalization);
-        for (const s of m.shards) {
-          const bytes = fs.readFileSync(path.join(out, s.file));
-          const raw = bytes.subarray(s.dataOffset);
-          const want = fs.readFileSync(path.join(store.dir, store.manifest.chunks[m.shards.indexOf(s)].file));
-          assert.ok(raw.equals(want), `${format} ${s.file}: the stored bytes, bit for bit`);
-          if (format === "npy") assert.deepEqual(readNpy(path.join(out, s.file)).shape, [s.rowCount, 8]);
-          else {
-            const t = readSafetensors(path.join(out, s.file)).tensors.get("activations")!;
-            assert.deepEqual(Array.from(t.data), Array.from(store.readRows(s.rowStart, s.rowCount)));
+  test(
+    "npy and safetensors shards hold the store's rows bit for bit; " + "rows table and manifest trace them back",
+    async () => {
+      const tok = new ByteTokenizer();
+      const docs = Array.from({ length: 12 }, (_, i) => ({
+        id: `doc-${i}`,
+        text: `the cat ${i} sat on a mat and ran far away home `.repeat(2 + (i % 3)),
+      }));
+      for (const dtype of ["float32", "float16"] as const) {
+        const h = await harvestActivations({
+          languageModel: new FakeLanguageModel({ dim: 8, seed: 3 }),
+          tokenizer: tok,
+          layer: 2,
+          corpus: "cats",
+          documents: docs,
+          split: "all",
+          seed: 1,
+          windowLength: 24,
+          remainder: "keep",
+          chunkRows: 100,
+          batchWindows: 4,
+          dtype,
+          storeRoot: path.join(root, "stores"),
+          progress: false,
+        } as Parameters<typeof harvestActivations>[0]);
+        const store = h.store;
+        assert.ok(store.manifest.chunks.length >= 3, "several chunks");
+        for (const format of ["npy", "safetensors"] as const) {
+          const out = path.join(root, `export-${dtype}-${format}`);
+          const m = exportStore(store, out, { format, blockBytes: 1000 }); // small blocks: exercises the streaming
+          assert.equal(m.shards.length, store.manifest.chunks.length);
+          assert.equal(m.hook, "blocks.2.hook_resid_pre");
+          assert.deepEqual(m.normalization, store.manifest.normalization);
+          for (const s of m.shards) {
+            const bytes = fs.readFileSync(path.join(out, s.file));
+            const raw = bytes.subarray(s.dataOffset);
+            const want = fs.readFileSync(path.join(store.dir, store.manifest.chunks[m.shards.indexOf(s)].file));
+            assert.ok(raw.equals(want), `${format} ${s.file}: the stored bytes, bit for bit`);
+            if (format === "npy") assert.deepEqual(readNpy(path.join(out, s.file)).shape, [s.rowCount, 8]);
+            else {
+              const t = readSafetensors(path.join(out, s.file)).tensors.get("activations")!;
+              assert.deepEqual(Array.from(t.data), Array.from(store.readRows(s.rowStart, s.rowCount)));
+            }
           }
-        }
-        if (dtype === "float32" && format === "npy") {
-          // a write that fails half way (ENOSPC on the third shard) leaves the previous export as it was, no temporary
-          // files
-          const before = Object.fromEntries(
-            fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f)).toString("base64")]),
-          );
-          let calls = 0;
-          const restore = setFileOpsForTesting({
-            writeSync: (fd, buffer, offset, length, position) => {
-              if (++calls > 6)
-                throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
-              return fs.writeSync(fd, buffer, offset, length, position);
-            },
-          });
-          try {
-            assert.throws(
-              () => exportStore(store, out, { format, blockBytes: 1000 }),
-              (e: Error) =>
-                e instanceof WriteError && /the disk is full/.test(e.message) && /shard-0000\d\.npy/.test(e.message),
-            );
-          } finally {
-            restore();
-          }
-          assert.deepEqual(
-            Object.fromEntries(
+          if (dtype === "float32" && format === "npy") {
+            // a write that fails half way (ENOSPC on the third shard) leaves the previous export as it was, no
+            // temporary files
+            const before = Object.fromEntries(
               fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f)).toString("base64")]),
-            ),
-            before,
-          );
+            );
+            let calls = 0;
+            const restore = setFileOpsForTesting({
+              writeSync: (fd, buffer, offset, length, position) => {
+                if (++calls > 6)
+                  throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+                return fs.writeSync(fd, buffer, offset, length, position);
+              },
+            });
+            try {
+              assert.throws(
+                () => exportStore(store, out, { format, blockBytes: 1000 }),
+                (e: Error) =>
+                  e instanceof WriteError && /the disk is full/.test(e.message) && /shard-0000\d\.npy/.test(e.message),
+              );
+            } finally {
+              restore();
+            }
+            assert.deepEqual(
+              Object.fromEntries(
+                fs.readdirSync(out).map((f) => [f, fs.readFileSync(path.join(out, f)).toString("base64")]),
+              ),
+              before,
+            );
+            assert.deepEqual(
+              fs.readdirSync(root).filter((f) => f.includes(".tmp")),
+              [],
+            );
+          }
+          const rows = fs.readFileSync(path.join(out, m.rows.file)).subarray(m.rows.dataOffset);
+          const r = 137;
+          const info = store.rowInfo(r);
           assert.deepEqual(
-            fs.readdirSync(root).filter((f) => f.includes(".tmp")),
-            [],
+            [
+              rows.readInt32LE(r * 16),
+              rows.readInt32LE(r * 16 + 4),
+              rows.readInt32LE(r * 16 + 8),
+              rows.readInt32LE(r * 16 + 12),
+            ],
+            [info.tokenId, info.docIndex, info.windowStart, info.position],
           );
+          assert.equal(JSON.parse(fs.readFileSync(path.join(out, "docs.json"), "utf8")).ids[info.docIndex], info.docId);
         }
-        const rows = fs.readFileSync(path.join(out, m.rows.file)).subarray(m.rows.dataOffset);
-        const r = 137;
-        const info = store.rowInfo(r);
-        assert.deepEqual(
-          [
-            rows.readInt32LE(r * 16),
-            rows.readInt32LE(r * 16 + 4),
-            rows.readInt32LE(r * 16 + 8),
-            rows.readInt32LE(r * 16 + 12),
-          ],
-          [info.tokenId, info.docIndex, info.windowStart, info.position],
-        );
-        assert.equal(JSON.parse(fs.readFileSync(path.join(out, "docs.json"), "utf8")).ids[info.docIndex], info.docId);
       }
-    }
-    assert.throws(
-      () => exportStore({} as never, root, { format: "csv" as never }),
-      /format must be "npy" or "safetensors"/,
-    );
-  });
+      assert.throws(
+        () => exportStore({} as never, root, { format: "csv" as never }),
+        /format must be "npy" or "safetensors"/,
+      );
+    },
+  );
 });

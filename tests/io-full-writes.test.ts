@@ -144,27 +144,31 @@ describe("atomic writer (writeFileAtomic / writeChunksAtomic)", () => {
     assert.deepEqual(tempFiles(dir), []);
   });
 
-  it("ENOSPC after N bytes: no file at a new target, the old content kept when overwriting, the path named, no temp file", () => {
-    const dir = freshDir("atomic-enospc");
-    const fresh = path.join(dir, "fresh.bin");
-    assert.throws(
-      () => withShim(failAfter(3000, "ENOSPC"), () => writeFileAtomic(fresh, randomBytes(10_000, 2))),
-      isWriteFailure("ENOSPC", fresh),
-    );
-    assert.equal(fs.existsSync(fresh), false);
-    assert.deepEqual(tempFiles(dir), []);
+  it(
+    "ENOSPC after N bytes: no file at a new target, " +
+      "the old content kept when overwriting, the path named, no temp file",
+    () => {
+      const dir = freshDir("atomic-enospc");
+      const fresh = path.join(dir, "fresh.bin");
+      assert.throws(
+        () => withShim(failAfter(3000, "ENOSPC"), () => writeFileAtomic(fresh, randomBytes(10_000, 2))),
+        isWriteFailure("ENOSPC", fresh),
+      );
+      assert.equal(fs.existsSync(fresh), false);
+      assert.deepEqual(tempFiles(dir), []);
 
-    const existing = path.join(dir, "existing.json");
-    writeJsonAtomic(existing, { version: 1 });
-    const before = fs.readFileSync(existing);
-    assert.throws(
-      () => withShim(failAfter(10, "ENOSPC"), () => writeJsonAtomic(existing, { version: 2, pad: "x".repeat(5000) })),
-      (e: unknown) =>
-        isWriteFailure("ENOSPC", existing)(e) && e instanceof WriteError && /disk is full/.test(e.message),
-    );
-    assert.deepEqual(fs.readFileSync(existing), before);
-    assert.deepEqual(tempFiles(dir), []);
-  });
+      const existing = path.join(dir, "existing.json");
+      writeJsonAtomic(existing, { version: 1 });
+      const before = fs.readFileSync(existing);
+      assert.throws(
+        () => withShim(failAfter(10, "ENOSPC"), () => writeJsonAtomic(existing, { version: 2, pad: "x".repeat(5000) })),
+        (e: unknown) =>
+          isWriteFailure("ENOSPC", existing)(e) && e instanceof WriteError && /disk is full/.test(e.message),
+      );
+      assert.deepEqual(fs.readFileSync(existing), before);
+      assert.deepEqual(tempFiles(dir), []);
+    },
+  );
 
   it("EIO on write or on fsync: no file at the target, the path named, no temp file", () => {
     const dir = freshDir("atomic-eio");
@@ -332,31 +336,35 @@ describe("activation store writer (harvestActivations)", () => {
     assert.deepEqual(tempFiles(r.dir), []);
   });
 
-  it("ENOSPC mid-chunk: the harvest fails naming the file, nothing partial is left, and a rerun resumes to the same store", async () => {
-    const storeRoot = freshDir("store-enospc");
-    const rowsBytes = ref.files.get("rows.bin")!.length;
-    const docsBytes = ref.files.get("docs.json")!.length;
-    const chunkBytes = ref.files.get("chunk-00000.bin")!.length;
-    // rows.bin, docs.json and chunk 0 fit; the budget runs out halfway through chunk 1 (or its progress.json)
-    const budget = rowsBytes + docsBytes + chunkBytes + 2500 + chunkBytes / 2;
-    await assert.rejects(
-      withShimAsync(failAfter(budget, "ENOSPC"), () => harvestActivations(opts(storeRoot))),
-      (e: unknown) => {
-        assert.ok(e instanceof WriteError && e.code === "ENOSPC", String(e));
-        assert.ok(e.message.includes(storeRoot), e.message);
-        return true;
-      },
-    );
-    const dir = path.join(storeRoot, path.basename(ref.dir));
-    assert.equal(fs.existsSync(path.join(dir, "manifest.json")), false);
-    assert.ok(fs.existsSync(path.join(dir, "chunk-00000.bin")));
-    assertPrefixOfReference(dir);
-    assert.deepEqual(tempFiles(storeRoot), []);
-    const again = await harvestActivations(opts(storeRoot));
-    assert.ok(again.resumedChunks >= 1);
-    assert.deepEqual([...filesOf(again.dir).keys()], [...ref.files.keys()]);
-    assertPrefixOfReference(again.dir);
-  });
+  it(
+    "ENOSPC mid-chunk: the harvest fails naming the file, " +
+      "nothing partial is left, and a rerun resumes to the same store",
+    async () => {
+      const storeRoot = freshDir("store-enospc");
+      const rowsBytes = ref.files.get("rows.bin")!.length;
+      const docsBytes = ref.files.get("docs.json")!.length;
+      const chunkBytes = ref.files.get("chunk-00000.bin")!.length;
+      // rows.bin, docs.json and chunk 0 fit; the budget runs out halfway through chunk 1 (or its progress.json)
+      const budget = rowsBytes + docsBytes + chunkBytes + 2500 + chunkBytes / 2;
+      await assert.rejects(
+        withShimAsync(failAfter(budget, "ENOSPC"), () => harvestActivations(opts(storeRoot))),
+        (e: unknown) => {
+          assert.ok(e instanceof WriteError && e.code === "ENOSPC", String(e));
+          assert.ok(e.message.includes(storeRoot), e.message);
+          return true;
+        },
+      );
+      const dir = path.join(storeRoot, path.basename(ref.dir));
+      assert.equal(fs.existsSync(path.join(dir, "manifest.json")), false);
+      assert.ok(fs.existsSync(path.join(dir, "chunk-00000.bin")));
+      assertPrefixOfReference(dir);
+      assert.deepEqual(tempFiles(storeRoot), []);
+      const again = await harvestActivations(opts(storeRoot));
+      assert.ok(again.resumedChunks >= 1);
+      assert.deepEqual([...filesOf(again.dir).keys()], [...ref.files.keys()]);
+      assertPrefixOfReference(again.dir);
+    },
+  );
 
   it("on a full tmpfs: the harvest fails with ENOSPC, what is there is complete, and it resumes once there is space", {
     skip: tmpfsSkip,
@@ -393,33 +401,37 @@ describe("pipeline cache (cachedStep's done.json)", () => {
     assert.ok(shim.calls > 100);
   });
 
-  it("ENOSPC writing done.json: the step fails naming done.json, no marker or temp file is left, and the next call recomputes", async () => {
-    const cache = freshDir("cache-enospc");
-    process.env.IS_CACHE_DIR = cache;
-    const tag = `enospc${Date.now()}`;
-    let restore: (() => void) | null = null;
-    try {
-      await assert.rejects(
-        cachedStep("unit", { tag }, async () => {
-          restore = setFileOpsForTesting(failAfter(4000, "ENOSPC").ops); // the disk fills while the step runs
-          return big(2000);
-        }),
-        (e: unknown) => isWriteFailure("ENOSPC", "done.json")(e) && (e as Error).message.includes(cache),
+  it(
+    "ENOSPC writing done.json: the step fails naming done.json, " +
+      "no marker or temp file is left, and the next call recomputes",
+    async () => {
+      const cache = freshDir("cache-enospc");
+      process.env.IS_CACHE_DIR = cache;
+      const tag = `enospc${Date.now()}`;
+      let restore: (() => void) | null = null;
+      try {
+        await assert.rejects(
+          cachedStep("unit", { tag }, async () => {
+            restore = setFileOpsForTesting(failAfter(4000, "ENOSPC").ops); // the disk fills while the step runs
+            return big(2000);
+          }),
+          (e: unknown) => isWriteFailure("ENOSPC", "done.json")(e) && (e as Error).message.includes(cache),
+        );
+      } finally {
+        (restore as (() => void) | null)?.();
+      }
+      assert.deepEqual(
+        (fs.readdirSync(cache, { recursive: true }) as string[]).filter((f) => f.endsWith("done.json")),
+        [],
       );
-    } finally {
-      (restore as (() => void) | null)?.();
-    }
-    assert.deepEqual(
-      (fs.readdirSync(cache, { recursive: true }) as string[]).filter((f) => f.endsWith("done.json")),
-      [],
-    );
-    assert.deepEqual(tempFiles(cache), []);
-    let calls = 0;
-    const r = await cachedStep("unit", { tag }, async () => (calls++, big(2000)));
-    assert.equal(r.hit, false);
-    assert.equal(calls, 1);
-    assert.deepEqual(r.value, big(2000));
-  });
+      assert.deepEqual(tempFiles(cache), []);
+      let calls = 0;
+      const r = await cachedStep("unit", { tag }, async () => (calls++, big(2000)));
+      assert.equal(r.hit, false);
+      assert.equal(calls, 1);
+      assert.deepEqual(r.value, big(2000));
+    },
+  );
 
   it("on a full tmpfs: ENOSPC writing done.json fails the step, and it is recomputed once there is space", {
     skip: tmpfsSkip,
@@ -470,17 +482,20 @@ describe("downloads (downloadFile's .part)", () => {
     assert.ok(shim.calls > 100);
   });
 
-  it("ENOSPC: fails naming the .part, nothing at the destination, and a later call resumes to the exact file", async () => {
-    const dest = path.join(freshDir("dl-enospc"), "file.bin");
-    await assert.rejects(
-      withShimAsync(failAfter(20_000, "ENOSPC"), () =>
-        downloadFile(url, dest, { retries: 3, quiet: true, trustUnverified: true }),
-      ),
-      isWriteFailure("ENOSPC", dest + ".part"),
-    );
-    assert.equal(fs.existsSync(dest), false);
-    const r = await downloadFile(url, dest, { retries: 0, quiet: true, trustUnverified: true });
-    assert.deepEqual(new Uint8Array(fs.readFileSync(dest)), body);
-    assert.equal(r.bytes, body.length);
-  });
+  it(
+    "ENOSPC: fails naming the .part, nothing at the destination, " + "and a later call resumes to the exact file",
+    async () => {
+      const dest = path.join(freshDir("dl-enospc"), "file.bin");
+      await assert.rejects(
+        withShimAsync(failAfter(20_000, "ENOSPC"), () =>
+          downloadFile(url, dest, { retries: 3, quiet: true, trustUnverified: true }),
+        ),
+        isWriteFailure("ENOSPC", dest + ".part"),
+      );
+      assert.equal(fs.existsSync(dest), false);
+      const r = await downloadFile(url, dest, { retries: 0, quiet: true, trustUnverified: true });
+      assert.deepEqual(new Uint8Array(fs.readFileSync(dest)), body);
+      assert.equal(r.bytes, body.length);
+    },
+  );
 });

@@ -32,9 +32,14 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
     mmErr = Math.max(mmErr, Math.abs(s - c[i * P + j]));
   }
   const B = 64, d = 96, F = 512, k = 8;
-  const x = rng.normalArray(B * d), w = rng.normalArray(F * d, 0, 0.1), be = rng.normalArray(F, 0, 0.1), dy = rng.normalArray(B * k);
-  const grads = () => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => topkEncode(p as tf.Tensor2D, q as tf.Tensor2D, r as tf.Tensor1D, k, "relu-topk").values)(
-    [tf.tensor2d(x, [B, d]), tf.tensor2d(w, [F, d]), tf.tensor1d(be)], tf.tensor2d(dy, [B, k])).map((g) => g.dataSync());
+  const x = rng.normalArray(B * d), w = rng.normalArray(F * d, 0, 0.1);
+  const be = rng.normalArray(F, 0, 0.1), dy = rng.normalArray(B * k);
+  const grads = () =>
+    tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) =>
+      topkEncode(p as tf.Tensor2D, q as tf.Tensor2D, r as tf.Tensor1D, k, "relu-topk").values)(
+      [tf.tensor2d(x, [B, d]), tf.tensor2d(w, [F, d]), tf.tensor1d(be)],
+      tf.tensor2d(dy, [B, k]),
+    ).map((g) => g.dataSync());
   const gw = grads();
   await tf.setBackend("cpu");
   const gc = grads();
@@ -50,10 +55,14 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
 const POOL_CHILD = `
 import * as crypto from "node:crypto";
 import { initBackend, tf } from ${JSON.stringify(path.join(repo, "lib/backend"))};
-import { combineRowsWasm, outerScatterWasm, rowDotsOrder4, rowDotsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmOuter"))};
+import {
+  combineRowsWasm, outerScatterWasm, rowDotsOrder4, rowDotsWasm,
+} from ${JSON.stringify(path.join(repo, "lib/kernels/wasmOuter"))};
 import { topkColumns } from ${JSON.stringify(path.join(repo, "lib/kernels/topk"))};
 import { biGradsJs, biSumsJs } from ${JSON.stringify(path.join(repo, "lib/kernels/interaction"))};
-import { biInteractionGradsWasm, biInteractionSumsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmInteraction"))};
+import {
+  biInteractionGradsWasm, biInteractionSumsWasm,
+} from ${JSON.stringify(path.join(repo, "lib/kernels/wasmInteraction"))};
 import { topkColumnsWasm } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmTopk"))};
 import { poolFor, tfjsWasmMemory } from ${JSON.stringify(path.join(repo, "lib/kernels/wasmPool"))};
 import { saeConfig } from ${JSON.stringify(path.join(repo, "lib/sae"))};
@@ -68,40 +77,70 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
   poolFor(tfjsWasmMemory(tf.backend()));
   await new Promise((r) => setTimeout(r, 500));
   const B = 12, k = 5, d = 20, F = 30;
-  const same = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
+  const same = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+    a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
   const coef = tf.tensor2d(rng.normalArray(B * k), [B, k]), x = tf.tensor2d(rng.normalArray(B * d), [B, d]);
   const w = tf.tensor2d(rng.normalArray(F * d), [F, d]);
   const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
   const idx = tf.tensor2d(idxA, [B * k, 1], "int32");
   const checks: Record<string, boolean> = {};
-  checks.outer = same(outerScatterWasm(coef, x, idx, F)!.dataSync(), tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]).dataSync());
-  checks.combine = same(combineRowsWasm(coef, idx, w)!.dataSync(), tf.matMul(coef.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).dataSync());
+  checks.outer = same(
+    outerScatterWasm(coef, x, idx, F)!.dataSync(),
+    tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [F, d]).dataSync(),
+  );
+  checks.combine = same(
+    combineRowsWasm(coef, idx, w)!.dataSync(),
+    tf.matMul(coef.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D).dataSync(),
+  );
   const wA = w.dataSync(), xA = x.dataSync();
-  checks.dots = same(rowDotsWasm(idx, w, x, k)!.dataSync(), Array.from({ length: B * k }, (_, i) => rowDotsOrder4(wA.subarray(idxA[i] * d, (idxA[i] + 1) * d), xA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d))));
+  checks.dots = same(
+    rowDotsWasm(idx, w, x, k)!.dataSync(),
+    Array.from({ length: B * k }, (_, i) =>
+      rowDotsOrder4(
+        wA.subarray(idxA[i] * d, (idxA[i] + 1) * d),
+        xA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d),
+      ),
+    ),
+  );
   // Bi-interaction sums (pieces: batch rows) and gradients (pieces: rows of V, entries grouped by
   // feature, duplicates included): bit for bit as the JavaScript loops.
   const N = 6, E = 8;
-  const vA = Float32Array.from(rng.normalArray(B * N)), VA = Float32Array.from(rng.normalArray(F * E)), dzA = Float32Array.from(rng.normalArray(B * E));
+  const vA = Float32Array.from(rng.normalArray(B * N)), VA = Float32Array.from(rng.normalArray(F * E));
+  const dzA = Float32Array.from(rng.normalArray(B * E));
   const idsA = Int32Array.from({ length: B * N }, () => rng.int(F));
-  const sq = biInteractionSumsWasm(tf.tensor2d(vA, [B, N]), tf.tensor2d(idsA, [B, N], "int32"), tf.tensor2d(VA, [F, E]))!;
+  const sq = biInteractionSumsWasm(
+    tf.tensor2d(vA, [B, N]), tf.tensor2d(idsA, [B, N], "int32"), tf.tensor2d(VA, [F, E]),
+  )!;
   const js = biSumsJs(vA, idsA, VA, B, N, E);
   checks.interactionSums = same(sq.s.dataSync(), js.s) && same(sq.q.dataSync(), js.q);
-  const gr = biInteractionGradsWasm(tf.tensor2d(vA, [B, N]), idsA, tf.tensor2d(VA, [F, E]), sq.s, tf.tensor2d(dzA, [B, E]))!;
+  const gr = biInteractionGradsWasm(
+    tf.tensor2d(vA, [B, N]), idsA, tf.tensor2d(VA, [F, E]), sq.s, tf.tensor2d(dzA, [B, E]),
+  )!;
   checks.interactionGrads = same(gr.dV.dataSync(), biGradsJs(vA, idsA, VA, js.s, dzA, B, N, E, F).dV);
   const pre = Float32Array.from(rng.normalArray(200 * 16)), bias = Float32Array.from(rng.normalArray(200, 0, 0.1));
-  const tw = topkColumnsWasm(tf.tensor2d(pre, [200, 16]), tf.tensor1d(bias), 7, "relu-topk")!, tj = topkColumns(pre, bias, 200, 16, 7, "relu-topk");
+  const tw = topkColumnsWasm(tf.tensor2d(pre, [200, 16]), tf.tensor1d(bias), 7, "relu-topk")!;
+  const tj = topkColumns(pre, bias, 200, 16, 7, "relu-topk");
   checks.topk = same(tw.ids, tj.ids) && same(tw.vals, tj.vals);
   // A few joint training steps without clipping (the clip scale uses the squared-norm sum, which
   // pieces add in another order): Adam is elementwise, so every bit must agree.
-  const mc = validateModelConfig({ kind: "joint", sae: saeConfig({ d: 16, F: 64, k: 4, preset: "claflin" }), nfm: nfmConfig({ F: 64, d: 16, E: 8 }), variant: "full", saeKAtInference: null });
+  const mc = validateModelConfig({
+    kind: "joint",
+    sae: saeConfig({ d: 16, F: 64, k: 4, preset: "claflin" }),
+    nfm: nfmConfig({ F: 64, d: 16, E: 8 }),
+    variant: "full",
+    saeKAtInference: null,
+  });
   const model = createModel(mc, 3);
   const ctx = makeStepContext(model, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: null }, 5);
   const losses: number[] = [];
-  for (let s = 0; s < 4; s++) losses.push(trainStep(ctx, Float32Array.from(rng.normalArray(32 * 16)), 32, s, 1e-3).loss);
+  for (let s = 0; s < 4; s++)
+    losses.push(trainStep(ctx, Float32Array.from(rng.normalArray(32 * 16)), 32, s, 1e-3).loss);
   const h = crypto.createHash("sha256");
   for (const n of model.params.names) h.update(Buffer.from((model.params.get(n).dataSync() as Float32Array).buffer));
   const stats = poolFor(tfjsWasmMemory(tf.backend()))?.stats ?? null;
-  console.log(JSON.stringify({ threads: info.threads, spin: info.poolSpinIterations, checks, losses, params: h.digest("hex"), stats }));
+  console.log(JSON.stringify({
+    threads: info.threads, spin: info.poolSpinIterations, checks, losses, params: h.digest("hex"), stats,
+  }));
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
@@ -154,23 +193,27 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     assert.throws(() => patchPoolSpin(original, 0), /spin iterations/);
   });
 
-  it("helper threads: every fused kernel split over them gives the same bits as without them, in kernels and in training", () => {
-    const seed = (Date.now() ^ process.pid) >>> 0;
-    const pooled = runChild(POOL_CHILD, { IS_KERNEL_POOL_MIN: "0" }, seed);
-    const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
-    assert.equal(pooled.threads, 2);
-    assert.equal(pooled.spin, WASM_POOL_SPIN_ITERATIONS, "the short-spin wasm binary is in use");
-    assert.ok(
-      pooled.stats && pooled.stats.helper > 0,
-      `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`,
-    );
-    assert.equal(alone.stats, null, "IS_KERNEL_HELPERS=0 starts no helpers");
-    for (const r of [pooled, alone])
-      for (const [name, ok] of Object.entries(r.checks))
-        assert.ok(ok, `${name} differs from its reference (seed ${seed})`);
-    assert.deepEqual(pooled.losses, alone.losses, `losses (seed ${seed})`);
-    assert.equal(pooled.params, alone.params, `parameters after 4 steps (seed ${seed})`);
-  });
+  it(
+    "helper threads: " +
+      "every fused kernel split over them gives the same bits as without them, in kernels and in training",
+    () => {
+      const seed = (Date.now() ^ process.pid) >>> 0;
+      const pooled = runChild(POOL_CHILD, { IS_KERNEL_POOL_MIN: "0" }, seed);
+      const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
+      assert.equal(pooled.threads, 2);
+      assert.equal(pooled.spin, WASM_POOL_SPIN_ITERATIONS, "the short-spin wasm binary is in use");
+      assert.ok(
+        pooled.stats && pooled.stats.helper > 0,
+        `no piece ran on a helper thread: ${JSON.stringify(pooled.stats)}`,
+      );
+      assert.equal(alone.stats, null, "IS_KERNEL_HELPERS=0 starts no helpers");
+      for (const r of [pooled, alone])
+        for (const [name, ok] of Object.entries(r.checks))
+          assert.ok(ok, `${name} differs from its reference (seed ${seed})`);
+      assert.deepEqual(pooled.losses, alone.losses, `losses (seed ${seed})`);
+      assert.equal(pooled.params, alone.params, `parameters after 4 steps (seed ${seed})`);
+    },
+  );
 
   before(async () => {
     await initBackend();

@@ -266,37 +266,40 @@ for (const backendName of ["wasm", "cpu"]) {
       });
     }
 
-    it("topk with exact ties: k selected distinct positions holding the k largest values; gradient lands on them", () => {
-      const B = 2,
-        F = 6,
-        k = 3;
-      // Row 0: a three-way tie straddling the k boundary; row 1: all equal.
-      const pre = Float64Array.from([0.5, 0.25, 0.5, -1, 0.5, 0.75, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]);
-      const tp = t2(pre, B, F);
-      const R = randn(rng, B * k);
-      for (const order of ORDERS) {
-        const out = topk(tp, k, order);
-        assertClose(
-          data(out.values),
-          f32(Float64Array.from([0.75, 0.5, 0.5, 0.3, 0.3, 0.3])),
-          `ties ${order} values`,
-          0,
-          0,
-        );
-        const idx = out.indices.dataSync();
-        const [g] = tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, k, order).values)([tp], t2(R, B, k));
-        const want = new Float64Array(B * F);
-        for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) want[b * F + idx[b * k + j]] += R[b * k + j];
-        for (let b = 0; b < B; b++) {
-          assert.equal(new Set(Array.from(idx.slice(b * k, b * k + k))).size, k, `ties ${order} row ${b} distinct`);
-          for (let j = 0; j < k; j++)
-            assert.equal(Math.fround(pre[b * F + idx[b * k + j]]), data(out.values)[b * k + j]);
+    it(
+      "topk with exact ties: k selected distinct positions holding the k largest values; " + "gradient lands on them",
+      () => {
+        const B = 2,
+          F = 6,
+          k = 3;
+        // Row 0: a three-way tie straddling the k boundary; row 1: all equal.
+        const pre = Float64Array.from([0.5, 0.25, 0.5, -1, 0.5, 0.75, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]);
+        const tp = t2(pre, B, F);
+        const R = randn(rng, B * k);
+        for (const order of ORDERS) {
+          const out = topk(tp, k, order);
+          assertClose(
+            data(out.values),
+            f32(Float64Array.from([0.75, 0.5, 0.5, 0.3, 0.3, 0.3])),
+            `ties ${order} values`,
+            0,
+            0,
+          );
+          const idx = out.indices.dataSync();
+          const [g] = tf.grads((p: tf.Tensor) => topk(p as tf.Tensor2D, k, order).values)([tp], t2(R, B, k));
+          const want = new Float64Array(B * F);
+          for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) want[b * F + idx[b * k + j]] += R[b * k + j];
+          for (let b = 0; b < B; b++) {
+            assert.equal(new Set(Array.from(idx.slice(b * k, b * k + k))).size, k, `ties ${order} row ${b} distinct`);
+            for (let j = 0; j < k; j++)
+              assert.equal(Math.fround(pre[b * F + idx[b * k + j]]), data(out.values)[b * k + j]);
+          }
+          assertClose(data(g), want, `ties ${order} grad`, 1e-6, 0);
+          tf.dispose([out.values, out.indices, g]);
         }
-        assertClose(data(g), want, `ties ${order} grad`, 1e-6, 0);
-        tf.dispose([out.values, out.indices, g]);
-      }
-      tp.dispose();
-    });
+        tp.dispose();
+      },
+    );
 
     it("gatherRows: any index shape, duplicate indices sum in the gradient", () => {
       const N = 6,
@@ -422,155 +425,166 @@ for (const backendName of ["wasm", "cpu"]) {
       tf.dispose([v, x, bEnc, idx, R, plain, kept]);
     });
 
-    it("rowDotsWasm: d % 4 == 0 in its four-lane order (bit for bit), else bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere", () => {
-      for (const [B, k, d, F] of [
-        [3, 5, 8, 6],
-        [4, 7, 5, 9],
-        [2, 3, 36, 4],
-      ]) {
-        const dyA = Float32Array.from(randn(rng, B * d));
-        const wA = Float32Array.from(randn(rng, F * d));
-        const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
-        const dy = tf.tensor2d(dyA, [B, d]);
-        const w = tf.tensor2d(wA, [F, d]);
-        const idx = tf.tensor2d(idxA, [B * k, 1], "int32");
-        const got = rowDotsWasm(idx, w, dy, k);
-        if (backendName !== "wasm") {
-          assert.equal(got, null);
-        } else {
-          assert.ok(got, "fused kernel unavailable on wasm");
-          const gotA = Array.from(got.dataSync());
-          if (d % 4 === 0) {
-            const want = Array.from({ length: B * k }, (_, i) =>
-              rowDotsOrder4(
-                wA.subarray(idxA[i] * d, (idxA[i] + 1) * d),
-                dyA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d),
-              ),
-            );
-            assert.deepEqual(gotA, want, `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
-            // and close to the float64 dot products
-            const ref = Array.from({ length: B * k }, (_, i) => {
-              let s = 0;
-              for (let j = 0; j < d; j++) s += wA[idxA[i] * d + j] * dyA[Math.floor(i / k) * d + j];
-              return s;
-            });
-            assertClose(gotA, ref, `rowDotsWasm vs float64 B=${B} k=${k} d=${d}`, 1e-5, 1e-5);
+    it(
+      "rowDotsWasm: d % 4 == 0 in its four-lane order (bit for bit), " +
+        "else bit-identical to sum(gathered rows ⊙ dy, 2) (wasm); null elsewhere",
+      () => {
+        for (const [B, k, d, F] of [
+          [3, 5, 8, 6],
+          [4, 7, 5, 9],
+          [2, 3, 36, 4],
+        ]) {
+          const dyA = Float32Array.from(randn(rng, B * d));
+          const wA = Float32Array.from(randn(rng, F * d));
+          const idxA = Int32Array.from({ length: B * k }, () => rng.int(F));
+          const dy = tf.tensor2d(dyA, [B, d]);
+          const w = tf.tensor2d(wA, [F, d]);
+          const idx = tf.tensor2d(idxA, [B * k, 1], "int32");
+          const got = rowDotsWasm(idx, w, dy, k);
+          if (backendName !== "wasm") {
+            assert.equal(got, null);
           } else {
-            const want = tf.tidy(() =>
-              tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2),
-            );
-            assert.deepEqual(gotA, Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
-            want.dispose();
+            assert.ok(got, "fused kernel unavailable on wasm");
+            const gotA = Array.from(got.dataSync());
+            if (d % 4 === 0) {
+              const want = Array.from({ length: B * k }, (_, i) =>
+                rowDotsOrder4(
+                  wA.subarray(idxA[i] * d, (idxA[i] + 1) * d),
+                  dyA.subarray(Math.floor(i / k) * d, (Math.floor(i / k) + 1) * d),
+                ),
+              );
+              assert.deepEqual(gotA, want, `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+              // and close to the float64 dot products
+              const ref = Array.from({ length: B * k }, (_, i) => {
+                let s = 0;
+                for (let j = 0; j < d; j++) s += wA[idxA[i] * d + j] * dyA[Math.floor(i / k) * d + j];
+                return s;
+              });
+              assertClose(gotA, ref, `rowDotsWasm vs float64 B=${B} k=${k} d=${d}`, 1e-5, 1e-5);
+            } else {
+              const want = tf.tidy(() =>
+                tf.sum(tf.mul(tf.gatherND(w, idx).reshape([B, k, d]), dy.reshape([B, 1, d])), 2),
+              );
+              assert.deepEqual(gotA, Array.from(want.dataSync()), `rowDotsWasm B=${B} k=${k} d=${d} (seed ${SEED})`);
+              want.dispose();
+            }
           }
+          tf.dispose([dy, w, idx, ...(got ? [got] : [])]);
         }
-        tf.dispose([dy, w, idx, ...(got ? [got] : [])]);
-      }
-    });
+      },
+    );
 
-    it("combineRowsWasm: bit-identical to matMul(values[B,1,k], gathered rows) incl. k > 48 (wasm); null elsewhere", () => {
-      for (const [B, k, d, F] of [
-        [3, 5, 8, 6],
-        [4, 100, 12, 30],
-        [2, 49, 4, 7],
-      ]) {
-        const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
-        const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
-        const idx = tf.tensor2d(
-          Int32Array.from({ length: B * k }, () => rng.int(F)),
-          [B * k, 1],
-          "int32",
-        );
-        const before = tf.memory().numTensors;
-        const got = combineRowsWasm(v, idx, w);
-        if (backendName !== "wasm") {
-          assert.equal(got, null);
-        } else {
-          assert.ok(got, "fused kernel unavailable on wasm");
-          assert.equal(tf.memory().numTensors, before + 1, "combineRowsWasm leaks intermediates");
-          const want = tf.tidy(() =>
-            tf
-              .matMul(v.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D)
-              .reshape([B, d]),
-          );
-          assert.deepEqual(
-            Array.from(got.dataSync()),
-            Array.from(want.dataSync()),
-            `combineRowsWasm B=${B} k=${k} d=${d} (seed ${SEED})`,
-          );
-          want.dispose();
-        }
-        tf.dispose([v, w, idx, ...(got ? [got] : [])]);
-      }
-    });
-
-    it("outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate and empty rows (wasm); null elsewhere", () => {
-      // F = 7 < B·k: many duplicate rows, in and across batch rows; F = 40: also rows nobody touches.
-      for (const F of [7, 40]) {
-        const B = 5,
-          k = 6,
-          d = 12;
-        const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
-        const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
-        const idx = tf.tensor2d(
-          Int32Array.from({ length: B * k }, () => rng.int(F)),
-          [B * k, 1],
-          "int32",
-        );
-        const stats = { sumSquares: NaN };
-        const got = outerScatterWasm(coef, x, idx, F, undefined, stats);
-        if (got) {
-          // The squared norm summed while rows are written = Σ out² read back (float64 sums in another order).
-          const want = Array.from(got.dataSync()).reduce((a, v) => a + v * v, 0);
-          assert.ok(
-            Math.abs(stats.sumSquares - want) <= 1e-12 * want,
-            `outerScatterWasm sumSquares ${stats.sumSquares} vs ${want}`,
-          );
-        }
-        if (backendName !== "wasm") {
-          assert.equal(got, null);
-        } else {
-          assert.ok(got, "fused kernel unavailable on wasm");
-          const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [
-            F,
-            d,
-          ]);
-          assert.deepEqual(
-            Array.from(got.dataSync()),
-            Array.from(want.dataSync()),
-            `outerScatterWasm F=${F} (seed ${SEED})`,
-          );
-          want.dispose();
-          // A grouping made once (groupRows) and shared: the same bits; one of the wrong size is refused.
-          const grouped = groupRows(idx, F);
-          const again = outerScatterWasm(coef, x, idx, F, grouped)!;
-          assert.deepEqual(
-            Array.from(again.dataSync()),
-            Array.from(got.dataSync()),
-            `outerScatterWasm with groupRows F=${F}`,
-          );
-          assert.throws(() => outerScatterWasm(coef, x, idx, F + 1, grouped), /outerScatterWasm: grouped has/);
-          tf.dispose([grouped, again]);
-          // d not a multiple of 4: caller falls back to the tf ops.
-          const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
-          assert.equal(outerScatterWasm(coef, x5, idx, F), null);
-          x5.dispose();
-          // An index outside [0, F) is named, and nothing leaks.
-          const bad = tf.tensor2d(
-            Int32Array.from({ length: B * k }, (_, i) => (i === 7 ? F : 0)),
+    it(
+      "combineRowsWasm: bit-identical to matMul(values[B,1,k], " + "gathered rows) incl. k > 48 (wasm); null elsewhere",
+      () => {
+        for (const [B, k, d, F] of [
+          [3, 5, 8, 6],
+          [4, 100, 12, 30],
+          [2, 49, 4, 7],
+        ]) {
+          const v = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+          const w = tf.tensor2d(Float32Array.from(randn(rng, F * d)), [F, d]);
+          const idx = tf.tensor2d(
+            Int32Array.from({ length: B * k }, () => rng.int(F)),
             [B * k, 1],
             "int32",
           );
           const before = tf.memory().numTensors;
-          assert.throws(
-            () => outerScatterWasm(coef, x, bad, F),
-            new RegExp(`index ${F} at position 7 is outside \\[0, ${F}\\)`),
-          );
-          assert.equal(tf.memory().numTensors, before);
-          bad.dispose();
+          const got = combineRowsWasm(v, idx, w);
+          if (backendName !== "wasm") {
+            assert.equal(got, null);
+          } else {
+            assert.ok(got, "fused kernel unavailable on wasm");
+            assert.equal(tf.memory().numTensors, before + 1, "combineRowsWasm leaks intermediates");
+            const want = tf.tidy(() =>
+              tf
+                .matMul(v.reshape([B, 1, k]) as tf.Tensor3D, tf.gatherND(w, idx).reshape([B, k, d]) as tf.Tensor3D)
+                .reshape([B, d]),
+            );
+            assert.deepEqual(
+              Array.from(got.dataSync()),
+              Array.from(want.dataSync()),
+              `combineRowsWasm B=${B} k=${k} d=${d} (seed ${SEED})`,
+            );
+            want.dispose();
+          }
+          tf.dispose([v, w, idx, ...(got ? [got] : [])]);
         }
-        tf.dispose([coef, x, idx, ...(got ? [got] : [])]);
-      }
-    });
+      },
+    );
+
+    it(
+      "outerScatterWasm: bit-identical to scatterND(idx, coef ⊙ x) with duplicate and empty rows (wasm); " +
+        "null elsewhere",
+      () => {
+        // F = 7 < B·k: many duplicate rows, in and across batch rows; F = 40: also rows nobody touches.
+        for (const F of [7, 40]) {
+          const B = 5,
+            k = 6,
+            d = 12;
+          const coef = tf.tensor2d(Float32Array.from(randn(rng, B * k)), [B, k]);
+          const x = tf.tensor2d(Float32Array.from(randn(rng, B * d)), [B, d]);
+          const idx = tf.tensor2d(
+            Int32Array.from({ length: B * k }, () => rng.int(F)),
+            [B * k, 1],
+            "int32",
+          );
+          const stats = { sumSquares: NaN };
+          const got = outerScatterWasm(coef, x, idx, F, undefined, stats);
+          if (got) {
+            // The squared norm summed while rows are written = Σ out² read back (float64 sums in another order).
+            const want = Array.from(got.dataSync()).reduce((a, v) => a + v * v, 0);
+            assert.ok(
+              Math.abs(stats.sumSquares - want) <= 1e-12 * want,
+              `outerScatterWasm sumSquares ${stats.sumSquares} vs ${want}`,
+            );
+          }
+          if (backendName !== "wasm") {
+            assert.equal(got, null);
+          } else {
+            assert.ok(got, "fused kernel unavailable on wasm");
+            const want = tf.scatterND(idx, tf.mul(coef.reshape([B, k, 1]), x.reshape([B, 1, d])).reshape([B * k, d]), [
+              F,
+              d,
+            ]);
+            assert.deepEqual(
+              Array.from(got.dataSync()),
+              Array.from(want.dataSync()),
+              `outerScatterWasm F=${F} (seed ${SEED})`,
+            );
+            want.dispose();
+            // A grouping made once (groupRows) and shared: the same bits; one of the wrong size is refused.
+            const grouped = groupRows(idx, F);
+            const again = outerScatterWasm(coef, x, idx, F, grouped)!;
+            assert.deepEqual(
+              Array.from(again.dataSync()),
+              Array.from(got.dataSync()),
+              `outerScatterWasm with groupRows F=${F}`,
+            );
+            assert.throws(() => outerScatterWasm(coef, x, idx, F + 1, grouped), /outerScatterWasm: grouped has/);
+            tf.dispose([grouped, again]);
+            // d not a multiple of 4: caller falls back to the tf ops.
+            const x5 = tf.tensor2d(Float32Array.from(randn(rng, B * 5)), [B, 5]);
+            assert.equal(outerScatterWasm(coef, x5, idx, F), null);
+            x5.dispose();
+            // An index outside [0, F) is named, and nothing leaks.
+            const bad = tf.tensor2d(
+              Int32Array.from({ length: B * k }, (_, i) => (i === 7 ? F : 0)),
+              [B * k, 1],
+              "int32",
+            );
+            const before = tf.memory().numTensors;
+            assert.throws(
+              () => outerScatterWasm(coef, x, bad, F),
+              new RegExp(`index ${F} at position 7 is outside \\[0, ${F}\\)`),
+            );
+            assert.equal(tf.memory().numTensors, before);
+            bad.dispose();
+          }
+          tf.dispose([coef, x, idx, ...(got ? [got] : [])]);
+        }
+      },
+    );
 
     it("groupByRow: stable counting sort (row offsets, then positions by row in increasing order)", () => {
       const ids = Int32Array.from([3, 0, 3, 1, 0, 3]);
@@ -665,7 +679,8 @@ for (const backendName of ["wasm", "cpu"]) {
         const x = f32(randn(rng, B * d)),
           wT = f32(randn(rng, F * d)),
           bEnc = f32(randn(rng, F));
-        for (let f = 0; f < F; f++) bEnc[f] = Math.fround(bEnc[f] - (f % 2 === 0 ? 1.5 : 0)); // some rows with < k positives
+        // some rows with < k positives
+        for (let f = 0; f < F; f++) bEnc[f] = Math.fround(bEnc[f] - (f % 2 === 0 ? 1.5 : 0));
         const R = randn(rng, B * k);
         const ref = (ps: Arr[]) => refTopk(refEncodePre(ps[0], ps[1], ps[2], B, d, F), B, F, k, order);
         const tx = t2(x, B, d),
@@ -692,95 +707,103 @@ for (const backendName of ["wasm", "cpu"]) {
       });
     }
 
-    it("SAE composition: MSE(sparseMatmul(topkEncode(x)) + bDec, x) gradients vs float64 FD; no tensor growth over steps", () => {
-      const B = 3,
-        d = 4,
-        F = 8,
-        k = 2;
-      const x = f32(randn(rng, B * d)),
-        wT = f32(randn(rng, F * d)),
-        bEnc = f32(randn(rng, F)),
-        wDec = f32(randn(rng, F * d)),
-        bDec = f32(randn(rng, d));
-      const refLoss = (ps: Arr[]) => {
-        const sel = refTopk(refEncodePre(x, ps[0], ps[1], B, d, F), B, F, k, "relu-topk");
-        const xh = refSparseMatmul(sel.values, sel.indices, ps[2], B, k, d);
-        let s = 0;
-        for (let i = 0; i < B * d; i++) s += (xh[i] + ps[3][i % d] - x[i]) ** 2;
-        return s / (B * d);
-      };
-      const tx = t2(x, B, d);
-      const vars = [
-        t2(wT, F, d),
-        tf.tensor1d(Float32Array.from(bEnc)),
-        t2(wDec, F, d),
-        tf.tensor1d(Float32Array.from(bDec)),
-      ];
-      const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, e: tf.Tensor) => {
-        const enc = topkEncode(tx, a as tf.Tensor2D, b as tf.Tensor1D, k, "relu-topk");
-        const xh = tf.add(sparseMatmul(enc.values, enc.indices, c as tf.Tensor2D), e);
-        return tf.mean(tf.square(tf.sub(xh, tx)));
-      };
-      const start = tf.memory().numTensors;
-      for (let step = 0; step < 3; step++) {
-        const { value, grads } = tf.valueAndGrads(loss)(vars);
-        if (step === 0) {
-          assertClose([value.dataSync()[0]], [refLoss([wT, bEnc, wDec, bDec])], "SAE loss", 1e-5, 1e-5);
-          const fd = fdGrads(refLoss, [wT, bEnc, wDec, bDec]);
-          ["wEncT", "bEnc", "wDec", "bDec"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `SAE d(${nm})`));
+    it(
+      "SAE composition: MSE(sparseMatmul(topkEncode(x)) + bDec, x) gradients vs float64 FD; " +
+        "no tensor growth over steps",
+      () => {
+        const B = 3,
+          d = 4,
+          F = 8,
+          k = 2;
+        const x = f32(randn(rng, B * d)),
+          wT = f32(randn(rng, F * d)),
+          bEnc = f32(randn(rng, F)),
+          wDec = f32(randn(rng, F * d)),
+          bDec = f32(randn(rng, d));
+        const refLoss = (ps: Arr[]) => {
+          const sel = refTopk(refEncodePre(x, ps[0], ps[1], B, d, F), B, F, k, "relu-topk");
+          const xh = refSparseMatmul(sel.values, sel.indices, ps[2], B, k, d);
+          let s = 0;
+          for (let i = 0; i < B * d; i++) s += (xh[i] + ps[3][i % d] - x[i]) ** 2;
+          return s / (B * d);
+        };
+        const tx = t2(x, B, d);
+        const vars = [
+          t2(wT, F, d),
+          tf.tensor1d(Float32Array.from(bEnc)),
+          t2(wDec, F, d),
+          tf.tensor1d(Float32Array.from(bDec)),
+        ];
+        const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, e: tf.Tensor) => {
+          const enc = topkEncode(tx, a as tf.Tensor2D, b as tf.Tensor1D, k, "relu-topk");
+          const xh = tf.add(sparseMatmul(enc.values, enc.indices, c as tf.Tensor2D), e);
+          return tf.mean(tf.square(tf.sub(xh, tx)));
+        };
+        const start = tf.memory().numTensors;
+        for (let step = 0; step < 3; step++) {
+          const { value, grads } = tf.valueAndGrads(loss)(vars);
+          if (step === 0) {
+            assertClose([value.dataSync()[0]], [refLoss([wT, bEnc, wDec, bDec])], "SAE loss", 1e-5, 1e-5);
+            const fd = fdGrads(refLoss, [wT, bEnc, wDec, bDec]);
+            ["wEncT", "bEnc", "wDec", "bDec"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `SAE d(${nm})`));
+          }
+          tf.dispose([value, ...grads]);
         }
-        tf.dispose([value, ...grads]);
-      }
-      assert.equal(tf.memory().numTensors, start, "tensor count grew across SAE steps");
-      tf.dispose([tx, ...vars]);
-    });
+        assert.equal(tf.memory().numTensors, start, "tensor count grew across SAE steps");
+        tf.dispose([tx, ...vars]);
+      },
+    );
 
-    it("composition with intermediate inputs: linear(relu(linearT(gatherRows(emb, ids)))) + scatterAddRows, gradients vs float64 FD", () => {
-      // Inputs of every kernel here are forward intermediates, which tf.grads disposes before
-      // backprop: this checks that the kernels keep what their gradients need.
-      const N = 5,
-        d = 3,
-        H = 4,
-        O = 2,
-        M = 4;
-      const emb = f32(randn(rng, N * d)),
-        w1 = f32(randn(rng, H * d)),
-        b1 = f32(randn(rng, H)),
-        w2 = f32(randn(rng, H * O));
-      const ids = Int32Array.from({ length: M }, () => rng.int(N));
-      ids[2] = ids[0];
-      const R = randn(rng, M * O),
-        R2 = randn(rng, N * O);
-      const refOut = (ps: Arr[]) => {
-        const e = new Float64Array(M * d);
-        for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) e[m * d + c] = ps[0][ids[m] * d + c];
-        const h = refLinear(e, ps[1], ps[2], M, d, H, true).map((v) => Math.max(0, v));
-        const y = refLinear(h, ps[3], null, M, H, O, false);
-        const s = new Float64Array(N * O);
-        for (let m = 0; m < M; m++) for (let c = 0; c < O; c++) s[ids[m] * O + c] += y[m * O + c];
-        return dot(R, y) + dot(R2, s);
-      };
-      const vars = [t2(emb, N, d), t2(w1, H, d), tf.tensor1d(Float32Array.from(b1)), t2(w2, H, O)];
-      const tids = tf.tensor1d(ids, "int32"),
-        tR = t2(R, M, O),
-        tR2 = t2(R2, N, O);
-      const leaked = countTensorsAround(() => {
-        const { value, grads } = tf.valueAndGrads((e: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
-          const idsInner = tf.add(tids, tf.scalar(0, "int32")) as tf.Tensor1D; // an intermediate index tensor
-          const h = tf.relu(
-            linearT(gatherRows(e as tf.Tensor2D, idsInner) as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor1D),
-          ) as tf.Tensor2D;
-          const y = linear(h, c as tf.Tensor2D);
-          return tf.add(tf.sum(tf.mul(y, tR)), tf.sum(tf.mul(scatterAddRows(idsInner, y, N), tR2)));
-        })(vars);
-        assertClose([value.dataSync()[0]], [refOut([emb, w1, b1, w2])], "composition value", 1e-4, 1e-4);
-        const fd = fdGrads(refOut, [emb, w1, b1, w2]);
-        ["emb", "w1", "b1", "w2"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `composition d(${nm})`));
-        tf.dispose([value, ...grads]);
-      });
-      assert.equal(leaked, 0, `composition leaked ${leaked} tensors`);
-      tf.dispose([...vars, tids, tR, tR2]);
-    });
+    it(
+      "composition with intermediate inputs: " +
+        "linear(relu(linearT(gatherRows(emb, ids)))) + scatterAddRows, gradients vs float64 FD",
+      () => {
+        // Inputs of every kernel here are forward intermediates, which tf.grads disposes before
+        // backprop: this checks that the kernels keep what their gradients need.
+        const N = 5,
+          d = 3,
+          H = 4,
+          O = 2,
+          M = 4;
+        const emb = f32(randn(rng, N * d)),
+          w1 = f32(randn(rng, H * d)),
+          b1 = f32(randn(rng, H)),
+          w2 = f32(randn(rng, H * O));
+        const ids = Int32Array.from({ length: M }, () => rng.int(N));
+        ids[2] = ids[0];
+        const R = randn(rng, M * O),
+          R2 = randn(rng, N * O);
+        const refOut = (ps: Arr[]) => {
+          const e = new Float64Array(M * d);
+          for (let m = 0; m < M; m++) for (let c = 0; c < d; c++) e[m * d + c] = ps[0][ids[m] * d + c];
+          const h = refLinear(e, ps[1], ps[2], M, d, H, true).map((v) => Math.max(0, v));
+          const y = refLinear(h, ps[3], null, M, H, O, false);
+          const s = new Float64Array(N * O);
+          for (let m = 0; m < M; m++) for (let c = 0; c < O; c++) s[ids[m] * O + c] += y[m * O + c];
+          return dot(R, y) + dot(R2, s);
+        };
+        const vars = [t2(emb, N, d), t2(w1, H, d), tf.tensor1d(Float32Array.from(b1)), t2(w2, H, O)];
+        const tids = tf.tensor1d(ids, "int32"),
+          tR = t2(R, M, O),
+          tR2 = t2(R2, N, O);
+        const leaked = countTensorsAround(() => {
+          const { value, grads } = tf.valueAndGrads((e: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+            const idsInner = tf.add(tids, tf.scalar(0, "int32")) as tf.Tensor1D; // an intermediate index tensor
+            const h = tf.relu(
+              linearT(gatherRows(e as tf.Tensor2D, idsInner) as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor1D),
+            ) as tf.Tensor2D;
+            const y = linear(h, c as tf.Tensor2D);
+            return tf.add(tf.sum(tf.mul(y, tR)), tf.sum(tf.mul(scatterAddRows(idsInner, y, N), tR2)));
+          })(vars);
+          assertClose([value.dataSync()[0]], [refOut([emb, w1, b1, w2])], "composition value", 1e-4, 1e-4);
+          const fd = fdGrads(refOut, [emb, w1, b1, w2]);
+          ["emb", "w1", "b1", "w2"].forEach((nm, i) => assertClose(data(grads[i]), fd[i], `composition d(${nm})`));
+          tf.dispose([value, ...grads]);
+        });
+        assert.equal(leaked, 0, `composition leaked ${leaked} tensors`);
+        tf.dispose([...vars, tids, tR, tR2]);
+      },
+    );
 
     it("gradients are lazy per input: no d(x) matMul when only the weight needs a gradient", async () => {
       const x = tf.randomNormal([4, 6]) as tf.Tensor2D,
@@ -801,170 +824,179 @@ for (const backendName of ["wasm", "cpu"]) {
 
     for (const E of [4, 3]) {
       const path = E % 4 === 0 ? "the wasm kernels on wasm" : "the JavaScript loops";
-      it(`interactionSparse (E=${E}, ${path}): forward and all six gradients vs float64 FD, duplicate ids, dropout, intermediate inputs, no tensor growth`, () => {
-        const B = 3,
-          N = 3,
-          d = 5,
-          F = 7;
-        const ids = Int32Array.from([2, 5, 2, 0, 5, 1, 6, 2, 3]); // 2 twice in row 0, 5 and 2 across rows, 4 unused
-        const vals = f32(randn(rng, B * N)),
-          V = f32(randn(rng, F * E));
-        const w1 = f32(randn(rng, E * E)),
-          b1 = f32(randn(rng, E)),
-          w2 = f32(randn(rng, E * d)),
-          b2 = f32(randn(rng, d));
-        const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
-        const R = randn(rng, B * d);
-        // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
-        const ref = ([v, VV, W1, B1, W2, B2]: Arr[]) => {
-          const out = new Float64Array(B * d);
-          for (let b = 0; b < B; b++) {
-            const z = new Float64Array(E);
-            for (let e = 0; e < E; e++) {
-              let sum = 0,
-                sq = 0;
-              for (let j = 0; j < N; j++) {
-                const t = v[b * N + j] * VV[ids[b * N + j] * E + e];
-                sum += t;
-                sq += t * t;
+      it(
+        `interactionSparse (E=${E}, ${path}): forward and all six gradients vs float64 FD, ` +
+          `duplicate ids, dropout, intermediate inputs, no tensor growth`,
+        () => {
+          const B = 3,
+            N = 3,
+            d = 5,
+            F = 7;
+          const ids = Int32Array.from([2, 5, 2, 0, 5, 1, 6, 2, 3]); // 2 twice in row 0, 5 and 2 across rows, 4 unused
+          const vals = f32(randn(rng, B * N)),
+            V = f32(randn(rng, F * E));
+          const w1 = f32(randn(rng, E * E)),
+            b1 = f32(randn(rng, E)),
+            w2 = f32(randn(rng, E * d)),
+            b2 = f32(randn(rng, d));
+          const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
+          const R = randn(rng, B * d);
+          // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
+          const ref = ([v, VV, W1, B1, W2, B2]: Arr[]) => {
+            const out = new Float64Array(B * d);
+            for (let b = 0; b < B; b++) {
+              const z = new Float64Array(E);
+              for (let e = 0; e < E; e++) {
+                let sum = 0,
+                  sq = 0;
+                for (let j = 0; j < N; j++) {
+                  const t = v[b * N + j] * VV[ids[b * N + j] * E + e];
+                  sum += t;
+                  sq += t * t;
+                }
+                z[e] = 0.5 * (sum * sum - sq) * drop[b * E + e];
               }
-              z[e] = 0.5 * (sum * sum - sq) * drop[b * E + e];
+              const a = new Float64Array(E);
+              for (let o = 0; o < E; o++) {
+                let h = B1[o];
+                for (let i = 0; i < E; i++) h += z[i] * W1[i * E + o];
+                a[o] = Math.max(0, h);
+              }
+              for (let c = 0; c < d; c++) {
+                let y = B2[c];
+                for (let i = 0; i < E; i++) y += a[i] * W2[i * d + c];
+                out[b * d + c] = y;
+              }
             }
-            const a = new Float64Array(E);
-            for (let o = 0; o < E; o++) {
-              let h = B1[o];
-              for (let i = 0; i < E; i++) h += z[i] * W1[i * E + o];
-              a[o] = Math.max(0, h);
+            return out;
+          };
+          const params = [vals, V, w1, b1, w2, b2];
+          const ts = [
+            t2(vals, B, N),
+            t2(V, F, E),
+            t2(w1, E, E),
+            tf.tensor1d(Float32Array.from(b1)),
+            t2(w2, E, d),
+            tf.tensor1d(Float32Array.from(b2)),
+          ];
+          const tIds = tf.tensor2d(ids, [B, N], "int32");
+          const tR = t2(R, B, d);
+          const weightsOf = (a: tf.Tensor[]) => ({
+            w1: a[2] as tf.Tensor2D,
+            b1: a[3] as tf.Tensor1D,
+            w2: a[4] as tf.Tensor2D,
+            b2: a[5] as tf.Tensor1D,
+          });
+          const op = (a: tf.Tensor[]) =>
+            interactionSparse(a[0] as tf.Tensor2D, tIds, a[1] as tf.Tensor2D, weightsOf(a), drop);
+          const y = op(ts);
+          assert.deepEqual(y.shape, [B, d]);
+          assertClose(data(y), ref(params), `interactionSparse E=${E} forward`);
+          const fd = fdGrads((ps) => dot(R, ref(ps)), params);
+          const leaked = countTensorsAround(() => {
+            for (let step = 0; step < 2; step++) {
+              // values and V as intermediates: tfjs disposes them before the backward pass.
+              const gs = tf.grads((...a: tf.Tensor[]) => op([tf.mul(a[0], 1), tf.mul(a[1], 1), ...a.slice(2)]))(ts, tR);
+              gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionSparse E=${E} grad #${i}`, 1e-3, 1e-3));
+              assert.ok(
+                data(gs[1])
+                  .slice(4 * E, 5 * E)
+                  .every((x) => x === 0),
+                "the V row of an unused feature gets a zero gradient",
+              );
+              tf.dispose(gs);
             }
-            for (let c = 0; c < d; c++) {
-              let y = B2[c];
-              for (let i = 0; i < E; i++) y += a[i] * W2[i * d + c];
-              out[b * d + c] = y;
-            }
-          }
-          return out;
-        };
-        const params = [vals, V, w1, b1, w2, b2];
-        const ts = [
-          t2(vals, B, N),
-          t2(V, F, E),
-          t2(w1, E, E),
-          tf.tensor1d(Float32Array.from(b1)),
-          t2(w2, E, d),
-          tf.tensor1d(Float32Array.from(b2)),
-        ];
-        const tIds = tf.tensor2d(ids, [B, N], "int32");
-        const tR = t2(R, B, d);
-        const weightsOf = (a: tf.Tensor[]) => ({
-          w1: a[2] as tf.Tensor2D,
-          b1: a[3] as tf.Tensor1D,
-          w2: a[4] as tf.Tensor2D,
-          b2: a[5] as tf.Tensor1D,
-        });
-        const op = (a: tf.Tensor[]) =>
-          interactionSparse(a[0] as tf.Tensor2D, tIds, a[1] as tf.Tensor2D, weightsOf(a), drop);
-        const y = op(ts);
-        assert.deepEqual(y.shape, [B, d]);
-        assertClose(data(y), ref(params), `interactionSparse E=${E} forward`);
-        const fd = fdGrads((ps) => dot(R, ref(ps)), params);
-        const leaked = countTensorsAround(() => {
-          for (let step = 0; step < 2; step++) {
-            // values and V as intermediates: tfjs disposes them before the backward pass.
-            const gs = tf.grads((...a: tf.Tensor[]) => op([tf.mul(a[0], 1), tf.mul(a[1], 1), ...a.slice(2)]))(ts, tR);
-            gs.forEach((g, i) => assertClose(data(g), fd[i], `interactionSparse E=${E} grad #${i}`, 1e-3, 1e-3));
-            assert.ok(
-              data(gs[1])
-                .slice(4 * E, 5 * E)
-                .every((x) => x === 0),
-              "the V row of an unused feature gets a zero gradient",
-            );
-            tf.dispose(gs);
-          }
-        });
-        assert.equal(leaked, 0, `interactionSparse: leaked ${leaked} tensors`);
-        const w = weightsOf(ts);
-        assert.throws(
-          () => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, w, new Float32Array(2)),
-          /interactionSparse: drop has 2 entries, expected B·E/,
-        );
-        assert.throws(
-          () => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, { ...w, w1: ts[4] as tf.Tensor2D }),
-          /interactionSparse: w1\.shape\[1\] \(E\)/,
-        );
-        assert.throws(
-          () =>
-            interactionSparse(
-              ts[0] as tf.Tensor2D,
-              tf.tensor2d(
-                [
-                  [0, 1, 7],
-                  [0, 0, 0],
-                  [0, 0, 0],
-                ],
-                [3, 3],
-                "int32",
+          });
+          assert.equal(leaked, 0, `interactionSparse: leaked ${leaked} tensors`);
+          const w = weightsOf(ts);
+          assert.throws(
+            () => interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, w, new Float32Array(2)),
+            /interactionSparse: drop has 2 entries, expected B·E/,
+          );
+          assert.throws(
+            () =>
+              interactionSparse(ts[0] as tf.Tensor2D, tIds, ts[1] as tf.Tensor2D, { ...w, w1: ts[4] as tf.Tensor2D }),
+            /interactionSparse: w1\.shape\[1\] \(E\)/,
+          );
+          assert.throws(
+            () =>
+              interactionSparse(
+                ts[0] as tf.Tensor2D,
+                tf.tensor2d(
+                  [
+                    [0, 1, 7],
+                    [0, 0, 0],
+                    [0, 0, 0],
+                  ],
+                  [3, 3],
+                  "int32",
+                ),
+                ts[1] as tf.Tensor2D,
+                w,
               ),
-              ts[1] as tf.Tensor2D,
-              w,
-            ),
-          /interactionSparse: indices\[0, 2\] = 7 is outside \[0, 7\)/,
-        );
-        tf.dispose([...ts, tIds, tR, y]);
-      });
+            /interactionSparse: indices\[0, 2\] = 7 is outside \[0, 7\)/,
+          );
+          tf.dispose([...ts, tIds, tR, y]);
+        },
+      );
     }
 
-    it("mseGradWasm: g and its column sums bit for bit as the scalar float32 loop, Σ r² to float64 rounding, absent parts as zeros (wasm); null elsewhere", () => {
-      const B = 5,
-        d = 8;
-      const arr = (n: number) => Float32Array.from(randn(rng, n));
-      const [sae, lin, mlp, x] = [arr(B * d), arr(B * d), arr(B * d), arr(B * d)];
-      const [bDec, bLin, b2] = [arr(d), arr(d), arr(d)];
-      const scale = 2 / (B * d);
-      for (const present of [
-        [true, true, true],
-        [false, true, false],
-        [false, false, false],
-      ]) {
-        const [hasDec, hasLin, hasMlp] = present;
-        const T = (a: Float32Array, shape: number[]) => tf.tensor(a, shape);
-        const parts = {
-          sae: T(sae, [B, d]),
-          bDec: hasDec ? T(bDec, [d]) : null,
-          lin: hasLin ? T(lin, [B, d]) : null,
-          bLin: hasLin ? T(bLin, [d]) : null,
-          mlp: hasMlp ? T(mlp, [B, d]) : null,
-          b2: hasMlp ? T(b2, [d]) : null,
-        };
-        const xt = T(x, [B, d]);
-        const before = tf.memory().numTensors;
-        const got = mseGradWasm(parts, xt, scale);
-        if (backendName !== "wasm") {
-          assert.equal(got, null);
-        } else {
-          assert.ok(got, "mseGradWasm unavailable on wasm");
-          const f = Math.fround;
-          const g = new Float32Array(B * d),
-            gSum = new Float32Array(d);
-          let sum = 0;
-          for (let b = 0; b < B; b++)
-            for (let c = 0; c < d; c++) {
-              const i = b * d + c;
-              const s0 = f(sae[i] + (hasDec ? bDec[c] : 0));
-              const out = f(f(hasLin ? lin[i] + bLin[c] : 0) + f(hasMlp ? mlp[i] + b2[c] : 0));
-              const r = f(f(s0 + out) - x[i]);
-              sum += r * r;
-              g[i] = f(r * f(scale)); // the kernel multiplies by scale as a float32
-              gSum[c] = f(gSum[c] + g[i]);
-            }
-          assert.deepEqual(Array.from(got.g.dataSync()), Array.from(g), `g (${present})`);
-          assert.deepEqual(Array.from(got.gSum), Array.from(gSum), `gSum (${present})`);
-          assert.ok(Math.abs(got.sumSquares - sum) <= 1e-12 * sum, `Σ r² ${got.sumSquares} vs ${sum}`);
-          got.g.dispose();
+    it(
+      "mseGradWasm: g and its column sums bit for bit as the scalar float32 loop, " +
+        "Σ r² to float64 rounding, absent parts as zeros (wasm); null elsewhere",
+      () => {
+        const B = 5,
+          d = 8;
+        const arr = (n: number) => Float32Array.from(randn(rng, n));
+        const [sae, lin, mlp, x] = [arr(B * d), arr(B * d), arr(B * d), arr(B * d)];
+        const [bDec, bLin, b2] = [arr(d), arr(d), arr(d)];
+        const scale = 2 / (B * d);
+        for (const present of [
+          [true, true, true],
+          [false, true, false],
+          [false, false, false],
+        ]) {
+          const [hasDec, hasLin, hasMlp] = present;
+          const T = (a: Float32Array, shape: number[]) => tf.tensor(a, shape);
+          const parts = {
+            sae: T(sae, [B, d]),
+            bDec: hasDec ? T(bDec, [d]) : null,
+            lin: hasLin ? T(lin, [B, d]) : null,
+            bLin: hasLin ? T(bLin, [d]) : null,
+            mlp: hasMlp ? T(mlp, [B, d]) : null,
+            b2: hasMlp ? T(b2, [d]) : null,
+          };
+          const xt = T(x, [B, d]);
+          const before = tf.memory().numTensors;
+          const got = mseGradWasm(parts, xt, scale);
+          if (backendName !== "wasm") {
+            assert.equal(got, null);
+          } else {
+            assert.ok(got, "mseGradWasm unavailable on wasm");
+            const f = Math.fround;
+            const g = new Float32Array(B * d),
+              gSum = new Float32Array(d);
+            let sum = 0;
+            for (let b = 0; b < B; b++)
+              for (let c = 0; c < d; c++) {
+                const i = b * d + c;
+                const s0 = f(sae[i] + (hasDec ? bDec[c] : 0));
+                const out = f(f(hasLin ? lin[i] + bLin[c] : 0) + f(hasMlp ? mlp[i] + b2[c] : 0));
+                const r = f(f(s0 + out) - x[i]);
+                sum += r * r;
+                g[i] = f(r * f(scale)); // the kernel multiplies by scale as a float32
+                gSum[c] = f(gSum[c] + g[i]);
+              }
+            assert.deepEqual(Array.from(got.g.dataSync()), Array.from(g), `g (${present})`);
+            assert.deepEqual(Array.from(got.gSum), Array.from(gSum), `gSum (${present})`);
+            assert.ok(Math.abs(got.sumSquares - sum) <= 1e-12 * sum, `Σ r² ${got.sumSquares} vs ${sum}`);
+            got.g.dispose();
+          }
+          assert.equal(tf.memory().numTensors, before, "no tensor left behind but g");
+          tf.dispose([...Object.values(parts).filter((t): t is tf.Tensor => t !== null), xt]);
         }
-        assert.equal(tf.memory().numTensors, before, "no tensor left behind but g");
-        tf.dispose([...Object.values(parts).filter((t): t is tf.Tensor => t !== null), xt]);
-      }
-    });
+      },
+    );
 
     it("validates arguments with errors naming the field", () => {
       const a = tf.zeros([2, 3]) as tf.Tensor2D;

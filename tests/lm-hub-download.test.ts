@@ -287,30 +287,33 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     assert.ok(!fs.existsSync(dest + ".part"));
   });
 
-  it("retries automatically within one call (twice interrupted), and restarts when the server ignores Range", async () => {
-    hub.routes.set(BIN_URL_PATH, { file: binPath, killAfter: 200_000, killTimes: 2 });
-    hub.routes.set(TOK_URL_PATH, { file: tokPath });
-    const cacheDir = freshCache();
-    const first = hub.log.length;
-    const r = await pullModel("stories260K", { baseUrl: hub.baseUrl, cacheDir, quiet: true, retries: 3 });
-    assert.equal(await sha256File(r.weightsPath), SHA_BIN);
-    const ranges = hub.log
-      .slice(first)
-      .filter((x) => x.path === BIN_URL_PATH)
-      .map((x) => x.range);
-    assert.equal(ranges.length, 3);
-    assert.equal(ranges[0], null);
-    assert.match(ranges[1]!, /^bytes=\d+-$/);
-    assert.match(ranges[2]!, /^bytes=\d+-$/);
-    assert.ok(Number(/\d+/.exec(ranges[2]!)![0]) > Number(/\d+/.exec(ranges[1]!)![0]));
+  it(
+    "retries automatically within one call (twice interrupted), " + "and restarts when the server ignores Range",
+    async () => {
+      hub.routes.set(BIN_URL_PATH, { file: binPath, killAfter: 200_000, killTimes: 2 });
+      hub.routes.set(TOK_URL_PATH, { file: tokPath });
+      const cacheDir = freshCache();
+      const first = hub.log.length;
+      const r = await pullModel("stories260K", { baseUrl: hub.baseUrl, cacheDir, quiet: true, retries: 3 });
+      assert.equal(await sha256File(r.weightsPath), SHA_BIN);
+      const ranges = hub.log
+        .slice(first)
+        .filter((x) => x.path === BIN_URL_PATH)
+        .map((x) => x.range);
+      assert.equal(ranges.length, 3);
+      assert.equal(ranges[0], null);
+      assert.match(ranges[1]!, /^bytes=\d+-$/);
+      assert.match(ranges[2]!, /^bytes=\d+-$/);
+      assert.ok(Number(/\d+/.exec(ranges[2]!)![0]) > Number(/\d+/.exec(ranges[1]!)![0]));
 
-    // a server without Range support: the .part is discarded and the full file fetched again
-    hub.routes.set(BIN_URL_PATH, { file: binPath, killAfter: 100_000, killTimes: 1, ignoreRange: true });
-    const dest = path.join(freshCache(), "x.bin");
-    const res = await downloadFile(hub.baseUrl + BIN_URL_PATH, dest, { sha256: SHA_BIN, retries: 2, quiet: true });
-    assert.equal(res.sha256, SHA_BIN);
-    assert.equal(res.resumedRequests, 0);
-  });
+      // a server without Range support: the .part is discarded and the full file fetched again
+      hub.routes.set(BIN_URL_PATH, { file: binPath, killAfter: 100_000, killTimes: 1, ignoreRange: true });
+      const dest = path.join(freshCache(), "x.bin");
+      const res = await downloadFile(hub.baseUrl + BIN_URL_PATH, dest, { sha256: SHA_BIN, retries: 2, quiet: true });
+      assert.equal(res.sha256, SHA_BIN);
+      assert.equal(res.resumedRequests, 0);
+    },
+  );
 
   it("rejects a corrupted file by checksum and deletes it", async () => {
     const bad = Buffer.from(fs.readFileSync(tokPath));
@@ -354,7 +357,8 @@ describe("model hub: registry, resolution and resumable downloads (local server)
       (e: Error) =>
         e instanceof UnverifiedDownloadError &&
         e.message.startsWith(
-          `model "nobody/nothing": the hub's file listing ${hub.baseUrl}/api/models/nobody/nothing/tree/main?recursive=true`,
+          `model "nobody/nothing": the hub's file listing ` +
+            `${hub.baseUrl}/api/models/nobody/nothing/tree/main?recursive=true`,
         ) &&
         /HTTP 404: is "nobody\/nothing" a Hugging Face model repository\?/.test(e.message) &&
         /--trust-unverified/.test(e.message),
@@ -369,310 +373,339 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     );
   });
 
-  it("downloads a generic org/name LLaMA repo (config.json + safetensors + tokenizer.json, verified against a paged listing) and loads it", async () => {
-    const exported = await exportedHf();
-    serveRepo("test-org/tiny-llama", exported);
-    const cacheDir = freshCache();
-    const first = hub.log.length;
-    hub.pageSize = 2;
-    const r = await resolveModel("test-org/tiny-llama", {
-      baseUrl: hub.baseUrl,
-      cacheDir,
-      sharedModelsDir: emptyShared,
-      quiet: true,
-    }).finally(() => {
-      hub.pageSize = 0;
-    });
-    const pages = hub.log.slice(first).filter((x) => x.path === "/api/models/test-org/tiny-llama/tree/main");
-    assert.equal(pages.length, Math.ceil(fs.readdirSync(exported).length / 2), "every listing page followed");
-    assert.equal(r.kind, "hf");
-    assert.equal(r.dir, path.join(cacheDir, "test-org", "tiny-llama"));
-    assert.equal(path.basename(r.weightsPath), "model.safetensors.index.json");
-    const ck = await loadHfCheckpoint(r.dir);
-    const src = await loadHfCheckpoint(exported);
-    assert.equal(ck.sha256, src.sha256);
-    const tok = await loadHfTokenizer(r.tokenizerPath);
-    assert.deepEqual(tok.encode("Once upon a time", { bos: true }), [1, 403, 407, 261, 378]);
-    const local = await resolveModel(exported);
-    assert.equal(local.kind, "hf");
-    assert.equal(local.source, "path");
-    assert.equal(local.weightsPath, path.join(exported, "model.safetensors.index.json"));
-    assert.equal(local.tokenizerPath, path.join(exported, "tokenizer.json"));
-    const again = await resolveModel("test-org/tiny-llama", {
-      baseUrl: hub.baseUrl,
-      cacheDir,
-      sharedModelsDir: emptyShared,
-      quiet: true,
-    });
-    assert.equal(again.source, "cache");
-
-    // a repo with only PyTorch pickle weights: clear message about safetensors
-    hub.routes.set("/test-org/pt-only/resolve/main/config.json", { file: path.join(exported, "config.json") });
-    hub.routes.set("/test-org/pt-only/resolve/main/pytorch_model.bin", { bytes: Buffer.from("x") });
-    await assert.rejects(
-      resolveModel("test-org/pt-only", {
-        baseUrl: hub.baseUrl,
-        cacheDir: freshCache(),
-        sharedModelsDir: emptyShared,
-        quiet: true,
-      }),
-      /no safetensors weights in test-org\/pt-only.*safetensors/,
-    );
-  });
-
-  it("every registry file carries a sha256 field; the only unknown ones (null) are the documented stories15M/42M/110M files", () => {
-    const unknown: string[] = [];
-    for (const [name, entry] of Object.entries(MODEL_REGISTRY)) {
-      for (const f of entry.files ?? []) {
-        assert.ok("sha256" in f, `${name}: ${f.local} has no sha256 field`);
-        if (f.sha256 === null) unknown.push(`${name}/${f.local}`);
-        else assert.match(f.sha256, /^[0-9a-f]{64}$/, `${name}: ${f.local}`);
-      }
-    }
-    assert.deepEqual(unknown, [
-      "stories15M/stories15M.bin",
-      "stories15M/tokenizer.bin",
-      "stories42M/stories42M.bin",
-      "stories42M/tokenizer.bin",
-      "stories110M/stories110M.bin",
-      "stories110M/tokenizer.bin",
-    ]);
-  });
-
-  it("stories15M: the weights are verified against the hub listing (tampered refused, even with trustUnverified); the GitHub tokenizer.bin is refused unless trusted", async () => {
-    // what issue 19 found: a tampered stories15M.bin used to be accepted
-    const genuine = fs.readFileSync(binPath); // stands in for the real stories15M.bin
-    const bad = Buffer.from(genuine);
-    bad[100] ^= 0xff;
-    const route = "/karpathy/tinyllamas/resolve/main/stories15M.bin";
-    hub.routes.set(route, { bytes: bad, listAs: genuine });
-    try {
+  it(
+    "downloads a generic org/name LLaMA repo " +
+      "(config.json + safetensors + tokenizer.json, verified against a paged listing) and loads it",
+    async () => {
+      const exported = await exportedHf();
+      serveRepo("test-org/tiny-llama", exported);
       const cacheDir = freshCache();
       const first = hub.log.length;
+      hub.pageSize = 2;
+      const r = await resolveModel("test-org/tiny-llama", {
+        baseUrl: hub.baseUrl,
+        cacheDir,
+        sharedModelsDir: emptyShared,
+        quiet: true,
+      }).finally(() => {
+        hub.pageSize = 0;
+      });
+      const pages = hub.log.slice(first).filter((x) => x.path === "/api/models/test-org/tiny-llama/tree/main");
+      assert.equal(pages.length, Math.ceil(fs.readdirSync(exported).length / 2), "every listing page followed");
+      assert.equal(r.kind, "hf");
+      assert.equal(r.dir, path.join(cacheDir, "test-org", "tiny-llama"));
+      assert.equal(path.basename(r.weightsPath), "model.safetensors.index.json");
+      const ck = await loadHfCheckpoint(r.dir);
+      const src = await loadHfCheckpoint(exported);
+      assert.equal(ck.sha256, src.sha256);
+      const tok = await loadHfTokenizer(r.tokenizerPath);
+      assert.deepEqual(tok.encode("Once upon a time", { bos: true }), [1, 403, 407, 261, 378]);
+      const local = await resolveModel(exported);
+      assert.equal(local.kind, "hf");
+      assert.equal(local.source, "path");
+      assert.equal(local.weightsPath, path.join(exported, "model.safetensors.index.json"));
+      assert.equal(local.tokenizerPath, path.join(exported, "tokenizer.json"));
+      const again = await resolveModel("test-org/tiny-llama", {
+        baseUrl: hub.baseUrl,
+        cacheDir,
+        sharedModelsDir: emptyShared,
+        quiet: true,
+      });
+      assert.equal(again.source, "cache");
+
+      // a repo with only PyTorch pickle weights: clear message about safetensors
+      hub.routes.set("/test-org/pt-only/resolve/main/config.json", { file: path.join(exported, "config.json") });
+      hub.routes.set("/test-org/pt-only/resolve/main/pytorch_model.bin", { bytes: Buffer.from("x") });
       await assert.rejects(
-        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+        resolveModel("test-org/pt-only", {
+          baseUrl: hub.baseUrl,
+          cacheDir: freshCache(),
+          sharedModelsDir: emptyShared,
+          quiet: true,
+        }),
+        /no safetensors weights in test-org\/pt-only.*safetensors/,
+      );
+    },
+  );
+
+  it(
+    "every registry file carries a sha256 field; " +
+      "the only unknown ones (null) are the documented stories15M/42M/110M files",
+    () => {
+      const unknown: string[] = [];
+      for (const [name, entry] of Object.entries(MODEL_REGISTRY)) {
+        for (const f of entry.files ?? []) {
+          assert.ok("sha256" in f, `${name}: ${f.local} has no sha256 field`);
+          if (f.sha256 === null) unknown.push(`${name}/${f.local}`);
+          else assert.match(f.sha256, /^[0-9a-f]{64}$/, `${name}: ${f.local}`);
+        }
+      }
+      assert.deepEqual(unknown, [
+        "stories15M/stories15M.bin",
+        "stories15M/tokenizer.bin",
+        "stories42M/stories42M.bin",
+        "stories42M/tokenizer.bin",
+        "stories110M/stories110M.bin",
+        "stories110M/tokenizer.bin",
+      ]);
+    },
+  );
+
+  it(
+    "stories15M: the weights are verified against the hub listing (tampered refused, even with trustUnverified); " +
+      "the GitHub tokenizer.bin is refused unless trusted",
+    async () => {
+      // what issue 19 found: a tampered stories15M.bin used to be accepted
+      const genuine = fs.readFileSync(binPath); // stands in for the real stories15M.bin
+      const bad = Buffer.from(genuine);
+      bad[100] ^= 0xff;
+      const route = "/karpathy/tinyllamas/resolve/main/stories15M.bin";
+      hub.routes.set(route, { bytes: bad, listAs: genuine });
+      try {
+        const cacheDir = freshCache();
+        const first = hub.log.length;
+        await assert.rejects(
+          pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+          (e: Error) =>
+            e instanceof UnverifiedDownloadError &&
+            e.message ===
+              `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; ` +
+                `tokenizer.bin is fetched from ` +
+                `https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file ` +
+                `listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+        );
+        assert.deepEqual(
+          hub.log.slice(first).map((r) => r.path),
+          ["/api/models/karpathy/tinyllamas/tree/main"],
+          "only the listing was asked for",
+        );
+        assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
+        // with the tokenizer already in place (trusted by the user), the weights still go through the listing's sha256
+        const dir = path.join(cacheDir, "stories15M");
+        fs.mkdirSync(dir, { recursive: true });
+        fs.copyFileSync(tokPath, path.join(dir, "tokenizer.bin"));
+        await assert.rejects(
+          pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+          (e: Error) =>
+            /stories15M\.bin: sha256 mismatch/.test(e.message) &&
+            e.message.includes(sha256(genuine)) &&
+            e.message.includes(sha256(bad)),
+        );
+        await assert.rejects(
+          pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true, trustUnverified: true }),
+          /stories15M\.bin: sha256 mismatch/,
+        );
+        assert.deepEqual(filesIn(dir), ["tokenizer.bin"], "the tampered file is not kept");
+        // the genuine file passes, without trustUnverified
+        hub.routes.set(route, { bytes: genuine });
+        const r = await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
+        assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
+        // a cached copy is re-verified against the listing: corrupted on disk → fetched again
+        const onDisk = Buffer.from(genuine);
+        onDisk[7] ^= 1;
+        fs.writeFileSync(r.weightsPath, onDisk);
+        await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
+        assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
+        // a hub without the listing API: the weights cannot be verified → refused, naming why
+        hub.noApi.add("karpathy/tinyllamas");
+        try {
+          await assert.rejects(
+            pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
+            (e: Error) =>
+              e instanceof UnverifiedDownloadError &&
+              /no checksum is known for stories15M\.bin, tokenizer\.bin/.test(e.message) &&
+              /hub listing .* is unavailable \(HTTP 404\)/.test(e.message),
+          );
+        } finally {
+          hub.noApi.delete("karpathy/tinyllamas");
+        }
+      } finally {
+        hub.routes.delete(route);
+      }
+    },
+  );
+
+  it(
+    "registry files without a recorded sha256 and without a listing hash are refused before any file request; " +
+      "trustUnverified downloads them",
+    async () => {
+      // trustUnverified (on an entry whose files all live on the local hub; stories15M's tokenizer is on GitHub)
+      MODEL_REGISTRY["test-unverified"] = {
+        kind: "llama2c",
+        repo: "test-org/unverified",
+        description: "test entry",
+        files: [
+          { local: "m.bin", sha256: null },
+          { local: "tok512.bin", sha256: null },
+        ],
+        weights: "m.bin",
+        tokenizer: "tok512.bin",
+      };
+      try {
+        hub.routes.set("/test-org/unverified/resolve/main/m.bin", { file: binPath });
+        hub.routes.set("/test-org/unverified/resolve/main/tok512.bin", { file: tokPath });
+        const opts = { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true };
+        hub.noApi.add("test-org/unverified");
+        await assert.rejects(
+          resolveModel("test-unverified", opts),
+          (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message),
+        );
+        assert.equal(hub.requests("/test-org/unverified/resolve/main/m.bin").length, 0);
+        const r = await resolveModel("test-unverified", { ...opts, trustUnverified: true });
+        assert.equal(await sha256File(r.weightsPath), SHA_BIN);
+        assert.deepEqual(filesIn(r.dir), ["m.bin", "tok512.bin"]);
+      } finally {
+        hub.noApi.delete("test-org/unverified");
+        delete MODEL_REGISTRY["test-unverified"];
+      }
+    },
+  );
+
+  it(
+    "downloadFile: no checksum → refused before any request unless trustUnverified; " + "a git blob id verifies too",
+    async () => {
+      hub.routes.set(TOK_URL_PATH, { file: tokPath });
+      const url = hub.baseUrl + TOK_URL_PATH;
+      const tok = fs.readFileSync(tokPath);
+      const dest = path.join(freshCache(), "tok.bin");
+      assert.match(
+        TRUST_UNVERIFIED_HINT,
+        /--trust-unverified.*trustUnverified: true \(API\) to download it without checksum verification$/,
+      );
+      const first = hub.log.length;
+      await assert.rejects(
+        downloadFile(url, dest, { quiet: true, label: "tok.bin" }),
         (e: Error) =>
           e instanceof UnverifiedDownloadError &&
           e.message ===
-            `model "stories15M": no checksum is known for tokenizer.bin (the registry records no sha256; ` +
-              `tokenizer.bin is fetched from ` +
-              `https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin, outside the hub's file ` +
-              `listing), so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
+            `tok.bin: no checksum is known for ${url}, so the download cannot be verified and was refused; ` +
+              `${TRUST_UNVERIFIED_HINT}`,
       );
-      assert.deepEqual(
-        hub.log.slice(first).map((r) => r.path),
-        ["/api/models/karpathy/tinyllamas/tree/main"],
-        "only the listing was asked for",
-      );
-      assert.deepEqual(filesIn(path.join(cacheDir, "stories15M")), []);
-      // with the tokenizer already in place (trusted by the user), the weights still go through the listing's sha256
-      const dir = path.join(cacheDir, "stories15M");
-      fs.mkdirSync(dir, { recursive: true });
-      fs.copyFileSync(tokPath, path.join(dir, "tokenizer.bin"));
+      assert.equal(hub.log.length, first);
+      assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
+      const trusted = await downloadFile(url, dest, { quiet: true, trustUnverified: true });
+      assert.equal(trusted.verified, "unverified");
+      assert.equal(trusted.sha256, sha256(tok));
+      fs.rmSync(dest);
+      const git = await downloadFile(url, dest, { quiet: true, gitSha1: gitSha1(tok) });
+      assert.equal(git.verified, "git-sha1");
+      fs.rmSync(dest);
+      const wrong = "0".repeat(40);
       await assert.rejects(
-        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true }),
+        downloadFile(url, dest, { quiet: true, gitSha1: wrong, label: "tok.bin" }),
         (e: Error) =>
-          /stories15M\.bin: sha256 mismatch/.test(e.message) &&
-          e.message.includes(sha256(genuine)) &&
-          e.message.includes(sha256(bad)),
+          e.message ===
+          `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted ` +
+            `download was deleted`,
       );
+      assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
+    },
+  );
+
+  it(
+    "verifies hub files against the hub's listing: a tampered LFS shard or config.json is refused " +
+      "(file and both hashes named, nothing left), the genuine ones accepted",
+    async () => {
+      const exported = await exportedHf();
+      const repo = "test-org/tampered";
+      serveRepo(repo, exported);
+      const shard = "model-00002-of-00002.safetensors";
+      const good = fs.readFileSync(path.join(exported, shard));
+      const bad = Buffer.from(good);
+      bad[bad.length - 10] ^= 0xff; // a weight byte, not the header: only the hash can tell
+      hub.routes.set(`/${repo}/resolve/main/${shard}`, { bytes: bad, listAs: good });
+      const cacheDir = freshCache();
+      const dir = path.join(cacheDir, "test-org", "tampered");
+      const opts = { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true };
       await assert.rejects(
-        pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true, trustUnverified: true }),
-        /stories15M\.bin: sha256 mismatch/,
+        resolveModel(repo, opts),
+        (e: Error) =>
+          e instanceof DownloadError &&
+          e.message ===
+            `${repo}: ${shard}: sha256 mismatch for ${hub.baseUrl}/${repo}/resolve/main/${shard}: ` +
+              `expected ${sha256(good)}, ` +
+              `got ${sha256(bad)}; the corrupted download was deleted`,
       );
-      assert.deepEqual(filesIn(dir), ["tokenizer.bin"], "the tampered file is not kept");
-      // the genuine file passes, without trustUnverified
-      hub.routes.set(route, { bytes: genuine });
-      const r = await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
-      assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
-      // a cached copy is re-verified against the listing: corrupted on disk → fetched again
-      const onDisk = Buffer.from(genuine);
-      onDisk[7] ^= 1;
-      fs.writeFileSync(r.weightsPath, onDisk);
-      await pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir, quiet: true });
-      assert.ok(fs.readFileSync(r.weightsPath).equals(genuine));
-      // a hub without the listing API: the weights cannot be verified → refused, naming why
-      hub.noApi.add("karpathy/tinyllamas");
-      try {
-        await assert.rejects(
-          pullModel("stories15M", { baseUrl: hub.baseUrl, cacheDir: freshCache(), quiet: true }),
-          (e: Error) =>
-            e instanceof UnverifiedDownloadError &&
-            /no checksum is known for stories15M\.bin, tokenizer\.bin/.test(e.message) &&
-            /hub listing .* is unavailable \(HTTP 404\)/.test(e.message),
-        );
-      } finally {
-        hub.noApi.delete("karpathy/tinyllamas");
-      }
-    } finally {
-      hub.routes.delete(route);
-    }
-  });
+      assert.ok(!filesIn(dir).some((f) => f.startsWith(shard)), `no ${shard} or .part left: ${filesIn(dir)}`);
 
-  it("registry files without a recorded sha256 and without a listing hash are refused before any file request; trustUnverified downloads them", async () => {
-    // trustUnverified (on an entry whose files all live on the local hub; stories15M's tokenizer is on GitHub)
-    MODEL_REGISTRY["test-unverified"] = {
-      kind: "llama2c",
-      repo: "test-org/unverified",
-      description: "test entry",
-      files: [
-        { local: "m.bin", sha256: null },
-        { local: "tok512.bin", sha256: null },
-      ],
-      weights: "m.bin",
-      tokenizer: "tok512.bin",
-    };
-    try {
-      hub.routes.set("/test-org/unverified/resolve/main/m.bin", { file: binPath });
-      hub.routes.set("/test-org/unverified/resolve/main/tok512.bin", { file: tokPath });
-      const opts = { baseUrl: hub.baseUrl, cacheDir: freshCache(), sharedModelsDir: emptyShared, quiet: true };
-      hub.noApi.add("test-org/unverified");
+      // a tampered small (non-LFS) file: checked against its git blob id
+      const cfgGood = fs.readFileSync(path.join(exported, "config.json"));
+      const cfgBad = Buffer.from(cfgGood.toString("utf8").replace('"llama"', '"llama" '));
+      hub.routes.set(`/${repo}/resolve/main/config.json`, { bytes: cfgBad, listAs: cfgGood });
+      const cacheDir2 = freshCache();
       await assert.rejects(
-        resolveModel("test-unverified", opts),
-        (e: Error) => e instanceof UnverifiedDownloadError && /m\.bin, tok512\.bin/.test(e.message),
+        pullModel(repo, { ...opts, cacheDir: cacheDir2 }),
+        (e: Error) =>
+          e.message ===
+          `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: ` +
+            `expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
       );
-      assert.equal(hub.requests("/test-org/unverified/resolve/main/m.bin").length, 0);
-      const r = await resolveModel("test-unverified", { ...opts, trustUnverified: true });
-      assert.equal(await sha256File(r.weightsPath), SHA_BIN);
-      assert.deepEqual(filesIn(r.dir), ["m.bin", "tok512.bin"]);
-    } finally {
-      hub.noApi.delete("test-org/unverified");
-      delete MODEL_REGISTRY["test-unverified"];
-    }
-  });
+      assert.deepEqual(filesIn(path.join(cacheDir2, "test-org", "tampered")), []);
 
-  it("downloadFile: no checksum → refused before any request unless trustUnverified; a git blob id verifies too", async () => {
-    hub.routes.set(TOK_URL_PATH, { file: tokPath });
-    const url = hub.baseUrl + TOK_URL_PATH;
-    const tok = fs.readFileSync(tokPath);
-    const dest = path.join(freshCache(), "tok.bin");
-    assert.match(
-      TRUST_UNVERIFIED_HINT,
-      /--trust-unverified.*trustUnverified: true \(API\) to download it without checksum verification$/,
-    );
-    const first = hub.log.length;
-    await assert.rejects(
-      downloadFile(url, dest, { quiet: true, label: "tok.bin" }),
-      (e: Error) =>
-        e instanceof UnverifiedDownloadError &&
-        e.message ===
-          `tok.bin: no checksum is known for ${url}, so the download cannot be verified and was refused; ${TRUST_UNVERIFIED_HINT}`,
-    );
-    assert.equal(hub.log.length, first);
-    assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
-    const trusted = await downloadFile(url, dest, { quiet: true, trustUnverified: true });
-    assert.equal(trusted.verified, "unverified");
-    assert.equal(trusted.sha256, sha256(tok));
-    fs.rmSync(dest);
-    const git = await downloadFile(url, dest, { quiet: true, gitSha1: gitSha1(tok) });
-    assert.equal(git.verified, "git-sha1");
-    fs.rmSync(dest);
-    const wrong = "0".repeat(40);
-    await assert.rejects(
-      downloadFile(url, dest, { quiet: true, gitSha1: wrong, label: "tok.bin" }),
-      (e: Error) =>
-        e.message ===
-        `tok.bin: git blob sha1 mismatch for ${url}: expected ${wrong}, got ${gitSha1(tok)}; the corrupted ` +
-          `download was deleted`,
-    );
-    assert.ok(!fs.existsSync(dest) && !fs.existsSync(dest + ".part"));
-  });
+      // the genuine files: accepted (into the first cache, where the verified files already are)
+      serveRepo(repo, exported);
+      const r = await resolveModel(repo, opts);
+      assert.equal(r.source, "download");
+      assert.deepEqual(filesIn(dir), HF_FETCHED);
+      assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
+      // a cached file that no longer matches the listing is fetched again by pull
+      fs.writeFileSync(path.join(dir, shard), bad);
+      const before = hub.requests(`/${repo}/resolve/main/${shard}`).length;
+      await pullModel(repo, opts);
+      assert.equal(hub.requests(`/${repo}/resolve/main/${shard}`).length, before + 1);
+      assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
+    },
+  );
 
-  it("verifies hub files against the hub's listing: a tampered LFS shard or config.json is refused (file and both hashes named, nothing left), the genuine ones accepted", async () => {
-    const exported = await exportedHf();
-    const repo = "test-org/tampered";
-    serveRepo(repo, exported);
-    const shard = "model-00002-of-00002.safetensors";
-    const good = fs.readFileSync(path.join(exported, shard));
-    const bad = Buffer.from(good);
-    bad[bad.length - 10] ^= 0xff; // a weight byte, not the header: only the hash can tell
-    hub.routes.set(`/${repo}/resolve/main/${shard}`, { bytes: bad, listAs: good });
-    const cacheDir = freshCache();
-    const dir = path.join(cacheDir, "test-org", "tampered");
-    const opts = { baseUrl: hub.baseUrl, cacheDir, sharedModelsDir: emptyShared, quiet: true };
-    await assert.rejects(
-      resolveModel(repo, opts),
-      (e: Error) =>
-        e instanceof DownloadError &&
-        e.message ===
-          `${repo}: ${shard}: sha256 mismatch for ${hub.baseUrl}/${repo}/resolve/main/${shard}: expected ${sha256(good)}, ` +
-            `got ${sha256(bad)}; the corrupted download was deleted`,
-    );
-    assert.ok(!filesIn(dir).some((f) => f.startsWith(shard)), `no ${shard} or .part left: ${filesIn(dir)}`);
+  it(
+    "refuses unverifiable hub files (no listing; " +
+      "a listed file without a hash) and accepts them with trustUnverified",
+    async () => {
+      const exported = await exportedHf();
+      // a hub without the API listing (e.g. a plain mirror)
+      const repo = "test-org/no-api";
+      serveRepo(repo, exported);
+      hub.noApi.add(repo);
+      const opts = { baseUrl: hub.baseUrl, sharedModelsDir: emptyShared, quiet: true };
+      const cacheDir = freshCache();
+      await assert.rejects(
+        resolveModel(repo, { ...opts, cacheDir }),
+        (e: Error) =>
+          e instanceof UnverifiedDownloadError &&
+          e.message.includes(
+            `the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the ` +
+              `files' sha256, is unavailable (HTTP 404`,
+          ) &&
+          e.message.endsWith(TRUST_UNVERIFIED_HINT),
+      );
+      assert.ok(!hub.log.some((x) => x.path.startsWith(`/${repo}/resolve/`)), "no file requested");
+      assert.deepEqual(filesIn(path.join(cacheDir, "test-org", "no-api")), []);
+      const r = await resolveModel(repo, { ...opts, cacheDir, trustUnverified: true });
+      assert.equal((await loadHfCheckpoint(r.dir)).sha256, (await loadHfCheckpoint(exported)).sha256);
 
-    // a tampered small (non-LFS) file: checked against its git blob id
-    const cfgGood = fs.readFileSync(path.join(exported, "config.json"));
-    const cfgBad = Buffer.from(cfgGood.toString("utf8").replace('"llama"', '"llama" '));
-    hub.routes.set(`/${repo}/resolve/main/config.json`, { bytes: cfgBad, listAs: cfgGood });
-    const cacheDir2 = freshCache();
-    await assert.rejects(
-      pullModel(repo, { ...opts, cacheDir: cacheDir2 }),
-      (e: Error) =>
-        e.message ===
-        `${repo}: config.json: git blob sha1 mismatch for ${hub.baseUrl}/${repo}/resolve/main/config.json: ` +
-          `expected ${gitSha1(cfgGood)}, got ${gitSha1(cfgBad)}; the corrupted download was deleted`,
-    );
-    assert.deepEqual(filesIn(path.join(cacheDir2, "test-org", "tampered")), []);
-
-    // the genuine files: accepted (into the first cache, where the verified files already are)
-    serveRepo(repo, exported);
-    const r = await resolveModel(repo, opts);
-    assert.equal(r.source, "download");
-    assert.deepEqual(filesIn(dir), HF_FETCHED);
-    assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
-    // a cached file that no longer matches the listing is fetched again by pull
-    fs.writeFileSync(path.join(dir, shard), bad);
-    const before = hub.requests(`/${repo}/resolve/main/${shard}`).length;
-    await pullModel(repo, opts);
-    assert.equal(hub.requests(`/${repo}/resolve/main/${shard}`).length, before + 1);
-    assert.equal(await sha256File(path.join(dir, shard)), sha256(good));
-  });
-
-  it("refuses unverifiable hub files (no listing; a listed file without a hash) and accepts them with trustUnverified", async () => {
-    const exported = await exportedHf();
-    // a hub without the API listing (e.g. a plain mirror)
-    const repo = "test-org/no-api";
-    serveRepo(repo, exported);
-    hub.noApi.add(repo);
-    const opts = { baseUrl: hub.baseUrl, sharedModelsDir: emptyShared, quiet: true };
-    const cacheDir = freshCache();
-    await assert.rejects(
-      resolveModel(repo, { ...opts, cacheDir }),
-      (e: Error) =>
-        e instanceof UnverifiedDownloadError &&
-        e.message.includes(
-          `the hub's file listing ${hub.baseUrl}/api/models/${repo}/tree/main?recursive=true, which gives the ` +
-            `files' sha256, is unavailable (HTTP 404`,
-        ) &&
-        e.message.endsWith(TRUST_UNVERIFIED_HINT),
-    );
-    assert.ok(!hub.log.some((x) => x.path.startsWith(`/${repo}/resolve/`)), "no file requested");
-    assert.deepEqual(filesIn(path.join(cacheDir, "test-org", "no-api")), []);
-    const r = await resolveModel(repo, { ...opts, cacheDir, trustUnverified: true });
-    assert.equal((await loadHfCheckpoint(r.dir)).sha256, (await loadHfCheckpoint(exported)).sha256);
-
-    // a listing that gives no hash for one file
-    const repo2 = "test-org/no-hash";
-    serveRepo(repo2, exported);
-    hub.routes.set(`/${repo2}/resolve/main/tokenizer.json`, {
-      file: path.join(exported, "tokenizer.json"),
-      noHash: true,
-    });
-    const cacheDir2 = freshCache();
-    await assert.rejects(
-      resolveModel(repo2, { ...opts, cacheDir: cacheDir2 }),
-      (e: Error) =>
-        e instanceof UnverifiedDownloadError &&
-        e.message ===
-          `model "${repo2}": the hub listing ${hub.baseUrl}/api/models/${repo2}/tree/main?recursive=true gives ` +
-            `no sha256 or git blob id for tokenizer.json, so the download cannot be verified and was ` +
-            `refused; ${TRUST_UNVERIFIED_HINT}`,
-    );
-    assert.equal(hub.requests(`/${repo2}/resolve/main/tokenizer.json`).length, 0);
-    assert.ok(!filesIn(path.join(cacheDir2, "test-org", "no-hash")).includes("tokenizer.json"));
-    const r2 = await pullModel(repo2, { ...opts, cacheDir: cacheDir2, trustUnverified: true });
-    assert.ok(fs.existsSync(r2.tokenizerPath));
-  });
+      // a listing that gives no hash for one file
+      const repo2 = "test-org/no-hash";
+      serveRepo(repo2, exported);
+      hub.routes.set(`/${repo2}/resolve/main/tokenizer.json`, {
+        file: path.join(exported, "tokenizer.json"),
+        noHash: true,
+      });
+      const cacheDir2 = freshCache();
+      await assert.rejects(
+        resolveModel(repo2, { ...opts, cacheDir: cacheDir2 }),
+        (e: Error) =>
+          e instanceof UnverifiedDownloadError &&
+          e.message ===
+            `model "${repo2}": the hub listing ${hub.baseUrl}/api/models/${repo2}/tree/main?recursive=true gives ` +
+              `no sha256 or git blob id for tokenizer.json, so the download cannot be verified and was ` +
+              `refused; ${TRUST_UNVERIFIED_HINT}`,
+      );
+      assert.equal(hub.requests(`/${repo2}/resolve/main/tokenizer.json`).length, 0);
+      assert.ok(!filesIn(path.join(cacheDir2, "test-org", "no-hash")).includes("tokenizer.json"));
+      const r2 = await pullModel(repo2, { ...opts, cacheDir: cacheDir2, trustUnverified: true });
+      assert.ok(fs.existsSync(r2.tokenizerPath));
+    },
+  );
 
   it("lm pull refuses an unverifiable model and downloads it with --trust-unverified", async () => {
     const exported = await exportedHf();
@@ -701,7 +734,11 @@ describe("model hub: registry, resolution and resumable downloads (local server)
     assert.equal(refused.code, 1);
     assert.match(
       refused.stderr,
-      /^lm: error: model "test-org\/cli-no-api": the hub's file listing .* is unavailable \(HTTP 404.*pass --trust-unverified \(CLI: `npm run lm -- pull NAME --trust-unverified`/,
+      new RegExp(
+        String.raw`^lm: error: model "test-org\/cli-no-api": the hub's file listing .* is unavailable \(HTTP 404.*` +
+          String.raw`pass --trust-unverified \(CLI: ` +
+          "`npm run lm -- pull NAME --trust-unverified`",
+      ),
     );
     assert.deepEqual(filesIn(path.join(dataRoot, "models", "test-org", "cli-no-api")), []);
     const ok = await lm("pull", repo, "--trust-unverified", "--json");

@@ -173,36 +173,40 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     }
   });
 
-  it("hooks: capture returns the original activations, early exit matches the full pass, replace at nLayers acts before the final norm", () => {
-    const m = models.looped;
-    const ids = ref.cases[1].ids;
-    const full = m.forward([ids], { capture: [0, 3, 5] });
-    const early = m.forward([ids], { capture: [3], activationsOnly: true });
-    assert.equal(early.logits, undefined);
-    assert.deepEqual([...early.hidden.keys()], [3]);
-    const e3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, early.hidden.get(3)!))).dataSync()[0]);
-    assert.equal(e3, 0);
-    // replace at 3 (×0.5): captured hidden[3] is the original; hidden[5] differs
-    const rep = m.forward([ids], {
-      capture: [3, 5],
-      replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]),
-    });
-    const same3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, rep.hidden.get(3)!))).dataSync()[0]);
-    assert.equal(same3, 0);
-    const diff5 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(5)!, rep.hidden.get(5)!))).dataSync()[0]);
-    assert.ok(diff5 > 1e-3);
-    // identity replace at nLayers changes nothing; scaling it by 2 changes logits only through the RMSNorm (which is
-    // scale-invariant up to eps)
-    const id5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => h]]) });
-    assert.equal(
-      tf.tidy(() => tf.max(tf.abs(tf.sub(full.logits!, id5.logits!))).dataSync()[0]),
-      0,
-    );
-    const zero5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => tf.zerosLike(h) as tf.Tensor3D]]) });
-    const zmax = tf.tidy(() => tf.max(tf.abs(zero5.logits!)).dataSync()[0]);
-    assert.ok(zmax < 1e-6, `logits of a zero final residual should be 0 (got ${zmax})`);
-    [full, early, rep, id5, zero5].forEach(disposeResult);
-  });
+  it(
+    "hooks: capture returns the original activations, " +
+      "early exit matches the full pass, replace at nLayers acts before the final norm",
+    () => {
+      const m = models.looped;
+      const ids = ref.cases[1].ids;
+      const full = m.forward([ids], { capture: [0, 3, 5] });
+      const early = m.forward([ids], { capture: [3], activationsOnly: true });
+      assert.equal(early.logits, undefined);
+      assert.deepEqual([...early.hidden.keys()], [3]);
+      const e3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, early.hidden.get(3)!))).dataSync()[0]);
+      assert.equal(e3, 0);
+      // replace at 3 (×0.5): captured hidden[3] is the original; hidden[5] differs
+      const rep = m.forward([ids], {
+        capture: [3, 5],
+        replace: new Map([[3, (h: tf.Tensor3D) => tf.mul(h, 0.5) as tf.Tensor3D]]),
+      });
+      const same3 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(3)!, rep.hidden.get(3)!))).dataSync()[0]);
+      assert.equal(same3, 0);
+      const diff5 = tf.tidy(() => tf.max(tf.abs(tf.sub(full.hidden.get(5)!, rep.hidden.get(5)!))).dataSync()[0]);
+      assert.ok(diff5 > 1e-3);
+      // identity replace at nLayers changes nothing; scaling it by 2 changes logits only through the RMSNorm (which is
+      // scale-invariant up to eps)
+      const id5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => h]]) });
+      assert.equal(
+        tf.tidy(() => tf.max(tf.abs(tf.sub(full.logits!, id5.logits!))).dataSync()[0]),
+        0,
+      );
+      const zero5 = m.forward([ids], { replace: new Map([[5, (h: tf.Tensor3D) => tf.zerosLike(h) as tf.Tensor3D]]) });
+      const zmax = tf.tidy(() => tf.max(tf.abs(zero5.logits!)).dataSync()[0]);
+      assert.ok(zmax < 1e-6, `logits of a zero final residual should be 0 (got ${zmax})`);
+      [full, early, rep, id5, zero5].forEach(disposeResult);
+    },
+  );
 
   it("forward leaks no tensors or backend buffers (full, early exit, padded, replace)", () => {
     const m = models.looped;

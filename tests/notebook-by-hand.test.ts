@@ -122,135 +122,144 @@ before(async () => {
 
 describe("03 · the TopK SAE by hand", () => {
   for (const preset of ["claflin", "modern"] as const) {
-    test(`${preset}: pre-activations, the k kept, x̂_sae and its error match forward() and the float64 reference`, () => {
-      const m = randomModel("sae", 48, 5, 0, seed, { preset });
-      try {
-        const B = 6;
-        const x = xn.slice(0, B * d);
-        const r = flat("saeByHand", () => saeByHand(m, x));
-        const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), B);
-        const scale = maxAbs(r.xhat);
-        assert.ok(scale > 0.1, `the reconstruction is not trivially small (max |x̂| = ${scale})`);
-        assert.ok(r.check.keptVsPre <= 1e-5 * maxAbs(r.pre), `kept values are ReLU(pre) (${r.check.keptVsPre})`);
-        assert.ok(r.check.topKMargin >= -1e-5, `the kept are the top k of ReLU(pre) (margin ${r.check.topKMargin})`);
-        assert.ok(r.check.sameFeaturesAsReference, "every row keeps the float64 reference's features");
-        assert.ok(r.check.agrees, "the check's verdict");
-        assert.equal(agreement(r.check), "yes");
-        assert.equal(agreement({ ...r.check, agrees: false }), "DISAGREES");
-        assert.ok(r.check.vsForward <= 1e-5 * scale, `x̂_sae = forward().xSae (${r.check.vsForward})`);
-        assert.ok(r.check.vsReference <= 1e-4 * scale, `x̂_sae = float64 reference (${r.check.vsReference})`);
-        // the error against a float64 brute force from the reference's x̂_sae
-        let sq = 0;
-        for (let i = 0; i < B * d; i++) sq += (x[i] - ref.xSae[i]) ** 2;
-        assert.ok(Math.abs(r.mse - sq / (B * d)) <= 1e-4 * (sq / (B * d)), `mse ${r.mse} vs ${sq / (B * d)}`);
-        const rows = saeErrorTable(r);
-        assert.equal(rows.length, B);
-        assert.ok(Math.abs(rows.reduce((a, q) => a + q["‖x − x̂_sae‖²"], 0) / (B * d) - r.mse) < 1e-9);
-        const kept = saeKeptTable(r, m, 1, 3);
-        assert.deepEqual(
-          kept.slice(0, r.k).map((q) => q.feature),
-          Array.from(r.ids.subarray(r.k, 2 * r.k)),
-        );
-        assert.deepEqual(
-          kept.map((q) => q.kept),
-          [...Array(r.k).fill("yes"), "no", "no", "no"],
-        );
-        // the dropped rows are the largest pre-activations outside the kept set (float64 from the reference)
-        const pre1 = ref.ids[1];
-        const x1 = Float64Array.from(x.subarray(d, 2 * d));
-        const wT = m.params.read("sae.wEncT");
-        const bEnc = m.params.read("sae.bEnc");
-        const bDec = preset === "modern" ? m.params.read("sae.bDec") : new Float32Array(d);
-        const pre = Array.from({ length: r.F }, (_, f) => {
-          let a = bEnc[f];
-          for (let j = 0; j < d; j++) a += wT[f * d + j] * (x1[j] - bDec[j]);
-          return a;
-        });
-        const outside = pre
-          .map((a, f) => ({ a, f }))
-          .filter((q) => !pre1.includes(q.f))
-          .sort((u, v) => v.a - u.a);
-        assert.deepEqual(
-          kept.slice(r.k).map((q) => q.feature),
-          outside.slice(0, 3).map((q) => q.f),
-        );
-        kept.forEach((q) => {
-          assert.ok(Math.abs((q["pre-activation a_i"] as number) - pre[q.feature as number]) < 1e-4, "a_i");
-        });
-        assert.throws(() => saeKeptTable(r, m, B), /row must be an integer in \[0, 6\)/);
-        assert.throws(() => saeByHand(m, x.subarray(0, d + 1)), /positive multiple of d/);
-      } finally {
-        m.dispose();
-      }
-    });
+    test(
+      `${preset}: pre-activations, the k kept, ` + `x̂_sae and its error match forward() and the float64 reference`,
+      () => {
+        const m = randomModel("sae", 48, 5, 0, seed, { preset });
+        try {
+          const B = 6;
+          const x = xn.slice(0, B * d);
+          const r = flat("saeByHand", () => saeByHand(m, x));
+          const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), B);
+          const scale = maxAbs(r.xhat);
+          assert.ok(scale > 0.1, `the reconstruction is not trivially small (max |x̂| = ${scale})`);
+          assert.ok(r.check.keptVsPre <= 1e-5 * maxAbs(r.pre), `kept values are ReLU(pre) (${r.check.keptVsPre})`);
+          assert.ok(r.check.topKMargin >= -1e-5, `the kept are the top k of ReLU(pre) (margin ${r.check.topKMargin})`);
+          assert.ok(r.check.sameFeaturesAsReference, "every row keeps the float64 reference's features");
+          assert.ok(r.check.agrees, "the check's verdict");
+          assert.equal(agreement(r.check), "yes");
+          assert.equal(agreement({ ...r.check, agrees: false }), "DISAGREES");
+          assert.ok(r.check.vsForward <= 1e-5 * scale, `x̂_sae = forward().xSae (${r.check.vsForward})`);
+          assert.ok(r.check.vsReference <= 1e-4 * scale, `x̂_sae = float64 reference (${r.check.vsReference})`);
+          // the error against a float64 brute force from the reference's x̂_sae
+          let sq = 0;
+          for (let i = 0; i < B * d; i++) sq += (x[i] - ref.xSae[i]) ** 2;
+          assert.ok(Math.abs(r.mse - sq / (B * d)) <= 1e-4 * (sq / (B * d)), `mse ${r.mse} vs ${sq / (B * d)}`);
+          const rows = saeErrorTable(r);
+          assert.equal(rows.length, B);
+          assert.ok(Math.abs(rows.reduce((a, q) => a + q["‖x − x̂_sae‖²"], 0) / (B * d) - r.mse) < 1e-9);
+          const kept = saeKeptTable(r, m, 1, 3);
+          assert.deepEqual(
+            kept.slice(0, r.k).map((q) => q.feature),
+            Array.from(r.ids.subarray(r.k, 2 * r.k)),
+          );
+          assert.deepEqual(
+            kept.map((q) => q.kept),
+            [...Array(r.k).fill("yes"), "no", "no", "no"],
+          );
+          // the dropped rows are the largest pre-activations outside the kept set (float64 from the reference)
+          const pre1 = ref.ids[1];
+          const x1 = Float64Array.from(x.subarray(d, 2 * d));
+          const wT = m.params.read("sae.wEncT");
+          const bEnc = m.params.read("sae.bEnc");
+          const bDec = preset === "modern" ? m.params.read("sae.bDec") : new Float32Array(d);
+          const pre = Array.from({ length: r.F }, (_, f) => {
+            let a = bEnc[f];
+            for (let j = 0; j < d; j++) a += wT[f * d + j] * (x1[j] - bDec[j]);
+            return a;
+          });
+          const outside = pre
+            .map((a, f) => ({ a, f }))
+            .filter((q) => !pre1.includes(q.f))
+            .sort((u, v) => v.a - u.a);
+          assert.deepEqual(
+            kept.slice(r.k).map((q) => q.feature),
+            outside.slice(0, 3).map((q) => q.f),
+          );
+          kept.forEach((q) => {
+            assert.ok(Math.abs((q["pre-activation a_i"] as number) - pre[q.feature as number]) < 1e-4, "a_i");
+          });
+          assert.throws(() => saeKeptTable(r, m, B), /row must be an integer in \[0, 6\)/);
+          assert.throws(() => saeByHand(m, x.subarray(0, d + 1)), /positive multiple of d/);
+        } finally {
+          m.dispose();
+        }
+      },
+    );
   }
 });
 
 describe("04 · the bi-interaction and one joint step by hand", () => {
   for (const topN of [null, 3]) {
-    test(`top-N ${topN ?? "= k"}: O(k·E) formula = pairwise sum = the training kernel; inter = float64 reference`, () => {
-      const m = randomModel("joint", 48, 6, 8, seed + 1, { topN });
-      try {
-        const x = xn.slice(3 * d, 4 * d);
-        const r = flat("biInteractionByHand", () => biInteractionByHand(m, x));
-        assert.equal(r.ids.length, topN ?? 6);
-        assert.equal(r.pairs.length, (r.ids.length * (r.ids.length - 1)) / 2);
-        assert.ok(r.check.scale > 1e-3, `z is not trivially small (max |z| = ${r.check.scale})`);
-        // brute force of ½[(Σ f_i v_i)² − Σ (f_i v_i)²] in float64
-        const V = m.params.read("nfm.V");
-        for (let e = 0; e < r.E; e++) {
-          let s = 0;
-          let q = 0;
-          r.ids.forEach((f, i) => {
-            s += r.vals[i] * V[f * r.E + e];
-            q += (r.vals[i] * V[f * r.E + e]) ** 2;
+    test(
+      `top-N ${topN ?? "= k"}: O(k·E) formula = pairwise sum = the training kernel; ` + `inter = float64 reference`,
+      () => {
+        const m = randomModel("joint", 48, 6, 8, seed + 1, { topN });
+        try {
+          const x = xn.slice(3 * d, 4 * d);
+          const r = flat("biInteractionByHand", () => biInteractionByHand(m, x));
+          assert.equal(r.ids.length, topN ?? 6);
+          assert.equal(r.pairs.length, (r.ids.length * (r.ids.length - 1)) / 2);
+          assert.ok(r.check.scale > 1e-3, `z is not trivially small (max |z| = ${r.check.scale})`);
+          // brute force of ½[(Σ f_i v_i)² − Σ (f_i v_i)²] in float64
+          const V = m.params.read("nfm.V");
+          for (let e = 0; e < r.E; e++) {
+            let s = 0;
+            let q = 0;
+            r.ids.forEach((f, i) => {
+              s += r.vals[i] * V[f * r.E + e];
+              q += (r.vals[i] * V[f * r.E + e]) ** 2;
+            });
+            const want = 0.5 * (s * s - q);
+            assert.ok(Math.abs(r.zPairs[e] - want) <= 1e-9 * (1 + Math.abs(want)), `pairwise z[${e}]`);
+            assert.ok(Math.abs(r.zFast[e] - want) <= 1e-5 * r.check.scale, `O(k·E) z[${e}] ${r.zFast[e]} vs ${want}`);
+          }
+          assert.ok(r.check.fastVsPairs <= 1e-5 * r.check.scale, `fast vs pairs ${r.check.fastVsPairs}`);
+          assert.ok(r.check.agrees, "the check's verdict");
+          assert.ok(r.check.scalarVsPairs <= 1e-5 * r.check.scale * r.E, `Σ_e z vs Σ pairs ${r.check.scalarVsPairs}`);
+          const interScale = maxAbs(r.inter);
+          assert.ok(r.check.interVsKernel <= 1e-5 * interScale, `inter vs kernel ${r.check.interVsKernel}`);
+          const ref = refNfm(toRef(m.record()), m.config.nfm!, r.ids, r.vals, null);
+          let worst = 0;
+          r.inter.forEach((v, j) => {
+            worst = Math.max(worst, Math.abs(v - ref.inter![j]));
           });
-          const want = 0.5 * (s * s - q);
-          assert.ok(Math.abs(r.zPairs[e] - want) <= 1e-9 * (1 + Math.abs(want)), `pairwise z[${e}]`);
-          assert.ok(Math.abs(r.zFast[e] - want) <= 1e-5 * r.check.scale, `O(k·E) z[${e}] ${r.zFast[e]} vs ${want}`);
+          assert.ok(worst <= 1e-4 * interScale, `inter vs float64 reference ${worst} (scale ${interScale})`);
+          const pt = pairTable(r, 4);
+          assert.equal(pt.length, Math.min(4, r.pairs.length));
+          for (let i = 1; i < pt.length; i++)
+            assert.ok(
+              Math.abs(pt[i - 1]["f_i f_j ⟨v_i, v_j⟩"]) >= Math.abs(pt[i]["f_i f_j ⟨v_i, v_j⟩"]),
+              "largest first",
+            );
+          assert.equal(biInteractionTable(r).length, r.E);
+          assert.throws(() => biInteractionByHand(m, xn.slice(0, 2 * d)), /one row/);
+        } finally {
+          m.dispose();
         }
-        assert.ok(r.check.fastVsPairs <= 1e-5 * r.check.scale, `fast vs pairs ${r.check.fastVsPairs}`);
-        assert.ok(r.check.agrees, "the check's verdict");
-        assert.ok(r.check.scalarVsPairs <= 1e-5 * r.check.scale * r.E, `Σ_e z vs Σ pairs ${r.check.scalarVsPairs}`);
-        const interScale = maxAbs(r.inter);
-        assert.ok(r.check.interVsKernel <= 1e-5 * interScale, `inter vs kernel ${r.check.interVsKernel}`);
-        const ref = refNfm(toRef(m.record()), m.config.nfm!, r.ids, r.vals, null);
-        let worst = 0;
-        r.inter.forEach((v, j) => {
-          worst = Math.max(worst, Math.abs(v - ref.inter![j]));
-        });
-        assert.ok(worst <= 1e-4 * interScale, `inter vs float64 reference ${worst} (scale ${interScale})`);
-        const pt = pairTable(r, 4);
-        assert.equal(pt.length, Math.min(4, r.pairs.length));
-        for (let i = 1; i < pt.length; i++)
-          assert.ok(
-            Math.abs(pt[i - 1]["f_i f_j ⟨v_i, v_j⟩"]) >= Math.abs(pt[i]["f_i f_j ⟨v_i, v_j⟩"]),
-            "largest first",
-          );
-        assert.equal(biInteractionTable(r).length, r.E);
-        assert.throws(() => biInteractionByHand(m, xn.slice(0, 2 * d)), /one row/);
+      },
+    );
+  }
+
+  test(
+    "with dropout: the gradient norms and the training loss " + "are the step's (same mask), not the dropout-free ones",
+    () => {
+      const m = randomModel("joint", 48, 6, 8, seed + 6, { dropout: 0.5 });
+      try {
+        const x = xn.slice(0, 16 * d);
+        const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 };
+        const r = flat("jointStepByHand", () => jointStepByHand(m, x, optim, { seed, step: 3 }));
+        assert.equal(r.step.loss, r.trainingLoss, "the step's recorded loss is the masked forward's");
+        assert.notEqual(r.trainingLoss, r.lossBefore, "dropout changes the training loss");
+        const global = Math.sqrt(r.gradNorms.reduce((a, g) => a + g.norm ** 2, 0));
+        assert.ok(Math.abs(global - r.step.gradNorm) <= 1e-4 * global, `global norm ${global} vs ${r.step.gradNorm}`);
+        const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), 16);
+        assert.ok(Math.abs(ref.mse - r.lossBefore) <= 1e-4 * ref.mse, "lossBefore is dropout-free");
       } finally {
         m.dispose();
       }
-    });
-  }
-
-  test("with dropout: the gradient norms and the training loss are the step's (same mask), not the dropout-free ones", () => {
-    const m = randomModel("joint", 48, 6, 8, seed + 6, { dropout: 0.5 });
-    try {
-      const x = xn.slice(0, 16 * d);
-      const optim = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 };
-      const r = flat("jointStepByHand", () => jointStepByHand(m, x, optim, { seed, step: 3 }));
-      assert.equal(r.step.loss, r.trainingLoss, "the step's recorded loss is the masked forward's");
-      assert.notEqual(r.trainingLoss, r.lossBefore, "dropout changes the training loss");
-      const global = Math.sqrt(r.gradNorms.reduce((a, g) => a + g.norm ** 2, 0));
-      assert.ok(Math.abs(global - r.step.gradNorm) <= 1e-4 * global, `global norm ${global} vs ${r.step.gradNorm}`);
-      const ref = refForward(toRef(m.record()), m.config, Float64Array.from(x), 16);
-      assert.ok(Math.abs(ref.mse - r.lossBefore) <= 1e-4 * ref.mse, "lossBefore is dropout-free");
-    } finally {
-      m.dispose();
-    }
-  });
+    },
+  );
 
   test("one joint step lowers the loss on its batch; the model itself is untouched", () => {
     const m = randomModel("joint", 48, 6, 8, seed + 2);
@@ -408,25 +417,28 @@ describe("07 · one row's secondary code by hand", () => {
 });
 
 describe("rows for the by-hand cells", () => {
-  test("corrected: held-out rows z-scored with the training statistics; faithful: per-chunk z-scored training rows", () => {
-    const n = xn.length / d;
-    const rawAll = Float32Array.from(xn, (v, i) => v * norm.scale[i % d] + norm.shift[i % d]);
-    const stores = { train: new ArrayRowSource(rawAll, d), val: new ArrayRowSource(rawAll, d), normalization: norm };
-    const c = byHandRows(stores, "corrected", 5, 3);
-    assert.equal(c.length, 5 * d);
-    // every corrected row is one of the normalised rows
-    for (let b = 0; b < 5; b++) {
-      let found = false;
-      for (let r = 0; r < n && !found; r++) {
-        let dd = 0;
-        for (let j = 0; j < d; j++) dd = Math.max(dd, Math.abs(c[b * d + j] - xn[r * d + j]));
-        found = dd < 1e-4;
+  test(
+    "corrected: held-out rows z-scored with the training statistics; " + "faithful: per-chunk z-scored training rows",
+    () => {
+      const n = xn.length / d;
+      const rawAll = Float32Array.from(xn, (v, i) => v * norm.scale[i % d] + norm.shift[i % d]);
+      const stores = { train: new ArrayRowSource(rawAll, d), val: new ArrayRowSource(rawAll, d), normalization: norm };
+      const c = byHandRows(stores, "corrected", 5, 3);
+      assert.equal(c.length, 5 * d);
+      // every corrected row is one of the normalised rows
+      for (let b = 0; b < 5; b++) {
+        let found = false;
+        for (let r = 0; r < n && !found; r++) {
+          let dd = 0;
+          for (let j = 0; j < d; j++) dd = Math.max(dd, Math.abs(c[b * d + j] - xn[r * d + j]));
+          found = dd < 1e-4;
+        }
+        assert.ok(found, `row ${b} is a z-scored store row`);
       }
-      assert.ok(found, `row ${b} is a z-scored store row`);
-    }
-    assert.equal(byHandRows(stores, "faithful", 4, 3).length, 4 * d);
-    assert.throws(() => byHandRows(stores, "corrected", 0), /rows must be a positive integer/);
-    assert.deepEqual(rowAt(c, d, 2), c.slice(2 * d, 3 * d));
-    assert.throws(() => rowAt(c, d, 5), /row must be an integer in \[0, 5\)/);
-  });
+      assert.equal(byHandRows(stores, "faithful", 4, 3).length, 4 * d);
+      assert.throws(() => byHandRows(stores, "corrected", 0), /rows must be a positive integer/);
+      assert.deepEqual(rowAt(c, d, 2), c.slice(2 * d, 3 * d));
+      assert.throws(() => rowAt(c, d, 5), /row must be an integer in \[0, 5\)/);
+    },
+  );
 });

@@ -28,32 +28,35 @@ describe("notebook helpers", () => {
     await assert.rejects(() => timeMatMul(tf, "wasm", [8], 0, new Rng(1)), /reps must be a positive integer/);
   });
 
-  it("residualNormRows: every layer × position, equal to the norm of the captured vector; means per layer", async () => {
-    const { model, tokenizer } = await loadModelAndTokenizer(sharedDir("models", "stories260K", "stories260K.bin"));
-    const ids = tokenizer.encode("Lily saw a big red ball.", { bos: true });
-    residualNormRows(model, ids, (id) => tokenizer.piece(id)); // the model caches its RoPE tables/mask on first use
-    const before = tf.memory().numTensors;
-    const rows = residualNormRows(model, ids, (id) => tokenizer.piece(id));
-    assert.equal(tf.memory().numTensors, before);
-    const L = model.config.nLayers + 1;
-    assert.equal(rows.length, L * ids.length);
-    // brute force at layer 2, last position
-    const res = model.forward([ids], { capture: [2] });
-    const h = res.hidden.get(2)!.dataSync();
-    const d = model.config.dim;
-    const t = ids.length - 1;
-    let s = 0;
-    for (let j = 0; j < d; j++) s += h[t * d + j] ** 2;
-    res.hidden.get(2)!.dispose();
-    res.logits?.dispose();
-    const row = rows.find((r) => r.layer === 2 && r.position === t)!;
-    assert.ok(Math.abs(row.norm - Math.sqrt(s)) < 1e-4 * Math.sqrt(s), `${row.norm} vs ${Math.sqrt(s)}`);
-    assert.equal(row.hook, "blocks.2.hook_resid_pre");
-    const means = meanNormPerLayer(rows);
-    assert.equal(means.length, L);
-    const at2 = rows.filter((r) => r.layer === 2);
-    assert.ok(Math.abs(means[2].mean_norm - at2.reduce((a, r) => a + r.norm, 0) / at2.length) < 1e-9);
-    assert.equal((residualNormSpec(rows).data as { values: unknown[] }).values.length, rows.length);
-    model.dispose();
-  });
+  it(
+    "residualNormRows: every layer × position, " + "equal to the norm of the captured vector; means per layer",
+    async () => {
+      const { model, tokenizer } = await loadModelAndTokenizer(sharedDir("models", "stories260K", "stories260K.bin"));
+      const ids = tokenizer.encode("Lily saw a big red ball.", { bos: true });
+      residualNormRows(model, ids, (id) => tokenizer.piece(id)); // the model caches its RoPE tables/mask on first use
+      const before = tf.memory().numTensors;
+      const rows = residualNormRows(model, ids, (id) => tokenizer.piece(id));
+      assert.equal(tf.memory().numTensors, before);
+      const L = model.config.nLayers + 1;
+      assert.equal(rows.length, L * ids.length);
+      // brute force at layer 2, last position
+      const res = model.forward([ids], { capture: [2] });
+      const h = res.hidden.get(2)!.dataSync();
+      const d = model.config.dim;
+      const t = ids.length - 1;
+      let s = 0;
+      for (let j = 0; j < d; j++) s += h[t * d + j] ** 2;
+      res.hidden.get(2)!.dispose();
+      res.logits?.dispose();
+      const row = rows.find((r) => r.layer === 2 && r.position === t)!;
+      assert.ok(Math.abs(row.norm - Math.sqrt(s)) < 1e-4 * Math.sqrt(s), `${row.norm} vs ${Math.sqrt(s)}`);
+      assert.equal(row.hook, "blocks.2.hook_resid_pre");
+      const means = meanNormPerLayer(rows);
+      assert.equal(means.length, L);
+      const at2 = rows.filter((r) => r.layer === 2);
+      assert.ok(Math.abs(means[2].mean_norm - at2.reduce((a, r) => a + r.norm, 0) / at2.length) < 1e-9);
+      assert.equal((residualNormSpec(rows).data as { values: unknown[] }).values.length, rows.length);
+      model.dispose();
+    },
+  );
 });

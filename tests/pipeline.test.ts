@@ -280,7 +280,8 @@ describe("linearSumCondition (faithful sequential splice, paper-notes §12-3)", 
         .map((v, i) => [v, i] as [number, number])
         .sort((p, q) => q[0] - p[0])
         .slice(0, k);
-      const emb = Array.from({ length: E }, (_, e) => top.reduce((s, [v, i]) => s + v * V[i * E + e], 0)); // Vᵀf, not ½[(Σ f v)² − Σ (f v)²]
+      // Vᵀf, not ½[(Σ f v)² − Σ (f v)²]
+      const emb = Array.from({ length: E }, (_, e) => top.reduce((s, [v, i]) => s + v * V[i * E + e], 0));
       // w1 [E, H], w2 [H, d] (linear(x, w, b) = x·w + b)
       const h = Array.from({ length: hDim }, (_, c) =>
         Math.max(0, b1[c] + emb.reduce((s, v, e) => s + v * w1[e * hDim + c], 0)),
@@ -375,7 +376,8 @@ describe("spliceContrasts", () => {
     const base = fakeResult(W, new Rng(5), true);
     const docOf = (w: number) => Math.floor(w / 4);
     for (const [ci, m] of base.measurements.entries()) {
-      const scale = (w: number) => 1 + docOf(w) * (1 + ci / 3); // windows differ only between documents, differently per condition
+      // windows differ only between documents, differently per condition
+      const scale = (w: number) => 1 + docOf(w) * (1 + ci / 3);
       m.kl = Float32Array.from(m.kl, (v, i) => v * scale(m.klWindow[i]));
       m.ce = Float32Array.from(m.ce, (v, i) => v * (1 + 0.1 * docOf(m.ceWindow[i])));
     }
@@ -406,7 +408,8 @@ describe("spliceContrasts", () => {
       assert.ok(Math.abs(byDoc[name].value - byWindow[name].value) < 1e-9, name);
       assert.ok(
         Math.abs(byDoc[name].lo! - byThree[name].lo!) < 1e-9 && Math.abs(byDoc[name].hi! - byThree[name].hi!) < 1e-9,
-        `${name}: documents [${byDoc[name].lo}, ${byDoc[name].hi}] vs 3 windows [${byThree[name].lo}, ${byThree[name].hi}]`,
+        `${name}: documents [${byDoc[name].lo}, ${byDoc[name].hi}] ` +
+          `vs 3 windows [${byThree[name].lo}, ${byThree[name].hi}]`,
       );
     }
     const width = (x: { lo: number | null; hi: number | null }) => x.hi! - x.lo!;

@@ -36,36 +36,40 @@ describe("presets", () => {
   });
 
   for (const name of ["tiny", "quick", "standard"] as const) {
-    it(`${name}: the baselines are matched (same k, steps, batch, schedule; width-matched F; E at the paper's 3.2% share; b_dec)`, () => {
-      const p = presetConfig(name);
-      const joint = paramCounts(p.joint.model).total;
-      const wide = paramCounts(p.saeWide.model).total;
-      assert.ok(
-        Math.abs(wide - joint) / joint < 0.01,
-        `width-matched SAE has ${wide} parameters, the joint model ${joint}`,
-      );
-      assert.equal(p.saeWide.model.sae.k, p.sae.model.sae.k);
-      assert.equal(p.saeBias.model.sae.decoderBias, true);
-      assert.equal(p.sae.model.sae.decoderBias, false);
-      for (const b of [p.saeBias, p.saeWide]) {
-        // never fewer steps than the standalone SAE (standard gives the wider SAE more to converge)
-        assert.ok(b.steps >= p.sae.steps && p.sae.steps >= p.joint.steps);
-        if (name !== "standard") assert.equal(b.steps, p.sae.steps);
-        assert.equal(b.batchSize, p.sae.batchSize);
-        assert.equal(b.schedule.mode, p.sae.schedule.mode);
-      }
-      const E = p.jointSmallE.model.nfm!.E;
-      const share = (e: number) =>
-        paramCounts({ ...p.joint.model, nfm: nfmConfig({ F: p.shape.F, d: p.shape.d, E: e }) }).interactionShare;
-      for (let e = 1; e <= p.shape.E; e++)
+    it(
+      `${name}: the baselines are matched (same k, steps, batch, schedule; ` +
+        `width-matched F; E at the paper's 3.2% share; b_dec)`,
+      () => {
+        const p = presetConfig(name);
+        const joint = paramCounts(p.joint.model).total;
+        const wide = paramCounts(p.saeWide.model).total;
         assert.ok(
-          Math.abs(share(E) - PAPER_INTERACTION_SHARE) <= Math.abs(share(e) - PAPER_INTERACTION_SHARE),
-          `E = ${e} is closer to 3.2% than E = ${E}`,
+          Math.abs(wide - joint) / joint < 0.01,
+          `width-matched SAE has ${wide} parameters, the joint model ${joint}`,
         );
-      assert.ok(Math.abs(share(E) - PAPER_INTERACTION_SHARE) < 0.01, `small-E share ${share(E)}`);
-      assert.equal(p.jointSmallE.steps, p.joint.steps);
-      assert.ok(p.jointTopN.model.nfm!.topN! < p.jointTopN.model.sae.k);
-    });
+        assert.equal(p.saeWide.model.sae.k, p.sae.model.sae.k);
+        assert.equal(p.saeBias.model.sae.decoderBias, true);
+        assert.equal(p.sae.model.sae.decoderBias, false);
+        for (const b of [p.saeBias, p.saeWide]) {
+          // never fewer steps than the standalone SAE (standard gives the wider SAE more to converge)
+          assert.ok(b.steps >= p.sae.steps && p.sae.steps >= p.joint.steps);
+          if (name !== "standard") assert.equal(b.steps, p.sae.steps);
+          assert.equal(b.batchSize, p.sae.batchSize);
+          assert.equal(b.schedule.mode, p.sae.schedule.mode);
+        }
+        const E = p.jointSmallE.model.nfm!.E;
+        const share = (e: number) =>
+          paramCounts({ ...p.joint.model, nfm: nfmConfig({ F: p.shape.F, d: p.shape.d, E: e }) }).interactionShare;
+        for (let e = 1; e <= p.shape.E; e++)
+          assert.ok(
+            Math.abs(share(E) - PAPER_INTERACTION_SHARE) <= Math.abs(share(e) - PAPER_INTERACTION_SHARE),
+            `E = ${e} is closer to 3.2% than E = ${E}`,
+          );
+        assert.ok(Math.abs(share(E) - PAPER_INTERACTION_SHARE) < 0.01, `small-E share ${share(E)}`);
+        assert.equal(p.jointSmallE.steps, p.joint.steps);
+        assert.ok(p.jointTopN.model.nfm!.topN! < p.jointTopN.model.sae.k);
+      },
+    );
   }
 
   it("AuxK's dead window is a tenth of the run (≤ 10M), so it can trigger in every preset but paper", () => {

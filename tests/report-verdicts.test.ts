@@ -292,45 +292,58 @@ describe("buildClaimRows (two verdicts)", () => {
     assert.match(r.verdictCorrected, /not corrected|inconclusive/);
     assert.match(r.corrected, /seed 0: F\(1,40\) = 6\.00/);
   });
-  it("item-level tests: Holm p decides, signs are compared across seeds, the power line is quoted when nothing is significant", () => {
-    const t = (seed: number, p: number, holmP: number, contrast: number, clamp = "multiplicative c = -4") => ({
-      f: 4,
-      p,
-      df1: 1,
-      df2: 28,
-      seed,
-      clamp,
-      feature: 7,
-      contrast,
-      holmP,
-      holmFamily: 12,
-      permutationP: p,
-      permutations: 10_000,
-      minDetectable: 0.02,
-      nItems: 32,
-    });
-    // raw p < 0.05 but Holm p ≥ 0.05 in every seed: not significant after correction
-    const none = verdictInteraction([t(0, 0.01, 0.12, 0.003), t(1, 0.02, 0.2, 0.004)]);
-    assert.match(
-      none,
-      /^no significant interaction after Holm correction in any tested seed \(the design detects \|L\| ≥ 2\.00e-2–2\.00e-2 nats with 80% power\)/,
-    );
-    assert.match(none, /sign agrees across seeds \(\+ in 2 of 2\)/);
-    const all = verdictInteraction([t(0, 0.001, 0.01, -0.1), t(1, 0.001, 0.02, 0.1)]);
-    assert.match(all, /^significant interaction \(Holm-corrected p < 0\.05\) for every clamp in every tested seed/);
-    assert.match(all, /sign differs across seeds \(1 \+, 1 −\)/);
-    const two = verdictInteraction([t(0, 0.001, 0.01, 0.1), t(0, 0.3, 0.9, 0.1, "additive α = 4")]);
-    assert.match(
-      two,
-      /^inconclusive: .*multiplicative c = -4: significant in the one tested seed; additive α = 4: not significant in the one tested seed/,
-    );
-    assert.equal(verdictInteraction([], "nothing fires"), "not tested: nothing fires");
-    const r = row(buildClaimRows(undefined, { interactionF: [t(0, 0.01, 0.12, 0.003)] }), "Clamping");
-    assert.match(
-      r.corrected,
-      /seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4\.00, p = 0\.010; permutation p = 0\.010; Holm p = 0\.12 \(family of 12\); L = 3\.00e-3 nats; detectable \|L\| ≥ 2\.00e-2 nats/,
-    );
-  });
+  it(
+    "item-level tests: Holm p decides, signs are compared across seeds, " +
+      "the power line is quoted when nothing is significant",
+    () => {
+      const t = (seed: number, p: number, holmP: number, contrast: number, clamp = "multiplicative c = -4") => ({
+        f: 4,
+        p,
+        df1: 1,
+        df2: 28,
+        seed,
+        clamp,
+        feature: 7,
+        contrast,
+        holmP,
+        holmFamily: 12,
+        permutationP: p,
+        permutations: 10_000,
+        minDetectable: 0.02,
+        nItems: 32,
+      });
+      // raw p < 0.05 but Holm p ≥ 0.05 in every seed: not significant after correction
+      const none = verdictInteraction([t(0, 0.01, 0.12, 0.003), t(1, 0.02, 0.2, 0.004)]);
+      assert.match(
+        none,
+        new RegExp(
+          "^no significant interaction after Holm correction in any tested seed " +
+            String.raw`\(the design detects \|L\| ≥ 2\.00e-2–2\.00e-2 nats with 80% power\)`,
+        ),
+      );
+      assert.match(none, /sign agrees across seeds \(\+ in 2 of 2\)/);
+      const all = verdictInteraction([t(0, 0.001, 0.01, -0.1), t(1, 0.001, 0.02, 0.1)]);
+      assert.match(all, /^significant interaction \(Holm-corrected p < 0\.05\) for every clamp in every tested seed/);
+      assert.match(all, /sign differs across seeds \(1 \+, 1 −\)/);
+      const two = verdictInteraction([t(0, 0.001, 0.01, 0.1), t(0, 0.3, 0.9, 0.1, "additive α = 4")]);
+      assert.match(
+        two,
+        new RegExp(
+          "^inconclusive: .*multiplicative c = -4: significant in the one tested seed; " +
+            "additive α = 4: not significant in the one tested seed",
+        ),
+      );
+      assert.equal(verdictInteraction([], "nothing fires"), "not tested: nothing fires");
+      const r = row(buildClaimRows(undefined, { interactionF: [t(0, 0.01, 0.12, 0.003)] }), "Clamping");
+      assert.match(
+        r.corrected,
+        new RegExp(
+          String.raw`seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4\.00, p = 0\.010; permutation p = 0\.010; ` +
+            String.raw`Holm p = 0\.12 \(family of 12\); L = 3\.00e-3 nats; detectable \|L\| ≥ 2\.00e-2 nats`,
+        ),
+      );
+    },
+  );
   it("an unconverged preset is said in every verdict that was tested", () => {
     const r = row(
       buildClaimRows(faithful, corrected, { preset: "quick", seeds: [0, 1, 2], converged: false }),

@@ -107,14 +107,17 @@ describe("reproduce CLI arguments", () => {
     );
     assert.throws(() => parseReproduceArgs(["--seed", "4294967296"]), /--seed must be an integer/);
   });
-  it("chooses seeds per mode: standard defaults to 0,1,2, others to 0; --faithful-seeds overrides faithful only", () => {
-    assert.deepEqual(seedsFor({}, "standard", "corrected"), [0, 1, 2]);
-    assert.deepEqual(seedsFor({}, "quick", "faithful"), [0]);
-    assert.deepEqual(seedsFor({ seed: 4 }, "standard", "corrected"), [4]);
-    assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "faithful"), [0]);
-    assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "corrected"), [1, 2]);
-    assert.throws(() => seedsFor({ seed: 1, seeds: [2] }, "quick", "corrected"), /--seed or --seeds/);
-  });
+  it(
+    "chooses seeds per mode: standard defaults to 0,1,2, others to 0; " + "--faithful-seeds overrides faithful only",
+    () => {
+      assert.deepEqual(seedsFor({}, "standard", "corrected"), [0, 1, 2]);
+      assert.deepEqual(seedsFor({}, "quick", "faithful"), [0]);
+      assert.deepEqual(seedsFor({ seed: 4 }, "standard", "corrected"), [4]);
+      assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "faithful"), [0]);
+      assert.deepEqual(seedsFor({ seeds: [1, 2], faithfulSeeds: [0] }, "quick", "corrected"), [1, 2]);
+      assert.throws(() => seedsFor({ seed: 1, seeds: [2] }, "quick", "corrected"), /--seed or --seeds/);
+    },
+  );
   it("--help lists every option", () => {
     const r = runCli(["--help"]);
     assert.equal(r.code, 0, r.stderr);

@@ -49,41 +49,46 @@ describe("results/standard (the committed converged study)", () => {
     assert.equal(results.study.preset, "standard");
   });
 
-  it("covers ≥ 3 corrected seeds; every model's convergence check is recorded, and each failure is flagged in the report", () => {
-    const corrected = results.runs
-      .filter((r: { mode: string }) => r.mode === "corrected")
-      .map((r: { seed: number }) => r.seed);
-    assert.ok(new Set(corrected).size >= 3, `corrected seeds: ${corrected}`);
-    const section = report.slice(report.indexOf("## Convergence"));
-    for (const mode of Object.keys(results.aggregated)) {
-      const conv = results.aggregated[mode].convergence as Array<{
-        model: string;
-        passed: boolean[];
-        relChange: number[];
-      }>;
-      assert.ok(conv.length >= 8, mode);
-      for (const c of conv) {
-        const row = section.split("\n").find((l) => l.startsWith(`| ${mode} | ${c.model} |`));
-        assert.ok(row, `${mode} ${c.model}: no row in the convergence table`);
-        const failed = c.passed.filter((p) => p === false).length;
-        assert.equal(
-          (row!.match(/FAILED/g) ?? []).length,
-          failed,
-          `${mode} ${c.model}: failures flagged in the report`,
-        );
-      }
-      if (mode === "corrected") {
+  it(
+    "covers ≥ 3 corrected seeds; " +
+      "every model's convergence check is recorded, and each failure is flagged in the report",
+    () => {
+      const corrected = results.runs
+        .filter((r: { mode: string }) => r.mode === "corrected")
+        .map((r: { seed: number }) => r.seed);
+      assert.ok(new Set(corrected).size >= 3, `corrected seeds: ${corrected}`);
+      const section = report.slice(report.indexOf("## Convergence"));
+      for (const mode of Object.keys(results.aggregated)) {
+        const conv = results.aggregated[mode].convergence as Array<{
+          model: string;
+          passed: boolean[];
+          relChange: number[];
+        }>;
+        assert.ok(conv.length >= 8, mode);
         for (const c of conv) {
-          c.passed.forEach((ok, i) =>
-            assert.ok(
-              ok,
-              `corrected ${c.model} seed ${corrected[i]}: held-out MSE moved ${(c.relChange[i] * 100).toFixed(2)}% over the last 20%`,
-            ),
+          const row = section.split("\n").find((l) => l.startsWith(`| ${mode} | ${c.model} |`));
+          assert.ok(row, `${mode} ${c.model}: no row in the convergence table`);
+          const failed = c.passed.filter((p) => p === false).length;
+          assert.equal(
+            (row!.match(/FAILED/g) ?? []).length,
+            failed,
+            `${mode} ${c.model}: failures flagged in the report`,
           );
         }
+        if (mode === "corrected") {
+          for (const c of conv) {
+            c.passed.forEach((ok, i) =>
+              assert.ok(
+                ok,
+                `corrected ${c.model} seed ${corrected[i]}: ` +
+                  `held-out MSE moved ${(c.relChange[i] * 100).toFixed(2)}% over the last 20%`,
+              ),
+            );
+          }
+        }
       }
-    }
-  });
+    },
+  );
 
   it("states the training budgets behind the matched comparisons", () => {
     assert.match(

@@ -112,42 +112,47 @@ describe("seeds are 32-bit: out-of-range seeds are an error naming the option", 
 });
 
 describe("binary file: corpora are refused, naming the file", () => {
-  it("NUL bytes or mostly invalid UTF-8 / control characters: an error; ordinary UTF-8 text (accents, tabs, BOM) is fine", () => {
-    const dir = path.join(tmp, "corpus");
-    fs.mkdirSync(dir, { recursive: true });
-    const bin = path.join(dir, "weights.bin");
-    fs.copyFileSync(sharedDir("models", "stories260K", "stories260K.bin"), bin);
-    assert.throws(
-      () => loadCorpus(`file:${bin}`),
-      (e: Error) => e.message.includes(bin) && /binary/.test(e.message),
-    );
-    const nul = path.join(dir, "nul.txt");
-    fs.writeFileSync(nul, "Once upon a time\u0000there was a file.\n");
-    assert.throws(
-      () => readTextFiles(nul),
-      (e: Error) => e.message.includes(nul) && /NUL/.test(e.message),
-    );
-    // a folder: the offending .txt file is named
-    const sub = path.join(dir, "folder");
-    fs.mkdirSync(sub);
-    fs.writeFileSync(path.join(sub, "a.txt"), "A fine story.\n");
-    const junk = Buffer.alloc(4096);
-    for (let i = 0; i < junk.length; i++) junk[i] = 0x80 + ((i * 37) % 0x7f); // continuation bytes / invalid UTF-8, no NUL
-    fs.writeFileSync(path.join(sub, "b.txt"), junk);
-    assert.throws(
-      () => loadCorpus(`file:${sub}`),
-      (e: Error) => e.message.includes(path.join(sub, "b.txt")) && /invalid UTF-8|control/.test(e.message),
-    );
-    // UTF-16 text has NUL bytes: refused too, with a hint to save it as UTF-8
-    const u16 = path.join(dir, "u16.txt");
-    fs.writeFileSync(u16, Buffer.from("\ufeffHello there, story.\n", "utf16le"));
-    assert.throws(() => readTextFiles(u16), /UTF-8/);
-    // ordinary text passes
-    const good = path.join(dir, "good.txt");
-    fs.writeFileSync(good, "\ufeffCafé déjà vu — naïve\tcoöperation.\r\n\r\nSecond «block» ✓.\n");
-    const c = loadCorpus(`file:${good}#blocks`);
-    assert.equal(c.documents.length, 2);
-  });
+  it(
+    "NUL bytes or mostly invalid UTF-8 / control characters: an error; " +
+      "ordinary UTF-8 text (accents, tabs, BOM) is fine",
+    () => {
+      const dir = path.join(tmp, "corpus");
+      fs.mkdirSync(dir, { recursive: true });
+      const bin = path.join(dir, "weights.bin");
+      fs.copyFileSync(sharedDir("models", "stories260K", "stories260K.bin"), bin);
+      assert.throws(
+        () => loadCorpus(`file:${bin}`),
+        (e: Error) => e.message.includes(bin) && /binary/.test(e.message),
+      );
+      const nul = path.join(dir, "nul.txt");
+      fs.writeFileSync(nul, "Once upon a time\u0000there was a file.\n");
+      assert.throws(
+        () => readTextFiles(nul),
+        (e: Error) => e.message.includes(nul) && /NUL/.test(e.message),
+      );
+      // a folder: the offending .txt file is named
+      const sub = path.join(dir, "folder");
+      fs.mkdirSync(sub);
+      fs.writeFileSync(path.join(sub, "a.txt"), "A fine story.\n");
+      const junk = Buffer.alloc(4096);
+      // continuation bytes / invalid UTF-8, no NUL
+      for (let i = 0; i < junk.length; i++) junk[i] = 0x80 + ((i * 37) % 0x7f);
+      fs.writeFileSync(path.join(sub, "b.txt"), junk);
+      assert.throws(
+        () => loadCorpus(`file:${sub}`),
+        (e: Error) => e.message.includes(path.join(sub, "b.txt")) && /invalid UTF-8|control/.test(e.message),
+      );
+      // UTF-16 text has NUL bytes: refused too, with a hint to save it as UTF-8
+      const u16 = path.join(dir, "u16.txt");
+      fs.writeFileSync(u16, Buffer.from("\ufeffHello there, story.\n", "utf16le"));
+      assert.throws(() => readTextFiles(u16), /UTF-8/);
+      // ordinary text passes
+      const good = path.join(dir, "good.txt");
+      fs.writeFileSync(good, "\ufeffCafé déjà vu — naïve\tcoöperation.\r\n\r\nSecond «block» ✓.\n");
+      const c = loadCorpus(`file:${good}#blocks`);
+      assert.equal(c.documents.length, 2);
+    },
+  );
 });
 
 describe("lm CLI limits", () => {

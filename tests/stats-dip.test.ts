@@ -218,23 +218,27 @@ test("fast dip is never below the relaxed (unjoined) lower bound, and meets it o
 // p-values
 // ---------------------------------------------------------------------------------------------
 
-test("dip test rejects a ±3 sd Gaussian mixture and not a skewed unimodal lognormal; ΔBIC prefers 2 Gaussians for both", () => {
-  const rng = new Rng(20250701);
-  const mix = Array.from({ length: 500 }, () => (rng.next() < 0.5 ? -3 : 3) + rng.normal());
-  const tm = dipTest(mix, { seed: 1 });
-  assert.equal(tm.n, 500);
-  assert.equal(tm.samples, 2000);
-  assert.ok(tm.p < 0.01, `mixture p = ${tm.p}`);
-  assert.ok(bimodality(mix, { seed: 1 }).deltaBic > 10);
+test(
+  "dip test rejects a ±3 sd Gaussian mixture and not a skewed unimodal lognormal; " +
+    "ΔBIC prefers 2 Gaussians for both",
+  () => {
+    const rng = new Rng(20250701);
+    const mix = Array.from({ length: 500 }, () => (rng.next() < 0.5 ? -3 : 3) + rng.normal());
+    const tm = dipTest(mix, { seed: 1 });
+    assert.equal(tm.n, 500);
+    assert.equal(tm.samples, 2000);
+    assert.ok(tm.p < 0.01, `mixture p = ${tm.p}`);
+    assert.ok(bimodality(mix, { seed: 1 }).deltaBic > 10);
 
-  const logn = Array.from({ length: 1000 }, () => Math.exp(rng.normal()));
-  const tl = dipTest(logn, { seed: 2 });
-  assert.ok(tl.p > 0.05, `lognormal p = ${tl.p} (dip ${tl.dip})`);
-  // the contrast: the mixture BIC calls the skewed unimodal sample "two components", the dip test does not
-  const bl = bimodality(logn, { seed: 2 });
-  assert.equal(bl.preferred, 2);
-  assert.ok(bl.deltaBic > 10, `lognormal ΔBIC ${bl.deltaBic}`);
-});
+    const logn = Array.from({ length: 1000 }, () => Math.exp(rng.normal()));
+    const tl = dipTest(logn, { seed: 2 });
+    assert.ok(tl.p > 0.05, `lognormal p = ${tl.p} (dip ${tl.dip})`);
+    // the contrast: the mixture BIC calls the skewed unimodal sample "two components", the dip test does not
+    const bl = bimodality(logn, { seed: 2 });
+    assert.equal(bl.preferred, 2);
+    assert.ok(bl.deltaBic > 10, `lognormal ΔBIC ${bl.deltaBic}`);
+  },
+);
 
 test("dip test p-value: seeded determinism, (count + 1)/(samples + 1), roughly uniform under the uniform null", () => {
   const rng = new Rng(runSeed + 3);

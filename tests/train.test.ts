@@ -85,158 +85,171 @@ function weights(ps: ParamSet): Record<string, number[]> {
 }
 
 describe("Adam + clipping", () => {
-  test("tied moments: two parameters given one gradient tensor update as two separate ones would, bit for bit; untied when the gradients part, and through export/import", () => {
-    const rng = new Rng(seed());
-    // e gets the same gradient as a and b too: a leader takes one follower, the third stays apart.
-    const shapes = { a: [4, 6], b: [4, 6], c: [5], e: [4, 6] };
-    const init = { a: rng.normalArray(24), b: rng.normalArray(24), c: rng.normalArray(5), e: rng.normalArray(24) };
-    const cfg = { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-5 };
-    // Steps 0-3: a and b get the same gradient; step 4 on: different ones.
-    const seq = Array.from({ length: 7 }, (_, t) => {
-      const shared = rng.normalArray(24, 0, 2);
-      return {
-        a: shared,
-        b: t < 4 ? shared : rng.normalArray(24, 0, 2),
-        c: rng.normalArray(5),
-        e: t < 4 ? shared : rng.normalArray(24, 0, 2),
-      };
-    });
-    const make = () => {
-      const ps = new ParamSet([
-        ["a", tf.tensor(init.a, shapes.a)],
-        ["b", tf.tensor(init.b, shapes.b)],
-        ["c", tf.tensor(init.c, shapes.c)],
-        ["e", tf.tensor(init.e, shapes.e)],
-      ]);
-      for (const n of ["a", "b", "e"]) ps.inPlace.add(n);
-      return { ps, adam: new Adam(cfg, shapes) };
-    };
-    const step = (r: ReturnType<typeof make>, t: number, share: boolean) => {
-      const ga = tf.tensor(seq[t].a, shapes.a);
-      const grads = new Map<string, tf.Tensor>([
-        ["a", ga],
-        ["b", share && t < 4 ? ga : tf.tensor(seq[t].b, shapes.b)],
-        ["c", tf.tensor(seq[t].c, shapes.c)],
-        ["e", share && t < 4 ? ga : tf.tensor(seq[t].e, shapes.e)],
-      ]);
-      r.adam.step(r.ps, grads, cfg.lr, { clipNorm: 1 });
-    };
-    const snapshot = (r: ReturnType<typeof make>) => {
-      const st = r.adam.exportState();
-      return JSON.stringify({
-        w: ["a", "b", "c", "e"].map((n) => Array.from(r.ps.get(n).dataSync())),
-        m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]),
-        v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]),
+  test(
+    "tied moments: two parameters given one gradient tensor update as two separate ones would, bit for bit; " +
+      "untied when the gradients part, and through export/import",
+    () => {
+      const rng = new Rng(seed());
+      // e gets the same gradient as a and b too: a leader takes one follower, the third stays apart.
+      const shapes = { a: [4, 6], b: [4, 6], c: [5], e: [4, 6] };
+      const init = { a: rng.normalArray(24), b: rng.normalArray(24), c: rng.normalArray(5), e: rng.normalArray(24) };
+      const cfg = { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-5 };
+      // Steps 0-3: a and b get the same gradient; step 4 on: different ones.
+      const seq = Array.from({ length: 7 }, (_, t) => {
+        const shared = rng.normalArray(24, 0, 2);
+        return {
+          a: shared,
+          b: t < 4 ? shared : rng.normalArray(24, 0, 2),
+          c: rng.normalArray(5),
+          e: t < 4 ? shared : rng.normalArray(24, 0, 2),
+        };
       });
-    };
-    const tied = make(),
-      separate = make(),
-      resumed = make();
-    for (let t = 0; t < 7; t++) {
-      step(tied, t, true);
-      step(separate, t, false);
-      assert.equal(snapshot(tied), snapshot(separate), `step ${t}`);
-      if (t === 2) resumed.adam.importState(tied.adam.exportState()); // taken while tied
-      if (t === 2)
-        for (const n of ["a", "b", "c", "e"]) resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
-      if (t > 2) {
-        step(resumed, t, true);
-        assert.equal(snapshot(resumed), snapshot(tied), `resumed, step ${t}`);
-      }
-    }
-    for (const r of [tied, separate, resumed]) {
-      r.adam.dispose();
-      r.ps.dispose();
-    }
-  });
-
-  test("matches a float64 transcription of torch.optim.Adam + clip_grad_norm_ (wasm SIMD, scalar JS and portable paths)", () => {
-    const rng = new Rng(seed());
-    const shapes = { a: [3, 4], b: [5] };
-    const init = { a: rng.normalArray(12), b: rng.normalArray(5) };
-    const cfg = { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-5 };
-    const gradsSeq = Array.from({ length: 6 }, () => ({ a: rng.normalArray(12, 0, 2), b: rng.normalArray(5, 0, 2) }));
-    const run = (mode: "simd" | "js" | "portable") => {
-      const ps = new ParamSet([
-        ["a", tf.tensor(init.a, shapes.a)],
-        ["b", tf.tensor(init.b, shapes.b)],
-      ]);
-      ps.inPlace.add("a");
-      ps.inPlace.add("b");
-      const adam = new Adam(cfg, shapes);
-      adam.portable = mode === "portable";
-      adam.simd = mode === "simd";
-      gradsSeq.forEach((g, t) => {
-        const grads = new Map<string, tf.Tensor>([
-          ["a", tf.tensor(g.a, shapes.a)],
-          ["b", tf.tensor(g.b, shapes.b)],
+      const make = () => {
+        const ps = new ParamSet([
+          ["a", tf.tensor(init.a, shapes.a)],
+          ["b", tf.tensor(init.b, shapes.b)],
+          ["c", tf.tensor(init.c, shapes.c)],
+          ["e", tf.tensor(init.e, shapes.e)],
         ]);
-        adam.step(ps, grads, cfg.lr * (1 - 0.1 * t), { clipNorm: 1 });
-      });
-      const out = { a: Array.from(ps.get("a").dataSync()), b: Array.from(ps.get("b").dataSync()) };
-      const st = adam.exportState();
-      assert.equal(st.t, 6);
-      adam.dispose();
-      ps.dispose();
-      return out;
-    };
-    // float64 reference
-    const w = { a: Float64Array.from(init.a), b: Float64Array.from(init.b) };
-    const m = { a: new Float64Array(12), b: new Float64Array(5) };
-    const v = { a: new Float64Array(12), b: new Float64Array(5) };
-    gradsSeq.forEach((g, t) => {
-      let sq = 0;
-      for (const n of ["a", "b"] as const) for (const x of g[n]) sq += x * x;
-      const norm = Math.sqrt(sq);
-      const coef = Math.min(1, 1 / (norm + 1e-6));
-      const step = t + 1;
-      const lr = cfg.lr * (1 - 0.1 * t);
-      for (const n of ["a", "b"] as const) {
-        for (let i = 0; i < w[n].length; i++) {
-          const gi = g[n][i] * coef;
-          m[n][i] = cfg.beta1 * m[n][i] + (1 - cfg.beta1) * gi;
-          v[n][i] = cfg.beta2 * v[n][i] + (1 - cfg.beta2) * gi * gi;
-          const mh = m[n][i] / (1 - cfg.beta1 ** step);
-          const vh = v[n][i] / (1 - cfg.beta2 ** step);
-          w[n][i] -= (lr * mh) / (Math.sqrt(vh) + cfg.eps); // torch: eps added to sqrt(v)/sqrt(bc2)
+        for (const n of ["a", "b", "e"]) ps.inPlace.add(n);
+        return { ps, adam: new Adam(cfg, shapes) };
+      };
+      const step = (r: ReturnType<typeof make>, t: number, share: boolean) => {
+        const ga = tf.tensor(seq[t].a, shapes.a);
+        const grads = new Map<string, tf.Tensor>([
+          ["a", ga],
+          ["b", share && t < 4 ? ga : tf.tensor(seq[t].b, shapes.b)],
+          ["c", tf.tensor(seq[t].c, shapes.c)],
+          ["e", share && t < 4 ? ga : tf.tensor(seq[t].e, shapes.e)],
+        ]);
+        r.adam.step(r.ps, grads, cfg.lr, { clipNorm: 1 });
+      };
+      const snapshot = (r: ReturnType<typeof make>) => {
+        const st = r.adam.exportState();
+        return JSON.stringify({
+          w: ["a", "b", "c", "e"].map((n) => Array.from(r.ps.get(n).dataSync())),
+          m: [...st.m.entries()].map(([n, x]) => [n, Array.from(x)]),
+          v: [...st.v.entries()].map(([n, x]) => [n, Array.from(x)]),
+        });
+      };
+      const tied = make(),
+        separate = make(),
+        resumed = make();
+      for (let t = 0; t < 7; t++) {
+        step(tied, t, true);
+        step(separate, t, false);
+        assert.equal(snapshot(tied), snapshot(separate), `step ${t}`);
+        if (t === 2) resumed.adam.importState(tied.adam.exportState()); // taken while tied
+        if (t === 2)
+          for (const n of ["a", "b", "c", "e"])
+            resumed.ps.set(n, tf.tensor(tied.ps.get(n).dataSync(), shapes[n as "a"]));
+        if (t > 2) {
+          step(resumed, t, true);
+          assert.equal(snapshot(resumed), snapshot(tied), `resumed, step ${t}`);
         }
       }
-    });
-    const simd = run("simd");
-    const js = run("js");
-    const portable = run("portable");
-    assert.deepEqual(js, portable, "scalar JS on live views == portable copies, bit for bit");
-    for (const r of [simd, js]) {
-      for (const n of ["a", "b"] as const) {
-        for (let i = 0; i < w[n].length; i++)
-          assert.ok(Math.abs(r[n][i] - w[n][i]) < 2e-6, `${n}[${i}] ${r[n][i]} vs ${w[n][i]}`);
+      for (const r of [tied, separate, resumed]) {
+        r.adam.dispose();
+        r.ps.dispose();
       }
-    }
-    if (tf.getBackend() === "wasm") assert.ok(simdAdamKernel() !== null, "wasm SIMD Adam kernel available");
-  });
+    },
+  );
 
-  test("gradient squared norm: the wasm kernel sums in sumSquares' order bit for bit; both within float64 rounding of the plain sum", () => {
-    const rng = new Rng(seed());
-    const kernel = tf.getBackend() === "wasm" ? simdAdamKernel() : null;
-    if (tf.getBackend() === "wasm") assert.ok(kernel, "wasm SIMD kernel available");
-    // Magnitudes over 8 decades, so that the summation order shows in the last bits.
-    let orderShows = false;
-    for (const n of [0, 1, 7, 8, 9, 64, 1003, 4099]) {
-      const g = Float32Array.from({ length: n }, () => rng.normal() * 10 ** rng.uniform(-4, 4));
-      let plain = 0;
-      for (let i = 0; i < n; i++) plain += g[i] * g[i];
-      const js = sumSquares(g);
-      assert.ok(Math.abs(js - plain) <= 1e-12 * Math.max(1, plain), `n=${n}: ${js} vs ${plain}`);
-      if (!Object.is(js, plain)) orderShows = true;
-      if (kernel) {
-        const t = tf.tensor1d(g);
-        const ptr = (tf.backend() as any).getMemoryOffset(t.dataId) as number;
-        assert.ok(Object.is(kernel.sumsq(ptr, n), js), `n=${n}: wasm ${kernel.sumsq(ptr, n)} vs js ${js}`);
-        t.dispose();
+  test(
+    "matches a float64 transcription of torch.optim.Adam + clip_grad_norm_ " +
+      "(wasm SIMD, scalar JS and portable paths)",
+    () => {
+      const rng = new Rng(seed());
+      const shapes = { a: [3, 4], b: [5] };
+      const init = { a: rng.normalArray(12), b: rng.normalArray(5) };
+      const cfg = { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-5 };
+      const gradsSeq = Array.from({ length: 6 }, () => ({ a: rng.normalArray(12, 0, 2), b: rng.normalArray(5, 0, 2) }));
+      const run = (mode: "simd" | "js" | "portable") => {
+        const ps = new ParamSet([
+          ["a", tf.tensor(init.a, shapes.a)],
+          ["b", tf.tensor(init.b, shapes.b)],
+        ]);
+        ps.inPlace.add("a");
+        ps.inPlace.add("b");
+        const adam = new Adam(cfg, shapes);
+        adam.portable = mode === "portable";
+        adam.simd = mode === "simd";
+        gradsSeq.forEach((g, t) => {
+          const grads = new Map<string, tf.Tensor>([
+            ["a", tf.tensor(g.a, shapes.a)],
+            ["b", tf.tensor(g.b, shapes.b)],
+          ]);
+          adam.step(ps, grads, cfg.lr * (1 - 0.1 * t), { clipNorm: 1 });
+        });
+        const out = { a: Array.from(ps.get("a").dataSync()), b: Array.from(ps.get("b").dataSync()) };
+        const st = adam.exportState();
+        assert.equal(st.t, 6);
+        adam.dispose();
+        ps.dispose();
+        return out;
+      };
+      // float64 reference
+      const w = { a: Float64Array.from(init.a), b: Float64Array.from(init.b) };
+      const m = { a: new Float64Array(12), b: new Float64Array(5) };
+      const v = { a: new Float64Array(12), b: new Float64Array(5) };
+      gradsSeq.forEach((g, t) => {
+        let sq = 0;
+        for (const n of ["a", "b"] as const) for (const x of g[n]) sq += x * x;
+        const norm = Math.sqrt(sq);
+        const coef = Math.min(1, 1 / (norm + 1e-6));
+        const step = t + 1;
+        const lr = cfg.lr * (1 - 0.1 * t);
+        for (const n of ["a", "b"] as const) {
+          for (let i = 0; i < w[n].length; i++) {
+            const gi = g[n][i] * coef;
+            m[n][i] = cfg.beta1 * m[n][i] + (1 - cfg.beta1) * gi;
+            v[n][i] = cfg.beta2 * v[n][i] + (1 - cfg.beta2) * gi * gi;
+            const mh = m[n][i] / (1 - cfg.beta1 ** step);
+            const vh = v[n][i] / (1 - cfg.beta2 ** step);
+            w[n][i] -= (lr * mh) / (Math.sqrt(vh) + cfg.eps); // torch: eps added to sqrt(v)/sqrt(bc2)
+          }
+        }
+      });
+      const simd = run("simd");
+      const js = run("js");
+      const portable = run("portable");
+      assert.deepEqual(js, portable, "scalar JS on live views == portable copies, bit for bit");
+      for (const r of [simd, js]) {
+        for (const n of ["a", "b"] as const) {
+          for (let i = 0; i < w[n].length; i++)
+            assert.ok(Math.abs(r[n][i] - w[n][i]) < 2e-6, `${n}[${i}] ${r[n][i]} vs ${w[n][i]}`);
+        }
       }
-    }
-    assert.ok(orderShows, "the data should tell summation orders apart (else the bit-for-bit check proves little)");
-  });
+      if (tf.getBackend() === "wasm") assert.ok(simdAdamKernel() !== null, "wasm SIMD Adam kernel available");
+    },
+  );
+
+  test(
+    "gradient squared norm: the wasm kernel sums in sumSquares' order bit for bit; " +
+      "both within float64 rounding of the plain sum",
+    () => {
+      const rng = new Rng(seed());
+      const kernel = tf.getBackend() === "wasm" ? simdAdamKernel() : null;
+      if (tf.getBackend() === "wasm") assert.ok(kernel, "wasm SIMD kernel available");
+      // Magnitudes over 8 decades, so that the summation order shows in the last bits.
+      let orderShows = false;
+      for (const n of [0, 1, 7, 8, 9, 64, 1003, 4099]) {
+        const g = Float32Array.from({ length: n }, () => rng.normal() * 10 ** rng.uniform(-4, 4));
+        let plain = 0;
+        for (let i = 0; i < n; i++) plain += g[i] * g[i];
+        const js = sumSquares(g);
+        assert.ok(Math.abs(js - plain) <= 1e-12 * Math.max(1, plain), `n=${n}: ${js} vs ${plain}`);
+        if (!Object.is(js, plain)) orderShows = true;
+        if (kernel) {
+          const t = tf.tensor1d(g);
+          const ptr = (tf.backend() as any).getMemoryOffset(t.dataId) as number;
+          assert.ok(Object.is(kernel.sumsq(ptr, n), js), `n=${n}: wasm ${kernel.sumsq(ptr, n)} vs js ${js}`);
+          t.dispose();
+        }
+      }
+      assert.ok(orderShows, "the data should tell summation orders apart (else the bit-for-bit check proves little)");
+    },
+  );
 
   test("Adam state export/import round trip continues identically", () => {
     const rng = new Rng(seed());
@@ -389,15 +402,18 @@ describe("tape-free training step", () => {
   }
 });
 
-test("tape-free step: declines where it does not apply (d % 4 != 0), and trainStep then takes the autodiff path", () => {
-  const c = model("joint", "full", "claflin", 6);
-  const m = createModel(c, 1);
-  const ctx = makeStepContext(m, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 1);
-  const x = new Rng(2).normalArray(8 * 6);
-  assert.equal(trainStepTapeFree(ctx, x, 8, 0, 1e-2), null);
-  assert.ok(Number.isFinite(trainStep(ctx, x, 8, 0, 1e-2).loss));
-  m.dispose();
-});
+test(
+  "tape-free step: declines where it does not apply (d % 4 != 0), " + "and trainStep then takes the autodiff path",
+  () => {
+    const c = model("joint", "full", "claflin", 6);
+    const m = createModel(c, 1);
+    const ctx = makeStepContext(m, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 1);
+    const x = new Rng(2).normalArray(8 * 6);
+    assert.equal(trainStepTapeFree(ctx, x, 8, 0, 1e-2), null);
+    assert.ok(Number.isFinite(trainStep(ctx, x, 8, 0, 1e-2).loss));
+    m.dispose();
+  },
+);
 
 describe("training loop", () => {
   test("same seed → identical losses (joint, dropout on); different seed differs", async () => {
