@@ -122,7 +122,8 @@ export interface SaeByHand {
     topKMargin: number;
     /** max |x̂_sae − forward(…).xSae| (the library's evaluation pass). */
     vsForward: number;
-    /** max |x̂_sae − refForward(…).xSae| (float64 reference) and whether every row kept the reference's features. */
+    /** max |x̂_sae − refForward(…).xSae| (float64 reference) and whether every row kept the reference's
+     * features. */
     vsReference: number;
     sameFeaturesAsReference: boolean;
     /** All of the above within float32 rounding (relative 1e-5; 1e-4 against float64), the same features. */
@@ -373,8 +374,8 @@ export interface JointStepByHand {
   /** mse on the batch before and after the step, dropout off (jointForward): what the model reconstructs. */
   lossBefore: number;
   lossAfter: number;
-  /** ‖∂L/∂θ‖ per parameter (jointBackward) of the step's loss, with the step's dropout mask, in the optimiser's
-   * order. */
+  /** ‖∂L/∂θ‖ per parameter (jointBackward) of the step's loss, with the step's dropout mask, in the
+   * optimiser's order. */
   gradNorms: Array<{ parameter: string; norm: number }>;
   /** The step's loss with its dropout mask (= lossBefore when dropout is 0), as jointForward computes it. */
   trainingLoss: number;
@@ -461,7 +462,8 @@ export interface SpliceByHand {
   errNorm: Float32Array;
   /** [T] KL(p_clean ‖ p_spliced) per position (nats). */
   kl: Float32Array;
-  /** [T·d] the ε-random vectors: uniform directions with ‖ε_t‖ = ‖x̂_t − x_t‖ (the library's first draw). */
+  /** [T·d] the ε-random vectors: uniform directions with ‖ε_t‖ = ‖x̂_t − x_t‖ (the library's first
+   * draw). */
   epsilon: Float32Array;
   epsNorm: Float64Array;
   /** [T] KL(p_clean ‖ p with x_t + ε_t) per position. */
@@ -560,7 +562,8 @@ export function spliceByHand(
   });
 }
 
-/** The first `positions` positions: token, ‖x̂ − x‖, KL of the splice, ‖ε‖, KL of x + ε (a table for show()). */
+/** The first `positions` positions: token, ‖x̂ − x‖, KL of the splice, ‖ε‖, KL of x + ε (a table for
+ * show()). */
 export function spliceTable(
   r: SpliceByHand,
   decode: (ids: number[]) => string,
@@ -664,7 +667,8 @@ export function featureWeightsByHand(
   };
 }
 
-/** The n features with the smallest and the n with the largest ‖W_dec,i‖² (smallest first): a default pick for 06. */
+/** The n features with the smallest and the n with the largest ‖W_dec,i‖² (smallest first): a default pick for
+ * 06. */
 export function extremeNormFeatures(model: Model, n = 2): number[] {
   const { F, d } = model.config.sae;
   if (!(Number.isInteger(n) && n >= 1 && 2 * n <= F))
@@ -749,7 +753,8 @@ export function secondaryByHand(pm: PrimaryModel, sec: SecondarySae, x: Float32A
   });
 }
 
-/** Per embedding dimension: h_e, u_e = (h_e − μ_e)/σ_e and the secondary reconstruction û_e (a table for show()). */
+/** Per embedding dimension: h_e, u_e = (h_e − μ_e)/σ_e and the secondary reconstruction û_e (a table for
+ * show()). */
 export function hiddenTable(r: SecondaryByHand): Array<Record<string, number>> {
   return Array.from(r.h, (h, e) => ({ e, "h_e = (W_1 z + b_1)_e": h, "u_e (z-scored)": r.u[e], û_e: r.uhat[e] }));
 }

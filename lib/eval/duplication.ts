@@ -57,8 +57,8 @@ export interface DuplicationDiagnostic {
   maxAbsWeight: number;
   /** Held-out MSE of the own SAE path, measured (forward pass). */
   ownPathMseMeasured: number;
-  /** The same MSE with x̂_sae computed from the identity ½[(W_dec+W_lin)z + (W_dec(0)−W_lin(0))z] (+ b_dec if the model
-   * has one). */
+  /** The same MSE with x̂_sae computed from the identity ½[(W_dec+W_lin)z + (W_dec(0)−W_lin(0))z] (+ b_dec if the
+   * model has one). */
   ownPathMsePredicted: number;
   /** mean(x²) of the rows (the "quarter of the mean square" reference). */
   meanSquare: number;

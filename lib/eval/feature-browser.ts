@@ -93,8 +93,8 @@ export function secondaryDirection(pm: PrimaryModel, sec: SecondarySae, feature:
   return toRawDirection(u, pm.normalization);
 }
 
-/** Centred direct logit effect [vocab] of a raw residual direction [d]: W_U (g ⊙ u) minus its mean over the vocabulary.
- * */
+/** Centred direct logit effect [vocab] of a raw residual direction [d]: W_U (g ⊙ u) minus its mean over the
+ * vocabulary. */
 export function directLogitEffect(uRaw: ArrayLike<number>, head: Unembedding): Float64Array {
   const { d, vocab, finalNorm, wU } = head;
   if (uRaw.length !== d) throw new Error(`directLogitEffect: direction has d = ${uRaw.length}, the LM has d = ${d}`);

@@ -711,8 +711,8 @@ export interface SpearmanWithCI {
 export type RatioKey = "nfmTotal" | "r" | "l" | "e";
 
 export interface BimodalityTests {
-  /** Features analysed: all with sq > 1e-6; live = also fired on ≥ rareFrequency of held-out tokens (null with < 4 live
-   * features). */
+  /** Features analysed: all with sq > 1e-6; live = also fired on ≥ rareFrequency of held-out tokens (null with < 4
+   * live features). */
   all: BimodalityTestGroup;
   live: BimodalityTestGroup | null;
   /** Spearman ρ of sq with each ratio and with the raw norms, with bootstrap CIs (null when no ratios were given). */
@@ -729,7 +729,8 @@ export interface BimodalityTestsOptions {
   tokens: number;
   /** Live = firing / tokens ≥ rareFrequency (default 1e-4) and firing > 0. */
   rareFrequency?: number;
-  /** Per-feature (l + e)/T and the raw norms r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖ (e.g. from weightNormRatios). */
+  /** Per-feature (l + e)/T and the raw norms r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖ (e.g. from
+   * weightNormRatios). */
   ratios?: Pick<WeightNormRatios, "nfmTotal"> & { r: ArrayLike<number>; l: ArrayLike<number>; e: ArrayLike<number> };
   seed: number;
   /** Uniform samples for the dip test's Monte Carlo p-value (default 2000). */

@@ -46,7 +46,8 @@ export function linearSumCondition(
   };
 }
 
-/** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model space). */
+/** A splice condition from a model and a choice of its output components, mapped through `norm` (raw ↔ model
+ * space). */
 export function modelCondition(
   name: string,
   m: Model,

@@ -68,8 +68,8 @@ export function spliceWindowSums(
   return { sums, counts };
 }
 
-/** 1 − measure(numerator) / measure(denominator) between two splice conditions; `optional` contrasts are left out when
- * the splice did not run one of their conditions. */
+/** 1 − measure(numerator) / measure(denominator) between two splice conditions; `optional` contrasts are left out
+ * when the splice did not run one of their conditions. */
 interface RatioContrastDef {
   name: string;
   definition: string;

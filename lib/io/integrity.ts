@@ -50,7 +50,8 @@ export function sha256FileSync(file: string): string {
   return hash.digest("hex");
 }
 
-/** Relative path → sha256 of every regular file under `dir` (recursive, sorted), except `exclude` (relative paths). */
+/** Relative path → sha256 of every regular file under `dir` (recursive, sorted), except `exclude` (relative
+ * paths). */
 export function hashTree(dir: string, exclude: (rel: string) => boolean = () => false): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (sub: string) => {

@@ -33,7 +33,10 @@ function installCompileFeedback(Handler, opts) {
     }
     announced = true;
     const id = `is-compile-${process.pid}-${now()}`;
-    writeDisplayData(message("compiling the library (first cell of this kernel only; this takes a while)…", id), false);
+    writeDisplayData(
+      message("compiling the library (first cell of this kernel only; this takes a while)…", id),
+      false,
+    );
     const t0 = now();
     let ok = false;
     try {

@@ -8,7 +8,8 @@ import { evalRowsFor, getStores } from "./stores";
 import { getJoint, getModernJoint, getStandaloneSae } from "./models";
 import { geometryOf, heldOutFiringCounts, type GeometrySummary } from "../eval/geometry-report";
 
-/** Decoder geometry: squared norms, mixture fits, weight-norm ratios, cosines, PCA — joint vs standalone vs modern. */
+/** Decoder geometry: squared norms, mixture fits, weight-norm ratios, cosines, PCA — joint vs standalone vs
+ * modern. */
 export async function getGeometry(p: PipelineParams): Promise<{ key: string; value: GeometrySummary }> {
   const s = await getStores(p);
   const [joint, sae, modern] = [await getJoint(p, "full"), await getStandaloneSae(p), await getModernJoint(p)];

@@ -156,7 +156,8 @@ function leaves(v: unknown, prefix: string, out: Map<string, string>): Map<strin
   return out;
 }
 
-/** Fields that differ between two JSON values: "field: old → new" (JSON values; "(absent)" where one side lacks it). */
+/** Fields that differ between two JSON values: "field: old → new" (JSON values; "(absent)" where one side lacks
+ * it). */
 export function configDiff(old: unknown, now: unknown, prefix = ""): string[] {
   const a = leaves(JSON.parse(JSON.stringify(old ?? null)), prefix, new Map());
   const b = leaves(JSON.parse(JSON.stringify(now ?? null)), prefix, new Map());
