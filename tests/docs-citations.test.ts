@@ -40,7 +40,8 @@ interface Citation {
 }
 
 /**
- * Section ids cited in `text`: "§8.2", "§ 12-14", "§12-3(b)" → 12-3, "§5–6" → 5 and 6, "§9.2–9.5" → 9.2 and 9.5.
+ * Section ids cited in `text`: "§8.2", "§ 12-14", "§12-3(b)" → 12-3, "§5–6" → 5 and 6,
+ * "§9.2–9.5" → 9.2 and 9.5.
  */
 function citedSections(text: string, file = "<text>"): Citation[] {
   const out: Citation[] = [];

@@ -139,8 +139,8 @@ describe("direct logit effect", () => {
 });
 
 describe("decoder directions", () => {
-  /** Raw-space change of the model's reconstruction when feature i's activation goes 0 → 1 (the other k − 1 slots hold
-   * zeros). */
+  /** Raw-space change of the model's reconstruction when feature i's activation goes 0 → 1 (the other k − 1 slots
+   * hold zeros). */
   function reconstructionStep(pm: PrimaryModel, i: number): Float32Array {
     const c = pm.model.config;
     const p = pm.model.record();
@@ -194,7 +194,8 @@ describe("decoder directions", () => {
       const hDir = Float64Array.from(row, (v, e) => v * sec.normalization.scale[e]);
       const w2 = joint.model.params.read("nfm.w2");
       const b2 = joint.model.params.read("nfm.b2");
-      // inter(h) = W₂ᵀReLU(h) + b₂ at h0 = 10 (all positive) and h0 + ε·hDir, by explicit sums over the output index
+      // inter(h) = W₂ᵀReLU(h) + b₂ at h0 = 10 (all positive) and h0 + ε·hDir,
+      // by explicit sums over the output index
       const inter = (h: Float64Array) =>
         Array.from({ length: d }, (_, j) => b2[j] + h.reduce((s, v, e) => s + Math.max(0, v) * w2[e * d + j], 0));
       const eps = 1e-3;

@@ -157,7 +157,8 @@ test("authors' paired interaction statistic: hand-computed case", () => {
   // differences: formal [1, 2, 2, 3] (mean 2), casual [1, 0, −1, −2] (mean −0.5)
   assert.deepEqual(r.differences.formal, [1, 2, 2, 3]);
   assert.deepEqual(r.differences.casual, [1, 0, -1, -2]);
-  // SS_between = 4·(2 − 0.75)² + 4·(−0.5 − 0.75)² = 12.5, SS_within = 2 + 5 = 7 on (1, 6) → F = 12.5 / (7/6)
+  // SS_between = 4·(2 − 0.75)² + 4·(−0.5 − 0.75)² = 12.5, SS_within = 2 + 5 = 7 on (1, 6)
+  // → F = 12.5 / (7/6)
   assert.ok(Math.abs(r.interaction.f - 12.5 / (7 / 6)) < 1e-12, `F ${r.interaction.f}`);
   assert.equal(r.interaction.dfWithin, 6);
   assert.ok(Math.abs(r.interactionEffect - 2.5) < 1e-12); // |(2.5 − 0.5) − (2 − 2.5)|

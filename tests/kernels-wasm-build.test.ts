@@ -94,7 +94,8 @@ test(
       1 / Math.sqrt(1 - 0.999 ** 3),
       1e-5,
     ].map(f);
-    // The documented order: g' = g·clip; m += (g' − m)·omb1; v = v·β2 + (g'·g')·omb2; w −= (step·m)/(√v·inv + eps).
+    // The documented order: g' = g·clip; m += (g' − m)·omb1; v = v·β2 + (g'·g')·omb2;
+    // w −= (step·m)/(√v·inv + eps).
     const want = { w: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
     for (let i = 0; i < n; i++) {
       const g = f(g0[i] * clip);

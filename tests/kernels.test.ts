@@ -841,7 +841,8 @@ for (const backendName of ["wasm", "cpu"]) {
             b2 = f32(randn(rng, d));
           const drop = Float32Array.from({ length: B * E }, (_, i) => (i % 5 === 2 ? 0 : 1 / 0.9));
           const R = randn(rng, B * d);
-          // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop, out = ReLU(z w1 + b1) w2 + b2
+          // float64 reference: z = ½((Σ_j v_j V[id_j])² − Σ_j (v_j V[id_j])²) ⊙ drop,
+          // out = ReLU(z w1 + b1) w2 + b2
           const ref = ([v, VV, W1, B1, W2, B2]: Arr[]) => {
             const out = new Float64Array(B * d);
             for (let b = 0; b < B; b++) {

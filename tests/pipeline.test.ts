@@ -207,7 +207,8 @@ describe("modelCondition", () => {
     assert.equal(tf.memory().numTensors, before, "reconstruct leaks tensors");
     cond.dispose();
     assert.equal(tf.memory().numTensors, before - 2, "dispose frees the normalisation constants");
-    // reference: z = (x − shift)/scale; a = relu(W_enc z + b); top-k of a; x̂ = Σ a_i W_dec[i]; raw = x̂·scale + shift
+    // reference: z = (x − shift)/scale; a = relu(W_enc z + b); top-k of a; x̂ = Σ a_i W_dec[i];
+    // raw = x̂·scale + shift
     const wEncT = m.params.read("sae.wEncT");
     const bEnc = m.params.read("sae.bEnc");
     const wDec = m.params.read("sae.wDec");
