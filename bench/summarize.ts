@@ -3,11 +3,17 @@
  * each thread count, the peer's at its best, and the ratio of the side-by-side pairs (each of our
  * records carries the peer timed right before or after it), for our best thread count per round.
  *   npx tsx bench/summarize.ts bench/records/<name>.jsonl
+ * Records of bench/old-vs-new.sh (each with `side` old/new and `round`) get a table instead: per case, the
+ * median CPU and wall ms per step of each side and the median (and interquartile range) of the per-round
+ * ratios new/old.
  */
 import * as fs from "node:fs";
 
 interface Rec {
   name: string;
+  side?: "old" | "new";
+  step_ms_median?: number;
+  step_cpu_ms_median?: number;
   threads: number;
   round?: number;
   tokens_per_s: number;
@@ -46,6 +52,39 @@ export function summarize(records: Rec[]): string[] {
   return rows;
 }
 
+const quantile = (xs: number[], q: number) => {
+  const s = xs.slice().sort((a, b) => a - b);
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  const hi = Math.min(lo + 1, s.length - 1);
+  return s[lo] + (s[hi] - s[lo]) * (i - lo);
+};
+
+/** Old against new, side by side per round (bench/old-vs-new.sh): a markdown table, one row per case. */
+export function summarizeOldNew(records: Rec[]): string[] {
+  const rows = [
+    "| case | rounds | old CPU ms | new CPU ms | CPU new/old, median of rounds [IQR] | wall new/old, median of rounds |",
+    "|---|---|---|---|---|---|",
+  ];
+  const names = [...new Set(records.map((r) => r.name))];
+  for (const n of names) {
+    const side = (s: "old" | "new") =>
+      new Map(records.filter((r) => r.name === n && r.side === s).map((r) => [r.round, r]));
+    const [o, w] = [side("old"), side("new")];
+    const paired = [...o.keys()].filter((k) => w.has(k));
+    const ratio = (f: (r: Rec) => number | undefined) => paired.map((k) => f(w.get(k)!)! / f(o.get(k)!)!);
+    const cpu = ratio((r) => r.step_cpu_ms_median);
+    const wall = ratio((r) => r.step_ms_median);
+    const med = (m: Map<number | undefined, Rec>) => median([...m.values()].map((r) => r.step_cpu_ms_median ?? NaN));
+    rows.push(
+      `| \`${n}\` | ${paired.length} | ${med(o).toFixed(2)} | ${med(w).toFixed(2)} | ` +
+        `${median(cpu).toFixed(3)} [${quantile(cpu, 0.25).toFixed(3)}–${quantile(cpu, 0.75).toFixed(3)}] | ` +
+        `${median(wall).toFixed(3)} |`,
+    );
+  }
+  return rows;
+}
+
 if (require.main === module) {
   const file = process.argv[2];
   if (!file) {
@@ -63,5 +102,6 @@ if (require.main === module) {
       throw new Error(`${file}:${i + 1}: not JSON (${(e as Error).message})`);
     }
   });
-  for (const row of summarize(records)) process.stdout.write(`${row}\n`);
+  const rows = records.some((r) => r.side) ? summarizeOldNew(records) : summarize(records);
+  for (const row of rows) process.stdout.write(`${row}\n`);
 }

@@ -4,9 +4,9 @@
  * Order: native TensorFlow (`@tensorflow/tfjs-node-gpu`, then `@tensorflow/tfjs-node`, when either
  * is installed and loads) → WebAssembly (`@tensorflow/tfjs-backend-wasm`, always available).
  * `IS_BACKEND=tensorflow|wasm|cpu` forces one (cpu = tfjs's pure-JS reference backend, used by
- * tests as a second opinion). `IS_WASM_THREADS=2` opts in to multi-threaded wasm (experimental:
- * tfjs disables wasm threads under Node, so we patch the environment during init; see
- * ../shared/docs/platform-notes.md).
+ * tests as a second opinion). Multi-threaded wasm is on by default for the language model's forward pass and
+ * off for training (see Workload); `IS_WASM_THREADS=N` sets the count for any process (tfjs disables wasm threads
+ * under Node, so we patch the environment during init; see ../shared/docs/platform-notes.md).
  *
  * The GPU route cannot be exercised on the development machine (no GPU, no CUDA); it is correct by
  * construction only: we never call backend-specific APIs outside this file.
@@ -23,7 +23,7 @@ export interface BackendInfo {
   name: BackendName;
   /** Which npm package provided the backend. */
   provider: string;
-  /** wasm threads in use (1 unless IS_WASM_THREADS enabled them). */
+  /** wasm threads in use (the workload's default, or IS_WASM_THREADS; see Workload). */
   threads: number;
   /** wasm SIMD support as reported by tfjs (wasm only). */
   simd: boolean | null;
@@ -55,8 +55,36 @@ function requestedBackend(): BackendName | null {
   throw new Error(`IS_BACKEND must be one of tensorflow, wasm, cpu (got "${raw}")`);
 }
 
-function requestedThreads(): number {
-  const raw = (process.env.IS_WASM_THREADS ?? "1").trim();
+/**
+ * What a process will mostly run, which decides its default wasm thread count (IS_WASM_THREADS overrides it).
+ * Measured side by side on this 2-core machine kind (bench/README.md, 2026-12-03, medians of 3 rounds):
+ *  - "lm", the language model's forward pass (harvest, `lm` CLI, notebooks 01–02): 2 threads (or the CPU count, if
+ *    lower): stories260K at 16×128 tokens, 1.14× (early exit at layer 3) and 1.18× (full) faster than 1 thread.
+ *  - "training", the training step at the study's shapes (d 64, F ≤ 2,048; `npm run reproduce` runs one worker process
+ *    per core besides): 1 thread; 2 threads are no faster there (0.75–1.03× of 1 thread's tokens/s per model).
+ *  - "large-training", a training step whose decoder has ≥ 2^20 weights (F·d; `trainingWorkload`): 2 threads, 1.66×
+ *    (S2: d 288, F 4608) and 1.67× (S3: d 512, F 8192) faster.
+ * The forward pass and the study-shape training steps give the same bits at 1 and 2 threads
+ * (tests/kernels-threads.test.ts), so cache keys leave the thread count out. A large training step with gradient
+ * clipping can differ in the last bits between 1 and 2 threads (the helper thread adds the gradient norm's pieces in
+ * another order); its cached model is reused whichever count made it (README, "Backends").
+ */
+export type Workload = "lm" | "training" | "large-training";
+
+/** The default wasm thread count of a workload on this machine (see Workload). */
+export function defaultThreads(workload: Workload, cpus = os.cpus().length): number {
+  return workload === "training" ? 1 : Math.max(1, Math.min(2, cpus));
+}
+
+/** A training run's workload by its shape: "large-training" when the decoder has ≥ 2^20 weights (F·d). */
+export function trainingWorkload(shape: { d: number; F: number }): Workload {
+  return shape.F * shape.d >= 2 ** 20 ? "large-training" : "training";
+}
+
+function requestedThreads(workload: Workload): number {
+  const env = process.env.IS_WASM_THREADS;
+  if (env === undefined || env.trim() === "") return defaultThreads(workload);
+  const raw = env.trim();
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 64) {
     throw new Error(`IS_WASM_THREADS must be an integer between 1 and 64 (got "${raw}")`);
@@ -284,9 +312,9 @@ function silenceCpuBanner(): void {
   }
 }
 
-async function initialise(): Promise<BackendInfo> {
+async function initialise(workload: Workload): Promise<BackendInfo> {
   const forced = requestedBackend();
-  const threads = requestedThreads();
+  const threads = requestedThreads(workload);
   let provider = "";
   let name: BackendName | null = null;
 
@@ -369,10 +397,14 @@ async function initialise(): Promise<BackendInfo> {
   };
 }
 
-/** Initialise the backend once per process (idempotent; concurrent callers share one init). */
-export async function initBackend(): Promise<BackendInfo> {
+/**
+ * Initialise the backend once per process (idempotent; concurrent callers share one init). `workload` sets the
+ * default wasm thread count (see Workload; IS_WASM_THREADS overrides it); only the first call's counts, since
+ * threads are fixed when the backend is created.
+ */
+export async function initBackend(opts: { workload?: Workload } = {}): Promise<BackendInfo> {
   if (current) return current;
-  if (!pending) pending = initialise().then((info) => (current = info));
+  if (!pending) pending = initialise(opts.workload ?? "training").then((info) => (current = info));
   return pending;
 }
 

@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  await initBackend();
+  await initBackend({ workload: "lm" });
   if (command === "harvest") {
     if (!values.json) console.error(describeBackend());
     const res = await harvestActivations(harvestOpts);

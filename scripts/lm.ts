@@ -191,7 +191,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  const info = await initBackend();
+  const info = await initBackend({ workload: "lm" });
   const model = new LlamaModel(ck);
   try {
     if (cmd === "info") {

@@ -329,7 +329,6 @@ export async function reproduce(
   log: (s: string) => void = (s) => process.stderr.write(s + "\n"),
 ): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   const t0 = Date.now();
-  const info = await initBackend();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
   const presetName = pipelineParams({
     preset: args.preset as PipelineParams["preset"] | undefined,
@@ -340,6 +339,11 @@ export async function reproduce(
     number[]
   >;
   const allSeeds = Array.from(new Set(modes.flatMap((m) => seedsOf[m])));
+  const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
+  // With workers, this process harvests the stores alone (the language model's forward: threads pay) and the
+  // workers train, one per core; without them, it trains (lib/backend.ts Workload).
+  const delegates = runs.length >= 2 && args.jobs >= 2;
+  const info = await initBackend({ workload: delegates ? "lm" : "training" });
   const base = pipelineParams({
     preset: args.preset as PipelineParams["preset"] | undefined,
     model: args.model,
@@ -372,11 +376,10 @@ export async function reproduce(
         `(cpu ${e.cpuSeconds.toFixed(1)} s)  ${e.key}`,
     );
   });
-  const runs = modes.flatMap((mode) => seedsOf[mode].map((seed) => ({ mode, seed })));
   const artifacts: ModeArtifacts[] = [];
   let workerPeakMiB: number | null = null;
   try {
-    if (runs.length >= 2 && args.jobs >= 2) {
+    if (delegates) {
       // The stores are shared by every (mode, seed): harvest them once, then fill the cache for each
       // (mode, seed) in worker processes, `jobs` at a time (one core each); this process then reads
       // every artifact back (cache hits, not counted as events of their own).

@@ -34,7 +34,7 @@
  */
 import { parseArgs } from "node:util";
 import * as path from "node:path";
-import { initBackend, describeBackend } from "../lib/backend";
+import { initBackend, describeBackend, trainingWorkload } from "../lib/backend";
 import { harvestActivations } from "../lib/data/activations";
 import { presetConfig, PresetName, Mode } from "../lib/presets";
 import { trainModel, TrainConfig } from "../lib/train";
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   // before the backend, the harvest and the training steps: not at the first checkpoint
   checkWritableDir(cfg.checkpoint.dir!, `--out ${out}`);
 
-  process.stderr.write(`${describeBackend(await initBackend())}\n`);
+  process.stderr.write(`${describeBackend(await initBackend({ workload: trainingWorkload(cfg.model.sae) }))}\n`);
   const common = {
     model: preset.data.model,
     layer: preset.data.layer,

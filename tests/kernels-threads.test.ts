@@ -11,7 +11,13 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { initBackend, patchPoolSpin, WASM_POOL_SPIN_ITERATIONS } from "../lib/backend";
+import {
+  defaultThreads,
+  initBackend,
+  patchPoolSpin,
+  trainingWorkload,
+  WASM_POOL_SPIN_ITERATIONS,
+} from "../lib/backend";
 
 const repo = path.resolve(__dirname, "..");
 
@@ -144,6 +150,60 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+// The language model's forward at the thread count of the process (IS_WASM_THREADS, or the "lm" workload's default
+// when it is empty): hashes of the logits and the captured hidden states, full windows and ragged ones.
+const LM_CHILD = `
+import * as crypto from "node:crypto";
+import { initBackend, tf } from ${JSON.stringify(path.join(repo, "lib/backend"))};
+import { loadLanguageModel } from ${JSON.stringify(path.join(repo, "lib/lm/index"))};
+import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
+(async () => {
+  const info = await initBackend({ workload: "lm" });
+  const model = await loadLanguageModel("stories260K");
+  const rng = new Rng(Number(process.env.SEED));
+  const vocab = model.config.vocabSize;
+  const windows = Array.from({ length: 8 }, () =>
+    Array.from({ length: 128 }, (_, t) => (t === 0 ? 1 : 3 + rng.int(vocab - 3))));
+  const hash = (t: tf.Tensor) => crypto.createHash("sha256").update(Buffer.from((t.dataSync() as Float32Array).buffer)).digest("hex");
+  const full = model.forward(windows, { capture: [1, 3] });
+  // right-padded windows of other lengths (the harvest's last windows of a document)
+  const lengths = windows.map((_, b) => (b % 2 ? 128 : 97 + b));
+  const ragged = model.forward(windows.map((w, b) => w.map((v, t) => (t < lengths[b] ? v : 0))), { capture: [3], lengths });
+  const out = [full.logits!, ...full.hidden.values(), ragged.logits!, ...ragged.hidden.values()].map(hash);
+  console.log(JSON.stringify({ threads: info.threads, hashes: out }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+// Six training steps with clipping of every model the study trains at its own shape (the standard preset), at the
+// process's thread count: a hash of each model's parameters and its losses.
+const STUDY_TRAIN_CHILD = `
+import * as crypto from "node:crypto";
+import { initBackend } from ${JSON.stringify(path.join(repo, "lib/backend"))};
+import { createModel } from ${JSON.stringify(path.join(repo, "lib/joint"))};
+import { makeStepContext, trainStep } from ${JSON.stringify(path.join(repo, "lib/train"))};
+import { presetConfig } from ${JSON.stringify(path.join(repo, "lib/presets"))};
+import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
+(async () => {
+  const info = await initBackend();
+  const pre = presetConfig("standard");
+  const modern = presetConfig("standard", { saePreset: "modern" });
+  const out: Record<string, { params: string; losses: number[] }> = {};
+  const rng = new Rng(Number(process.env.SEED));
+  for (const [name, cfg] of Object.entries({ joint: pre.joint, sae: pre.sae, saeWide: pre.saeWide, modern: modern.joint })) {
+    const model = createModel(cfg.model, 2);
+    const ctx = makeStepContext(model, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);
+    const d = cfg.model.sae.d, B = cfg.batchSize;
+    const losses: number[] = [];
+    for (let s = 0; s < 6; s++) losses.push(trainStep(ctx, Float32Array.from(rng.normalArray(B * d)), B, s, 1e-3).loss);
+    const h = crypto.createHash("sha256");
+    for (const n of model.params.names) h.update(Buffer.from((model.params.get(n).dataSync() as Float32Array).buffer));
+    out[name] = { params: h.digest("hex"), losses };
+    model.dispose();
+  }
+  console.log(JSON.stringify({ threads: info.threads, out }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
 function runChild(source: string, env: Record<string, string>, seed: number): any {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kernels-threads-"));
   const file = path.join(dir, "child.ts");
@@ -214,6 +274,35 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
       assert.equal(pooled.params, alone.params, `parameters after 4 steps (seed ${seed})`);
     },
   );
+
+  it("the language model's forward gives the same bits at 1 and 2 threads, and the lm workload defaults to 2", () => {
+    const seed = (Date.now() ^ process.pid) >>> 0;
+    const one = runChild(LM_CHILD, { IS_WASM_THREADS: "1" }, seed);
+    const two = runChild(LM_CHILD, { IS_WASM_THREADS: "" }, seed);
+    assert.equal(one.threads, 1);
+    assert.equal(two.threads, defaultThreads("lm"), "the lm workload's default thread count is used");
+    assert.equal(two.threads, Math.min(2, os.cpus().length));
+    assert.deepEqual(two.hashes, one.hashes, `logits / hidden states differ between 1 and 2 threads (seed ${seed})`);
+  });
+
+  it("training steps at the study's shapes give the same bits at 1 and 2 threads (so cache keys leave threads out)", () => {
+    const seed = (Date.now() ^ process.pid) >>> 0;
+    const one = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "1" }, seed);
+    const two = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "2" }, seed);
+    assert.deepEqual([one.threads, two.threads], [1, 2]);
+    assert.deepEqual(two.out, one.out, `parameters or losses differ between 1 and 2 threads (seed ${seed})`);
+  });
+
+  it("default thread counts: 2 for the language model and large training steps (1 on a 1-CPU machine), 1 for the study's", () => {
+    assert.equal(defaultThreads("lm", 2), 2);
+    assert.equal(defaultThreads("lm", 16), 2);
+    assert.equal(defaultThreads("lm", 1), 1);
+    assert.equal(defaultThreads("training", 16), 1);
+    assert.equal(defaultThreads("large-training", 2), 2);
+    assert.equal(trainingWorkload({ d: 64, F: 1812 }), "training");
+    assert.equal(trainingWorkload({ d: 288, F: 4608 }), "large-training");
+    assert.equal(trainingWorkload({ d: 1024, F: 1024 }), "large-training");
+  });
 
   before(async () => {
     await initBackend();
