@@ -39,7 +39,7 @@ describe("verdictReproduces", () => {
     assert.equal(verdictReproduces(0.4, undefined, { notTestedReason: "splice failed" }), "not tested: splice failed");
   });
   it("no CI → no uncertainty estimate, never significant", () => {
-    assert.equal(verdictReproduces(0.413, { value: 0.7 }), "no uncertainty estimate: ours 70.0% vs paper 41.3%");
+    assert.equal(verdictReproduces(0.413, { value: 0.7 }), "no uncertainty estimate: ours 70% vs paper 41.3%");
   });
   it("CI containing the paper's value reproduces it", () => {
     assert.equal(
@@ -51,7 +51,7 @@ describe("verdictReproduces", () => {
     assert.equal(verdictReproduces(0.4, { value: 0.1, ci: [0.05, 0.15] }), "same direction, ours 0.25× the paper's");
     assert.equal(
       verdictReproduces(2.99, { value: 1.5, ci: [1.2, 1.8] }, { nullValue: 1, kind: "num" }),
-      "same direction, ours 0.25× the paper's",
+      "same direction, ours 0.251× the paper's",
     );
   });
   it("CI including the null → no effect distinguishable from zero", () => {
@@ -81,7 +81,7 @@ describe("verdictHolds", () => {
   it("holds / not supported / contradicted / no uncertainty / not tested", () => {
     assert.match(
       verdictHolds(1, { value: 0.1, ci: [0.05, 0.15] }, "vs standalone SAE"),
-      /^vs standalone SAE holds: 10\.0% \[5\.0, 15\.0\]/,
+      /^vs standalone SAE holds: 10%\u00a0\[5,\u00a015\]/,
     );
     assert.match(
       verdictHolds(1, { value: 0.01, ci: [-0.01, 0.03] }, "vs joint SAE+linear"),
@@ -91,14 +91,14 @@ describe("verdictHolds", () => {
       verdictHolds(1, { value: -0.1, ci: [-0.15, -0.05] }, "x"),
       /^x contradicted: the matched baseline is better/,
     );
-    assert.match(verdictHolds(1, { value: 0.1 }, "x"), /^x no uncertainty estimate: 10\.0%/);
+    assert.match(verdictHolds(1, { value: 0.1 }, "x"), /^x no uncertainty estimate: 10%/);
     assert.equal(verdictHolds(1, undefined, "x"), "x not tested");
     assert.equal(verdictHolds(1, undefined, "", { notTestedReason: "not trained" }), "not tested: not trained");
   });
   it("a negative claimed direction (Spearman) holds for a CI below 0", () => {
     assert.match(
       verdictHolds(-1, { value: -0.9, ci: [-0.95, -0.85] }, "ρ", { kind: "num" }),
-      /^ρ holds: -0\.900 \[-0\.950, -0\.850\]/,
+      /^ρ holds: -0\.9\u00a0\[-0\.95,\u00a0-0\.85\]/,
     );
     assert.match(verdictHolds(-1, { value: 0.3, ci: [0.2, 0.4] }, "ρ", { kind: "num" }), /contradicted/);
   });
@@ -154,16 +154,16 @@ describe("formatMeasured", () => {
         ciMethod: "t-interval over 3 seeds (df 2)",
         perSeed: [0.701, 0.72, 0.722],
       }),
-      "71.4% [68.0, 74.9] (t over 3 seeds; seeds 70.1, 72.0, 72.2%)",
+      "71.4%\u00a0[68,\u00a074.9] (t over 3 seeds; seeds 70.1, 72, 72.2%)",
     );
-    assert.equal(formatMeasured({ value: 0.5 }), "50.0% (no CI)");
+    assert.equal(formatMeasured({ value: 0.5 }), "50% (no CI)");
     assert.equal(formatMeasured(undefined), "not measured");
     assert.equal(
       formatMeasured(
         { value: -0.9, ci: [-0.95, -0.85], ciMethod: "feature bootstrap, one seed (no seed variation)" },
         "num",
       ),
-      "-0.900 [-0.950, -0.850] (feature bootstrap, one seed (no seed variation))",
+      "-0.9\u00a0[-0.95,\u00a0-0.85] (feature bootstrap, one seed (no seed variation))",
     );
   });
 });
@@ -250,9 +250,9 @@ describe("buildClaimRows (two verdicts)", () => {
     assert.match(r.verdictCorrected, /vs width-matched SAE: not tested/);
     assert.match(r.verdictCorrected, /\(model joint did not pass the convergence check in seed 1\)/);
     assert.match(r.diagnostic!, /identical gradient updates/);
-    assert.match(r.diagnostic!, /joint 1\.0e-7, 2\.0e-7, 3\.0e-7/);
-    assert.match(r.faithful, /^42\.0% \[40\.0, 44\.0\] \(document bootstrap, one seed \(no seed variation\)\)/);
-    assert.match(r.corrected, /^71\.0% \[.*\] \(t over 3 seeds; seeds 70\.0, 72\.0, 71\.0%\)/);
+    assert.match(r.diagnostic!, /joint 1e-7, 2e-7, 3e-7/);
+    assert.match(r.faithful, /^42%\u00a0\[40,\u00a044\] \(document bootstrap, one seed \(no seed variation\)\)/);
+    assert.match(r.corrected, /^71%\u00a0\[.*\] \(t over 3 seeds; seeds 70, 72, 71%\)/);
   });
   it("joint KL: the matched joint SAE+linear model is better → contradicted", () => {
     const r = row(rows, "Joint model reduces splice KL");
@@ -266,7 +266,7 @@ describe("buildClaimRows (two verdicts)", () => {
   });
   it("Spearman: with CI, paper −0.987, mechanical diagnostic", () => {
     const r = row(rows, "Squared norm anti-correlates");
-    assert.match(r.corrected, /all features -0\.910 \[/);
+    assert.match(r.corrected, /all features -0\.91\u00a0\[/);
     assert.match(r.verdictCorrected, /^ρ on live features holds: /);
     assert.match(r.diagnostic!, /§12-12/);
   });
@@ -290,7 +290,7 @@ describe("buildClaimRows (two verdicts)", () => {
       /^inconclusive: significant for some clamps or seeds only — interaction: significant in 1 of 2 tested seeds/,
     );
     assert.match(r.verdictCorrected, /not corrected|inconclusive/);
-    assert.match(r.corrected, /seed 0: F\(1,40\) = 6\.00/);
+    assert.match(r.corrected, /seed 0: F\(1,40\) = 6, p\u00a0=\u00a00\.01/);
   });
   it(
     "item-level tests: Holm p decides, signs are compared across seeds, " +
@@ -318,7 +318,7 @@ describe("buildClaimRows (two verdicts)", () => {
         none,
         new RegExp(
           "^no significant interaction after Holm correction in any tested seed " +
-            String.raw`\(the design detects \|L\| ≥ 2\.00e-2–2\.00e-2 nats with 80% power\)`,
+            String.raw`\(the design detects \|L\| ≥ 0\.02–0\.02 nats with 80% power\)`,
         ),
       );
       assert.match(none, /sign agrees across seeds \(\+ in 2 of 2\)/);
@@ -338,8 +338,8 @@ describe("buildClaimRows (two verdicts)", () => {
       assert.match(
         r.corrected,
         new RegExp(
-          String.raw`seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4\.00, p = 0\.010; permutation p = 0\.010; ` +
-            String.raw`Holm p = 0\.12 \(family of 12\); L = 3\.00e-3 nats; detectable \|L\| ≥ 2\.00e-2 nats`,
+          String.raw`seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4, p\u00a0=\u00a00\.01; permutation p\u00a0=\u00a00\.01; ` +
+            String.raw`Holm p\u00a0=\u00a00\.12 \(family of 12\); L = 0\.003 nats; detectable \|L\| ≥ 0\.02 nats`,
         ),
       );
     },
@@ -359,13 +359,13 @@ describe("buildClaimRows (two verdicts)", () => {
     const r = row(buildClaimRows(m, m), "KL pathology");
     assert.match(
       r.verdictFaithful,
-      /^pathology: same direction, ours 0\.14× the paper's; NFM reduction: same direction/,
+      /^pathology: same direction, ours 0\.141× the paper's; NFM reduction: same direction/,
     );
     assert.match(
       r.verdictCorrected,
       /^pathology: SAE splice vs ε-random holds: .*; NFM reduction: vs the frozen SAE holds/,
     );
-    assert.match(r.corrected, /reduction 10\.6% \[9\.7, 11\.5\]/);
+    assert.match(r.corrected, /reduction 10\.6%\u00a0\[9\.7,\u00a011\.5\]/);
   });
 });
 
@@ -398,7 +398,7 @@ describe("budgetStatement", () => {
   });
   it("says the budgets are equal when they are", () => {
     const s = budgetStatement([art("corrected", { joint: 1200, sae: 1200, saeBias: 1200, saeWide: 1200 })]);
-    assert.match(s!, /Every model of the matched comparisons was trained for 1,200 steps/);
+    assert.match(s!, /Every model of the matched comparisons was trained for 1200 steps/);
     assert.equal(budgetStatement([]), null);
   });
 });

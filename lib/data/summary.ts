@@ -1,7 +1,9 @@
 /**
  * Plain-record summaries of an activation store for notebooks and reports (tables and chart data).
  */
+import { formatNumber } from "../display/format";
 import type { Tokenizer } from "../lm/types";
+import { histogram as binValues } from "../stats/descriptive";
 import type { ActivationStore } from "./store";
 
 export interface SizeRow {
@@ -65,19 +67,29 @@ export interface HistogramBin {
   count: number;
 }
 
-/** Equal-width histogram of values (for bar charts; keeps notebook outputs small). */
+/** Equal-width histogram of values as chart rows (lib/stats' histogram owns the binning; NumPy's edges). */
 export function histogram(values: ArrayLike<number>, bins = 40): HistogramBin[] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    if (values[i] < lo) lo = values[i];
-    if (values[i] > hi) hi = values[i];
-  }
-  if (!(hi > lo)) hi = lo + 1;
-  const w = (hi - lo) / bins;
-  const counts = new Array<number>(bins).fill(0);
-  for (let i = 0; i < values.length; i++) counts[Math.min(bins - 1, Math.floor((values[i] - lo) / w))]++;
-  return counts.map((count, k) => ({ lo: lo + k * w, hi: lo + (k + 1) * w, count }));
+  const h = binValues(Float64Array.from(values), bins);
+  return h.counts.map((count, k) => ({ lo: h.edges[k], hi: h.edges[k + 1], count }));
+}
+
+/** Mean of x² over every entry of the rows whose norms are given: Σ‖x‖² / (rows · d); ≈ 1 after the z-score. */
+export function meanSquareFromNorms(norms: ArrayLike<number>, d: number): number {
+  let s = 0;
+  for (let i = 0; i < norms.length; i++) s += norms[i] * norms[i];
+  return s / (norms.length * d);
+}
+
+/** One line on a harvest's speed: "31,200 tokens/s (forward 4.2s, storage 0.31 s)". */
+export function harvestTimingText(t: {
+  tokensPerSecond: number;
+  forwardSeconds: number;
+  storeSeconds: number;
+}): string {
+  return (
+    `${formatNumber(Math.round(t.tokensPerSecond))} tokens/s ` +
+    `(forward ${formatNumber(t.forwardSeconds)} s, storage ${formatNumber(t.storeSeconds)} s)`
+  );
 }
 
 export interface TraceRow {

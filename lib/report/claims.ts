@@ -12,6 +12,7 @@
  * corrected verdict rests on the matched baselines; nothing untestable is called "does not replicate".
  */
 /** A measured value: the mean over seeds (or the one seed's value), with its 95% CI and how the CI was obtained. */
+import { formatCi, formatNumber, formatP, NBSP, pText } from "../display/format";
 import type { BimodalityTestGroup } from "../eval/geometry";
 
 export interface Measured {
@@ -53,8 +54,8 @@ export interface InteractionTest {
   clamp?: string;
   /** The clamped secondary feature. */
   feature?: number;
-  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats; its sign is compared
-   * across seeds. */
+  /** Interaction contrast L = (formal: high − low emotion) − (casual: high − low emotion), nats; its sign is
+   * compared across seeds. */
   contrast?: number;
   /** Permutation p of the interaction (items shuffled across cells) and the number of permutations. */
   permutationP?: number;
@@ -87,7 +88,8 @@ export interface ModeResults {
   klReductionJoint?: Measured;
   /** 1 − KL_full / KL_standaloneSAE (matched baseline). */
   klReductionVsStandalone?: Measured;
-  /** 1 − KL_full / KL of the joint SAE + linear model (matched baseline: is the gain just an extra linear decoder?). */
+  /** 1 − KL_full / KL of the joint SAE + linear model (matched baseline: is the gain just an extra linear
+   * decoder?). */
   klReductionVsJointLinearModel?: Measured;
   /** Sequential: 1 − KL(SAE + NFM) / KL(SAE) (paper 29.9%). */
   klReductionSequential?: Measured;
@@ -110,16 +112,16 @@ export interface ModeResults {
   klReductionVsWideSae?: Measured;
   /** A joint model whose interaction pathway holds ~3% of parameters (the paper's share). */
   smallE?: { E: number; interactionShare: number; mseVsJointLinear?: Measured; klVsJointLinear?: Measured };
-  /** Joint decoder squared norms: Hartigan's dip test of unimodality (p per seed) on live features; ΔBIC is descriptive
-   * only. One entry per seed. */
+  /** Joint decoder squared norms: Hartigan's dip test of unimodality (p per seed) on live features; ΔBIC is
+   * descriptive only. One entry per seed. */
   bimodality?: {
     joint?: BimodalitySide[];
     jointAll?: BimodalitySide[];
     standalone?: BimodalitySide[];
     modern?: BimodalitySide[];
   };
-  /** Spearman ρ(‖W_dec,i‖², (l+e)/(r+l+e)) with bootstrap CIs, on all and on live features; and against the raw norms
-   * r, l, e (live). */
+  /** Spearman ρ(‖W_dec,i‖², (l+e)/(r+l+e)) with bootstrap CIs, on all and on live features; and against the raw
+   * norms r, l, e (live). */
   spearman?: { all?: Measured; live?: Measured; vsR?: Measured; vsL?: Measured; vsE?: Measured };
   /** W_dec − W_lin drift per joint variant (the duplication mechanism). */
   duplication?: Array<{
@@ -176,8 +178,12 @@ export interface ClaimRow {
 // formatting
 
 const finite = (m?: Measured): m is Measured => !!m && Number.isFinite(m.value);
-const pctOf = (v: number, d = 1) => (Number.isFinite(v) ? (v * 100).toFixed(d) : "—");
-const numOf = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : "—");
+// Every number goes through lib/display/format.ts (3 significant digits, thousands separators, one p-value style,
+// intervals that do not wrap). A percentage's number without its "%" (the unit is written once per cell):
+const pctOf = (v: number, d = 3) => (Number.isFinite(v) ? formatNumber(v * 100, d) : "—");
+const numOf = (v: number, d = 3) => (Number.isFinite(v) ? formatNumber(v, d) : "—");
+/** p-values per seed, "0.012, < 0.001". */
+const pList = (ps: number[]) => ps.map((p) => formatP(p)).join(", ");
 
 /** "t-interval over 3 seeds (df 2)" → "t over 3 seeds"; other methods as given. */
 export function shortCiMethod(method?: string): string | undefined {
@@ -192,11 +198,11 @@ export function shortCiMethod(method?: string): string | undefined {
  */
 export function formatMeasured(m: Measured | undefined, kind: "pct" | "num" = "pct", digits?: number): string {
   if (!m) return "not measured";
-  const d = digits ?? (kind === "pct" ? 1 : 3);
+  const d = digits ?? 3;
   const one = (v: number) => (kind === "pct" ? pctOf(v, d) : numOf(v, d));
   const unit = kind === "pct" ? "%" : "";
   const head = `${one(m.value)}${unit}`;
-  const ci = m.ci ? ` [${one(m.ci[0])}, ${one(m.ci[1])}]` : "";
+  const ci = m.ci ? `${NBSP}${formatCi(m.ci[0], m.ci[1], one)}` : "";
   const notes: string[] = [];
   const method = shortCiMethod(m.ciMethod);
   if (m.ci) notes.push(method ?? "CI method not stated");
@@ -222,6 +228,7 @@ export interface VerdictOptions {
 }
 
 const fmtV = (v: number, kind: "pct" | "num" = "pct") => (kind === "pct" ? `${pctOf(v)}%` : numOf(v));
+const ALSO_PAPER = " (the CI also contains the paper's number)";
 const nullWords = (n: number) => (n === 0 ? "zero" : `the null value ${n}`);
 const oneSeedNote = (m: Measured) =>
   m.ciMethod && /no seed variation/.test(m.ciMethod) ? " (one seed: the CI has no seed-to-seed variation)" : "";
@@ -241,12 +248,12 @@ export function verdictReproduces(paper: number, ours: Measured | undefined, o: 
   const [lo, hi] = ours.ci;
   const note = oneSeedNote(ours);
   if (lo <= nul && nul <= hi)
-    return `no effect distinguishable from ${nullWords(nul)}${lo <= paper && paper <= hi ? " (the CI also contains the paper's number)" : ""}${note}`;
+    return `no effect distinguishable from ${nullWords(nul)}${lo <= paper && paper <= hi ? ALSO_PAPER : ""}${note}`;
   if (lo <= paper && paper <= hi) return `reproduces the paper's number${note}`;
   if (Math.sign(ours.value - nul) !== Math.sign(paper - nul))
     return `opposite direction to the paper: ours ${fmtV(ours.value, kind)} vs paper ${fmtV(paper, kind)}${note}`;
   const r = Math.abs(ours.value - nul) / Math.abs(paper - nul);
-  return `same direction, ours ${r.toFixed(2)}× the paper's${note}`;
+  return `same direction, ours ${formatNumber(r)}× the paper's${note}`;
 }
 
 /**
@@ -266,10 +273,10 @@ export function verdictHolds(
   if (!gain.ci || !Number.isFinite(gain.ci[0]) || !Number.isFinite(gain.ci[1]))
     return `${what}no uncertainty estimate: ${fmtV(gain.value, kind)}`.trim();
   const [lo, hi] = gain.ci;
-  const cell = `${fmtV(gain.value, kind)} [${kind === "pct" ? pctOf(lo) : numOf(lo)}, ${kind === "pct" ? pctOf(hi) : numOf(hi)}]`;
+  const cell = `${fmtV(gain.value, kind)}${NBSP}${formatCi(lo, hi, kind === "pct" ? pctOf : numOf)}`;
   const note = oneSeedNote(gain);
-  if (lo <= nul && nul <= hi)
-    return `${what}not supported: ${o.noEffect ?? "the matched baseline does as well"} (CI includes ${nul}): ${cell}${note}`.trim();
+  const same = o.noEffect ?? "the matched baseline does as well";
+  if (lo <= nul && nul <= hi) return `${what}not supported: ${same} (CI includes ${nul}): ${cell}${note}`.trim();
   if (Math.sign(gain.value - nul) === direction) return `${what}holds: ${cell}${note}`.trim();
   return `${what}contradicted: ${o.opposite ?? "the matched baseline is better"}: ${cell}${note}`.trim();
 }
@@ -299,7 +306,9 @@ export function combineBaselineVerdicts(parts: Array<{ label: string; verdict: s
   else if (counts.get("not supported") === n) head = `not supported: every matched baseline tested does as well`;
   else if (counts.get("no uncertainty estimate") === n) head = "no uncertainty estimate for any matched baseline";
   else head = `mixed: holds against ${counts.get("holds") ?? 0} of ${n} matched baselines tested`;
-  return `${head} — ${parts.map((p) => `${p.label}: ${p.verdict.startsWith(p.label) ? p.verdict.slice(p.label.length).trim() : p.verdict}`).join("; ")}`;
+  const withoutLabel = (p: { label: string; verdict: string }) =>
+    p.verdict.startsWith(p.label) ? p.verdict.slice(p.label.length).trim() : p.verdict;
+  return `${head} — ${parts.map((p) => `${p.label}: ${withoutLabel(p)}`).join("; ")}`;
 }
 
 /** Bimodality from Hartigan's dip test per seed (p < 0.05 rejects unimodality); ΔBIC is only described. */
@@ -308,26 +317,30 @@ export function verdictBimodality(b: ModeResults["bimodality"] | undefined, notT
   if (!joint.length) return notTestedReason ? `not tested: ${notTestedReason}` : "not tested";
   const k = joint.length;
   const rej = joint.filter((s) => s.p < 0.05).length;
-  const ps = joint.map((s) => s.p.toPrecision(2)).join(", ");
+  const ps = pList(joint.map((s) => s.p));
   const seedsWord = k === 1 ? "the one seed" : `every seed (${k} of ${k})`;
   let head: string;
-  if (rej === k) head = `unimodality rejected in ${seedsWord} (dip test p = ${ps}), as the paper's bimodality requires`;
+  const dip = `(dip test p per seed: ${ps})`;
+  if (rej === k) head = `unimodality rejected in ${seedsWord} ${dip}, as the paper's bimodality requires`;
   else if (rej === 0)
-    head = `unimodality not rejected in ${k === 1 ? "the one seed" : `any of ${k} seeds`} (dip test p = ${ps}): no evidence for the paper's bimodality`;
-  else head = `inconclusive: unimodality rejected in ${rej} of ${k} seeds (dip test p = ${ps})`;
+    head =
+      `unimodality not rejected in ${k === 1 ? "the one seed" : `any of ${k} seeds`} ${dip}: ` +
+      "no evidence for the paper's bimodality";
+  else head = `inconclusive: unimodality rejected in ${rej} of ${k} seeds ${dip}`;
   const st = (b?.standalone ?? []).filter((s) => Number.isFinite(s.p));
   let alone = "; the standalone SAE was not tested";
   if (st.length) {
     const sr = st.filter((s) => s.p < 0.05).length;
-    const sps = st.map((s) => s.p.toPrecision(2)).join(", ");
+    const sps = pList(st.map((s) => s.p));
     alone =
       sr === st.length
-        ? `; the standalone SAE's live features are rejected too (p = ${sps}), so ${rej ? "the multimodality is" : "any multimodality would be"} not specific to joint training`
+        ? `; the standalone SAE's live features are rejected too (p per seed: ${sps}), ` +
+          `so ${rej ? "the multimodality is" : "any multimodality would be"} not specific to joint training`
         : sr === 0
-          ? `; the standalone SAE's are not rejected (p = ${sps})`
-          : `; the standalone SAE's are rejected in ${sr} of ${st.length} seeds (p = ${sps})`;
+          ? `; the standalone SAE's are not rejected (p per seed: ${sps})`
+          : `; the standalone SAE's are rejected in ${sr} of ${st.length} seeds (p per seed: ${sps})`;
   }
-  const bics = joint.map((s) => s.deltaBic.toFixed(1)).join(", ");
+  const bics = joint.map((s) => formatNumber(s.deltaBic)).join(", ");
   return `${head}${alone}. ΔBIC(1−2) ${bics} is descriptive only (ΔBIC is not a test of bimodality)`;
 }
 
@@ -374,11 +387,14 @@ export function verdictInteraction(tests: InteractionTest[], untestable?: string
   }
   const n = groups.size;
   let head: string;
-  if (allSig === n)
-    head = `significant interaction (${uncorrected ? "p < 0.05, not corrected for multiple tests" : "Holm-corrected p < 0.05"}) for every clamp in every tested seed`;
-  else if (anySig === 0) {
+  if (allSig === n) {
+    const level = uncorrected ? "p < 0.05, not corrected for multiple tests" : "Holm-corrected p < 0.05";
+    head = `significant interaction (${level}) for every clamp in every tested seed`;
+  } else if (anySig === 0) {
     const md = t.map((x) => x.minDetectable).filter((v): v is number => v !== undefined && Number.isFinite(v));
-    head = `no significant interaction${uncorrected ? "" : " after Holm correction"} in any tested seed${md.length ? ` (the design detects |L| ≥ ${Math.min(...md).toExponential(2)}–${Math.max(...md).toExponential(2)} nats with 80% power)` : ""}`;
+    const range = `${formatNumber(Math.min(...md))}–${formatNumber(Math.max(...md))}`;
+    const power = md.length ? ` (the design detects |L| ≥ ${range} nats with 80% power)` : "";
+    head = `no significant interaction${uncorrected ? "" : " after Holm correction"} in any tested seed${power}`;
   } else head = `inconclusive: significant${uncorrected ? "" : " after Holm correction"} for some clamps or seeds only`;
   const untested = untestable ? `; untestable elsewhere (${untestable})` : "";
   return `${head} — ${parts.join("; ")}${untested}`;
@@ -402,7 +418,8 @@ export function convergenceSuffix(
   return failed
     .map(
       (c) =>
-        ` (model ${c.model} did not pass the convergence check in seed${c.seeds.length > 1 ? "s" : ""} ${c.seeds.join(", ")})`,
+        ` (model ${c.model} did not pass the convergence check in ` +
+        `seed${c.seeds.length > 1 ? "s" : ""} ${c.seeds.join(", ")})`,
     )
     .join("");
 }
@@ -420,15 +437,35 @@ function duplicationText(m?: ModeResults): string {
   if (!d?.length) return "";
   return (
     " Measured drift max|(W_dec − W_lin) − (W_dec(0) − W_lin(0))| per seed: " +
-    d
-      .map((x) => `${x.model} ${x.maxDrift.map((v) => (Number.isFinite(v) ? v.toExponential(1) : "—")).join(", ")}`)
-      .join("; ") +
+    d.map((x) => `${x.model} ${x.maxDrift.map((v) => formatNumber(v, 2)).join(", ")}`).join("; ") +
     "."
   );
 }
 
 const OWN_PATH_MECHANISM =
-  "The joint model's own SAE path is not a baseline: W_dec and W_lin receive identical gradient updates, so W_dec − W_lin stays at its initial value and x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]; the own path is half the fitted linear decoder plus a fixed random term, so a large gain over it is a consequence of the parametrisation (notes §12-9).";
+  "The joint model's own SAE path is not a baseline: W_dec and W_lin receive identical gradient updates, so " +
+  "W_dec − W_lin stays at its initial value and x̂_sae = ½[(W_dec + W_lin)z + (W_dec(0) − W_lin(0))z]; the own " +
+  "path is half the fitted linear decoder plus a fixed random term, so a large gain over it is a consequence of " +
+  "the parametrisation (notes §12-9).";
+
+/** The SAE splice's KL ratio to ε-random, read against the null ratio 1. */
+const VS_EPSILON: VerdictOptions = {
+  nullValue: 1,
+  kind: "num",
+  noEffect: "no worse than ε-random",
+  opposite: "better than ε-random",
+};
+
+/** The Spearman ρ's verdict words (no matched baseline: the null is ρ = 0). */
+const RHO: VerdictOptions = {
+  kind: "num",
+  noEffect: "no correlation distinguishable from zero",
+  opposite: "the correlation has the opposite sign",
+};
+
+/** " (mean; seeds a, b, c)" when there is more than one seed's FVU. */
+const perSeedFvu = (fvus?: number[]) =>
+  fvus && fvus.length > 1 ? ` (mean; seeds ${fvus.map((v) => numOf(v)).join(", ")})` : "";
 
 /** The joint model's gain over one baseline in one mode's results. */
 type Gain = (m: ModeResults) => Measured | undefined;
@@ -470,7 +507,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   const vc = (v: string, models: (x: string) => boolean) =>
     C ? v + convergenceSuffix(C, models, seeds) + unconverged : `not tested: ${noC}`;
   const p = (m?: Measured) => formatMeasured(m, "pct");
-  const n = (m?: Measured, d = 3) => formatMeasured(m, "num", d);
+  const n = (m?: Measured) => formatMeasured(m, "num");
 
   const both = (label: string, sel: Gain, kind: "pct" | "num" = "pct") =>
     `${label}: F ${formatMeasured(F ? sel(F) : undefined, kind)}, C ${formatMeasured(C ? sel(C) : undefined, kind)}`;
@@ -484,7 +521,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     }));
     if (metric === "mse" && m?.jointEqualBudgetVsWideSae)
       parts.splice(3, 0, {
-        label: `vs width-matched SAE, equal budget (both ${m.equalBudgetSteps?.toLocaleString("en-US")} steps)`,
+        label: `vs width-matched SAE, equal budget (both ${formatNumber(m.equalBudgetSteps)} steps)`,
         verdict: verdictHolds(1, m.jointEqualBudgetVsWideSae, "vs width-matched SAE, equal budget"),
       });
     parts.push({
@@ -519,7 +556,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   rows.push({
     claim: "Joint training reduces reconstruction error by 41.3%",
     definition:
-      "(MSE_own SAE path − MSE_joint)/MSE_own SAE path, held-out rows; matched baselines: (MSE_baseline − MSE_joint)/MSE_baseline",
+      "(MSE_own SAE path − MSE_joint)/MSE_own SAE path, held-out rows; " +
+      "matched baselines: (MSE_baseline − MSE_joint)/MSE_baseline",
     paper: "41.3% (0.2747 → 0.1613)",
     faithful: p(F?.jointImprovementOwnSaePath),
     corrected: p(C?.jointImprovementOwnSaePath),
@@ -529,13 +567,17 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       isJointSide,
     ),
     verdictCorrected: vc(combineBaselineVerdicts(baselineVerdicts("mse", C)), isJointSide),
-    diagnostic: `The 41.3% compares the joint model with its own SAE path. ${OWN_PATH_MECHANISM}${duplicationText(C ?? F)}`,
+    diagnostic:
+      `The 41.3% compares the joint model with its own SAE path. ${OWN_PATH_MECHANISM}` + duplicationText(C ?? F),
   });
 
   {
     const share = (m?: ModeResults) => `${p(m?.sequentialLinearShare)} / ${p(m?.jointLinearShare)}`;
     const cv = C
-      ? `joint linear share ${verdictReproduces(0.94, C.jointLinearShare, { nullValue: 0.5 })}; what the interaction pathway adds over the matched joint SAE+linear model: ${verdictHolds(1, C.jointImprovementVsSaeLinear, "MSE")}; ${verdictHolds(1, C.klReductionVsJointLinearModel, "KL")}`
+      ? `joint linear share ${verdictReproduces(0.94, C.jointLinearShare, { nullValue: 0.5 })}; ` +
+        "what the interaction pathway adds over the matched joint SAE+linear model: " +
+        `${verdictHolds(1, C.jointImprovementVsSaeLinear, "MSE")}; ` +
+        verdictHolds(1, C.klReductionVsJointLinearModel, "KL")
       : "";
     rows.push({
       claim: "The NFM output is mostly linear (95.5% sequential / 94.0% joint)",
@@ -548,29 +590,34 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
         both("KL gain", (m) => m.klReductionVsJointLinearModel),
       ].join("; "),
       verdictFaithful: vf(
-        `sequential ${verdictReproduces(0.955, F?.sequentialLinearShare, { nullValue: 0.5 })}; joint ${verdictReproduces(0.94, F?.jointLinearShare, { nullValue: 0.5 })}`,
+        `sequential ${verdictReproduces(0.955, F?.sequentialLinearShare, { nullValue: 0.5 })}; ` +
+          `joint ${verdictReproduces(0.94, F?.jointLinearShare, { nullValue: 0.5 })}`,
         (x) => isSeq(x) || isJointOnly(x),
       ),
       verdictCorrected: vc(cv, (x) => isSeq(x) || /^joint(Linear)?$/i.test(x)),
       diagnostic:
-        "The joint linear term duplicates the SAE decoder (identical updates to W_dec and W_lin), so the joint share measures how the fit is split between two copies of one linear map, not how much of the signal is linear.",
+        "The joint linear term duplicates the SAE decoder (identical updates to W_dec and W_lin), so the joint share " +
+        "measures how the fit is split between two copies of one linear map, not how much of the signal is linear.",
     });
   }
 
   rows.push({
     claim: "KL pathology: SAE splice is worse than ε-random (2.99×), NFM reduces it (2.10×)",
     definition:
-      "mean KL(clean‖patched) of condition / mean KL of ε-random with the condition's own error norm (sequential SAE → SAE + NFM); reduction = 1 − KL(SAE+NFM)/KL(SAE)",
+      "mean KL(clean‖patched) of condition / mean KL of ε-random with the condition's own error norm " +
+      "(sequential SAE → SAE + NFM); reduction = 1 − KL(SAE+NFM)/KL(SAE)",
     paper: "2.99× → 2.10× (sequential); reduction 29.9%",
-    faithful: `${n(F?.klRatioSaeOverEps, 2)} → ${n(F?.klRatioFullOverEps, 2)}; reduction ${p(F?.klReductionSequential)}`,
-    corrected: `${n(C?.klRatioSaeOverEps, 2)} → ${n(C?.klRatioFullOverEps, 2)}; reduction ${p(C?.klReductionSequential)}`,
+    faithful: `${n(F?.klRatioSaeOverEps)} → ${n(F?.klRatioFullOverEps)}; reduction ${p(F?.klReductionSequential)}`,
+    corrected: `${n(C?.klRatioSaeOverEps)} → ${n(C?.klRatioFullOverEps)}; reduction ${p(C?.klReductionSequential)}`,
     baselines: "ε-random = 1 (same per-position error norm); the frozen standalone SAE",
     verdictFaithful: vf(
-      `pathology: ${verdictReproduces(2.99, F?.klRatioSaeOverEps, { nullValue: 1, kind: "num" })}; NFM reduction: ${verdictReproduces(0.299, F?.klReductionSequential)}`,
+      `pathology: ${verdictReproduces(2.99, F?.klRatioSaeOverEps, { nullValue: 1, kind: "num" })}; ` +
+        `NFM reduction: ${verdictReproduces(0.299, F?.klReductionSequential)}`,
       isSeq,
     ),
     verdictCorrected: vc(
-      `pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", { nullValue: 1, kind: "num", noEffect: "no worse than ε-random", opposite: "better than ε-random" })}; NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`,
+      `pathology: ${verdictHolds(1, C?.klRatioSaeOverEps, "SAE splice vs ε-random", VS_EPSILON)}; ` +
+        `NFM reduction: ${verdictHolds(1, C?.klReductionSequential, "vs the frozen SAE")}`,
       isSeq,
     ),
   });
@@ -584,7 +631,9 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     baselines: baselineCell("kl"),
     verdictFaithful: vf(`${verdictReproduces(0.516, F?.klReductionJoint)} (own-path diagnostic)`, isJointSide),
     verdictCorrected: vc(combineBaselineVerdicts(baselineVerdicts("kl", C)), isJointSide),
-    diagnostic: `The 51.6% splices the joint model's own SAE path as the baseline. ${OWN_PATH_MECHANISM}${duplicationText(C ?? F)}`,
+    diagnostic:
+      `The 51.6% splices the joint model's own SAE path as the baseline. ${OWN_PATH_MECHANISM}` +
+      duplicationText(C ?? F),
   });
 
   rows.push({
@@ -596,7 +645,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     baselines: "none measured for CE (see the KL claim's matched baselines)",
     verdictFaithful: vf(`${verdictReproduces(0.262, F?.ceImprovementJoint)} (own-path diagnostic)`, isJointSide),
     verdictCorrected: vc(
-      "not tested: CE is measured against the joint model's own SAE path only, which is mechanical; no matched-baseline CE was measured (the KL claim's matched baselines are the test)",
+      "not tested: CE is measured against the joint model's own SAE path only, which is mechanical; " +
+        "no matched-baseline CE was measured (the KL claim's matched baselines are the test)",
       isJointSide,
     ),
     diagnostic: `Measured against the own SAE path. ${OWN_PATH_MECHANISM}`,
@@ -624,7 +674,9 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     rows.push({
       claim: "The nonlinear pathway gives 16.5% of the KL gain with ~3% of parameters",
       definition:
-        "KL improvement of SAE+interaction / KL improvement of full (both vs the own SAE path); (V+MLP) params / total. Matched: the full model against the joint SAE+linear model (same training, no interaction)",
+        "KL improvement of SAE+interaction / KL improvement of full (both vs the own SAE path); " +
+        "(V+MLP) params / total. Matched: the full model against the joint SAE+linear model " +
+        "(same training, no interaction)",
       paper: "16.5% of gain; 3.2% of parameters",
       faithful: `${p(F?.nonlinearShareOfKlGain)}${params(F)}`,
       corrected: `${p(C?.nonlinearShareOfKlGain)}${params(C)}`,
@@ -643,11 +695,16 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     const fmt = (m?: ModeResults) => {
       const j = m?.bimodality?.joint?.filter((s) => Number.isFinite(s.p));
       if (!j?.length) return "not measured";
-      return `dip p per seed ${j.map((s) => s.p.toPrecision(2)).join(", ")} (live features, n = ${j.map((s) => s.n).join(", ")}); mixture means ${j.map((s) => `${s.means[0].toFixed(3)}/${s.means[1].toFixed(3)}`).join(", ")}; ΔBIC ${j.map((s) => s.deltaBic.toFixed(1)).join(", ")} (descriptive)`;
+      const ns = j.map((s) => formatNumber(s.n)).join(", ");
+      return (
+        `dip p per seed ${pList(j.map((s) => s.p))} (live features, n = ${ns}); ` +
+        `mixture means ${j.map((s) => `${formatNumber(s.means[0])}/${formatNumber(s.means[1])}`).join(", ")}; ` +
+        `ΔBIC ${j.map((s) => formatNumber(s.deltaBic)).join(", ")} (descriptive)`
+      );
     };
     const side = (label: string, xs?: BimodalitySide[]) => {
       const v = xs?.filter((s) => Number.isFinite(s.p));
-      return `${label} dip p ${v?.length ? v.map((s) => s.p.toPrecision(2)).join(", ") : "n/a"}`;
+      return `${label} dip p ${v?.length ? pList(v.map((s) => s.p)) : "n/a"}`;
     };
     const bl = (m?: ModeResults) =>
       [
@@ -658,7 +715,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     rows.push({
       claim: "Joint decoder squared norms are bimodal (modes ≈0.05 / ≈0.37)",
       definition:
-        "Hartigan's dip test of unimodality on ‖W_dec[:, i]‖² of live features, per seed (p < 0.05 rejects unimodality); a 2-component Gaussian mixture's ΔBIC = BIC(1) − BIC(2) is descriptive only",
+        "Hartigan's dip test of unimodality on ‖W_dec[:, i]‖² of live features, per seed (p < 0.05 rejects " +
+        "unimodality); a 2-component Gaussian mixture's ΔBIC = BIC(1) − BIC(2) is descriptive only",
       paper: "bimodal, modes ≈0.05 / ≈0.37 (standalone unimodal ≈0.40)",
       faithful: fmt(F),
       corrected: fmt(C),
@@ -675,35 +733,44 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     rows.push({
       claim: "Squared norm anti-correlates with the NFM weight share (Spearman −0.987)",
       definition:
-        "Spearman ρ(‖W_dec[:, i]‖², (l_i+e_i)/(r_i+l_i+e_i)), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖; CI per the cell; partly mechanical (notes §12-12)",
+        "Spearman ρ(‖W_dec[:, i]‖², (l_i+e_i)/(r_i+l_i+e_i)), r = ‖W_dec,i‖, l = ‖W_lin,i‖, e = ‖V_i‖; " +
+        "CI per the cell; partly mechanical (notes §12-12)",
       paper: "ρ = −0.987",
       faithful: sp(F),
       corrected: sp(C),
       baselines: `against the raw norms (live): F ${raw(F)} | C ${raw(C)}`,
       verdictFaithful: vf(verdictReproduces(-0.987, F?.spearman?.all, { kind: "num" }), isJointOnly),
       verdictCorrected: vc(
-        `${verdictHolds(-1, C?.spearman?.live, "ρ on live features", { kind: "num", noEffect: "no correlation distinguishable from zero", opposite: "the correlation has the opposite sign" })}; partly mechanical, see the diagnostic`,
+        `${verdictHolds(-1, C?.spearman?.live, "ρ on live features", RHO)}; partly mechanical, see the diagnostic`,
         isJointOnly,
       ),
       diagnostic:
-        "Partly mechanical: (l+e)/(r+l+e) = 1 − r/(r+l+e) falls as r = ‖W_dec,i‖ grows whenever l and e vary less than r, so a strong negative ρ follows from the definition of the ratio (notes §12-12); the ρ against the raw norms r, l, e shows what is left.",
+        "Partly mechanical: (l+e)/(r+l+e) = 1 − r/(r+l+e) falls as r = ‖W_dec,i‖ grows whenever l and e vary " +
+        "less than r, so a strong negative ρ follows from the definition of the ratio (notes §12-12); the ρ " +
+        "against the raw norms r, l, e shows what is left.",
     });
   }
 
   {
     const s = (m?: ModeResults) =>
       m?.secondarySae
-        ? `${m.secondarySae.features} features, k=${m.secondarySae.k}, FVU ${m.secondarySae.fvu.toFixed(3)}${m.secondarySae.fvuPerSeed && m.secondarySae.fvuPerSeed.length > 1 ? ` (mean; seeds ${m.secondarySae.fvuPerSeed.map((v) => numOf(v)).join(", ")})` : ""}, dead ${pctOf(m.secondarySae.deadFraction)}%`
+        ? `${m.secondarySae.features} features, k=${m.secondarySae.k}, FVU ${formatNumber(m.secondarySae.fvu)}` +
+          perSeedFvu(m.secondarySae.fvuPerSeed) +
+          `, dead ${pctOf(m.secondarySae.deadFraction)}%`
         : "not measured";
     const v = (m?: ModeResults) => {
       const sec = m?.secondarySae;
       if (!sec) return "not tested";
       const per = (sec.fvuPerSeed ?? [sec.fvu]).filter(Number.isFinite);
       if (per.length < 2)
-        return `no uncertainty estimate: FVU ${sec.fvu.toFixed(3)} in one seed (${sec.fvu < 0.2 ? "below" : "not below"} 0.2)`;
+        return (
+          `no uncertainty estimate: FVU ${formatNumber(sec.fvu)} in one seed ` +
+          `(${sec.fvu < 0.2 ? "below" : "not below"} 0.2)`
+        );
       const below = per.filter((x) => x < 0.2).length;
       return below === per.length
-        ? `holds qualitatively: FVU < 0.2 in every seed (${per.length} of ${per.length}); the space is sparsely decomposable`
+        ? `holds qualitatively: FVU < 0.2 in every seed (${per.length} of ${per.length}); ` +
+            "the space is sparsely decomposable"
         : below === 0
           ? `not supported: FVU ≥ 0.2 in every seed`
           : `inconclusive: FVU < 0.2 in ${below} of ${per.length} seeds`;
@@ -711,7 +778,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     rows.push({
       claim: "A secondary SAE decomposes the integration space (300 → 7,500 features)",
       definition:
-        "TopK SAE with 25×E features, k = 2%, on z-scored pre-ReLU NFM MLP1 output; held-out FVU (< 0.2 = sparsely decomposable)",
+        "TopK SAE with 25×E features, k = 2%, on z-scored pre-ReLU NFM MLP1 output; " +
+        "held-out FVU (< 0.2 = sparsely decomposable)",
       paper: "7,500 features (code used E=200 → 5,000); VE ≈ 0.96",
       faithful: s(F),
       corrected: s(C),
@@ -728,17 +796,21 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       const t = tests(m);
       const parts = t.map((x) => {
         const extra = [
-          x.permutationP !== undefined ? `permutation p = ${x.permutationP.toPrecision(2)}` : "",
-          x.holmP !== undefined
-            ? `Holm p = ${x.holmP.toPrecision(2)}${x.holmFamily ? ` (family of ${x.holmFamily})` : ""}`
-            : "",
-          x.contrast !== undefined ? `L = ${x.contrast.toExponential(2)} nats` : "",
-          x.minDetectable !== undefined ? `detectable |L| ≥ ${x.minDetectable.toExponential(2)} nats (80% power)` : "",
+          x.permutationP !== undefined ? `permutation ${pText(x.permutationP)}` : "",
+          x.holmP !== undefined ? `Holm ${pText(x.holmP)}${x.holmFamily ? ` (family of ${x.holmFamily})` : ""}` : "",
+          x.contrast !== undefined ? `L = ${formatNumber(x.contrast)} nats` : "",
+          x.minDetectable !== undefined ? `detectable |L| ≥ ${formatNumber(x.minDetectable)} nats (80% power)` : "",
           x.authorsStatF !== undefined
-            ? `authors' statistic F = ${x.authorsStatF.toFixed(2)}, p = ${x.authorsStatP?.toPrecision(2)}`
+            ? `authors' statistic F = ${formatNumber(x.authorsStatF)}, ${pText(x.authorsStatP)}`
             : "",
         ].filter(Boolean);
-        return `${x.seed !== undefined ? `seed ${x.seed}` : ""}${x.clamp ? `${x.seed !== undefined ? ", " : ""}${x.clamp}${x.feature !== undefined ? ` (#${x.feature})` : ""}` : ""}${x.seed !== undefined || x.clamp ? ": " : ""}F(${x.df1},${x.df2}) = ${x.f.toFixed(2)}, p = ${x.p.toPrecision(2)}${extra.length ? `; ${extra.join("; ")}` : ""}`;
+        const clamp = x.clamp
+          ? `${x.seed !== undefined ? ", " : ""}${x.clamp}${x.feature !== undefined ? ` (#${x.feature})` : ""}`
+          : "";
+        const seed = x.seed !== undefined ? `seed ${x.seed}` : "";
+        const where = `${seed}${clamp}${x.seed !== undefined || x.clamp ? ": " : ""}`;
+        const test = `F(${x.df1},${x.df2}) = ${formatNumber(x.f)}, ${pText(x.p)}`;
+        return `${where}${test}${extra.length ? `; ${extra.join("; ")}` : ""}`;
       });
       if (m?.interactionUntestable) parts.push(`no test: ${m.interactionUntestable}`);
       return parts.length ? parts.join(" | ") : "not measured";
@@ -746,7 +818,9 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     rows.push({
       claim: "Clamping a secondary feature shows a formality × emotion interaction (F = 5.06, p = 0.027)",
       definition:
-        "item-level 2 × 2 between-items ANOVA (target words as the unit, each word's Δ log p averaged over prompts; df 1, n_words − 4), permutation p, Holm over clamp values × features × clamp kinds; per seed, with the sign of the interaction contrast compared across seeds",
+        "item-level 2 × 2 between-items ANOVA (target words as the unit, each word's Δ log p averaged over " +
+        "prompts; df 1, n_words − 4), permutation p, Holm over clamp values × features × clamp kinds; per seed, " +
+        "with the sign of the interaction contrast compared across seeds",
       paper: "F = 5.06, p = 0.027 (authors' paired statistic)",
       faithful: s(F),
       corrected: s(C),

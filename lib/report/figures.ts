@@ -1,7 +1,7 @@
 /**
  * Vega-lite specs for the report and the notebooks, built from the pipeline's cached summaries
- * (lib/pipeline/, the analyses' shapes in lib/eval/). Pure functions: data in, spec out. Every spec has a title and axis
- * titles with units (lib/display/spec-check.ts), and is checked before it is returned.
+ * (lib/pipeline/, the analyses' shapes in lib/eval/). Pure functions: data in, spec out. Every spec has a title
+ * and axis titles with units (lib/display/spec-check.ts), and is checked before it is returned.
  */
 import { assertChartSpec, VegaLiteSpec } from "../display/spec-check";
 import { NBSP, formatCi, formatNumber, formatPercent } from "../display/format";
@@ -50,7 +50,8 @@ export function spliceConditionModel(condition: string): ModelId {
   const id = CONDITION_MODEL.get(condition);
   if (!id)
     throw new Error(
-      `splice condition "${condition}" has no model in SPLICE_CONDITION_MODEL (known: ${[...CONDITION_MODEL.keys()].join(", ")})`,
+      `splice condition "${condition}" has no model in SPLICE_CONDITION_MODEL ` +
+        `(known: ${[...CONDITION_MODEL.keys()].join(", ")})`,
     );
   return id;
 }
@@ -72,12 +73,10 @@ export function spliceHeadlines(splice: SpliceSummary): string[] {
     const [v, lo, hi] = lower
       ? [c.value, c.lo, c.hi]
       : [-c.value, c.hi === null ? null : -c.hi, c.lo === null ? null : -c.lo];
-    out.push(
-      `${modelName("joint")} vs ${modelName(h.baseline)}: splice KL ${formatPercent(v)} ${lower ? "lower" : "higher"}${NBSP}${formatCi(lo, hi, (x) => formatPercent(x))}`.replace(
-        `${NBSP}—`,
-        "",
-      ),
-    );
+    const ci = formatCi(lo, hi, (x) => formatPercent(x));
+    const pair = `${modelName("joint")} vs ${modelName(h.baseline)}`;
+    const head = `${pair}: splice KL ${formatPercent(v)} ${lower ? "lower" : "higher"}`;
+    out.push(`${head}${NBSP}${ci}`.replace(`${NBSP}—`, ""));
   }
   return out;
 }
@@ -840,5 +839,64 @@ export function residualNormSpec(
       color: { field: "position", type: "nominal", title: "position" },
       tooltip: [{ field: "token" }, { field: "hook" }, { field: "norm", format: ".3f" }],
     },
+  });
+}
+
+/** Notebook 02: every residual-stream dimension's mean ± one std (lib/data/summary.ts dimensionStats rows). */
+export function dimensionStatsSpec(
+  rows: Array<{ dim: number; mean: number; lo: number; hi: number }>,
+  title = "Per-dimension mean ± std",
+): VegaLiteSpec {
+  const x = { field: "dim", type: "ordinal", title: "residual-stream dimension [index]" };
+  const y = { type: "quantitative", title: "activation value (model units)" };
+  return checked({
+    $schema: SCHEMA,
+    title,
+    width: 640,
+    height: 260,
+    data: { values: rows },
+    layer: [
+      {
+        mark: { type: "rule" },
+        encoding: {
+          x: { ...x, axis: { labelAngle: 0, values: rows.filter((r) => r.dim % 8 === 0).map((r) => r.dim) } },
+          y: { ...y, field: "lo" },
+          y2: { field: "hi" },
+        },
+      },
+      { mark: { type: "point", filled: true }, encoding: { x, y: { ...y, field: "mean" } } },
+    ],
+  });
+}
+
+/** Notebook 02: histograms of the raw and the z-scored row norms side by side, each on its own scales. */
+export function rowNormsSpec(
+  raw: Array<{ lo: number; hi: number; count: number }>,
+  zScored: Array<{ lo: number; hi: number; count: number }>,
+  title = "Distribution of row norms ‖x‖",
+): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title,
+    data: {
+      values: [...raw.map((b) => ({ ...b, kind: "raw" })), ...zScored.map((b) => ({ ...b, kind: "z-scored" }))],
+    },
+    facet: { column: { field: "kind", type: "nominal", title: "activations" } },
+    spec: {
+      width: 300,
+      height: 200,
+      mark: "bar",
+      encoding: {
+        x: {
+          field: "lo",
+          type: "quantitative",
+          bin: { binned: true },
+          title: "row norm ‖x‖ (raw: model units; z-scored: std units)",
+        },
+        x2: { field: "hi" },
+        y: { field: "count", type: "quantitative", title: "rows [#]" },
+      },
+    },
+    resolve: { scale: { x: "independent", y: "independent" } },
   });
 }

@@ -3,6 +3,7 @@
  * detailed tables behind them, with definitions next to the numbers and the figures linked.
  * Pure: everything comes in as data; the caller writes the file.
  */
+import { formatNumber, formatPercent, formatWithCi, formatP, pText } from "../display/format";
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
 import type { SpliceSummary } from "../eval/splice-contrasts";
 import type { ModeArtifacts, TrainSummary } from "../pipeline/index";
@@ -49,14 +50,12 @@ export interface ReportFigure {
   caption: string;
 }
 
-const f = (v: number | null | undefined, digits = 4) =>
-  v === null || v === undefined || !Number.isFinite(v)
-    ? "—"
-    : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
-      ? v.toExponential(2)
-      : v.toFixed(digits);
-const pct = (v: number | null | undefined) =>
-  v === null || v === undefined || !Number.isFinite(v) ? "—" : `${(v * 100).toFixed(1)}%`;
+// Every number goes through lib/display/format.ts: 3 significant digits, thousands separators, one p-value style,
+// intervals that do not wrap.
+const f = (v: number | null | undefined) => formatNumber(v);
+const pct = (v: number | null | undefined) => formatPercent(v);
+const ci = (v: number | null | undefined, lo: number | null | undefined, hi: number | null | undefined, fmt = f) =>
+  v === null || v === undefined || Number.isNaN(v) ? "—" : formatWithCi(v, lo, hi, (x) => fmt(x));
 const esc = (s: string) => s.replace(/\|/g, "\\|");
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
@@ -73,11 +72,17 @@ export const PAPER_MODEL = { name: "OpenLLaMA-3B", params: 3e9, dim: 3200, nLaye
 export function scaleStatement(h: RunHeader): string {
   const p = h.model.params;
   const ratio = p ? PAPER_MODEL.params / p : null;
+  const size = [
+    p ? ` (≈${formatNumber(p)} parameters` : " (",
+    h.model.dim ? `, d = ${h.model.dim}` : "",
+    h.model.nLayers ? `, ${h.model.nLayers} layers` : "",
+  ].join("");
+  const times = ratio && (ratio >= 1e4 ? `${formatNumber(ratio / 1e4, 2)}×10⁴` : formatNumber(Math.round(ratio)));
   return [
-    `**Scale.** The paper used ${PAPER_MODEL.name} (≈3×10⁹ parameters, residual width d = ${PAPER_MODEL.dim}, ${PAPER_MODEL.nLayers} ` +
-      `layers, a 50,000-feature SAE). `,
-    `This run uses **${h.model.name}**${p ? ` (≈${p.toLocaleString("en-US")} parameters` : " ("}${h.model.dim ? `, d = ${h.model.dim}` : ""}${h.model.nLayers ? `, ${h.model.nLayers} layers` : ""}), `,
-    ratio ? `about **${ratio >= 1e4 ? `${(ratio / 1e4).toFixed(1)}×10⁴` : ratio.toFixed(0)}× smaller**. ` : "",
+    `**Scale.** The paper used ${PAPER_MODEL.name} (≈3×10⁹ parameters, residual width d = ${PAPER_MODEL.dim}, ` +
+      `${PAPER_MODEL.nLayers} layers, a 50,000-feature SAE). `,
+    `This run uses **${h.model.name}**${size}), `,
+    ratio ? `about **${times}× smaller**. ` : "",
     "Every number below is a small-model result: it tests whether the paper's effects appear at this scale with " +
       "the same procedure, ",
     "not whether the paper's exact values hold for OpenLLaMA-3B.",
@@ -106,11 +111,11 @@ function trainingTable(training: Record<string, TrainSummary>): string {
       f(t.final.mse),
       f(t.final.mseSaePath),
       f(t.final.fvu),
-      f(t.final.l0, 1),
+      f(t.final.l0),
       pct(t.final.deadFraction),
       pct(t.final.linearShare),
-      t.params.total.toLocaleString("en-US"),
-      f(t.seconds, 1),
+      formatNumber(t.params.total),
+      f(t.seconds),
     ]),
   );
 }
@@ -133,13 +138,13 @@ function spliceTable(s: SpliceSummary): string {
       r.condition,
       r.kind,
       r.nKL,
-      `${f(r.meanKL)} [${f(r.klLo)}, ${f(r.klHi)}]`,
+      ci(r.meanKL, r.klLo, r.klHi),
       f(r.medianKL),
-      r.pathologyRatio === null ? "—" : `${f(r.pathologyRatio, 2)} [${f(r.pathologyLo, 2)}, ${f(r.pathologyHi, 2)}]`,
-      r.klImprovement === null ? "—" : `${pct(r.klImprovement)} [${pct(r.klImprovementLo)}, ${pct(r.klImprovementHi)}]`,
+      ci(r.pathologyRatio, r.pathologyLo, r.pathologyHi),
+      ci(r.klImprovement, r.klImprovementLo, r.klImprovementHi, pct),
       f(r.meanCE),
       pct(r.ceRecovered),
-      f(r.meanErrorNorm, 3),
+      f(r.meanErrorNorm),
     ]),
   );
 }
@@ -163,9 +168,13 @@ function modeSection(m: ModeArtifacts): string {
   out.push("**Models** (held-out rows, model space = z-scored activations):", "", trainingTable(m.training), "");
   if (m.splice) {
     out.push(
-      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows from ${m.splice.documents ?? "?"} ` +
-        `documents / ${m.splice.positions} positions; clean next-token CE ${f(m.splice.meanCleanCE)} ` +
-        `nats. ${m.splice.seqInteraction === "linear-sum" ? "The sequential SAE + NFM condition feeds the interaction MLP the linear sum Vᵀf, as the authors' sequential KL scripts did (notes §12-3). " : ""}`,
+      `**Splice test** at hidden_states[${m.splice.layerSpliced}] over ${m.splice.windows} windows from ` +
+        `${m.splice.documents ?? "?"} documents / ${m.splice.positions} positions; clean next-token CE ` +
+        `${f(m.splice.meanCleanCE)} nats. ` +
+        (m.splice.seqInteraction === "linear-sum"
+          ? "The sequential SAE + NFM condition feeds the interaction MLP the linear sum Vᵀf, as the authors' " +
+            "sequential KL scripts did (notes §12-3). "
+          : ""),
       "KL = Σ_v p_clean log(p_clean/p_patched) per position (natural log); ε-random = x + ‖x̂ − x‖·u, u uniform " +
         "on the sphere, with each condition's own error norm; CIs resample documents (positions in " +
         "a window, and windows cut from one document, are correlated).",
@@ -177,7 +186,7 @@ function modeSection(m: ModeArtifacts): string {
       "",
       table(
         ["contrast", "definition", "value [95% CI]"],
-        (m.splice.contrasts ?? []).map((c) => [c.name, c.definition, `${pct(c.value)} [${pct(c.lo)}, ${pct(c.hi)}]`]),
+        (m.splice.contrasts ?? []).map((c) => [c.name, c.definition, ci(c.value, c.lo, c.hi, pct)]),
       ),
       "",
     );
@@ -187,16 +196,16 @@ function modeSection(m: ModeArtifacts): string {
     const rows = [g.joint, g.standalone, g.modern, g.jointEffective].map((r) => [
       r.label,
       r.bimodal.n,
-      f(r.bimodal.mixture.deltaBic, 1),
-      `${f(r.bimodal.mixture.two.means[0], 3)} / ${f(r.bimodal.mixture.two.means[1], 3)}`,
-      `${f(r.bimodal.mixture.two.weights[0], 2)} / ${f(r.bimodal.mixture.two.weights[1], 2)}`,
+      f(r.bimodal.mixture.deltaBic),
+      `${f(r.bimodal.mixture.two.means[0])} / ${f(r.bimodal.mixture.two.means[1])}`,
+      `${f(r.bimodal.mixture.two.weights[0])} / ${f(r.bimodal.mixture.two.weights[1])}`,
       `${r.bimodal.fixedCut.nLow} / ${r.bimodal.fixedCut.nHigh}`,
-      r.bimodal.liveOnly ? f(r.bimodal.liveOnly.mixture.deltaBic, 1) : "—",
+      r.bimodal.liveOnly ? f(r.bimodal.liveOnly.mixture.deltaBic) : "—",
       r.bimodal.activityByMixture
         ? r.bimodal.activityByMixture.map((a) => `${a.group}: ${a.dead} dead, ${a.rare} rare of ${a.n}`).join("; ")
         : "—",
-      r.bimodal.spearman ? f(r.bimodal.spearman.nfmTotal.r, 3) : "—",
-      f(r.meanAbsCosine, 4),
+      r.bimodal.spearman ? f(r.bimodal.spearman.nfmTotal.r) : "—",
+      f(r.meanAbsCosine),
       r.pcaComponents90,
     ]);
     out.push(
@@ -230,9 +239,9 @@ function modeSection(m: ModeArtifacts): string {
   if (m.secondary) {
     const s = m.secondary;
     out.push(
-      `**Secondary SAE** on the sequential NFM's post-MLP1, pre-ReLU h (E = ${s.E}, z-scored): ${s.features} features, ` +
-        `k = ${s.k}, ${s.rows} rows; held-out FVU ${f(s.heldOut.fvu, 3)}, variance explained ` +
-        `(authors' definition) ${f(s.heldOut.varianceExplained, 3)}, L0 ${f(s.heldOut.l0, 1)}, dead ` +
+      `**Secondary SAE** on the sequential NFM's post-MLP1, pre-ReLU h (E = ${s.E}, z-scored): ` +
+        `${s.features} features, k = ${s.k}, ${s.rows} rows; held-out FVU ${f(s.heldOut.fvu)}, variance explained ` +
+        `(authors' definition) ${f(s.heldOut.varianceExplained)}, L0 ${f(s.heldOut.l0)}, dead ` +
         `${pct(s.heldOut.deadFraction)}.`,
       "",
     );
@@ -247,32 +256,36 @@ function modeSection(m: ModeArtifacts): string {
         return [
           `${e.role}: ${e.name}`,
           value(e.kind, l.c),
-          it ? `F(1,${it.df2}) = ${f(it.f, 2)}, p = ${f(it.p, 3)} (${it.nItems} words)` : "Δ ≡ 0 (no test)",
-          it ? f(it.permutationP, 4) : "—",
-          l.holmP !== null && l.holmP !== undefined ? f(l.holmP, 3) : "—",
-          it ? `${f(it.contrast, 4)} (≥ ${f(it.power.minDetectable, 4)})` : "—",
-          it ? `${f(it.formality.f, 2)} / ${f(it.emotion.f, 2)}` : "—",
+          it ? `F(1,${it.df2}) = ${f(it.f)}, ${pText(it.p)} (${it.nItems} words)` : "Δ ≡ 0 (no test)",
+          it ? formatP(it.permutationP) : "—",
+          l.holmP !== null && l.holmP !== undefined ? formatP(l.holmP) : "—",
+          it ? `${f(it.contrast)} (≥ ${f(it.power.minDetectable)})` : "—",
+          it ? `${f(it.formality.f)} / ${f(it.emotion.f)}` : "—",
           l.interaction
-            ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f, 2)}, p = ${f(l.interaction.p, 3)}`
+            ? `F(${l.interaction.df1},${l.interaction.df2}) = ${f(l.interaction.f)}, ${pText(l.interaction.p)}`
             : "—",
-          l.authors ? `F = ${f(l.authors.f, 2)}, p = ${f(l.authors.p, 3)}` : "—",
-          f(l.maxAbsDelta, 4),
+          l.authors ? `F = ${f(l.authors.f)}, ${pText(l.authors.p)}` : "—",
+          f(l.maxAbsDelta),
           `${l.nonZero} / ${l.readouts}`,
         ];
       }),
     );
     const additive = iv.experiments
       .filter((e) => e.kind === "additive" && e.unit)
-      .map((e) => `#${e.feature}: ${f(e.unit!.value, 4)} (cell ${e.unit!.cell})`);
+      .map((e) => `#${e.feature}: ${f(e.unit!.value)} (cell ${e.unit!.cell})`);
+    const droppedExamples = sel.droppedExamples.length
+      ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f)})`).join(", #")}`
+      : "";
+    const control = iv.controlFeature ? `#${iv.controlFeature.feature}` : "none";
     out.push(
       `**Clamping (2×2 formality × emotion).** Candidates: ${sel.candidates} secondary features active on the ` +
         `stimulus sentences, ranked by one-way ANOVA over the four cells; ` +
         `${sel.dropped} dropped because they never fire at the ${sel.readoutPositions} readout positions (a ` +
-        `clamp cannot act there)${sel.droppedExamples.length ? `, e.g. #${sel.droppedExamples.map((d) => `${d.feature} (F = ${f(d.f, 2)})`).join(", #")}` : ""}. ` +
+        `clamp cannot act there)${droppedExamples}. ` +
         (sel.notTestedReason
           ? `**Not tested:** ${sel.notTestedReason}. `
-          : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f, 2)}, fires at ${iv.topFeature?.firing} ` +
-            `readout positions); control (lowest F among the kept ones): ${iv.controlFeature ? `#${iv.controlFeature.feature}` : "none"}. `) +
+          : `Top feature #${iv.topFeature?.feature} (F = ${f(iv.topFeature?.f)}, fires at ${iv.topFeature?.firing} ` +
+            `readout positions); control (lowest F among the kept ones): ${control}. `) +
         "Δ = log p(target word | clamped) − log p(target word | unclamped splice). Multiplicative clamp g_j ← " +
         "c·g_j at every position (the paper's); additive clamp h ← h + α·u_j·dec_j at the readout " +
         "positions, " +
@@ -323,8 +336,8 @@ function modeSection(m: ModeArtifacts): string {
 export function statisticsParagraph(info: StudyInfo): string {
   const k = info.seeds.length;
   return [
-    `**Statistics.** The unit of replication is the training seed: every model is trained ${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), ` +
-      `with the data split fixed. `,
+    "**Statistics.** The unit of replication is the training seed: every model is trained " +
+      `${k === 1 ? "once (one seed" : `${k} times (seeds ${info.seeds.join(", ")}`}), with the data split fixed. `,
     k >= 2
       ? `A claim's value is the mean over the ${k} seeds, and its 95% CI is a t-interval over the seed values ` +
         `(mean ± t_{${k - 1}, 0.975} · sd/√${k}), so it includes seed-to-seed variation; the ` +
@@ -389,7 +402,7 @@ function convergenceSection(study: StudyArtifacts): string {
 function duplicationSection(study: StudyArtifacts): string {
   const seeds = study.info.seeds;
   const rows: Array<Array<string | number>> = [];
-  const sci = (xs: number[]) => xs.map((v) => (Number.isFinite(v) ? v.toExponential(2) : "—")).join(", ");
+  const sci = (xs: number[]) => xs.map((v) => formatNumber(v)).join(", ");
   for (const mode of ["faithful", "corrected"] as const) {
     for (const d of study.aggregated[mode]?.duplication ?? []) {
       rows.push([
@@ -452,23 +465,23 @@ export function budgetStatement(details: ModeArtifacts[]): string | null {
   const longer = named.filter(([k]) => (steps(k) ?? joint) > joint);
   const listed = named
     .filter(([k]) => steps(k) !== undefined)
-    .map(([k, label]) => `${label} ${steps(k)!.toLocaleString("en-US")}`)
+    .map(([k, label]) => `${label} ${formatNumber(steps(k)!)}`)
     .join(", ");
   if (longer.length === 0)
     return (
-      `**Training budgets.** Every model of the matched comparisons was trained for ${joint.toLocaleString("en-US")} ` +
+      `**Training budgets.** Every model of the matched comparisons was trained for ${formatNumber(joint)} ` +
       `steps (${listed}).`
     );
   return (
-    `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${joint.toLocaleString("en-US")} ` +
+    `**Training budgets (${m.params.mode} mode).** The joint-family models were trained for ${formatNumber(joint)} ` +
     `steps; the standalone baselines for more (${listed}), ` +
     "because they needed it to pass the convergence check. Budgets are therefore not equal: a gain of the joint " +
     "model that holds is conservative, " +
     "and a baseline that wins may owe part of its advantage to its longer training; the convergence table shows " +
     "how much each model still moved." +
     (steps("jointEqualBudget") !== undefined
-      ? ` For the equal-budget check, the full joint model was also trained for ${steps("jointEqualBudget")!.toLocaleString("en-US")} ` +
-        `steps (\"vs width-matched SAE, equal budget\").`
+      ? " For the equal-budget check, the full joint model was also trained for " +
+        `${formatNumber(steps("jointEqualBudget")!)} steps ("vs width-matched SAE, equal budget").`
       : "")
   );
 }
@@ -508,7 +521,7 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
         ["backend", h.backend],
         ["versions", h.versions.map((v) => `${v.component} ${v.version}`).join("; ")],
         ["seeds", (h.seeds ?? info.seeds).join(", ")],
-        ["wall time", `${h.wallSeconds.toFixed(1)} s`],
+        ["wall time", `${formatNumber(h.wallSeconds)} s`],
         ["cache", `${h.cache.hits} hits, ${h.cache.misses} misses (artifacts reused from earlier runs count as hits)`],
         ...(h.peakMemory ? [["peak memory (RSS)", peakMemoryText(h.peakMemory)]] : []),
       ],
@@ -542,7 +555,8 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   out.push("## Details per mode", "");
   if (details.length)
     out.push(
-      `The tables below are for the first seed (seed ${details[0].params.seed})${info.seeds.length > 1 ? `; the claims above combine all ${info.seeds.length} seeds` : ""}.`,
+      `The tables below are for the first seed (seed ${details[0].params.seed})` +
+        `${info.seeds.length > 1 ? `; the claims above combine all ${info.seeds.length} seeds` : ""}.`,
       "",
     );
   for (const m of details) out.push(modeSection(m));
@@ -578,11 +592,11 @@ export function buildReport(h: RunHeader, study: StudyArtifacts, figures: Report
   return out.join("\n");
 }
 
-const seconds = (v: number) => (v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1));
+const seconds = (v: number) => formatNumber(v >= 100 ? Math.round(v) : v);
 
 function peakMemoryText(m: PeakMemory): string {
-  const main = `${m.mainMiB.toFixed(0)} MiB (this process)`;
-  return m.workerMiB === null ? main : `${main}; ${m.workerMiB.toFixed(0)} MiB (largest worker process)`;
+  const main = `${formatNumber(Math.round(m.mainMiB))} MiB (this process)`;
+  return m.workerMiB === null ? main : `${main}; ${formatNumber(Math.round(m.workerMiB))} MiB (largest worker process)`;
 }
 
 /** "Where the time goes": one row per pipeline stage (issue 17, item 5). */
@@ -591,9 +605,9 @@ export function profileSection(rows: StageTime[]): string {
     return [
       "## Where the time goes",
       "",
-      `Every stage (${rows.reduce((n, r) => n + r.cached, 0)} steps) was read back from the cache: this run computed nothing, so its ` +
-        "stage times would only measure loading. The times of the runs that computed them are in their own reports " +
-        "(for the committed study: results/standard/compute.log).",
+      `Every stage (${rows.reduce((n, r) => n + r.cached, 0)} steps) was read back from the cache: ` +
+        "this run computed nothing, so its stage times would only measure loading. The times of the runs that " +
+        "computed them are in their own reports (for the committed study: results/standard/compute.log).",
       "",
     ].join("\n");
   const total = rows.reduce((a, r) => a + r.cpuSeconds, 0);
