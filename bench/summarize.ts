@@ -63,7 +63,8 @@ const quantile = (xs: number[], q: number) => {
 /** Old against new, side by side per round (bench/old-vs-new.sh): a markdown table, one row per case. */
 export function summarizeOldNew(records: Rec[]): string[] {
   const rows = [
-    "| case | rounds | old CPU ms | new CPU ms | CPU new/old, median of rounds [IQR] | wall new/old, median of rounds |",
+    "| case | rounds | old CPU ms | new CPU ms | CPU new/old, median of rounds [IQR] | " +
+      "wall new/old, median of rounds |",
     "|---|---|---|---|---|---|",
   ];
   const names = [...new Set(records.map((r) => r.name))];

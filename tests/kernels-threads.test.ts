@@ -164,11 +164,13 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
   const vocab = model.config.vocabSize;
   const windows = Array.from({ length: 8 }, () =>
     Array.from({ length: 128 }, (_, t) => (t === 0 ? 1 : 3 + rng.int(vocab - 3))));
-  const hash = (t: tf.Tensor) => crypto.createHash("sha256").update(Buffer.from((t.dataSync() as Float32Array).buffer)).digest("hex");
+  const hash = (t: tf.Tensor) =>
+    crypto.createHash("sha256").update(Buffer.from((t.dataSync() as Float32Array).buffer)).digest("hex");
   const full = model.forward(windows, { capture: [1, 3] });
   // right-padded windows of other lengths (the harvest's last windows of a document)
   const lengths = windows.map((_, b) => (b % 2 ? 128 : 97 + b));
-  const ragged = model.forward(windows.map((w, b) => w.map((v, t) => (t < lengths[b] ? v : 0))), { capture: [3], lengths });
+  const padded = windows.map((w, b) => w.map((v, t) => (t < lengths[b] ? v : 0)));
+  const ragged = model.forward(padded, { capture: [3], lengths });
   const out = [full.logits!, ...full.hidden.values(), ragged.logits!, ...ragged.hidden.values()].map(hash);
   console.log(JSON.stringify({ threads: info.threads, hashes: out }));
 })().catch((e) => { console.error(e); process.exit(1); });
@@ -189,7 +191,8 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
   const modern = presetConfig("standard", { saePreset: "modern" });
   const out: Record<string, { params: string; losses: number[] }> = {};
   const rng = new Rng(Number(process.env.SEED));
-  for (const [name, cfg] of Object.entries({ joint: pre.joint, sae: pre.sae, saeWide: pre.saeWide, modern: modern.joint })) {
+  const models = { joint: pre.joint, sae: pre.sae, saeWide: pre.saeWide, modern: modern.joint };
+  for (const [name, cfg] of Object.entries(models)) {
     const model = createModel(cfg.model, 2);
     const ctx = makeStepContext(model, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-5, clipNorm: 1 }, 3);
     const d = cfg.model.sae.d, B = cfg.batchSize;
@@ -285,7 +288,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     assert.deepEqual(two.hashes, one.hashes, `logits / hidden states differ between 1 and 2 threads (seed ${seed})`);
   });
 
-  it("training steps at the study's shapes give the same bits at 1 and 2 threads (so cache keys leave threads out)", () => {
+  it("training steps at the study's shapes: the same bits at 1 and 2 threads (cache keys leave threads out)", () => {
     const seed = (Date.now() ^ process.pid) >>> 0;
     const one = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "1" }, seed);
     const two = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "2" }, seed);
@@ -293,7 +296,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     assert.deepEqual(two.out, one.out, `parameters or losses differ between 1 and 2 threads (seed ${seed})`);
   });
 
-  it("default thread counts: 2 for the language model and large training steps (1 on a 1-CPU machine), 1 for the study's", () => {
+  it("default thread counts: 2 for the LM and large training steps (1 on a 1-CPU machine), 1 for the study's", () => {
     assert.equal(defaultThreads("lm", 2), 2);
     assert.equal(defaultThreads("lm", 16), 2);
     assert.equal(defaultThreads("lm", 1), 1);

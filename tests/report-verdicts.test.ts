@@ -338,7 +338,8 @@ describe("buildClaimRows (two verdicts)", () => {
       assert.match(
         r.corrected,
         new RegExp(
-          String.raw`seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4, p\u00a0=\u00a00\.01; permutation p\u00a0=\u00a00\.01; ` +
+          String.raw`seed 0, multiplicative c = -4 \(#7\): F\(1,28\) = 4, p\u00a0=\u00a00\.01; ` +
+            String.raw`permutation p\u00a0=\u00a00\.01; ` +
             String.raw`Holm p\u00a0=\u00a00\.12 \(family of 12\); L = 0\.003 nats; detectable \|L\| ≥ 0\.02 nats`,
         ),
       );
