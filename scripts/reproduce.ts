@@ -60,8 +60,9 @@ Usage: npm run reproduce -- [options]
   --skip-notebooks            do not execute the notebooks
   --profile                   print the wall and CPU time of each pipeline stage at the end (the
                               report's "Where the time goes" section always has them)
-  --jobs N                    (mode, seed) runs trained in parallel worker processes (default 2 when
-                              the machine has ≥ 2 CPUs; each process uses one core)
+  --jobs N                    (mode, seed) runs trained in parallel worker processes, and notebooks
+                              executed in parallel kernels (default 2 when the machine has ≥ 2 CPUs;
+                              each process uses one core)
   --help                      show this help
 
 Output: data/runs/<run-id>/{report.md, results.json, figures/, notebooks/}; artifacts are cached in
@@ -159,12 +160,20 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
   };
 }
 
-/** Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs. */
+/** Notebooks that train models of their own (the sweep's grid): started first; the others fill the other lanes. */
+const NOTEBOOKS_FIRST = ["11-sweep.ipynb"];
+
+/**
+ * Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs.
+ * `jobs` kernels run at once (each its own process; a step two of them need is computed once, under the cache's
+ * cross-process lock); the results are in file order.
+ */
 async function runNotebooks(
   runDir: string,
   params: PipelineParams,
   artifactKey: string,
   log: (s: string) => void,
+  jobs = 1,
 ): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
   const nbDir = path.join(repoRoot, "notebooks");
   const files = fs.existsSync(nbDir)
@@ -187,7 +196,7 @@ async function runNotebooks(
     ...(process.env.IS_BACKEND ? { IS_BACKEND: process.env.IS_BACKEND } : {}),
   };
   const out: Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }> = [];
-  for (const f of files) {
+  const runOne = async (f: string) => {
     const src = path.join(nbDir, f);
     const t0 = Date.now();
     log(`notebook ${f} ...`);
@@ -208,8 +217,16 @@ async function runNotebooks(
       log(`notebook ${f} FAILED: ${msg.split("\n")[0]}`);
       out.push({ notebook: f, ok: false, cached: false, errors: [msg], seconds: (Date.now() - t0) / 1000 });
     }
-  }
-  return out;
+  };
+  const queue = [
+    ...files.filter((f) => NOTEBOOKS_FIRST.includes(f)),
+    ...files.filter((f) => !NOTEBOOKS_FIRST.includes(f)),
+  ];
+  const lane = async () => {
+    for (let f = queue.shift(); f; f = queue.shift()) await runOne(f);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, queue.length)) }, lane));
+  return out.sort((a, b) => a.notebook.localeCompare(b.notebook));
 }
 
 /** Drop bulky per-feature arrays from the JSON (they are in the geometry step's done.json in the cache). */
@@ -462,7 +479,7 @@ export async function reproduce(
   let notebooks: Awaited<ReturnType<typeof runNotebooks>> = [];
   try {
     if (!args.skipNotebooks)
-      notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log);
+      notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log, args.jobs);
   } finally {
     off2();
   }
