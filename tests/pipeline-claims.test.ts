@@ -205,8 +205,8 @@ describe("buildReport", () => {
     );
     assert.ok(md.includes("quick is the fast teaching preset and is not converged: its numbers are not findings"));
     assert.match(md, /\*\*Warning: 1 model × seed run did not pass the convergence check/);
-    assert.match(md, /\| corrected \| joint \| 0\.2% passed \| 3% \*\*FAILED\*\* \|/);
-    assert.match(md, /\| corrected \| joint \| 1e-7, 2e-7 \|/);
+    assert.match(md, /\| corrected \| joint full \| 0\.2% passed \| 3% \*\*FAILED\*\* \|/);
+    assert.match(md, /\| corrected \| joint full \| 1e-7, 2e-7 \|/);
     assert.match(md, /t-interval over the seed values/);
   });
 });

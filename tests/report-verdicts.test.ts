@@ -178,7 +178,7 @@ describe("convergenceSuffix", () => {
     };
     assert.equal(
       convergenceSuffix(m, (x) => x === "joint", [0, 1, 2]),
-      " (model joint did not pass the convergence check in seed 1)",
+      ' (model "joint full" did not pass the convergence check in seed 1)',
     );
     assert.equal(
       convergenceSuffix(m, (x) => x === "sae"),
@@ -248,7 +248,7 @@ describe("buildClaimRows (two verdicts)", () => {
       /vs standalone SAE with decoder bias: not supported: the matched baseline does as well/,
     );
     assert.match(r.verdictCorrected, /vs width-matched SAE: not tested/);
-    assert.match(r.verdictCorrected, /\(model joint did not pass the convergence check in seed 1\)/);
+    assert.match(r.verdictCorrected, /\(model "joint full" did not pass the convergence check in seed 1\)/);
     assert.match(r.diagnostic!, /identical gradient updates/);
     assert.match(r.diagnostic!, /joint 1e-7, 2e-7, 3e-7/);
     assert.match(r.faithful, /^42%\u00a0\[40,\u00a044\] \(document bootstrap, one seed \(no seed variation\)\)/);

@@ -13,6 +13,7 @@
  */
 /** A measured value: the mean over seeds (or the one seed's value), with its 95% CI and how the CI was obtained. */
 import { formatCi, formatNumber, formatP, NBSP, pText } from "../display/format";
+import { isModelId, modelName } from "../display/models";
 import type { BimodalityTestGroup } from "../eval/geometry";
 
 export interface Measured {
@@ -418,7 +419,7 @@ export function convergenceSuffix(
   return failed
     .map(
       (c) =>
-        ` (model ${c.model} did not pass the convergence check in ` +
+        ` (model "${isModelId(c.model) ? modelName(c.model) : c.model}" did not pass the convergence check in ` +
         `seed${c.seeds.length > 1 ? "s" : ""} ${c.seeds.join(", ")})`,
     )
     .join("");

@@ -3,7 +3,8 @@
  * detailed tables behind them, with definitions next to the numbers and the figures linked.
  * Pure: everything comes in as data; the caller writes the file.
  */
-import { formatNumber, formatPercent, formatWithCi, formatP, pText } from "../display/format";
+import { displayPath, formatNumber, formatPercent, formatWithCi, formatP, pText } from "../display/format";
+import { isModelId, modelName } from "../display/models";
 import { buildClaimRows, claimTableMarkdown, ModeResults, StudyInfo } from "./claims";
 import type { SpliceSummary } from "../eval/splice-contrasts";
 import type { ModeArtifacts, TrainSummary } from "../pipeline/index";
@@ -57,6 +58,8 @@ const pct = (v: number | null | undefined) => formatPercent(v);
 const ci = (v: number | null | undefined, lo: number | null | undefined, hi: number | null | undefined, fmt = f) =>
   v === null || v === undefined || Number.isNaN(v) ? "—" : formatWithCi(v, lo, hi, (x) => fmt(x));
 const esc = (s: string) => s.replace(/\|/g, "\\|");
+/** A model's human name in tables (lib/display/models.ts); an id without one stays as it is. */
+const label = (id: string) => (isModelId(id) ? modelName(id) : id);
 
 function table(head: string[], rows: Array<Array<string | number>>): string {
   return [
@@ -105,7 +108,7 @@ function trainingTable(training: Record<string, TrainSummary>): string {
       "train time (s)",
     ],
     Object.entries(training).map(([name, t]) => [
-      t.imported ? `${name} (imported from ${t.imported.dir})` : name,
+      t.imported ? `${label(name)} (imported from ${displayPath(t.imported.dir)})` : label(name),
       `${t.kind} / ${t.variant}`,
       t.imported ? "— (imported)" : t.steps,
       f(t.final.mse),
@@ -370,7 +373,7 @@ function convergenceSection(study: StudyArtifacts): string {
         if (!c.passed[i]) failed++;
         return `${pct(r)} ${c.passed[i] ? "passed" : "**FAILED**"}`;
       });
-      rows.push([mode, c.model, ...seeds.map((_, i) => cells[i] ?? "not checked")]);
+      rows.push([mode, label(c.model), ...seeds.map((_, i) => cells[i] ?? "not checked")]);
     }
   }
   out.push("## Convergence", "");
@@ -407,7 +410,7 @@ function duplicationSection(study: StudyArtifacts): string {
     for (const d of study.aggregated[mode]?.duplication ?? []) {
       rows.push([
         mode,
-        d.model,
+        label(d.model),
         sci(d.maxDrift),
         sci(d.maxInitialDifference),
         sci(d.ownPathMseMeasured),
