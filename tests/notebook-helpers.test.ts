@@ -5,8 +5,8 @@ import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { timeMatMul } from "../lib/notebook/environment";
 import { meanNormPerLayer, residualNormRows } from "../lib/lm/norms";
-import { loadModelAndTokenizer } from "../lib/lm/index";
-import { residualNormSpec } from "../lib/report/figures";
+import { loadModelAndTokenizer, topTokens } from "../lib/lm/index";
+import { matMulThroughputSpec, nextTokenSpec, residualNormSpec } from "../lib/report/figures";
 import { sharedDir } from "../lib/paths";
 
 before(async () => {
@@ -59,4 +59,20 @@ describe("notebook helpers", () => {
       model.dispose();
     },
   );
+
+  it("topTokens ranks a distribution (ties by id), quotes pieces; the notebooks' chart specs validate", () => {
+    const probs = [0.1, 0.4, 0.05, 0.4, 0.05];
+    const top = topTokens(probs, 3, (id) => `t${id}`);
+    assert.deepEqual(top, [
+      { rank: 1, token: '"t1"', id: 1, prob: 0.4 },
+      { rank: 2, token: '"t3"', id: 3, prob: 0.4 },
+      { rank: 3, token: '"t0"', id: 0, prob: 0.1 },
+    ]);
+    assert.equal(topTokens(probs, 10, String).length, 5);
+    const bars = nextTokenSpec(top, "Once upon");
+    assert.equal((bars.data as { values: unknown[] }).values.length, 3);
+    assert.match(JSON.stringify(bars.title), /Once upon/);
+    const line = matMulThroughputSpec([{ n: 64, gflops: 1.5 }], "wasm");
+    assert.match(JSON.stringify(line.title), /wasm/);
+  });
 });

@@ -105,3 +105,15 @@ export function logitsOf(model: LanguageModel, ids: number[]): number[][] {
     for (const t of r.hidden.values()) t.dispose();
   }
 }
+
+/** The n most probable tokens of a distribution over the vocabulary, ranked, with their pieces (JSON-quoted). */
+export function topTokens(
+  probs: ArrayLike<number>,
+  n: number,
+  piece: (id: number) => string,
+): Array<{ rank: number; token: string; id: number; prob: number }> {
+  return Array.from(probs, (prob, id) => ({ id, prob }))
+    .sort((a, b) => b.prob - a.prob)
+    .slice(0, n)
+    .map((r, i) => ({ rank: i + 1, token: JSON.stringify(piece(r.id)), id: r.id, prob: r.prob }));
+}

@@ -900,3 +900,36 @@ export function rowNormsSpec(
     resolve: { scale: { x: "independent", y: "independent" } },
   });
 }
+
+/** Notebook 00: dense matMul throughput per matrix size (lib/notebook/environment.ts timeMatMul rows). */
+export function matMulThroughputSpec(rows: Array<{ n: number; gflops: number }>, backend: string): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title: `Dense matMul throughput on ${backend}`,
+    width: 420,
+    height: 240,
+    data: { values: rows },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "n", type: "quantitative", title: "matrix size n (n × n) [#]" },
+      y: { field: "gflops", type: "quantitative", title: "throughput (GFLOP/s)" },
+    },
+  });
+}
+
+/** Notebook 01: the most probable next tokens after a prompt (rows of lib/lm/index.ts topTokens). */
+export function nextTokenSpec(rows: Array<{ token: string; prob: number }>, prompt: string): VegaLiteSpec {
+  return checked({
+    $schema: SCHEMA,
+    title: `Next token after "${prompt}"`,
+    width: 420,
+    height: 260,
+    data: { values: rows },
+    mark: "bar",
+    encoding: {
+      y: { field: "token", type: "nominal", sort: "-x", title: "candidate token" },
+      x: { field: "prob", type: "quantitative", title: "probability (fraction)" },
+      tooltip: [{ field: "token" }, { field: "prob", format: ".4f" }],
+    },
+  });
+}
