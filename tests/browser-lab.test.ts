@@ -8,23 +8,9 @@
  *   2. The executed notebook, reopened from disk: every chart is drawn by JupyterLab's vega renderer
  *      (a vega-embed view with a canvas, no PNG fallback image), tables are HTML tables, and hovering
  *      the training curve shows a vega tooltip.
- *   3. Nothing is collapsed or clipped (issue 16): notebooks 07-secondary-sae, 08-interventions and 09-summary,
- *      executed headless on the tiny preset into the served folder (sharing the lab's cache, which already holds what
- *      Run All of 03 computed), and 03 as Run All saved it, each opened with its outputs at 1280 × 1000 in the default
- *      layout (file browser open). For every code cell with outputs:
- *        - JupyterLab did not collapse them: the cell is not in the scrolled state (JupyterLab 3.6 marks it with the
- *          class jp-mod-outputsScrolled and caps the output area at 24em, from cell metadata `scrolled: true`) and its
- *          outputs are not hidden (metadata `collapsed` / `jupyter.outputs_hidden`);
- *        - no output is clipped: the output wrapper, the output area, every .jp-OutputArea-output (the renderer) and
- *          every vega-embed view, canvas, svg, img, table, pre and context-card block inside it that has a box: where
- *          its computed overflow (x or y) is not `visible`, scrollWidth ≤ clientWidth + 1 and scrollHeight ≤
- *          clientHeight + 1 (no scroll bar in either direction); and its bounding box lies within the notebook
- *          panel's content box horizontally. A figure or table that needs a horizontal scroll bar counts as clipped:
- *          a reader cannot see all of a chart, or a table row, at once. (The notebook panel itself scrolls
- *          vertically, as a document does; it must not scroll horizontally.)
- *      Every offending output is reported by notebook, cell index (over all cells), output index and size.
- * Screenshots: data/screenshots/lab-03-run-all.png, lab-03-executed.png and lab-<notebook>-outputs.png (the whole
- * notebook in one tall viewport, up to 16,000 px).
+ *   3. Nothing in the executed notebook is collapsed into a scroll box or clipped (issue 16; the rules are in
+ *      tests/helpers/lab-outputs.ts; tests/reproduce-notebooks.test.ts applies the same check to 07, 08 and 09).
+ * Screenshots: data/screenshots/lab-03-run-all.png, lab-03-executed.png and lab-03-topk-sae-outputs.png.
  * Skips (with a reason) when the lab build, jupyter_server/jupyterlab_server or chromium are missing;
  * CI builds and installs them (bash environment/setup.sh --with-jupyterlab).
  */
@@ -33,16 +19,10 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { Page } from "playwright-core";
 import { dataDir, repoRoot } from "../lib/paths";
 import { writeJsonAtomic } from "../lib/io/atomic";
 import {
   errorOutputs,
-  executeNotebook,
-  findChromium,
-  formatErrors,
-  findLabBuild,
-  findLabServerPython,
   isPng,
   readNotebook,
   startLabServer,
@@ -50,33 +30,13 @@ import {
   withChromiumPage,
   type NotebookServer,
 } from "../lib/notebook/index";
+import { checkLabOutputs, labSkipReason, openNotebook } from "./helpers/lab-outputs";
 
 const NOTEBOOK = "03-topk-sae.ipynb";
-const missing = [
-  !findLabBuild() && "the JupyterLab build (npm run lab:build)",
-  !findLabServerPython() &&
-    "jupyter_server + jupyterlab_server (apt: python3-jupyter-server python3-jupyterlab-server)",
-  !findChromium() && "chromium",
-].filter(Boolean);
-const skip =
-  missing.length > 0 ? `missing: ${missing.join(", ")}; run bash environment/setup.sh --with-jupyterlab` : false;
+const skip = labSkipReason();
 
 // Page-side code runs in Chromium; typed loosely so this compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
-
-/** Open a notebook in the lab and wait until the app is restored and the notebook panel is current. */
-async function openNotebook(page: Page, server: NotebookServer, file: string): Promise<void> {
-  await page.goto(server.pageUrl(`/lab/tree/${encodeURIComponent(file)}`), { waitUntil: "load", timeout: 60_000 });
-  await page.waitForSelector("body[data-is-lab-ready=true]", { state: "attached", timeout: 90_000 });
-  await page.waitForFunction(
-    (name: string) => {
-      const w = (globalThis as any).jupyterapp?.shell?.currentWidget;
-      return Boolean(w?.content?.model && w.context?.path === name && w.context.isReady);
-    },
-    file,
-    { timeout: 60_000 },
-  );
-}
 
 // Scripts evaluated as strings: tsx would wrap named functions in page code with a helper the page
 // lacks.
@@ -118,75 +78,10 @@ const DESCRIBE_OUTPUTS = `(() => {
   };
 })()`;
 
-/**
- * Every collapsed or clipped output of the current notebook (the rules are in the file header), the number of outputs
- * looked at and the notebook panel's content width.
- */
-const FIND_CLIPPED = `(() => {
-  const w = jupyterapp.shell.currentWidget;
-  const nb = w.content.node;
-  const nbBox = nb.getBoundingClientRect();
-  const left = nbBox.left + nb.clientLeft;
-  const right = left + nb.clientWidth;
-  const problems = [];
-  const scrolls = (el) => {
-    const s = getComputedStyle(el);
-    const x = s.overflowX !== "visible" && el.scrollWidth > el.clientWidth + 1;
-    const y = s.overflowY !== "visible" && el.scrollHeight > el.clientHeight + 1;
-    return x && y ? "in both directions" : x ? "horizontally" : y ? "vertically" : "";
-  };
-  const size = (el) => el.scrollWidth + "×" + el.scrollHeight + " px of content in a " + el.clientWidth + "×" + el.clientHeight + " px box";
-  const name = (el) => el.tagName.toLowerCase() + (typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\\s+/).join(".") : "");
-  const label = (cell, oi) => {
-    const o = cell.model.outputs.get(oi);
-    const raw = o ? o.toJSON() : {};
-    const text = [raw.data?.["text/plain"] ?? raw.text ?? ""].flat().join("");
-    return text.split("\\n")[0].slice(0, 80);
-  };
-  let outputs = 0;
-  const where = scrolls(nb);
-  if (/both|horizontally/.test(where)) problems.push({ cell: null, output: null, what: "the notebook panel scrolls horizontally", size: size(nb) });
-  w.content.widgets.forEach((cell, ci) => {
-    const n = cell.model.type === "code" && cell.model.outputs ? cell.model.outputs.length : 0;
-    if (n === 0) return;
-    const add = (oi, what, sz) => problems.push({ cell: ci, output: oi, label: oi === null ? "" : label(cell, oi), what, size: sz });
-    if (cell.outputsScrolled || cell.node.classList.contains("jp-mod-outputsScrolled"))
-      add(null, "outputs collapsed into a scroll box (jp-mod-outputsScrolled)", size(cell.node.querySelector(".jp-Cell-outputArea")));
-    if (cell.outputHidden) add(null, "outputs hidden (collapsed)", "");
-    for (const sel of [".jp-Cell-outputWrapper", ".jp-OutputArea"]) {
-      const el = cell.node.querySelector(sel);
-      const s = el && scrolls(el);
-      if (s) add(null, sel + " scrolls " + s, size(el));
-    }
-    Array.from(cell.node.querySelectorAll(".jp-OutputArea-output")).forEach((out, oi) => {
-      outputs += 1;
-      const inner = Array.from(out.querySelectorAll(".vega-embed, canvas, svg, img, table, pre, .is-context-cards"));
-      for (const el of [out, ...inner]) {
-        const r = el.getBoundingClientRect();
-        if (r.width === 0 || r.height === 0) continue; // not displayed (e.g. a closed vega-embed actions menu)
-        const s = scrolls(el);
-        if (s) add(oi, name(el) + " scrolls " + s, size(el));
-        if (r.left < left - 1 || r.right > right + 1)
-          add(oi, name(el) + " extends past the notebook panel", "x " + Math.round(r.left - left) + " to " + Math.round(r.right - left) + " px; the panel's content is " + Math.round(right - left) + " px wide");
-      }
-    });
-  });
-  const modelOutputs = w.content.widgets.reduce((k, c) => k + (c.model.type === "code" && c.model.outputs ? c.model.outputs.length : 0), 0);
-  return { outputs, modelOutputs, width: Math.round(right - left), problems };
-})()`;
-
-interface ClippedReport {
-  outputs: number;
-  modelOutputs: number;
-  width: number;
-  problems: { cell: number | null; output: number | null; label?: string; what: string; size: string }[];
-}
-
 describe("browser: JupyterLab build", { skip }, () => {
   let tmp = "";
   let served = "";
   let server: NotebookServer | null = null;
-  let labEnv: Record<string, string> = {};
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-lab-test-"));
@@ -196,16 +91,17 @@ describe("browser: JupyterLab build", { skip }, () => {
       path.join(served, NOTEBOOK),
       stripOutputs(readNotebook(path.join(repoRoot, "notebooks", NOTEBOOK))),
     );
-    // the server's environment is its kernels': the tiny preset, in caches of this test's own (the headless runs
-    // below share them)
-    labEnv = {
-      IS_PRESET: "tiny",
-      IS_MODE: "corrected",
-      IS_SEED: "0",
-      IS_CACHE_DIR: path.join(tmp, "cache"),
-      IS_DATA_DIR: path.join(tmp, "data"),
-    };
-    server = await startLabServer({ notebookDir: served, env: labEnv });
+    // the server's environment is its kernels': the tiny preset, in caches of this test's own
+    server = await startLabServer({
+      notebookDir: served,
+      env: {
+        IS_PRESET: "tiny",
+        IS_MODE: "corrected",
+        IS_SEED: "0",
+        IS_CACHE_DIR: path.join(tmp, "cache"),
+        IS_DATA_DIR: path.join(tmp, "data"),
+      },
+    });
   });
 
   after(async () => {
@@ -422,70 +318,21 @@ describe("browser: JupyterLab build", { skip }, () => {
     assert.ok(isPng(fs.readFileSync(screenshot)));
   });
 
-  // 03 as Run All saved it (trusted: run in this lab); 07-09 executed headless here (untrusted, as a reader of
-  // `npm run reproduce`'s executed notebooks opens them), in reading order so each reuses the cache of the ones before
-  describe("no output collapsed into a scroll box or clipped", () => {
-    for (const file of [NOTEBOOK, "07-secondary-sae.ipynb", "08-interventions.ipynb", "09-summary.ipynb"]) {
-      it(file, async (t) => {
-        const target = path.join(served, file);
-        const hasOutputs = () =>
-          fs.existsSync(target) && readNotebook(target).cells.some((c) => (c.outputs ?? []).length > 0);
-        if (file !== NOTEBOOK || !hasOutputs()) {
-          const t0 = Date.now();
-          const r = await executeNotebook(path.join(repoRoot, "notebooks", file), {
-            outDir: served,
-            env: labEnv,
-            timeoutS: 900,
-          });
-          assert.ok(r.ok, formatErrors(r));
-          t.diagnostic(`executed headless in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-        }
-        const executed = readNotebook(target);
-        const charts = executed.cells.flatMap((c) =>
-          (c.outputs ?? []).filter((o: any) => o.data?.["application/vnd.vegalite.v5+json"]),
-        ).length;
-        const stem = file.replace(/\.ipynb$/, "");
-        const screenshot = dataDir("screenshots", `lab-${stem}-outputs.png`);
-        fs.rmSync(screenshot, { force: true });
-        const report = await withChromiumPage({ width: 1280, height: 1000 }, async (page) => {
-          const t0 = Date.now();
-          await openNotebook(page, server!, file);
-          // every chart drawn (a vega view's canvas, or a fallback image) and every image loaded
-          await page.waitForFunction(
-            (n: number) => {
-              const root = (globalThis as any).jupyterapp.shell.currentWidget.content.node;
-              const vega = root.querySelectorAll(".jp-RenderedVegaCommon5 .vega-embed canvas").length;
-              const images = Array.from(root.querySelectorAll(".jp-OutputArea-child img")) as any[];
-              return (vega >= n || images.length >= n) && images.every((i) => i.complete);
-            },
-            charts,
-            { timeout: 60_000 },
-          );
-          await page.waitForTimeout(500); // let layout settle
-          const found = (await page.evaluate(FIND_CLIPPED)) as ClippedReport;
-          // the whole notebook in one tall viewport (the notebook panel scrolls inside the page)
-          const tall = await page.evaluate(() => {
-            const nb = (globalThis as any).jupyterapp.shell.currentWidget.content.node;
-            return Math.ceil(nb.scrollHeight - nb.clientHeight + (globalThis as any).innerHeight);
-          });
-          await page.setViewportSize({ width: 1280, height: Math.min(Math.max(tall, 1000), 16_000) });
-          await page.waitForTimeout(500);
-          fs.mkdirSync(path.dirname(screenshot), { recursive: true });
-          await page.screenshot({ path: screenshot });
-          t.diagnostic(`opened, checked and photographed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-          return found;
-        });
-        assert.ok(isPng(fs.readFileSync(screenshot)));
-        t.diagnostic(`${report.outputs} outputs, notebook panel content ${report.width} px wide`);
-        assert.ok(report.outputs > 0, "outputs on screen");
-        assert.equal(report.outputs, report.modelOutputs, "every output of the notebook was looked at");
-        const lines = report.problems.map(
-          (p) =>
-            `${file} cell ${p.cell ?? "-"} output ${p.output ?? "-"}${p.label ? ` (${p.label})` : ""}: ${p.what}` +
-            (p.size ? `: ${p.size}` : ""),
-        );
-        assert.deepEqual(lines, [], `collapsed or clipped outputs (screenshot ${screenshot}):\n${lines.join("\n")}`);
-      });
-    }
+  it(`${NOTEBOOK} as Run All saved it: no output collapsed into a scroll box or clipped`, async (t) => {
+    const saved = readNotebook(path.join(served, NOTEBOOK));
+    assert.ok(
+      saved.cells.some((c) => (c.outputs ?? []).length > 0),
+      `${NOTEBOOK} has no outputs: the Run All test above must pass first`,
+    );
+    const report = await checkLabOutputs(
+      server!,
+      served,
+      NOTEBOOK,
+      dataDir("screenshots", `lab-${NOTEBOOK.replace(/\.ipynb$/, "")}-outputs.png`),
+    );
+    t.diagnostic(
+      `${report.outputs} outputs in a ${report.width} px wide notebook panel, checked in ${report.seconds} s`,
+    );
+    assert.deepEqual(report.problems, [], `collapsed or clipped outputs:\n${report.problems.join("\n")}`);
   });
 });
