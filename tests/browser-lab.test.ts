@@ -8,7 +8,9 @@
  *   2. The executed notebook, reopened from disk: every chart is drawn by JupyterLab's vega renderer
  *      (a vega-embed view with a canvas, no PNG fallback image), tables are HTML tables, and hovering
  *      the training curve shows a vega tooltip.
- * Screenshots: data/screenshots/lab-03-run-all.png and lab-03-executed.png.
+ *   3. Nothing in the executed notebook is collapsed into a scroll box or clipped (issue 16; the rules are in
+ *      tests/helpers/lab-outputs.ts; tests/reproduce-notebooks.test.ts applies the same check to 07, 08 and 09).
+ * Screenshots: data/screenshots/lab-03-run-all.png, lab-03-executed.png and lab-03-topk-sae-outputs.png.
  * Skips (with a reason) when the lab build, jupyter_server/jupyterlab_server or chromium are missing;
  * CI builds and installs them (bash environment/setup.sh --with-jupyterlab).
  */
@@ -17,14 +19,10 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { Page } from "playwright-core";
 import { dataDir, repoRoot } from "../lib/paths";
 import { writeJsonAtomic } from "../lib/io/atomic";
 import {
   errorOutputs,
-  findChromium,
-  findLabBuild,
-  findLabServerPython,
   isPng,
   readNotebook,
   startLabServer,
@@ -32,33 +30,13 @@ import {
   withChromiumPage,
   type NotebookServer,
 } from "../lib/notebook/index";
+import { checkLabOutputs, labSkipReason, openNotebook } from "./helpers/lab-outputs";
 
 const NOTEBOOK = "03-topk-sae.ipynb";
-const missing = [
-  !findLabBuild() && "the JupyterLab build (npm run lab:build)",
-  !findLabServerPython() &&
-    "jupyter_server + jupyterlab_server (apt: python3-jupyter-server python3-jupyterlab-server)",
-  !findChromium() && "chromium",
-].filter(Boolean);
-const skip =
-  missing.length > 0 ? `missing: ${missing.join(", ")}; run bash environment/setup.sh --with-jupyterlab` : false;
+const skip = labSkipReason();
 
 // Page-side code runs in Chromium; typed loosely so this compiles without the DOM lib.
 /* eslint-disable @typescript-eslint/no-explicit-any */
-
-/** Open a notebook in the lab and wait until the app is restored and the notebook panel is current. */
-async function openNotebook(page: Page, server: NotebookServer, file: string): Promise<void> {
-  await page.goto(server.pageUrl(`/lab/tree/${encodeURIComponent(file)}`), { waitUntil: "load", timeout: 60_000 });
-  await page.waitForSelector("body[data-is-lab-ready=true]", { state: "attached", timeout: 90_000 });
-  await page.waitForFunction(
-    (name: string) => {
-      const w = (globalThis as any).jupyterapp?.shell?.currentWidget;
-      return Boolean(w?.content?.model && w.context?.path === name && w.context.isReady);
-    },
-    file,
-    { timeout: 60_000 },
-  );
-}
 
 // Scripts evaluated as strings: tsx would wrap named functions in page code with a helper the page
 // lacks.
@@ -95,12 +73,10 @@ const DESCRIBE_OUTPUTS = `(() => {
       images: v.closest(".jp-OutputArea-child").querySelectorAll("img").length,
     })),
     images: root.querySelectorAll(".jp-OutputArea-child img").length,
-    tables: Array.from(root.querySelectorAll(".jp-OutputArea-child .jp-RenderedHTMLCommon table")).map(
-      (t) => t.querySelectorAll("tbody tr").length,
-    ),
-    renderErrors: Array.from(root.querySelectorAll(".jp-OutputArea-output")).filter((o) =>
-      /Javascript Error/.test(o.textContent),
-    ).length,
+    tables: Array.from(root.querySelectorAll(".jp-OutputArea-child .jp-RenderedHTMLCommon table"))
+      .map((t) => t.querySelectorAll("tbody tr").length),
+    renderErrors: Array.from(root.querySelectorAll(".jp-OutputArea-output"))
+      .filter((o) => /Javascript Error/.test(o.textContent)).length,
   };
 })()`;
 
@@ -137,7 +113,7 @@ describe("browser: JupyterLab build", { skip }, () => {
 
   it(
     `runs ${NOTEBOOK} top to bottom through Run All: ` +
-      `project kernel, tiny preset, no error output, progress updated in place`,
+      "project kernel, tiny preset, no error output, progress updated in place",
     async () => {
       const screenshot = dataDir("screenshots", "lab-03-run-all.png");
       fs.rmSync(screenshot, { force: true });
@@ -264,7 +240,7 @@ describe("browser: JupyterLab build", { skip }, () => {
   );
 
   it(
-    `opens the executed ${NOTEBOOK}: ` + `charts drawn by the vega renderer, tables as HTML, a tooltip on hover`,
+    `opens the executed ${NOTEBOOK}: ` + "charts drawn by the vega renderer, tables as HTML, a tooltip on hover",
     async () => {
       const saved = readNotebook(path.join(served, NOTEBOOK));
       assert.ok(
@@ -350,4 +326,22 @@ describe("browser: JupyterLab build", { skip }, () => {
       assert.ok(isPng(fs.readFileSync(screenshot)));
     },
   );
+
+  it(`${NOTEBOOK} as Run All saved it: no output collapsed into a scroll box or clipped`, async (t) => {
+    const saved = readNotebook(path.join(served, NOTEBOOK));
+    assert.ok(
+      saved.cells.some((c) => (c.outputs ?? []).length > 0),
+      `${NOTEBOOK} has no outputs: the Run All test above must pass first`,
+    );
+    const report = await checkLabOutputs(
+      server!,
+      served,
+      NOTEBOOK,
+      dataDir("screenshots", `lab-${NOTEBOOK.replace(/\.ipynb$/, "")}-outputs.png`),
+    );
+    t.diagnostic(
+      `${report.outputs} outputs in a ${report.width} px wide notebook panel, checked in ${report.seconds} s`,
+    );
+    assert.deepEqual(report.problems, [], `collapsed or clipped outputs:\n${report.problems.join("\n")}`);
+  });
 });

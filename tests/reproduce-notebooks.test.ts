@@ -3,6 +3,11 @@
  * kernel and IS_PRESET=tiny, sharing one temporary cache (so later notebooks reuse the artifacts of
  * earlier ones): no error outputs, the expected tables and PNG charts present. Skips (with a reason)
  * only when Jupyter/nbclient are not installed; CI installs them (environment/setup.sh).
+ * Then the executed 07, 08 and 09 are opened in the project's JupyterLab in headless Chromium: no output collapsed
+ * into a scroll box or clipped (issue 16; the rules are in tests/helpers/lab-outputs.ts; screenshots
+ * data/screenshots/lab-<notebook>-outputs.png). Checked here, on the copies this test executed, rather than by
+ * executing them again in tests/browser-lab.test.ts (about two minutes). Skips (with a reason) as
+ * tests/browser-lab.test.ts does when the lab build, jupyter_server/jupyterlab_server or chromium are missing.
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -10,8 +15,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { initBackend } from "../lib/backend";
-import { repoRoot } from "../lib/paths";
 import { VEGALITE_MIME } from "../lib/display/index";
+import { dataDir, repoRoot } from "../lib/paths";
 import {
   executeNotebook,
   findJupyterPython,
@@ -19,7 +24,10 @@ import {
   outputsWithMime,
   readNotebook,
   allText,
+  startLabServer,
+  type NotebookServer,
 } from "../lib/notebook/index";
+import { checkLabOutputs, labSkipReason } from "./helpers/lab-outputs";
 
 let tmp: string;
 
@@ -30,6 +38,15 @@ before(async () => {
 
 after(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The kernels' environment: the tiny preset, in this test's own caches. */
+const kernelEnv = () => ({
+  IS_PRESET: "tiny",
+  IS_MODE: "corrected",
+  IS_SEED: "0",
+  IS_CACHE_DIR: path.join(tmp, "cache"),
+  IS_DATA_DIR: path.join(tmp, "data"),
 });
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
@@ -115,13 +132,7 @@ describe("notebooks 01-11 with the tiny preset", () => {
       }
       const r = await executeNotebook(path.join(repoRoot, "notebooks", nb.file), {
         outDir: path.join(tmp, "out"),
-        env: {
-          IS_PRESET: "tiny",
-          IS_MODE: "corrected",
-          IS_SEED: "0",
-          IS_CACHE_DIR: path.join(tmp, "cache"),
-          IS_DATA_DIR: path.join(tmp, "data"),
-        },
+        env: kernelEnv(),
         timeoutS: 900,
       });
       assert.ok(r.ok, formatErrors(r));
@@ -136,6 +147,42 @@ describe("notebooks 01-11 with the tiny preset", () => {
         .map((o) => JSON.stringify(o.value))
         .join("\n");
       for (const s of nb.charts ?? []) assert.ok(charts.includes(s), `${nb.file}: no chart holds "${s}"`);
+    });
+  }
+});
+
+describe("executed notebooks in JupyterLab: no output collapsed into a scroll box or clipped", {
+  skip: labSkipReason(),
+}, () => {
+  let server: NotebookServer | null = null;
+  const served = () => path.join(tmp, "out");
+
+  before(async () => {
+    fs.mkdirSync(served(), { recursive: true });
+    server = await startLabServer({ notebookDir: served(), env: kernelEnv() });
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  for (const file of ["07-secondary-sae.ipynb", "08-interventions.ipynb", "09-summary.ipynb"]) {
+    it(file, async (t) => {
+      if (!findJupyterPython()) {
+        t.skip("Jupyter/nbclient not installed, so nothing was executed: run bash environment/setup.sh");
+        return;
+      }
+      assert.ok(fs.existsSync(path.join(served(), file)), `${file} was not executed: its test above must run first`);
+      const report = await checkLabOutputs(
+        server!,
+        served(),
+        file,
+        dataDir("screenshots", `lab-${file.replace(/\.ipynb$/, "")}-outputs.png`),
+      );
+      t.diagnostic(
+        `${report.outputs} outputs in a ${report.width} px wide notebook panel, checked in ${report.seconds} s`,
+      );
+      assert.deepEqual(report.problems, [], `collapsed or clipped outputs:\n${report.problems.join("\n")}`);
     });
   }
 });

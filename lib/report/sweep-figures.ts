@@ -65,7 +65,9 @@ export function sweepContrastSpec(
     concat: [...new Set(values.map((v) => v.contrast))].map((contrast) => ({
       title: contrast,
       transform: [{ filter: { field: "contrast", equal: contrast } }],
-      width: 320,
+      // two panels, their axes and the legend fit JupyterLab's output area at 1280 px with the file browser open
+      // (tests/reproduce-notebooks.test.ts checks it in the lab)
+      width: 280,
       height: 220,
       layer: [
         { mark: { type: "rule", color: "#888", strokeDash: [4, 3] }, encoding: { y: { datum: 0 } } },

@@ -95,8 +95,8 @@ export function geometryRows(g: GeometrySummary): Array<Record<string, string | 
     model: m.label,
     features: m.bimodal.n,
     "ΔBIC (1 − 2 components)": num(m.bimodal.mixture.deltaBic),
-    "mixture means": `${num(m.bimodal.mixture.two.means[0])} / ${num(m.bimodal.mixture.two.means[1])}`,
-    "mixture weights": `${num(m.bimodal.mixture.two.weights[0])} / ${num(m.bimodal.mixture.two.weights[1])}`,
+    // means and weights in one column: one column each made the table wider than a notebook's output area
+    "mixture means (weights)": `${num(m.bimodal.mixture.two.means[0])} (${num(m.bimodal.mixture.two.weights[0])}) / ${num(m.bimodal.mixture.two.means[1])} (${num(m.bimodal.mixture.two.weights[1])})`,
     "below / above 0.2": `${m.bimodal.fixedCut.nLow} / ${m.bimodal.fixedCut.nHigh}`,
     "ΔBIC, live features only": m.bimodal.liveOnly ? num(m.bimodal.liveOnly.mixture.deltaBic) : "—",
     "dead / rare per mixture mode": m.bimodal.activityByMixture
