@@ -327,6 +327,44 @@ describe("browser: JupyterLab build", { skip }, () => {
     },
   );
 
+  it(`${NOTEBOOK}'s equations are typeset by MathJax, loaded from the local copy (no CDN)`, async () => {
+    const saved = readNotebook(path.join(served, NOTEBOOK));
+    const withMath = saved.cells
+      .map((c, i) => ({ i, type: c.cell_type, src: [c.source].flat().join("") }))
+      .filter((c) => c.type === "markdown" && /\$\$[^$]+\$\$/.test(c.src))
+      .map((c) => c.i);
+    assert.ok(withMath.length >= 1, `${NOTEBOOK} has display equations ($$…$$) in its markdown`);
+    await withChromiumPage({ width: 1280, height: 1000 }, async (page) => {
+      await openNotebook(page, server!, NOTEBOOK);
+      // MathJax typesets asynchronously: wait until every cell with an equation holds a typeset one
+      const state = await page
+        .waitForFunction(
+          (cells: number[]) => {
+            const w = (globalThis as any).jupyterapp.shell.currentWidget;
+            const nodes = cells.map((i) => w.content.widgets[i].node as any);
+            const typeset = nodes.map((n) => n.querySelectorAll(".MathJax_Display, .MathJax").length);
+            const raw = nodes.map((n) =>
+              String(n.querySelector(".jp-RenderedMarkdown")?.textContent ?? "").includes("$$"),
+            );
+            const scripts = Array.from((globalThis as any).document.querySelectorAll("script[src]")).map((e: any) =>
+              String(e.src),
+            );
+            const ok = typeset.every((k) => k > 0) && !raw.some(Boolean);
+            return ok ? { typeset, scripts } : false;
+          },
+          withMath,
+          { timeout: 60_000, polling: 500 },
+        )
+        .then((h) => h.jsonValue() as Promise<{ typeset: number[]; scripts: string[] }>)
+        .catch(() => null);
+      assert.ok(state, `markdown cells ${withMath.join(", ")} still show raw TeX after 60 s (MathJax not loaded?)`);
+      const mathjax = state.scripts.filter((u) => /MathJax\.js/.test(u));
+      assert.ok(mathjax.length >= 1, `a MathJax script was loaded: ${JSON.stringify(state.scripts)}`);
+      for (const u of mathjax)
+        assert.match(u, /\/integration-spaces\/mathjax\/MathJax\.js/, "MathJax came from the server");
+    });
+  });
+
   it(`${NOTEBOOK} as Run All saved it: no output collapsed into a scroll box or clipped`, async (t) => {
     const saved = readNotebook(path.join(served, NOTEBOOK));
     assert.ok(

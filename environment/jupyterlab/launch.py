@@ -11,17 +11,32 @@ JupyterLab opens at /lab. Kernels come from jupyter_client's kernelspec search p
 repository's .jupyter on JUPYTER_PATH for the project kernel (scripts/lab.sh and the browser test
 do). Authentication is jupyter_server's: a token (JUPYTER_TOKEN, or a random one printed at start).
 User settings and workspaces go where JupyterLab keeps them (JUPYTER_CONFIG_DIR/lab/...), not here.
+
+LaTeX in markdown cells is typeset by MathJax 2 (@jupyterlab/mathjax2-extension), which jupyterlab_server
+would fetch from a CDN: we serve Debian's copy (libjs-mathjax, a dependency of jupyter-notebook, which
+setup.sh installs) at /integration-spaces/mathjax/ instead, so equations render offline. IS_MATHJAX_DIR overrides where it is.
 """
 import json
 import os
 import sys
 
 from jupyter_core.paths import jupyter_config_dir
+from jupyter_server.utils import url_path_join
 from jupyterlab_server import LabServerApp
+from tornado.web import StaticFileHandler
 from traitlets import default
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
+MATHJAX_URL_PATH = "integration-spaces/mathjax"
+
+
+def _mathjax_dir():
+    """A local MathJax 2 (the directory holding MathJax.js), or None."""
+    for d in (os.environ.get("IS_MATHJAX_DIR"), "/usr/share/javascript/mathjax", "/usr/share/mathjax"):
+        if d and os.path.isfile(os.path.join(d, "MathJax.js")):
+            return d
+    return None
 
 
 def _lab_version():
@@ -59,6 +74,21 @@ class IntegrationSpacesLab(LabServerApp):
     @default("workspaces_dir")
     def _default_workspaces_dir(self):
         return os.path.join(jupyter_config_dir(), "lab", "workspaces")
+
+    def initialize_settings(self):
+        super().initialize_settings()
+        # jupyterlab_server puts settings["mathjax_url"] into the page config (fullMathjaxUrl); empty means its CDN
+        if _mathjax_dir():
+            self.settings["mathjax_url"] = url_path_join(self.serverapp.base_url, MATHJAX_URL_PATH, "MathJax.js")
+        else:
+            self.log.warning("no local MathJax (apt: libjs-mathjax): LaTeX in markdown cells needs the CDN")
+
+    def initialize_handlers(self):
+        super().initialize_handlers()
+        mathjax = _mathjax_dir()
+        if mathjax:
+            # first: the lab's own page handler takes every other path under its URL
+            self.handlers.insert(0, (rf"/{MATHJAX_URL_PATH}/(.*)", StaticFileHandler, {"path": mathjax}))
 
 
 def main(argv=None):
