@@ -256,6 +256,10 @@ describe("the one number formatter (lib/display/format.ts)", () => {
     assert.ok(html.includes(">21607<"));
     assert.ok(html.includes('style="white-space:nowrap">0.043'), html);
     assert.ok(html.includes('style="text-align:right;white-space:nowrap">16,384<'), html);
+    // a claim row's long text holding an interval wraps at its ordinary spaces (a nowrap cell was 9,000 px wide)
+    const long = `${formatWithCi(5.29, 5.03, 5.56)} (t over 3 seeds; seeds 5.2, 5.41, 5.27%)`;
+    const claim = tableToHtml({ columns: ["ours"], rows: [{ ours: long }] });
+    assert.ok(claim.includes(`<td>${long}</td>`), claim);
   });
 });
 

@@ -396,31 +396,10 @@ describe("clamps on the real stories260K model (random primary model, trained se
         prompts: full.prompts.slice(0, 2),
       };
       const s = interventionSettings("corrected");
-      additiveClampExperiment({
-        lm,
-        tokenizer: tok,
-        layer: LAYER,
-        primary: pm,
-        stimuli: stim,
-        secondary: sec,
-        feature: 3,
-        unit: 0.5,
-        settings: s,
-        alphas: [0],
-      }); // warm the LM's per-length caches
+      const args = { lm, tokenizer: tok, layer: LAYER, primary: pm, stimuli: stim, secondary: sec, settings: s };
+      additiveClampExperiment({ ...args, feature: 3, unit: 0.5, alphas: [0] }); // warm the LM's per-length caches
       const before = tf.memory().numTensors;
-      const r = additiveClampExperiment({
-        lm,
-        tokenizer: tok,
-        layer: LAYER,
-        primary: pm,
-        stimuli: stim,
-        secondary: sec,
-        feature: 3,
-        unit: 0.5,
-        settings: s,
-        alphas: [0, 2],
-      });
+      const r = additiveClampExperiment({ ...args, feature: 3, unit: 0.5, alphas: [0, 2] });
       assert.equal(tf.memory().numTensors, before);
       assert.equal(r.levels[0].maxAbsDelta, 0, "α = 0 is the baseline");
       assert.equal(itemLevelTest(r.levels[0]), null, "nothing to test at the identity");

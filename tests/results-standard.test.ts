@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { execFileSync } from "node:child_process";
 import { repoRoot } from "../lib/paths";
 import { buildClaimRows, parseClaimTable } from "../lib/report/claims";
+import { isModelId, modelName } from "../lib/display/models";
 
 const dir = path.join(repoRoot, "results", "standard");
 
@@ -66,7 +67,9 @@ describe("results/standard (the committed converged study)", () => {
         }>;
         assert.ok(conv.length >= 8, mode);
         for (const c of conv) {
-          const row = section.split("\n").find((l) => l.startsWith(`| ${mode} | ${c.model} |`));
+          // the table names models as people read them (lib/display/models.ts)
+          const name = isModelId(c.model) ? modelName(c.model) : c.model;
+          const row = section.split("\n").find((l) => l.startsWith(`| ${mode} | ${name} |`));
           assert.ok(row, `${mode} ${c.model}: no row in the convergence table`);
           const failed = c.passed.filter((p) => p === false).length;
           assert.equal(

@@ -113,10 +113,13 @@ export function tableToHtml(t: Table, opts: TableFormatOptions = {}): string {
       const cells = t.columns.map((c) => {
         const v = r[c];
         const text = formatCell(v, digits, c);
-        // numbers right-aligned; numbers and intervals ("4.3 [3.5, 5.2]", joined by no-break spaces) never wrap
+        // numbers right-aligned; numbers and intervals ("4.3 [3.5, 5.2]", joined by no-break spaces) never wrap. A
+        // longer text that holds an interval (a claim row: "5.29% [5.03, 5.56] (t over 3 seeds; …)") wraps at its
+        // ordinary spaces, the interval staying whole.
+        const interval = (text.includes(`${NBSP}[`) || /^\[.*\]$/.test(text)) && !/ /.test(text);
         const style = isNumeric(v)
           ? ' style="text-align:right;white-space:nowrap"'
-          : text.includes(`${NBSP}[`) || /^\[.*\]$/.test(text)
+          : interval
             ? ' style="white-space:nowrap"'
             : "";
         return `<td${style}>${escapeHtml(text)}</td>`;
