@@ -173,6 +173,48 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     }
   });
 
+  it("looped attention: causal query blocks give the bits of one block per sequence (padded, T % 16 ≠ 0)", () => {
+    const rng = new Rng(seed ^ 0x77);
+    const bits = (r: ReturnType<LlamaModel["forward"]>) => {
+      const out = [...[0, 2, ck.config.nLayers].map((l) => r.hidden.get(l)!.dataSync()), r.logits!.dataSync()];
+      disposeResult(r);
+      return out.map((a) => new Uint32Array(Float32Array.from(a).buffer));
+    };
+    const capture = [0, 2, ck.config.nLayers];
+    for (const T of [70, 160]) {
+      const toks = Array.from({ length: 3 }, () => Array.from({ length: T }, () => rng.int(ck.config.vocabSize)));
+      const lengths = [T, 1 + rng.int(T), 1 + rng.int(T)];
+      const oneBlock = new LlamaModel(ck, { attention: "looped", attentionBlock: Infinity });
+      const want = bits(oneBlock.forward(toks, { lengths, capture }));
+      oneBlock.dispose();
+      for (const [attentionBlock, directKernels] of [
+        [16, true],
+        [48, true],
+        [undefined, true],
+        [32, false],
+      ] as const) {
+        const m = new LlamaModel(ck, { attention: "looped", attentionBlock, directKernels });
+        try {
+          const got = bits(m.forward(toks, { lengths, capture }));
+          got.forEach((g, i) =>
+            assert.deepEqual(
+              g,
+              want[i],
+              `seed ${seed}, T ${T}, block ${attentionBlock}, direct ${directKernels}: #${i}`,
+            ),
+          );
+        } finally {
+          m.dispose();
+        }
+      }
+    }
+    for (const bad of [0, 24, -16, 1.5, NaN])
+      assert.throws(
+        () => new LlamaModel(ck, { attentionBlock: bad }),
+        /attentionBlock must be a positive multiple of 16/,
+      );
+  });
+
   it(
     "hooks: capture returns the original activations, " +
       "early exit matches the full pass, replace at nLayers acts before the final norm",

@@ -137,7 +137,7 @@ interface KernelTensor {
  * functions (public tf.getKernel registry, tfjs 4.22) directly removes it. Only used on wasm;
  * every handle is freed explicitly (tests check backend.numDataIds() does not grow).
  */
-class WasmKernels {
+class WasmKernels implements AttentionOps<KernelTensor> {
   private constructor(
     private readonly backend: {
       write(v: Float32Array, s: number[], d: string): object;
@@ -161,10 +161,10 @@ class WasmKernels {
     return new WasmKernels(be, mm, add, sm);
   }
 
-  upload(values: Float32Array, shape: number[]): KernelTensor {
+  upload(values: Float32Array, shape: [number, number]): KernelTensor {
     return { dataId: this.backend.write(values, shape, "float32"), shape, dtype: "float32" };
   }
-  of(t: tf.Tensor): KernelTensor {
+  of(t: tf.Tensor2D): KernelTensor {
     return { dataId: t.dataId, shape: t.shape, dtype: "float32" };
   }
   matMul(a: KernelTensor, b: KernelTensor): KernelTensor {
@@ -185,6 +185,28 @@ class WasmKernels {
   }
 }
 
+/** The five operations the looped attention needs, on handles H: direct wasm kernels or engine ops. */
+interface AttentionOps<H> {
+  upload(values: Float32Array, shape: [number, number]): H;
+  of(t: tf.Tensor2D): H;
+  matMul(a: H, b: H): H;
+  add(a: H, b: H): H;
+  softmax(x: H): H;
+  read(x: H): Float32Array;
+  free(x: H): void;
+}
+
+/** AttentionOps through ordinary tf ops (other backends, and directKernels: false). */
+const ENGINE_OPS: AttentionOps<tf.Tensor2D> = {
+  upload: (values, shape) => tf.tensor2d(values, shape),
+  of: (t) => t,
+  matMul: (a, b) => tf.matMul(a, b),
+  add: (a, b) => tf.add(a, b),
+  softmax: (x) => tf.softmax(x),
+  read: (x) => x.dataSync() as Float32Array,
+  free: (x) => x.dispose(),
+};
+
 export class LlamaModel implements LanguageModel {
   readonly name: string;
   readonly config: LlamaConfig;
@@ -204,24 +226,35 @@ export class LlamaModel implements LanguageModel {
   private readonly ropeSign: Float32Array;
   private readonly ropeCache = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D }>();
   private readonly causalCache = new Map<number, tf.Tensor2D>();
-  private readonly groupMaskCache = new Map<number, tf.Tensor2D>();
+  private readonly blockMaskCache = new Map<string, tf.Tensor2D>();
   private disposed = false;
   /** Which attention implementation runs (see attentionLooped); fixed at construction. */
   readonly attention: "batched" | "looped";
   private readonly looped: boolean;
   /** Direct wasm kernel access for the looped attention (null elsewhere: engine ops are used). */
   private readonly kernels: WasmKernels | null;
+  /** Query rows per causal block of the looped attention (see attentionLooped). */
+  readonly attentionBlock: number;
 
   /**
    * @param opts.attention "auto" (default): "looped" on the wasm backend, "batched" elsewhere. Both
    *   compute the same function; tests run both against the reference.
    * @param opts.directKernels looped attention on wasm calls the kernels directly (default true);
    *   false uses ordinary tf ops (same results; for tests and debugging).
+   * @param opts.attentionBlock query rows per causal block of the looped attention: a positive
+   *   multiple of 16 (default 128), or Infinity for one block per sequence; the same bits either way.
    */
-  constructor(ck: LoadedCheckpoint, opts: { attention?: "auto" | "batched" | "looped"; directKernels?: boolean } = {}) {
+  constructor(
+    ck: LoadedCheckpoint,
+    opts: { attention?: "auto" | "batched" | "looped"; directKernels?: boolean; attentionBlock?: number } = {},
+  ) {
     const mode = opts.attention ?? "auto";
     if (mode !== "auto" && mode !== "batched" && mode !== "looped")
       throw new Error(`LlamaModel: opts.attention must be auto, batched or looped (got ${mode})`);
+    const block = opts.attentionBlock ?? 128;
+    if (!(block === Infinity || (Number.isInteger(block) && block > 0 && block % 16 === 0)))
+      throw new Error(`LlamaModel: opts.attentionBlock must be a positive multiple of 16 or Infinity (got ${block})`);
+    this.attentionBlock = block;
     this.attention = mode === "auto" ? (tf.getBackend() === "wasm" ? "looped" : "batched") : mode;
     this.looped = this.attention === "looped";
     this.kernels = this.looped && opts.directKernels !== false ? WasmKernels.create() : null;
@@ -333,25 +366,29 @@ export class LlamaModel implements LanguageModel {
   }
 
   /**
-   * Additive mask [G·T, T] for G stacked query heads of one sequence of valid length len (causal,
-   * plus keys ≥ len). The full-length mask is cached; padded ones are built per call (caller disposes).
+   * Additive mask [G·n, t1] for the query block [t0, t1) (n = t1 − t0) of G stacked heads, rows (g, t),
+   * over keys [0, t1) of a sequence of valid length len: key j is masked when j > t (causal) or j ≥ len.
+   * Masks that do not depend on len (t1 ≤ len) are cached; others are built per call (caller disposes
+   * them: `cached` is false).
    */
-  private groupMask(T: number, G: number, len: number): tf.Tensor2D {
-    const key = G * 100000 + T;
-    if (len === T) {
-      const hit = this.groupMaskCache.get(key);
-      if (hit) return hit;
+  private blockMask(G: number, t0: number, t1: number, len: number): { mask: tf.Tensor2D; cached: boolean } {
+    const n = t1 - t0;
+    const key = `${G}:${t0}:${t1}`;
+    const cacheable = t1 <= len;
+    if (cacheable) {
+      const hit = this.blockMaskCache.get(key);
+      if (hit) return { mask: hit, cached: true };
     }
-    const a = new Float32Array(G * T * T);
+    const a = new Float32Array(G * n * t1);
     for (let g = 0; g < G; g++) {
-      for (let i = 0; i < T; i++) {
-        const row = (g * T + i) * T;
-        for (let j = 0; j < T; j++) if (j > i || j >= len) a[row + j] = MASK_NEG;
+      for (let t = t0; t < t1; t++) {
+        const row = (g * n + t - t0) * t1;
+        for (let j = 0; j < t1; j++) if (j > t || j >= len) a[row + j] = MASK_NEG;
       }
     }
-    const m = tf.tensor2d(a, [G * T, T]);
-    if (len === T) this.groupMaskCache.set(key, tf.keep(m));
-    return m;
+    const mask = tf.tensor2d(a, [G * n, t1]);
+    if (cacheable) this.blockMaskCache.set(key, tf.keep(mask));
+    return { mask, cached: cacheable };
   }
 
   /** Additive mask [B, 1, T, T]: causal plus keys at or beyond each sequence's length. */
@@ -474,114 +511,100 @@ export class LlamaModel implements LanguageModel {
   /**
    * Attention tuned for the wasm backend, whose batched matMul (batch > 1) takes a slow generic path
    * (~0.3 GMAC/s) and whose Slice/Split copy the whole input tensor on every call. The fused
-   * projections are read back once; RoPE and the per-(sequence, kv head) layouts are built on the JS
-   * side; each (sequence, kv head) then needs two small *unbatched* matMuls (XNNPACK) with the G query
-   * heads of the group stacked along time ([G·T, hd]·[hd, T]). Outputs are concatenated (cheap on
-   * wasm), read back once and scattered into [B·T, qDim]. Same maths as attentionBatched, several
-   * times faster on wasm at B=16, T=128.
+   * projections are read back once and rotated (RoPE) once per row on the JS side; each (sequence,
+   * kv head) then runs small *unbatched* matMuls (XNNPACK) with the G query heads of the group stacked
+   * along time. Same maths as attentionBatched, several times faster on wasm at B=16, T=128.
+   *
+   * Causal blocks: the queries are taken `attentionBlock` rows at a time, and block [t0, t1) scores
+   * only keys [0, t1): scores [G·n, hd]·[hd, t1], softmax, probs [G·n, t1]·[t1, hd] — about half the
+   * work of full [T, T] rows for long sequences. The bits are those of one block per sequence: a
+   * score is a dot product over hd whatever the matrix size; the keys left out are masked, so their
+   * probabilities are exact zeros, which add nothing to the softmax's sum or to probs·v; and every
+   * block but the last ends at a multiple of 16, so the softmax kernel's vector lanes receive the same
+   * terms in the same order (tests/lm-reference.test.ts compares block sizes bit for bit).
    */
   private attentionLooped(fused: tf.Tensor2D, B: number, T: number, lengths: number[] | null): tf.Tensor2D {
-    const c = this.config;
     const hd = this.headDim;
-    const Hkv = c.nKvHeads;
-    const G = c.nHeads / Hkv;
+    const Hkv = this.config.nKvHeads;
+    const G = this.config.nHeads / Hkv;
     const qD = this.qDim;
-    const kD = this.kDim;
-    const qk = qD + kD;
-    const W = qk + kD; // fused columns [q | k | v]
-    const f = fused.dataSync() as Float32Array;
-    const cosT = this.ropeCos;
-    const sinT = this.ropeSin;
-    const pIdx = this.ropePartnerIdx;
-    const pSgn = this.ropeSign;
-    const outs: tf.Tensor2D[] = [];
-    const K = this.kernels;
-    const ctxK = new Float32Array(K ? B * T * qD : 0);
-    // one set of staging buffers: uploads copy into the wasm heap, so they can be reused
-    const q = new Float32Array(G * T * hd); // [G·T, hd]
-    const kt = new Float32Array(hd * T); // [hd, T]
+    const qk = qD + this.kDim; // rotated columns [q | k]
+    const W = qk + this.kDim; // fused columns [q | k | v]
+    const f = fused.dataSync() as Float32Array; // [B·T, W]
+    const rot = this.ropeRows(f, B, T, W, qk); // [B·T, qk]
+    const ops = (this.kernels ?? ENGINE_OPS) as AttentionOps<unknown>;
+    const ctx = new Float32Array(B * T * qD); // [B·T, qD], head h = kv·G + g at columns h·hd
+    const nb = Math.min(T, this.attentionBlock);
+    // staging buffers, reused: uploads copy into the backend's memory
+    const q = new Float32Array(G * nb * hd); // [G·n, hd], rows (g, t)
+    const kt = new Float32Array(hd * T); // [hd, t1]
     const v = new Float32Array(T * hd); // [T, hd]
     for (let b = 0; b < B; b++) {
       const len = lengths ? lengths[b] : T;
-      const mask = this.groupMask(T, G, len); // [G·T, T], no reshapes needed around the softmax
-      const maskK = K ? K.of(mask) : null;
       for (let kv = 0; kv < Hkv; kv++) {
         for (let t = 0; t < T; t++) {
-          const row = (b * T + t) * W;
-          const rr = t * qk;
+          const src = (b * T + t) * W + qk + kv * hd;
+          for (let d = 0; d < hd; d++) v[t * hd + d] = f[src + d];
+        }
+        for (let t0 = 0; t0 < T; t0 += nb) {
+          const t1 = Math.min(T, t0 + nb);
+          const n = t1 - t0;
           for (let g = 0; g < G; g++) {
-            const j0 = (kv * G + g) * hd;
-            const dst = (g * T + t) * hd;
-            for (let d = 0; d < hd; d++) {
-              const j = j0 + d;
-              q[dst + d] = f[row + j] * cosT[rr + j] + pSgn[j] * f[row + pIdx[j]] * sinT[rr + j];
+            for (let t = t0; t < t1; t++) {
+              const src = (b * T + t) * qk + (kv * G + g) * hd;
+              const dst = (g * n + t - t0) * hd;
+              for (let d = 0; d < hd; d++) q[dst + d] = rot[src + d];
             }
           }
-          const k0 = qD + kv * hd;
-          for (let d = 0; d < hd; d++) {
-            const j = k0 + d;
-            kt[d * T + t] = f[row + j] * cosT[rr + j] + pSgn[j] * f[row + pIdx[j]] * sinT[rr + j];
+          for (let j = 0; j < t1; j++) {
+            const src = (b * T + j) * qk + qD + kv * hd;
+            for (let d = 0; d < hd; d++) kt[d * t1 + j] = rot[src + d];
           }
-          const v0 = row + qk + kv * hd;
-          v.set(f.subarray(v0, v0 + hd), t * hd);
-        }
-        if (K) {
-          // direct kernels: the output goes straight into ctx (head h = kv·G + g)
-          const a = K.upload(q, [G * T, hd]);
-          const bk = K.upload(kt, [hd, T]);
-          const raw = K.matMul(a, bk);
-          K.free(a);
-          K.free(bk);
-          const scores = K.add(raw, maskK as KernelTensor);
-          K.free(raw);
-          const probs = K.softmax(scores);
-          K.free(scores);
-          const vk = K.upload(v, [T, hd]);
-          const o = K.matMul(probs, vk);
-          K.free(probs);
-          K.free(vk);
-          const od = K.read(o);
-          K.free(o);
+          const { mask, cached } = this.blockMask(G, t0, t1, len);
+          const qH = ops.upload(q.subarray(0, G * n * hd), [G * n, hd]);
+          const kH = ops.upload(kt.subarray(0, hd * t1), [hd, t1]);
+          const raw = ops.matMul(qH, kH);
+          ops.free(qH);
+          ops.free(kH);
+          const scores = ops.add(raw, ops.of(mask));
+          ops.free(raw);
+          if (!cached) mask.dispose();
+          const probs = ops.softmax(scores);
+          ops.free(scores);
+          const vH = ops.upload(v.subarray(0, t1 * hd), [t1, hd]);
+          const o = ops.matMul(probs, vH);
+          ops.free(probs);
+          ops.free(vH);
+          const od = ops.read(o); // [G·n, hd]
           for (let g = 0; g < G; g++) {
-            const h = kv * G + g;
-            for (let t = 0; t < T; t++) {
-              const src = (g * T + t) * hd;
-              ctxK.set(od.subarray(src, src + hd), (b * T + t) * qD + h * hd);
+            const col = (kv * G + g) * hd;
+            for (let t = t0; t < t1; t++) {
+              const src = (g * n + t - t0) * hd;
+              const dst = (b * T + t) * qD + col;
+              for (let d = 0; d < hd; d++) ctx[dst + d] = od[src + d];
             }
           }
-          continue;
-        }
-        // Seven ops per (sequence, kv head); intermediates are freed at once so the allocator
-        // reuses cache-warm memory (per-op engine overhead dominates at these sizes).
-        const qT = tf.tensor2d(q, [G * T, hd]);
-        const kT = tf.tensor2d(kt, [hd, T]);
-        const raw = tf.matMul(qT, kT);
-        qT.dispose();
-        kT.dispose();
-        const scores = tf.add(raw, mask);
-        raw.dispose();
-        const probs = tf.softmax(scores);
-        scores.dispose();
-        const vT = tf.tensor2d(v, [T, hd]);
-        outs.push(tf.matMul(probs, vT) as tf.Tensor2D); // [G·T, hd]
-        probs.dispose();
-        vT.dispose();
-      }
-      if (len !== T) mask.dispose();
-    }
-    if (K) return tf.tensor2d(ctxK, [B * T, qD]);
-    const all = tf.concat(outs, 0).dataSync() as Float32Array; // [B, Hkv, G, T, hd]
-    const ctx = new Float32Array(B * T * qD);
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < c.nHeads; h++) {
-        // head h = kv·G + g, so (b, kv, g) flattens to b·H + h
-        for (let t = 0; t < T; t++) {
-          const src = ((b * c.nHeads + h) * T + t) * hd;
-          ctx.set(all.subarray(src, src + hd), (b * T + t) * qD + h * hd);
+          ops.free(o);
         }
       }
     }
     return tf.tensor2d(ctx, [B * T, qD]);
+  }
+
+  /** RoPE on the q and k columns of every row: [B·T, W] fused → [B·T, qk], q·cos + R(q)·sin. */
+  private ropeRows(f: Float32Array, B: number, T: number, W: number, qk: number): Float32Array {
+    const cosT = this.ropeCos;
+    const sinT = this.ropeSin;
+    const pIdx = this.ropePartnerIdx;
+    const pSgn = this.ropeSign;
+    const rot = new Float32Array(B * T * qk);
+    for (let r = 0; r < B * T; r++) {
+      const row = r * W;
+      const rr = (r % T) * qk; // position t = r mod T
+      const o = r * qk;
+      for (let j = 0; j < qk; j++) rot[o + j] = f[row + j] * cosT[rr + j] + pSgn[j] * f[row + pIdx[j]] * sinT[rr + j];
+    }
+    return rot;
   }
 
   private block(
@@ -656,8 +679,8 @@ export class LlamaModel implements LanguageModel {
       r.sin.dispose();
     }
     for (const m of this.causalCache.values()) m.dispose();
-    for (const m of this.groupMaskCache.values()) m.dispose();
-    this.groupMaskCache.clear();
+    for (const m of this.blockMaskCache.values()) m.dispose();
+    this.blockMaskCache.clear();
     this.ropeCache.clear();
     this.causalCache.clear();
   }
