@@ -16,6 +16,7 @@ import { makeWindows, limitWindows } from "../lib/data/windows";
 import { selectSplit, DEFAULT_FRACTIONS } from "../lib/data/split";
 import { loadLanguageModel, loadTokenizer } from "../lib/lm/index";
 import type { LanguageModel, Tokenizer } from "../lib/lm/types";
+import { testSeed } from "./helpers/seed";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "is-store-real-"));
 let model: LanguageModel;
@@ -34,7 +35,7 @@ after(() => {
 describe("activation store (stories260K)", () => {
   it("harvest of TinyStories layer 3: bit-exact round trip, traceable rows, no tensor leak, reuse", async () => {
     // a random split seed each run: different documents every time
-    const seed = new Rng(Date.now()).int(1000);
+    const seed = new Rng(testSeed("activations-real")).int(1000);
     const opts = {
       languageModel: model,
       tokenizer,

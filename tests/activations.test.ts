@@ -20,10 +20,11 @@ import type { CorpusDocument } from "../lib/data/corpora";
 import { IntegrityError, jsonDigest } from "../lib/io/integrity";
 import { sha256Bytes } from "../lib/io/atomic";
 import { dimensionStats, histogram, rowNorms, storeSizeTable, traceRows } from "../lib/data/summary";
+import { testSeed } from "./helpers/seed";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "is-store-"));
 const tok = new ByteTokenizer();
-const runSeed = new Rng(Date.now()).int(1e9);
+const runSeed = testSeed("activations");
 
 /** Random word documents (fresh each run). */
 function randomDocs(n: number, seed: number): CorpusDocument[] {

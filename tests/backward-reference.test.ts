@@ -24,15 +24,13 @@ import {
   validateModelConfig,
 } from "../lib/joint";
 import { maxAbsDiff, refForward, refGrad, relErr, toRef } from "../lib/reference";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () =>
-  process.env.IS_TEST_SEED
-    ? Number(process.env.IS_TEST_SEED)
-    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("backward-reference");
 
 function cfg(
   kind: ModelConfig["kind"],

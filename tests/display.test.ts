@@ -2,7 +2,7 @@
  * lib/display round trips: escaped tables (records and a real polars DataFrame), chart bundles with
  * every MIME type and a real PNG whose pixels show marks and text, title/unit checks, progress and
  * live charts in plain (CI), TTY and (simulated) kernel modes, and file output outside a kernel.
- * Random table contents are fresh every run (seed printed; DISPLAY_TEST_SEED replays).
+ * Random table contents are fresh every run (seed printed; IS_TEST_SEED, or DISPLAY_TEST_SEED, replays).
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -40,11 +40,9 @@ import {
 import { repoRoot } from "../lib/paths";
 import { formatCell, tableToHtml } from "../lib/display/table";
 import { Rng } from "../lib/util/random";
+import { testSeed } from "./helpers/seed";
 
-const SEED = process.env.DISPLAY_TEST_SEED
-  ? Number(process.env.DISPLAY_TEST_SEED)
-  : (Date.now() ^ (process.pid << 8)) >>> 0;
-console.error(`display.test.ts seed=${SEED} (set DISPLAY_TEST_SEED to replay)`);
+const SEED = testSeed("display", { aliases: ["DISPLAY_TEST_SEED"] });
 
 const goodSpec = (values: Record<string, unknown>[]): VegaLiteSpec => ({
   title: "Loss by step",

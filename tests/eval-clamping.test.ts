@@ -42,14 +42,14 @@ import { runSentenceReadout, sentenceReadoutItems } from "../lib/eval/sentence-r
 import { featureActivationsAt, nextTokenLogProbs, tokenShifts, tokenShiftSpec } from "../lib/eval/clamp-by-hand";
 import { assertChartSpec } from "../lib/display/index";
 import { buildClaimRows, InteractionTest } from "../lib/report/claims";
+import { testSeed } from "./helpers/seed";
 
 const LAYER = 2;
 let lm: LanguageModel;
 let tok: Tokenizer;
 let pm: PrimaryModel;
 let sec: SecondarySae;
-const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-console.log(`eval-clamping.test seed ${seed}`);
+const seed = testSeed("eval-clamping");
 
 before(async () => {
   await initBackend();

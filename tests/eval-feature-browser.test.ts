@@ -37,7 +37,8 @@ import {
   type Unembedding,
 } from "../lib/eval/feature-browser";
 import { featureDashboardSpec } from "../lib/report/feature-browser-figures";
-import { harvestRows, testSeed } from "./helpers/lm-rows";
+import { harvestRows } from "./helpers/lm-rows";
+import { testSeed } from "./helpers/seed";
 
 const LAYER = 2;
 const seed = testSeed("eval-feature-browser");

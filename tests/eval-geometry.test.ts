@@ -16,13 +16,13 @@ import {
 } from "../lib/eval/geometry";
 import { spearman } from "../lib/stats/correlation";
 import { normalQuantile } from "../lib/stats/distributions";
+import { testSeed } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`eval-geometry.test seed ${runSeed}`);
+const runSeed = testSeed("eval-geometry");
 
 function mixtureSample(rng: Rng, n: number, comps: { m: number; s: number; w: number }[]): Float64Array {
   return Float64Array.from({ length: n }, () => {

@@ -14,13 +14,13 @@ import {
   sentenceMeans,
 } from "../lib/eval/interventions-stats";
 import type { Level } from "../lib/eval/stimuli";
+import { testSeed } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`eval-interventions-stats.test seed ${runSeed}`);
+const runSeed = testSeed("eval-interventions-stats");
 
 test("sentenceMeans uses each sentence's own valid positions (right/left padding, per-sentence arrays)", () => {
   // B = 2, T = 3, F = 2; sentence 1 has one valid position, padding holds garbage (incl. NaN)

@@ -35,6 +35,7 @@ import {
 import { scanWindows } from "../lib/eval/contexts";
 import { loadStimuli, StimulusSet } from "../lib/eval/stimuli";
 import { harvestRows } from "./helpers/lm-rows";
+import { testSeed } from "./helpers/seed";
 
 const LAYER = 2;
 let lm: LanguageModel;
@@ -42,7 +43,7 @@ let tok: Tokenizer;
 let pm: PrimaryModel;
 let sec: SecondarySae;
 let texts: string[];
-const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = testSeed("eval-interventions");
 
 before(async () => {
   await initBackend();

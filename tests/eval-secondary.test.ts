@@ -16,12 +16,13 @@ import {
   trainSecondarySae,
 } from "../lib/eval/secondary";
 import { TopActivations, ContextHit, ranksAbove, renderContext, featureCards } from "../lib/eval/contexts";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const freshSeed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const freshSeed = seedStream("eval-secondary");
 
 function smallModel(seed: number, d = 6, F = 16, k = 3, E = 4): Model {
   const cfg = validateModelConfig({

@@ -15,13 +15,13 @@ import {
   spliceEvaluate,
   ZERO_ABLATION,
 } from "../lib/eval/splice";
+import { testSeed } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`eval-splice.test seed ${runSeed}`);
+const runSeed = testSeed("eval-splice");
 
 // ---------- float64 references ----------
 function logSoftmax64(row: ArrayLike<number>): Float64Array {

@@ -26,8 +26,9 @@ import {
 } from "../lib/pipeline/index";
 import { getSweepCell, runSweep } from "../lib/pipeline/sweep";
 import { isolatedPipelineEnv } from "./helpers/pipeline-env";
+import { testSeed } from "./helpers/seed";
 
-const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = testSeed("eval-sweep");
 isolatedPipelineEnv("sweep-test-");
 
 describe("sweep: pure parts", () => {

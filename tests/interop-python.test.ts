@@ -30,10 +30,11 @@ import {
   reconstructRaw,
   saeModelConfig,
 } from "./interop-helpers";
+import { testSeed } from "./helpers/seed";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "is-interop-py-"));
 const script = path.join(repoRoot, "tests", "python", "interop_check.py");
-const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = testSeed("interop-python");
 
 /** Why the Python side cannot run here, or null when python3 + numpy are available. */
 function pythonMissing(): string | null {

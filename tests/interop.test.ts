@@ -40,9 +40,10 @@ import {
   reconstructRaw,
   saeModelConfig,
 } from "./interop-helpers";
+import { testSeed } from "./helpers/seed";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "is-interop-"));
-const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = testSeed("interop");
 
 before(async () => {
   await initBackend();

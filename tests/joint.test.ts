@@ -15,15 +15,13 @@ import {
 } from "../lib/joint";
 import { computeLoss } from "../lib/train";
 import { maxAbsDiff, refForward, refGrad, relErr, toRef } from "../lib/reference";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () =>
-  process.env.IS_TEST_SEED
-    ? Number(process.env.IS_TEST_SEED)
-    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("joint");
 
 interface Case {
   label: string;

@@ -18,8 +18,11 @@ import {
   trainingWorkload,
   WASM_POOL_SPIN_ITERATIONS,
 } from "../lib/backend";
+import { testSeed } from "./helpers/seed";
 
 const repo = path.resolve(__dirname, "..");
+// Each child gets its own seed derived from the file's one (IS_TEST_SEED replays them all).
+const fileSeed = testSeed("kernels-threads");
 
 const CHILD = `
 import { initBackend, tf } from ${JSON.stringify(path.join(repo, "lib/backend"))};
@@ -260,7 +263,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     "helper threads: " +
       "every fused kernel split over them gives the same bits as without them, in kernels and in training",
     () => {
-      const seed = (Date.now() ^ process.pid) >>> 0;
+      const seed = (fileSeed ^ 0x1) >>> 0;
       const pooled = runChild(POOL_CHILD, { IS_KERNEL_POOL_MIN: "0" }, seed);
       const alone = runChild(POOL_CHILD, { IS_KERNEL_HELPERS: "0" }, seed);
       assert.equal(pooled.threads, 2);
@@ -279,7 +282,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
   );
 
   it("the language model's forward gives the same bits at 1 and 2 threads, and the lm workload defaults to 2", () => {
-    const seed = (Date.now() ^ process.pid) >>> 0;
+    const seed = (fileSeed ^ 0x2) >>> 0;
     const one = runChild(LM_CHILD, { IS_WASM_THREADS: "1" }, seed);
     const two = runChild(LM_CHILD, { IS_WASM_THREADS: "" }, seed);
     assert.equal(one.threads, 1);
@@ -289,7 +292,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
   });
 
   it("training steps at the study's shapes: the same bits at 1 and 2 threads (cache keys leave threads out)", () => {
-    const seed = (Date.now() ^ process.pid) >>> 0;
+    const seed = (fileSeed ^ 0x3) >>> 0;
     const one = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "1" }, seed);
     const two = runChild(STUDY_TRAIN_CHILD, { IS_WASM_THREADS: "2" }, seed);
     assert.deepEqual([one.threads, two.threads], [1, 2]);
@@ -312,7 +315,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
   });
 
   it("initialises with 2 threads and computes the same results as float64 / the cpu backend", () => {
-    const seed = (Date.now() ^ process.pid) >>> 0;
+    const seed = (fileSeed ^ 0x4) >>> 0;
     const out = runChild(CHILD, {}, seed);
     assert.equal(out.name, "wasm");
     assert.equal(out.threads, 2, `expected 2 wasm threads (seed ${seed})`);

@@ -2,7 +2,7 @@
  * lib/kernels against float64 brute-force references, on the wasm and cpu backends.
  *
  * Every run draws fresh random inputs (the seed is printed and included in failure messages, set
- * KERNELS_TEST_SEED to replay). Forward outputs are compared with a float64 JS reference;
+ * IS_TEST_SEED, or KERNELS_TEST_SEED, to replay). Forward outputs are compared with a float64 JS reference;
  * gradients are compared with central finite differences of that float64 reference applied to the
  * scalar L = Σ R ⊙ output for a random cotangent R (so tfjs's gradient is its VJP with dy = R).
  */
@@ -34,11 +34,9 @@ import { interactionSparse } from "../lib/kernels/interaction";
 import { mseGradWasm } from "../lib/kernels/wasmLoss";
 import type { TopKOrder } from "../lib/kernels/index";
 import { Rng } from "../lib/util/random";
+import { testSeed } from "./helpers/seed";
 
-const SEED = process.env.KERNELS_TEST_SEED
-  ? Number(process.env.KERNELS_TEST_SEED)
-  : (Date.now() ^ (process.pid << 8)) >>> 0;
-console.error(`kernels.test.ts seed=${SEED} (set KERNELS_TEST_SEED to replay)`);
+const SEED = testSeed("kernels", { aliases: ["KERNELS_TEST_SEED"] });
 
 type Arr = Float64Array;
 const ORDERS: TopKOrder[] = ["relu-topk", "topk-relu"];

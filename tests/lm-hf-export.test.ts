@@ -27,6 +27,7 @@ import {
   writeSafetensors,
 } from "../lib/io/safetensors";
 import type { LoadedCheckpoint } from "../lib/lm/types";
+import { testSeed } from "./helpers/seed";
 
 const modelBin = sharedDir("models", "stories260K", "stories260K.bin");
 const tokBin = sharedDir("models", "stories260K", "tok512.bin");
@@ -35,7 +36,7 @@ const ref = JSON.parse(fs.readFileSync(sharedDir("reference", "stories260K.json"
   cases: { text: string; ids: number[]; hidden_states: Record<string, number[][]>; logits: number[][] }[];
 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-export-hf-"));
-const seed = Date.now() >>> 0;
+const seed = testSeed("lm-hf-export");
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);

@@ -14,9 +14,10 @@ import {
   readSafetensors,
   writeSafetensors,
 } from "../lib/io/safetensors";
+import { testSeed } from "./helpers/seed";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-safetensors-"));
-const seed = Date.now() >>> 0;
+const seed = testSeed("lm-hf-safetensors");
 
 /** Hand-built safetensors bytes (independent of the writer). */
 function rawFile(header: object, data: Uint8Array): Buffer {

@@ -16,6 +16,7 @@ import { LlamaModel } from "../lib/lm/model";
 import { Llama2cTokenizer } from "../lib/lm/tokenizer-llama2c";
 import { loadLanguageModel } from "../lib/lm/index";
 import type { LoadedCheckpoint } from "../lib/lm/types";
+import { testSeed } from "./helpers/seed";
 
 const modelBin = sharedDir("models", "stories260K", "stories260K.bin");
 const tokBin = sharedDir("models", "stories260K", "tok512.bin");
@@ -24,7 +25,7 @@ const ref = JSON.parse(fs.readFileSync(sharedDir("reference", "stories260K.json"
   cases: { text: string; ids: number[]; logits: number[][] }[];
 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-lm-llama2c-"));
-const seed = Date.now() >>> 0;
+const seed = testSeed("lm-llama2c");
 
 function logitsOf(m: LlamaModel, ids: number[]): Float32Array {
   const r = m.forward([ids]);

@@ -16,6 +16,7 @@ import { generate } from "../lib/lm/generate";
 import { loadLanguageModel, loadTokenizer } from "../lib/lm/index";
 import { klPerPosition } from "../lib/eval/splice";
 import type { LoadedCheckpoint } from "../lib/lm/types";
+import { testSeed } from "./helpers/seed";
 
 interface RefCase {
   text: string;
@@ -29,7 +30,7 @@ const ref = JSON.parse(fs.readFileSync(sharedDir("reference", "stories260K.json"
   cases: RefCase[];
   greedy_from_bos_40: { ids: number[]; text: string };
 };
-const seed = Date.now() >>> 0;
+const seed = testSeed("lm-reference");
 
 function maxAbs(a: ArrayLike<number>, b: number[][]): number {
   const flat = b.flat();

@@ -2,8 +2,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../lib/util/random";
 import * as M from "../lib/metrics";
+import { seedStream } from "./helpers/seed";
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("metrics");
 
 describe("metrics", () => {
   const rng = new Rng(seed());

@@ -3,12 +3,13 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { Rng } from "../lib/util/random";
 import { biInteraction, biInteractionGathered, dropoutMask, initNfmParams, nfmConfig, reselectTopN } from "../lib/nfm";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("nfm");
 
 describe("NFM", () => {
   test("bi-interaction over active features equals the O(nnz²) pairwise sum", () => {

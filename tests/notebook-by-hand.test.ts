@@ -44,7 +44,8 @@ import {
   spliceTable,
 } from "../lib/eval/by-hand";
 import { assertChartSpec } from "../lib/display/index";
-import { harvestRows, testSeed } from "./helpers/lm-rows";
+import { harvestRows } from "./helpers/lm-rows";
+import { testSeed } from "./helpers/seed";
 
 const LAYER = 2;
 const seed = testSeed("notebook-by-hand");

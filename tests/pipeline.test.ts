@@ -27,8 +27,11 @@ import { makeWindows } from "../lib/data/windows";
 import { FakeLanguageModel, ByteTokenizer } from "../lib/data/fake-lm";
 import type { SpliceResult } from "../lib/eval/splice";
 import { isolatedPipelineEnv } from "./helpers/pipeline-env";
+import { testSeed } from "./helpers/seed";
 
 const env = isolatedPipelineEnv("pipeline-test-");
+// One seed per run for the randomised tests below (each derives its own: fileSeed ^ k).
+const fileSeed = testSeed("pipeline");
 
 describe("pipelineParams", () => {
   it("has the documented defaults", () => {
@@ -144,7 +147,7 @@ describe("storeWindows", () => {
   it("rebuilds the token windows of a store in order", async () => {
     const lm = new FakeLanguageModel({ dim: 8, nLayers: 2 });
     const tok = new ByteTokenizer();
-    const rng = new Rng(Date.now() >>> 0);
+    const rng = new Rng((fileSeed ^ 0x11) >>> 0);
     const words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
     const documents = Array.from({ length: 6 }, (_, i) => ({
       id: `d${i}`,
@@ -183,7 +186,7 @@ describe("storeWindows", () => {
 
 describe("modelCondition", () => {
   it("normalises, reconstructs and denormalises like a float64 reference, without leaking tensors", () => {
-    const rng = new Rng((Date.now() ^ 0x5bd1e995) >>> 0);
+    const rng = new Rng((fileSeed ^ 0x5bd1e995) >>> 0);
     const d = 6;
     const F = 10;
     const k = 3;
@@ -236,7 +239,7 @@ describe("modelCondition", () => {
 
 describe("linearSumCondition (faithful sequential splice, paper-notes §12-3)", () => {
   it("feeds the interaction MLP the linear sum Vᵀf, as the authors' part14 scripts, not the bi-interaction", () => {
-    const rng = new Rng((Date.now() ^ 0x1234567) >>> 0);
+    const rng = new Rng((fileSeed ^ 0x1234567) >>> 0);
     const d = 8;
     const F = 16;
     const k = 4;
@@ -344,7 +347,7 @@ describe("spliceContrasts", () => {
     return s / v.length;
   };
   it("point values equal the pooled-mean ratios computed directly", () => {
-    const rng = new Rng(Date.now() >>> 0);
+    const rng = new Rng((fileSeed ^ 0x12) >>> 0);
     const r = fakeResult(12, rng);
     const c = Object.fromEntries(spliceContrasts(r, 1, 200).map((x) => [x.name, x]));
     const kl = (n: string) => pooled(r, n, "kl");
@@ -362,7 +365,7 @@ describe("spliceContrasts", () => {
     }
   });
   it("has the matched-baseline contrasts (b_dec SAE, width-matched SAE, small-E vs joint SAE+linear)", () => {
-    const r = fakeResult(10, new Rng(Date.now() >>> 0));
+    const r = fakeResult(10, new Rng((fileSeed ^ 0x13) >>> 0));
     const c = Object.fromEntries(spliceContrasts(r, 1, 50).map((x) => [x.name, x]));
     const kl = (n: string) => pooled(r, n, "kl");
     const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9 * (1 + Math.abs(b)), `${a} vs ${b}`);

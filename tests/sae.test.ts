@@ -14,12 +14,13 @@ import {
   P,
 } from "../lib/sae";
 import { maxAbsDiff } from "../lib/reference";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("sae");
 
 function record(entries: Array<[string, tf.Tensor]>): P {
   const p: P = {};

@@ -10,9 +10,9 @@ import {
   twoWayAnova,
 } from "../lib/stats/index";
 import { Rng } from "../lib/util/random";
+import { testSeed } from "./helpers/seed";
 
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`stats-between-items.test seed ${runSeed}`);
+const runSeed = testSeed("stats-between-items");
 
 function close(actual: number, expected: number, tol: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} ± ${tol}`);

@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import { Rng } from "../lib/util/random";
 import { dipStatistic, dipTest } from "../lib/stats/dip";
 import { bimodality } from "../lib/eval/gmm";
+import { testSeed } from "./helpers/seed";
 
 // Fresh random inputs for the exact comparisons; the seed is logged so a failure can be replayed.
 // (The p-value thresholds below use fixed seeds: they are statements about particular samples.)
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`stats-dip.test seed ${runSeed}`);
+const runSeed = testSeed("stats-dip");
 
 function close(actual: number, expected: number, tol: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} ± ${tol}`);

@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { Rng } from "../lib/util/random";
 import { spearman, spearmanBootstrapCI } from "../lib/stats/correlation";
 import { percentileInterval } from "../lib/stats/bootstrap";
+import { testSeed } from "./helpers/seed";
 
 // Fresh random inputs each run; the seed is logged so a failure can be replayed.
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`stats-spearman-ci.test seed ${runSeed}`);
+const runSeed = testSeed("stats-spearman-ci");
 
 function correlated(rng: Rng, n: number, r: number): { x: Float64Array; y: Float64Array } {
   const x = new Float64Array(n);

@@ -27,14 +27,14 @@ import {
   variance,
   welchTTest,
 } from "../lib/stats/index";
+import { testSeed } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
 // Fresh random inputs each run; the seed is logged so a failure can be replayed.
-const runSeed = Number(process.env.IS_TEST_SEED ?? Date.now() % 1e9);
-console.log(`stats.test seed ${runSeed}`);
+const runSeed = testSeed("stats");
 
 function close(actual: number, expected: number, tol: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} ± ${tol}`);

@@ -13,16 +13,14 @@ import { saeConfig } from "../lib/sae";
 import { validateModelConfig } from "../lib/joint";
 import { TrainConfig, evalRowsFromSeparateSource, heldOutRows, trainModel } from "../lib/train";
 import { maxAbsDiff } from "../lib/reference";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-// IS_TEST_SEED replays a failure; the seed is in every assertion message.
-const seed = () =>
-  process.env.IS_TEST_SEED
-    ? Number(process.env.IS_TEST_SEED)
-    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+// IS_TEST_SEED=<the file's seed, printed first> replays a failure; each case's own seed is in its assertion messages.
+const seed = seedStream("train-eval-normalization");
 
 /** A random z-score-like spec: shifts and scales far from the identity, so a wrong spec is visible. */
 function randomSpec(rng: Rng, d: number): NormalizationSpec {

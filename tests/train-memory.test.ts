@@ -16,6 +16,7 @@ import { nfmConfig } from "../lib/nfm";
 import { type ModelConfig, type Variant, validateModelConfig } from "../lib/joint";
 import type { TrainConfig } from "../lib/training/config";
 import { trainModel } from "../lib/training/loop";
+import { testSeed } from "./helpers/seed";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;
@@ -113,7 +114,7 @@ describe("memory over 200 training steps", () => {
   before(async () => {
     await initBackend();
   });
-  const seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+  const seed = testSeed("train-memory");
 
   test("joint full, tape-free step: tensors, tensor bytes, wasm heap and JS heap flat", async () => {
     assertFlat("tape-free", await run(config("joint", "full", "claflin", seed), true));

@@ -18,12 +18,13 @@ import { nfmConfig } from "../lib/nfm";
 import { ModelConfig, validateModelConfig } from "../lib/joint";
 import { TrainConfig, TrainOptions, buildSchedule, trainModel } from "../lib/train";
 import { loadCheckpoint, readLatest } from "../lib/checkpoint";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("train-resume");
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "is-resume-"));
 
 function jointModel(): ModelConfig {

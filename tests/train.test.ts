@@ -32,12 +32,13 @@ import {
 import { loadCheckpoint, readLatest, saveCheckpoint } from "../lib/checkpoint";
 import { readSafetensors } from "../lib/io/safetensors";
 import { presetConfig } from "../lib/presets";
+import { seedStream } from "./helpers/seed";
 
 before(async () => {
   await initBackend();
 });
 
-const seed = () => (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
+const seed = seedStream("train");
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "is-train-"));
 
 function model(

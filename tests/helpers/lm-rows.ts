@@ -1,4 +1,4 @@
-/** Shared by tests that push real windows through stories260K: raw hidden-state rows, and a replayable seed. */
+/** Shared by tests that push real windows through stories260K: raw hidden-state rows (seeds: ./seed.ts). */
 import { forEachWindowBatch } from "../../lib/eval/contexts";
 import type { LanguageModel } from "../../lib/lm/types";
 
@@ -17,13 +17,4 @@ export function harvestRows(lm: LanguageModel, windows: number[][], layer: numbe
     o += p.length;
   }
   return out;
-}
-
-/** A fresh seed per run (so properties are checked on many models), printed and replayable with IS_TEST_SEED. */
-export function testSeed(label: string): number {
-  const seed = process.env.IS_TEST_SEED
-    ? Number(process.env.IS_TEST_SEED)
-    : (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0;
-  console.log(`${label}: seed ${seed} (replay with IS_TEST_SEED=${seed})`);
-  return seed;
 }
