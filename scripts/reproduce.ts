@@ -15,6 +15,7 @@ import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { initBackend, describeBackend } from "../lib/backend";
+import { inLanes } from "../lib/util/lanes";
 import { parseSeed } from "../lib/util/random";
 import { dataDir, repoRoot } from "../lib/paths";
 import { sha256Bytes, sha256File, writeFileAtomic, writeJsonAtomic } from "../lib/io/atomic";
@@ -222,10 +223,7 @@ async function runNotebooks(
     ...files.filter((f) => NOTEBOOKS_FIRST.includes(f)),
     ...files.filter((f) => !NOTEBOOKS_FIRST.includes(f)),
   ];
-  const lane = async () => {
-    for (let f = queue.shift(); f; f = queue.shift()) await runOne(f);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, queue.length)) }, lane));
+  await Promise.all(inLanes(queue, Math.max(1, jobs), runOne));
   return out.sort((a, b) => a.notebook.localeCompare(b.notebook));
 }
 
@@ -401,10 +399,9 @@ export async function reproduce(
       // (mode, seed) in worker processes, `jobs` at a time (one core each); this process then reads
       // every artifact back (cache hits, not counted as events of their own).
       await getStores(base);
-      const queue = runs.slice();
       const failed: string[] = [];
-      const lane = async () => {
-        for (let r = queue.shift(); r; r = queue.shift()) {
+      await Promise.all(
+        inLanes(runs, args.jobs, async (r) => {
           const worker = startWorker(args, r.mode, r.seed, log);
           log(`reproduce: ${r.mode} seed ${r.seed} in worker process ${worker.pid}`);
           const w = await worker.done;
@@ -413,9 +410,8 @@ export async function reproduce(
             log(`reproduce: the worker for ${r.mode} seed ${r.seed} failed (${w.message}); it runs here next`);
           } else events.push(...w.events);
           if (w.peakRssMiB !== null) workerPeakMiB = Math.max(workerPeakMiB ?? 0, w.peakRssMiB);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(args.jobs, runs.length) }, lane));
+        }),
+      );
       for (const r of runs) {
         const quiet = failed.includes(`${r.mode} seed ${r.seed}`) ? -1 : events.length;
         artifacts.push(await collectModeResults({ ...base, mode: r.mode, seed: r.seed }));

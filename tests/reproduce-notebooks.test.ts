@@ -28,6 +28,7 @@ import {
   type NotebookServer,
 } from "../lib/notebook/index";
 import { checkLabOutputs, labSkipReason } from "./helpers/lab-outputs";
+import { inLanes } from "../lib/util/lanes";
 
 let tmp: string;
 
@@ -126,28 +127,16 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?:
 describe("notebooks 01-11 with the tiny preset", () => {
   // Two kernels at a time, in reading order (as `npm run reproduce --jobs 2` runs them): a notebook that
   // needs what another is computing waits on the cache's lock and then reads it back.
-  const runs = new Map<string, Promise<Awaited<ReturnType<typeof executeNotebook>>>>();
+  let runs: Array<ReturnType<typeof executeNotebook>> = [];
   before(() => {
     if (!findJupyterPython()) return;
-    const queue = [...NOTEBOOKS];
-    const settle: Record<string, (r: Promise<Awaited<ReturnType<typeof executeNotebook>>>) => void> = {};
-    for (const nb of NOTEBOOKS) {
-      const run = new Promise<Awaited<ReturnType<typeof executeNotebook>>>((resolve) => (settle[nb.file] = resolve));
-      run.catch(() => undefined); // a failed run is reported by its own test, not as an unhandled rejection
-      runs.set(nb.file, run);
-    }
-    const lane = async () => {
-      for (let nb = queue.shift(); nb; nb = queue.shift()) {
-        const r = executeNotebook(path.join(repoRoot, "notebooks", nb.file), {
-          outDir: path.join(tmp, "out"),
-          env: kernelEnv(),
-          timeoutS: 900,
-        });
-        settle[nb.file](r);
-        await r.catch(() => undefined);
-      }
-    };
-    for (let i = 0; i < 2; i++) void lane();
+    runs = inLanes(NOTEBOOKS, 2, (nb) =>
+      executeNotebook(path.join(repoRoot, "notebooks", nb.file), {
+        outDir: path.join(tmp, "out"),
+        env: kernelEnv(),
+        timeoutS: 900,
+      }),
+    );
   });
   for (const nb of NOTEBOOKS) {
     it(`${nb.file} runs without error outputs`, async (t) => {
@@ -155,7 +144,7 @@ describe("notebooks 01-11 with the tiny preset", () => {
         t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
         return;
       }
-      const r = await runs.get(nb.file)!;
+      const r = await runs[NOTEBOOKS.indexOf(nb)];
       assert.ok(r.ok, formatErrors(r));
       const out = readNotebook(r.outputPath);
       const pngs = outputsWithMime(out, "image/png");

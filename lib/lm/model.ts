@@ -368,8 +368,8 @@ export class LlamaModel implements LanguageModel {
   /**
    * Additive mask [G·n, t1] for the query block [t0, t1) (n = t1 − t0) of G stacked heads, rows (g, t),
    * over keys [0, t1) of a sequence of valid length len: key j is masked when j > t (causal) or j ≥ len.
-   * Masks that do not depend on len (t1 ≤ len) are cached; others are built per call (caller disposes
-   * them: `cached` is false).
+   * Masks that do not depend on len (t1 ≤ len) are cached; others are built per call (the caller disposes
+   * them once its kv heads are done: `cached` is false).
    */
   private blockMask(G: number, t0: number, t1: number, len: number): { mask: tf.Tensor2D; cached: boolean } {
     const n = t1 - t0;
@@ -539,14 +539,17 @@ export class LlamaModel implements LanguageModel {
     const q = new Float32Array(G * nb * hd); // [G·n, hd], rows (g, t)
     const kt = new Float32Array(hd * T); // [hd, t1]
     const v = new Float32Array(T * hd); // [T, hd]
+    const blockStarts = Array.from({ length: Math.ceil(T / nb) }, (_, i) => i * nb);
     for (let b = 0; b < B; b++) {
       const len = lengths ? lengths[b] : T;
+      // one mask per query block, shared by the kv heads (padded sequences' masks are built here, freed below)
+      const masks = blockStarts.map((t0) => this.blockMask(G, t0, Math.min(T, t0 + nb), len));
       for (let kv = 0; kv < Hkv; kv++) {
         for (let t = 0; t < T; t++) {
           const src = (b * T + t) * W + qk + kv * hd;
           for (let d = 0; d < hd; d++) v[t * hd + d] = f[src + d];
         }
-        for (let t0 = 0; t0 < T; t0 += nb) {
+        for (const [blk, t0] of blockStarts.entries()) {
           const t1 = Math.min(T, t0 + nb);
           const n = t1 - t0;
           for (let g = 0; g < G; g++) {
@@ -560,15 +563,13 @@ export class LlamaModel implements LanguageModel {
             const src = (b * T + j) * qk + qD + kv * hd;
             for (let d = 0; d < hd; d++) kt[d * t1 + j] = rot[src + d];
           }
-          const { mask, cached } = this.blockMask(G, t0, t1, len);
           const qH = ops.upload(q.subarray(0, G * n * hd), [G * n, hd]);
           const kH = ops.upload(kt.subarray(0, hd * t1), [hd, t1]);
           const raw = ops.matMul(qH, kH);
           ops.free(qH);
           ops.free(kH);
-          const scores = ops.add(raw, ops.of(mask));
+          const scores = ops.add(raw, ops.of(masks[blk].mask));
           ops.free(raw);
-          if (!cached) mask.dispose();
           const probs = ops.softmax(scores);
           ops.free(scores);
           const vH = ops.upload(v.subarray(0, t1 * hd), [t1, hd]);
@@ -587,6 +588,7 @@ export class LlamaModel implements LanguageModel {
           ops.free(o);
         }
       }
+      for (const m of masks) if (!m.cached) m.mask.dispose();
     }
     return tf.tensor2d(ctx, [B * T, qD]);
   }
