@@ -45,19 +45,8 @@ export function columnMeans(x: ArrayLike<number>, d: number): Float64Array {
  */
 export function fvu(x: ArrayLike<number>, xhat: ArrayLike<number>, d: number): number {
   const n = checkPair(x, xhat, d, "fvu");
-  const mu = columnMeans(x, d);
-  let num = 0;
-  let den = 0;
-  for (let r = 0; r < n; r++) {
-    for (let j = 0; j < d; j++) {
-      const i = r * d + j;
-      const e = x[i] - xhat[i];
-      const c = x[i] - mu[j];
-      num += e * e;
-      den += c * c;
-    }
-  }
-  return num / den;
+  const { residual, total } = centredSquares(x, xhat, d, n, columnMeans(x, d), null);
+  return residual / total;
 }
 
 /**
@@ -68,21 +57,37 @@ export function fvu(x: ArrayLike<number>, xhat: ArrayLike<number>, d: number): n
  */
 export function varianceExplainedPaper(x: ArrayLike<number>, xhat: ArrayLike<number>, d: number): number {
   const n = checkPair(x, xhat, d, "varianceExplainedPaper");
-  const mx = columnMeans(x, d);
-  const mh = columnMeans(xhat, d);
   // e_j = (x − mx) − (x̂ − mh) has mean 0, so Var(e_j) ∝ Σ e².
-  let ve = 0;
-  let vx = 0;
+  const { residual, total } = centredSquares(x, xhat, d, n, columnMeans(x, d), columnMeans(xhat, d));
+  return 1 - residual / total;
+}
+
+/**
+ * residual = Σ_{n,j} ((x_nj − a_j) − (x̂_nj − b_j))² and total = Σ_{n,j} (x_nj − mx_j)², where a = mx and b = mh when
+ * x̂'s own means mh are given (each side centred by its own mean), else a = b = 0 (e = x − x̂ exactly).
+ */
+function centredSquares(
+  x: ArrayLike<number>,
+  xhat: ArrayLike<number>,
+  d: number,
+  n: number,
+  mx: Float64Array,
+  mh: Float64Array | null,
+): { residual: number; total: number } {
+  const a = mh ? mx : new Float64Array(d);
+  const b = mh ?? a;
+  let residual = 0;
+  let total = 0;
   for (let r = 0; r < n; r++) {
     for (let j = 0; j < d; j++) {
       const i = r * d + j;
-      const xc = x[i] - mx[j];
-      const e = xc - (xhat[i] - mh[j]);
-      ve += e * e;
-      vx += xc * xc;
+      const e = x[i] - a[j] - (xhat[i] - b[j]);
+      const c = x[i] - mx[j];
+      residual += e * e;
+      total += c * c;
     }
   }
-  return 1 - ve / vx;
+  return { residual, total };
 }
 
 /** L0 = mean number of features with value > 0 per row, from sparse codes ([N, k] values). */

@@ -109,17 +109,8 @@ interface Base {
   epochsPerChunk: number;
 }
 
-const TINY: Base = {
-  description: "unit tests and smoke runs: stories260K layer 3, d=64, F=256, k=8, E=16, 150 steps",
-  shape: { d: 64, F: 256, k: 8, E: 16, topN: null, kSeq: null },
-  data: { model: "stories260K", layer: 3, corpus: "tinystories", windowLength: 128, maxTokens: 20_000, evalRows: 512 },
-  batch: { sae: 64, sequential: 64, joint: 64 },
-  steps: { sae: 150, sequential: 150, joint: 150 },
-  lr: 1e-3,
-  evalEvery: 50,
-  chunkTokens: { sae: 20_000, sequential: 20_000, joint: 20_000 },
-  epochsPerChunk: 1,
-};
+/** The same value for each model family (batch sizes, steps, schedule inputs). */
+const perFamily = (n: number) => ({ sae: n, sequential: n, joint: n });
 
 /**
  * quick: every choice is scaled from the paper to d = 64.
@@ -149,12 +140,25 @@ const QUICK: Base = {
     maxTokens: 200_000,
     evalRows: 4096,
   },
-  batch: { sae: 256, sequential: 256, joint: 256 },
-  steps: { sae: 1200, sequential: 1200, joint: 1200 },
+  batch: perFamily(256),
+  steps: perFamily(1200),
   lr: 1e-3,
   evalEvery: 200,
-  chunkTokens: { sae: 200_000, sequential: 200_000, joint: 200_000 },
+  chunkTokens: perFamily(200_000),
   epochsPerChunk: 2,
+};
+
+/** tiny: the quick preset shrunk for unit tests and smoke runs (seconds per model). */
+const TINY: Base = {
+  description: "unit tests and smoke runs: stories260K layer 3, d=64, F=256, k=8, E=16, 150 steps",
+  shape: { ...QUICK.shape, F: 256, k: 8, E: 16 },
+  data: { ...QUICK.data, maxTokens: 20_000, evalRows: 512 },
+  batch: perFamily(64),
+  steps: perFamily(150),
+  lr: 1e-3,
+  evalEvery: 50,
+  chunkTokens: perFamily(20_000),
+  epochsPerChunk: 1,
 };
 
 /**

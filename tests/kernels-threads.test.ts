@@ -120,12 +120,12 @@ import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
   const sq = biInteractionSumsWasm(
     tf.tensor2d(vA, [B, N]), tf.tensor2d(idsA, [B, N], "int32"), tf.tensor2d(VA, [F, E]),
   )!;
-  const js = biSumsJs(vA, idsA, VA, B, N, E);
+  const js = biSumsJs({ values: vA, ids: idsA, V: VA, B, N, E });
   checks.interactionSums = same(sq.s.dataSync(), js.s) && same(sq.q.dataSync(), js.q);
   const gr = biInteractionGradsWasm(
     tf.tensor2d(vA, [B, N]), idsA, tf.tensor2d(VA, [F, E]), sq.s, tf.tensor2d(dzA, [B, E]),
   )!;
-  checks.interactionGrads = same(gr.dV.dataSync(), biGradsJs(vA, idsA, VA, js.s, dzA, B, N, E, F).dV);
+  checks.interactionGrads = same(gr.dV.dataSync(), biGradsJs({ values: vA, ids: idsA, V: VA, B, N, E }, js.s, dzA, F).dV);
   const pre = Float32Array.from(rng.normalArray(200 * 16)), bias = Float32Array.from(rng.normalArray(200, 0, 0.1));
   const tw = topkColumnsWasm(tf.tensor2d(pre, [200, 16]), tf.tensor1d(bias), 7, "relu-topk")!;
   const tj = topkColumns(pre, bias, 200, 16, 7, "relu-topk");

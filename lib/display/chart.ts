@@ -6,6 +6,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../io/atomic";
 import { importEsm } from "./esm";
 import { assertChartSpec, titleText, type VegaLiteSpec } from "./spec-check";
 import type { MimeBundle } from "./kernel";
+import { VEGALITE_SCHEMA } from "./vega-lite";
 
 export interface RenderedChart {
   svg: string;
@@ -28,7 +29,6 @@ export interface RenderOptions {
  * use only features common to both, so the bundle announces v5.
  */
 export const VEGALITE_MIME = "application/vnd.vegalite.v5+json";
-const VEGALITE_V5_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
 interface ResvgModule {
   Resvg: new (svg: string, opts: Record<string, unknown>) => { render(): { asPng(): Uint8Array } };
@@ -86,7 +86,7 @@ export async function renderChart(spec: VegaLiteSpec, opts: RenderOptions = {}):
 
 /** The same spec, labelled for JupyterLab's vega-lite v5 renderer. */
 export function vegaLiteForMime(spec: VegaLiteSpec): VegaLiteSpec {
-  return { ...spec, $schema: VEGALITE_V5_SCHEMA };
+  return { ...spec, $schema: VEGALITE_SCHEMA };
 }
 
 /** The multi-MIME output for a chart: interactive in JupyterLab, an image everywhere else. */

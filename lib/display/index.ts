@@ -27,6 +27,8 @@ export type { Row, Table, TableFormatOptions } from "./table";
 export { progress } from "./progress";
 export type { Progress, ProgressOptions, ProgressMode } from "./progress";
 export { liveChart, liveChartSpec } from "./live";
+export { quantitative, nominal, ordinal } from "./vega-lite";
+export type { FieldChannel, FieldType } from "./vega-lite";
 export type { LiveChart, LiveChartOptions, LivePoint } from "./live";
 export { inKernel, sendBundle } from "./kernel";
 export type { MimeBundle } from "./kernel";

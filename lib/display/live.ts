@@ -11,6 +11,7 @@ import { inKernel, newDisplayId, sendBundle } from "./kernel";
 import { currentDisplayDir } from "./show";
 import { assertChartSpec, type VegaLiteSpec } from "./spec-check";
 import { formatExtra } from "./format";
+import { nominal, quantitative } from "./vega-lite";
 
 export interface LiveChartOptions {
   title: string;
@@ -81,7 +82,7 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
     data: { values: pts },
     mark: { type: "line", point: pts.length <= 60 },
     encoding: {
-      x: { field: "x", type: "quantitative", title: opts.xTitle },
+      x: quantitative("x", opts.xTitle),
       y: {
         field: "y",
         type: "quantitative",
@@ -98,9 +99,9 @@ export function liveChartSpec(opts: LiveChartOptions, points: LivePoint[]): Vega
         ...(panel && panel.series.length === 1 ? { legend: null } : {}),
       },
       tooltip: [
-        { field: "series", type: "nominal", title: "series" },
-        { field: "x", type: "quantitative", title: opts.xTitle },
-        { field: "y", type: "quantitative", title: yTitle, format: ".4g" },
+        nominal("series", "series"),
+        quantitative("x", opts.xTitle),
+        quantitative("y", yTitle, { format: ".4g" }),
       ],
     },
   });

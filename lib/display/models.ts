@@ -19,22 +19,36 @@ const SOLID: readonly number[] = [];
 const DASHED: readonly number[] = [6, 3];
 const DOTTED: readonly number[] = [2, 2];
 
+/** One family's models, drawn with the family's dash: [human name, colour] per code id. */
+function family<Id extends string>(dash: readonly number[], members: Record<Id, readonly [string, string]>) {
+  const styles = {} as Record<Id, ModelStyle>;
+  for (const id of Object.keys(members) as Id[]) styles[id] = { name: members[id][0], color: members[id][1], dash };
+  return styles;
+}
+
 export const MODEL_STYLES = {
-  sae: { name: "standalone SAE", color: "#4c78a8", dash: DASHED },
-  saeBias: { name: "standalone SAE with b_dec", color: "#72b7b2", dash: DASHED },
-  saeWide: { name: "width-matched SAE", color: "#9d755d", dash: DASHED },
-  sequentialSae: { name: "sequential: SAE alone", color: "#d6a5c9", dash: DOTTED },
-  sequential: { name: "sequential SAE + NFM", color: "#b279a2", dash: DOTTED },
-  joint: { name: "joint full", color: "#54a24b", dash: SOLID },
-  jointSaePath: { name: "joint: own SAE path", color: "#e45756", dash: SOLID },
-  jointSaeLinear: { name: "joint: SAE + linear path", color: "#ff9da6", dash: SOLID },
-  jointSaeInteraction: { name: "joint: SAE + interaction path", color: "#8c6d31", dash: SOLID },
-  jointLinear: { name: "joint SAE+linear", color: "#f58518", dash: SOLID },
-  jointSmallE: { name: "joint, small E", color: "#eeca3b", dash: SOLID },
-  jointModern: { name: "joint, modern SAE", color: "#17becf", dash: SOLID },
+  ...family(DASHED, {
+    sae: ["standalone SAE", "#4c78a8"],
+    saeBias: ["standalone SAE with b_dec", "#72b7b2"],
+    saeWide: ["width-matched SAE", "#9d755d"],
+  }),
+  ...family(DOTTED, {
+    sequentialSae: ["sequential: SAE alone", "#d6a5c9"],
+    sequential: ["sequential SAE + NFM", "#b279a2"],
+  }),
+  ...family(SOLID, {
+    joint: ["joint full", "#54a24b"],
+    jointSaePath: ["joint: own SAE path", "#e45756"],
+    jointSaeLinear: ["joint: SAE + linear path", "#ff9da6"],
+    jointSaeInteraction: ["joint: SAE + interaction path", "#8c6d31"],
+    jointLinear: ["joint SAE+linear", "#f58518"],
+    jointSmallE: ["joint, small E", "#eeca3b"],
+    jointModern: ["joint, modern SAE", "#17becf"],
+    jointTopN: ["joint, top-N < k", "#bab0ac"],
+  }),
+  // the equal-budget joint model overlaps the joint model's curve for its first half: a dash-dot of its own
   jointEqualBudget: { name: "joint full, equal budget", color: "#2f6b2f", dash: [8, 2, 2, 2] },
-  jointTopN: { name: "joint, top-N < k", color: "#bab0ac", dash: SOLID },
-} as const satisfies Record<string, ModelStyle>;
+} satisfies Record<string, ModelStyle>;
 
 export type ModelId = keyof typeof MODEL_STYLES;
 

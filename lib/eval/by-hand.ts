@@ -37,6 +37,7 @@ import { maxAbsDiff, refBiInteraction, refForward, toRef } from "../reference";
 import { klPerPosition, randomDirectionsWithNorm, spliceEvaluate, type SpliceCondition } from "./splice";
 import { decoderSquaredNorms, rowSquaredNorms, weightNormRatios } from "./geometry";
 import { primaryPass, secondaryEncode, type PrimaryModel, type SecondarySae } from "./secondary";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
 /**
  * Runs f inside tf.tidy (every tensor made on the way is disposed, also on a throw) with an identity
@@ -587,7 +588,7 @@ export function spliceByHandSpec(r: SpliceByHand, title: string): Record<string,
     { position: t, splice: "ε-random x + ε", kl: Math.max(r.klEps[t], floor) },
   ]).flat();
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    $schema: VEGALITE_SCHEMA,
     title,
     data: { values },
     width: 520,

@@ -8,6 +8,7 @@ import { tf } from "../backend";
 import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { FeatureSource } from "./contexts";
 import { featureActivations } from "./clamping";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
 /** Activation of `feature` at every position of one token sequence (clamping.featureActivations for one sequence). [T]
  * */
@@ -87,7 +88,7 @@ export function tokenShiftSpec(
     after: s.after,
   }));
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    $schema: VEGALITE_SCHEMA,
     title,
     data: { values },
     mark: "bar",

@@ -374,9 +374,10 @@ export interface ItemLevelTest {
   permutationP: number;
   permutations: number;
   permutationSeed: number;
-  power: PowerLine;
+  /** Cell means and sizes of the words' Δ: [formality level][emotion level]. */
   cellMeans: number[][];
   cellSizes: number[][];
+  power: PowerLine;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { LanguageModel, Tokenizer } from "../lm/types";
 import type { SparseCode } from "../sae";
 import { escapeHtml } from "../display/table";
 import { formatNumber } from "../display/format";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
 export interface ContextHit {
   window: number;
@@ -425,7 +426,7 @@ export function firingHistogramSpec(top: TopActivations, tokens: number, title: 
     .map((s) => ({ log10freq: Math.log10(s / tokens) }));
   const dead = top.F - values.length;
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    $schema: VEGALITE_SCHEMA,
     title: {
       text: title,
       subtitle: `${dead} of ${top.F} features never fired on ${tokens} held-out tokens (not shown)`,

@@ -61,6 +61,7 @@ import {
 import type { TwoWayAnovaResult } from "../stats/anova";
 import { mean, std } from "../stats/descriptive";
 import { studentTQuantile } from "../stats/distributions";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
 export type ClampMode = "delta" | "replace";
 export type { Mode };
@@ -829,7 +830,7 @@ export function interactionPlotSpec(r: ClampExperimentResult, title?: string): R
   );
   const y = { field: "mean", type: "quantitative", title: "Δ log p(target word) vs baseline (nats)" };
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    $schema: VEGALITE_SCHEMA,
     title: title ?? `Interaction plot: ${r.name} (mean ± 95% CI over prompts × words)`,
     data: { values },
     facet: {

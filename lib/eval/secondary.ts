@@ -36,6 +36,7 @@ import { Rng } from "../util/random";
 import type { LanguageModel } from "../lm/types";
 import { forEachWindowBatch } from "./contexts";
 import * as M from "../metrics";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
 export type { InteractionInput };
 export const INTERACTION_INPUTS: InteractionInput[] = ["bi-interaction", "linear-sum"];
@@ -452,7 +453,7 @@ export function lossCurveSpec(
   title = "Secondary SAE training loss",
 ): Record<string, unknown> {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    $schema: VEGALITE_SCHEMA,
     title,
     width: 480,
     height: 240,

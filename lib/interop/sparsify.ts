@@ -18,16 +18,9 @@ import { replaceDirAtomic, writeJsonAtomic } from "../io/atomic";
 import { saeConfig } from "../sae";
 import type { Model, ModelConfig } from "../joint";
 import { foldNormalization, type ParamArrays } from "./fold";
-import {
-  dtypeOf,
-  intField,
-  modelArrays,
-  modelFromArrays,
-  readCfg,
-  requireTensor,
-  type ExportOptions,
-  type ImportedSae,
-} from "./common";
+// the helpers every importer shares (config fields, tensor checks, model ↔ arrays), as common.*
+import * as common from "./common";
+import type { ExportOptions, ImportedSae } from "./common";
 import { identitySpec } from "./saelens";
 
 export const SPARSIFY_CFG = "cfg.json";
@@ -36,9 +29,9 @@ export const SPARSIFY_WEIGHTS = "sae.safetensors";
 /** Read a sparsify SAE directory (one hookpoint) into our model; it takes raw activations. */
 export function readSparsify(dir: string): ImportedSae {
   const cfgFile = path.join(dir, SPARSIFY_CFG);
-  const cfg = readCfg(cfgFile, "sparsify config");
-  const d = intField(cfg, "d_in", cfgFile);
-  const k = intField(cfg, "k", cfgFile);
+  const cfg = common.readCfg(cfgFile, "sparsify config");
+  const d = common.intField(cfg, "d_in", cfgFile);
+  const k = common.intField(cfg, "k", cfgFile);
   const activation = cfg.activation ?? "topk";
   if (activation !== "topk")
     throw new Error(
@@ -65,10 +58,10 @@ export function readSparsify(dir: string): ImportedSae {
   const F = numLatents;
   if (k > F) throw new Error(`${cfgFile}: k = ${k} exceeds num_latents = ${F}`);
   const arrays: ParamArrays = {
-    "sae.wEncT": requireTensor(wFile, st, "encoder.weight", [F, d], "encoder, [num_latents, d_in]").data,
-    "sae.bEnc": requireTensor(wFile, st, "encoder.bias", [F], "encoder bias, [num_latents]").data,
-    "sae.wDec": requireTensor(wFile, st, "W_dec", [F, d], "decoder, [num_latents, d_in]").data,
-    "sae.bDec": requireTensor(wFile, st, "b_dec", [d], "decoder bias, [d_in]").data,
+    "sae.wEncT": common.requireTensor(wFile, st, "encoder.weight", [F, d], "encoder, [num_latents, d_in]").data,
+    "sae.bEnc": common.requireTensor(wFile, st, "encoder.bias", [F], "encoder bias, [num_latents]").data,
+    "sae.wDec": common.requireTensor(wFile, st, "W_dec", [F, d], "decoder, [num_latents, d_in]").data,
+    "sae.bDec": common.requireTensor(wFile, st, "b_dec", [d], "decoder bias, [d_in]").data,
   };
   const config: ModelConfig = {
     kind: "sae",
@@ -87,7 +80,7 @@ export function readSparsify(dir: string): ImportedSae {
     variant: "sae",
     saeKAtInference: null,
   };
-  const model = modelFromArrays(config, arrays, cfgFile);
+  const model = common.modelFromArrays(config, arrays, cfgFile);
   const hookName = path.basename(path.resolve(dir));
   return {
     model,
@@ -95,7 +88,7 @@ export function readSparsify(dir: string): ImportedSae {
     format: "sparsify",
     hookName,
     modelName: null,
-    dtype: dtypeOf(st),
+    dtype: common.dtypeOf(st),
     notes: [],
     cfg,
   };
@@ -116,7 +109,7 @@ export function exportSparsify(model: Model, dir: string, opts: ExportOptions = 
       "exportSparsify: sparsify SAEs take raw activations; " +
         "an unfolded normalisation cannot be expressed (use fold: true)",
     );
-  const arrays = modelArrays(model);
+  const arrays = common.modelArrays(model);
   const w = fold ? foldNormalization(c, arrays, spec!) : arrays;
   const kInference = c.kind === "sequential" && c.saeKAtInference ? c.saeKAtInference : k;
   replaceDirAtomic(dir, (tmp) => {

@@ -36,18 +36,21 @@ export interface InteractionWeights {
   b2: tf.Tensor1D; // [d]
 }
 
+/** The bi-interaction's inputs as flat float32 arrays: row b's N active features (values, ids: [B·N]) and V [F·E]. */
+export interface ActiveRows {
+  values: Float32Array;
+  ids: Int32Array;
+  V: Float32Array;
+  B: number;
+  N: number;
+  E: number;
+}
+
 /**
  * s[b,:] = Σ_j fv[b,j,:] and q[b,:] = Σ_j fv[b,j,:]² in JavaScript (where the wasm kernel is
  * unavailable): the kernel's float32 operations in its order (tested bit for bit).
  */
-export function biSumsJs(
-  values: Float32Array,
-  ids: Int32Array,
-  V: Float32Array,
-  B: number,
-  N: number,
-  E: number,
-): { s: Float32Array; q: Float32Array } {
+export function biSumsJs({ values, ids, V, B, N, E }: ActiveRows): { s: Float32Array; q: Float32Array } {
   const f = Math.fround;
   const s = new Float32Array(B * E);
   const q = new Float32Array(B * E);
@@ -72,14 +75,9 @@ export function biSumsJs(
  * in four float32 lanes there.
  */
 export function biGradsJs(
-  values: Float32Array,
-  ids: Int32Array,
-  V: Float32Array,
+  { values, ids, V, B, N, E }: ActiveRows,
   s: Float32Array,
   dz: Float32Array,
-  B: number,
-  N: number,
-  E: number,
   F: number,
 ): { dV: Float32Array; dValues: Float32Array } {
   const f = Math.fround;
@@ -153,7 +151,7 @@ export function interactionForward(
     sTensor = sq.s;
   } else {
     jsInputs = { values: copyFloat32(valuesT), V: copyFloat32(vT) };
-    ({ s, q } = biSumsJs(jsInputs.values, ids, jsInputs.V, B, N, E));
+    ({ s, q } = biSumsJs({ values: jsInputs.values, ids, V: jsInputs.V, B, N, E }));
   }
   try {
     // z [B, E] for the forward matMul, zT [E, B] for dw1 = zᵀ dh.
@@ -248,7 +246,7 @@ export function interactionBackward(
   }
   let dV: tf.Tensor2D, dValues: tf.Tensor2D;
   if (st.jsInputs) {
-    const r = biGradsJs(st.jsInputs.values, ids, st.jsInputs.V, s, dz, B, N, E, F);
+    const r = biGradsJs({ values: st.jsInputs.values, ids, V: st.jsInputs.V, B, N, E }, s, dz, F);
     dV = tf.tensor2d(r.dV, [F, E]);
     dValues = tf.tensor2d(r.dValues, [B, N]);
   } else {

@@ -184,6 +184,8 @@ export function topkColumnRange(
   const hk = new Float32Array(nb * k);
   const hi = new Int32Array(nb * k);
   const fround = Math.fround;
+  // Entry (ka, ia) is worse than (kb, ib); false when a key is NaN.
+  const worse = (ka: number, ia: number, kb: number, ib: number) => ka < kb || (ka === kb && ia > ib);
   // Fill phase: feature f (< k) enters column c's heap at position f (sift up).
   function push(f: number, c: number): void {
     let key = fround(preFB[f * B + b0 + c] + bias[f]);
@@ -192,11 +194,10 @@ export function topkColumnRange(
     let i = f;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (hk[o + p] > key || (hk[o + p] === key && hi[o + p] < f)) {
-        hk[o + i] = hk[o + p];
-        hi[o + i] = hi[o + p];
-        i = p;
-      } else break;
+      if (!worse(key, f, hk[o + p], hi[o + p])) break;
+      hk[o + i] = hk[o + p];
+      hi[o + i] = hi[o + p];
+      i = p;
     }
     hk[o + i] = key;
     hi[o + i] = f;
@@ -214,13 +215,11 @@ export function topkColumnRange(
       const l = 2 * i + 1;
       if (l >= k) break;
       const r = l + 1;
-      let m = l;
-      if (r < k && (hk[o + r] < hk[o + l] || (hk[o + r] === hk[o + l] && hi[o + r] > hi[o + l]))) m = r;
-      if (hk[o + m] < key || (hk[o + m] === key && hi[o + m] > f)) {
-        hk[o + i] = hk[o + m];
-        hi[o + i] = hi[o + m];
-        i = m;
-      } else break;
+      const m = r < k && worse(hk[o + r], hi[o + r], hk[o + l], hi[o + l]) ? r : l;
+      if (!worse(hk[o + m], hi[o + m], key, f)) break;
+      hk[o + i] = hk[o + m];
+      hi[o + i] = hi[o + m];
+      i = m;
     }
     hk[o + i] = key;
     hi[o + i] = f;

@@ -495,6 +495,11 @@ const SMALL_E: { mse: Gain; kl: Gain } = {
 const smallELabel = (m: ModeResults | undefined, unknownE = "") =>
   `small-E model${m?.smallE ? ` (E = ${m.smallE.E}, ${pctOf(m.smallE.interactionShare)}% of parameters)` : unknownE}`;
 
+/** The fields of ModeResults that hold one Measured value. */
+type MeasuredKey = {
+  [K in keyof ModeResults]-?: ModeResults[K] extends Measured | undefined ? K : never;
+}[keyof ModeResults];
+
 export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, study?: StudyInfo): ClaimRow[] {
   const rows: ClaimRow[] = [];
   const seeds = study?.seeds;
@@ -508,6 +513,8 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
   const vc = (v: string, models: (x: string) => boolean) =>
     C ? v + convergenceSuffix(C, models, seeds) + unconverged : `not tested: ${noC}`;
   const p = (m?: Measured) => formatMeasured(m, "pct");
+  /** The "faithful" and "corrected" cells of a claim measured as one percentage. */
+  const percentInBothModes = (key: MeasuredKey) => ({ faithful: p(F?.[key]), corrected: p(C?.[key]) });
   const n = (m?: Measured) => formatMeasured(m, "num");
 
   const both = (label: string, sel: Gain, kind: "pct" | "num" = "pct") =>
@@ -547,8 +554,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     claim: "Sequential NFM reduces reconstruction error (~23%)",
     definition: "(MSE_SAE − MSE_SAE+NFM)/MSE_SAE, held-out rows, normalised space; the SAE is trained alone and frozen",
     paper: "23.4% (val), 23.2% (train)",
-    faithful: p(F?.sequentialImprovement),
-    corrected: p(C?.sequentialImprovement),
+    ...percentInBothModes("sequentialImprovement"),
     baselines: "the frozen standalone SAE (the NFM's linear term also adds a bias the SAE lacks)",
     verdictFaithful: vf(verdictReproduces(0.2343, F?.sequentialImprovement), isSeq),
     verdictCorrected: vc(verdictHolds(1, C?.sequentialImprovement, "vs the frozen SAE"), isSeq),
@@ -560,8 +566,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
       "(MSE_own SAE path − MSE_joint)/MSE_own SAE path, held-out rows; " +
       "matched baselines: (MSE_baseline − MSE_joint)/MSE_baseline",
     paper: "41.3% (0.2747 → 0.1613)",
-    faithful: p(F?.jointImprovementOwnSaePath),
-    corrected: p(C?.jointImprovementOwnSaePath),
+    ...percentInBothModes("jointImprovementOwnSaePath"),
     baselines: baselineCell("mse"),
     verdictFaithful: vf(
       `${verdictReproduces(0.413, F?.jointImprovementOwnSaePath)} (own-path diagnostic)`,
@@ -627,8 +632,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     claim: "Joint model reduces splice KL by 51.6%",
     definition: "1 − mean KL(full joint) / mean KL(joint SAE path); matched baselines: 1 − KL(full joint)/KL(baseline)",
     paper: "51.6%",
-    faithful: p(F?.klReductionJoint),
-    corrected: p(C?.klReductionJoint),
+    ...percentInBothModes("klReductionJoint"),
     baselines: baselineCell("kl"),
     verdictFaithful: vf(`${verdictReproduces(0.516, F?.klReductionJoint)} (own-path diagnostic)`, isJointSide),
     verdictCorrected: vc(combineBaselineVerdicts(baselineVerdicts("kl", C)), isJointSide),
@@ -641,8 +645,7 @@ export function buildClaimRows(faithful?: ModeResults, corrected?: ModeResults, 
     claim: "Joint model improves next-token cross-entropy (26.2%)",
     definition: "1 − mean CE(full joint) / mean CE(joint SAE path), raw patched CE (part18c)",
     paper: "26.2%",
-    faithful: p(F?.ceImprovementJoint),
-    corrected: p(C?.ceImprovementJoint),
+    ...percentInBothModes("ceImprovementJoint"),
     baselines: "none measured for CE (see the KL claim's matched baselines)",
     verdictFaithful: vf(`${verdictReproduces(0.262, F?.ceImprovementJoint)} (own-path diagnostic)`, isJointSide),
     verdictCorrected: vc(

@@ -7,8 +7,7 @@
  */
 import { assertChartSpec, type VegaLiteSpec } from "../display/spec-check";
 import type { FeatureSummary } from "../eval/feature-browser";
-
-const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
+import { quantitative, VEGALITE_SCHEMA } from "../display/vega-lite";
 
 /** Histogram + direct-logit-effect bars for each summary (all of one kind), the first one shown by default. */
 export function featureDashboardSpec(summaries: FeatureSummary[], title?: string): VegaLiteSpec {
@@ -23,25 +22,18 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
   const hist = summaries.flatMap((s) =>
     s.histogram.map((b) => ({ feature: s.feature, lo: b.lo, hi: b.hi, count: b.count })),
   );
-  const effects = summaries.flatMap((s) => [
-    ...s.raised.map((t, i) => ({
+  const effectRows = (s: FeatureSummary, direction: "raised" | "lowered") =>
+    s[direction].map((t, i) => ({
       feature: s.feature,
       token: `${t.piece} (#${t.token})`,
       effect: t.effect,
-      direction: "raised",
+      direction,
       rank: i,
-    })),
-    ...s.lowered.map((t, i) => ({
-      feature: s.feature,
-      token: `${t.piece} (#${t.token})`,
-      effect: t.effect,
-      direction: "lowered",
-      rank: i,
-    })),
-  ]);
+    }));
+  const effects = summaries.flatMap((s) => [...effectRows(s, "raised"), ...effectRows(s, "lowered")]);
   const filter = { filter: "datum.feature == feature" };
   const spec: VegaLiteSpec = {
-    $schema: SCHEMA,
+    $schema: VEGALITE_SCHEMA,
     title: {
       text: title ?? `Feature browser: ${first.label}`,
       subtitle: [
@@ -67,9 +59,9 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
         height: 220,
         mark: { type: "bar", color: "#4c78a8" },
         encoding: {
-          x: { field: "lo", type: "quantitative", bin: { binned: true }, title: "activation (model units)" },
+          x: quantitative("lo", "activation (model units)", { bin: { binned: true } }),
           x2: { field: "hi" },
-          y: { field: "count", type: "quantitative", title: "tokens [#]" },
+          y: quantitative("count", "tokens [#]"),
         },
       },
       {
@@ -87,7 +79,7 @@ export function featureDashboardSpec(summaries: FeatureSummary[], title?: string
             title: "token",
             axis: { labelLimit: 160 },
           },
-          x: { field: "effect", type: "quantitative", title: "centred logit effect (logits per unit activation)" },
+          x: quantitative("effect", "centred logit effect (logits per unit activation)"),
           color: {
             field: "direction",
             type: "nominal",

@@ -11,14 +11,14 @@ import type { SpliceSummary } from "../eval/splice-contrasts";
 import type { GeometryModelReport } from "../eval/geometry-report";
 import type { InterventionsSummary } from "../eval/clamping";
 import type { TrainSummary, ModeArtifacts } from "../pipeline/index";
-
-const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
+import { nominal, ordinal, quantitative, vegaLite } from "../display/vega-lite";
 
 /**
  * Check titles and units, and anchor the title at the left: a centred title is placed by vega's
  * estimated text width and can widen the chart beyond the notebook's output area.
  */
-function checked(spec: VegaLiteSpec): VegaLiteSpec {
+function checked(body: Record<string, unknown>): VegaLiteSpec {
+  const spec = vegaLite(body);
   assertChartSpec(spec);
   const t = spec.title;
   if (typeof t === "string" || Array.isArray(t)) spec.title = { text: t, anchor: "start" };
@@ -117,7 +117,7 @@ export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }
       .map((r) => ({ mode, bar: ZERO.name, meanKL: r.meanKL, lo: r.klLo ?? r.meanKL, hi: r.klHi ?? r.meanKL })),
   );
   const names = modelIds.map(modelName);
-  const x = { field: "meanKL", type: "quantitative", title: "mean KL per position (nats)" };
+  const x = quantitative("meanKL", "mean KL per position (nats)");
   const color = {
     field: "bar",
     type: "nominal",
@@ -136,7 +136,7 @@ export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }
     width: number,
   ) => {
     const shown = ids.map(modelName);
-    const y = { field: "model", type: "nominal", title: "model", sort: shown, axis: { labelLimit: 260 } };
+    const y = nominal("model", "model", { sort: shown, axis: { labelLimit: 260 } });
     const yOffset = { field: "arm", sort: ["model splice", EPS.name] };
     return {
       title: { ...title, anchor: "start" },
@@ -173,12 +173,12 @@ export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }
       layer: [
         {
           mark: { type: "bar", color: ZERO.color },
-          encoding: { y: { field: "bar", type: "nominal", title: null, axis: null }, x },
+          encoding: { y: nominal("bar", null, { axis: null }), x },
         },
         {
           mark: { type: "rule", color: "#bbbbbb" },
           encoding: {
-            y: { field: "bar", type: "nominal", title: null, axis: null },
+            y: nominal("bar", null, { axis: null }),
             x: { ...x, field: "lo" },
             x2: { field: "hi" },
           },
@@ -204,7 +204,6 @@ export function klBarSpec(splices: Array<{ mode: string; splice: SpliceSummary }
     };
   };
   return checked({
-    $schema: SCHEMA,
     title: {
       text: "Splice KL(clean ‖ patched): each model beside its ε-random control",
       subtitle: [
@@ -248,7 +247,6 @@ export function klDistributionSpec(mode: string, splice: SpliceSummary): VegaLit
   const names = modelIds.map(modelName);
   const hasZero = values.some((v) => v.panel === ZERO.name);
   return checked({
-    $schema: SCHEMA,
     title: {
       text: `Distribution of per-position splice KL, model by model (${mode} mode)`,
       subtitle: "solid: the model's splice; dashed grey: its ε-random control (same error norm)",
@@ -267,8 +265,8 @@ export function klDistributionSpec(mode: string, splice: SpliceSummary): VegaLit
       height: 80,
       mark: { type: "line", interpolate: "step" },
       encoding: {
-        x: { field: "log10KL", type: "quantitative", title: "log10 KL (log10 nats)" },
-        y: { field: "fraction", type: "quantitative", title: "positions (fraction)" },
+        x: quantitative("log10KL", "log10 KL (log10 nats)"),
+        y: quantitative("fraction", "positions (fraction)"),
         color: {
           field: "series",
           type: "nominal",
@@ -320,7 +318,6 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
     curve.push({ x, density: normalPdf(x, one.means[0], one.stds[0]), fit: "1 component" });
   }
   return checked({
-    $schema: SCHEMA,
     title: { text: `Decoder squared norms ‖W_dec,i‖² with mixture fits`, subtitle: `${g.label} (${mode} mode)` },
     width: 420,
     height: 220,
@@ -335,7 +332,7 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
             title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
           x2: { field: "hi" },
-          y: { field: "density", type: "quantitative", title: "density (1/unit)" },
+          y: quantitative("density", "density (1/unit)"),
         },
       },
       {
@@ -347,7 +344,7 @@ export function sqNormHistogramSpec(g: GeometryModelReport, mode: string): VegaL
             type: "quantitative",
             title: "squared norm ‖W_dec,i‖² (z-units²)",
           },
-          y: { field: "density", type: "quantitative", title: "density (1/unit)" },
+          y: quantitative("density", "density (1/unit)"),
           // fit curves in black and grey (dashed), apart from the model colours (lib/display/models.ts)
           color: {
             field: "fit",
@@ -379,7 +376,6 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
   }));
   const rho = g.bimodal.spearman?.nfmTotal.r;
   return checked({
-    $schema: SCHEMA,
     title: {
       text: `Squared norm vs NFM weight share per feature (${mode} mode)`,
       subtitle: [
@@ -392,8 +388,8 @@ export function normVsRatioSpec(g: GeometryModelReport, mode: string, heldOutTok
     width: 420,
     height: 260,
     encoding: {
-      x: { field: "sq", type: "quantitative", title: "squared norm ‖W_dec,i‖² (squared z-units)" },
-      y: { field: "ratio", type: "quantitative", title: "NFM weight share (l+e)/T (fraction)" },
+      x: quantitative("sq", "squared norm ‖W_dec,i‖² (squared z-units)"),
+      y: quantitative("ratio", "NFM weight share (l+e)/T (fraction)"),
       // activity colours kept apart from the model colours (lib/display/models.ts)
       color: {
         field: "activity",
@@ -412,15 +408,14 @@ export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode:
     t.curve.map((c) => ({ model: modelName(id), step: c.step, loss: c.loss })),
   );
   return checked({
-    $schema: SCHEMA,
     title: `Training loss per model (${mode} mode)`,
     data: { values },
     mark: { type: "line", strokeWidth: 1.5 },
     width: 420,
     height: 240,
     encoding: {
-      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "loss", type: "quantitative", title: "training loss (MSE, z-units²)", scale: { type: "log" } },
+      x: quantitative("step", "optimiser step [#]"),
+      y: quantitative("loss", "training loss (MSE, z-units²)", { scale: { type: "log" } }),
       color: modelColor(ids),
       strokeDash: { ...modelDash(ids), legend: null },
     },
@@ -433,15 +428,14 @@ export function trainingCurvesSpec(training: Record<string, TrainSummary>, mode:
  * loaded from the cache, whose live chart was never drawn in this session.
  */
 export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpec {
-  const x = { field: "step", type: "quantitative", title: "optimiser step [#]" };
-  const series = { field: "series", type: "nominal", title: "series" };
+  const x = quantitative("step", "optimiser step [#]");
+  const series = nominal("series", "series");
   const mse = [
     ...t.curve.map((h) => ({ step: h.step + 1, series: "training batch MSE", value: h.loss })),
     ...t.evals.map((e) => ({ step: e.step, series: "held-out MSE", value: e.mse })),
   ];
   const sparsity = (field: "l0" | "deadFraction") => t.evals.map((e) => ({ step: e.step, value: e[field] }));
   return checked({
-    $schema: SCHEMA,
     title,
     vconcat: [
       {
@@ -451,9 +445,9 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
         mark: { type: "line", point: { size: 16 } },
         encoding: {
           x,
-          y: { field: "value", type: "quantitative", scale: { type: "log" }, title: "MSE (normalised units²)" },
+          y: quantitative("value", "MSE (normalised units²)", { scale: { type: "log" } }),
           color: series,
-          tooltip: [series, x, { field: "value", type: "quantitative", title: "MSE", format: ".4g" }],
+          tooltip: [series, x, quantitative("value", "MSE", { format: ".4g" })],
         },
       },
       {
@@ -462,7 +456,7 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
         height: 80,
         data: { values: sparsity("l0") },
         mark: { type: "line", point: true },
-        encoding: { x, y: { field: "value", type: "quantitative", title: "L0 [#]", scale: { zero: false } } },
+        encoding: { x, y: quantitative("value", "L0 [#]", { scale: { zero: false } }) },
       },
       {
         title: { text: "features dead on held-out rows", anchor: "start", fontSize: 11 },
@@ -470,7 +464,7 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
         height: 80,
         data: { values: sparsity("deadFraction") },
         mark: { type: "line", point: true },
-        encoding: { x, y: { field: "value", type: "quantitative", title: "dead (fraction)" } },
+        encoding: { x, y: quantitative("value", "dead (fraction)") },
       },
     ],
   });
@@ -479,15 +473,14 @@ export function trainingHistorySpec(t: TrainSummary, title: string): VegaLiteSpe
 /** The learning rate of every step (the schedule as it ran). */
 export function learningRateSpec(t: TrainSummary, title = "Learning-rate schedule"): VegaLiteSpec {
   return checked({
-    $schema: SCHEMA,
     title,
     width: 420,
     height: 140,
     data: { values: t.curve.map((h) => ({ step: h.step + 1, lr: h.lr })) },
     mark: "line",
     encoding: {
-      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "lr", type: "quantitative", title: "learning rate (per step)" },
+      x: quantitative("step", "optimiser step [#]"),
+      y: quantitative("lr", "learning rate (per step)"),
     },
   });
 }
@@ -510,15 +503,14 @@ export function heldOutCurvesSpec(
       values.push({ step: e.step, model: modelName("jointSaePath"), mse: e.mseSaePath });
   }
   return checked({
-    $schema: SCHEMA,
     title,
     width: 420,
     height: 240,
     data: { values },
     mark: { type: "line", point: true },
     encoding: {
-      x: { field: "step", type: "quantitative", title: "optimiser step [#]" },
-      y: { field: "mse", type: "quantitative", scale: { type: "log" }, title: "held-out MSE (normalised units²)" },
+      x: quantitative("step", "optimiser step [#]"),
+      y: quantitative("mse", "held-out MSE (normalised units²)", { scale: { type: "log" } }),
       color: modelColor(ids),
       strokeDash: { ...modelDash(ids), legend: null },
     },
@@ -564,7 +556,6 @@ export function interactionPlotSpec(
     })),
   );
   return checked({
-    $schema: SCHEMA,
     title: {
       text: `Clamping ${e.name}, ${e.readout} readout (${mode} mode)`,
       subtitle: ["Δ log-probability of the target words per formality × emotion cell", "mean and 95% interval"],
@@ -590,16 +581,16 @@ export function interactionPlotSpec(
         {
           mark: { type: "line", point: true },
           encoding: {
-            x: { field: "formality", type: "nominal", title: "target-word formality" },
-            y: { field: "mean", type: "quantitative", title: "Δ log p(word) (nats)" },
+            x: nominal("formality", "target-word formality"),
+            y: quantitative("mean", "Δ log p(word) (nats)"),
             color: EMOTION_COLOR,
           },
         },
         {
           mark: "rule",
           encoding: {
-            x: { field: "formality", type: "nominal", title: "target-word formality" },
-            y: { field: "lo", type: "quantitative", title: "Δ log p(word) (nats)" },
+            x: nominal("formality", "target-word formality"),
+            y: quantitative("lo", "Δ log p(word) (nats)"),
             y2: { field: "hi" },
             color: EMOTION_COLOR,
           },
@@ -656,8 +647,8 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
     }))
     .sort((a, b) => (a.contrast < b.contrast ? -1 : a.contrast > b.contrast ? 1 : a.rowsSeen - b.rowsSeen));
   const nSeeds = new Set(curves.map((c) => c.seed)).size;
-  const x = { field: "rowsSeen", type: "quantitative", title: "rows seen [#]" };
-  const y = { field: "mean", type: "quantitative", title: "1 − MSE ratio (fraction)" };
+  const x = quantitative("rowsSeen", "rows seen [#]");
+  const y = quantitative("mean", "1 − MSE ratio (fraction)");
   // each contrast in the colour of its baseline model (lib/display/models.ts)
   const names = [...new Set(values.map((v) => v.contrast))];
   const color = {
@@ -668,7 +659,6 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
     legend: { labelLimit: 320, orient: "bottom", direction: "vertical" },
   };
   return checked({
-    $schema: SCHEMA,
     title: {
       text: `Held-out MSE contrasts during training (${mode} mode)`,
       subtitle: [
@@ -684,7 +674,7 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
         mark: { type: "area", opacity: 0.25 },
         encoding: {
           x,
-          y: { field: "min", type: "quantitative", title: "1 − MSE ratio (fraction)" },
+          y: quantitative("min", "1 − MSE ratio (fraction)"),
           y2: { field: "max" },
           color,
         },
@@ -693,7 +683,7 @@ export function contrastCurvesSpec(curves: ContrastPoint[], mode: string): VegaL
       {
         mark: { type: "rule", strokeDash: [4, 4], color: "gray" },
         data: { values: [{ zero: 0 }] },
-        encoding: { y: { field: "zero", type: "quantitative", title: "1 − MSE ratio (fraction)" } },
+        encoding: { y: quantitative("zero", "1 − MSE ratio (fraction)") },
       },
     ],
   });
@@ -827,16 +817,15 @@ export function residualNormSpec(
   title = "Residual-stream norm per layer (one line per token position)",
 ): VegaLiteSpec {
   return checked({
-    $schema: SCHEMA,
     title,
     width: 460,
     height: 280,
     data: { values: rows },
     mark: { type: "line", point: true, opacity: 0.6 },
     encoding: {
-      x: { field: "layer", type: "quantitative", title: "layer l of hidden_states[l] [#]", axis: { tickMinStep: 1 } },
-      y: { field: "norm", type: "quantitative", title: "L2 norm of hidden_states[l] (activation units)" },
-      color: { field: "position", type: "nominal", title: "position" },
+      x: quantitative("layer", "layer l of hidden_states[l] [#]", { axis: { tickMinStep: 1 } }),
+      y: quantitative("norm", "L2 norm of hidden_states[l] (activation units)"),
+      color: nominal("position", "position"),
       tooltip: [{ field: "token" }, { field: "hook" }, { field: "norm", format: ".3f" }],
     },
   });
@@ -847,10 +836,9 @@ export function dimensionStatsSpec(
   rows: Array<{ dim: number; mean: number; lo: number; hi: number }>,
   title = "Per-dimension mean ± std",
 ): VegaLiteSpec {
-  const x = { field: "dim", type: "ordinal", title: "residual-stream dimension [index]" };
+  const x = ordinal("dim", "residual-stream dimension [index]");
   const y = { type: "quantitative", title: "activation value (model units)" };
   return checked({
-    $schema: SCHEMA,
     title,
     width: 640,
     height: 260,
@@ -876,12 +864,11 @@ export function rowNormsSpec(
   title = "Distribution of row norms ‖x‖",
 ): VegaLiteSpec {
   return checked({
-    $schema: SCHEMA,
     title,
     data: {
       values: [...raw.map((b) => ({ ...b, kind: "raw" })), ...zScored.map((b) => ({ ...b, kind: "z-scored" }))],
     },
-    facet: { column: { field: "kind", type: "nominal", title: "activations" } },
+    facet: { column: nominal("kind", "activations") },
     spec: {
       width: 300,
       height: 200,
@@ -894,7 +881,7 @@ export function rowNormsSpec(
           title: "row norm ‖x‖ (raw: model units; z-scored: std units)",
         },
         x2: { field: "hi" },
-        y: { field: "count", type: "quantitative", title: "rows [#]" },
+        y: quantitative("count", "rows [#]"),
       },
     },
     resolve: { scale: { x: "independent", y: "independent" } },
@@ -904,15 +891,14 @@ export function rowNormsSpec(
 /** Notebook 00: dense matMul throughput per matrix size (lib/notebook/environment.ts timeMatMul rows). */
 export function matMulThroughputSpec(rows: Array<{ n: number; gflops: number }>, backend: string): VegaLiteSpec {
   return checked({
-    $schema: SCHEMA,
     title: `Dense matMul throughput on ${backend}`,
     width: 420,
     height: 240,
     data: { values: rows },
     mark: { type: "line", point: true },
     encoding: {
-      x: { field: "n", type: "quantitative", title: "matrix size n (n × n) [#]" },
-      y: { field: "gflops", type: "quantitative", title: "throughput (GFLOP/s)" },
+      x: quantitative("n", "matrix size n (n × n) [#]"),
+      y: quantitative("gflops", "throughput (GFLOP/s)"),
     },
   });
 }
@@ -920,15 +906,14 @@ export function matMulThroughputSpec(rows: Array<{ n: number; gflops: number }>,
 /** Notebook 01: the most probable next tokens after a prompt (rows of lib/lm/index.ts topTokens). */
 export function nextTokenSpec(rows: Array<{ token: string; prob: number }>, prompt: string): VegaLiteSpec {
   return checked({
-    $schema: SCHEMA,
     title: `Next token after "${prompt}"`,
     width: 420,
     height: 260,
     data: { values: rows },
     mark: "bar",
     encoding: {
-      y: { field: "token", type: "nominal", sort: "-x", title: "candidate token" },
-      x: { field: "prob", type: "quantitative", title: "probability (fraction)" },
+      y: nominal("token", "candidate token", { sort: "-x" }),
+      x: quantitative("prob", "probability (fraction)"),
       tooltip: [{ field: "token" }, { field: "prob", format: ".4f" }],
     },
   });

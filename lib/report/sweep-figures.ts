@@ -6,8 +6,8 @@
 import { assertChartSpec, type VegaLiteSpec } from "../display/spec-check";
 import { MODEL_STYLES } from "../display/models";
 import { SWEEP_CONTRAST_LABELS, SWEEP_MODEL_LABELS, type SweepCellResult } from "../eval/sweep";
+import { VEGALITE_SCHEMA } from "../display/vega-lite";
 
-const SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 const F_COLORS = ["#7b4173", "#17becf", "#8c564b", "#bcbd22", "#393b79", "#e377c2"];
 
 /** Contrast (1 − ratio, %) against k (log axis), one colour per F, one panel per contrast, 95% intervals as rules. */
@@ -50,7 +50,7 @@ export function sweepContrastSpec(
     scale: { domain: Fs.map((F) => `F = ${F}`), range: F_COLORS },
   };
   const spec: VegaLiteSpec = {
-    $schema: SCHEMA,
+    $schema: VEGALITE_SCHEMA,
     title: {
       text: title,
       subtitle: [
@@ -106,7 +106,7 @@ export function sweepMseSpec(
     })),
   );
   const spec: VegaLiteSpec = {
-    $schema: SCHEMA,
+    $schema: VEGALITE_SCHEMA,
     title: {
       text: title,
       subtitle: "same held-out rows for every model in a cell (normalised space, lower is better)",

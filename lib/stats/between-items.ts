@@ -32,17 +32,20 @@ export interface Item2x2 {
 export interface BetweenItemsAnovaResult {
   /** Rows in order: A, B, A×B, residual. */
   table: AnovaTerm[];
+  /** The two levels of each factor, in the order of cellMeans' indices. */
+  levelsA: [string, string];
+  levelsB: [string, string];
+  /** The table's rows by name. */
   a: AnovaTerm;
   b: AnovaTerm;
   interaction: AnovaTerm;
   residual: AnovaTerm;
-  levelsA: [string, string];
-  levelsB: [string, string];
   /** cellMeans[i][j], cellSizes[i][j]: A level i, B level j. */
   cellMeans: number[][];
   cellSizes: number[][];
   /** The interaction contrast L = (m00 − m01) − (m10 − m11), its standard error and t = L / se (t² = F). */
   contrast: { estimate: number; se: number; t: number; df: number };
+  /** Items (the unit of replication), over all four cells. */
   n: number;
 }
 

@@ -71,6 +71,41 @@ class DipWorkspace {
 }
 
 /**
+ * The largest vertical gap between the two hulls at the knots of one of them: at each knot x (ascending indices
+ * `knots[0..nk)`, hull values knotY[x]) the other hull (knots `other[0..no)`, values otherY) is interpolated
+ * linearly in v; the gap is upper hull − lower hull, where `knotsUpper` says which one is above (the LCM, on c, is the
+ * upper hull; the GCM, on p, the lower). Returns the largest gap and the position in `knots` of its knot.
+ */
+function largestGap(
+  knots: Int32Array,
+  nk: number,
+  knotY: ArrayLike<number>,
+  other: Int32Array,
+  no: number,
+  otherY: ArrayLike<number>,
+  v: ArrayLike<number>,
+  knotsUpper: boolean,
+): [gap: number, index: number] {
+  let best = -Infinity;
+  let at = 0;
+  let s = 0; // the other hull's segment [other[s], other[s+1]] containing the current knot
+  for (let i = 0; i < nk; i++) {
+    const x = knots[i];
+    while (s < no - 2 && other[s + 1] <= x) s++;
+    const a = other[s];
+    const b = other[s + 1];
+    const y =
+      a === x ? otherY[a] : b === x ? otherY[b] : otherY[a] + ((otherY[b] - otherY[a]) * (v[x] - v[a])) / (v[b] - v[a]);
+    const gap = knotsUpper ? knotY[x] - y : y - knotY[x];
+    if (gap > best) {
+      best = gap;
+      at = i;
+    }
+  }
+  return [best, at];
+}
+
+/**
  * 2n·dip for k distinct sorted values v with counts below (p) and up to and including (c) each value.
  * Returns [twoNDip, L, U] (indices into v of the final modal interval).
  */
@@ -127,36 +162,8 @@ function dipCore(
     lcm[nl++] = U;
 
     // Largest LCM − GCM at the GCM knots (LCM interpolated) and at the LCM knots (GCM interpolated).
-    let dG = -Infinity;
-    let iG = 0;
-    let s = 0; // lcm segment [lcm[s], lcm[s+1]] containing the current gcm knot
-    for (let i = 0; i < ng; i++) {
-      const g = gcm[i];
-      while (s < nl - 2 && lcm[s + 1] <= g) s++;
-      const a = lcm[s];
-      const b = lcm[s + 1];
-      const up = a === g ? c[a] : b === g ? c[b] : c[a] + ((c[b] - c[a]) * (v[g] - v[a])) / (v[b] - v[a]);
-      const dd = up - p[g];
-      if (dd > dG) {
-        dG = dd;
-        iG = i;
-      }
-    }
-    let dL = -Infinity;
-    let iL = 0;
-    s = 0;
-    for (let i = 0; i < nl; i++) {
-      const l = lcm[i];
-      while (s < ng - 2 && gcm[s + 1] <= l) s++;
-      const a = gcm[s];
-      const b = gcm[s + 1];
-      const lowv = a === l ? p[a] : b === l ? p[b] : p[a] + ((p[b] - p[a]) * (v[l] - v[a])) / (v[b] - v[a]);
-      const dd = c[l] - lowv;
-      if (dd > dL) {
-        dL = dd;
-        iL = i;
-      }
-    }
+    const [dG, iG] = largestGap(gcm, ng, p, lcm, nl, c, v, false);
+    const [dL, iL] = largestGap(lcm, nl, c, gcm, ng, p, v, true);
     let newL: number;
     let newU: number;
     if (dG > dL) {
