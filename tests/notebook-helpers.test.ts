@@ -6,7 +6,7 @@ import { Rng } from "../lib/util/random";
 import { timeMatMul } from "../lib/notebook/environment";
 import { meanNormPerLayer, residualNormRows } from "../lib/lm/norms";
 import { loadModelAndTokenizer, topTokens } from "../lib/lm/index";
-import { matMulThroughputSpec, nextTokenSpec, residualNormSpec } from "../lib/report/figures";
+import { matMulThroughputSpec, nextTokenSpec, residualNormSpec } from "../lib/report/notebook-figures";
 import { sharedDir } from "../lib/paths";
 
 before(async () => {

@@ -3,7 +3,7 @@
  * axis, legend or tooltip field: `{ field, type, title }` and any further properties (scale, axis, sort, bin, format,
  * …), so that a channel reads as the field and the title a reader sees (a null title hides it).
  */
-import type { VegaLiteSpec } from "./spec-check";
+import { assertChartSpec, type VegaLiteSpec } from "./spec-check";
 
 /** The vega-lite version every chart is written for (vega-lite 5, as installed). */
 export const VEGALITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
@@ -37,3 +37,16 @@ export const nominal = (field: string, title: string | null, more: Record<string
 /** An ordered categorical field (indices shown as categories). */
 export const ordinal = (field: string, title: string | null, more: Record<string, unknown> = {}) =>
   channel("ordinal", field, title, more);
+
+/**
+ * Check titles and units, and anchor the title at the left: a centred title is placed by vega's
+ * estimated text width and can widen the chart beyond the notebook's output area.
+ */
+export function checked(body: Record<string, unknown>): VegaLiteSpec {
+  const spec = vegaLite(body);
+  assertChartSpec(spec);
+  const t = spec.title;
+  if (typeof t === "string" || Array.isArray(t)) spec.title = { text: t, anchor: "start" };
+  else if (t && typeof t === "object" && !("anchor" in t)) spec.title = { ...t, anchor: "start" };
+  return spec;
+}
