@@ -1,10 +1,10 @@
 /**
  * One-off comparison of two builds of the wasm kernels, side by side in one process on the same
- * tfjs-wasm heap and the same inputs (S3 shapes, B = 256): for every exported function, the outputs
+ * tfjs-wasm heap and the same inputs (S3 shapes or, with IS_BENCH_SHAPE=S1, S1's; B = 256): for every exported function, the outputs
  * bit for bit and the CPU time per call, the two builds' calls interleaved (old, new, new, old, …) so
  * that a shared machine's load swings hit both alike.
  *
- *   npx tsx bench/kernels-asm.ts OLD_DIR [reps [NEW_DIR]]
+ *   [IS_BENCH_SHAPE=S1] npx tsx bench/kernels-asm.ts OLD_DIR [reps [NEW_DIR]]
  *
  * OLD_DIR holds <name>.wasm for name in adam, interaction, loss, outer, topk (modules importing a
  * plain memory, e.g. the hand-assembled ones of commit 3b52279); "new" is lib/kernels/compiled/, or
@@ -53,12 +53,15 @@ async function main(): Promise<void> {
     );
   }
   const rng = new Rng(5);
+  // the peer's shapes: S3 by default, IS_BENCH_SHAPE=S1 for the study's class (d 64, F 1024, k 16, E 32)
+  const S1 = process.env.IS_BENCH_SHAPE === "S1";
   const B = 256,
-    d = 512,
-    F = 8192,
-    k = 64,
-    N = 64,
-    E = 128;
+    d = S1 ? 64 : 512,
+    F = S1 ? 1024 : 8192,
+    k = S1 ? 16 : 64,
+    N = k,
+    E = S1 ? 32 : 128,
+    kc = S1 ? k : 48; // combine's rows per output row
   const be = tf.backend() as any;
   const keep: tf.Tensor[] = [];
   const f32 = (n: number, scale = 1) =>
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
       ],
       combine: (m, [o]) => [
         () => f32v(o).fill(0),
-        () => m.outer.combine(ptr(o), ptr(idx), ptr(coef), ptr(w), B * 48, 48, d, d),
+        () => m.outer.combine(ptr(o), ptr(idx), ptr(coef), ptr(w), B * kc, kc, d, d),
       ],
       dots: (m, [o]) => [() => {}, () => m.outer.dots(ptr(o), ptr(idx), ptr(w), ptr(dy), B * k, k, d)],
       dots4: (m, [o]) => [() => {}, () => m.outer.dots4(ptr(o), ptr(idx), ptr(w), ptr(dy), B * k, k, d)],
