@@ -86,12 +86,19 @@ before(async () => {
   });
 });
 
+/**
+ * The logits of the sequences' own positions, [B, T, vocab] with the padded positions' entries set to 0: a padded
+ * position's residual is whatever the pad token gives, a secondary feature may fire there, and a clamp then moves
+ * logits that no readout reads (scanWindows, which says which features fire, looks at the valid positions only).
+ */
 function logitsWith(ids: number[][], hook?: (h: tf.Tensor3D) => tf.Tensor3D): Float32Array {
   const T = Math.max(...ids.map((s) => s.length));
   const lengths = ids.map((s) => s.length);
   const padded = ids.map((s) => s.concat(new Array(T - s.length).fill(0)));
   const r = lm.forward(padded, { lengths, replace: hook ? new Map([[LAYER, hook]]) : undefined });
   const v = Float32Array.from(r.logits!.dataSync() as Float32Array);
+  const V = v.length / (ids.length * T);
+  lengths.forEach((len, b) => v.fill(0, (b * T + len) * V, (b + 1) * T * V));
   r.logits!.dispose();
   for (const t of r.hidden.values()) t.dispose();
   return v;
