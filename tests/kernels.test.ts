@@ -616,9 +616,11 @@ for (const backendName of ["wasm", "cpu"]) {
             fast = topkColumnsWasm(preT, biasT, k, order);
             if (fast) {
               // Any lower-bound guess (none; a median k-th key, so that about half the columns
-              // must be redone in full; above every key; the remembered one) gives the same bits.
+              // must be redone in full; below every k-th key, so that every column settles from its
+              // candidates; a negative one, where ReLU's zeros tie; above every key; the remembered
+              // one) gives the same bits.
               const kth = Array.from({ length: B }, (_, b) => fast!.vals[b * k + k - 1]).sort((a, b) => a - b);
-              for (const floor of [-Infinity, kth[B >> 1], Infinity, undefined]) {
+              for (const floor of [-Infinity, kth[B >> 1], kth[0] - 0.5, -1.5, Infinity, undefined]) {
                 const again = topkColumnsWasm(preT, biasT, k, order, floor)!;
                 assert.deepEqual(
                   Array.from(again.ids),

@@ -190,22 +190,24 @@ export function topkColumnRange(
   function push(f: number, c: number): void {
     let key = fround(preFB[f * B + b0 + c] + bias[f]);
     if (relu && key < 0) key = 0;
+    enter(c, f, key, f);
+  }
+  // Entry (key, id) enters column c's heap at position n, the first free one (sift up).
+  function enter(c: number, n: number, key: number, id: number): void {
     const o = c * k;
-    let i = f;
-    for (let p = (i - 1) >> 1; i > 0 && (key < hk[o + p] || (key === hk[o + p] && f > hi[o + p])); p = (i - 1) >> 1) {
+    let i = n;
+    for (let p = (i - 1) >> 1; i > 0 && (key < hk[o + p] || (key === hk[o + p] && id > hi[o + p])); p = (i - 1) >> 1) {
       hk[o + i] = hk[o + p];
       hi[o + i] = hi[o + p];
       i = p;
     }
     hk[o + i] = key;
-    hi[o + i] = f;
+    hi[o + i] = id;
   }
-  for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
   // Replace phase. thr[b − b0] mirrors column b's root key. Both orders compare the raw key: for
   // "relu-topk" every heap key is ≥ 0 after the fill, so key > thr implies key > 0 (ReLU is a no-op
   // on entrants). offer(): feature f's key beats column b's root: replace the root, sift down.
   const thr = new Float32Array(nb);
-  for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
   function offer(f: number, c: number, key: number): void {
     const o = c * k;
     let i = 0;
@@ -223,24 +225,67 @@ export function topkColumnRange(
     hi[o + i] = f;
     thr[c] = hk[o];
   }
-  if (scan) {
-    // Rows in chunks of doubling size; the scan returns the positions f·B + b in [f0, f1) whose key
-    // beats the column's limit as of the chunk's start (in increasing f per column). Limits only
-    // rise, so every key the full loop below would accept is among them; each is re-checked against
-    // the current limit, in the same per-column order, so the result is identical.
-    // The limit is the root's key or `floor` (a guess at a lower bound of the k-th key, from an
-    // earlier call; −∞: none), whichever is higher: with a good floor a column sees a few candidates
-    // beyond its k, from the first chunk on, instead of ~k·ln(F/k) heap replacements. A column whose
-    // final root is not above the floor may have skipped one of its top k: it is redone in full.
-    const fl = fround(floor);
-    const lim = new Float32Array(nb);
-    for (let c = 0; c < nb; c++) lim[c] = thr[c] > fl ? thr[c] : fl;
+  // Column c's top k from every feature, in JavaScript (the columns the scans below cannot settle).
+  function selectColumn(c: number): void {
+    for (let f = 0; f < k; f++) push(f, c);
+    thr[c] = hk[c * k];
+    for (let f = k; f < F; f++) {
+      const key = fround(preFB[f * B + b0 + c] + bias[f]);
+      if (key > thr[c]) offer(f, c, key);
+    }
+  }
+  const fl = fround(floor);
+  if (scan && fl > -Infinity) {
+    // Steady state (a lower-bound guess `floor` from an earlier call). Every key above the limit L is
+    // a candidate, and a column with at least k of them has its top k among them: every other key is
+    // ≤ L, below all k. The first k candidates of a column (in increasing f) fill its heap, later ones
+    // replace the root when they beat it (an equal key has the larger id: worse). No fill from the
+    // first k features, whose keys would mostly be replaced again. For "relu-topk" L ≥ 0: a key ≤ 0
+    // becomes a 0 that ties with every other key ≤ 0, so only positive keys can be told apart from the
+    // rest. A column with fewer than k candidates, or with a NaN among its first k features (which the
+    // fill-based order lets into the heap), is redone in full below, as without a floor.
+    const L = relu && fl < 0 ? 0 : fl;
+    const filled = new Int32Array(nb);
+    const lim = new Float32Array(nb).fill(L);
+    for (let f0 = 0; f0 < F; f0 += scanMaxRows) {
+      const f1 = Math.min(F, f0 + scanMaxRows);
+      const cand = scan(f0, f1, lim);
+      for (let i = 0; i < cand.length; i++) {
+        const pos = cand[i];
+        const f = (pos / B) | 0;
+        const c = pos - f * B - b0;
+        const key = fround(preFB[pos] + bias[f]);
+        const n = filled[c];
+        if (n < k) {
+          enter(c, n, key, f);
+          filled[c] = n + 1;
+          if (n + 1 === k) {
+            thr[c] = hk[c * k];
+            lim[c] = thr[c];
+          }
+        } else if (key > thr[c]) {
+          offer(f, c, key);
+          lim[c] = thr[c];
+        }
+      }
+    }
+    for (let c = 0; c < nb; c++) {
+      let nan = false;
+      for (let f = 0; f < k && !nan; f++) nan = Number.isNaN(preFB[f * B + b0 + c] + bias[f]);
+      if (filled[c] < k || nan) selectColumn(c);
+    }
+  } else if (scan) {
+    // No floor yet (a first call): fill each heap with the first k features, then rows in chunks of
+    // doubling size; the scan returns the positions f·B + b in [f0, f1) whose key beats the column's
+    // root as of the chunk's start (in increasing f per column). Roots only rise, so every key the full
+    // loop below would accept is among them; each is re-checked against the current root, in the same
+    // per-column order, so the result is identical. A column whose root is not above −∞ (a NaN or −∞
+    // key in its heap) is redone in full.
+    for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
+    for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
+    const lim = Float32Array.from(thr);
     // (Chunks never exceed scanMaxRows, the room the scan has for each column's positions: k can.)
-    for (
-      let f0 = k, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows);
-      f0 < F;
-      f0 += rows, rows = Math.min(2 * rows, scanMaxRows)
-    ) {
+    for (let f0 = k, rows = Math.min(k, scanMaxRows); f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
       const f1 = Math.min(F, f0 + rows);
       const cand = scan(f0, f1, lim);
       for (let i = 0; i < cand.length; i++) {
@@ -250,20 +295,17 @@ export function topkColumnRange(
         const key = fround(preFB[pos] + bias[f]);
         if (key > lim[c]) {
           offer(f, c, key);
-          lim[c] = thr[c] > fl ? thr[c] : fl;
+          lim[c] = thr[c];
         }
       }
     }
     for (let c = 0; c < nb; c++) {
-      if (thr[c] > fl) continue;
-      for (let f = 0; f < k; f++) push(f, c);
-      thr[c] = hk[c * k];
-      for (let f = k; f < F; f++) {
-        const key = fround(preFB[f * B + b0 + c] + bias[f]);
-        if (key > thr[c]) offer(f, c, key);
-      }
+      if (thr[c] > -Infinity) continue;
+      selectColumn(c);
     }
   } else {
+    for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
+    for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
     // The double-precision sum pre-filters: rounding to float32 is monotonic and thr is a float32,
     // so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
     for (let f = k; f < F; f++) {
