@@ -235,20 +235,29 @@ export function topkColumnRange(
     }
   }
   const fl = fround(floor);
-  if (scan && fl > -Infinity) {
-    // Steady state (a lower-bound guess `floor` from an earlier call). Every key above the limit L is
-    // a candidate, and a column with at least k of them has its top k among them: every other key is
-    // ≤ L, below all k. The first k candidates of a column (in increasing f) fill its heap, later ones
-    // replace the root when they beat it (an equal key has the larger id: worse). No fill from the
-    // first k features, whose keys would mostly be replaced again. For "relu-topk" L ≥ 0: a key ≤ 0
-    // becomes a 0 that ties with every other key ≤ 0, so only positive keys can be told apart from the
-    // rest. A column with fewer than k candidates, or with a NaN among its first k features (which the
-    // fill-based order lets into the heap), is redone in full below, as without a floor.
-    const L = relu && fl < 0 ? 0 : fl;
+  if (scan) {
+    // Every key above the limit L is a candidate, and a column with at least k of them has its top k
+    // among them: every other key is ≤ L, below all k. The first k candidates of a column (in
+    // increasing f) fill its heap; once full, its limit rises to the root, and later candidates
+    // replace the root when they beat it (an equal key has the larger id: worse). L is `floor` (a
+    // guess at a lower bound of the k-th key, from an earlier call; −∞: none). For "relu-topk" L ≥ 0:
+    // a key ≤ 0 becomes a 0 that ties with every other key ≤ 0, so only positive keys can be told
+    // apart from the rest. A column with fewer than k candidates, or with a NaN among its first k
+    // features (which the fill-based order of the JavaScript path lets into the heap), is selected in
+    // full below, so every floor gives the same result.
+    // The scan returns the positions f·B + b in [f0, f1) whose key beats the column's limit as of the
+    // chunk's start (in increasing f per column); limits only rise, so each is re-checked. Without a
+    // floor the chunks start at k rows and double, so that the roots rise early; with one, every chunk
+    // is as large as the scan's room (scanMaxRows positions per column).
+    const L = relu && !(fl >= 0) ? 0 : fl;
     const filled = new Int32Array(nb);
     const lim = new Float32Array(nb).fill(L);
-    for (let f0 = 0; f0 < F; f0 += scanMaxRows) {
-      const f1 = Math.min(F, f0 + scanMaxRows);
+    for (
+      let f0 = 0, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows);
+      f0 < F;
+      f0 += rows, rows = Math.min(2 * rows, scanMaxRows)
+    ) {
+      const f1 = Math.min(F, f0 + rows);
       const cand = scan(f0, f1, lim);
       for (let i = 0; i < cand.length; i++) {
         const pos = cand[i];
@@ -273,35 +282,6 @@ export function topkColumnRange(
       let nan = false;
       for (let f = 0; f < k && !nan; f++) nan = Number.isNaN(preFB[f * B + b0 + c] + bias[f]);
       if (filled[c] < k || nan) selectColumn(c);
-    }
-  } else if (scan) {
-    // No floor yet (a first call): fill each heap with the first k features, then rows in chunks of
-    // doubling size; the scan returns the positions f·B + b in [f0, f1) whose key beats the column's
-    // root as of the chunk's start (in increasing f per column). Roots only rise, so every key the full
-    // loop below would accept is among them; each is re-checked against the current root, in the same
-    // per-column order, so the result is identical. A column whose root is not above −∞ (a NaN or −∞
-    // key in its heap) is redone in full.
-    for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
-    for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
-    const lim = Float32Array.from(thr);
-    // (Chunks never exceed scanMaxRows, the room the scan has for each column's positions: k can.)
-    for (let f0 = k, rows = Math.min(k, scanMaxRows); f0 < F; f0 += rows, rows = Math.min(2 * rows, scanMaxRows)) {
-      const f1 = Math.min(F, f0 + rows);
-      const cand = scan(f0, f1, lim);
-      for (let i = 0; i < cand.length; i++) {
-        const pos = cand[i];
-        const f = (pos / B) | 0;
-        const c = pos - f * B - b0;
-        const key = fround(preFB[pos] + bias[f]);
-        if (key > lim[c]) {
-          offer(f, c, key);
-          lim[c] = thr[c];
-        }
-      }
-    }
-    for (let c = 0; c < nb; c++) {
-      if (thr[c] > -Infinity) continue;
-      selectColumn(c);
     }
   } else {
     for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
