@@ -99,18 +99,25 @@ async function main(): Promise<void> {
       if (values.filter && !name.includes(values.filter)) continue;
       // which side's model is built (and its memory allocated) first: alternate it between runs
       const first = values["build-first"] === "new" ? "new" : "old";
-      const built = first === "old" ? [stepOf(oldRepo, shape, kind), stepOf(newRepo, shape, kind)] : [];
-      if (first === "new") built.push(stepOf(newRepo, shape, kind), stepOf(oldRepo, shape, kind));
-      const sides = first === "old" ? { old: built[0], new: built[1] } : { old: built[1], new: built[0] };
-      for (let i = 0; i < 12; i++) sides.old(), sides.new(); // JIT warm-up, both sides
+      const repoOf = { old: oldRepo, new: newRepo };
+      const sides = {} as Record<"old" | "new", Step>;
+      for (const s of first === "old" ? (["old", "new"] as const) : (["new", "old"] as const))
+        sides[s] = stepOf(repoOf[s], shape, kind);
+      for (let i = 0; i < 12; i++) {
+        // JIT warm-up, both sides
+        sides.old();
+        sides.new();
+      }
       const ratios: number[] = [];
       const wall = { old: [] as number[], new: [] as number[] };
       const cpu = { old: [] as number[], new: [] as number[] };
       for (let p = 0; p < shape.pairs; p++) {
-        const order = p % 2 ? (["old", "new"] as const) : (["new", "old"] as const);
         const t = { old: { wallMs: 0, cpuMs: 0 }, new: { wallMs: 0, cpuMs: 0 } };
-        for (const s of order) t[s] = sides[s]();
-        for (const s of order) wall[s].push(t[s].wallMs), cpu[s].push(t[s].cpuMs);
+        for (const s of p % 2 ? (["old", "new"] as const) : (["new", "old"] as const)) {
+          t[s] = sides[s]();
+          wall[s].push(t[s].wallMs);
+          cpu[s].push(t[s].cpuMs);
+        }
         ratios.push(Math.log(t.new.wallMs / t.old.wallMs));
       }
       const ci = bootstrapMeanCI(ratios, { seed: 1 });

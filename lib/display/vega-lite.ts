@@ -8,11 +8,6 @@ import { assertChartSpec, type VegaLiteSpec } from "./spec-check";
 /** The vega-lite version every chart is written for (vega-lite 5, as installed). */
 export const VEGALITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json";
 
-/** A spec with its schema declared first. */
-export function vegaLite(body: Record<string, unknown>): VegaLiteSpec {
-  return { $schema: VEGALITE_SCHEMA, ...body } as VegaLiteSpec;
-}
-
 export type FieldType = "quantitative" | "nominal" | "ordinal";
 
 export interface FieldChannel {
@@ -39,11 +34,12 @@ export const ordinal = (field: string, title: string | null, more: Record<string
   channel("ordinal", field, title, more);
 
 /**
- * Check titles and units, and anchor the title at the left: a centred title is placed by vega's
- * estimated text width and can widen the chart beyond the notebook's output area.
+ * The spec with its schema declared first, checked for titles and units (spec-check.ts), and its title anchored at
+ * the left: a centred title is placed by vega's estimated text width and can widen the chart beyond the notebook's
+ * output area.
  */
 export function checked(body: Record<string, unknown>): VegaLiteSpec {
-  const spec = vegaLite(body);
+  const spec: VegaLiteSpec = { $schema: VEGALITE_SCHEMA, ...body };
   assertChartSpec(spec);
   const t = spec.title;
   if (typeof t === "string" || Array.isArray(t)) spec.title = { text: t, anchor: "start" };
