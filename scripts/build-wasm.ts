@@ -21,7 +21,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-export const KERNELS = ["adam", "interaction", "loss", "outer", "topk"] as const;
+export const KERNELS = ["adam", "attention", "interaction", "loss", "outer", "topk"] as const;
 export type KernelName = (typeof KERNELS)[number];
 
 const root = path.join(__dirname, "..");

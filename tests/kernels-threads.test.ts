@@ -159,23 +159,31 @@ const LM_CHILD = `
 import * as crypto from "node:crypto";
 import { initBackend, tf } from ${JSON.stringify(path.join(repo, "lib/backend"))};
 import { loadLanguageModel } from ${JSON.stringify(path.join(repo, "lib/lm/index"))};
+import { readLlama2c } from ${JSON.stringify(path.join(repo, "lib/lm/llama2c"))};
+import { LlamaModel } from ${JSON.stringify(path.join(repo, "lib/lm/model"))};
+import { sharedDir } from ${JSON.stringify(path.join(repo, "lib/paths"))};
 import { Rng } from ${JSON.stringify(path.join(repo, "lib/util/random"))};
 (async () => {
   const info = await initBackend({ workload: "lm" });
   const model = await loadLanguageModel("stories260K");
+  const ck = readLlama2c(sharedDir("models", "stories260K", "stories260K.bin"), "stories260K");
+  const perHead = new LlamaModel(ck, { attention: "looped", fusedKernel: false });
   const rng = new Rng(Number(process.env.SEED));
   const vocab = model.config.vocabSize;
   const windows = Array.from({ length: 8 }, () =>
     Array.from({ length: 128 }, (_, t) => (t === 0 ? 1 : 3 + rng.int(vocab - 3))));
   const hash = (t: tf.Tensor) =>
     crypto.createHash("sha256").update(Buffer.from((t.dataSync() as Float32Array).buffer)).digest("hex");
-  const full = model.forward(windows, { capture: [1, 3] });
   // right-padded windows of other lengths (the harvest's last windows of a document)
   const lengths = windows.map((_, b) => (b % 2 ? 128 : 97 + b));
   const padded = windows.map((w, b) => w.map((v, t) => (t < lengths[b] ? v : 0)));
-  const ragged = model.forward(padded, { capture: [3], lengths });
-  const out = [full.logits!, ...full.hidden.values(), ragged.logits!, ...ragged.hidden.values()].map(hash);
-  console.log(JSON.stringify({ threads: info.threads, hashes: out }));
+  const hashes = (m: { forward: typeof model.forward }) => {
+    const full = m.forward(windows, { capture: [1, 3] });
+    const ragged = m.forward(padded, { capture: [3], lengths });
+    return [full.logits!, ...full.hidden.values(), ragged.logits!, ...ragged.hidden.values()].map(hash);
+  };
+  // the fused attention kernel (the default; pieces on the helper thread at 2 threads) and the per-head kernels
+  console.log(JSON.stringify({ threads: info.threads, hashes: hashes(model), perHead: hashes(perHead) }));
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
@@ -281,7 +289,7 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     },
   );
 
-  it("the language model's forward gives the same bits at 1 and 2 threads, and the lm workload defaults to 2", () => {
+  it("the language model's forward gives the same bits at 1 and 2 threads (fused attention = per-head), the lm workload defaults to 2", () => {
     const seed = (fileSeed ^ 0x2) >>> 0;
     const one = runChild(LM_CHILD, { IS_WASM_THREADS: "1" }, seed);
     const two = runChild(LM_CHILD, { IS_WASM_THREADS: "" }, seed);
@@ -289,6 +297,12 @@ describe("threaded wasm (IS_WASM_THREADS=2)", () => {
     assert.equal(two.threads, defaultThreads("lm"), "the lm workload's default thread count is used");
     assert.equal(two.threads, Math.min(2, os.cpus().length));
     assert.deepEqual(two.hashes, one.hashes, `logits / hidden states differ between 1 and 2 threads (seed ${seed})`);
+    assert.deepEqual(
+      one.perHead,
+      one.hashes,
+      `the fused attention kernel differs from the per-head path (seed ${seed})`,
+    );
+    assert.deepEqual(two.perHead, two.hashes, `the same at 2 threads (seed ${seed})`);
   });
 
   it("training steps at the study's shapes: the same bits at 1 and 2 threads (cache keys leave threads out)", () => {

@@ -8,13 +8,14 @@
  *   - Adam's kernel does torch's update in float32 in the documented order, bit for bit against a
  *     JavaScript emulation (Math.fround after every operation), on a memory of its own (no tfjs).
  * The other kernels' arithmetic is checked bit for bit through their loaders in kernels.test.ts,
- * kernels-threads.test.ts and train.test.ts.
+ * kernels-threads.test.ts, train.test.ts and (attention) lm-reference.test.ts.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { KERNELS, staleKernels } from "../scripts/build-wasm";
 import { kernelBinary, type KernelModule } from "../lib/kernels/wasmPool";
 import * as adamWasm from "../lib/kernels/compiled/adam";
+import * as attentionWasm from "../lib/kernels/compiled/attention";
 import * as interactionWasm from "../lib/kernels/compiled/interaction";
 import * as lossWasm from "../lib/kernels/compiled/loss";
 import * as outerWasm from "../lib/kernels/compiled/outer";
@@ -23,6 +24,7 @@ import { Rng } from "../lib/util/random";
 
 const MODULES: Record<(typeof KERNELS)[number], { mod: KernelModule; exports: string[] }> = {
   adam: { mod: adamWasm, exports: ["adam", "adam2", "sumsq"] },
+  attention: { mod: attentionWasm, exports: ["attention"] },
   interaction: { mod: interactionWasm, exports: ["grads", "sums"] },
   loss: { mod: lossWasm, exports: ["loss"] },
   outer: { mod: outerWasm, exports: ["combine", "dots", "dots4", "outerRows"] },

@@ -12,6 +12,7 @@ import { sharedDir } from "../lib/paths";
 import { Rng } from "../lib/util/random";
 import { readLlama2c } from "../lib/lm/llama2c";
 import { LlamaModel } from "../lib/lm/model";
+import { causalAttentionWasm } from "../lib/kernels/wasmAttention";
 import { generate } from "../lib/lm/generate";
 import { loadLanguageModel, loadTokenizer } from "../lib/lm/index";
 import { klPerPosition } from "../lib/eval/splice";
@@ -43,6 +44,50 @@ function maxAbs(a: ArrayLike<number>, b: number[][]): number {
 function disposeResult(r: { logits?: tf.Tensor; hidden: Map<number, tf.Tensor> }): void {
   r.logits?.dispose();
   for (const t of r.hidden.values()) t.dispose();
+}
+
+/** Every captured hidden state and the logits as bit patterns (the result disposed). */
+function forwardBits(m: LlamaModel, toks: number[][], lengths: number[], capture: number[]): Uint32Array[] {
+  const r = m.forward(toks, { lengths, capture });
+  const out = [...capture.map((l) => r.hidden.get(l)!.dataSync()), r.logits!.dataSync()];
+  disposeResult(r);
+  return out.map((a) => new Uint32Array(Float32Array.from(a).buffer));
+}
+
+/** A random LLaMA checkpoint (2 layers) with the given heads and RoPE layout. */
+function randomCheckpoint(
+  rng: Rng,
+  o: { dim: number; nHeads: number; nKvHeads: number; ropeLayout: "interleaved" | "half" },
+): LoadedCheckpoint {
+  const hd = o.dim / o.nHeads;
+  const config = {
+    dim: o.dim,
+    hiddenDim: 64,
+    nLayers: 2,
+    nHeads: o.nHeads,
+    nKvHeads: o.nKvHeads,
+    vocabSize: 50,
+    maxSeqLen: 300,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeLayout: o.ropeLayout,
+    tiedEmbeddings: true,
+  };
+  const mat = (rows: number, cols: number) => Float32Array.from(rng.normalArray(rows * cols, 0, 1 / Math.sqrt(cols)));
+  const gain = () => Float32Array.from({ length: o.dim }, () => 0.5 + rng.next());
+  const layers = Array.from({ length: config.nLayers }, () => ({
+    attnNorm: gain(),
+    wq: mat(o.nHeads * hd, o.dim),
+    wk: mat(o.nKvHeads * hd, o.dim),
+    wv: mat(o.nKvHeads * hd, o.dim),
+    wo: mat(o.dim, o.nHeads * hd),
+    ffnNorm: gain(),
+    w1: mat(config.hiddenDim, o.dim),
+    w2: mat(o.dim, config.hiddenDim),
+    w3: mat(config.hiddenDim, o.dim),
+  }));
+  const weights = { tokenEmbedding: mat(config.vocabSize, o.dim), layers, finalNorm: gain(), classifier: null };
+  return { name: `random-hd${hd}`, path: "(memory)", sha256: "", format: "llama2c-v1", config, weights };
 }
 
 describe("LlamaModel vs float64 reference (stories260K)", () => {
@@ -185,7 +230,7 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     for (const T of [70, 160]) {
       const toks = Array.from({ length: 3 }, () => Array.from({ length: T }, () => rng.int(ck.config.vocabSize)));
       const lengths = [T, 1 + rng.int(T), 1 + rng.int(T)];
-      const oneBlock = new LlamaModel(ck, { attention: "looped", attentionBlock: Infinity });
+      const oneBlock = new LlamaModel(ck, { attention: "looped", attentionBlock: Infinity, fusedKernel: false });
       const want = bits(oneBlock.forward(toks, { lengths, capture }));
       oneBlock.dispose();
       for (const [attentionBlock, directKernels] of [
@@ -194,7 +239,7 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
         [undefined, true],
         [32, false],
       ] as const) {
-        const m = new LlamaModel(ck, { attention: "looped", attentionBlock, directKernels });
+        const m = new LlamaModel(ck, { attention: "looped", attentionBlock, directKernels, fusedKernel: false });
         try {
           const got = bits(m.forward(toks, { lengths, capture }));
           got.forEach((g, i) =>
@@ -214,6 +259,89 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
         () => new LlamaModel(ck, { attentionBlock: bad }),
         /attentionBlock must be a positive multiple of 16/,
       );
+  });
+
+  it("fused attention kernel: the per-head path's bits (padded, T = 1 … 256, T % 4 ≠ 0; head sizes 8 and 16, G = 2 and 3)", () => {
+    const rng = new Rng(seed ^ 0x99);
+    // stories260K (head size 8, G 2: the unrolled path) and a random checkpoint with head size 16,
+    // G 3 and the "half" RoPE layout (the general path)
+    const synthetic = randomCheckpoint(rng, { dim: 48, nHeads: 3, nKvHeads: 1, ropeLayout: "half" });
+    for (const c of [ck, synthetic]) {
+      const fusedM = new LlamaModel(c, { attention: "looped" });
+      const perHead = new LlamaModel(c, { attention: "looped", fusedKernel: false });
+      try {
+        assert.equal(fusedM.attentionKernel(), "fused", `${c.name}: the kernel passes its probe and is used`);
+        assert.equal(perHead.attentionKernel(), "per-head");
+        for (const [B, T] of [
+          [1, 1],
+          [3, 2],
+          [2, 7],
+          [3, 70],
+          [4, 128],
+          [2, 161],
+          [1, 256],
+        ]) {
+          const toks = Array.from({ length: B }, () => Array.from({ length: T }, () => rng.int(c.config.vocabSize)));
+          const lengths = Array.from({ length: B }, (_, b) => (b === 0 ? T : 1 + rng.int(T)));
+          const capture = [1, c.config.nLayers];
+          const want = forwardBits(perHead, toks, lengths, capture);
+          forwardBits(fusedM, toks, lengths, capture).forEach((g, i) =>
+            assert.deepEqual(g, want[i], `${c.name}, seed ${seed}, B ${B}, T ${T}: output #${i}`),
+          );
+        }
+      } finally {
+        fusedM.dispose();
+        perHead.dispose();
+      }
+    }
+  });
+
+  it("fused attention kernel: scores near the mask's −1e9 and non-finite values are left to the per-head path", () => {
+    // q and k scaled by 1e5: scores of ~1e9 would reach the masked entries, where skipping them
+    // (what the kernel does) is no longer exact; the kernel declines and the model runs the per-head path
+    const rng = new Rng(seed ^ 0xab);
+    const big = structuredClone(ck);
+    for (const lw of big.weights.layers) {
+      for (const w of [lw.wq, lw.wk]) for (let i = 0; i < w.length; i++) w[i] *= 1e5;
+    }
+    const toks = Array.from({ length: 2 }, () => Array.from({ length: 40 }, () => rng.int(ck.config.vocabSize)));
+    const lengths = [40, 1 + rng.int(40)];
+    const fusedM = new LlamaModel(big, { attention: "looped" });
+    const perHead = new LlamaModel(big, { attention: "looped", fusedKernel: false });
+    try {
+      const want = forwardBits(perHead, toks, lengths, [2]);
+      forwardBits(fusedM, toks, lengths, [2]).forEach((g, i) => assert.deepEqual(g, want[i], `output #${i}`));
+      // the kernel itself declines such inputs, and non-finite values
+      const c = ck.config;
+      const hd = c.dim / c.nHeads;
+      const dims = { qD: c.dim, kD: c.nKvHeads * hd, hd, G: c.nHeads / c.nKvHeads, Hkv: c.nKvHeads };
+      const W = dims.qD + 2 * dims.kD;
+      const rope = {
+        cos: tf.ones([8, dims.qD + dims.kD]) as tf.Tensor2D,
+        sin: tf.zeros([8, dims.qD + dims.kD]) as tf.Tensor2D,
+        partner: tf.range(0, dims.qD + dims.kD, 1, "int32") as tf.Tensor1D,
+        sign: tf.ones([dims.qD + dims.kD]) as tf.Tensor1D,
+      };
+      const small = Float32Array.from(rng.normalArray(2 * 8 * W));
+      for (const [what, scale, poison] of [
+        ["ordinary values", 1, null],
+        ["scores of 1e9", 1e4, null],
+        ["a NaN value", 1, NaN],
+        ["an infinite value", 1, Infinity],
+      ] as const) {
+        const a = small.map((v) => v * scale);
+        if (poison !== null) a[W - 1] = poison; // a v column of row 0
+        const fusedT = tf.tensor2d(a, [16, W]);
+        const out = causalAttentionWasm(fusedT, 2, 8, dims, rope, [8, 5]);
+        assert.equal(out === null, what !== "ordinary values", `${what}: declined?`);
+        out?.dispose();
+        fusedT.dispose();
+      }
+      tf.dispose(Object.values(rope));
+    } finally {
+      fusedM.dispose();
+      perHead.dispose();
+    }
   });
 
   it(

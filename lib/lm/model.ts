@@ -19,8 +19,13 @@
  *   with a fast batched matMul) and "looped" (default on wasm, see attentionLooped: wasm's batched
  *   matMul and Slice are slow, so the per-(sequence, kv head) products run as small unbatched
  *   kernels). Measured on stories260K, 16×128 tokens: looped ≈ 3× faster than batched on wasm.
+ *   On wasm with SIMD the looped attention runs as ONE fused kernel call per layer
+ *   (lib/kernels/wasmAttention.ts: RoPE, scores, XNNPACK's softmax arithmetic and probs·v in place on
+ *   the heap), with the per-head kernel calls as its fallback: the same bits either way (checked
+ *   once per model on a probe, see fusedAttention).
  */
 import * as tf from "@tensorflow/tfjs";
+import { causalAttentionWasm, type RopeTables } from "../kernels/wasmAttention";
 import type { ForwardOptions, ForwardResult, LanguageModel, LlamaConfig, LoadedCheckpoint } from "./types";
 import { llamaParameterCount } from "./types";
 
@@ -233,6 +238,13 @@ export class LlamaModel implements LanguageModel {
   private readonly looped: boolean;
   /** Direct wasm kernel access for the looped attention (null elsewhere: engine ops are used). */
   private readonly kernels: WasmKernels | null;
+  /**
+   * The looped attention tries the fused wasm kernel first (lib/kernels/wasmAttention.ts):
+   * "unchecked" until its first use compares it with the per-head path, then "on" or "off".
+   */
+  private fusedKernel: "unchecked" | "on" | "off";
+  /** The RoPE tables on the heap for the fused kernel (built on first use). */
+  private ropeHeap: RopeTables | null = null;
   /** Query rows per causal block of the looped attention (see attentionLooped). */
   readonly attentionBlock: number;
 
@@ -243,10 +255,18 @@ export class LlamaModel implements LanguageModel {
    *   false uses ordinary tf ops (same results; for tests and debugging).
    * @param opts.attentionBlock query rows per causal block of the looped attention: a positive
    *   multiple of 16 (default 128), or Infinity for one block per sequence; the same bits either way.
+   * @param opts.fusedKernel looped attention on wasm runs as one fused kernel call per block where it
+   *   can (default true; see lib/kernels/wasmAttention.ts); false always runs the per-head kernels.
+   *   The same bits either way.
    */
   constructor(
     ck: LoadedCheckpoint,
-    opts: { attention?: "auto" | "batched" | "looped"; directKernels?: boolean; attentionBlock?: number } = {},
+    opts: {
+      attention?: "auto" | "batched" | "looped";
+      directKernels?: boolean;
+      attentionBlock?: number;
+      fusedKernel?: boolean;
+    } = {},
   ) {
     const mode = opts.attention ?? "auto";
     if (mode !== "auto" && mode !== "batched" && mode !== "looped")
@@ -258,6 +278,7 @@ export class LlamaModel implements LanguageModel {
     this.attention = mode === "auto" ? (tf.getBackend() === "wasm" ? "looped" : "batched") : mode;
     this.looped = this.attention === "looped";
     this.kernels = this.looped && opts.directKernels !== false ? WasmKernels.create() : null;
+    this.fusedKernel = this.looped && opts.fusedKernel !== false && tf.getBackend() === "wasm" ? "unchecked" : "off";
     const c = ck.config;
     const where = `model ${ck.name}`;
     validateConfig(c, where);
@@ -524,6 +545,61 @@ export class LlamaModel implements LanguageModel {
    * terms in the same order (tests/lm-reference.test.ts compares block sizes bit for bit).
    */
   private attentionLooped(fused: tf.Tensor2D, B: number, T: number, lengths: number[] | null): tf.Tensor2D {
+    if (this.fusedKernel === "unchecked") this.checkFusedKernel();
+    if (this.fusedKernel === "on") {
+      const merged = this.fusedAttention(fused, B, T, lengths);
+      if (merged) return merged;
+    }
+    return this.attentionPerHead(fused, B, T, lengths);
+  }
+
+  /** Which attention computes the forward: "fused" (the wasm kernel), "per-head" or "batched". */
+  attentionKernel(): "fused" | "per-head" | "batched" {
+    if (!this.looped) return "batched";
+    if (this.fusedKernel === "unchecked") this.checkFusedKernel();
+    return this.fusedKernel === "on" ? "fused" : "per-head";
+  }
+
+  /** The fused kernel's merged heads, or null where it declines (see causalAttentionWasm). */
+  private fusedAttention(fused: tf.Tensor2D, B: number, T: number, lengths: number[] | null): tf.Tensor2D | null {
+    const c = this.config;
+    const dims = { qD: this.qDim, kD: this.kDim, hd: this.headDim, G: c.nHeads / c.nKvHeads, Hkv: c.nKvHeads };
+    return causalAttentionWasm(fused, B, T, dims, this.ropeTables(), lengths);
+  }
+
+  /**
+   * The fused kernel reproduces the arithmetic of tfjs-backend-wasm's XNNPACK kernels as this version
+   * (4.22) has them; before its first use, a probe (two random sequences, one padded, T % 4 ≠ 0)
+   * must give the per-head path's bits, else the kernel stays off for this model (with a warning):
+   * another tfjs build can change nothing silently.
+   */
+  private checkFusedKernel(): void {
+    tf.tidy(() => {
+      const B = 2;
+      const T = Math.min(this.config.maxSeqLen, 37);
+      const W = this.qDim + 2 * this.kDim;
+      const probe = tf.randomNormal([B * T, W], 0, 1, "float32", 17) as tf.Tensor2D;
+      const lengths = [T, Math.ceil(T / 2)];
+      const got = this.fusedAttention(probe, B, T, lengths);
+      if (!got) {
+        this.fusedKernel = "off"; // no kernel here (no SIMD, head size)
+        return;
+      }
+      const want = this.attentionPerHead(probe, B, T, lengths);
+      const a = new Uint32Array(Float32Array.from(got.dataSync()).buffer);
+      const b = new Uint32Array(Float32Array.from(want.dataSync()).buffer);
+      const same = a.length === b.length && a.every((v, i) => v === b[i]);
+      this.fusedKernel = same ? "on" : "off";
+      if (!same)
+        console.warn(
+          `[lm] ${this.name}: the fused attention kernel does not reproduce this tfjs-wasm build's ` +
+            "per-head attention bit for bit; using the per-head kernels",
+        );
+    });
+  }
+
+  /** The looped attention's per-(sequence, kv head) path: see attentionLooped. */
+  private attentionPerHead(fused: tf.Tensor2D, B: number, T: number, lengths: number[] | null): tf.Tensor2D {
     const hd = this.headDim;
     const Hkv = this.config.nKvHeads;
     const G = this.config.nHeads / Hkv;
@@ -591,6 +667,21 @@ export class LlamaModel implements LanguageModel {
       for (const m of masks) if (!m.cached) m.mask.dispose();
     }
     return tf.tensor2d(ctx, [B * T, qD]);
+  }
+
+  /** The RoPE tables as heap tensors for the fused kernel: cos, sin [maxSeqLen, qk], partner, sign [qk]. */
+  private ropeTables(): RopeTables {
+    if (!this.ropeHeap) {
+      const qk = this.qDim + this.kDim;
+      const rows = this.config.maxSeqLen;
+      this.ropeHeap = {
+        cos: tf.keep(tf.tensor2d(this.ropeCos, [rows, qk])),
+        sin: tf.keep(tf.tensor2d(this.ropeSin, [rows, qk])),
+        partner: tf.keep(tf.tensor1d(this.ropePartnerIdx, "int32")),
+        sign: tf.keep(tf.tensor1d(this.ropeSign)),
+      };
+    }
+    return this.ropeHeap;
   }
 
   /** RoPE on the q and k columns of every row: [B·T, W] fused → [B·T, qk], q·cos + R(q)·sin. */
@@ -683,6 +774,8 @@ export class LlamaModel implements LanguageModel {
     for (const m of this.causalCache.values()) m.dispose();
     for (const m of this.blockMaskCache.values()) m.dispose();
     this.blockMaskCache.clear();
+    if (this.ropeHeap) tf.dispose(Object.values(this.ropeHeap));
+    this.ropeHeap = null;
     this.ropeCache.clear();
     this.causalCache.clear();
   }
