@@ -6,7 +6,8 @@
  *  - the full model (logits).
  * Both attention implementations are measured (looped = the wasm default, batched = pure tensor ops)
  * so the effect of the wasm-specific path is visible. Emits {name, backend, threads, attention,
- * batch, seq, tokens_per_s, ms_median, ms_min, cpu_ms_median, tokens_per_cpu_s, reps, load_before}.
+ * attention_kernel (the looped attention's "fused" wasm kernel or its "per-head" fallback), batch,
+ * seq, tokens_per_s, ms_median, ms_min, cpu_ms_median, tokens_per_cpu_s, reps, load_before}.
  * The machine is shared: the median of several repetitions is reported together with the load
  * average before the run and the process CPU time (robust to contention).
  *
@@ -109,6 +110,7 @@ export default async function bench(
           backend: info.name,
           threads: info.threads,
           attention,
+          attention_kernel: model.attentionKernel(),
           model: "stories260K",
           batch: B,
           seq: T,
