@@ -564,7 +564,7 @@ export class LlamaModel implements LanguageModel {
   private fusedAttention(fused: tf.Tensor2D, B: number, T: number, lengths: number[] | null): tf.Tensor2D | null {
     const c = this.config;
     const dims = { qD: this.qDim, kD: this.kDim, hd: this.headDim, G: c.nHeads / c.nKvHeads, Hkv: c.nKvHeads };
-    return causalAttentionWasm(fused, B, T, dims, this.ropeTables(), lengths);
+    return causalAttentionWasm(fused, B, T, dims, this.ropeTables(T), lengths);
   }
 
   /**
@@ -669,14 +669,19 @@ export class LlamaModel implements LanguageModel {
     return tf.tensor2d(ctx, [B * T, qD]);
   }
 
-  /** The RoPE tables as heap tensors for the fused kernel: cos, sin [maxSeqLen, qk], partner, sign [qk]. */
-  private ropeTables(): RopeTables {
-    if (!this.ropeHeap) {
+  /**
+   * The RoPE tables as heap tensors for the fused kernel: cos, sin [rows, qk] covering positions < T
+   * (rows: the smallest power of two ≥ T, at most maxSeqLen, so that long-context checkpoints do
+   * not copy their whole tables to the heap for short windows), partner and sign [qk].
+   */
+  private ropeTables(T: number): RopeTables {
+    if (!this.ropeHeap || this.ropeHeap.cos.shape[0] < T) {
+      if (this.ropeHeap) tf.dispose(Object.values(this.ropeHeap));
       const qk = this.qDim + this.kDim;
-      const rows = this.config.maxSeqLen;
+      const rows = Math.min(this.config.maxSeqLen, 2 ** Math.ceil(Math.log2(T)));
       this.ropeHeap = {
-        cos: tf.keep(tf.tensor2d(this.ropeCos, [rows, qk])),
-        sin: tf.keep(tf.tensor2d(this.ropeSin, [rows, qk])),
+        cos: tf.keep(tf.tensor2d(this.ropeCos.subarray(0, rows * qk), [rows, qk])),
+        sin: tf.keep(tf.tensor2d(this.ropeSin.subarray(0, rows * qk), [rows, qk])),
         partner: tf.keep(tf.tensor1d(this.ropePartnerIdx, "int32")),
         sign: tf.keep(tf.tensor1d(this.ropeSign)),
       };
