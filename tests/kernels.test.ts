@@ -670,6 +670,42 @@ for (const backendName of ["wasm", "cpu"]) {
       });
     }
 
+    it("topkColumnsWasm: the JavaScript selection's bits with NaNs, ±∞ and ties in the keys, at every floor", () => {
+      // tf.topk orders NaNs its own way, so the reference here is topkColumns (the plain JavaScript loop)
+      for (let trial = 0; trial < 40; trial++) {
+        const F = [5, 20, 37, 300][trial % 4];
+        const B = 4 * (1 + rng.int(8));
+        const k = 1 + rng.int(Math.min(F, 12));
+        const pre = Float32Array.from({ length: F * B }, () => {
+          const u = rng.next();
+          if (u < 0.03) return Number.NaN;
+          if (u < 0.05) return u < 0.04 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+          return trial % 2 ? rng.int(5) - 3 : rng.normal();
+        });
+        const bias = Float32Array.from({ length: F }, () => (trial % 2 ? rng.int(3) - 1 : rng.normal() * 0.5));
+        const preT = tf.tensor2d(pre, [F, B]);
+        const biasT = tf.tensor1d(bias);
+        for (const order of ORDERS) {
+          const want = topkColumns(pre, bias, F, B, k, order);
+          for (const floor of [-Infinity, -1, 0, 0.5, 2, Infinity]) {
+            const got = topkColumnsWasm(preT, biasT, k, order, floor);
+            if (backendName !== "wasm") {
+              assert.equal(got, null);
+              continue;
+            }
+            const what = `${order} floor ${floor} F=${F} B=${B} k=${k} (seed ${SEED})`;
+            assert.ok(got, "topkColumnsWasm unavailable on wasm");
+            assert.deepEqual(Array.from(got.ids), Array.from(want.ids), `ids, ${what}`);
+            assert.ok(
+              got.vals.every((v, i) => Object.is(v, want.vals[i])),
+              `values (NaN and the sign of zero included), ${what}`,
+            );
+          }
+        }
+        tf.dispose([preT, biasT]);
+      }
+    });
+
     for (const order of ORDERS) {
       it(`topkEncode ${order}: values/indices and sparse gradients wrt x, wEncT, bEnc vs float64 FD`, () => {
         const B = 4,

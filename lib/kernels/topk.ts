@@ -120,13 +120,7 @@ export function topkDense(pre: tf.Tensor2D, k: number, order: TopKOrder): tf.Ten
   return fn(pre) as tf.Tensor2D;
 }
 
-/**
- * A vectorised pre-filter for the replace phase of {@link topkColumnRange} over columns [b0, b1):
- * the flat positions f·B + b, f in [f0, f1), b in [b0, b1), with fround(preFB[f·B + b] + bias[f]) >
- * thr[b − b0], in increasing f for each column b. (lib/kernels/wasmTopk.ts provides one on wasm.)
- */
-export type TopKCandidateScan = (f0: number, f1: number, thr: Float32Array) => ArrayLike<number>;
-/** Largest row chunk a scan is asked for (its output buffer holds TOPK_SCAN_MAX_ROWS·B positions). */
+/** Largest row chunk the wasm path's candidate scan is asked for (its buffer holds TOPK_SCAN_MAX_ROWS·B positions). */
 export const TOPK_SCAN_MAX_ROWS = 1024;
 
 /**
@@ -145,7 +139,6 @@ export function topkColumns(
   B: number,
   k: number,
   order: TopKOrder,
-  scan?: TopKCandidateScan,
 ): { ids: Int32Array; vals: Float32Array } {
   if (preFB.length !== F * B) throw new Error(`topkColumns: pre has ${preFB.length} values, expected F·B = ${F * B}`);
   if (bias.length !== F) throw new Error(`topkColumns: bias has ${bias.length} values, expected F = ${F}`);
@@ -153,7 +146,7 @@ export function topkColumns(
     throw new Error(`topkColumns: k must be an integer in [1, F = ${F}] (got ${k})`);
   const ids = new Int32Array(B * k);
   const vals = new Float32Array(B * k);
-  topkColumnRange(preFB, bias, F, B, k, order === "relu-topk", 0, B, ids, vals, scan);
+  topkColumnRange(preFB, bias, F, B, k, order === "relu-topk", 0, B, ids, vals);
   return { ids, vals };
 }
 
@@ -174,11 +167,8 @@ export function topkColumnRange(
   b1: number,
   ids: Int32Array,
   vals: Float32Array,
-  scan?: TopKCandidateScan,
-  floor = -Infinity,
 ): void {
   const nb = b1 - b0;
-  const scanMaxRows = 1024; // TOPK_SCAN_MAX_ROWS (not referenced: this body must stand alone)
   // Heap of column b lives in hk/hi[(b−b0)*k, (b−b0+1)*k); its root (worst entry) is at (b−b0)*k.
   // "Worse" = smaller key, or an equal key with a larger id.
   const hk = new Float32Array(nb * k);
@@ -225,80 +215,20 @@ export function topkColumnRange(
     hi[o + i] = f;
     thr[c] = hk[o];
   }
-  // Column c's top k from every feature, in JavaScript (the columns the scans below cannot settle).
-  function selectColumn(c: number): void {
-    for (let f = 0; f < k; f++) push(f, c);
-    thr[c] = hk[c * k];
-    for (let f = k; f < F; f++) {
-      const key = fround(preFB[f * B + b0 + c] + bias[f]);
-      if (key > thr[c]) offer(f, c, key);
-    }
-  }
-  const fl = fround(floor);
-  if (scan) {
-    // Every key above the limit L is a candidate, and a column with at least k of them has its top k
-    // among them: every other key is ≤ L, below all k. The first k candidates of a column (in
-    // increasing f) fill its heap; once full, its limit rises to the root, and later candidates
-    // replace the root when they beat it (an equal key has the larger id: worse). L is `floor` (a
-    // guess at a lower bound of the k-th key, from an earlier call; −∞: none). For "relu-topk" L ≥ 0:
-    // a key ≤ 0 becomes a 0 that ties with every other key ≤ 0, so only positive keys can be told
-    // apart from the rest. A column with fewer than k candidates, or with a NaN among its first k
-    // features (which the fill-based order of the JavaScript path lets into the heap), is selected in
-    // full below, so every floor gives the same result.
-    // The scan returns the positions f·B + b in [f0, f1) whose key beats the column's limit as of the
-    // chunk's start (in increasing f per column); limits only rise, so each is re-checked. Without a
-    // floor the chunks start at k rows and double, so that the roots rise early; with one, every chunk
-    // is as large as the scan's room (scanMaxRows positions per column).
-    const L = relu && !(fl >= 0) ? 0 : fl;
-    const filled = new Int32Array(nb);
-    const lim = new Float32Array(nb).fill(L);
-    for (
-      let f0 = 0, rows = fl > -Infinity ? scanMaxRows : Math.min(k, scanMaxRows);
-      f0 < F;
-      f0 += rows, rows = Math.min(2 * rows, scanMaxRows)
-    ) {
-      const f1 = Math.min(F, f0 + rows);
-      const cand = scan(f0, f1, lim);
-      for (let i = 0; i < cand.length; i++) {
-        const pos = cand[i];
-        const f = (pos / B) | 0;
-        const c = pos - f * B - b0;
-        const key = fround(preFB[pos] + bias[f]);
-        const n = filled[c];
-        if (n < k) {
-          enter(c, n, key, f);
-          filled[c] = n + 1;
-          if (n + 1 === k) {
-            thr[c] = hk[c * k];
-            lim[c] = thr[c];
-          }
-        } else if (key > thr[c]) {
-          offer(f, c, key);
-          lim[c] = thr[c];
-        }
-      }
-    }
+  for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
+  for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
+  // The double-precision sum pre-filters: rounding to float32 is monotonic and thr is a float32,
+  // so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
+  for (let f = k; f < F; f++) {
+    const base = f * B + b0;
+    const bf = bias[f];
     for (let c = 0; c < nb; c++) {
-      let nan = false;
-      for (let f = 0; f < k && !nan; f++) nan = Number.isNaN(preFB[f * B + b0 + c] + bias[f]);
-      if (filled[c] < k || nan) selectColumn(c);
-    }
-  } else {
-    for (let f = 0; f < k; f++) for (let c = 0; c < nb; c++) push(f, c);
-    for (let c = 0; c < nb; c++) thr[c] = hk[c * k];
-    // The double-precision sum pre-filters: rounding to float32 is monotonic and thr is a float32,
-    // so s ≤ thr implies fround(s) ≤ thr (no branch mispredictions, no fround per element).
-    for (let f = k; f < F; f++) {
-      const base = f * B + b0;
-      const bf = bias[f];
-      for (let c = 0; c < nb; c++) {
-        const s = preFB[base + c] + bf;
-        if (!(s > thr[c])) continue;
-        const key = fround(s);
-        // Equal to the root: the newcomer has the larger id, so it is worse: skip.
-        if (!(key > thr[c])) continue;
-        offer(f, c, key);
-      }
+      const s = preFB[base + c] + bf;
+      if (!(s > thr[c])) continue;
+      const key = fround(s);
+      // Equal to the root: the newcomer has the larger id, so it is worse: skip.
+      if (!(key > thr[c])) continue;
+      offer(f, c, key);
     }
   }
   // Sort each column's k entries: descending key, ascending id (insertion sort; k is small).
@@ -326,17 +256,19 @@ export function topkColumnRange(
 }
 
 /**
- * {@link topkColumnRange} on views of a heap `buffer` (byte offsets), with a wasm candidate scan:
- * pre [F, B] and bias [F] float32, ids [B, k] int32 and vals [B, k] float32 written for columns
- * [b0, b1) (b1 − b0 a multiple of 4); relu is 0 or 1. `scanFn` is lib/kernels/wasmTopk.ts's scan
- * (thresholds read at thrPtr + 4b; positions written from outPtr, room for TOPK_SCAN_MAX_ROWS·(b1 − b0)
- * int32, this range's own scratch); floor as in topkColumnRange. The unit a helper thread runs;
- * wasmTopk.ts ships its source.
- * Self-contained like topkColumnRange.
+ * The TopK of columns [b0, b1) of pre [F, B] + bias [F] in a heap `buffer` (byte offsets): the wasm
+ * module's `collect` (./assembly/topk.ts: candidates above the floor into per-column heaps, the same
+ * operations as topkColumnRange's) and `sortColumns` write rows b of ids [B, k] int32 and vals [B, k]
+ * float32 for the columns it settles; the rest (fewer than k candidates, or a NaN among the first k
+ * keys) run topkColumnRange here, column by column. Every floor gives the same result. Scratch (each
+ * range uses its columns' part only): thr [B] float32 at thrPtr, the scan's positions from outPtr
+ * (room for TOPK_SCAN_MAX_ROWS·(b1 − b0) int32, this range's own), heaps at heapsPtr: hk [B·k] float32,
+ * hi [B·k] int32, filled [B] int32. relu is 0 or 1; b1 − b0 a multiple of 4. The unit a helper thread
+ * runs: wasmTopk.ts ships its source (self-contained like topkColumnRange, which it calls).
  */
 export function topkRangeTask(
   buffer: ArrayBufferLike,
-  scanFn: (...a: number[]) => number,
+  wasm: { collect: (...a: number[]) => void; sortColumns: (...a: number[]) => void },
   prePtr: number,
   biasPtr: number,
   F: number,
@@ -349,31 +281,29 @@ export function topkRangeTask(
   valsPtr: number,
   thrPtr: number,
   outPtr: number,
+  heapsPtr: number,
   floor: number,
 ): number {
-  const thrHeap = new Float32Array(buffer, thrPtr + 4 * b0, b1 - b0);
-  const scan = (f0: number, f1: number, thr: Float32Array): Int32Array => {
-    thrHeap.set(thr);
-    const n = scanFn(prePtr, biasPtr, thrPtr, f0, f1, B, b0, b1, outPtr);
-    // The room for positions is TOPK_SCAN_MAX_ROWS (1024, not referenced: this body must stand
-    // alone) per column; chunks of at most that many rows cannot exceed it.
-    if (n > 1024 * (b1 - b0))
-      throw new Error(`topk scan: ${n} positions for rows [${f0}, ${f1}) overflow the room for ${b1 - b0} columns`);
-    return new Int32Array(buffer, outPtr, n);
-  };
-  topkColumnRange(
-    new Float32Array(buffer, prePtr, F * B),
-    new Float32Array(buffer, biasPtr, F),
-    F,
-    B,
-    k,
-    relu !== 0,
-    b0,
-    b1,
-    new Int32Array(buffer, idsPtr, B * k),
-    new Float32Array(buffer, valsPtr, B * k),
-    scan,
-    floor,
-  );
+  const hkPtr = heapsPtr;
+  const hiPtr = heapsPtr + 4 * B * k;
+  const filledPtr = heapsPtr + 8 * B * k;
+  wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, outPtr, hkPtr, hiPtr, filledPtr, floor);
+  wasm.sortColumns(hkPtr, hiPtr, filledPtr, k, b0, b1, idsPtr, valsPtr, relu);
+  const filled = new Int32Array(buffer, filledPtr, B);
+  for (let b = b0; b < b1; b++) {
+    if (filled[b] !== -1) continue;
+    topkColumnRange(
+      new Float32Array(buffer, prePtr, F * B),
+      new Float32Array(buffer, biasPtr, F),
+      F,
+      B,
+      k,
+      relu !== 0,
+      b,
+      b + 1,
+      new Int32Array(buffer, idsPtr, B * k),
+      new Float32Array(buffer, valsPtr, B * k),
+    );
+  }
   return 0;
 }

@@ -1,16 +1,18 @@
 /**
- * The TopK encoder's selection pre-filter on wasm (f32x4 SIMD), for topkColumns.
+ * The TopK encoder's selection on wasm (f32x4 SIMD), for topkColumns.
  *
  * topkColumns keeps one min-heap of size k per column of the [F, B] pre-activations. Past the first
  * rows almost every element loses to its column's current k-th key, and in JavaScript that test
  * alone (a load, an add, a compare per element) took ~4 ms of the ~15 ms selection at F = 8192,
- * B = 256. Here a wasm function (./assembly/topk.ts, compiled into ./compiled/topk.ts by
+ * B = 256. Here the wasm module (./assembly/topk.ts, compiled into ./compiled/topk.ts by
  * `npm run build:wasm`) tests four columns per instruction straight in the backend's heap,
- * fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and
- * writes out the positions that pass; topkColumnRange re-checks those in JavaScript, in order, so
- * the result is identical to the plain loop (tests compare them bit for bit). With helper threads
- * (threaded wasm) whole selections over column ranges (scan, heaps and sorting) run on them: the
- * task's JavaScript is shipped as source and the scan module instantiated there on the shared heap.
+ * fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), keeps the heaps of the
+ * positions that pass (`collect`, the operations of topkColumnRange in its order) and sorts them
+ * (`sortColumns`); columns the candidates cannot settle run topkColumnRange in JavaScript. The
+ * result is identical to the plain loop (tests compare them bit for bit, every floor, ties and
+ * NaNs). Why the heaps moved to wasm too: in JavaScript they were ~25% of an S1 SAE step. With
+ * helper threads (threaded wasm) whole selections over column ranges run on them: the task's
+ * JavaScript is shipped as source and the module instantiated there on the shared heap.
  */
 import * as tf from "@tensorflow/tfjs";
 import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkColumns, topkRangeTask } from "./topk";
@@ -19,25 +21,25 @@ import type { TopKOrder } from "./validate";
 import * as topkWasm from "./compiled/topk";
 import { heapJsTask, heapKernel, heapTensor, kernelBinary, piecesFor, splitPoints } from "./wasmPool";
 
-/** scan(pre, bias, thr, f0, f1, B, b0, b1, out) → count: see ./assembly/topk.ts. */
-const kernel = heapKernel(topkWasm, ["scan"] as const);
+/** collect and sortColumns: see ./assembly/topk.ts (scan, their pre-filter, is exported for the build's checks). */
+const kernel = heapKernel(topkWasm, ["collect", "sortColumns"] as const);
 /**
  * Whole selections over column ranges as a pool task: here with this thread's scan instance; on a
  * helper, the same functions compiled from source with a scan instantiated there on the shared memory.
  */
 const rangeTask = heapJsTask(
   (memory) =>
-    "const scanFn = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(" +
+    "const wasm = new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(" +
     `${JSON.stringify(Array.from(kernelBinary(topkWasm, memory)))})), ` +
-    `{ env: { memory } }).exports.scan;\n` +
+    `{ env: { memory } }).exports;\n` +
     `${topkColumnRange.toString()}\n${topkRangeTask.toString()}\n` +
-    `return (buffer, ...a) => topkRangeTask(buffer, scanFn, ...a);`,
+    `return (buffer, ...a) => topkRangeTask(buffer, wasm, ...a);`,
   () => {
-    const scanFn = kernel()!.fns.scan as (...a: number[]) => number;
+    const fns = kernel()!.fns as { collect: (...a: number[]) => void; sortColumns: (...a: number[]) => void };
     return (buffer, ...a) =>
       topkRangeTask(
         buffer,
-        scanFn,
+        fns,
         ...(a as Parameters<typeof topkRangeTask> extends [unknown, unknown, ...infer R] ? R : never),
       );
   },
@@ -46,7 +48,7 @@ const rangeTask = heapJsTask(
 /**
  * Per shape and order, a guess at a lower bound of the next call's k-th largest key in every
  * column: 0.98 × the 5th percentile of the last call's k-th values (training steps change them by
- * ~1% per step). Speed only: topkColumnRange's result is exact for any floor (columns it does not
+ * ~1% per step). Speed only: the selection's result is exact for any floor (columns it does not
  * bound are redone in full), so this state never changes an output.
  */
 const floors = new Map<string, number>();
@@ -78,10 +80,11 @@ export function topkColumnsWasm(
   const be = tf.backend() as any;
   // Pieces: column ranges (multiples of 4), taken by the main thread and the helpers alike; one
   // piece (all columns, this thread) without helpers. Scratch: thresholds [B] float32, then
-  // TOPK_SCAN_MAX_ROWS int32 positions per column (each range writes its own part); the result
-  // ids [B, k] then vals [B, k]. Allocated before any pointer is taken (allocation can grow the heap).
+  // TOPK_SCAN_MAX_ROWS int32 positions per column (each range writes its own part), then the heaps
+  // (hk [B·k], hi [B·k], filled [B]); the result ids [B, k] then vals [B, k]. Allocated before any
+  // pointer is taken (allocation can grow the heap).
   const parts = task.pool ? piecesFor(task.pool, F * B) : 1;
-  const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B], "int32"); // written before read
+  const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B + 2 * B * k + B], "int32"); // written before read
   const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // every element written
   try {
     const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map(
@@ -108,6 +111,7 @@ export function topkColumnsWasm(
           outPtr + 4 * B * k,
           thrPtr,
           scanOut(b0),
+          thrPtr + 4 * B + 4 * TOPK_SCAN_MAX_ROWS * B,
           fl,
         ]),
     );
