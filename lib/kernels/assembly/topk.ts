@@ -37,6 +37,13 @@ const SCAN_MAX_ROWS: u32 = 1024;
   return ka < kb || (ka == kb && ia > ib);
 }
 
+/** Entry i of the heap at byte offset h: key (hk) and id (hi). */
+// @ts-ignore: decorator
+@inline function put(hk: usize, hi: usize, h: u32, i: i32, key: f32, id: i32): void {
+  store<f32>(hk + h + 4 * i, key);
+  store<i32>(hi + h + 4 * i, id);
+}
+
 /**
  * The selection of ../topk.ts's topkColumnRange for the columns [b0, b1) of pre [F, B] + bias [F],
  * as far as candidates above a limit can settle it, in the same order of operations (so the same
@@ -69,19 +76,17 @@ export function collect(
       const h = 4 * b * <u32>k; // byte offset of column b's heap
       const nf = load<i32>(filled + 4 * b);
       if (nf < k) {
-        // enter at position nf, sift up while the parent is worse... i.e. while the entrant is worse than the parent
+        // enter at position nf; sift up while the entrant is worse than its parent
         let at = nf;
         while (at > 0) {
           const p = (at - 1) >> 1;
           const pk = load<f32>(hk + h + 4 * p);
           const pi = load<i32>(hi + h + 4 * p);
           if (!worse(key, f, pk, pi)) break;
-          store<f32>(hk + h + 4 * at, pk);
-          store<i32>(hi + h + 4 * at, pi);
+          put(hk, hi, h, at, pk, pi);
           at = p;
         }
-        store<f32>(hk + h + 4 * at, key);
-        store<i32>(hi + h + 4 * at, f);
+        put(hk, hi, h, at, key, f);
         store<i32>(filled + 4 * b, nf + 1);
         if (nf + 1 == k) store<f32>(thr + 4 * b, load<f32>(hk + h));
       } else if (key > load<f32>(hk + h)) {
@@ -97,12 +102,10 @@ export function collect(
           const mk = load<f32>(hk + h + 4 * m);
           const mi = load<i32>(hi + h + 4 * m);
           if (!worse(mk, mi, key, f)) break;
-          store<f32>(hk + h + 4 * at, mk);
-          store<i32>(hi + h + 4 * at, mi);
+          put(hk, hi, h, at, mk, mi);
           at = m;
         }
-        store<f32>(hk + h + 4 * at, key);
-        store<i32>(hi + h + 4 * at, f);
+        put(hk, hi, h, at, key, f);
         store<f32>(thr + 4 * b, load<f32>(hk + h));
       }
     }
