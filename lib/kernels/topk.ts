@@ -290,20 +290,17 @@ export function topkRangeTask(
   wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, outPtr, hkPtr, hiPtr, filledPtr, floor);
   wasm.sortColumns(hkPtr, hiPtr, filledPtr, k, b0, b1, idsPtr, valsPtr, relu);
   const filled = new Int32Array(buffer, filledPtr, B);
+  let views: [Float32Array, Float32Array, Int32Array, Float32Array] | null = null;
   for (let b = b0; b < b1; b++) {
     if (filled[b] !== -1) continue;
-    topkColumnRange(
+    views ??= [
       new Float32Array(buffer, prePtr, F * B),
       new Float32Array(buffer, biasPtr, F),
-      F,
-      B,
-      k,
-      relu !== 0,
-      b,
-      b + 1,
       new Int32Array(buffer, idsPtr, B * k),
       new Float32Array(buffer, valsPtr, B * k),
-    );
+    ];
+    const [pre, bias, ids, vals] = views;
+    topkColumnRange(pre, bias, F, B, k, relu !== 0, b, b + 1, ids, vals);
   }
   return 0;
 }

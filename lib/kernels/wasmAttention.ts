@@ -1,5 +1,5 @@
 /**
- * The language model's causal attention as one wasm call per forward block (source:
+ * The language model's causal attention as one wasm call per layer (source:
  * ./assembly/attention.ts, AssemblyScript, compiled into ./compiled/attention.ts by
  * `npm run build:wasm`; the model that calls it: lib/lm/model.ts).
  *
@@ -35,7 +35,7 @@ export interface AttentionDims {
 }
 
 /**
- * RoPE tables on the heap: cos, sin [maxSeqLen, qD + kD] and sign [qD + kD] float32, partner
+ * RoPE tables on the heap: cos, sin [rows ≥ T, qD + kD] and sign [qD + kD] float32, partner
  * [qD + kD] int32, with R(x)_j = sign_j·x_partner_j and rot = x·cos + R(x)·sin per position.
  */
 export interface RopeTables {
@@ -85,20 +85,10 @@ export function causalAttentionWasm(
   const ctx = heapTensor<tf.Rank.R2>([B * T, qD], "float32"); // written in full
   try {
     const pieceBytes = 4 * (hd + 1) * T4;
+    const [cfgP, fusedP, rotP, ctxP, lensP, scratchP] = [cfg, fused, rot, ctx, lens, scratch].map(at);
     const refused = kern.run(
       "attention",
-      cuts
-        .slice(0, -1)
-        .map((b0, p) => [
-          at(cfg),
-          at(fused),
-          at(rot),
-          at(ctx),
-          at(lens),
-          at(scratch) + p * pieceBytes,
-          b0,
-          cuts[p + 1],
-        ]),
+      cuts.slice(0, -1).map((b0, p) => [cfgP, fusedP, rotP, ctxP, lensP, scratchP + p * pieceBytes, b0, cuts[p + 1]]),
     );
     if (refused.some((r) => r !== 0)) {
       ctx.dispose();

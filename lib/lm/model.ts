@@ -22,7 +22,7 @@
  *   On wasm with SIMD the looped attention runs as ONE fused kernel call per layer
  *   (lib/kernels/wasmAttention.ts: RoPE, scores, XNNPACK's softmax arithmetic and probs·v in place on
  *   the heap), with the per-head kernel calls as its fallback: the same bits either way (checked
- *   once per model on a probe, see fusedAttention).
+ *   once per model on a probe, see checkFusedKernel).
  */
 import * as tf from "@tensorflow/tfjs";
 import { causalAttentionWasm, type RopeTables } from "../kernels/wasmAttention";
