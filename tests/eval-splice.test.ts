@@ -185,7 +185,9 @@ class FakeModel implements LanguageModel {
       let h = tf.gather(this.emb, tf.tensor1d(tokens.flat(), "int32")).reshape([B, T, this.d]) as tf.Tensor3D;
       for (let l = 0; l <= this.config.nLayers; l++) {
         if (opts.capture?.includes(l)) hidden.set(l, tf.keep(h.clone()));
-        const fn = opts.replace?.get(l);
+        // a resumed forward (opts.start) is computed here as a replacement, so its delta is measured too
+        const given = opts.start?.layer === l ? opts.start.hidden : null;
+        const fn = given ? () => given.clone() : opts.replace?.get(l);
         if (fn) {
           const r = fn(h);
           this.lastReplacementDelta = tf.norm(tf.sub(r, h), "euclidean", -1).dataSync() as Float32Array;

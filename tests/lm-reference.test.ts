@@ -379,11 +379,49 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
     },
   );
 
-  it("forward leaks no tensors or backend buffers (full, early exit, padded, replace)", () => {
+  it("a forward resumed at a layer (opts.start) gives the bits of a replace hook there, padded or not", () => {
+    const ids = ref.cases[1].ids;
+    const short = ids.slice(0, Math.max(2, ids.length - 3));
+    const padded = [ids, [...short, ...new Array(ids.length - short.length).fill(0)]];
+    const lengths = [ids.length, short.length];
+    const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+    for (const [kind, m] of Object.entries(models)) {
+      const clean = m.forward(padded, { lengths, capture: [0, 3, 5] });
+      for (const layer of [0, 3, 5]) {
+        const given = tf.tidy(() => tf.mul(clean.hidden.get(layer)!, 0.75) as tf.Tensor3D);
+        const hooked = m.forward(padded, { lengths, replace: new Map([[layer, () => given.clone()]]), capture: [5] });
+        const resumed = m.forward(padded, { lengths, start: { layer, hidden: given }, capture: [5] });
+        // every position's logits, padding included: the two calls run the same kernels on the same inputs
+        assert.equal(maxDiff(hooked.logits!, resumed.logits!), 0, `${kind} model, layer ${layer}: logits`);
+        // a capture at the start layer returns the given state (a hook's capture there is the original one)
+        const h5 = layer < 5 ? hooked.hidden.get(5)! : given;
+        assert.equal(maxDiff(h5, resumed.hidden.get(5)!), 0, `${kind} model, layer ${layer}: h5`);
+        assert.ok(layer === 5 || maxDiff(clean.logits!, resumed.logits!) > 1e-4, "the given hidden state is used");
+        assert.equal(given.isDisposed, false, "the caller's hidden state is not disposed");
+        [hooked, resumed].forEach(disposeResult);
+        given.dispose();
+      }
+      const h3 = clean.hidden.get(3)!;
+      assert.throws(
+        () => m.forward(padded, { lengths, start: { layer: 3, hidden: h3 }, capture: [2] }),
+        /layer 2 lies before start layer 3/,
+      );
+      assert.throws(
+        () => m.forward(padded, { start: { layer: 3, hidden: h3 }, replace: new Map([[1, (h: tf.Tensor3D) => h]]) }),
+        /layer 1 lies before start layer 3/,
+      );
+      assert.throws(() => m.forward([ids], { start: { layer: 3, hidden: h3 } }), /start.hidden must have shape \[1, /);
+      assert.throws(() => m.forward(padded, { start: { layer: 6, hidden: h3 } }), /start layer 6 is out of range/);
+      disposeResult(clean);
+    }
+  });
+
+  it("forward leaks no tensors or backend buffers (full, early exit, padded, replace, resumed)", () => {
     const m = models.looped;
     const ids = ref.cases[0].ids;
     disposeResult(m.forward([ids, ids], { lengths: [5, 3], capture: [1] })); // warm caches (masks, rope tables)
     disposeResult(m.forward([ids]));
+    const resumeFrom = tf.zeros([1, ids.length, m.config.dim]) as tf.Tensor3D;
     const before = tf.memory().numTensors;
     // the wasm attention path calls kernels directly (untracked by the engine): count backend buffers too
     const backend = tf.backend() as unknown as { numDataIds(): number };
@@ -392,9 +430,11 @@ describe("LlamaModel vs float64 reference (stories260K)", () => {
       disposeResult(m.forward([ids], { capture: [2] }));
       disposeResult(m.forward([ids, ids], { lengths: [5, 3], capture: [1], activationsOnly: true }));
       disposeResult(m.forward([ids], { replace: new Map([[2, (h: tf.Tensor3D) => tf.mul(h, 2) as tf.Tensor3D]]) }));
+      disposeResult(m.forward([ids], { start: { layer: 3, hidden: resumeFrom } }));
     }
     assert.equal(tf.memory().numTensors, before);
     assert.equal(backend.numDataIds(), buffersBefore);
+    resumeFrom.dispose();
   });
 
   it("loadLanguageModel('stories260K') resolves the shared model and reproduces the reference logits", async () => {

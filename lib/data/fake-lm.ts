@@ -93,6 +93,7 @@ export class FakeLanguageModel implements LanguageModel {
   }
 
   forward(tokens: number[][] | Int32Array[], opts: ForwardOptions = {}): ForwardResult {
+    if (opts.start) throw new Error("fake language model: forward cannot resume at a layer (opts.start)");
     this.forwardCalls++;
     const B = tokens.length;
     const T = tokens[0].length;

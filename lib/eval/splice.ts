@@ -468,8 +468,9 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
 
       /** Forward with hidden_states[layer] replaced by `replacement` [B,T,d]; record metrics into arm. */
       const runPatched = (arm: Arm, replacement: tf.Tensor3D) => {
-        // The model may dispose what the hook returns, so hand it a clone (shares the data buffer).
-        const out = model.forward(tokens, { lengths, replace: new Map([[layer, () => replacement.clone()]]) });
+        // Resume at `layer` from the replacement: the blocks before it would compute the clean x again,
+        // only to have it replaced (the same bits as a replace hook that ignores its input).
+        const out = model.forward(tokens, { lengths, start: { layer, hidden: replacement } });
         const logits = out.logits;
         for (const t of out.hidden.values()) t.dispose();
         if (!logits) throw new Error("spliceEvaluate: the model returned no logits for a patched pass");

@@ -478,6 +478,21 @@ export class LlamaModel implements LanguageModel {
     const capture = opts.capture ?? [];
     capture.forEach((l) => checkLayer(l, "capture"));
     if (opts.replace) for (const l of opts.replace.keys()) checkLayer(l, "replace");
+    if (opts.start) {
+      const { layer, hidden } = opts.start;
+      checkLayer(layer, "start");
+      if (!hidden || hidden.rank !== 3 || hidden.shape[0] !== B || hidden.shape[1] !== T || hidden.shape[2] !== c.dim)
+        throw new Error(
+          `forward: start.hidden must have shape [${B}, ${T}, ${c.dim}] for these tokens ` +
+            `(got ${hidden ? `[${hidden.shape.join(", ")}]` : hidden})`,
+        );
+      const early = [...capture, ...(opts.replace?.keys() ?? [])].filter((l) => l < layer);
+      if (early.length > 0)
+        throw new Error(
+          `forward: capture/replace layer ${early[0]} lies before start layer ${layer}; ` +
+            "a resumed forward does not compute those layers",
+        );
+    }
     if (opts.activationsOnly && capture.length === 0)
       throw new Error("forward: activationsOnly needs at least one layer in opts.capture");
     const maxLayer = opts.activationsOnly ? Math.max(...capture) : c.nLayers;
@@ -735,8 +750,10 @@ export class LlamaModel implements LanguageModel {
       let maskT: tf.Tensor | null = null;
       const mask = () => (maskT ??= lengths ? this.paddedMask(T, lengths) : this.causal(T));
       const kept: Record<string, tf.Tensor> = {};
-      let h = this.embed(tokens, B, T);
-      for (let l = 0; l <= maxLayer; l++) {
+      const first = opts.start?.layer ?? 0;
+      // [B·T, dim]: the embedding, or the given hidden_states[first] when the forward resumes there
+      let h = opts.start ? tf.reshape(opts.start.hidden, [B * T, d]) : this.embed(tokens, B, T);
+      for (let l = first; l <= maxLayer; l++) {
         if (capture.has(l)) kept[`h${l}`] = tf.reshape(h, [B, T, d]);
         const fn = replace?.get(l);
         if (fn) {

@@ -102,6 +102,15 @@ export interface ForwardOptions {
   replace?: Map<number, (hidden: tf.Tensor3D) => tf.Tensor3D>;
   /** Skip the classifier and stop after the last block needed for `capture` (activations only). */
   activationsOnly?: boolean;
+  /**
+   * Resume the forward at hidden_states[layer] = hidden ([B, T, dim]) instead of running the embedding
+   * and blocks 0..layer−1: the same arithmetic as `replace` at `layer` with a function that ignores its
+   * input, so the outputs are bit for bit those of that call, without the blocks whose output would
+   * be thrown away (the splice test's patched passes). `tokens` still give B, T and the padding;
+   * `capture` and `replace` may only name layers ≥ `layer` (a capture or a replace at `layer` sees `hidden`).
+   * A model that cannot resume must throw, never ignore it.
+   */
+  start?: { layer: number; hidden: tf.Tensor3D };
 }
 
 export interface ForwardResult {
