@@ -752,7 +752,7 @@ export class LlamaModel implements LanguageModel {
       const kept: Record<string, tf.Tensor> = {};
       const first = opts.start?.layer ?? 0;
       // [B·T, dim]: the embedding, or the given hidden_states[first] when the forward resumes there
-      let h = opts.start ? tf.reshape(opts.start.hidden, [B * T, d]) : this.embed(tokens, B, T);
+      let h: tf.Tensor2D = opts.start ? tf.reshape(opts.start.hidden, [B * T, d]) : this.embed(tokens, B, T);
       for (let l = first; l <= maxLayer; l++) {
         if (capture.has(l)) kept[`h${l}`] = tf.reshape(h, [B, T, d]);
         const fn = replace?.get(l);
