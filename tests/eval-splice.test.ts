@@ -10,6 +10,7 @@ import type { ForwardOptions, ForwardResult, LanguageModel, LlamaConfig } from "
 import {
   crossEntropyPerPosition,
   klPerPosition,
+  cleanDistribution,
   randomDirectionsWithNorm,
   saveSpliceResult,
   spliceEvaluate,
@@ -86,8 +87,19 @@ test("klPerPosition and crossEntropyPerPosition match float64 brute force on ran
         `smoothing ${smoothing}, position ${n}: ${got[n]} vs ${want}`,
       );
     }
-    kl.dispose();
+    // the clean distribution computed once (as spliceEvaluate shares it over patched passes): the same bits
+    const dist = cleanDistribution(ta);
+    const shared = klPerPosition(dist, tb, smoothing);
+    assert.deepEqual(
+      Array.from(shared.dataSync()),
+      Array.from(got),
+      `smoothing ${smoothing}: shared clean distribution`,
+    );
+    tf.dispose([kl, shared, dist.logProbs, dist.probs]);
   }
+  tf.tidy(() => {
+    assert.throws(() => klPerPosition(cleanDistribution(ta), tb.slice([0, 0, 0], [1, T, V])), /differ in shape/);
+  });
   const self = klPerPosition(ta, ta);
   assert.ok(Math.max(...Array.from(self.dataSync(), Math.abs)) < 1e-6, "KL(p‖p) = 0");
   self.dispose();

@@ -31,23 +31,44 @@ import { studentTTest, welchTTest, TTestResult } from "../stats/ttest";
 // Pure helpers
 // ---------------------------------------------------------------------------------------------
 
+/** The clean pass's next-token distribution, computed once and shared by every patched pass's KL. */
+export interface CleanDistribution {
+  /** log softmax(clean logits) over the last axis, [..., V], float32. */
+  logProbs: tf.Tensor;
+  /** exp(logProbs), [..., V]. */
+  probs: tf.Tensor;
+}
+
+/** logProbs and probs of clean logits [..., V] (caller disposes both). */
+export function cleanDistribution(cleanLogits: tf.Tensor): CleanDistribution {
+  return tf.tidy(() => {
+    const logProbs = tf.logSoftmax(cleanLogits.toFloat(), cleanLogits.rank - 1);
+    return { logProbs, probs: tf.exp(logProbs) };
+  });
+}
+
 /**
  * KL(softmax(clean) ‖ softmax(patched)) over the last axis, natural log. Input [..., V], output [...].
- * smoothing = 0: exact, via log-softmax. smoothing = s > 0: the authors' Σ p (log(p+s) − log(q+s))
- * (paper-notes §8.2 step 4).
+ * `clean` is the clean logits, or their cleanDistribution when several patched passes share one clean pass
+ * (the same arithmetic either way). smoothing = 0: exact, via log-softmax. smoothing = s > 0: the authors'
+ * Σ p (log(p+s) − log(q+s)) (paper-notes §8.2 step 4).
  */
-export function klPerPosition(cleanLogits: tf.Tensor, patchedLogits: tf.Tensor, smoothing = 0): tf.Tensor {
-  if (!tf.util.arraysEqual(cleanLogits.shape, patchedLogits.shape)) {
+export function klPerPosition(
+  clean: tf.Tensor | CleanDistribution,
+  patchedLogits: tf.Tensor,
+  smoothing = 0,
+): tf.Tensor {
+  const cleanShape = clean instanceof tf.Tensor ? clean.shape : clean.logProbs.shape;
+  if (!tf.util.arraysEqual(cleanShape, patchedLogits.shape)) {
     throw new Error(
-      `klPerPosition: clean logits ${JSON.stringify(cleanLogits.shape)} ` +
+      `klPerPosition: clean logits ${JSON.stringify(cleanShape)} ` +
         `and patched logits ${JSON.stringify(patchedLogits.shape)} differ in shape`,
     );
   }
   if (!(smoothing >= 0)) throw new Error(`klPerPosition: smoothing must be ≥ 0 (got ${smoothing})`);
   return tf.tidy(() => {
-    const axis = cleanLogits.rank - 1;
-    const lp = tf.logSoftmax(cleanLogits.toFloat(), axis);
-    const p = tf.exp(lp);
+    const axis = patchedLogits.rank - 1;
+    const { logProbs: lp, probs: p } = clean instanceof tf.Tensor ? cleanDistribution(clean) : clean;
     if (smoothing === 0) {
       const lq = tf.logSoftmax(patchedLogits.toFloat(), axis);
       return tf.sum(tf.mul(p, tf.sub(lp, lq)), axis);
@@ -453,7 +474,10 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
     if (!cleanLogits || !x) throw new Error("spliceEvaluate: the model returned no logits or no captured hidden state");
     for (const [l, t] of cleanOut.hidden) if (l !== layer) t.dispose();
     let x2d: tf.Tensor2D | null = null;
+    // the clean distribution, once per batch for all of its patched passes
+    let cleanDist: CleanDistribution | null = null;
     try {
+      cleanDist = cleanDistribution(cleanLogits);
       const cleanCe = crossEntropyPerPosition(cleanLogits, targets);
       const cleanCeVals = cleanCe.dataSync();
       cleanCe.dispose();
@@ -474,7 +498,7 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
         const logits = out.logits;
         for (const t of out.hidden.values()) t.dispose();
         if (!logits) throw new Error("spliceEvaluate: the model returned no logits for a patched pass");
-        const kl = klPerPosition(cleanLogits, logits, smoothing);
+        const kl = klPerPosition(cleanDist!, logits, smoothing);
         const ce = crossEntropyPerPosition(logits, targets);
         const klv = kl.dataSync();
         const cev = ce.dataSync();
@@ -549,6 +573,7 @@ export function spliceEvaluate(opts: SpliceOptions): SpliceResult {
       }
     } finally {
       x2d?.dispose();
+      if (cleanDist) tf.dispose([cleanDist.logProbs, cleanDist.probs]);
       cleanLogits.dispose();
       x.dispose();
     }
