@@ -212,6 +212,11 @@ const ENGINE_OPS: AttentionOps<tf.Tensor2D> = {
   free: (x) => x.dispose(),
 };
 
+/** Whether t is a hidden state [B, T, dim] (what a replace hook returns and a resumed forward starts from). */
+function isHiddenShape(t: tf.Tensor | null | undefined, B: number, T: number, dim: number): boolean {
+  return t?.rank === 3 && t.shape[0] === B && t.shape[1] === T && t.shape[2] === dim;
+}
+
 export class LlamaModel implements LanguageModel {
   readonly name: string;
   readonly config: LlamaConfig;
@@ -481,7 +486,7 @@ export class LlamaModel implements LanguageModel {
     if (opts.start) {
       const { layer, hidden } = opts.start;
       checkLayer(layer, "start");
-      if (!hidden || hidden.rank !== 3 || hidden.shape[0] !== B || hidden.shape[1] !== T || hidden.shape[2] !== c.dim)
+      if (!isHiddenShape(hidden, B, T, c.dim))
         throw new Error(
           `forward: start.hidden must have shape [${B}, ${T}, ${c.dim}] for these tokens ` +
             `(got ${hidden ? `[${hidden.shape.join(", ")}]` : hidden})`,
@@ -758,7 +763,7 @@ export class LlamaModel implements LanguageModel {
         const fn = replace?.get(l);
         if (fn) {
           const r = fn(tf.reshape(h, [B, T, d]) as tf.Tensor3D);
-          if (!r || r.rank !== 3 || r.shape[0] !== B || r.shape[1] !== T || r.shape[2] !== d) {
+          if (!isHiddenShape(r, B, T, d)) {
             throw new Error(
               `forward: replace function for layer ${l} must return shape [${B}, ${T}, ${d}] ` +
                 `(got ${r ? `[${r.shape.join(", ")}]` : r})`,
