@@ -8,7 +8,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 
 const { installCompileFeedback, LIB_IMPORT } = require("../lib/notebook/compile-feedback.cjs") as {
-  installCompileFeedback: (h: unknown, o?: { now?: () => number }) => () => void;
+  installCompileFeedback: (
+    h: unknown,
+    o?: { now?: () => number; cacheStats?: () => { hits: number; misses: number } },
+  ) => () => void;
   LIB_IMPORT: RegExp;
 };
 
@@ -51,6 +54,25 @@ describe("compile feedback in the first cell", () => {
     await h.handleExecuteImpl({ code }, null, write);
     assert.equal(sent.length, 2, "later cells: no message");
     restore();
+  });
+  it("says how many library files came from the compile cache, when the kernel has one", async () => {
+    let clock = 0;
+    const stats = { hits: 5, misses: 1 };
+    const sent: Msg[] = [];
+    class Handler {
+      async handleExecuteImpl(_req: { code: string }, _w: unknown, _d: unknown) {
+        clock += 1200;
+        stats.hits += 121;
+        stats.misses += 2;
+      }
+    }
+    const restore = installCompileFeedback(Handler, { now: () => clock, cacheStats: () => stats });
+    await new Handler().handleExecuteImpl({ code: 'import "./lib/backend";' }, null, (m: Msg) => sent.push(m));
+    restore();
+    assert.equal(
+      sent[1].data["text/plain"],
+      "library compiled and first cell run in 1.2 s, 121 of 123 library files from the compile cache",
+    );
   });
   it("says the first cell stopped when it fails, and rethrows", async () => {
     const { h, sent, write, restore } = fakeHandler(true);

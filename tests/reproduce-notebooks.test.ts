@@ -48,12 +48,19 @@ const kernelEnv = () => ({
   IS_SEED: "0",
   IS_CACHE_DIR: path.join(tmp, "cache"),
   IS_DATA_DIR: path.join(tmp, "data"),
+  IS_TSLAB_COMPILE_CACHE_DIR: path.join(tmp, "compile-cache"),
 });
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.
 // `charts`: strings that some vega-lite output of the notebook holds (the live view's panels, the splice figure's
 // ε-random bars); `text` includes the kernel's compile feedback and the progress line's held-out numbers.
-const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?: string[] }> = [
+const NOTEBOOKS: Array<{
+  file: string;
+  minPngs: number;
+  text: string[];
+  charts?: string[];
+  compiledFromCache?: boolean;
+}> = [
   {
     file: "01-language-model.ipynb",
     minPngs: 1,
@@ -76,6 +83,7 @@ const NOTEBOOKS: Array<{ file: string; minPngs: number; text: string[]; charts?:
   {
     file: "04-nfm-sequential-and-joint.ipynb",
     minPngs: 2,
+    compiledFromCache: true,
     text: [
       "vs standalone SAE",
       "loaded from the cache",
@@ -158,6 +166,12 @@ describe("notebooks 01-11 with the tiny preset", () => {
       assert.ok(pngs.length >= nb.minPngs, `${nb.file}: ${pngs.length} PNG outputs, expected ≥ ${nb.minPngs}`);
       const text = allText(out);
       for (const s of nb.text) assert.ok(text.includes(s), `${nb.file}: output lacks "${s}"`);
+      if (nb.compiledFromCache) {
+        // 03 compiled the library into this test's empty compile cache; 04 and later kernels read it back
+        const m = /(\d+) of (\d+) library files from the compile cache/.exec(text);
+        assert.ok(m, `${nb.file}: no compile-cache note in the first cell's output`);
+        assert.ok(Number(m[1]) >= 100, `${nb.file}: only ${m[1]} of ${m[2]} library files from the compile cache`);
+      }
       // the method-by-hand cells (03-07) print DISAGREES where their numbers and the library's differ
       assert.ok(!text.includes("DISAGREES"), `${nb.file}: a by-hand cell disagrees with the library`);
       const charts = outputsWithMime(out, VEGALITE_MIME)

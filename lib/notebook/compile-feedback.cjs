@@ -15,13 +15,24 @@ function message(text, displayId) {
   return { data: { "text/plain": text, "text/html": html }, metadata: {}, transient: { display_id: displayId } };
 }
 
+/** ", 121 of 123 library files from the compile cache", from the cache's counters before and after. */
+function cacheNote(before, after) {
+  if (!before || !after) return "";
+  const hits = after.hits - before.hits;
+  const files = hits + after.misses - before.misses;
+  return files > 0 ? `, ${hits} of ${files} library files from the compile cache` : "";
+}
+
 /**
  * Wrap `Handler.prototype.handleExecuteImpl(req, writeStream, writeDisplayData)` so that the first
- * cell importing ./lib/ is announced and timed. `now` (ms) is injectable for tests. Returns a
- * function that restores the original method.
+ * cell importing ./lib/ is announced and timed. `now` (ms) is injectable for tests; `cacheStats`
+ * returns the compile cache's counters (lib/notebook/compile-cache.cjs), when there is one. Returns
+ * a function that restores the original method.
  */
 function installCompileFeedback(Handler, opts) {
   const now = (opts && opts.now) || Date.now;
+  const cacheStats = opts && opts.cacheStats;
+  const snapshot = () => (cacheStats ? { ...cacheStats() } : null);
   const proto = Handler && Handler.prototype;
   const original = proto && proto.handleExecuteImpl;
   if (typeof original !== "function")
@@ -38,6 +49,7 @@ function installCompileFeedback(Handler, opts) {
       false,
     );
     const t0 = now();
+    const before = snapshot();
     let ok = false;
     try {
       const result = await original.call(this, req, writeStream, writeDisplayData);
@@ -48,7 +60,7 @@ function installCompileFeedback(Handler, opts) {
       writeDisplayData(
         message(
           ok
-            ? `library compiled and first cell run in ${s} s`
+            ? `library compiled and first cell run in ${s} s${cacheNote(before, snapshot())}`
             : `first cell stopped after ${s} s (see the error below)`,
           id,
         ),

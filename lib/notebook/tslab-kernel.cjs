@@ -23,6 +23,15 @@ if (process.env.IS_TSLAB_WATCH !== "1") {
   ts.sys.watchDirectory = noWatch;
 }
 
+// Kernels share the compile of the library's files (lib/notebook/compile-cache.cjs); installed before
+// tslab loads its converter. IS_TSLAB_COMPILE_CACHE=0 turns it off.
+let compileCache = null;
+{
+  const { compileCacheDir, installCompileCache } = require("./compile-cache.cjs");
+  const dir = compileCacheDir(root);
+  if (dir) compileCache = installCompileCache(tslabDir, dir);
+}
+
 // Cells may use shorthand properties for variables of earlier cells (lib/notebook/cell-rewrite.cjs), installed
 // beneath the compile feedback so that both see the same cell.
 {
@@ -35,7 +44,9 @@ if (process.env.IS_TSLAB_WATCH !== "1") {
 // main.js loads. IS_COMPILE_FEEDBACK=0 turns it off.
 if (process.env.IS_COMPILE_FEEDBACK !== "0") {
   const { installCompileFeedback } = require("./compile-feedback.cjs");
-  installCompileFeedback(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl);
+  installCompileFeedback(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl, {
+    cacheStats: compileCache ? () => compileCache.stats : undefined,
+  });
 }
 
 require(path.join(tslabDir, "dist", "main.js")).main();
