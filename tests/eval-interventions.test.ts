@@ -26,6 +26,7 @@ import {
   reconstructionHook,
   scaledLinearParams,
   scoreWords,
+  PrefixStates,
   secondaryFeatureSource,
   primaryFeatureSource,
   wordTokenIds,
@@ -301,6 +302,46 @@ describe("target-word readout", () => {
         }),
       );
     }
+  });
+
+  test("passes that resume at the clamp layer from shared hidden states: the same bits as full passes", () => {
+    const pIds = ["Once upon a time", "The dog said", "She was very"].map((p) => tok.encode(p, { bos: true }));
+    const wIds = ["happy", "catastrophic", "yeah", "ball"].map((w) => wordTokenIds(tok, w));
+    const calls: Array<{ start: number | null }> = [];
+    const counting: LanguageModel = {
+      name: lm.name,
+      config: lm.config,
+      sha256: lm.sha256,
+      dispose: () => {},
+      forward: (tokens, o) => {
+        calls.push({ start: o?.start ? o.start.layer : null });
+        return lm.forward(tokens, o);
+      },
+    };
+    const before = tf.memory().numTensors;
+    const prefix = new PrefixStates(LAYER);
+    const hooks = [reconstructionHook(pm), clampHook(pm, sec, { feature: 0, c: 4 }, interventionSettings("corrected"))];
+    for (const hook of hooks) {
+      const replace = new Map([[LAYER, hook]]);
+      const full = scoreWords(lm, pIds, wIds, { replace, batchSize: 5 });
+      const resumed = scoreWords(counting, pIds, wIds, { replace, batchSize: 5, prefix });
+      assert.deepEqual(resumed, full);
+    }
+    // 12 items in batches of 5: 3 passes below the layer once, then 3 resumed passes per hook
+    assert.deepEqual(
+      calls.map((c) => c.start),
+      [null, LAYER, null, LAYER, null, LAYER, LAYER, LAYER, LAYER],
+    );
+    assert.throws(
+      () => scoreWords(lm, pIds.slice(1), wIds, { replace: new Map([[LAYER, hooks[0]]]), batchSize: 5, prefix }),
+      /different item list or batch size/,
+    );
+    assert.throws(
+      () => scoreWords(lm, pIds, wIds, { replace: new Map([[LAYER, hooks[0]]]), batchSize: 4, prefix }),
+      /different item list or batch size/,
+    );
+    prefix.dispose();
+    assert.equal(tf.memory().numTensors, before, "the shared states are the only tensors kept, and dispose frees them");
   });
 
   test("clamp experiment: Δ ≡ 0 at c = 1, two-way ANOVA with prompts as blocks elsewhere, no tensor leak", () => {

@@ -295,6 +295,41 @@ export interface ScoreOptions {
    * the readout positions only (the additive clamp, lib/eval/clamping.ts).
    */
   onBatch?: (batch: { B: number; T: number; readoutPositions: number[][] }) => void;
+  /**
+   * hidden_states[prefix.layer] of each batch, kept across passes over the same items: each pass then
+   * resumes at that layer (`replace` may only name layers ≥ it).
+   */
+  prefix?: PrefixStates;
+}
+
+/**
+ * hidden_states[layer] of each batch of one item list, computed in the first pass and reused by the
+ * later passes over the same items. A clamp at `layer` leaves the embedding and the blocks below it
+ * unchanged, so every clamp value's pass resumes there (LanguageModel.forward's `start`), with the same
+ * bits as a full forward with the hook. The owner disposes it.
+ */
+export class PrefixStates {
+  private readonly states = new Map<number, tf.Tensor3D>();
+  private items: string | null = null;
+  constructor(readonly layer: number) {}
+
+  /** The state of the batch at offset `s` of the item list `signature` ([B, T, dim]); `compute` on first use. */
+  at(signature: string, s: number, compute: () => tf.Tensor3D): tf.Tensor3D {
+    if (this.items === null) this.items = signature;
+    else if (this.items !== signature)
+      throw new Error("PrefixStates: reused for a different item list or batch size (the states would not match)");
+    let h = this.states.get(s);
+    if (!h) {
+      h = compute();
+      this.states.set(s, h);
+    }
+    return h;
+  }
+
+  dispose(): void {
+    for (const h of this.states.values()) h.dispose();
+    this.states.clear();
+  }
 }
 
 export interface ReadoutItem {
@@ -360,13 +395,24 @@ export function scoreItems(
   });
   const out = new Array<number>(items.length).fill(NaN);
   const bs = opts.batchSize ?? 64;
+  const prefix = opts.prefix;
+  const signature = prefix ? `${bs}|${items.map((it) => it.seq.join(",")).join(";")}` : "";
   for (let s = 0; s < items.length; s += bs) {
     const batch = items.slice(s, s + bs);
     const lengths = batch.map((it) => it.seq.length);
     const T = Math.max(...lengths);
     const toks = batch.map((it) => it.seq.concat(new Array<number>(T - it.seq.length).fill(0)));
     opts.onBatch?.({ B: batch.length, T, readoutPositions: batch.map((it) => it.targets.map((_, t) => it.start + t)) });
-    const r = lm.forward(toks, { lengths, replace: opts.replace });
+    const start = prefix && {
+      layer: prefix.layer,
+      hidden: prefix.at(signature, s, () => {
+        const below = lm.forward(toks, { lengths, capture: [prefix.layer], activationsOnly: true });
+        const h = below.hidden.get(prefix.layer);
+        if (!h) throw new Error(`scoreItems: the model did not return hidden_states[${prefix.layer}]`);
+        return h;
+      }),
+    };
+    const r = lm.forward(toks, { lengths, replace: opts.replace, start });
     try {
       const logits = r.logits;
       if (!logits) throw new Error("scoreWords: the model returned no logits");
@@ -546,6 +592,7 @@ export function runReadout(
   const words = targetWords(o.stimuli, o.tokenizer);
   const promptIds = prompts.map((p) => o.tokenizer.encode(p, { bos: true }));
   const wordIds = words.map((w) => w.ids);
+  const prefix = new PrefixStates(spliceLayer);
   const score = (c: number) => {
     const h = hookFor(c);
     try {
@@ -553,16 +600,21 @@ export function runReadout(
         replace: new Map([[spliceLayer, h.hook]]),
         batchSize: o.batchSize,
         onBatch: h.onBatch,
+        prefix,
       });
     } finally {
       h.dispose?.();
     }
   };
-  const baseline = score(identity);
-  const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) =>
-    analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)),
-  );
-  return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
+  try {
+    const baseline = score(identity);
+    const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) =>
+      analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)),
+    );
+    return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
+  } finally {
+    prefix.dispose();
+  }
 }
 
 /** Clamp one secondary feature by each c; Δ against the unclamped pipeline. */

@@ -5,6 +5,7 @@ import {
   ClampExperimentResult,
   ClampLevelResult,
   InterventionSettings,
+  PrefixStates,
   scoreItems,
   summariseCells,
   wordTokenIds,
@@ -91,6 +92,7 @@ export function runSentenceReadout(
     throw new Error(`sentence readout ${name}: no items (the stimulus set's sentences carry no target words)`);
   if (o.layer > o.lm.config.nLayers)
     throw new Error(`sentence readout ${name}: layer ${o.layer} exceeds the model's ${o.lm.config.nLayers} blocks`);
+  const prefix = new PrefixStates(o.layer);
   const score = (c: number) => {
     const h = hookFor(c);
     try {
@@ -98,11 +100,27 @@ export function runSentenceReadout(
         replace: new Map([[o.layer, h.hook]]),
         batchSize: o.batchSize,
         onBatch: h.onBatch,
+        prefix,
       });
     } finally {
       h.dispose?.();
     }
   };
+  try {
+    return sentenceLevels(name, o, settings, score, identity);
+  } finally {
+    prefix.dispose();
+  }
+}
+
+/** Each clamp value's Δ log-probabilities against the baseline (identity) pass. */
+function sentenceLevels(
+  name: string,
+  o: { layer: number; items: SentenceItem[]; values: number[] },
+  settings: InterventionSettings | null,
+  score: (c: number) => number[],
+  identity: number,
+): ClampExperimentResult {
   const baseline = score(identity);
   const levels: ClampLevelResult[] = o.values.map((c) => {
     const lp = c === identity ? baseline : score(c);
