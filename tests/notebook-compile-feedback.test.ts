@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 const { installCompileFeedback, LIB_IMPORT } = require("../lib/notebook/compile-feedback.cjs") as {
   installCompileFeedback: (
     h: unknown,
-    o?: { now?: () => number; cacheStats?: () => { hits: number; misses: number } },
+    o?: { now?: () => number; cacheStats?: () => { hits: number; misses: number }; cacheOff?: string },
   ) => () => void;
   LIB_IMPORT: RegExp;
 };
@@ -72,6 +72,14 @@ describe("compile feedback in the first cell", () => {
     assert.equal(
       sent[1].data["text/plain"],
       "library compiled and first cell run in 1.2 s, 121 of 123 library files from the compile cache",
+    );
+    const off: Msg[] = [];
+    const restoreOff = installCompileFeedback(Handler, { now: () => clock, cacheOff: "anchor missing" });
+    await new Handler().handleExecuteImpl({ code: 'import "./lib/backend";' }, null, (m: Msg) => off.push(m));
+    restoreOff();
+    assert.equal(
+      off[1].data["text/plain"],
+      "library compiled and first cell run in 1.2 s (compile cache off: anchor missing)",
     );
   });
   it("says the first cell stopped when it fails, and rethrows", async () => {

@@ -16,7 +16,8 @@ function message(text, displayId) {
 }
 
 /** ", 121 of 123 library files from the compile cache", from the cache's counters before and after. */
-function cacheNote(before, after) {
+function cacheNote(before, after, off) {
+  if (off) return ` (compile cache off: ${off})`;
   if (!before || !after) return "";
   const hits = after.hits - before.hits;
   const files = hits + after.misses - before.misses;
@@ -26,12 +27,13 @@ function cacheNote(before, after) {
 /**
  * Wrap `Handler.prototype.handleExecuteImpl(req, writeStream, writeDisplayData)` so that the first
  * cell importing ./lib/ is announced and timed. `now` (ms) is injectable for tests; `cacheStats`
- * returns the compile cache's counters (lib/notebook/compile-cache.cjs), when there is one. Returns
- * a function that restores the original method.
+ * returns the compile cache's counters (lib/notebook/compile-cache.cjs), when there is one;
+ * `cacheOff` says why it could not be installed. Returns a function that restores the original method.
  */
 function installCompileFeedback(Handler, opts) {
   const now = (opts && opts.now) || Date.now;
   const cacheStats = opts && opts.cacheStats;
+  const cacheOff = opts && opts.cacheOff;
   const snapshot = () => (cacheStats ? { ...cacheStats() } : null);
   const proto = Handler && Handler.prototype;
   const original = proto && proto.handleExecuteImpl;
@@ -60,7 +62,7 @@ function installCompileFeedback(Handler, opts) {
       writeDisplayData(
         message(
           ok
-            ? `library compiled and first cell run in ${s} s${cacheNote(before, snapshot())}`
+            ? `library compiled and first cell run in ${s} s${cacheNote(before, snapshot(), cacheOff)}`
             : `first cell stopped after ${s} s (see the error below)`,
           id,
         ),

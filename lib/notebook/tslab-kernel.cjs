@@ -24,12 +24,21 @@ if (process.env.IS_TSLAB_WATCH !== "1") {
 }
 
 // Kernels share the compile of the library's files (lib/notebook/compile-cache.cjs); installed before
-// tslab loads its converter. IS_TSLAB_COMPILE_CACHE=0 turns it off.
+// tslab loads its converter. IS_TSLAB_COMPILE_CACHE=0 turns it off. A cache that cannot be installed
+// (a tslab whose converter differs) leaves tslab's own compile, and the first cell says so.
 let compileCache = null;
+let compileCacheOff = null;
 {
   const { compileCacheDir, installCompileCache } = require("./compile-cache.cjs");
   const dir = compileCacheDir(root);
-  if (dir) compileCache = installCompileCache(tslabDir, dir);
+  if (dir) {
+    try {
+      compileCache = installCompileCache(tslabDir, dir);
+    } catch (err) {
+      compileCacheOff = err && err.message ? err.message : String(err);
+      console.warn(compileCacheOff);
+    }
+  }
 }
 
 // Cells may use shorthand properties for variables of earlier cells (lib/notebook/cell-rewrite.cjs), installed
@@ -46,6 +55,7 @@ if (process.env.IS_COMPILE_FEEDBACK !== "0") {
   const { installCompileFeedback } = require("./compile-feedback.cjs");
   installCompileFeedback(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl, {
     cacheStats: compileCache ? () => compileCache.stats : undefined,
+    cacheOff: compileCacheOff,
   });
 }
 
