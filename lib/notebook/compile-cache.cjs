@@ -15,13 +15,15 @@
  *   (lib.*.d.ts, @types/node's globals) and modules with `declare global` or module augmentations;
  * - the compiler options (they hold the target, which follows Node's major version, and the
  *   checkout's path), TypeScript's version, and tslab's converter source.
+ * tslab checks every dependency again in each later cell (TypeScript keeps the results of files it
+ * checked); a file taken from the cache stays exempt in the kernel's later cells while its key holds.
  * A file whose emit triggered tslab's "last expression" rewrite (a file ending in an expression
  * statement) is never stored: that rewrite also sets the cell's result variable, which a stored
- * emit would not reproduce.
+ * emit would not reproduce (tslab 1.0.22 fails on such an imported file anyway).
  *
  * tslab has no hook for this, so the cache is spliced into tslab's converter source at load time
- * (patchConverterSource: five exact anchors; a tslab whose converter differs fails loudly, and
- * package.json pins tslab). Entries are JSON files, written whole (temporary file, then rename)
+ * (patchConverterSource: four exact anchors; package.json pins tslab, and for a tslab whose converter
+ * differs the launcher runs without the cache and the first cell says why). Entries are JSON files, written whole (temporary file, then rename)
  * and verified when read (format, key, file and a digest of the outputs); a bad entry is a miss.
  *
  * Where: node_modules/.cache/integration-spaces/tslab-compile (IS_TSLAB_COMPILE_CACHE_DIR
