@@ -592,26 +592,44 @@ export function runReadout(
   const words = targetWords(o.stimuli, o.tokenizer);
   const promptIds = prompts.map((p) => o.tokenizer.encode(p, { bos: true }));
   const wordIds = words.map((w) => w.ids);
-  const prefix = new PrefixStates(spliceLayer);
+  return clampPasses(
+    spliceLayer,
+    o.batchSize,
+    hookFor,
+    (opts) => scoreWords(o.lm, promptIds, wordIds, opts),
+    (score) => {
+      const baseline = score(identity);
+      const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) =>
+        analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)),
+      );
+      return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
+    },
+  );
+}
+
+/**
+ * The passes of one readout under each clamp value's hook at `layer`: `use` gets score(c), which runs
+ * `pass` with that hook (released after the pass); the blocks below `layer` run once per batch for all
+ * clamp values (PrefixStates), freed when `use` returns.
+ */
+export function clampPasses<S, R>(
+  layer: number,
+  batchSize: number | undefined,
+  hookFor: ClampHookFactory,
+  pass: (opts: ScoreOptions) => S,
+  use: (score: (c: number) => S) => R,
+): R {
+  const prefix = new PrefixStates(layer);
   const score = (c: number) => {
     const h = hookFor(c);
     try {
-      return scoreWords(o.lm, promptIds, wordIds, {
-        replace: new Map([[spliceLayer, h.hook]]),
-        batchSize: o.batchSize,
-        onBatch: h.onBatch,
-        prefix,
-      });
+      return pass({ replace: new Map([[layer, h.hook]]), batchSize, onBatch: h.onBatch, prefix });
     } finally {
       h.dispose?.();
     }
   };
   try {
-    const baseline = score(identity);
-    const levels = checkClampValues(o.clampValues ?? [-4, 0, 1, 4]).map((c) =>
-      analyseLevel(c, prompts, words, baseline, c === identity ? baseline : score(c)),
-    );
-    return { name, layer: spliceLayer, settings, prompts, words, baseline, levels };
+    return use(score);
   } finally {
     prefix.dispose();
   }

@@ -5,7 +5,7 @@ import {
   ClampExperimentResult,
   ClampLevelResult,
   InterventionSettings,
-  PrefixStates,
+  clampPasses,
   scoreItems,
   summariseCells,
   wordTokenIds,
@@ -92,25 +92,13 @@ export function runSentenceReadout(
     throw new Error(`sentence readout ${name}: no items (the stimulus set's sentences carry no target words)`);
   if (o.layer > o.lm.config.nLayers)
     throw new Error(`sentence readout ${name}: layer ${o.layer} exceeds the model's ${o.lm.config.nLayers} blocks`);
-  const prefix = new PrefixStates(o.layer);
-  const score = (c: number) => {
-    const h = hookFor(c);
-    try {
-      return scoreItems(o.lm, o.items, {
-        replace: new Map([[o.layer, h.hook]]),
-        batchSize: o.batchSize,
-        onBatch: h.onBatch,
-        prefix,
-      });
-    } finally {
-      h.dispose?.();
-    }
-  };
-  try {
-    return sentenceLevels(name, o, settings, score, identity);
-  } finally {
-    prefix.dispose();
-  }
+  return clampPasses(
+    o.layer,
+    o.batchSize,
+    hookFor,
+    (opts) => scoreItems(o.lm, o.items, opts),
+    (score) => sentenceLevels(name, o, settings, score, identity),
+  );
 }
 
 /** Each clamp value's Δ log-probabilities against the baseline (identity) pass. */
