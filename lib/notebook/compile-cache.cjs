@@ -23,8 +23,9 @@
  *
  * tslab has no hook for this, so the cache is spliced into tslab's converter source at load time
  * (patchConverterSource: four exact anchors; package.json pins tslab, and for a tslab whose converter
- * differs the launcher runs without the cache and the first cell says why). Entries are JSON files, written whole (temporary file, then rename)
- * and verified when read (format, key, file and a digest of the outputs); a bad entry is a miss.
+ * differs the launcher runs without the cache and the first cell says why). Entries are JSON files,
+ * written whole (temporary file, then rename) and verified when read (format, key, file and a digest
+ * of the outputs); a bad entry is a miss.
  *
  * Where: node_modules/.cache/integration-spaces/tslab-compile (IS_TSLAB_COMPILE_CACHE_DIR
  * overrides; IS_TSLAB_COMPILE_CACHE=0 turns the cache off). The kernel launcher installs it
@@ -100,7 +101,7 @@ function converterEdits(selfPath) {
         "                __emitted.push({ file: dep, outputs: sideOutputs ? sideOutputs.slice(__before) : [], lastExpr: __lastExpr });\n" +
         "            }\n" +
         "        }\n" +
-        "        if (__cache) {\n            __cache.store(__emitted);\n        }\n",
+        "        if (__cache) {\n            __cache.store(__found, __emitted);\n        }\n",
     },
   ];
 }
@@ -152,7 +153,6 @@ function loadPatchedConverter(tslabDir, { register = false } = {}) {
 function createCompileCache({ dir, ts, salt }) {
   const textHashes = new WeakMap(); // SourceFile → sha256 of its text (unchanged files keep their object)
   const ambientKeys = new WeakMap(); // Program → key of its global inputs
-  let pendingKeys = new Map(); // file → key, from the last lookup (store reuses them)
   const fromCacheByConverter = new WeakMap(); // a converter's converted-files set → Map(file → key)
   let warned = false;
   const stats = { hits: 0, misses: 0, stored: 0, rejected: 0, uncacheable: 0, writeErrors: 0 };
@@ -259,9 +259,9 @@ function createCompileCache({ dir, ts, salt }) {
     stats,
     /**
      * For a cell about to compile: `hits`, the stored outputs of its dependencies not yet converted
-     * in this kernel, and `verified`, every dependency whose diagnostics need not be computed
-     * (`hits` and those an earlier cell of this kernel took from the cache, while their key holds).
-     * `converted` is the converter's set of converted files (one per kernel).
+     * in this kernel; `verified`, every dependency whose diagnostics need not be computed (`hits` and
+     * those an earlier cell of this kernel took from the cache, while their key holds); `misses`, the
+     * keys of the others, for store. `converted` is the converter's set of converted files (one per kernel).
      */
     lookup(builder, srcFile, converted) {
       const program = builder.getProgram();
@@ -273,7 +273,7 @@ function createCompileCache({ dir, ts, salt }) {
       }
       const hits = new Map();
       const verified = new Set();
-      pendingKeys = new Map();
+      const misses = new Map(); // file → key
       for (const file of builder.getAllDependencies(srcFile)) {
         if (file === srcFile.fileName) continue;
         if (!(file.endsWith(".js") || (file.endsWith(".ts") && !file.endsWith(".d.ts")))) continue;
@@ -299,12 +299,12 @@ function createCompileCache({ dir, ts, salt }) {
         } else {
           fromCache.delete(file); // an earlier cell's entry no longer holds: check it here
           if (!wasCached) {
-            pendingKeys.set(file, key);
+            misses.set(file, key);
             stats.misses++;
           }
         }
       }
-      return { hits, verified };
+      return { hits, verified, misses };
     },
     /** tslab's pre-emit diagnostics of the cell and its dependencies, less the verified ones. */
     preEmitDiagnostics(builder, srcFile, deps, verified) {
@@ -314,10 +314,10 @@ function createCompileCache({ dir, ts, salt }) {
       }
       return ts.getPreEmitDiagnosticsOfFiles(builder.getProgram(), files);
     },
-    /** Store what a successful convert emitted (every checked file had no diagnostic). */
-    store(emitted) {
+    /** Store what a successful convert emitted (every checked file had no diagnostic); `found`: its lookup. */
+    store(found, emitted) {
       for (const { file, outputs, lastExpr } of emitted) {
-        const key = pendingKeys.get(file);
+        const key = found.misses.get(file);
         if (key === undefined) continue;
         if (lastExpr) {
           stats.uncacheable++;
@@ -325,7 +325,6 @@ function createCompileCache({ dir, ts, salt }) {
         }
         write(key, file, outputs);
       }
-      pendingKeys = new Map();
     },
   };
 }
