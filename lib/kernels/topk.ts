@@ -120,9 +120,6 @@ export function topkDense(pre: tf.Tensor2D, k: number, order: TopKOrder): tf.Ten
   return fn(pre) as tf.Tensor2D;
 }
 
-/** Largest row chunk the wasm path's candidate scan is asked for (its buffer holds TOPK_SCAN_MAX_ROWS·B positions). */
-export const TOPK_SCAN_MAX_ROWS = 1024;
-
 /**
  * Top-k of every column of a [F, B] pre-activation matrix plus a per-row bias, in JavaScript:
  * key[f,b] = fround(preFB[f*B + b] + bias[f]) (exactly tfjs's float32 add), ReLU-ed first for
@@ -257,14 +254,14 @@ export function topkColumnRange(
 
 /**
  * The TopK of columns [b0, b1) of pre [F, B] + bias [F] in a heap `buffer` (byte offsets): the wasm
- * module's `collect` (./assembly/topk.ts: candidates above the floor into per-column heaps, the same
- * operations as topkColumnRange's) and `sortColumns` write rows b of ids [B, k] int32 and vals [B, k]
- * float32 for the columns it settles; the rest (fewer than k candidates, or a NaN among the first k
- * keys) run topkColumnRange here, column by column. Every floor gives the same result. Scratch (each
- * range uses its columns' part only): thr [B] float32 at thrPtr, the scan's positions from outPtr
- * (room for TOPK_SCAN_MAX_ROWS·(b1 − b0) int32, this range's own), heaps at heapsPtr: hk [B·k] float32,
- * hi [B·k] int32, filled [B] int32. relu is 0 or 1; b1 − b0 a multiple of 4. The unit a helper thread
- * runs: wasmTopk.ts ships its source (self-contained like topkColumnRange, which it calls).
+ * module's `collect` (./assembly/topk.ts: keys above the column's limit into per-column heaps, the
+ * same operations as topkColumnRange's) and `sortColumns` write rows b of ids [B, k] int32 and vals
+ * [B, k] float32 for the columns it settles; the rest (relu-topk with fewer than k positive keys, or a
+ * NaN among the first k keys) run topkColumnRange here, column by column. Every floor gives the same
+ * result. Scratch (each range uses its columns' part only): thr [B] float32 at thrPtr, heaps at
+ * heapsPtr: hk [B·k] float32, hi [B·k] int32, filled [B] int32. relu is 0 or 1; b1 − b0 a multiple
+ * of 4. The unit a helper thread runs: wasmTopk.ts ships its source (self-contained like
+ * topkColumnRange, which it calls).
  */
 export function topkRangeTask(
   buffer: ArrayBufferLike,
@@ -280,14 +277,13 @@ export function topkRangeTask(
   idsPtr: number,
   valsPtr: number,
   thrPtr: number,
-  outPtr: number,
   heapsPtr: number,
   floor: number,
 ): number {
   const hkPtr = heapsPtr;
   const hiPtr = heapsPtr + 4 * B * k;
   const filledPtr = heapsPtr + 8 * B * k;
-  wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, outPtr, hkPtr, hiPtr, filledPtr, floor);
+  wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, hkPtr, hiPtr, filledPtr, floor);
   wasm.sortColumns(hkPtr, hiPtr, filledPtr, k, b0, b1, idsPtr, valsPtr, relu);
   const filled = new Int32Array(buffer, filledPtr, B);
   let views: [Float32Array, Float32Array, Int32Array, Float32Array] | null = null;

@@ -6,26 +6,27 @@
  * alone (a load, an add, a compare per element) took ~4 ms of the ~15 ms selection at F = 8192,
  * B = 256. Here the wasm module (./assembly/topk.ts, compiled into ./compiled/topk.ts by
  * `npm run build:wasm`) tests four columns per instruction straight in the backend's heap,
- * fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), keeps the heaps of the
- * positions that pass (`collect`, the operations of topkColumnRange in its order) and sorts them
- * (`sortColumns`); columns the candidates cannot settle run topkColumnRange in JavaScript. The
- * result is identical to the plain loop (tests compare them bit for bit, every floor, ties and
- * NaNs). Why the heaps moved to wasm too: in JavaScript they were ~25% of an S1 SAE step. With
- * helper threads (threaded wasm) whole selections over column ranges run on them: the task's
- * JavaScript is shipped as source and the module instantiated there on the shared heap.
+ * fround(pre + bias[f]) > thr[b] (the same float32 add and comparison), and offers each key that
+ * passes to its column's heap at once (`collect`, the operations of topkColumnRange in its order), so
+ * the column's limit rises while the rows are read; `sortColumns` sorts the heaps. Columns the heaps
+ * cannot settle run topkColumnRange in JavaScript. The result is identical to the plain loop (tests
+ * compare them bit for bit, every floor, ties and NaNs). Why the heaps moved to wasm too: in
+ * JavaScript they were ~25% of an S1 SAE step. With helper threads (threaded wasm) whole selections
+ * over column ranges run on them: the task's JavaScript is shipped as source and the module
+ * instantiated there on the shared heap.
  */
 import * as tf from "@tensorflow/tfjs";
-import { TOPK_SCAN_MAX_ROWS, topkColumnRange, topkColumns, topkRangeTask } from "./topk";
+import { topkColumnRange, topkColumns, topkRangeTask } from "./topk";
 import { readFloat32 } from "./views";
 import type { TopKOrder } from "./validate";
 import * as topkWasm from "./compiled/topk";
 import { heapJsTask, heapKernel, heapTensor, kernelBinary, piecesFor, splitPoints } from "./wasmPool";
 
-/** collect and sortColumns: see ./assembly/topk.ts (scan, their pre-filter, is exported for the build's checks). */
+/** collect and sortColumns: see ./assembly/topk.ts. */
 const kernel = heapKernel(topkWasm, ["collect", "sortColumns"] as const);
 /**
- * Whole selections over column ranges as a pool task: here with this thread's scan instance; on a
- * helper, the same functions compiled from source with a scan instantiated there on the shared memory.
+ * Whole selections over column ranges as a pool task: here with this thread's module instance; on a
+ * helper, the same functions compiled from source with the module instantiated there on the shared memory.
  */
 const rangeTask = heapJsTask(
   (memory) =>
@@ -79,12 +80,11 @@ export function topkColumnsWasm(
   if (!task) return null;
   const be = tf.backend() as any;
   // Pieces: column ranges (multiples of 4), taken by the main thread and the helpers alike; one
-  // piece (all columns, this thread) without helpers. Scratch: thresholds [B] float32, then
-  // TOPK_SCAN_MAX_ROWS int32 positions per column (each range writes its own part), then the heaps
+  // piece (all columns, this thread) without helpers. Scratch: limits [B] float32, then the heaps
   // (hk [B·k], hi [B·k], filled [B]); the result ids [B, k] then vals [B, k]. Allocated before any
   // pointer is taken (allocation can grow the heap).
   const parts = task.pool ? piecesFor(task.pool, F * B) : 1;
-  const scratch = heapTensor<tf.Rank.R1>([B + TOPK_SCAN_MAX_ROWS * B + 2 * B * k + B], "int32"); // written before read
+  const scratch = heapTensor<tf.Rank.R1>([B + 2 * B * k + B], "int32"); // written before read
   const out = heapTensor<tf.Rank.R1>([2 * B * k], "int32"); // every element written
   try {
     const [prePtr, biasPtr, outPtr, thrPtr] = [preT, bias, out, scratch].map(
@@ -92,7 +92,6 @@ export function topkColumnsWasm(
     );
     const cols = splitPoints(B / 4, parts).map((q) => 4 * q);
     const relu = order === "relu-topk" ? 1 : 0;
-    const scanOut = (b0: number) => thrPtr + 4 * B + 4 * TOPK_SCAN_MAX_ROWS * b0;
     const key = `${F}/${B}/${k}/${order}`;
     const fl = floor ?? floors.get(key) ?? -Infinity;
     task.run(
@@ -110,8 +109,7 @@ export function topkColumnsWasm(
           outPtr,
           outPtr + 4 * B * k,
           thrPtr,
-          scanOut(b0),
-          thrPtr + 4 * B + 4 * TOPK_SCAN_MAX_ROWS * B,
+          thrPtr + 4 * B,
           fl,
         ]),
     );
