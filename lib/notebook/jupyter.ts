@@ -26,14 +26,27 @@ export function findJupyter(): string | null {
   return candidates.find(executable) ?? null;
 }
 
-/** The first Python (IS_JUPYTER_PYTHON, Debian's, then PATH's) that can import `modules`, or null. */
+/** Pythons found by pythonWith, per modules and IS_JUPYTER_PYTHON (a search spawns each candidate: ≈ 0.15 s). */
+const foundPython = new Map<string, string>();
+
+/**
+ * The first Python (IS_JUPYTER_PYTHON, Debian's, then PATH's) that can import `modules`, or null. A Python found
+ * once is remembered for this process (the reproduction asks once per notebook); a miss is not, so a Jupyter
+ * installed meanwhile is found by the next call.
+ */
 function pythonWith(modules: string): string | null {
+  const memo = `${modules}\0${process.env.IS_JUPYTER_PYTHON ?? ""}`;
+  const known = foundPython.get(memo);
+  if (known !== undefined) return known;
   const candidates = [process.env.IS_JUPYTER_PYTHON, "/usr/bin/python3", "python3"].filter((c): c is string =>
     Boolean(c),
   );
   for (const py of candidates) {
     const r = spawnSync(py, ["-c", `import ${modules}`], { stdio: "ignore", timeout: 30_000 });
-    if (r.status === 0) return py;
+    if (r.status === 0) {
+      foundPython.set(memo, py);
+      return py;
+    }
   }
   return null;
 }
