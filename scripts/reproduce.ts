@@ -324,6 +324,7 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   });
   const events: CacheEvent[] = [];
   const off = onCacheEvent((e) => {
+    if (e.step === "notebook") return; // the notebooks' own events (below): they may start before this listener ends
     events.push(e);
     process.stderr.write(
       `${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s ` +
@@ -342,6 +343,25 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
 export async function reproduce(
   args: ReproduceArgs,
   log: (s: string) => void = (s) => process.stderr.write(s + "\n"),
+): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
+  // The notebooks can start while the report is still being assembled; if that fails, they run to their end
+  // (each writes its cache entry whole) before the error leaves, so no kernel outlives the run.
+  const started: { notebooks: Promise<unknown> | null } = { notebooks: null };
+  try {
+    return await reproduceRun(args, log, started);
+  } catch (e) {
+    if (started.notebooks) {
+      log("reproduce: failed; waiting for the notebooks already running");
+      await started.notebooks.catch(() => {});
+    }
+    throw e;
+  }
+}
+
+async function reproduceRun(
+  args: ReproduceArgs,
+  log: (s: string) => void,
+  started: { notebooks: Promise<unknown> | null },
 ): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   const t0 = Date.now();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
@@ -385,6 +405,7 @@ export async function reproduce(
 
   const events: CacheEvent[] = [];
   const off = onCacheEvent((e) => {
+    if (e.step === "notebook") return; // the notebooks' own events (below): they may start before this listener ends
     events.push(e);
     log(
       `  ${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s ` +
@@ -393,6 +414,22 @@ export async function reproduce(
   });
   const artifacts: ModeArtifacts[] = [];
   let workerPeakMiB: number | null = null;
+  // The notebooks (their own cache events are not counted: they run in kernels) start as soon as the pipeline's
+  // artifacts exist: with workers, that is when the last one is done, so the kernels run while this process reads
+  // the artifacts back and renders the figures (one core would otherwise wait). Their cache key covers the
+  // pipeline's: the keys of every step the pipeline computed or read.
+  const notebookEvents: CacheEvent[] = [];
+  let notebooksRun: ReturnType<typeof runNotebooks> | null = null;
+  let offNotebooks = () => {};
+  const startNotebooks = () => {
+    if (args.skipNotebooks || notebooksRun) return;
+    const artifactKey = sha256Bytes(JSON.stringify(events.map((e) => e.key).sort()));
+    offNotebooks = onCacheEvent((e) => {
+      if (e.step === "notebook") notebookEvents.push(e);
+    });
+    notebooksRun = runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log, args.jobs);
+    started.notebooks = notebooksRun;
+  };
   try {
     if (delegates) {
       // The stores are shared by every (mode, seed): harvest them once, then fill the cache for each
@@ -412,6 +449,8 @@ export async function reproduce(
           if (w.peakRssMiB !== null) workerPeakMiB = Math.max(workerPeakMiB ?? 0, w.peakRssMiB);
         }),
       );
+      // a failed worker's (mode, seed) runs here next, adding its steps: the notebooks wait for it
+      if (failed.length === 0) startNotebooks();
       for (const r of runs) {
         const quiet = failed.includes(`${r.mode} seed ${r.seed}`) ? -1 : events.length;
         artifacts.push(await collectModeResults({ ...base, mode: r.mode, seed: r.seed }));
@@ -461,23 +500,13 @@ export async function reproduce(
     }
   }
 
-  // notebooks (their own cache events are not counted: they run in kernels)
-  const artifactKey = sha256Bytes(
-    JSON.stringify(
-      events
-        .filter((e) => e.step !== "notebook")
-        .map((e) => e.key)
-        .sort(),
-    ),
-  );
-  const notebookEvents: CacheEvent[] = [];
-  const off2 = onCacheEvent((e) => notebookEvents.push(e));
+  // notebooks: started above, or now that every artifact exists
   let notebooks: Awaited<ReturnType<typeof runNotebooks>> = [];
   try {
-    if (!args.skipNotebooks)
-      notebooks = await runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log, args.jobs);
+    startNotebooks();
+    if (notebooksRun) notebooks = await notebooksRun;
   } finally {
-    off2();
+    offNotebooks();
   }
   const allEvents = [...events, ...notebookEvents];
 
