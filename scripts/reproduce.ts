@@ -324,7 +324,6 @@ async function collectOnly(args: ReproduceArgs, eventsFile: string): Promise<voi
   });
   const events: CacheEvent[] = [];
   const off = onCacheEvent((e) => {
-    if (e.step === "notebook") return; // the notebooks' own events (below): they may start before this listener ends
     events.push(e);
     process.stderr.write(
       `${e.hit ? "cache hit " : "computed  "} ${e.step.padEnd(14)} ${e.seconds.toFixed(1).padStart(7)} s ` +
