@@ -301,6 +301,18 @@ export function poolFor(memory: WasmMemoryLike | undefined): KernelPool | null {
 
 export type WasmFn = (...a: number[]) => number | void;
 
+type Tfjs = typeof import("@tensorflow/tfjs");
+let tfjsModule: Tfjs | null = null;
+/**
+ * @tensorflow/tfjs, required on first use (this file stays free of tfjs at import time: the helper source above)
+ * and kept: the getters below run on every kernel call, and a `require` resolves its path each time (under tsx's
+ * loader ≈ 0.1 ms, ≈ 3 s per quick reproduction worker).
+ */
+function tfjs(): Tfjs {
+  if (!tfjsModule) tfjsModule = require("@tensorflow/tfjs") as Tfjs;
+  return tfjsModule;
+}
+
 /** A kernel module instantiated on the current tfjs-wasm heap, with its helper pool. */
 export interface HeapKernel<N extends string> {
   memory: WasmMemoryLike;
@@ -320,8 +332,7 @@ export function heapKernel<N extends string>(mod: KernelModule, exports: readonl
   let failed = false;
   return () => {
     if (failed) return null;
-    // Loaded lazily so that this file stays free of tfjs at import time (the helper source above).
-    const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+    const tf = tfjs();
     if (tf.getBackend() !== "wasm") return null;
     const b = tf.backend() as any;
     const memory = tfjsWasmMemory(b);
@@ -368,7 +379,7 @@ export function heapJsTask(
 ): () => HeapJsTask | null {
   let cache: HeapJsTask | null = null;
   return () => {
-    const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+    const tf = tfjs();
     if (tf.getBackend() !== "wasm") return null;
     const b = tf.backend() as any;
     const memory = tfjsWasmMemory(b);
@@ -395,7 +406,7 @@ export function heapTensor<R extends import("@tensorflow/tfjs").Rank>(
   shape: number[],
   dtype: "float32" | "int32",
 ): import("@tensorflow/tfjs").Tensor<R> {
-  const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs");
+  const tf = tfjs();
   const be = tf.backend() as any;
   if (typeof be.makeOutput !== "function")
     return tf.zeros<import("@tensorflow/tfjs").Rank>(shape, dtype) as import("@tensorflow/tfjs").Tensor<R>;
