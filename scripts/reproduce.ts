@@ -67,7 +67,8 @@ Usage: npm run reproduce -- [options]
   --help                      show this help
 
 Output: data/runs/<run-id>/{report.md, results.json, figures/, notebooks/}; artifacts are cached in
-IS_CACHE_DIR (default data/cache) and reused by a second run with the same arguments.`;
+IS_CACHE_DIR (default data/cache) and reused by a second run with the same arguments. The notebooks
+executed are those of notebooks/ (IS_NOTEBOOKS_DIR: another directory's NN-*.ipynb).`;
 
 export interface ReproduceArgs {
   preset?: string;
@@ -161,31 +162,50 @@ export function parseReproduceArgs(argv: string[]): ReproduceArgs | "help" {
   };
 }
 
-/** Notebooks that train models of their own (the sweep's grid): started first; the others fill the other lanes. */
-const NOTEBOOKS_FIRST = ["11-sweep.ipynb"];
-
 /**
- * Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs.
- * `jobs` kernels run at once (each its own process; a step two of them need is computed once, under the cache's
- * cross-process lock); the results are in file order.
+ * Seconds each notebook took in a quick reproduction (2026-12-04, bench/records/quick-reproduce-timing-2026-12-04-*.txt).
+ * The lanes take the notebooks longest first, so that the last one to end is a short one; the sweep, which trains a
+ * grid of its own, goes first. Only the order depends on these numbers: a notebook not listed goes last.
  */
-async function runNotebooks(
-  runDir: string,
-  params: PipelineParams,
-  artifactKey: string,
-  log: (s: string) => void,
-  jobs = 1,
-): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
-  const nbDir = path.join(repoRoot, "notebooks");
+const NOTEBOOK_SECONDS: Record<string, number> = {
+  "11-sweep.ipynb": 57,
+  "01-language-model.ipynb": 9.8,
+  "08-interventions.ipynb": 9.3,
+  "04-nfm-sequential-and-joint.ipynb": 9.2,
+  "07-secondary-sae.ipynb": 8.6,
+  "00-environment.ipynb": 8.2,
+  "09-summary.ipynb": 7.3,
+  "10-feature-browser.ipynb": 7.1,
+  "03-topk-sae.ipynb": 6.9,
+  "05-kl-splice.ipynb": 6.8,
+  "06-feature-geometry.ipynb": 6.1,
+  "02-activations.ipynb": 5.2,
+};
+
+/** The directory of the notebooks the reproduction executes: notebooks/, or IS_NOTEBOOKS_DIR (tests use their own). */
+function notebooksDir(): string {
+  const d = process.env.IS_NOTEBOOKS_DIR?.trim();
+  return d ? path.resolve(d) : path.join(repoRoot, "notebooks");
+}
+
+/** The notebooks (NN-*.ipynb) in the order the lanes take them (longest first, see NOTEBOOK_SECONDS). */
+function notebookQueue(): string[] {
+  const nbDir = notebooksDir();
   const files = fs.existsSync(nbDir)
     ? fs
         .readdirSync(nbDir)
         .filter((f) => /^\d\d-.*\.ipynb$/.test(f))
         .sort()
     : [];
-  const outDir = path.join(runDir, "notebooks");
-  fs.mkdirSync(outDir, { recursive: true });
-  const env: Record<string, string> = {
+  return files
+    .map((f, i) => ({ f, i, s: NOTEBOOK_SECONDS[f] ?? -1 }))
+    .sort((a, b) => b.s - a.s || a.i - b.i)
+    .map((x) => x.f);
+}
+
+/** The environment the reproduction's notebook kernels run with: the parameters and the cache. */
+function notebookEnv(params: PipelineParams): Record<string, string> {
+  return {
     IS_PRESET: params.preset,
     IS_MODEL: params.model,
     IS_CORPUS: params.corpus,
@@ -196,18 +216,73 @@ async function runNotebooks(
     ...(process.env.IS_DATA_DIR ? { IS_DATA_DIR: process.env.IS_DATA_DIR } : {}),
     ...(process.env.IS_BACKEND ? { IS_BACKEND: process.env.IS_BACKEND } : {}),
   };
+}
+
+/**
+ * A notebook started before its cache key is known: when a worker ends while another still runs, a core is free,
+ * but the notebooks' key covers every step of the pipeline. It runs into a directory of its own; runNotebooks then
+ * stores it under its key (or, where an entry already exists, ends it and uses the entry).
+ */
+interface EarlyNotebook {
+  file: string;
+  startedAt: number;
+  run: Promise<nb.ExecuteResult>;
+  abort: AbortController;
+  dir: string;
+}
+
+function startEarlyNotebook(file: string, params: PipelineParams, log: (s: string) => void): EarlyNotebook {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "is-notebook-early-"));
+  const abort = new AbortController();
+  log(`notebook ${file} ... (a core is free: started before the last worker is done)`);
+  const run = nb.executeNotebook(path.join(notebooksDir(), file), {
+    outDir: dir,
+    env: notebookEnv(params),
+    timeoutS: 900,
+    signal: abort.signal,
+  });
+  return { file, startedAt: Date.now(), run, abort, dir };
+}
+
+/** End an early notebook that will not be used (or is done), and remove its directory. */
+async function endEarlyNotebook(early: EarlyNotebook): Promise<void> {
+  early.abort.abort();
+  await early.run.catch(() => undefined);
+  fs.rmSync(early.dir, { recursive: true, force: true });
+}
+
+/**
+ * Executed notebooks are cached too: same notebook file, same parameters, same pipeline artifacts → same outputs.
+ * `jobs` kernels run at once (each its own process; a step two of them need is computed once, under the cache's
+ * cross-process lock); the results are in file order. `early`: a notebook already running (startEarlyNotebook).
+ */
+async function runNotebooks(
+  runDir: string,
+  params: PipelineParams,
+  artifactKey: string,
+  log: (s: string) => void,
+  jobs = 1,
+  early: EarlyNotebook | null = null,
+): Promise<Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }>> {
+  const nbDir = notebooksDir();
+  const queue = notebookQueue();
+  const outDir = path.join(runDir, "notebooks");
+  fs.mkdirSync(outDir, { recursive: true });
+  const env = notebookEnv(params);
   const out: Array<{ notebook: string; ok: boolean; cached: boolean; errors: string[]; seconds: number }> = [];
   const runOne = async (f: string) => {
     const src = path.join(nbDir, f);
-    const t0 = Date.now();
-    log(`notebook ${f} ...`);
+    const pre = early && early.file === f ? early : null;
+    const t0 = pre ? pre.startedAt : Date.now();
+    if (!pre) log(`notebook ${f} ...`);
     try {
       const step = await cachedStep(
         "notebook",
         { file: f, sha256: await sha256File(src), env, artifactKey },
         async (dir) => {
-          const r = await nb.executeNotebook(src, { outDir: dir, env, timeoutS: 900 });
+          const r = pre ? await pre.run : await nb.executeNotebook(src, { outDir: dir, env, timeoutS: 900 });
           if (!r.ok) throw new Error(nb.formatErrors(r));
+          if (pre) fs.copyFileSync(r.outputPath, path.join(dir, path.basename(r.outputPath)));
           return { file: path.basename(r.outputPath), seconds: r.durationS };
         },
       );
@@ -217,13 +292,14 @@ async function runNotebooks(
       const msg = e instanceof Error ? e.message : String(e);
       log(`notebook ${f} FAILED: ${msg.split("\n")[0]}`);
       out.push({ notebook: f, ok: false, cached: false, errors: [msg], seconds: (Date.now() - t0) / 1000 });
+    } finally {
+      if (pre) await endEarlyNotebook(pre);
     }
   };
-  const queue = [
-    ...files.filter((f) => NOTEBOOKS_FIRST.includes(f)),
-    ...files.filter((f) => !NOTEBOOKS_FIRST.includes(f)),
-  ];
-  await Promise.all(inLanes(queue, Math.max(1, jobs), runOne));
+  // the early notebook first, so that a lane waits for it rather than starting a kernel more
+  const order = early && queue.includes(early.file) ? [early.file, ...queue.filter((f) => f !== early.file)] : queue;
+  await Promise.all(inLanes(order, Math.max(1, jobs), runOne));
+  if (early && !queue.includes(early.file)) await endEarlyNotebook(early);
   return out.sort((a, b) => a.notebook.localeCompare(b.notebook));
 }
 
@@ -345,10 +421,12 @@ export async function reproduce(
 ): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   // The notebooks can start while the report is still being assembled; if that fails, they run to their end
   // (each writes its cache entry whole) before the error leaves, so no kernel outlives the run.
-  const started: { notebooks: Promise<unknown> | null } = { notebooks: null };
+  const started: RunningNotebooks = { notebooks: null, early: null };
   try {
     return await reproduceRun(args, log, started);
   } catch (e) {
+    // an early notebook has no cache entry to finish: end it
+    if (started.early) await endEarlyNotebook(started.early);
     if (started.notebooks) {
       log("reproduce: failed; waiting for the notebooks already running");
       await started.notebooks.catch(() => {});
@@ -357,10 +435,16 @@ export async function reproduce(
   }
 }
 
+/** What reproduce must end or wait for if the run fails: the notebooks' lanes, and a notebook started early. */
+interface RunningNotebooks {
+  notebooks: Promise<unknown> | null;
+  early: EarlyNotebook | null;
+}
+
 async function reproduceRun(
   args: ReproduceArgs,
   log: (s: string) => void,
-  started: { notebooks: Promise<unknown> | null },
+  started: RunningNotebooks,
 ): Promise<{ runDir: string; report: string; results: string; failed: string[] }> {
   const t0 = Date.now();
   const modes = args.mode === "both" ? (["faithful", "corrected"] as const) : ([args.mode] as const);
@@ -420,14 +504,24 @@ async function reproduceRun(
   const notebookEvents: CacheEvent[] = [];
   let notebooksRun: ReturnType<typeof runNotebooks> | null = null;
   let offNotebooks = () => {};
+  const notebookParams = { ...base, mode: modes[modes.length - 1] };
   const startNotebooks = () => {
     if (args.skipNotebooks || notebooksRun) return;
     const artifactKey = sha256Bytes(JSON.stringify(events.map((e) => e.key).sort()));
     offNotebooks = onCacheEvent((e) => {
       if (e.step === "notebook") notebookEvents.push(e);
     });
-    notebooksRun = runNotebooks(runDir, { ...base, mode: modes[modes.length - 1] }, artifactKey, log, args.jobs);
+    notebooksRun = runNotebooks(runDir, notebookParams, artifactKey, log, args.jobs, started.early);
     started.notebooks = notebooksRun;
+    started.early = null; // runNotebooks ends it
+  };
+  // When a worker ends and fewer workers than cores are left, the first notebook starts on the free core (it
+  // waits, under the cache's locks, for any step a running worker is computing).
+  const startEarlyOnFreeCore = (remainingWorkers: number) => {
+    if (args.skipNotebooks || notebooksRun || started.early) return;
+    if (remainingWorkers === 0 || remainingWorkers >= args.jobs) return;
+    const first = notebookQueue()[0];
+    if (first) started.early = startEarlyNotebook(first, notebookParams, log);
   };
   try {
     if (delegates) {
@@ -436,16 +530,19 @@ async function reproduceRun(
       // every artifact back (cache hits, not counted as events of their own).
       await getStores(base);
       const failed: string[] = [];
+      let ended = 0;
       await Promise.all(
         inLanes(runs, args.jobs, async (r) => {
           const worker = startWorker(args, r.mode, r.seed, log);
           log(`reproduce: ${r.mode} seed ${r.seed} in worker process ${worker.pid}`);
           const w = await worker.done;
+          ended++;
           if (!w.ok) {
             failed.push(`${r.mode} seed ${r.seed}`);
             log(`reproduce: the worker for ${r.mode} seed ${r.seed} failed (${w.message}); it runs here next`);
           } else events.push(...w.events);
           if (w.peakRssMiB !== null) workerPeakMiB = Math.max(workerPeakMiB ?? 0, w.peakRssMiB);
+          if (failed.length === 0) startEarlyOnFreeCore(runs.length - ended);
         }),
       );
       // a failed worker's (mode, seed) runs here next, adding its steps: the notebooks wait for it

@@ -161,4 +161,64 @@ describe("project kernel robustness", () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("an aborted run ends its kernel and says so (signal)", async (t) => {
+    if (!findJupyterPython()) {
+      t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
+      return;
+    }
+    // scripts/reproduce.ts ends a notebook it started early when the cache already holds it
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "is-abort-"));
+    const pidFile = path.join(dir, "kernel.pid");
+    const nbPath = path.join(dir, "slow.ipynb");
+    fs.writeFileSync(
+      nbPath,
+      JSON.stringify({
+        cells: [
+          `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));`,
+          "await new Promise((r) => setTimeout(r, 120000));",
+          'console.log("not reached");',
+        ].map((source, i) => ({
+          cell_type: "code",
+          id: `c${i}`,
+          metadata: {},
+          execution_count: null,
+          outputs: [],
+          source,
+        })),
+        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
+        nbformat: 4,
+        nbformat_minor: 5,
+      }),
+    );
+    const abort = new AbortController();
+    const watch = setInterval(() => {
+      if (fs.existsSync(pidFile)) abort.abort();
+    }, 100);
+    try {
+      const t0 = Date.now();
+      const r = await executeNotebook(nbPath, { outDir: dir, timeoutS: 300, signal: abort.signal });
+      assert.equal(r.ok, false);
+      assert.deepEqual(
+        r.errors.map((e) => [e.kind, e.ename]),
+        [["runner", "Aborted"]],
+      );
+      assert.ok(Date.now() - t0 < 100_000, "the run ended before its sleeping cell would have");
+      const pid = Number(fs.readFileSync(pidFile, "utf8"));
+      // the kernel (its own session) is gone: signal 0 finds no process
+      let alive = true;
+      for (let i = 0; i < 50 && alive; i++) {
+        try {
+          process.kill(pid, 0);
+          await new Promise((res) => setTimeout(res, 100));
+        } catch {
+          alive = false;
+        }
+      }
+      assert.equal(alive, false, `kernel ${pid} still running`);
+    } finally {
+      clearInterval(watch);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

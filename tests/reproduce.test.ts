@@ -16,6 +16,7 @@ import { spawnSync } from "node:child_process";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
 import { buildClaimRows, parseClaimTable } from "../lib/report/claims";
+import { findJupyterPython, KERNEL_NAME } from "../lib/notebook/index";
 import { parseReproduceArgs, seedsFor } from "../scripts/reproduce";
 
 let tmp: string;
@@ -328,6 +329,95 @@ describe("reproduce --preset tiny (both modes, corrected over two seeds)", () =>
     // for the record (no timing assertion: the machine is shared)
     process.stderr.write(
       `reproduce tiny: first run ${first.seconds.toFixed(1)} s, cached run ${second.seconds.toFixed(1)} s\n`,
+    );
+  });
+});
+
+describe("reproduce: a notebook starts on the core the first worker frees", () => {
+  it("runs it before the last worker is done, stores it under the run's key, and ends it on a cached rerun", (t) => {
+    if (!findJupyterPython()) {
+      t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
+      return;
+    }
+    const root = fs.mkdtempSync(path.join(tmp, "early-"));
+    const nbDir = path.join(root, "notebooks");
+    const tmpDir = path.join(root, "tmp");
+    fs.mkdirSync(nbDir);
+    fs.mkdirSync(tmpDir);
+    const notebook = (lines: string[]) =>
+      JSON.stringify({
+        cells: lines.map((source, i) => ({
+          cell_type: "code",
+          id: `c${i}`,
+          metadata: {},
+          execution_count: null,
+          outputs: [],
+          source,
+        })),
+        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
+        nbformat: 4,
+        nbformat_minor: 5,
+      });
+    fs.writeFileSync(path.join(nbDir, "00-first.ipynb"), notebook(['console.log("first", process.env.IS_MODE);']));
+    fs.writeFileSync(path.join(nbDir, "01-second.ipynb"), notebook(['console.log("second", process.env.IS_PRESET);']));
+    const env = {
+      IS_NOTEBOOKS_DIR: nbDir,
+      IS_DATA_DIR: path.join(root, "data"),
+      IS_CACHE_DIR: path.join(root, "cache"),
+      // the early notebook's directory (os.tmpdir()): nothing may be left there
+      TMPDIR: tmpDir,
+    };
+    const args = ["--preset", "tiny", "--mode", "both", "--seed", "0", "--jobs", "2"];
+    const early = /notebook 00-first\.ipynb \.\.\. \(a core is free: started before the last worker is done\)/;
+    const first = runCli(args, env);
+    assert.equal(first.code, 0, `first run failed:\n${first.stderr.slice(-4000)}`);
+    assert.match(first.stderr, early);
+    // it started when the first worker ended: before this process reads the artifacts back (after both ended)
+    const lines = first.stderr.split("\n");
+    const startedAt = lines.findIndex((l) => early.test(l));
+    const firstWorkerEnd = lines.findIndex((l) =>
+      /^\s*\[(faithful|corrected) seed 0\]\s+computed\s+interventions/.test(l),
+    );
+    const collectStart = lines.findIndex((l) => /^\s*cache hit\s+sae\s/.test(l));
+    assert.ok(firstWorkerEnd >= 0 && collectStart >= 0, `unexpected log:\n${first.stderr.slice(-3000)}`);
+    assert.ok(startedAt > firstWorkerEnd && startedAt < collectStart, "started after a worker ended, before both had");
+    // and that run is the one stored: the notebook was not started again
+    assert.equal(lines.filter((l) => /notebook 00-first\.ipynb \.\.\./.test(l)).length, 1);
+    const m = /Report: (.*report\.md)/.exec(first.stdout);
+    assert.ok(m, `no report path printed:\n${first.stdout}`);
+    const runDir = path.dirname(m[1]);
+    const results = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+    assert.deepEqual(
+      results.notebooks.map((n: { notebook: string; ok: boolean; cached: boolean }) => [n.notebook, n.ok, n.cached]),
+      [
+        ["00-first.ipynb", true, false],
+        ["01-second.ipynb", true, false],
+      ],
+    );
+    const outputText = (f: string) =>
+      JSON.parse(fs.readFileSync(path.join(runDir, "notebooks", f), "utf8"))
+        .cells.flatMap((c: { outputs: Array<{ text?: string | string[] }> }) => c.outputs)
+        .map((o: { text?: string | string[] }) => [o.text ?? ""].flat().join(""))
+        .join("");
+    // the notebooks run in the last mode, with the run's parameters
+    assert.match(outputText("00-first.ipynb"), /first corrected/);
+    assert.match(outputText("01-second.ipynb"), /second tiny/);
+    // a rerun: the cache holds both notebooks under the same key; the one started early is ended
+    const second = runCli(args, env);
+    assert.equal(second.code, 0, `second run failed:\n${second.stderr.slice(-4000)}`);
+    const results2 = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+    assert.deepEqual(
+      results2.notebooks.map((n: { notebook: string; cached: boolean }) => [n.notebook, n.cached]),
+      [
+        ["00-first.ipynb", true],
+        ["01-second.ipynb", true],
+      ],
+    );
+    assert.match(outputText("00-first.ipynb"), /first corrected/);
+    assert.deepEqual(
+      fs.readdirSync(tmpDir).filter((f) => f.startsWith("is-notebook-early-")),
+      [],
+      "an early notebook's directory was left behind",
     );
   });
 });

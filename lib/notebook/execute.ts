@@ -31,6 +31,8 @@ export interface ExecuteOptions {
   onLog?: (text: string) => void;
   /** Called when a cell starts (0-based index over all cells, and the cell count). */
   onCell?: (index: number, count: number) => void;
+  /** Ends the run (runner and kernel) when aborted; the result then has a "runner" error named Aborted. */
+  signal?: AbortSignal;
 }
 
 export interface NotebookError {
@@ -59,7 +61,8 @@ function runProcess(
   totalTimeoutS: number,
   onLog?: (t: string) => void,
   kernelPidFile?: string,
-): Promise<{ code: number | null; signal: string | null; log: string; timedOut: boolean }> {
+  abort?: AbortSignal,
+): Promise<{ code: number | null; signal: string | null; log: string; timedOut: boolean; aborted: boolean }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     let log = "";
@@ -71,10 +74,10 @@ function runProcess(
     child.stdout.on("data", keep);
     child.stderr.on("data", keep);
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      // end the runner's process group (detached: true) and the kernel, which Jupyter starts in
-      // a session of its own (the runner records its pid)
+    let aborted = false;
+    // end the runner's process group (detached: true) and the kernel, which Jupyter starts in
+    // a session of its own (the runner records its pid)
+    const kill = () => {
       try {
         if (child.pid) process.kill(-child.pid, "SIGKILL");
       } catch {
@@ -87,14 +90,28 @@ function runProcess(
       } catch {
         /* already gone */
       }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
     }, totalTimeoutS * 1000);
-    child.on("error", (e) => {
+    const onAbort = () => {
+      aborted = true;
+      kill();
+    };
+    if (abort?.aborted) onAbort();
+    else abort?.addEventListener("abort", onAbort, { once: true });
+    const done = () => {
       clearTimeout(timer);
+      abort?.removeEventListener("abort", onAbort);
+    };
+    child.on("error", (e) => {
+      done();
       reject(e);
     });
     child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, log, timedOut });
+      done();
+      resolve({ code, signal, log, timedOut, aborted });
     });
   });
 }
@@ -148,6 +165,7 @@ export async function executeNotebook(notebookPath: string, opts: ExecuteOptions
         if (rest.length > 0) opts.onLog?.(rest.join(""));
       },
       `${resultPath}.kernel-pid`,
+      opts.signal,
     );
     const errors: NotebookError[] = [];
     let result: {
@@ -167,7 +185,9 @@ export async function executeNotebook(notebookPath: string, opts: ExecuteOptions
         errors.push({ cellIndex: e.cellIndex, kind: "error-output", ename: e.ename, evalue: e.evalue });
       }
     }
-    if (run.timedOut) {
+    if (run.aborted) {
+      errors.push({ cellIndex: null, kind: "runner", ename: "Aborted", evalue: "the caller ended the run" });
+    } else if (run.timedOut) {
       errors.push({
         cellIndex: null,
         kind: "timeout",
