@@ -11,6 +11,8 @@
  *   --env K=V          extra environment for the kernel (repeatable)
  *   --check-clean      only check that the committed notebooks carry no outputs (no execution)
  *   --strip            remove outputs from the named (or all) notebooks in place (no execution)
+ *   --precompile       compile the library files the notebooks import into the kernels' compile cache
+ *                      (no execution; environment/setup.sh runs it: the first kernel then starts warm)
  * Notebooks are paths or names in notebooks/ ("00-environment" or "00-environment.ipynb").
  * Default: every notebooks/*.ipynb in name order.
  */
@@ -20,6 +22,7 @@ import { repoRoot, dataDir } from "../lib/paths";
 import { writeFileAtomic } from "../lib/io/atomic";
 import { executeNotebook, formatErrors } from "../lib/notebook/execute";
 import { readNotebook, stripOutputs, summarizeNotebook } from "../lib/notebook/inspect";
+import { precompileNotebookLibrary } from "../lib/notebook/precompile";
 
 interface Args {
   env: Record<string, string>;
@@ -27,13 +30,14 @@ interface Args {
   outDir: string;
   checkClean: boolean;
   strip: boolean;
+  precompile: boolean;
   notebooks: string[];
 }
 
 function usage(msg: string): never {
   console.error(
     `notebooks: ${msg}\nusage: npm run notebooks -- [--preset NAME] [--timeout S] [--out-dir DIR] [--env K=V] ` +
-      "[--check-clean | --strip] [notebook ...]",
+      "[--check-clean | --strip | --precompile] [notebook ...]",
   );
   process.exit(2);
 }
@@ -45,6 +49,7 @@ function parseArgs(argv: string[]): Args {
     outDir: dataDir("notebooks-executed"),
     checkClean: false,
     strip: false,
+    precompile: false,
     notebooks: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -66,6 +71,7 @@ function parseArgs(argv: string[]): Args {
       a.env[kv.slice(0, eq)] = kv.slice(eq + 1);
     } else if (arg === "--check-clean") a.checkClean = true;
     else if (arg === "--strip") a.strip = true;
+    else if (arg === "--precompile") a.precompile = true;
     else if (arg === "-h" || arg === "--help") usage("help");
     else if (arg.startsWith("--")) usage(`unknown option ${arg}`);
     else a.notebooks.push(arg);
@@ -104,6 +110,27 @@ async function main(): Promise<void> {
       const nb = stripOutputs(readNotebook(f));
       writeFileAtomic(f, JSON.stringify(nb, null, 1) + "\n");
       console.log(`stripped ${path.relative(repoRoot, f)}`);
+    }
+    return;
+  }
+  if (args.precompile) {
+    const r = precompileNotebookLibrary(files);
+    if (!r.dir) {
+      console.log("compile cache off (IS_TSLAB_COMPILE_CACHE=0): nothing to precompile");
+      return;
+    }
+    for (const d of r.diagnostics) console.error(`  ${d}`);
+    console.log(
+      `compile cache ${path.relative(repoRoot, r.dir) || r.dir}: ${r.stored} library file(s) compiled and stored, ` +
+        `${r.alreadyCached} already there (${r.modules.length} module(s) imported by ${files.length} notebook(s), ` +
+        `${r.seconds.toFixed(1)} s)`,
+    );
+    if (r.diagnostics.length > 0 || r.writeErrors > 0) {
+      console.error(
+        `precompile: ${r.diagnostics.length} diagnostic(s), ${r.writeErrors} unwritten entr(ies); ` +
+          "the kernels compile those files themselves (and report the diagnostics)",
+      );
+      process.exit(1);
     }
     return;
   }

@@ -371,14 +371,42 @@ function compileCacheDir(root, env = process.env) {
  * tslab loads its own. Returns the cache.
  */
 function installCompileCache(tslabDir, dir) {
-  const ts = require(require.resolve("@tslab/typescript-for-tslab", { paths: [tslabDir] }));
-  const converterFile = path.join(tslabDir, "dist", "converter.js");
-  const salt = sha256(fs.readFileSync(converterFile, "utf8") + fs.readFileSync(__filename, "utf8"));
-  const cache = createCompileCache({ dir, ts, salt });
+  const cache = createCompileCache({ dir, ts: tslabTypeScript(tslabDir), salt: converterSalt(tslabDir) });
   pruneCompileCache(dir);
   loadPatchedConverter(tslabDir, { register: true });
   setCurrentCompileCache(cache);
   return cache;
+}
+
+/** tslab's TypeScript (the module instance its converter uses). */
+function tslabTypeScript(tslabDir) {
+  return require(require.resolve("@tslab/typescript-for-tslab", { paths: [tslabDir] }));
+}
+
+/** What a key holds beyond the program: tslab's converter source and this module's. */
+function converterSalt(tslabDir) {
+  const converterFile = path.join(tslabDir, "dist", "converter.js");
+  return sha256(fs.readFileSync(converterFile, "utf8") + fs.readFileSync(__filename, "utf8"));
+}
+
+/**
+ * Compile `cellSource` (the notebooks' import declarations) as a kernel's first cell would, with tslab's converter
+ * as the kernel creates it (Node, not browser), and store every library file it reaches that type-checks without a
+ * diagnostic. Run from the repository root, as the kernels are (the compiler options hold the working directory).
+ * Returns the cache's counts and the cell's diagnostics (one line each; none when every file compiled).
+ */
+function prefillCompileCache(tslabDir, dir, cellSource) {
+  const cache = createCompileCache({ dir, ts: tslabTypeScript(tslabDir), salt: converterSalt(tslabDir) });
+  const conv = loadPatchedConverter(tslabDir).createConverter({ isJS: false, isBrowser: false });
+  setCurrentCompileCache(cache);
+  try {
+    const out = conv.convert("", cellSource);
+    const diagnostics = out.diagnostics.map((d) => `${d.fileName || "(cell)"}:${d.start}: ${d.messageText}`);
+    return { stats: { ...cache.stats }, diagnostics };
+  } finally {
+    conv.close();
+    setCurrentCompileCache(null);
+  }
 }
 
 module.exports = {
@@ -388,6 +416,7 @@ module.exports = {
   installCompileCache,
   loadPatchedConverter,
   patchConverterSource,
+  prefillCompileCache,
   pruneCompileCache,
   setCurrentCompileCache,
 };

@@ -1,0 +1,92 @@
+/**
+ * Compile the library files the notebooks import into the kernels' shared compile cache
+ * (lib/notebook/compile-cache.cjs) without starting a kernel: `npm run notebooks -- --precompile`,
+ * which environment/setup.sh runs. Without it the first kernel after a fresh setup type-checks and
+ * emits the whole library in its first cell (≈ 9–11 s on this project's 2-core machine, where a
+ * kernel that finds the cache filled needs ≈ 2 s); with it, that work happens once, at setup.
+ *
+ * The entries are the ones a kernel would store: the cell compiled is the notebooks' import
+ * declarations, with tslab's own converter (patched the way the kernel launcher patches it), from
+ * the repository root (the compiler options hold the working directory).
+ */
+import * as path from "node:path";
+import { repoRoot } from "../paths";
+import { cellSource, readNotebook } from "./inspect";
+
+interface CompileCacheModule {
+  compileCacheDir(root: string, env?: Record<string, string | undefined>): string | null;
+  prefillCompileCache(
+    tslabDir: string,
+    dir: string,
+    cellSource: string,
+  ): {
+    stats: { hits: number; misses: number; stored: number; uncacheable: number; writeErrors: number };
+    diagnostics: string[];
+  };
+}
+
+/**
+ * The project modules the code cells of `notebooks` import, as the cells write them ("./lib/…",
+ * relative to the repository root, where the kernels run), each once, in first-seen order. Static
+ * import declarations and `export … from` only: packages need no compile (their .d.ts are read).
+ */
+export function notebookImports(notebooks: string[]): string[] {
+  const seen = new Set<string>();
+  // an import or export declaration's module specifier: `from "…"` or a bare `import "…"`
+  const spec = /^\s*(?:import|export)\b[^;'"]*?(?:\bfrom\s*)?["']([^"']+)["']/gm;
+  for (const file of notebooks) {
+    const nb = readNotebook(file);
+    for (const cell of nb.cells) {
+      if (cell.cell_type !== "code") continue;
+      for (const m of cellSource(cell).matchAll(spec)) {
+        const s = m[1];
+        if (s.startsWith("./") || s.startsWith("../")) seen.add(s);
+      }
+    }
+  }
+  return [...seen];
+}
+
+export interface PrecompileResult {
+  /** The compile cache's directory, or null when IS_TSLAB_COMPILE_CACHE=0 (nothing done). */
+  dir: string | null;
+  modules: string[];
+  /** Library files compiled and stored now, and those already in the cache. */
+  stored: number;
+  alreadyCached: number;
+  /** Files the cache does not keep (tslab's last-expression rewrite), and entries that could not be written. */
+  uncacheable: number;
+  writeErrors: number;
+  /** The compile's diagnostics (a file with one is not stored; its kernel would report it). */
+  diagnostics: string[];
+  seconds: number;
+}
+
+/** Fill the kernels' compile cache with what the first cells of `notebooks` import. */
+export function precompileNotebookLibrary(
+  notebooks: string[],
+  env: Record<string, string | undefined> = process.env,
+): PrecompileResult {
+  const t0 = Date.now();
+  // the kernel launcher's module (CommonJS, shared with the kernels)
+  const cc = require("./compile-cache.cjs") as CompileCacheModule;
+  const modules = notebookImports(notebooks);
+  const dir = cc.compileCacheDir(repoRoot, env);
+  const empty = { modules, stored: 0, alreadyCached: 0, uncacheable: 0, writeErrors: 0, diagnostics: [] };
+  if (!dir) return { dir: null, ...empty, seconds: 0 };
+  if (modules.length === 0) return { dir, ...empty, seconds: 0 };
+  if (path.resolve(process.cwd()) !== path.resolve(repoRoot))
+    throw new Error(`precompileNotebookLibrary: run from the repository root (${repoRoot}), as the kernels are`);
+  const cell = modules.map((m) => `import ${JSON.stringify(m)};`).join("\n");
+  const r = cc.prefillCompileCache(path.join(repoRoot, "node_modules", "tslab"), dir, cell);
+  return {
+    dir,
+    modules,
+    stored: r.stats.stored,
+    alreadyCached: r.stats.hits,
+    uncacheable: r.stats.uncacheable,
+    writeErrors: r.stats.writeErrors,
+    diagnostics: r.diagnostics,
+    seconds: (Date.now() - t0) / 1000,
+  };
+}

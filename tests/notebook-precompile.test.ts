@@ -1,0 +1,118 @@
+/**
+ * `npm run notebooks -- --precompile` (lib/notebook/precompile.ts): the modules the notebooks import are found in
+ * their code cells; precompiling stores what a kernel's first cell would store, so that a kernel started afterwards
+ * takes every library file of its first cell from the cache; a second precompile finds everything there.
+ */
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { executeNotebook, findJupyterPython, formatErrors, KERNEL_NAME } from "../lib/notebook/index";
+import { notebookImports, precompileNotebookLibrary } from "../lib/notebook/precompile";
+import { repoRoot } from "../lib/paths";
+
+let tmp = "";
+before(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "is-precompile-"));
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function writeNotebook(file: string, cells: Array<{ type: "code" | "markdown"; source: string }>): string {
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      cells: cells.map((c, i) => ({
+        cell_type: c.type,
+        id: `c${i}`,
+        metadata: {},
+        source: c.source,
+        ...(c.type === "code" ? { execution_count: null, outputs: [] } : {}),
+      })),
+      metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
+      nbformat: 4,
+      nbformat_minor: 5,
+    }),
+  );
+  return file;
+}
+
+describe("notebookImports", () => {
+  it("lists the project modules of the code cells' import and export declarations, once each", () => {
+    const a = writeNotebook(path.join(tmp, "a.ipynb"), [
+      {
+        type: "code",
+        source:
+          'import { show } from "./lib/display/index";\nimport pl from "nodejs-polars";\n' +
+          "import {\n  formatRate,\n  formatNumber,\n} from './lib/display/format';\n",
+      },
+      { type: "markdown", source: 'import { nope } from "./lib/not-code";' },
+      {
+        type: "code",
+        source: 'import "./lib/paths";\nexport { seeded } from "./lib/util/random";\nconst s = "./lib/x";',
+      },
+    ]);
+    const b = writeNotebook(path.join(tmp, "b.ipynb"), [
+      { type: "code", source: 'import { show } from "./lib/display/index";\nimport * as fs from "node:fs";' },
+    ]);
+    assert.deepEqual(notebookImports([a, b]), [
+      "./lib/display/index",
+      "./lib/display/format",
+      "./lib/paths",
+      "./lib/util/random",
+    ]);
+  });
+
+  it("finds every module the committed notebooks import from ./lib", () => {
+    const dir = path.join(repoRoot, "notebooks");
+    const files = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith(".ipynb"))
+      .map((f) => path.join(dir, f));
+    const found = notebookImports(files);
+    assert.ok(found.includes("./lib/pipeline/index") && found.includes("./lib/backend"), found.join(", "));
+    assert.ok(
+      found.every((m) => m.startsWith("./lib/")),
+      found.join(", "),
+    );
+  });
+});
+
+describe("precompileNotebookLibrary", () => {
+  it("stores what a kernel's first cell then takes from the cache", async (t) => {
+    const cacheDir = path.join(tmp, "compile-cache");
+    const nb = writeNotebook(path.join(tmp, "small.ipynb"), [
+      {
+        type: "code",
+        source: 'import { formatRate } from "./lib/display/format";\nconsole.log("rate", formatRate(4));',
+      },
+    ]);
+    const env = { IS_TSLAB_COMPILE_CACHE_DIR: cacheDir };
+    const first = precompileNotebookLibrary([nb], env);
+    assert.equal(first.dir, cacheDir);
+    assert.deepEqual(first.diagnostics, []);
+    assert.ok(first.stored >= 1, `stored ${first.stored}`);
+    assert.equal(first.alreadyCached, 0);
+    const second = precompileNotebookLibrary([nb], env);
+    assert.equal(second.stored, 0);
+    assert.equal(second.alreadyCached, first.stored);
+    assert.equal(precompileNotebookLibrary([nb], { IS_TSLAB_COMPILE_CACHE: "0" }).dir, null);
+    if (!findJupyterPython()) {
+      t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
+      return;
+    }
+    const r = await executeNotebook(nb, { outDir: tmp, timeoutS: 120, env });
+    assert.ok(r.ok, formatErrors(r));
+    const out = JSON.parse(fs.readFileSync(r.outputPath, "utf8"));
+    const text = out.cells[0].outputs
+      .map((o: { text?: string[]; data?: Record<string, string | string[]> }) =>
+        [o.text ?? [], o.data?.["text/plain"] ?? []].flat().join(""),
+      )
+      .join("\n");
+    assert.match(text, /rate 4\.0 it\/s/);
+    const m = /(\d+) of (\d+) library files from the compile cache/.exec(text);
+    assert.ok(m, text);
+    assert.equal(Number(m[1]), first.stored, text);
+    assert.equal(m[1], m[2], text);
+  });
+});
