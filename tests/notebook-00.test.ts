@@ -23,6 +23,7 @@ import {
   KERNEL_NAME,
 } from "../lib/notebook/index";
 import { VEGALITE_MIME } from "../lib/display/index";
+import { notebookJson } from "./helpers/synthetic-notebook";
 
 const NOTEBOOK = path.join(repoRoot, "notebooks", "00-environment.ipynb");
 
@@ -115,14 +116,6 @@ describe("project kernel robustness", () => {
     // "Unexpected pending rebuildTimer". lib/notebook/tslab-kernel.cjs turns the watchers off;
     // this guards that (it fails with IS_TSLAB_WATCH=1).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "is-watch-"));
-    const code = (source: string, i: number) => ({
-      cell_type: "code",
-      id: `c${i}`,
-      metadata: {},
-      execution_count: null,
-      outputs: [],
-      source,
-    });
     const sources = [
       'import pl from "nodejs-polars";\nconsole.log("rows", pl.DataFrame({ a: [1, 2] }).height);',
       "await new Promise((r) => setTimeout(r, 2500));",
@@ -131,15 +124,7 @@ describe("project kernel robustness", () => {
       'console.log("done");',
     ];
     const nbPath = path.join(dir, "watch.ipynb");
-    fs.writeFileSync(
-      nbPath,
-      JSON.stringify({
-        cells: sources.map(code),
-        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
-        nbformat: 4,
-        nbformat_minor: 5,
-      }),
-    );
+    fs.writeFileSync(nbPath, notebookJson(sources));
     let n = 0;
     const churn = setInterval(() => {
       // a short-lived dotfile (files, unlike directories, are never taken for type packages)
@@ -173,23 +158,11 @@ describe("project kernel robustness", () => {
     const nbPath = path.join(dir, "slow.ipynb");
     fs.writeFileSync(
       nbPath,
-      JSON.stringify({
-        cells: [
-          `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));`,
-          "await new Promise((r) => setTimeout(r, 120000));",
-          'console.log("not reached");',
-        ].map((source, i) => ({
-          cell_type: "code",
-          id: `c${i}`,
-          metadata: {},
-          execution_count: null,
-          outputs: [],
-          source,
-        })),
-        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
-        nbformat: 4,
-        nbformat_minor: 5,
-      }),
+      notebookJson([
+        `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));`,
+        "await new Promise((r) => setTimeout(r, 120000));",
+        'console.log("not reached");',
+      ]),
     );
     const abort = new AbortController();
     const watch = setInterval(() => {

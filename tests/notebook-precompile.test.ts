@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { executeNotebook, findJupyterPython, formatErrors, KERNEL_NAME } from "../lib/notebook/index";
+import { executeNotebook, findJupyterPython, formatErrors } from "../lib/notebook/index";
+import { notebookJson, type SyntheticCell } from "./helpers/synthetic-notebook";
 import { notebookImports, precompileNotebookLibrary } from "../lib/notebook/precompile";
 import { repoRoot } from "../lib/paths";
 
@@ -18,42 +19,21 @@ before(() => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function writeNotebook(file: string, cells: Array<{ type: "code" | "markdown"; source: string }>): string {
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      cells: cells.map((c, i) => ({
-        cell_type: c.type,
-        id: `c${i}`,
-        metadata: {},
-        source: c.source,
-        ...(c.type === "code" ? { execution_count: null, outputs: [] } : {}),
-      })),
-      metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
-      nbformat: 4,
-      nbformat_minor: 5,
-    }),
-  );
+function writeNotebook(file: string, cells: SyntheticCell[]): string {
+  fs.writeFileSync(file, notebookJson(cells));
   return file;
 }
 
 describe("notebookImports", () => {
   it("lists the project modules of the code cells' import and export declarations, once each", () => {
     const a = writeNotebook(path.join(tmp, "a.ipynb"), [
-      {
-        type: "code",
-        source:
-          'import { show } from "./lib/display/index";\nimport pl from "nodejs-polars";\n' +
-          "import {\n  formatRate,\n  formatNumber,\n} from './lib/display/format';\n",
-      },
-      { type: "markdown", source: 'import { nope } from "./lib/not-code";' },
-      {
-        type: "code",
-        source: 'import "./lib/paths";\nexport { seeded } from "./lib/util/random";\nconst s = "./lib/x";',
-      },
+      'import { show } from "./lib/display/index";\nimport pl from "nodejs-polars";\n' +
+        "import {\n  formatRate,\n  formatNumber,\n} from './lib/display/format';\n",
+      { markdown: 'import { nope } from "./lib/not-code";' },
+      'import "./lib/paths";\nexport { seeded } from "./lib/util/random";\nconst s = "./lib/x";',
     ]);
     const b = writeNotebook(path.join(tmp, "b.ipynb"), [
-      { type: "code", source: 'import { show } from "./lib/display/index";\nimport * as fs from "node:fs";' },
+      'import { show } from "./lib/display/index";\nimport * as fs from "node:fs";',
     ]);
     assert.deepEqual(notebookImports([a, b]), [
       "./lib/display/index",
@@ -82,10 +62,7 @@ describe("precompileNotebookLibrary", () => {
   it("stores what a kernel's first cell then takes from the cache", async (t) => {
     const cacheDir = path.join(tmp, "compile-cache");
     const nb = writeNotebook(path.join(tmp, "small.ipynb"), [
-      {
-        type: "code",
-        source: 'import { formatRate } from "./lib/display/format";\nconsole.log("rate", formatRate(4));',
-      },
+      'import { formatRate } from "./lib/display/format";\nconsole.log("rate", formatRate(4));',
     ]);
     const env = { IS_TSLAB_COMPILE_CACHE_DIR: cacheDir };
     const first = precompileNotebookLibrary([nb], env);

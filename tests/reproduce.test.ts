@@ -16,7 +16,8 @@ import { spawnSync } from "node:child_process";
 import { initBackend } from "../lib/backend";
 import { repoRoot } from "../lib/paths";
 import { buildClaimRows, parseClaimTable } from "../lib/report/claims";
-import { findJupyterPython, KERNEL_NAME } from "../lib/notebook/index";
+import { findJupyterPython } from "../lib/notebook/index";
+import { notebookJson } from "./helpers/synthetic-notebook";
 import { parseReproduceArgs, seedsFor } from "../scripts/reproduce";
 
 let tmp: string;
@@ -344,22 +345,11 @@ describe("reproduce: a notebook starts on the core the first worker frees", () =
     const tmpDir = path.join(root, "tmp");
     fs.mkdirSync(nbDir);
     fs.mkdirSync(tmpDir);
-    const notebook = (lines: string[]) =>
-      JSON.stringify({
-        cells: lines.map((source, i) => ({
-          cell_type: "code",
-          id: `c${i}`,
-          metadata: {},
-          execution_count: null,
-          outputs: [],
-          source,
-        })),
-        metadata: { kernelspec: { name: KERNEL_NAME, display_name: "x", language: "typescript" } },
-        nbformat: 4,
-        nbformat_minor: 5,
-      });
-    fs.writeFileSync(path.join(nbDir, "00-first.ipynb"), notebook(['console.log("first", process.env.IS_MODE);']));
-    fs.writeFileSync(path.join(nbDir, "01-second.ipynb"), notebook(['console.log("second", process.env.IS_PRESET);']));
+    fs.writeFileSync(path.join(nbDir, "00-first.ipynb"), notebookJson(['console.log("first", process.env.IS_MODE);']));
+    fs.writeFileSync(
+      path.join(nbDir, "01-second.ipynb"),
+      notebookJson(['console.log("second", process.env.IS_PRESET);']),
+    );
     const env = {
       IS_NOTEBOOKS_DIR: nbDir,
       IS_DATA_DIR: path.join(root, "data"),
