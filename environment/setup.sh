@@ -8,7 +8,9 @@
 #   3. the wasm kernels compiled from their AssemblyScript sources (`npm run build:wasm`; the
 #      outputs are committed, so this rewrites nothing unless a source changed without a rebuild);
 #   4. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
-#      repository root, so notebooks can `import ... from "./lib/..."`;
+#      repository root, so notebooks can `import ... from "./lib/..."`; then the library files the
+#      notebooks import, compiled once into the kernels' shared compile cache (`npm run notebooks --
+#      --precompile`), so that the first kernel starts warm;
 #   5. with --with-jupyterlab (CI passes it): Debian's jupyter_server and jupyterlab_server (apt, in
 #      step 1) and the project's JupyterLab build (`npm run lab:build`: environment/jupyterlab), which
 #      `npm run lab` and the JupyterLab browser test use.
