@@ -419,4 +419,5 @@ module.exports = {
   prefillCompileCache,
   pruneCompileCache,
   setCurrentCompileCache,
+  tslabTypeScript,
 };

@@ -15,6 +15,15 @@ import { cellSource, readNotebook } from "./inspect";
 
 interface CompileCacheModule {
   compileCacheDir(root: string, env?: Record<string, string | undefined>): string | null;
+  tslabTypeScript(tslabDir: string): {
+    preProcessFile(
+      text: string,
+      readImportFiles: boolean,
+      detectJavaScriptImports: boolean,
+    ): {
+      importedFiles: Array<{ fileName: string }>;
+    };
+  };
   prefillCompileCache(
     tslabDir: string,
     dir: string,
@@ -25,22 +34,25 @@ interface CompileCacheModule {
   };
 }
 
+const TSLAB_DIR = path.join(repoRoot, "node_modules", "tslab");
+// the kernel launcher's module (CommonJS, shared with the kernels)
+const compileCache = () => require("./compile-cache.cjs") as CompileCacheModule;
+
 /**
  * The project modules the code cells of `notebooks` import, as the cells write them ("./lib/…",
- * relative to the repository root, where the kernels run), each once, in first-seen order. Static
- * import declarations and `export … from` only: packages need no compile (their .d.ts are read).
+ * relative to the repository root, where the kernels run), each once, in first-seen order: what
+ * TypeScript's own import scanner (tslab's copy, `preProcessFile`) finds in import and export
+ * declarations, `import(…)` and `require(…)`. Packages need no compile (their .d.ts are read).
  */
 export function notebookImports(notebooks: string[]): string[] {
+  const ts = compileCache().tslabTypeScript(TSLAB_DIR);
   const seen = new Set<string>();
-  // an import or export declaration's module specifier: `from "…"` or a bare `import "…"`
-  const spec = /^\s*(?:import|export)\b[^;'"]*?(?:\bfrom\s*)?["']([^"']+)["']/gm;
   for (const file of notebooks) {
     const nb = readNotebook(file);
     for (const cell of nb.cells) {
       if (cell.cell_type !== "code") continue;
-      for (const m of cellSource(cell).matchAll(spec)) {
-        const s = m[1];
-        if (s.startsWith("./") || s.startsWith("../")) seen.add(s);
+      for (const { fileName } of ts.preProcessFile(cellSource(cell), true, true).importedFiles) {
+        if (fileName.startsWith("./") || fileName.startsWith("../")) seen.add(fileName);
       }
     }
   }
@@ -68,8 +80,7 @@ export function precompileNotebookLibrary(
   env: Record<string, string | undefined> = process.env,
 ): PrecompileResult {
   const t0 = Date.now();
-  // the kernel launcher's module (CommonJS, shared with the kernels)
-  const cc = require("./compile-cache.cjs") as CompileCacheModule;
+  const cc = compileCache();
   const modules = notebookImports(notebooks);
   const dir = cc.compileCacheDir(repoRoot, env);
   const empty = { modules, stored: 0, alreadyCached: 0, uncacheable: 0, writeErrors: 0, diagnostics: [] };
@@ -78,7 +89,7 @@ export function precompileNotebookLibrary(
   if (path.resolve(process.cwd()) !== path.resolve(repoRoot))
     throw new Error(`precompileNotebookLibrary: run from the repository root (${repoRoot}), as the kernels are`);
   const cell = modules.map((m) => `import ${JSON.stringify(m)};`).join("\n");
-  const r = cc.prefillCompileCache(path.join(repoRoot, "node_modules", "tslab"), dir, cell);
+  const r = cc.prefillCompileCache(TSLAB_DIR, dir, cell);
   return {
     dir,
     modules,
