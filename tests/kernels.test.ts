@@ -615,22 +615,21 @@ for (const backendName of ["wasm", "cpu"]) {
             const biasT = tf.tensor1d(bias);
             fast = topkColumnsWasm(preT, biasT, k, order);
             if (fast) {
-              // Any lower-bound guess (none; a median k-th key, so that about half the columns
-              // must be redone in full; below every k-th key, so that every column settles from its
-              // candidates; a negative one, where ReLU's zeros tie; above every key; the remembered
-              // one) gives the same bits.
-              const kth = Array.from({ length: B }, (_, b) => fast!.vals[b * k + k - 1]).sort((a, b) => a - b);
-              for (const floor of [-Infinity, kth[B >> 1], kth[0] - 0.5, -1.5, Infinity, undefined]) {
-                const again = topkColumnsWasm(preT, biasT, k, order, floor)!;
+              // Any number of row groups for the bound gives the same bits: one (no bound unless k = 1,
+              // so every key is a candidate and full buffers are compacted), k, 3, one row per group (the
+              // bound is the k-th key itself, ties at it included), more groups than rows (empty
+              // groups), and the default.
+              for (const groups of [1, k, 3, F, 2 * F, undefined]) {
+                const again = topkColumnsWasm(preT, biasT, k, order, groups)!;
                 assert.deepEqual(
                   Array.from(again.ids),
                   Array.from(got.ids),
-                  `topkColumnsWasm ${order} floor ${floor} ids F=${F} B=${B} k=${k} (seed ${SEED})`,
+                  `topkColumnsWasm ${order} groups ${groups} ids F=${F} B=${B} k=${k} (seed ${SEED})`,
                 );
                 assert.deepEqual(
                   Array.from(again.vals),
                   Array.from(got.vals),
-                  `topkColumnsWasm ${order} floor ${floor} values F=${F} B=${B} k=${k} (seed ${SEED})`,
+                  `topkColumnsWasm ${order} groups ${groups} values F=${F} B=${B} k=${k} (seed ${SEED})`,
                 );
               }
             }
@@ -670,7 +669,7 @@ for (const backendName of ["wasm", "cpu"]) {
       });
     }
 
-    it("topkColumnsWasm: the JavaScript selection's bits with NaNs, ±∞ and ties in the keys, at every floor", () => {
+    it("topkColumnsWasm: the JavaScript selection's bits with NaNs, ±∞ and ties in the keys, for any row groups", () => {
       // tf.topk orders NaNs its own way, so the reference here is topkColumns (the plain JavaScript loop)
       for (let trial = 0; trial < 40; trial++) {
         const F = [5, 20, 37, 300][trial % 4];
@@ -687,13 +686,13 @@ for (const backendName of ["wasm", "cpu"]) {
         const biasT = tf.tensor1d(bias);
         for (const order of ORDERS) {
           const want = topkColumns(pre, bias, F, B, k, order);
-          for (const floor of [-Infinity, -1, 0, 0.5, 2, Infinity]) {
-            const got = topkColumnsWasm(preT, biasT, k, order, floor);
+          for (const groups of [1, 2, k, F, undefined]) {
+            const got = topkColumnsWasm(preT, biasT, k, order, groups);
             if (backendName !== "wasm") {
               assert.equal(got, null);
               continue;
             }
-            const what = `${order} floor ${floor} F=${F} B=${B} k=${k} (seed ${SEED})`;
+            const what = `${order} groups ${groups} F=${F} B=${B} k=${k} (seed ${SEED})`;
             assert.ok(got, "topkColumnsWasm unavailable on wasm");
             assert.deepEqual(Array.from(got.ids), Array.from(want.ids), `ids, ${what}`);
             assert.ok(

@@ -253,15 +253,33 @@ export function topkColumnRange(
 }
 
 /**
+ * How many candidates a column's buffer in topkRangeTask's scratch holds (C > k, a multiple of 4;
+ * the buffer has 8 spare words after them). Past the bound of ./assembly/topk.ts's `collect`, a
+ * column has about k + 4 candidates (G = 64, k = 20, trained encoders), so about 2k rarely fill up.
+ */
+export function topkBufferCapacity(k: number): number {
+  return (2 * k + 3) & ~3;
+}
+
+/**
+ * The row groups of `collect`'s bound: more groups make the bound tighter (fewer candidates) and the
+ * insertion network longer (G·k steps per four columns). 64 groups at k = 20: ≈ 23 candidates per
+ * column on a trained quick-preset encoder, where the k-th of 2k groups' maxima gave ≈ 27.
+ */
+export function topkGroups(F: number, k: number): number {
+  return Math.min(F, Math.max(64, 2 * k));
+}
+
+/**
  * The TopK of columns [b0, b1) of pre [F, B] + bias [F] in a heap `buffer` (byte offsets): the wasm
- * module's `collect` (./assembly/topk.ts: keys above the column's limit into per-column heaps, the
- * same operations as topkColumnRange's) and `sortColumns` write rows b of ids [B, k] int32 and vals
- * [B, k] float32 for the columns it settles; the rest (relu-topk with fewer than k positive keys, or a
- * NaN among the first k keys) run topkColumnRange here, column by column. Every floor gives the same
- * result. Scratch (each range uses its columns' part only): thr [B] float32 at thrPtr, heaps at
- * heapsPtr: hk [B·k] float32, hi [B·k] int32, filled [B] int32. relu is 0 or 1; b1 − b0 a multiple
- * of 4. The unit a helper thread runs: wasmTopk.ts ships its source (self-contained like
- * topkColumnRange, which it calls).
+ * module's `collect` (./assembly/topk.ts: each column's keys at or above a lower bound of its k-th
+ * key, from G row groups' maxima, into a buffer per column) and `sortColumns` (the best k by rank)
+ * write rows b of ids [B, k] int32 and vals [B, k] float32 for the columns they settle; the rest
+ * (relu-topk with fewer than k positive keys, fewer than k keys above −∞, or a NaN among the first k
+ * keys) run topkColumnRange here, column by column. Every G gives the same result. Scratch (each range
+ * uses its columns' part only): thr [B] float32 at thrPtr; at bufPtr, keys [B·(C + 8)] float32, ids
+ * [B·(C + 8)] int32 and counts [B] int32, C = topkBufferCapacity(k). relu is 0 or 1; b1 − b0 a multiple of 4. The unit a helper thread runs: wasmTopk.ts
+ * ships its source (self-contained like topkColumnRange, which it calls).
  */
 export function topkRangeTask(
   buffer: ArrayBufferLike,
@@ -277,15 +295,16 @@ export function topkRangeTask(
   idsPtr: number,
   valsPtr: number,
   thrPtr: number,
-  heapsPtr: number,
-  floor: number,
+  bufPtr: number,
+  groups: number,
+  C: number,
 ): number {
-  const hkPtr = heapsPtr;
-  const hiPtr = heapsPtr + 4 * B * k;
-  const filledPtr = heapsPtr + 8 * B * k;
-  wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, hkPtr, hiPtr, filledPtr, floor);
-  wasm.sortColumns(hkPtr, hiPtr, filledPtr, k, b0, b1, idsPtr, valsPtr, relu);
-  const filled = new Int32Array(buffer, filledPtr, B);
+  const keysPtr = bufPtr;
+  const idsBufPtr = bufPtr + 4 * B * (C + 8);
+  const cntPtr = bufPtr + 8 * B * (C + 8);
+  wasm.collect(prePtr, biasPtr, F, B, k, relu, b0, b1, thrPtr, keysPtr, idsBufPtr, cntPtr, groups, C, idsPtr, valsPtr);
+  wasm.sortColumns(keysPtr, idsBufPtr, cntPtr, k, b0, b1, idsPtr, valsPtr, relu, C);
+  const filled = new Int32Array(buffer, cntPtr, B);
   let views: [Float32Array, Float32Array, Int32Array, Float32Array] | null = null;
   for (let b = b0; b < b1; b++) {
     if (filled[b] !== -1) continue;

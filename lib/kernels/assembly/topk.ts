@@ -1,86 +1,137 @@
 /**
- * The TopK selection's candidates and heaps (loader and contract: ../wasmTopk.ts), four columns per
- * instruction, straight in the backend's heap.
+ * The TopK selection of the columns of pre [F, B] + bias [F], four columns per instruction, straight
+ * in the backend's heap (loader and contract: ../wasmTopk.ts; the reference is ../topk.ts's
+ * topkColumnRange, which the result equals bit for bit).
+ *
+ * `collect` first bounds each column's k-th largest key from below: the rows are cut into G groups,
+ * and the k-th largest of the G group maxima is a key that at least k keys reach (each group maximum
+ * is a different key), so no key of the result is below it. It then appends every key at or above
+ * that bound to the column's buffer (about k + 4 keys per column at G = 64, k = 20, on trained
+ * encoders' pre-activations). `sortColumns` writes each column's k best candidates by rank. Neither
+ * pass keeps a heap: its sifts were branches no predictor could learn, most of the old selection's time.
  */
-import { ld } from "./common";
+import { ld, st } from "./common";
 
-/** (ka, ia) is worse than (kb, ib): a smaller key, or an equal key with a larger id (false when a key is NaN). */
+/** The largest float32 below x (x not NaN; −∞ stays −∞): key > below(x) is key ≥ x. */
 // @ts-ignore: decorator
-@inline function worse(ka: f32, ia: i32, kb: f32, ib: i32): bool {
-  return ka < kb || (ka == kb && ia > ib);
+@inline function below(x: f32): f32 {
+  if (x == -Infinity) return x;
+  if (x == 0) return reinterpret<f32>(0x80000001); // −(the smallest subnormal), for +0 and −0
+  const u = reinterpret<i32>(x);
+  return reinterpret<f32>(x > 0 ? u - 1 : u + 1);
 }
 
-/** Entry i of the heap at byte offset h: key (hk) and id (hi). */
+/** The sum of the four int32 lanes of v. */
 // @ts-ignore: decorator
-@inline function put(hk: usize, hi: usize, h: u32, i: i32, key: f32, id: i32): void {
-  store<f32>(hk + h + 4 * i, key);
-  store<i32>(hi + h + 4 * i, id);
+@inline function laneSumI32(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
 }
 
 /**
- * (key, id) offered to column b's min-heap of (key, id) (root: the worst), the operations of
- * ../topk.ts's topkColumnRange: while the heap holds fewer than k entries the entrant takes the
- * next position and sifts up; then it replaces the root when it beats it and sifts down. thr[b]
- * becomes the root's key once the heap is full (the limit the next keys must exceed).
+ * The n candidates of one column (keys ck, ids ci; the buffer has room up to the next multiple of 4,
+ * where sentinels go) written best first to outK / outI [k] at their rank, where it is below k. Rank =
+ * how many candidates are better: a larger key, or an equal key with a smaller id. Ids are distinct
+ * and no key is NaN, so the ranks are 0 … n−1, each once: the order of tf.topk. Candidates ranked k or
+ * below are written to `spare` (two words nobody reads), which keeps the loop free of branches.
  */
 // @ts-ignore: decorator
-@inline function offer(hk: usize, hi: usize, filled: usize, thr: usize, k: i32, b: u32, key: f32, id: i32): void {
-  const h = 4 * b * <u32>k; // byte offset of column b's heap
-  const nf = load<i32>(filled + 4 * b);
-  if (nf < k) {
-    let at = nf;
-    while (at > 0) {
-      const p = (at - 1) >> 1;
-      const pk = load<f32>(hk + h + 4 * p);
-      const pi = load<i32>(hi + h + 4 * p);
-      if (!worse(key, id, pk, pi)) break;
-      put(hk, hi, h, at, pk, pi);
-      at = p;
+@inline function place(ck: usize, ci: usize, n: i32, k: i32, outK: usize, outI: usize, spare: usize): void {
+  const n4 = (n + 3) & ~3;
+  for (let j = n; j < n4; j++) {
+    store<f32>(ck + 4 * j, -Infinity); // never better: every candidate is above a limit ≥ −∞
+    store<i32>(ci + 4 * j, i32.MAX_VALUE);
+  }
+  for (let i = 0; i < n; i++) {
+    const key = load<f32>(ck + 4 * i);
+    const id = load<i32>(ci + 4 * i);
+    const ki = f32x4.splat(key);
+    const ii = i32x4.splat(id);
+    let acc = i32x4.splat(0);
+    for (let j = 0; j < n4; j += 4) {
+      const kj = ld(ck + 4 * j);
+      const better = v128.or(f32x4.gt(kj, ki), v128.and(f32x4.eq(kj, ki), i32x4.lt_s(ld(ci + 4 * j), ii)));
+      acc = i32x4.sub(acc, better); // a lane is −1 where better
     }
-    put(hk, hi, h, at, key, id);
-    store<i32>(filled + 4 * b, nf + 1);
-    if (nf + 1 == k) store<f32>(thr + 4 * b, load<f32>(hk + h));
-  } else if (key > load<f32>(hk + h)) {
-    let at = 0;
-    for (;;) {
-      const l = 2 * at + 1;
-      if (l >= k) break;
-      const r = l + 1;
-      let m = l;
-      if (r < k && worse(load<f32>(hk + h + 4 * r), load<i32>(hi + h + 4 * r), load<f32>(hk + h + 4 * l), load<i32>(hi + h + 4 * l)))
-        m = r;
-      const mk = load<f32>(hk + h + 4 * m);
-      const mi = load<i32>(hi + h + 4 * m);
-      if (!worse(mk, mi, key, id)) break;
-      put(hk, hi, h, at, mk, mi);
-      at = m;
-    }
-    put(hk, hi, h, at, key, id);
-    store<f32>(thr + 4 * b, load<f32>(hk + h));
+    const r = laneSumI32(acc);
+    const keep = r < k;
+    store<f32>(select<usize>(outK + 4 * <usize>r, spare, keep), key);
+    store<i32>(select<usize>(outI + 4 * <usize>r, spare + 4, keep), id);
   }
 }
 
 /**
- * The selection of ../topk.ts's topkColumnRange for the columns [b0, b1) (b1 − b0 a multiple of 4)
- * of pre [F, B] + bias [F], as far as keys above a limit can settle it: row by row, four columns per
- * instruction, every key fround(pre + bias) above its column's limit thr[b] (floor, or 0 for
- * relu-topk if the floor is below; once the column's heap holds k entries, its root) is offered to
- * the column's heap at once, so the limit rises as the heap fills. Only keys above the limit can be
- * in the result, so any floor gives the heaps the same entries. A column with fewer than k keys above
- * a floor is selected again from every key (the limit without floor). Heaps: hk float32 / hi int32
- * [B·k] (column b at b·k), filled int32 [B]; thr float32 [B] holds the limits. Afterwards filled[b]
- * is k, or −1 where the column must be selected in JavaScript (relu-topk with fewer than k positive
- * keys, or a NaN among its first k keys, which the full selection lets into its heap).
+ * (key, id) appended to a column's buffer (keys ckb, ids cib, count at cnt). A full buffer (C
+ * candidates) keeps its best k, in rank order through the column's output rows outK / outI, and its
+ * limit thr becomes the k-th of them: keys still to come have larger ids, so an equal key loses.
+ */
+// @ts-ignore: decorator
+@inline function append(
+  ckb: usize, cib: usize, cnt: usize, key: f32, id: i32, C: i32, k: i32, outK: usize, outI: usize, thr: usize,
+): void {
+  const n = load<i32>(cnt);
+  store<f32>(ckb + 4 * n, key);
+  store<i32>(cib + 4 * n, id);
+  store<i32>(cnt, n + 1);
+  if (n + 1 == C) {
+    place(ckb, cib, C, k, outK, outI, ckb + 4 * C);
+    for (let j = 0; j < k; j++) {
+      store<f32>(ckb + 4 * j, load<f32>(outK + 4 * j));
+      store<i32>(cib + 4 * j, load<i32>(outI + 4 * j));
+    }
+    store<i32>(cnt, k);
+    store<f32>(thr, load<f32>(outK + 4 * (k - 1)));
+  }
+}
+
+/**
+ * The candidates of the columns [b0, b1) (b1 − b0 a multiple of 4) of pre [F, B] + bias [F], keys
+ * fround(pre + bias). Pass 1: per column, the k largest of the maxima of G row groups (rows
+ * [g·R, (g+1)·R), R = ⌈F/G⌉), by a max/min insertion network four columns at a time (pmax/pmin: one
+ * instruction each; a NaN key is passed over, as the selection passes over it past its first k
+ * rows); the k-th is the column's bound (the output rows vals of the four columns hold the network).
+ * The limit thr[b] is just below the bound (key > limit is key ≥ bound), and at least 0 for relu-topk.
+ * Pass 2: every key above its column's limit is appended to the column's buffer: keys ck / ids ci
+ * [B, C + 8] (column b at b·(C + 8); C a multiple of 4, above k; then two words `place` discards into,
+ * two unused, four for pass 2's keys), count
+ * cnt [B]. Afterwards cnt[b] ≥ k, or −1 where the column must be selected in JavaScript: relu-topk with
+ * fewer than k positive keys, fewer than k keys above −∞, or a NaN among its first k keys (the full
+ * selection lets those into its heap).
  */
 export function collect(
   pre: usize, bias: usize, F: u32, B: u32, k: i32, relu: u32, b0: u32, b1: u32, thr: usize,
-  hk: usize, hi: usize, filled: usize, floor: f32,
+  ck: usize, ci: usize, cnt: usize, G: u32, C: i32, ids: usize, vals: usize,
 ): void {
-  const none: f32 = relu != 0 ? 0 : -Infinity; // the limit without a floor
-  const L: f32 = relu != 0 && !(floor >= 0) ? 0 : floor;
+  const S = <usize>(C + 8);
+  const R = (F + G - 1) / G;
+  const lowest = f32x4.splat(-Infinity);
+  for (let b = b0; b < b1; b += 4) {
+    const top = vals + 4 * b * k;
+    for (let j = 0; j < k; j++) st(top + 16 * j, lowest);
+  }
+  for (let g: u32 = 0; g < G; g++) {
+    const f0 = g * R;
+    const f1 = min(F, f0 + R);
+    for (let b = b0; b < b1; b += 4) st(thr + 4 * b, lowest); // the group's maxima
+    for (let f = f0; f < f1; f++) {
+      const bf = f32x4.splat(load<f32>(bias + f * 4));
+      const row = pre + f * B * 4;
+      for (let b = b0; b < b1; b += 4) st(thr + 4 * b, f32x4.pmax(ld(thr + 4 * b), f32x4.add(ld(row + b * 4), bf)));
+    }
+    for (let b = b0; b < b1; b += 4) {
+      const top = vals + 4 * b * k;
+      let m = ld(thr + 4 * b);
+      for (let j = 0; j < k; j++) {
+        const t = ld(top + 16 * j);
+        st(top + 16 * j, f32x4.pmax(t, m));
+        m = f32x4.pmin(t, m);
+      }
+    }
+  }
   for (let b = b0; b < b1; b++) {
-    store<i32>(filled + 4 * b, 0);
-    store<f32>(thr + 4 * b, L);
+    let t = below(load<f32>(vals + 4 * ((b & ~3) * k + 4 * (k - 1) + (b & 3))));
+    if (relu != 0 && t < 0) t = 0;
+    store<f32>(thr + 4 * b, t);
+    store<i32>(cnt + 4 * b, 0);
   }
   for (let f: u32 = 0; f < F; f++) {
     const bf = f32x4.splat(load<f32>(bias + f * 4));
@@ -89,61 +140,43 @@ export function collect(
       const s = f32x4.add(ld(row + b * 4), bf);
       const pass = f32x4.gt(s, ld(thr + b * 4));
       if (!v128.any_true(pass)) continue;
-      // Lanes are all ones where the key passed; extract_lane needs a constant lane number. Offering
-      // lane j changes only column b + j's limit, which no other lane of this row reads.
-      if (i32x4.extract_lane(pass, 0)) offer(hk, hi, filled, thr, k, b, f32x4.extract_lane(s, 0), f);
-      if (i32x4.extract_lane(pass, 1)) offer(hk, hi, filled, thr, k, b + 1, f32x4.extract_lane(s, 1), f);
-      if (i32x4.extract_lane(pass, 2)) offer(hk, hi, filled, thr, k, b + 2, f32x4.extract_lane(s, 2), f);
-      if (i32x4.extract_lane(pass, 3)) offer(hk, hi, filled, thr, k, b + 3, f32x4.extract_lane(s, 3), f);
+      // Mostly one lane passes: visit the set bits. The keys go through column b's last four words
+      // (extract_lane needs a constant lane number; `place` discards into the two before them).
+      const spare = ck + 4 * S * b + 4 * <usize>(C + 4);
+      st(spare, s);
+      let bits = i32x4.bitmask(pass);
+      while (bits != 0) {
+        const j = <u32>ctz(bits);
+        bits &= bits - 1;
+        const c = b + j;
+        append(ck + 4 * S * c, ci + 4 * S * c, cnt + 4 * c, load<f32>(spare + 4 * j), f, C, k, vals + 4 * c * k, ids + 4 * c * k, thr + 4 * c);
+      }
     }
   }
   for (let b = b0; b < b1; b++) {
-    if (load<i32>(filled + 4 * b) < k && L > none) {
-      // fewer than k keys above the floor: this column again, every key above the limit without floor
-      store<i32>(filled + 4 * b, 0);
-      store<f32>(thr + 4 * b, none);
-      for (let f: u32 = 0; f < F; f++) {
-        const key: f32 = load<f32>(pre + 4 * (f * B + b)) + load<f32>(bias + 4 * f);
-        if (key > load<f32>(thr + 4 * b)) offer(hk, hi, filled, thr, k, b, key, f);
-      }
-    }
-    let full = load<i32>(filled + 4 * b) < k;
-    for (let f: u32 = 0; f < <u32>k && !full; f++) {
+    let js = load<i32>(cnt + 4 * b) < k;
+    for (let f: u32 = 0; f < <u32>k && !js; f++) {
       const s: f32 = load<f32>(pre + 4 * (f * B + b)) + load<f32>(bias + 4 * f);
-      full = s != s;
+      js = s != s;
     }
-    if (full) store<i32>(filled + 4 * b, -1);
+    if (js) store<i32>(cnt + 4 * b, -1);
   }
 }
 
 /**
- * Rows b of ids / vals [B, k] for the columns [b0, b1) whose heaps `collect` settled (filled[b] = k):
- * the heap's entries by descending key, ties by ascending id (the heaps hold no NaN, so the order is
- * total and any sorting order gives the same rows); for topk (relu = 0) negative values become 0.
+ * Rows b of ids / vals [B, k] for the columns [b0, b1) that `collect` settled (cnt[b] ≥ k): the best k
+ * candidates, by descending key, ties by ascending id; for topk (relu = 0) negative values become 0.
  */
 export function sortColumns(
-  hk: usize, hi: usize, filled: usize, k: i32, b0: u32, b1: u32, ids: usize, vals: usize, relu: u32,
+  ck: usize, ci: usize, cnt: usize, k: i32, b0: u32, b1: u32, ids: usize, vals: usize, relu: u32, C: i32,
 ): void {
+  const S = <usize>(C + 8);
   for (let b = b0; b < b1; b++) {
-    if (load<i32>(filled + 4 * b) != k) continue;
-    const h = 4 * b * <u32>k;
-    // insertion from the heap's last entry to its root: leaves tend to be the larger keys, so most
-    // entries land at the end of the sorted prefix
-    for (let j = 0; j < k; j++) {
-      const key = load<f32>(hk + h + 4 * (k - 1 - j));
-      const id = load<i32>(hi + h + 4 * (k - 1 - j));
-      let t = j;
-      while (t > 0) {
-        const pk = load<f32>(vals + h + 4 * (t - 1));
-        const pi = load<i32>(ids + h + 4 * (t - 1));
-        if (!worse(pk, pi, key, id)) break;
-        store<f32>(vals + h + 4 * t, pk);
-        store<i32>(ids + h + 4 * t, pi);
-        t--;
-      }
-      store<f32>(vals + h + 4 * t, key);
-      store<i32>(ids + h + 4 * t, id);
-    }
-    if (relu == 0) for (let j = 0; j < k; j++) if (load<f32>(vals + h + 4 * j) < 0) store<f32>(vals + h + 4 * j, 0);
+    const n = load<i32>(cnt + 4 * b);
+    if (n < k) continue;
+    const ckb = ck + 4 * S * b;
+    const vb = vals + 4 * b * k;
+    place(ckb, ci + 4 * S * b, n, k, vb, ids + 4 * b * k, ckb + 4 * C);
+    if (relu == 0) for (let j = 0; j < k; j++) if (load<f32>(vb + 4 * j) < 0) store<f32>(vb + 4 * j, 0);
   }
 }
