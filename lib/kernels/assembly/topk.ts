@@ -9,6 +9,8 @@
  * that bound to the column's buffer (about k + 4 keys per column at G = 64, k = 20, on trained
  * encoders' pre-activations). `sortColumns` writes each column's k best candidates by rank. Neither
  * pass keeps a heap: its sifts were branches no predictor could learn, most of the old selection's time.
+ * The network (G·k steps per four columns) and the ranks (n² compares per column) grow as k²: past
+ * k ≈ 64 the heaps were faster (bench/README.md has the figures); the presets use k = 8 and 20.
  */
 import { ld, st } from "./common";
 
