@@ -278,8 +278,9 @@ export function topkGroups(F: number, k: number): number {
  * (relu-topk with fewer than k positive keys, fewer than k keys above −∞, or a NaN among the first k
  * keys) run topkColumnRange here, column by column. Every G gives the same result. Scratch (each range
  * uses its columns' part only): thr [B] float32 at thrPtr; at bufPtr, keys [B·(C + 8)] float32, ids
- * [B·(C + 8)] int32 and counts [B] int32, C = topkBufferCapacity(k). relu is 0 or 1; b1 − b0 a multiple of 4. The unit a helper thread runs: wasmTopk.ts
- * ships its source (self-contained like topkColumnRange, which it calls).
+ * [B·(C + 8)] int32 and counts [B] int32, C = topkBufferCapacity(k). relu is 0 or 1; b1 − b0 a
+ * multiple of 4. The unit a helper thread runs: wasmTopk.ts ships its source (self-contained like
+ * topkColumnRange, which it calls).
  */
 export function topkRangeTask(
   buffer: ArrayBufferLike,

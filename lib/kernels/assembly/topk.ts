@@ -151,7 +151,10 @@ export function collect(
         const j = <u32>ctz(bits);
         bits &= bits - 1;
         const c = b + j;
-        append(ck + 4 * S * c, ci + 4 * S * c, cnt + 4 * c, load<f32>(spare + 4 * j), f, C, k, vals + 4 * c * k, ids + 4 * c * k, thr + 4 * c);
+        append(
+          ck + 4 * S * c, ci + 4 * S * c, cnt + 4 * c, load<f32>(spare + 4 * j), f, C, k,
+          vals + 4 * c * k, ids + 4 * c * k, thr + 4 * c,
+        );
       }
     }
   }
