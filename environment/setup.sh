@@ -9,8 +9,8 @@
 #      outputs are committed, so this rewrites nothing unless a source changed without a rebuild);
 #   4. a repo-local Jupyter kernelspec for the tslab TypeScript kernel whose working directory is the
 #      repository root, so notebooks can `import ... from "./lib/..."`; then the library files the
-#      notebooks import, compiled once into the kernels' shared compile cache (`npm run notebooks --
-#      --precompile`), so that the first kernel starts warm;
+#      notebooks import, compiled once into the kernels' shared compile cache, and every code cell of
+#      the notebooks into their cell cache (`npm run notebooks -- --precompile`), so that kernels start warm;
 #   5. with --with-jupyterlab (CI passes it): Debian's jupyter_server and jupyterlab_server (apt, in
 #      step 1) and the project's JupyterLab build (`npm run lab:build`: environment/jupyterlab), which
 #      `npm run lab` and the JupyterLab browser test use.
@@ -105,10 +105,12 @@ if [ -x /usr/bin/jupyter ]; then
 fi
 
 # --- 4b. the notebooks' library, compiled once for every kernel ----------------------------------
-# The kernels share a compile cache (lib/notebook/compile-cache.cjs); filled here, the first kernel after setup
-# starts in ≈ 2 s instead of compiling the library itself (≈ 10 s). A failure only leaves that to the kernels.
+# The kernels share a compile cache (lib/notebook/compile-cache.cjs) and a cell cache (lib/notebook/cell-cache.cjs);
+# filled here, the first kernel after setup starts in ≈ 2 s instead of compiling the library itself (≈ 10 s), and a
+# kernel running a committed notebook builds no TypeScript program at all (≈ 3–5 CPU-s less per notebook). A failure
+# only leaves that work to the kernels.
 if ! npm run --silent notebooks -- --precompile; then
-  echo "setup: WARNING: the notebooks' library did not precompile; the first kernel compiles it (and reports why)" >&2
+  echo "setup: WARNING: the notebooks' library or cells did not precompile; the kernels compile them (and report why)" >&2
 fi
 
 # --- 5. JupyterLab build (optional) ---------------------------------------------------------------

@@ -11,8 +11,9 @@
  *   --env K=V          extra environment for the kernel (repeatable)
  *   --check-clean      only check that the committed notebooks carry no outputs (no execution)
  *   --strip            remove outputs from the named (or all) notebooks in place (no execution)
- *   --precompile       compile the library files the notebooks import into the kernels' compile cache
- *                      (no execution; environment/setup.sh runs it: the first kernel then starts warm)
+ *   --precompile       compile the library files the notebooks import into the kernels' compile cache,
+ *                      then the notebooks' code cells into their cell cache (no execution;
+ *                      environment/setup.sh runs it: kernels then start warm and compile nothing)
  * Notebooks are paths or names in notebooks/ ("00-environment" or "00-environment.ipynb").
  * Default: every notebooks/*.ipynb in name order.
  */
@@ -22,7 +23,7 @@ import { repoRoot, dataDir } from "../lib/paths";
 import { writeFileAtomic } from "../lib/io/atomic";
 import { executeNotebook, formatErrors } from "../lib/notebook/execute";
 import { readNotebook, stripOutputs, summarizeNotebook } from "../lib/notebook/inspect";
-import { precompileNotebookLibrary } from "../lib/notebook/precompile";
+import { precompileNotebookCells, precompileNotebookLibrary } from "../lib/notebook/precompile";
 
 interface Args {
   env: Record<string, string>;
@@ -129,6 +130,26 @@ async function main(): Promise<void> {
       console.error(
         `precompile: ${r.diagnostics.length} diagnostic(s), ${r.writeErrors} unwritten entr(ies); ` +
           "the kernels compile those files themselves (and report the diagnostics)",
+      );
+      process.exit(1);
+    }
+    const c = precompileNotebookCells(files);
+    if (!c.dir) {
+      console.log("cell cache off (IS_TSLAB_CELL_CACHE=0): the kernels compile every cell");
+      return;
+    }
+    for (const s of c.stopped)
+      console.error(
+        `  ${path.relative(repoRoot, s.notebook)} cell ${s.cellIndex}: ${s.why} (later cells not compiled)`,
+      );
+    console.log(
+      `cell cache ${path.relative(repoRoot, c.dir) || c.dir}: ${c.stored} cell(s) compiled and stored, ` +
+        `${c.alreadyCached} already there, ${c.uncacheable} not storable (${c.seconds.toFixed(1)} s)`,
+    );
+    if (c.stopped.length > 0 || c.writeErrors > 0) {
+      console.error(
+        `precompile: ${c.stopped.length} notebook(s) stopped at a cell, ${c.writeErrors} unwritten entr(ies); ` +
+          "their kernels compile those cells themselves (and report the diagnostics)",
       );
       process.exit(1);
     }

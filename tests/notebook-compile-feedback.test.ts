@@ -10,7 +10,12 @@ import assert from "node:assert/strict";
 const { installCompileFeedback, LIB_IMPORT } = require("../lib/notebook/compile-feedback.cjs") as {
   installCompileFeedback: (
     h: unknown,
-    o?: { now?: () => number; cacheStats?: () => { hits: number; misses: number }; cacheOff?: string },
+    o?: {
+      now?: () => number;
+      cacheStats?: () => { hits: number; misses: number };
+      cellCacheStats?: () => { hits: number };
+      cacheOff?: string;
+    },
   ) => () => void;
   LIB_IMPORT: RegExp;
 };
@@ -81,6 +86,26 @@ describe("compile feedback in the first cell", () => {
       off[1].data["text/plain"],
       "library compiled and first cell run in 1.2 s (compile cache off: anchor missing)",
     );
+  });
+  it("says when the first cell came from the cell cache (nothing compiled)", async () => {
+    let clock = 0;
+    const cellStats = { hits: 0 };
+    const stats = { hits: 0, misses: 0 };
+    const sent: Msg[] = [];
+    class Handler {
+      async handleExecuteImpl(_req: { code: string }, _w: unknown, _d: unknown) {
+        clock += 300;
+        cellStats.hits += 1;
+      }
+    }
+    const restore = installCompileFeedback(Handler, {
+      now: () => clock,
+      cacheStats: () => stats,
+      cellCacheStats: () => cellStats,
+    });
+    await new Handler().handleExecuteImpl({ code: 'import "./lib/backend";' }, null, (m: Msg) => sent.push(m));
+    restore();
+    assert.equal(sent[1].data["text/plain"], "first cell run in 0.3 s (compiled before: taken from the cell cache)");
   });
   it("says the first cell stopped when it fails, and rethrows", async () => {
     const { h, sent, write, restore } = fakeHandler(true);

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { executeNotebook, findJupyterPython, formatErrors } from "../lib/notebook/index";
 import { notebookJson, type SyntheticCell } from "./helpers/synthetic-notebook";
-import { notebookImports, precompileNotebookLibrary } from "../lib/notebook/precompile";
+import { notebookImports, precompileNotebookCells, precompileNotebookLibrary } from "../lib/notebook/precompile";
 import { repoRoot } from "../lib/paths";
 
 let tmp = "";
@@ -64,7 +64,8 @@ describe("precompileNotebookLibrary", () => {
     const nb = writeNotebook(path.join(tmp, "small.ipynb"), [
       'import { formatRate } from "./lib/display/format";\nconsole.log("rate", formatRate(4));',
     ]);
-    const env = { IS_TSLAB_COMPILE_CACHE_DIR: cacheDir };
+    // an empty cell cache: the kernel compiles its cell (see precompileNotebookCells below)
+    const env = { IS_TSLAB_COMPILE_CACHE_DIR: cacheDir, IS_TSLAB_CELL_CACHE_DIR: path.join(tmp, "cells-empty") };
     const first = precompileNotebookLibrary([nb], env);
     assert.equal(first.dir, cacheDir);
     assert.deepEqual(first.diagnostics, []);
@@ -91,5 +92,51 @@ describe("precompileNotebookLibrary", () => {
     assert.ok(m, text);
     assert.equal(Number(m[1]), first.stored, text);
     assert.equal(m[1], m[2], text);
+  });
+});
+
+describe("precompileNotebookCells", () => {
+  it("stores every code cell; a kernel then compiles none of them and says so", async (t) => {
+    const nb = writeNotebook(path.join(tmp, "cells.ipynb"), [
+      'import { formatRate } from "./lib/display/format";\nconst rate = formatRate(4);',
+      { markdown: "between" },
+      "   \n",
+      'console.log("rate", rate, { rate });',
+    ]);
+    const env = {
+      IS_TSLAB_COMPILE_CACHE_DIR: path.join(tmp, "compile-cache-cells"),
+      IS_TSLAB_CELL_CACHE_DIR: path.join(tmp, "cells"),
+    };
+    const first = precompileNotebookCells([nb], env);
+    assert.equal(first.dir, env.IS_TSLAB_CELL_CACHE_DIR);
+    assert.deepEqual(first.stopped, []);
+    assert.equal(first.stored, 2, "two code cells; the empty one is skipped, as nbclient skips it");
+    assert.equal(precompileNotebookCells([nb], env).alreadyCached, 2);
+    assert.equal(precompileNotebookCells([nb], { IS_TSLAB_CELL_CACHE: "0" }).dir, null);
+    const broken = writeNotebook(path.join(tmp, "broken.ipynb"), [
+      "const n: number = 1;",
+      "const s: string = n;",
+      "1;",
+    ]);
+    const b = precompileNotebookCells([broken], env);
+    assert.equal(b.stored, 1);
+    assert.equal(b.stopped.length, 1);
+    assert.equal(b.stopped[0].cellIndex, 1);
+    assert.match(b.stopped[0].why, /not assignable/);
+    if (!findJupyterPython()) {
+      t.skip("Jupyter/nbclient not installed: run bash environment/setup.sh");
+      return;
+    }
+    const r = await executeNotebook(nb, { outDir: tmp, timeoutS: 120, env });
+    assert.ok(r.ok, formatErrors(r));
+    const out = JSON.parse(fs.readFileSync(r.outputPath, "utf8"));
+    const text = (i: number) =>
+      out.cells[i].outputs
+        .map((o: { text?: string[]; data?: Record<string, string | string[]> }) =>
+          [o.text ?? [], o.data?.["text/plain"] ?? []].flat().join(""),
+        )
+        .join("\n");
+    assert.match(text(0), /first cell run in [\d.]+ s \(compiled before: taken from the cell cache\)/);
+    assert.match(text(3), /rate 4\.0 it\/s \{ rate: '4\.0 it\/s' \}/);
   });
 });

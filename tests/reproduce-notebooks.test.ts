@@ -49,6 +49,8 @@ const kernelEnv = () => ({
   IS_CACHE_DIR: path.join(tmp, "cache"),
   IS_DATA_DIR: path.join(tmp, "data"),
   IS_TSLAB_COMPILE_CACHE_DIR: path.join(tmp, "compile-cache"),
+  // empty: the kernels compile their cells, so 03 compiles the library and 04 reads it back (tested below)
+  IS_TSLAB_CELL_CACHE_DIR: path.join(tmp, "cell-cache"),
 });
 
 // In reading order: later notebooks load what earlier ones computed (cache hits), as in `npm run reproduce`.

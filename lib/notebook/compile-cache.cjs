@@ -22,7 +22,7 @@
  * emit would not reproduce (tslab 1.0.22 fails on such an imported file anyway).
  *
  * tslab has no hook for this, so the cache is spliced into tslab's converter source at load time
- * (patchConverterSource: four exact anchors; package.json pins tslab, and for a tslab whose converter
+ * (patchConverterSource: five exact anchors, the fifth for the cell cache; package.json pins tslab, and for a tslab whose converter
  * differs the launcher runs without the cache and the first cell says why). Entries are JSON files,
  * written whole (temporary file, then rename) and verified when read (format, key, file and a digest
  * of the outputs); a bad entry is a miss.
@@ -38,6 +38,7 @@ const Module = require("module");
 const path = require("path");
 
 const FORMAT = 1;
+const PATCHED = Symbol("integration-spaces patched converter");
 /** Entries kept after pruning, and the count that triggers it (at most once per kernel). */
 const PRUNE_TO = 2000;
 const PRUNE_ABOVE = 4000;
@@ -45,6 +46,7 @@ const PRUNE_ABOVE = 4000;
 const sha256 = (s) => crypto.createHash("sha256").update(s).digest("hex");
 
 let current = null;
+let convertListener = null;
 
 /** The cache the patched converter consults (null: compile as tslab does). */
 function currentCompileCache() {
@@ -53,6 +55,21 @@ function currentCompileCache() {
 
 function setCurrentCompileCache(cache) {
   current = cache;
+}
+
+/**
+ * Called by the patched converter after each successful convert, with the builder, the cell's source
+ * file and its source dependencies (tslab's getAllSrcDependencies); null: nobody listens. The cell
+ * cache (lib/notebook/cell-cache.cjs) sets it around its calls of a real converter.
+ */
+function currentConvertListener() {
+  return convertListener;
+}
+
+function setConvertListener(fn) {
+  const before = convertListener;
+  convertListener = fn;
+  return before;
 }
 
 /**
@@ -103,6 +120,14 @@ function converterEdits(selfPath) {
         "        }\n" +
         "        if (__cache) {\n            __cache.store(__found, __emitted);\n        }\n",
     },
+    {
+      what: "report each converted cell's program",
+      find: "        declOutput += remainingDecls(builder.getProgram().getTypeChecker(), srcFile, declsFile);\n",
+      replace:
+        "        declOutput += remainingDecls(builder.getProgram().getTypeChecker(), srcFile, declsFile);\n" +
+        "        const __listener = __cc.currentConvertListener();\n" +
+        "        if (__listener) {\n            __listener(builder, srcFile, getAllSrcDependencies(builder, srcFile));\n        }\n",
+    },
   ];
 }
 
@@ -129,6 +154,8 @@ function patchConverterSource(src, selfPath = __filename) {
 function loadPatchedConverter(tslabDir, { register = false } = {}) {
   const file = path.join(tslabDir, "dist", "converter.js");
   if (register && require.cache[file]) {
+    // registered by an earlier call (the compile cache and the cell cache both need it)
+    if (require.cache[file][PATCHED]) return require.cache[file].exports;
     throw new Error("compile cache: tslab's converter was loaded before the cache was installed");
   }
   const m = new Module(file, module);
@@ -142,6 +169,7 @@ function loadPatchedConverter(tslabDir, { register = false } = {}) {
     throw e;
   }
   m.loaded = true;
+  m[PATCHED] = true;
   return m.exports;
 }
 
@@ -371,11 +399,16 @@ function compileCacheDir(root, env = process.env) {
  * tslab loads its own. Returns the cache.
  */
 function installCompileCache(tslabDir, dir) {
-  const cache = createCompileCache({ dir, ts: tslabTypeScript(tslabDir), salt: converterSalt(tslabDir) });
+  const cache = createCompileCacheFor(tslabDir, dir);
   pruneCompileCache(dir);
   loadPatchedConverter(tslabDir, { register: true });
   setCurrentCompileCache(cache);
   return cache;
+}
+
+/** The cache in `dir` for tslab's converter in `tslabDir`. */
+function createCompileCacheFor(tslabDir, dir) {
+  return createCompileCache({ dir, ts: tslabTypeScript(tslabDir), salt: converterSalt(tslabDir) });
 }
 
 /** tslab's TypeScript (the module instance its converter uses). */
@@ -396,7 +429,7 @@ function converterSalt(tslabDir) {
  * Returns the cache's counts and the cell's diagnostics (one line each; none when every file compiled).
  */
 function prefillCompileCache(tslabDir, dir, cellSource) {
-  const cache = createCompileCache({ dir, ts: tslabTypeScript(tslabDir), salt: converterSalt(tslabDir) });
+  const cache = createCompileCacheFor(tslabDir, dir);
   const conv = loadPatchedConverter(tslabDir).createConverter({ isJS: false, isBrowser: false });
   setCurrentCompileCache(cache);
   try {
@@ -412,12 +445,15 @@ function prefillCompileCache(tslabDir, dir, cellSource) {
 module.exports = {
   compileCacheDir,
   createCompileCache,
+  createCompileCacheFor,
   currentCompileCache,
+  currentConvertListener,
   installCompileCache,
   loadPatchedConverter,
   patchConverterSource,
   prefillCompileCache,
   pruneCompileCache,
+  setConvertListener,
   setCurrentCompileCache,
   tslabTypeScript,
 };

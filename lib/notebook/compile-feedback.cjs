@@ -27,7 +27,8 @@ function cacheNote(before, after, off) {
 /**
  * Wrap `Handler.prototype.handleExecuteImpl(req, writeStream, writeDisplayData)` so that the first
  * cell importing ./lib/ is announced and timed. `now` (ms) is injectable for tests; `cacheStats`
- * returns the compile cache's counters (lib/notebook/compile-cache.cjs), when there is one;
+ * returns the compile cache's counters (lib/notebook/compile-cache.cjs), when there is one, and
+ * `cellCacheStats` the cell cache's (lib/notebook/cell-cache.cjs: a first cell it answered is not compiled);
  * `cacheOff` says why it could not be installed. Returns a function that restores the original method.
  */
 function installCompileFeedback(Handler, opts) {
@@ -35,6 +36,8 @@ function installCompileFeedback(Handler, opts) {
   const cacheStats = opts && opts.cacheStats;
   const cacheOff = opts && opts.cacheOff;
   const snapshot = () => (cacheStats ? { ...cacheStats() } : null);
+  const cellCacheStats = opts && opts.cellCacheStats;
+  const cellHits = () => (cellCacheStats ? cellCacheStats().hits : 0);
   const proto = Handler && Handler.prototype;
   const original = proto && proto.handleExecuteImpl;
   if (typeof original !== "function")
@@ -52,6 +55,7 @@ function installCompileFeedback(Handler, opts) {
     );
     const t0 = now();
     const before = snapshot();
+    const cellHitsBefore = cellHits();
     let ok = false;
     try {
       const result = await original.call(this, req, writeStream, writeDisplayData);
@@ -61,9 +65,11 @@ function installCompileFeedback(Handler, opts) {
       const s = ((now() - t0) / 1000).toFixed(1);
       writeDisplayData(
         message(
-          ok
-            ? `library compiled and first cell run in ${s} s${cacheNote(before, snapshot(), cacheOff)}`
-            : `first cell stopped after ${s} s (see the error below)`,
+          !ok
+            ? `first cell stopped after ${s} s (see the error below)`
+            : cellHits() > cellHitsBefore
+              ? `first cell run in ${s} s (compiled before: taken from the cell cache)`
+              : `library compiled and first cell run in ${s} s${cacheNote(before, snapshot(), cacheOff)}`,
           id,
         ),
         true,

@@ -34,9 +34,24 @@ interface CompileCacheModule {
   };
 }
 
+interface CellCacheModule {
+  cellCacheDir(root: string, env?: Record<string, string | undefined>): string | null;
+  prefillCellCache(
+    tslabDir: string,
+    dir: string,
+    notebooks: string[][],
+    metadataOf: (src: string) => { module?: string; mode?: string },
+    opts: { compileDir: string | null },
+  ): {
+    stats: { hits: number; misses: number; stored: number; uncacheable: number; writeErrors: number };
+    stopped: Array<{ notebook: number; cell: number; why: string }>;
+  };
+}
+
 const TSLAB_DIR = path.join(repoRoot, "node_modules", "tslab");
 // the kernel launcher's module (CommonJS, shared with the kernels)
 const compileCache = () => require("./compile-cache.cjs") as CompileCacheModule;
+const cellCache = () => require("./cell-cache.cjs") as CellCacheModule;
 
 /**
  * The project modules the code cells of `notebooks` import, as the cells write them ("./lib/…",
@@ -98,6 +113,69 @@ export function precompileNotebookLibrary(
     uncacheable: r.stats.uncacheable,
     writeErrors: r.stats.writeErrors,
     diagnostics: r.diagnostics,
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
+export interface PrecompileCellsResult {
+  /** The cell cache's directory, or null when IS_TSLAB_CELL_CACHE=0 (nothing done). */
+  dir: string | null;
+  /** Cells compiled and stored now, cells already in the cache, cells that could not be stored. */
+  stored: number;
+  alreadyCached: number;
+  uncacheable: number;
+  writeErrors: number;
+  /** Notebooks whose walk stopped before their last cell (a diagnostic: their kernel would report it). */
+  stopped: Array<{ notebook: string; cellIndex: number; why: string }>;
+  seconds: number;
+}
+
+/**
+ * Fill the kernels' cell cache (lib/notebook/cell-cache.cjs) with every code cell of `notebooks`, compiled in order as
+ * a kernel executing the notebook compiles them (each cell rewritten as the kernel launcher rewrites it, empty cells
+ * skipped as nbclient skips them), so that a kernel started afterwards builds no TypeScript program. Run after
+ * precompileNotebookLibrary: the compile uses the library files it stored.
+ */
+export function precompileNotebookCells(
+  notebooks: string[],
+  env: Record<string, string | undefined> = process.env,
+): PrecompileCellsResult {
+  const t0 = Date.now();
+  const dir = cellCache().cellCacheDir(repoRoot, env);
+  const empty = { stored: 0, alreadyCached: 0, uncacheable: 0, writeErrors: 0, stopped: [] };
+  if (!dir) return { dir: null, ...empty, seconds: 0 };
+  if (path.resolve(process.cwd()) !== path.resolve(repoRoot))
+    throw new Error(`precompileNotebookCells: run from the repository root (${repoRoot}), as the kernels are`);
+  const ts = compileCache().tslabTypeScript(TSLAB_DIR);
+  const { expandShorthandProperties } = require("./cell-rewrite.cjs") as {
+    expandShorthandProperties(code: string, ts: unknown): string;
+  };
+  const { getCodeMetadata } = require(path.join(TSLAB_DIR, "dist", "metadata.js")) as {
+    getCodeMetadata(src: string): { module?: string; mode?: string };
+  };
+  const cells = notebooks.map((file) =>
+    readNotebook(file)
+      .cells.map((cell, index) => ({ cell, index }))
+      .filter(({ cell }) => cell.cell_type === "code" && cellSource(cell).trim() !== ""),
+  );
+  const r = cellCache().prefillCellCache(
+    TSLAB_DIR,
+    dir,
+    cells.map((list) => list.map(({ cell }) => expandShorthandProperties(cellSource(cell), ts))),
+    getCodeMetadata,
+    { compileDir: compileCache().compileCacheDir(repoRoot, env) },
+  );
+  return {
+    dir,
+    stored: r.stats.stored,
+    alreadyCached: r.stats.hits,
+    uncacheable: r.stats.uncacheable,
+    writeErrors: r.stats.writeErrors,
+    stopped: r.stopped.map((s) => ({
+      notebook: notebooks[s.notebook],
+      cellIndex: cells[s.notebook][s.cell].index,
+      why: s.why,
+    })),
     seconds: (Date.now() - t0) / 1000,
   };
 }

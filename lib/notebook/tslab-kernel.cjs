@@ -41,6 +41,22 @@ let compileCacheOff = null;
   }
 }
 
+// A kernel whose cells were compiled before (by a kernel or by the precompile) takes them from the cell cache and
+// builds no TypeScript program (lib/notebook/cell-cache.cjs). IS_TSLAB_CELL_CACHE=0 turns it off; like the compile
+// cache, it needs the patched converter, and without it the kernel compiles as tslab does.
+let cellCache = null;
+{
+  const { cellCacheDir, installCellCache } = require("./cell-cache.cjs");
+  const dir = cellCacheDir(root);
+  if (dir) {
+    try {
+      cellCache = installCellCache(tslabDir, dir);
+    } catch (err) {
+      console.warn(err && err.message ? err.message : String(err));
+    }
+  }
+}
+
 // Cells may use shorthand properties for variables of earlier cells (lib/notebook/cell-rewrite.cjs), installed
 // beneath the compile feedback so that both see the same cell.
 {
@@ -55,6 +71,7 @@ if (process.env.IS_COMPILE_FEEDBACK !== "0") {
   const { installCompileFeedback } = require("./compile-feedback.cjs");
   installCompileFeedback(require(path.join(tslabDir, "dist", "jupyter.js")).JupyterHandlerImpl, {
     cacheStats: compileCache ? () => compileCache.stats : undefined,
+    cellCacheStats: cellCache ? () => cellCache.stats : undefined,
     cacheOff: compileCacheOff,
   });
 }
