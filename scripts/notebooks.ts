@@ -116,16 +116,14 @@ async function main(): Promise<void> {
   }
   if (args.precompile) {
     const r = precompileNotebookLibrary(files);
-    if (!r.dir) {
-      console.log("compile cache off (IS_TSLAB_COMPILE_CACHE=0): nothing to precompile");
-      return;
-    }
+    if (!r.dir) console.log("compile cache off (IS_TSLAB_COMPILE_CACHE=0): no library file precompiled");
     for (const d of r.diagnostics) console.error(`  ${d}`);
-    console.log(
-      `compile cache ${path.relative(repoRoot, r.dir) || r.dir}: ${r.stored} library file(s) compiled and stored, ` +
-        `${r.alreadyCached} already there (${r.modules.length} module(s) imported by ${files.length} notebook(s), ` +
-        `${r.seconds.toFixed(1)} s)`,
-    );
+    if (r.dir)
+      console.log(
+        `compile cache ${path.relative(repoRoot, r.dir) || r.dir}: ${r.stored} library file(s) compiled and stored, ` +
+          `${r.alreadyCached} already there (${r.modules.length} module(s) imported by ${files.length} notebook(s), ` +
+          `${r.seconds.toFixed(1)} s)`,
+      );
     if (r.diagnostics.length > 0 || r.writeErrors > 0) {
       console.error(
         `precompile: ${r.diagnostics.length} diagnostic(s), ${r.writeErrors} unwritten entr(ies); ` +
