@@ -120,19 +120,11 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
   }
 
   function writeWhole(file, body) {
-    const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
     try {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(tmp, body);
-      fs.renameSync(tmp, file);
+      compileCache.writeFileWhole(file, body);
       return true;
     } catch (err) {
       stats.writeErrors++;
-      try {
-        fs.unlinkSync(tmp);
-      } catch {
-        /* never written */
-      }
       warnOnce(`cannot write ${dir}: ${err && err.message}`);
       return false;
     }
@@ -152,29 +144,17 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
 
   /** The text stored under `digest`, or null (missing, unreadable or not verified). */
   function getBlob(digest) {
-    let text;
-    try {
-      text = JSON.parse(fs.readFileSync(blobPath(digest), "utf8"));
-    } catch {
-      return null;
-    }
-    if (typeof text === "string" && sha256(text) === digest) return text;
-    stats.rejected++;
-    return null;
+    const text = compileCache.readCheckedJson(blobPath(digest), (t) => typeof t === "string" && sha256(t) === digest);
+    if (text === null) stats.rejected++;
+    return typeof text === "string" ? text : null;
   }
 
   const entryDigest = (e) => sha256(JSON.stringify([e.key, e.manifest, e.result, e.side]));
 
   function readEntry(key) {
-    let text;
-    try {
-      text = fs.readFileSync(entryPath(key), "utf8");
-    } catch {
-      return null;
-    }
-    try {
-      const e = JSON.parse(text);
-      const ok =
+    const e = compileCache.readCheckedJson(
+      entryPath(key),
+      (e) =>
         e &&
         e.format === FORMAT &&
         e.key === key &&
@@ -183,13 +163,10 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
         typeof e.result === "object" &&
         Array.isArray(e.side) &&
         e.side.every((s) => Array.isArray(s) && typeof s[0] === "string" && typeof s[1] === "string") &&
-        e.digest === entryDigest(e);
-      if (ok) return e;
-    } catch {
-      /* not JSON: rejected below */
-    }
-    stats.rejected++;
-    return null;
+        e.digest === entryDigest(e),
+    );
+    if (e === null) stats.rejected++;
+    return e || null;
   }
 
   /** Whether every input the manifest under `digest` lists is on disk as it was. */

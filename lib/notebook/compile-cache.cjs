@@ -45,6 +45,46 @@ const PRUNE_ABOVE = 4000;
 
 const sha256 = (s) => crypto.createHash("sha256").update(s).digest("hex");
 
+/**
+ * Write `body` to `file` whole: a temporary file beside it (its directory created if missing), then a
+ * rename, so a reader sees the old file or the new one. Throws, leaving no temporary file behind.
+ */
+function writeFileWhole(file, body) {
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(tmp, body);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* never written */
+    }
+    throw err;
+  }
+}
+
+/**
+ * The JSON value in `file` if `valid(value)` holds; undefined when the file cannot be read (a miss),
+ * null when it is not JSON or not valid (a damaged entry).
+ */
+function readCheckedJson(file, valid) {
+  let text;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const value = JSON.parse(text);
+    if (valid(value)) return value;
+  } catch {
+    /* not JSON */
+  }
+  return null;
+}
+
 let current = null;
 let convertListener = null;
 
@@ -233,28 +273,19 @@ function createCompileCache({ dir, ts, salt }) {
 
   /** The stored outputs under `key` for `file`, or null (missing, unreadable or not verified). */
   function read(key, file) {
-    let text;
-    try {
-      text = fs.readFileSync(entryPath(key), "utf8");
-    } catch {
-      return null;
-    }
-    try {
-      const e = JSON.parse(text);
-      const ok =
+    const e = readCheckedJson(
+      entryPath(key),
+      (e) =>
         e &&
         e.format === FORMAT &&
         e.key === key &&
         e.file === file &&
         Array.isArray(e.outputs) &&
         e.outputs.every((o) => o && typeof o.path === "string" && typeof o.data === "string") &&
-        e.digest === outputsDigest(e.outputs);
-      if (ok) return e.outputs;
-    } catch {
-      /* not JSON: rejected below */
-    }
-    stats.rejected++;
-    return null;
+        e.digest === outputsDigest(e.outputs),
+    );
+    if (e === null) stats.rejected++;
+    return e ? e.outputs : null;
   }
 
   function warnOnce(msg) {
@@ -265,19 +296,11 @@ function createCompileCache({ dir, ts, salt }) {
 
   function write(key, file, outputs) {
     const body = JSON.stringify({ format: FORMAT, key, file, outputs, digest: outputsDigest(outputs) });
-    const tmp = `${entryPath(key)}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
     try {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(tmp, body);
-      fs.renameSync(tmp, entryPath(key));
+      writeFileWhole(entryPath(key), body);
       stats.stored++;
     } catch (err) {
       stats.writeErrors++;
-      try {
-        fs.unlinkSync(tmp);
-      } catch {
-        /* never written */
-      }
       warnOnce(`cannot write ${dir}: ${err && err.message}`);
     }
   }
@@ -453,7 +476,9 @@ module.exports = {
   patchConverterSource,
   prefillCompileCache,
   pruneCompileCache,
+  readCheckedJson,
   setConvertListener,
   setCurrentCompileCache,
   tslabTypeScript,
+  writeFileWhole,
 };
