@@ -16,28 +16,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { precompileNotebookCells } from "../lib/notebook/precompile";
 import { cellSource, readNotebook } from "../lib/notebook/inspect";
-import { dataDir, repoRoot } from "../lib/paths";
+import { repoRoot } from "../lib/paths";
+import {
+  type CacheStats as Stats,
+  type ConvertResult,
+  type Converter,
+  convertCells,
+  messages,
+  smallProject,
+} from "./helpers/tslab-converter";
 
-interface ConvertResult {
-  output?: string;
-  declOutput?: string;
-  diagnostics: Array<{ messageText: string; fileName?: string }>;
-  hasToplevelAwait?: boolean;
-  sideOutputs?: Array<{ path: string; data: string }>;
-  lastExpressionVar?: string;
-}
-interface Converter {
-  convert(prevDecl: string, src: string): ConvertResult;
-  close(): void;
-}
-interface Stats {
-  hits: number;
-  misses: number;
-  stored: number;
-  rejected: number;
-  uncacheable: number;
-  writeErrors: number;
-}
 interface CellCache {
   stats: Stats;
   lookup(options: object, prevDecl: string, src: string, delivered: Map<string, string>): unknown;
@@ -92,50 +80,34 @@ function runKernel(cellList: string[], cacheDir: string | null, realAllowed = tr
       })
     : original.createConverter(OPTIONS);
   try {
-    const outs: ConvertResult[] = [];
-    let prev = "";
-    for (const cell of cellList) {
-      const out = conv.convert(prev, cell);
-      outs.push(out);
-      if (out.diagnostics.length > 0) break;
-      prev = out.declOutput ?? "";
-    }
-    return { outs, created, stats: cache?.stats };
+    return { outs: convertCells(conv, cellList), created, stats: cache?.stats };
   } finally {
     conv.close();
   }
 }
 
-const messages = (r: ConvertResult[]) => r.flatMap((o) => o.diagnostics.map((d) => `${d.fileName}: ${d.messageText}`));
-
 describe("cell cache: a small project", () => {
-  // inside the repository: tslab compiles from its working directory (see notebook-compile-cache.test.ts)
-  let project = "";
-  let rel = "";
-  let cacheDir = "";
-  const write = (name: string, text: string) => fs.writeFileSync(path.join(project, name), text);
   const files: Record<string, string> = {
     "c.ts": "export const base: number = 1;\n",
     "b.ts": 'import { base } from "./c";\nexport function twice(x: number): number {\n  return 2 * x + base;\n}\n',
     "a.ts": 'import { twice } from "./b";\nexport const four = twice(2);\n',
   };
+  let project: ReturnType<typeof smallProject>;
+  let cacheDir = "";
+  const write = (name: string, text: string) => project.write(name, text);
   let cellList: string[] = [];
 
   before(() => {
-    fs.mkdirSync(dataDir(), { recursive: true });
-    project = fs.mkdtempSync(path.join(dataDir(), "test-cell-cache-"));
-    rel = `./${path.relative(repoRoot, project)}`;
-    cacheDir = path.join(project, ".cells");
-    for (const [name, text] of Object.entries(files)) write(name, text);
+    project = smallProject("test-cell-cache-", files);
+    cacheDir = path.join(project.dir, ".cells");
+    const rel = project.rel;
     cellList = [
       `import { four } from "${rel}/a";\nconst nine = four + 4;\n`,
       `import { twice } from "${rel}/b";\nconst eight = twice(nine) - 1;\n`,
       "eight * 2;\n",
     ];
   });
-  after(() => {
-    fs.rmSync(project, { recursive: true, force: true });
-  });
+  after(() => project.remove());
 
   it("cold, then warm: tslab's results cell for cell; warm builds no TypeScript program", () => {
     const reference = runKernel(cellList, null).outs;
@@ -208,7 +180,7 @@ describe("cell cache: a small project", () => {
 
   it("a cache directory that cannot be written: the kernel compiles as without it, with one warning", () => {
     const reference = runKernel(cellList, null).outs;
-    const blocked = path.join(project, "blocked");
+    const blocked = path.join(project.dir, "blocked");
     fs.writeFileSync(blocked, "a file, not a directory");
     const warn = console.warn;
     const warnings: string[] = [];

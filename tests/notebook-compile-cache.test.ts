@@ -12,34 +12,18 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { dataDir, repoRoot } from "../lib/paths";
+import { repoRoot } from "../lib/paths";
+import {
+  type CacheStats as Stats,
+  type ConvertResult,
+  type Converter,
+  convertCells,
+  messages,
+  smallProject,
+} from "./helpers/tslab-converter";
 
-interface Diagnostic {
-  messageText: string;
-  fileName?: string;
-}
-interface ConvertResult {
-  output?: string;
-  declOutput?: string;
-  diagnostics: Diagnostic[];
-  hasToplevelAwait?: boolean;
-  sideOutputs?: Array<{ path: string; data: string }>;
-  lastExpressionVar?: string;
-}
-interface Converter {
-  convert(prevDecl: string, src: string): ConvertResult;
-  close(): void;
-}
 interface ConverterModule {
   createConverter(): Converter;
-}
-interface Stats {
-  hits: number;
-  misses: number;
-  stored: number;
-  rejected: number;
-  uncacheable: number;
-  writeErrors: number;
 }
 interface Cache {
   dir: string;
@@ -65,15 +49,7 @@ function runKernel(cells: string[], cache: Cache | null): ConvertResult[] {
   cc.setCurrentCompileCache(cache);
   const conv = (cache ? patched : original).createConverter();
   try {
-    const outs: ConvertResult[] = [];
-    let prev = "";
-    for (const cell of cells) {
-      const out = conv.convert(prev, cell);
-      outs.push(out);
-      if (out.diagnostics.length > 0) break;
-      prev = out.declOutput ?? "";
-    }
-    return outs;
+    return convertCells(conv, cells);
   } finally {
     conv.close();
     cc.setCurrentCompileCache(null);
@@ -81,15 +57,14 @@ function runKernel(cells: string[], cache: Cache | null): ConvertResult[] {
 }
 
 const newCache = (dir: string) => cc.createCompileCache({ dir, ts: tsForTslab, salt: "test" });
-const messages = (r: ConvertResult[]) => r.flatMap((o) => o.diagnostics.map((d) => `${d.fileName}: ${d.messageText}`));
 
 describe("compile cache: a small project that changes between kernels", () => {
-  // inside the repository: tslab compiles from its working directory (TypeScript memoizes it at first
-  // use, so no chdir) and reports no diagnostic for files outside it
+  // inside the repository (tests/helpers/tslab-converter.ts says why)
   let project = "";
   let rel = "";
   let cacheDir = "";
-  const write = (name: string, text: string) => fs.writeFileSync(path.join(project, name), text);
+  let write: (name: string, text: string) => void = () => {};
+  let remove = () => {};
   const files: Record<string, string> = {
     "c.ts": "export const base: number = 1;\n",
     "b.ts": 'import { base } from "./c";\nexport function twice(x: number): number {\n  return 2 * x + base;\n}\n',
@@ -104,17 +79,13 @@ describe("compile cache: a small project that changes between kernels", () => {
   let cell2 = "";
 
   before(() => {
-    fs.mkdirSync(dataDir(), { recursive: true });
-    project = fs.mkdtempSync(path.join(dataDir(), "test-compile-cache-"));
-    rel = `./${path.relative(repoRoot, project)}`;
+    const p = smallProject("test-compile-cache-", files);
+    ({ dir: project, rel, write, remove } = p);
     cacheDir = path.join(project, ".cache");
-    for (const [name, text] of Object.entries(files)) write(name, text);
     cell1 = `import { four } from "${rel}/a";\nimport "${rel}/g";\nimport { scaled } from "${rel}/u";\nfour + scaled;\n`;
     cell2 = `import { twice } from "${rel}/b";\nconst eight = twice(four) - 1;\neight;\n`;
   });
-  after(() => {
-    fs.rmSync(project, { recursive: true, force: true });
-  });
+  after(() => remove());
 
   it("cold, then warm: the same outputs as tslab's converter, over two cells; files from the cache when warm", () => {
     const reference = runKernel([cell1, cell2], null);

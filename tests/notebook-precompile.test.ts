@@ -19,6 +19,16 @@ before(() => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** The text of cell `index`'s outputs in the executed notebook at `file` (streams and text/plain), one per line. */
+function outputText(file: string, index: number): string {
+  const out = JSON.parse(fs.readFileSync(file, "utf8"));
+  return out.cells[index].outputs
+    .map((o: { text?: string[]; data?: Record<string, string | string[]> }) =>
+      [o.text ?? [], o.data?.["text/plain"] ?? []].flat().join(""),
+    )
+    .join("\n");
+}
+
 function writeNotebook(file: string, cells: SyntheticCell[]): string {
   fs.writeFileSync(file, notebookJson(cells));
   return file;
@@ -81,12 +91,7 @@ describe("precompileNotebookLibrary", () => {
     }
     const r = await executeNotebook(nb, { outDir: tmp, timeoutS: 120, env });
     assert.ok(r.ok, formatErrors(r));
-    const out = JSON.parse(fs.readFileSync(r.outputPath, "utf8"));
-    const text = out.cells[0].outputs
-      .map((o: { text?: string[]; data?: Record<string, string | string[]> }) =>
-        [o.text ?? [], o.data?.["text/plain"] ?? []].flat().join(""),
-      )
-      .join("\n");
+    const text = outputText(r.outputPath, 0);
     assert.match(text, /rate 4\.0 it\/s/);
     const m = /(\d+) of (\d+) library files from the compile cache/.exec(text);
     assert.ok(m, text);
@@ -129,13 +134,7 @@ describe("precompileNotebookCells", () => {
     }
     const r = await executeNotebook(nb, { outDir: tmp, timeoutS: 120, env });
     assert.ok(r.ok, formatErrors(r));
-    const out = JSON.parse(fs.readFileSync(r.outputPath, "utf8"));
-    const text = (i: number) =>
-      out.cells[i].outputs
-        .map((o: { text?: string[]; data?: Record<string, string | string[]> }) =>
-          [o.text ?? [], o.data?.["text/plain"] ?? []].flat().join(""),
-        )
-        .join("\n");
+    const text = (i: number) => outputText(r.outputPath, i);
     assert.match(text(0), /first cell run in [\d.]+ s \(compiled before: taken from the cell cache\)/);
     assert.match(text(3), /rate 4\.0 it\/s \{ rate: '4\.0 it\/s' \}/);
   });
