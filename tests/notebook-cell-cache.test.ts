@@ -135,6 +135,37 @@ describe("cell cache: a small project", () => {
     assert.equal(runKernel(edited, cacheDir, false).stats?.hits, 3, "stored");
   });
 
+  it("completion and hover in a kernel whose cells all came from the cache: a real converter then, tslab's answers", () => {
+    type Full = Converter & {
+      complete(prevDecl: string, src: string, position: number): unknown;
+      inspect(prevDecl: string, src: string, position: number): unknown;
+    };
+    const ask = (conv: Full) => {
+      const outs = convertCells(conv, cellList.slice(0, 2));
+      const prev = outs[1].declOutput ?? "";
+      return [conv.complete(prev, "eig", 3), conv.inspect(prev, "twice(1)", 2)];
+    };
+    const reference = original.createConverter(OPTIONS) as Full;
+    let created = 0;
+    const cached = cells.createCachingConverter({
+      createReal: (options) => {
+        created++;
+        return patched.createConverter(options);
+      },
+      options: OPTIONS,
+      cache: cells.createCellCache({ dir: cacheDir, salt: "test" }),
+    }) as unknown as Full;
+    try {
+      const expected = ask(reference);
+      assert.match(JSON.stringify(expected[0]), /"eight"/);
+      assert.deepEqual(ask(cached), expected);
+      assert.equal(created, 1, "built for the completion, after two cells from the cache");
+    } finally {
+      reference.close();
+      cached.close();
+    }
+  });
+
   it("a changed file of the program: a miss, and the new error is reported; nothing stored for it", () => {
     write("c.ts", 'export const base: string = "1";\n');
     try {
@@ -225,6 +256,9 @@ describe("cell cache: the manifest", () => {
         null,
         "another salt: another key",
       );
+      fs.mkdirSync(path.join(cwd, "node_modules", "@types", ".hidden"), { recursive: true });
+      fs.writeFileSync(path.join(cwd, "node_modules", "@types", "a-file"), "x");
+      assert.equal(hit(), true, "dot-directories and files are not type packages (TypeScript skips them)");
       fs.mkdirSync(path.join(cwd, "node_modules", "@types", "extra"), { recursive: true });
       assert.equal(hit(), false);
       store();

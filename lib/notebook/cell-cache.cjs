@@ -74,13 +74,21 @@ function createFileDigests() {
   };
 }
 
-/** The packages under each node_modules/@types from `cwd` up (TypeScript's default type roots). */
+/**
+ * The packages under each node_modules/@types from `cwd` up (TypeScript's default type roots): the
+ * directories (or links) whose names do not start with a dot, as TypeScript includes them; a root
+ * without any is left out (it adds nothing to a program).
+ */
 function typePackages(cwd) {
   const out = [];
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
     const root = path.join(dir, "node_modules", "@types");
     try {
-      out.push(`${root}: ${fs.readdirSync(root).sort().join(" ")}`);
+      const names = fs
+        .readdirSync(root, { withFileTypes: true })
+        .filter((e) => !e.name.startsWith(".") && (e.isDirectory() || e.isSymbolicLink()))
+        .map((e) => e.name);
+      if (names.length > 0) out.push(`${root}: ${names.sort().join(" ")}`);
     } catch {
       /* no type root here */
     }
