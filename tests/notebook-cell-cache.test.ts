@@ -135,7 +135,7 @@ describe("cell cache: a small project", () => {
     assert.equal(runKernel(edited, cacheDir, false).stats?.hits, 3, "stored");
   });
 
-  it("completion and hover in a kernel whose cells all came from the cache: a real converter then, tslab's answers", () => {
+  it("completion and hover after cells from the cache: a real converter then, with tslab's answers", () => {
     type Full = Converter & {
       complete(prevDecl: string, src: string, position: number): unknown;
       inspect(prevDecl: string, src: string, position: number): unknown;

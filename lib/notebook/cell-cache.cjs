@@ -138,7 +138,10 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
     }
   }
 
-  /** Store `text` by its digest (once; a damaged copy is replaced); returns the digest, or null when it could not be written. */
+  /**
+   * Store `text` by its digest (once; a damaged copy is replaced); returns the digest, or null when
+   * it could not be written.
+   */
   function putBlob(text) {
     const digest = sha256(text);
     const body = JSON.stringify(text);

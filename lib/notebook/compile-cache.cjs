@@ -22,8 +22,9 @@
  * emit would not reproduce (tslab 1.0.22 fails on such an imported file anyway).
  *
  * tslab has no hook for this, so the cache is spliced into tslab's converter source at load time
- * (patchConverterSource: five exact anchors, the fifth for the cell cache; package.json pins tslab, and for a tslab whose converter
- * differs the launcher runs without the cache and the first cell says why). Entries are JSON files,
+ * (patchConverterSource: five exact anchors, the fifth a hook for the cell cache; package.json pins
+ * tslab, and for a tslab whose converter differs the launcher runs without the cache and the first
+ * cell says why). Entries are JSON files,
  * written whole (temporary file, then rename) and verified when read (format, key, file and a digest
  * of the outputs); a bad entry is a miss.
  *
