@@ -103,6 +103,15 @@ function typePackages(cwd) {
  */
 function createCellCache({ dir, salt, cwd = process.cwd() }) {
   const digestOf = createFileDigests();
+  const textDigests = new WeakMap(); // SourceFile → sha256 of its text (an unchanged file keeps its object)
+  const textDigestOf = (sf) => {
+    let d = textDigests.get(sf);
+    if (d === undefined) {
+      d = sha256(sf.text);
+      textDigests.set(sf, d);
+    }
+    return d;
+  };
   const stats = { hits: 0, misses: 0, stored: 0, rejected: 0, uncacheable: 0, writeErrors: 0 };
   let warned = false;
 
@@ -218,25 +227,22 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
           stats.misses++;
           return null;
         }
-        sideOutputs.push({ path: outPath, data });
+        sideOutputs.push({ path: outPath, data, digest });
       }
       stats.hits++;
       return { result: e.result, sideOutputs };
     },
     /**
      * What to store of the program a convert ran in (called by the patched converter, while the
-     * program is current): each file's path and the digest of the text TypeScript read, and the
-     * output paths of the project files the cell imports. null: the program holds a file that is
-     * not on disk (a virtual module), so the cell cannot be stored.
+     * program is current): its source files (their texts are hashed only if the cell is stored,
+     * where a file not on disk as TypeScript read it, such as a `%module` cell's module, makes the
+     * cell unstorable) and the output paths of the project files the cell imports. null: a file the
+     * cell imports lies outside the working directory (tslab cannot emit it).
      */
     describe(builder, srcFile, deps) {
       const cellDir = path.dirname(srcFile.fileName);
       const virtual = new Set([srcFile.fileName, path.join(cellDir, "__prev__.d.ts")]);
-      const files = [];
-      for (const sf of builder.getProgram().getSourceFiles()) {
-        if (virtual.has(sf.fileName)) continue;
-        files.push([sf.fileName, sha256(sf.text), sha256(`\ufeff${sf.text}`)]);
-      }
+      const files = builder.getProgram().getSourceFiles().filter((sf) => !virtual.has(sf.fileName));
       const outputs = [];
       for (const dep of deps) {
         if (dep === srcFile.fileName) continue;
@@ -253,13 +259,13 @@ function createCellCache({ dir, salt, cwd = process.cwd() }) {
     store(options, prevDecl, src, result, described, known) {
       if (!described || result.diagnostics.length > 0) return;
       const files = [];
-      for (const [file, textDigest, withBom] of described.files) {
-        const d = digestOf(file);
-        if (d !== textDigest && d !== withBom) {
+      for (const sf of described.files) {
+        const d = digestOf(sf.fileName);
+        if (d !== textDigestOf(sf) && d !== sha256(`\ufeff${sf.text}`)) {
           stats.uncacheable++;
           return;
         }
-        files.push([file, d]);
+        files.push([sf.fileName, d]);
       }
       const side = [];
       for (const outPath of described.outputs) {
@@ -311,11 +317,11 @@ function createCachingConverter({ createReal, options, cache, shared }) {
   const fresh = (outputs) => {
     const out = [];
     for (const o of outputs || []) {
-      const digest = sha256(o.data);
+      const digest = o.digest || sha256(o.data); // the cache's outputs carry theirs
       if (delivered.get(o.path) === digest) continue;
       delivered.set(o.path, digest);
       holder.known.set(o.path, o.data);
-      out.push(o);
+      out.push({ path: o.path, data: o.data });
     }
     return out.length > 0 ? out : undefined;
   };

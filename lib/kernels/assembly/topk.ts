@@ -94,10 +94,9 @@ import { ld, st } from "./common";
  * The limit thr[b] is just below the bound (key > limit is key ≥ bound), and at least 0 for relu-topk.
  * Pass 2: every key above its column's limit is appended to the column's buffer: keys ck / ids ci
  * [B, C + 8] (column b at b·(C + 8); C a multiple of 4, above k; then two words `place` discards into,
- * two unused, four for pass 2's keys), count
- * cnt [B]. Afterwards cnt[b] ≥ k, or −1 where the column must be selected in JavaScript: relu-topk with
- * fewer than k positive keys, fewer than k keys above −∞, or a NaN among its first k keys (the full
- * selection lets those into its heap).
+ * two unused, four for pass 2's keys), count cnt [B]. Afterwards cnt[b] ≥ k, or −1 where the column
+ * must be selected in JavaScript: relu-topk with fewer than k positive keys, fewer than k keys above
+ * −∞, or a NaN among its first k keys (the full selection lets those into its heap).
  */
 export function collect(
   pre: usize, bias: usize, F: u32, B: u32, k: i32, relu: u32, b0: u32, b1: u32, thr: usize,
